@@ -1,0 +1,31 @@
+"""Fixtures shared by every test: where the read-only shared data lies, and quiet TensorFlow."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # transformers' TF classes need Keras 2
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+SHARED_DATA = os.environ.get("NANOGPT_TFX_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """../shared/data beside the checkout: Tiny Shakespeare and the GPT-2 BPE files."""
+    if not os.path.isfile(os.path.join(SHARED_DATA, "tinyshakespeare.txt")):
+        raise FileNotFoundError(f"shared data not found at {SHARED_DATA}: tests need ../shared/data "
+                                f"(or NANOGPT_TFX_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shakespeare_text(shared_data):
+    with open(os.path.join(shared_data, "tinyshakespeare.txt"), encoding="utf-8") as f:
+        return f.read()
+
+
+@pytest.fixture(scope="session")
+def bpe_dir(shared_data):
+    return os.path.join(shared_data, "gpt2_bpe")

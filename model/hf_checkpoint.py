@@ -1,0 +1,203 @@
+"""GPT-2 checkpoints in Hugging Face's format: import into a GPT, and export a GPT back.
+
+Weights are read and written as safetensors with numpy (no torch needed). Both layouts that
+transformers writes are understood: PyTorch names (`h.0.attn.c_attn.weight`, what the hub holds)
+and TensorFlow names (`transformer/h_._0/attn/c_attn/weight:0`, what `TFGPT2LMHeadModel.
+save_pretrained(safe_serialization=True)` writes). Export writes PyTorch names, which both
+transformers' PyTorch and TensorFlow classes load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from typing import Dict
+
+import numpy as np
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
+HUB_ORGANISATION = "openai-community"  # where the hub keeps OpenAI's GPT-2 checkpoints
+
+# Hugging Face's names for GPT-2's tanh-approximated GELU, which is the one the model computes.
+_TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+# Overrides that make sense on top of a pretrained checkpoint (everything else is fixed by it).
+_ALLOWED_OVERRIDES = ("dropout", "block_size", "dtype_policy")
+
+
+def load_gpt(name_or_dir: str, **overrides):
+    """A GPT with the weights of gpt2/gpt2-medium/gpt2-large/gpt2-xl from the hub, or of the
+    Hugging Face GPT-2 checkpoint in a local directory. Overrides: dropout, block_size (crops the
+    context), dtype_policy."""
+    from model.model import GPT, GPT2_SIZES, GPTConfig
+
+    unknown = sorted(set(overrides) - set(_ALLOWED_OVERRIDES))
+    if unknown:
+        raise ValueError(f"from_pretrained({name_or_dir!r}): cannot override {unknown}; "
+                         f"only {list(_ALLOWED_OVERRIDES)} can be changed on a pretrained model")
+    directory = _resolve_checkpoint_dir(name_or_dir, GPT2_SIZES)
+    hf_config = _read_gpt2_config(directory)
+    config = GPTConfig(
+        n_layer=hf_config["n_layer"], n_head=hf_config["n_head"], n_embd=hf_config["n_embd"],
+        block_size=hf_config["n_positions"], vocab_size=hf_config["vocab_size"], bias=True,
+        dropout=overrides.get("dropout", 0.0))
+    model = GPT(config, dtype_policy=overrides.get("dtype_policy", "float32"))
+    weights = _read_weights(directory)
+    targets = model.named_variables()
+    missing = sorted(set(targets) - set(weights))
+    if missing:
+        raise ValueError(f"GPT-2 checkpoint in {directory} lacks {len(missing)} weights, "
+                         f"e.g. {missing[:3]}")
+    for name, variable in targets.items():
+        value = weights[name]
+        if value.size != variable.shape.num_elements():
+            raise ValueError(f"GPT-2 checkpoint in {directory}: {name} has shape {value.shape}, "
+                             f"the model expects {variable.shape}")
+        variable.assign(value.reshape(variable.shape).astype(np.float32))
+    if "block_size" in overrides and overrides["block_size"] < config.block_size:
+        model.crop_block_size(overrides["block_size"])
+    return model
+
+
+def save_gpt(model, directory: str) -> None:
+    """Write `model` as a Hugging Face GPT2LMHeadModel checkpoint (config.json and
+    model.safetensors). Files are written beside their final names and renamed into place, so an
+    interrupted save never leaves a truncated file under the final name."""
+    from safetensors.numpy import save_file
+
+    cfg = model.config
+    tensors: Dict[str, np.ndarray] = {}
+    for name, variable in model.named_variables().items():
+        tensors[name] = np.ascontiguousarray(variable.numpy())
+    if not cfg.bias:
+        # GPT-2's architecture always has biases: zeros are the same function as no bias.
+        for name in list(tensors):
+            if name.endswith(".weight") and name != "wte.weight" and name != "wpe.weight":
+                bias_name = name[: -len("weight")] + "bias"
+                tensors[bias_name] = np.zeros([tensors[name].shape[-1]], np.float32)
+    hf_config = {
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.block_size,
+        "n_ctx": cfg.block_size,
+        "n_embd": cfg.n_embd,
+        "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "resid_pdrop": cfg.dropout,
+        "embd_pdrop": cfg.dropout,
+        "attn_pdrop": cfg.dropout,
+        "layer_norm_epsilon": 1e-5,
+        "initializer_range": 0.02,
+        "tie_word_embeddings": True,
+    }
+    if cfg.vocab_size > 50256:  # the vocabulary holds GPT-2's end-of-text token
+        hf_config.update(bos_token_id=50256, eos_token_id=50256)
+    os.makedirs(directory, exist_ok=True)
+    with _atomic_path(directory, WEIGHTS_FILE) as tmp:
+        save_file(tensors, tmp, metadata={"format": "pt"})
+    with _atomic_path(directory, CONFIG_FILE) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(hf_config, f, indent=2)
+
+
+class _atomic_path:
+    """Context manager yielding a temporary path in `directory` that becomes `name` on success."""
+
+    def __init__(self, directory, name):
+        self.final = os.path.join(directory, name)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+        os.close(fd)
+
+    def __enter__(self):
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            os.replace(self.tmp, self.final)
+        elif os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+def _resolve_checkpoint_dir(name_or_dir: str, known_sizes) -> str:
+    if os.path.isdir(name_or_dir):
+        return name_or_dir
+    if name_or_dir in known_sizes:
+        from huggingface_hub import hf_hub_download
+
+        repo_id = f"{HUB_ORGANISATION}/{name_or_dir}"
+        config_path = hf_hub_download(repo_id, CONFIG_FILE)
+        hf_hub_download(repo_id, WEIGHTS_FILE)
+        return os.path.dirname(config_path)
+    raise FileNotFoundError(
+        f"GPT-2 checkpoint {name_or_dir!r}: no such directory, and not one of the released "
+        f"models {sorted(known_sizes)}")
+
+
+def _read_gpt2_config(directory: str) -> dict:
+    path = os.path.join(directory, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{directory} is not a Hugging Face checkpoint: it has no {CONFIG_FILE}")
+    with open(path) as f:
+        config = json.load(f)
+    model_type = config.get("model_type")
+    if model_type != "gpt2":
+        raise ValueError(f"{directory} holds a {model_type!r} checkpoint "
+                         f"({config.get('architectures')}), not a GPT-2 one")
+    problems = []
+    if config.get("activation_function", "gelu_new") not in _TANH_GELUS:
+        problems.append(f"activation_function={config['activation_function']!r}")
+    if config.get("n_inner") not in (None, 4 * config["n_embd"]):
+        problems.append(f"n_inner={config['n_inner']}")
+    if not config.get("scale_attn_weights", True) or config.get("scale_attn_by_inverse_layer_idx"):
+        problems.append("non-standard attention scaling")
+    if config.get("add_cross_attention"):
+        problems.append("cross-attention")
+    if problems:
+        raise ValueError(f"{directory}: GPT-2 variant this model does not implement: {', '.join(problems)}")
+    return config
+
+
+def _read_weights(directory: str) -> Dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    single = os.path.join(directory, WEIGHTS_FILE)
+    index = os.path.join(directory, WEIGHTS_INDEX_FILE)
+    if os.path.isfile(single):
+        files = [single]
+    elif os.path.isfile(index):
+        with open(index) as f:
+            files = sorted({os.path.join(directory, v) for v in json.load(f)["weight_map"].values()})
+    else:
+        present = sorted(os.listdir(directory))
+        raise FileNotFoundError(
+            f"{directory} holds no {WEIGHTS_FILE} (it has {present}); save the checkpoint with "
+            f"safetensors (save_pretrained(..., safe_serialization=True))")
+    weights = {}
+    for path in files:
+        for key, value in load_file(path).items():
+            name = canonical_weight_name(key)
+            if name is not None:
+                weights[name] = value
+    return weights
+
+
+def canonical_weight_name(key: str):
+    """GPT-2's PyTorch name for a checkpoint key in either layout; None for keys that are not
+    parameters of the model (attention-mask buffers, the tied lm_head)."""
+    key = key[:-2] if key.endswith(":0") else key
+    if "/" in key:  # TensorFlow layout: [model_name/]transformer/h_._0/ln_1/gamma
+        key = key[key.index("transformer/"):] if "transformer/" in key else key
+        key = re.sub(r"h_\._(\d+)", r"h.\1", key).replace("/", ".")
+        key = re.sub(r"\.(gamma|embeddings)$", ".weight", key)
+        key = re.sub(r"\.beta$", ".bias", key)
+    if key.startswith("transformer."):
+        key = key[len("transformer."):]
+    if key == "lm_head.weight" or re.fullmatch(r"h\.\d+\.attn\.(bias|masked_bias)", key):
+        return None
+    return key

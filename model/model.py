@@ -1,0 +1,321 @@
+"""Full definition of a GPT language model in TensorFlow, all of it in this single file.
+
+It follows nanoGPT's model.py, which follows OpenAI's GPT-2 and Hugging Face's implementation.
+Variables carry GPT-2's own names (wte, wpe, h.N.attn.c_attn, ln_f, ...) so that checkpoints map
+one to one onto Hugging Face's GPT-2 (see `model/hf_checkpoint.py`).
+
+The model is a plain `tf.Module`: variables live in float32 and, under a mixed-precision policy,
+are cast to the compute dtype where they are used (the same thing a Keras mixed policy does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, Optional
+
+import tensorflow as tf
+
+# Compute dtypes by policy name (the names Keras uses for its mixed-precision policies).
+DTYPE_POLICIES = {
+    "float32": tf.float32,
+    "mixed_bfloat16": tf.bfloat16,
+    "mixed_float16": tf.float16,
+}
+
+GPT2_VOCAB_SIZE = 50257  # GPT-2's BPE vocabulary, the end-of-text token included
+PADDED_VOCAB_SIZE = 50304  # GPT-2's vocabulary rounded up to a multiple of 64, as nanoGPT trains
+
+
+@dataclasses.dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = PADDED_VOCAB_SIZE
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # True: biases in Linears and LayerNorms, like GPT-2. False: a bit better and faster
+
+    def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# The four GPT-2 sizes that OpenAI released, as nanoGPT's from_pretrained knows them.
+GPT2_SIZES = {
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M params
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M params
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M params
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M params
+}
+
+
+# The random generator for initial weights: seeded while a GPT(seed=...) is being built.
+_init_generator: Optional[tf.random.Generator] = None
+
+
+def _normal(shape, stddev):
+    generator = _init_generator or tf.random.get_global_generator()
+    return generator.normal(shape, mean=0.0, stddev=stddev, dtype=tf.float32)
+
+
+class LayerNorm(tf.Module):
+    """LayerNorm with an optional bias (TF's and Keras' LayerNorm always have one)."""
+
+    def __init__(self, ndim: int, bias: bool, name=None):
+        super().__init__(name=name)
+        self.weight = tf.Variable(tf.ones([ndim]), name="weight")
+        self.bias = tf.Variable(tf.zeros([ndim]), name="bias") if bias else None
+
+    def __call__(self, x):
+        # Normalise in float32 even under mixed precision: variance in bfloat16 is too coarse.
+        dtype = x.dtype
+        x = tf.cast(x, tf.float32)
+        mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+        x = (x - mean) * tf.math.rsqrt(variance + 1e-5) * self.weight
+        if self.bias is not None:
+            x = x + self.bias
+        return tf.cast(x, dtype)
+
+
+class Linear(tf.Module):
+    """y = x @ W + b with W stored (in, out), the layout of GPT-2's Conv1D."""
+
+    def __init__(self, n_in: int, n_out: int, bias: bool, std: float = 0.02, name=None):
+        super().__init__(name=name)
+        self.weight = tf.Variable(_normal([n_in, n_out], std), name="weight")
+        self.bias = tf.Variable(tf.zeros([n_out]), name="bias") if bias else None
+
+    def __call__(self, x):
+        y = tf.matmul(x, tf.cast(self.weight, x.dtype))
+        if self.bias is not None:
+            y = y + tf.cast(self.bias, x.dtype)
+        return y
+
+
+class Embedding(tf.Module):
+    def __init__(self, num: int, dim: int, name=None):
+        super().__init__(name=name)
+        self.weight = tf.Variable(_normal([num, dim], 0.02), name="weight")
+
+    def __call__(self, ids):
+        return tf.gather(self.weight, ids)
+
+
+def _dropout(x, rate: float, training: bool):
+    return tf.nn.dropout(x, rate=rate) if training and rate > 0.0 else x
+
+
+class CausalSelfAttention(tf.Module):
+    def __init__(self, config: GPTConfig, name=None):
+        super().__init__(name=name)
+        # key, query, value projections for all heads, in one matmul
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, config.bias, name="c_attn")
+        # output projection; scaled init per GPT-2 paper: it adds into the residual stream
+        self.c_proj = Linear(config.n_embd, config.n_embd, config.bias,
+                             std=0.02 / math.sqrt(2 * config.n_layer), name="c_proj")
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.dropout = config.dropout
+
+    def __call__(self, x, training=False):
+        B, T = tf.shape(x)[0], tf.shape(x)[1]
+        C, nh = self.n_embd, self.n_head
+        q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
+
+        def heads(t):  # (B, T, C) -> (B, nh, T, hs)
+            return tf.transpose(tf.reshape(t, [B, T, nh, C // nh]), [0, 2, 1, 3])
+
+        q, k, v = heads(q), heads(k), heads(v)
+        # causal self-attention: (B, nh, T, hs) x (B, nh, hs, T) -> (B, nh, T, T)
+        # (softmax in float32: under mixed precision bf16/fp16 scores lose too much)
+        att = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * (1.0 / math.sqrt(C // nh))
+        # position t attends to positions <= t only
+        causal = tf.linalg.band_part(tf.ones([T, T], tf.bool), -1, 0)
+        att = tf.where(causal, att, float("-inf"))
+        att = tf.cast(tf.nn.softmax(att, axis=-1), x.dtype)
+        att = _dropout(att, self.dropout, training)
+        y = tf.matmul(att, v)  # (B, nh, T, hs)
+        y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C])  # re-assemble all heads
+        return _dropout(self.c_proj(y), self.dropout, training)
+
+
+class MLP(tf.Module):
+    def __init__(self, config: GPTConfig, name=None):
+        super().__init__(name=name)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, config.bias, name="c_fc")
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, config.bias,
+                             std=0.02 / math.sqrt(2 * config.n_layer), name="c_proj")
+        self.dropout = config.dropout
+
+    def __call__(self, x, training=False):
+        x = tf.nn.gelu(self.c_fc(x), approximate=True)  # GPT-2's tanh GELU ("gelu_new")
+        return _dropout(self.c_proj(x), self.dropout, training)
+
+
+class Block(tf.Module):
+    """A pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPTConfig, name=None):
+        super().__init__(name=name)
+        self.ln_1 = LayerNorm(config.n_embd, config.bias, name="ln_1")
+        self.attn = CausalSelfAttention(config, name="attn")
+        self.ln_2 = LayerNorm(config.n_embd, config.bias, name="ln_2")
+        self.mlp = MLP(config, name="mlp")
+
+    def __call__(self, x, training=False):
+        x = x + self.attn(self.ln_1(x), training=training)
+        return x + self.mlp(self.ln_2(x), training=training)
+
+
+class GPT(tf.Module):
+    def __init__(self, config: GPTConfig, dtype_policy: str = "float32", seed: Optional[int] = None,
+                 name="gpt"):
+        super().__init__(name=name)
+        if dtype_policy not in DTYPE_POLICIES:
+            raise ValueError(f"dtype_policy must be one of {sorted(DTYPE_POLICIES)}, got {dtype_policy!r}")
+        self.config = config
+        self.dtype_policy = dtype_policy
+        self.compute_dtype = DTYPE_POLICIES[dtype_policy]
+        global _init_generator
+        _init_generator = tf.random.Generator.from_seed(seed) if seed is not None else None
+        try:
+            with self.name_scope:
+                self.wte = Embedding(config.vocab_size, config.n_embd, name="wte")
+                self.wpe = Embedding(config.block_size, config.n_embd, name="wpe")
+                self.h = [Block(config, name=f"h_{i}") for i in range(config.n_layer)]
+                self.ln_f = LayerNorm(config.n_embd, config.bias, name="ln_f")
+        finally:
+            _init_generator = None
+        # The LM head is tied to wte (weight tying, https://paperswithcode.com/method/weight-tying):
+        # logits = x @ wte^T, so there is no separate lm_head variable at all.
+
+    # ----------------------------------------------------------------------------------------
+    # forward
+
+    def __call__(self, idx, training=False):
+        """Logits (B, T, vocab_size) in float32 for int token ids idx of shape (B, T)."""
+        idx = tf.convert_to_tensor(idx)
+        if not idx.dtype.is_integer:
+            raise TypeError(f"GPT expects integer token ids, got a {idx.dtype.name} tensor")
+        if idx.shape.rank is not None and idx.shape.rank != 2:
+            raise ValueError(f"GPT expects token ids of shape (batch, time), got shape {idx.shape}")
+        self._check_length(idx)
+        idx = self._check_token_range(idx)
+        t = tf.shape(idx)[1]
+        x = self.wte(idx) + self.wpe(tf.range(t))  # token + position embeddings, (B, T, n_embd)
+        x = _dropout(tf.cast(x, self.compute_dtype), self.config.dropout, training)
+        for block in self.h:
+            x = block(x, training=training)
+        x = self.ln_f(x)
+        logits = tf.matmul(x, tf.cast(self.wte.weight, x.dtype), transpose_b=True)
+        return tf.cast(logits, tf.float32)
+
+    def _check_length(self, idx):
+        t = idx.shape[1]
+        if t is not None and t > self.config.block_size:
+            raise ValueError(f"Cannot forward a sequence of length {t}: "
+                             f"block_size is only {self.config.block_size}")
+
+    def _check_token_range(self, idx):
+        """idx, once it is known to hold valid ids: tf.gather on a GPU returns zeros for
+        out-of-range ids instead of failing, and XLA clamps them, so check first."""
+        if tf.executing_eagerly():
+            hi, lo = int(tf.reduce_max(idx)), int(tf.reduce_min(idx))
+            if hi >= self.config.vocab_size or lo < 0:
+                bad = hi if hi >= self.config.vocab_size else lo
+                raise ValueError(f"Token id {bad} is outside the vocabulary [0, {self.config.vocab_size})")
+            return idx
+        checks = [
+            tf.debugging.assert_less_equal(
+                tf.shape(idx)[1], self.config.block_size,
+                message=f"Cannot forward a sequence longer than block_size {self.config.block_size}"),
+            tf.debugging.assert_less(idx, tf.cast(self.config.vocab_size, idx.dtype),
+                                     message=f"Token ids must be < vocab_size {self.config.vocab_size}"),
+            tf.debugging.assert_non_negative(idx, message="Token ids must be >= 0"),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(idx)
+
+    # ----------------------------------------------------------------------------------------
+    # parameters
+
+    def named_variables(self) -> Dict[str, tf.Variable]:
+        """The model's variables under GPT-2's PyTorch names (h.0.attn.c_attn.weight, ...)."""
+        out = {"wte.weight": self.wte.weight, "wpe.weight": self.wpe.weight}
+        for i, block in enumerate(self.h):
+            parts = {"ln_1": block.ln_1, "attn.c_attn": block.attn.c_attn, "attn.c_proj": block.attn.c_proj,
+                     "ln_2": block.ln_2, "mlp.c_fc": block.mlp.c_fc, "mlp.c_proj": block.mlp.c_proj}
+            for name, layer in parts.items():
+                out[f"h.{i}.{name}.weight"] = layer.weight
+                if layer.bias is not None:
+                    out[f"h.{i}.{name}.bias"] = layer.bias
+        out["ln_f.weight"] = self.ln_f.weight
+        if self.ln_f.bias is not None:
+            out["ln_f.bias"] = self.ln_f.bias
+        return out
+
+    def get_num_params(self, non_embedding: bool = True) -> int:
+        """Number of parameters. As in nanoGPT, non_embedding excludes the position embeddings;
+        the token embeddings count, because they are also the LM head's weights."""
+        n = sum(int(v.shape.num_elements()) for v in self.named_variables().values())
+        if non_embedding:
+            n -= int(self.wpe.weight.shape.num_elements())
+        return n
+
+    def parameter_groups(self):
+        """(decay, no_decay): weight decay applies to every 2-D and higher tensor (matmul weights,
+        embeddings), not to biases and LayerNorm gains, as nanoGPT's configure_optimizers does."""
+        named = self.named_variables()
+        decay = [v for v in named.values() if v.shape.rank >= 2]
+        no_decay = [v for v in named.values() if v.shape.rank < 2]
+        return decay, no_decay
+
+    def crop_block_size(self, block_size: int):
+        """Model surgery to shrink the block size, e.g. to use a GPT-2 checkpoint (1024) with a
+        smaller context. Only the position embeddings depend on it."""
+        if not 0 < block_size <= self.config.block_size:
+            raise ValueError(f"crop_block_size: {block_size} must be in (0, {self.config.block_size}]")
+        self.config = dataclasses.replace(self.config, block_size=block_size)
+        self.wpe.weight = tf.Variable(self.wpe.weight[:block_size], name="weight")
+
+    def estimate_mfu(self, tokens_per_iter: int, dt: float, peak_flops: float) -> float:
+        """Model FLOPs utilization: achieved FLOP/s over peak_flops, per the PaLM paper's
+        6N + 12*L*H*Q*T FLOPs per token for the forward and backward pass."""
+        cfg = self.config
+        n = self.get_num_params()
+        flops_per_token = 6 * n + 12 * cfg.n_layer * cfg.n_head * (cfg.n_embd // cfg.n_head) * cfg.block_size
+        return flops_per_token * tokens_per_iter / dt / peak_flops
+
+    # ----------------------------------------------------------------------------------------
+    # Hugging Face GPT-2 checkpoints (the code lives in hf_checkpoint.py)
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str, **overrides) -> "GPT":
+        from model import hf_checkpoint
+        return hf_checkpoint.load_gpt(name_or_dir, **overrides)
+
+    def save_pretrained(self, directory: str) -> None:
+        from model import hf_checkpoint
+        hf_checkpoint.save_gpt(self, directory)
+
+
+def cross_entropy(logits, targets, ignore_index: int = -1):
+    """Mean cross-entropy over all positions whose target is not ignore_index (nanoGPT uses -1)."""
+    mask = tf.not_equal(targets, ignore_index)
+    safe_targets = tf.where(mask, targets, tf.zeros_like(targets))
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_targets, logits=logits)
+    mask = tf.cast(mask, losses.dtype)
+    return tf.reduce_sum(losses * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+

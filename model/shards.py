@@ -1,0 +1,109 @@
+"""The token-shard format: the one module that both the tokenization component (writer) and the
+training input pipeline (reader) use.
+
+A split is a directory of GZIP-compressed TFRecord files (TFX's layout: `<examples>/Split-<name>/`).
+Each record is a `tf.train.Example` holding one chunk of the split's token stream:
+
+- `tokens`: int64 list, at most `chunk_size` consecutive token ids;
+- `doc`: int64, the index of the document the chunk comes from (its position in the corpus);
+- `pos`: int64, the chunk's position within that document.
+
+Documents are concatenated into one stream as nanoGPT's prepare scripts do (GPT-2 BPE appends
+<|endoftext|> to each). Sorting chunks by (doc, pos) restores the stream in order; training only
+samples windows from chunks, so the order in which shards hold chunks does not matter to it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Iterable, Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+TOKENS, DOC, POS = "tokens", "doc", "pos"
+DEFAULT_CHUNK_SIZE = 8192  # tokens per record
+FILE_PATTERN = "*.gz"
+COMPRESSION = "GZIP"
+
+
+def split_dir(examples_uri: str, split: str) -> str:
+    """TFX's directory for one split of an Examples artifact."""
+    return os.path.join(examples_uri, f"Split-{split}")
+
+
+def shard_files(directory: str) -> List[str]:
+    files = sorted(glob.glob(os.path.join(directory, FILE_PATTERN)))
+    if not files:
+        raise FileNotFoundError(f"no token shards ({FILE_PATTERN}) in {directory}")
+    return files
+
+
+def chunk_document(tokens: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE
+                   ) -> Iterator[Tuple[int, np.ndarray]]:
+    """(position, chunk) pairs covering one document's tokens."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    for pos, start in enumerate(range(0, len(tokens), chunk_size)):
+        yield pos, tokens[start:start + chunk_size]
+
+
+def serialize_chunk(doc: int, pos: int, tokens: np.ndarray) -> bytes:
+    import tensorflow as tf
+
+    feature = {
+        TOKENS: tf.train.Feature(int64_list=tf.train.Int64List(value=tokens)),
+        DOC: tf.train.Feature(int64_list=tf.train.Int64List(value=[doc])),
+        POS: tf.train.Feature(int64_list=tf.train.Int64List(value=[pos])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def parse_chunks(serialized):
+    """tf.data map function: a batch or a single serialized record -> dict of tensors."""
+    import tensorflow as tf
+
+    spec = {TOKENS: tf.io.RaggedFeature(tf.int64), DOC: tf.io.FixedLenFeature([], tf.int64),
+            POS: tf.io.FixedLenFeature([], tf.int64)}
+    return tf.io.parse_example(serialized, spec)
+
+
+def chunk_dataset(directory: str):
+    """A tf.data.Dataset of parsed chunks from every shard in `directory`, in file order."""
+    import tensorflow as tf
+
+    files = shard_files(directory)
+    return tf.data.TFRecordDataset(files, compression_type=COMPRESSION).map(parse_chunks)
+
+
+def read_token_stream(directory: str) -> np.ndarray:
+    """The whole split's token stream in corpus order (for tests and small splits)."""
+    chunks = [(int(c[DOC]), int(c[POS]), c[TOKENS].numpy()) for c in chunk_dataset(directory)]
+    chunks.sort(key=lambda c: (c[0], c[1]))
+    if not chunks:
+        return np.zeros([0], np.int64)
+    return np.concatenate([c[2] for c in chunks])
+
+
+def write_split(directory: str, documents: Iterable[Sequence[int]], num_shards: int = 1,
+                chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+    """Write tokenized documents as a split (in process: for plain training runs and tests; the
+    TFX component writes the same records with Beam). Returns the number of tokens written."""
+    import tensorflow as tf
+
+    os.makedirs(directory, exist_ok=True)
+    options = tf.io.TFRecordOptions(compression_type=COMPRESSION)
+    paths = [os.path.join(directory, f"tokens-{i:05d}-of-{num_shards:05d}.gz") for i in range(num_shards)]
+    writers = [tf.io.TFRecordWriter(p + ".tmp", options) for p in paths]
+    n_tokens, n_records = 0, 0
+    try:
+        for doc, tokens in enumerate(documents):
+            for pos, chunk in chunk_document(tokens, chunk_size):
+                writers[n_records % num_shards].write(serialize_chunk(doc, pos, chunk))
+                n_records += 1
+                n_tokens += len(chunk)
+    finally:
+        for w in writers:
+            w.close()
+    for p in paths:
+        os.replace(p + ".tmp", p)
+    return n_tokens

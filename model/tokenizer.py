@@ -1,0 +1,148 @@
+"""Tokenizers: GPT-2 BPE through tiktoken, and characters like nanoGPT's shakespeare_char.
+
+GPT-2 BPE is tiktoken's `gpt2` encoding. Online, tiktoken downloads its two files on first use;
+offline, `bpe_dir` (or the environment variable NANOGPT_TFX_BPE_DIR) names a directory holding
+OpenAI's `vocab.bpe` and `encoder.json`, which are checked against their published SHA-256.
+
+The character vocabulary is stored as JSON or as plain text, never pickled (nanoGPT's meta.pkl can
+run code when loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, List, Optional, Sequence
+
+BPE_DIR_ENV = "NANOGPT_TFX_BPE_DIR"
+GPT2_EOT_TOKEN = 50256  # <|endoftext|>
+# SHA-256 of OpenAI's GPT-2 BPE files, as tiktoken checks them.
+VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+
+
+class GPT2Tokenizer:
+    """GPT-2 BPE. `encode` ignores special tokens in the text, like tiktoken's encode_ordinary."""
+
+    kind = "gpt2"
+    vocab_size = 50257
+    eot_token = GPT2_EOT_TOKEN
+
+    def __init__(self, bpe_dir: Optional[str] = None):
+        self.bpe_dir = bpe_dir or os.environ.get(BPE_DIR_ENV) or None
+        self.encoding = gpt2_encoding(self.bpe_dir)
+
+    def encode(self, text: str) -> List[int]:
+        return self.encoding.encode_ordinary(text)
+
+    def encode_batch(self, texts: Sequence[str], num_threads: int = 1) -> List[List[int]]:
+        return self.encoding.encode_ordinary_batch(list(texts), num_threads=num_threads)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.encoding.decode([int(i) for i in ids if int(i) < self.vocab_size])
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind}
+
+
+def gpt2_encoding(bpe_dir: Optional[str] = None):
+    """tiktoken's GPT-2 encoding, built from the files in bpe_dir when it is given."""
+    import tiktoken
+
+    if not bpe_dir:
+        return tiktoken.get_encoding("gpt2")
+    import tiktoken.load
+    from tiktoken_ext import openai_public
+
+    vocab_bpe = os.path.join(bpe_dir, "vocab.bpe")
+    encoder_json = os.path.join(bpe_dir, "encoder.json")
+    for path in (vocab_bpe, encoder_json):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"GPT-2 BPE directory {bpe_dir!r} lacks {os.path.basename(path)}")
+    try:
+        ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
+            vocab_bpe_file=vocab_bpe, encoder_json_file=encoder_json,
+            vocab_bpe_hash=VOCAB_BPE_SHA256, encoder_json_hash=ENCODER_JSON_SHA256)
+    except ValueError as e:  # tiktoken's hash mismatch
+        raise ValueError(f"GPT-2 BPE files in {bpe_dir!r} are not OpenAI's: {e}") from e
+    return tiktoken.Encoding(
+        name="gpt2", pat_str=openai_public.r50k_pat_str, mergeable_ranks=ranks,
+        special_tokens={"<|endoftext|>": GPT2_EOT_TOKEN}, explicit_n_vocab=50257)
+
+
+class CharTokenizer:
+    """Characters to ids by their position in a sorted vocabulary (nanoGPT's stoi/itos)."""
+
+    kind = "char"
+    eot_token = None
+
+    def __init__(self, chars: Sequence[str]):
+        chars = list(chars)
+        if not chars:
+            raise ValueError("CharTokenizer needs a non-empty vocabulary")
+        if any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
+            raise ValueError("CharTokenizer vocabulary must be distinct single characters")
+        self.itos = chars
+        self.stoi = {c: i for i, c in enumerate(chars)}
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> List[int]:
+        try:
+            return [self.stoi[c] for c in text]
+        except KeyError as e:
+            raise ValueError(f"character {e.args[0]!r} is not in the {self.vocab_size}-character "
+                             f"vocabulary") from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.itos[int(i)] for i in ids)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "chars": self.itos}
+
+    def save(self, path: str) -> None:
+        """JSON for a .json path; otherwise plain UTF-8 text holding the characters in id order."""
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            if path.endswith(".json"):
+                json.dump(self.to_json(), f, ensure_ascii=False)
+            else:
+                f.write("".join(self.itos))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> "CharTokenizer":
+        with open(path, encoding="utf-8", newline="") as f:
+            content = f.read()
+        if path.endswith(".json"):
+            data = json.loads(content)
+            if data.get("kind") != cls.kind:
+                raise ValueError(f"{path} is not a character vocabulary (kind={data.get('kind')!r})")
+            return cls(data["chars"])
+        return cls(list(content))
+
+
+def tokenizer_from_json(data: dict, bpe_dir: Optional[str] = None):
+    """The tokenizer that `to_json()` describes."""
+    if data.get("kind") == GPT2Tokenizer.kind:
+        return GPT2Tokenizer(bpe_dir)
+    if data.get("kind") == CharTokenizer.kind:
+        return CharTokenizer(data["chars"])
+    raise ValueError(f"unknown tokenizer description {data!r}")
+
+
+def get_tokenizer(kind: str, text: Optional[str] = None, bpe_dir: Optional[str] = None):
+    """'gpt2' for BPE, or 'char' for a character vocabulary built from `text`."""
+    if kind == "gpt2":
+        return GPT2Tokenizer(bpe_dir)
+    if kind == "char":
+        if text is None:
+            raise ValueError("a character tokenizer is built from text: pass text=")
+        return CharTokenizer.from_text(text)
+    raise ValueError(f"unknown tokenizer {kind!r}: use 'gpt2' or 'char'")

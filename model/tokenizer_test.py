@@ -1,0 +1,93 @@
+"""Tokenizers: GPT-2 BPE offline from the shared files, equal to tiktoken's own; characters."""
+
+import hashlib
+import os
+import shutil
+
+import pytest
+
+from model.tokenizer import CharTokenizer, GPT2Tokenizer, get_tokenizer, tokenizer_from_json
+
+TIKTOKEN_URLS = {  # the files tiktoken's gpt2 encoding downloads
+    "vocab.bpe": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+    "encoder.json": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+}
+
+
+@pytest.fixture(scope="module")
+def tiktoken_own_encoding(bpe_dir, tmp_path_factory):
+    """tiktoken.get_encoding('gpt2') exactly as online users get it, fed from a pre-filled cache."""
+    import tiktoken
+    import tiktoken.registry
+
+    cache = tmp_path_factory.mktemp("tiktoken_cache")
+    for name, url in TIKTOKEN_URLS.items():
+        shutil.copy(os.path.join(bpe_dir, name), cache / hashlib.sha1(url.encode()).hexdigest())
+    old = os.environ.get("TIKTOKEN_CACHE_DIR")
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+    try:
+        tiktoken.registry.ENCODINGS.pop("gpt2", None)
+        return tiktoken.get_encoding("gpt2")
+    finally:
+        tiktoken.registry.ENCODINGS.pop("gpt2", None)
+        if old is None:
+            del os.environ["TIKTOKEN_CACHE_DIR"]
+        else:
+            os.environ["TIKTOKEN_CACHE_DIR"] = old
+
+
+def test_gpt2_bpe_encodes_tiny_shakespeare_like_tiktoken(bpe_dir, shakespeare_text, tiktoken_own_encoding):
+    tokenizer = GPT2Tokenizer(bpe_dir)
+    ids = tokenizer.encode(shakespeare_text)
+    assert len(ids) == 338_025
+    assert ids == tiktoken_own_encoding.encode_ordinary(shakespeare_text)
+    assert tokenizer.decode(ids) == shakespeare_text
+
+
+def test_gpt2_bpe_dir_from_environment(bpe_dir, monkeypatch):
+    monkeypatch.setenv("NANOGPT_TFX_BPE_DIR", bpe_dir)
+    tokenizer = GPT2Tokenizer()
+    assert tokenizer.encode("Hello world<|endoftext|>") == [15496, 995, 27, 91, 437, 1659, 5239, 91, 29]
+    assert tokenizer.eot_token == 50256 and tokenizer.vocab_size == 50257
+
+
+def test_gpt2_bpe_dir_missing_a_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="lacks vocab.bpe"):
+        GPT2Tokenizer(str(tmp_path))
+
+
+def test_gpt2_bpe_files_with_wrong_hash(bpe_dir, tmp_path):
+    shutil.copy(os.path.join(bpe_dir, "encoder.json"), tmp_path)
+    (tmp_path / "vocab.bpe").write_text("#version: 0.2\nĠ t\n")
+    with pytest.raises(ValueError, match="are not OpenAI's"):
+        GPT2Tokenizer(str(tmp_path))
+
+
+def test_char_tokenizer_matches_nanogpt_shakespeare_char(shakespeare_text):
+    tokenizer = CharTokenizer.from_text(shakespeare_text)
+    assert tokenizer.vocab_size == 65
+    assert "".join(tokenizer.itos) == "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    assert tokenizer.encode("hii there") == [46, 47, 47, 1, 58, 46, 43, 56, 43]
+    assert tokenizer.decode(tokenizer.encode(shakespeare_text[:1000])) == shakespeare_text[:1000]
+
+
+@pytest.mark.parametrize("filename", ["vocab.json", "vocab.txt"])
+def test_char_vocabulary_round_trips_without_pickle(tmp_path, filename):
+    tokenizer = CharTokenizer.from_text("To be,\nor not to be: é\r\t")
+    path = str(tmp_path / filename)
+    tokenizer.save(path)
+    assert os.listdir(tmp_path) == [filename]
+    assert CharTokenizer.load(path).itos == tokenizer.itos
+
+
+def test_char_outside_vocabulary_is_named():
+    with pytest.raises(ValueError, match="character 'z' is not in the 3-character vocabulary"):
+        CharTokenizer.from_text("abc").encode("abz")
+
+
+def test_tokenizer_descriptions(bpe_dir):
+    char = CharTokenizer.from_text("hello")
+    assert tokenizer_from_json(char.to_json()).itos == char.itos
+    assert isinstance(tokenizer_from_json({"kind": "gpt2"}, bpe_dir), GPT2Tokenizer)
+    with pytest.raises(ValueError, match="unknown tokenizer 'sentencepiece'"):
+        get_tokenizer("sentencepiece")
