@@ -1,0 +1,1 @@
+"""TFX components that adapt the model package to TFX artifacts."""
