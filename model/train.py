@@ -1,0 +1,373 @@
+"""The training engine, nanoGPT's train.py in TensorFlow: usable on its own or from the TFX Trainer.
+
+One process on a CPU or GPU:
+$ python -m model.train --preset=shakespeare_char --text_file=input.txt --tokenizer=char
+Several GPUs of one machine: --strategy=mirrored. Several machines: --strategy=multi_worker with
+TF_CONFIG set on each (every worker runs the same command). A TPU: --strategy=tpu --tpu=NAME.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from model import shards
+from model.config import TrainConfig, make_config, parse_overrides
+from model.data import TRAIN, VAL, TokenStream, load_split
+from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, cross_entropy
+from model.optim import AdamW, DynamicLossScale, get_lr
+from model.tokenizer import get_tokenizer
+
+MODEL_CONFIG_FILE = "model_config.json"
+TRAIN_CONFIG_FILE = "train_config.json"
+TOKENIZER_FILE = "tokenizer.json"
+CHECKPOINT_DIR = "checkpoints"
+
+_POLICY_OF_DTYPE = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+# --------------------------------------------------------------------------------------------
+# distribution
+
+
+def make_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
+    name = cfg.strategy
+    if name == "auto":
+        tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+        workers = sum(len(v) for k, v in tf_config.get("cluster", {}).items() if k in ("chief", "worker"))
+        if cfg.tpu:
+            name = "tpu"
+        elif workers > 1:
+            name = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=cfg.tpu or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type or isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and \
+        "chief" not in resolver.cluster_spec().as_dict()
+
+
+def _worker_dir(out_dir: str, chief: bool) -> str:
+    """Where this worker writes: every worker must take part in a multi-worker save, but only the
+    chief's copy is kept."""
+    return out_dir if chief else tempfile.mkdtemp(prefix="nanogpt-worker-")
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def prepare_text_file(cfg: TrainConfig, data_dir: str) -> dict:
+    """Tokenize a text file in process into token shards, nanoGPT's shakespeare prepare.py way:
+    the first 90% of the text is train, the rest val. Returns the tokenizer's description."""
+    with open(cfg.text_file, encoding="utf-8") as f:
+        text = f.read()
+    if not text:
+        raise ValueError(f"text file {cfg.text_file} is empty")
+    tokenizer = get_tokenizer(cfg.tokenizer, text=text, bpe_dir=cfg.bpe_dir or None)
+    n = len(text)
+    for split, part in ((TRAIN, text[: int(n * 0.9)]), (VAL, text[int(n * 0.9):])):
+        shards.write_split(shards.split_dir(data_dir, split), [tokenizer.encode(part)])
+    return tokenizer.to_json()
+
+
+def _read_json(path: str) -> Optional[dict]:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# the trainer
+
+
+class Trainer:
+    """Holds the model, optimizer, data and checkpoints of one run; `run()` is nanoGPT's loop."""
+
+    def __init__(self, cfg: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None,
+                 tokenizer_json: Optional[dict] = None, log=print):
+        self.cfg = cfg
+        self.log = log
+        self.strategy = strategy or make_strategy(cfg)
+        self.chief = is_chief(self.strategy)
+        self.replicas = self.strategy.num_replicas_in_sync
+        if cfg.gradient_accumulation_steps % self.replicas:
+            raise ValueError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be "
+                             f"a multiple of the number of replicas ({self.replicas})")
+        self.local_accumulation = cfg.gradient_accumulation_steps // self.replicas
+        os.makedirs(cfg.out_dir, exist_ok=True)
+        self.tokenizer_json = tokenizer_json
+        data_dir = self._data_dir()
+        self.train_data = TokenStream(load_split(data_dir, TRAIN), cfg.block_size, TRAIN)
+        self.val_data = TokenStream(load_split(data_dir, VAL), cfg.block_size, VAL)
+        if self.chief and self.tokenizer_json:
+            _write_json(os.path.join(cfg.out_dir, TOKENIZER_FILE), self.tokenizer_json)
+
+        with self.strategy.scope():
+            self.model, self.start_iter = self._build_model()
+            decay, no_decay = self.model.parameter_groups()
+            self.optimizer = AdamW(decay, no_decay, weight_decay=cfg.weight_decay, beta1=cfg.beta1,
+                                   beta2=cfg.beta2)
+            self.loss_scale = DynamicLossScale() if cfg.dtype == "float16" else None
+            self.iter_num = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.best_val_loss = tf.Variable(1e9, dtype=tf.float32, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                              iter_num=self.iter_num, best_val_loss=self.best_val_loss,
+                                              **({"loss_scale": self.loss_scale} if self.loss_scale else {}))
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(_worker_dir(cfg.out_dir, self.chief), CHECKPOINT_DIR), max_to_keep=2)
+        if cfg.init_from == "resume":
+            self._restore()
+        self._train_step = self._make_train_step()
+        self._eval_step = tf.function(self._loss, jit_compile=cfg.compile)
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def _data_dir(self) -> str:
+        cfg = self.cfg
+        if cfg.data_dir:
+            if self.tokenizer_json is None:
+                self.tokenizer_json = _read_json(os.path.join(cfg.data_dir, TOKENIZER_FILE))
+            return cfg.data_dir
+        if cfg.text_file:
+            data_dir = os.path.join(cfg.out_dir, "data")
+            self.tokenizer_json = prepare_text_file(cfg, data_dir)
+            return data_dir
+        raise ValueError("no training data: set data_dir (token shards) or text_file")
+
+    def _vocab_size(self) -> int:
+        if self.cfg.vocab_size:
+            return self.cfg.vocab_size
+        if self.tokenizer_json and self.tokenizer_json.get("kind") == "char":
+            return len(self.tokenizer_json["chars"])
+        return PADDED_VOCAB_SIZE  # GPT-2 BPE, padded to a multiple of 64 for efficiency, as nanoGPT
+
+    def _build_model(self):
+        cfg = self.cfg
+        policy = _POLICY_OF_DTYPE[cfg.dtype]
+        if cfg.init_from == "resume":
+            saved = _read_json(os.path.join(cfg.out_dir, MODEL_CONFIG_FILE))
+            if saved is None:
+                raise FileNotFoundError(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
+            return GPT(GPTConfig(**saved), dtype_policy=policy), None
+        if cfg.init_from == "scratch":
+            config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                               block_size=cfg.block_size, bias=cfg.bias, vocab_size=self._vocab_size(),
+                               dropout=cfg.dropout)
+            return GPT(config, dtype_policy=policy, seed=cfg.seed), 0
+        if cfg.init_from in GPT2_SIZES or os.path.isdir(cfg.init_from):
+            model = GPT.from_pretrained(cfg.init_from, dropout=cfg.dropout, block_size=cfg.block_size,
+                                        dtype_policy=policy)
+            return model, 0
+        raise ValueError(f"init_from={cfg.init_from!r}: use 'scratch', 'resume', a GPT-2 name "
+                         f"{sorted(GPT2_SIZES)} or a checkpoint directory")
+
+    def _restore(self):
+        latest = tf.train.latest_checkpoint(os.path.join(self.cfg.out_dir, CHECKPOINT_DIR))
+        if latest is None:
+            raise FileNotFoundError(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        self.start_iter = int(self.iter_num.numpy())
+        self.log(f"resuming from {latest} at iter {self.start_iter}")
+
+    def save_checkpoint(self):
+        """Save model, optimizer, iteration and best val loss. CheckpointManager writes the new
+        checkpoint's files before it updates the `checkpoint` index that names the latest, so a
+        process killed mid-save leaves the previous checkpoint the latest one."""
+        if self.chief:
+            _write_json(os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE), self.model.config.to_dict())
+            _write_json(os.path.join(self.cfg.out_dir, TRAIN_CONFIG_FILE), self.cfg.to_dict())
+        path = self.manager.save(checkpoint_number=int(self.iter_num.numpy()))
+        if self.chief:
+            self.log(f"saving checkpoint to {path}")
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _loss(self, x, y, training=False):
+        return cross_entropy(self.model(x, training=training), y)
+
+    def _make_train_step(self):
+        cfg, model, optimizer, loss_scale = self.cfg, self.model, self.optimizer, self.loss_scale
+        params = optimizer.params
+        total_micro = float(cfg.gradient_accumulation_steps)
+
+        @tf.function(jit_compile=cfg.compile)
+        def gradients(xs, ys, scale):
+            """Sum over this replica's micro-batches of loss/total_micro and its gradients."""
+            def one(x, y):
+                with tf.GradientTape() as tape:
+                    loss = self._loss(x, y, training=True) / total_micro
+                    scaled = loss * scale
+                grads = tape.gradient(scaled, params)
+                return loss, [tf.convert_to_tensor(g) / scale for g in grads]
+
+            loss, grads = one(xs[0], ys[0])
+            for i in tf.range(1, tf.shape(xs)[0]):  # gradient accumulation
+                micro_loss, micro_grads = one(xs[i], ys[i])
+                loss += micro_loss
+                grads = [a + b for a, b in zip(grads, micro_grads)]
+            return loss, grads
+
+        def replica_step(xs, ys, lr):
+            scale = loss_scale.scale if loss_scale else tf.constant(1.0)
+            loss, grads = gradients(xs, ys, scale)
+            ctx = tf.distribute.get_replica_context()
+            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss)
+            grad_norm = tf.linalg.global_norm(grads)
+            if cfg.grad_clip > 0.0:
+                grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip, use_norm=grad_norm)
+            if loss_scale is None:
+                optimizer.apply(grads, lr)
+            else:  # float16: skip the update when the scaled gradients overflowed
+                finite = tf.math.is_finite(grad_norm)
+                optimizer.apply(grads, lr, finite=finite)
+                loss_scale.update(finite)
+            return loss, grad_norm
+
+        @tf.function
+        def train_step(xs, ys, lr):
+            loss, grad_norm = self.strategy.run(replica_step, args=(xs, ys, lr))
+            return (self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
+                    self.strategy.reduce(tf.distribute.ReduceOp.MEAN, grad_norm, axis=None))
+
+        return train_step
+
+    def estimate_loss(self) -> Dict[str, float]:
+        """Mean loss over eval_iters batches of each split (the same batches at each evaluation
+        of a given iteration, different ones at the next)."""
+        out = {}
+        it = int(self.iter_num.numpy())
+        for split_id, data in enumerate((self.train_data, self.val_data)):
+            losses = []
+            for k in range(self.cfg.eval_iters):
+                x, y = data.eval_batch((self.cfg.seed + 1 + split_id, it * self.cfg.eval_iters + k),
+                                       self.cfg.batch_size)
+                losses.append(float(self._eval_step(x, y)))
+            out[data.name] = float(np.mean(losses))
+        return out
+
+    def dataset_iterator(self, start_iter: int):
+        def dataset_fn(input_context):
+            return self.train_data.train_dataset(
+                batch_size=self.cfg.batch_size, accumulation_steps=self.cfg.gradient_accumulation_steps,
+                seed=self.cfg.seed, start_step=start_iter, input_context=input_context)
+
+        return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> Dict[str, float]:
+        cfg = self.cfg
+        iter_num = self.start_iter
+        self.iter_num.assign(iter_num)
+        tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
+        self.log(f"tokens per iteration will be: {tokens_per_iter:,}; "
+                 f"number of parameters: {self.model.get_num_params() / 1e6:.2f}M; replicas: {self.replicas}")
+        writer = tf.summary.create_file_writer(os.path.join(cfg.out_dir, "tensorboard")) \
+            if cfg.tensorboard and self.chief else None
+        iterator = self.dataset_iterator(iter_num)
+        local_iter_num, running_mfu, last_losses = 0, -1.0, {}
+        self.history = []  # (iter, train loss, val loss) at each evaluation
+        t0 = time.time()
+        with writer.as_default() if writer else contextlib.nullcontext():
+            while True:
+                lr = get_lr(iter_num, learning_rate=cfg.learning_rate, warmup_iters=cfg.warmup_iters,
+                            lr_decay_iters=cfg.lr_decay_iters, min_lr=cfg.min_lr, decay_lr=cfg.decay_lr)
+                if iter_num % cfg.eval_interval == 0 or (cfg.eval_only and iter_num == self.start_iter):
+                    last_losses = self.estimate_loss()
+                    self.history.append((iter_num, last_losses[TRAIN], last_losses[VAL]))
+                    self.log(f"step {iter_num}: train loss {last_losses[TRAIN]:.4f}, "
+                             f"val loss {last_losses[VAL]:.4f}")
+                    if writer:
+                        tf.summary.scalar("eval/train_loss", last_losses[TRAIN], step=iter_num)
+                        tf.summary.scalar("eval/val_loss", last_losses[VAL], step=iter_num)
+                    improved = last_losses[VAL] < float(self.best_val_loss.numpy())
+                    if improved:
+                        self.best_val_loss.assign(last_losses[VAL])
+                    if (improved or cfg.always_save_checkpoint) and iter_num > 0:
+                        self.save_checkpoint()
+                if cfg.eval_only:
+                    break
+                xs, ys = next(iterator)
+                loss, grad_norm = self._train_step(xs, ys, tf.constant(lr, tf.float32))
+                iter_num += 1
+                self.iter_num.assign(iter_num)
+                if (iter_num - 1) % cfg.log_interval == 0:
+                    lossf = float(loss)  # a sync point: only on log iterations
+                    t1 = time.time()
+                    dt = (t1 - t0) / (cfg.log_interval if local_iter_num else 1)
+                    t0 = t1
+                    if local_iter_num >= 5:  # let the training loop settle a bit
+                        per_replica_tokens = tokens_per_iter // self.replicas
+                        mfu = self.model.estimate_mfu(per_replica_tokens, dt, cfg.peak_flops)
+                        running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
+                    self.log(f"iter {iter_num - 1}: loss {lossf:.4f}, time {dt * 1000:.2f}ms, "
+                             f"tok/s {tokens_per_iter / dt:,.0f}, mfu {running_mfu * 100:.2f}%")
+                    if writer:
+                        tf.summary.scalar("train/loss", lossf, step=iter_num - 1)
+                        tf.summary.scalar("train/lr", lr, step=iter_num - 1)
+                        tf.summary.scalar("train/grad_norm", float(grad_norm), step=iter_num - 1)
+                        tf.summary.scalar("train/ms_per_iter", dt * 1000, step=iter_num - 1)
+                        tf.summary.scalar("train/mfu", max(running_mfu, 0.0), step=iter_num - 1)
+                local_iter_num += 1
+                if iter_num > cfg.max_iters:
+                    break
+        if writer:
+            writer.flush()
+        return {**last_losses, "best_val_loss": float(self.best_val_loss.numpy()), "iter_num": iter_num}
+
+
+def train(cfg: TrainConfig, log=print, **kwargs) -> Dict[str, float]:
+    return Trainer(cfg, log=log, **kwargs).run()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    overrides = parse_overrides(argv)
+    preset = overrides.pop("preset", None)
+    cfg = make_config(preset, **overrides)
+    print(cfg.to_json())
+    result = train(cfg)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
