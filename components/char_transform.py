@@ -1,0 +1,85 @@
+"""Character vocabulary by tensorflow-transform: the module file of the standard TFX Transform
+component for TokenizeText's character records.
+
+TokenizeText(tokenizer="char") writes records with `text` (a chunk of a document's characters),
+`doc` and `pos`. `preprocessing_fn` splits the text into Unicode characters, builds the vocabulary
+with one `tft.vocabulary` pass over the analyzed splits, and outputs `tokens` (int64 ids), `doc` and
+`pos`: Transform's transformed_examples are then `model.shards` records, read like BPE shards.
+
+The vocabulary is stored as GZIP TFRecords rather than text: tft's text vocabularies drop tokens that
+contain "\\n" or "\\r", and newline is one of Tiny Shakespeare's 65 characters. Ids follow tft's
+order (descending frequency), not nanoGPT's sorted order; what matters is that the Trainer and the
+exported model use this one table, through the helpers below.
+
+    transform = tfx.components.Transform(
+        examples=tokenize.outputs["examples"], schema=ImportSchemaGen(schema_file=RAW_SCHEMA_PATH)...,
+        module_file=char_transform.__file__, disable_statistics=True,
+        splits_config=SplitsConfig(analyze=["train", "val"], transform=["train", "val"]))
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from model import shards
+from model.tokenizer import CharTokenizer
+
+TEXT = "text"  # the raw feature TokenizeText writes (components/tokenize_text/encoding.py)
+VOCAB_NAME = "chars"
+VOCAB_FORMAT = "tfrecord_gzip"
+# The raw records' schema, for ImportSchemaGen (checked against RAW_FEATURE_SPEC by the tests).
+RAW_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "char_schema.pbtxt")
+RAW_FEATURE_SPEC = {
+    TEXT: tf.io.FixedLenFeature([], tf.string),
+    shards.DOC: tf.io.FixedLenFeature([], tf.int64),
+    shards.POS: tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def split_chars(text: tf.Tensor) -> tf.RaggedTensor:
+    """[batch] UTF-8 strings -> [batch, (chars)] one-character strings."""
+    return tf.strings.unicode_split(text, "UTF-8")
+
+
+def preprocessing_fn(inputs):
+    """tf.Transform: text records -> `model.shards` token records."""
+    chars = split_chars(inputs[TEXT])
+    vocabulary = tft.vocabulary(chars.flat_values, vocab_filename=VOCAB_NAME, file_format=VOCAB_FORMAT)
+    ids = tf.ragged.map_flat_values(tft.apply_vocabulary, chars, vocabulary, file_format=VOCAB_FORMAT)
+    # A 2-D SparseTensor is written as a variable-length int64 list, the shards' `tokens` feature.
+    return {shards.TOKENS: ids.to_sparse(), shards.DOC: inputs[shards.DOC], shards.POS: inputs[shards.POS]}
+
+
+def vocabulary_file(transform_output_dir: str) -> str:
+    path = tft.TFTransformOutput(transform_output_dir).vocabulary_file_by_name(VOCAB_NAME)
+    if path is None:
+        raise FileNotFoundError(f"no {VOCAB_NAME!r} vocabulary in the transform output {transform_output_dir}")
+    return path
+
+
+def load_vocabulary(transform_output_dir: str) -> List[str]:
+    """The characters in id order, from the transform graph's vocabulary file."""
+    records = tf.data.TFRecordDataset(vocabulary_file(transform_output_dir), compression_type="GZIP")
+    return [r.decode("utf-8") for r in records.as_numpy_iterator()]
+
+
+def char_tokenizer(transform_output_dir: str) -> CharTokenizer:
+    """A Python CharTokenizer over exactly the transform graph's table (for sampling and tests)."""
+    return CharTokenizer(load_vocabulary(transform_output_dir))
+
+
+def text_to_ids(tft_output: tft.TFTransformOutput, texts) -> tf.RaggedTensor:
+    """[batch] strings -> [batch, (ids)] through the transform graph itself (as a served model would)."""
+    texts = tf.convert_to_tensor(texts, tf.string)
+    zeros = tf.zeros_like(texts, dtype=tf.int64)  # doc/pos are carried through, not used for ids
+    outputs = tft_output.transform_features_layer()({TEXT: texts, shards.DOC: zeros, shards.POS: zeros})
+    return tf.RaggedTensor.from_sparse(outputs[shards.TOKENS])
+
+
+def ids_to_text(ids, vocabulary: List[str]) -> tf.Tensor:
+    """[..., n] ids -> [...] strings, by the vocabulary of load_vocabulary (the same table)."""
+    return tf.strings.reduce_join(tf.gather(tf.constant(vocabulary, tf.string), ids), axis=-1)

@@ -1,0 +1,146 @@
+"""The tokenization Beam pipeline: work items -> tokenized shard records per split + counts.
+
+    Create(work items) -> Reshuffle -> ParDo(TokenizeDocuments) -> train records -> WriteToTFRecord
+                                                                 -> val records   -> WriteToTFRecord
+                                                                 -> counts -> CombineGlobally -> JSON
+
+Documents stream through the workers piece by piece; the only global step is the combine of small
+count dictionaries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+
+from components.tokenize_text import encoding, sources
+from model import shards
+
+GPT2, CHAR = "gpt2", "char"
+STATS_FILE = "tokenize_stats.json"
+SHARD_PREFIX = "tokens"
+# Counters that every run reports, so that properties exist (as 0) even when nothing happened.
+COUNTERS = ("num_documents", "num_documents_train", "num_documents_val", "num_tokens_train",
+            "num_tokens_val", "num_records_train", "num_records_val", "num_skipped_documents",
+            "skipped_empty", "skipped_missing_text", "invalid_utf8_documents")
+
+
+class TokenizeDocuments(beam.DoFn):
+    """Reads the documents of work items and emits serialized records tagged by split, plus one
+    dictionary of counts per work item on the 'stats' output."""
+
+    def __init__(self, cfg: Dict):
+        self._cfg = cfg
+        self._encoding = None
+        self._dataset = None
+
+    def setup(self):
+        # Once per worker: building the BPE ranks takes about a second, loading a dataset more.
+        if self._cfg["tokenizer"] == GPT2:
+            from model.tokenizer import GPT2Tokenizer
+
+            self._encoding = GPT2Tokenizer(self._cfg.get("bpe_dir")).encoding
+        if self._cfg.get("dataset_name"):
+            self._dataset = sources.load_hf_dataset(self._cfg)
+
+    def process(self, item):
+        stats = dict.fromkeys(COUNTERS, 0)
+        chars = set()
+        for doc in sources.iter_documents(item, self._cfg, self._dataset):
+            if doc.blocks is None:
+                stats["num_skipped_documents"] += 1
+                stats["skipped_missing_text"] += 1
+                continue
+            counter = _DocCounter()
+            records = self._bpe_records if self._cfg["tokenizer"] == GPT2 else self._char_records
+            for record in records(doc, counter, chars):
+                counter.records += 1
+                yield beam.pvalue.TaggedOutput(doc.split, record)
+            if doc.decoder is not None and doc.decoder.replaced:
+                stats["invalid_utf8_documents"] += 1
+            if counter.tokens == 0:
+                stats["num_skipped_documents"] += 1
+                stats["skipped_empty"] += 1
+                continue
+            stats["num_documents"] += 1
+            stats[f"num_documents_{doc.split}"] += 1
+            stats[f"num_tokens_{doc.split}"] += counter.tokens
+            stats[f"num_records_{doc.split}"] += counter.records
+        stats["chars"] = "".join(sorted(chars))
+        yield beam.pvalue.TaggedOutput("stats", stats)
+
+    def _bpe_records(self, doc: sources.Document, counter: "_DocCounter", chars: set):
+        # Records leave as soon as they are full, so a huge document never sits in memory. An empty
+        # document yields nothing: no tokens, so no lone end-of-text token either.
+        chunker = encoding.TokenChunker(self._cfg["chunk_size"])
+        for piece in encoding.bpe_pieces(doc.blocks, self._cfg["max_piece_chars"]):
+            for pos, chunk in chunker.add(self._encoding.encode_ordinary(piece)):
+                yield encoding.token_record(doc.index, pos, chunk)
+        if chunker.num_tokens and self._cfg["append_eot"]:
+            for pos, chunk in chunker.add([self._encoding.eot_token]):
+                yield encoding.token_record(doc.index, pos, chunk)
+        for pos, chunk in chunker.finish():
+            yield encoding.token_record(doc.index, pos, chunk)
+        counter.tokens = chunker.num_tokens
+
+    def _char_records(self, doc: sources.Document, counter: "_DocCounter", chars: set):
+        for pos, piece in enumerate(encoding.char_pieces(doc.blocks, self._cfg["chunk_size"])):
+            chars.update(piece)
+            counter.tokens += len(piece)
+            yield encoding.text_record(doc.index, pos, piece)
+
+
+class _DocCounter:
+    def __init__(self):
+        self.tokens = 0
+        self.records = 0
+
+
+class MergeStats(beam.CombineFn):
+    """Sums the per-item counts; unions the characters seen (the character path's vocabulary)."""
+
+    def create_accumulator(self):
+        return dict.fromkeys(COUNTERS, 0), set()
+
+    def add_input(self, acc, stats):
+        counts, chars = acc
+        for key in COUNTERS:
+            counts[key] += stats[key]
+        chars.update(stats["chars"])
+        return counts, chars
+
+    def merge_accumulators(self, accs):
+        counts, chars = self.create_accumulator()
+        for other_counts, other_chars in accs:
+            for key in COUNTERS:
+                counts[key] += other_counts[key]
+            chars |= other_chars
+        return counts, chars
+
+    def extract_output(self, acc):
+        counts, chars = acc
+        return json.dumps({**counts, "chars": "".join(sorted(chars))}, ensure_ascii=True)
+
+
+def build_pipeline(pipeline: beam.Pipeline, items: List[dict], cfg: Dict, output_dir: str) -> None:
+    """Adds the tokenization to `pipeline`: shards under output_dir/Split-<split>/, counts in
+    output_dir/STATS_FILE."""
+    outputs = (pipeline
+               | "WorkItems" >> beam.Create(items)
+               # Spreads the items over the workers (Create alone may keep them in one bundle).
+               | "Distribute" >> beam.Reshuffle()
+               | "Tokenize" >> beam.ParDo(TokenizeDocuments(cfg)).with_outputs("stats", *sources.SPLITS))
+    for split in sources.SPLITS:
+        _ = (outputs[split]
+             | f"Write{split.capitalize()}" >> beam.io.WriteToTFRecord(
+                 os.path.join(shards.split_dir(output_dir, split), SHARD_PREFIX),
+                 file_name_suffix=".gz", num_shards=cfg["num_shards"],
+                 compression_type=CompressionTypes.GZIP))
+    _ = (outputs["stats"]
+         | "MergeStats" >> beam.CombineGlobally(MergeStats())
+         | "WriteStats" >> beam.io.WriteToText(os.path.join(output_dir, STATS_FILE),
+                                               shard_name_template="", num_shards=1))

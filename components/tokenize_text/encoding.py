@@ -1,0 +1,220 @@
+"""Worker-side text handling for the tokenization component: decoding bytes, cutting documents into
+pieces that encode exactly as the whole, and writing shard records quickly.
+
+This module (like `beam_ops` and `sources`) deliberately imports neither TensorFlow nor TFX: Beam
+workers import it to unpickle the DoFns, and on this project's machines `import tensorflow` alone
+costs about 12 seconds per worker process.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import Iterable, Iterator, Optional
+
+import numpy as np
+
+from model import shards
+
+# Unicode policy: bytes that are not UTF-8 are decoded with errors="replace" (each invalid sequence
+# becomes U+FFFD, as Python's "replace" does) and the document is counted as affected.
+UTF8_POLICY = "replace"
+
+# Characters at which a document may be cut for GPT-2 BPE (see `bpe_pieces`). All are whitespace to
+# GPT-2's pre-tokenizer regex; other Python whitespace (e.g. \x1c-\x1f) is not, so it is not used.
+_CUT_CHARS = ("\n", " ", "\t", "\r")
+
+
+class Utf8Decoder:
+    """Incremental UTF-8 decoding of one document's byte blocks under the replace policy.
+
+    Decodes strictly first so that it can tell whether the document had invalid bytes (a literal
+    U+FFFD in valid text must not count); on the first error it switches to "replace".
+    """
+
+    def __init__(self):
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+        self.replaced = False
+
+    def decode(self, block: bytes, final: bool = False) -> str:
+        try:
+            return self._decoder.decode(block, final)
+        except UnicodeDecodeError:
+            # The codec keeps its buffered bytes when it raises, so the block can be decoded again.
+            self.replaced = True
+            self._decoder.errors = UTF8_POLICY
+            return self._decoder.decode(block, final)
+
+
+def _last_safe_cut(text: str, limit: int) -> int:
+    """The largest i in (0, limit] where `text` may be cut for BPE, or 0 when there is none.
+
+    A cut at i is safe when text[i] is one of _CUT_CHARS and text[i-1] is not whitespace. Then no
+    pre-token of GPT-2's regex spans i (every alternative is either a whitespace run or a run that
+    excludes whitespace after an optional leading space), the regex has no look-behind, and its only
+    look-ahead (`\\s+(?!\\S)`) never looks past text[i-1]; so the pre-tokens, and hence the BPE
+    tokens, of text[:i] and text[i:] are exactly those of the whole.
+    """
+    best = 0
+    for ch in _CUT_CHARS:
+        i = text.rfind(ch, 1, limit + 1)
+        while i > best and text[i - 1].isspace():
+            i = text.rfind(ch, 1, i)
+        best = max(best, i)
+    return best
+
+
+def bpe_pieces(blocks: Iterable[str], max_chars: int) -> Iterator[str]:
+    """Re-cut a document's text blocks into pieces of at most about `max_chars` characters whose
+    separate BPE encodings concatenate to the encoding of the whole document.
+
+    Memory stays at a few pieces whatever the document's length. A stretch longer than max_chars
+    without a safe cut (no whitespace at all) is kept whole rather than cut unsafely.
+    """
+    buf = ""
+    for block in blocks:
+        buf += block
+        while len(buf) > max_chars:
+            cut = _last_safe_cut(buf, max_chars)
+            if cut == 0:
+                cut = _first_safe_cut(buf, max_chars)
+                if cut == 0:
+                    break  # wait for more text
+            yield buf[:cut]
+            buf = buf[cut:]
+    if buf:
+        yield buf
+
+
+def _first_safe_cut(text: str, start: int) -> int:
+    for i in range(max(start, 1), len(text)):
+        if text[i] in _CUT_CHARS and not text[i - 1].isspace():
+            return i
+    return 0
+
+
+def char_pieces(blocks: Iterable[str], chunk_size: int) -> Iterator[str]:
+    """Re-cut text blocks into consecutive pieces of exactly chunk_size characters (the last may be
+    shorter): the `text` records of the character path."""
+    buf = ""
+    for block in blocks:
+        buf += block
+        if len(buf) >= chunk_size:
+            full = len(buf) - len(buf) % chunk_size
+            for start in range(0, full, chunk_size):
+                yield buf[start:start + chunk_size]
+            buf = buf[full:]
+    if buf:
+        yield buf
+
+
+class TokenChunker:
+    """Collects one document's tokens piece by piece and yields `model.shards`-sized chunks with
+    consecutive positions, so that pieces of any length give the records a whole document would."""
+
+    def __init__(self, chunk_size: int):
+        self.chunk_size = chunk_size
+        self._pending = np.zeros([0], np.int64)
+        self._pos = 0
+        self.num_tokens = 0
+
+    def add(self, tokens) -> Iterator[tuple]:
+        tokens = np.asarray(tokens, dtype=np.int64)
+        self.num_tokens += len(tokens)
+        pending = np.concatenate([self._pending, tokens]) if len(self._pending) else tokens
+        full = len(pending) - len(pending) % self.chunk_size
+        for start in range(0, full, self.chunk_size):
+            yield self._emit(pending[start:start + self.chunk_size])
+        self._pending = pending[full:]
+
+    def finish(self) -> Iterator[tuple]:
+        if len(self._pending):
+            yield self._emit(self._pending)
+            self._pending = np.zeros([0], np.int64)
+
+    def _emit(self, chunk):
+        pos = self._pos
+        self._pos += 1
+        return pos, chunk
+
+
+# --- tf.train.Example records without TensorFlow -------------------------------------------------
+# The bytes are the protobuf encoding of exactly the Example that `model.shards.serialize_chunk`
+# builds (executor tests parse both and compare); writing them directly keeps TensorFlow out of the
+# workers and costs a few numpy passes per record instead of a per-token Python loop.
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64  # protobuf encodes negative int64 as ten-byte two's complement
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _packed_varints(values: np.ndarray) -> bytes:
+    if len(values) == 0:
+        return b""
+    if values.min() < 0 or values.max() >= 1 << 28:
+        return b"".join(_varint(int(v)) for v in values)
+    values = values.astype(np.int64, copy=False)
+    nbytes = 1 + (values >= 1 << 7) + (values >= 1 << 14) + (values >= 1 << 21)
+    ends = np.cumsum(nbytes)
+    starts = ends - nbytes
+    out = np.empty(int(ends[-1]), np.uint8)
+    for k in range(4):
+        has = nbytes > k
+        byte = (values[has] >> (7 * k)) & 0x7F
+        byte |= np.where(nbytes[has] > k + 1, 0x80, 0)
+        out[starts[has] + k] = byte
+    return out.tobytes()
+
+
+def _len_field(field_number: int, payload: bytes) -> bytes:
+    return _varint(field_number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _int64_feature(values: np.ndarray) -> bytes:
+    return _len_field(3, _len_field(1, _packed_varints(values)))  # Feature.int64_list.value
+
+
+def _bytes_feature(value: bytes) -> bytes:
+    return _len_field(1, _len_field(1, value))  # Feature.bytes_list.value
+
+
+def _example(features: dict) -> bytes:
+    entries = b"".join(_len_field(1, _len_field(1, key.encode()) + _len_field(2, feature))
+                       for key, feature in features.items())
+    return _len_field(1, entries)  # Example.features.feature (a map: repeated key/value entries)
+
+
+def token_record(doc: int, pos: int, tokens: np.ndarray) -> bytes:
+    """A `model.shards` record: features tokens, doc, pos."""
+    return _example({
+        shards.TOKENS: _int64_feature(np.asarray(tokens, np.int64)),
+        shards.DOC: _int64_feature(np.array([doc], np.int64)),
+        shards.POS: _int64_feature(np.array([pos], np.int64)),
+    })
+
+
+TEXT = "text"
+
+
+def text_record(doc: int, pos: int, text: str) -> bytes:
+    """The character path's record: the same doc/pos keys, with a chunk of the document's text in
+    `text` (UTF-8) that the Transform module turns into `tokens`."""
+    return _example({
+        TEXT: _bytes_feature(text.encode("utf-8")),
+        shards.DOC: _int64_feature(np.array([doc], np.int64)),
+        shards.POS: _int64_feature(np.array([pos], np.int64)),
+    })
+
+
+def decode_text(value, decoder: Optional[Utf8Decoder] = None) -> str:
+    """A dataset cell as text: str as is, bytes under the UTF-8 policy."""
+    if isinstance(value, str):
+        return value
+    decoder = decoder or Utf8Decoder()
+    return decoder.decode(bytes(value), final=True)

@@ -1,0 +1,147 @@
+"""Executor of TokenizeText: plans the work, runs the Beam pipeline, publishes shards and counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any, Dict, List
+
+from absl import logging
+from tfx import types
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+
+from components.tokenize_text import beam_ops, sources
+from model import shards
+from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
+
+EXAMPLES_KEY = "examples"
+STAGING_DIR = "_staging"
+
+
+def resolve_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+    """Execution properties with defaults applied and checked: the dict the workers get."""
+    tokenizer = exec_properties.get("tokenizer") or beam_ops.GPT2
+    if tokenizer not in (beam_ops.GPT2, beam_ops.CHAR):
+        raise ValueError(f"tokenizer={tokenizer!r}: use {beam_ops.GPT2!r} or {beam_ops.CHAR!r}")
+    input_pattern, dataset_name = exec_properties.get("input_pattern"), exec_properties.get("dataset_name")
+    if bool(input_pattern) == bool(dataset_name):
+        raise ValueError("give exactly one of input_pattern (text files) and dataset_name "
+                         "(Hugging Face dataset or local dataset path)")
+    cfg = {
+        "tokenizer": tokenizer,
+        "input_pattern": input_pattern,
+        "dataset_name": dataset_name,
+        "dataset_config": exec_properties.get("dataset_config") or None,
+        "dataset_split": exec_properties.get("dataset_split") or "train",
+        "text_column": exec_properties.get("text_column") or "text",
+        "streaming": bool(exec_properties.get("streaming") or 0),
+        "split_method": exec_properties.get("split_method") or sources.AUTO,
+        "val_fraction": exec_properties.get("val_fraction"),
+        "split_seed": int(exec_properties.get("split_seed") or 0),
+        "chunk_size": int(exec_properties.get("chunk_size") or shards.DEFAULT_CHUNK_SIZE),
+        "num_shards": int(exec_properties.get("num_shards") or 0),
+        "max_piece_chars": int(exec_properties.get("max_piece_chars") or (1 << 20)),
+        "bpe_dir": exec_properties.get("bpe_dir") or os.environ.get(BPE_DIR_ENV) or None,
+    }
+    if cfg["val_fraction"] is not None and not 0 < cfg["val_fraction"] < 1:
+        raise ValueError(f"val_fraction={cfg['val_fraction']} must lie in (0, 1)")
+    append_eot = exec_properties.get("append_eot")
+    if append_eot is None or append_eot < 0:  # automatic: as nanoGPT's prepare scripts do
+        append_eot = None
+    cfg["append_eot"] = append_eot
+    return cfg
+
+
+def plan(cfg: Dict[str, Any]) -> (List[dict], dict):
+    """Work items and source facts; raises, naming the input, when the input is missing or empty."""
+    if cfg["input_pattern"]:
+        items, info = sources.plan_text_files(cfg["input_pattern"], cfg["split_method"],
+                                              cfg["val_fraction"], cfg["split_seed"])
+    else:
+        items, info = sources.plan_dataset(cfg, cfg["split_method"], cfg["val_fraction"])
+    cfg["val_fraction"] = info["val_fraction"]
+    if cfg["append_eot"] is None:
+        # nanoGPT appends <|endoftext|> to each OpenWebText document but encodes Shakespeare's
+        # single text with encode_ordinary alone; characters have no end-of-text token.
+        cfg["append_eot"] = cfg["tokenizer"] == beam_ops.GPT2 and info["split_method"] == sources.HASH
+    cfg["append_eot"] = bool(cfg["append_eot"])
+    if cfg["append_eot"] and cfg["tokenizer"] != beam_ops.GPT2:
+        raise ValueError("append_eot needs tokenizer='gpt2' (the character vocabulary has no end-of-text)")
+    return items, info
+
+
+def check_counts(stats: Dict[str, Any], source: str) -> None:
+    if stats["num_documents"] == 0:
+        raise ValueError(f"{source!r}: no non-empty documents ({stats['num_skipped_documents']} skipped: "
+                         f"{stats['skipped_empty']} empty, {stats['skipped_missing_text']} without text)")
+    for split in sources.SPLITS:
+        if stats[f"num_tokens_{split}"] == 0:
+            raise ValueError(f"{source!r}: the {split} split is empty ({stats['num_documents']} documents); "
+                             f"a corpus this small needs a larger val_fraction")
+
+
+def set_properties(examples: types.Artifact, cfg: Dict[str, Any], info: dict, stats: Dict[str, Any]) -> None:
+    """Counts and the tokenizer, as custom properties that ML Metadata shows and the trainer reads."""
+    for key in beam_ops.COUNTERS:
+        examples.set_int_custom_property(key, int(stats[key]))
+    examples.set_string_custom_property("tokenizer", cfg["tokenizer"])
+    examples.set_string_custom_property("source", info["source"])
+    examples.set_string_custom_property("split_method", info["split_method"])
+    examples.set_float_custom_property("val_fraction", float(cfg["val_fraction"]))
+    examples.set_int_custom_property("split_seed", cfg["split_seed"])
+    examples.set_int_custom_property("chunk_size", cfg["chunk_size"])
+    examples.set_int_custom_property("append_eot", int(cfg["append_eot"]))
+    examples.set_string_custom_property("unicode_policy", "utf-8, invalid bytes replaced by U+FFFD")
+    if cfg["tokenizer"] == beam_ops.GPT2:
+        examples.set_string_custom_property("record_feature", shards.TOKENS)
+        examples.set_int_custom_property("vocab_size", GPT2Tokenizer.vocab_size)
+        examples.set_int_custom_property("eot_token", GPT2Tokenizer.eot_token)
+    else:
+        # Records hold text; the vocabulary is Transform's (components/char_transform.py). The
+        # number of distinct characters seen is what that vocabulary holds when Transform analyzes
+        # both splits.
+        examples.set_string_custom_property("record_feature", "text")
+        examples.set_int_custom_property("vocab_size", len(stats["chars"]))
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Tokenizes a corpus into `model.shards` records (or text records for characters).
+
+    Output is written under a staging directory and moved into `Split-train`/`Split-val` only after
+    the pipeline succeeded and the counts were checked; on any failure the staging directory is
+    removed, so a failed run leaves no shards that look complete.
+    """
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
+        cfg = resolve_config(exec_properties)
+        items, info = plan(cfg)
+        logging.info("TokenizeText: %d work items from %s", len(items), info["source"])
+
+        staging = os.path.join(examples.uri, f"{STAGING_DIR}-{uuid.uuid4().hex[:8]}")
+        try:
+            with self._make_beam_pipeline() as pipeline:
+                beam_ops.build_pipeline(pipeline, items, cfg, staging)
+            with fileio.open(os.path.join(staging, beam_ops.STATS_FILE)) as f:
+                stats = json.loads(f.read())
+            check_counts(stats, info["source"])
+            for split in sources.SPLITS:
+                fileio.rename(shards.split_dir(staging, split), shards.split_dir(examples.uri, split))
+            fileio.rename(os.path.join(staging, beam_ops.STATS_FILE),
+                          os.path.join(examples.uri, beam_ops.STATS_FILE))
+        finally:
+            if fileio.exists(staging):
+                fileio.rmtree(staging)
+
+        examples.split_names = artifact_utils.encode_split_names(list(sources.SPLITS))
+        examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+        examples_utils.set_file_format(examples, "tfrecords_gzip")
+        set_properties(examples, cfg, info, stats)
+        logging.info("TokenizeText: %s", {k: stats[k] for k in beam_ops.COUNTERS})

@@ -1,0 +1,212 @@
+"""Corpus sources for the tokenization component: planning the work (in the executor) and reading
+documents (in Beam workers).
+
+A plan is a list of small JSON-able work items; each worker reads its items' documents itself, so no
+process ever holds more than the documents it is tokenizing:
+
+- text files: one item per file (a document); a single file split 90/10 becomes two items, the head
+  and the tail, read by character offset;
+- a map-style Hugging Face dataset (local parquet/json/arrow/text, or a downloaded hub dataset):
+  one item per range of rows, read from the memory-mapped Arrow cache;
+- a streamed Hugging Face dataset: one item per data file (shard) of the stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+
+from components.tokenize_text.encoding import Utf8Decoder, decode_text
+
+TRAIN, VAL = "train", "val"
+SPLITS = (TRAIN, VAL)
+HEAD_TAIL, HASH, AUTO = "head_tail", "hash", "auto"
+DEFAULT_HASH_VAL_FRACTION = 0.0005  # nanoGPT's OpenWebText hold-out
+DEFAULT_HEAD_TAIL_VAL_FRACTION = 0.1  # nanoGPT's shakespeare prepare scripts: last 10% is val
+READ_BLOCK_BYTES = 1 << 20
+ROWS_PER_ITEM = 2000
+ROWS_PER_READ = 256
+# Rows of a streamed dataset get the document index shard * 2**40 + row: corpus order, unique.
+STREAM_SHARD_STRIDE = 1 << 40
+
+# Local files that `datasets` loads with a packaged builder, by extension.
+_DATASET_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".arrow": "arrow",
+                     ".txt": "text", ".csv": "csv"}
+
+
+class Document(NamedTuple):
+    index: int  # position in the corpus: the shards' `doc`
+    split: str
+    blocks: Iterator[str]  # the text, in order, in blocks of any size
+    decoder: Optional[Utf8Decoder]  # tells, once blocks are read, whether bytes were replaced
+
+
+def hashed_split(doc_index: int, val_fraction: float, seed: int) -> str:
+    """The split of a document of a corpus: a keyed hash of its index, so the same on every run and
+    every runner (Python's hash() is salted per process, so it would not be)."""
+    digest = hashlib.blake2b(f"{seed}:{doc_index}".encode(), digest_size=8).digest()
+    return VAL if int.from_bytes(digest, "big") / 2.0 ** 64 < val_fraction else TRAIN
+
+
+# --- text files ------------------------------------------------------------------------------------
+
+def _filesystems():
+    from apache_beam.io.filesystems import FileSystems  # local, gs://, hdfs:// ... alike
+
+    return FileSystems
+
+
+def match_text_files(pattern: str) -> List[Any]:
+    """The files (Beam FileMetadata, sorted by path) that a path or glob names; FileNotFoundError
+    naming the pattern when there are none."""
+    try:
+        metadata = _filesystems().match([pattern])[0].metadata_list
+    except Exception as e:  # Beam raises BeamIOError for a missing non-glob path
+        raise FileNotFoundError(f"input_pattern {pattern!r}: no such file ({e})") from None
+    files = sorted((m for m in metadata if not os.path.isdir(m.path)), key=lambda m: m.path)
+    if not files:
+        raise FileNotFoundError(f"input_pattern {pattern!r} matches no files")
+    return files
+
+
+def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[int] = None
+                ) -> Iterator[str]:
+    """The characters [start, end) of a text file, decoded in blocks under the UTF-8 policy."""
+    offset = 0
+    with _filesystems().open(path) as f:
+        while end is None or offset < end:
+            raw = f.read(READ_BLOCK_BYTES)
+            text = decoder.decode(raw, final=not raw)
+            lo, hi = max(start - offset, 0), len(text) if end is None else min(end - offset, len(text))
+            offset += len(text)
+            if lo < hi:
+                yield text[lo:hi]
+            if not raw:
+                break
+
+
+def count_chars(path: str) -> int:
+    """The length in characters of a text file, in one streaming pass (nanoGPT's n = len(data))."""
+    return sum(len(block) for block in read_blocks(path, Utf8Decoder()))
+
+
+def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[float], seed: int
+                    ) -> (List[dict], dict):
+    files = match_text_files(pattern)
+    if split_method == AUTO:
+        split_method = HEAD_TAIL if len(files) == 1 else HASH
+    if all(m.size_in_bytes == 0 for m in files):
+        raise ValueError(f"input_pattern {pattern!r}: the corpus is empty "
+                         f"({len(files)} file(s), all of 0 bytes)")
+    info = {"source": pattern, "num_files": len(files), "split_method": split_method}
+    if split_method == HEAD_TAIL:
+        if len(files) != 1:
+            raise ValueError(f"split_method={HEAD_TAIL!r} needs a single text file; "
+                             f"{pattern!r} matches {len(files)}")
+        fraction = DEFAULT_HEAD_TAIL_VAL_FRACTION if val_fraction is None else val_fraction
+        n = count_chars(files[0].path)
+        cut = int(n * (1 - fraction))  # nanoGPT: train = data[:int(n*0.9)], val = data[int(n*0.9):]
+        info["val_fraction"] = fraction
+        items = [{"kind": "file", "path": files[0].path, "doc": 0, "split": TRAIN, "start": 0, "end": cut},
+                 {"kind": "file", "path": files[0].path, "doc": 0, "split": VAL, "start": cut, "end": n}]
+        return items, info
+    if split_method != HASH:
+        raise ValueError(f"unknown split_method {split_method!r}: use {AUTO!r}, {HEAD_TAIL!r} or {HASH!r}")
+    fraction = DEFAULT_HASH_VAL_FRACTION if val_fraction is None else val_fraction
+    info["val_fraction"] = fraction
+    items = [{"kind": "file", "path": m.path, "doc": i, "split": hashed_split(i, fraction, seed),
+              "start": 0, "end": None} for i, m in enumerate(files)]
+    return items, info
+
+
+# --- Hugging Face datasets -------------------------------------------------------------------------
+
+def load_hf_dataset(cfg: dict):
+    """The dataset that cfg names: a local file by extension, a directory saved by save_to_disk, a
+    local dataset directory, or a hub name (with config, split and optional streaming)."""
+    import datasets
+
+    name, split, streaming = cfg["dataset_name"], cfg["dataset_split"], cfg["streaming"]
+    try:
+        if os.path.isfile(name):
+            builder = _DATASET_BUILDERS.get(os.path.splitext(name)[1].lower())
+            if builder is None:
+                raise ValueError(f"unknown dataset file type (known: {sorted(_DATASET_BUILDERS)})")
+            return datasets.load_dataset(builder, data_files={split: name}, split=split, streaming=streaming)
+        if os.path.isfile(os.path.join(name, "dataset_info.json")) and not streaming:
+            ds = datasets.load_from_disk(name)
+            return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
+        return datasets.load_dataset(name, cfg.get("dataset_config"), split=split, streaming=streaming)
+    except Exception as e:  # datasets raises DatasetNotFoundError, FileNotFoundError, ValueError...
+        raise FileNotFoundError(f"cannot load dataset_name={name!r} (config={cfg.get('dataset_config')!r}, "
+                                f"split={split!r}): {type(e).__name__}: {e}") from e
+
+
+def plan_dataset(cfg: dict, split_method: str, val_fraction: Optional[float]) -> (List[dict], dict):
+    if split_method not in (AUTO, HASH):
+        raise ValueError(f"a dataset is split by hash: split_method={split_method!r} is not possible")
+    ds = load_hf_dataset(cfg)
+    columns = ds.column_names
+    if columns is not None and cfg["text_column"] not in columns:
+        raise ValueError(f"dataset_name={cfg['dataset_name']!r} has no column {cfg['text_column']!r} "
+                         f"(columns: {columns})")
+    fraction = DEFAULT_HASH_VAL_FRACTION if val_fraction is None else val_fraction
+    info = {"source": cfg["dataset_name"], "split_method": HASH, "val_fraction": fraction}
+    if cfg["streaming"]:
+        shards = ds.n_shards
+        return [{"kind": "stream", "shard": i, "num_shards": shards} for i in range(shards)], info
+    rows = len(ds)
+    if rows == 0:
+        raise ValueError(f"dataset_name={cfg['dataset_name']!r} (split {cfg['dataset_split']!r}) is empty")
+    info["num_rows"] = rows
+    return [{"kind": "rows", "start": s, "end": min(s + ROWS_PER_ITEM, rows)}
+            for s in range(0, rows, ROWS_PER_ITEM)], info
+
+
+def _dataset_documents(texts: Iterator[tuple], cfg: dict) -> Iterator[Document]:
+    for index, value in texts:
+        if value is None:  # a missing cell: counted by the caller as a skipped document
+            yield Document(index, hashed_split(index, cfg["val_fraction"], cfg["split_seed"]), None, None)
+            continue
+        decoder = None if isinstance(value, str) else Utf8Decoder()
+        text = decode_text(value, decoder)
+        yield Document(index, hashed_split(index, cfg["val_fraction"], cfg["split_seed"]),
+                       iter([text]), decoder)
+
+
+def _row_texts(ds, column: str, start: int, end: int) -> Iterator[tuple]:
+    ds = ds.select_columns([column])
+    for lo in range(start, end, ROWS_PER_READ):
+        batch = ds[lo:min(lo + ROWS_PER_READ, end)][column]
+        yield from zip(range(lo, lo + len(batch)), batch)
+
+
+def _stream_texts(ds, column: str, shard: int, num_shards: int) -> Iterator[tuple]:
+    from datasets.distributed import split_dataset_by_node
+
+    # With world_size == n_shards every node reads exactly one of the stream's files.
+    part = split_dataset_by_node(ds, rank=shard, world_size=num_shards)
+    for row, example in enumerate(part):
+        yield shard * STREAM_SHARD_STRIDE + row, example.get(column)
+
+
+# --- reading a work item ---------------------------------------------------------------------------
+
+def iter_documents(item: dict, cfg: dict, dataset=None) -> Iterator[Document]:
+    """The documents of one work item. `dataset` is the worker's already loaded HF dataset."""
+    if item["kind"] == "file":
+        decoder = Utf8Decoder()
+        yield Document(item["doc"], item["split"],
+                       read_blocks(item["path"], decoder, item["start"], item["end"]), decoder)
+    elif item["kind"] == "rows":
+        yield from _dataset_documents(_row_texts(dataset, cfg["text_column"], item["start"], item["end"]), cfg)
+    elif item["kind"] == "stream":
+        yield from _dataset_documents(
+            _stream_texts(dataset, cfg["text_column"], item["shard"], item["num_shards"]), cfg)
+    else:
+        raise ValueError(f"unknown work item {item!r}")
+
+
+def needs_dataset(items: List[Dict]) -> bool:
+    return any(item["kind"] in ("rows", "stream") for item in items)
