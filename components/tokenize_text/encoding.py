@@ -45,8 +45,8 @@ class Utf8Decoder:
             return self._decoder.decode(block, final)
 
 
-def _last_safe_cut(text: str, limit: int) -> int:
-    """The largest i in (0, limit] where `text` may be cut for BPE, or 0 when there is none.
+def is_safe_cut(text: str, i: int) -> bool:
+    """Whether GPT-2 BPE encodes text[:i] + text[i:] exactly as text.
 
     A cut at i is safe when text[i] is one of _CUT_CHARS and text[i-1] is not whitespace. Then no
     pre-token of GPT-2's regex spans i (every alternative is either a whitespace run or a run that
@@ -54,6 +54,11 @@ def _last_safe_cut(text: str, limit: int) -> int:
     look-ahead (`\\s+(?!\\S)`) never looks past text[i-1]; so the pre-tokens, and hence the BPE
     tokens, of text[:i] and text[i:] are exactly those of the whole.
     """
+    return 0 < i < len(text) and text[i] in _CUT_CHARS and not text[i - 1].isspace()
+
+
+def _last_safe_cut(text: str, limit: int) -> int:
+    """The largest i in (0, limit] with is_safe_cut(text, i), or 0 when there is none."""
     best = 0
     for ch in _CUT_CHARS:
         i = text.rfind(ch, 1, limit + 1)
@@ -87,7 +92,7 @@ def bpe_pieces(blocks: Iterable[str], max_chars: int) -> Iterator[str]:
 
 def _first_safe_cut(text: str, start: int) -> int:
     for i in range(max(start, 1), len(text)):
-        if text[i] in _CUT_CHARS and not text[i - 1].isspace():
+        if is_safe_cut(text, i):
             return i
     return 0
 

@@ -1,0 +1,225 @@
+"""TokenizeText's executor on Beam's DirectRunner, on real files: exact Shakespeare counts, document
+corpora from text files and `datasets` files, determinism across runners, and bad input."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils, standard_artifacts
+
+from components.tokenize_text import beam_ops, sources
+from components.tokenize_text.executor import Executor
+from model import shards
+from model.tokenizer import GPT2Tokenizer
+
+EOT = GPT2Tokenizer.eot_token
+MULTI_PROCESS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+
+
+@pytest.fixture(scope="module")
+def bpe(bpe_dir):
+    return GPT2Tokenizer(bpe_dir)
+
+
+def run_executor(out_dir, beam_args=(), **props):
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out_dir)
+    os.makedirs(examples.uri, exist_ok=True)
+    context = base_beam_executor.BaseBeamExecutor.Context(
+        beam_pipeline_args=list(beam_args), tmp_dir=os.path.join(str(out_dir), ".tmp"))
+    Executor(context).Do({}, {"examples": [examples]}, props)
+    return examples
+
+
+def prop(examples, key):
+    return examples.get_custom_property(key)
+
+
+def chunks_by_doc(examples, split):
+    """{doc: tokens} from the split's shards, each document's chunks joined in pos order."""
+    chunks = [(int(c[shards.DOC]), int(c[shards.POS]), c[shards.TOKENS].numpy())
+              for c in shards.chunk_dataset(shards.split_dir(examples.uri, split))]
+    docs = {}
+    for doc, pos, tokens in sorted(chunks, key=lambda c: c[:2]):
+        docs.setdefault(doc, []).append((pos, tokens))
+    for doc, parts in docs.items():
+        assert [p for p, _ in parts] == list(range(len(parts))), "positions are consecutive"
+        docs[doc] = np.concatenate([t for _, t in parts]).tolist()
+    return docs
+
+
+def read_text_stream(examples, split):
+    spec = {"text": tf.io.FixedLenFeature([], tf.string), shards.DOC: tf.io.FixedLenFeature([], tf.int64),
+            shards.POS: tf.io.FixedLenFeature([], tf.int64)}
+    files = shards.shard_files(shards.split_dir(examples.uri, split))
+    records = [tf.io.parse_single_example(r, spec)
+               for r in tf.data.TFRecordDataset(files, compression_type=shards.COMPRESSION)]
+    records.sort(key=lambda r: (int(r[shards.DOC]), int(r[shards.POS])))
+    return "".join(r["text"].numpy().decode("utf-8") for r in records)
+
+
+def test_shakespeare_gpt2_gives_nanogpt_counts_and_tiktoken_tokens(tmp_path, shared_data, bpe_dir, bpe,
+                                                                     shakespeare_text):
+    examples = run_executor(tmp_path, input_pattern=os.path.join(shared_data, "tinyshakespeare.txt"),
+                            tokenizer="gpt2", bpe_dir=bpe_dir)
+    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "val"]
+    assert prop(examples, "num_tokens_train") == 301_966
+    assert prop(examples, "num_tokens_val") == 36_059
+    cut = int(len(shakespeare_text) * 0.9)
+    # No end-of-text token for a single text file, as nanoGPT's shakespeare/prepare.py.
+    assert shards.read_token_stream(shards.split_dir(examples.uri, "train")).tolist() == \
+        bpe.encode(shakespeare_text[:cut])
+    assert shards.read_token_stream(shards.split_dir(examples.uri, "val")).tolist() == \
+        bpe.encode(shakespeare_text[cut:])
+    assert (prop(examples, "tokenizer"), prop(examples, "vocab_size"), prop(examples, "eot_token")) == \
+        ("gpt2", 50257, EOT)
+    assert (prop(examples, "split_method"), prop(examples, "append_eot")) == ("head_tail", 0)
+    assert prop(examples, "num_records_train") == -(-301_966 // shards.DEFAULT_CHUNK_SIZE)
+    assert not [n for n in os.listdir(examples.uri) if n.startswith("_staging")]
+
+
+def test_shakespeare_characters_give_nanogpt_counts(tmp_path, shared_data, shakespeare_text):
+    examples = run_executor(tmp_path, input_pattern=os.path.join(shared_data, "tinyshakespeare.txt"),
+                            tokenizer="char", chunk_size=4096)
+    assert prop(examples, "num_tokens_train") == 1_003_854
+    assert prop(examples, "num_tokens_val") == 111_540
+    assert prop(examples, "vocab_size") == 65
+    assert prop(examples, "record_feature") == "text"
+    assert read_text_stream(examples, "train") + read_text_stream(examples, "val") == shakespeare_text
+
+
+@pytest.fixture(scope="module")
+def text_corpus(tmp_path_factory, shakespeare_text):
+    """A directory of documents: paragraphs, one empty file, one with invalid UTF-8, and one 2 MB
+    document that must go through in many pieces."""
+    corpus = tmp_path_factory.mktemp("corpus")
+    paragraphs = [p for p in shakespeare_text.split("\n\n") if p][:40]
+    texts = {f"doc{i:03d}.txt": p.encode() for i, p in enumerate(paragraphs)}
+    texts["doc005.txt"] = b""
+    texts["doc007.txt"] = "caf\u00e9 ".encode() + b"\xc3\x28 bad\xff bytes"
+    texts["doc009.txt"] = (shakespeare_text * 2).encode()
+    for name, data in texts.items():
+        (corpus / name).write_bytes(data)
+    return corpus, [texts[n] for n in sorted(texts)]
+
+
+def test_document_corpus_is_hash_split_with_eot_and_pieces_exact(tmp_path, text_corpus, bpe_dir, bpe):
+    corpus, raw = text_corpus
+    props = dict(input_pattern=str(corpus / "*.txt"), tokenizer="gpt2", bpe_dir=bpe_dir, val_fraction=0.2,
+                 split_seed=7, chunk_size=1000, max_piece_chars=4096)
+    examples = run_executor(tmp_path / "a", **props)
+
+    expected = {sources.TRAIN: {}, sources.VAL: {}}
+    for doc, data in enumerate(raw):
+        if data:
+            text = data.decode("utf-8", errors="replace")
+            expected[sources.hashed_split(doc, 0.2, 7)][doc] = bpe.encode(text) + [EOT]
+    assert expected[sources.VAL] and expected[sources.TRAIN]
+    for split in sources.SPLITS:
+        assert chunks_by_doc(examples, split) == expected[split]
+        assert prop(examples, f"num_tokens_{split}") == sum(map(len, expected[split].values()))
+        assert prop(examples, f"num_documents_{split}") == len(expected[split])
+    assert prop(examples, "num_documents") == len(raw) - 1
+    assert (prop(examples, "num_skipped_documents"), prop(examples, "skipped_empty")) == (1, 1)
+    assert prop(examples, "invalid_utf8_documents") == 1
+    assert (prop(examples, "split_method"), prop(examples, "append_eot")) == ("hash", 1)
+    with open(os.path.join(examples.uri, beam_ops.STATS_FILE)) as f:
+        assert json.load(f)["num_tokens_val"] == prop(examples, "num_tokens_val")
+
+    # Another runner mode (two worker processes) and shard count: the same documents in each split.
+    again = run_executor(tmp_path / "b", beam_args=MULTI_PROCESS, num_shards=3, **props)
+    for split in sources.SPLITS:
+        assert len(shards.shard_files(shards.split_dir(again.uri, split))) == 3
+        assert chunks_by_doc(again, split) == expected[split]
+
+
+def _write_dataset(path, texts):
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"text": texts, "id": list(range(len(texts)))})
+    if path.endswith(".parquet"):
+        ds.to_parquet(path)
+    else:
+        ds.to_json(path, lines=True)
+    return path
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+
+
+def _dataset_expected(bpe, texts, val_fraction, seed, index=lambda row: row):
+    expected = {sources.TRAIN: {}, sources.VAL: {}}
+    for row, text in enumerate(texts):
+        if text:
+            doc = index(row)
+            expected[sources.hashed_split(doc, val_fraction, seed)][doc] = bpe.encode(text) + [EOT]
+    return expected
+
+
+def test_local_parquet_dataset(tmp_path, hf_cache, shakespeare_text, bpe_dir, bpe):
+    texts = [p for p in shakespeare_text.split("\n\n")][:60]
+    texts[3], texts[4] = None, ""
+    path = _write_dataset(str(tmp_path / "corpus.parquet"), texts)
+    examples = run_executor(tmp_path / "out", dataset_name=path, tokenizer="gpt2", bpe_dir=bpe_dir,
+                            val_fraction=0.25, chunk_size=64)
+    expected = _dataset_expected(bpe, texts, 0.25, 0)
+    for split in sources.SPLITS:
+        assert chunks_by_doc(examples, split) == expected[split]
+    assert prop(examples, "skipped_missing_text") == 1 and prop(examples, "skipped_empty") == 1
+    assert prop(examples, "num_documents") == 58
+
+
+def test_local_json_dataset_streamed(tmp_path, hf_cache, shakespeare_text, bpe_dir, bpe):
+    texts = [p for p in shakespeare_text.split("\n\n")][100:150]
+    path = _write_dataset(str(tmp_path / "corpus.jsonl"), texts)
+    examples = run_executor(tmp_path / "out", dataset_name=path, tokenizer="gpt2", bpe_dir=bpe_dir,
+                            val_fraction=0.25, streaming=1)
+    # One data file, so one stream shard: documents are numbered shard * 2**40 + row.
+    expected = _dataset_expected(bpe, texts, 0.25, 0, index=lambda row: 0 * sources.STREAM_SHARD_STRIDE + row)
+    for split in sources.SPLITS:
+        assert chunks_by_doc(examples, split) == expected[split]
+
+
+def _assert_fails_cleanly(out_dir, error, match, **props):
+    with pytest.raises(error, match=match):
+        run_executor(out_dir, **props)
+    assert not [n for n in os.listdir(out_dir) if n.startswith(("Split-", "_staging"))]
+
+
+def test_missing_inputs_are_named(tmp_path, hf_cache):
+    missing = str(tmp_path / "no_such.txt")
+    _assert_fails_cleanly(tmp_path / "a", FileNotFoundError, "no_such.txt", input_pattern=missing, tokenizer="gpt2")
+    pattern = str(tmp_path / "nothing" / "*.txt")
+    _assert_fails_cleanly(tmp_path / "b", FileNotFoundError, r"nothing/\*\.txt", input_pattern=pattern,
+                          tokenizer="char")
+    _assert_fails_cleanly(tmp_path / "c", FileNotFoundError, "no_such_dataset", tokenizer="gpt2",
+                          dataset_name=str(tmp_path / "no_such_dataset"))
+
+
+def test_empty_corpora_fail_naming_the_input(tmp_path, hf_cache, bpe_dir):
+    (tmp_path / "empty").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / "empty" / name).write_bytes(b"")
+    _assert_fails_cleanly(tmp_path / "a", ValueError, "empty/.*empty", input_pattern=str(tmp_path / "empty" / "*"),
+                          tokenizer="gpt2", bpe_dir=bpe_dir)
+    # Empty documents only come to light while tokenizing: the pipeline runs, then the output is dropped.
+    path = _write_dataset(str(tmp_path / "blank.parquet"), ["", None, ""])
+    _assert_fails_cleanly(tmp_path / "b", ValueError, "blank.parquet.*no non-empty documents.*2 empty",
+                          dataset_name=path, tokenizer="gpt2", bpe_dir=bpe_dir)
+    # Too few documents for the default 0.0005 hold-out: val would be empty.
+    few = _write_dataset(str(tmp_path / "few.parquet"), ["one", "two", "three"])
+    _assert_fails_cleanly(tmp_path / "c", ValueError, "few.parquet.*val split is empty",
+                          dataset_name=few, tokenizer="gpt2", bpe_dir=bpe_dir)
+
+
+def test_missing_text_column_is_named(tmp_path, hf_cache):
+    path = _write_dataset(str(tmp_path / "corpus.parquet"), ["some text"])
+    _assert_fails_cleanly(tmp_path / "out", ValueError, "no column 'body'", dataset_name=path,
+                          text_column="body", tokenizer="gpt2")
