@@ -15,6 +15,9 @@ exported model use this one table, through the helpers below.
         examples=tokenize.outputs["examples"], schema=ImportSchemaGen(schema_file=RAW_SCHEMA_PATH)...,
         module_file=char_transform.__file__, disable_statistics=True,
         splits_config=SplitsConfig(analyze=["train", "val"], transform=["train", "val"]))
+
+(module_file makes TFX package this file's directory as a wheel with pip; where pip is absent, as in
+this project's locked environment, pass preprocessing_fn="components.char_transform.preprocessing_fn".)
 """
 
 from __future__ import annotations
