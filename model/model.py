@@ -98,10 +98,7 @@ class Linear(tf.Module):
         self.bias = tf.Variable(tf.zeros([n_out]), name="bias") if bias else None
 
     def __call__(self, x):
-        y = tf.matmul(x, tf.cast(self.weight, x.dtype))
-        if self.bias is not None:
-            y = y + tf.cast(self.bias, x.dtype)
-        return y
+        return _matmul_last_axis(x, tf.cast(self.weight, x.dtype), bias=self.bias)
 
 
 class Embedding(tf.Module):
@@ -111,6 +108,16 @@ class Embedding(tf.Module):
 
     def __call__(self, ids):
         return tf.gather(self.weight, ids)
+
+
+def _matmul_last_axis(x, w, bias=None, transpose_w=False):
+    """x (..., n_in) @ w as one 2-D matmul. A 3-D x @ 2-D w would broadcast into a batched
+    matmul, whose weight gradient TF computes per batch element and then sums: many times slower."""
+    leading = tf.shape(x)[:-1]
+    y = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), w, transpose_b=transpose_w)
+    if bias is not None:
+        y = tf.nn.bias_add(y, tf.cast(bias, y.dtype))
+    return tf.reshape(y, tf.concat([leading, tf.shape(y)[-1:]], axis=0))
 
 
 def _dropout(x, rate: float, training: bool):
@@ -219,7 +226,7 @@ class GPT(tf.Module):
         for block in self.h:
             x = block(x, training=training)
         x = self.ln_f(x)
-        logits = tf.matmul(x, tf.cast(self.wte.weight, x.dtype), transpose_b=True)
+        logits = _matmul_last_axis(x, tf.cast(self.wte.weight, x.dtype), transpose_w=True)
         return tf.cast(logits, tf.float32)
 
     def _check_length(self, idx):

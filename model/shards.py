@@ -93,7 +93,8 @@ def write_split(directory: str, documents: Iterable[Sequence[int]], num_shards: 
     os.makedirs(directory, exist_ok=True)
     options = tf.io.TFRecordOptions(compression_type=COMPRESSION)
     paths = [os.path.join(directory, f"tokens-{i:05d}-of-{num_shards:05d}.gz") for i in range(num_shards)]
-    writers = [tf.io.TFRecordWriter(p + ".tmp", options) for p in paths]
+    tmp = f".tmp{os.getpid()}"
+    writers = [tf.io.TFRecordWriter(p + tmp, options) for p in paths]
     n_tokens, n_records = 0, 0
     try:
         for doc, tokens in enumerate(documents):
@@ -105,5 +106,5 @@ def write_split(directory: str, documents: Iterable[Sequence[int]], num_shards: 
         for w in writers:
             w.close()
     for p in paths:
-        os.replace(p + ".tmp", p)
+        os.replace(p + tmp, p)
     return n_tokens

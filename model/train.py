@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -133,6 +134,7 @@ class Trainer:
                              f"a multiple of the number of replicas ({self.replicas})")
         self.local_accumulation = cfg.gradient_accumulation_steps // self.replicas
         os.makedirs(cfg.out_dir, exist_ok=True)
+        self.worker_dir = _worker_dir(cfg.out_dir, self.chief)
         self.tokenizer_json = tokenizer_json
         data_dir = self._data_dir()
         self.train_data = TokenStream(load_split(data_dir, TRAIN), cfg.block_size, TRAIN)
@@ -152,7 +154,7 @@ class Trainer:
                                               iter_num=self.iter_num, best_val_loss=self.best_val_loss,
                                               **({"loss_scale": self.loss_scale} if self.loss_scale else {}))
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(_worker_dir(cfg.out_dir, self.chief), CHECKPOINT_DIR), max_to_keep=2)
+            self.checkpoint, os.path.join(self.worker_dir, CHECKPOINT_DIR), max_to_keep=2)
         if cfg.init_from == "resume":
             self._restore()
         self._train_step = self._make_train_step()
@@ -167,7 +169,7 @@ class Trainer:
                 self.tokenizer_json = _read_json(os.path.join(cfg.data_dir, TOKENIZER_FILE))
             return cfg.data_dir
         if cfg.text_file:
-            data_dir = os.path.join(cfg.out_dir, "data")
+            data_dir = os.path.join(self.worker_dir, "data")  # each worker tokenizes its own copy
             self.tokenizer_json = prepare_text_file(cfg, data_dir)
             return data_dir
         raise ValueError("no training data: set data_dir (token shards) or text_file")
@@ -352,6 +354,8 @@ class Trainer:
                     break
         if writer:
             writer.flush()
+        if not self.chief:
+            shutil.rmtree(self.worker_dir, ignore_errors=True)
         return {**last_losses, "best_val_loss": float(self.best_val_loss.numpy()), "iter_num": iter_num}
 
 
