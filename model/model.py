@@ -136,7 +136,8 @@ class CausalSelfAttention(tf.Module):
         self.n_embd = config.n_embd
         self.dropout = config.dropout
 
-    def __call__(self, x, training=False):
+    def qkv(self, x):
+        """Queries, keys and values for all heads, each (B, nh, T, hs)."""
         B, T = tf.shape(x)[0], tf.shape(x)[1]
         C, nh = self.n_embd, self.n_head
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
@@ -144,18 +145,30 @@ class CausalSelfAttention(tf.Module):
         def heads(t):  # (B, T, C) -> (B, nh, T, hs)
             return tf.transpose(tf.reshape(t, [B, T, nh, C // nh]), [0, 2, 1, 3])
 
-        q, k, v = heads(q), heads(k), heads(v)
-        # causal self-attention: (B, nh, T, hs) x (B, nh, hs, T) -> (B, nh, T, T)
-        # (softmax in float32: under mixed precision bf16/fp16 scores lose too much)
-        att = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * (1.0 / math.sqrt(C // nh))
-        # position t attends to positions <= t only
-        causal = tf.linalg.band_part(tf.ones([T, T], tf.bool), -1, 0)
-        att = tf.where(causal, att, float("-inf"))
-        att = tf.cast(tf.nn.softmax(att, axis=-1), x.dtype)
+        return heads(q), heads(k), heads(v)
+
+    def attend(self, q, k, v, mask, training=False):
+        """Attention of queries q over keys k and values v where mask (Tq, Tk) is True, then the
+        output projection: (B, Tq, C)."""
+        # (B, nh, Tq, hs) x (B, nh, hs, Tk) -> (B, nh, Tq, Tk); softmax in float32 because under
+        # mixed precision bf16/fp16 scores lose too much
+        att = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * (1.0 / math.sqrt(q.shape[-1]))
+        att = tf.where(mask, att, float("-inf"))
+        att = tf.cast(tf.nn.softmax(att, axis=-1), q.dtype)
         att = _dropout(att, self.dropout, training)
-        y = tf.matmul(att, v)  # (B, nh, T, hs)
-        y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C])  # re-assemble all heads
+        y = tf.matmul(att, v)  # (B, nh, Tq, hs)
+        B, Tq = tf.shape(y)[0], tf.shape(y)[2]
+        y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, Tq, self.n_embd])  # re-assemble all heads
         return _dropout(self.c_proj(y), self.dropout, training)
+
+    def __call__(self, x, training=False):
+        q, k, v = self.qkv(x)
+        return self.attend(q, k, v, causal_mask(tf.shape(x)[1]), training=training)
+
+
+def causal_mask(t):
+    """(t, t) booleans: position i may attend to positions j <= i only."""
+    return tf.linalg.band_part(tf.ones([t, t], tf.bool), -1, 0)
 
 
 class MLP(tf.Module):

@@ -308,6 +308,7 @@ class Trainer:
         iterator = self.dataset_iterator(iter_num)
         local_iter_num, running_mfu, last_losses = 0, -1.0, {}
         self.history = []  # (iter, train loss, val loss) at each evaluation
+        self.iter_ms = []  # mean ms per iteration over each log interval (the first one excluded)
         t0 = time.time()
         with writer.as_default() if writer else contextlib.nullcontext():
             while True:
@@ -337,6 +338,8 @@ class Trainer:
                     t1 = time.time()
                     dt = (t1 - t0) / (cfg.log_interval if local_iter_num else 1)
                     t0 = t1
+                    if local_iter_num:
+                        self.iter_ms.append(dt * 1000)
                     if local_iter_num >= 5:  # let the training loop settle a bit
                         per_replica_tokens = tokens_per_iter // self.replicas
                         mfu = self.model.estimate_mfu(per_replica_tokens, dt, cfg.peak_flops)

@@ -198,7 +198,7 @@ def test_config_overrides_and_presets():
         parse_overrides(["--lr=1"])
     with pytest.raises(ValueError, match="expected int"):
         make_config(batch_size="big")
-    cfg = make_config("shakespeare_char", max_iters=10)
+    cfg = make_config("shakespeare_char_gpu", max_iters=10)
     assert (cfg.n_layer, cfg.block_size, cfg.max_iters, cfg.learning_rate) == (6, 256, 10, 1e-3)
     assert make_config(learning_rate=1).learning_rate == 1.0
     assert {"shakespeare_char", "finetune_shakespeare", "owt_gpt2_124m", "eval_gpt2_xl"} <= set(PRESETS)

@@ -1,0 +1,108 @@
+"""Benchmarks that print figures (never asserted by tests).
+
+$ python -m model.bench shakespeare_char [--text_file=PATH] [--key=value ...]
+    nanoGPT's "I only have a macbook" run on characters; last line:
+    ms_per_iter=<median> val_loss=<at the last iter> iters=<n>
+$ python -m model.bench gpt2_124m [--dtype=bfloat16] [--max_iters=N] [--batch_size=B] ...
+    GPT-2 124M (block 1024) on random tokens: ms/iter and MFU (use --peak_flops for the device)
+$ python -m model.bench input
+    the input pipeline alone: tokens/s it delivers, against what the shakespeare_char run consumes
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def _quiet():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def shakespeare_char(argv):
+    from model.config import make_config, parse_overrides
+    from model.corpus import tiny_shakespeare
+    from model.train import Trainer
+
+    overrides = parse_overrides(argv)
+    overrides["text_file"] = tiny_shakespeare(overrides.get("text_file") or None)
+    with tempfile.TemporaryDirectory() as out_dir:
+        cfg = make_config("shakespeare_char", **{"out_dir": out_dir, "log_interval": 1,
+                                                     "tensorboard": False, **overrides})
+        trainer = Trainer(cfg)
+        result = trainer.run()
+    ms = float(np.median(trainer.iter_ms))
+    print(f"ms_per_iter={ms:.2f} val_loss={result['val']:.4f} iters={cfg.max_iters}")
+
+
+def gpt2_124m(argv):
+    from model import shards
+    from model.config import make_config, parse_overrides
+    from model.train import Trainer
+
+    overrides = parse_overrides(argv)
+    defaults = dict(dtype="bfloat16", compile=True, batch_size=12, gradient_accumulation_steps=1,
+                    max_iters=30, eval_interval=10 ** 9, eval_iters=1, log_interval=1, tensorboard=False,
+                    warmup_iters=10, lr_decay_iters=30, vocab_size=50304)
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        for split, n in (("train", 2_000_000), ("val", 100_000)):
+            shards.write_split(shards.split_dir(tmp, split), [rng.integers(0, 50257, n)])
+        cfg = make_config("owt_gpt2_124m", **{**defaults, "out_dir": os.path.join(tmp, "out"),
+                                              "data_dir": tmp, **overrides})
+        trainer = Trainer(cfg)
+        trainer.estimate_loss = lambda: {"train": float("nan"), "val": float("nan")}  # timing only
+        trainer.run()
+    timed = trainer.iter_ms[5:] or trainer.iter_ms  # the first iterations include warm-up
+    ms = float(np.median(timed))
+    tokens = cfg.batch_size * cfg.gradient_accumulation_steps * cfg.block_size
+    mfu = trainer.model.estimate_mfu(tokens // trainer.replicas, ms / 1000, cfg.peak_flops)
+    print(f"tokens_per_iter={tokens} peak_flops={cfg.peak_flops:.3g} mfu={mfu * 100:.2f}%")
+    print(f"ms_per_iter={ms:.2f} val_loss=nan iters={cfg.max_iters}")
+
+
+def input_pipeline(argv):
+    from model.config import make_config, parse_overrides
+    from model.corpus import tiny_shakespeare
+    from model.data import TokenStream
+    from model.tokenizer import CharTokenizer
+
+    overrides = parse_overrides(argv)
+    cfg = make_config("shakespeare_char", **overrides)
+    with open(tiny_shakespeare(overrides.get("text_file") or None), encoding="utf-8") as f:
+        text = f.read()
+    tokens = np.array(CharTokenizer.from_text(text).encode(text), np.uint16)
+    stream = TokenStream(tokens, cfg.block_size, "train")
+    dataset = stream.train_dataset(batch_size=cfg.batch_size, accumulation_steps=cfg.gradient_accumulation_steps,
+                                   seed=cfg.seed, start_step=0)
+    iterator = iter(dataset)
+    for _ in range(50):
+        next(iterator)
+    n = 2000
+    t0 = time.time()
+    for _ in range(n):
+        xs, _ = next(iterator)
+    dt = time.time() - t0
+    tokens_per_step = int(np.prod(xs.shape))
+    print(f"input_tokens_per_s={tokens_per_step * n / dt:.0f} steps_per_s={n / dt:.0f} "
+          f"tokens_per_step={tokens_per_step}")
+
+
+BENCHMARKS = {"shakespeare_char": shakespeare_char, "gpt2_124m": gpt2_124m, "input": input_pipeline}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in BENCHMARKS:
+        print(__doc__)
+        raise SystemExit(f"usage: python -m model.bench {{{','.join(BENCHMARKS)}}} [--key=value ...]")
+    _quiet()
+    BENCHMARKS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    main()
