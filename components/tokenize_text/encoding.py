@@ -159,22 +159,26 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+def _varint_table(bits: int = 16):
+    """Varint bytes (padded to 3) and lengths of every value below 2**bits: GPT-2 ids (< 50257) and
+    character ids are all below 2**16, so a record's varints are a table gather, not a loop."""
+    values = np.arange(1 << bits, dtype=np.int64)
+    nbytes = 1 + (values >= 1 << 7) + (values >= 1 << 14)
+    table = np.zeros([1 << bits, 3], np.uint8)
+    for k in range(3):
+        table[:, k] = ((values >> (7 * k)) & 0x7F) | np.where(nbytes > k + 1, 0x80, 0)
+    return table, np.arange(3) < nbytes[:, None]
+
+
+_VARINT_TABLE, _VARINT_MASK = _varint_table()
+
+
 def _packed_varints(values: np.ndarray) -> bytes:
     if len(values) == 0:
         return b""
-    if values.min() < 0 or values.max() >= 1 << 28:
+    if values.min() < 0 or values.max() >= len(_VARINT_TABLE):
         return b"".join(_varint(int(v)) for v in values)
-    values = values.astype(np.int64, copy=False)
-    nbytes = 1 + (values >= 1 << 7) + (values >= 1 << 14) + (values >= 1 << 21)
-    ends = np.cumsum(nbytes)
-    starts = ends - nbytes
-    out = np.empty(int(ends[-1]), np.uint8)
-    for k in range(4):
-        has = nbytes > k
-        byte = (values[has] >> (7 * k)) & 0x7F
-        byte |= np.where(nbytes[has] > k + 1, 0x80, 0)
-        out[starts[has] + k] = byte
-    return out.tobytes()
+    return _VARINT_TABLE[values][_VARINT_MASK[values]].tobytes()
 
 
 def _len_field(field_number: int, payload: bytes) -> bytes:

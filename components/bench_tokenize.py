@@ -1,0 +1,156 @@
+"""Throughput of TokenizeText against tiktoken itself, on the same text, in one run.
+
+    python -m components.bench_tokenize [--size_mb 50] [--workers 2]
+
+Builds a corpus of about size_mb from Tiny Shakespeare's paragraphs (shuffled, grouped into documents
+of about doc_kb, one file each), runs the component's executor end to end (planning, the Beam
+pipeline on the DirectRunner with `workers` worker processes, writing and publishing the shards) and
+then tiktoken's encode_ordinary_batch over the same documents with `workers` threads, alternately,
+`repeats` times, keeping each side's fastest run (the machine may be shared). The last line
+is `tokens_per_s=<component> raw_tokens_per_s=<tiktoken> ratio=<component/raw>`; both count the
+documents' BPE tokens (the component's end-of-text tokens are left out of its count).
+
+    python -m components.bench_tokenize --huge_document_mb 100
+
+instead pushes one document of that size through the component in process and reports the peak
+memory, to show that a single huge document streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.environ.get("NANOGPT_TFX_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
+
+
+def build_corpus(directory: str, size_mb: float, doc_kb: float, seed: int = 0) -> list:
+    """Writes documents of shuffled Shakespeare paragraphs; returns their texts."""
+    with open(os.path.join(SHARED_DATA, "tinyshakespeare.txt"), encoding="utf-8") as f:
+        paragraphs = [p for p in f.read().split("\n\n") if p.strip()]
+    rng = random.Random(seed)
+    texts, total, doc, doc_len = [], 0, [], 0
+    while total < size_mb * 1e6:
+        paragraph = rng.choice(paragraphs)
+        doc.append(paragraph)
+        doc_len += len(paragraph) + 2
+        if doc_len >= doc_kb * 1e3:
+            texts.append("\n\n".join(doc))
+            total += len(texts[-1])
+            doc, doc_len = [], 0
+    for i, text in enumerate(texts):
+        with open(os.path.join(directory, f"doc{i:06d}.txt"), "w", encoding="utf-8") as f:
+            f.write(text)
+    return texts
+
+
+def run_component(input_pattern: str, out_dir: str, beam_args: list, **props):
+    from tfx.dsl.components.base import base_beam_executor
+    from tfx.types import standard_artifacts
+
+    from components.tokenize_text.executor import Executor
+
+    examples = standard_artifacts.Examples()
+    examples.uri = out_dir
+    os.makedirs(out_dir, exist_ok=True)
+    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_args,
+                                                          tmp_dir=os.path.join(out_dir, ".tmp"))
+    start = time.perf_counter()
+    Executor(context).Do({}, {"examples": [examples]}, {"input_pattern": input_pattern, **props})
+    return examples, time.perf_counter() - start
+
+
+def bench_throughput(args, work: str) -> None:
+    from model.tokenizer import GPT2Tokenizer
+
+    corpus = os.path.join(work, "corpus")
+    os.makedirs(corpus)
+    texts = build_corpus(corpus, args.size_mb, args.doc_kb)
+    print(f"corpus: {len(texts)} documents, {sum(map(len, texts)) / 1e6:.1f} MB in {corpus}", flush=True)
+    beam_args = [f"--direct_num_workers={args.workers}", f"--direct_running_mode={args.running_mode}"]
+    props = dict(tokenizer="gpt2", bpe_dir=args.bpe_dir, num_shards=args.num_shards,
+                 val_fraction=0.01)  # 0.0005 of a few thousand documents may be no document at all
+    print("component beam_pipeline_args: " + " ".join(beam_args), flush=True)
+    # The runner's fixed cost, shown apart: the same run on one tiny text (split 90/10).
+    tiny = os.path.join(work, "tiny.txt")
+    with open(tiny, "w") as f:
+        f.write("To be, or not to be, that is the question:\n")
+    _, startup = run_component(tiny, os.path.join(work, "tiny_examples"), beam_args, tokenizer="gpt2",
+                               bpe_dir=args.bpe_dir)
+    print(f"component on one tiny text (runner start-up and fixed costs): {startup:.2f} s", flush=True)
+
+    # The machine is shared: each side runs `repeats` times, alternating, and the fastest counts.
+    tokenizer = GPT2Tokenizer(args.bpe_dir)
+    times, raw_times = [], []
+    for repeat in range(args.repeats):
+        examples, seconds = run_component(os.path.join(corpus, "*.txt"),
+                                          os.path.join(work, f"examples{repeat}"), beam_args, **props)
+        count = examples.get_custom_property
+        component_tokens = count("num_tokens_train") + count("num_tokens_val") - count("num_documents")
+        start = time.perf_counter()
+        raw_tokens = sum(map(len, tokenizer.encode_batch(texts, num_threads=args.workers)))
+        raw_times.append(time.perf_counter() - start)
+        times.append(seconds)
+        print(f"run {repeat}: component {component_tokens} tokens in {seconds:.2f} s; tiktoken "
+              f"encode_ordinary_batch ({args.workers} threads) {raw_tokens} tokens in {raw_times[-1]:.2f} s",
+              flush=True)
+        if raw_tokens != component_tokens:
+            raise SystemExit(f"token counts differ: component {component_tokens}, tiktoken {raw_tokens}")
+    rate, raw_rate = component_tokens / min(times), raw_tokens / min(raw_times)
+    print(f"tokens_per_s={rate:.0f} raw_tokens_per_s={raw_rate:.0f} ratio={rate / raw_rate:.3f}")
+
+
+def bench_huge_document(args, work: str) -> None:
+    with open(os.path.join(SHARED_DATA, "tinyshakespeare.txt"), encoding="utf-8") as f:
+        text = f.read()
+    path = os.path.join(work, "huge.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(int(args.huge_document_mb * 1e6 / len(text)) + 1):
+            f.write(text)
+    size = os.path.getsize(path)
+    import tfx  # noqa: F401  (so that the baseline memory includes TFX and TensorFlow)
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    examples, seconds = run_component(path, os.path.join(work, "examples"), ["--direct_num_workers=1"],
+                                      tokenizer="gpt2", bpe_dir=args.bpe_dir)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tokens = examples.get_custom_property("num_tokens_train") + examples.get_custom_property("num_tokens_val")
+    print(f"one document of {size / 1e6:.0f} MB: {tokens} tokens in {seconds:.1f} s; "
+          f"peak RSS {before:.0f} MiB before, {peak:.0f} MiB after (+{peak - before:.0f} MiB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size_mb", type=float, default=50)
+    parser.add_argument("--doc_kb", type=float, default=20, help="approximate document size")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--num_shards", type=int, default=0,
+                        help="per split; 0 lets the runner decide (no shuffle of the records)")
+    parser.add_argument("--running_mode", default="multi_processing",
+                        choices=["multi_processing", "multi_threading", "in_memory"],
+                        help="the DirectRunner's; multi_processing starts one Python process per worker")
+    parser.add_argument("--bpe_dir", default=os.environ.get("NANOGPT_TFX_BPE_DIR")
+                        or os.path.join(SHARED_DATA, "gpt2_bpe"))
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs of each side")
+    parser.add_argument("--huge_document_mb", type=float, default=0)
+    parser.add_argument("--work_dir", default=None, help="kept if given; a removed temp dir otherwise")
+    args = parser.parse_args()
+    work = args.work_dir or tempfile.mkdtemp(prefix="bench_tokenize_")
+    try:
+        if args.huge_document_mb:
+            bench_huge_document(args, work)
+        else:
+            bench_throughput(args, work)
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
