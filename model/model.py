@@ -80,13 +80,47 @@ class LayerNorm(tf.Module):
 
     def __call__(self, x):
         # Normalise in float32 even under mixed precision: variance in bfloat16 is too coarse.
-        dtype = x.dtype
-        x = tf.cast(x, tf.float32)
-        mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-        x = (x - mean) * tf.math.rsqrt(variance + 1e-5) * self.weight
-        if self.bias is not None:
-            x = x + self.bias
-        return tf.cast(x, dtype)
+        params = (self.weight,) if self.bias is None else (self.weight, self.bias)
+        y = _layer_norm(tf.cast(x, tf.float32), *[tf.convert_to_tensor(p) for p in params])
+        return tf.cast(y, x.dtype)
+
+
+@tf.custom_gradient
+def _layer_norm(x, weight, *bias):
+    """LayerNorm over the last axis (eps 1e-5, as GPT-2) with its gradient written out: on a CPU
+    autodiff's many small ops cost more than the arithmetic."""
+    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+    centered = x - mean
+    rstd = tf.math.rsqrt(tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True) + 1e-5)
+    x_hat = centered * rstd
+    y = x_hat * weight + bias[0] if bias else x_hat * weight
+
+    def grad(dy):
+        batch_axes = list(range(len(x.shape) - 1))
+        dx_hat = dy * weight
+        dx = rstd * (dx_hat - tf.reduce_mean(dx_hat, axis=-1, keepdims=True)
+                     - x_hat * tf.reduce_mean(dx_hat * x_hat, axis=-1, keepdims=True))
+        grads = [dx, tf.reduce_sum(dy * x_hat, axis=batch_axes)]
+        return grads + [tf.reduce_sum(dy, axis=batch_axes)] if bias else grads
+
+    return y, grad
+
+
+_GELU_K = 2.0 * math.sqrt(2.0 / math.pi)
+
+
+@tf.custom_gradient
+def gelu(x):
+    """GPT-2's tanh-approximated GELU, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written as
+    x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)) (the same function) with its gradient spelled out,
+    which takes a third fewer ops than tf.nn.gelu and its autodiff."""
+    x2 = x * x
+    s = tf.sigmoid(x * (_GELU_K + (_GELU_K * 0.044715) * x2))
+
+    def grad(dy):
+        return dy * (s + x * s * (1.0 - s) * (_GELU_K + (3.0 * _GELU_K * 0.044715) * x2))
+
+    return x * s, grad
 
 
 class Linear(tf.Module):
@@ -180,7 +214,7 @@ class MLP(tf.Module):
         self.dropout = config.dropout
 
     def __call__(self, x, training=False):
-        x = tf.nn.gelu(self.c_fc(x), approximate=True)  # GPT-2's tanh GELU ("gelu_new")
+        x = gelu(self.c_fc(x))
         return _dropout(self.c_proj(x), self.dropout, training)
 
 

@@ -194,3 +194,43 @@ def test_float_input_is_rejected():
 def test_unknown_dtype_policy_is_rejected():
     with pytest.raises(ValueError, match="dtype_policy"):
         GPT(GPTConfig(**SMALL), dtype_policy="float8")
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_layer_norm_and_its_gradient_match_autodiff(with_bias):
+    from model.model import LayerNorm
+
+    ln = LayerNorm(16, bias=with_bias)
+    ln.weight.assign(np.random.default_rng(0).normal(size=16).astype(np.float32))
+    x = tf.random.normal([3, 5, 16], seed=1)
+    upstream = tf.random.normal([3, 5, 16], seed=2)
+    params = [ln.weight] + ([ln.bias] if with_bias else [])
+
+    def reference(x):
+        mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
+        y = (x - mean) / tf.sqrt(var + 1e-5) * ln.weight
+        return y + ln.bias if with_bias else y
+
+    grads = []
+    for fn in (ln, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(fn(x) * upstream)
+        grads.append(tape.gradient(loss, [x] + params))
+        np.testing.assert_allclose(fn(x).numpy(), reference(x).numpy(), atol=1e-5)
+    for ours, expected in zip(*grads):
+        np.testing.assert_allclose(ours.numpy(), expected.numpy(), atol=1e-4)
+
+
+def test_gelu_and_its_gradient_match_tf_tanh_gelu():
+    from model.model import gelu
+
+    x = tf.random.normal([1000], stddev=3.0, seed=0)
+    grads = []
+    for fn in (gelu, lambda t: tf.nn.gelu(t, approximate=True)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+        grads.append(tape.gradient(y, x).numpy())
+    np.testing.assert_allclose(gelu(x).numpy(), tf.nn.gelu(x, approximate=True).numpy(), atol=1e-6)
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-5)  # float32 rounding of two formulas

@@ -48,17 +48,27 @@ class AdamW(tf.Module):
         bias_correction2 = 1.0 - tf.pow(self.beta2, step)
         step_size = lr / bias_correction1
 
-        def keep_unless_finite(new, old):
-            return new if finite is None else tf.where(finite, new, old)
+        def fused_update(param, grad, m, v, weight_decay):
+            # One fused kernel for m, v and the parameter: TF's Adam is torch's with
+            # epsilon scaled by sqrt(bias_correction2), which is passed so.
+            if weight_decay:
+                param.assign(param * (1.0 - lr * weight_decay))  # decoupled weight decay
+            return tf.raw_ops.ResourceApplyAdam(
+                var=param.handle, m=m.handle, v=v.handle, beta1_power=1.0 - bias_correction1,
+                beta2_power=1.0 - bias_correction2, lr=lr, beta1=self.beta1, beta2=self.beta2,
+                epsilon=self.eps * tf.sqrt(bias_correction2), grad=grad)
 
-        def update(param, grad, m, v, weight_decay):
+        def guarded_update(param, grad, m, v, weight_decay):
+            # The same update, kept only where `finite` holds (float16 overflow skips the step).
             new_m = self.beta1 * m + (1.0 - self.beta1) * grad
             new_v = self.beta2 * v + (1.0 - self.beta2) * tf.square(grad)
-            new_param = param * (1.0 - lr * weight_decay) if weight_decay else param  # decoupled decay
+            new_param = param * (1.0 - lr * weight_decay) if weight_decay else param
             new_param = new_param - step_size * new_m / (tf.sqrt(new_v) / tf.sqrt(bias_correction2) + self.eps)
-            m.assign(keep_unless_finite(new_m, m))
-            v.assign(keep_unless_finite(new_v, v))
-            return param.assign(keep_unless_finite(new_param, param))
+            m.assign(tf.where(finite, new_m, m))
+            v.assign(tf.where(finite, new_v, v))
+            return param.assign(tf.where(finite, new_param, param))
+
+        update = fused_update if finite is None else guarded_update
 
         def apply_everywhere(strategy, grads):
             for param, grad, m, v, wd in zip(self.params, grads, self.m, self.v, self.decays):

@@ -1,0 +1,424 @@
+"""Fast generation for the GPT of model.py: a key/value cache, the whole decoding loop compiled.
+
+nanoGPT's generate() runs the whole context through the model again for every new token. Here the
+prompt goes through the model once (the prefill), every layer's keys and values are kept in a
+preallocated cache, and each later step runs only the newest token through the model, attending
+over the cache. The loop itself (prefill, steps, sampling, the stop at end-of-text) is one
+tf.while_loop inside one tf.function, so Python is not involved between tokens.
+
+The cache is two tensors (keys and values) of shape (n_layer, B, n_head, block_size, head_size),
+allocated once at full size: every step writes one position and attends over all block_size slots
+with a mask that hides the slots not written yet. Fixed shapes let XLA compile the loop.
+
+Exactness past block_size. The model has learned absolute position embeddings and a context of
+block_size tokens. Once prompt + generated tokens exceed block_size, the next token is predicted,
+as nanoGPT does, from the last block_size tokens at positions 0..block_size-1: every token of the
+window moves one position down at each step, so every cached key and value is stale. A sliding
+cache would be an approximation; this module stays exact instead: each step past block_size runs
+the full model forward over the cropped window (a branch of the same compiled loop), which costs
+as much as nanoGPT's uncached step. Only the steps within block_size gain from the cache.
+
+Sampling (`sample_next`) is shared by both generators: the logits beyond `vocab_limit` are masked
+(a model trained with the padded vocabulary 50304 must never emit ids the tokenizer lacks), then
+temperature, top_k (nanoGPT's), top_p (nucleus), and a draw by the Gumbel-max trick with stateless
+noise keyed by (seed, step): the same seed gives the same tokens, whichever generator and however
+the loop is compiled. temperature == 0 is greedy decoding (argmax).
+
+`generate_uncached` is nanoGPT's generate(): the reference for tests and the benchmark baseline.
+"""
+
+from __future__ import annotations
+
+import secrets
+import weakref
+from typing import NamedTuple, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from model.model import _matmul_last_axis
+
+
+class Generation(NamedTuple):
+    """tokens: (B, T + max_new_tokens) int32, the whole prompt then the new tokens; a row that
+    ended at end-of-text is padded with the end-of-text token. lengths: (B,) int32, each row's
+    length, its prompt and its end-of-text token included (T + max_new_tokens for rows that did
+    not end)."""
+    tokens: np.ndarray
+    lengths: np.ndarray
+
+    def rows(self):
+        """Each row's tokens up to its length, as Python lists."""
+        return [row[:n].tolist() for row, n in zip(self.tokens, self.lengths)]
+
+
+# --------------------------------------------------------------------------------------------
+# sampling
+
+
+def sample_next(logits, seed, step, temperature, top_k, top_p, vocab_limit):
+    """One token per row from logits (B, V) float32, as int32 (B,).
+
+    All arguments are tensors (or numbers) so that one compiled graph serves every setting:
+    temperature 0 means greedy, top_k 0 means no top-k cut, top_p 1 means no nucleus cut,
+    vocab_limit V means no vocabulary mask. The draw is argmax(logits / temperature + Gumbel noise),
+    which is exactly a draw from softmax(logits / temperature); the noise comes from a stateless
+    generator keyed by (seed, step), so a step's token depends on nothing but its logits."""
+    logits = tf.convert_to_tensor(logits, tf.float32)
+    vocab = tf.shape(logits)[-1]
+    logits = tf.where(tf.range(vocab)[None, :] < vocab_limit, logits, float("-inf"))
+    temperature = tf.cast(temperature, tf.float32)
+    greedy = temperature <= 0.0
+    scaled = _top_k_top_p(logits / tf.where(greedy, 1.0, temperature), top_k, top_p)
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+    # uniform in [tiny, 1): log(0) never occurs
+    u = tf.random.stateless_uniform(tf.shape(scaled), seed=key, minval=np.finfo(np.float32).tiny,
+                                    maxval=1.0, dtype=tf.float32)
+    noisy = scaled - tf.math.log(-tf.math.log(u))
+    return tf.argmax(tf.where(greedy, logits, noisy), axis=-1, output_type=tf.int32)
+
+
+def _top_k_top_p(logits, top_k, top_p):
+    """logits with everything outside the top_k largest and outside the nucleus (the smallest set
+    of largest logits whose probability reaches top_p) set to -inf. Ties with the last kept logit
+    are kept, as nanoGPT's `logits[logits < v[:, [-1]]] = -inf` keeps them."""
+    top_k = tf.cast(top_k, tf.int32)
+    top_p = tf.cast(top_p, tf.float32)
+
+    def cut():
+        # One descending sort serves both cuts; k and p are tensors, so no top_k op with a static k.
+        vocab = tf.shape(logits)[-1]
+        k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
+        rank = tf.range(vocab)[None, :]
+        ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
+        ordered = tf.where(rank < k, ordered, float("-inf"))
+        mass_before = tf.math.cumsum(tf.nn.softmax(ordered, axis=-1), axis=-1, exclusive=True)
+        keep = (rank < k) & ((mass_before < top_p) | (top_p >= 1.0))  # rank 0 is always kept
+        n_keep = tf.reduce_sum(tf.cast(keep, tf.int32), axis=-1)
+        threshold = tf.gather(ordered, n_keep - 1, batch_dims=1)[:, None]
+        return tf.where(logits >= threshold, logits, float("-inf"))
+
+    return tf.cond((top_k > 0) | (top_p < 1.0), cut, lambda: logits)
+
+
+# --------------------------------------------------------------------------------------------
+# the model's forward pass, in the pieces generation needs
+
+
+def _embed(model, ids, positions):
+    return tf.cast(model.wte(ids) + model.wpe(positions), model.compute_dtype)
+
+
+def _head(model, x):
+    """Logits (B, V) float32 for the last position's hidden state x (B, C): only the position that
+    is sampled goes through ln_f and the LM head, as in nanoGPT's inference-time forward."""
+    x = model.ln_f(x)
+    return tf.cast(_matmul_last_axis(x, tf.cast(model.wte.weight, x.dtype), transpose_w=True), tf.float32)
+
+
+def last_logits(model, ids):
+    """Logits (B, V) at the last position of ids (B, T <= block_size), by the full forward."""
+    x = _embed(model, ids, tf.range(tf.shape(ids)[1]))
+    for block in model.h:
+        x = block(x)
+    return _head(model, x[:, -1, :])
+
+
+def cached_forward(model, ids, start, cache_k, cache_v):
+    """Run ids (B, n), at positions start..start+n-1, through the model with the cache: their keys
+    and values are written into cache slots start..start+n-1 of every layer, and their queries
+    attend over the slots up to their own position. cache_k, cache_v: tuples of n_layer tensors
+    (B, n_head, block_size, head_size). Returns the last position's logits (B, V) and the updated
+    caches. n is the prompt length for the prefill, 1 for a step."""
+    batch, n = tf.shape(ids)[0], tf.shape(ids)[1]
+    block_size, n_head = model.config.block_size, model.config.n_head
+    positions = start + tf.range(n)
+    x = _embed(model, ids, positions)
+    # Query i (position start+i) sees slots 0..start+i: the slots further on are empty (zeros).
+    mask = tf.range(block_size)[None, :] <= positions[:, None]
+    # Where the new keys/values (B, nh, n, hs) go: (b, head, position) for each of their rows.
+    b, h, p = tf.meshgrid(tf.range(batch), tf.range(n_head), positions, indexing="ij")
+    where = tf.stack([b, h, p], axis=-1)
+    new_k, new_v = [], []
+    for block, layer_k, layer_v in zip(model.h, cache_k, cache_v):
+        # Block.__call__, with the attention's keys and values read from the cache.
+        q, k, v = block.attn.qkv(block.ln_1(x))
+        layer_k = tf.tensor_scatter_nd_update(layer_k, where, k)
+        layer_v = tf.tensor_scatter_nd_update(layer_v, where, v)
+        x = x + block.attn.attend(q, layer_k, layer_v, mask)
+        x = x + block.mlp(block.ln_2(x))
+        new_k.append(layer_k)
+        new_v.append(layer_v)
+    return _head(model, x[:, -1, :]), tuple(new_k), tuple(new_v)
+
+
+# --------------------------------------------------------------------------------------------
+# the compiled loop
+
+
+def decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit):
+    """The whole generation as graph ops (call it inside a tf.function). idx (B, T) int32, the
+    other arguments scalars: temperature 0 = greedy, top_k 0 = off, top_p 1 = off, eot_token -1
+    = no stop, vocab_limit = the number of ids that may be sampled. Returns (tokens, lengths).
+
+    The cache is the (n_layer, B, n_head, block_size, head_size) keys and values split by layer
+    into tuples of n_layer tensors: without XLA, an update of one stacked tensor copies all of it
+    (for GPT-2 124M on CPU, measured 757 ms a token stacked, 153 ms split; with XLA, where
+    updates are in place, 45 and 42 ms)."""
+    cfg = model.config
+    block_size = cfg.block_size
+    idx = tf.cast(idx, tf.int32)
+    batch, t = tf.shape(idx)[0], tf.shape(idx)[1]
+    pad = tf.maximum(eot_token, 0)
+    # One column more than needed when max_new_tokens is 0, so that step 0 always has a place.
+    out = tf.concat([idx, tf.fill([batch, tf.maximum(max_new_tokens, 1)], pad)], axis=1)
+    rows = tf.range(batch)
+
+    def emit(s, logits, out, finished, lengths):
+        """Sample token s from its logits and write it at column t + s."""
+        token = sample_next(logits, seed, s, temperature, top_k, top_p, vocab_limit)
+        token = tf.where(finished, pad, token)  # finished rows keep padding
+        out = tf.tensor_scatter_nd_update(out, tf.stack([rows, tf.fill([batch], t + s)], axis=1), token)
+        ended = tf.logical_not(finished) & tf.equal(token, eot_token) & (s < max_new_tokens)
+        return out, finished | ended, tf.where(ended, t + s + 1, lengths)
+
+    def going(s, finished):
+        return (s < max_new_tokens) & tf.logical_not(tf.reduce_all(finished))
+
+    # Step 0: the prefill runs the (cropped) prompt through the model and fills the cache. For a
+    # prompt longer than block_size it is exactly the forward of the window nanoGPT crops.
+    cache_shape = [batch, cfg.n_head, block_size, cfg.n_embd // cfg.n_head]
+    empty = tuple(tf.zeros(cache_shape, model.compute_dtype) for _ in range(cfg.n_layer))
+    logits, cache_k, cache_v = cached_forward(model, idx[:, -block_size:], 0, empty, empty)
+    out, finished, lengths = emit(0, logits, out, tf.zeros([batch], tf.bool), tf.fill([batch], t + max_new_tokens))
+
+    # Steps while the context fits in block_size: the previous token alone, at position t + s - 1.
+    def cached_step(s, out, finished, lengths, cache_k, cache_v):
+        ids = tf.slice(out, [0, t + s - 1], [-1, 1])
+        logits, cache_k, cache_v = cached_forward(model, ids, t + s - 1, cache_k, cache_v)
+        return (s + 1, *emit(s, logits, out, finished, lengths), cache_k, cache_v)
+
+    s, out, finished, lengths, _, _ = tf.while_loop(
+        lambda s, out, finished, lengths, *_: going(s, finished) & (t + s <= block_size),
+        cached_step, (tf.constant(1), out, finished, lengths, cache_k, cache_v))
+
+    # Steps past block_size: every position of the window has moved, so the whole window runs
+    # through the model (see the module's docstring). The loop is left out when static sizes
+    # show it never runs: XLA could not cut a block_size window out of a shorter buffer.
+    static_t, static_n = idx.shape[1], tf.get_static_value(max_new_tokens)
+    if static_t is None or static_n is None or static_t + static_n - 1 > block_size:
+        def window_step(s, out, finished, lengths):
+            # tf.slice with a constant size: XLA compiles no dynamically sized window
+            window = tf.slice(out, [0, t + s - block_size], [-1, block_size])
+            return (s + 1, *emit(s, last_logits(model, window), out, finished, lengths))
+
+        _, out, _, lengths = tf.while_loop(lambda s, out, finished, lengths: going(s, finished),
+                                           window_step, (s, out, finished, lengths))
+    return out[:, :t + max_new_tokens], lengths
+
+
+def _assert_args(model, max_new_tokens, temperature, top_k, top_p, eot_token, vocab_limit):
+    """The argument checks of `check_args`, as graph assertions for a serving signature."""
+    vocab = model.config.vocab_size
+    return [
+        tf.debugging.assert_greater_equal(max_new_tokens, 0, message="max_new_tokens must be >= 0"),
+        tf.debugging.assert_greater_equal(temperature, 0.0, message="temperature must be >= 0"),
+        tf.debugging.assert_greater_equal(top_k, 0, message="top_k must be >= 0 (0: no top-k cut)"),
+        tf.debugging.assert_greater(top_p, 0.0, message="top_p must be in (0, 1]"),
+        tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]"),
+        tf.debugging.assert_less(eot_token, vocab, message=f"eot_token must be < vocab_size {vocab} (-1: none)"),
+        tf.debugging.assert_greater_equal(eot_token, -1, message="eot_token must be >= -1 (-1: none)"),
+        tf.debugging.assert_less_equal(vocab_limit, vocab, message=f"vocab_limit must be <= vocab_size {vocab}"),
+        tf.debugging.assert_greater(vocab_limit, 0, message="vocab_limit must be > 0"),
+    ]
+
+
+SERVING_SIGNATURE = [
+    tf.TensorSpec([None, None], tf.int32, name="idx"),
+    tf.TensorSpec([], tf.int32, name="max_new_tokens"),
+    tf.TensorSpec([], tf.float32, name="temperature"),
+    tf.TensorSpec([], tf.int32, name="top_k"),
+    tf.TensorSpec([], tf.float32, name="top_p"),
+    tf.TensorSpec([], tf.int64, name="seed"),
+    tf.TensorSpec([], tf.int32, name="eot_token"),
+    tf.TensorSpec([], tf.int32, name="vocab_limit"),
+]
+
+
+def serving_function(model) -> tf.types.experimental.GenericFunction:
+    """A tf.function with SERVING_SIGNATURE (every shape and setting a tensor, so one graph
+    serves all calls), returning {"tokens": (B, T + max_new_tokens) int32, "lengths": (B,) int32}.
+    Out-of-range ids and settings fail with InvalidArgumentError naming the argument. Prompts
+    longer than block_size are cropped by the loop itself. For a SavedModel:
+        module.generate = serving_function(model)
+        tf.saved_model.save(module, path, signatures={"generate": module.generate})"""
+
+    @tf.function(input_signature=SERVING_SIGNATURE)
+    def generate(idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit):
+        checks = _assert_args(model, max_new_tokens, temperature, top_k, top_p, eot_token, vocab_limit)
+        checks += [
+            tf.debugging.assert_greater(tf.shape(idx)[1], 0, message="idx: the prompt is empty"),
+            tf.debugging.assert_non_negative(idx, message="idx: token ids must be >= 0"),
+            tf.debugging.assert_less(idx, model.config.vocab_size,
+                                     message=f"idx: token ids must be < vocab_size {model.config.vocab_size}"),
+        ]
+        with tf.control_dependencies(checks):
+            idx = tf.identity(idx)
+        tokens, lengths = decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed,
+                                      eot_token, vocab_limit)
+        return {"tokens": tokens, "lengths": lengths}
+
+    return generate
+
+
+# --------------------------------------------------------------------------------------------
+# the Python API
+
+
+class _Args(NamedTuple):
+    idx: np.ndarray  # (B * num_samples, T) int32
+    temperature: float
+    top_k: int  # 0: off
+    top_p: float  # 1.0: off
+    seed: int
+    eot_token: int  # -1: none
+    vocab_limit: int
+
+
+def check_args(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+               eot_token=None, vocab_limit=None, num_samples=1) -> _Args:
+    """Validate generation arguments, raising ValueError/TypeError that names the argument, and
+    bring them to the form the compiled loop takes. idx (T,) or (B, T); each row is repeated
+    num_samples times (rows b*num_samples .. b*num_samples+num_samples-1 are prompt b's samples)."""
+    vocab = model.config.vocab_size
+    idx = np.asarray(idx.numpy() if isinstance(idx, tf.Tensor) else idx)
+    if idx.ndim == 1:
+        idx = idx[None, :]
+    if idx.ndim != 2:
+        raise ValueError(f"idx: expected token ids of shape (T,) or (B, T), got shape {idx.shape}")
+    if idx.size and not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(f"idx: expected integer token ids, got {idx.dtype}")
+    if idx.shape[1] == 0 or idx.shape[0] == 0:
+        raise ValueError("idx: the prompt is empty; generation needs at least one token "
+                         "(nanoGPT's sample.py starts from '\\n')")
+    if idx.min() < 0 or idx.max() >= vocab:
+        raise ValueError(f"idx: token ids must be in [0, {vocab}), got {idx.min()}..{idx.max()}")
+
+    def is_int(x):
+        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+    if not is_int(max_new_tokens) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    if not is_int(num_samples) or num_samples < 1:
+        raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
+            or not np.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+    if top_k is not None and (not is_int(top_k) or top_k < 1):
+        raise ValueError(f"top_k must be None (off) or an integer >= 1, got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.floating))
+                              or not 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be None (off) or in (0, 1], got {top_p!r}")
+    if seed is not None and (not is_int(seed) or not 0 <= seed < 2 ** 63):
+        raise ValueError(f"seed must be None (random) or an integer in [0, 2**63), got {seed!r}")
+    if eot_token is not None and (not is_int(eot_token) or not 0 <= eot_token < vocab):
+        raise ValueError(f"eot_token must be None or a token id in [0, {vocab}), got {eot_token!r}")
+    if vocab_limit is not None and (not is_int(vocab_limit) or not 0 < vocab_limit <= vocab):
+        raise ValueError(f"vocab_limit must be None or an integer in [1, {vocab}], got {vocab_limit!r}")
+    return _Args(idx=np.repeat(idx.astype(np.int32), num_samples, axis=0),
+                 temperature=float(temperature), top_k=int(top_k or 0),
+                 top_p=float(1.0 if top_p is None else top_p),
+                 seed=int(secrets.randbelow(2 ** 63) if seed is None else seed),
+                 eot_token=-1 if eot_token is None else int(eot_token),
+                 vocab_limit=int(vocab if vocab_limit is None else vocab_limit))
+
+
+class KVCacheGenerator:
+    """The compiled cached loop for one model. jit_compile=False: one graph for every batch, prompt
+    length and max_new_tokens (the serving function). jit_compile=True: XLA, compiled once per
+    (batch, prompt length, max_new_tokens), since XLA needs static sizes."""
+
+    def __init__(self, model, jit_compile: bool = False):
+        self.model = model
+        self.jit_compile = jit_compile
+        if jit_compile:
+            self._fn = tf.function(
+                lambda idx, n, *rest: decode_loop(model, idx, n, *rest), jit_compile=True)
+        else:
+            serve = serving_function(model)
+            self._fn = lambda *args: tuple(serve(*args).values())
+
+    def __call__(self, args: _Args, max_new_tokens: int) -> Generation:
+        n = max_new_tokens if self.jit_compile else tf.constant(max_new_tokens, tf.int32)
+        tokens, lengths = self._fn(
+            tf.constant(args.idx), n, tf.constant(args.temperature, tf.float32),
+            tf.constant(args.top_k, tf.int32), tf.constant(args.top_p, tf.float32),
+            tf.constant(args.seed, tf.int64), tf.constant(args.eot_token, tf.int32),
+            tf.constant(args.vocab_limit, tf.int32))
+        return Generation(tokens.numpy(), lengths.numpy())
+
+
+# One compiled generator per (model, jit_compile), dropped with the model.
+_generators: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: Optional[int] = None,
+             top_p: Optional[float] = None, seed: Optional[int] = None, eot_token: Optional[int] = None,
+             vocab_limit: Optional[int] = None, num_samples: int = 1, jit_compile: bool = True) -> Generation:
+    """Continue the prompt(s) idx ((T,) or (B, T) token ids) by max_new_tokens tokens, with the
+    key/value cache. temperature 0: greedy. top_k: keep the k most likely tokens (nanoGPT's).
+    top_p: nucleus sampling. seed: reproducible sampling (None: a random seed). eot_token: rows
+    stop at it (and are padded with it). vocab_limit: never sample ids >= vocab_limit (the
+    tokenizer's vocabulary when the model's is padded). num_samples: samples per prompt."""
+    args = check_args(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token,
+                      vocab_limit, num_samples)
+    per_model = _generators.setdefault(model, {})
+    if jit_compile not in per_model:
+        per_model[jit_compile] = KVCacheGenerator(model, jit_compile)
+    return per_model[jit_compile](args, max_new_tokens)
+
+
+def generate_uncached(model, idx, max_new_tokens: int, temperature: float = 1.0,
+                      top_k: Optional[int] = None, top_p: Optional[float] = None,
+                      seed: Optional[int] = None, eot_token: Optional[int] = None,
+                      vocab_limit: Optional[int] = None, num_samples: int = 1) -> Generation:
+    """nanoGPT's generate(): a Python loop that crops the context to its last block_size tokens
+    and runs it through the whole model for each new token. Same arguments and same sampling as
+    `generate` (the same seed gives the same tokens), so it is the reference for the cache."""
+    args = check_args(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token,
+                      vocab_limit, num_samples)
+    forward = _uncached_forward(model)
+    block_size = model.config.block_size
+    tokens = args.idx
+    batch, t = tokens.shape
+    finished = np.zeros(batch, bool)
+    lengths = np.full(batch, t + max_new_tokens, np.int32)
+    pad = max(args.eot_token, 0)
+    for step in range(max_new_tokens):
+        if finished.all():
+            tokens = np.concatenate([tokens, np.full((batch, t + max_new_tokens - tokens.shape[1]), pad,
+                                                     np.int32)], axis=1)
+            break
+        # if the sequence context is growing too long we must crop it at block_size
+        idx_cond = tokens[:, -block_size:]
+        logits = forward(tf.constant(idx_cond))
+        token = sample_next(logits, args.seed, step, args.temperature, args.top_k, args.top_p,
+                            args.vocab_limit).numpy()
+        token = np.where(finished, pad, token)
+        ended = ~finished & (token == args.eot_token)
+        lengths[ended] = t + step + 1
+        finished |= ended
+        tokens = np.concatenate([tokens, token[:, None]], axis=1)
+    return Generation(tokens, lengths)
+
+
+_uncached_forwards: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _uncached_forward(model):
+    """The model's forward as one graph for any (B, T): nanoGPT runs its forward op by op, which
+    TensorFlow's eager mode does far slower than PyTorch, so a graph keeps the baseline honest."""
+    if model not in _uncached_forwards:
+        _uncached_forwards[model] = tf.function(
+            lambda ids: last_logits(model, ids), input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    return _uncached_forwards[model]
