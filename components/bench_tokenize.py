@@ -77,6 +77,7 @@ def bench_throughput(args, work: str) -> None:
     props = dict(tokenizer="gpt2", bpe_dir=args.bpe_dir, num_shards=args.num_shards,
                  val_fraction=0.01)  # 0.0005 of a few thousand documents may be no document at all
     print("component beam_pipeline_args: " + " ".join(beam_args), flush=True)
+    print(f"load average (1/5/15 min) at the start: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
     # The runner's fixed cost, shown apart: the same run on one tiny text (split 90/10).
     tiny = os.path.join(work, "tiny.txt")
     with open(tiny, "w") as f:
@@ -102,6 +103,7 @@ def bench_throughput(args, work: str) -> None:
               flush=True)
         if raw_tokens != component_tokens:
             raise SystemExit(f"token counts differ: component {component_tokens}, tiktoken {raw_tokens}")
+    print(f"load average (1/5/15 min) at the end: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
     rate, raw_rate = component_tokens / min(times), raw_tokens / min(raw_times)
     print(f"tokens_per_s={rate:.0f} raw_tokens_per_s={raw_rate:.0f} ratio={rate / raw_rate:.3f}")
 
@@ -114,15 +116,23 @@ def bench_huge_document(args, work: str) -> None:
         for _ in range(int(args.huge_document_mb * 1e6 / len(text)) + 1):
             f.write(text)
     size = os.path.getsize(path)
-    import tfx  # noqa: F401  (so that the baseline memory includes TFX and TensorFlow)
+    tiny = os.path.join(work, "tiny.txt")
+    with open(tiny, "w") as f:
+        f.write(text[:10_000])
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def peak_mib():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+    # The same run on 10 kB first: its peak is the baseline of TensorFlow, TFX and Beam in process.
+    run_component(tiny, os.path.join(work, "tiny_examples"), ["--direct_num_workers=1"], tokenizer="gpt2",
+                  bpe_dir=args.bpe_dir)
+    before = peak_mib()
     examples, seconds = run_component(path, os.path.join(work, "examples"), ["--direct_num_workers=1"],
                                       tokenizer="gpt2", bpe_dir=args.bpe_dir)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mib()
     tokens = examples.get_custom_property("num_tokens_train") + examples.get_custom_property("num_tokens_val")
-    print(f"one document of {size / 1e6:.0f} MB: {tokens} tokens in {seconds:.1f} s; "
-          f"peak RSS {before:.0f} MiB before, {peak:.0f} MiB after (+{peak - before:.0f} MiB)")
+    print(f"one text of {size / 1e6:.0f} MB (a 90% and a 10% document): {tokens} tokens in {seconds:.1f} s; "
+          f"peak RSS {before:.0f} MiB after a 10 kB run, {peak:.0f} MiB after this one (+{peak - before:.0f} MiB)")
 
 
 def main() -> None:
