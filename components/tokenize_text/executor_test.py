@@ -223,3 +223,18 @@ def test_missing_text_column_is_named(tmp_path, hf_cache):
     path = _write_dataset(str(tmp_path / "corpus.parquet"), ["some text"])
     _assert_fails_cleanly(tmp_path / "out", ValueError, "no column 'body'", dataset_name=path,
                           text_column="body", tokenizer="gpt2")
+
+
+def test_dataset_saved_to_disk_with_characters(tmp_path, hf_cache):
+    import datasets
+
+    texts = ["first document\n", "", "second, with é\n", "third"] * 5
+    datasets.Dataset.from_dict({"body": texts}).save_to_disk(str(tmp_path / "saved"))
+    examples = run_executor(tmp_path / "out", dataset_name=str(tmp_path / "saved"), text_column="body",
+                            tokenizer="char", val_fraction=0.3, chunk_size=4)
+    total = sum(len(t) for t in texts)
+    assert prop(examples, "num_tokens_train") + prop(examples, "num_tokens_val") == total
+    assert prop(examples, "skipped_empty") == 5 and prop(examples, "append_eot") == 0
+    assert prop(examples, "vocab_size") == len(set("".join(texts)))
+    val_text = "".join(t for i, t in enumerate(texts) if t and sources.hashed_split(i, 0.3, 0) == sources.VAL)
+    assert read_text_stream(examples, "val") == val_text
