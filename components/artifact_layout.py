@@ -1,0 +1,14 @@
+"""Where things lie inside this project's TFX artifacts: one place, read by every component.
+
+Model (the Trainer's output):
+  Format-Serving/   the SavedModel to serve (TFX's own name for it, which the Pusher pushes)
+  Format-HF/        the same weights as a Hugging Face GPT-2 checkpoint (GPT.from_pretrained reads
+                    it: the Evaluator does, and so can transformers)
+ModelRun (the Trainer's run directory):
+  checkpoints/, model_config.json, train_config.json, tokenizer.json, tensorboard/  (model.train)
+  history.json      {"eval": [[iter, train_loss, val_loss], ...], "train": [[iter, loss], ...]}
+"""
+
+SERVING_DIR = "Format-Serving"
+HF_CHECKPOINT_DIR = "Format-HF"
+HISTORY_FILE = "history.json"
