@@ -181,7 +181,7 @@ def test_zero_new_tokens_and_mixed_precision(model):
 ])
 @pytest.mark.parametrize("fn", [generate, generate_uncached], ids=["cached", "uncached"])
 def test_bad_arguments_are_named(model, fn, kwargs, argument):
-    call = dict(idx=PROMPT, max_new_tokens=5, **kwargs)
+    call = {"idx": PROMPT, "max_new_tokens": 5, **kwargs}
     with pytest.raises(ValueError, match=argument):
         fn(model, **call)
 
@@ -201,3 +201,16 @@ def test_serving_signature_round_trips_through_a_saved_model(model, tmp_path):
     np.testing.assert_array_equal(out["lengths"].numpy(), expected.lengths)
     with pytest.raises(tf.errors.InvalidArgumentError, match="top_p"):
         served(idx=tf.constant(PROMPT, tf.int32), **{**args, "top_p": tf.constant(0.0)})
+
+
+def test_sampling_draws_from_the_softmax():
+    from model.generate import sample_next
+
+    logits = np.log(np.array([0.5, 0.25, 0.15, 0.07, 0.03], np.float32))
+    rows = 40000
+    for temperature in (1.0, 0.5):
+        tokens = sample_next(np.tile(logits, (rows, 1)), seed=9, step=0, temperature=temperature, top_k=0,
+                             top_p=1.0, vocab_limit=5).numpy()
+        expected = np.exp(logits / temperature) / np.exp(logits / temperature).sum()
+        frequencies = np.bincount(tokens, minlength=5) / rows
+        np.testing.assert_allclose(frequencies, expected, atol=0.01)
