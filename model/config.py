@@ -123,6 +123,15 @@ PRESETS: Dict[str, dict] = {
 }
 
 
+def parse_value(value: str):
+    """A command-line value as a Python literal where it is one (numbers, booleans, lists), else
+    the string itself."""
+    try:
+        return ast.literal_eval(value)
+    except (SyntaxError, ValueError):
+        return value
+
+
 def parse_overrides(args: List[str]) -> dict:
     """nanoGPT's configurator: `--key=value` pairs, values parsed as Python literals where they
     are (numbers, booleans), else kept as strings. Unknown keys are an error."""
@@ -134,11 +143,7 @@ def parse_overrides(args: List[str]) -> dict:
         key, value = arg[2:].split("=", 1)
         if key not in fields and key != "preset":
             raise ValueError(f"unknown config key {key!r}")
-        try:
-            parsed = ast.literal_eval(value)
-        except (SyntaxError, ValueError):
-            parsed = value
-        overrides[key] = parsed
+        overrides[key] = parse_value(value)
     return overrides
 
 

@@ -309,6 +309,7 @@ class Trainer:
         local_iter_num, running_mfu, last_losses = 0, -1.0, {}
         self.history = []  # (iter, train loss, val loss) at each evaluation
         self.iter_ms = []  # mean ms per iteration over each log interval (the first one excluded)
+        self.train_losses = []  # (iter, loss) at each log line
         t0 = time.time()
         with writer.as_default() if writer else contextlib.nullcontext():
             while True:
@@ -335,6 +336,7 @@ class Trainer:
                 self.iter_num.assign(iter_num)
                 if (iter_num - 1) % cfg.log_interval == 0:
                     lossf = float(loss)  # a sync point: only on log iterations
+                    self.train_losses.append((iter_num - 1, lossf))
                     t1 = time.time()
                     dt = (t1 - t0) / (cfg.log_interval if local_iter_num else 1)
                     t0 = t1

@@ -1,0 +1,1 @@
+"""The standard TFX Trainer's run_fn for GPT training (see run_fn.py)."""

@@ -1,0 +1,90 @@
+"""The standard TFX Trainer runs the training engine (model/train.py) through this run_fn.
+
+    Trainer(run_fn="components.trainer.run_fn.run_fn", examples=..., transform_graph=...,
+            custom_config={"train_config": {...overrides...}, "resume": False})
+
+- The token shards are the Examples artifact's Split-train/ and Split-val/ (TokenizeText's BPE
+  shards, or Transform's transformed examples for characters: the same format).
+- The tokenizer: GPT-2 BPE, or the character vocabulary of the transform graph, which is also
+  the table the exported model maps text with.
+- The training run lives in the ModelRun artifact (checkpoints, configs, TensorBoard, history.json);
+  the Model artifact gets the SavedModel (Format-Serving) and a Hugging Face checkpoint (Format-HF)
+  of the best weights (the last checkpoint saved, which is the best unless always_save_checkpoint).
+- custom_config "resume": continue from the checkpoint of the run that made `base_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import tensorflow as tf
+
+from components import artifact_layout
+from model.config import make_config
+from model.export import export_saved_model
+from model.train import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, Trainer
+
+RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
+
+
+def _examples_uri(file_pattern: str) -> str:
+    """The Examples artifact's directory, from TFX's `<uri>/Split-train/*` file pattern."""
+    return os.path.dirname(os.path.dirname(file_pattern))
+
+
+def _copy_previous_run(base_model: str, out_dir: str) -> None:
+    pointer = os.path.join(os.path.dirname(base_model.rstrip("/")), RUN_DIR_POINTER)
+    if not os.path.isfile(pointer):
+        raise FileNotFoundError(f"resume: the previous model {base_model} records no training run ({pointer})")
+    with open(pointer) as f:
+        previous = f.read().strip()
+    for name in (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE):
+        src = os.path.join(previous, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(out_dir, name), dirs_exist_ok=True)
+        elif os.path.isfile(src):
+            shutil.copy(src, out_dir)
+
+
+def run_fn(fn_args) -> None:
+    custom = fn_args.custom_config or {}
+    overrides = dict(custom.get("train_config", {}))
+    out_dir = fn_args.model_run_dir
+    os.makedirs(out_dir, exist_ok=True)
+    text_to_ids = text_encoder = None
+    if fn_args.transform_graph_path:
+        import tensorflow_transform as tft
+
+        from components import char_transform
+
+        tokenizer_json = char_transform.char_tokenizer(fn_args.transform_graph_path).to_json()
+        tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+        text_encoder = tft_output.transform_features_layer()
+
+        def text_to_ids(texts):
+            return char_transform.text_to_ids(tft_output, texts)
+    else:
+        tokenizer_json = {"kind": "gpt2"}
+    if custom.get("resume"):
+        if not fn_args.base_model:
+            raise ValueError("resume was asked for, but there is no previous model to resume from")
+        _copy_previous_run(fn_args.base_model, out_dir)
+        overrides["init_from"] = "resume"
+    cfg = make_config(custom.get("train_preset"),
+                      **{**overrides, "out_dir": out_dir, "data_dir": _examples_uri(fn_args.train_files[0])})
+    trainer = Trainer(cfg, tokenizer_json=tokenizer_json, log=lambda line: print(line, flush=True))
+    result = trainer.run()
+    history = {"eval": trainer.history, "train": trainer.train_losses, "result": result}
+    with open(os.path.join(out_dir, artifact_layout.HISTORY_FILE), "w") as f:
+        json.dump(history, f)
+
+    latest = tf.train.latest_checkpoint(os.path.join(out_dir, CHECKPOINT_DIR))
+    if latest:  # export the best weights, not the last step's
+        tf.train.Checkpoint(model=trainer.model).restore(latest).expect_partial()
+    model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+    export_saved_model(trainer.model, fn_args.serving_model_dir, tokenizer_json, text_to_ids, text_encoder)
+    trainer.model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
+    with open(os.path.join(model_uri, RUN_DIR_POINTER), "w") as f:
+        f.write(out_dir)
