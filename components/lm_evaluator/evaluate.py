@@ -1,0 +1,202 @@
+"""What LMEvaluator computes, without TFX: evaluation windows, a model's mean loss on them, and the
+blessing decision.
+
+Windows are built once per split and fed, unchanged, to every model (candidate, last blessed model,
+baselines), so the losses compare like with like:
+
+- eval_batches > 0: eval_batches batches of batch_size windows at random offsets, drawn the way
+  training draws them (model.data.sample_windows, stateless seed (seed, 2 * batch + split_index));
+- eval_batches == 0: the whole split as consecutive non-overlapping windows at offsets 0, T, 2T, ...
+  (T = the evaluation block size) while a window and its target shifted by one fit; the tail shorter
+  than T + 1 tokens is left out. Every window holds T targets, so the loss is the mean over all the
+  split's evaluated target tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from components import artifact_layout
+
+# nanoGPT's README: the released GPT-2 checkpoints' loss on OpenWebText's validation split.
+REFERENCE_VAL_LOSSES = {"gpt2": 3.12, "gpt2-medium": 2.84, "gpt2-large": 2.67, "gpt2-xl": 2.54}
+
+SPLITS = ("train", "val")
+
+
+@dataclasses.dataclass
+class SplitWindows:
+    """The (x, y) batches of one split, int32 numpy arrays of shape (<= batch_size, block_size)."""
+    split: str
+    num_tokens: int  # tokens in the split
+    max_token: int  # the largest token id in the split
+    batches: List[Tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def num_windows(self) -> int:
+        return sum(len(x) for x, _ in self.batches)
+
+
+@dataclasses.dataclass
+class ModelResult:
+    role: str  # "candidate", "last_blessed" or "baseline"
+    name: str  # label in the report and in property names
+    source: str  # the directory or GPT-2 name it was loaded from
+    train_loss: Optional[float] = None
+    val_loss: Optional[float] = None
+    num_params: Optional[int] = None
+    vocab_size: Optional[int] = None
+    skipped: Optional[str] = None  # why it was not evaluated
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def split_windows(tokens: np.ndarray, split: str, *, block_size: int, batch_size: int,
+                  eval_batches: int, seed: int, split_index: int) -> SplitWindows:
+    """The evaluation batches of one split's token stream (see the module docstring)."""
+    n = len(tokens)
+    if n <= block_size:
+        raise ValueError(f"the {split} split has {n} tokens: evaluating with block_size={block_size} "
+                         f"needs at least {block_size + 1}")
+    if eval_batches > 0:
+        import tensorflow as tf
+        from model.data import sample_windows
+
+        stream = tf.constant(tokens)
+        batches = []
+        for k in range(eval_batches):
+            x, y = sample_windows(stream, tf.constant([seed, 2 * k + split_index], tf.int64),
+                                  batch_size, block_size)
+            batches.append((x.numpy(), y.numpy()))
+    else:
+        count = (n - 1) // block_size
+        index = np.arange(count)[:, None] * block_size + np.arange(block_size + 1)[None, :]
+        windows = tokens[index].astype(np.int32)
+        batches = [(windows[i:i + batch_size, :-1], windows[i:i + batch_size, 1:])
+                   for i in range(0, count, batch_size)]
+    return SplitWindows(split=split, num_tokens=n, max_token=int(tokens.max()), batches=batches)
+
+
+def load_windows(examples_uri: str, **kwargs) -> Dict[str, SplitWindows]:
+    """{split: SplitWindows} for the train and val splits of an Examples artifact (model.shards)."""
+    from model.data import load_split
+
+    return {split: split_windows(load_split(examples_uri, split), split, split_index=i, **kwargs)
+            for i, split in enumerate(SPLITS)}
+
+
+def mean_loss(model, windows: SplitWindows) -> float:
+    """model.cross_entropy averaged over every target token of the windows, batch by batch in a
+    tf.function (one trace: the windows' shape is fixed; a smaller last batch traces once more)."""
+    import tensorflow as tf
+    from model.model import cross_entropy
+
+    block_size = windows.batches[0][0].shape[1]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, block_size], tf.int32)] * 2)
+    def batch_loss(x, y):
+        return cross_entropy(model(x, training=False), y)
+
+    total, count = 0.0, 0
+    for x, y in windows.batches:
+        total += float(batch_loss(x, y)) * y.size
+        count += y.size
+    return total / count
+
+
+def candidate_checkpoint(model_uri: str) -> str:
+    """The Hugging Face checkpoint directory inside a Model artifact."""
+    directory = os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Model artifact {model_uri} has no {artifact_layout.HF_CHECKPOINT_DIR}/ "
+                                f"checkpoint (see components/artifact_layout.py)")
+    return directory
+
+
+def load_for_eval(source: str, block_size: Optional[int], what: str):
+    """GPT.from_pretrained(source), its context cropped to block_size; errors name `what`."""
+    from model.model import GPT
+
+    try:
+        model = GPT.from_pretrained(source, **({"block_size": block_size} if block_size else {}))
+    except (OSError, ValueError) as e:
+        raise type(e)(f"LMEvaluator cannot load {what} from {source!r}: {e}") from e
+    if block_size and model.config.block_size < block_size:
+        raise ValueError(f"LMEvaluator: {what} ({source!r}) has a context of {model.config.block_size} "
+                         f"tokens, shorter than the evaluation block_size {block_size}")
+    return model
+
+
+def vocab_problem(vocab_size: int, windows: Dict[str, SplitWindows]) -> Optional[str]:
+    """Why a model with this vocabulary cannot read the data, or None."""
+    max_token = max(w.max_token for w in windows.values())
+    if max_token >= vocab_size:
+        return (f"its vocabulary ({vocab_size} tokens) does not cover the data's token ids "
+                f"(up to {max_token}): the data was tokenized differently")
+    return None
+
+
+def evaluate(model, windows: Dict[str, SplitWindows], result: ModelResult) -> ModelResult:
+    result.num_params = model.get_num_params()
+    result.vocab_size = model.config.vocab_size
+    result.train_loss = mean_loss(model, windows["train"])
+    result.val_loss = mean_loss(model, windows["val"])
+    return result
+
+
+def baseline_label(source: str) -> str:
+    """A short name for a baseline: the GPT-2 name, or the checkpoint directory's name (its parent's
+    when it is a Model artifact's Format-HF)."""
+    path = os.path.normpath(source)
+    name = os.path.basename(path)
+    if name == artifact_layout.HF_CHECKPOINT_DIR:
+        name = os.path.basename(os.path.dirname(path))
+    return name or source
+
+
+def property_name(label: str) -> str:
+    """A label as it can appear inside an ML Metadata property name."""
+    return re.sub(r"[^0-9A-Za-z]+", "_", label).strip("_").lower() or "model"
+
+
+def unique_labels(sources: Sequence[str]) -> List[str]:
+    """baseline_label of each source, made unique with _2, _3, ... (two dirs named alike)."""
+    labels, seen = [], {}
+    for source in sources:
+        label = baseline_label(source)
+        seen[label] = seen.get(label, 0) + 1
+        labels.append(label if seen[label] == 1 else f"{label}_{seen[label]}")
+    return labels
+
+
+def decide(candidate_val: float, *, threshold: Optional[float], last_blessed_val: Optional[float],
+           max_regression: float) -> Tuple[bool, str]:
+    """(blessed, why): bless when the candidate's val loss is finite, below the threshold (when
+    there is one), and at most max_regression above the last blessed model's (when there is one)."""
+    if not math.isfinite(candidate_val):
+        return False, f"the candidate's val loss is {candidate_val}"
+    failures, passes = [], []
+    if threshold is not None:
+        if candidate_val < threshold:
+            passes.append(f"val loss {candidate_val:.4f} < threshold {threshold:g}")
+        else:
+            failures.append(f"val loss {candidate_val:.4f} is not below the threshold {threshold:g}")
+    if last_blessed_val is None:
+        passes.append("no previously blessed model to compare with")
+    elif candidate_val <= last_blessed_val + max_regression:
+        passes.append(f"val loss {candidate_val:.4f} <= last blessed {last_blessed_val:.4f} "
+                      f"+ max_regression {max_regression:g}")
+    else:
+        failures.append(f"val loss {candidate_val:.4f} is worse than the last blessed model's "
+                        f"{last_blessed_val:.4f} by {candidate_val - last_blessed_val:.4f}, more than "
+                        f"max_regression {max_regression:g}")
+    if failures:
+        return False, "not blessed: " + "; ".join(failures)
+    return True, "blessed: " + "; ".join(passes)

@@ -1,0 +1,271 @@
+"""LMEvaluator's executor on real files and standard artifacts: losses against a direct computation,
+models whose loss is known in closed form (uniform: ln V; unigram: the data's cross-entropy under p),
+the blessing rules, baselines from local checkpoints, and bad input."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.types import standard_artifacts
+
+from components import artifact_layout
+from components.lm_evaluator import evaluate as ev
+from components.lm_evaluator.executor import Executor
+from model import shards
+from model.model import GPT, GPTConfig, cross_entropy
+
+V = 12  # vocabulary of the test data
+P = 1.0 / np.arange(1, V + 1)
+P = P / P.sum()  # a skewed unigram distribution the data is drawn from
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_gpt(vocab_size=V, seed=0, block_size=16):
+    return GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=block_size, vocab_size=vocab_size),
+               seed=seed)
+
+
+def uniform_gpt():
+    """Logits all zero: loss ln V on any data."""
+    model = tiny_gpt()
+    model.wte.weight.assign(tf.zeros_like(model.wte.weight))
+    return model
+
+
+def unigram_gpt():
+    """Predicts P at every position: ln_f zeroes the activations, its bias carries log P, and wte
+    (also the LM head) is the identity on the first V dimensions."""
+    model = tiny_gpt()
+    model.ln_f.weight.assign(tf.zeros([16]))
+    model.ln_f.bias.assign(np.pad(np.log(P), (0, 16 - V)).astype(np.float32))
+    model.wte.weight.assign(np.eye(V, 16, dtype=np.float32))
+    return model
+
+
+def save_model(model, directory, artifact_id):
+    model.save_pretrained(os.path.join(directory, artifact_layout.HF_CHECKPOINT_DIR))
+    artifact = standard_artifacts.Model()
+    artifact.uri, artifact.id = str(directory), artifact_id
+    return artifact
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """An Examples artifact with train and val splits drawn from P, and the token streams."""
+    root = tmp_path_factory.mktemp("examples")
+    rng = np.random.default_rng(0)
+    streams = {"train": rng.choice(V, 613, p=P), "val": rng.choice(V, 301, p=P)}
+    streams["val"][5] = V - 1  # the largest id occurs
+    for split, tokens in streams.items():
+        shards.write_split(shards.split_dir(str(root), split), [tokens.tolist()], chunk_size=100)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(root)
+    examples.split_names = '["train", "val"]'
+    return examples, streams
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    made = {"random": save_model(tiny_gpt(), root / "random", 11),
+            "uniform": save_model(uniform_gpt(), root / "uniform", 12),
+            "unigram": save_model(unigram_gpt(), root / "unigram", 13)}
+    history = {"eval": [[0, 2.6, 2.61], [50, 2.3, 2.35], [100, 2.2, 2.28]],
+               "train": [[i, 2.6 - i / 300] for i in range(0, 101, 10)]}
+    os.makedirs(root / "run")
+    with open(root / "run" / artifact_layout.HISTORY_FILE, "w") as f:
+        json.dump(history, f)
+    run = standard_artifacts.ModelRun()
+    run.uri = str(root / "run")
+    made["run"] = run
+    return made
+
+
+def run_executor(tmp_path, examples, model, baseline_model=None, model_run=None, **props):
+    evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+    evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
+    for artifact in (evaluation, blessing):
+        os.makedirs(artifact.uri, exist_ok=True)
+    inputs = {"examples": [examples], "model": [model],
+              "baseline_model": [baseline_model] if baseline_model else [],
+              "model_run": [model_run] if model_run else []}
+    props.setdefault("eval_batches", 0)
+    Executor().Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]}, props)
+    return evaluation, blessing
+
+
+def unigram_loss(tokens, block_size=16):
+    """-mean log P[y] over the whole-split windows' targets."""
+    count = (len(tokens) - 1) // block_size
+    return float(-np.mean(np.log(P)[tokens[1:count * block_size + 1]]))
+
+
+def test_losses_equal_a_direct_computation(tmp_path, data, models):
+    examples, streams = data
+    evaluation, _ = run_executor(tmp_path, examples, models["random"], batch_size=3)
+    model = GPT.from_pretrained(os.path.join(models["random"].uri, artifact_layout.HF_CHECKPOINT_DIR))
+    for split, tokens in streams.items():
+        count = (len(tokens) - 1) // 16  # windows at 0, 16, 32, ...
+        windows = np.stack([tokens[i * 16:i * 16 + 17] for i in range(count)]).astype(np.int32)
+        expected = float(cross_entropy(model(windows[:, :-1]), windows[:, 1:]))
+        assert evaluation.get_float_custom_property(f"candidate_{split}_loss") == pytest.approx(expected, rel=1e-5)
+        assert evaluation.get_int_custom_property(f"eval_windows_{split}") == count
+        assert evaluation.get_int_custom_property(f"eval_tokens_{split}") == len(tokens)
+    assert evaluation.get_int_custom_property("eval_block_size") == 16
+
+
+def test_closed_form_losses_in_both_modes(tmp_path, data, models):
+    examples, streams = data
+    evaluation, _ = run_executor(tmp_path / "a", examples, models["unigram"], batch_size=4)
+    for split, tokens in streams.items():
+        assert evaluation.get_float_custom_property(f"candidate_{split}_loss") == \
+            pytest.approx(unigram_loss(tokens), rel=1e-5)
+    # Random windows: the uniform model's loss is ln V whatever the windows; the count is exact.
+    evaluation, _ = run_executor(tmp_path / "b", examples, models["uniform"], eval_batches=3, batch_size=5)
+    assert evaluation.get_float_custom_property("candidate_val_loss") == pytest.approx(math.log(V), rel=1e-6)
+    assert evaluation.get_int_custom_property("eval_windows_val") == 15
+    assert evaluation.get_int_custom_property("eval_batches") == 3
+
+
+def test_random_windows_are_seeded_and_shared(data):
+    examples, _ = data
+    kwargs = dict(block_size=8, batch_size=4, eval_batches=2)
+    first = ev.load_windows(examples.uri, seed=7, **kwargs)
+    again = ev.load_windows(examples.uri, seed=7, **kwargs)
+    other = ev.load_windows(examples.uri, seed=8, **kwargs)
+    for split in ev.SPLITS:
+        assert all(np.array_equal(a[0], b[0]) for a, b in zip(first[split].batches, again[split].batches))
+        assert not np.array_equal(first[split].batches[0][0], other[split].batches[0][0])
+        x, y = first[split].batches[0]
+        assert x.shape == (4, 8) and np.array_equal(x[:, 1:], y[:, :-1])
+
+
+def test_blessed_under_threshold_and_better_than_last_blessed_with_report(tmp_path, data, models):
+    examples, streams = data
+    evaluation, blessing = run_executor(
+        tmp_path, examples, models["unigram"], baseline_model=models["uniform"], model_run=models["run"],
+        val_loss_threshold=math.log(V), batch_size=8)
+    assert blessing.get_int_custom_property("blessed") == 1
+    assert os.path.isfile(os.path.join(blessing.uri, "BLESSED"))
+    assert not os.path.exists(os.path.join(blessing.uri, "NOT_BLESSED"))
+    assert blessing.get_string_custom_property("current_model") == models["unigram"].uri
+    assert blessing.get_int_custom_property("current_model_id") == 13
+    assert blessing.get_string_custom_property("baseline_model") == models["uniform"].uri
+    assert blessing.get_int_custom_property("baseline_model_id") == 12
+    assert blessing.get_string_custom_property("blessing_reason").startswith("blessed: ")
+    assert evaluation.get_int_custom_property("blessed") == 1
+    assert evaluation.get_float_custom_property("last_blessed_val_loss") == pytest.approx(math.log(V), rel=1e-6)
+    assert evaluation.get_float_custom_property("candidate_val_loss") == \
+        pytest.approx(unigram_loss(streams["val"]), rel=1e-5)
+
+    metrics = json.load(open(os.path.join(evaluation.uri, "metrics.json")))
+    assert metrics["blessed"] is True and [m["role"] for m in metrics["models"]] == ["candidate", "last_blessed"]
+    assert metrics["evaluation"]["mode"] == "whole split"
+    text = open(os.path.join(evaluation.uri, "report.md")).read()
+    assert "**Decision: BLESSED**" in text
+    assert "| candidate | candidate |" in text and "| last blessed | last blessed |" in text
+    assert f"{math.log(V):.4f}" in text
+    for reference in ("| gpt2 | 3.12 |", "| gpt2-medium | 2.84 |", "| gpt2-large | 2.67 |", "| gpt2-xl | 2.54 |"):
+        assert reference in text
+    with open(os.path.join(evaluation.uri, "loss_curves.png"), "rb") as f:
+        png = f.read()
+    assert png.startswith(PNG_MAGIC) and len(png) > 5000
+
+
+def test_not_blessed_when_worse_than_last_blessed_beyond_tolerance(tmp_path, data, models):
+    examples, streams = data
+    gap = math.log(V) - unigram_loss(streams["val"])
+    _, blessing = run_executor(tmp_path / "strict", examples, models["uniform"],
+                               baseline_model=models["unigram"], max_regression=gap - 0.01)
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert os.path.isfile(os.path.join(blessing.uri, "NOT_BLESSED"))
+    assert not os.path.exists(os.path.join(blessing.uri, "BLESSED"))
+    assert "worse than the last blessed" in blessing.get_string_custom_property("blessing_reason")
+    assert blessing.get_int_custom_property("current_model_id") == 12
+    assert blessing.get_int_custom_property("baseline_model_id") == 13
+    # Within the tolerance, the same comparison blesses.
+    _, blessing = run_executor(tmp_path / "tolerant", examples, models["uniform"],
+                               baseline_model=models["unigram"], max_regression=gap + 0.01)
+    assert blessing.get_int_custom_property("blessed") == 1
+
+
+def test_not_blessed_above_threshold_without_last_blessed(tmp_path, data, models):
+    examples, streams = data
+    evaluation, blessing = run_executor(tmp_path, examples, models["unigram"],
+                                        val_loss_threshold=unigram_loss(streams["val"]) - 0.05)
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert os.path.isfile(os.path.join(blessing.uri, "NOT_BLESSED"))
+    assert "not below the threshold" in blessing.get_string_custom_property("blessing_reason")
+    assert not blessing.has_custom_property("baseline_model_id")
+    assert evaluation.get_int_custom_property("blessed") == 0
+    text = open(os.path.join(evaluation.uri, "report.md")).read()
+    assert "**Decision: NOT BLESSED**" in text and "first blessing" in text
+    with open(os.path.join(evaluation.uri, "loss_curves.png"), "rb") as f:  # no history: still a plot
+        assert f.read(8) == PNG_MAGIC
+
+
+def test_baselines_from_local_checkpoints(tmp_path, data, models):
+    examples, _ = data
+    hf_dir = str(tmp_path / "hf_baseline")
+    tiny_gpt(seed=3).save_pretrained(hf_dir)
+    small_vocab = str(tmp_path / "small_vocab")
+    tiny_gpt(vocab_size=V - 4).save_pretrained(small_vocab)
+    uniform_hf = os.path.join(models["uniform"].uri, artifact_layout.HF_CHECKPOINT_DIR)
+    evaluation, blessing = run_executor(tmp_path, examples, models["unigram"], model_run=models["run"],
+                                        baselines=json.dumps([hf_dir, uniform_hf, small_vocab]),
+                                        block_size=8)
+    assert evaluation.get_int_custom_property("eval_block_size") == 8
+    direct = GPT.from_pretrained(hf_dir)
+    windows = ev.load_windows(examples.uri, block_size=8, batch_size=8, eval_batches=0, seed=0)
+    x = np.concatenate([b[0] for b in windows["val"].batches])
+    y = np.concatenate([b[1] for b in windows["val"].batches])
+    assert evaluation.get_float_custom_property("baseline_hf_baseline_val_loss") == \
+        pytest.approx(float(cross_entropy(direct(x), y)), rel=1e-5)
+    # A Model artifact's Format-HF is named after the artifact's directory.
+    assert evaluation.get_float_custom_property("baseline_uniform_val_loss") == pytest.approx(math.log(V), rel=1e-6)
+    skipped = evaluation.get_string_custom_property("baseline_small_vocab_skipped")
+    assert "does not cover the data's token ids (up to 11)" in skipped
+    assert not evaluation.has_custom_property("baseline_small_vocab_val_loss")
+    text = open(os.path.join(evaluation.uri, "report.md")).read()
+    assert "| hf_baseline | baseline |" in text and "baseline small_vocab skipped" in text
+    assert blessing.get_int_custom_property("blessed") == 1  # baselines inform, they do not gate
+
+
+def test_gpt2_sized_baseline_skipped_on_char_data(tmp_path, data, models):
+    examples, _ = data
+    char_examples = standard_artifacts.Examples()
+    char_examples.uri, char_examples.split_names = examples.uri, examples.split_names
+    char_examples.set_string_custom_property("tokenizer", "char")
+    bpe_dir = str(tmp_path / "bpe_baseline")
+    tiny_gpt(vocab_size=50257).save_pretrained(bpe_dir)
+    evaluation, _ = run_executor(tmp_path, char_examples, models["unigram"], baselines=json.dumps([bpe_dir]))
+    assert "tokenized with 'char'" in evaluation.get_string_custom_property("baseline_bpe_baseline_skipped")
+
+
+def test_bad_input_errors_name_what_is_wrong(tmp_path, data, models):
+    examples, _ = data
+    missing = str(tmp_path / "no_such_checkpoint")
+    with pytest.raises(FileNotFoundError, match="baseline 'no_such_checkpoint'.*no_such_checkpoint"):
+        run_executor(tmp_path / "a", examples, models["uniform"], baselines=json.dumps([missing]))
+    empty_model = standard_artifacts.Model()
+    empty_model.uri = str(tmp_path / "empty_model")
+    with pytest.raises(FileNotFoundError, match="has no Format-HF"):
+        run_executor(tmp_path / "b", examples, empty_model)
+    with pytest.raises(ValueError, match="context of 16 tokens, shorter than the evaluation block_size 32"):
+        run_executor(tmp_path / "c", examples, models["uniform"], block_size=32)
+    small = save_model(tiny_gpt(vocab_size=V - 1), tmp_path / "small", 20)
+    with pytest.raises(ValueError, match="candidate model .* cannot be evaluated"):
+        run_executor(tmp_path / "d", examples, small)
+    with pytest.raises(ValueError, match="baselines must be a JSON list"):
+        run_executor(tmp_path / "e", examples, models["uniform"], baselines="gpt2")
+
+
+def test_decide_rules():
+    assert ev.decide(2.0, threshold=None, last_blessed_val=None, max_regression=0.0)[0]
+    assert not ev.decide(float("nan"), threshold=None, last_blessed_val=None, max_regression=0.0)[0]
+    assert ev.decide(2.0, threshold=None, last_blessed_val=2.0, max_regression=0.0)[0]  # equal is fine
+    blessed, reason = ev.decide(2.5, threshold=2.0, last_blessed_val=2.0, max_regression=0.1)
+    assert not blessed and "threshold" in reason and "worse than the last blessed" in reason

@@ -1,0 +1,89 @@
+"""LMEvaluator's human-readable outputs: report.md (a Markdown table and the decision) and
+loss_curves.png (the training run's loss curves with the other models' val losses as lines)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import List, Optional
+
+from components import artifact_layout
+from components.lm_evaluator.evaluate import REFERENCE_VAL_LOSSES, ModelResult
+
+ROLE_TITLES = {"candidate": "candidate", "last_blessed": "last blessed", "baseline": "baseline"}
+
+
+def read_history(model_run_uri: Optional[str]) -> Optional[dict]:
+    """history.json of a ModelRun artifact: {"eval": [[iter, train, val], ...], "train": [[iter,
+    loss], ...]}, or None when there is no run or no history in it."""
+    if not model_run_uri:
+        return None
+    path = os.path.join(model_run_uri, artifact_layout.HISTORY_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _loss(value: Optional[float]) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def markdown(results: List[ModelResult], *, blessed: bool, reason: str, settings: dict,
+             notes: List[str]) -> str:
+    lines = ["# LMEvaluator report", "",
+             f"**Decision: {'BLESSED' if blessed else 'NOT BLESSED'}** — {reason}.", "",
+             "| model | role | train loss | val loss | params | source |",
+             "| --- | --- | ---: | ---: | ---: | --- |"]
+    for r in results:
+        params = "—" if r.num_params is None else f"{r.num_params / 1e6:.2f}M"
+        val = _loss(r.val_loss) if r.skipped is None else f"skipped: {r.skipped}"
+        lines.append(f"| {r.name} | {ROLE_TITLES[r.role]} | {_loss(r.train_loss)} | {val} | {params} "
+                     f"| `{r.source}` |")
+    lines += ["", "## Evaluation", ""]
+    lines += [f"- {key}: {value}" for key, value in settings.items()]
+    lines += ["- losses: mean cross-entropy (nats per token) over every target token of the windows; "
+              "every model sees the same windows"]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
+    lines += ["", "## Reference", "",
+              "The released GPT-2 checkpoints' val loss on OpenWebText (nanoGPT's README), comparable "
+              "only on OpenWebText with GPT-2's tokenizer and a 1024-token context:", "",
+              "| model | OpenWebText val loss |", "| --- | ---: |"]
+    lines += [f"| {name} | {loss:.2f} |" for name, loss in REFERENCE_VAL_LOSSES.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_loss_curves(path: str, history: Optional[dict], results: List[ModelResult]) -> None:
+    """Training loss and the run's train/val evaluations against iterations, the candidate's,
+    last blessed model's and baselines' val losses as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 5), dpi=100)
+    axes = figure.add_subplot()
+    if history and history.get("train"):
+        steps, losses = zip(*[(row[0], row[1]) for row in history["train"]])
+        axes.plot(steps, losses, color="tab:blue", alpha=0.35, linewidth=1, label="train loss (batch)")
+    if history and history.get("eval"):
+        steps, train, val = zip(*[(row[0], row[1], row[2]) for row in history["eval"]])
+        axes.plot(steps, train, "o-", color="tab:blue", markersize=3, label="train loss (eval)")
+        axes.plot(steps, val, "o-", color="tab:orange", markersize=3, label="val loss (eval)")
+    if not history:
+        axes.set_title("no training history (history.json) for this model", fontsize=9)
+    styles = {"candidate": ("tab:orange", ":"), "last_blessed": ("tab:green", "--"),
+              "baseline": (None, "-.")}
+    for r in results:
+        if r.val_loss is None:
+            continue
+        color, linestyle = styles[r.role]
+        axes.axhline(r.val_loss, color=color, linestyle=linestyle, linewidth=1.2,
+                     label=f"{r.name} val {r.val_loss:.3f} ({ROLE_TITLES[r.role]}, this evaluation)")
+    axes.set_xlabel("iteration")
+    axes.set_ylabel("loss (nats per token)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
