@@ -8,41 +8,16 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from tfx.types import standard_artifacts
 
 from components import artifact_layout
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator.executor import Executor
+from components.lm_evaluator.testing_models import P, V, tiny_gpt, uniform_gpt, unigram_gpt
 from model import shards
-from model.model import GPT, GPTConfig, cross_entropy
+from model.model import GPT, cross_entropy
 
-V = 12  # vocabulary of the test data
-P = 1.0 / np.arange(1, V + 1)
-P = P / P.sum()  # a skewed unigram distribution the data is drawn from
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def tiny_gpt(vocab_size=V, seed=0, block_size=16):
-    return GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=block_size, vocab_size=vocab_size),
-               seed=seed)
-
-
-def uniform_gpt():
-    """Logits all zero: loss ln V on any data."""
-    model = tiny_gpt()
-    model.wte.weight.assign(tf.zeros_like(model.wte.weight))
-    return model
-
-
-def unigram_gpt():
-    """Predicts P at every position: ln_f zeroes the activations, its bias carries log P, and wte
-    (also the LM head) is the identity on the first V dimensions."""
-    model = tiny_gpt()
-    model.ln_f.weight.assign(tf.zeros([16]))
-    model.ln_f.bias.assign(np.pad(np.log(P), (0, 16 - V)).astype(np.float32))
-    model.wte.weight.assign(np.eye(V, 16, dtype=np.float32))
-    return model
 
 
 def save_model(model, directory, artifact_id):

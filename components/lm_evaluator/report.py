@@ -11,6 +11,7 @@ from components import artifact_layout
 from components.lm_evaluator.evaluate import REFERENCE_VAL_LOSSES, ModelResult
 
 ROLE_TITLES = {"candidate": "candidate", "last_blessed": "last blessed", "baseline": "baseline"}
+BASELINE_COLORS = ["tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
 
 
 def read_history(model_run_uri: Optional[str]) -> Optional[dict]:
@@ -29,6 +30,10 @@ def _loss(value: Optional[float]) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
+
+
 def markdown(results: List[ModelResult], *, blessed: bool, reason: str, settings: dict,
              notes: List[str]) -> str:
     lines = ["# LMEvaluator report", "",
@@ -36,7 +41,7 @@ def markdown(results: List[ModelResult], *, blessed: bool, reason: str, settings
              "| model | role | train loss | val loss | params | source |",
              "| --- | --- | ---: | ---: | ---: | --- |"]
     for r in results:
-        params = "—" if r.num_params is None else f"{r.num_params / 1e6:.2f}M"
+        params = "—" if r.num_params is None else _count(r.num_params)
         val = _loss(r.val_loss) if r.skipped is None else f"skipped: {r.skipped}"
         lines.append(f"| {r.name} | {ROLE_TITLES[r.role]} | {_loss(r.train_loss)} | {val} | {params} "
                      f"| `{r.source}` |")
@@ -73,12 +78,12 @@ def plot_loss_curves(path: str, history: Optional[dict], results: List[ModelResu
         axes.plot(steps, val, "o-", color="tab:orange", markersize=3, label="val loss (eval)")
     if not history:
         axes.set_title("no training history (history.json) for this model", fontsize=9)
-    styles = {"candidate": ("tab:orange", ":"), "last_blessed": ("tab:green", "--"),
-              "baseline": (None, "-.")}
+    styles = {"candidate": ("tab:orange", ":"), "last_blessed": ("tab:green", "--")}
+    baseline_colors = iter(BASELINE_COLORS * len(results))
     for r in results:
         if r.val_loss is None:
             continue
-        color, linestyle = styles[r.role]
+        color, linestyle = styles.get(r.role) or (next(baseline_colors), "-.")
         axes.axhline(r.val_loss, color=color, linestyle=linestyle, linewidth=1.2,
                      label=f"{r.name} val {r.val_loss:.3f} ({ROLE_TITLES[r.role]}, this evaluation)")
     axes.set_xlabel("iteration")
