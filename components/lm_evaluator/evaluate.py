@@ -92,18 +92,21 @@ def load_windows(examples_uri: str, **kwargs) -> Dict[str, SplitWindows]:
             for i, split in enumerate(SPLITS)}
 
 
-def mean_loss(model, windows: SplitWindows) -> float:
-    """model.cross_entropy averaged over every target token of the windows, batch by batch in a
-    tf.function (one trace: the windows' shape is fixed; a smaller last batch traces once more)."""
+def loss_function(model, block_size: int):
+    """model.cross_entropy of one (x, y) batch, in a tf.function traced for windows of block_size
+    (once for full batches, once more for a smaller last batch)."""
     import tensorflow as tf
     from model.model import cross_entropy
-
-    block_size = windows.batches[0][0].shape[1]
 
     @tf.function(input_signature=[tf.TensorSpec([None, block_size], tf.int32)] * 2)
     def batch_loss(x, y):
         return cross_entropy(model(x, training=False), y)
 
+    return batch_loss
+
+
+def mean_loss(batch_loss, windows: SplitWindows) -> float:
+    """The loss averaged over every target token of the windows, batch by batch."""
     total, count = 0.0, 0
     for x, y in windows.batches:
         total += float(batch_loss(x, y)) * y.size
@@ -146,8 +149,9 @@ def vocab_problem(vocab_size: int, windows: Dict[str, SplitWindows]) -> Optional
 def evaluate(model, windows: Dict[str, SplitWindows], result: ModelResult) -> ModelResult:
     result.num_params = model.get_num_params()
     result.vocab_size = model.config.vocab_size
-    result.train_loss = mean_loss(model, windows["train"])
-    result.val_loss = mean_loss(model, windows["val"])
+    batch_loss = loss_function(model, windows["val"].batches[0][0].shape[1])
+    result.train_loss = mean_loss(batch_loss, windows["train"])
+    result.val_loss = mean_loss(batch_loss, windows["val"])
     return result
 
 
