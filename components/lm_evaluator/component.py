@@ -19,13 +19,15 @@ Parameters:
   seed                the random windows' seed; every model sees the same windows
   val_loss_threshold  bless only if the candidate's val loss is below it (None: no threshold)
   max_regression      bless only if the candidate's val loss <= last blessed val loss + max_regression
+  data_tokenizer      "gpt2" or "char": how the examples were tokenized, when their `tokenizer`
+                      property does not say (the char Transform's output has none)
 
-Vocabulary: the candidate and the last blessed model must cover the data's token ids (an error for the
-candidate; the last blessed model is then left uncompared, with a note). A baseline whose vocabulary
-does not cover them, or a GPT-2-BPE-sized baseline on examples whose `tokenizer` property says another
-tokenizer (a char-level dataset), is skipped with a note in the report and a
-`baseline_<name>_skipped` property. A baseline that cannot be loaded (a missing directory) fails the run
-with an error naming it.
+Vocabulary: the candidate and the last blessed model must cover the data's token ids (an error for
+the candidate; the last blessed model is then left uncompared, with a note). A baseline whose
+vocabulary does not cover them, or a GPT-2-BPE-sized baseline on examples tokenized otherwise
+(data_tokenizer, or the examples' `tokenizer` property: a char-level dataset), is skipped with a note
+in the report and a `baseline_<name>_skipped` property. A baseline that cannot be loaded (a missing
+directory) fails the run with an error naming it.
 
 Outputs:
   evaluation  ModelEvaluation: metrics.json, report.md, loss_curves.png; custom properties blessed,
@@ -61,6 +63,7 @@ class LMEvaluatorSpec(types.ComponentSpec):
         "seed": ExecutionParameter(type=int),
         "val_loss_threshold": ExecutionParameter(type=float, optional=True),
         "max_regression": ExecutionParameter(type=float),
+        "data_tokenizer": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -88,14 +91,15 @@ class LMEvaluator(base_component.BaseComponent):
                  model_run: Optional[types.BaseChannel] = None,
                  baselines: Union[Sequence[str], str] = (), eval_batches: int = 200, batch_size: int = 8,
                  block_size: int = 0, seed: int = 1337, val_loss_threshold: Optional[float] = None,
-                 max_regression: float = 0.0):
+                 max_regression: float = 0.0, data_tokenizer: Optional[str] = None):
         if isinstance(baselines, str):  # a JSON list, as the parameter is stored
             baselines = json.loads(baselines)
         if val_loss_threshold is not None and math.isinf(val_loss_threshold):
             val_loss_threshold = None  # no threshold; ML Metadata stores no infinities in JSON
         properties = dict(baselines=json.dumps(list(baselines)), eval_batches=eval_batches,
                           batch_size=batch_size, block_size=block_size, seed=seed,
-                          val_loss_threshold=val_loss_threshold, max_regression=max_regression)
+                          val_loss_threshold=val_loss_threshold, max_regression=max_regression,
+                          data_tokenizer=data_tokenizer)
         # Checked here too so that a wrong pipeline fails when it is built, not when it runs.
         executor.Settings.parse(properties)
         spec = LMEvaluatorSpec(

@@ -130,7 +130,8 @@ def load_for_eval(source: str, block_size: Optional[int], what: str):
     try:
         model = GPT.from_pretrained(source, **({"block_size": block_size} if block_size else {}))
     except (OSError, ValueError) as e:
-        raise type(e)(f"LMEvaluator cannot load {what} from {source!r}: {e}") from e
+        kind = next(k for k in (FileNotFoundError, ValueError, OSError) if isinstance(e, k))
+        raise kind(f"LMEvaluator cannot load {what} from {source!r}: {e}") from e
     if block_size and model.config.block_size < block_size:
         raise ValueError(f"LMEvaluator: {what} ({source!r}) has a context of {model.config.block_size} "
                          f"tokens, shorter than the evaluation block_size {block_size}")

@@ -33,7 +33,7 @@ PLOT_FILE = "loss_curves.png"
 BLESSING_REASON_KEY = "blessing_reason"
 
 DEFAULTS = {"baselines": "[]", "eval_batches": 200, "batch_size": 8, "block_size": 0, "seed": 1337,
-            "val_loss_threshold": None, "max_regression": 0.0}
+            "val_loss_threshold": None, "max_regression": 0.0, "data_tokenizer": ""}
 
 
 @dataclasses.dataclass
@@ -45,6 +45,7 @@ class Settings:
     seed: int
     val_loss_threshold: Optional[float]  # None: no threshold
     max_regression: float
+    data_tokenizer: str  # "": the examples' `tokenizer` property, when they have one
 
     @classmethod
     def parse(cls, exec_properties: Dict[str, Any]) -> "Settings":
@@ -66,7 +67,8 @@ class Settings:
                        batch_size=int(values["batch_size"]), block_size=int(values["block_size"]),
                        seed=int(values["seed"]),
                        val_loss_threshold=None if threshold is None else float(threshold),
-                       max_regression=float(values["max_regression"]))
+                       max_regression=float(values["max_regression"]),
+                       data_tokenizer=str(values["data_tokenizer"]))
         problems = [name for name, ok in (
             ("eval_batches >= 0", settings.eval_batches >= 0), ("batch_size >= 1", settings.batch_size >= 1),
             ("block_size >= 0", settings.block_size >= 0),
@@ -116,7 +118,7 @@ class Executor(base_executor.BaseExecutor):
         else:
             notes.append("no last blessed model (baseline_model input absent or empty): first blessing")
 
-        data_tokenizer = examples.get_string_custom_property("tokenizer")
+        data_tokenizer = settings.data_tokenizer or examples.get_string_custom_property("tokenizer")
         for source, label in zip(settings.baselines, labels):
             result = self._evaluate_baseline(source, label, block_size, windows, data_tokenizer)
             if result.skipped:

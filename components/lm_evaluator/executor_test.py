@@ -224,6 +224,10 @@ def test_gpt2_sized_baseline_skipped_on_char_data(tmp_path, data, models):
     tiny_gpt(vocab_size=50257).save_pretrained(bpe_dir)
     evaluation, _ = run_executor(tmp_path, char_examples, models["unigram"], baselines=json.dumps([bpe_dir]))
     assert "tokenized with 'char'" in evaluation.get_string_custom_property("baseline_bpe_baseline_skipped")
+    # Examples without the property (the char Transform's output): the data_tokenizer parameter says it.
+    evaluation, _ = run_executor(tmp_path / "param", examples, models["unigram"],
+                                 baselines=json.dumps([bpe_dir]), data_tokenizer="char")
+    assert evaluation.has_custom_property("baseline_bpe_baseline_skipped")
 
 
 def test_bad_input_errors_name_what_is_wrong(tmp_path, data, models):
