@@ -116,7 +116,8 @@ class Executor(base_executor.BaseExecutor):
                 notes.append(f"the last blessed model ({last_blessed.uri}) was not compared: "
                              f"{last_result.skipped}")
         else:
-            notes.append("no last blessed model (baseline_model input absent or empty): first blessing")
+            notes.append("no last blessed model (baseline_model input absent or empty): the candidate is "
+                         "judged on the threshold alone")
 
         data_tokenizer = settings.data_tokenizer or examples.get_string_custom_property("tokenizer")
         for source, label in zip(settings.baselines, labels):

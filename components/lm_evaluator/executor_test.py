@@ -183,7 +183,7 @@ def test_not_blessed_above_threshold_without_last_blessed(tmp_path, data, models
     assert not blessing.has_custom_property("baseline_model_id")
     assert evaluation.get_int_custom_property("blessed") == 0
     text = open(os.path.join(evaluation.uri, "report.md")).read()
-    assert "**Decision: NOT BLESSED**" in text and "first blessing" in text
+    assert "**Decision: NOT BLESSED**" in text and "judged on the threshold alone" in text
     with open(os.path.join(evaluation.uri, "loss_curves.png"), "rb") as f:  # no history: still a plot
         assert f.read(8) == PNG_MAGIC
 
