@@ -1,8 +1,10 @@
-"""nanogpt-tfx's command line.
+"""nanogpt-tfx's command line: picks the orchestrator and runs the pipeline.
 
 $ python runner.py run [--preset=shakespeare_char] [--data=PATH] [--key=value ...]
 
-Imports stay inside the commands: TensorFlow alone takes seconds to import, so `--help` must not.
+`run` runs the pipeline locally with LocalDagRunner and an SQLite ML Metadata store. --key=value
+overrides any training hyperparameter (model/config.py) or pipeline setting (pipeline/configs.py).
+Imports stay inside the commands: TFX takes half a minute to import, `--help` must not.
 """
 
 from __future__ import annotations
@@ -14,30 +16,69 @@ import sys
 DEFAULT_PRESET = "shakespeare_char"
 
 
-def run(args, overrides):
-    """Train the preset on the data (Tiny Shakespeare unless --data says otherwise)."""
-    from model.config import make_config, parse_overrides
-    from model.corpus import tiny_shakespeare
-    from model.train import train
+def _pipeline_config(args, overrides):
+    """A PipelineConfig from the preset, --data and the --key=value overrides, each sent to the
+    pipeline settings or the training hyperparameters by name."""
+    import dataclasses
 
-    values = parse_overrides(overrides)
-    text_file = tiny_shakespeare(args.data)
-    cfg = make_config(args.preset, **{"text_file": text_file, **values})
-    print(f"training preset {args.preset} on {text_file} into {os.path.abspath(cfg.out_dir)}", flush=True)
-    result = train(cfg, log=lambda line: print(line, flush=True))
-    print(f"done: val loss {result['val']:.4f} (best {result['best_val_loss']:.4f}); "
-          f"checkpoints in {os.path.join(os.path.abspath(cfg.out_dir), 'checkpoints')}")
+    from model.config import TrainConfig, parse_overrides, parse_value
+    from pipeline.configs import PipelineConfig, make_pipeline_config
+
+    pipeline_fields = {f.name for f in dataclasses.fields(PipelineConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    settings, train = {}, {}
+    for arg in overrides:
+        key, value = arg[2:].split("=", 1)
+        if key in pipeline_fields:
+            settings[key] = value if isinstance(getattr(PipelineConfig(), key), str) else parse_value(value)
+        elif key in train_fields:
+            train.update(parse_overrides([arg]))
+        else:
+            raise SystemExit(f"runner.py: unknown setting --{key} (neither a pipeline setting nor a "
+                             f"training hyperparameter)")
+    if args.data or not (settings.get("dataset_name") or settings.get("input_pattern")):
+        if args.preset.startswith("shakespeare") or args.preset == "finetune_shakespeare" or args.data:
+            from model.corpus import tiny_shakespeare
+
+            settings["input_pattern"] = os.path.abspath(tiny_shakespeare(args.data))
+    if args.output:
+        settings["output_dir"] = args.output
+    config = make_pipeline_config(args.preset, **settings)
+    config.train_overrides = {**config.train_overrides, **train}
+    return config
+
+
+def run(args, overrides):
+    """Run the pipeline end to end on this machine."""
+    from absl import logging as absl_logging
+
+    config = _pipeline_config(args, overrides)
+    from tfx import v1 as tfx
+
+    from pipeline import lineage
+    from pipeline.pipeline import create_pipeline
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    print(f"running pipeline {config.pipeline_name} ({config.preset}) on "
+          f"{config.input_pattern or config.dataset_name}; output in {os.path.abspath(config.output_dir)}",
+          flush=True)
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+    summary = lineage.run_summary(config.metadata_path)
+    print(summary, flush=True)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="runner.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser(
-        "run", help="run the default job end to end",
-        description="Train a preset; any --key=value after the options overrides a hyperparameter.")
-    run_parser.add_argument("--preset", default=DEFAULT_PRESET, help="a preset of model/config.py")
+        "run", help="run the pipeline end to end with LocalDagRunner",
+        description="Run the pipeline locally. Any --key=value after the options overrides a "
+                    "pipeline setting (pipeline/configs.py) or a training hyperparameter (model/config.py).")
+    run_parser.add_argument("--preset", default=DEFAULT_PRESET, help="a preset of pipeline/configs.py")
     run_parser.add_argument("--data", default=None,
-                            help="a local Tiny Shakespeare (default: $NANOGPT_TFX_SHAKESPEARE or download)")
+                            help="a local text file (default for Shakespeare presets: $NANOGPT_TFX_SHAKESPEARE "
+                                 "or a download)")
+    run_parser.add_argument("--output", default=None, help="output directory (default: tfx_output)")
     run_parser.set_defaults(handler=run)
     args, rest = parser.parse_known_args(argv)
     unknown = [a for a in rest if not (a.startswith("--") and "=" in a)]

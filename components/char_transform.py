@@ -75,11 +75,13 @@ def char_tokenizer(transform_output_dir: str) -> CharTokenizer:
     return CharTokenizer(load_vocabulary(transform_output_dir))
 
 
-def text_to_ids(tft_output: tft.TFTransformOutput, texts) -> tf.RaggedTensor:
-    """[batch] strings -> [batch, (ids)] through the transform graph itself (as a served model would)."""
+def text_to_ids(transform_layer, texts) -> tf.RaggedTensor:
+    """[batch] strings -> [batch, (ids)] through the transform graph itself (as a served model
+    would). `transform_layer` is `TFTransformOutput.transform_features_layer()`: create it once and
+    keep it (a SavedModel must track it), not inside a traced function."""
     texts = tf.convert_to_tensor(texts, tf.string)
     zeros = tf.zeros_like(texts, dtype=tf.int64)  # doc/pos are carried through, not used for ids
-    outputs = tft_output.transform_features_layer()({TEXT: texts, shards.DOC: zeros, shards.POS: zeros})
+    outputs = transform_layer({TEXT: texts, shards.DOC: zeros, shards.POS: zeros})
     return tf.RaggedTensor.from_sparse(outputs[shards.TOKENS])
 
 

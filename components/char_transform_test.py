@@ -47,15 +47,15 @@ def test_transformed_records_are_shard_records_with_the_vocabulary_ids(transform
 
 def test_graph_maps_text_to_ids_and_back_with_one_table(transformed):
     graph_dir, _ = transformed
-    output = tft.TFTransformOutput(graph_dir)
+    layer = tft.TFTransformOutput(graph_dir).transform_features_layer()
     vocabulary = char_transform.load_vocabulary(graph_dir)
-    ids = char_transform.text_to_ids(output, TEXTS)
+    ids = char_transform.text_to_ids(layer, TEXTS)
     tokenizer = char_transform.char_tokenizer(graph_dir)
     assert ids.to_list() == [tokenizer.encode(t) for t in TEXTS]
     back = char_transform.ids_to_text(ids, vocabulary).numpy()
     assert [b.decode() for b in back] == TEXTS
     # A character the vocabulary lacks maps to -1 rather than to some other character.
-    assert char_transform.text_to_ids(output, ["a"]).to_list() == [[-1]]
+    assert char_transform.text_to_ids(layer, ["a"]).to_list() == [[-1]]
 
 
 def test_schema_file_matches_feature_spec():

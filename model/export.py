@@ -5,8 +5,10 @@ Signatures (all plain TensorFlow ops; `saved_model_cli run` and `tf.saved_model.
   temperature, top_k, top_p, seed, eot_token, vocab_limit) -> tokens (B, T + max_new_tokens) and
   each row's length (see model/generate.py);
 - `generate_text` (models with a character vocabulary): a prompt string and num_samples and the
-  same settings -> the generated texts, the prompt mapped to ids by the function given at export
-  (the Trainer passes the tf.Transform graph's own layer);
+  same settings -> the generated texts. Text maps to ids and back through a table holding exactly
+  the tokenizer's vocabulary (for pipeline models, the tf.Transform graph's vocabulary file, read
+  in id order; the transform layer itself cannot be re-exported: its tfrecord vocabulary table
+  refuses to be saved again);
 - `logits`: token ids (B, T) int32 -> logits (B, T, vocab_size) float32;
 - `tokenizer`: the tokenizer's description as JSON (model.tokenizer.tokenizer_from_json reads it).
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import Callable, List, Optional
+from typing import List
 
 import tensorflow as tf
 
@@ -26,11 +28,9 @@ SIGNATURES = ("generate", "logits", "tokenizer")
 
 
 class ServingModule(tf.Module):
-    def __init__(self, model, tokenizer_json: dict, text_to_ids: Optional[Callable] = None,
-                 text_encoder: Optional[tf.Module] = None):
+    def __init__(self, model, tokenizer_json: dict):
         super().__init__(name="nanogpt_serving")
         self.model = model
-        self.text_encoder = text_encoder  # tracked so that its tables and assets are saved
         self.generate = serving_function(model)
         tokenizer_text = json.dumps(tokenizer_json)
 
@@ -44,8 +44,12 @@ class ServingModule(tf.Module):
 
         self.logits, self.tokenizer = logits, tokenizer
         self.generate_text = None
-        if tokenizer_json.get("kind") == "char" and text_to_ids is not None:
-            self.generate_text = _text_generation(self.generate, tokenizer_json["chars"], text_to_ids)
+        if tokenizer_json.get("kind") == "char":
+            chars = tokenizer_json["chars"]
+            self.char_table = tf.lookup.StaticHashTable(  # an attribute, so that it is saved
+                tf.lookup.KeyValueTensorInitializer(tf.constant(chars), tf.range(len(chars), dtype=tf.int32)),
+                default_value=-1)
+            self.generate_text = _text_generation(self.generate, chars, self.char_table)
 
     def signatures(self) -> dict:
         signatures = {"generate": self.generate, "logits": self.logits, "tokenizer": self.tokenizer,
@@ -55,7 +59,7 @@ class ServingModule(tf.Module):
         return signatures
 
 
-def _text_generation(generate, chars: List[str], text_to_ids: Callable):
+def _text_generation(generate, chars: List[str], table: tf.lookup.StaticHashTable):
     vocabulary = tf.constant(chars, tf.string)
 
     @tf.function(input_signature=[
@@ -64,8 +68,9 @@ def _text_generation(generate, chars: List[str], text_to_ids: Callable):
         tf.TensorSpec([], tf.int32, name="top_k"), tf.TensorSpec([], tf.float32, name="top_p"),
         tf.TensorSpec([], tf.int64, name="seed")])
     def generate_text(prompt, num_samples, max_new_tokens, temperature, top_k, top_p, seed):
-        ids = tf.cast(text_to_ids(tf.reshape(prompt, [1])).to_tensor(), tf.int32)  # (1, T)
-        idx = tf.tile(ids, [num_samples, 1])
+        ids = table.lookup(tf.strings.unicode_split(prompt, "UTF-8"))
+        tf.debugging.assert_non_negative(ids, message="prompt: a character outside the vocabulary")
+        idx = tf.tile(ids[None, :], [num_samples, 1])
         out = generate(idx, max_new_tokens, temperature, top_k, top_p, seed,
                        tf.constant(-1), tf.constant(len(chars)))
         texts = tf.strings.reduce_join(tf.gather(vocabulary, out["tokens"]), axis=-1)
@@ -74,11 +79,10 @@ def _text_generation(generate, chars: List[str], text_to_ids: Callable):
     return generate_text
 
 
-def export_saved_model(model, path: str, tokenizer_json: dict, text_to_ids: Optional[Callable] = None,
-                       text_encoder: Optional[tf.Module] = None) -> str:
+def export_saved_model(model, path: str, tokenizer_json: dict) -> str:
     """Write the SavedModel to `path` (through a temporary sibling, renamed at the end, so that no
     half-written model is ever at `path`)."""
-    module = ServingModule(model, tokenizer_json, text_to_ids, text_encoder)
+    module = ServingModule(model, tokenizer_json)
     tmp = path.rstrip("/") + ".tmp-export"
     shutil.rmtree(tmp, ignore_errors=True)
     tf.saved_model.save(module, tmp, signatures=module.signatures())

@@ -19,16 +19,8 @@ CHARS = list("\n abcdefghij")
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=len(CHARS)), seed=0)
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(CHARS), tf.range(len(CHARS), dtype=tf.int64)), -1)
-    encoder = tf.Module()
-    encoder.table = table
-
-    def text_to_ids(texts):
-        return tf.ragged.map_flat_values(table.lookup, tf.strings.unicode_split(texts, "UTF-8"))
-
     path = str(tmp_path_factory.mktemp("export") / "saved_model")
-    export_saved_model(model, path, CharTokenizer(CHARS).to_json(), text_to_ids, encoder)
+    export_saved_model(model, path, CharTokenizer(CHARS).to_json())
     return model, path
 
 

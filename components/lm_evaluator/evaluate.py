@@ -182,9 +182,13 @@ def unique_labels(sources: Sequence[str]) -> List[str]:
 
 
 def decide(candidate_val: float, *, threshold: Optional[float], last_blessed_val: Optional[float],
-           max_regression: float) -> Tuple[bool, str]:
+           max_regression: float, candidate_is_last_blessed: bool = False) -> Tuple[bool, str]:
     """(blessed, why): bless when the candidate's val loss is finite, below the threshold (when
-    there is one), and at most max_regression above the last blessed model's (when there is one)."""
+    there is one), and at most max_regression above the last blessed model's (when there is one).
+    A candidate that is the last blessed model itself (a rerun whose Trainer came from the cache)
+    was blessed and pushed already: it is not blessed again, so that nothing is pushed twice."""
+    if candidate_is_last_blessed:
+        return False, "the candidate is the last blessed model itself, already blessed and pushed"
     if not math.isfinite(candidate_val):
         return False, f"the candidate's val loss is {candidate_val}"
     failures, passes = [], []

@@ -129,7 +129,8 @@ class Executor(base_executor.BaseExecutor):
         compared = last_result if last_result is not None and not last_result.skipped else None
         blessed, reason = ev.decide(results[0].val_loss, threshold=settings.val_loss_threshold,
                                     last_blessed_val=compared.val_loss if compared else None,
-                                    max_regression=settings.max_regression)
+                                    max_regression=settings.max_regression,
+                                    candidate_is_last_blessed=last_blessed is not None and last_blessed.uri == model.uri)
         eval_info = self._eval_info(settings, block_size, windows)
         self._write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes,
                                report.read_history(model_run.uri if model_run else None))

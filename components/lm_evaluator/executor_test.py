@@ -161,10 +161,12 @@ def test_not_blessed_when_worse_than_last_blessed_beyond_tolerance(tmp_path, dat
     assert "worse than the last blessed" in blessing.get_string_custom_property("blessing_reason")
     assert blessing.get_int_custom_property("current_model_id") == 12
     assert blessing.get_int_custom_property("baseline_model_id") == 13
-    # The resolver may hand back the candidate itself: equal losses, blessed, evaluated once.
+    # The resolver may hand back the candidate itself (a rerun whose Trainer was cached): evaluated
+    # once, and not blessed again, so that the Pusher does not push the same model twice.
     evaluation, blessing = run_executor(tmp_path / "same", examples, models["uniform"],
                                         baseline_model=models["uniform"])
-    assert blessing.get_int_custom_property("blessed") == 1
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert "already blessed" in blessing.get_string_custom_property("blessing_reason")
     assert evaluation.get_float_custom_property("last_blessed_val_loss") == \
         evaluation.get_float_custom_property("candidate_val_loss")
     # Within the tolerance, the same comparison blesses.

@@ -77,6 +77,6 @@ def test_pipeline_tokenizes_and_transforms_shakespeare(tmp_path, shared_data, bp
         assert len(stream) == len(text)
         assert tokenizer.decode(stream) == text
     # The graph itself maps text to the same ids, and the ids back to the text.
-    ids = char_transform.text_to_ids(tft.TFTransformOutput(graph.uri), ["First Citizen:\n"])
+    ids = char_transform.text_to_ids(tft.TFTransformOutput(graph.uri).transform_features_layer(), ["First Citizen:\n"])
     assert ids.to_list() == [tokenizer.encode("First Citizen:\n")]
     assert char_transform.ids_to_text(ids, vocabulary).numpy()[0].decode() == "First Citizen:\n"

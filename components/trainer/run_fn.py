@@ -53,18 +53,10 @@ def run_fn(fn_args) -> None:
     overrides = dict(custom.get("train_config", {}))
     out_dir = fn_args.model_run_dir
     os.makedirs(out_dir, exist_ok=True)
-    text_to_ids = text_encoder = None
-    if fn_args.transform_graph_path:
-        import tensorflow_transform as tft
-
+    if fn_args.transform_graph_path:  # characters: the vocabulary of the transform graph
         from components import char_transform
 
         tokenizer_json = char_transform.char_tokenizer(fn_args.transform_graph_path).to_json()
-        tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-        text_encoder = tft_output.transform_features_layer()
-
-        def text_to_ids(texts):
-            return char_transform.text_to_ids(tft_output, texts)
     else:
         tokenizer_json = {"kind": "gpt2"}
     if custom.get("resume"):
@@ -84,7 +76,7 @@ def run_fn(fn_args) -> None:
     if latest:  # export the best weights, not the last step's
         tf.train.Checkpoint(model=trainer.model).restore(latest).expect_partial()
     model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
-    export_saved_model(trainer.model, fn_args.serving_model_dir, tokenizer_json, text_to_ids, text_encoder)
+    export_saved_model(trainer.model, fn_args.serving_model_dir, tokenizer_json)
     trainer.model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
     with open(os.path.join(model_uri, RUN_DIR_POINTER), "w") as f:
         f.write(out_dir)
