@@ -41,24 +41,40 @@ def _pipeline_config(args, overrides):
             from model.corpus import tiny_shakespeare
 
             settings["input_pattern"] = os.path.abspath(tiny_shakespeare(args.data))
-    if args.output:
-        settings["output_dir"] = args.output
+    settings["output_dir"] = os.path.abspath(args.output or settings.get("output_dir") or PipelineConfig().output_dir)
     config = make_pipeline_config(args.preset, **settings)
     config.train_overrides = {**config.train_overrides, **train}
     return config
 
 
-def run(args, overrides):
-    """Run the pipeline end to end on this machine."""
+def _show_progress():
+    """Quiet TensorFlow and TFX, except for each component's start and end and any warning."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+    class Progress(logging.Filter):
+        def filter(self, record):
+            return record.levelno >= logging.WARNING or record.getMessage().startswith("Component ")
+
+    logging.getLogger("absl").addFilter(Progress())
     from absl import logging as absl_logging
 
+    absl_logging.set_verbosity(absl_logging.INFO)
+
+
+def run(args, overrides):
+    """Run the pipeline end to end on this machine."""
+    _show_progress()
     config = _pipeline_config(args, overrides)
     from tfx import v1 as tfx
 
     from pipeline import lineage
     from pipeline.pipeline import create_pipeline
 
-    absl_logging.set_verbosity(absl_logging.INFO)
     print(f"running pipeline {config.pipeline_name} ({config.preset}) on "
           f"{config.input_pattern or config.dataset_name}; output in {os.path.abspath(config.output_dir)}",
           flush=True)

@@ -80,4 +80,9 @@ def make_pipeline_config(preset: str = "shakespeare_char", **overrides) -> Pipel
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(f"unknown pipeline settings {unknown}")
-    return PipelineConfig(preset=preset, **{**PRESETS[preset], **overrides})
+    values = {**PRESETS[preset], **overrides}
+    defaults = PipelineConfig()
+    for key, value in values.items():
+        if isinstance(getattr(defaults, key), float) and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)  # --val_loss_threshold=2 means 2.0
+    return PipelineConfig(preset=preset, **values)
