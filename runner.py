@@ -1,6 +1,7 @@
 """nanogpt-tfx's command line: picks the orchestrator and runs the pipeline.
 
 $ python runner.py run [--preset=shakespeare_char] [--data=PATH] [--key=value ...]
+$ python runner.py sample [--from=SOURCE] [--start=TEXT|FILE:path] [--num_samples=N] [--key=value ...]
 
 `run` runs the pipeline locally with LocalDagRunner and an SQLite ML Metadata store. --key=value
 overrides any training hyperparameter (model/config.py) or pipeline setting (pipeline/configs.py).
@@ -83,6 +84,25 @@ def run(args, overrides):
     print(summary, flush=True)
 
 
+def _latest_pushed(output_dir: str) -> str:
+    serving_dir = os.path.join(output_dir, "serving_model")
+    versions = sorted(v for v in os.listdir(serving_dir) if v.isdigit()) if os.path.isdir(serving_dir) else []
+    if not versions:
+        raise SystemExit(f"runner.py sample: no pushed model under {serving_dir}; run `runner.py run` "
+                         f"first, or name a model with --from")
+    return os.path.join(serving_dir, versions[-1])
+
+
+def sample(args, overrides):
+    """Sample from a pushed SavedModel (the latest by default), a training run, or GPT-2."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from model import sample as sampling
+
+    source = args.source or _latest_pushed(args.output or "tfx_output")
+    print(f"sampling from {source}", file=sys.stderr, flush=True)
+    sampling.main([f"--init_from={source}", *overrides])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="runner.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +116,17 @@ def main(argv=None):
                                  "or a download)")
     run_parser.add_argument("--output", default=None, help="output directory (default: tfx_output)")
     run_parser.set_defaults(handler=run)
+    sample_parser = commands.add_parser(
+        "sample", help="generate text from a trained model",
+        description="nanoGPT's sample.py: --start, --num_samples, --max_new_tokens, --temperature, --top_k, "
+                    "--top_p, --seed, --stop_at_eot, --bpe_dir as --key=value. The tokenizer comes "
+                    "from the model itself.")
+    sample_parser.add_argument(
+        "--from", dest="source", default=None,
+        help="a pushed SavedModel dir, a training out_dir, gpt2/gpt2-medium/gpt2-large/gpt2-xl, or a "
+             "Hugging Face GPT-2 dir (default: the latest pushed model under --output)")
+    sample_parser.add_argument("--output", default=None, help="the pipeline's output directory (default: tfx_output)")
+    sample_parser.set_defaults(handler=sample)
     args, rest = parser.parse_known_args(argv)
     unknown = [a for a in rest if not (a.startswith("--") and "=" in a)]
     if unknown:

@@ -20,7 +20,7 @@ import sys
 from typing import List, Optional
 
 DEFAULTS = dict(
-    init_from="resume",  # a training out_dir, 'resume' (then out_dir), a GPT-2 name or an HF checkpoint dir
+    init_from="resume",  # a SavedModel, a training out_dir, 'resume' (then out_dir), a GPT-2 name or an HF dir
     out_dir="out",  # the run to resume when init_from='resume'
     start="\n",  # or "<|endoftext|>" etc. Can also specify a file, use as: "FILE:prompt.txt"
     num_samples=10,  # number of samples to draw
@@ -106,6 +106,40 @@ def sample(model, tokenizer, start: str = "\n", **kwargs) -> List[str]:
     return [tokenizer.decode(row) for row in sample_tokens(model, tokenizer, start, **kwargs).rows()]
 
 
+def is_saved_model(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def sample_saved_model(path: str, start: str = "\n", num_samples: int = 10, max_new_tokens: int = 500,
+                       temperature: float = 0.8, top_k: Optional[int] = 200, top_p: float = 1.0,
+                       seed: Optional[int] = 1337, stop_at_eot: bool = False, bpe_dir: Optional[str] = None
+                       ) -> List[str]:
+    """`sample`, from an exported SavedModel (a pushed model): its `tokenizer` signature says how
+    the model maps text, its `generate` signature samples."""
+    import json
+
+    import tensorflow as tf
+
+    from model.tokenizer import tokenizer_from_json
+
+    loaded = tf.saved_model.load(path)
+    if "generate" not in loaded.signatures or "tokenizer" not in loaded.signatures:
+        raise ValueError(f"{path} is not a nanogpt-tfx SavedModel: it lacks the generate and tokenizer signatures")
+    tokenizer = tokenizer_from_json(json.loads(loaded.signatures["tokenizer"]()["tokenizer"].numpy()),
+                                    bpe_dir or None)
+    ids = tokenizer.encode(read_start(start))
+    if not ids:
+        raise ValueError(f"start={start!r} encodes to no tokens: generation needs a prompt")
+    eot = tokenizer.eot_token if stop_at_eot and tokenizer.eot_token is not None else -1
+    out = loaded.signatures["generate"](
+        idx=tf.constant([ids] * num_samples, tf.int32), max_new_tokens=tf.constant(max_new_tokens),
+        temperature=tf.constant(float(temperature)), top_k=tf.constant(top_k or 0),
+        top_p=tf.constant(float(top_p)), seed=tf.constant(seed or 0, tf.int64), eot_token=tf.constant(eot),
+        vocab_limit=tf.constant(tokenizer.vocab_size))
+    tokens, lengths = out["tokens"].numpy(), out["lengths"].numpy()
+    return [tokenizer.decode(row[:n]) for row, n in zip(tokens, lengths)]
+
+
 def parse_args(argv: List[str]) -> dict:
     """nanoGPT's `--key=value` options over DEFAULTS. Values are Python literals where they parse
     as one of the default's type (numbers, booleans, None for top_k), else strings."""
@@ -137,11 +171,14 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     opts = parse_args(sys.argv[1:] if argv is None else argv)
     source = opts["out_dir"] if opts["init_from"] == "resume" else opts["init_from"]
-    model, tokenizer = load_for_sampling(source, bpe_dir=opts["bpe_dir"], dtype=opts["dtype"])
-    texts = sample(model, tokenizer, opts["start"], num_samples=opts["num_samples"],
-                   max_new_tokens=opts["max_new_tokens"], temperature=opts["temperature"],
-                   top_k=opts["top_k"], top_p=opts["top_p"], seed=opts["seed"],
-                   stop_at_eot=opts["stop_at_eot"], jit_compile=opts["compile"])
+    settings = dict(num_samples=opts["num_samples"], max_new_tokens=opts["max_new_tokens"],
+                    temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
+                    seed=opts["seed"], stop_at_eot=opts["stop_at_eot"])
+    if is_saved_model(source):
+        texts = sample_saved_model(source, opts["start"], bpe_dir=opts["bpe_dir"], **settings)
+    else:
+        model, tokenizer = load_for_sampling(source, bpe_dir=opts["bpe_dir"], dtype=opts["dtype"])
+        texts = sample(model, tokenizer, opts["start"], jit_compile=opts["compile"], **settings)
     for text in texts:
         print(text)
         print(SEPARATOR)

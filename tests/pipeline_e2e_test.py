@@ -122,3 +122,13 @@ def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir):
     assert "tiny-gpt2" in report
     candidate = evaluation.custom_properties["candidate_val_loss"].double_value
     assert np.isfinite(candidate) and candidate > 9.0  # an untrained 50257-way model: ~ln(50257)
+
+
+def test_runner_samples_from_the_pushed_model(char_run, capsys):
+    import runner
+
+    runner.main(["sample", f"--output={char_run.output_dir}", "--start=ROMEO:", "--num_samples=2",
+                 "--max_new_tokens=12", "--seed=3"])
+    samples = capsys.readouterr().out.split("---------------\n")
+    assert len(samples) == 3 and samples[2] == ""
+    assert all(s.startswith("ROMEO:") and len(s.rstrip("\n")) >= 6 for s in samples[:2])

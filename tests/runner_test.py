@@ -1,0 +1,31 @@
+"""The command line starts without importing TensorFlow or TFX, and rejects what it does not know."""
+
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args):
+    code = ("import sys, runner\n"
+            "try:\n    runner.main(list(sys.argv[1:]))\nexcept SystemExit as e:\n    code = e.code\n"
+            "else:\n    code = 0\n"
+            "heavy = [m for m in ('tensorflow', 'tfx', 'apache_beam') if m in sys.modules]\n"
+            "print('HEAVY', heavy)\nsys.exit(code)")
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_help_of_every_command_imports_nothing_heavy():
+    for args in ([ "--help"], ["run", "--help"], ["sample", "--help"]):
+        result = _run(*args)
+        assert result.returncode == 0, result.stderr
+        assert "usage: runner.py" in result.stdout and "HEAVY []" in result.stdout
+
+
+def test_unknown_arguments_are_rejected():
+    result = _run("run", "--max_iters")
+    assert result.returncode == 2 and "unrecognized arguments: --max_iters" in result.stderr
+    result = _run("train")
+    assert result.returncode == 2 and "invalid choice: 'train'" in result.stderr
