@@ -9,7 +9,6 @@ TF_CONFIG set on each (every worker runs the same command). A TPU: --strategy=tp
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -226,7 +225,7 @@ class Trainer:
         return cross_entropy(self.model(x, training=training), y)
 
     def _make_train_step(self):
-        cfg, model, optimizer, loss_scale = self.cfg, self.model, self.optimizer, self.loss_scale
+        cfg, optimizer, loss_scale = self.cfg, self.optimizer, self.loss_scale
         params = optimizer.params
         total_micro = float(cfg.gradient_accumulation_steps)
 

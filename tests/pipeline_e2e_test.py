@@ -91,6 +91,22 @@ def test_rerun_with_cache_executes_nothing(char_run):
     assert len(_pushed_versions(char_run)) == 1
 
 
+def test_resume_continues_the_latest_models_training_run(char_run):
+    """resume=True: the Trainer starts from the checkpoint of the run that made the latest model."""
+    config = make_pipeline_config("shakespeare_char", input_pattern=char_run.input_pattern,
+                                  output_dir=char_run.output_dir, val_loss_threshold=3.5, resume=True,
+                                  train_overrides={**TINY_TRAINING, "max_iters": 60, "lr_decay_iters": 60})
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+    runs = sorted(_store(config).get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
+    assert len(runs) == 2
+    latest = tf.train.latest_checkpoint(os.path.join(runs[0].uri, "checkpoints"))
+    saved_at = int(latest.rsplit("-", 1)[1])  # the first run's last checkpoint
+    with open(os.path.join(runs[1].uri, "history.json")) as f:
+        resumed = json.load(f)
+    assert resumed["eval"][0][0] == saved_at  # evaluated again where it left off, as nanoGPT does
+    assert resumed["result"]["iter_num"] == 61
+
+
 def test_unblessed_model_is_not_pushed(char_run):
     """A model worse than the threshold: evaluated, not blessed, and the serving dir unchanged."""
     pushed = _pushed_versions(char_run)
