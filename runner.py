@@ -37,11 +37,12 @@ def _pipeline_config(args, overrides):
         else:
             raise SystemExit(f"runner.py: unknown setting --{key} (neither a pipeline setting nor a "
                              f"training hyperparameter)")
-    if args.data or not (settings.get("dataset_name") or settings.get("input_pattern")):
-        if args.preset.startswith("shakespeare") or args.preset == "finetune_shakespeare" or args.data:
-            from model.corpus import tiny_shakespeare
+    if args.data:  # a text file or glob (TokenizeText names it if it matches nothing)
+        settings["input_pattern"] = os.path.abspath(args.data)
+    elif "shakespeare" in args.preset and not settings.get("input_pattern"):
+        from model.corpus import tiny_shakespeare
 
-            settings["input_pattern"] = os.path.abspath(tiny_shakespeare(args.data))
+        settings["input_pattern"] = os.path.abspath(tiny_shakespeare())  # $NANOGPT_TFX_SHAKESPEARE or download
     settings["output_dir"] = os.path.abspath(args.output or settings.get("output_dir") or PipelineConfig().output_dir)
     config = make_pipeline_config(args.preset, **settings)
     config.train_overrides = {**config.train_overrides, **train}
@@ -112,8 +113,8 @@ def main(argv=None):
                     "pipeline setting (pipeline/configs.py) or a training hyperparameter (model/config.py).")
     run_parser.add_argument("--preset", default=DEFAULT_PRESET, help="a preset of pipeline/configs.py")
     run_parser.add_argument("--data", default=None,
-                            help="a local text file (default for Shakespeare presets: $NANOGPT_TFX_SHAKESPEARE "
-                                 "or a download)")
+                            help="local text file(s), a path or glob (default for the Shakespeare presets: "
+                                 "$NANOGPT_TFX_SHAKESPEARE or a download of Tiny Shakespeare)")
     run_parser.add_argument("--output", default=None, help="output directory (default: tfx_output)")
     run_parser.set_defaults(handler=run)
     sample_parser = commands.add_parser(
