@@ -11,7 +11,6 @@ R replicas sees exactly the batches of a run on one, and resuming at step s need
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import numpy as np
@@ -25,7 +24,7 @@ TRAIN, VAL = "train", "val"
 def load_split(data_dir: str, split: str) -> np.ndarray:
     """The split's whole token stream in corpus order, as uint16 or int32."""
     directory = shards.split_dir(data_dir, split)
-    if not os.path.isdir(directory):
+    if not tf.io.gfile.isdir(directory):
         raise FileNotFoundError(f"no {split} split in {data_dir} (expected {directory})")
     stream = shards.read_token_stream(directory)
     if stream.size == 0:

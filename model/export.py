@@ -16,8 +16,6 @@ Signatures (all plain TensorFlow ops; `saved_model_cli run` and `tf.saved_model.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from typing import List
 
 import tensorflow as tf
@@ -80,13 +78,17 @@ def _text_generation(generate, chars: List[str], table: tf.lookup.StaticHashTabl
 
 
 def export_saved_model(model, path: str, tokenizer_json: dict) -> str:
-    """Write the SavedModel to `path` (through a temporary sibling, renamed at the end, so that no
-    half-written model is ever at `path`)."""
+    """Write the SavedModel to `path`. On a local disk, through a temporary sibling renamed at the
+    end, so that no half-written model is ever at `path`. Elsewhere (gs://) in place: renaming a
+    directory there copies it file by file, atomic no more (ram:// does not even move the files);
+    the SavedModel writes saved_model.pb after the variables, so a model cut short does not load."""
     module = ServingModule(model, tokenizer_json)
-    tmp = path.rstrip("/") + ".tmp-export"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = path.rstrip("/") + ".tmp-export" if "://" not in path else path
+    if tf.io.gfile.exists(tmp):
+        tf.io.gfile.rmtree(tmp)
     tf.saved_model.save(module, tmp, signatures=module.signatures())
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    if tmp != path:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
+        tf.io.gfile.rename(tmp, path)
     return path

@@ -16,6 +16,7 @@ import tempfile
 from typing import Dict
 
 import numpy as np
+import tensorflow as tf
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -98,7 +99,7 @@ def save_gpt(model, directory: str) -> None:
     }
     if cfg.vocab_size > 50256:  # the vocabulary holds GPT-2's end-of-text token
         hf_config.update(bos_token_id=50256, eos_token_id=50256)
-    os.makedirs(directory, exist_ok=True)
+    tf.io.gfile.makedirs(directory)
     with _atomic_path(directory, WEIGHTS_FILE) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})
     with _atomic_path(directory, CONFIG_FILE) as tmp:
@@ -106,26 +107,37 @@ def save_gpt(model, directory: str) -> None:
             json.dump(hf_config, f, indent=2)
 
 
+def _is_local(path: str) -> bool:
+    return "://" not in path  # gs://, ram://, ... go through tf.io.gfile
+
+
 class _atomic_path:
-    """Context manager yielding a temporary path in `directory` that becomes `name` on success."""
+    """Context manager yielding a local temporary path that becomes `directory/name` on success:
+    a file in `directory` renamed into place on a local disk; elsewhere (gs://, where an object
+    appears only once fully uploaded) a local temporary file copied there."""
 
     def __init__(self, directory, name):
         self.final = os.path.join(directory, name)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+        self.local = _is_local(directory)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory if self.local else None)
         os.close(fd)
 
     def __enter__(self):
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            os.replace(self.tmp, self.final)
-        elif os.path.exists(self.tmp):
-            os.remove(self.tmp)
+        try:
+            if exc_type is None and self.local:
+                os.replace(self.tmp, self.final)
+            elif exc_type is None:
+                tf.io.gfile.copy(self.tmp, self.final, overwrite=True)
+        finally:
+            if os.path.exists(self.tmp):
+                os.remove(self.tmp)
 
 
 def _resolve_checkpoint_dir(name_or_dir: str, known_sizes) -> str:
-    if os.path.isdir(name_or_dir):
+    if tf.io.gfile.isdir(name_or_dir):
         return name_or_dir
     if name_or_dir in known_sizes:
         from huggingface_hub import hf_hub_download
@@ -141,9 +153,9 @@ def _resolve_checkpoint_dir(name_or_dir: str, known_sizes) -> str:
 
 def _read_gpt2_config(directory: str) -> dict:
     path = os.path.join(directory, CONFIG_FILE)
-    if not os.path.isfile(path):
+    if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{directory} is not a Hugging Face checkpoint: it has no {CONFIG_FILE}")
-    with open(path) as f:
+    with tf.io.gfile.GFile(path) as f:
         config = json.load(f)
     model_type = config.get("model_type")
     if model_type != "gpt2":
@@ -164,23 +176,28 @@ def _read_gpt2_config(directory: str) -> dict:
 
 
 def _read_weights(directory: str) -> Dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load, load_file
 
     single = os.path.join(directory, WEIGHTS_FILE)
     index = os.path.join(directory, WEIGHTS_INDEX_FILE)
-    if os.path.isfile(single):
+    if tf.io.gfile.exists(single):
         files = [single]
-    elif os.path.isfile(index):
-        with open(index) as f:
+    elif tf.io.gfile.exists(index):
+        with tf.io.gfile.GFile(index) as f:
             files = sorted({os.path.join(directory, v) for v in json.load(f)["weight_map"].values()})
     else:
-        present = sorted(os.listdir(directory))
+        present = sorted(tf.io.gfile.listdir(directory))
         raise FileNotFoundError(
             f"{directory} holds no {WEIGHTS_FILE} (it has {present}); save the checkpoint with "
             f"safetensors (save_pretrained(..., safe_serialization=True))")
     weights = {}
     for path in files:
-        for key, value in load_file(path).items():
+        if _is_local(path):
+            tensors = load_file(path)
+        else:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                tensors = load(f.read())
+        for key, value in tensors.items():
             name = canonical_weight_name(key)
             if name is not None:
                 weights[name] = value

@@ -15,7 +15,6 @@ samples windows from chunks, so the order in which shards hold chunks does not m
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Iterable, Iterator, List, Sequence, Tuple
 
@@ -33,7 +32,9 @@ def split_dir(examples_uri: str, split: str) -> str:
 
 
 def shard_files(directory: str) -> List[str]:
-    files = sorted(glob.glob(os.path.join(directory, FILE_PATTERN)))
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(os.path.join(directory, FILE_PATTERN)))
     if not files:
         raise FileNotFoundError(f"no token shards ({FILE_PATTERN}) in {directory}")
     return files
@@ -90,7 +91,7 @@ def write_split(directory: str, documents: Iterable[Sequence[int]], num_shards: 
     TFX component writes the same records with Beam). Returns the number of tokens written."""
     import tensorflow as tf
 
-    os.makedirs(directory, exist_ok=True)
+    tf.io.gfile.makedirs(directory)
     options = tf.io.TFRecordOptions(compression_type=COMPRESSION)
     paths = [os.path.join(directory, f"tokens-{i:05d}-of-{num_shards:05d}.gz") for i in range(num_shards)]
     tmp = f".tmp{os.getpid()}"
@@ -106,5 +107,5 @@ def write_split(directory: str, documents: Iterable[Sequence[int]], num_shards: 
         for w in writers:
             w.close()
     for p in paths:
-        os.replace(p + tmp, p)
+        tf.io.gfile.rename(p + tmp, p, overwrite=True)
     return n_tokens

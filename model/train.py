@@ -101,17 +101,18 @@ def prepare_text_file(cfg: TrainConfig, data_dir: str) -> dict:
 
 
 def _read_json(path: str) -> Optional[dict]:
-    if not os.path.isfile(path):
+    if not tf.io.gfile.exists(path):
         return None
-    with open(path) as f:
+    with tf.io.gfile.GFile(path) as f:
         return json.load(f)
 
 
 def _write_json(path: str, data: dict) -> None:
+    """Written whole or not at all: through a temporary file renamed into place."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with tf.io.gfile.GFile(tmp, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,7 +133,7 @@ class Trainer:
             raise ValueError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be "
                              f"a multiple of the number of replicas ({self.replicas})")
         self.local_accumulation = cfg.gradient_accumulation_steps // self.replicas
-        os.makedirs(cfg.out_dir, exist_ok=True)
+        tf.io.gfile.makedirs(cfg.out_dir)
         self.worker_dir = _worker_dir(cfg.out_dir, self.chief)
         self.tokenizer_json = tokenizer_json
         data_dir = self._data_dir()
@@ -193,7 +194,7 @@ class Trainer:
                                block_size=cfg.block_size, bias=cfg.bias, vocab_size=self._vocab_size(),
                                dropout=cfg.dropout)
             return GPT(config, dtype_policy=policy, seed=cfg.seed), 0
-        if cfg.init_from in GPT2_SIZES or os.path.isdir(cfg.init_from):
+        if cfg.init_from in GPT2_SIZES or tf.io.gfile.isdir(cfg.init_from):
             model = GPT.from_pretrained(cfg.init_from, dropout=cfg.dropout, block_size=cfg.block_size,
                                         dtype_policy=policy)
             return model, 0

@@ -211,3 +211,42 @@ def test_shard_round_trip(tmp_path):
     assert shards.write_split(str(tmp_path), docs, num_shards=2, chunk_size=7) == 35
     np.testing.assert_array_equal(shards.read_token_stream(str(tmp_path)), docs[0] + docs[1])
     assert not glob.glob(str(tmp_path / "*.tmp"))
+
+
+def test_train_resume_and_export_on_a_non_local_filesystem(tmp_path, small_text):
+    """Everything under out_dir and the exports goes through tf.io.gfile (gs:// on Vertex AI):
+    here TensorFlow's in-memory filesystem, which plain open() and os cannot see."""
+    from model.export import export_saved_model
+
+    root = f"ram://{tmp_path.name}"
+    run_dir = f"{root}/run"
+    kwargs = dict(max_iters=10, eval_interval=10, lr_decay_iters=20, always_save_checkpoint=True,
+                  tensorboard=True)
+    Trainer(tiny_config(run_dir, small_text, **kwargs), log=lambda *_: None).run()
+    assert tf.train.latest_checkpoint(f"{run_dir}/checkpoints").endswith("ckpt-10")
+    assert tf.io.gfile.glob(f"{run_dir}/data/Split-train/*.gz")  # text_file's shards, tokenized in out_dir
+    assert tf.io.gfile.glob(f"{run_dir}/tensorboard/events.out.tfevents.*")
+    for name in ("model_config.json", "train_config.json", "tokenizer.json"):
+        assert tf.io.gfile.exists(f"{run_dir}/{name}") and not tf.io.gfile.exists(f"{run_dir}/{name}.tmp")
+    assert not os.path.exists(run_dir)  # not a local directory named "ram:"
+
+    logs = []
+    resumed = Trainer(tiny_config(run_dir, small_text, **{**kwargs, "max_iters": 20}, init_from="resume"),
+                      log=logs.append)
+    assert resumed.start_iter == 10 and int(resumed.optimizer.step.numpy()) == 10
+    assert resumed.run()["iter_num"] == 21
+    assert any("resuming from ram://" in line for line in logs)
+    assert tf.train.latest_checkpoint(f"{run_dir}/checkpoints").endswith("ckpt-20")
+
+    ids = tf.constant([[1, 2, 3, 4]], tf.int32)
+    expected = resumed.model(ids).numpy()
+    serving = export_saved_model(resumed.model, f"{root}/model/Format-Serving", resumed.tokenizer_json)
+    loaded = tf.saved_model.load(serving)
+    np.testing.assert_allclose(loaded.signatures["logits"](idx=ids)["logits"].numpy(), expected, atol=1e-5)
+    hf_dir = f"{root}/model/Format-HF"
+    resumed.model.save_pretrained(hf_dir)
+    assert sorted(tf.io.gfile.listdir(hf_dir)) == ["config.json", "model.safetensors"]
+    np.testing.assert_array_equal(GPT.from_pretrained(hf_dir)(ids).numpy(), expected)
+    # ... and the exported checkpoint can start a run of its own.
+    cfg = tiny_config(f"{root}/finetune", small_text, init_from=hf_dir, eval_only=True)
+    assert np.isfinite(Trainer(cfg, log=lambda *_: None).run()["val"])

@@ -116,8 +116,10 @@ def mean_loss(batch_loss, windows: SplitWindows) -> float:
 
 def candidate_checkpoint(model_uri: str) -> str:
     """The Hugging Face checkpoint directory inside a Model artifact."""
+    import tensorflow as tf
+
     directory = os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR)
-    if not os.path.isdir(directory):
+    if not tf.io.gfile.isdir(directory):
         raise FileNotFoundError(f"Model artifact {model_uri} has no {artifact_layout.HF_CHECKPOINT_DIR}/ "
                                 f"checkpoint (see components/artifact_layout.py)")
     return directory

@@ -9,6 +9,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional
 
+import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.components.evaluator import constants as evaluator_constants
@@ -180,16 +181,16 @@ class Executor(base_executor.BaseExecutor):
 
     @staticmethod
     def _write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes, history):
-        os.makedirs(evaluation.uri, exist_ok=True)
+        tf.io.gfile.makedirs(evaluation.uri)
         metrics = {"blessed": blessed, "reason": reason, "evaluation": eval_info,
                    "models": [r.to_dict() for r in results], "notes": notes,
                    "reference_openwebtext_val_losses": ev.REFERENCE_VAL_LOSSES}
-        with open(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
+        with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
             json.dump(metrics, f, indent=2)
         settings_text = dict(eval_info)
         if settings.val_loss_threshold is None:
             settings_text["val_loss_threshold"] = "none"
-        with open(os.path.join(evaluation.uri, REPORT_FILE), "w") as f:
+        with tf.io.gfile.GFile(os.path.join(evaluation.uri, REPORT_FILE), "w") as f:
             f.write(report.markdown(results, blessed=blessed, reason=reason, settings=settings_text,
                                     notes=notes))
         report.plot_loss_curves(os.path.join(evaluation.uri, PLOT_FILE), history, results)

@@ -250,6 +250,40 @@ def test_bad_input_errors_name_what_is_wrong(tmp_path, data, models):
         run_executor(tmp_path / "e", examples, models["uniform"], baselines="gpt2")
 
 
+def test_artifacts_on_a_non_local_filesystem(tmp_path):
+    """Examples, models, the run's history and the evaluation on TensorFlow's in-memory filesystem:
+    tf.io.gfile, as gs:// on Vertex AI needs (the blessing stays local: TFX's own fileio, which
+    writes its marker file, knows gs:// but not ram://)."""
+    import tensorflow as tf
+
+    root = f"ram://{tmp_path.name}"
+    rng = np.random.default_rng(0)
+    examples = standard_artifacts.Examples()
+    examples.uri = f"{root}/examples"
+    for split, n in (("train", 300), ("val", 200)):
+        shards.write_split(shards.split_dir(examples.uri, split), [rng.choice(V, n, p=P).tolist()], chunk_size=64)
+    candidate = save_model(unigram_gpt(), f"{root}/unigram", 13)
+    last = save_model(uniform_gpt(), f"{root}/uniform", 12)
+    run = standard_artifacts.ModelRun()
+    run.uri = f"{root}/run"
+    with tf.io.gfile.GFile(f"{run.uri}/{artifact_layout.HISTORY_FILE}", "w") as f:
+        json.dump({"eval": [[0, 2.6, 2.61], [10, 2.3, 2.35]], "train": [[0, 2.6], [5, 2.4], [10, 2.3]]}, f)
+    evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+    evaluation.uri, blessing.uri = f"{root}/evaluation", str(tmp_path / "blessing")
+    Executor().Do({"examples": [examples], "model": [candidate], "baseline_model": [last], "model_run": [run]},
+                  {"evaluation": [evaluation], "blessing": [blessing]},
+                  {"eval_batches": 0, "baselines": json.dumps([f"{root}/uniform/{artifact_layout.HF_CHECKPOINT_DIR}"])})
+    assert blessing.get_int_custom_property("blessed") == 1
+    assert evaluation.get_float_custom_property("baseline_uniform_val_loss") == pytest.approx(math.log(V), rel=1e-6)
+    with tf.io.gfile.GFile(f"{evaluation.uri}/metrics.json") as f:
+        assert json.load(f)["blessed"] is True
+    with tf.io.gfile.GFile(f"{evaluation.uri}/report.md") as f:
+        assert "**Decision: BLESSED**" in f.read()
+    with tf.io.gfile.GFile(f"{evaluation.uri}/loss_curves.png", "rb") as f:
+        assert f.read().startswith(PNG_MAGIC)
+    assert not os.path.exists(root)  # not a local directory named "ram:"
+
+
 def test_decide_rules():
     assert ev.decide(2.0, threshold=None, last_blessed_val=None, max_regression=0.0)[0]
     assert not ev.decide(float("nan"), threshold=None, last_blessed_val=None, max_regression=0.0)[0]

@@ -3,9 +3,12 @@ loss_curves.png (the training run's loss curves with the other models' val losse
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from typing import List, Optional
+
+import tensorflow as tf
 
 from components import artifact_layout
 from components.lm_evaluator.evaluate import REFERENCE_VAL_LOSSES, ModelResult
@@ -20,9 +23,9 @@ def read_history(model_run_uri: Optional[str]) -> Optional[dict]:
     if not model_run_uri:
         return None
     path = os.path.join(model_run_uri, artifact_layout.HISTORY_FILE)
-    if not os.path.isfile(path):
+    if not tf.io.gfile.exists(path):
         return None
-    with open(path) as f:
+    with tf.io.gfile.GFile(path) as f:
         return json.load(f)
 
 
@@ -91,4 +94,7 @@ def plot_loss_curves(path: str, history: Optional[dict], results: List[ModelResu
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, format="png")
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(png.getvalue())

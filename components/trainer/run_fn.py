@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 
 import tensorflow as tf
 
@@ -36,23 +37,26 @@ def _examples_uri(file_pattern: str) -> str:
 
 def _copy_previous_run(base_model: str, out_dir: str) -> None:
     pointer = os.path.join(os.path.dirname(base_model.rstrip("/")), RUN_DIR_POINTER)
-    if not os.path.isfile(pointer):
+    if not tf.io.gfile.exists(pointer):
         raise FileNotFoundError(f"resume: the previous model {base_model} records no training run ({pointer})")
-    with open(pointer) as f:
+    with tf.io.gfile.GFile(pointer) as f:
         previous = f.read().strip()
     for name in (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE):
-        src = os.path.join(previous, name)
-        if os.path.isdir(src):
-            shutil.copytree(src, os.path.join(out_dir, name), dirs_exist_ok=True)
-        elif os.path.isfile(src):
-            shutil.copy(src, out_dir)
+        src, dst = os.path.join(previous, name), os.path.join(out_dir, name)
+        if tf.io.gfile.isdir(src):  # checkpoints/: its files (not the *_temp/ dir of a save cut short)
+            tf.io.gfile.makedirs(dst)
+            for file in tf.io.gfile.listdir(src):
+                if not tf.io.gfile.isdir(os.path.join(src, file)):
+                    tf.io.gfile.copy(os.path.join(src, file), os.path.join(dst, file), overwrite=True)
+        elif tf.io.gfile.exists(src):
+            tf.io.gfile.copy(src, dst, overwrite=True)
 
 
 def run_fn(fn_args) -> None:
     custom = fn_args.custom_config or {}
     overrides = dict(custom.get("train_config", {}))
     out_dir = fn_args.model_run_dir
-    os.makedirs(out_dir, exist_ok=True)
+    tf.io.gfile.makedirs(out_dir)
     if fn_args.transform_graph_path:  # characters: the vocabulary of the transform graph
         from components import char_transform
 
@@ -68,15 +72,19 @@ def run_fn(fn_args) -> None:
                       **{**overrides, "out_dir": out_dir, "data_dir": _examples_uri(fn_args.train_files[0])})
     trainer = Trainer(cfg, tokenizer_json=tokenizer_json, log=lambda line: print(line, flush=True))
     result = trainer.run()
-    history = {"eval": trainer.history, "train": trainer.train_losses, "result": result}
-    with open(os.path.join(out_dir, artifact_layout.HISTORY_FILE), "w") as f:
-        json.dump(history, f)
-
     latest = tf.train.latest_checkpoint(os.path.join(out_dir, CHECKPOINT_DIR))
     if latest:  # export the best weights, not the last step's
         tf.train.Checkpoint(model=trainer.model).restore(latest).expect_partial()
+    if not trainer.chief:  # a multi-worker run: every worker exports, only the chief's copy is kept
+        scratch = tempfile.mkdtemp(prefix="nanogpt-worker-export-")
+        export_saved_model(trainer.model, scratch, tokenizer_json)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return
+    history = {"eval": trainer.history, "train": trainer.train_losses, "result": result}
+    with tf.io.gfile.GFile(os.path.join(out_dir, artifact_layout.HISTORY_FILE), "w") as f:
+        json.dump(history, f)
     model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     export_saved_model(trainer.model, fn_args.serving_model_dir, tokenizer_json)
     trainer.model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
-    with open(os.path.join(model_uri, RUN_DIR_POINTER), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(model_uri, RUN_DIR_POINTER), "w") as f:
         f.write(out_dir)
