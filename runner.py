@@ -1,10 +1,13 @@
 """nanogpt-tfx's command line: picks the orchestrator and runs the pipeline.
 
 $ python runner.py run [--preset=shakespeare_char] [--data=PATH] [--key=value ...]
+$ python runner.py compile --image=IMAGE --pipeline_root=gs://BUCKET/DIR [--preset=...] [--key=value ...]
+$ python runner.py lineage [--model=ID|PATH] [--format=text|dot|png] [--output=DIR | --grpc=HOST:PORT]
 $ python runner.py sample [--from=SOURCE] [--start=TEXT|FILE:path] [--num_samples=N] [--key=value ...]
 
-`run` runs the pipeline locally with LocalDagRunner and an SQLite ML Metadata store. --key=value
-overrides any training hyperparameter (model/config.py) or pipeline setting (pipeline/configs.py).
+`run` runs the pipeline locally with LocalDagRunner and an SQLite ML Metadata store; `compile`
+writes the same pipeline as a Kubeflow Pipelines v2 spec. --key=value overrides any training
+hyperparameter (model/config.py) or pipeline setting (pipeline/configs.py).
 Imports stay inside the commands: TFX takes half a minute to import, `--help` must not.
 """
 
@@ -17,10 +20,11 @@ import sys
 DEFAULT_PRESET = "shakespeare_char"
 
 
-def _pipeline_config(args, overrides):
+def _pipeline_config(args, overrides, download_data: bool = True):
     """A PipelineConfig from the preset, --data and the --key=value overrides, each sent to the
     pipeline settings or the training hyperparameters by name."""
     import dataclasses
+    import shlex
 
     from model.config import TrainConfig, parse_overrides, parse_value
     from pipeline.configs import PipelineConfig, make_pipeline_config
@@ -37,16 +41,26 @@ def _pipeline_config(args, overrides):
         else:
             raise SystemExit(f"runner.py: unknown setting --{key} (neither a pipeline setting nor a "
                              f"training hyperparameter)")
+    if args.beam_pipeline_args is not None:
+        settings["beam_pipeline_args"] = shlex.split(args.beam_pipeline_args)
     if args.data:  # a text file or glob (TokenizeText names it if it matches nothing)
-        settings["input_pattern"] = os.path.abspath(args.data)
+        settings["input_pattern"] = _absolute(args.data)
     elif "shakespeare" in args.preset and not settings.get("input_pattern"):
+        if not download_data:
+            raise SystemExit(f"runner.py: the preset {args.preset} reads a text file: name one that the "
+                             f"pipeline's pods can read with --data (for example gs://BUCKET/input.txt)")
         from model.corpus import tiny_shakespeare
 
         settings["input_pattern"] = os.path.abspath(tiny_shakespeare())  # $NANOGPT_TFX_SHAKESPEARE or download
-    settings["output_dir"] = os.path.abspath(args.output or settings.get("output_dir") or PipelineConfig().output_dir)
+    settings["output_dir"] = _absolute(args.output or settings.get("output_dir") or PipelineConfig().output_dir)
     config = make_pipeline_config(args.preset, **settings)
     config.train_overrides = {**config.train_overrides, **train}
     return config
+
+
+def _absolute(path: str) -> str:
+    """Local paths made absolute (the pipeline's components run elsewhere); URIs such as gs:// kept."""
+    return path if "://" in path else os.path.abspath(path)
 
 
 def _show_progress():
@@ -85,6 +99,56 @@ def run(args, overrides):
     print(summary, flush=True)
 
 
+def compile_spec(args, overrides):
+    """Write the pipeline as a Kubeflow Pipelines v2 spec (KubeflowV2DagRunner); no cluster needed."""
+    args.output = args.pipeline_root
+    config = _pipeline_config(args, overrides, download_data=False)
+    if args.image:
+        config.image = args.image
+    _show_progress()
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    spec = os.path.abspath(args.spec or f"{config.pipeline_name}-{config.preset}.json")
+    runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.image)
+    tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=runner_config, output_dir=os.path.dirname(spec), output_filename=os.path.basename(spec),
+    ).run(create_pipeline(config, kubeflow=True))
+    print(f"wrote {spec}: pipeline {config.pipeline_name} ({config.preset}), image {config.image}, "
+          f"pipeline root {config.pipeline_root}", flush=True)
+
+
+def lineage(args, overrides):
+    """Where a pushed model came from, read from ML Metadata."""
+    if overrides:
+        raise SystemExit(f"runner.py lineage: unrecognized arguments: {' '.join(overrides)}")
+    from pipeline import lineage as model_lineage
+
+    if args.grpc:
+        host, _, port = args.grpc.rpartition(":")
+        if not host or not port.isdigit():
+            raise SystemExit(f"runner.py lineage: --grpc={args.grpc}: expected HOST:PORT")
+        store = model_lineage.grpc_store(host, int(port))
+    else:
+        from pipeline.configs import PipelineConfig
+
+        metadata_path = os.path.join(args.output or PipelineConfig().output_dir, "metadata.sqlite")
+        if not os.path.isfile(metadata_path):
+            raise SystemExit(f"runner.py lineage: no ML Metadata store at {metadata_path}; run `runner.py run` "
+                             f"first, or name the output directory with --output")
+        store = model_lineage.sqlite_store(metadata_path)
+    graph = model_lineage.model_lineage(store, args.model)
+    if args.format == "text":
+        print(graph.to_text())
+    elif args.format == "dot":
+        print(graph.to_dot())
+    else:
+        png = args.png or "lineage.png"
+        graph.write_png(png)
+        print(f"wrote {png}")
+
+
 def _latest_pushed(output_dir: str) -> str:
     serving_dir = os.path.join(output_dir, "serving_model")
     versions = sorted(v for v in os.listdir(serving_dir) if v.isdigit()) if os.path.isdir(serving_dir) else []
@@ -104,6 +168,13 @@ def sample(args, overrides):
     sampling.main([f"--init_from={source}", *overrides])
 
 
+def _pipeline_arguments(parser, data: str, beam: str) -> None:
+    """The options that `run` and `compile` share."""
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help="a preset of pipeline/configs.py")
+    parser.add_argument("--data", default=None, help=data)
+    parser.add_argument("--beam_pipeline_args", default=None, help=f"Beam options as one string, {beam}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="runner.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -111,12 +182,48 @@ def main(argv=None):
         "run", help="run the pipeline end to end with LocalDagRunner",
         description="Run the pipeline locally. Any --key=value after the options overrides a "
                     "pipeline setting (pipeline/configs.py) or a training hyperparameter (model/config.py).")
-    run_parser.add_argument("--preset", default=DEFAULT_PRESET, help="a preset of pipeline/configs.py")
-    run_parser.add_argument("--data", default=None,
-                            help="local text file(s), a path or glob (default for the Shakespeare presets: "
-                                 "$NANOGPT_TFX_SHAKESPEARE or a download of Tiny Shakespeare)")
+    _pipeline_arguments(run_parser,
+                        data="local text file(s), a path or glob (default for the Shakespeare presets: "
+                             "$NANOGPT_TFX_SHAKESPEARE or a download of Tiny Shakespeare)",
+                        beam="e.g. '--direct_num_workers=2' (default: in-memory DirectRunner)")
     run_parser.add_argument("--output", default=None, help="output directory (default: tfx_output)")
     run_parser.set_defaults(handler=run)
+    compile_parser = commands.add_parser(
+        "compile", help="write the pipeline as a Kubeflow Pipelines v2 spec",
+        description="Compile the pipeline with KubeflowV2DagRunner into a spec that Kubeflow Pipelines or "
+                    "Vertex AI Pipelines runs. Any --key=value after the options overrides a pipeline setting "
+                    "(pipeline/configs.py: e.g. --train_workers=2 --train_accelerator=NVIDIA_TESLA_A100 "
+                    "--train_accelerator_count=1 --vertex_project=P) or a training hyperparameter "
+                    "(model/config.py). See docs/kubeflow.md.")
+    _pipeline_arguments(compile_parser,
+                        data="text file(s) the pods can read, a path or glob (gs://...), for the presets "
+                             "that read files",
+                        beam="e.g. '--runner=DataflowRunner --project=P --region=R --temp_location=gs://BUCKET/tmp'")
+    compile_parser.add_argument("--image", default=None,
+                                help="the container image of the components (built from the Dockerfile; "
+                                     "default: nanogpt-tfx:latest)")
+    compile_parser.add_argument("--pipeline_root", required=True,
+                                help="where the run writes, e.g. gs://BUCKET/nanogpt-tfx: artifacts under "
+                                     "pipeline_root/, pushed models under serving_model/")
+    compile_parser.add_argument("--spec", default=None,
+                                help="the spec file to write (default: nanogpt-tfx-PRESET.json here)")
+    compile_parser.set_defaults(handler=compile_spec)
+    lineage_parser = commands.add_parser(
+        "lineage", help="show where a pushed model came from, from ML Metadata",
+        description="Print the chain from the data to a pushed model: data source, examples and token counts, "
+                    "vocabulary, trainer and hyperparameters, evaluation and blessing, push.")
+    lineage_parser.add_argument("--model", default=None,
+                                help="a Model or PushedModel artifact id, or a pushed model's directory "
+                                     "(default: the latest pushed model)")
+    lineage_parser.add_argument("--format", choices=("text", "dot", "png"), default="text",
+                                help="text, Graphviz dot, or a PNG drawing (default: text)")
+    lineage_parser.add_argument("--png", default=None, help="the PNG file for --format=png (default: lineage.png)")
+    lineage_parser.add_argument("--output", default=None,
+                                help="the pipeline's output directory holding metadata.sqlite (default: tfx_output)")
+    lineage_parser.add_argument("--grpc", default=None,
+                                help="HOST:PORT of an ML Metadata gRPC service, such as the metadata-grpc-service "
+                                     "of a Kubeflow Pipelines deployment, instead of the SQLite store")
+    lineage_parser.set_defaults(handler=lineage)
     sample_parser = commands.add_parser(
         "sample", help="generate text from a trained model",
         description="nanoGPT's sample.py: --start, --num_samples, --max_new_tokens, --temperature, --top_k, "

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional
 
 PIPELINE_NAME = "nanogpt-tfx"
 OUTPUT_DIR = os.environ.get("NANOGPT_TFX_OUTPUT", "tfx_output")
+IMAGE_WORKDIR = "/pipeline"  # where the Dockerfile puts this repository in the image
 
 
 @dataclasses.dataclass
@@ -28,6 +29,18 @@ class PipelineConfig:
     train_preset: str = "shakespeare_char"
     train_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)
     resume: bool = False  # continue from the checkpoint of the latest model's training run
+    # where training runs: here, in the Trainer's own process (one device, or `--strategy=mirrored`
+    # over this machine's GPUs); or as a Vertex AI training job of train_workers machines with
+    # train_accelerator_count accelerators each (MultiWorkerMirroredStrategy from the TF_CONFIG
+    # that Vertex AI sets; TPUs: --strategy=tpu). See docs/kubeflow.md.
+    train_workers: int = 1
+    train_machine_type: str = "n1-standard-8"
+    train_accelerator: str = ""  # a Vertex AI accelerator type, e.g. NVIDIA_TESLA_A100, NVIDIA_H100_80GB
+    train_accelerator_count: int = 0  # per worker: the replicas each worker trains
+    vertex_project: str = ""
+    vertex_region: str = "us-central1"
+    # the container image of the components on Kubeflow Pipelines and of the Vertex AI training job
+    image: str = "nanogpt-tfx:latest"
     # evaluation and blessing
     baselines: List[str] = dataclasses.field(default_factory=list)  # GPT-2 names or checkpoint dirs
     eval_batches: int = 0  # 0: the whole of each split
@@ -37,6 +50,10 @@ class PipelineConfig:
     beam_pipeline_args: List[str] = dataclasses.field(default_factory=lambda: [
         "--direct_running_mode=in_memory", "--direct_num_workers=1"])
     enable_cache: bool = True
+
+    @property
+    def trains_on_vertex(self) -> bool:
+        return self.train_workers > 1 or bool(self.train_accelerator)
 
     @property
     def pipeline_root(self) -> str:

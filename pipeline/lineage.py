@@ -1,11 +1,35 @@
-"""Reading the pipeline's ML Metadata store: what a run produced and where it lies."""
+"""Reading the pipeline's ML Metadata store: what a run produced, and where a model came from.
+
+`model_lineage(store)` walks ML Metadata's events upstream from a pushed model (or a Model): the
+Pusher, the evaluator that blessed it, the Trainer and its hyperparameters, Transform and its
+vocabulary, and the tokenization with its data source and token counts. The store is the SQLite
+file `runner.py run` writes, or the gRPC service of a Kubeflow Pipelines deployment. Only
+ml_metadata is imported (no TensorFlow), so `runner.py lineage` answers quickly.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+import dataclasses
+import json
+import os
+import textwrap
+from typing import Dict, List, Optional, Tuple
+
+# ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
+INPUT, OUTPUT = 3, 4
+COMPLETE, CACHED = 3, 5
+# Inputs that are compared with, not built from: the walk does not follow them upstream.
+NOT_ANCESTORS = ("baseline_model",)
+# Bookkeeping properties TFX puts on every artifact; left out of the listing.
+BOOKKEEPING = ("tfx_version", "is_external", "state", "payload_format", "blessing_message")
+# What the drawings (dot, PNG) show of each node, when it has them.
+HIGHLIGHTS = ("input_pattern", "dataset_name", "tokenizer", "num_documents", "num_tokens_train", "num_tokens_val",
+              "vocab_size", "vocabulary files", "preprocessing_fn", "training preset", "overrides", "vocabulary", "candidate_val_loss",
+              "candidate_train_loss", "val_loss_threshold", "blessed", "pushed_destination")
 
 
-def _store(metadata_path: str):
+def sqlite_store(metadata_path: str):
+    """The SQLite store that `runner.py run` writes, opened read-only."""
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
@@ -15,23 +39,37 @@ def _store(metadata_path: str):
     return metadata_store.MetadataStore(config)
 
 
+def grpc_store(host: str, port: int):
+    """ML Metadata's gRPC service, e.g. Kubeflow Pipelines' metadata-grpc-service (port 8080),
+    reachable with `kubectl port-forward svc/metadata-grpc-service 8080:8080 -n kubeflow`."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.MetadataStoreClientConfig(host=host, port=port)
+    return metadata_store.MetadataStore(config)
+
+
+_store = sqlite_store
+
+
 def _latest(store, type_name: str):
     artifacts = store.get_artifacts_by_type(type_name)
     return max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id)) if artifacts else None
 
 
+def _value(value):
+    return value.string_value or value.int_value or value.double_value
+
+
 def _prop(artifact, name: str) -> Optional[object]:
     if artifact is None or name not in artifact.custom_properties:
         return None
-    value = artifact.custom_properties[name]
-    return value.string_value or value.int_value or value.double_value
+    return _value(artifact.custom_properties[name])
 
 
 def run_summary(metadata_path: str) -> str:
     """Where the latest pushed model, evaluation report and metadata store are."""
-    import os
-
-    store = _store(metadata_path)
+    store = sqlite_store(metadata_path)
     evaluation = _latest(store, "ModelEvaluation")
     blessing = _latest(store, "ModelBlessing")
     pushed = [a for a in store.get_artifacts_by_type("PushedModel") if _prop(a, "pushed") == 1]
@@ -49,4 +87,285 @@ def run_summary(metadata_path: str) -> str:
     else:
         lines.append("pushed model: none")
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
+    lines.append("lineage: python runner.py lineage" + (
+        "" if os.path.dirname(os.path.abspath(metadata_path)) == os.path.abspath("tfx_output")
+        else f" --output={os.path.dirname(os.path.abspath(metadata_path))}"))
     return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class Node:
+    key: str  # 'a<id>' for an artifact, 'e<id>' for an execution
+    type_name: str
+    uri: str = ""
+    details: List[Tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.type_name} #{self.key[1:]}"
+
+    def highlights(self, limit: int, width: int) -> List[str]:
+        shown = dict(self.details)
+        rows = [f"{k}: {shown[k]}" for k in HIGHLIGHTS if k in shown]
+        return [r if len(r) <= width else r[:width - 3] + "..." for r in rows][:limit]
+
+
+@dataclasses.dataclass
+class Lineage:
+    """Executions in the order they ran, the artifacts they read and wrote, and edges
+    (from, to, input or output key) between them."""
+    subject: Node
+    location: str  # where the subject lies: a pushed model's directory, or the artifact's uri
+    executions: List[Node]
+    artifacts: Dict[str, Node]
+    edges: List[Tuple[str, str, str]]
+
+    def to_text(self) -> str:
+        lines = [f"lineage of {self.subject.title}: {self.location}", ""]
+        for execution in self.executions:
+            lines.append(f"{execution.title}")
+            lines += _detail_lines(execution.details, "    ")
+            for source, target, key in self.edges:
+                if target == execution.key:
+                    lines.append(f"  <- {key}: {self.artifacts[source].title}")
+            for source, target, key in self.edges:
+                if source == execution.key:
+                    artifact = self.artifacts[target]
+                    lines.append(f"  -> {key}: {artifact.title}  {artifact.uri}")
+                    lines += _detail_lines(artifact.details, "       ")
+            lines.append("")
+        return "\n".join(lines).rstrip() + "\n"
+
+    def to_dot(self) -> str:
+        def label(node: Node) -> str:
+            rows = [node.title] + node.highlights(limit=8, width=60)
+            return "\\n".join(r.replace("\\", "\\\\").replace('"', '\\"') for r in rows)
+
+        lines = ["digraph lineage {", "  rankdir=TB;", '  node [fontname="Helvetica", fontsize=10];']
+        for node in self.executions:
+            lines.append(f'  {node.key} [shape=box, style="rounded,filled", fillcolor="#dbe8f7", '
+                         f'label="{label(node)}"];')
+        for node in self.artifacts.values():
+            color = "#f7e3c4" if node.key == self.subject.key else "#eeeeee"
+            lines.append(f'  {node.key} [shape=note, style=filled, fillcolor="{color}", label="{label(node)}"];')
+        for source, target, key in self.edges:
+            lines.append(f'  {source} -> {target} [label="{key}", fontsize=8];')
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def write_png(self, path: str) -> None:
+        """The graph drawn with matplotlib (no Graphviz needed): one row per execution with the
+        artifacts it wrote beside it, arrows from each input artifact."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = len(self.executions)
+        # each execution's row: the artifacts it wrote, then those it read that nothing here wrote
+        written = {t for s, t, _ in self.edges if s.startswith("e")}
+        row = {e.key: [t for s, t, _ in self.edges if s == e.key] for e in self.executions}
+        for execution in self.executions:
+            row[execution.key] += [s for s, t, _ in self.edges if t == execution.key and s not in written]
+        width = max([len(v) for v in row.values()] + [1])
+        fig, ax = plt.subplots(figsize=(3.2 * (width + 1), 1.3 * rows + 0.5))
+        position = {}
+        for index, execution in enumerate(self.executions):
+            y = rows - index
+            position[execution.key] = (0, y)
+            for col, key in enumerate(row[execution.key], start=1):
+                position.setdefault(key, (col, y))
+        for source, target, key in self.edges:
+            (x0, y0), (x1, y1) = position[source], position[target]
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                        arrowprops=dict(arrowstyle="->", color="#888888", shrinkA=28, shrinkB=28,
+                                        connectionstyle="arc3,rad=0.15" if x1 == 0 else "arc3"), zorder=1)
+        for key, (x, y) in position.items():
+            node = self.artifacts.get(key) or next(e for e in self.executions if e.key == key)
+            lines = [node.title] + node.highlights(limit=3, width=40)
+            color = "#dbe8f7" if key.startswith("e") else ("#f7e3c4" if key == self.subject.key else "#eeeeee")
+            ax.text(x, y, "\n".join(lines), ha="center", va="center", fontsize=7, zorder=3,
+                    bbox=dict(boxstyle="round", facecolor=color, edgecolor="#666666"))
+        ax.set_xlim(-0.7, width + 0.7)
+        ax.set_ylim(0.3, rows + 0.7)
+        ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def _detail_lines(details: List[Tuple[str, str]], indent: str, width: int = 110) -> List[str]:
+    """Short details several to a line, long ones wrapped on lines of their own."""
+    lines, current = [], ""
+    for key, value in details:
+        item = f"{key}: {value}"
+        if len(item) > 40:
+            lines += [current] if current else []
+            lines += textwrap.wrap(item, width=width, initial_indent=indent, subsequent_indent=indent + "    ",
+                                   break_on_hyphens=False)
+            current = ""
+        elif current and len(current) + 2 + len(item) > width:
+            lines.append(current)
+            current = indent + item
+        else:
+            current = f"{current}, {item}" if current else indent + item
+    return lines + ([current] if current else [])
+
+
+def _read_json(uri: str, name: str) -> Optional[dict]:
+    """A JSON file of an artifact (local, or any file system TensorFlow reads); None if unreadable."""
+    path = os.path.join(uri, name)
+    try:
+        if "://" in uri:
+            import tensorflow as tf
+
+            with tf.io.gfile.GFile(path) as f:
+                return json.load(f)
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError, ImportError):
+        return None
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _artifact_details(artifact, type_name: str) -> List[Tuple[str, str]]:
+    details = [(k, _format(_value(v))) for k, v in sorted(artifact.properties.items())]
+    details += [(k, _format(_value(v))) for k, v in sorted(artifact.custom_properties.items())
+                if k not in BOOKKEEPING]
+    if type_name == "TransformGraph":  # tf.Transform's vocabulary files
+        assets = os.path.join(artifact.uri, "transform_fn", "assets")
+        if os.path.isdir(assets):
+            details.append(("vocabulary files", ", ".join(f"transform_fn/assets/{name}"
+                                                          for name in sorted(os.listdir(assets)))))
+    if type_name == "ModelRun":
+        tokenizer = _read_json(artifact.uri, "tokenizer.json")  # model/train.py's TOKENIZER_FILE
+        if tokenizer and tokenizer.get("kind") == "char":
+            details.append(("vocabulary", f"{len(tokenizer['chars'])} characters "
+                                          f"{''.join(tokenizer['chars'])!r}"))
+        elif tokenizer:
+            details.append(("vocabulary", "GPT-2 BPE (50257 tokens)"))
+        history = _read_json(artifact.uri, "history.json")  # components/artifact_layout.py's HISTORY_FILE
+        if history and history.get("result"):
+            details.append(("training result", json.dumps(history["result"], sort_keys=True)))
+    return details
+
+
+def _execution_details(store, execution, type_name: str, outputs) -> List[Tuple[str, str]]:
+    properties = {k: _value(v) for k, v in execution.custom_properties.items()}
+    details = [("state", {COMPLETE: "complete", CACHED: "cached"}.get(execution.last_known_state,
+                                                                     str(execution.last_known_state)))]
+    if type_name == "Trainer":
+        custom = json.loads(properties.get("custom_config") or "{}") or {}
+        details.append(("training preset", str(custom.get("train_preset"))))
+        details.append(("overrides", json.dumps(custom.get("train_config", {}), sort_keys=True)))
+        details.append(("resume", str(custom.get("resume", False))))
+        run = next((a for key, a in outputs if key == "model_run"), None)
+        config = _read_json(run.uri, "train_config.json") if run is not None else None  # TRAIN_CONFIG_FILE
+        if config:
+            details.append(("hyperparameters", " ".join(f"{k}={v}" for k, v in sorted(config.items()))))
+        return details
+    for key, value in sorted(properties.items()):
+        if value not in ("", "null", "[]", "{}") and key not in ("custom_config",):
+            details.append((key, " ".join(_format(value).split())))
+    return details
+
+
+def _producer(store, artifact_id: int):
+    """The execution that wrote the artifact; the one that ran, not a later cached reuse."""
+    events = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type == OUTPUT]
+    executions = store.get_executions_by_id(sorted({e.execution_id for e in events}))
+    ran = [e for e in executions if e.last_known_state == COMPLETE]
+    return min(ran or executions, key=lambda e: e.id) if executions else None
+
+
+def _find_subject(store, model: Optional[str]):
+    if model is None:
+        pushed = [a for a in store.get_artifacts_by_type("PushedModel") if _prop(a, "pushed") == 1]
+        if not pushed:
+            raise LookupError("no pushed model in ML Metadata: name a Model with --model=ID, or run "
+                              "the pipeline until it pushes one")
+        return max(pushed, key=lambda a: a.id)
+    if model.isdigit():
+        found = store.get_artifacts_by_id([int(model)])
+        if not found:
+            raise LookupError(f"no artifact with id {model} in ML Metadata")
+        return found[0]
+    wanted = model.rstrip("/")
+    if "://" not in wanted:
+        wanted = os.path.abspath(wanted)
+    for artifact in store.get_artifacts_by_type("PushedModel") + store.get_artifacts_by_type("Model"):
+        if wanted in (str(_prop(artifact, "pushed_destination") or "").rstrip("/"), artifact.uri.rstrip("/")):
+            return artifact
+    raise LookupError(f"{model}: neither a pushed model's directory nor a Model artifact's uri in ML Metadata")
+
+
+def model_lineage(store, model: Optional[str] = None) -> Lineage:
+    """The lineage of the latest pushed model, or of `model`: an artifact id, a pushed model's
+    directory or a Model artifact's uri. A Model also gets the evaluation and push that took it."""
+    subject = _find_subject(store, model)
+    artifact_types = {t.id: t.name for t in store.get_artifact_types()}
+    execution_types = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
+    artifacts: Dict[str, Node] = {}
+    executions: Dict[int, object] = {}
+    edges: List[Tuple[str, str, str]] = []
+
+    def add_execution(execution, follow_inputs: bool) -> List[int]:
+        """Record an execution with its inputs and outputs; the input ids to walk from."""
+        if execution.id in executions:
+            return []
+        executions[execution.id] = execution
+        events = store.get_events_by_execution_ids([execution.id])
+        ids = sorted({e.artifact_id for e in events})
+        by_id = {a.id: a for a in store.get_artifacts_by_id(ids)}
+        upstream = []
+        for event in sorted(events, key=lambda e: (e.type, e.artifact_id)):
+            if event.type not in (INPUT, OUTPUT):
+                continue
+            artifact = by_id[event.artifact_id]
+            node_key = f"a{artifact.id}"
+            type_name = artifact_types[artifact.type_id]
+            artifacts.setdefault(node_key, Node(node_key, type_name, artifact.uri))
+            input_key = event.path.steps[0].key if event.path.steps else ""
+            if event.type == INPUT:
+                edges.append((node_key, f"e{execution.id}", input_key))
+                if follow_inputs and input_key not in NOT_ANCESTORS:
+                    upstream.append(artifact.id)
+            else:
+                edges.append((f"e{execution.id}", node_key, input_key))
+        return upstream
+
+    queue = [subject.id]
+    if artifact_types[subject.type_id] == "Model":  # what became of it: evaluated, pushed
+        for event in store.get_events_by_artifact_ids([subject.id]):
+            if event.type == INPUT and event.path.steps and event.path.steps[0].key == "model":
+                consumer = store.get_executions_by_id([event.execution_id])[0]
+                if consumer.last_known_state == COMPLETE:
+                    queue += add_execution(consumer, follow_inputs=False)
+    seen = set()
+    while queue:
+        artifact_id = queue.pop()
+        if artifact_id in seen:
+            continue
+        seen.add(artifact_id)
+        producer = _producer(store, artifact_id)
+        if producer is not None:
+            queue += add_execution(producer, follow_inputs=True)
+
+    stored = {a.id: a for a in store.get_artifacts_by_id([int(k[1:]) for k in artifacts])}
+    for key, node in artifacts.items():
+        node.details = _artifact_details(stored[int(key[1:])], node.type_name)
+    ordered = []
+    for execution in sorted(executions.values(), key=lambda e: e.id):
+        type_name = execution_types[execution.type_id]
+        outputs = [(k, stored[int(t[1:])]) for s, t, k in edges if s == f"e{execution.id}"]
+        ordered.append(Node(f"e{execution.id}", type_name,
+                            details=_execution_details(store, execution, type_name, outputs)))
+    subject_node = artifacts.setdefault(f"a{subject.id}", Node(f"a{subject.id}", artifact_types[subject.type_id],
+                                                                subject.uri))
+    location = str(_prop(subject, "pushed_destination") or subject.uri)
+    return Lineage(subject_node, location, ordered, artifacts, edges)

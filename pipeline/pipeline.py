@@ -3,17 +3,60 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import List
 
 from tfx import v1 as tfx
 
 from components import char_transform
+from components.baseline_resolver import PreviousBlessedModelStrategy
 from components.lm_evaluator.component import LMEvaluator
 from components.tokenize_text.component import TokenizeText
-from pipeline.configs import PipelineConfig
+from pipeline.configs import IMAGE_WORKDIR, PipelineConfig
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def create_components(config: PipelineConfig) -> List:
+def _vertex_training_args(config: PipelineConfig) -> dict:
+    """The Vertex AI custom job that trains: a chief and train_workers - 1 workers running the same
+    run_fn in the pipeline's image; Vertex AI sets each one's TF_CONFIG, from which the training
+    engine's strategy 'auto' picks MultiWorkerMirroredStrategy (or names --strategy=tpu)."""
+    if not config.vertex_project:
+        raise ValueError(f"train_workers={config.train_workers}, train_accelerator={config.train_accelerator!r}: "
+                         f"training on Vertex AI needs vertex_project (and vertex_region)")
+    if config.train_accelerator and config.train_accelerator_count < 1:
+        raise ValueError(f"train_accelerator={config.train_accelerator!r} needs train_accelerator_count >= 1")
+    machine = {"machine_type": config.train_machine_type}
+    if config.train_accelerator:
+        machine.update(accelerator_type=config.train_accelerator,
+                       accelerator_count=config.train_accelerator_count)
+    pool = {"machine_spec": machine, "container_spec": {"image_uri": config.image}}
+    pools = [{**pool, "replica_count": 1}]
+    if config.train_workers > 1:
+        pools.append({**pool, "replica_count": config.train_workers - 1})
+    return {"project": config.vertex_project, "job_spec": {"worker_pool_specs": pools}}
+
+
+def _trainer(config: PipelineConfig, **inputs):
+    """The standard Trainer running model/train.py, in its own process or as a Vertex AI job."""
+    if config.train_workers < 1 or config.train_accelerator_count < 0:
+        raise ValueError(f"train_workers={config.train_workers} must be >= 1 and train_accelerator_count="
+                         f"{config.train_accelerator_count} >= 0")
+    custom_config = {"train_preset": config.train_preset, "train_config": config.train_overrides,
+                     "resume": config.resume}
+    common = dict(run_fn="components.trainer.run_fn.run_fn", train_args=tfx.proto.TrainArgs(splits=["train"]),
+                  eval_args=tfx.proto.EvalArgs(splits=["val"]), **inputs)
+    if not config.trains_on_vertex:
+        return tfx.components.Trainer(custom_config=custom_config, **common)
+    vertex = tfx.extensions.google_cloud_ai_platform
+    custom_config.update({vertex.ENABLE_VERTEX_KEY: True, vertex.VERTEX_REGION_KEY: config.vertex_region,
+                          vertex.TRAINING_ARGS_KEY: _vertex_training_args(config)})
+    return vertex.Trainer(custom_config=custom_config, **common)
+
+
+def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
+    """The pipeline's components in order. kubeflow: for a Kubeflow Pipelines v2 spec, which
+    compiles only TFX's built-in resolver strategies."""
     components = []
 
     # Tokenize the corpus (Beam) into train/val token shards, or character records to map below.
@@ -26,7 +69,10 @@ def create_components(config: PipelineConfig) -> List:
 
     if config.tokenizer == "char":
         # The schema of the character records, which Transform needs.
-        schema = tfx.components.ImportSchemaGen(schema_file=char_transform.RAW_SCHEMA_PATH)
+        schema_file = char_transform.RAW_SCHEMA_PATH
+        if kubeflow:  # the copy in the image
+            schema_file = os.path.join(IMAGE_WORKDIR, os.path.relpath(schema_file, REPO_ROOT))
+        schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
         # Build the character vocabulary in one tf.Transform pass and map the text to ids.
         transform = tfx.components.Transform(
             examples=examples, schema=schema.outputs["schema"],
@@ -44,21 +90,19 @@ def create_components(config: PipelineConfig) -> List:
         components.append(latest_model)
         base_model = latest_model.outputs["model"]
 
-    # Train the GPT with the training engine (model/train.py) inside the standard Trainer.
-    trainer = tfx.components.Trainer(
-        run_fn="components.trainer.run_fn.run_fn", examples=examples, transform_graph=transform_graph,
-        base_model=base_model, train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["val"]),
-        custom_config={"train_preset": config.train_preset, "train_config": config.train_overrides,
-                       "resume": config.resume})
+    # Train the GPT with the training engine (model/train.py) inside the Trainer.
+    trainer = _trainer(config, examples=examples, transform_graph=transform_graph, base_model=base_model)
     components.append(trainer)
 
-    # The last blessed model: the baseline a new model must not fall behind.
-    last_blessed = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    # The last blessed model (other than this candidate): the baseline a new model must not fall behind.
+    blessed = dict(model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+                   model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing))
+    if kubeflow:
+        last_blessed = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **blessed)
+    else:
+        last_blessed = tfx.dsl.Resolver(strategy_class=PreviousBlessedModelStrategy,
+                                        candidate=trainer.outputs["model"], **blessed)
+    last_blessed = last_blessed.with_id("latest_blessed_model_resolver")
     components.append(last_blessed)
 
     # Train and validation loss of the candidate and the baselines; bless or not.
@@ -79,12 +123,15 @@ def create_components(config: PipelineConfig) -> List:
     return components
 
 
-def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> tfx.dsl.Pipeline:
-    if metadata_connection_config is None:
+def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
+                    kubeflow: bool = False) -> tfx.dsl.Pipeline:
+    """The pipeline; locally with the SQLite ML Metadata store of config.metadata_path (or the given
+    connection), or for Kubeflow Pipelines, whose deployment brings its own store."""
+    if metadata_connection_config is None and not kubeflow:
         metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_path)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-        components=create_components(config), enable_cache=config.enable_cache,
+        components=create_components(config, kubeflow=kubeflow), enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=config.beam_pipeline_args)

@@ -3,6 +3,9 @@ slice of Tiny Shakespeare and a tiny model."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from pipeline import lineage
 from pipeline.configs import make_pipeline_config
 from pipeline.pipeline import create_pipeline
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TRAINING = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=40,
                      eval_interval=20, eval_iters=2, log_interval=10, learning_rate=3e-3, warmup_iters=5,
                      lr_decay_iters=40, min_lr=3e-4)
@@ -78,17 +82,63 @@ def _rerun(config):
 def test_rerun_with_cache_executes_nothing(char_run):
     from ml_metadata.proto import metadata_store_pb2
 
+    # The Evaluator's baseline is the last blessed model other than the candidate: the same (none)
+    # as in the first run, so nothing has a new input.
+    assert set(_rerun(char_run).values()) == {metadata_store_pb2.Execution.CACHED}
+    assert len(_pushed_versions(char_run)) == 1
+
+
+def test_changed_hyperparameter_reruns_the_trainer_and_what_follows(char_run):
+    """One training hyperparameter changed: tokenization and Transform come from the cache; the
+    Trainer, the Evaluator (against the first run's blessed model) and the Pusher run."""
+    from ml_metadata.proto import metadata_store_pb2
+
     cached, complete = metadata_store_pb2.Execution.CACHED, metadata_store_pb2.Execution.COMPLETE
-    first = _rerun(char_run)
-    # The first rerun's Evaluator has a new input, the model the first run blessed, which is the
-    # candidate itself: it evaluates, does not bless it again, and the Pusher pushes nothing.
-    assert first == {"TokenizeText": cached, "ImportSchemaGen": cached, "Transform": cached,
-                     "Trainer": cached, "LMEvaluator": complete, "Pusher": complete}
-    assert len(_pushed_versions(char_run)) == 1
-    assert "already blessed" in lineage.run_summary(char_run.metadata_path)
-    # From then on an identical rerun executes nothing at all.
-    assert set(_rerun(char_run).values()) == {cached}
-    assert len(_pushed_versions(char_run)) == 1
+    config = make_pipeline_config("shakespeare_char", input_pattern=char_run.input_pattern,
+                                  output_dir=char_run.output_dir, val_loss_threshold=3.5, max_regression=10.0,
+                                  train_overrides={**TINY_TRAINING, "learning_rate": 2e-3})
+    assert _rerun(config) == {"TokenizeText": cached, "ImportSchemaGen": cached, "Transform": cached,
+                              "Trainer": complete, "LMEvaluator": complete, "Pusher": complete}
+    store = _store(config)
+    models = sorted(store.get_artifacts_by_type("Model"), key=lambda a: a.id)
+    evaluation = max(store.get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
+    with open(os.path.join(evaluation.uri, "report.md")) as f:
+        assert models[0].uri in f.read()  # compared with the first run's blessed model
+
+
+def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run):
+    import runner
+
+    graph = lineage.model_lineage(lineage.sqlite_store(char_run.metadata_path))
+    pushed = _pushed_versions(char_run)[-1]
+    text = graph.to_text()
+    assert text.startswith("lineage of PushedModel #")
+    assert os.path.join(char_run.serving_dir, pushed) in text.splitlines()[0]
+    steps = [e.type_name for e in graph.executions]
+    assert steps == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "Pusher"]
+    tokenize, transform, trainer, evaluator, pusher = (text.index(f"\n{s} #") for s in steps[1:])
+    assert tokenize < transform < trainer < evaluator < pusher
+    corpus = open(char_run.input_pattern, encoding="utf-8").read()
+    n_train = int(len(corpus) * 0.9)
+    assert f"input_pattern: {char_run.input_pattern}" in text[tokenize:transform]
+    assert f"num_tokens_train: {n_train}" in text and f"num_tokens_val: {len(corpus) - n_train}" in text
+    assert f"vocabulary: {len(set(corpus))} characters" in text[trainer:evaluator]
+    assert "transform_fn/assets/" in text[transform:trainer]  # tf.Transform's vocabulary file
+    assert "n_layer=1" in text[trainer:evaluator] and "max_iters=40" in text[trainer:evaluator]
+    assert "candidate_val_loss: " in text[evaluator:pusher] and "blessed: 1" in text[evaluator:pusher]
+    assert f"pushed_destination: {os.path.join(char_run.serving_dir, pushed)}" in text[pusher:]
+    dot = graph.to_dot()
+    assert dot.startswith("digraph lineage {") and dot.count(" -> ") == len(graph.edges)
+
+    # the same from the command line, for the Model artifact given by id, and as a PNG
+    model_id = next(key for source, key, name in graph.edges if name == "model" and source.startswith("e"))[1:]
+    out = os.path.join(char_run.output_dir, "lineage.png")
+    runner.main(["lineage", f"--output={char_run.output_dir}", f"--model={model_id}", "--format=png",
+                 f"--png={out}"])
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(LookupError, match="no artifact with id 99999"):
+        lineage.model_lineage(lineage.sqlite_store(char_run.metadata_path), "99999")
 
 
 def test_resume_continues_the_latest_models_training_run(char_run):
@@ -98,10 +148,9 @@ def test_resume_continues_the_latest_models_training_run(char_run):
                                   train_overrides={**TINY_TRAINING, "max_iters": 60, "lr_decay_iters": 60})
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
     runs = sorted(_store(config).get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
-    assert len(runs) == 2
-    latest = tf.train.latest_checkpoint(os.path.join(runs[0].uri, "checkpoints"))
-    saved_at = int(latest.rsplit("-", 1)[1])  # the first run's last checkpoint
-    with open(os.path.join(runs[1].uri, "history.json")) as f:
+    latest = tf.train.latest_checkpoint(os.path.join(runs[-2].uri, "checkpoints"))
+    saved_at = int(latest.rsplit("-", 1)[1])  # the previous run's last checkpoint
+    with open(os.path.join(runs[-1].uri, "history.json")) as f:
         resumed = json.load(f)
     assert resumed["eval"][0][0] == saved_at  # evaluated again where it left off, as nanoGPT does
     assert resumed["result"]["iter_num"] == 61
@@ -148,3 +197,42 @@ def test_runner_samples_from_the_pushed_model(char_run, capsys):
     samples = capsys.readouterr().out.split("---------------\n")
     assert len(samples) == 3 and samples[2] == ""
     assert all(s.startswith("ROMEO:") and len(s.rstrip("\n")) >= 6 for s in samples[:2])
+
+
+def test_interrupted_run_completes_on_rerun_without_repeating_finished_components(tmp_path, small_corpus):
+    """kill -9 of `runner.py run` while the Trainer trains; the same command again takes the
+    tokenization and Transform from the cache, trains anew and pushes, and ML Metadata stays whole."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    out = tmp_path / "out"
+    training = {**TINY_TRAINING, "max_iters": 600, "lr_decay_iters": 600, "eval_interval": 300}
+    command = [sys.executable, "runner.py", "run", f"--data={small_corpus}", f"--output={out}",
+               "--val_loss_threshold=9", *(f"--{k}={v}" for k, v in training.items())]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("iter 10:"):  # the Trainer is training
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert any(line.startswith("iter 10:") for line in seen), "".join(seen[-30:])
+    config = make_pipeline_config("shakespeare_char", output_dir=str(out))
+    store = _store(config)
+    type_names = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
+    first = {type_names[e.type_id]: e.last_known_state for e in store.get_executions()}
+    assert first["TokenizeText"] == first["Transform"] == metadata_store_pb2.Execution.COMPLETE
+    assert first["Trainer"] == metadata_store_pb2.Execution.RUNNING and "Pusher" not in first
+    assert not os.path.isdir(config.serving_dir)
+
+    before = {e.id for e in store.get_executions()}
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = _store(config)
+    type_names = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}  # now with Pusher's
+    rerun = {type_names[e.type_id]: e.last_known_state for e in store.get_executions()
+             if e.id not in before and not type_names[e.type_id].endswith("Resolver")}
+    cached, complete = metadata_store_pb2.Execution.CACHED, metadata_store_pb2.Execution.COMPLETE
+    assert rerun == {"TokenizeText": cached, "ImportSchemaGen": cached, "Transform": cached,
+                     "Trainer": complete, "LMEvaluator": complete, "Pusher": complete}
+    assert len(_pushed_versions(config)) == 1 and "pushed model: " + config.serving_dir in result.stdout

@@ -18,7 +18,7 @@ def _run(*args):
 
 
 def test_help_of_every_command_imports_nothing_heavy():
-    for args in ([ "--help"], ["run", "--help"], ["sample", "--help"]):
+    for args in (["--help"], ["run", "--help"], ["compile", "--help"], ["lineage", "--help"], ["sample", "--help"]):
         result = _run(*args)
         assert result.returncode == 0, result.stderr
         assert "usage: runner.py" in result.stdout and "HEAVY []" in result.stdout
@@ -29,3 +29,11 @@ def test_unknown_arguments_are_rejected():
     assert result.returncode == 2 and "unrecognized arguments: --max_iters" in result.stderr
     result = _run("train")
     assert result.returncode == 2 and "invalid choice: 'train'" in result.stderr
+
+
+def test_lineage_names_a_missing_store_and_imports_nothing_heavy(tmp_path):
+    result = _run("lineage", f"--output={tmp_path}")
+    assert result.returncode == 1 and "HEAVY []" in result.stdout
+    assert f"no ML Metadata store at {tmp_path}/metadata.sqlite" in result.stderr
+    result = _run("lineage", "--grpc=localhost")
+    assert result.returncode == 1 and "--grpc=localhost: expected HOST:PORT" in result.stderr
