@@ -72,9 +72,16 @@ def _show_progress():
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
+    # warnings TFX gives on every run that say nothing about this one
+    routine = ("ArtifactQuery.property_predicate is not supported",
+               "Examples artifact does not have payload_format custom property")
+
     class Progress(logging.Filter):
         def filter(self, record):
-            return record.levelno >= logging.WARNING or record.getMessage().startswith("Component ")
+            message = record.getMessage()
+            if record.levelno >= logging.WARNING:
+                return not message.startswith(routine)
+            return message.startswith("Component ")
 
     logging.getLogger("absl").addFilter(Progress())
     from absl import logging as absl_logging

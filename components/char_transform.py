@@ -6,10 +6,12 @@ TokenizeText(tokenizer="char") writes records with `text` (a chunk of a document
 with one `tft.vocabulary` pass over the analyzed splits, and outputs `tokens` (int64 ids), `doc` and
 `pos`: Transform's transformed_examples are then `model.shards` records, read like BPE shards.
 
-The vocabulary is stored as GZIP TFRecords rather than text: tft's text vocabularies drop tokens that
-contain "\\n" or "\\r", and newline is one of Tiny Shakespeare's 65 characters. Ids follow tft's
-order (descending frequency), not nanoGPT's sorted order; what matters is that the Trainer and the
-exported model use this one table, through the helpers below.
+The vocabulary's keys are the characters' code points in decimal ("10" for newline): tft's text
+vocabularies drop keys that contain "\\n" or "\\r", and newline is one of Tiny Shakespeare's 65
+characters. A text vocabulary (rather than tft's tfrecord one) is what lets the exported model carry
+the transform layer itself (`TransformTextEncoder`), so that the Trainer's data and the served
+model map text to ids through the same graph and table. Ids follow tft's order (descending
+frequency), not nanoGPT's sorted order.
 
     transform = tfx.components.Transform(
         examples=tokenize.outputs["examples"], schema=ImportSchemaGen(schema_file=RAW_SCHEMA_PATH)...,
@@ -33,7 +35,6 @@ from model.tokenizer import CharTokenizer
 
 TEXT = "text"  # the raw feature TokenizeText writes (components/tokenize_text/encoding.py)
 VOCAB_NAME = "chars"
-VOCAB_FORMAT = "tfrecord_gzip"
 # The raw records' schema, for ImportSchemaGen (checked against RAW_FEATURE_SPEC by the tests).
 RAW_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "char_schema.pbtxt")
 RAW_FEATURE_SPEC = {
@@ -43,16 +44,16 @@ RAW_FEATURE_SPEC = {
 }
 
 
-def split_chars(text: tf.Tensor) -> tf.RaggedTensor:
-    """[batch] UTF-8 strings -> [batch, (chars)] one-character strings."""
-    return tf.strings.unicode_split(text, "UTF-8")
+def char_keys(text: tf.Tensor) -> tf.RaggedTensor:
+    """[batch] UTF-8 strings -> [batch, (chars)] vocabulary keys: each character's code point."""
+    return tf.strings.as_string(tf.strings.unicode_decode(text, "UTF-8"))
 
 
 def preprocessing_fn(inputs):
     """tf.Transform: text records -> `model.shards` token records."""
-    chars = split_chars(inputs[TEXT])
-    vocabulary = tft.vocabulary(chars.flat_values, vocab_filename=VOCAB_NAME, file_format=VOCAB_FORMAT)
-    ids = tf.ragged.map_flat_values(tft.apply_vocabulary, chars, vocabulary, file_format=VOCAB_FORMAT)
+    keys = char_keys(inputs[TEXT])
+    vocabulary = tft.vocabulary(keys.flat_values, vocab_filename=VOCAB_NAME)
+    ids = tf.ragged.map_flat_values(tft.apply_vocabulary, keys, vocabulary)
     # A 2-D SparseTensor is written as a variable-length int64 list, the shards' `tokens` feature.
     return {shards.TOKENS: ids.to_sparse(), shards.DOC: inputs[shards.DOC], shards.POS: inputs[shards.POS]}
 
@@ -66,8 +67,8 @@ def vocabulary_file(transform_output_dir: str) -> str:
 
 def load_vocabulary(transform_output_dir: str) -> List[str]:
     """The characters in id order, from the transform graph's vocabulary file."""
-    records = tf.data.TFRecordDataset(vocabulary_file(transform_output_dir), compression_type="GZIP")
-    return [r.decode("utf-8") for r in records.as_numpy_iterator()]
+    with tf.io.gfile.GFile(vocabulary_file(transform_output_dir)) as f:
+        return [chr(int(key)) for key in f.read().split("\n") if key]
 
 
 def char_tokenizer(transform_output_dir: str) -> CharTokenizer:
@@ -83,6 +84,18 @@ def text_to_ids(transform_layer, texts) -> tf.RaggedTensor:
     zeros = tf.zeros_like(texts, dtype=tf.int64)  # doc/pos are carried through, not used for ids
     outputs = transform_layer({TEXT: texts, shards.DOC: zeros, shards.POS: zeros})
     return tf.RaggedTensor.from_sparse(outputs[shards.TOKENS])
+
+
+class TransformTextEncoder(tf.Module):
+    """Strings -> ragged ids through the transform graph: what the exported model's generate_text
+    maps prompts with (model/export.py's `text_encoder`); saved with the model, vocabulary included."""
+
+    def __init__(self, transform_output_dir: str):
+        super().__init__(name="transform_text_encoder")
+        self.transform_layer = tft.TFTransformOutput(transform_output_dir).transform_features_layer()
+
+    def __call__(self, texts) -> tf.RaggedTensor:
+        return text_to_ids(self.transform_layer, texts)
 
 
 def ids_to_text(ids, vocabulary: List[str]) -> tf.Tensor:

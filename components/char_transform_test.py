@@ -1,6 +1,8 @@
 """The character Transform module, run by tf.Transform on Beam over a few records with awkward
 characters: newline, carriage return, space, non-ASCII."""
 
+import json
+
 import pytest
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
@@ -62,3 +64,43 @@ def test_schema_file_matches_feature_spec():
     with open(char_transform.RAW_SCHEMA_PATH) as f:
         schema = text_format.Parse(f.read(), schema_pb2.Schema())
     assert schema_utils.schema_as_feature_spec(schema).feature_spec == char_transform.RAW_FEATURE_SPEC
+
+
+def test_exported_model_maps_prompts_through_the_transform_graph(transformed, tmp_path):
+    """The served model carries the transform layer (its vocabulary among the SavedModel's assets)
+    and needs no project code to generate from text."""
+    import os
+    import subprocess
+    import sys
+
+    from model import GPT, GPTConfig
+    from model.export import export_saved_model
+
+    graph_dir, _ = transformed
+    tokenizer = char_transform.char_tokenizer(graph_dir)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=len(tokenizer.itos)), seed=0)
+    path = str(tmp_path / "served")
+    export_saved_model(model, path, tokenizer.to_json(),
+                       text_encoder=char_transform.TransformTextEncoder(graph_dir))
+    assert char_transform.VOCAB_NAME in os.listdir(os.path.join(path, "assets"))
+    code = f"""
+import json, sys, tensorflow as tf
+m = tf.saved_model.load({path!r})
+run = lambda prompt: m.signatures["generate_text"](prompt=tf.constant(prompt), num_samples=tf.constant(2),
+    max_new_tokens=tf.constant(4), temperature=tf.constant(1.0), top_k=tf.constant(0), top_p=tf.constant(1.0),
+    seed=tf.constant(7, tf.int64))["text"].numpy()
+print(json.dumps([t.decode() for t in run("or not\\n")]))
+try:
+    run("xyz")
+except tf.errors.InvalidArgumentError as e:
+    print("REFUSED", "outside the vocabulary" in str(e))
+assert "components" not in sys.modules and "model" not in sys.modules
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
+                            timeout=300, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    texts, refused = result.stdout.strip().splitlines()[-2:]
+    texts = json.loads(texts)
+    assert len(texts) == 2 and all(t.startswith("or not\n") and len(t) == 11 for t in texts)
+    assert set("".join(texts)) <= set(tokenizer.itos)
+    assert refused == "REFUSED True"

@@ -5,10 +5,9 @@ Signatures (all plain TensorFlow ops; `saved_model_cli run` and `tf.saved_model.
   temperature, top_k, top_p, seed, eot_token, vocab_limit) -> tokens (B, T + max_new_tokens) and
   each row's length (see model/generate.py);
 - `generate_text` (models with a character vocabulary): a prompt string and num_samples and the
-  same settings -> the generated texts. Text maps to ids and back through a table holding exactly
-  the tokenizer's vocabulary (for pipeline models, the tf.Transform graph's vocabulary file, read
-  in id order; the transform layer itself cannot be re-exported: its tfrecord vocabulary table
-  refuses to be saved again);
+  same settings -> the generated texts. The prompt maps to ids through `text_encoder` when given
+  (for pipeline models, the tf.Transform graph itself: components/char_transform.py), else
+  through a table of the tokenizer's characters; ids map back through the characters in id order;
 - `logits`: token ids (B, T) int32 -> logits (B, T, vocab_size) float32;
 - `tokenizer`: the tokenizer's description as JSON (model.tokenizer.tokenizer_from_json reads it).
 """
@@ -16,7 +15,7 @@ Signatures (all plain TensorFlow ops; `saved_model_cli run` and `tf.saved_model.
 from __future__ import annotations
 
 import json
-from typing import List
+from typing import List, Optional
 
 import tensorflow as tf
 
@@ -25,8 +24,21 @@ from model.generate import serving_function
 SIGNATURES = ("generate", "logits", "tokenizer")
 
 
+class CharTable(tf.Module):
+    """Strings -> ragged ids through a table of the characters (-1 for one outside them)."""
+
+    def __init__(self, chars: List[str]):
+        super().__init__(name="char_table")
+        self.table = tf.lookup.StaticHashTable(  # an attribute, so that it is saved
+            tf.lookup.KeyValueTensorInitializer(tf.constant(chars), tf.range(len(chars), dtype=tf.int64)),
+            default_value=-1)
+
+    def __call__(self, texts) -> tf.RaggedTensor:
+        return tf.ragged.map_flat_values(self.table.lookup, tf.strings.unicode_split(texts, "UTF-8"))
+
+
 class ServingModule(tf.Module):
-    def __init__(self, model, tokenizer_json: dict):
+    def __init__(self, model, tokenizer_json: dict, text_encoder: Optional[tf.Module] = None):
         super().__init__(name="nanogpt_serving")
         self.model = model
         self.generate = serving_function(model)
@@ -44,10 +56,8 @@ class ServingModule(tf.Module):
         self.generate_text = None
         if tokenizer_json.get("kind") == "char":
             chars = tokenizer_json["chars"]
-            self.char_table = tf.lookup.StaticHashTable(  # an attribute, so that it is saved
-                tf.lookup.KeyValueTensorInitializer(tf.constant(chars), tf.range(len(chars), dtype=tf.int32)),
-                default_value=-1)
-            self.generate_text = _text_generation(self.generate, chars, self.char_table)
+            self.text_encoder = text_encoder or CharTable(chars)  # an attribute, so that it is saved
+            self.generate_text = _text_generation(self.generate, chars, self.text_encoder)
 
     def signatures(self) -> dict:
         signatures = {"generate": self.generate, "logits": self.logits, "tokenizer": self.tokenizer,
@@ -57,7 +67,7 @@ class ServingModule(tf.Module):
         return signatures
 
 
-def _text_generation(generate, chars: List[str], table: tf.lookup.StaticHashTable):
+def _text_generation(generate, chars: List[str], text_encoder):
     vocabulary = tf.constant(chars, tf.string)
 
     @tf.function(input_signature=[
@@ -66,7 +76,7 @@ def _text_generation(generate, chars: List[str], table: tf.lookup.StaticHashTabl
         tf.TensorSpec([], tf.int32, name="top_k"), tf.TensorSpec([], tf.float32, name="top_p"),
         tf.TensorSpec([], tf.int64, name="seed")])
     def generate_text(prompt, num_samples, max_new_tokens, temperature, top_k, top_p, seed):
-        ids = table.lookup(tf.strings.unicode_split(prompt, "UTF-8"))
+        ids = tf.cast(text_encoder(prompt[None])[0], tf.int32)
         tf.debugging.assert_non_negative(ids, message="prompt: a character outside the vocabulary")
         idx = tf.tile(ids[None, :], [num_samples, 1])
         out = generate(idx, max_new_tokens, temperature, top_k, top_p, seed,
@@ -77,12 +87,12 @@ def _text_generation(generate, chars: List[str], table: tf.lookup.StaticHashTabl
     return generate_text
 
 
-def export_saved_model(model, path: str, tokenizer_json: dict) -> str:
+def export_saved_model(model, path: str, tokenizer_json: dict, text_encoder: Optional[tf.Module] = None) -> str:
     """Write the SavedModel to `path`. On a local disk, through a temporary sibling renamed at the
     end, so that no half-written model is ever at `path`. Elsewhere (gs://) in place: renaming a
     directory there copies it file by file, atomic no more (ram:// does not even move the files);
     the SavedModel writes saved_model.pb after the variables, so a model cut short does not load."""
-    module = ServingModule(model, tokenizer_json)
+    module = ServingModule(model, tokenizer_json, text_encoder)
     tmp = path.rstrip("/") + ".tmp-export" if "://" not in path else path
     if tf.io.gfile.exists(tmp):
         tf.io.gfile.rmtree(tmp)

@@ -61,8 +61,10 @@ def run_fn(fn_args) -> None:
         from components import char_transform
 
         tokenizer_json = char_transform.char_tokenizer(fn_args.transform_graph_path).to_json()
+        # the exported model maps prompts through the transform graph itself
+        export = dict(text_encoder=char_transform.TransformTextEncoder(fn_args.transform_graph_path))
     else:
-        tokenizer_json = {"kind": "gpt2"}
+        tokenizer_json, export = {"kind": "gpt2"}, {}
     if custom.get("resume"):
         if not fn_args.base_model:
             raise ValueError("resume was asked for, but there is no previous model to resume from")
@@ -77,14 +79,14 @@ def run_fn(fn_args) -> None:
         tf.train.Checkpoint(model=trainer.model).restore(latest).expect_partial()
     if not trainer.chief:  # a multi-worker run: every worker exports, only the chief's copy is kept
         scratch = tempfile.mkdtemp(prefix="nanogpt-worker-export-")
-        export_saved_model(trainer.model, scratch, tokenizer_json)
+        export_saved_model(trainer.model, scratch, tokenizer_json, **export)
         shutil.rmtree(scratch, ignore_errors=True)
         return
     history = {"eval": trainer.history, "train": trainer.train_losses, "result": result}
     with tf.io.gfile.GFile(os.path.join(out_dir, artifact_layout.HISTORY_FILE), "w") as f:
         json.dump(history, f)
     model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
-    export_saved_model(trainer.model, fn_args.serving_model_dir, tokenizer_json)
+    export_saved_model(trainer.model, fn_args.serving_model_dir, tokenizer_json, **export)
     trainer.model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
     with tf.io.gfile.GFile(os.path.join(model_uri, RUN_DIR_POINTER), "w") as f:
         f.write(out_dir)
