@@ -167,7 +167,10 @@ def _latest_pushed(output_dir: str) -> str:
 
 def sample(args, overrides):
     """Sample from a pushed SavedModel (the latest by default), a training run, or GPT-2."""
+    import warnings
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's note on Python 3.10
     from model import sample as sampling
 
     source = args.source or _latest_pushed(args.output or "tfx_output")
