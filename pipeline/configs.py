@@ -29,10 +29,11 @@ class PipelineConfig:
     train_preset: str = "shakespeare_char"
     train_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)
     resume: bool = False  # continue from the checkpoint of the latest model's training run
-    # where training runs: here, in the Trainer's own process (one device, or `--strategy=mirrored`
-    # over this machine's GPUs); or as a Vertex AI training job of train_workers machines with
-    # train_accelerator_count accelerators each (MultiWorkerMirroredStrategy from the TF_CONFIG
-    # that Vertex AI sets; TPUs: --strategy=tpu). See docs/kubeflow.md.
+    # where training runs: in the Trainer's own process or pod (one device, or `--strategy=mirrored`
+    # over its GPUs; on Kubeflow the pod gets train_accelerator_count x train_accelerator), or, for
+    # train_workers > 1, as a Vertex AI training job of train_workers machines with that many
+    # accelerators each (MultiWorkerMirroredStrategy from the TF_CONFIG that Vertex AI sets; TPUs:
+    # --strategy=tpu). See docs/kubeflow.md.
     train_workers: int = 1
     train_machine_type: str = "n1-standard-8"
     train_accelerator: str = ""  # a Vertex AI accelerator type, e.g. NVIDIA_TESLA_A100, NVIDIA_H100_80GB
@@ -53,7 +54,7 @@ class PipelineConfig:
 
     @property
     def trains_on_vertex(self) -> bool:
-        return self.train_workers > 1 or bool(self.train_accelerator)
+        return self.train_workers > 1
 
     @property
     def pipeline_root(self) -> str:

@@ -155,3 +155,17 @@ def test_a_component_runs_from_the_spec_through_the_kubeflow_v2_entrypoint(tmp_p
     assert metadata["num_tokens_val"] == len(text) - int(len(text) * 0.9)  # the last 10%, as nanoGPT
     for split in ("train", "val"):
         assert os.listdir(os.path.join(examples_uri, f"Split-{split}"))
+
+
+def test_one_worker_with_gpus_gets_them_on_its_trainer_pod(tmp_path):
+    """One worker: the standard Trainer, whose Kubeflow task asks for the accelerators (the
+    training engine's strategy 'auto' then mirrors across them)."""
+    spec = _compile(tmp_path, "--pipeline_root=gs://bucket/root", "--data=gs://bucket/input.txt",
+                    "--train_accelerator=NVIDIA_TESLA_T4", "--train_accelerator_count=2")
+    trainer = _executor(spec, "Trainer")
+    assert trainer["args"][1] == "tfx.components.trainer.executor.GenericExecutor"
+    assert trainer["resources"]["accelerator"] == {"type": "NVIDIA_TESLA_T4", "count": "2"}
+    assert "resources" not in _executor(spec, "TokenizeText")
+    with pytest.raises(ValueError, match="train_accelerator_count >= 1"):
+        _compile(tmp_path, "--pipeline_root=gs://bucket/root", "--data=gs://bucket/input.txt",
+                 "--train_accelerator=NVIDIA_TESLA_T4", name="no_count.json")

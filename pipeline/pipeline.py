@@ -22,10 +22,8 @@ def _vertex_training_args(config: PipelineConfig) -> dict:
     run_fn in the pipeline's image; Vertex AI sets each one's TF_CONFIG, from which the training
     engine's strategy 'auto' picks MultiWorkerMirroredStrategy (or names --strategy=tpu)."""
     if not config.vertex_project:
-        raise ValueError(f"train_workers={config.train_workers}, train_accelerator={config.train_accelerator!r}: "
-                         f"training on Vertex AI needs vertex_project (and vertex_region)")
-    if config.train_accelerator and config.train_accelerator_count < 1:
-        raise ValueError(f"train_accelerator={config.train_accelerator!r} needs train_accelerator_count >= 1")
+        raise ValueError(f"train_workers={config.train_workers}: multi-worker training runs on Vertex AI, "
+                         f"which needs vertex_project (and vertex_region)")
     machine = {"machine_type": config.train_machine_type}
     if config.train_accelerator:
         machine.update(accelerator_type=config.train_accelerator,
@@ -37,21 +35,32 @@ def _vertex_training_args(config: PipelineConfig) -> dict:
     return {"project": config.vertex_project, "job_spec": {"worker_pool_specs": pools}}
 
 
-def _trainer(config: PipelineConfig, **inputs):
-    """The standard Trainer running model/train.py, in its own process or as a Vertex AI job."""
+def _trainer(config: PipelineConfig, kubeflow: bool, **inputs):
+    """The standard Trainer running model/train.py in its own pod or process (on Kubeflow with the
+    accelerators asked for), or, for several workers, TFX's Vertex AI Trainer."""
     if config.train_workers < 1 or config.train_accelerator_count < 0:
         raise ValueError(f"train_workers={config.train_workers} must be >= 1 and train_accelerator_count="
                          f"{config.train_accelerator_count} >= 0")
+    if config.train_accelerator and config.train_accelerator_count < 1:
+        raise ValueError(f"train_accelerator={config.train_accelerator!r} needs train_accelerator_count >= 1")
     custom_config = {"train_preset": config.train_preset, "train_config": config.train_overrides,
                      "resume": config.resume}
     common = dict(run_fn="components.trainer.run_fn.run_fn", train_args=tfx.proto.TrainArgs(splits=["train"]),
                   eval_args=tfx.proto.EvalArgs(splits=["val"]), **inputs)
-    if not config.trains_on_vertex:
-        return tfx.components.Trainer(custom_config=custom_config, **common)
-    vertex = tfx.extensions.google_cloud_ai_platform
-    custom_config.update({vertex.ENABLE_VERTEX_KEY: True, vertex.VERTEX_REGION_KEY: config.vertex_region,
-                          vertex.TRAINING_ARGS_KEY: _vertex_training_args(config)})
-    return vertex.Trainer(custom_config=custom_config, **common)
+    if config.trains_on_vertex:
+        vertex = tfx.extensions.google_cloud_ai_platform
+        custom_config.update({vertex.ENABLE_VERTEX_KEY: True, vertex.VERTEX_REGION_KEY: config.vertex_region,
+                              vertex.TRAINING_ARGS_KEY: _vertex_training_args(config)})
+        return vertex.Trainer(custom_config=custom_config, **common)
+    trainer = tfx.components.Trainer(custom_config=custom_config, **common)
+    if kubeflow and config.train_accelerator:  # the Trainer's pod gets the accelerators
+        from kfp.pipeline_spec import pipeline_spec_pb2
+
+        resources = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec()
+        resources.accelerator.type = config.train_accelerator
+        resources.accelerator.count = config.train_accelerator_count
+        trainer = trainer.with_platform_config(resources)
+    return trainer
 
 
 def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
@@ -91,7 +100,7 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
         base_model = latest_model.outputs["model"]
 
     # Train the GPT with the training engine (model/train.py) inside the Trainer.
-    trainer = _trainer(config, examples=examples, transform_graph=transform_graph, base_model=base_model)
+    trainer = _trainer(config, kubeflow, examples=examples, transform_graph=transform_graph, base_model=base_model)
     components.append(trainer)
 
     # The last blessed model (other than this candidate): the baseline a new model must not fall behind.
