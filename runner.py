@@ -138,9 +138,7 @@ def lineage(args, overrides):
             raise SystemExit(f"runner.py lineage: --grpc={args.grpc}: expected HOST:PORT")
         store = model_lineage.grpc_store(host, int(port))
     else:
-        from pipeline.configs import PipelineConfig
-
-        metadata_path = os.path.join(args.output or PipelineConfig().output_dir, "metadata.sqlite")
+        metadata_path = _output_config(args).metadata_path
         if not os.path.isfile(metadata_path):
             raise SystemExit(f"runner.py lineage: no ML Metadata store at {metadata_path}; run `runner.py run` "
                              f"first, or name the output directory with --output")
@@ -156,8 +154,15 @@ def lineage(args, overrides):
         print(f"wrote {png}")
 
 
-def _latest_pushed(output_dir: str) -> str:
-    serving_dir = os.path.join(output_dir, "serving_model")
+def _output_config(args):
+    """The PipelineConfig whose paths lie under --output (default: tfx_output or $NANOGPT_TFX_OUTPUT)."""
+    from pipeline.configs import PipelineConfig
+
+    return PipelineConfig(output_dir=args.output) if args.output else PipelineConfig()
+
+
+def _latest_pushed(args) -> str:
+    serving_dir = _output_config(args).serving_dir
     versions = sorted(v for v in os.listdir(serving_dir) if v.isdigit()) if os.path.isdir(serving_dir) else []
     if not versions:
         raise SystemExit(f"runner.py sample: no pushed model under {serving_dir}; run `runner.py run` "
@@ -173,7 +178,7 @@ def sample(args, overrides):
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's note on Python 3.10
     from model import sample as sampling
 
-    source = args.source or _latest_pushed(args.output or "tfx_output")
+    source = args.source or _latest_pushed(args)
     print(f"sampling from {source}", file=sys.stderr, flush=True)
     sampling.main([f"--init_from={source}", *overrides])
 

@@ -11,6 +11,13 @@ import dataclasses
 import json
 from typing import Dict, List, Optional
 
+# What a training run's out_dir holds besides TensorBoard logs (model.train writes them; the
+# pipeline's run_fn, sample.py and lineage read them).
+MODEL_CONFIG_FILE = "model_config.json"
+TRAIN_CONFIG_FILE = "train_config.json"
+TOKENIZER_FILE = "tokenizer.json"
+CHECKPOINT_DIR = "checkpoints"
+
 
 @dataclasses.dataclass
 class TrainConfig:

@@ -48,7 +48,7 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
     from model import hf_checkpoint
     from model.model import GPT, GPT2_SIZES, GPTConfig
     from model.tokenizer import GPT2Tokenizer, tokenizer_from_json
-    from model.train import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE
+    from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE
 
     if dtype not in _POLICY_OF_DTYPE:
         raise ValueError(f"dtype must be one of {sorted(_POLICY_OF_DTYPE)}, got {dtype!r}")

@@ -21,16 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from model import shards
-from model.config import TrainConfig, make_config, parse_overrides
+from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, TrainConfig,
+                          make_config, parse_overrides)
 from model.data import TRAIN, VAL, TokenStream, load_split
 from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, cross_entropy
 from model.optim import AdamW, DynamicLossScale, get_lr
 from model.tokenizer import get_tokenizer
 
-MODEL_CONFIG_FILE = "model_config.json"
-TRAIN_CONFIG_FILE = "train_config.json"
-TOKENIZER_FILE = "tokenizer.json"
-CHECKPOINT_DIR = "checkpoints"
 
 _POLICY_OF_DTYPE = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 

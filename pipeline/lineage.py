@@ -15,6 +15,10 @@ import os
 import textwrap
 from typing import Dict, List, Optional, Tuple
 
+from components.artifact_layout import HISTORY_FILE
+from model.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
+from pipeline.configs import OUTPUT_DIR
+
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
 INPUT, OUTPUT = 3, 4
 COMPLETE, CACHED = 3, 5
@@ -24,8 +28,8 @@ NOT_ANCESTORS = ("baseline_model",)
 BOOKKEEPING = ("tfx_version", "is_external", "state", "payload_format", "blessing_message")
 # What the drawings (dot, PNG) show of each node, when it has them.
 HIGHLIGHTS = ("input_pattern", "dataset_name", "tokenizer", "num_documents", "num_tokens_train", "num_tokens_val",
-              "vocab_size", "vocabulary files", "preprocessing_fn", "training preset", "overrides", "vocabulary", "candidate_val_loss",
-              "candidate_train_loss", "val_loss_threshold", "blessed", "pushed_destination")
+              "vocab_size", "vocabulary files", "preprocessing_fn", "training preset", "overrides", "vocabulary",
+              "candidate_val_loss", "candidate_train_loss", "val_loss_threshold", "blessed", "pushed_destination")
 
 
 def sqlite_store(metadata_path: str):
@@ -49,9 +53,6 @@ def grpc_store(host: str, port: int):
     return metadata_store.MetadataStore(config)
 
 
-_store = sqlite_store
-
-
 def _latest(store, type_name: str):
     artifacts = store.get_artifacts_by_type(type_name)
     return max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id)) if artifacts else None
@@ -67,12 +68,17 @@ def _prop(artifact, name: str) -> Optional[object]:
     return _value(artifact.custom_properties[name])
 
 
+def _pushed_models(store) -> list:
+    """PushedModel artifacts of pushes that happened (the Pusher records one even when it skips)."""
+    return [a for a in store.get_artifacts_by_type("PushedModel") if _prop(a, "pushed") == 1]
+
+
 def run_summary(metadata_path: str) -> str:
     """Where the latest pushed model, evaluation report and metadata store are."""
     store = sqlite_store(metadata_path)
     evaluation = _latest(store, "ModelEvaluation")
     blessing = _latest(store, "ModelBlessing")
-    pushed = [a for a in store.get_artifacts_by_type("PushedModel") if _prop(a, "pushed") == 1]
+    pushed = _pushed_models(store)
     lines = []
     if evaluation is not None:
         lines.append(f"evaluation: val loss {_prop(evaluation, 'candidate_val_loss')}, "
@@ -87,9 +93,9 @@ def run_summary(metadata_path: str) -> str:
     else:
         lines.append("pushed model: none")
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
-    lines.append("lineage: python runner.py lineage" + (
-        "" if os.path.dirname(os.path.abspath(metadata_path)) == os.path.abspath("tfx_output")
-        else f" --output={os.path.dirname(os.path.abspath(metadata_path))}"))
+    output_dir = os.path.dirname(os.path.abspath(metadata_path))
+    lines.append("lineage: python runner.py lineage"
+                 + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={output_dir}"))
     return "\n".join(lines)
 
 
@@ -243,19 +249,19 @@ def _artifact_details(artifact, type_name: str) -> List[Tuple[str, str]]:
             details.append(("vocabulary files", ", ".join(f"transform_fn/assets/{name}"
                                                           for name in sorted(os.listdir(assets)))))
     if type_name == "ModelRun":
-        tokenizer = _read_json(artifact.uri, "tokenizer.json")  # model/train.py's TOKENIZER_FILE
+        tokenizer = _read_json(artifact.uri, TOKENIZER_FILE)
         if tokenizer and tokenizer.get("kind") == "char":
             details.append(("vocabulary", f"{len(tokenizer['chars'])} characters "
                                           f"{''.join(tokenizer['chars'])!r}"))
         elif tokenizer:
             details.append(("vocabulary", "GPT-2 BPE (50257 tokens)"))
-        history = _read_json(artifact.uri, "history.json")  # components/artifact_layout.py's HISTORY_FILE
+        history = _read_json(artifact.uri, HISTORY_FILE)
         if history and history.get("result"):
             details.append(("training result", json.dumps(history["result"], sort_keys=True)))
     return details
 
 
-def _execution_details(store, execution, type_name: str, outputs) -> List[Tuple[str, str]]:
+def _execution_details(execution, type_name: str, outputs) -> List[Tuple[str, str]]:
     properties = {k: _value(v) for k, v in execution.custom_properties.items()}
     details = [("state", {COMPLETE: "complete", CACHED: "cached"}.get(execution.last_known_state,
                                                                      str(execution.last_known_state)))]
@@ -265,7 +271,7 @@ def _execution_details(store, execution, type_name: str, outputs) -> List[Tuple[
         details.append(("overrides", json.dumps(custom.get("train_config", {}), sort_keys=True)))
         details.append(("resume", str(custom.get("resume", False))))
         run = next((a for key, a in outputs if key == "model_run"), None)
-        config = _read_json(run.uri, "train_config.json") if run is not None else None  # TRAIN_CONFIG_FILE
+        config = _read_json(run.uri, TRAIN_CONFIG_FILE) if run is not None else None
         if config:
             details.append(("hyperparameters", " ".join(f"{k}={v}" for k, v in sorted(config.items()))))
         return details
@@ -285,7 +291,7 @@ def _producer(store, artifact_id: int):
 
 def _find_subject(store, model: Optional[str]):
     if model is None:
-        pushed = [a for a in store.get_artifacts_by_type("PushedModel") if _prop(a, "pushed") == 1]
+        pushed = _pushed_models(store)
         if not pushed:
             raise LookupError("no pushed model in ML Metadata: name a Model with --model=ID, or run "
                               "the pipeline until it pushes one")
@@ -310,7 +316,7 @@ def model_lineage(store, model: Optional[str] = None) -> Lineage:
     subject = _find_subject(store, model)
     artifact_types = {t.id: t.name for t in store.get_artifact_types()}
     execution_types = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
-    artifacts: Dict[str, Node] = {}
+    found = {subject.id: subject}  # the artifacts themselves, by id
     executions: Dict[int, object] = {}
     edges: List[Tuple[str, str, str]] = []
 
@@ -326,10 +332,8 @@ def model_lineage(store, model: Optional[str] = None) -> Lineage:
         for event in sorted(events, key=lambda e: (e.type, e.artifact_id)):
             if event.type not in (INPUT, OUTPUT):
                 continue
-            artifact = by_id[event.artifact_id]
+            artifact = found.setdefault(event.artifact_id, by_id[event.artifact_id])
             node_key = f"a{artifact.id}"
-            type_name = artifact_types[artifact.type_id]
-            artifacts.setdefault(node_key, Node(node_key, type_name, artifact.uri))
             input_key = event.path.steps[0].key if event.path.steps else ""
             if event.type == INPUT:
                 edges.append((node_key, f"e{execution.id}", input_key))
@@ -356,16 +360,16 @@ def model_lineage(store, model: Optional[str] = None) -> Lineage:
         if producer is not None:
             queue += add_execution(producer, follow_inputs=True)
 
-    stored = {a.id: a for a in store.get_artifacts_by_id([int(k[1:]) for k in artifacts])}
-    for key, node in artifacts.items():
-        node.details = _artifact_details(stored[int(key[1:])], node.type_name)
+    artifacts: Dict[str, Node] = {}
+    for artifact_id, artifact in found.items():
+        type_name = artifact_types[artifact.type_id]
+        artifacts[f"a{artifact_id}"] = Node(f"a{artifact_id}", type_name, artifact.uri,
+                                            _artifact_details(artifact, type_name))
     ordered = []
     for execution in sorted(executions.values(), key=lambda e: e.id):
         type_name = execution_types[execution.type_id]
-        outputs = [(k, stored[int(t[1:])]) for s, t, k in edges if s == f"e{execution.id}"]
-        ordered.append(Node(f"e{execution.id}", type_name,
-                            details=_execution_details(store, execution, type_name, outputs)))
-    subject_node = artifacts.setdefault(f"a{subject.id}", Node(f"a{subject.id}", artifact_types[subject.type_id],
-                                                                subject.uri))
+        outputs = [(k, found[int(t[1:])]) for s, t, k in edges if s == f"e{execution.id}"]
+        ordered.append(Node(f"e{execution.id}", type_name, details=_execution_details(execution, type_name, outputs)))
+    subject_node = artifacts[f"a{subject.id}"]
     location = str(_prop(subject, "pushed_destination") or subject.uri)
     return Lineage(subject_node, location, ordered, artifacts, edges)

@@ -29,9 +29,7 @@ def _vertex_training_args(config: PipelineConfig) -> dict:
         machine.update(accelerator_type=config.train_accelerator,
                        accelerator_count=config.train_accelerator_count)
     pool = {"machine_spec": machine, "container_spec": {"image_uri": config.image}}
-    pools = [{**pool, "replica_count": 1}]
-    if config.train_workers > 1:
-        pools.append({**pool, "replica_count": config.train_workers - 1})
+    pools = [{**pool, "replica_count": 1}, {**pool, "replica_count": config.train_workers - 1}]
     return {"project": config.vertex_project, "job_spec": {"worker_pool_specs": pools}}
 
 

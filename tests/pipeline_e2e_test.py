@@ -23,7 +23,7 @@ TINY_TRAINING = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8
 
 
 def _store(config):
-    return lineage._store(config.metadata_path)
+    return lineage.sqlite_store(config.metadata_path)
 
 
 def _executions(config):

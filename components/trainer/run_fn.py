@@ -23,9 +23,9 @@ import tempfile
 import tensorflow as tf
 
 from components import artifact_layout
-from model.config import make_config
+from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, make_config
 from model.export import export_saved_model
-from model.train import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, Trainer
+from model.train import Trainer
 
 RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
 
