@@ -34,9 +34,14 @@ def _task_order(spec):
     return order
 
 
-def _parameters(spec, task):
+def _constants(spec, task):
+    """The task's parameters as the spec gives them: {name: {"stringValue": ...} or {"intValue": ...}, ...}."""
     params = spec["pipelineSpec"]["root"]["dag"]["tasks"][task]["inputs"].get("parameters", {})
-    return {k: next(iter(v["runtimeValue"]["constantValue"].values())) for k, v in params.items()}
+    return {k: v["runtimeValue"]["constantValue"] for k, v in params.items()}
+
+
+def _parameters(spec, task):
+    return {k: next(iter(v.values())) for k, v in _constants(spec, task).items()}
 
 
 def _executor(spec, task):
@@ -46,7 +51,8 @@ def _executor(spec, task):
 
 def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
     spec = _compile(tmp_path, "--pipeline_root=gs://bucket/nanogpt", "--data=gs://bucket/shakespeare.txt",
-                    "--image=registry.example/nanogpt-tfx:7", "--beam_pipeline_args=--runner=DataflowRunner --project=p",
+                    "--image=registry.example/nanogpt-tfx:7",
+                    "--beam_pipeline_args=--runner=DataflowRunner --project=p",
                     "--max_iters=123", "--learning_rate=3e-4", "--eval_batches=50")
     order = _task_order(spec)
     components = [t for t in order if "resolver" not in t]
@@ -128,9 +134,7 @@ def test_a_component_runs_from_the_spec_through_the_kubeflow_v2_entrypoint(tmp_p
     task_root = tmp_path / "root" / "TokenizeText_task"
     examples_uri = str(task_root / "examples")
     executor_input = {
-        "inputs": {"parameters": {k: v["runtimeValue"]["constantValue"] for k, v in
-                                  spec["pipelineSpec"]["root"]["dag"]["tasks"]["TokenizeText"]["inputs"][
-                                      "parameters"].items()}},
+        "inputs": {"parameters": _constants(spec, "TokenizeText")},
         "outputs": {
             "artifacts": {"examples": {"artifacts": [{
                 "name": "projects/1/locations/here/metadataStores/default/artifacts/1",

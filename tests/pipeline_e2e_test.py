@@ -26,8 +26,17 @@ def _store(config):
     return lineage.sqlite_store(config.metadata_path)
 
 
-def _executions(config):
-    return _store(config).get_executions()
+def _execution_ids(config):
+    return {e.id for e in _store(config).get_executions()}
+
+
+def _component_states(config, exclude=frozenset()):
+    """The state of each component execution by type name (resolvers, which always run, left
+    out), but for the executions in `exclude`."""
+    store = _store(config)
+    type_names = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
+    return {type_names[e.type_id]: e.last_known_state for e in store.get_executions()
+            if e.id not in exclude and not type_names[e.type_id].endswith("Resolver")}
 
 
 def _pushed_versions(config):
@@ -70,13 +79,10 @@ def test_char_pipeline_trains_blesses_and_pushes_a_servable_model(char_run):
 
 
 def _rerun(config):
-    """Run again; the component executions (resolvers always run) of that run by type name."""
-    store = _store(config)
-    before = {e.id for e in store.get_executions()}
+    """Run again; the states of that run's component executions by type name."""
+    before = _execution_ids(config)
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
-    type_names = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
-    return {type_names[e.type_id]: e.last_known_state for e in store.get_executions()
-            if e.id not in before and not type_names[e.type_id].endswith("Resolver")}
+    return _component_states(config, exclude=before)
 
 
 def test_rerun_with_cache_executes_nothing(char_run):
@@ -218,20 +224,15 @@ def test_interrupted_run_completes_on_rerun_without_repeating_finished_component
     process.wait(timeout=60)
     assert any(line.startswith("iter 10:") for line in seen), "".join(seen[-30:])
     config = make_pipeline_config("shakespeare_char", output_dir=str(out))
-    store = _store(config)
-    type_names = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
-    first = {type_names[e.type_id]: e.last_known_state for e in store.get_executions()}
+    first = _component_states(config)
     assert first["TokenizeText"] == first["Transform"] == metadata_store_pb2.Execution.COMPLETE
     assert first["Trainer"] == metadata_store_pb2.Execution.RUNNING and "Pusher" not in first
     assert not os.path.isdir(config.serving_dir)
 
-    before = {e.id for e in store.get_executions()}
+    before = _execution_ids(config)
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    store = _store(config)
-    type_names = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}  # now with Pusher's
-    rerun = {type_names[e.type_id]: e.last_known_state for e in store.get_executions()
-             if e.id not in before and not type_names[e.type_id].endswith("Resolver")}
+    rerun = _component_states(config, exclude=before)
     cached, complete = metadata_store_pb2.Execution.CACHED, metadata_store_pb2.Execution.COMPLETE
     assert rerun == {"TokenizeText": cached, "ImportSchemaGen": cached, "Transform": cached,
                      "Trainer": complete, "LMEvaluator": complete, "Pusher": complete}

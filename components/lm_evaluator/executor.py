@@ -128,10 +128,11 @@ class Executor(base_executor.BaseExecutor):
             results.append(result)
 
         compared = last_result if last_result is not None and not last_result.skipped else None
+        candidate_is_last_blessed = last_blessed is not None and last_blessed.uri == model.uri
         blessed, reason = ev.decide(results[0].val_loss, threshold=settings.val_loss_threshold,
                                     last_blessed_val=compared.val_loss if compared else None,
                                     max_regression=settings.max_regression,
-                                    candidate_is_last_blessed=last_blessed is not None and last_blessed.uri == model.uri)
+                                    candidate_is_last_blessed=candidate_is_last_blessed)
         eval_info = self._eval_info(settings, block_size, windows)
         self._write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes,
                                report.read_history(model_run.uri if model_run else None))
