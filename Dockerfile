@@ -30,5 +30,8 @@ RUN uv sync --frozen --no-dev ${EXTRAS:+--extra ${EXTRAS}} --python python3.10
 
 # TFX's Kubeflow v2 entrypoint runs `python -m tfx.orchestration.kubeflow.v2.container...`:
 # this python is the locked environment's.
+# TF_ENABLE_ONEDNN_OPTS: model/__init__.py sets it for our own entry points, but here TFX's
+# entrypoint loads TensorFlow before any of our modules.
 ENV PATH=/pipeline/.venv/bin:$PATH \
-    PYTHONPATH=/pipeline
+    PYTHONPATH=/pipeline \
+    TF_ENABLE_ONEDNN_OPTS=1

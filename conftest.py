@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+import model  # noqa: F401  (sets TensorFlow's CPU defaults, as runner.py does, before any test loads it)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # transformers' TF classes need Keras 2
 

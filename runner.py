@@ -17,6 +17,8 @@ import argparse
 import os
 import sys
 
+import model  # noqa: F401  (light; sets TensorFlow's CPU defaults before anything loads TensorFlow)
+
 DEFAULT_PRESET = "shakespeare_char"
 
 
