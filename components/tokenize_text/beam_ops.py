@@ -11,11 +11,14 @@ count dictionaries.
 from __future__ import annotations
 
 import functools
+import gzip
 import json
 import os
 from typing import Dict, List
 
 import apache_beam as beam
+from apache_beam import coders
+from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 
 from components.tokenize_text import encoding, sources
@@ -24,6 +27,9 @@ from model import shards
 GPT2, CHAR = "gpt2", "char"
 STATS_FILE = "tokenize_stats.json"
 SHARD_PREFIX = "tokens"
+# zlib level of the shards' GZIP: level 1 takes 2.5 times less CPU than Beam's fixed default (6)
+# for token shards only ~5% larger (BENCHMARKS.md).
+GZIP_LEVEL = 1
 # Counters that every run reports, so that properties exist (as 0) even when nothing happened.
 COUNTERS = ("num_documents", "num_documents_train", "num_documents_val", "num_tokens_train",
             "num_tokens_val", "num_records_train", "num_records_val", "num_skipped_documents",
@@ -136,6 +142,36 @@ class MergeStats(beam.CombineFn):
         return json.dumps({**counts, "chars": "".join(sorted(chars))}, ensure_ascii=True)
 
 
+class GzipTFRecordSink(filebasedsink.FileBasedSink):
+    """Beam's TFRecord sink (temporary files, then finalized into shard names) with GZIP at
+    GZIP_LEVEL: Beam's own WriteToTFRecord cannot set the level."""
+
+    def __init__(self, file_path_prefix: str, num_shards: int):
+        super().__init__(file_path_prefix, coder=coders.BytesCoder(), file_name_suffix=".gz", num_shards=num_shards,
+                         compression_type=CompressionTypes.UNCOMPRESSED)  # open() compresses
+
+    def open(self, temp_path):
+        return _GzipFile(super().open(temp_path))
+
+    def write_encoded_record(self, file_handle, encoded_value):
+        file_handle.write(encoding.tfrecord(encoded_value))
+
+
+class _GzipFile(gzip.GzipFile):
+    """A GZIP stream over a Beam file handle; closing it closes the handle too."""
+
+    def __init__(self, raw):
+        super().__init__(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, filename="", mtime=0)
+        self._raw = raw
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            if not self._raw.closed:
+                self._raw.close()
+
+
 def build_pipeline(pipeline: beam.Pipeline, items: List[dict], cfg: Dict, output_dir: str) -> None:
     """Adds the tokenization to `pipeline`: shards under output_dir/Split-<split>/, counts in
     output_dir/STATS_FILE."""
@@ -145,11 +181,17 @@ def build_pipeline(pipeline: beam.Pipeline, items: List[dict], cfg: Dict, output
                | "Tokenize" >> beam.ParDo(TokenizeDocuments(cfg)).with_outputs("stats", *sources.SPLITS))
     for split in sources.SPLITS:
         _ = (outputs[split]
-             | f"Write{split.capitalize()}" >> beam.io.WriteToTFRecord(
-                 os.path.join(shards.split_dir(output_dir, split), SHARD_PREFIX),
-                 file_name_suffix=".gz", num_shards=cfg["num_shards"],
-                 compression_type=CompressionTypes.GZIP))
+             | f"Write{split.capitalize()}" >> beam.io.Write(GzipTFRecordSink(
+                 os.path.join(shards.split_dir(output_dir, split), SHARD_PREFIX), cfg["num_shards"])))
     _ = (outputs["stats"]
          | "MergeStats" >> beam.CombineGlobally(MergeStats())
-         | "WriteStats" >> beam.io.WriteToText(os.path.join(output_dir, STATS_FILE),
-                                               shard_name_template="", num_shards=1))
+         | "WriteStats" >> beam.Map(_write_file, os.path.join(output_dir, STATS_FILE)))
+
+
+def _write_file(text: str, path: str) -> None:
+    """The one merged element, written whole (a retry writes the same bytes again): lighter than
+    a WriteToText, which adds a write-and-finalize stage of its own."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(path) as f:
+        f.write(text.encode("utf-8"))

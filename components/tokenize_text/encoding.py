@@ -9,8 +9,10 @@ costs about 12 seconds per worker process.
 from __future__ import annotations
 
 import codecs
+import struct
 from typing import Iterable, Iterator, Optional
 
+import google_crc32c
 import numpy as np
 
 from model import shards
@@ -159,26 +161,22 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _varint_table(bits: int = 16):
-    """Varint bytes (padded to 3) and lengths of every value below 2**bits: GPT-2 ids (< 50257) and
-    character ids are all below 2**16, so a record's varints are a table gather, not a loop."""
-    values = np.arange(1 << bits, dtype=np.int64)
-    nbytes = 1 + (values >= 1 << 7) + (values >= 1 << 14)
-    table = np.zeros([1 << bits, 3], np.uint8)
-    for k in range(3):
-        table[:, k] = ((values >> (7 * k)) & 0x7F) | np.where(nbytes > k + 1, 0x80, 0)
-    return table, np.arange(3) < nbytes[:, None]
-
-
-_VARINT_TABLE, _VARINT_MASK = _varint_table()
-
-
 def _packed_varints(values: np.ndarray) -> bytes:
+    """Protobuf's packed varints of int64 values. Values in [0, 2**21) (GPT-2 and character ids)
+    take at most three bytes each and are encoded with a few array operations, not a loop."""
     if len(values) == 0:
         return b""
-    if values.min() < 0 or values.max() >= len(_VARINT_TABLE):
+    if values.min() < 0 or values.max() >= 1 << 21:
         return b"".join(_varint(int(v)) for v in values)
-    return _VARINT_TABLE[values][_VARINT_MASK[values]].tobytes()
+    v = values.astype(np.uint32, copy=False)
+    two, three = v >= 1 << 7, v >= 1 << 14  # which values need a second, a third byte
+    out = np.empty((len(v), 3), np.uint8)
+    out[:, 0] = (v & 0x7F) | (two.view(np.uint8) << 7)  # the high bit: another byte follows
+    out[:, 1] = ((v >> 7) & 0x7F) | (three.view(np.uint8) << 7)
+    out[:, 2] = v >> 14
+    used = np.empty((len(v), 3), bool)
+    used[:, 0], used[:, 1], used[:, 2] = True, two, three
+    return out[used].tobytes()
 
 
 def _len_field(field_number: int, payload: bytes) -> bytes:
@@ -202,7 +200,7 @@ def _example(features: dict) -> bytes:
 def token_record(doc: int, pos: int, tokens: np.ndarray) -> bytes:
     """A `model.shards` record: features tokens, doc, pos."""
     return _example({
-        shards.TOKENS: _int64_feature(np.asarray(tokens, np.int64)),
+        shards.TOKENS: _int64_feature(np.asarray(tokens)),
         shards.DOC: _int64_feature(np.array([doc], np.int64)),
         shards.POS: _int64_feature(np.array([pos], np.int64)),
     })
@@ -227,3 +225,15 @@ def decode_text(value, decoder: Optional[Utf8Decoder] = None) -> str:
         return value
     decoder = decoder or Utf8Decoder()
     return decoder.decode(bytes(value), final=True)
+
+
+def tfrecord(value: bytes) -> bytes:
+    """One record framed as TFRecord files hold it: length, masked CRC-32C of the length, data,
+    masked CRC-32C of the data."""
+    length = struct.pack("<Q", len(value))
+    return length + struct.pack("<I", _masked_crc32c(length)) + value + struct.pack("<I", _masked_crc32c(value))
+
+
+def _masked_crc32c(data: bytes) -> int:
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF

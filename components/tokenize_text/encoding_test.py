@@ -88,8 +88,8 @@ def test_utf8_decoder_replaces_and_flags_invalid_bytes_across_blocks():
     assert clean.decode("literal \ufffd is fine".encode(), final=True) and not clean.replaced
 
 
-@pytest.mark.parametrize("tokens", [[], [0], [5, 127, 128, 16383, 16384, 50256], list(range(0, 1 << 22, 4099)),
-                                    [1 << 40, 3]])
+@pytest.mark.parametrize("tokens", [[], [0], [5, 127, 128, 16383, 16384, 50256], [(1 << 21) - 1, 2, 1 << 20],
+                                    list(range(0, 1 << 22, 4099)), [1 << 40, 3]])
 def test_token_record_parses_as_the_shard_format(tokens):
     import tensorflow as tf
 
@@ -99,6 +99,11 @@ def test_token_record_parses_as_the_shard_format(tokens):
     assert ours == reference
     parsed = shards.parse_chunks(encoding.token_record(doc, pos, np.array(tokens, np.int64)))
     assert parsed[shards.TOKENS].numpy().tolist() == tokens and int(parsed[shards.DOC]) == doc
+
+
+def test_token_record_takes_tiktokens_uint32_ids_as_they_come():
+    tokens = np.array([0, 127, 128, 16383, 16384, 50256, (1 << 21) - 1], np.uint32)  # encode_to_numpy's dtype
+    assert encoding.token_record(1, 0, tokens) == encoding.token_record(1, 0, tokens.astype(np.int64))
 
 
 def test_text_record_holds_utf8_text():
