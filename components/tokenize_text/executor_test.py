@@ -81,6 +81,21 @@ def test_shakespeare_gpt2_gives_nanogpt_counts_and_tiktoken_tokens(tmp_path, sha
     assert not [n for n in os.listdir(examples.uri) if n.startswith("_staging")]
 
 
+def test_a_single_100_mb_document_goes_through_exactly(tmp_path, bpe_dir, bpe, shakespeare_text):
+    """A 100 MB text file: one document per split that the workers encode piece by piece (its peak
+    memory is BENCHMARKS.md's, measured by components/bench_tokenize.py --huge_document_mb 100)."""
+    copies = -(-100_000_000 // (len(shakespeare_text) + 8))
+    text = "".join(f"{shakespeare_text}\n{i}\n" for i in range(copies))
+    path = tmp_path / "huge.txt"
+    path.write_text(text, encoding="utf-8")
+    examples = run_executor(tmp_path / "out", input_pattern=str(path), tokenizer="gpt2", bpe_dir=bpe_dir)
+    cut = int(len(text) * 0.9)
+    for split, part in (("train", text[:cut]), ("val", text[cut:])):
+        expected = bpe.encoding.encode_to_numpy(part)
+        assert prop(examples, f"num_tokens_{split}") == len(expected)
+        assert np.array_equal(shards.read_token_stream(shards.split_dir(examples.uri, split)), expected)
+
+
 def test_shakespeare_characters_give_nanogpt_counts(tmp_path, shared_data, shakespeare_text):
     examples = run_executor(tmp_path, input_pattern=os.path.join(shared_data, "tinyshakespeare.txt"),
                             tokenizer="char", chunk_size=4096)
