@@ -20,7 +20,7 @@ turns them into `tokens`.
 Splits: a document corpus puts a document in val when a keyed hash of its index and split_seed falls
 below val_fraction (default 0.0005, nanoGPT's OpenWebText hold-out): the same on every run and runner.
 
-Output: one Examples artifact, split_names ["train", "val"], GZIP TFRecord shards under
+Output: one Examples artifact, split_names ["train", "val"], GZIP TFRecord shards (zlib level 1) under
 Split-train/ and Split-val/ (num_shards per split; 0, the default, lets the runner decide, one file
 per bundle, while a fixed count makes Beam shuffle the records to the shards; chunk_size tokens or
 characters per record, default model.shards.DEFAULT_CHUNK_SIZE). Custom properties: num_documents[_train|_val], num_tokens_train/val,
