@@ -5,8 +5,9 @@ $ python -m model.bench shakespeare_char [--text_file=PATH] [--key=value ...]
     ms_per_iter=<median> val_loss=<at the last iter> iters=<n>
 $ python -m model.bench gpt2_124m [--dtype=bfloat16] [--max_iters=N] [--batch_size=B] ...
     GPT-2 124M (block 1024) on random tokens: ms/iter and MFU (use --peak_flops for the device)
-$ python -m model.bench input
+$ python -m model.bench input [--memmap] [--batch_size=B --block_size=T ...]
     the input pipeline alone: tokens/s it delivers, against what the shakespeare_char run consumes
+    (--memmap: windows read from a memory-mapped file, the path of splits too large for memory)
 """
 
 from __future__ import annotations
@@ -71,11 +72,16 @@ def input_pipeline(argv):
     from model.data import TokenStream
     from model.tokenizer import CharTokenizer
 
-    overrides = parse_overrides(argv)
+    memmap = "--memmap" in argv  # read windows from a memory-mapped cache file, as for large splits
+    overrides = parse_overrides([a for a in argv if a != "--memmap"])
     cfg = make_config("shakespeare_char", **overrides)
     with open(tiny_shakespeare(overrides.get("text_file") or None), encoding="utf-8") as f:
         text = f.read()
     tokens = np.array(CharTokenizer.from_text(text).encode(text), np.uint16)
+    if memmap:
+        path = os.path.join(tempfile.mkdtemp(), "tokens.bin")
+        tokens.tofile(path)
+        tokens = np.memmap(path, dtype=np.uint16, mode="r")
     stream = TokenStream(tokens, cfg.block_size, "train")
     dataset = stream.train_dataset(batch_size=cfg.batch_size, accumulation_steps=cfg.gradient_accumulation_steps,
                                    seed=cfg.seed, start_step=0)

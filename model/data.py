@@ -1,16 +1,21 @@
 """The training input pipeline: random (x, y) windows from a split's token stream, like nanoGPT's
 get_batch, as a tf.data pipeline sharded across replicas.
 
-A split is read from its token shards (model/shards.py) once and held in memory as the one token
-stream it is (uint16 where the vocabulary allows, as nanoGPT's .bin files). Every micro-batch is
-a pure function of (seed, micro-batch index): micro-batch m of optimizer step s has index
-s * gradient_accumulation_steps + m, and replica g of R takes micro-batches
+A split is read from its token shards (model/shards.py) as the one token stream it is, in corpus
+order (uint16 where the vocabulary allows, as nanoGPT's .bin files). A split of up to
+IN_MEMORY_MAX_TOKENS is held in memory; a larger one (OpenWebText's train split: 9B tokens) is
+written once to a local cache file and read through a memory map, as nanoGPT reads train.bin.
+Every micro-batch is a pure function of (seed, micro-batch index): micro-batch m of optimizer step
+s has index s * gradient_accumulation_steps + m, and replica g of R takes micro-batches
 g * (A / R) ... (g + 1) * (A / R) - 1. So replicas and workers never read the same batch, a run on
 R replicas sees exactly the batches of a run on one, and resuming at step s needs only s.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from typing import Optional
 
 import numpy as np
@@ -19,31 +24,67 @@ import tensorflow as tf
 from model import shards
 
 TRAIN, VAL = "train", "val"
+IN_MEMORY_MAX_TOKENS = 1 << 28  # 512 MB as uint16
+TOKEN_CACHE_ENV = "NANOGPT_TFX_TOKEN_CACHE"  # where large splits are cached (default: the temp dir)
 
 
-def load_split(data_dir: str, split: str) -> np.ndarray:
-    """The split's whole token stream in corpus order, as uint16 or int32."""
+def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_MAX_TOKENS) -> np.ndarray:
+    """The split's whole token stream in corpus order, as uint16 or int32: an array in memory, or
+    past in_memory_max_tokens a read-only np.memmap of a local cache file (built on first use)."""
     directory = shards.split_dir(data_dir, split)
     if not tf.io.gfile.isdir(directory):
         raise FileNotFoundError(f"no {split} split in {data_dir} (expected {directory})")
-    stream = shards.read_token_stream(directory)
-    if stream.size == 0:
+    index = shards.RecordIndex(directory)
+    if index.num_tokens == 0:
         raise ValueError(f"the {split} split in {data_dir} holds no tokens")
-    return stream.astype(np.uint16 if stream.max() < 2 ** 16 else np.int32)
+    dtype = np.dtype(np.uint16 if index.max_token < 2 ** 16 else np.int32)
+    if index.num_tokens <= in_memory_max_tokens:
+        return index.fill(np.empty([index.num_tokens], dtype))
+    path = _cache_path(directory, index, dtype)
+    if not os.path.exists(path):  # written whole under a temporary name, then renamed into place
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            stream = index.fill(np.memmap(tmp, dtype=dtype, mode="w+", shape=(index.num_tokens,)))
+            stream.flush()
+            del stream
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return np.memmap(path, dtype=dtype, mode="r", shape=(index.num_tokens,))
 
 
-def sample_windows(tokens: tf.Tensor, seed: tf.Tensor, batch_size: int, block_size: int):
-    """x, y of shape (batch_size, block_size) at random offsets; y is x shifted by one token."""
-    n = tf.shape(tokens, out_type=tf.int64)[0]
+def _cache_path(directory: str, index: "shards.RecordIndex", dtype: np.dtype) -> str:
+    """A local file named after the split's shards (paths, sizes, modification times), so that
+    changed data never reads a stale cache."""
+    stats = [(f, tf.io.gfile.stat(f).length, tf.io.gfile.stat(f).mtime_nsec) for f in index.files]
+    key = hashlib.sha256(repr(stats).encode()).hexdigest()
+    cache_dir = os.environ.get(TOKEN_CACHE_ENV) or os.path.join(tempfile.gettempdir(), "nanogpt-tfx-tokens")
+    os.makedirs(cache_dir, exist_ok=True)
+    return os.path.join(cache_dir, f"{key[:24]}-{index.num_tokens}.{dtype.name}.bin")
+
+
+def sample_windows(tokens, seed: tf.Tensor, batch_size: int, block_size: int):
+    """x, y of shape (batch_size, block_size) at random offsets; y is x shifted by one token.
+    `tokens` is a tf.Tensor, or an np.memmap whose windows numpy reads (nanoGPT's get_batch)."""
+    on_disk = isinstance(tokens, np.memmap)
+    n = tf.constant(len(tokens), tf.int64) if on_disk else tf.shape(tokens, out_type=tf.int64)[0]
     offsets = tf.random.stateless_uniform([batch_size], seed=seed, minval=0, maxval=n - block_size,
                                           dtype=tf.int64)
-    windows = tf.gather(tokens, offsets[:, None] + tf.range(block_size + 1, dtype=tf.int64)[None, :])
-    windows = tf.cast(windows, tf.int32)
+    if on_disk:
+        def read(starts):
+            return np.stack([tokens[i:i + block_size + 1] for i in starts]).astype(np.int32)
+
+        windows = tf.numpy_function(read, [offsets], tf.int32, stateful=False)
+        windows.set_shape([batch_size, block_size + 1])
+    else:
+        windows = tf.gather(tokens, offsets[:, None] + tf.range(block_size + 1, dtype=tf.int64)[None, :])
+        windows = tf.cast(windows, tf.int32)
     return windows[:, :-1], windows[:, 1:]
 
 
 class TokenStream:
-    """One split in memory, ready to be sampled."""
+    """One split (in memory, or memory-mapped from its cache file), ready to be sampled."""
 
     def __init__(self, tokens: np.ndarray, block_size: int, name: str):
         if len(tokens) <= block_size:
@@ -52,7 +93,7 @@ class TokenStream:
         self.name = name
         self.num_tokens = len(tokens)
         self.block_size = block_size
-        self.tokens = tf.constant(tokens)
+        self.tokens = tokens if isinstance(tokens, np.memmap) else tf.constant(tokens)
 
     def train_dataset(self, *, batch_size: int, accumulation_steps: int, seed: int, start_step: int,
                       input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:

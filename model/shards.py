@@ -76,13 +76,52 @@ def chunk_dataset(directory: str):
     return tf.data.TFRecordDataset(files, compression_type=COMPRESSION).map(parse_chunks)
 
 
+class RecordIndex:
+    """Where every record of a split goes in the corpus-ordered token stream, from one pass over
+    the shards that keeps no tokens: a split far larger than memory can be indexed."""
+
+    def __init__(self, directory: str, batch_size: int = 256):
+        import tensorflow as tf
+
+        self.files = shard_files(directory)
+        self._batch_size = batch_size
+        docs, positions, lengths, self.max_token = [], [], [], -1
+        for batch in self._batches():
+            docs.append(batch[DOC].numpy())
+            positions.append(batch[POS].numpy())
+            lengths.append(batch[TOKENS].row_lengths().numpy())
+            if tf.size(batch[TOKENS].values) > 0:
+                self.max_token = max(self.max_token, int(tf.reduce_max(batch[TOKENS].values)))
+        docs, positions, lengths = (np.concatenate(a) if a else np.zeros([0], np.int64)
+                                    for a in (docs, positions, lengths))
+        order = np.lexsort((positions, docs))  # corpus order: by document, then by position in it
+        self.starts = np.empty_like(lengths)
+        self.starts[order] = np.cumsum(lengths[order]) - lengths[order]
+        self.lengths = lengths
+        self.num_tokens = int(lengths.sum())
+
+    def _batches(self):
+        import tensorflow as tf
+
+        records = tf.data.TFRecordDataset(self.files, compression_type=COMPRESSION)
+        return records.batch(self._batch_size).map(parse_chunks).prefetch(2)
+
+    def fill(self, out: np.ndarray) -> np.ndarray:
+        """Writes the stream into `out` (an array or np.memmap of num_tokens), in a second pass."""
+        record = 0
+        for batch in self._batches():
+            values, splits = batch[TOKENS].values.numpy(), batch[TOKENS].row_splits.numpy()
+            for i in range(len(splits) - 1):
+                start = self.starts[record]
+                out[start:start + self.lengths[record]] = values[splits[i]:splits[i + 1]]
+                record += 1
+        return out
+
+
 def read_token_stream(directory: str) -> np.ndarray:
-    """The whole split's token stream in corpus order (for tests and small splits)."""
-    chunks = [(int(c[DOC]), int(c[POS]), c[TOKENS].numpy()) for c in chunk_dataset(directory)]
-    chunks.sort(key=lambda c: (c[0], c[1]))
-    if not chunks:
-        return np.zeros([0], np.int64)
-    return np.concatenate([c[2] for c in chunks])
+    """The whole split's token stream in corpus order, in memory as int64 (tests, small splits)."""
+    index = RecordIndex(directory)
+    return index.fill(np.empty([index.num_tokens], np.int64))
 
 
 def write_split(directory: str, documents: Iterable[Sequence[int]], num_shards: int = 1,

@@ -66,14 +66,12 @@ def split_windows(tokens: np.ndarray, split: str, *, block_size: int, batch_size
         raise ValueError(f"the {split} split has {n} tokens: evaluating with block_size={block_size} "
                          f"needs at least {block_size + 1}")
     if eval_batches > 0:
-        import tensorflow as tf
-        from model.data import sample_windows
+        from model.data import TokenStream
 
-        stream = tf.constant(tokens)
+        stream = TokenStream(tokens, block_size, split)
         batches = []
         for k in range(eval_batches):
-            x, y = sample_windows(stream, tf.constant([seed, 2 * k + split_index], tf.int64),
-                                  batch_size, block_size)
+            x, y = stream.eval_batch((seed, 2 * k + split_index), batch_size)
             batches.append((x.numpy(), y.numpy()))
     else:
         count = (n - 1) // block_size
