@@ -29,7 +29,7 @@ def _pipeline_config(args, overrides, download_data: bool = True):
     import shlex
 
     from model.config import TrainConfig, parse_overrides, parse_value
-    from pipeline.configs import PipelineConfig, make_pipeline_config
+    from pipeline.configs import PipelineConfig, absolute_path, make_pipeline_config
 
     pipeline_fields = {f.name for f in dataclasses.fields(PipelineConfig)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -46,7 +46,7 @@ def _pipeline_config(args, overrides, download_data: bool = True):
     if args.beam_pipeline_args is not None:
         settings["beam_pipeline_args"] = shlex.split(args.beam_pipeline_args)
     if args.data:  # a text file or glob (TokenizeText names it if it matches nothing)
-        settings["input_pattern"] = _absolute(args.data)
+        settings["input_pattern"] = absolute_path(args.data)
     elif "shakespeare" in args.preset and not settings.get("input_pattern"):
         if not download_data:
             raise SystemExit(f"runner.py: the preset {args.preset} reads a text file: name one that the "
@@ -54,15 +54,10 @@ def _pipeline_config(args, overrides, download_data: bool = True):
         from model.corpus import tiny_shakespeare
 
         settings["input_pattern"] = os.path.abspath(tiny_shakespeare())  # $NANOGPT_TFX_SHAKESPEARE or download
-    settings["output_dir"] = _absolute(args.output or settings.get("output_dir") or PipelineConfig().output_dir)
+    settings["output_dir"] = absolute_path(args.output or settings.get("output_dir") or PipelineConfig().output_dir)
     config = make_pipeline_config(args.preset, **settings)
     config.train_overrides = {**config.train_overrides, **train}
     return config
-
-
-def _absolute(path: str) -> str:
-    """Local paths made absolute (the pipeline's components run elsewhere); URIs such as gs:// kept."""
-    return path if "://" in path else os.path.abspath(path)
 
 
 def _show_progress():

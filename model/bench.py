@@ -78,11 +78,15 @@ def input_pipeline(argv):
     with open(tiny_shakespeare(overrides.get("text_file") or None), encoding="utf-8") as f:
         text = f.read()
     tokens = np.array(CharTokenizer.from_text(text).encode(text), np.uint16)
-    if memmap:
-        path = os.path.join(tempfile.mkdtemp(), "tokens.bin")
-        tokens.tofile(path)
-        tokens = np.memmap(path, dtype=np.uint16, mode="r")
-    stream = TokenStream(tokens, cfg.block_size, "train")
+    with tempfile.TemporaryDirectory() as tmp:
+        if memmap:
+            path = os.path.join(tmp, "tokens.bin")
+            tokens.tofile(path)
+            tokens = np.memmap(path, dtype=np.uint16, mode="r")
+        _time_input(TokenStream(tokens, cfg.block_size, "train"), cfg)
+
+
+def _time_input(stream, cfg) -> None:
     dataset = stream.train_dataset(batch_size=cfg.batch_size, accumulation_steps=cfg.gradient_accumulation_steps,
                                    seed=cfg.seed, start_step=0)
     iterator = iter(dataset)

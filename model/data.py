@@ -57,7 +57,10 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
 def _cache_path(directory: str, index: "shards.RecordIndex", dtype: np.dtype) -> str:
     """A local file named after the split's shards (paths, sizes, modification times), so that
     changed data never reads a stale cache."""
-    stats = [(f, tf.io.gfile.stat(f).length, tf.io.gfile.stat(f).mtime_nsec) for f in index.files]
+    stats = []
+    for f in index.files:
+        stat = tf.io.gfile.stat(f)
+        stats.append((f, stat.length, stat.mtime_nsec))
     key = hashlib.sha256(repr(stats).encode()).hexdigest()
     cache_dir = os.environ.get(TOKEN_CACHE_ENV) or os.path.join(tempfile.gettempdir(), "nanogpt-tfx-tokens")
     os.makedirs(cache_dir, exist_ok=True)

@@ -104,3 +104,8 @@ def make_pipeline_config(preset: str = "shakespeare_char", **overrides) -> Pipel
         if isinstance(getattr(defaults, key), float) and isinstance(value, int) and not isinstance(value, bool):
             values[key] = float(value)  # --val_loss_threshold=2 means 2.0
     return PipelineConfig(preset=preset, **values)
+
+
+def absolute_path(path: str) -> str:
+    """Local paths made absolute (the pipeline's components run elsewhere); URIs such as gs:// kept."""
+    return path if "://" in path else os.path.abspath(path)

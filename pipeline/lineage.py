@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 
 from components.artifact_layout import HISTORY_FILE
 from model.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
-from pipeline.configs import OUTPUT_DIR
+from pipeline.configs import OUTPUT_DIR, absolute_path
 
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
 INPUT, OUTPUT = 3, 4
@@ -301,9 +301,7 @@ def _find_subject(store, model: Optional[str]):
         if not found:
             raise LookupError(f"no artifact with id {model} in ML Metadata")
         return found[0]
-    wanted = model.rstrip("/")
-    if "://" not in wanted:
-        wanted = os.path.abspath(wanted)
+    wanted = absolute_path(model.rstrip("/"))
     for artifact in store.get_artifacts_by_type("PushedModel") + store.get_artifacts_by_type("Model"):
         if wanted in (str(_prop(artifact, "pushed_destination") or "").rstrip("/"), artifact.uri.rstrip("/")):
             return artifact
