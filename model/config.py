@@ -62,6 +62,7 @@ class TrainConfig:
     tpu: str = ""  # TPU name or address for strategy='tpu' ('local' for a TPU VM)
     dtype: str = "float32"  # 'float32', 'bfloat16', or 'float16' (with dynamic loss scaling)
     compile: bool = False  # XLA (jit_compile) for the training step
+    cpu_branches: int = 0  # on a CPU, run each micro-batch as this many parallel branches (0: one per core, 1: no split)
     peak_flops: float = 312e12  # the device's peak FLOP/s for MFU (A100 bfloat16 by default, as nanoGPT)
     seed: int = 1337
 
@@ -77,6 +78,7 @@ class TrainConfig:
             "eval_iters": self.eval_iters >= 1,
             "max_iters": self.max_iters >= 0,
             "grad_clip": self.grad_clip >= 0,
+            "cpu_branches": self.cpu_branches >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -365,11 +365,19 @@ class GPT(tf.Module):
         hf_checkpoint.save_gpt(self, directory)
 
 
-def cross_entropy(logits, targets, ignore_index: int = -1):
-    """Mean cross-entropy over all positions whose target is not ignore_index (nanoGPT uses -1)."""
+def cross_entropy(logits, targets, ignore_index: int = -1, num_targets=None):
+    """Mean cross-entropy over all positions whose target is not ignore_index (nanoGPT uses -1).
+    With num_targets (counted_targets of a whole batch), the summed loss of this part of the batch
+    over the whole batch's count: the parts of a batch then add up to its mean."""
     mask = tf.not_equal(targets, ignore_index)
     safe_targets = tf.where(mask, targets, tf.zeros_like(targets))
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_targets, logits=logits)
-    mask = tf.cast(mask, losses.dtype)
-    return tf.reduce_sum(losses * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+    if num_targets is None:
+        num_targets = counted_targets(targets, ignore_index)
+    return tf.reduce_sum(losses * tf.cast(mask, losses.dtype)) / num_targets
+
+
+def counted_targets(targets, ignore_index: int = -1):
+    """How many targets a mean loss divides by (at least 1, so that an all-ignored batch gives 0)."""
+    return tf.maximum(tf.reduce_sum(tf.cast(tf.not_equal(targets, ignore_index), tf.float32)), 1.0)
 

@@ -24,7 +24,7 @@ from model import shards
 from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, TrainConfig,
                           make_config, parse_overrides)
 from model.data import TRAIN, VAL, TokenStream, load_split
-from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, cross_entropy
+from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, counted_targets, cross_entropy
 from model.optim import AdamW, DynamicLossScale, get_lr
 from model.tokenizer import get_tokenizer
 
@@ -71,6 +71,43 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     return resolver.task_type == "worker" and resolver.task_id == 0 and \
         "chief" not in resolver.cluster_spec().as_dict()
+
+
+def cpu_branches(cfg: TrainConfig, log=print) -> int:
+    """How many parallel branches each micro-batch runs as: on a CPU, one per core (or
+    cfg.cpu_branches) where the micro-batch has a row for each; on a GPU or TPU, 1.
+
+    A small model's ops are too small to share out among cores: the shakespeare_char step is a
+    chain of some thousand ops of tens of microseconds each, which keeps about one core busy
+    whatever the number of intra-op threads. Its micro-batch split row-wise into independent
+    branches, one per core, each op on one thread, the step keeps every core busy (37 against 47
+    ms on 2 cores, BENCHMARKS.md). The branches' losses add up to the batch's mean loss, so the
+    split changes nothing but the order of float additions.
+
+    TensorFlow fixes its threads when it runs its first op: call this before (a process that
+    already ran ops gets no split, unless it was started with TF_NUM_INTRAOP_THREADS=1)."""
+    if cfg.strategy == "tpu" or cfg.tpu or tf.config.list_physical_devices("GPU"):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not cfg.cpu_branches and cfg.batch_size < cores:
+        return 1  # fewer rows than cores: single-threaded branches would leave cores idle
+    branches = min(cfg.cpu_branches or cores, cfg.batch_size)
+    if branches <= 1:
+        return 1
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow runs already, with multi-threaded ops
+        if os.environ.get("TF_NUM_INTRAOP_THREADS") != "1" and not cfg.cpu_branches:
+            log(f"cpu_branches: TensorFlow started before training with multi-threaded ops, so each micro-batch "
+                f"runs whole (set TF_NUM_INTRAOP_THREADS=1 to split it into {branches} parallel branches)")
+            return 1
+    return branches
+
+
+def _branch_rows(rows: int, branches: int):
+    """(start, end) of each branch's rows: `branches` parts of a batch of `rows`, as even as can be."""
+    bounds = [rows * i // branches for i in range(branches + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 def _worker_dir(out_dir: str, chief: bool) -> str:
@@ -123,6 +160,7 @@ class Trainer:
                  tokenizer_json: Optional[dict] = None, log=print):
         self.cfg = cfg
         self.log = log
+        self.branches = cpu_branches(cfg, log)
         self.strategy = strategy or make_strategy(cfg)
         self.chief = is_chief(self.strategy)
         self.replicas = self.strategy.num_replicas_in_sync
@@ -220,7 +258,13 @@ class Trainer:
     # -- steps ---------------------------------------------------------------------------------
 
     def _loss(self, x, y, training=False):
-        return cross_entropy(self.model(x, training=training), y)
+        """The batch's mean loss, computed as self.branches independent parts (see cpu_branches)."""
+        rows = _branch_rows(x.shape[0], self.branches) if x.shape[0] is not None else []
+        if len(rows) <= 1:
+            return cross_entropy(self.model(x, training=training), y)
+        num_targets = counted_targets(y)
+        return tf.add_n([cross_entropy(self.model(x[a:b], training=training), y[a:b], num_targets=num_targets)
+                         for a, b in rows])
 
     def _make_train_step(self):
         cfg, optimizer, loss_scale = self.cfg, self.optimizer, self.loss_scale
@@ -301,7 +345,8 @@ class Trainer:
         self.iter_num.assign(iter_num)
         tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
         self.log(f"tokens per iteration will be: {tokens_per_iter:,}; "
-                 f"number of parameters: {self.model.get_num_params() / 1e6:.2f}M; replicas: {self.replicas}")
+                 f"number of parameters: {self.model.get_num_params() / 1e6:.2f}M; replicas: {self.replicas}"
+                 + (f"; parallel branches per micro-batch: {self.branches}" if self.branches > 1 else ""))
         writer = tf.summary.create_file_writer(os.path.join(cfg.out_dir, "tensorboard")) \
             if cfg.tensorboard and self.chief else None
         iterator = self.dataset_iterator(iter_num)

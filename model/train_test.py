@@ -2,6 +2,8 @@
 
 import glob
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -152,6 +154,52 @@ def test_gradient_accumulation_splits_a_batch(tmp_path, small_text):
     xs, ys = next(trainer.dataset_iterator(0))
     assert xs.shape == (2, 4, 32)
     trainer.run()
+
+
+def test_parallel_branches_compute_the_same_step(tmp_path, small_text):
+    """A micro-batch run as parallel branches of its rows (cpu_branches) gives the loss and the
+    weights of the same run whole, up to the order of float additions; an odd split included."""
+    runs = {}
+    for branches in (1, 3):
+        cfg = tiny_config(tmp_path / str(branches), small_text, max_iters=8, eval_interval=4, log_interval=1,
+                          cpu_branches=branches, gradient_accumulation_steps=2)
+        trainer = Trainer(cfg, log=lambda *_: None)
+        assert trainer.branches == branches
+        runs[branches] = (trainer.run(), trainer)
+    (whole, one), (split, three) = runs[1], runs[3]
+    assert split["val"] == pytest.approx(whole["val"], abs=1e-5)
+    np.testing.assert_allclose([loss for _, loss in three.train_losses], [loss for _, loss in one.train_losses],
+                               rtol=0, atol=1e-5)
+    for name, value in weights(one).items():
+        np.testing.assert_allclose(weights(three)[name], value, rtol=0, atol=1e-5, err_msg=name)
+
+
+_BRANCHES_SCRIPT = """
+import sys
+import tensorflow as tf
+from model.config import make_config
+from model.train import cpu_branches
+if sys.argv[1] == "after_an_op":
+    tf.constant(1) + 1  # TensorFlow starts, with its default threads
+logs = []
+print(cpu_branches(make_config(batch_size=12), logs.append), tf.config.threading.get_intra_op_parallelism_threads(),
+      repr(logs))
+"""
+
+
+@pytest.mark.parametrize("when", ["before_any_op", "after_an_op"])
+def test_cpu_branches_need_single_threaded_ops_set_before_tensorflow_starts(when):
+    cores = len(os.sched_getaffinity(0))
+    if not 2 <= cores <= 12:
+        pytest.skip(f"{cores} cores: no split into one branch per core of a 12-row micro-batch")
+    env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTRAOP_THREADS"}
+    out = subprocess.run([sys.executable, "-c", _BRANCHES_SCRIPT, when], env=env, capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    branches, threads, logs = out.stdout.strip().splitlines()[-1].split(" ", 2)
+    if when == "before_any_op":
+        assert (int(branches), int(threads), logs) == (cores, 1, "[]")
+    else:  # too late to change the threads: the micro-batch runs whole, and the log says how to split it
+        assert (int(branches), int(threads)) == (1, 0) and "TF_NUM_INTRAOP_THREADS=1" in logs
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
