@@ -1,0 +1,176 @@
+"""nanoGPT and this engine, side by side from the same random draws (needs PyTorch: `pip install torch`).
+
+$ python -m model.nanogpt_parity [--text_file=PATH] [--seed=1337] [--max_iters=2000]
+
+nanoGPT's "I only have a macbook" run (the shakespeare_char preset) is trained twice: by a PyTorch
+model written the way nanoGPT's model.py and train.py compute it (nn.GELU, scaled_dot_product_attention,
+torch.optim.AdamW, clip_grad_norm_), seeded and drawing its initial weights and its batches in
+nanoGPT's order, so that it reproduces nanoGPT's own run; and by this engine's Trainer, started
+from those same initial weights and fed those same train and eval batches. Where the two differ,
+the engines differ; the val loss of each engine's own seeded run differs from either by the luck
+of its draws. Last line: `val_loss_nanogpt=<at max_iters> val_loss_here=<at max_iters> max_loss_diff=<over
+the logged train losses>`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+
+def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int):
+    """nanoGPT's run in PyTorch: its initial weights, its batches in the order it draws them, its
+    train losses and evaluations. Returns (initial weights by GPT-2 name, batches, evaluations, losses)."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    from model.optim import get_lr
+
+    C, H, T, B = cfg.n_embd, cfg.n_head, cfg.block_size, cfg.batch_size
+
+    class LayerNorm(nn.Module):  # nanoGPT's: weight only when bias=False, eps 1e-5
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(C))
+
+        def forward(self, x):
+            return F.layer_norm(x, (C,), self.weight, None, 1e-5)
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn, self.c_proj = nn.Linear(C, 3 * C, bias=False), nn.Linear(C, C, bias=False)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q, k, v = (z.view(b, t, H, C // H).transpose(1, 2) for z in self.c_attn(x).split(C, dim=2))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, C))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.attn, self.ln_2 = LayerNorm(), Attention(), LayerNorm()
+            self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(C, 4 * C, bias=False), gelu=nn.GELU(),
+                                          c_proj=nn.Linear(4 * C, C, bias=False)))
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp.c_proj(self.mlp.gelu(self.mlp.c_fc(self.ln_2(x))))
+
+    class GPT(nn.Module):
+        def __init__(self):  # modules created, then initialised, in nanoGPT's order: the same draws
+            super().__init__()
+            self.transformer = nn.ModuleDict(dict(
+                wte=nn.Embedding(vocab_size, C), wpe=nn.Embedding(T, C), drop=nn.Dropout(0.0),
+                h=nn.ModuleList([Block() for _ in range(cfg.n_layer)]), ln_f=LayerNorm()))
+            self.lm_head = nn.Linear(C, vocab_size, bias=False)
+            self.transformer.wte.weight = self.lm_head.weight
+            self.apply(lambda m: nn.init.normal_(m.weight, 0.0, 0.02)
+                       if isinstance(m, (nn.Linear, nn.Embedding)) else None)
+            for name, p in self.named_parameters():
+                if name.endswith("c_proj.weight"):
+                    nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
+
+        def forward(self, idx, targets):
+            x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.shape[1])))
+            for block in self.transformer.h:
+                x = block(x)
+            logits = self.lm_head(self.transformer.ln_f(x))
+            return F.cross_entropy(logits.view(-1, vocab_size), targets.view(-1), ignore_index=-1)
+
+    torch.manual_seed(cfg.seed)
+    model = GPT()
+    initial = {name.replace("transformer.", ""): p.detach().numpy().copy() for name, p in model.named_parameters()}
+
+    def get_batch(data):  # nanoGPT's get_batch: batch_size windows at random offsets
+        ix = torch.randint(len(data) - T, (B,))
+        x = np.stack([data[i:i + T] for i in ix.tolist()]).astype(np.int32)
+        y = np.stack([data[i + 1:i + 1 + T] for i in ix.tolist()]).astype(np.int32)
+        return x, y
+
+    params = list(model.parameters())
+    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+                                  lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    batches = {"train": [], "eval": {}}
+    evaluations, losses = [], []
+    x, y = get_batch(train_ids)
+    for it in range(cfg.max_iters + 1):
+        lr = get_lr(it, learning_rate=cfg.learning_rate, warmup_iters=cfg.warmup_iters,
+                    lr_decay_iters=cfg.lr_decay_iters, min_lr=cfg.min_lr, decay_lr=cfg.decay_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if it % cfg.eval_interval == 0:
+            model.eval()
+            drawn = {split: [get_batch(data) for _ in range(cfg.eval_iters)]
+                     for split, data in (("train", train_ids), ("val", val_ids))}
+            with torch.no_grad():
+                evaluations.append((it, *(float(np.mean([model(torch.from_numpy(a).long(), torch.from_numpy(b).long())
+                                                         .item() for a, b in drawn[split]]))
+                                          for split in ("train", "val"))))
+            batches["eval"][it] = drawn
+            model.train()
+        batches["train"].append((x, y))
+        loss = model(torch.from_numpy(x).long(), torch.from_numpy(y).long())
+        x, y = get_batch(train_ids)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return initial, batches, evaluations, losses
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from model.config import make_config, parse_overrides
+    from model.corpus import tiny_shakespeare
+    from model.tokenizer import CharTokenizer
+
+    overrides = parse_overrides(sys.argv[1:] if argv is None else argv)
+    overrides["text_file"] = tiny_shakespeare(overrides.get("text_file") or None)
+    with tempfile.TemporaryDirectory() as out_dir:
+        cfg = make_config("shakespeare_char", **{"out_dir": out_dir, "tensorboard": False, "log_interval": 1,
+                                                     **overrides})
+        with open(cfg.text_file, encoding="utf-8") as f:
+            text = f.read()
+        tokenizer = CharTokenizer.from_text(text)
+        n = len(text)  # nanoGPT's prepare.py: the first 90% train, the rest val
+        train_ids = np.array(tokenizer.encode(text[:int(n * 0.9)]), np.uint16)
+        val_ids = np.array(tokenizer.encode(text[int(n * 0.9):]), np.uint16)
+        initial, batches, evaluations, losses = nanogpt_run(cfg, train_ids, val_ids, tokenizer.vocab_size)
+
+        import tensorflow as tf
+
+        from model.train import Trainer
+
+        trainer = Trainer(cfg, log=lambda *_: None)
+        for name, variable in trainer.model.named_variables().items():
+            value = initial[name]  # torch's Linear stores (out, in), GPT-2's Conv1D layout is (in, out)
+            variable.assign(value.T if value.ndim == 2 and not name.startswith(("wte", "wpe")) else value)
+        trainer.dataset_iterator = lambda start: ((tf.constant(x[None]), tf.constant(y[None]))
+                                                  for x, y in batches["train"][start:])
+
+        def estimate_loss():  # the batches nanoGPT drew for this evaluation
+            drawn = batches["eval"][int(trainer.iter_num.numpy())]
+            return {split: float(np.mean([float(trainer._eval_step(a, b)) for a, b in drawn[split]]))
+                    for split in ("train", "val")}
+
+        trainer.estimate_loss = estimate_loss
+        result = trainer.run()
+    for (it, train_loss, val_loss), (_, train_here, val_here) in zip(evaluations, trainer.history):
+        print(f"step {it}: nanoGPT train loss {train_loss:.4f}, val loss {val_loss:.4f} | "
+              f"here train loss {train_here:.4f}, val loss {val_here:.4f}")
+    diff = max(abs(a - b) for a, (_, b) in zip(losses, trainer.train_losses))
+    print(f"val_loss_nanogpt={evaluations[-1][2]:.4f} val_loss_here={result['val']:.4f} max_loss_diff={diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
