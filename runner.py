@@ -90,12 +90,6 @@ def run(args, overrides):
     """Run the pipeline end to end on this machine."""
     _show_progress()
     config = _pipeline_config(args, overrides)
-    from model.config import make_config
-    from model.train import cpu_branches
-
-    # The Trainer runs in this process after other components have started TensorFlow, which
-    # fixes its threads then: set them now for the training step's parallel branches on a CPU.
-    cpu_branches(make_config(config.train_preset, **config.train_overrides))
     from tfx import v1 as tfx
 
     from pipeline import lineage
