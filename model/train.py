@@ -80,9 +80,9 @@ def cpu_branches(cfg: TrainConfig, log=print) -> int:
     A small model's ops are too small to share out among cores: the shakespeare_char step is a
     chain of some thousand ops of tens of microseconds each, which keeps about one core busy
     whatever the number of intra-op threads. Its micro-batch split row-wise into independent
-    branches, one per core, each op on one thread, the step keeps every core busy (37 against 47
-    ms on 2 cores, BENCHMARKS.md). The branches' losses add up to the batch's mean loss, so the
-    split changes nothing but the order of float additions.
+    branches, one per core, each op on one thread, the step keeps every core busy (~40 against ~56
+    ms an iteration on 2 cores, BENCHMARKS.md). The branches' losses add up to the batch's mean
+    loss, so the split changes nothing but the order of float additions.
 
     TensorFlow fixes its threads when it runs its first op: call this before (a process that
     already ran ops gets no split, unless it was started with TF_NUM_INTRAOP_THREADS=1)."""
