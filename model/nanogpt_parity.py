@@ -132,26 +132,19 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from model.config import make_config, parse_overrides
     from model.corpus import tiny_shakespeare
-    from model.tokenizer import CharTokenizer
 
     overrides = parse_overrides(sys.argv[1:] if argv is None else argv)
     overrides["text_file"] = tiny_shakespeare(overrides.get("text_file") or None)
     with tempfile.TemporaryDirectory() as out_dir:
         cfg = make_config("shakespeare_char", **{"out_dir": out_dir, "tensorboard": False, "log_interval": 1,
                                                      **overrides})
-        with open(cfg.text_file, encoding="utf-8") as f:
-            text = f.read()
-        tokenizer = CharTokenizer.from_text(text)
-        n = len(text)  # nanoGPT's prepare.py: the first 90% train, the rest val
-        train_ids = np.array(tokenizer.encode(text[:int(n * 0.9)]), np.uint16)
-        val_ids = np.array(tokenizer.encode(text[int(n * 0.9):]), np.uint16)
-        initial, batches, evaluations, losses = nanogpt_run(cfg, train_ids, val_ids, tokenizer.vocab_size)
-
         import tensorflow as tf
 
         from model.train import Trainer
 
-        trainer = Trainer(cfg, log=lambda *_: None)
+        trainer = Trainer(cfg, log=lambda *_: None)  # it splits the text 90/10 as nanoGPT's prepare.py
+        train_ids, val_ids = (np.asarray(data.tokens) for data in (trainer.train_data, trainer.val_data))
+        initial, batches, evaluations, losses = nanogpt_run(cfg, train_ids, val_ids, trainer.model.config.vocab_size)
         for name, variable in trainer.model.named_variables().items():
             value = initial[name]  # torch's Linear stores (out, in), GPT-2's Conv1D layout is (in, out)
             variable.assign(value.T if value.ndim == 2 and not name.startswith(("wte", "wpe")) else value)
