@@ -65,12 +65,14 @@ class TrainConfig:
     cpu_branches: int = 0  # on a CPU, run each micro-batch as this many parallel branches (0: one per core, 1: no split)
     peak_flops: float = 312e12  # the device's peak FLOP/s for MFU (A100 bfloat16 by default, as nanoGPT)
     seed: int = 1337
+    rng: str = "tensorflow"  # draws of initial weights and batches: 'tensorflow', or 'nanogpt' (nanoGPT's own)
 
     def __post_init__(self):
         checks = {
             "dtype": self.dtype in ("float32", "bfloat16", "float16"),
             "strategy": self.strategy in ("auto", "default", "mirrored", "multi_worker", "tpu"),
             "tokenizer": self.tokenizer in ("gpt2", "char"),
+            "rng": self.rng in ("tensorflow", "nanogpt"),
             "gradient_accumulation_steps": self.gradient_accumulation_steps >= 1,
             "batch_size": self.batch_size >= 1,
             "eval_interval": self.eval_interval >= 1,

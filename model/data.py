@@ -74,16 +74,23 @@ def sample_windows(tokens, seed: tf.Tensor, batch_size: int, block_size: int):
     n = tf.constant(len(tokens), tf.int64) if on_disk else tf.shape(tokens, out_type=tf.int64)[0]
     offsets = tf.random.stateless_uniform([batch_size], seed=seed, minval=0, maxval=n - block_size,
                                           dtype=tf.int64)
-    if on_disk:
+    return windows_at(tokens, offsets, block_size)
+
+
+def windows_at(tokens, offsets, block_size: int):
+    """x, y: the windows of block_size tokens starting at `offsets`, and the same one token on."""
+    offsets = tf.convert_to_tensor(offsets, tf.int64)
+    if isinstance(tokens, np.memmap):
         def read(starts):
-            return np.stack([tokens[i:i + block_size + 1] for i in starts]).astype(np.int32)
+            rows = [tokens[i:i + block_size + 1] for i in starts.reshape(-1)]
+            return np.stack(rows).astype(np.int32).reshape(starts.shape + (block_size + 1,))
 
         windows = tf.numpy_function(read, [offsets], tf.int32, stateful=False)
-        windows.set_shape([batch_size, block_size + 1])
+        windows.set_shape(offsets.shape.concatenate([block_size + 1]))
     else:
-        windows = tf.gather(tokens, offsets[:, None] + tf.range(block_size + 1, dtype=tf.int64)[None, :])
+        windows = tf.gather(tokens, offsets[..., None] + tf.range(block_size + 1, dtype=tf.int64))
         windows = tf.cast(windows, tf.int32)
-    return windows[:, :-1], windows[:, 1:]
+    return windows[..., :-1], windows[..., 1:]
 
 
 class TokenStream:
@@ -130,3 +137,7 @@ class TokenStream:
 
     def eval_batch(self, seed_pair, batch_size: int):
         return sample_windows(self.tokens, tf.constant(seed_pair, tf.int64), batch_size, self.block_size)
+
+    def windows(self, offsets):
+        """x, y at the given window offsets (any shape of offsets: x and y add a block_size axis)."""
+        return windows_at(self.tokens, offsets, self.block_size)

@@ -9,6 +9,7 @@ TF_CONFIG set on each (every worker runs the same command). A TPU: --strategy=tp
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from model import shards
+from model import nanogpt_rng, shards
 from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, TrainConfig,
                           make_config, parse_overrides)
 from model.data import TRAIN, VAL, TokenStream, load_split
@@ -168,6 +169,10 @@ class Trainer:
             raise ValueError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be "
                              f"a multiple of the number of replicas ({self.replicas})")
         self.local_accumulation = cfg.gradient_accumulation_steps // self.replicas
+        problems = nanogpt_rng.check_supported(replicas=self.replicas, dropout=cfg.dropout,
+                                               init_from=cfg.init_from) if cfg.rng == "nanogpt" else []
+        if problems:
+            raise ValueError("rng='nanogpt' cannot replay nanoGPT's draws for this run: " + "; ".join(problems))
         tf.io.gfile.makedirs(cfg.out_dir)
         self.worker_dir = _worker_dir(cfg.out_dir, self.chief)
         self.tokenizer_json = tokenizer_json
@@ -192,6 +197,7 @@ class Trainer:
             self.checkpoint, os.path.join(self.worker_dir, CHECKPOINT_DIR), max_to_keep=2)
         if cfg.init_from == "resume":
             self._restore()
+        self.nanogpt_offsets = self._replay_nanogpt() if cfg.rng == "nanogpt" else None
         self._train_step = self._make_train_step()
         self._eval_step = tf.function(self._loss, jit_compile=cfg.compile)
 
@@ -243,6 +249,25 @@ class Trainer:
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
         self.log(f"resuming from {latest} at iter {self.start_iter}")
+
+    def _replay_nanogpt(self) -> nanogpt_rng.BatchOffsets:
+        """rng='nanogpt': nanoGPT's initial weights (from scratch; on resume, their draws skipped)
+        and the offsets of its batches from here on (model/nanogpt_rng.py)."""
+        cfg, config = self.cfg, self.model.config
+        shape = dict(n_layer=config.n_layer, n_embd=config.n_embd, vocab_size=config.vocab_size,
+                     block_size=config.block_size, bias=config.bias)
+        generator = nanogpt_rng.TorchGenerator(cfg.seed)
+        if cfg.init_from == "scratch":
+            variables = self.model.named_variables()
+            for name, value in nanogpt_rng.initial_weights(generator, **shape).items():
+                variables[name].assign(value)
+        else:
+            generator.skip(nanogpt_rng.initial_draws(**shape))
+        return nanogpt_rng.BatchOffsets(
+            generator, train_high=self.train_data.num_tokens - cfg.block_size,
+            val_high=self.val_data.num_tokens - cfg.block_size, batch_size=cfg.batch_size,
+            accumulation_steps=cfg.gradient_accumulation_steps, eval_iters=cfg.eval_iters,
+            eval_interval=cfg.eval_interval, evaluates=self._evaluates, start_iter=self.start_iter)
 
     def save_checkpoint(self):
         """Save model, optimizer, iteration and best val loss. CheckpointManager writes the new
@@ -320,16 +345,26 @@ class Trainer:
         of a given iteration, different ones at the next)."""
         out = {}
         it = int(self.iter_num.numpy())
+        offsets = self.nanogpt_offsets.evaluation(it) if self.nanogpt_offsets else None
         for split_id, data in enumerate((self.train_data, self.val_data)):
             losses = []
             for k in range(self.cfg.eval_iters):
-                x, y = data.eval_batch((self.cfg.seed + 1 + split_id, it * self.cfg.eval_iters + k),
-                                       self.cfg.batch_size)
+                if offsets:
+                    x, y = data.windows(offsets[data.name][k])
+                else:
+                    x, y = data.eval_batch((self.cfg.seed + 1 + split_id, it * self.cfg.eval_iters + k),
+                                           self.cfg.batch_size)
                 losses.append(float(self._eval_step(x, y)))
             out[data.name] = float(np.mean(losses))
         return out
 
     def dataset_iterator(self, start_iter: int):
+        if self.nanogpt_offsets:  # one replica: each step's micro-batches at nanoGPT's offsets
+            offsets = tf.data.Dataset.from_generator(
+                lambda: (self.nanogpt_offsets.train(step) for step in itertools.count(start_iter)),
+                output_signature=tf.TensorSpec([self.cfg.gradient_accumulation_steps, self.cfg.batch_size], tf.int64))
+            return iter(offsets.map(self.train_data.windows).prefetch(tf.data.AUTOTUNE))
+
         def dataset_fn(input_context):
             return self.train_data.train_dataset(
                 batch_size=self.cfg.batch_size, accumulation_steps=self.cfg.gradient_accumulation_steps,
@@ -338,6 +373,9 @@ class Trainer:
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
     # -- the loop ------------------------------------------------------------------------------
+
+    def _evaluates(self, it: int) -> bool:
+        return it % self.cfg.eval_interval == 0 or (self.cfg.eval_only and it == self.start_iter)
 
     def run(self) -> Dict[str, float]:
         cfg = self.cfg
@@ -359,7 +397,7 @@ class Trainer:
             while True:
                 lr = get_lr(iter_num, learning_rate=cfg.learning_rate, warmup_iters=cfg.warmup_iters,
                             lr_decay_iters=cfg.lr_decay_iters, min_lr=cfg.min_lr, decay_lr=cfg.decay_lr)
-                if iter_num % cfg.eval_interval == 0 or (cfg.eval_only and iter_num == self.start_iter):
+                if self._evaluates(iter_num):
                     last_losses = self.estimate_loss()
                     self.history.append((iter_num, last_losses[TRAIN], last_losses[VAL]))
                     self.log(f"step {iter_num}: train loss {last_losses[TRAIN]:.4f}, "

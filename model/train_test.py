@@ -129,20 +129,22 @@ def test_training_lowers_the_loss_and_saves(tmp_path, small_text):
         assert (tmp_path / name).is_file()
 
 
-def test_resume_continues_exactly(tmp_path, small_text):
-    straight = Trainer(tiny_config(tmp_path / "a", small_text, max_iters=20, eval_interval=10,
-                                   lr_decay_iters=20, always_save_checkpoint=True), log=lambda *_: None)
+@pytest.mark.parametrize("rng", ["tensorflow", "nanogpt"])
+def test_resume_continues_exactly(tmp_path, small_text, rng):
+    kw = dict(eval_interval=10, lr_decay_iters=20, always_save_checkpoint=True, rng=rng, log_interval=1)
+    straight = Trainer(tiny_config(tmp_path / "a", small_text, max_iters=20, **kw), log=lambda *_: None)
     straight.run()
-    interrupted = Trainer(tiny_config(tmp_path / "b", small_text, max_iters=10, eval_interval=10,
-                                      lr_decay_iters=20, always_save_checkpoint=True), log=lambda *_: None)
+    interrupted = Trainer(tiny_config(tmp_path / "b", small_text, max_iters=10, **kw), log=lambda *_: None)
     interrupted.run()  # saved at iter 10; its 11th step happened after the save and is lost
     logs = []
-    resumed = Trainer(tiny_config(tmp_path / "b", small_text, max_iters=20, eval_interval=10,
-                                  lr_decay_iters=20, always_save_checkpoint=True, init_from="resume"),
+    resumed = Trainer(tiny_config(tmp_path / "b", small_text, max_iters=20, init_from="resume", **kw),
                       log=logs.append)
     assert resumed.start_iter == 10 and int(resumed.optimizer.step.numpy()) == 10
     resumed.run()
     assert any("resuming from" in line and "at iter 10" in line for line in logs)
+    assert resumed.history == straight.history[1:]  # the same evaluation batches at iters 10 and 20
+    np.testing.assert_allclose([loss for _, loss in resumed.train_losses],
+                               [loss for it, loss in straight.train_losses if it >= 10], rtol=0, atol=1e-6)
     for name, value in weights(straight).items():
         np.testing.assert_allclose(weights(resumed)[name], value, rtol=0, atol=1e-6, err_msg=name)
 
