@@ -1,15 +1,15 @@
-"""nanoGPT and this engine, side by side from the same random draws (needs PyTorch: `pip install torch`).
+"""nanoGPT and this engine, side by side from the same seed (needs PyTorch: `pip install torch`).
 
 $ python -m model.nanogpt_parity [--text_file=PATH] [--seed=1337] [--max_iters=2000]
 
 nanoGPT's "I only have a macbook" run (the shakespeare_char preset) is trained twice: by a PyTorch
 model written the way nanoGPT's model.py and train.py compute it (nn.GELU, scaled_dot_product_attention,
-torch.optim.AdamW, clip_grad_norm_), seeded and drawing its initial weights and its batches in
-nanoGPT's order, so that it reproduces nanoGPT's own run; and by this engine's Trainer, started
-from those same initial weights and fed those same train and eval batches. Where the two differ,
-the engines differ; the val loss of each engine's own seeded run differs from either by the luck
-of its draws. Last line: `val_loss_nanogpt=<at max_iters> val_loss_here=<at max_iters> max_loss_diff=<over
-the logged train losses>`.
+torch.optim.AdamW, clip_grad_norm_), seeded and drawing its initial weights and its batches from
+PyTorch's generator in nanoGPT's order, so that it reproduces nanoGPT's own run; and by this
+engine's Trainer with rng='nanogpt', which replays those draws without PyTorch
+(model/nanogpt_rng.py). The initial weights are compared directly; where the loss curves part,
+the engines (or the replayed draws) differ. Last line: `val_loss_nanogpt=<at max_iters>
+val_loss_here=<at max_iters> max_loss_diff=<over the logged train losses> max_init_diff=<initial weights>`.
 """
 
 from __future__ import annotations
@@ -22,29 +22,28 @@ import tempfile
 import numpy as np
 
 
-def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int):
-    """nanoGPT's run in PyTorch: its initial weights, its batches in the order it draws them, its
-    train losses and evaluations. Returns (initial weights by GPT-2 name, batches, evaluations, losses)."""
+def nanogpt_model(cfg, vocab_size: int):
+    """nanoGPT's GPT in PyTorch, built and initialised as its model.py does it (the same draws
+    from PyTorch's generator, in the same order), for cfg's sizes, bias and no dropout."""
     import torch
     from torch import nn
     from torch.nn import functional as F
 
-    from model.optim import get_lr
+    C, H, T, bias = cfg.n_embd, cfg.n_head, cfg.block_size, cfg.bias
 
-    C, H, T, B = cfg.n_embd, cfg.n_head, cfg.block_size, cfg.batch_size
-
-    class LayerNorm(nn.Module):  # nanoGPT's: weight only when bias=False, eps 1e-5
+    class LayerNorm(nn.Module):  # nanoGPT's: a bias only when bias=True, eps 1e-5
         def __init__(self):
             super().__init__()
             self.weight = nn.Parameter(torch.ones(C))
+            self.bias = nn.Parameter(torch.zeros(C)) if bias else None
 
         def forward(self, x):
-            return F.layer_norm(x, (C,), self.weight, None, 1e-5)
+            return F.layer_norm(x, (C,), self.weight, self.bias, 1e-5)
 
     class Attention(nn.Module):
         def __init__(self):
             super().__init__()
-            self.c_attn, self.c_proj = nn.Linear(C, 3 * C, bias=False), nn.Linear(C, C, bias=False)
+            self.c_attn, self.c_proj = nn.Linear(C, 3 * C, bias=bias), nn.Linear(C, C, bias=bias)
 
         def forward(self, x):
             b, t, _ = x.shape
@@ -56,12 +55,18 @@ def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
         def __init__(self):
             super().__init__()
             self.ln_1, self.attn, self.ln_2 = LayerNorm(), Attention(), LayerNorm()
-            self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(C, 4 * C, bias=False), gelu=nn.GELU(),
-                                          c_proj=nn.Linear(4 * C, C, bias=False)))
+            self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(C, 4 * C, bias=bias), gelu=nn.GELU(),
+                                          c_proj=nn.Linear(4 * C, C, bias=bias)))
 
         def forward(self, x):
             x = x + self.attn(self.ln_1(x))
             return x + self.mlp.c_proj(self.mlp.gelu(self.mlp.c_fc(self.ln_2(x))))
+
+    def init_weights(module):  # nanoGPT's GPT._init_weights
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, 0.0, 0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
 
     class GPT(nn.Module):
         def __init__(self):  # modules created, then initialised, in nanoGPT's order: the same draws
@@ -71,8 +76,7 @@ def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
                 h=nn.ModuleList([Block() for _ in range(cfg.n_layer)]), ln_f=LayerNorm()))
             self.lm_head = nn.Linear(C, vocab_size, bias=False)
             self.transformer.wte.weight = self.lm_head.weight
-            self.apply(lambda m: nn.init.normal_(m.weight, 0.0, 0.02)
-                       if isinstance(m, (nn.Linear, nn.Embedding)) else None)
+            self.apply(init_weights)
             for name, p in self.named_parameters():
                 if name.endswith("c_proj.weight"):
                     nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layer))
@@ -84,8 +88,20 @@ def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
             logits = self.lm_head(self.transformer.ln_f(x))
             return F.cross_entropy(logits.view(-1, vocab_size), targets.view(-1), ignore_index=-1)
 
+    return GPT()
+
+
+def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int):
+    """nanoGPT's run in PyTorch: its initial weights, its batches in the order it draws them, its
+    train losses and evaluations. Returns (initial weights by GPT-2 name, evaluations, losses)."""
+    import torch
+
+    from model.optim import get_lr
+
+    T, B = cfg.block_size, cfg.batch_size
+
     torch.manual_seed(cfg.seed)
-    model = GPT()
+    model = nanogpt_model(cfg, vocab_size)
     initial = {name.replace("transformer.", ""): p.detach().numpy().copy() for name, p in model.named_parameters()}
 
     def get_batch(data):  # nanoGPT's get_batch: batch_size windows at random offsets
@@ -98,7 +114,6 @@ def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
     optimizer = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                                    {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
                                   lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
-    batches = {"train": [], "eval": {}}
     evaluations, losses = [], []
     x, y = get_batch(train_ids)
     for it in range(cfg.max_iters + 1):
@@ -114,9 +129,7 @@ def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
                 evaluations.append((it, *(float(np.mean([model(torch.from_numpy(a).long(), torch.from_numpy(b).long())
                                                          .item() for a, b in drawn[split]]))
                                           for split in ("train", "val"))))
-            batches["eval"][it] = drawn
             model.train()
-        batches["train"].append((x, y))
         loss = model(torch.from_numpy(x).long(), torch.from_numpy(y).long())
         x, y = get_batch(train_ids)
         loss.backward()
@@ -125,7 +138,7 @@ def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-    return initial, batches, evaluations, losses
+    return initial, evaluations, losses
 
 
 def main(argv=None):
@@ -137,32 +150,24 @@ def main(argv=None):
     overrides["text_file"] = tiny_shakespeare(overrides.get("text_file") or None)
     with tempfile.TemporaryDirectory() as out_dir:
         cfg = make_config("shakespeare_char", **{"out_dir": out_dir, "tensorboard": False, "log_interval": 1,
-                                                     **overrides})
-        import tensorflow as tf
-
+                                                     **overrides, "rng": "nanogpt"})
         from model.train import Trainer
 
         trainer = Trainer(cfg, log=lambda *_: None)  # it splits the text 90/10 as nanoGPT's prepare.py
         train_ids, val_ids = (np.asarray(data.tokens) for data in (trainer.train_data, trainer.val_data))
-        initial, batches, evaluations, losses = nanogpt_run(cfg, train_ids, val_ids, trainer.model.config.vocab_size)
+        initial, evaluations, losses = nanogpt_run(cfg, train_ids, val_ids, trainer.model.config.vocab_size)
+        init_diff = 0.0
         for name, variable in trainer.model.named_variables().items():
             value = initial[name]  # torch's Linear stores (out, in), GPT-2's Conv1D layout is (in, out)
-            variable.assign(value.T if value.ndim == 2 and not name.startswith(("wte", "wpe")) else value)
-        trainer.dataset_iterator = lambda start: ((tf.constant(x[None]), tf.constant(y[None]))
-                                                  for x, y in batches["train"][start:])
-
-        def estimate_loss():  # the batches nanoGPT drew for this evaluation
-            drawn = batches["eval"][int(trainer.iter_num.numpy())]
-            return {split: float(np.mean([float(trainer._eval_step(a, b)) for a, b in drawn[split]]))
-                    for split in ("train", "val")}
-
-        trainer.estimate_loss = estimate_loss
+            value = value.T if value.ndim == 2 and not name.startswith(("wte", "wpe")) else value
+            init_diff = max(init_diff, float(np.max(np.abs(variable.numpy() - value))))
         result = trainer.run()
     for (it, train_loss, val_loss), (_, train_here, val_here) in zip(evaluations, trainer.history):
         print(f"step {it}: nanoGPT train loss {train_loss:.4f}, val loss {val_loss:.4f} | "
               f"here train loss {train_here:.4f}, val loss {val_here:.4f}")
     diff = max(abs(a - b) for a, (_, b) in zip(losses, trainer.train_losses))
-    print(f"val_loss_nanogpt={evaluations[-1][2]:.4f} val_loss_here={result['val']:.4f} max_loss_diff={diff:.2e}")
+    print(f"val_loss_nanogpt={evaluations[-1][2]:.4f} val_loss_here={result['val']:.4f} max_loss_diff={diff:.2e} "
+          f"max_init_diff={init_diff:.2e}")
 
 
 if __name__ == "__main__":
