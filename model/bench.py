@@ -1,8 +1,9 @@
 """Benchmarks that print figures (never asserted by tests).
 
-$ python -m model.bench shakespeare_char [--text_file=PATH] [--key=value ...]
-    nanoGPT's "I only have a macbook" run on characters; last line:
-    ms_per_iter=<median> val_loss=<at the last iter> iters=<n>
+$ python -m model.bench shakespeare_char [--text_file=PATH] [--rng=tensorflow] [--key=value ...]
+    nanoGPT's "I only have a macbook" run on characters, from nanoGPT's own random draws (its
+    initial weights and batches for its seed 1337, rng='nanogpt'; --rng=tensorflow: this engine's
+    draws); last line: ms_per_iter=<median> val_loss=<at the last iter> iters=<n>
 $ python -m model.bench gpt2_124m [--dtype=bfloat16] [--max_iters=N] [--batch_size=B] ...
     GPT-2 124M (block 1024) on random tokens: ms/iter and MFU (use --peak_flops for the device)
 $ python -m model.bench input [--memmap] [--batch_size=B --block_size=T ...]
@@ -32,7 +33,7 @@ def shakespeare_char(argv):
     overrides = parse_overrides(argv)
     overrides["text_file"] = tiny_shakespeare(overrides.get("text_file") or None)
     with tempfile.TemporaryDirectory() as out_dir:
-        cfg = make_config("shakespeare_char", **{"out_dir": out_dir, "log_interval": 1,
+        cfg = make_config("shakespeare_char", **{"out_dir": out_dir, "log_interval": 1, "rng": "nanogpt",
                                                      "tensorboard": False, **overrides})
         trainer = Trainer(cfg)
         result = trainer.run()
