@@ -151,6 +151,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as out_dir:
         cfg = make_config("shakespeare_char", **{"out_dir": out_dir, "tensorboard": False, "log_interval": 1,
                                                      **overrides, "rng": "nanogpt"})
+        from model.nanogpt_rng import linear_transposed
         from model.train import Trainer
 
         trainer = Trainer(cfg, log=lambda *_: None)  # it splits the text 90/10 as nanoGPT's prepare.py
@@ -158,8 +159,7 @@ def main(argv=None):
         initial, evaluations, losses = nanogpt_run(cfg, train_ids, val_ids, trainer.model.config.vocab_size)
         init_diff = 0.0
         for name, variable in trainer.model.named_variables().items():
-            value = initial[name]  # torch's Linear stores (out, in), GPT-2's Conv1D layout is (in, out)
-            value = value.T if value.ndim == 2 and not name.startswith(("wte", "wpe")) else value
+            value = linear_transposed(name, initial[name])
             init_diff = max(init_diff, float(np.max(np.abs(variable.numpy() - value))))
         result = trainer.run()
     for (it, train_loss, val_loss), (_, train_here, val_here) in zip(evaluations, trainer.history):

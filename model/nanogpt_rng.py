@@ -62,7 +62,7 @@ class TorchGenerator:
         n = int(np.prod(shape))
         if n < 16:
             raise ValueError(f"normal_ of {n} elements: PyTorch draws those another way, not reproduced here")
-        uniforms = (self.raw(n + normal_extra_draws(n)) & np.uint64(0xFFFFFF)) / float(1 << 24)
+        uniforms = (self.raw(draws_of("normal", n)) & np.uint64(0xFFFFFF)) / float(1 << 24)
         out = np.empty(n)
         whole = n - n % 16
         out[:whole] = _box_muller_16(uniforms[:whole])
@@ -71,8 +71,10 @@ class TorchGenerator:
         return (out * std).astype(np.float32).reshape(shape)
 
 
-def normal_extra_draws(n: int) -> int:
-    return 16 if n % 16 else 0
+def draws_of(kind: str, n: int) -> int:
+    """32-bit draws that filling n elements takes: 'uniform' one each; 'normal' (16 or more) one
+    each, and 16 more when 16 does not divide n."""
+    return n + (16 if kind == "normal" and n % 16 else 0)
 
 
 def _box_muller_16(u: np.ndarray) -> np.ndarray:
@@ -124,21 +126,22 @@ def initial_weights(generator: TorchGenerator, n_layer: int, n_embd: int, vocab_
     weights = {}
     for kind, shape, std, name in _init_plan(n_layer, n_embd, vocab_size, block_size, bias):
         if name is None:  # drawn, then overwritten: only the draws count
-            n = int(np.prod(shape))
-            generator.skip(n + (normal_extra_draws(n) if kind == "normal" else 0))
+            generator.skip(draws_of(kind, int(np.prod(shape))))
             continue
-        value = generator.normal(shape, std)
-        weights[name] = value if name.startswith(("wte", "wpe")) else value.T  # torch's Linear is (out, in)
+        weights[name] = linear_transposed(name, generator.normal(shape, std))
     return weights
 
 
 def initial_draws(n_layer: int, n_embd: int, vocab_size: int, block_size: int, bias: bool) -> int:
     """How many 32-bit draws nanoGPT's model initialisation takes."""
-    total = 0
-    for kind, shape, _, _ in _init_plan(n_layer, n_embd, vocab_size, block_size, bias):
-        n = int(np.prod(shape))
-        total += n + (normal_extra_draws(n) if kind == "normal" else 0)
-    return total
+    return sum(draws_of(kind, int(np.prod(shape)))
+               for kind, shape, _, _ in _init_plan(n_layer, n_embd, vocab_size, block_size, bias))
+
+
+def linear_transposed(name: str, value: np.ndarray) -> np.ndarray:
+    """A weight from torch's nn.Linear layout (out, in) to GPT-2's Conv1D layout (in, out), or back;
+    embeddings and 1-D tensors as they are."""
+    return value.T if value.ndim == 2 and not name.startswith(("wte", "wpe")) else value
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,12 +164,11 @@ class BatchOffsets:
     draws of the iterations before it (nanoGPT itself re-seeds on resume and draws anew)."""
 
     def __init__(self, generator: TorchGenerator, *, train_high: int, val_high: int, batch_size: int,
-                 accumulation_steps: int, eval_iters: int, eval_interval: int, evaluates: Callable[[int], bool],
-                 start_iter: int = 0):
+                 accumulation_steps: int, eval_iters: int, evaluates: Callable[[int], bool], start_iter: int = 0):
         self.generator = generator
         self.highs = {"train": train_high, "val": val_high}
         self.batch_size, self.accumulation_steps, self.eval_iters = batch_size, accumulation_steps, eval_iters
-        evals_before = -(-start_iter // eval_interval)  # iterations i < start_iter with i % eval_interval == 0
+        evals_before = sum(1 for i in range(start_iter) if evaluates(i))
         generator.skip(start_iter * accumulation_steps * batch_draws(train_high, batch_size)
                        + evals_before * eval_iters * sum(batch_draws(h, batch_size) for h in self.highs.values()))
         self._next_micro_batch = start_iter * accumulation_steps  # the next one to draw

@@ -69,7 +69,7 @@ def test_initial_weights_and_first_batches_are_nanogpts(bias):
     for name, checks in expected.items():
         if name == "batches":
             continue
-        value = weights[name] if name.startswith(("wte", "wpe")) else weights[name].T  # to torch's (out, in)
+        value = nanogpt_rng.linear_transposed(name, weights[name])  # to torch's (out, in)
         for index, want in checks:
             np.testing.assert_allclose(value[index], want, rtol=1e-5, atol=1e-9, err_msg=name)
     assert sorted(weights) == sorted(["wte.weight", "wpe.weight"] + [
@@ -80,7 +80,7 @@ def test_initial_weights_and_first_batches_are_nanogpts(bias):
 def test_batch_offsets_follow_nanogpts_loop_in_whatever_order_they_are_asked():
     """Micro-batch j, then after micro-batch i*A the evaluation of iteration i (train, then val);
     a run resumed at an iteration skips exactly the draws before it."""
-    kw = dict(train_high=500, val_high=300, batch_size=2, accumulation_steps=2, eval_iters=3, eval_interval=2,
+    kw = dict(train_high=500, val_high=300, batch_size=2, accumulation_steps=2, eval_iters=3,
               evaluates=lambda i: i % 2 == 0)
     raw = TorchGenerator(7).raw(100)
     order = BatchOffsets(TorchGenerator(7), **kw)
@@ -130,8 +130,7 @@ def test_a_trainer_with_rng_nanogpt_starts_where_nanogpt_does(tmp_path, alphabet
     trainer = Trainer(cfg, log=lambda *_: None)
     variables = trainer.model.named_variables()
     for name in ("wte.weight", "h.0.attn.c_attn.weight"):
-        value = variables[name].numpy()
-        value = value if name.startswith("wte") else value.T
+        value = nanogpt_rng.linear_transposed(name, variables[name].numpy())
         index, want = NANOGPT_INIT[False][name][0]
         np.testing.assert_allclose(value[index], want, rtol=1e-5, atol=1e-9, err_msg=name)
     first, eval_first = NANOGPT_INIT[False]["batches"]

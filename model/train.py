@@ -267,7 +267,7 @@ class Trainer:
             generator, train_high=self.train_data.num_tokens - cfg.block_size,
             val_high=self.val_data.num_tokens - cfg.block_size, batch_size=cfg.batch_size,
             accumulation_steps=cfg.gradient_accumulation_steps, eval_iters=cfg.eval_iters,
-            eval_interval=cfg.eval_interval, evaluates=self._evaluates, start_iter=self.start_iter)
+            evaluates=self._evaluates, start_iter=self.start_iter)
 
     def save_checkpoint(self):
         """Save model, optimizer, iteration and best val loss. CheckpointManager writes the new
