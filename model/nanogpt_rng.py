@@ -14,7 +14,7 @@ the same way), and PyTorch turns its 32-bit draws into values by fixed rules, re
   when 16 does not divide the size, 16 more uniforms redo the last 16 elements.
 
 So a Trainer with rng='nanogpt' starts from nanoGPT's initial weights and trains on nanoGPT's
-batches, and its run follows nanoGPT's for the same seed (`python -m model.nanogpt_parity`
+batches, and its run follows nanoGPT's for the same seed (`python -m bench.nanogpt_parity`
 checks it against PyTorch). Normals may differ from PyTorch's in the last bit (its vectorised
 log, sin and cos); every integer draw is the same. As of PyTorch 2.14.
 """

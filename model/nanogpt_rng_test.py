@@ -1,8 +1,8 @@
 """rng='nanogpt': PyTorch's generator replayed, nanoGPT's draws in nanoGPT's order.
 
 The expected values were printed by PyTorch 2.14.1 (CPU): torch.manual_seed(1337), then
-torch.randint, Tensor.normal_, or nanoGPT's model built by model.nanogpt_parity.nanogpt_model and
-the get_batch draws after it. (`python -m model.nanogpt_parity` checks a whole run against PyTorch.)
+torch.randint, Tensor.normal_, or nanoGPT's model built by bench.nanogpt_parity.nanogpt_model and
+the get_batch draws after it. (`python -m bench.nanogpt_parity` checks a whole run against PyTorch.)
 """
 
 import numpy as np

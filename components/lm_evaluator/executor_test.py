@@ -13,7 +13,7 @@ from tfx.types import standard_artifacts
 from components import artifact_layout
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator.executor import Executor
-from components.lm_evaluator.testing_models import P, V, tiny_gpt, uniform_gpt, unigram_gpt
+from components.lm_evaluator.models_testutil import P, V, tiny_gpt, uniform_gpt, unigram_gpt
 from model import shards
 from model.model import GPT, cross_entropy
 

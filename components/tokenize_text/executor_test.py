@@ -83,7 +83,7 @@ def test_shakespeare_gpt2_gives_nanogpt_counts_and_tiktoken_tokens(tmp_path, sha
 
 def test_a_single_100_mb_document_goes_through_exactly(tmp_path, bpe_dir, bpe, shakespeare_text):
     """A 100 MB text file: one document per split that the workers encode piece by piece (its peak
-    memory is BENCHMARKS.md's, measured by components/bench_tokenize.py --huge_document_mb 100)."""
+    memory is BENCHMARKS.md's, measured by bench/bench_tokenize.py --huge_document_mb 100)."""
     copies = -(-100_000_000 // (len(shakespeare_text) + 8))
     text = "".join(f"{shakespeare_text}\n{i}\n" for i in range(copies))
     path = tmp_path / "huge.txt"

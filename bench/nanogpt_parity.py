@@ -1,6 +1,6 @@
 """nanoGPT and this engine, side by side from the same seed (needs PyTorch: `pip install torch`).
 
-$ python -m model.nanogpt_parity [--text_file=PATH] [--seed=1337] [--max_iters=2000]
+$ python -m bench.nanogpt_parity [--text_file=PATH] [--seed=1337] [--max_iters=2000]
 
 nanoGPT's "I only have a macbook" run (the shakespeare_char preset) is trained twice: by a PyTorch
 model written the way nanoGPT's model.py and train.py compute it (nn.GELU, scaled_dot_product_attention,

@@ -1,6 +1,6 @@
 """Throughput of TokenizeText against tiktoken itself, on the same text, in one run.
 
-    python -m components.bench_tokenize [--size_mb 50] [--workers 2]
+    python -m bench.bench_tokenize [--size_mb 50] [--workers 2]
 
 Builds a corpus of about size_mb from Tiny Shakespeare's paragraphs (shuffled, grouped into documents
 of about doc_kb, one file each), runs the component's executor end to end (planning, the Beam
@@ -10,7 +10,7 @@ then tiktoken's encode_ordinary_batch over the same documents with `workers` thr
 is `tokens_per_s=<component> raw_tokens_per_s=<tiktoken> ratio=<component/raw>`; both count the
 documents' BPE tokens (the component's end-of-text tokens are left out of its count).
 
-    python -m components.bench_tokenize --huge_document_mb 100
+    python -m bench.bench_tokenize --huge_document_mb 100
 
 instead pushes one document of that size through the component in process and reports the peak
 memory, to show that a single huge document streams.

@@ -1,6 +1,6 @@
 """Benchmark of generation: the key/value cache against nanoGPT's full recomputation per token.
 
-$ python -m model.bench_generate [--new_tokens=256] [--prompt_tokens=16] [--batch=1]
+$ python -m bench.bench_generate [--new_tokens=256] [--prompt_tokens=16] [--batch=1]
 
 A GPT-2 124M-shaped model (random weights, vocab 50257, block 1024, float32) continues a random
 16-token prompt by 256 tokens, sampling as nanoGPT's sample.py does by default (temperature 0.8,
@@ -43,7 +43,7 @@ def main(argv=None):
     for arg in argv:
         key, _, value = arg.removeprefix("--").partition("=")
         if key not in opts or not value.isdigit():
-            raise SystemExit(f"usage: python -m model.bench_generate [--new_tokens=N] "
+            raise SystemExit(f"usage: python -m bench.bench_generate [--new_tokens=N] "
                              f"[--prompt_tokens=N] [--batch=N]; got {arg!r}")
         opts[key] = int(value)
     n = opts["new_tokens"]

@@ -1,12 +1,12 @@
 """Benchmarks that print figures (never asserted by tests).
 
-$ python -m model.bench shakespeare_char [--text_file=PATH] [--rng=tensorflow] [--key=value ...]
+$ python -m bench.bench shakespeare_char [--text_file=PATH] [--rng=tensorflow] [--key=value ...]
     nanoGPT's "I only have a macbook" run on characters, from nanoGPT's own random draws (its
     initial weights and batches for its seed 1337, rng='nanogpt'; --rng=tensorflow: this engine's
     draws); last line: ms_per_iter=<median> val_loss=<at the last iter> iters=<n>
-$ python -m model.bench gpt2_124m [--dtype=bfloat16] [--max_iters=N] [--batch_size=B] ...
+$ python -m bench.bench gpt2_124m [--dtype=bfloat16] [--max_iters=N] [--batch_size=B] ...
     GPT-2 124M (block 1024) on random tokens: ms/iter and MFU (use --peak_flops for the device)
-$ python -m model.bench input [--memmap] [--batch_size=B --block_size=T ...]
+$ python -m bench.bench input [--memmap] [--batch_size=B --block_size=T ...]
     the input pipeline alone: tokens/s it delivers, against what the shakespeare_char run consumes
     (--memmap: windows read from a memory-mapped file, the path of splits too large for memory)
 """
@@ -110,7 +110,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in BENCHMARKS:
         print(__doc__)
-        raise SystemExit(f"usage: python -m model.bench {{{','.join(BENCHMARKS)}}} [--key=value ...]")
+        raise SystemExit(f"usage: python -m bench.bench {{{','.join(BENCHMARKS)}}} [--key=value ...]")
     _quiet()
     BENCHMARKS[argv[0]](argv[1:])
 
