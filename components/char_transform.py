@@ -30,10 +30,10 @@ from typing import List
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from components.tokenize_text.encoding import TEXT  # the raw feature TokenizeText writes
 from model import shards
 from model.tokenizer import CharTokenizer
 
-TEXT = "text"  # the raw feature TokenizeText writes (components/tokenize_text/encoding.py)
 VOCAB_NAME = "chars"
 # The raw records' schema, for ImportSchemaGen (checked against RAW_FEATURE_SPEC by the tests).
 RAW_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "char_schema.pbtxt")

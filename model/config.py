@@ -18,6 +18,9 @@ TRAIN_CONFIG_FILE = "train_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 CHECKPOINT_DIR = "checkpoints"
 
+# `dtype` (nanoGPT's option) -> the mixed-precision policy a GPT computes with (model/model.py).
+POLICY_OF_DTYPE = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -69,7 +72,7 @@ class TrainConfig:
 
     def __post_init__(self):
         checks = {
-            "dtype": self.dtype in ("float32", "bfloat16", "float16"),
+            "dtype": self.dtype in POLICY_OF_DTYPE,
             "strategy": self.strategy in ("auto", "default", "mirrored", "multi_worker", "tpu"),
             "tokenizer": self.tokenizer in ("gpt2", "char"),
             "rng": self.rng in ("tensorflow", "nanogpt"),

@@ -11,6 +11,8 @@ import os
 import urllib.request
 from typing import Optional
 
+from model import files
+
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_ENV = "NANOGPT_TFX_SHAKESPEARE"
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "nanogpt-tfx")
@@ -32,8 +34,5 @@ def tiny_shakespeare(path: Optional[str] = None) -> str:
         except OSError as e:
             raise OSError(f"could not download Tiny Shakespeare from {SHAKESPEARE_URL} ({e}); "
                           f"offline, pass a local copy (or set {SHAKESPEARE_ENV})") from e
-        tmp = cached + f".tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, cached)
+        files.write_file(cached, data)
     return cached

@@ -21,9 +21,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from model import shards
+from model import files, shards
 
-TRAIN, VAL = "train", "val"
 IN_MEMORY_MAX_TOKENS = 1 << 28  # 512 MB as uint16
 TOKEN_CACHE_ENV = "NANOGPT_TFX_TOKEN_CACHE"  # where large splits are cached (default: the temp dir)
 
@@ -41,16 +40,11 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
     if index.num_tokens <= in_memory_max_tokens:
         return index.fill(np.empty([index.num_tokens], dtype))
     path = _cache_path(directory, index, dtype)
-    if not os.path.exists(path):  # written whole under a temporary name, then renamed into place
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
+    if not os.path.exists(path):
+        with files.atomic_path(path) as tmp:
             stream = index.fill(np.memmap(tmp, dtype=dtype, mode="w+", shape=(index.num_tokens,)))
             stream.flush()
             del stream
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     return np.memmap(path, dtype=dtype, mode="r", shape=(index.num_tokens,))
 
 

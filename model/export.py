@@ -19,6 +19,7 @@ from typing import List, Optional
 
 import tensorflow as tf
 
+from model import files
 from model.generate import serving_function
 
 SIGNATURES = ("generate", "logits", "tokenizer")
@@ -88,17 +89,10 @@ def _text_generation(generate, chars: List[str], text_encoder):
 
 
 def export_saved_model(model, path: str, tokenizer_json: dict, text_encoder: Optional[tf.Module] = None) -> str:
-    """Write the SavedModel to `path`. On a local disk, through a temporary sibling renamed at the
-    end, so that no half-written model is ever at `path`. Elsewhere (gs://) in place: renaming a
-    directory there copies it file by file, atomic no more (ram:// does not even move the files);
-    the SavedModel writes saved_model.pb after the variables, so a model cut short does not load."""
+    """Write the SavedModel to `path`, whole or not at all (files.atomic_directory: on gs:// in
+    place, where the SavedModel writes saved_model.pb after the variables, so a model cut short
+    does not load)."""
     module = ServingModule(model, tokenizer_json, text_encoder)
-    tmp = path.rstrip("/") + ".tmp-export" if "://" not in path else path
-    if tf.io.gfile.exists(tmp):
-        tf.io.gfile.rmtree(tmp)
-    tf.saved_model.save(module, tmp, signatures=module.signatures())
-    if tmp != path:
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.rmtree(path)
-        tf.io.gfile.rename(tmp, path)
+    with files.atomic_directory(path) as directory:
+        tf.saved_model.save(module, directory, signatures=module.signatures())
     return path

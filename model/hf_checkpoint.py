@@ -9,14 +9,14 @@ transformers' PyTorch and TensorFlow classes load.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tempfile
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
+
+from model import files
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -26,52 +26,47 @@ HUB_ORGANISATION = "openai-community"  # where the hub keeps OpenAI's GPT-2 chec
 # Hugging Face's names for GPT-2's tanh-approximated GELU, which is the one the model computes.
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 # Overrides that make sense on top of a pretrained checkpoint (everything else is fixed by it).
-_ALLOWED_OVERRIDES = ("dropout", "block_size", "dtype_policy")
+ALLOWED_OVERRIDES = ("dropout", "block_size", "dtype_policy")
 
 
-def load_gpt(name_or_dir: str, **overrides):
-    """A GPT with the weights of gpt2/gpt2-medium/gpt2-large/gpt2-xl from the hub, or of the
-    Hugging Face GPT-2 checkpoint in a local directory. Overrides: dropout, block_size (crops the
-    context), dtype_policy."""
-    from model.model import GPT, GPT2_SIZES, GPTConfig
-
-    unknown = sorted(set(overrides) - set(_ALLOWED_OVERRIDES))
+def check_overrides(name_or_dir: str, overrides: dict) -> None:
+    unknown = sorted(set(overrides) - set(ALLOWED_OVERRIDES))
     if unknown:
         raise ValueError(f"from_pretrained({name_or_dir!r}): cannot override {unknown}; "
-                         f"only {list(_ALLOWED_OVERRIDES)} can be changed on a pretrained model")
-    directory = _resolve_checkpoint_dir(name_or_dir, GPT2_SIZES)
+                         f"only {list(ALLOWED_OVERRIDES)} can be changed on a pretrained model")
+
+
+def read_gpt2(name_or_dir: str, known_sizes) -> Tuple[str, dict, Dict[str, np.ndarray]]:
+    """(directory, GPTConfig fields, weights by GPT-2 name) of gpt2/gpt2-medium/... from the hub
+    (`known_sizes` names them), or of the Hugging Face GPT-2 checkpoint in a local directory."""
+    directory = _resolve_checkpoint_dir(name_or_dir, known_sizes)
     hf_config = _read_gpt2_config(directory)
-    config = GPTConfig(
-        n_layer=hf_config["n_layer"], n_head=hf_config["n_head"], n_embd=hf_config["n_embd"],
-        block_size=hf_config["n_positions"], vocab_size=hf_config["vocab_size"], bias=True,
-        dropout=overrides.get("dropout", 0.0))
-    model = GPT(config, dtype_policy=overrides.get("dtype_policy", "float32"))
-    weights = _read_weights(directory)
-    targets = model.named_variables()
-    missing = sorted(set(targets) - set(weights))
+    fields = dict(n_layer=hf_config["n_layer"], n_head=hf_config["n_head"], n_embd=hf_config["n_embd"],
+                  block_size=hf_config["n_positions"], vocab_size=hf_config["vocab_size"], bias=True)
+    return directory, fields, _read_weights(directory)
+
+
+def assign_weights(variables: Dict[str, tf.Variable], weights: Dict[str, np.ndarray], directory: str) -> None:
+    """Every variable (by GPT-2 name) from the checkpoint's weights; errors name `directory`."""
+    missing = sorted(set(variables) - set(weights))
     if missing:
         raise ValueError(f"GPT-2 checkpoint in {directory} lacks {len(missing)} weights, "
                          f"e.g. {missing[:3]}")
-    for name, variable in targets.items():
+    for name, variable in variables.items():
         value = weights[name]
         if value.size != variable.shape.num_elements():
             raise ValueError(f"GPT-2 checkpoint in {directory}: {name} has shape {value.shape}, "
                              f"the model expects {variable.shape}")
         variable.assign(value.reshape(variable.shape).astype(np.float32))
-    if "block_size" in overrides and overrides["block_size"] < config.block_size:
-        model.crop_block_size(overrides["block_size"])
-    return model
 
 
-def save_gpt(model, directory: str) -> None:
-    """Write `model` as a Hugging Face GPT2LMHeadModel checkpoint (config.json and
-    model.safetensors). Files are written beside their final names and renamed into place, so an
-    interrupted save never leaves a truncated file under the final name."""
+def write_gpt2(directory: str, cfg, variables: Dict[str, tf.Variable]) -> None:
+    """A GPT of GPTConfig `cfg` with `variables` (by GPT-2 name) as a Hugging Face GPT2LMHeadModel
+    checkpoint (config.json and model.safetensors), each file written whole or not at all."""
     from safetensors.numpy import save_file
 
-    cfg = model.config
     tensors: Dict[str, np.ndarray] = {}
-    for name, variable in model.named_variables().items():
+    for name, variable in variables.items():
         tensors[name] = np.ascontiguousarray(variable.numpy())
     if not cfg.bias:
         # GPT-2's architecture always has biases: zeros are the same function as no bias.
@@ -100,40 +95,9 @@ def save_gpt(model, directory: str) -> None:
     if cfg.vocab_size > 50256:  # the vocabulary holds GPT-2's end-of-text token
         hf_config.update(bos_token_id=50256, eos_token_id=50256)
     tf.io.gfile.makedirs(directory)
-    with _atomic_path(directory, WEIGHTS_FILE) as tmp:
+    with files.atomic_path(os.path.join(directory, WEIGHTS_FILE)) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})
-    with _atomic_path(directory, CONFIG_FILE) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(hf_config, f, indent=2)
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in path  # gs://, ram://, ... go through tf.io.gfile
-
-
-class _atomic_path:
-    """Context manager yielding a local temporary path that becomes `directory/name` on success:
-    a file in `directory` renamed into place on a local disk; elsewhere (gs://, where an object
-    appears only once fully uploaded) a local temporary file copied there."""
-
-    def __init__(self, directory, name):
-        self.final = os.path.join(directory, name)
-        self.local = _is_local(directory)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory if self.local else None)
-        os.close(fd)
-
-    def __enter__(self):
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            if exc_type is None and self.local:
-                os.replace(self.tmp, self.final)
-            elif exc_type is None:
-                tf.io.gfile.copy(self.tmp, self.final, overwrite=True)
-        finally:
-            if os.path.exists(self.tmp):
-                os.remove(self.tmp)
+    files.write_json(os.path.join(directory, CONFIG_FILE), hf_config, sort_keys=False)
 
 
 def _resolve_checkpoint_dir(name_or_dir: str, known_sizes) -> str:
@@ -152,11 +116,9 @@ def _resolve_checkpoint_dir(name_or_dir: str, known_sizes) -> str:
 
 
 def _read_gpt2_config(directory: str) -> dict:
-    path = os.path.join(directory, CONFIG_FILE)
-    if not tf.io.gfile.exists(path):
+    config = files.read_json(os.path.join(directory, CONFIG_FILE), default=None)
+    if config is None:
         raise FileNotFoundError(f"{directory} is not a Hugging Face checkpoint: it has no {CONFIG_FILE}")
-    with tf.io.gfile.GFile(path) as f:
-        config = json.load(f)
     model_type = config.get("model_type")
     if model_type != "gpt2":
         raise ValueError(f"{directory} holds a {model_type!r} checkpoint "
@@ -181,18 +143,18 @@ def _read_weights(directory: str) -> Dict[str, np.ndarray]:
     single = os.path.join(directory, WEIGHTS_FILE)
     index = os.path.join(directory, WEIGHTS_INDEX_FILE)
     if tf.io.gfile.exists(single):
-        files = [single]
+        paths = [single]
     elif tf.io.gfile.exists(index):
-        with tf.io.gfile.GFile(index) as f:
-            files = sorted({os.path.join(directory, v) for v in json.load(f)["weight_map"].values()})
+        weight_map = files.read_json(index)["weight_map"]
+        paths = sorted({os.path.join(directory, v) for v in weight_map.values()})
     else:
         present = sorted(tf.io.gfile.listdir(directory))
         raise FileNotFoundError(
             f"{directory} holds no {WEIGHTS_FILE} (it has {present}); save the checkpoint with "
             f"safetensors (save_pretrained(..., safe_serialization=True))")
     weights = {}
-    for path in files:
-        if _is_local(path):
+    for path in paths:
+        if files.is_local(path):
             tensors = load_file(path)
         else:
             with tf.io.gfile.GFile(path, "rb") as f:

@@ -16,6 +16,8 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
+from model import hf_checkpoint
+
 # Compute dtypes by policy name (the names Keras uses for its mixed-precision policies).
 DTYPE_POLICIES = {
     "float32": tf.float32,
@@ -353,16 +355,25 @@ class GPT(tf.Module):
         return flops_per_token * tokens_per_iter / dt / peak_flops
 
     # ----------------------------------------------------------------------------------------
-    # Hugging Face GPT-2 checkpoints (the code lives in hf_checkpoint.py)
+    # Hugging Face GPT-2 checkpoints (their format is hf_checkpoint.py's)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str, **overrides) -> "GPT":
-        from model import hf_checkpoint
-        return hf_checkpoint.load_gpt(name_or_dir, **overrides)
+        """A GPT with the weights of gpt2/gpt2-medium/gpt2-large/gpt2-xl from the hub, or of the
+        Hugging Face GPT-2 checkpoint in a local directory. Overrides: dropout, block_size (crops
+        the context), dtype_policy."""
+        hf_checkpoint.check_overrides(name_or_dir, overrides)
+        directory, fields, weights = hf_checkpoint.read_gpt2(name_or_dir, GPT2_SIZES)
+        config = GPTConfig(**fields, dropout=overrides.get("dropout", 0.0))
+        model = cls(config, dtype_policy=overrides.get("dtype_policy", "float32"))
+        hf_checkpoint.assign_weights(model.named_variables(), weights, directory)
+        if overrides.get("block_size", config.block_size) < config.block_size:
+            model.crop_block_size(overrides["block_size"])
+        return model
 
     def save_pretrained(self, directory: str) -> None:
-        from model import hf_checkpoint
-        hf_checkpoint.save_gpt(self, directory)
+        """This model as a Hugging Face GPT2LMHeadModel checkpoint, which transformers loads."""
+        hf_checkpoint.write_gpt2(directory, self.config, self.named_variables())
 
 
 def cross_entropy(logits, targets, ignore_index: int = -1, num_targets=None):

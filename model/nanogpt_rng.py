@@ -27,6 +27,8 @@ from typing import Callable, Dict, Iterator, List
 
 import numpy as np
 
+from model.shards import TRAIN, VAL
+
 _TWO_DRAWS_FROM = 1 << 28  # torch.randint ranges from here on take 64 bits (two draws)
 _CHUNK = 1 << 22  # draws skipped at a time
 
@@ -166,7 +168,7 @@ class BatchOffsets:
     def __init__(self, generator: TorchGenerator, *, train_high: int, val_high: int, batch_size: int,
                  accumulation_steps: int, eval_iters: int, evaluates: Callable[[int], bool], start_iter: int = 0):
         self.generator = generator
-        self.highs = {"train": train_high, "val": val_high}
+        self.highs = {TRAIN: train_high, VAL: val_high}
         self.batch_size, self.accumulation_steps, self.eval_iters = batch_size, accumulation_steps, eval_iters
         evals_before = sum(1 for i in range(start_iter) if evaluates(i))
         generator.skip(start_iter * accumulation_steps * batch_draws(train_high, batch_size)
@@ -181,7 +183,7 @@ class BatchOffsets:
     def _draw_events(self, evaluates) -> Iterator[None]:
         while True:
             j = self._next_micro_batch
-            self._train[j] = self.generator.randint(self.highs["train"], self.batch_size)
+            self._train[j] = self.generator.randint(self.highs[TRAIN], self.batch_size)
             yield
             it, m = divmod(j, self.accumulation_steps)
             if m == 0 and evaluates(it):

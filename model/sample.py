@@ -14,7 +14,6 @@ Every option is nanoGPT's `--key=value`; see DEFAULTS.
 from __future__ import annotations
 
 import ast
-import json
 import os
 import sys
 from typing import List, Optional
@@ -36,7 +35,6 @@ DEFAULTS = dict(
 )
 
 SEPARATOR = "---------------"
-_POLICY_OF_DTYPE = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "float32"):
@@ -45,23 +43,21 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
     (the optimizer's slots are left unread)."""
     import tensorflow as tf
 
-    from model import hf_checkpoint
+    from model import files, hf_checkpoint
     from model.model import GPT, GPT2_SIZES, GPTConfig
     from model.tokenizer import GPT2Tokenizer, tokenizer_from_json
-    from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE
+    from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TOKENIZER_FILE
 
-    if dtype not in _POLICY_OF_DTYPE:
-        raise ValueError(f"dtype must be one of {sorted(_POLICY_OF_DTYPE)}, got {dtype!r}")
-    policy = _POLICY_OF_DTYPE[dtype]
+    if dtype not in POLICY_OF_DTYPE:
+        raise ValueError(f"dtype must be one of {sorted(POLICY_OF_DTYPE)}, got {dtype!r}")
+    policy = POLICY_OF_DTYPE[dtype]
     run_config = os.path.join(source, MODEL_CONFIG_FILE)
     if os.path.isfile(run_config):
-        with open(run_config) as f:
-            model = GPT(GPTConfig(**json.load(f)), dtype_policy=policy)
+        model = GPT(GPTConfig(**files.read_json(run_config)), dtype_policy=policy)
         tokenizer_path = os.path.join(source, TOKENIZER_FILE)
         if not os.path.isfile(tokenizer_path):
             raise FileNotFoundError(f"{source} holds no {TOKENIZER_FILE}: cannot tell how its tokens decode")
-        with open(tokenizer_path) as f:
-            tokenizer = tokenizer_from_json(json.load(f), bpe_dir=bpe_dir or None)
+        tokenizer = tokenizer_from_json(files.read_json(tokenizer_path), bpe_dir=bpe_dir or None)
         latest = tf.train.latest_checkpoint(os.path.join(source, CHECKPOINT_DIR))
         if latest is None:
             raise FileNotFoundError(f"{source} holds no checkpoint under {CHECKPOINT_DIR}/")

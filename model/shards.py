@@ -15,11 +15,16 @@ samples windows from chunks, so the order in which shards hold chunks does not m
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
+from model import files
+
+TRAIN, VAL = "train", "val"  # the two splits of every corpus (TFX's split names)
+SPLITS = (TRAIN, VAL)
 TOKENS, DOC, POS = "tokens", "doc", "pos"
 DEFAULT_CHUNK_SIZE = 8192  # tokens per record
 FILE_PATTERN = "*.gz"
@@ -34,10 +39,10 @@ def split_dir(examples_uri: str, split: str) -> str:
 def shard_files(directory: str) -> List[str]:
     import tensorflow as tf
 
-    files = sorted(tf.io.gfile.glob(os.path.join(directory, FILE_PATTERN)))
-    if not files:
+    paths = sorted(tf.io.gfile.glob(os.path.join(directory, FILE_PATTERN)))
+    if not paths:
         raise FileNotFoundError(f"no token shards ({FILE_PATTERN}) in {directory}")
-    return files
+    return paths
 
 
 def chunk_document(tokens: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE
@@ -72,8 +77,7 @@ def chunk_dataset(directory: str):
     """A tf.data.Dataset of parsed chunks from every shard in `directory`, in file order."""
     import tensorflow as tf
 
-    files = shard_files(directory)
-    return tf.data.TFRecordDataset(files, compression_type=COMPRESSION).map(parse_chunks)
+    return tf.data.TFRecordDataset(shard_files(directory), compression_type=COMPRESSION).map(parse_chunks)
 
 
 class RecordIndex:
@@ -133,18 +137,16 @@ def write_split(directory: str, documents: Iterable[Sequence[int]], num_shards: 
     tf.io.gfile.makedirs(directory)
     options = tf.io.TFRecordOptions(compression_type=COMPRESSION)
     paths = [os.path.join(directory, f"tokens-{i:05d}-of-{num_shards:05d}.gz") for i in range(num_shards)]
-    tmp = f".tmp{os.getpid()}"
-    writers = [tf.io.TFRecordWriter(p + tmp, options) for p in paths]
     n_tokens, n_records = 0, 0
-    try:
-        for doc, tokens in enumerate(documents):
-            for pos, chunk in chunk_document(tokens, chunk_size):
-                writers[n_records % num_shards].write(serialize_chunk(doc, pos, chunk))
-                n_records += 1
-                n_tokens += len(chunk)
-    finally:
-        for w in writers:
-            w.close()
-    for p in paths:
-        tf.io.gfile.rename(p + tmp, p, overwrite=True)
+    with contextlib.ExitStack() as written:  # each shard renamed into place once all are complete
+        writers = [tf.io.TFRecordWriter(written.enter_context(files.atomic_path(p)), options) for p in paths]
+        try:
+            for doc, tokens in enumerate(documents):
+                for pos, chunk in chunk_document(tokens, chunk_size):
+                    writers[n_records % num_shards].write(serialize_chunk(doc, pos, chunk))
+                    n_records += 1
+                    n_tokens += len(chunk)
+        finally:
+            for w in writers:
+                w.close()
     return n_tokens

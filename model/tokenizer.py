@@ -10,9 +10,10 @@ run code when loaded).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable, List, Optional, Sequence
+
+from model import files
 
 BPE_DIR_ENV = "NANOGPT_TFX_BPE_DIR"
 GPT2_EOT_TOKEN = 50256  # <|endoftext|>
@@ -108,24 +109,20 @@ class CharTokenizer:
 
     def save(self, path: str) -> None:
         """JSON for a .json path; otherwise plain UTF-8 text holding the characters in id order."""
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            if path.endswith(".json"):
-                json.dump(self.to_json(), f, ensure_ascii=False)
-            else:
-                f.write("".join(self.itos))
-        os.replace(tmp, path)
+        if path.endswith(".json"):
+            files.write_json(path, self.to_json(), ensure_ascii=False, indent=None, sort_keys=False)
+        else:
+            files.write_file(path, "".join(self.itos))
 
     @classmethod
     def load(cls, path: str) -> "CharTokenizer":
-        with open(path, encoding="utf-8", newline="") as f:
-            content = f.read()
         if path.endswith(".json"):
-            data = json.loads(content)
+            data = files.read_json(path)
             if data.get("kind") != cls.kind:
                 raise ValueError(f"{path} is not a character vocabulary (kind={data.get('kind')!r})")
             return cls(data["chars"])
-        return cls(list(content))
+        with open(path, encoding="utf-8", newline="") as f:
+            return cls(list(f.read()))
 
 
 def tokenizer_from_json(data: dict, bpe_dir: Optional[str] = None):

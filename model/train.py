@@ -21,16 +21,14 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from model import nanogpt_rng, shards
-from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, TrainConfig,
-                          make_config, parse_overrides)
-from model.data import TRAIN, VAL, TokenStream, load_split
+from model import files, nanogpt_rng, shards
+from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TOKENIZER_FILE, TRAIN_CONFIG_FILE,
+                          TrainConfig, make_config, parse_overrides)
+from model.data import TokenStream, load_split
+from model.shards import TRAIN, VAL
 from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, counted_targets, cross_entropy
 from model.optim import AdamW, DynamicLossScale, get_lr
 from model.tokenizer import get_tokenizer
-
-
-_POLICY_OF_DTYPE = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,21 +133,6 @@ def prepare_text_file(cfg: TrainConfig, data_dir: str) -> dict:
     return tokenizer.to_json()
 
 
-def _read_json(path: str) -> Optional[dict]:
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
-def _write_json(path: str, data: dict) -> None:
-    """Written whole or not at all: through a temporary file renamed into place."""
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
 # --------------------------------------------------------------------------------------------
 # the trainer
 
@@ -180,7 +163,7 @@ class Trainer:
         self.train_data = TokenStream(load_split(data_dir, TRAIN), cfg.block_size, TRAIN)
         self.val_data = TokenStream(load_split(data_dir, VAL), cfg.block_size, VAL)
         if self.chief and self.tokenizer_json:
-            _write_json(os.path.join(cfg.out_dir, TOKENIZER_FILE), self.tokenizer_json)
+            files.write_json(os.path.join(cfg.out_dir, TOKENIZER_FILE), self.tokenizer_json)
 
         with self.strategy.scope():
             self.model, self.start_iter = self._build_model()
@@ -207,7 +190,7 @@ class Trainer:
         cfg = self.cfg
         if cfg.data_dir:
             if self.tokenizer_json is None:
-                self.tokenizer_json = _read_json(os.path.join(cfg.data_dir, TOKENIZER_FILE))
+                self.tokenizer_json = files.read_json(os.path.join(cfg.data_dir, TOKENIZER_FILE), default=None)
             return cfg.data_dir
         if cfg.text_file:
             data_dir = os.path.join(self.worker_dir, "data")  # each worker tokenizes its own copy
@@ -224,9 +207,9 @@ class Trainer:
 
     def _build_model(self):
         cfg = self.cfg
-        policy = _POLICY_OF_DTYPE[cfg.dtype]
+        policy = POLICY_OF_DTYPE[cfg.dtype]
         if cfg.init_from == "resume":
-            saved = _read_json(os.path.join(cfg.out_dir, MODEL_CONFIG_FILE))
+            saved = files.read_json(os.path.join(cfg.out_dir, MODEL_CONFIG_FILE), default=None)
             if saved is None:
                 raise FileNotFoundError(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
             return GPT(GPTConfig(**saved), dtype_policy=policy), None
@@ -274,8 +257,8 @@ class Trainer:
         checkpoint's files before it updates the `checkpoint` index that names the latest, so a
         process killed mid-save leaves the previous checkpoint the latest one."""
         if self.chief:
-            _write_json(os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE), self.model.config.to_dict())
-            _write_json(os.path.join(self.cfg.out_dir, TRAIN_CONFIG_FILE), self.cfg.to_dict())
+            files.write_json(os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE), self.model.config.to_dict())
+            files.write_json(os.path.join(self.cfg.out_dir, TRAIN_CONFIG_FILE), self.cfg.to_dict())
         path = self.manager.save(checkpoint_number=int(self.iter_num.numpy()))
         if self.chief:
             self.log(f"saving checkpoint to {path}")

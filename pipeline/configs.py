@@ -87,10 +87,6 @@ PRESETS: Dict[str, dict] = {
        for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")},
 }
 
-# OpenWebText validation loss of the released models, as nanoGPT reports them.
-GPT2_OWT_VAL_LOSS = {"gpt2": 3.12, "gpt2-medium": 2.84, "gpt2-large": 2.67, "gpt2-xl": 2.54}
-
-
 def make_pipeline_config(preset: str = "shakespeare_char", **overrides) -> PipelineConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown pipeline preset {preset!r}; presets: {sorted(PRESETS)}")

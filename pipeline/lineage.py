@@ -16,6 +16,7 @@ import textwrap
 from typing import Dict, List, Optional, Tuple
 
 from components.artifact_layout import HISTORY_FILE
+from model import files
 from model.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from pipeline.configs import OUTPUT_DIR, absolute_path
 
@@ -220,15 +221,8 @@ def _detail_lines(details: List[Tuple[str, str]], indent: str, width: int = 110)
 
 def _read_json(uri: str, name: str) -> Optional[dict]:
     """A JSON file of an artifact (local, or any file system TensorFlow reads); None if unreadable."""
-    path = os.path.join(uri, name)
     try:
-        if "://" in uri:
-            import tensorflow as tf
-
-            with tf.io.gfile.GFile(path) as f:
-                return json.load(f)
-        with open(path) as f:
-            return json.load(f)
+        return files.read_json(os.path.join(uri, name))
     except (OSError, ValueError, ImportError):
         return None
 

@@ -12,6 +12,7 @@ from components import char_transform
 from components.baseline_resolver import PreviousBlessedModelStrategy
 from components.lm_evaluator.component import LMEvaluator
 from components.tokenize_text.component import TokenizeText
+from model import shards
 from pipeline.configs import IMAGE_WORKDIR, PipelineConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,8 +44,8 @@ def _trainer(config: PipelineConfig, kubeflow: bool, **inputs):
         raise ValueError(f"train_accelerator={config.train_accelerator!r} needs train_accelerator_count >= 1")
     custom_config = {"train_preset": config.train_preset, "train_config": config.train_overrides,
                      "resume": config.resume}
-    common = dict(run_fn="components.trainer.run_fn.run_fn", train_args=tfx.proto.TrainArgs(splits=["train"]),
-                  eval_args=tfx.proto.EvalArgs(splits=["val"]), **inputs)
+    common = dict(run_fn="components.trainer.run_fn.run_fn", train_args=tfx.proto.TrainArgs(splits=[shards.TRAIN]),
+                  eval_args=tfx.proto.EvalArgs(splits=[shards.VAL]), **inputs)
     if config.trains_on_vertex:
         vertex = tfx.extensions.google_cloud_ai_platform
         custom_config.update({vertex.ENABLE_VERTEX_KEY: True, vertex.VERTEX_REGION_KEY: config.vertex_region,
@@ -84,7 +85,7 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
         transform = tfx.components.Transform(
             examples=examples, schema=schema.outputs["schema"],
             preprocessing_fn="components.char_transform.preprocessing_fn", disable_statistics=True,
-            splits_config=tfx.proto.SplitsConfig(analyze=["train", "val"], transform=["train", "val"]))
+            splits_config=tfx.proto.SplitsConfig(analyze=list(shards.SPLITS), transform=list(shards.SPLITS)))
         components += [schema, transform]
         examples, transform_graph = transform.outputs["transformed_examples"], transform.outputs["transform_graph"]
 

@@ -23,11 +23,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from components import artifact_layout
+from model.shards import SPLITS, TRAIN, VAL
 
 # nanoGPT's README: the released GPT-2 checkpoints' loss on OpenWebText's validation split.
 REFERENCE_VAL_LOSSES = {"gpt2": 3.12, "gpt2-medium": 2.84, "gpt2-large": 2.67, "gpt2-xl": 2.54}
-
-SPLITS = ("train", "val")
 
 
 @dataclasses.dataclass
@@ -150,9 +149,9 @@ def vocab_problem(vocab_size: int, windows: Dict[str, SplitWindows]) -> Optional
 def evaluate(model, windows: Dict[str, SplitWindows], result: ModelResult) -> ModelResult:
     result.num_params = model.get_num_params()
     result.vocab_size = model.config.vocab_size
-    batch_loss = loss_function(model, windows["val"].batches[0][0].shape[1])
-    result.train_loss = mean_loss(batch_loss, windows["train"])
-    result.val_loss = mean_loss(batch_loss, windows["val"])
+    batch_loss = loss_function(model, windows[VAL].batches[0][0].shape[1])
+    result.train_loss = mean_loss(batch_loss, windows[TRAIN])
+    result.val_loss = mean_loss(batch_loss, windows[VAL])
     return result
 
 

@@ -4,7 +4,6 @@ loss_curves.png (the training run's loss curves with the other models' val losse
 from __future__ import annotations
 
 import io
-import json
 import os
 from typing import List, Optional
 
@@ -12,6 +11,7 @@ import tensorflow as tf
 
 from components import artifact_layout
 from components.lm_evaluator.evaluate import REFERENCE_VAL_LOSSES, ModelResult
+from model import files
 
 ROLE_TITLES = {"candidate": "candidate", "last_blessed": "last blessed", "baseline": "baseline"}
 BASELINE_COLORS = ["tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
@@ -22,11 +22,7 @@ def read_history(model_run_uri: Optional[str]) -> Optional[dict]:
     loss], ...]}, or None when there is no run or no history in it."""
     if not model_run_uri:
         return None
-    path = os.path.join(model_run_uri, artifact_layout.HISTORY_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return files.read_json(os.path.join(model_run_uri, artifact_layout.HISTORY_FILE), default=None)
 
 
 def _loss(value: Optional[float]) -> str:

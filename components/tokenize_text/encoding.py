@@ -206,7 +206,7 @@ def token_record(doc: int, pos: int, tokens: np.ndarray) -> bytes:
     })
 
 
-TEXT = "text"
+TEXT = "text"  # the character records' feature, which components/char_transform.py reads
 
 
 def text_record(doc: int, pos: int, text: str) -> bytes:

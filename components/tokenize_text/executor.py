@@ -16,7 +16,7 @@ from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from components.tokenize_text import beam_ops, sources
+from components.tokenize_text import beam_ops, encoding, sources
 from model import shards
 from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
 
@@ -106,7 +106,7 @@ def set_properties(examples: types.Artifact, cfg: Dict[str, Any], info: dict, st
         # Records hold text; the vocabulary is Transform's (components/char_transform.py). The
         # number of distinct characters seen is what that vocabulary holds when Transform analyzes
         # both splits.
-        examples.set_string_custom_property("record_feature", "text")
+        examples.set_string_custom_property("record_feature", encoding.TEXT)
         examples.set_int_custom_property("vocab_size", len(stats["chars"]))
 
 

@@ -18,9 +18,7 @@ import os
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 from components.tokenize_text.encoding import Utf8Decoder, decode_text
-
-TRAIN, VAL = "train", "val"
-SPLITS = (TRAIN, VAL)
+from model.shards import SPLITS, TRAIN, VAL  # noqa: F401  (this module's callers use all three)
 HEAD_TAIL, HASH, AUTO = "head_tail", "hash", "auto"
 DEFAULT_HASH_VAL_FRACTION = 0.0005  # nanoGPT's OpenWebText hold-out
 DEFAULT_HEAD_TAIL_VAL_FRACTION = 0.1  # nanoGPT's shakespeare prepare scripts: last 10% is val

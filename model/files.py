@@ -1,0 +1,109 @@
+"""Files written whole or not at all, and JSON files read back: the one home of both mechanisms.
+
+A reader never sees a half-written file under its final name: on a local disk a file is written
+under a temporary name beside its final one and renamed into place (a rename within a directory
+is atomic); elsewhere (gs://, where an object appears only once fully uploaded) it is written to a
+local temporary file and copied there. Paths go through tf.io.gfile, imported only when a path is
+not local, so that the tools which write local files start without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import uuid
+from typing import Iterator, Union
+
+_MISSING = object()
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path  # gs://, ram://, ... go through tf.io.gfile
+
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A local temporary path (not yet created) to write; on success it becomes `path` (renamed into place on a local
+    disk, copied elsewhere), on failure it is removed and `path` is left as it was."""
+    directory, name = os.path.split(path)
+    local = is_local(path)
+    if local:
+        os.makedirs(directory or ".", exist_ok=True)
+    # not yet created: the writer creates it, with the permissions it gives any new file
+    tmp = os.path.join(directory if local else tempfile.gettempdir(), f".{name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        if local:
+            os.replace(tmp, path)
+        else:
+            _gfile().copy(tmp, path, overwrite=True)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_file(path: str, content: Union[str, bytes]) -> None:
+    """`content` (text as UTF-8, or bytes) at `path`, written whole or not at all."""
+    with atomic_path(path) as tmp:
+        if isinstance(content, bytes):
+            with open(tmp, "wb") as f:
+                f.write(content)
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                f.write(content)
+
+
+def write_json(path: str, data, **dump_options) -> None:
+    """`data` as JSON at `path`, written whole or not at all; indented, keys sorted, unless
+    json.dumps's options say otherwise."""
+    write_file(path, json.dumps(data, **{"indent": 2, "sort_keys": True, **dump_options}))
+
+
+def read_json(path: str, default=_MISSING):
+    """The JSON value in the file at `path` (local or through tf.io.gfile). A missing file gives
+    `default` when one is given, else FileNotFoundError; a damaged one a ValueError naming it."""
+    if is_local(path):
+        exists, opener = os.path.isfile(path), lambda: open(path, encoding="utf-8")
+    else:
+        gfile = _gfile()
+        exists, opener = gfile.exists(path), lambda: gfile.GFile(path)
+    if not exists:
+        if default is not _MISSING:
+            return default
+        raise FileNotFoundError(f"{path} does not exist")
+    with opener() as f:
+        content = f.read()
+    try:
+        return json.loads(content)
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str) -> Iterator[str]:
+    """A directory to write whose contents become `path` on success. On a local disk a temporary
+    sibling renamed at the end, so that no half-written directory is ever at `path`. Elsewhere
+    (gs://) `path` itself: renaming a directory there copies it file by file, atomic no more
+    (ram:// does not even move the files), so the writer must write its marker file last."""
+    gfile = _gfile()
+    tmp = path.rstrip("/") + ".tmp" if is_local(path) else path
+    if gfile.exists(tmp):
+        gfile.rmtree(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        if tmp != path and gfile.exists(tmp):
+            gfile.rmtree(tmp)
+        raise
+    if tmp != path:
+        if gfile.exists(path):
+            gfile.rmtree(path)
+        gfile.rename(tmp, path)
