@@ -31,7 +31,7 @@ def tiny_shakespeare(path: Optional[str] = None) -> str:
                 data = response.read()
         except OSError as e:
             raise OSError(f"could not download Tiny Shakespeare from {SHAKESPEARE_URL} ({e}); "
-                          f"offline, pass a local copy (or set {SHAKESPEARE_ENV})") from e
+                          f"offline, name a local copy with --data=PATH (or set {SHAKESPEARE_ENV}=PATH)") from e
         tmp = cached + f".tmp{os.getpid()}"
         with open(tmp, "wb") as f:
             f.write(data)

@@ -16,6 +16,8 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
+from model.config import GPT2_SIZES  # noqa: F401  (defined with the settings; re-exported)
+
 # Compute dtypes by policy name (the names Keras uses for its mixed-precision policies).
 DTYPE_POLICIES = {
     "float32": tf.float32,
@@ -50,15 +52,6 @@ class GPTConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-# The four GPT-2 sizes that OpenAI released, as nanoGPT's from_pretrained knows them.
-GPT2_SIZES = {
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M params
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M params
-    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M params
-    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M params
-}
 
 
 # The random generator for initial weights: seeded while a GPT(seed=...) is being built.

@@ -18,12 +18,19 @@ import tempfile
 import time
 from typing import Dict, Optional
 
+if __name__ == "__main__":  # the command line is checked, and --help answered, before TensorFlow loads (~12 s)
+    from model import config as _config, settings as _settings
+
+    _COMMAND_LINE_CONFIG = _settings.command_line("python -m model.train", sys.argv[1:],
+                                                  _config.command_line_config, _config.train_help)
+
 import numpy as np
 import tensorflow as tf
 
 from model import nanogpt_rng, shards
 from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, TrainConfig,
-                          make_config, parse_overrides)
+                          command_line_config, train_help)
+from model.settings import command_line
 from model.data import TRAIN, VAL, TokenStream, load_split
 from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, counted_targets, cross_entropy
 from model.optim import AdamW, DynamicLossScale, get_lr
@@ -451,10 +458,11 @@ def train(cfg: TrainConfig, log=print, **kwargs) -> Dict[str, float]:
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    overrides = parse_overrides(argv)
-    preset = overrides.pop("preset", None)
-    cfg = make_config(preset, **overrides)
+    if argv is None and "_COMMAND_LINE_CONFIG" in globals():
+        cfg = _COMMAND_LINE_CONFIG  # checked before TensorFlow was imported
+    else:
+        cfg = command_line("python -m model.train", sys.argv[1:] if argv is None else argv, command_line_config,
+                           train_help)
     print(cfg.to_json())
     result = train(cfg)
     print(json.dumps(result))

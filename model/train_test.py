@@ -244,15 +244,17 @@ def test_missing_data_is_named(tmp_path):
 def test_config_overrides_and_presets():
     assert parse_overrides(["--batch_size=32", "--compile=False", "--init_from=gpt2"]) == \
         dict(batch_size=32, compile=False, init_from="gpt2")
-    with pytest.raises(ValueError, match="unknown config key 'lr'"):
+    with pytest.raises(ValueError, match="unknown setting --lr"):
         parse_overrides(["--lr=1"])
-    with pytest.raises(ValueError, match="expected int"):
+    with pytest.raises(ValueError, match="did you mean --max_iters"):
+        parse_overrides(["--max_iter=1"])
+    with pytest.raises(ValueError, match="--batch_size='big': expected an integer >= 1"):
         make_config(batch_size="big")
     cfg = make_config("shakespeare_char_gpu", max_iters=10)
     assert (cfg.n_layer, cfg.block_size, cfg.max_iters, cfg.learning_rate) == (6, 256, 10, 1e-3)
     assert make_config(learning_rate=1).learning_rate == 1.0
     assert {"shakespeare_char", "finetune_shakespeare", "owt_gpt2_124m", "eval_gpt2_xl"} <= set(PRESETS)
-    with pytest.raises(ValueError, match="invalid training config: dtype='float8'"):
+    with pytest.raises(ValueError, match="--dtype='float8': expected one of float32, bfloat16, float16"):
         make_config(dtype="float8")
 
 

@@ -1,5 +1,7 @@
 """TokenizeText: a Beam-based TFX component that turns a text corpus into token shards.
 
+Parameters: the fields of TokenizeTextSettings (settings.py), stored as one JSON execution property.
+
 Sources (exactly one):
   input_pattern   a text file path or glob (local, gs://, ...). Each file is one document. A single
                   file is split by characters, the first 90% train and the last 10% val, as
@@ -50,26 +52,12 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.tokenize_text import executor
+from components.tokenize_text.settings import TokenizeTextSettings
 
 
 class TokenizeTextSpec(types.ComponentSpec):
-    PARAMETERS = {
-        "input_pattern": ExecutionParameter(type=str, optional=True),
-        "dataset_name": ExecutionParameter(type=str, optional=True),
-        "dataset_config": ExecutionParameter(type=str, optional=True),
-        "dataset_split": ExecutionParameter(type=str, optional=True),
-        "text_column": ExecutionParameter(type=str, optional=True),
-        "streaming": ExecutionParameter(type=int, optional=True),
-        "tokenizer": ExecutionParameter(type=str),
-        "append_eot": ExecutionParameter(type=int, optional=True),  # -1 or absent: automatic
-        "split_method": ExecutionParameter(type=str, optional=True),
-        "val_fraction": ExecutionParameter(type=float, optional=True),
-        "split_seed": ExecutionParameter(type=int, optional=True),
-        "chunk_size": ExecutionParameter(type=int, optional=True),
-        "num_shards": ExecutionParameter(type=int, optional=True),
-        "max_piece_chars": ExecutionParameter(type=int, optional=True),
-        "bpe_dir": ExecutionParameter(type=str, optional=True),
-    }
+    # All parameters in one: TokenizeTextSettings as JSON (components/tokenize_text/settings.py).
+    PARAMETERS = {executor.SETTINGS_KEY: ExecutionParameter(type=str)}
     INPUTS = {}
     OUTPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
 
@@ -77,26 +65,16 @@ class TokenizeTextSpec(types.ComponentSpec):
 class TokenizeText(base_beam_component.BaseBeamComponent):
     """Text files or a Hugging Face dataset -> GPT-2 BPE token shards or character text records.
 
-    See the module docstring for the parameters, properties and policies.
+    TokenizeText(settings) or TokenizeText(**fields of TokenizeTextSettings); see the module
+    docstring for the parameters, properties and policies.
     """
 
     SPEC_CLASS = TokenizeTextSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, *, input_pattern: Optional[str] = None, dataset_name: Optional[str] = None,
-                 dataset_config: Optional[str] = None, dataset_split: str = "train",
-                 text_column: str = "text", streaming: bool = False, tokenizer: str = "gpt2",
-                 append_eot: Optional[bool] = None, split_method: str = "auto",
-                 val_fraction: Optional[float] = None, split_seed: int = 0, chunk_size: Optional[int] = None,
-                 num_shards: int = 0, max_piece_chars: Optional[int] = None, bpe_dir: Optional[str] = None):
-        # Checked here too so that a wrong pipeline fails when it is built, not when it runs.
-        executor.resolve_config({"input_pattern": input_pattern, "dataset_name": dataset_name,
-                                 "tokenizer": tokenizer, "val_fraction": val_fraction})
-        spec = TokenizeTextSpec(
-            input_pattern=input_pattern, dataset_name=dataset_name, dataset_config=dataset_config,
-            dataset_split=dataset_split, text_column=text_column, streaming=int(streaming),
-            tokenizer=tokenizer, append_eot=-1 if append_eot is None else int(append_eot),
-            split_method=split_method, val_fraction=val_fraction, split_seed=split_seed,
-            chunk_size=chunk_size, num_shards=num_shards, max_piece_chars=max_piece_chars,
-            bpe_dir=bpe_dir, examples=types.Channel(type=standard_artifacts.Examples))
+    def __init__(self, settings: Optional[TokenizeTextSettings] = None, **parameters):
+        # Checked here (TokenizeTextSettings checks itself) so that a wrong pipeline fails when it is
+        # built, not when it runs.
+        settings = settings or TokenizeTextSettings(**parameters)
+        spec = TokenizeTextSpec(settings=settings.to_json(), examples=types.Channel(type=standard_artifacts.Examples))
         super().__init__(spec=spec)

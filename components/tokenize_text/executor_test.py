@@ -12,6 +12,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.tokenize_text import beam_ops, sources
 from components.tokenize_text.executor import Executor
+from components.tokenize_text.settings import TokenizeTextSettings
 from model import shards
 from model.tokenizer import GPT2Tokenizer
 
@@ -30,7 +31,8 @@ def run_executor(out_dir, beam_args=(), **props):
     os.makedirs(examples.uri, exist_ok=True)
     context = base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=list(beam_args), tmp_dir=os.path.join(str(out_dir), ".tmp"))
-    Executor(context).Do({}, {"examples": [examples]}, props)
+    settings = TokenizeTextSettings(**{"tokenizer": "gpt2", **props}).to_json()
+    Executor(context).Do({}, {"examples": [examples]}, {"settings": settings})
     return examples
 
 
@@ -195,7 +197,7 @@ def test_local_json_dataset_streamed(tmp_path, hf_cache, shakespeare_text, bpe_d
     texts = [p for p in shakespeare_text.split("\n\n")][100:150]
     path = _write_dataset(str(tmp_path / "corpus.jsonl"), texts)
     examples = run_executor(tmp_path / "out", dataset_name=path, tokenizer="gpt2", bpe_dir=bpe_dir,
-                            val_fraction=0.25, streaming=1)
+                            val_fraction=0.25, streaming=True)
     # One data file, so one stream shard: documents are numbered shard * 2**40 + row.
     expected = _dataset_expected(bpe, texts, 0.25, 0, index=lambda row: 0 * sources.STREAM_SHARD_STRIDE + row)
     for split in sources.SPLITS:

@@ -21,7 +21,7 @@ from components.tokenize_text.encoding import Utf8Decoder, decode_text
 
 TRAIN, VAL = "train", "val"
 SPLITS = (TRAIN, VAL)
-HEAD_TAIL, HASH, AUTO = "head_tail", "hash", "auto"
+from components.tokenize_text.settings import AUTO, HASH, HEAD_TAIL  # noqa: F401  (the split methods)
 DEFAULT_HASH_VAL_FRACTION = 0.0005  # nanoGPT's OpenWebText hold-out
 DEFAULT_HEAD_TAIL_VAL_FRACTION = 0.1  # nanoGPT's shakespeare prepare scripts: last 10% is val
 READ_BLOCK_BYTES = 1 << 20
