@@ -29,16 +29,19 @@ def _pipeline_config(args, overrides, download_data: bool = True):
     import shlex
 
     from model import settings
-    from model.config import NANOGPT_DATASETS, TrainConfig, make_config, read_nanogpt_config
+    from model.config import NANOGPT_DATASETS, NANOGPT_DEFAULT_DATASET, TrainConfig, make_config, read_nanogpt_config
     from pipeline.configs import PipelineConfig, absolute_path, make_pipeline_config, validate
 
     known = {**settings.fields(TrainConfig), **settings.fields(PipelineConfig)}
     preset, values = args.preset, {}
     for path in args.config_files:
         file_values = read_nanogpt_config(path, known)
-        dataset = file_values.pop("dataset", None)
-        if dataset and args.preset is None:  # --preset on the command line comes later, so it wins
+        named = "dataset" in file_values
+        dataset = file_values.pop("dataset", NANOGPT_DEFAULT_DATASET)
+        if args.preset is None and not args.data:  # --preset or --data on the command line come later and win
             preset = NANOGPT_DATASETS[dataset][0]
+            print(f"{path}: dataset={dataset!r}{'' if named else ' (nanoGPT default)'}: the data of the preset "
+                  f"{preset}", flush=True)
         values.update(settings.coerce_values(file_values, PipelineConfig, TrainConfig))
     values.update(settings.parse_overrides(overrides, PipelineConfig, TrainConfig))
     preset = preset or DEFAULT_PRESET

@@ -200,6 +200,7 @@ NANOGPT_IGNORED = {
 # tokenizer that model.train's text_file uses.
 NANOGPT_DATASETS = {"shakespeare_char": ("shakespeare_char", "char"), "shakespeare": ("shakespeare", "gpt2"),
                     "openwebtext": ("owt_gpt2_124m", None)}
+NANOGPT_DEFAULT_DATASET = "openwebtext"  # nanoGPT's train.py, when a config file names none
 
 
 def read_nanogpt_config(path: str, known, log=print) -> dict:

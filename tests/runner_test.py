@@ -94,3 +94,94 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
         assert expected in _mistake(tmp_path, *args), args
     assert "--eval_batch_size=0: expected an integer >= 1" in _mistake(tmp_path, "--eval_batch_size=0",
                                                                        command="compile")
+
+
+NANOGPT_CONFIGS = ("train_shakespeare_char", "train_gpt2", "finetune_shakespeare", "eval_gpt2", "eval_gpt2_medium",
+                   "eval_gpt2_large", "eval_gpt2_xl")
+
+
+def _copies_of_nanogpt_configs(shared_data, tmp_path):
+    import shutil
+
+    copies = {}
+    for name in NANOGPT_CONFIGS:
+        copies[name] = str(tmp_path / f"{name}.py")
+        shutil.copy(os.path.join(shared_data, "nanogpt_config", f"{name}.py"), copies[name])
+    return copies
+
+
+def _configuration(*argv):
+    """The checked PipelineConfig that `runner.py run ARGV` would run."""
+    import runner
+
+    parser_args = ["run", *argv]
+    captured = {}
+    handler = runner.run
+
+    def keep(args, overrides):
+        captured["config"] = runner._pipeline_config(args, overrides)
+
+    runner.run = keep
+    try:
+        runner.main(parser_args)
+    finally:
+        runner.run = handler
+    return captured["config"]
+
+
+def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch, capsys):
+    from model.config import command_line_config
+
+    shared_data = os.path.abspath(shared_data)
+    monkeypatch.setenv("NANOGPT_TFX_SHAKESPEARE", os.path.join(shared_data, "tinyshakespeare.txt"))
+    files = _copies_of_nanogpt_configs(shared_data, tmp_path)
+    out = f"--output={tmp_path / 'out'}"
+
+    config = _configuration(files["train_shakespeare_char"], "--batch_size=32", out)
+    assert (config.preset, config.tokenizer, config.input_pattern) == \
+        ("shakespeare_char", "char", os.path.join(shared_data, "tinyshakespeare.txt"))
+    train = config.train_overrides  # the Trainer's custom_config: in ML Metadata, shown by `runner.py lineage`
+    assert (train["n_layer"], train["n_embd"], train["dropout"], train["block_size"], train["max_iters"]) == \
+        (6, 384, 0.2, 256, 5000)
+    assert train["batch_size"] == 32  # the later argument wins
+    printed = capsys.readouterr().out
+    assert "train_shakespeare_char.py: dataset='shakespeare_char': the data of the preset shakespeare_char" in printed
+    assert "wandb_log=False" in printed and "ignored: Weights & Biases logging is not built in" in printed
+
+    config = _configuration(files["finetune_shakespeare"], out)
+    assert (config.preset, config.tokenizer, config.train_overrides["init_from"]) == ("shakespeare", "gpt2", "gpt2-xl")
+    printed = capsys.readouterr().out
+    assert "finetune_shakespeare.py:1: `import time` not run" in printed
+    assert "finetune_shakespeare.py:8: `wandb_run_name = 'ft-' + str(time.time())` not run" in printed
+
+    config = _configuration(files["train_gpt2"], out)  # no dataset: nanoGPT's default, OpenWebText
+    assert (config.preset, config.dataset_name, config.train_overrides["gradient_accumulation_steps"]) == \
+        ("owt_gpt2_124m", "openwebtext", 40)
+    for size in ("gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl"):
+        config = _configuration(files[f"eval_{size}"], f"--data={shared_data}/tinyshakespeare.txt", out)
+        assert config.train_overrides["init_from"] == size.replace("_", "-") and config.train_overrides["eval_only"]
+        assert config.input_pattern and not config.dataset_name  # --data replaces the preset's dataset
+
+    cfg = command_line_config([files["train_shakespeare_char"], "--max_iters=3"], log=lambda line: None)
+    assert (cfg.n_layer, cfg.tokenizer, cfg.max_iters, cfg.text_file) == \
+        (6, "char", 3, os.path.join(shared_data, "tinyshakespeare.txt"))
+    cfg = command_line_config([files["eval_gpt2_xl"]], log=lambda line: None)
+    assert (cfg.init_from, cfg.eval_only, cfg.batch_size, cfg.eval_iters) == ("gpt2-xl", True, 8, 500)
+
+
+def test_a_config_file_is_read_not_run(tmp_path):
+    marker = tmp_path / "ran"
+    bad = tmp_path / "bad.py"
+    bad.write_text(f"max_iters = 10\nn_layer = open({str(marker)!r}, 'w') and 2\n")
+    assert "bad.py:2: `n_layer = open(" in _mistake(tmp_path, str(bad))
+    assert not marker.exists()
+    bad.write_text("max_iters = 10\nmax_itres = 5\n")
+    assert "bad.py:2: unknown setting --max_itres; did you mean --max_iters" in _mistake(tmp_path, str(bad))
+    bad.write_text("max_iters = (\n")
+    assert "bad.py:1: not Python" in _mistake(tmp_path, str(bad))
+    bad.write_text("device = 'cuda'\nmax_iters = 'many'\n")
+    assert "--max_iters='many': expected an integer >= 0" in _mistake(tmp_path, str(bad))
+    result = subprocess.run([sys.executable, "-m", "model.train", str(bad)], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "device='cuda' ignored: TensorFlow places the work itself" in result.stdout
+    assert result.stderr.splitlines() == ["python -m model.train: error: --max_iters='many': expected an integer >= 0"]
