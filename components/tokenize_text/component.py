@@ -3,9 +3,8 @@
 Parameters: the fields of TokenizeTextSettings (settings.py), stored as one JSON execution property.
 
 Sources (exactly one):
-  input_pattern   a text file path or glob (local, gs://, ...). Each file is one document. A single
-                  file is split by characters, the first 90% train and the last 10% val, as
-                  nanoGPT's shakespeare prepare scripts do; several files are split by hash.
+  input_pattern   a text file, a folder of them or a glob (local, gs://, ...). Each file is one
+                  document.
   dataset_name    a Hugging Face hub dataset (e.g. "openwebtext", with dataset_config,
                   dataset_split and streaming=True for large corpora), or a local path that
                   `datasets` loads: a .parquet/.json/.jsonl/.arrow/.txt/.csv file, a directory saved
@@ -14,13 +13,17 @@ Sources (exactly one):
 Tokenization: tokenizer="gpt2" (tiktoken's GPT-2 BPE, built once per Beam worker; offline from
 bpe_dir or $NANOGPT_TFX_BPE_DIR) writes `model.shards` records (`tokens`, `doc`, `pos`), with the
 end-of-text token 50256 appended to each document of a document corpus (append_eot; by default on
-for hashed corpora, off for a single text file, as in nanoGPT). tokenizer="char" writes the same
+for document corpora, off for a single text file, as in nanoGPT). tokenizer="char" writes the same
 records with the document's text in a `text` feature instead of `tokens`; the standard TFX
 Transform component with components/char_transform.py as module file builds the vocabulary and
 turns them into `tokens`.
 
-Splits: a document corpus puts a document in val when a keyed hash of its index and split_seed falls
-below val_fraction (default 0.0005, nanoGPT's OpenWebText hold-out): the same on every run and runner.
+Splits (split_method): head_tail puts the last val_fraction (default 0.1) of each document's
+characters in val, as nanoGPT's shakespeare prepare scripts do with their one text; hash puts a whole
+document in val when a keyed hash of its index and split_seed falls below val_fraction (default
+0.0005, nanoGPT's OpenWebText hold-out). auto (the default) hashes only when val can expect at least
+20 documents (sources.MIN_HASHED_VAL_DOCUMENTS; a streamed dataset: always), so any corpus with text
+gets a non-empty val split. Both are the same on every run and runner.
 
 Output: one Examples artifact, split_names ["train", "val"], GZIP TFRecord shards (zlib level 1) under
 Split-train/ and Split-val/ (num_shards per split; 0, the default, lets the runner decide, one file

@@ -43,11 +43,11 @@ def plan(cfg: Dict[str, Any]) -> (List[dict], dict):
                                               cfg["val_fraction"], cfg["split_seed"])
     else:
         items, info = sources.plan_dataset(cfg, cfg["split_method"], cfg["val_fraction"])
-    cfg["val_fraction"] = info["val_fraction"]
+    cfg["val_fraction"], cfg["split_method"] = info["val_fraction"], info["split_method"]
     if cfg["append_eot"] is None:
         # nanoGPT appends <|endoftext|> to each OpenWebText document but encodes Shakespeare's
         # single text with encode_ordinary alone; characters have no end-of-text token.
-        cfg["append_eot"] = cfg["tokenizer"] == beam_ops.GPT2 and info["split_method"] == sources.HASH
+        cfg["append_eot"] = cfg["tokenizer"] == beam_ops.GPT2 and info.get("num_files") != 1
     cfg["append_eot"] = bool(cfg["append_eot"])
     if cfg["append_eot"] and cfg["tokenizer"] != beam_ops.GPT2:
         raise ValueError("append_eot needs tokenizer='gpt2' (the character vocabulary has no end-of-text)")
@@ -127,7 +127,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
         cfg = resolve_config(exec_properties)
         items, info = plan(cfg)
-        logging.info("TokenizeText: %d work items from %s", len(items), info["source"])
+        logging.info("TokenizeText: %s (%s); %s", info["source"], ", ".join(
+            f"{info[k]:,} {k[4:]}" for k in ("num_files", "num_rows") if k in info) or "streamed",
+            sources.describe_split(info))
 
         staging = os.path.join(examples.uri, f"{STAGING_DIR}-{uuid.uuid4().hex[:8]}")
         try:

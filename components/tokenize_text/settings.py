@@ -37,8 +37,8 @@ class TokenizeTextSettings:
     val_fraction: Optional[float] = setting(None, "the share of val (None: 0.1 for head_tail, 0.0005 for hash, "
                                                   "nanoGPT's)", above=0, below=1)
     split_seed: int = setting(0, "the key of the hash split")
-    append_eot: Optional[bool] = setting(None, "end each document with <|endoftext|> (None: for hash-split "
-                                               "document corpora with GPT-2 BPE, as nanoGPT)")
+    append_eot: Optional[bool] = setting(None, "end each document with <|endoftext|> (None: with GPT-2 BPE, for "
+                                               "a corpus of documents, not one text file, as nanoGPT)")
     chunk_size: int = setting(0, "tokens (characters) per record (0: model.shards' default, 8192)", minimum=0)
     num_shards: int = setting(0, "files per split (0: the Beam runner decides)", minimum=0)
     max_piece_chars: int = setting(1 << 20, "GPT-2 BPE encodes a document in pieces of about this many "
