@@ -85,8 +85,8 @@ class TrainConfig:
     compile: bool = setting(False, "compile the training step with XLA")
     cpu_branches: int = setting(0, "on a CPU, run each micro-batch as this many parallel branches (0: one per "
                                    "core, 1: no split)", minimum=0)
-    peak_flops: float = setting(312e12, "the device's peak FLOP/s for MFU (A100 bfloat16 by default, as nanoGPT)",
-                                minimum=0)
+    peak_flops: float = setting(0.0, "the accelerator's peak FLOP/s for MFU (0: from model/devices.py's table of "
+                                     "GPUs and TPUs; no MFU on a CPU)", minimum=0)
     seed: int = setting(1337, "seed of the initial weights and the batches")
     rng: str = setting("tensorflow", "random draws of initial weights and batches: TensorFlow's, or nanoGPT's own "
                                      "(replayed without PyTorch)", choices=("tensorflow", "nanogpt"))

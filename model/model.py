@@ -339,11 +339,11 @@ class GPT(tf.Module):
 
     def estimate_mfu(self, tokens_per_iter: int, dt: float, peak_flops: float) -> float:
         """Model FLOPs utilization: achieved FLOP/s over peak_flops, per the PaLM paper's
-        6N + 12*L*H*Q*T FLOPs per token for the forward and backward pass."""
+        6N + 12*L*H*Q*T FLOPs per token for the forward and backward pass (NaN without a peak)."""
         cfg = self.config
         n = self.get_num_params()
         flops_per_token = 6 * n + 12 * cfg.n_layer * cfg.n_head * (cfg.n_embd // cfg.n_head) * cfg.block_size
-        return flops_per_token * tokens_per_iter / dt / peak_flops
+        return flops_per_token * tokens_per_iter / dt / peak_flops if peak_flops else float("nan")
 
     # ----------------------------------------------------------------------------------------
     # Hugging Face GPT-2 checkpoints (the code lives in hf_checkpoint.py)
