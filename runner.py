@@ -23,40 +23,58 @@ DEFAULT_PRESET = "shakespeare_char"
 
 
 def _pipeline_config(args, overrides, download_data: bool = True):
-    """A PipelineConfig from the preset, --data and the --key=value overrides, each sent to the
-    pipeline settings or the training hyperparameters by name."""
-    import dataclasses
+    """The complete configuration, checked before anything runs: the preset, then the config files'
+    values, then the --key=value overrides (each sent to the pipeline settings or the training
+    hyperparameters by name), then --data. SettingError names the first wrong setting."""
     import shlex
 
-    from model.config import TrainConfig, parse_overrides, parse_value
-    from pipeline.configs import PipelineConfig, absolute_path, make_pipeline_config
+    from model import settings
+    from model.config import NANOGPT_DATASETS, NANOGPT_DEFAULT_DATASET, TrainConfig, make_config, read_nanogpt_config
+    from pipeline.configs import PipelineConfig, absolute_path, make_pipeline_config, validate
 
-    pipeline_fields = {f.name for f in dataclasses.fields(PipelineConfig)}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    settings, train = {}, {}
-    for arg in overrides:
-        key, value = arg[2:].split("=", 1)
-        if key in pipeline_fields:
-            settings[key] = value if isinstance(getattr(PipelineConfig(), key), str) else parse_value(value)
-        elif key in train_fields:
-            train.update(parse_overrides([arg]))
-        else:
-            raise SystemExit(f"runner.py: unknown setting --{key} (neither a pipeline setting nor a "
-                             f"training hyperparameter)")
+    known = {**settings.fields(TrainConfig), **settings.fields(PipelineConfig)}
+    preset, values = args.preset, {}
+    for path in args.config_files:
+        file_values = read_nanogpt_config(path, known)
+        named = "dataset" in file_values
+        dataset = file_values.pop("dataset", NANOGPT_DEFAULT_DATASET)
+        if args.preset is None and not args.data:  # --preset or --data on the command line come later and win
+            preset = NANOGPT_DATASETS[dataset][0]
+            print(f"{path}: dataset={dataset!r}{'' if named else ' (nanoGPT default)'}: the data of the preset "
+                  f"{preset}", flush=True)
+        values.update(settings.coerce_values(file_values, PipelineConfig, TrainConfig))
+    values.update(settings.parse_overrides(overrides, PipelineConfig, TrainConfig))
+    preset = preset or DEFAULT_PRESET
+    pipeline_fields = settings.fields(PipelineConfig)
+    pipeline = {k: v for k, v in values.items() if k in pipeline_fields}
+    train = {k: v for k, v in values.items() if k not in pipeline_fields}
     if args.beam_pipeline_args is not None:
-        settings["beam_pipeline_args"] = shlex.split(args.beam_pipeline_args)
-    if args.data:  # a text file or glob (TokenizeText names it if it matches nothing)
-        settings["input_pattern"] = absolute_path(args.data)
-    elif "shakespeare" in args.preset and not settings.get("input_pattern"):
+        pipeline["beam_pipeline_args"] = shlex.split(args.beam_pipeline_args)
+    if args.data and pipeline.get("dataset_name"):
+        raise settings.SettingError("give --data (text files) or --dataset_name (a dataset), not both")
+    if args.data:  # text files, a folder or a glob, for any preset
+        pipeline.update(input_pattern=absolute_path(args.data), dataset_name=None, dataset_config=None,
+                        streaming=False)
+    elif pipeline.get("dataset_name"):  # a dataset, for any preset
+        pipeline["input_pattern"] = None
+    if pipeline.get("input_pattern"):
+        pipeline["input_pattern"] = absolute_path(pipeline["input_pattern"])
+    pipeline["output_dir"] = absolute_path(args.output or pipeline.get("output_dir") or PipelineConfig().output_dir)
+    config = make_pipeline_config(preset, **pipeline)
+    config.train_overrides = {**config.train_overrides, **train}
+    make_config(config.train_preset, **config.train_overrides)  # checked before any download
+    if not config.input_pattern and not config.dataset_name:  # a preset of Tiny Shakespeare
         if not download_data:
-            raise SystemExit(f"runner.py: the preset {args.preset} reads a text file: name one that the "
-                             f"pipeline's pods can read with --data (for example gs://BUCKET/input.txt)")
+            raise settings.SettingError(
+                f"the preset {preset} reads text files: name ones that the pipeline's pods can read with "
+                f"--data (for example gs://BUCKET/input.txt)")
         from model.corpus import tiny_shakespeare
 
-        settings["input_pattern"] = os.path.abspath(tiny_shakespeare())  # $NANOGPT_TFX_SHAKESPEARE or download
-    settings["output_dir"] = absolute_path(args.output or settings.get("output_dir") or PipelineConfig().output_dir)
-    config = make_pipeline_config(args.preset, **settings)
-    config.train_overrides = {**config.train_overrides, **train}
+        try:
+            config.input_pattern = os.path.abspath(tiny_shakespeare())  # $NANOGPT_TFX_SHAKESPEARE or download
+        except OSError as e:
+            raise settings.SettingError(str(e)) from None
+    validate(config)
     return config
 
 
@@ -78,7 +96,7 @@ def _show_progress():
             message = record.getMessage()
             if record.levelno >= logging.WARNING:
                 return not message.startswith(routine)
-            return message.startswith("Component ")
+            return message.startswith(("Component ", "TokenizeText:", "LMEvaluator:"))
 
     logging.getLogger("absl").addFilter(Progress())
     from absl import logging as absl_logging
@@ -88,8 +106,8 @@ def _show_progress():
 
 def run(args, overrides):
     """Run the pipeline end to end on this machine."""
-    _show_progress()
     config = _pipeline_config(args, overrides)
+    _show_progress()
     from tfx import v1 as tfx
 
     from pipeline import lineage
@@ -126,7 +144,9 @@ def compile_spec(args, overrides):
 def lineage(args, overrides):
     """Where a pushed model came from, read from ML Metadata."""
     if overrides:
-        raise SystemExit(f"runner.py lineage: unrecognized arguments: {' '.join(overrides)}")
+        from model.settings import SettingError
+
+        raise SettingError(f"unrecognized arguments: {' '.join(overrides)}")
     from pipeline import lineage as model_lineage
 
     if args.grpc:
@@ -181,17 +201,47 @@ def sample(args, overrides):
 
 
 def _pipeline_arguments(parser, data: str, beam: str) -> None:
-    """The options that `run` and `compile` share."""
-    parser.add_argument("--preset", default=DEFAULT_PRESET, help="a preset of pipeline/configs.py")
+    """The options that `run` and `compile` share, and the settings they take as --key=value."""
+    from pipeline.configs import PRESETS
+
+    parser.add_argument("config_files", nargs="*", metavar="CONFIG_FILE",
+                        help="nanoGPT config files (config/train_shakespeare_char.py ...): `name = value` lines, "
+                             "read, not run; the --key=value arguments come after them")
+    parser.add_argument("--preset", default=None, metavar="{" + ",".join(PRESETS) + "}",
+                        help=f"a preset of pipeline/configs.py (default: {DEFAULT_PRESET}, or the config file's "
+                             f"dataset)")
     parser.add_argument("--data", default=None, help=data)
     parser.add_argument("--beam_pipeline_args", default=None, help=f"Beam options as one string, {beam}")
+    parser.epilog = _settings_help()
+
+
+def _settings_help() -> str:
+    from components.tokenize_text.settings import TokenizeTextSettings
+    from model import settings
+    from model.config import TrainConfig
+    from pipeline.configs import PipelineConfig
+
+    data = settings.fields(TokenizeTextSettings)
+    return "\n\n".join([
+        "Settings, as --key=value (a preset sets some of them; the defaults shown are the settings' own):",
+        settings.help_listing(TokenizeTextSettings, "data (TokenizeText)", skip=("input_pattern",)),
+        settings.help_listing(PipelineConfig, "pipeline", skip=[*data, "preset", "train_overrides", "output_dir"]),
+        settings.help_listing(TrainConfig, "training hyperparameters (model/config.py; defaults: nanoGPT's GPT-2 "
+                                           "124M)", skip=("out_dir", "data_dir", "tokenizer", "bpe_dir"))])
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a mistake reported in one line (no usage block) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="runner.py", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _ArgumentParser(prog="runner.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
     run_parser = commands.add_parser(
-        "run", help="run the pipeline end to end with LocalDagRunner",
+        "run", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False, help="run the pipeline end to end with LocalDagRunner",
         description="Run the pipeline locally. Any --key=value after the options overrides a "
                     "pipeline setting (pipeline/configs.py) or a training hyperparameter (model/config.py).")
     _pipeline_arguments(run_parser,
@@ -201,7 +251,7 @@ def main(argv=None):
     run_parser.add_argument("--output", default=None, help="output directory (default: tfx_output)")
     run_parser.set_defaults(handler=run)
     compile_parser = commands.add_parser(
-        "compile", help="write the pipeline as a Kubeflow Pipelines v2 spec",
+        "compile", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False, help="write the pipeline as a Kubeflow Pipelines v2 spec",
         description="Compile the pipeline with KubeflowV2DagRunner into a spec that Kubeflow Pipelines or "
                     "Vertex AI Pipelines runs. Any --key=value after the options overrides a pipeline setting "
                     "(pipeline/configs.py: e.g. --train_workers=2 --train_accelerator=NVIDIA_TESLA_A100 "
@@ -248,10 +298,12 @@ def main(argv=None):
     sample_parser.add_argument("--output", default=None, help="the pipeline's output directory (default: tfx_output)")
     sample_parser.set_defaults(handler=sample)
     args, rest = parser.parse_known_args(argv)
-    unknown = [a for a in rest if not (a.startswith("--") and "=" in a)]
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    args.handler(args, rest)
+    from model.settings import SettingError
+
+    try:
+        args.handler(args, rest)
+    except SettingError as e:  # a wrong setting: one line, before anything ran or was written
+        parser.exit(2, f"runner.py {args.command}: error: {e}\n")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,13 @@ config/*.py files. Command lines override any field nanoGPT-style: `--key=value`
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
+import os
 from typing import Dict, List, Optional
+
+from model.settings import SettingError, check, coerce_values, setting, unknown
+from model import settings
 
 # What a training run's out_dir holds besides TensorBoard logs (model.train writes them; the
 # pipeline's run_fn, sample.py and lineage read them).
@@ -22,72 +25,83 @@ CHECKPOINT_DIR = "checkpoints"
 POLICY_OF_DTYPE = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
+# The four GPT-2 sizes that OpenAI released, as nanoGPT's from_pretrained knows them, and their context.
+GPT2_SIZES = {
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M params
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M params
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M params
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M params
+}
+GPT2_BLOCK_SIZE = 1024
+DTYPES = tuple(POLICY_OF_DTYPE)
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+TOKENIZERS = ("gpt2", "char")
+
+
 @dataclasses.dataclass
 class TrainConfig:
     # I/O
-    out_dir: str = "out"
-    eval_interval: int = 2000
-    log_interval: int = 1
-    eval_iters: int = 200
-    eval_only: bool = False  # if True, evaluate once and exit
-    always_save_checkpoint: bool = True  # if True, save a checkpoint after each eval, else only on improvement
-    init_from: str = "scratch"  # 'scratch', 'resume', or a GPT-2 name/checkpoint dir ('gpt2', 'gpt2-medium', ...)
-    tensorboard: bool = True  # summaries under out_dir/tensorboard
+    out_dir: str = setting("out", "the run's directory: checkpoints, configs, TensorBoard logs")
+    eval_interval: int = setting(2000, "evaluate train and val loss every this many iterations", minimum=1)
+    log_interval: int = setting(1, "print the training loss every this many iterations", minimum=1)
+    eval_iters: int = setting(200, "batches per split in each evaluation", minimum=1)
+    eval_only: bool = setting(False, "evaluate once and exit")
+    always_save_checkpoint: bool = setting(True, "save a checkpoint after each evaluation (False: only when val "
+                                                 "loss improves)")
+    init_from: str = setting("scratch", "'scratch', 'resume' (out_dir's latest checkpoint), a GPT-2 name "
+                                        "(gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a Hugging Face GPT-2 directory")
+    tensorboard: bool = setting(True, "write TensorBoard summaries under out_dir/tensorboard")
     # data: token shards (a directory with Split-train/ and Split-val/), or a text file tokenized in process
-    data_dir: str = ""
-    text_file: str = ""
-    tokenizer: str = "gpt2"  # for text_file: 'gpt2' (BPE) or 'char'
-    bpe_dir: str = ""  # directory with GPT-2's vocab.bpe and encoder.json, for offline BPE
-    gradient_accumulation_steps: int = 5 * 8  # used to simulate larger batch sizes; divided across replicas
-    batch_size: int = 12  # micro-batch size per replica
-    block_size: int = 1024
+    data_dir: str = setting("", "a directory of token shards (Split-train/, Split-val/)")
+    text_file: str = setting("", "a text file, tokenized in process (90% train, 10% val)")
+    tokenizer: str = setting("gpt2", "for text_file: GPT-2 BPE or characters", choices=TOKENIZERS)
+    bpe_dir: str = setting("", "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE")
+    gradient_accumulation_steps: int = setting(5 * 8, "micro-batches per iteration (a larger batch); divided "
+                                                      "across replicas", minimum=1)
+    batch_size: int = setting(12, "micro-batch size per replica", minimum=1)
+    block_size: int = setting(1024, "context length in tokens", minimum=1)
     # model
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
-    bias: bool = False  # biases inside LayerNorm and Linear layers?
-    vocab_size: int = 0  # 0: from the data (GPT-2 BPE trains with the padded 50304, as nanoGPT)
+    n_layer: int = setting(12, "transformer blocks", minimum=1)
+    n_head: int = setting(12, "attention heads (n_embd must be a multiple)", minimum=1)
+    n_embd: int = setting(768, "embedding width", minimum=1)
+    dropout: float = setting(0.0, "dropout probability (0 for pretraining, 0.1+ for finetuning)", minimum=0, maximum=1)
+    bias: bool = setting(False, "biases inside LayerNorm and Linear layers")
+    vocab_size: int = setting(0, "0: from the data (GPT-2 BPE trains with the padded 50304, as nanoGPT)", minimum=0)
     # AdamW optimizer
-    learning_rate: float = 6e-4  # max learning rate
-    max_iters: int = 600000  # total number of training iterations
-    weight_decay: float = 1e-1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # clip gradients at this value, or disable if == 0.0
+    learning_rate: float = setting(6e-4, "max learning rate", minimum=0)
+    max_iters: int = setting(600000, "total number of training iterations", minimum=0)
+    weight_decay: float = setting(1e-1, "AdamW weight decay (on matrices and embeddings only)", minimum=0)
+    beta1: float = setting(0.9, "AdamW beta1", minimum=0, maximum=1)
+    beta2: float = setting(0.95, "AdamW beta2", minimum=0, maximum=1)
+    grad_clip: float = setting(1.0, "clip gradients at this global norm (0: no clipping)", minimum=0)
     # learning rate decay settings
-    decay_lr: bool = True  # whether to decay the learning rate
-    warmup_iters: int = 2000  # how many steps to warm up for
-    lr_decay_iters: int = 600000  # should be ~= max_iters per Chinchilla
-    min_lr: float = 6e-5  # minimum learning rate, should be ~= learning_rate/10 per Chinchilla
+    decay_lr: bool = setting(True, "decay the learning rate (warmup, then cosine to min_lr)")
+    warmup_iters: int = setting(2000, "iterations of linear warmup", minimum=0)
+    lr_decay_iters: int = setting(600000, "iterations of the cosine decay (~= max_iters per Chinchilla)", minimum=0)
+    min_lr: float = setting(6e-5, "minimum learning rate (~= learning_rate/10 per Chinchilla)", minimum=0)
     # system
-    strategy: str = "auto"  # 'auto', 'default', 'mirrored', 'multi_worker' (TF_CONFIG), 'tpu'
-    tpu: str = ""  # TPU name or address for strategy='tpu' ('local' for a TPU VM)
-    dtype: str = "float32"  # 'float32', 'bfloat16', or 'float16' (with dynamic loss scaling)
-    compile: bool = False  # XLA (jit_compile) for the training step
-    cpu_branches: int = 0  # on a CPU, run each micro-batch as this many parallel branches (0: one per core, 1: no split)
-    peak_flops: float = 312e12  # the device's peak FLOP/s for MFU (A100 bfloat16 by default, as nanoGPT)
-    seed: int = 1337
-    rng: str = "tensorflow"  # draws of initial weights and batches: 'tensorflow', or 'nanogpt' (nanoGPT's own)
+    strategy: str = setting("auto", "tf.distribute strategy; auto: TPU with --tpu, multi_worker when TF_CONFIG "
+                                    "names several workers, mirrored with several GPUs, else one device",
+                            choices=STRATEGIES)
+    tpu: str = setting("", "TPU name or address for strategy=tpu ('local' on a TPU VM)")
+    dtype: str = setting("float32", "compute precision (float16 with dynamic loss scaling)", choices=DTYPES)
+    compile: bool = setting(False, "compile the training step with XLA")
+    cpu_branches: int = setting(0, "on a CPU, run each micro-batch as this many parallel branches (0: one per "
+                                   "core, 1: no split)", minimum=0)
+    peak_flops: float = setting(0.0, "the accelerator's peak FLOP/s for MFU (0: from model/devices.py's table of "
+                                     "GPUs and TPUs; no MFU on a CPU)", minimum=0)
+    seed: int = setting(1337, "seed of the initial weights and the batches")
+    rng: str = setting("tensorflow", "random draws of initial weights and batches: TensorFlow's, or nanoGPT's own "
+                                     "(replayed without PyTorch)", choices=("tensorflow", "nanogpt"))
 
     def __post_init__(self):
-        checks = {
-            "dtype": self.dtype in POLICY_OF_DTYPE,
-            "strategy": self.strategy in ("auto", "default", "mirrored", "multi_worker", "tpu"),
-            "tokenizer": self.tokenizer in ("gpt2", "char"),
-            "rng": self.rng in ("tensorflow", "nanogpt"),
-            "gradient_accumulation_steps": self.gradient_accumulation_steps >= 1,
-            "batch_size": self.batch_size >= 1,
-            "eval_interval": self.eval_interval >= 1,
-            "log_interval": self.log_interval >= 1,
-            "eval_iters": self.eval_iters >= 1,
-            "max_iters": self.max_iters >= 0,
-            "grad_clip": self.grad_clip >= 0,
-            "cpu_branches": self.cpu_branches >= 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError("invalid training config: " + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad))
+        check(self)
+        if self.init_from == "scratch" and self.n_embd % self.n_head:
+            raise SettingError(f"--n_embd={self.n_embd}: must be a multiple of --n_head={self.n_head}")
+        context = gpt2_context(self.init_from)
+        if context and self.block_size > context:
+            raise SettingError(f"--block_size={self.block_size}: init_from={self.init_from!r} has a context of "
+                               f"{context}, so block_size may be at most {context}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -137,46 +151,127 @@ PRESETS: Dict[str, dict] = {
 }
 
 
-def parse_value(value: str):
-    """A command-line value as a Python literal where it is one (numbers, booleans, lists), else
-    the string itself."""
-    try:
-        return ast.literal_eval(value)
-    except (SyntaxError, ValueError):
-        return value
+def gpt2_context(init_from: str) -> int:
+    """The context length of the GPT-2 checkpoint init_from names (a GPT-2 name, or a local Hugging
+    Face directory's config.json), else 0."""
+    if init_from in GPT2_SIZES:
+        return GPT2_BLOCK_SIZE
+    config = os.path.join(init_from, "config.json")
+    if init_from not in ("scratch", "resume") and "://" not in init_from and os.path.isfile(config):
+        try:
+            with open(config) as f:
+                return int(json.load(f).get("n_positions", 0))
+        except (OSError, ValueError):
+            return 0
+    return 0
 
 
 def parse_overrides(args: List[str]) -> dict:
-    """nanoGPT's configurator: `--key=value` pairs, values parsed as Python literals where they
-    are (numbers, booleans), else kept as strings. Unknown keys are an error."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    overrides = {}
-    for arg in args:
-        if not arg.startswith("--") or "=" not in arg:
-            raise ValueError(f"expected --key=value, got {arg!r}")
-        key, value = arg[2:].split("=", 1)
-        if key not in fields and key != "preset":
-            raise ValueError(f"unknown config key {key!r}")
-        overrides[key] = parse_value(value)
-    return overrides
+    """nanoGPT's configurator: `--key=value` pairs of TrainConfig fields (and --preset), each value
+    of its field's type (model/settings.py's one parser). Unknown keys are an error."""
+    return settings.parse_overrides(args, TrainConfig, extra=("preset",))
 
 
 def make_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
     """A TrainConfig: the defaults, then a preset, then the overrides. Values are checked against
-    the type of each field's default (an int may stand for a float)."""
+    each field's type and allowed values (an int may stand for a float); SettingError otherwise."""
     values = {}
     if preset:
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; presets: {sorted(PRESETS)}")
+            raise unknown(preset, PRESETS, "preset")
         values.update(PRESETS[preset])
     values.update(overrides)
-    defaults = TrainConfig()
-    for key, value in values.items():
-        if not hasattr(defaults, key):
-            raise ValueError(f"unknown config key {key!r}")
-        expected = type(getattr(defaults, key))
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            values[key] = float(value)
-        elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ValueError(f"config {key}={value!r}: expected {expected.__name__}")
-    return TrainConfig(**values)
+    names = settings.fields(TrainConfig)
+    for key in values:
+        if key not in names:
+            raise unknown(key, names)
+    return TrainConfig(**coerce_values(values, TrainConfig))
+
+
+# --- nanoGPT's config files (config/*.py) and command line -----------------------------------------
+
+# Keys of nanoGPT's config files that mean nothing here, and why (one printed line each).
+NANOGPT_IGNORED = {
+    "wandb_log": "Weights & Biases logging is not built in: TensorBoard summaries go to out_dir/tensorboard",
+    "wandb_project": "Weights & Biases logging is not built in: TensorBoard summaries go to out_dir/tensorboard",
+    "wandb_run_name": "Weights & Biases logging is not built in: TensorBoard summaries go to out_dir/tensorboard",
+    "backend": "tf.distribute picks the collective communication (nanoGPT's DDP backend)",
+    "device": "TensorFlow places the work itself: every GPU it sees with strategy=auto (MirroredStrategy for "
+              "several), else the CPU; CUDA_VISIBLE_DEVICES=\"\" forces the CPU",
+}
+# nanoGPT's `dataset` names: the pipeline preset that reads that data (runner.py) and the
+# tokenizer that model.train's text_file uses.
+NANOGPT_DATASETS = {"shakespeare_char": ("shakespeare_char", "char"), "shakespeare": ("shakespeare", "gpt2"),
+                    "openwebtext": ("owt_gpt2_124m", None)}
+NANOGPT_DEFAULT_DATASET = "openwebtext"  # nanoGPT's train.py, when a config file names none
+
+
+def read_nanogpt_config(path: str, known, log=print) -> dict:
+    """A nanoGPT config file's settings, read without running it (model/settings.py). Keys with no
+    meaning here are dropped with a printed line saying why; a statement that is not a literal
+    assignment is reported with its line (and is an error if it would set a setting); `dataset` is
+    kept for the caller to map; any other key must be in `known` (SettingError naming its line)."""
+    parsed = settings.read_config_file(path)
+    values = {}
+    for line, statement, names in parsed.skipped:
+        meaningful = [n for n in names if n not in NANOGPT_IGNORED]
+        if meaningful or not names and not statement.startswith(("import ", "from ")):
+            raise SettingError(f"{path}:{line}: `{statement}` is not a literal assignment (config files are read, "
+                               f"not run: write `name = value` with a literal value)")
+        log(f"{path}:{line}: `{statement}` not run (config files are read, not run)")
+    ignored = {}  # reason: the keys it covers, one printed line each
+    for key, value in parsed.values.items():
+        if key in NANOGPT_IGNORED:
+            shown = f"{key}={value!r}"
+            ignored.setdefault(NANOGPT_IGNORED[key], []).append(f"{parsed.lines[key]}: {shown}")
+            continue
+        if key == "dataset":
+            if value not in NANOGPT_DATASETS:
+                raise SettingError(f"{path}:{parsed.lines[key]}: dataset={value!r}: expected one of "
+                                   f"{', '.join(NANOGPT_DATASETS)} (or give the data on the command line)")
+        elif key not in known:
+            error = unknown(key, known)
+            raise SettingError(f"{path}:{parsed.lines[key]}: {error}")
+        values[key] = value
+    for reason, keys in ignored.items():
+        log(f"{path}:{', '.join(keys)} ignored: {reason}")
+    return values
+
+
+def split_command_line(argv: List[str]):
+    """(config files, --key=value arguments) of a nanoGPT-style command line, each in its order."""
+    files = [a for a in argv if not a.startswith("-")]
+    return files, [a for a in argv if a.startswith("-")]
+
+
+def command_line_config(argv: List[str], log=print) -> TrainConfig:
+    """`python -m model.train [CONFIG_FILE ...] [--key=value ...]` as nanoGPT's train.py: the defaults,
+    --preset, then each config file and --key=value in turn (later ones win); SettingError if wrong."""
+    from model.corpus import tiny_shakespeare
+
+    files, args = split_command_line(argv)
+    overrides = parse_overrides(args)
+    preset = overrides.pop("preset", None)
+    values = {}
+    for path in files:
+        file_values = read_nanogpt_config(path, settings.fields(TrainConfig), log)
+        dataset = file_values.pop("dataset", None)
+        if dataset:
+            tokenizer = NANOGPT_DATASETS[dataset][1]
+            if tokenizer is None:
+                raise SettingError(f"{path}: dataset={dataset!r}: model.train reads token shards (--data_dir); "
+                                   f"tokenize OpenWebText with `runner.py run {path}`")
+            if "text_file" not in overrides and "data_dir" not in overrides:
+                values.update(text_file=tiny_shakespeare(), tokenizer=tokenizer)
+        values.update(file_values)
+    values.update(overrides)
+    return make_config(preset, **values)
+
+
+def train_help(prog: str) -> str:
+    return "\n\n".join([
+        f"usage: {prog} [CONFIG_FILE ...] [--preset=NAME] [--key=value ...]",
+        "nanoGPT's train.py in TensorFlow. CONFIG_FILE: a nanoGPT config file (config/train_shakespeare_char.py "
+        "...), read, not run; --key=value overrides; later arguments win.",
+        f"  --preset=NAME                    a preset of model/config.py: {', '.join(PRESETS)}",
+        settings.help_listing(TrainConfig, "training hyperparameters (defaults: nanoGPT's GPT-2 124M)")])

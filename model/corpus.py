@@ -33,6 +33,6 @@ def tiny_shakespeare(path: Optional[str] = None) -> str:
                 data = response.read()
         except OSError as e:
             raise OSError(f"could not download Tiny Shakespeare from {SHAKESPEARE_URL} ({e}); "
-                          f"offline, pass a local copy (or set {SHAKESPEARE_ENV})") from e
+                          f"offline, name a local copy with --data=PATH (or set {SHAKESPEARE_ENV}=PATH)") from e
         files.write_file(cached, data)
     return cached

@@ -17,6 +17,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 
 from model import hf_checkpoint
+from model.config import GPT2_SIZES  # noqa: F401  (defined with the settings; re-exported)
 
 # Compute dtypes by policy name (the names Keras uses for its mixed-precision policies).
 DTYPE_POLICIES = {
@@ -52,15 +53,6 @@ class GPTConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-# The four GPT-2 sizes that OpenAI released, as nanoGPT's from_pretrained knows them.
-GPT2_SIZES = {
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M params
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M params
-    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M params
-    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M params
-}
 
 
 # The random generator for initial weights: seeded while a GPT(seed=...) is being built.
@@ -348,11 +340,11 @@ class GPT(tf.Module):
 
     def estimate_mfu(self, tokens_per_iter: int, dt: float, peak_flops: float) -> float:
         """Model FLOPs utilization: achieved FLOP/s over peak_flops, per the PaLM paper's
-        6N + 12*L*H*Q*T FLOPs per token for the forward and backward pass."""
+        6N + 12*L*H*Q*T FLOPs per token for the forward and backward pass (NaN without a peak)."""
         cfg = self.config
         n = self.get_num_params()
         flops_per_token = 6 * n + 12 * cfg.n_layer * cfg.n_head * (cfg.n_embd // cfg.n_head) * cfg.block_size
-        return flops_per_token * tokens_per_iter / dt / peak_flops
+        return flops_per_token * tokens_per_iter / dt / peak_flops if peak_flops else float("nan")
 
     # ----------------------------------------------------------------------------------------
     # Hugging Face GPT-2 checkpoints (their format is hf_checkpoint.py's)

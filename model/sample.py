@@ -8,31 +8,40 @@ $ python -m model.sample --init_from=gpt2 --start=FILE:prompt.txt --max_new_toke
 directory. The tokenizer comes with the model, never guessed: a run's out_dir holds its
 tokenizer.json; GPT-2 checkpoints use GPT-2 BPE (offline: --bpe_dir or NANOGPT_TFX_BPE_DIR).
 
-Every option is nanoGPT's `--key=value`; see DEFAULTS.
+Every option is nanoGPT's `--key=value`, a field of SampleConfig (`--help` lists them).
 """
 
 from __future__ import annotations
 
-import ast
+import dataclasses
 import os
 import sys
 from typing import List, Optional
 
-DEFAULTS = dict(
-    init_from="resume",  # a SavedModel, a training out_dir, 'resume' (then out_dir), a GPT-2 name or an HF dir
-    out_dir="out",  # the run to resume when init_from='resume'
-    start="\n",  # or "<|endoftext|>" etc. Can also specify a file, use as: "FILE:prompt.txt"
-    num_samples=10,  # number of samples to draw
-    max_new_tokens=500,  # number of tokens generated in each sample
-    temperature=0.8,  # 1.0 = no change, < 1.0 = less random, > 1.0 = more random; 0 = greedy
-    top_k=200,  # retain only the top_k most likely tokens, clamp others to have 0 probability; None: off
-    top_p=1.0,  # nucleus sampling: the smallest set of tokens whose probability reaches top_p; 1.0: off
-    seed=1337,
-    dtype="float32",  # 'float32', 'bfloat16' or 'float16' (compute dtype; weights stay float32)
-    compile=True,  # XLA for the generation loop (much faster on a CPU; compiled per prompt length)
-    stop_at_eot=False,  # end a sample at the tokenizer's end-of-text token (GPT-2 BPE has one)
-    bpe_dir="",  # directory with GPT-2's vocab.bpe and encoder.json, for offline BPE
-)
+from model.config import DTYPES
+from model.settings import check, command_line, help_listing, parse_overrides, setting
+
+@dataclasses.dataclass
+class SampleConfig:
+    init_from: str = setting("resume", "a SavedModel, a training out_dir, 'resume' (then out_dir), a GPT-2 name "
+                                       "or a Hugging Face GPT-2 directory")
+    out_dir: str = setting("out", "the run to sample from when init_from='resume'")
+    start: str = setting("\n", "the prompt, e.g. '<|endoftext|>'; 'FILE:prompt.txt' reads it from a file")
+    num_samples: int = setting(10, "number of samples to draw", minimum=1)
+    max_new_tokens: int = setting(500, "number of tokens generated in each sample", minimum=1)
+    temperature: float = setting(0.8, "1.0: no change, < 1.0: less random, > 1.0: more random; 0: greedy", minimum=0)
+    top_k: Optional[int] = setting(200, "keep only the top_k most likely tokens (None: all)", minimum=1)
+    top_p: float = setting(1.0, "nucleus sampling: the smallest set of tokens whose probability reaches top_p "
+                                "(1.0: off)", above=0, maximum=1)
+    seed: int = setting(1337, "the sampling seed")
+    dtype: str = setting("float32", "compute precision (weights stay float32)", choices=DTYPES)
+    compile: bool = setting(True, "XLA for the generation loop (much faster on a CPU; compiled per prompt length)")
+    stop_at_eot: bool = setting(False, "end a sample at the tokenizer's end-of-text token (GPT-2 BPE has one)")
+    bpe_dir: str = setting("", "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE")
+
+    def __post_init__(self):
+        check(self)
+
 
 SEPARATOR = "---------------"
 
@@ -136,45 +145,27 @@ def sample_saved_model(path: str, start: str = "\n", num_samples: int = 10, max_
     return [tokenizer.decode(row[:n]) for row, n in zip(tokens, lengths)]
 
 
-def parse_args(argv: List[str]) -> dict:
-    """nanoGPT's `--key=value` options over DEFAULTS. Values are Python literals where they parse
-    as one of the default's type (numbers, booleans, None for top_k), else strings."""
-    options = dict(DEFAULTS)
-    for arg in argv:
-        if not arg.startswith("--") or "=" not in arg:
-            raise ValueError(f"expected --key=value, got {arg!r}")
-        key, text = arg[2:].split("=", 1)
-        if key not in DEFAULTS:
-            raise ValueError(f"unknown option {key!r}; options: {sorted(DEFAULTS)}")
-        default = DEFAULTS[key]
-        if isinstance(default, str):
-            options[key] = text  # never reinterpreted: --start=123 is the text "123"
-            continue
-        try:
-            value = ast.literal_eval(text)
-        except (SyntaxError, ValueError):
-            raise ValueError(f"--{key}={text}: not a {type(default).__name__}") from None
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not (isinstance(value, type(default)) or (key == "top_k" and value is None)) \
-                or isinstance(value, bool) != isinstance(default, bool):
-            raise ValueError(f"--{key}={text}: expected a {type(default).__name__}")
-        options[key] = value
-    return options
+def parse_args(argv: List[str]) -> SampleConfig:
+    """nanoGPT's `--key=value` options over SampleConfig's defaults (model/settings.py's parser)."""
+    return SampleConfig(**parse_overrides(argv, SampleConfig))
+
+
+def sample_help(prog: str) -> str:
+    return f"usage: {prog} [--key=value ...]\n\nnanoGPT's sample.py.\n\n" + help_listing(SampleConfig, "options")
 
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    opts = parse_args(sys.argv[1:] if argv is None else argv)
-    source = opts["out_dir"] if opts["init_from"] == "resume" else opts["init_from"]
-    settings = dict(num_samples=opts["num_samples"], max_new_tokens=opts["max_new_tokens"],
-                    temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
-                    seed=opts["seed"], stop_at_eot=opts["stop_at_eot"])
+    opts = command_line("python -m model.sample", sys.argv[1:] if argv is None else argv, parse_args, sample_help)
+    source = opts.out_dir if opts.init_from == "resume" else opts.init_from
+    settings = dict(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
+                    temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
+                    seed=opts.seed, stop_at_eot=opts.stop_at_eot)
     if is_saved_model(source):
-        texts = sample_saved_model(source, opts["start"], bpe_dir=opts["bpe_dir"], **settings)
+        texts = sample_saved_model(source, opts.start, bpe_dir=opts.bpe_dir, **settings)
     else:
-        model, tokenizer = load_for_sampling(source, bpe_dir=opts["bpe_dir"], dtype=opts["dtype"])
-        texts = sample(model, tokenizer, opts["start"], jit_compile=opts["compile"], **settings)
+        model, tokenizer = load_for_sampling(source, bpe_dir=opts.bpe_dir, dtype=opts.dtype)
+        texts = sample(model, tokenizer, opts.start, jit_compile=opts.compile, **settings)
     for text in texts:
         print(text)
         print(SEPARATOR)

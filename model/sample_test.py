@@ -70,7 +70,10 @@ def test_bad_options_are_named():
         parse_args(["--temperature=hot"])
     with pytest.raises(ValueError, match="compile"):
         parse_args(["--compile=1"])
-    assert parse_args(["--start=123", "--top_p=1"])["start"] == "123"
+    assert parse_args(["--start=123", "--top_p=1"]).start == "123"
+    assert parse_args(["--top_k=None"]).top_k is None
+    with pytest.raises(ValueError, match="top_p"):
+        parse_args(["--top_p=0"])
     with pytest.raises(FileNotFoundError, match="not a training out_dir"):
         load_for_sampling("no/such/dir")
 

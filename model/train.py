@@ -18,13 +18,20 @@ import tempfile
 import time
 from typing import Dict, Optional
 
+if __name__ == "__main__":  # the command line is checked, and --help answered, before TensorFlow loads (~12 s)
+    from model import config as _config, settings as _settings
+
+    _COMMAND_LINE_CONFIG = _settings.command_line("python -m model.train", sys.argv[1:],
+                                                  _config.command_line_config, _config.train_help)
+
 import numpy as np
 import tensorflow as tf
 
-from model import files, nanogpt_rng, shards
+from model import devices, files, nanogpt_rng, shards
 from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TOKENIZER_FILE, TRAIN_CONFIG_FILE,
-                          TrainConfig, make_config, parse_overrides)
+                          TrainConfig, command_line_config, train_help)
 from model.data import TokenStream, load_split
+from model.settings import command_line
 from model.shards import TRAIN, VAL
 from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, counted_targets, cross_entropy
 from model.optim import AdamW, DynamicLossScale, get_lr
@@ -146,6 +153,12 @@ class Trainer:
         self.log = log
         self.branches = cpu_branches(cfg, log)
         self.strategy = strategy or make_strategy(cfg)
+        self.devices, detected_peak = devices.describe(self.strategy)
+        self.peak_flops = cfg.peak_flops or detected_peak  # 0.0: no MFU (a CPU, or a device not in the table)
+        log(f"training on {self.devices}" + (f"; MFU of a {self.peak_flops:.3g} FLOP/s peak" if self.peak_flops
+                                             else ""))
+        if devices.unused_gpu_warning():
+            log(devices.unused_gpu_warning())
         self.chief = is_chief(self.strategy)
         self.replicas = self.strategy.num_replicas_in_sync
         if cfg.gradient_accumulation_steps % self.replicas:
@@ -407,18 +420,20 @@ class Trainer:
                     t0 = t1
                     if local_iter_num:
                         self.iter_ms.append(dt * 1000)
-                    if local_iter_num >= 5:  # let the training loop settle a bit
+                    if local_iter_num >= 5 and self.peak_flops:  # let the training loop settle a bit
                         per_replica_tokens = tokens_per_iter // self.replicas
-                        mfu = self.model.estimate_mfu(per_replica_tokens, dt, cfg.peak_flops)
+                        mfu = self.model.estimate_mfu(per_replica_tokens, dt, self.peak_flops)
                         running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
                     self.log(f"iter {iter_num - 1}: loss {lossf:.4f}, time {dt * 1000:.2f}ms, "
-                             f"tok/s {tokens_per_iter / dt:,.0f}, mfu {running_mfu * 100:.2f}%")
+                             f"tok/s {tokens_per_iter / dt:,.0f}"
+                             + (f", mfu {running_mfu * 100:.2f}%" if self.peak_flops else ""))
                     if writer:
                         tf.summary.scalar("train/loss", lossf, step=iter_num - 1)
                         tf.summary.scalar("train/lr", lr, step=iter_num - 1)
                         tf.summary.scalar("train/grad_norm", float(grad_norm), step=iter_num - 1)
                         tf.summary.scalar("train/ms_per_iter", dt * 1000, step=iter_num - 1)
-                        tf.summary.scalar("train/mfu", max(running_mfu, 0.0), step=iter_num - 1)
+                        if self.peak_flops:
+                            tf.summary.scalar("train/mfu", max(running_mfu, 0.0), step=iter_num - 1)
                 local_iter_num += 1
                 if iter_num > cfg.max_iters:
                     break
@@ -434,10 +449,11 @@ def train(cfg: TrainConfig, log=print, **kwargs) -> Dict[str, float]:
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    overrides = parse_overrides(argv)
-    preset = overrides.pop("preset", None)
-    cfg = make_config(preset, **overrides)
+    if argv is None and "_COMMAND_LINE_CONFIG" in globals():
+        cfg = _COMMAND_LINE_CONFIG  # checked before TensorFlow was imported
+    else:
+        cfg = command_line("python -m model.train", sys.argv[1:] if argv is None else argv, command_line_config,
+                           train_help)
     print(cfg.to_json())
     result = train(cfg)
     print(json.dumps(result))

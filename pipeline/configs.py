@@ -4,8 +4,15 @@ preset names the data, the training preset and the evaluation settings that go w
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import glob
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List
+
+from components.tokenize_text.settings import TokenizeTextSettings
+from model.config import PRESETS as TRAIN_PRESETS
+from model.config import TrainConfig, make_config
+from model.settings import SettingError, check, coerce_values, setting, unknown
 
 PIPELINE_NAME = "nanogpt-tfx"
 OUTPUT_DIR = os.environ.get("NANOGPT_TFX_OUTPUT", "tfx_output")
@@ -13,44 +20,54 @@ IMAGE_WORKDIR = "/pipeline"  # where the Dockerfile puts this repository in the 
 
 
 @dataclasses.dataclass
-class PipelineConfig:
-    preset: str = "shakespeare_char"
-    pipeline_name: str = PIPELINE_NAME
-    output_dir: str = OUTPUT_DIR  # pipeline root, metadata store and serving directory lie below
-    # data: a text file path or glob, or a Hugging Face dataset (name or local path)
-    input_pattern: Optional[str] = None
-    dataset_name: Optional[str] = None
-    dataset_config: Optional[str] = None
-    dataset_split: str = "train"
-    streaming: bool = False
-    tokenizer: str = "char"  # 'char' (tf.Transform vocabulary) or 'gpt2' (BPE)
-    bpe_dir: Optional[str] = None
+class PipelineConfig(TokenizeTextSettings):
+    """The pipeline's settings. The data settings are TokenizeText's own (TokenizeTextSettings,
+    components/tokenize_text/settings.py), inherited so that each is defined once and is a pipeline
+    setting; the training hyperparameters are model/config.py's (train_preset and train_overrides)."""
+    preset: str = setting("shakespeare_char", "the pipeline preset these settings started from")
+    pipeline_name: str = setting(PIPELINE_NAME, "the pipeline's name in ML Metadata")
+    output_dir: str = setting(OUTPUT_DIR, "pipeline root, metadata store and serving directory lie below "
+                                          "($NANOGPT_TFX_OUTPUT)")
     # training: a model/config.py preset plus overrides (any TrainConfig field)
-    train_preset: str = "shakespeare_char"
-    train_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)
-    resume: bool = False  # continue from the checkpoint of the latest model's training run
+    train_preset: str = setting("shakespeare_char", "the training preset (model/config.py) under the "
+                                                    "training hyperparameters", choices=tuple(TRAIN_PRESETS))
+    train_overrides: Dict[str, object] = setting({}, "training hyperparameters over train_preset")
+    resume: bool = setting(False, "continue from the checkpoint of the latest model's training run")
     # where training runs: in the Trainer's own process or pod (one device, or `--strategy=mirrored`
     # over its GPUs; on Kubeflow the pod gets train_accelerator_count x train_accelerator), or, for
     # train_workers > 1, as a Vertex AI training job of train_workers machines with that many
     # accelerators each (MultiWorkerMirroredStrategy from the TF_CONFIG that Vertex AI sets; TPUs:
     # --strategy=tpu). See docs/kubeflow.md.
-    train_workers: int = 1
-    train_machine_type: str = "n1-standard-8"
-    train_accelerator: str = ""  # a Vertex AI accelerator type, e.g. NVIDIA_TESLA_A100, NVIDIA_H100_80GB
-    train_accelerator_count: int = 0  # per worker: the replicas each worker trains
-    vertex_project: str = ""
-    vertex_region: str = "us-central1"
+    train_workers: int = setting(1, "machines that train (> 1: a Vertex AI training job)", minimum=1)
+    train_machine_type: str = setting("n1-standard-8", "the Vertex AI machine type of each training worker")
+    train_accelerator: str = setting("", "the Trainer pod's accelerator type, e.g. NVIDIA_TESLA_A100, "
+                                         "NVIDIA_H100_80GB (Kubeflow, Vertex AI)")
+    train_accelerator_count: int = setting(0, "accelerators per training worker: the replicas each trains",
+                                           minimum=0)
+    vertex_project: str = setting("", "the Google Cloud project of the Vertex AI training job")
+    vertex_region: str = setting("us-central1", "the region of the Vertex AI training job")
     # the container image of the components on Kubeflow Pipelines and of the Vertex AI training job
-    image: str = "nanogpt-tfx:latest"
+    image: str = setting("nanogpt-tfx:latest", "the components' container image (Kubeflow, Vertex AI)")
     # evaluation and blessing
-    baselines: List[str] = dataclasses.field(default_factory=list)  # GPT-2 names or checkpoint dirs
-    eval_batches: int = 0  # 0: the whole of each split
-    eval_batch_size: int = 32
-    val_loss_threshold: float = 1e9  # bless only under this validation loss
-    max_regression: float = 0.0  # and no worse than the last blessed model by more than this
-    beam_pipeline_args: List[str] = dataclasses.field(default_factory=lambda: [
-        "--direct_running_mode=in_memory", "--direct_num_workers=1"])
-    enable_cache: bool = True
+    baselines: List[str] = setting([], "GPT-2 names or checkpoint directories evaluated beside the model")
+    eval_batches: int = setting(0, "evaluation batches per split (0: the whole of each split)", minimum=0)
+    eval_batch_size: int = setting(32, "windows per evaluation batch", minimum=1)
+    val_loss_threshold: float = setting(1e9, "bless only under this validation loss")
+    max_regression: float = setting(0.0, "and no worse than the last blessed model by more than this")
+    beam_pipeline_args: List[str] = setting(["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+                                            "Beam options (default: the in-memory DirectRunner)")
+    enable_cache: bool = setting(True, "reuse the outputs of components whose inputs did not change")
+
+    def __post_init__(self):
+        check(self)  # each setting; the data source is checked with tokenize_settings()
+        if self.train_accelerator and self.train_accelerator_count < 1:
+            raise SettingError(f"--train_accelerator={self.train_accelerator}: needs --train_accelerator_count >= 1")
+        if self.train_workers > 1 and not self.vertex_project:
+            raise SettingError(f"--train_workers={self.train_workers}: multi-worker training runs on Vertex AI, "
+                               f"which needs --vertex_project (and --vertex_region)")
+
+    def tokenize_settings(self) -> TokenizeTextSettings:
+        return TokenizeTextSettings.of(self)
 
     @property
     def trains_on_vertex(self) -> bool:
@@ -88,18 +105,29 @@ PRESETS: Dict[str, dict] = {
 }
 
 def make_pipeline_config(preset: str = "shakespeare_char", **overrides) -> PipelineConfig:
+    """The preset's settings under the overrides (pipeline settings), each checked; SettingError names
+    the first wrong one (the data source and training hyperparameters: validate())."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown pipeline preset {preset!r}; presets: {sorted(PRESETS)}")
-    fields = {f.name for f in dataclasses.fields(PipelineConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"unknown pipeline settings {unknown}")
-    values = {**PRESETS[preset], **overrides}
-    defaults = PipelineConfig()
-    for key, value in values.items():
-        if isinstance(getattr(defaults, key), float) and isinstance(value, int) and not isinstance(value, bool):
-            values[key] = float(value)  # --val_loss_threshold=2 means 2.0
-    return PipelineConfig(preset=preset, **values)
+        raise unknown(preset, PRESETS, "preset")
+    names = {f.name for f in dataclasses.fields(PipelineConfig)}
+    for key in overrides:
+        if key not in names:
+            raise unknown(key, names)
+    values = coerce_values({**PRESETS[preset], **overrides}, PipelineConfig)
+    return PipelineConfig(**{**values, "preset": preset})
+
+
+def validate(config: PipelineConfig) -> TrainConfig:
+    """Check the complete configuration before anything runs: TokenizeText's settings, local input
+    files, and the training hyperparameters (returned); SettingError naming the first wrong one."""
+    config.tokenize_settings()
+    pattern = config.input_pattern
+    if pattern and "://" not in pattern and not (os.path.isdir(pattern) and os.listdir(pattern)) \
+            and not any(os.path.isfile(p) for p in glob.glob(pattern)):
+        near = difflib.get_close_matches(os.path.basename(pattern), os.listdir(os.path.dirname(pattern) or ".")) \
+            if os.path.isdir(os.path.dirname(pattern) or ".") else []
+        raise SettingError(f"--data={pattern}: matches no file" + (f"; did you mean {near[0]}?" if near else ""))
+    return make_config(config.train_preset, **config.train_overrides)
 
 
 def absolute_path(path: str) -> str:

@@ -94,13 +94,14 @@ def test_every_preset_compiles(tmp_path):
         assert json.loads(_parameters(spec, "LMEvaluator")["baselines"]) == settings.get("baselines", [])
 
 
-def test_file_presets_need_data_the_pods_can_read(tmp_path):
-    with pytest.raises(SystemExit, match="--data"):
+def test_file_presets_need_data_the_pods_can_read(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="2"):
         runner.main(["compile", "--pipeline_root=gs://bucket/root", f"--spec={tmp_path / 'x.json'}"])
+    assert "reads text files: name ones that the pipeline's pods can read with --data" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 
 
-def test_multi_worker_training_on_vertex_ai(tmp_path):
+def test_multi_worker_training_on_vertex_ai(tmp_path, capsys):
     spec = _compile(tmp_path, "--pipeline_root=gs://bucket/root", "--data=gs://bucket/input.txt",
                     "--image=registry.example/nanogpt-tfx:7-gpu", "--train_workers=3",
                     "--train_accelerator=NVIDIA_TESLA_A100", "--train_accelerator_count=4",
@@ -117,9 +118,11 @@ def test_multi_worker_training_on_vertex_ai(tmp_path):
         assert pool["machine_spec"]["accelerator_type"] == "NVIDIA_TESLA_A100"
         assert pool["machine_spec"]["accelerator_count"] == 4
         assert pool["container_spec"]["image_uri"] == "registry.example/nanogpt-tfx:7-gpu"
-    with pytest.raises(ValueError, match="vertex_project"):
+    with pytest.raises(SystemExit, match="2"):
         _compile(tmp_path, "--pipeline_root=gs://bucket/root", "--data=gs://bucket/input.txt", "--train_workers=2",
                  name="no_project.json")
+    assert "--train_workers=2: multi-worker training runs on Vertex AI, which needs --vertex_project" in \
+        capsys.readouterr().err
 
 
 def test_a_component_runs_from_the_spec_through_the_kubeflow_v2_entrypoint(tmp_path, shakespeare_text):
@@ -161,7 +164,7 @@ def test_a_component_runs_from_the_spec_through_the_kubeflow_v2_entrypoint(tmp_p
         assert os.listdir(os.path.join(examples_uri, f"Split-{split}"))
 
 
-def test_one_worker_with_gpus_gets_them_on_its_trainer_pod(tmp_path):
+def test_one_worker_with_gpus_gets_them_on_its_trainer_pod(tmp_path, capsys):
     """One worker: the standard Trainer, whose Kubeflow task asks for the accelerators (the
     training engine's strategy 'auto' then mirrors across them)."""
     spec = _compile(tmp_path, "--pipeline_root=gs://bucket/root", "--data=gs://bucket/input.txt",
@@ -170,6 +173,7 @@ def test_one_worker_with_gpus_gets_them_on_its_trainer_pod(tmp_path):
     assert trainer["args"][1] == "tfx.components.trainer.executor.GenericExecutor"
     assert trainer["resources"]["accelerator"] == {"type": "NVIDIA_TESLA_T4", "count": "2"}
     assert "resources" not in _executor(spec, "TokenizeText")
-    with pytest.raises(ValueError, match="train_accelerator_count >= 1"):
+    with pytest.raises(SystemExit, match="2"):
         _compile(tmp_path, "--pipeline_root=gs://bucket/root", "--data=gs://bucket/input.txt",
                  "--train_accelerator=NVIDIA_TESLA_T4", name="no_count.json")
+    assert "needs --train_accelerator_count >= 1" in capsys.readouterr().err

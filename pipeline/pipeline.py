@@ -22,9 +22,6 @@ def _vertex_training_args(config: PipelineConfig) -> dict:
     """The Vertex AI custom job that trains: a chief and train_workers - 1 workers running the same
     run_fn in the pipeline's image; Vertex AI sets each one's TF_CONFIG, from which the training
     engine's strategy 'auto' picks MultiWorkerMirroredStrategy (or names --strategy=tpu)."""
-    if not config.vertex_project:
-        raise ValueError(f"train_workers={config.train_workers}: multi-worker training runs on Vertex AI, "
-                         f"which needs vertex_project (and vertex_region)")
     machine = {"machine_type": config.train_machine_type}
     if config.train_accelerator:
         machine.update(accelerator_type=config.train_accelerator,
@@ -37,11 +34,6 @@ def _vertex_training_args(config: PipelineConfig) -> dict:
 def _trainer(config: PipelineConfig, kubeflow: bool, **inputs):
     """The standard Trainer running model/train.py in its own pod or process (on Kubeflow with the
     accelerators asked for), or, for several workers, TFX's Vertex AI Trainer."""
-    if config.train_workers < 1 or config.train_accelerator_count < 0:
-        raise ValueError(f"train_workers={config.train_workers} must be >= 1 and train_accelerator_count="
-                         f"{config.train_accelerator_count} >= 0")
-    if config.train_accelerator and config.train_accelerator_count < 1:
-        raise ValueError(f"train_accelerator={config.train_accelerator!r} needs train_accelerator_count >= 1")
     custom_config = {"train_preset": config.train_preset, "train_config": config.train_overrides,
                      "resume": config.resume}
     common = dict(run_fn="components.trainer.run_fn.run_fn", train_args=tfx.proto.TrainArgs(splits=[shards.TRAIN]),
@@ -68,10 +60,7 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
     components = []
 
     # Tokenize the corpus (Beam) into train/val token shards, or character records to map below.
-    tokenize = TokenizeText(
-        input_pattern=config.input_pattern, dataset_name=config.dataset_name,
-        dataset_config=config.dataset_config, dataset_split=config.dataset_split,
-        streaming=config.streaming, tokenizer=config.tokenizer, bpe_dir=config.bpe_dir)
+    tokenize = TokenizeText(config.tokenize_settings())
     components.append(tokenize)
     examples, transform_graph = tokenize.outputs["examples"], None
 

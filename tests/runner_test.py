@@ -26,7 +26,7 @@ def test_help_of_every_command_imports_nothing_heavy():
 
 def test_unknown_arguments_are_rejected():
     result = _run("run", "--max_iters")
-    assert result.returncode == 2 and "unrecognized arguments: --max_iters" in result.stderr
+    assert result.returncode == 2 and "expected --key=value, got '--max_iters'" in result.stderr
     result = _run("train")
     assert result.returncode == 2 and "invalid choice: 'train'" in result.stderr
 
@@ -37,3 +37,151 @@ def test_lineage_names_a_missing_store_and_imports_nothing_heavy(tmp_path):
     assert f"no ML Metadata store at {tmp_path}/metadata.sqlite" in result.stderr
     result = _run("lineage", "--grpc=localhost")
     assert result.returncode == 1 and "--grpc=localhost: expected HOST:PORT" in result.stderr
+
+
+def test_help_lists_every_setting_with_presets_as_choices():
+    from components.tokenize_text.settings import TokenizeTextSettings
+    from model import settings
+    from model.config import TrainConfig
+    from pipeline.configs import PRESETS, PipelineConfig
+
+    for command in ("run", "compile"):
+        text = _run(command, "--help").stdout
+        assert "{" + ",".join(PRESETS) + "}" in text
+        shown = {name for cls in (TrainConfig, PipelineConfig, TokenizeTextSettings) for name in settings.fields(cls)
+                 if f"--{name}=" in text}
+        # all but those the command's own options set (--data, --output) or that are derived
+        assert set(settings.fields(TrainConfig)) - shown <= {"out_dir", "data_dir", "tokenizer", "bpe_dir"}
+        assert set(settings.fields(PipelineConfig)) - shown <= {"preset", "train_overrides", "output_dir",
+                                                                "input_pattern"}
+        assert "--max_iters=INT total number of training iterations (default: 600000; an integer >= 0)" \
+            in " ".join(text.split())
+
+
+def _mistake(tmp_path, *args, command="run"):
+    """runner.py with a wrong setting: the one line it prints (status 2, nothing under --output)."""
+    out = tmp_path / "out"
+    where = [f"--pipeline_root={out}", "--data=gs://b/in.txt"] if command == "compile" else [f"--output={out}"]
+    result = subprocess.run([sys.executable, "runner.py", command, *args, *where],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert not out.exists()
+    return result.stderr.strip()
+
+
+def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_data):
+    data = f"--data={shared_data}/tinyshakespeare.txt"
+    cases = [
+        (["--learning_rate=abc"], "--learning_rate=abc: expected a number >= 0"),  # a wrong type
+        (["--compile=1"], "--compile=1: expected True or False"),
+        (["--max_iters=-5"], "--max_iters=-5: expected an integer >= 0"),  # out of range
+        (["--batch_size=0"], "--batch_size=0: expected an integer >= 1"),
+        (["--dropout=1.5"], "--dropout=1.5: expected a number in [0, 1]"),
+        ([data, "--val_fraction=0"], "--val_fraction=0.0: expected a number in (0, 1) (or None)"),
+        (["--n_head=3"], "--n_embd=128: must be a multiple of --n_head=3"),
+        (["--init_from=gpt2", "--block_size=2048"], "--block_size=2048: init_from='gpt2' has a context of 1024"),
+        (["--dtype=bf16"], "--dtype='bf16': expected one of float32, bfloat16, float16"),  # unknown names
+        (["--strategy=mirror"], "--strategy='mirror': expected one of auto, default, mirrored"),
+        ([data, "--tokenizer=bpe"], "--tokenizer='bpe': expected one of gpt2, char"),
+        (["--preset=shakespeare_chr"], "unknown preset 'shakespeare_chr'; did you mean shakespeare_char"),
+        (["--max_itres=5"], "unknown setting --max_itres; did you mean --max_iters"),
+        ([f"--data={tmp_path}/no_such.txt"], f"--data={tmp_path}/no_such.txt: matches no file"),
+        ([data, "--dataset_name=openwebtext"], "give --data (text files) or --dataset_name (a dataset), not both"),
+        ([data, "--train_workers=2"], "--train_workers=2: multi-worker training runs on Vertex AI"),
+    ]
+    for args, expected in cases:
+        assert expected in _mistake(tmp_path, *args), args
+    assert "--eval_batch_size=0: expected an integer >= 1" in _mistake(tmp_path, "--eval_batch_size=0",
+                                                                       command="compile")
+
+
+NANOGPT_CONFIGS = ("train_shakespeare_char", "train_gpt2", "finetune_shakespeare", "eval_gpt2", "eval_gpt2_medium",
+                   "eval_gpt2_large", "eval_gpt2_xl")
+
+
+def _copies_of_nanogpt_configs(shared_data, tmp_path):
+    import shutil
+
+    copies = {}
+    for name in NANOGPT_CONFIGS:
+        copies[name] = str(tmp_path / f"{name}.py")
+        shutil.copy(os.path.join(shared_data, "nanogpt_config", f"{name}.py"), copies[name])
+    return copies
+
+
+def _configuration(*argv):
+    """The checked PipelineConfig that `runner.py run ARGV` would run."""
+    import runner
+
+    parser_args = ["run", *argv]
+    captured = {}
+    handler = runner.run
+
+    def keep(args, overrides):
+        captured["config"] = runner._pipeline_config(args, overrides)
+
+    runner.run = keep
+    try:
+        runner.main(parser_args)
+    finally:
+        runner.run = handler
+    return captured["config"]
+
+
+def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch, capsys):
+    from model.config import command_line_config
+
+    shared_data = os.path.abspath(shared_data)
+    monkeypatch.setenv("NANOGPT_TFX_SHAKESPEARE", os.path.join(shared_data, "tinyshakespeare.txt"))
+    files = _copies_of_nanogpt_configs(shared_data, tmp_path)
+    out = f"--output={tmp_path / 'out'}"
+
+    config = _configuration(files["train_shakespeare_char"], "--batch_size=32", out)
+    assert (config.preset, config.tokenizer, config.input_pattern) == \
+        ("shakespeare_char", "char", os.path.join(shared_data, "tinyshakespeare.txt"))
+    train = config.train_overrides  # the Trainer's custom_config: in ML Metadata, shown by `runner.py lineage`
+    assert (train["n_layer"], train["n_embd"], train["dropout"], train["block_size"], train["max_iters"]) == \
+        (6, 384, 0.2, 256, 5000)
+    assert train["batch_size"] == 32  # the later argument wins
+    printed = capsys.readouterr().out
+    assert "train_shakespeare_char.py: dataset='shakespeare_char': the data of the preset shakespeare_char" in printed
+    assert "wandb_log=False" in printed and "ignored: Weights & Biases logging is not built in" in printed
+
+    config = _configuration(files["finetune_shakespeare"], out)
+    assert (config.preset, config.tokenizer, config.train_overrides["init_from"]) == ("shakespeare", "gpt2", "gpt2-xl")
+    printed = capsys.readouterr().out
+    assert "finetune_shakespeare.py:1: `import time` not run" in printed
+    assert "finetune_shakespeare.py:8: `wandb_run_name = 'ft-' + str(time.time())` not run" in printed
+
+    config = _configuration(files["train_gpt2"], out)  # no dataset: nanoGPT's default, OpenWebText
+    assert (config.preset, config.dataset_name, config.train_overrides["gradient_accumulation_steps"]) == \
+        ("owt_gpt2_124m", "openwebtext", 40)
+    for size in ("gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl"):
+        config = _configuration(files[f"eval_{size}"], f"--data={shared_data}/tinyshakespeare.txt", out)
+        assert config.train_overrides["init_from"] == size.replace("_", "-") and config.train_overrides["eval_only"]
+        assert config.input_pattern and not config.dataset_name  # --data replaces the preset's dataset
+
+    cfg = command_line_config([files["train_shakespeare_char"], "--max_iters=3"], log=lambda line: None)
+    assert (cfg.n_layer, cfg.tokenizer, cfg.max_iters, cfg.text_file) == \
+        (6, "char", 3, os.path.join(shared_data, "tinyshakespeare.txt"))
+    cfg = command_line_config([files["eval_gpt2_xl"]], log=lambda line: None)
+    assert (cfg.init_from, cfg.eval_only, cfg.batch_size, cfg.eval_iters) == ("gpt2-xl", True, 8, 500)
+
+
+def test_a_config_file_is_read_not_run(tmp_path):
+    marker = tmp_path / "ran"
+    bad = tmp_path / "bad.py"
+    bad.write_text(f"max_iters = 10\nn_layer = open({str(marker)!r}, 'w') and 2\n")
+    assert "bad.py:2: `n_layer = open(" in _mistake(tmp_path, str(bad))
+    assert not marker.exists()
+    bad.write_text("max_iters = 10\nmax_itres = 5\n")
+    assert "bad.py:2: unknown setting --max_itres; did you mean --max_iters" in _mistake(tmp_path, str(bad))
+    bad.write_text("max_iters = (\n")
+    assert "bad.py:1: not Python" in _mistake(tmp_path, str(bad))
+    bad.write_text("device = 'cuda'\nmax_iters = 'many'\n")
+    assert "--max_iters='many': expected an integer >= 0" in _mistake(tmp_path, str(bad))
+    result = subprocess.run([sys.executable, "-m", "model.train", str(bad)], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "device='cuda' ignored: TensorFlow places the work itself" in result.stdout
+    assert result.stderr.splitlines() == ["python -m model.train: error: --max_iters='many': expected an integer >= 0"]

@@ -1,9 +1,10 @@
 """TokenizeText: a Beam-based TFX component that turns a text corpus into token shards.
 
+Parameters: the fields of TokenizeTextSettings (settings.py), stored as one JSON execution property.
+
 Sources (exactly one):
-  input_pattern   a text file path or glob (local, gs://, ...). Each file is one document. A single
-                  file is split by characters, the first 90% train and the last 10% val, as
-                  nanoGPT's shakespeare prepare scripts do; several files are split by hash.
+  input_pattern   a text file, a folder of them or a glob (local, gs://, ...). Each file is one
+                  document.
   dataset_name    a Hugging Face hub dataset (e.g. "openwebtext", with dataset_config,
                   dataset_split and streaming=True for large corpora), or a local path that
                   `datasets` loads: a .parquet/.json/.jsonl/.arrow/.txt/.csv file, a directory saved
@@ -12,13 +13,17 @@ Sources (exactly one):
 Tokenization: tokenizer="gpt2" (tiktoken's GPT-2 BPE, built once per Beam worker; offline from
 bpe_dir or $NANOGPT_TFX_BPE_DIR) writes `model.shards` records (`tokens`, `doc`, `pos`), with the
 end-of-text token 50256 appended to each document of a document corpus (append_eot; by default on
-for hashed corpora, off for a single text file, as in nanoGPT). tokenizer="char" writes the same
+for document corpora, off for a single text file, as in nanoGPT). tokenizer="char" writes the same
 records with the document's text in a `text` feature instead of `tokens`; the standard TFX
 Transform component with components/char_transform.py as module file builds the vocabulary and
 turns them into `tokens`.
 
-Splits: a document corpus puts a document in val when a keyed hash of its index and split_seed falls
-below val_fraction (default 0.0005, nanoGPT's OpenWebText hold-out): the same on every run and runner.
+Splits (split_method): head_tail puts the last val_fraction (default 0.1) of each document's
+characters in val, as nanoGPT's shakespeare prepare scripts do with their one text; hash puts a whole
+document in val when a keyed hash of its index and split_seed falls below val_fraction (default
+0.0005, nanoGPT's OpenWebText hold-out). auto (the default) hashes only when val can expect at least
+20 documents (sources.MIN_HASHED_VAL_DOCUMENTS; a streamed dataset: always), so any corpus with text
+gets a non-empty val split. Both are the same on every run and runner.
 
 Output: one Examples artifact, split_names ["train", "val"], GZIP TFRecord shards (zlib level 1) under
 Split-train/ and Split-val/ (num_shards per split; 0, the default, lets the runner decide, one file
@@ -50,26 +55,12 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.tokenize_text import executor
+from components.tokenize_text.settings import TokenizeTextSettings
 
 
 class TokenizeTextSpec(types.ComponentSpec):
-    PARAMETERS = {
-        "input_pattern": ExecutionParameter(type=str, optional=True),
-        "dataset_name": ExecutionParameter(type=str, optional=True),
-        "dataset_config": ExecutionParameter(type=str, optional=True),
-        "dataset_split": ExecutionParameter(type=str, optional=True),
-        "text_column": ExecutionParameter(type=str, optional=True),
-        "streaming": ExecutionParameter(type=int, optional=True),
-        "tokenizer": ExecutionParameter(type=str),
-        "append_eot": ExecutionParameter(type=int, optional=True),  # -1 or absent: automatic
-        "split_method": ExecutionParameter(type=str, optional=True),
-        "val_fraction": ExecutionParameter(type=float, optional=True),
-        "split_seed": ExecutionParameter(type=int, optional=True),
-        "chunk_size": ExecutionParameter(type=int, optional=True),
-        "num_shards": ExecutionParameter(type=int, optional=True),
-        "max_piece_chars": ExecutionParameter(type=int, optional=True),
-        "bpe_dir": ExecutionParameter(type=str, optional=True),
-    }
+    # All parameters in one: TokenizeTextSettings as JSON (components/tokenize_text/settings.py).
+    PARAMETERS = {executor.SETTINGS_KEY: ExecutionParameter(type=str)}
     INPUTS = {}
     OUTPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
 
@@ -77,26 +68,16 @@ class TokenizeTextSpec(types.ComponentSpec):
 class TokenizeText(base_beam_component.BaseBeamComponent):
     """Text files or a Hugging Face dataset -> GPT-2 BPE token shards or character text records.
 
-    See the module docstring for the parameters, properties and policies.
+    TokenizeText(settings) or TokenizeText(**fields of TokenizeTextSettings); see the module
+    docstring for the parameters, properties and policies.
     """
 
     SPEC_CLASS = TokenizeTextSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, *, input_pattern: Optional[str] = None, dataset_name: Optional[str] = None,
-                 dataset_config: Optional[str] = None, dataset_split: str = "train",
-                 text_column: str = "text", streaming: bool = False, tokenizer: str = "gpt2",
-                 append_eot: Optional[bool] = None, split_method: str = "auto",
-                 val_fraction: Optional[float] = None, split_seed: int = 0, chunk_size: Optional[int] = None,
-                 num_shards: int = 0, max_piece_chars: Optional[int] = None, bpe_dir: Optional[str] = None):
-        # Checked here too so that a wrong pipeline fails when it is built, not when it runs.
-        executor.resolve_config({"input_pattern": input_pattern, "dataset_name": dataset_name,
-                                 "tokenizer": tokenizer, "val_fraction": val_fraction})
-        spec = TokenizeTextSpec(
-            input_pattern=input_pattern, dataset_name=dataset_name, dataset_config=dataset_config,
-            dataset_split=dataset_split, text_column=text_column, streaming=int(streaming),
-            tokenizer=tokenizer, append_eot=-1 if append_eot is None else int(append_eot),
-            split_method=split_method, val_fraction=val_fraction, split_seed=split_seed,
-            chunk_size=chunk_size, num_shards=num_shards, max_piece_chars=max_piece_chars,
-            bpe_dir=bpe_dir, examples=types.Channel(type=standard_artifacts.Examples))
+    def __init__(self, settings: Optional[TokenizeTextSettings] = None, **parameters):
+        # Checked here (TokenizeTextSettings checks itself) so that a wrong pipeline fails when it is
+        # built, not when it runs.
+        settings = settings or TokenizeTextSettings(**parameters)
+        spec = TokenizeTextSpec(settings=settings.to_json(), examples=types.Channel(type=standard_artifacts.Examples))
         super().__init__(spec=spec)

@@ -17,7 +17,7 @@ from model import shards
 def test_component_rejects_bad_configuration():
     with pytest.raises(ValueError, match="exactly one"):
         TokenizeText(input_pattern="a.txt", dataset_name="openwebtext")
-    with pytest.raises(ValueError, match="tokenizer='bpe'"):
+    with pytest.raises(ValueError, match="--tokenizer='bpe': expected one of gpt2, char"):
         TokenizeText(input_pattern="a.txt", tokenizer="bpe")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import uuid
@@ -17,44 +18,21 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components.tokenize_text import beam_ops, encoding, sources
+from components.tokenize_text.settings import TokenizeTextSettings
 from model import shards
 from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
 
 EXAMPLES_KEY = "examples"
+SETTINGS_KEY = "settings"
 STAGING_DIR = "_staging"
 
 
 def resolve_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
-    """Execution properties with defaults applied and checked: the dict the workers get."""
-    tokenizer = exec_properties.get("tokenizer") or beam_ops.GPT2
-    if tokenizer not in (beam_ops.GPT2, beam_ops.CHAR):
-        raise ValueError(f"tokenizer={tokenizer!r}: use {beam_ops.GPT2!r} or {beam_ops.CHAR!r}")
-    input_pattern, dataset_name = exec_properties.get("input_pattern"), exec_properties.get("dataset_name")
-    if bool(input_pattern) == bool(dataset_name):
-        raise ValueError("give exactly one of input_pattern (text files) and dataset_name "
-                         "(Hugging Face dataset or local dataset path)")
-    cfg = {
-        "tokenizer": tokenizer,
-        "input_pattern": input_pattern,
-        "dataset_name": dataset_name,
-        "dataset_config": exec_properties.get("dataset_config") or None,
-        "dataset_split": exec_properties.get("dataset_split") or "train",
-        "text_column": exec_properties.get("text_column") or "text",
-        "streaming": bool(exec_properties.get("streaming") or 0),
-        "split_method": exec_properties.get("split_method") or sources.AUTO,
-        "val_fraction": exec_properties.get("val_fraction"),
-        "split_seed": int(exec_properties.get("split_seed") or 0),
-        "chunk_size": int(exec_properties.get("chunk_size") or shards.DEFAULT_CHUNK_SIZE),
-        "num_shards": int(exec_properties.get("num_shards") or 0),
-        "max_piece_chars": int(exec_properties.get("max_piece_chars") or (1 << 20)),
-        "bpe_dir": exec_properties.get("bpe_dir") or os.environ.get(BPE_DIR_ENV) or None,
-    }
-    if cfg["val_fraction"] is not None and not 0 < cfg["val_fraction"] < 1:
-        raise ValueError(f"val_fraction={cfg['val_fraction']} must lie in (0, 1)")
-    append_eot = exec_properties.get("append_eot")
-    if append_eot is None or append_eot < 0:  # automatic: as nanoGPT's prepare scripts do
-        append_eot = None
-    cfg["append_eot"] = append_eot
+    """The component's settings (one JSON execution property, checked) as the dict the workers get,
+    with the defaults that depend on the machine applied."""
+    cfg = dataclasses.asdict(TokenizeTextSettings.from_json(exec_properties[SETTINGS_KEY]))
+    cfg["chunk_size"] = cfg["chunk_size"] or shards.DEFAULT_CHUNK_SIZE
+    cfg["bpe_dir"] = cfg["bpe_dir"] or os.environ.get(BPE_DIR_ENV) or None
     return cfg
 
 
@@ -65,11 +43,11 @@ def plan(cfg: Dict[str, Any]) -> (List[dict], dict):
                                               cfg["val_fraction"], cfg["split_seed"])
     else:
         items, info = sources.plan_dataset(cfg, cfg["split_method"], cfg["val_fraction"])
-    cfg["val_fraction"] = info["val_fraction"]
+    cfg["val_fraction"], cfg["split_method"] = info["val_fraction"], info["split_method"]
     if cfg["append_eot"] is None:
         # nanoGPT appends <|endoftext|> to each OpenWebText document but encodes Shakespeare's
         # single text with encode_ordinary alone; characters have no end-of-text token.
-        cfg["append_eot"] = cfg["tokenizer"] == beam_ops.GPT2 and info["split_method"] == sources.HASH
+        cfg["append_eot"] = cfg["tokenizer"] == beam_ops.GPT2 and info.get("num_files") != 1
     cfg["append_eot"] = bool(cfg["append_eot"])
     if cfg["append_eot"] and cfg["tokenizer"] != beam_ops.GPT2:
         raise ValueError("append_eot needs tokenizer='gpt2' (the character vocabulary has no end-of-text)")
@@ -149,7 +127,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
         cfg = resolve_config(exec_properties)
         items, info = plan(cfg)
-        logging.info("TokenizeText: %d work items from %s", len(items), info["source"])
+        logging.info("TokenizeText: %s (%s); %s", info["source"], ", ".join(
+            f"{info[k]:,} {k[4:]}" for k in ("num_files", "num_rows") if k in info) or "streamed",
+            sources.describe_split(info))
 
         staging = os.path.join(examples.uri, f"{STAGING_DIR}-{uuid.uuid4().hex[:8]}")
         try:

@@ -12,6 +12,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.tokenize_text import beam_ops, sources
 from components.tokenize_text.executor import Executor
+from components.tokenize_text.settings import TokenizeTextSettings
 from model import shards
 from model.tokenizer import GPT2Tokenizer
 
@@ -30,7 +31,8 @@ def run_executor(out_dir, beam_args=(), **props):
     os.makedirs(examples.uri, exist_ok=True)
     context = base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=list(beam_args), tmp_dir=os.path.join(str(out_dir), ".tmp"))
-    Executor(context).Do({}, {"examples": [examples]}, props)
+    settings = TokenizeTextSettings(**{"tokenizer": "gpt2", **props}).to_json()
+    Executor(context).Do({}, {"examples": [examples]}, {"settings": settings})
     return examples
 
 
@@ -124,7 +126,7 @@ def text_corpus(tmp_path_factory, shakespeare_text):
 def test_document_corpus_is_hash_split_with_eot_and_pieces_exact(tmp_path, text_corpus, bpe_dir, bpe):
     corpus, raw = text_corpus
     props = dict(input_pattern=str(corpus / "*.txt"), tokenizer="gpt2", bpe_dir=bpe_dir, val_fraction=0.2,
-                 split_seed=7, chunk_size=1000, max_piece_chars=4096)
+                 split_method="hash", split_seed=7, chunk_size=1000, max_piece_chars=4096)
     examples = run_executor(tmp_path / "a", **props)
 
     expected = {sources.TRAIN: {}, sources.VAL: {}}
@@ -183,7 +185,7 @@ def test_local_parquet_dataset(tmp_path, hf_cache, shakespeare_text, bpe_dir, bp
     texts[3], texts[4] = None, ""
     path = _write_dataset(str(tmp_path / "corpus.parquet"), texts)
     examples = run_executor(tmp_path / "out", dataset_name=path, tokenizer="gpt2", bpe_dir=bpe_dir,
-                            val_fraction=0.25, chunk_size=64)
+                            val_fraction=0.25, split_method="hash", chunk_size=64)
     expected = _dataset_expected(bpe, texts, 0.25, 0)
     for split in sources.SPLITS:
         assert chunks_by_doc(examples, split) == expected[split]
@@ -195,7 +197,7 @@ def test_local_json_dataset_streamed(tmp_path, hf_cache, shakespeare_text, bpe_d
     texts = [p for p in shakespeare_text.split("\n\n")][100:150]
     path = _write_dataset(str(tmp_path / "corpus.jsonl"), texts)
     examples = run_executor(tmp_path / "out", dataset_name=path, tokenizer="gpt2", bpe_dir=bpe_dir,
-                            val_fraction=0.25, streaming=1)
+                            val_fraction=0.25, streaming=True)
     # One data file, so one stream shard: documents are numbered shard * 2**40 + row.
     expected = _dataset_expected(bpe, texts, 0.25, 0, index=lambda row: 0 * sources.STREAM_SHARD_STRIDE + row)
     for split in sources.SPLITS:
@@ -228,10 +230,30 @@ def test_empty_corpora_fail_naming_the_input(tmp_path, hf_cache, bpe_dir):
     path = _write_dataset(str(tmp_path / "blank.parquet"), ["", None, ""])
     _assert_fails_cleanly(tmp_path / "b", ValueError, "blank.parquet.*no non-empty documents.*2 empty",
                           dataset_name=path, tokenizer="gpt2", bpe_dir=bpe_dir)
-    # Too few documents for the default 0.0005 hold-out: val would be empty.
+    # Too few documents for the default 0.0005 hold-out of a hash split: val would be empty.
     few = _write_dataset(str(tmp_path / "few.parquet"), ["one", "two", "three"])
     _assert_fails_cleanly(tmp_path / "c", ValueError, "few.parquet.*val split is empty",
-                          dataset_name=few, tokenizer="gpt2", bpe_dir=bpe_dir)
+                          dataset_name=few, tokenizer="gpt2", bpe_dir=bpe_dir, split_method="hash")
+
+
+def test_small_corpora_split_each_document_so_val_is_never_empty(tmp_path, hf_cache):
+    """split_method auto: a few files, or a few rows, are each split 90/10 by characters (a hash of
+    so few documents would leave val empty); a folder names its files."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    texts = ["abcdefghij" * 3, "klmnopqrst" * 2, "uv"]
+    for i, text in enumerate(texts):
+        (folder / f"{i}.txt").write_text(text)
+    examples = run_executor(tmp_path / "files", input_pattern=str(folder), tokenizer="char")
+    assert (prop(examples, "split_method"), prop(examples, "val_fraction")) == ("head_tail", 0.1)
+    cuts = [int(len(t) * 0.9) for t in texts]
+    assert read_text_stream(examples, "train") == "".join(t[:c] for t, c in zip(texts, cuts))
+    assert read_text_stream(examples, "val") == "".join(t[c:] for t, c in zip(texts, cuts))
+
+    few = _write_dataset(str(tmp_path / "few.parquet"), texts)
+    examples = run_executor(tmp_path / "rows", dataset_name=few, tokenizer="char", val_fraction=0.5)
+    assert prop(examples, "split_method") == "head_tail"
+    assert read_text_stream(examples, "val") == "".join(t[int(len(t) * 0.5):] for t in texts)
 
 
 def test_missing_text_column_is_named(tmp_path, hf_cache):
@@ -246,7 +268,7 @@ def test_dataset_saved_to_disk_with_characters(tmp_path, hf_cache):
     texts = ["first document\n", "", "second, with é\n", "third"] * 5
     datasets.Dataset.from_dict({"body": texts}).save_to_disk(str(tmp_path / "saved"))
     examples = run_executor(tmp_path / "out", dataset_name=str(tmp_path / "saved"), text_column="body",
-                            tokenizer="char", val_fraction=0.3, chunk_size=4)
+                            tokenizer="char", val_fraction=0.3, split_method="hash", chunk_size=4)
     total = sum(len(t) for t in texts)
     assert prop(examples, "num_tokens_train") + prop(examples, "num_tokens_val") == total
     assert prop(examples, "skipped_empty") == 5 and prop(examples, "append_eot") == 0

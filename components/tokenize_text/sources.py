@@ -19,10 +19,11 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 from components.tokenize_text.encoding import Utf8Decoder, decode_text
 from model.shards import SPLITS, TRAIN, VAL  # noqa: F401  (this module's callers use all three)
-HEAD_TAIL, HASH, AUTO = "head_tail", "hash", "auto"
+from components.tokenize_text.settings import AUTO, HASH, HEAD_TAIL  # noqa: F401  (the split methods)
 DEFAULT_HASH_VAL_FRACTION = 0.0005  # nanoGPT's OpenWebText hold-out
 DEFAULT_HEAD_TAIL_VAL_FRACTION = 0.1  # nanoGPT's shakespeare prepare scripts: last 10% is val
 READ_BLOCK_BYTES = 1 << 20
+MIN_HASHED_VAL_DOCUMENTS = 20  # split_method auto hashes documents only when val can expect this many
 ROWS_PER_ITEM = 2000
 ROWS_PER_READ = 256
 # Rows of a streamed dataset get the document index shard * 2**40 + row: corpus order, unique.
@@ -58,8 +59,11 @@ def _filesystems():
 def match_text_files(pattern: str) -> List[Any]:
     """The files (Beam FileMetadata, sorted by path) that a path or glob names; FileNotFoundError
     naming the pattern when there are none."""
+    filesystems = _filesystems()
+    if pattern.endswith("/") or ("://" not in pattern and os.path.isdir(pattern)):
+        pattern = filesystems.join(pattern, "*")  # a folder: the files in it
     try:
-        metadata = _filesystems().match([pattern])[0].metadata_list
+        metadata = filesystems.match([pattern])[0].metadata_list
     except Exception as e:  # Beam raises BeamIOError for a missing non-glob path
         raise FileNotFoundError(f"input_pattern {pattern!r}: no such file ({e})") from None
     files = sorted((m for m in metadata if not os.path.isdir(m.path)), key=lambda m: m.path)
@@ -89,32 +93,54 @@ def count_chars(path: str) -> int:
     return sum(len(block) for block in read_blocks(path, Utf8Decoder()))
 
 
+def choose_split(split_method: str, num_documents: Optional[int], val_fraction: Optional[float]):
+    """(split method, val fraction). auto: whole documents by hash when the val split can expect at
+    least MIN_HASHED_VAL_DOCUMENTS of them (an OpenWebText), else each document's tail (one file:
+    nanoGPT's 90/10), so that any corpus with text in it gets a non-empty val split."""
+    if split_method == AUTO:
+        expected = None if num_documents is None else \
+            num_documents * (DEFAULT_HASH_VAL_FRACTION if val_fraction is None else val_fraction)
+        split_method = HASH if expected is None or expected >= MIN_HASHED_VAL_DOCUMENTS else HEAD_TAIL
+    if split_method not in (HEAD_TAIL, HASH):
+        raise ValueError(f"unknown split_method {split_method!r}: use {AUTO!r}, {HEAD_TAIL!r} or {HASH!r}")
+    default = DEFAULT_HASH_VAL_FRACTION if split_method == HASH else DEFAULT_HEAD_TAIL_VAL_FRACTION
+    return split_method, default if val_fraction is None else val_fraction
+
+
+def head_tail_cut(num_chars: int, val_fraction: float) -> int:
+    """Where a document's train head ends and its val tail begins (nanoGPT: data[:int(n*0.9)])."""
+    return int(num_chars * (1 - val_fraction))
+
+
+def describe_split(info: dict) -> str:
+    """What the split did, in words, for the run's log."""
+    if info["split_method"] == HEAD_TAIL:
+        return (f"split head_tail: the last {info['val_fraction']:g} of each document's characters is val "
+                f"(nanoGPT's split of one text)")
+    return (f"split hash: each document goes to val with probability {info['val_fraction']:g} "
+            f"(a keyed hash of its index)")
+
+
 def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[float], seed: int
                     ) -> (List[dict], dict):
     files = match_text_files(pattern)
-    if split_method == AUTO:
-        split_method = HEAD_TAIL if len(files) == 1 else HASH
     if all(m.size_in_bytes == 0 for m in files):
         raise ValueError(f"input_pattern {pattern!r}: the corpus is empty "
                          f"({len(files)} file(s), all of 0 bytes)")
-    info = {"source": pattern, "num_files": len(files), "split_method": split_method}
-    if split_method == HEAD_TAIL:
-        if len(files) != 1:
-            raise ValueError(f"split_method={HEAD_TAIL!r} needs a single text file; "
-                             f"{pattern!r} matches {len(files)}")
-        fraction = DEFAULT_HEAD_TAIL_VAL_FRACTION if val_fraction is None else val_fraction
-        n = count_chars(files[0].path)
-        cut = int(n * (1 - fraction))  # nanoGPT: train = data[:int(n*0.9)], val = data[int(n*0.9):]
-        info["val_fraction"] = fraction
-        items = [{"kind": "file", "path": files[0].path, "doc": 0, "split": TRAIN, "start": 0, "end": cut},
-                 {"kind": "file", "path": files[0].path, "doc": 0, "split": VAL, "start": cut, "end": n}]
+    split_method, fraction = choose_split(split_method, len(files), val_fraction)
+    info = {"source": pattern, "num_files": len(files), "split_method": split_method, "val_fraction": fraction}
+    if split_method == HASH:
+        items = [{"kind": "file", "path": m.path, "doc": i, "split": hashed_split(i, fraction, seed),
+                  "start": 0, "end": None} for i, m in enumerate(files)]
         return items, info
-    if split_method != HASH:
-        raise ValueError(f"unknown split_method {split_method!r}: use {AUTO!r}, {HEAD_TAIL!r} or {HASH!r}")
-    fraction = DEFAULT_HASH_VAL_FRACTION if val_fraction is None else val_fraction
-    info["val_fraction"] = fraction
-    items = [{"kind": "file", "path": m.path, "doc": i, "split": hashed_split(i, fraction, seed),
-              "start": 0, "end": None} for i, m in enumerate(files)]
+    items = []
+    for i, m in enumerate(files):
+        n = count_chars(m.path)
+        cut = head_tail_cut(n, fraction)
+        if cut > 0 or n == 0:  # (an empty file is counted as a skipped document)
+            items.append({"kind": "file", "path": m.path, "doc": i, "split": TRAIN, "start": 0, "end": cut})
+        if n > cut:
+            items.append({"kind": "file", "path": m.path, "doc": i, "split": VAL, "start": cut, "end": n})
     return items, info
 
 
@@ -142,22 +168,21 @@ def load_hf_dataset(cfg: dict):
 
 
 def plan_dataset(cfg: dict, split_method: str, val_fraction: Optional[float]) -> (List[dict], dict):
-    if split_method not in (AUTO, HASH):
-        raise ValueError(f"a dataset is split by hash: split_method={split_method!r} is not possible")
     ds = load_hf_dataset(cfg)
     columns = ds.column_names
     if columns is not None and cfg["text_column"] not in columns:
         raise ValueError(f"dataset_name={cfg['dataset_name']!r} has no column {cfg['text_column']!r} "
                          f"(columns: {columns})")
-    fraction = DEFAULT_HASH_VAL_FRACTION if val_fraction is None else val_fraction
-    info = {"source": cfg["dataset_name"], "split_method": HASH, "val_fraction": fraction}
-    if cfg["streaming"]:
+    if cfg["streaming"]:  # of unknown length: by hash, unless asked otherwise
+        split_method, fraction = choose_split(split_method, None, val_fraction)
+        info = {"source": cfg["dataset_name"], "split_method": split_method, "val_fraction": fraction}
         shards = ds.n_shards
         return [{"kind": "stream", "shard": i, "num_shards": shards} for i in range(shards)], info
     rows = len(ds)
     if rows == 0:
         raise ValueError(f"dataset_name={cfg['dataset_name']!r} (split {cfg['dataset_split']!r}) is empty")
-    info["num_rows"] = rows
+    split_method, fraction = choose_split(split_method, rows, val_fraction)
+    info = {"source": cfg["dataset_name"], "split_method": split_method, "val_fraction": fraction, "num_rows": rows}
     return [{"kind": "rows", "start": s, "end": min(s + ROWS_PER_ITEM, rows)}
             for s in range(0, rows, ROWS_PER_ITEM)], info
 
@@ -169,8 +194,14 @@ def _dataset_documents(texts: Iterator[tuple], cfg: dict) -> Iterator[Document]:
             continue
         decoder = None if isinstance(value, str) else Utf8Decoder()
         text = decode_text(value, decoder)
-        yield Document(index, hashed_split(index, cfg["val_fraction"], cfg["split_seed"]),
-                       iter([text]), decoder)
+        if cfg["split_method"] != HEAD_TAIL:
+            yield Document(index, hashed_split(index, cfg["val_fraction"], cfg["split_seed"]), iter([text]), decoder)
+            continue
+        cut = head_tail_cut(len(text), cfg["val_fraction"])
+        if cut > 0 or not text:
+            yield Document(index, TRAIN, iter([text[:cut]]), decoder)
+        if len(text) > cut:
+            yield Document(index, VAL, iter([text[cut:]]), None if cut > 0 else decoder)
 
 
 def _row_texts(ds, column: str, start: int, end: int) -> Iterator[tuple]:

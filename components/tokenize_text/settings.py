@@ -1,0 +1,65 @@
+"""TokenizeText's parameters: one typed dataclass, which the component stores as one JSON execution
+property, the executor reads back, and the pipeline's settings include (pipeline/configs.py), so that
+every parameter is a `runner.py run --key=value` setting too. Imports nothing heavy."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Optional
+
+from model.settings import SettingError, check, setting
+
+HEAD_TAIL, HASH, AUTO = "head_tail", "hash", "auto"
+SPLIT_METHODS = (AUTO, HEAD_TAIL, HASH)
+TOKENIZERS = ("gpt2", "char")
+
+
+@dataclasses.dataclass
+class TokenizeTextSettings:
+    # the source: text files or a Hugging Face dataset (exactly one)
+    input_pattern: Optional[str] = setting(None, "text files: a file, a folder or a glob (local, gs://, ...); "
+                                                 "each file is a document")
+    dataset_name: Optional[str] = setting(None, "a Hugging Face dataset: a hub name, or a local directory or "
+                                                ".jsonl/.json/.parquet/.csv/.arrow/.txt file")
+    dataset_config: Optional[str] = setting(None, "the dataset's configuration name")
+    dataset_split: str = setting("train", "the dataset's split to read (this component makes train and val)")
+    text_column: str = setting("text", "the dataset column that holds each document's text")
+    streaming: bool = setting(False, "stream the dataset from the hub instead of downloading it")
+    tokenizer: str = setting("gpt2", "GPT-2 BPE tokens, or character records for Transform's vocabulary",
+                             choices=TOKENIZERS)
+    bpe_dir: Optional[str] = setting(None, "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE "
+                                           "(else $NANOGPT_TFX_BPE_DIR or tiktoken's download)")
+    # splits and records
+    split_method: str = setting(AUTO, "head_tail: each document's last val_fraction of characters is val (one "
+                                      "file: nanoGPT's 90/10); hash: whole documents by a keyed hash; auto: hash "
+                                      "when val can expect >= 20 documents, else head_tail", choices=SPLIT_METHODS)
+    val_fraction: Optional[float] = setting(None, "the share of val (None: 0.1 for head_tail, 0.0005 for hash, "
+                                                  "nanoGPT's)", above=0, below=1)
+    split_seed: int = setting(0, "the key of the hash split")
+    append_eot: Optional[bool] = setting(None, "end each document with <|endoftext|> (None: with GPT-2 BPE, for "
+                                               "a corpus of documents, not one text file, as nanoGPT)")
+    chunk_size: int = setting(0, "tokens (characters) per record (0: model.shards' default, 8192)", minimum=0)
+    num_shards: int = setting(0, "files per split (0: the Beam runner decides)", minimum=0)
+    max_piece_chars: int = setting(1 << 20, "GPT-2 BPE encodes a document in pieces of about this many "
+                                            "characters (memory)", minimum=1)
+
+    def __post_init__(self):
+        check(self)
+        if bool(self.input_pattern) == bool(self.dataset_name):
+            raise SettingError("give exactly one of --data / --input_pattern (text files) and --dataset_name "
+                               f"(a Hugging Face dataset), not {'both' if self.input_pattern else 'neither'}")
+        if self.append_eot and self.tokenizer != "gpt2":
+            raise SettingError("--append_eot=True needs --tokenizer=gpt2 (characters have no end-of-text token)")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TokenizeTextSettings":
+        return cls(**json.loads(text))
+
+    @classmethod
+    def of(cls, config) -> "TokenizeTextSettings":
+        """The TokenizeText settings of an object that has them all (a PipelineConfig)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})

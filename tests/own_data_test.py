@@ -1,0 +1,71 @@
+"""README's "Train on your own data" commands, each run on a small input: the configuration that
+`runner.py run` checks and builds, and the TokenizeText execution it starts with (both splits
+non-empty, the split method the README promises)."""
+
+import os
+import re
+import shlex
+
+import pytest
+
+from tests.runner_test import _configuration
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _readme_commands():
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        section = f.read().split("## Train on your own data", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```\n(.*?)```", section, re.S).group(1)
+    return [shlex.split(line.split("#", 1)[0])[3:] for line in block.splitlines() if line.strip()]
+
+
+def _small_inputs(root, text):
+    import datasets
+
+    (root / "my_book.txt").write_text(text[:3000], encoding="utf-8")
+    (root / "my_texts").mkdir()
+    for i in range(3):
+        (root / "my_texts" / f"part{i}.txt").write_text(text[i * 1000:(i + 1) * 1000], encoding="utf-8")
+    rows = [text[i * 400:(i + 1) * 400] for i in range(8)]
+    datasets.Dataset.from_dict({"body": rows}).to_json(str(root / "corpus.jsonl"), lines=True)
+    datasets.Dataset.from_dict({"text": rows}).to_parquet(str(root / "corpus.parquet"))
+    datasets.Dataset.from_dict({"text": rows}).save_to_disk(str(root / "my_dataset_dir"))
+
+
+def test_the_readme_own_data_commands(tmp_path, monkeypatch, shakespeare_text, bpe_dir):
+    import datasets
+    from tfx.dsl.components.base import base_beam_executor
+    from tfx.types import standard_artifacts
+
+    from components.tokenize_text.executor import Executor
+
+    commands = _readme_commands()
+    assert len(commands) == 5 and all(c[0].startswith(("--data=", "--dataset_name=")) for c in commands)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setenv("NANOGPT_TFX_BPE_DIR", os.path.abspath(bpe_dir))
+    monkeypatch.chdir(tmp_path)
+    _small_inputs(tmp_path, shakespeare_text)
+    for i, args in enumerate(commands):
+        config = _configuration(*args, f"--output={tmp_path / 'out'}")
+        assert bool(config.input_pattern) != bool(config.dataset_name)
+        examples = standard_artifacts.Examples()
+        examples.uri = str(tmp_path / f"examples{i}")
+        context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=config.beam_pipeline_args,
+                                                              tmp_dir=str(tmp_path / "tmp"))
+        Executor(context).Do({}, {"examples": [examples]}, {"settings": config.tokenize_settings().to_json()})
+        counts = {k: examples.get_custom_property(k) for k in ("num_tokens_train", "num_tokens_val")}
+        assert all(counts.values()), (args, counts)
+        assert examples.get_custom_property("split_method") == "head_tail", args  # small corpora
+        assert examples.get_custom_property("tokenizer") == config.tokenizer
+    assert not os.path.exists(tmp_path / "out")  # nothing ran but the tokenization
+
+
+def test_data_and_dataset_name_exclude_each_other_and_any_preset_takes_either(tmp_path, shared_data):
+    with pytest.raises(SystemExit):
+        _configuration(f"--data={shared_data}/tinyshakespeare.txt", "--dataset_name=x.jsonl")
+    (tmp_path / "c.jsonl").write_text('{"text": "hello"}\n')
+    config = _configuration("--preset=shakespeare", f"--dataset_name={tmp_path}/c.jsonl")
+    assert config.input_pattern is None and config.dataset_name == f"{tmp_path}/c.jsonl"
+    config = _configuration("--preset=owt_gpt2_124m", f"--data={shared_data}/tinyshakespeare.txt")
+    assert config.dataset_name is None and not config.streaming and config.input_pattern.endswith("tinyshakespeare.txt")
