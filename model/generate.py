@@ -6,10 +6,13 @@ preallocated cache, and each later step runs only the newest token through the m
 over the cache. The loop itself (prefill, steps, sampling, the stop at end-of-text) is one
 tf.while_loop inside one tf.function, so Python is not involved between tokens.
 
-The cache holds keys and values of shape (n_layer, B, n_head, block_size, head_size), allocated
-once at full size (as a tuple of n_layer tensors per kind, see `decode_loop`): every step writes
-one position and attends over all block_size slots with a mask that hides the slots not written
-yet. Fixed shapes let XLA compile the loop, which on a CPU makes a step several times faster.
+The model computes the cached forward itself (GPT.call_with_cache; Block and the attention take
+an optional cache); this module holds sampling, the loop and the serving signature. The cache
+holds keys and values of shape (n_layer, B, n_head, block_size, head_size), allocated once at
+full size (GPT.empty_cache): every step writes one position and attends over all block_size
+slots with a mask that hides the slots not written yet. Fixed shapes let XLA compile the loop,
+which on a CPU makes a step several times faster; they also let the serving signature, whose
+prompt length and max_new_tokens are tensors, run the steps as one XLA-compiled function.
 
 Exactness past block_size. The model has learned absolute position embeddings and a context of
 block_size tokens. Once prompt + generated tokens exceed block_size, the next token is predicted,
@@ -30,14 +33,13 @@ the loop is compiled. temperature == 0 is greedy decoding (argmax).
 
 from __future__ import annotations
 
+import functools
 import secrets
 import weakref
 from typing import NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
-
-from model.model import _matmul_last_axis
 
 
 class Generation(NamedTuple):
@@ -148,105 +150,95 @@ def _largest_key(keys, holds):
 
 
 # --------------------------------------------------------------------------------------------
-# the model's forward pass, in the pieces generation needs
-
-
-def _embed(model, ids, positions):
-    return tf.cast(model.wte(ids) + model.wpe(positions), model.compute_dtype)
-
-
-def _head(model, x):
-    """Logits (B, V) float32 for the last position's hidden state x (B, C): only the position that
-    is sampled goes through ln_f and the LM head, as in nanoGPT's inference-time forward."""
-    x = model.ln_f(x)
-    return tf.cast(_matmul_last_axis(x, tf.cast(model.wte.weight, x.dtype), transpose_w=True), tf.float32)
+# the compiled loop
 
 
 def last_logits(model, ids):
     """Logits (B, V) at the last position of ids (B, T <= block_size), by the full forward."""
-    x = _embed(model, ids, tf.range(tf.shape(ids)[1]))
-    for block in model.h:
-        x = block(x)
-    return _head(model, x[:, -1, :])
+    return model.call_with_cache(ids, None, 0)[0]
 
 
-def cached_forward(model, ids, start, cache_k, cache_v):
-    """Run ids (B, n), at positions start..start+n-1, through the model with the cache: their keys
-    and values are written into cache slots start..start+n-1 of every layer, and their queries
-    attend over the slots up to their own position. cache_k, cache_v: tuples of n_layer tensors
-    (B, n_head, block_size, head_size). Returns the last position's logits (B, V) and the updated
-    caches. n is the prompt length for the prefill, 1 for a step."""
-    batch, n = tf.shape(ids)[0], tf.shape(ids)[1]
-    block_size, n_head = model.config.block_size, model.config.n_head
-    positions = start + tf.range(n)
-    x = _embed(model, ids, positions)
-    # Query i (position start+i) sees slots 0..start+i: the slots further on are empty (zeros).
-    mask = tf.range(block_size)[None, :] <= positions[:, None]
-    # Where the new keys/values (B, nh, n, hs) go: (b, head, position) for each of their rows.
-    b, h, p = tf.meshgrid(tf.range(batch), tf.range(n_head), positions, indexing="ij")
-    where = tf.stack([b, h, p], axis=-1)
-    new_k, new_v = [], []
-    for block, layer_k, layer_v in zip(model.h, cache_k, cache_v):
-        # Block.__call__, with the attention's keys and values read from the cache.
-        q, k, v = block.attn.qkv(block.ln_1(x))
-        layer_k = tf.tensor_scatter_nd_update(layer_k, where, k)
-        layer_v = tf.tensor_scatter_nd_update(layer_v, where, v)
-        x = x + block.attn.attend(q, layer_k, layer_v, mask)
-        x = x + block.mlp(block.ln_2(x))
-        new_k.append(layer_k)
-        new_v.append(layer_v)
-    return _head(model, x[:, -1, :]), tuple(new_k), tuple(new_v)
+class Settings(NamedTuple):
+    """The sampling settings of one generation, scalars (tensors in a serving graph)."""
+    max_new_tokens: object
+    temperature: object
+    top_k: object
+    top_p: object
+    seed: object
+    eot_token: object  # -1: none
+    vocab_limit: object
 
 
-# --------------------------------------------------------------------------------------------
-# the compiled loop
+def _emit(settings: Settings, s, logits, tokens, column, finished, lengths, prompt_length):
+    """Sample token s from its logits and write it at `column` of tokens (B, n); a row that
+    emits the end-of-text token is finished, and its length is the prompt's and s + 1 tokens."""
+    pad = tf.maximum(settings.eot_token, 0)
+    token = sample_next(logits, settings.seed, s, settings.temperature, settings.top_k, settings.top_p,
+                        settings.vocab_limit)
+    token = tf.where(finished, pad, token)  # finished rows keep padding
+    batch = tf.shape(tokens)[0]
+    where = tf.stack([tf.range(batch), tf.fill([batch], column)], axis=1)
+    tokens = tf.tensor_scatter_nd_update(tokens, where, token)
+    ended = tf.logical_not(finished) & tf.equal(token, settings.eot_token) & (s < settings.max_new_tokens)
+    return tokens, finished | ended, tf.where(ended, prompt_length + s + 1, lengths)
 
 
-def decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit):
+def _going(settings: Settings, s, finished):
+    return (s < settings.max_new_tokens) & tf.logical_not(tf.reduce_all(finished))
+
+
+def cached_steps(model, logits, cache, prompt_length, context_length, settings: Settings):
+    """The tokens sampled while the context fits in block_size: token 0 from the prefill's
+    logits, each later token s from token s - 1 alone at position context_length + s - 1,
+    attending over the cache. All shapes are fixed by the batch size, so that XLA compiles this
+    once per batch size whatever the prompt length, max_new_tokens and sampling settings.
+
+    Returns (new, s, finished, lengths): new (B, block_size) int32 holds token s at column s
+    (padding after the last one sampled), s the number of tokens sampled, and the rows' state."""
+    batch = tf.shape(logits)[0]
+    block_size = model.config.block_size
+    new = tf.fill([batch, block_size], tf.maximum(settings.eot_token, 0))
+    lengths = tf.fill([batch], prompt_length + settings.max_new_tokens)
+    new, finished, lengths = _emit(settings, 0, logits, new, 0, tf.zeros([batch], tf.bool), lengths, prompt_length)
+
+    def step(s, new, finished, lengths, cache):
+        logits, cache = model.call_with_cache(tf.slice(new, [0, s - 1], [-1, 1]), cache, context_length + s - 1)
+        return (s + 1, *_emit(settings, s, logits, new, s, finished, lengths, prompt_length), cache)
+
+    s, new, finished, lengths, _ = tf.while_loop(
+        lambda s, new, finished, *_: _going(settings, s, finished) & (context_length + s <= block_size),
+        step, (tf.constant(1), new, finished, lengths, cache))
+    return new, s, finished, lengths
+
+
+def decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit,
+                steps=None):
     """The whole generation as graph ops (call it inside a tf.function). idx (B, T) int32, the
     other arguments scalars: temperature 0 = greedy, top_k 0 = off, top_p 1 = off, eot_token -1
     = no stop, vocab_limit = the number of ids that may be sampled. Returns (tokens, lengths).
 
+    steps: `cached_steps` compiled on its own (the serving graph passes an XLA-compiled one, its
+    shapes fixed while the prompt's length is not); None runs it inline.
+
     The cache is the (n_layer, B, n_head, block_size, head_size) keys and values split by layer
-    into tuples of n_layer tensors: without XLA, an update of one stacked tensor copies all of it
-    (for GPT-2 124M on CPU, measured 757 ms a token stacked, 153 ms split; with XLA, where
-    updates are in place, 45 and 42 ms)."""
-    cfg = model.config
-    block_size = cfg.block_size
+    (GPT.empty_cache): without XLA, an update of one stacked tensor copies all of it (for GPT-2
+    124M on CPU, measured 757 ms a token stacked, 153 ms split; with XLA, where updates are in
+    place, 45 and 42 ms)."""
+    block_size = model.config.block_size
+    settings = Settings(max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit)
     idx = tf.cast(idx, tf.int32)
     batch, t = tf.shape(idx)[0], tf.shape(idx)[1]
     pad = tf.maximum(eot_token, 0)
-    # One column more than needed when max_new_tokens is 0, so that step 0 always has a place.
-    out = tf.concat([idx, tf.fill([batch, tf.maximum(max_new_tokens, 1)], pad)], axis=1)
-    rows = tf.range(batch)
 
-    def emit(s, logits, out, finished, lengths):
-        """Sample token s from its logits and write it at column t + s."""
-        token = sample_next(logits, seed, s, temperature, top_k, top_p, vocab_limit)
-        token = tf.where(finished, pad, token)  # finished rows keep padding
-        out = tf.tensor_scatter_nd_update(out, tf.stack([rows, tf.fill([batch], t + s)], axis=1), token)
-        ended = tf.logical_not(finished) & tf.equal(token, eot_token) & (s < max_new_tokens)
-        return out, finished | ended, tf.where(ended, t + s + 1, lengths)
-
-    def going(s, finished):
-        return (s < max_new_tokens) & tf.logical_not(tf.reduce_all(finished))
-
-    # Step 0: the prefill runs the (cropped) prompt through the model and fills the cache. For a
-    # prompt longer than block_size it is exactly the forward of the window nanoGPT crops.
-    cache_shape = [batch, cfg.n_head, block_size, cfg.n_embd // cfg.n_head]
-    empty = tuple(tf.zeros(cache_shape, model.compute_dtype) for _ in range(cfg.n_layer))
-    logits, cache_k, cache_v = cached_forward(model, idx[:, -block_size:], 0, empty, empty)
-    out, finished, lengths = emit(0, logits, out, tf.zeros([batch], tf.bool), tf.fill([batch], t + max_new_tokens))
-
-    # Steps while the context fits in block_size: the previous token alone, at position t + s - 1.
-    def cached_step(s, out, finished, lengths, cache_k, cache_v):
-        ids = tf.slice(out, [0, t + s - 1], [-1, 1])
-        logits, cache_k, cache_v = cached_forward(model, ids, t + s - 1, cache_k, cache_v)
-        return (s + 1, *emit(s, logits, out, finished, lengths), cache_k, cache_v)
-
-    s, out, finished, lengths, _, _ = tf.while_loop(
-        lambda s, out, finished, lengths, *_: going(s, finished) & (t + s <= block_size),
-        cached_step, (tf.constant(1), out, finished, lengths, cache_k, cache_v))
+    # The prefill runs the (cropped) prompt through the model and fills the cache. For a prompt
+    # longer than block_size it is exactly the forward of the window nanoGPT crops.
+    context = idx[:, -block_size:]
+    context_length = tf.shape(context)[1]
+    logits, cache = model.call_with_cache(context, model.empty_cache(batch), 0)
+    new, s, finished, lengths = (steps or functools.partial(cached_steps, model))(
+        logits, cache, t, context_length, settings)
+    cached = tf.minimum(max_new_tokens, block_size - context_length + 1)  # the tokens new can hold
+    out = tf.concat([idx, new[:, :cached], tf.fill([batch, max_new_tokens - cached], pad)], axis=1)
 
     # Steps past block_size: every position of the window has moved, so the whole window runs
     # through the model (see the module's docstring). The loop is left out when static sizes
@@ -256,11 +248,11 @@ def decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot
         def window_step(s, out, finished, lengths):
             # tf.slice with a constant size: XLA compiles no dynamically sized window
             window = tf.slice(out, [0, t + s - block_size], [-1, block_size])
-            return (s + 1, *emit(s, last_logits(model, window), out, finished, lengths))
+            return (s + 1, *_emit(settings, s, last_logits(model, window), out, t + s, finished, lengths, t))
 
-        _, out, _, lengths = tf.while_loop(lambda s, out, finished, lengths: going(s, finished),
+        _, out, _, lengths = tf.while_loop(lambda s, out, finished, lengths: _going(settings, s, finished),
                                            window_step, (s, out, finished, lengths))
-    return out[:, :t + max_new_tokens], lengths
+    return out, lengths
 
 
 def _assert_args(model, max_new_tokens, temperature, top_k, top_p, eot_token, vocab_limit):
@@ -291,13 +283,19 @@ SERVING_SIGNATURE = [
 ]
 
 
-def serving_function(model) -> tf.types.experimental.GenericFunction:
+def serving_function(model, jit_compile: bool = True) -> tf.types.experimental.GenericFunction:
     """A tf.function with SERVING_SIGNATURE (every shape and setting a tensor, so one graph
     serves all calls), returning {"tokens": (B, T + max_new_tokens) int32, "lengths": (B,) int32}.
     Out-of-range ids and settings fail with InvalidArgumentError naming the argument. Prompts
     longer than block_size are cropped by the loop itself. For a SavedModel:
         module.generate = serving_function(model)
-        tf.saved_model.save(module, path, signatures={"generate": module.generate})"""
+        tf.saved_model.save(module, path, signatures={"generate": module.generate})
+
+    jit_compile: the decoding steps within block_size (`cached_steps`) are a function of their
+    own compiled by XLA (saved with _XlaMustCompile, compiled on first call in the process that
+    loads the model, once per batch size); the prefill and the steps past block_size, whose
+    shapes vary with the prompt, stay in the plain graph. False: no XLA at all."""
+    steps = tf.function(functools.partial(cached_steps, model), jit_compile=True) if jit_compile else None
 
     @tf.function(input_signature=SERVING_SIGNATURE)
     def generate(idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit):
@@ -311,7 +309,7 @@ def serving_function(model) -> tf.types.experimental.GenericFunction:
         with tf.control_dependencies(checks):
             idx = tf.identity(idx)
         tokens, lengths = decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed,
-                                      eot_token, vocab_limit)
+                                      eot_token, vocab_limit, steps=steps)
         return {"tokens": tokens, "lengths": lengths}
 
     return generate
@@ -381,8 +379,8 @@ def check_args(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=No
 
 class KVCacheGenerator:
     """The compiled cached loop for one model. jit_compile=False: one graph for every batch, prompt
-    length and max_new_tokens (the serving function). jit_compile=True: XLA, compiled once per
-    (batch, prompt length, max_new_tokens), since XLA needs static sizes."""
+    length and max_new_tokens (the serving function without XLA). jit_compile=True: the whole loop
+    by XLA, compiled once per (batch, prompt length, max_new_tokens), since XLA needs static sizes."""
 
     def __init__(self, model, jit_compile: bool = False):
         self.model = model
@@ -391,7 +389,7 @@ class KVCacheGenerator:
             self._fn = tf.function(
                 lambda idx, n, *rest: decode_loop(model, idx, n, *rest), jit_compile=True)
         else:
-            serve = serving_function(model)
+            serve = serving_function(model, jit_compile=False)
             self._fn = lambda *args: tuple(serve(*args).values())
 
     def __call__(self, args: _Args, max_new_tokens: int) -> Generation:

@@ -42,16 +42,12 @@ def test_greedy_cache_equals_full_recomputation_for_200_steps(model, jit_compile
 
 def test_cache_logits_match_the_full_forward(model):
     """Within block_size, the cached steps compute the same logits as the full forward."""
-    from model.generate import cached_forward
-
     ids = tf.constant(np.random.default_rng(1).integers(0, VOCAB, (2, BLOCK)), tf.int32)
-    shape = [2, 4, BLOCK, 8]
-    empty = tuple(tf.zeros(shape) for _ in range(2))
-    logits, ck, cv = cached_forward(model, ids[:, :5], 0, empty, empty)  # prefill 5 tokens
+    logits, cache = model.call_with_cache(ids[:, :5], model.empty_cache(2), 0)  # prefill 5 tokens
     np.testing.assert_allclose(logits, model(ids[:, :5])[:, -1], rtol=1e-5, atol=1e-4)
     full = model(ids).numpy()
     for t in range(5, BLOCK):
-        logits, ck, cv = cached_forward(model, ids[:, t:t + 1], t, ck, cv)
+        logits, cache = model.call_with_cache(ids[:, t:t + 1], cache, t)
         np.testing.assert_allclose(logits, full[:, t], rtol=1e-5, atol=1e-4)
 
 

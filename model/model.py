@@ -189,9 +189,24 @@ class CausalSelfAttention(tf.Module):
         y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, Tq, self.n_embd])  # re-assemble all heads
         return _dropout(self.c_proj(y), self.dropout, training)
 
-    def __call__(self, x, training=False):
+    def __call__(self, x, training=False, cache=None, cache_index=None):
+        """Self-attention of x (B, T, C), causal. With a cache (keys, values), each
+        (B, nh, cache length, hs), x's rows are the positions cache_index..cache_index+T-1: their
+        keys and values are written into those slots, their queries attend over the slots up to
+        their own position, and the result is (y, updated cache)."""
         q, k, v = self.qkv(x)
-        return self.attend(q, k, v, causal_mask(tf.shape(x)[1]), training=training)
+        if cache is None:
+            return self.attend(q, k, v, causal_mask(tf.shape(x)[1]), training=training)
+        keys, values = cache
+        positions = cache_index + tf.range(tf.shape(x)[1])
+        # Where the new keys/values (B, nh, T, hs) go: (b, head, position) for each of their rows.
+        b, h, p = tf.meshgrid(tf.range(tf.shape(x)[0]), tf.range(self.n_head), positions, indexing="ij")
+        where = tf.stack([b, h, p], axis=-1)
+        keys = tf.tensor_scatter_nd_update(keys, where, k)
+        values = tf.tensor_scatter_nd_update(values, where, v)
+        # query i sees slots 0..cache_index+i: the slots further on are not written yet
+        mask = tf.range(tf.shape(keys)[2])[None, :] <= positions[:, None]
+        return self.attend(q, keys, values, mask, training=training), (keys, values)
 
 
 def causal_mask(t):
@@ -222,9 +237,14 @@ class Block(tf.Module):
         self.ln_2 = LayerNorm(config.n_embd, config.bias, name="ln_2")
         self.mlp = MLP(config, name="mlp")
 
-    def __call__(self, x, training=False):
-        x = x + self.attn(self.ln_1(x), training=training)
-        return x + self.mlp(self.ln_2(x), training=training)
+    def __call__(self, x, training=False, cache=None, cache_index=None):
+        """The block's output; with a cache (see CausalSelfAttention), (output, updated cache)."""
+        if cache is None:
+            x = x + self.attn(self.ln_1(x), training=training)
+            return x + self.mlp(self.ln_2(x), training=training)
+        y, cache = self.attn(self.ln_1(x), training=training, cache=cache, cache_index=cache_index)
+        x = x + y
+        return x + self.mlp(self.ln_2(x), training=training), cache
 
 
 class GPT(tf.Module):
@@ -261,14 +281,52 @@ class GPT(tf.Module):
             raise ValueError(f"GPT expects token ids of shape (batch, time), got shape {idx.shape}")
         self._check_length(idx)
         idx = self._check_token_range(idx)
-        t = tf.shape(idx)[1]
-        x = self.wte(idx) + self.wpe(tf.range(t))  # token + position embeddings, (B, T, n_embd)
-        x = _dropout(tf.cast(x, self.compute_dtype), self.config.dropout, training)
+        x = _dropout(self._embed(idx, tf.range(tf.shape(idx)[1])), self.config.dropout, training)
         for block in self.h:
             x = block(x, training=training)
+        return self._lm_head(x)
+
+    def _embed(self, idx, positions):
+        """Token + position embeddings (B, T, n_embd) in the compute dtype."""
+        return tf.cast(self.wte(idx) + self.wpe(positions), self.compute_dtype)
+
+    def _lm_head(self, x):
+        """Logits in float32 of hidden states x (..., n_embd), through ln_f and the tied head."""
         x = self.ln_f(x)
-        logits = _matmul_last_axis(x, tf.cast(self.wte.weight, x.dtype), transpose_w=True)
-        return tf.cast(logits, tf.float32)
+        return tf.cast(_matmul_last_axis(x, tf.cast(self.wte.weight, x.dtype), transpose_w=True), tf.float32)
+
+    # ----------------------------------------------------------------------------------------
+    # inference with a key/value cache (model/generate.py runs the decoding loop)
+
+    def empty_cache(self, batch):
+        """A key/value cache for `batch` rows of up to block_size positions: per layer (keys,
+        values), each (batch, n_head, block_size, head_size) zeros in the compute dtype. Fixed
+        shapes, so that XLA can compile a decoding loop over it."""
+        cfg = self.config
+        shape = [batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head]
+        return tuple((tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype))
+                     for _ in range(cfg.n_layer))
+
+    def call_with_cache(self, idx, cache, cache_index):
+        """The logits (B, vocab_size) float32 of the last position of idx (B, T), and the cache.
+
+        With a cache (see empty_cache), idx holds the positions cache_index..cache_index+T-1
+        (T is the prompt's length for the prefill, 1 for a decoding step): their keys and values
+        are written into the cache and each attends over the positions up to its own; returns the
+        updated cache. With cache None, the full forward of idx from position 0 (nanoGPT's
+        uncached step); returns None for the cache. Only the last position goes through ln_f and
+        the head, as in nanoGPT's inference-time forward. No argument checks (the caller's)."""
+        if cache is None:
+            x = self._embed(idx, tf.range(tf.shape(idx)[1]))
+            for block in self.h:
+                x = block(x)
+            return self._lm_head(x[:, -1, :]), None
+        x = self._embed(idx, cache_index + tf.range(tf.shape(idx)[1]))
+        updated = []
+        for block, layer_cache in zip(self.h, cache):
+            x, layer_cache = block(x, cache=layer_cache, cache_index=cache_index)
+            updated.append(layer_cache)
+        return self._lm_head(x[:, -1, :]), tuple(updated)
 
     def _check_length(self, idx):
         t = idx.shape[1]
