@@ -21,7 +21,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from model import nanogpt_rng, shards
+from model import divergence, nanogpt_rng, shards
 from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, TrainConfig,
                           make_config, parse_overrides)
 from model.data import TRAIN, VAL, TokenStream, load_split
@@ -335,7 +335,8 @@ class Trainer:
         @tf.function
         def train_step(xs, ys, lr):
             loss, grad_norm = self.strategy.run(replica_step, args=(xs, ys, lr))
-            return (self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
+            loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
+            return (divergence.check_step(loss, loss_scale),
                     self.strategy.reduce(tf.distribute.ReduceOp.MEAN, grad_norm, axis=None))
 
         return train_step
@@ -355,6 +356,7 @@ class Trainer:
                     x, y = data.eval_batch((self.cfg.seed + 1 + split_id, it * self.cfg.eval_iters + k),
                                            self.cfg.batch_size)
                 losses.append(float(self._eval_step(x, y)))
+            divergence.check_eval(losses, data.name, it, self.cfg)
             out[data.name] = float(np.mean(losses))
         return out
 
@@ -413,7 +415,8 @@ class Trainer:
                 if cfg.eval_only:
                     break
                 xs, ys = next(iterator)
-                loss, grad_norm = self._train_step(xs, ys, tf.constant(lr, tf.float32))
+                with divergence.stops_training(iter_num, cfg):
+                    loss, grad_norm = self._train_step(xs, ys, tf.constant(lr, tf.float32))
                 iter_num += 1
                 self.iter_num.assign(iter_num)
                 if (iter_num - 1) % cfg.log_interval == 0:
