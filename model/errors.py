@@ -33,3 +33,7 @@ def pop_debug(argv):
     """(debug, argv without --debug): every command line takes --debug (or --debug=True)."""
     debug = any(a in ("--debug", "--debug=True", "--debug=true", "--debug=1") for a in argv)
     return debug, [a for a in argv if not a.startswith("--debug")]
+
+
+class NotFound(UserError, LookupError):
+    """Something named (a model, an artifact, a file) is not where the user said."""
