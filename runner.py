@@ -7,7 +7,8 @@ $ python runner.py sample [--from=SOURCE] [--start=TEXT|FILE:path] [--num_sample
 
 `run` runs the pipeline locally with LocalDagRunner and an SQLite ML Metadata store; `compile`
 writes the same pipeline as a Kubeflow Pipelines v2 spec. --key=value overrides any training
-hyperparameter (model/config.py) or pipeline setting (pipeline/configs.py).
+hyperparameter (model/config.py) or pipeline setting (pipeline/configs.py). A mistake (a bad
+setting, a missing or damaged file or store) ends in one line; --debug shows its traceback.
 Imports stay inside the commands: TFX takes half a minute to import, `--help` must not.
 """
 
@@ -116,6 +117,8 @@ def run(args, overrides):
     print(f"running pipeline {config.pipeline_name} ({config.preset}) on "
           f"{config.input_pattern or config.dataset_name}; output in {os.path.abspath(config.output_dir)}",
           flush=True)
+    if os.path.exists(config.metadata_path):  # a damaged store: one line naming it, before anything runs
+        lineage.sqlite_store(config.metadata_path)
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
     summary = lineage.run_summary(config.metadata_path)
     print(summary, flush=True)
@@ -179,12 +182,18 @@ def _output_config(args):
 
 
 def _latest_pushed(args) -> str:
-    serving_dir = _output_config(args).serving_dir
-    versions = sorted(v for v in os.listdir(serving_dir) if v.isdigit()) if os.path.isdir(serving_dir) else []
-    if not versions:
-        raise SystemExit(f"runner.py sample: no pushed model under {serving_dir}; run `runner.py run` "
-                         f"first, or name a model with --from")
-    return os.path.join(serving_dir, versions[-1])
+    """The latest push that ML Metadata records (a version directory no completed push names, such
+    as one a push cut short left, is not a pushed model)."""
+    config = _output_config(args)
+    destination = None
+    if os.path.isfile(config.metadata_path):
+        from pipeline import lineage
+
+        destination = lineage.latest_pushed_destination(lineage.sqlite_store(config.metadata_path))
+    if not destination:
+        raise SystemExit(f"runner.py sample: no pushed model recorded in {config.metadata_path}; run "
+                         f"`runner.py run` first, or name a model with --from")
+    return destination
 
 
 def sample(args, overrides):
@@ -238,6 +247,14 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def main(argv=None):
+    from model.errors import pop_debug, reported
+
+    debug, argv = pop_debug(sys.argv[1:] if argv is None else argv)
+    with reported("runner.py", debug):
+        _main(argv)
+
+
+def _main(argv):
     parser = _ArgumentParser(prog="runner.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
     run_parser = commands.add_parser(

@@ -89,6 +89,8 @@ class DynamicLossScale(tf.Module):
                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False,  # in a row: model/divergence.py
+                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.growth_interval = growth_interval
 
     def update(self, finite: tf.Tensor) -> None:
@@ -96,3 +98,4 @@ class DynamicLossScale(tf.Module):
         self.scale.assign(tf.where(finite, tf.where(grow, self.scale * 2.0, self.scale), self.scale / 2.0))
         self.good_steps.assign(tf.where(tf.logical_and(finite, tf.logical_not(grow)), self.good_steps + 1,
                                         tf.zeros_like(self.good_steps)))
+        self.skipped_steps.assign(tf.where(finite, tf.zeros_like(self.skipped_steps), self.skipped_steps + 1))

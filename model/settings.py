@@ -18,8 +18,10 @@ import textwrap
 import typing
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from model.errors import UserError
 
-class SettingError(ValueError):
+
+class SettingError(UserError, ValueError):
     """A wrong setting or command line: its message is one line naming the setting and what it allows."""
 
 

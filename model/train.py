@@ -27,7 +27,7 @@ if __name__ == "__main__":  # the command line is checked, and --help answered, 
 import numpy as np
 import tensorflow as tf
 
-from model import devices, files, nanogpt_rng, shards
+from model import devices, divergence, files, nanogpt_rng, shards
 from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TOKENIZER_FILE, TRAIN_CONFIG_FILE,
                           TrainConfig, command_line_config, train_help)
 from model.data import TokenStream, load_split
@@ -331,7 +331,8 @@ class Trainer:
         @tf.function
         def train_step(xs, ys, lr):
             loss, grad_norm = self.strategy.run(replica_step, args=(xs, ys, lr))
-            return (self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
+            loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
+            return (divergence.check_step(loss, loss_scale),
                     self.strategy.reduce(tf.distribute.ReduceOp.MEAN, grad_norm, axis=None))
 
         return train_step
@@ -351,6 +352,7 @@ class Trainer:
                     x, y = data.eval_batch((self.cfg.seed + 1 + split_id, it * self.cfg.eval_iters + k),
                                            self.cfg.batch_size)
                 losses.append(float(self._eval_step(x, y)))
+            divergence.check_eval(losses, data.name, it, self.cfg)
             out[data.name] = float(np.mean(losses))
         return out
 
@@ -409,7 +411,8 @@ class Trainer:
                 if cfg.eval_only:
                     break
                 xs, ys = next(iterator)
-                loss, grad_norm = self._train_step(xs, ys, tf.constant(lr, tf.float32))
+                with divergence.stops_training(iter_num, cfg):
+                    loss, grad_norm = self._train_step(xs, ys, tf.constant(lr, tf.float32))
                 iter_num += 1
                 self.iter_num.assign(iter_num)
                 if (iter_num - 1) % cfg.log_interval == 0:

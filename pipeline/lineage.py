@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import textwrap
 from typing import Dict, List, Optional, Tuple
 
 from components.artifact_layout import HISTORY_FILE
 from model import files
 from model.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
+from model.errors import NotFound, UserError, one_line
 from pipeline.configs import OUTPUT_DIR, absolute_path
 
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
@@ -34,14 +36,22 @@ HIGHLIGHTS = ("input_pattern", "dataset_name", "tokenizer", "num_documents", "nu
 
 
 def sqlite_store(metadata_path: str):
-    """The SQLite store that `runner.py run` writes, opened read-only."""
+    """The SQLite store that `runner.py run` writes, opened read-only; UserError naming the file
+    when it is not a readable ML Metadata store."""
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
+    try:
+        store = metadata_store.MetadataStore(config)
+        store.get_artifact_types()  # a damaged file may open and fail on the first query
+    except Exception as e:  # ml_metadata raises RuntimeError or its own errors, often with no message
+        raise UserError(f"{metadata_path} is not a readable ML Metadata store ({type(e).__name__}: "
+                        f"{one_line(e)}); move it away (the pipeline then starts a new store and runs "
+                        f"everything again) or restore it from a copy") from e
+    return store
 
 
 def grpc_store(host: str, port: int):
@@ -70,8 +80,19 @@ def _prop(artifact, name: str) -> Optional[object]:
 
 
 def _pushed_models(store) -> list:
-    """PushedModel artifacts of pushes that happened (the Pusher records one even when it skips)."""
-    return [a for a in store.get_artifacts_by_type("PushedModel") if _prop(a, "pushed") == 1]
+    """PushedModel artifacts of pushes that happened (the Pusher records one even when it skips),
+    published by a Pusher that completed (LIVE)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    return [a for a in store.get_artifacts_by_type("PushedModel")
+            if _prop(a, "pushed") == 1 and a.state == metadata_store_pb2.Artifact.LIVE]
+
+
+def latest_pushed_destination(store) -> Optional[str]:
+    """The version directory of the latest push ML Metadata records (None: no push yet). A
+    directory in the serving directory that no completed push names is not a pushed model."""
+    pushed = _pushed_models(store)
+    return str(_prop(max(pushed, key=lambda a: a.id), "pushed_destination")) if pushed else None
 
 
 def run_summary(metadata_path: str) -> str:
@@ -79,7 +100,6 @@ def run_summary(metadata_path: str) -> str:
     store = sqlite_store(metadata_path)
     evaluation = _latest(store, "ModelEvaluation")
     blessing = _latest(store, "ModelBlessing")
-    pushed = _pushed_models(store)
     lines = []
     if evaluation is not None:
         lines.append(f"evaluation: val loss {_prop(evaluation, 'candidate_val_loss')}, "
@@ -88,15 +108,11 @@ def run_summary(metadata_path: str) -> str:
     if blessing is not None:
         lines.append(f"blessed: {'yes' if _prop(blessing, 'blessed') == 1 else 'no'}"
                      + (f" ({_prop(blessing, 'blessing_reason')})" if _prop(blessing, 'blessing_reason') else ""))
-    if pushed:
-        latest = max(pushed, key=lambda a: a.id)
-        lines.append(f"pushed model: {_prop(latest, 'pushed_destination')}")
-    else:
-        lines.append("pushed model: none")
+    lines.append(f"pushed model: {latest_pushed_destination(store) or 'none'}")
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
     output_dir = os.path.dirname(os.path.abspath(metadata_path))
     lines.append("lineage: python runner.py lineage"
-                 + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={output_dir}"))
+                 + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}"))
     return "\n".join(lines)
 
 
@@ -287,19 +303,19 @@ def _find_subject(store, model: Optional[str]):
     if model is None:
         pushed = _pushed_models(store)
         if not pushed:
-            raise LookupError("no pushed model in ML Metadata: name a Model with --model=ID, or run "
+            raise NotFound("no pushed model in ML Metadata: name a Model with --model=ID, or run "
                               "the pipeline until it pushes one")
         return max(pushed, key=lambda a: a.id)
     if model.isdigit():
         found = store.get_artifacts_by_id([int(model)])
         if not found:
-            raise LookupError(f"no artifact with id {model} in ML Metadata")
+            raise NotFound(f"no artifact with id {model} in ML Metadata")
         return found[0]
     wanted = absolute_path(model.rstrip("/"))
     for artifact in store.get_artifacts_by_type("PushedModel") + store.get_artifacts_by_type("Model"):
         if wanted in (str(_prop(artifact, "pushed_destination") or "").rstrip("/"), artifact.uri.rstrip("/")):
             return artifact
-    raise LookupError(f"{model}: neither a pushed model's directory nor a Model artifact's uri in ML Metadata")
+    raise NotFound(f"{model}: neither a pushed model's directory nor a Model artifact's uri in ML Metadata")
 
 
 def model_lineage(store, model: Optional[str] = None) -> Lineage:

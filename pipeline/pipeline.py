@@ -11,6 +11,7 @@ from tfx import v1 as tfx
 from components import char_transform
 from components.baseline_resolver import PreviousBlessedModelStrategy
 from components.lm_evaluator.component import LMEvaluator
+from components.pusher.component import Pusher
 from components.tokenize_text.component import TokenizeText
 from model import shards
 from pipeline.configs import IMAGE_WORKDIR, PipelineConfig
@@ -111,8 +112,8 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
         data_tokenizer=config.tokenizer)
     components.append(evaluator)
 
-    # Push a blessed model to a versioned directory under the serving directory.
-    pusher = tfx.components.Pusher(
+    # Push a blessed model to a versioned directory under the serving directory, atomically.
+    pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))

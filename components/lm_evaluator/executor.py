@@ -81,6 +81,16 @@ class Settings:
         return settings
 
 
+def set_loss_property(artifact, name: str, value: float) -> None:
+    """A loss as a float property, or, when it is not finite, as the string "nan"/"inf": ML
+    Metadata's SQLite store cannot hold a non-finite float (its INSERT fails, leaving the
+    execution RUNNING)."""
+    if math.isfinite(value):
+        artifact.set_float_custom_property(name, value)
+    else:
+        artifact.set_string_custom_property(name, str(value))
+
+
 class Executor(base_executor.BaseExecutor):
     """Evaluates the candidate, the last blessed model and the baselines on the same windows."""
 
@@ -206,8 +216,8 @@ class Executor(base_executor.BaseExecutor):
             if r.skipped:
                 evaluation.set_string_custom_property(f"{prefix}_skipped", r.skipped)
                 continue
-            evaluation.set_float_custom_property(f"{prefix}_train_loss", r.train_loss)
-            evaluation.set_float_custom_property(f"{prefix}_val_loss", r.val_loss)
+            set_loss_property(evaluation, f"{prefix}_train_loss", r.train_loss)
+            set_loss_property(evaluation, f"{prefix}_val_loss", r.val_loss)
 
     @staticmethod
     def _write_blessing(blessing, model, last_blessed, blessed, reason, candidate_result):
@@ -225,4 +235,4 @@ class Executor(base_executor.BaseExecutor):
                                          c.BLESSED_VALUE if blessed else c.NOT_BLESSED_VALUE)
         blessing.set_string_custom_property(c.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY, reason)
         blessing.set_string_custom_property(BLESSING_REASON_KEY, reason)
-        blessing.set_float_custom_property("candidate_val_loss", candidate_result.val_loss)
+        set_loss_property(blessing, "candidate_val_loss", candidate_result.val_loss)

@@ -1,0 +1,87 @@
+"""TFX's filesystem push made atomic: the model is copied into a staging directory beside its
+version directory and renamed into place, so that a push cut short (a full disk, a kill) leaves
+no version directory, only a `.staging-*` one, which the next push removes. A serving directory
+then only ever holds complete models; which of them ML Metadata records as pushed is what
+`runner.py sample` and `lineage` take (pipeline/lineage.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Dict, List
+
+from absl import logging
+from tfx import types
+from tfx.components.pusher import executor as tfx_pusher
+from tfx.dsl.io import fileio
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, proto_utils
+
+STAGING_PREFIX = ".staging-"
+
+
+def remove_staging_dirs(base_directory: str) -> List[str]:
+    """Remove what pushes cut short left in base_directory; the directories removed."""
+    if not fileio.isdir(base_directory):
+        return []
+    stale = [os.path.join(base_directory, name.rstrip("/")) for name in fileio.listdir(base_directory)
+             if name.startswith(STAGING_PREFIX)]
+    for path in stale:
+        fileio.rmtree(path)
+    return stale
+
+
+def copy_atomically(model_path: str, destination: str) -> None:
+    """Copy the SavedModel at model_path to destination, which appears whole or not at all. An
+    object store (gs://...) has no atomic rename of a directory: there, as TFX does, saved_model.pb
+    is copied last (servers take a version without it as incomplete), and a failed copy removed."""
+    if "://" in destination:
+        try:
+            io_utils.copy_dir(model_path, destination, deny_regex_patterns=[r"saved_model\.pb"])
+            io_utils.copy_file(os.path.join(model_path, "saved_model.pb"),
+                               os.path.join(destination, "saved_model.pb"))
+        except BaseException:
+            if fileio.exists(destination):
+                fileio.rmtree(destination)
+            raise
+        return
+    parent, name = os.path.split(destination.rstrip("/"))
+    staging = os.path.join(parent, f"{STAGING_PREFIX}{name}-{os.getpid()}")
+    fileio.makedirs(parent)
+    try:
+        io_utils.copy_dir(model_path, staging)
+        fileio.rename(staging, destination)
+    except BaseException:
+        if fileio.exists(staging):
+            fileio.rmtree(staging)
+        raise
+
+
+class Executor(tfx_pusher.Executor):
+    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model_push = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(model_push)
+            return
+        model_path = self.GetModelPath(input_dict)
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        if destination.WhichOneof("destination") != "filesystem" or destination.filesystem.versioning not in (
+                pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP):
+            raise NotImplementedError(f"Pusher: only filesystem pushes with timestamp versions, got {destination}")
+        base_directory = destination.filesystem.base_directory
+        for path in remove_staging_dirs(base_directory):
+            logging.warning("Pusher: removed %s, left by a push cut short", path)
+        # the archive copy first: a failure there leaves nothing in the serving directory
+        io_utils.copy_dir(model_path, model_push.uri)
+        version = str(int(time.time()))
+        serving_path = os.path.join(base_directory, version)
+        while fileio.exists(serving_path):  # two pushes in one second
+            version = str(int(version) + 1)
+            serving_path = os.path.join(base_directory, version)
+        copy_atomically(model_path, serving_path)
+        logging.info("Model written to serving path %s.", serving_path)
+        self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)

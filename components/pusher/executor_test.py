@@ -1,0 +1,79 @@
+"""The atomic push on real files and standard artifacts; a disk that fills up in the middle of a
+push (a real ENOSPC from a 1 MiB tmpfs, which needs root to mount: skipped otherwise)."""
+
+import json
+import os
+import subprocess
+
+import pytest
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components.pusher.executor import STAGING_PREFIX, Executor
+
+MODEL_BYTES = 600 * 1024
+
+
+def _inputs(tmp_path, blessed=True):
+    """A Model artifact holding a SavedModel-shaped directory and its blessing."""
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    serving = os.path.join(model.uri, "Format-Serving")
+    os.makedirs(os.path.join(serving, "variables"))
+    with open(os.path.join(serving, "variables", "variables.data-00000-of-00001"), "wb") as f:
+        f.write(os.urandom(MODEL_BYTES))
+    with open(os.path.join(serving, "saved_model.pb"), "wb") as f:
+        f.write(os.urandom(1024))
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    blessing.set_int_custom_property("blessed", int(blessed))
+    return {"model": [model], "model_blessing": [blessing]}
+
+
+def _push(tmp_path, inputs, serving_dir, attempt=0):
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / f"pushed_{attempt}")
+    destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
+        base_directory=str(serving_dir)))
+    Executor().Do(inputs, {"pushed_model": [pushed]}, {"push_destination": proto_utils.proto_to_json(destination)})
+    return pushed
+
+
+def test_a_push_is_a_complete_version_directory(tmp_path):
+    serving_dir = tmp_path / "serving"
+    os.makedirs(serving_dir / f"{STAGING_PREFIX}123-1")  # left by a push that was killed
+    pushed = _push(tmp_path, _inputs(tmp_path), serving_dir)
+    [version] = os.listdir(serving_dir)
+    assert pushed.get_int_custom_property("pushed") == 1 and version.isdigit()
+    assert pushed.get_string_custom_property("pushed_destination") == str(serving_dir / version)
+    assert os.path.getsize(serving_dir / version / "variables" / "variables.data-00000-of-00001") == MODEL_BYTES
+    not_blessed = _push(tmp_path, _inputs(tmp_path / "other", blessed=False), serving_dir, attempt=1)
+    assert not_blessed.get_int_custom_property("pushed") == 0 and os.listdir(serving_dir) == [version]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount_point = tmp_path / "small_disk"
+    os.makedirs(mount_point)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount_point)],
+                      capture_output=True).returncode:
+        pytest.skip("mounting a 1 MiB tmpfs needs root")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_mid_push_leaves_nothing_and_the_rerun_completes(tmp_path, small_disk):
+    inputs = _inputs(tmp_path)
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (700 * 1024))  # the model's 601 KiB no longer fit
+    serving_dir = small_disk / "serving"
+    with pytest.raises(Exception) as failure:
+        _push(tmp_path, inputs, serving_dir)
+    assert "space" in str(failure.value).lower()  # ENOSPC: No space left on device
+    assert os.listdir(serving_dir) == []  # no version directory, no staging litter
+    filler.unlink()
+    pushed = _push(tmp_path, inputs, serving_dir, attempt=1)
+    [version] = os.listdir(serving_dir)
+    assert pushed.get_string_custom_property("pushed_destination") == str(serving_dir / version)
+    assert json.dumps(sorted(os.listdir(serving_dir / version))) == '["saved_model.pb", "variables"]'

@@ -1,0 +1,39 @@
+"""The project's user errors: a mistake a user can make and fix (a bad input, setting or file, a
+damaged store, no network for a hub name). The command lines print one as one line, without a
+traceback (`--debug` shows it); any other exception is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+
+class UserError(Exception):
+    """A mistake the user can fix; its message names the input and what to do, in one line."""
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+@contextlib.contextmanager
+def reported(prog: str, debug: bool = False):
+    """Run a command line's body: a UserError ends it with one line on stderr and exit status 2
+    (with its traceback when debug)."""
+    try:
+        yield
+    except UserError as e:
+        if debug:
+            raise
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def pop_debug(argv):
+    """(debug, argv without --debug): every command line takes --debug (or --debug=True)."""
+    debug = any(a in ("--debug", "--debug=True", "--debug=true", "--debug=1") for a in argv)
+    return debug, [a for a in argv if not a.startswith("--debug")]
+
+
+class NotFound(UserError, LookupError):
+    """Something named (a model, an artifact, a file) is not where the user said."""

@@ -1,0 +1,57 @@
+"""Failures under LocalDagRunner with SQLite ML Metadata: a diverging Trainer fails, publishes
+nothing and leaves no execution RUNNING; the rerun completes; only what ML Metadata records as
+pushed is the latest pushed model; a damaged store is named in one line."""
+
+import os
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+import runner
+from model.divergence import TrainingDiverged
+from pipeline import lineage
+from pipeline.configs import make_pipeline_config
+from pipeline.pipeline import create_pipeline
+from pipeline_e2e_test import TINY_TRAINING, _component_states, small_corpus, _store  # noqa: F401
+
+State = metadata_store_pb2.Execution
+
+
+def _config(output_dir, corpus, **training):
+    return make_pipeline_config("shakespeare_char", input_pattern=corpus, output_dir=str(output_dir),
+                                val_loss_threshold=9.0, train_overrides={**TINY_TRAINING, **training})
+
+
+def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(tmp_path, small_corpus, capsys):  # noqa: F811
+    diverging = _config(tmp_path / "out", small_corpus, learning_rate=1000.0, warmup_iters=0, grad_clip=0.0)
+    with pytest.raises(TrainingDiverged, match=r"training diverged at iter \d+: .*learning_rate=1000"):
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(diverging))
+    states = _component_states(diverging)
+    assert states["Trainer"] == State.FAILED and State.RUNNING not in states.values()
+    assert "LMEvaluator" not in states and "Pusher" not in states
+    store = _store(diverging)
+    assert not [a for a in store.get_artifacts_by_type("Model") if a.state == metadata_store_pb2.Artifact.LIVE]
+    assert not os.path.isdir(diverging.serving_dir)
+
+    healthy = _config(tmp_path / "out", small_corpus)
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(healthy))
+    states = _component_states(healthy)
+    assert states["Trainer"] == State.COMPLETE and states["Pusher"] == State.COMPLETE
+    [version] = os.listdir(healthy.serving_dir)
+
+    # a directory in the serving directory that no completed push recorded is not the latest model
+    os.makedirs(os.path.join(healthy.serving_dir, "9999999999"))
+    latest = runner._latest_pushed(runner.argparse.Namespace(output=healthy.output_dir))
+    assert latest == os.path.join(healthy.serving_dir, version)
+
+    # a damaged store: `lineage` and `run` end in one line naming it, no traceback
+    with open(healthy.metadata_path, "wb") as f:
+        f.write(b"this is not an SQLite database" * 100)
+    capsys.readouterr()
+    for command in (["lineage"], ["run", f"--data={small_corpus}"], ["sample"]):
+        with pytest.raises(SystemExit) as exit_info:
+            runner.main([*command, f"--output={healthy.output_dir}"])
+        stderr = capsys.readouterr().err
+        assert exit_info.value.code == 2 and stderr.count("\n") == 1, stderr
+        assert stderr.startswith("runner.py: error: ") and healthy.metadata_path in stderr
