@@ -107,6 +107,8 @@ def _show_progress():
 
 def run(args, overrides):
     """Run the pipeline end to end on this machine."""
+    if args.spec:
+        return _run_spec(args, overrides)
     config = _pipeline_config(args, overrides)
     _show_progress()
     from tfx import v1 as tfx
@@ -122,6 +124,25 @@ def run(args, overrides):
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
     summary = lineage.run_summary(config.metadata_path)
     print(summary, flush=True)
+
+
+def _run_spec(args, overrides):
+    """Run a compiled Kubeflow Pipelines spec here, task by task, as Kubeflow's launcher would."""
+    caching = {f"--enable_cache={v}": v == "true" for v in ("true", "false")}  # as the kfp client's enable_caching
+    unused = [a for a in overrides if a not in caching] + [f"--{n}" for n in ("preset", "data", "output",
+                                                                            "beam_pipeline_args")
+                                                         if getattr(args, n) not in (None, DEFAULT_PRESET)]
+    if unused:
+        raise SystemExit(f"runner.py run --spec: {' '.join(unused)}: the spec holds the pipeline's settings; "
+                         f"compile it again to change them")
+    from pipeline import kfp_local
+
+    try:
+        local_run = kfp_local.run_spec(args.spec, pipeline_root=args.pipeline_root, until=args.until,
+                                       enable_cache=next((caching[a] for a in overrides), None))
+    except ValueError as e:  # a damaged spec or a failed task, named
+        raise SystemExit(f"runner.py run --spec={args.spec}: {e}")
+    print(local_run.summary(), flush=True)
 
 
 def compile_spec(args, overrides):
@@ -266,6 +287,12 @@ def _main(argv):
                              "$NANOGPT_TFX_SHAKESPEARE or a download of Tiny Shakespeare)",
                         beam="e.g. '--direct_num_workers=2' (default: in-memory DirectRunner)")
     run_parser.add_argument("--output", default=None, help="output directory (default: tfx_output)")
+    run_parser.add_argument("--spec", default=None,
+                            help="run this compiled Kubeflow Pipelines spec (runner.py compile) instead, each task in "
+                                 "its own process as Kubeflow's launcher runs it (docs/kubeflow.md)")
+    run_parser.add_argument("--pipeline_root", default=None, help="with --spec: where the run writes (default: the "
+                                                                  "spec's pipeline root)")
+    run_parser.add_argument("--until", default=None, help="with --spec: run only this task and the tasks it needs")
     run_parser.set_defaults(handler=run)
     compile_parser = commands.add_parser(
         "compile", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False, help="write the pipeline as a Kubeflow Pipelines v2 spec",

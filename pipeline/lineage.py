@@ -100,20 +100,35 @@ def run_summary(metadata_path: str) -> str:
     store = sqlite_store(metadata_path)
     evaluation = _latest(store, "ModelEvaluation")
     blessing = _latest(store, "ModelBlessing")
-    lines = []
-    if evaluation is not None:
-        lines.append(f"evaluation: val loss {_prop(evaluation, 'candidate_val_loss')}, "
-                     f"train loss {_prop(evaluation, 'candidate_train_loss')}; "
-                     f"report {os.path.join(evaluation.uri, 'report.md')}")
-    if blessing is not None:
-        lines.append(f"blessed: {'yes' if _prop(blessing, 'blessed') == 1 else 'no'}"
-                     + (f" ({_prop(blessing, 'blessing_reason')})" if _prop(blessing, 'blessing_reason') else ""))
-    lines.append(f"pushed model: {latest_pushed_destination(store) or 'none'}")
+
+    def properties(artifact) -> dict:
+        return {k: _value(v) for k, v in artifact.custom_properties.items()}
+
+    lines = summary_lines(
+        evaluation=(evaluation.uri, properties(evaluation)) if evaluation is not None else None,
+        blessing=properties(blessing) if blessing is not None else None,
+        pushed_destination=latest_pushed_destination(store))
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
     output_dir = os.path.dirname(os.path.abspath(metadata_path))
     lines.append("lineage: python runner.py lineage"
                  + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}"))
     return "\n".join(lines)
+
+
+def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dict],
+                  pushed_destination: Optional[str]) -> List[str]:
+    """The evaluation (its uri and properties), the blessing (its properties) and the pushed
+    model's directory, as a run ends with them; from ML Metadata or a Kubeflow run's record."""
+    lines = []
+    if evaluation is not None:
+        uri, values = evaluation
+        lines.append(f"evaluation: val loss {values.get('candidate_val_loss')}, "
+                     f"train loss {values.get('candidate_train_loss')}; report {os.path.join(uri, 'report.md')}")
+    if blessing is not None:
+        reason = blessing.get("blessing_reason")
+        lines.append(f"blessed: {'yes' if blessing.get('blessed') == 1 else 'no'}" + (f" ({reason})" if reason else ""))
+    lines.append(f"pushed model: {pushed_destination or 'none'}")
+    return lines
 
 
 @dataclasses.dataclass
