@@ -133,6 +133,94 @@ def prepare_text_file(cfg: TrainConfig, data_dir: str) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# the model and its optimizer step
+
+
+def vocab_size(cfg: TrainConfig, tokenizer_json: Optional[dict]) -> int:
+    if cfg.vocab_size:
+        return cfg.vocab_size
+    if tokenizer_json and tokenizer_json.get("kind") == "char":
+        return len(tokenizer_json["chars"])
+    return PADDED_VOCAB_SIZE  # GPT-2 BPE, padded to a multiple of 64 for efficiency, as nanoGPT
+
+
+def build_model(cfg: TrainConfig, tokenizer_json: Optional[dict]):
+    """(model, start iteration) for cfg.init_from: from scratch or a GPT-2 checkpoint at 0; on
+    resume the saved model's shape, its iteration (None) read with the checkpoint later."""
+    policy = POLICY_OF_DTYPE[cfg.dtype]
+    if cfg.init_from == "resume":
+        saved = files.read_json(os.path.join(cfg.out_dir, MODEL_CONFIG_FILE), default=None)
+        if saved is None:
+            raise FileNotFoundError(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
+        return GPT(GPTConfig(**saved), dtype_policy=policy), None
+    if cfg.init_from == "scratch":
+        config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                           block_size=cfg.block_size, bias=cfg.bias, vocab_size=vocab_size(cfg, tokenizer_json),
+                           dropout=cfg.dropout)
+        return GPT(config, dtype_policy=policy, seed=cfg.seed), 0
+    if cfg.init_from in GPT2_SIZES or tf.io.gfile.isdir(cfg.init_from):
+        model = GPT.from_pretrained(cfg.init_from, dropout=cfg.dropout, block_size=cfg.block_size,
+                                    dtype_policy=policy)
+        return model, 0
+    raise ValueError(f"init_from={cfg.init_from!r}: use 'scratch', 'resume', a GPT-2 name "
+                     f"{sorted(GPT2_SIZES)} or a checkpoint directory")
+
+
+def make_train_step(cfg: TrainConfig, loss_fn, optimizer: AdamW, loss_scale: Optional[DynamicLossScale],
+                    strategy: tf.distribute.Strategy):
+    """The compiled optimizer step train_step(xs, ys, lr) -> (loss, gradient norm): each replica's
+    gradients of loss_fn(x, y, training=True) accumulated over its micro-batches, summed across
+    replicas, clipped, applied (float16: skipped when they overflowed). Over 50 lines because its
+    three nested graph functions share one closure."""
+    params = optimizer.params
+    total_micro = float(cfg.gradient_accumulation_steps)
+
+    @tf.function(jit_compile=cfg.compile)
+    def gradients(xs, ys, scale):
+        """Sum over this replica's micro-batches of loss/total_micro and its gradients."""
+        def one(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(x, y, training=True) / total_micro
+                scaled = loss * scale
+            grads = tape.gradient(scaled, params)
+            return loss, [tf.convert_to_tensor(g) / scale for g in grads]
+
+        loss, grads = one(xs[0], ys[0])
+        if xs.shape[0] == 1:  # one micro-batch per replica: no loop in the graph (~1 ms a step on a CPU)
+            return loss, grads
+        for i in tf.range(1, tf.shape(xs)[0]):  # gradient accumulation
+            micro_loss, micro_grads = one(xs[i], ys[i])
+            loss += micro_loss
+            grads = [a + b for a, b in zip(grads, micro_grads)]
+        return loss, grads
+
+    def replica_step(xs, ys, lr):
+        scale = loss_scale.scale if loss_scale else tf.constant(1.0)
+        loss, grads = gradients(xs, ys, scale)
+        ctx = tf.distribute.get_replica_context()
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss)
+        grad_norm = tf.linalg.global_norm(grads)
+        if cfg.grad_clip > 0.0:
+            grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip, use_norm=grad_norm)
+        if loss_scale is None:
+            optimizer.apply(grads, lr)
+        else:  # float16: skip the update when the scaled gradients overflowed
+            finite = tf.math.is_finite(grad_norm)
+            optimizer.apply(grads, lr, finite=finite)
+            loss_scale.update(finite)
+        return loss, grad_norm
+
+    @tf.function
+    def train_step(xs, ys, lr):
+        loss, grad_norm = strategy.run(replica_step, args=(xs, ys, lr))
+        return (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, grad_norm, axis=None))
+
+    return train_step
+
+
+# --------------------------------------------------------------------------------------------
 # the trainer
 
 
@@ -163,7 +251,7 @@ class Trainer:
         self.batches = batches.batch_source(cfg, {TRAIN: self.train_data, VAL: self.val_data},
                                             strategy=self.strategy, model=self.model, start_iter=self.start_iter,
                                             evaluates=self._evaluates)
-        self._train_step = self._make_train_step()
+        self._train_step = make_train_step(cfg, self._loss, self.optimizer, self.loss_scale, self.strategy)
         self._eval_step = tf.function(self._loss, jit_compile=cfg.compile)
 
     # -- setup --------------------------------------------------------------------------------
@@ -189,7 +277,7 @@ class Trainer:
         """The model, optimizer, counters and their checkpoint manager, under the strategy."""
         cfg = self.cfg
         with self.strategy.scope():
-            self.model, self.start_iter = self._build_model()
+            self.model, self.start_iter = build_model(cfg, self.tokenizer_json)
             decay, no_decay = self.model.parameter_groups()
             self.optimizer = AdamW(decay, no_decay, weight_decay=cfg.weight_decay, beta1=cfg.beta1,
                                    beta2=cfg.beta2)
@@ -201,33 +289,6 @@ class Trainer:
                                               **({"loss_scale": self.loss_scale} if self.loss_scale else {}))
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.worker_dir, CHECKPOINT_DIR), max_to_keep=2)
-
-    def _vocab_size(self) -> int:
-        if self.cfg.vocab_size:
-            return self.cfg.vocab_size
-        if self.tokenizer_json and self.tokenizer_json.get("kind") == "char":
-            return len(self.tokenizer_json["chars"])
-        return PADDED_VOCAB_SIZE  # GPT-2 BPE, padded to a multiple of 64 for efficiency, as nanoGPT
-
-    def _build_model(self):
-        cfg = self.cfg
-        policy = POLICY_OF_DTYPE[cfg.dtype]
-        if cfg.init_from == "resume":
-            saved = files.read_json(os.path.join(cfg.out_dir, MODEL_CONFIG_FILE), default=None)
-            if saved is None:
-                raise FileNotFoundError(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
-            return GPT(GPTConfig(**saved), dtype_policy=policy), None
-        if cfg.init_from == "scratch":
-            config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                               block_size=cfg.block_size, bias=cfg.bias, vocab_size=self._vocab_size(),
-                               dropout=cfg.dropout)
-            return GPT(config, dtype_policy=policy, seed=cfg.seed), 0
-        if cfg.init_from in GPT2_SIZES or tf.io.gfile.isdir(cfg.init_from):
-            model = GPT.from_pretrained(cfg.init_from, dropout=cfg.dropout, block_size=cfg.block_size,
-                                        dtype_policy=policy)
-            return model, 0
-        raise ValueError(f"init_from={cfg.init_from!r}: use 'scratch', 'resume', a GPT-2 name "
-                         f"{sorted(GPT2_SIZES)} or a checkpoint directory")
 
     def _restore(self):
         latest = tf.train.latest_checkpoint(os.path.join(self.cfg.out_dir, CHECKPOINT_DIR))
@@ -258,58 +319,6 @@ class Trainer:
         num_targets = counted_targets(y)
         return tf.add_n([cross_entropy(self.model(x[a:b], training=training), y[a:b], num_targets=num_targets)
                          for a, b in rows])
-
-    def _make_train_step(self):
-        """The compiled optimizer step: each replica's gradients accumulated over its micro-batches,
-        summed across replicas, clipped, applied (float16: skipped when they overflowed). One
-        function over 50 lines because its three nested graph functions share one closure."""
-        cfg, optimizer, loss_scale = self.cfg, self.optimizer, self.loss_scale
-        params = optimizer.params
-        total_micro = float(cfg.gradient_accumulation_steps)
-
-        @tf.function(jit_compile=cfg.compile)
-        def gradients(xs, ys, scale):
-            """Sum over this replica's micro-batches of loss/total_micro and its gradients."""
-            def one(x, y):
-                with tf.GradientTape() as tape:
-                    loss = self._loss(x, y, training=True) / total_micro
-                    scaled = loss * scale
-                grads = tape.gradient(scaled, params)
-                return loss, [tf.convert_to_tensor(g) / scale for g in grads]
-
-            loss, grads = one(xs[0], ys[0])
-            if xs.shape[0] == 1:  # one micro-batch per replica: no loop in the graph (~1 ms a step on a CPU)
-                return loss, grads
-            for i in tf.range(1, tf.shape(xs)[0]):  # gradient accumulation
-                micro_loss, micro_grads = one(xs[i], ys[i])
-                loss += micro_loss
-                grads = [a + b for a, b in zip(grads, micro_grads)]
-            return loss, grads
-
-        def replica_step(xs, ys, lr):
-            scale = loss_scale.scale if loss_scale else tf.constant(1.0)
-            loss, grads = gradients(xs, ys, scale)
-            ctx = tf.distribute.get_replica_context()
-            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-            loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss)
-            grad_norm = tf.linalg.global_norm(grads)
-            if cfg.grad_clip > 0.0:
-                grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip, use_norm=grad_norm)
-            if loss_scale is None:
-                optimizer.apply(grads, lr)
-            else:  # float16: skip the update when the scaled gradients overflowed
-                finite = tf.math.is_finite(grad_norm)
-                optimizer.apply(grads, lr, finite=finite)
-                loss_scale.update(finite)
-            return loss, grad_norm
-
-        @tf.function
-        def train_step(xs, ys, lr):
-            loss, grad_norm = self.strategy.run(replica_step, args=(xs, ys, lr))
-            return (self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
-                    self.strategy.reduce(tf.distribute.ReduceOp.MEAN, grad_norm, axis=None))
-
-        return train_step
 
     def estimate_loss(self) -> Dict[str, float]:
         """Mean loss over eval_iters batches of each split (the same batches at each evaluation
