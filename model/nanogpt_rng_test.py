@@ -134,8 +134,8 @@ def test_a_trainer_with_rng_nanogpt_starts_where_nanogpt_does(tmp_path, alphabet
         index, want = NANOGPT_INIT[False][name][0]
         np.testing.assert_allclose(value[index], want, rtol=1e-5, atol=1e-9, err_msg=name)
     first, eval_first = NANOGPT_INIT[False]["batches"]
-    evaluation = trainer.nanogpt_offsets.evaluation(0)  # the loop's order: evaluate, then step 0
-    assert trainer.nanogpt_offsets.train(0).tolist() == [first]
+    evaluation = trainer.batches.offsets.evaluation(0)  # the loop's order: evaluate, then step 0
+    assert trainer.batches.offsets.train(0).tolist() == [first]
     assert evaluation["train"][0].tolist() == eval_first
     x, y = trainer.train_data.windows(np.array(first))
     text = open(alphabet_text, encoding="utf-8").read()

@@ -9,7 +9,6 @@ TF_CONFIG set on each (every worker runs the same command). A TPU: --strategy=tp
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import shutil
@@ -27,12 +26,12 @@ if __name__ == "__main__":  # the command line is checked, and --help answered, 
 import numpy as np
 import tensorflow as tf
 
-from model import devices, divergence, files, nanogpt_rng, shards
-from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TOKENIZER_FILE, TRAIN_CONFIG_FILE,
-                          TrainConfig, command_line_config, train_help)
+from model import batches, devices, divergence, files, shards
+from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TENSORBOARD_DIR, TOKENIZER_FILE,
+                          TRAIN_CONFIG_FILE, TrainConfig, command_line_config, train_help)
 from model.data import TokenStream, load_split
 from model.settings import command_line
-from model.shards import TRAIN, VAL
+from model.shards import SPLITS, TRAIN, VAL
 from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, counted_targets, cross_entropy
 from model.optim import AdamW, DynamicLossScale, get_lr
 from model.tokenizer import get_tokenizer
@@ -141,11 +140,101 @@ def prepare_text_file(cfg: TrainConfig, data_dir: str) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# the model and its optimizer step
+
+
+def vocab_size(cfg: TrainConfig, tokenizer_json: Optional[dict]) -> int:
+    if cfg.vocab_size:
+        return cfg.vocab_size
+    if tokenizer_json and tokenizer_json.get("kind") == "char":
+        return len(tokenizer_json["chars"])
+    return PADDED_VOCAB_SIZE  # GPT-2 BPE, padded to a multiple of 64 for efficiency, as nanoGPT
+
+
+def build_model(cfg: TrainConfig, tokenizer_json: Optional[dict]):
+    """(model, start iteration) for cfg.init_from: from scratch or a GPT-2 checkpoint at 0; on
+    resume the saved model's shape, its iteration (None) read with the checkpoint later."""
+    policy = POLICY_OF_DTYPE[cfg.dtype]
+    if cfg.init_from == "resume":
+        saved = files.read_json(os.path.join(cfg.out_dir, MODEL_CONFIG_FILE), default=None)
+        if saved is None:
+            raise FileNotFoundError(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
+        return GPT(GPTConfig(**saved), dtype_policy=policy), None
+    if cfg.init_from == "scratch":
+        config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                           block_size=cfg.block_size, bias=cfg.bias, vocab_size=vocab_size(cfg, tokenizer_json),
+                           dropout=cfg.dropout)
+        return GPT(config, dtype_policy=policy, seed=cfg.seed), 0
+    if cfg.init_from in GPT2_SIZES or tf.io.gfile.isdir(cfg.init_from):
+        model = GPT.from_pretrained(cfg.init_from, dropout=cfg.dropout, block_size=cfg.block_size,
+                                    dtype_policy=policy)
+        return model, 0
+    raise ValueError(f"init_from={cfg.init_from!r}: use 'scratch', 'resume', a GPT-2 name "
+                     f"{sorted(GPT2_SIZES)} or a checkpoint directory")
+
+
+def make_train_step(cfg: TrainConfig, loss_fn, optimizer: AdamW, loss_scale: Optional[DynamicLossScale],
+                    strategy: tf.distribute.Strategy):
+    """The compiled optimizer step train_step(xs, ys, lr) -> (loss, gradient norm): each replica's
+    gradients of loss_fn(x, y, training=True) accumulated over its micro-batches, summed across
+    replicas, clipped, applied (float16: skipped when they overflowed). Over 50 lines because its
+    three nested graph functions share one closure."""
+    params = optimizer.params
+    total_micro = float(cfg.gradient_accumulation_steps)
+
+    @tf.function(jit_compile=cfg.compile)
+    def gradients(xs, ys, scale):
+        """Sum over this replica's micro-batches of loss/total_micro and its gradients."""
+        def one(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(x, y, training=True) / total_micro
+                scaled = loss * scale
+            grads = tape.gradient(scaled, params)
+            return loss, [tf.convert_to_tensor(g) / scale for g in grads]
+
+        loss, grads = one(xs[0], ys[0])
+        if xs.shape[0] == 1:  # one micro-batch per replica: no loop in the graph (~1 ms a step on a CPU)
+            return loss, grads
+        for i in tf.range(1, tf.shape(xs)[0]):  # gradient accumulation
+            micro_loss, micro_grads = one(xs[i], ys[i])
+            loss += micro_loss
+            grads = [a + b for a, b in zip(grads, micro_grads)]
+        return loss, grads
+
+    def replica_step(xs, ys, lr):
+        scale = loss_scale.scale if loss_scale else tf.constant(1.0)
+        loss, grads = gradients(xs, ys, scale)
+        ctx = tf.distribute.get_replica_context()
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss)
+        grad_norm = tf.linalg.global_norm(grads)
+        if cfg.grad_clip > 0.0:
+            grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip, use_norm=grad_norm)
+        if loss_scale is None:
+            optimizer.apply(grads, lr)
+        else:  # float16: skip the update when the scaled gradients overflowed
+            finite = tf.math.is_finite(grad_norm)
+            optimizer.apply(grads, lr, finite=finite)
+            loss_scale.update(finite)
+        return loss, grad_norm
+
+    @tf.function
+    def train_step(xs, ys, lr):
+        loss, grad_norm = strategy.run(replica_step, args=(xs, ys, lr))
+        loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
+        return (divergence.check_step(loss, loss_scale),
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, grad_norm, axis=None))
+
+    return train_step
+
+
+# --------------------------------------------------------------------------------------------
 # the trainer
 
 
 class Trainer:
-    """Holds the model, optimizer, data and checkpoints of one run; `run()` is nanoGPT's loop."""
+    """Holds the model, optimizer, data and checkpoints of one run; `run()` is nanoGPT's loop.
+    Its batches come from a BatchSource (model/batches.py: this engine's draws or nanoGPT's)."""
 
     def __init__(self, cfg: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None,
                  tokenizer_json: Optional[dict] = None, log=print):
@@ -165,21 +254,44 @@ class Trainer:
             raise ValueError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be "
                              f"a multiple of the number of replicas ({self.replicas})")
         self.local_accumulation = cfg.gradient_accumulation_steps // self.replicas
-        problems = nanogpt_rng.check_supported(replicas=self.replicas, dropout=cfg.dropout,
-                                               init_from=cfg.init_from) if cfg.rng == "nanogpt" else []
-        if problems:
-            raise ValueError("rng='nanogpt' cannot replay nanoGPT's draws for this run: " + "; ".join(problems))
+        batches.check_supported(cfg, self.replicas)
         tf.io.gfile.makedirs(cfg.out_dir)
         self.worker_dir = _worker_dir(cfg.out_dir, self.chief)
         self.tokenizer_json = tokenizer_json
-        data_dir = self._data_dir()
+        self._load_data()
+        self._build_state()
+        if cfg.init_from == "resume":
+            self._restore()
+        self.batches = batches.batch_source(cfg, {TRAIN: self.train_data, VAL: self.val_data},
+                                            strategy=self.strategy, model=self.model, start_iter=self.start_iter,
+                                            evaluates=self._evaluates)
+        self._train_step = make_train_step(cfg, self._loss, self.optimizer, self.loss_scale, self.strategy)
+        self._eval_step = tf.function(self._loss, jit_compile=cfg.compile)
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def _load_data(self) -> None:
+        """train_data and val_data from data_dir's shards, or from text_file tokenized here."""
+        cfg = self.cfg
+        if cfg.data_dir:
+            data_dir = cfg.data_dir
+            if self.tokenizer_json is None:
+                self.tokenizer_json = files.read_json(os.path.join(cfg.data_dir, TOKENIZER_FILE), default=None)
+        elif cfg.text_file:
+            data_dir = os.path.join(self.worker_dir, "data")  # each worker tokenizes its own copy
+            self.tokenizer_json = prepare_text_file(cfg, data_dir)
+        else:
+            raise ValueError("no training data: set data_dir (token shards) or text_file")
         self.train_data = TokenStream(load_split(data_dir, TRAIN), cfg.block_size, TRAIN)
         self.val_data = TokenStream(load_split(data_dir, VAL), cfg.block_size, VAL)
         if self.chief and self.tokenizer_json:
             files.write_json(os.path.join(cfg.out_dir, TOKENIZER_FILE), self.tokenizer_json)
 
+    def _build_state(self) -> None:
+        """The model, optimizer, counters and their checkpoint manager, under the strategy."""
+        cfg = self.cfg
         with self.strategy.scope():
-            self.model, self.start_iter = self._build_model()
+            self.model, self.start_iter = build_model(cfg, self.tokenizer_json)
             decay, no_decay = self.model.parameter_groups()
             self.optimizer = AdamW(decay, no_decay, weight_decay=cfg.weight_decay, beta1=cfg.beta1,
                                    beta2=cfg.beta2)
@@ -191,52 +303,6 @@ class Trainer:
                                               **({"loss_scale": self.loss_scale} if self.loss_scale else {}))
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.worker_dir, CHECKPOINT_DIR), max_to_keep=2)
-        if cfg.init_from == "resume":
-            self._restore()
-        self.nanogpt_offsets = self._replay_nanogpt() if cfg.rng == "nanogpt" else None
-        self._train_step = self._make_train_step()
-        self._eval_step = tf.function(self._loss, jit_compile=cfg.compile)
-
-    # -- setup --------------------------------------------------------------------------------
-
-    def _data_dir(self) -> str:
-        cfg = self.cfg
-        if cfg.data_dir:
-            if self.tokenizer_json is None:
-                self.tokenizer_json = files.read_json(os.path.join(cfg.data_dir, TOKENIZER_FILE), default=None)
-            return cfg.data_dir
-        if cfg.text_file:
-            data_dir = os.path.join(self.worker_dir, "data")  # each worker tokenizes its own copy
-            self.tokenizer_json = prepare_text_file(cfg, data_dir)
-            return data_dir
-        raise ValueError("no training data: set data_dir (token shards) or text_file")
-
-    def _vocab_size(self) -> int:
-        if self.cfg.vocab_size:
-            return self.cfg.vocab_size
-        if self.tokenizer_json and self.tokenizer_json.get("kind") == "char":
-            return len(self.tokenizer_json["chars"])
-        return PADDED_VOCAB_SIZE  # GPT-2 BPE, padded to a multiple of 64 for efficiency, as nanoGPT
-
-    def _build_model(self):
-        cfg = self.cfg
-        policy = POLICY_OF_DTYPE[cfg.dtype]
-        if cfg.init_from == "resume":
-            saved = files.read_json(os.path.join(cfg.out_dir, MODEL_CONFIG_FILE), default=None)
-            if saved is None:
-                raise FileNotFoundError(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
-            return GPT(GPTConfig(**saved), dtype_policy=policy), None
-        if cfg.init_from == "scratch":
-            config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                               block_size=cfg.block_size, bias=cfg.bias, vocab_size=self._vocab_size(),
-                               dropout=cfg.dropout)
-            return GPT(config, dtype_policy=policy, seed=cfg.seed), 0
-        if cfg.init_from in GPT2_SIZES or tf.io.gfile.isdir(cfg.init_from):
-            model = GPT.from_pretrained(cfg.init_from, dropout=cfg.dropout, block_size=cfg.block_size,
-                                        dtype_policy=policy)
-            return model, 0
-        raise ValueError(f"init_from={cfg.init_from!r}: use 'scratch', 'resume', a GPT-2 name "
-                         f"{sorted(GPT2_SIZES)} or a checkpoint directory")
 
     def _restore(self):
         latest = tf.train.latest_checkpoint(os.path.join(self.cfg.out_dir, CHECKPOINT_DIR))
@@ -245,25 +311,6 @@ class Trainer:
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
         self.log(f"resuming from {latest} at iter {self.start_iter}")
-
-    def _replay_nanogpt(self) -> nanogpt_rng.BatchOffsets:
-        """rng='nanogpt': nanoGPT's initial weights (from scratch; on resume, their draws skipped)
-        and the offsets of its batches from here on (model/nanogpt_rng.py)."""
-        cfg, config = self.cfg, self.model.config
-        shape = dict(n_layer=config.n_layer, n_embd=config.n_embd, vocab_size=config.vocab_size,
-                     block_size=config.block_size, bias=config.bias)
-        generator = nanogpt_rng.TorchGenerator(cfg.seed)
-        if cfg.init_from == "scratch":
-            variables = self.model.named_variables()
-            for name, value in nanogpt_rng.initial_weights(generator, **shape).items():
-                variables[name].assign(value)
-        else:
-            generator.skip(nanogpt_rng.initial_draws(**shape))
-        return nanogpt_rng.BatchOffsets(
-            generator, train_high=self.train_data.num_tokens - cfg.block_size,
-            val_high=self.val_data.num_tokens - cfg.block_size, batch_size=cfg.batch_size,
-            accumulation_steps=cfg.gradient_accumulation_steps, eval_iters=cfg.eval_iters,
-            evaluates=self._evaluates, start_iter=self.start_iter)
 
     def save_checkpoint(self):
         """Save model, optimizer, iteration and best val loss. CheckpointManager writes the new
@@ -287,164 +334,129 @@ class Trainer:
         return tf.add_n([cross_entropy(self.model(x[a:b], training=training), y[a:b], num_targets=num_targets)
                          for a, b in rows])
 
-    def _make_train_step(self):
-        cfg, optimizer, loss_scale = self.cfg, self.optimizer, self.loss_scale
-        params = optimizer.params
-        total_micro = float(cfg.gradient_accumulation_steps)
-
-        @tf.function(jit_compile=cfg.compile)
-        def gradients(xs, ys, scale):
-            """Sum over this replica's micro-batches of loss/total_micro and its gradients."""
-            def one(x, y):
-                with tf.GradientTape() as tape:
-                    loss = self._loss(x, y, training=True) / total_micro
-                    scaled = loss * scale
-                grads = tape.gradient(scaled, params)
-                return loss, [tf.convert_to_tensor(g) / scale for g in grads]
-
-            loss, grads = one(xs[0], ys[0])
-            if xs.shape[0] == 1:  # one micro-batch per replica: no loop in the graph (~1 ms a step on a CPU)
-                return loss, grads
-            for i in tf.range(1, tf.shape(xs)[0]):  # gradient accumulation
-                micro_loss, micro_grads = one(xs[i], ys[i])
-                loss += micro_loss
-                grads = [a + b for a, b in zip(grads, micro_grads)]
-            return loss, grads
-
-        def replica_step(xs, ys, lr):
-            scale = loss_scale.scale if loss_scale else tf.constant(1.0)
-            loss, grads = gradients(xs, ys, scale)
-            ctx = tf.distribute.get_replica_context()
-            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-            loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss)
-            grad_norm = tf.linalg.global_norm(grads)
-            if cfg.grad_clip > 0.0:
-                grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip, use_norm=grad_norm)
-            if loss_scale is None:
-                optimizer.apply(grads, lr)
-            else:  # float16: skip the update when the scaled gradients overflowed
-                finite = tf.math.is_finite(grad_norm)
-                optimizer.apply(grads, lr, finite=finite)
-                loss_scale.update(finite)
-            return loss, grad_norm
-
-        @tf.function
-        def train_step(xs, ys, lr):
-            loss, grad_norm = self.strategy.run(replica_step, args=(xs, ys, lr))
-            loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
-            return (divergence.check_step(loss, loss_scale),
-                    self.strategy.reduce(tf.distribute.ReduceOp.MEAN, grad_norm, axis=None))
-
-        return train_step
-
     def estimate_loss(self) -> Dict[str, float]:
         """Mean loss over eval_iters batches of each split (the same batches at each evaluation
         of a given iteration, different ones at the next)."""
-        out = {}
         it = int(self.iter_num.numpy())
-        offsets = self.nanogpt_offsets.evaluation(it) if self.nanogpt_offsets else None
-        for split_id, data in enumerate((self.train_data, self.val_data)):
-            losses = []
-            for k in range(self.cfg.eval_iters):
-                if offsets:
-                    x, y = data.windows(offsets[data.name][k])
-                else:
-                    x, y = data.eval_batch((self.cfg.seed + 1 + split_id, it * self.cfg.eval_iters + k),
-                                           self.cfg.batch_size)
-                losses.append(float(self._eval_step(x, y)))
-            divergence.check_eval(losses, data.name, it, self.cfg)
-            out[data.name] = float(np.mean(losses))
+        out = {}
+        for split in SPLITS:
+            losses = [float(self._eval_step(x, y)) for x, y in self.batches.evaluation(split, it)]
+            divergence.check_eval(losses, split, it, self.cfg)
+            out[split] = float(np.mean(losses))
         return out
 
     def dataset_iterator(self, start_iter: int):
-        if self.nanogpt_offsets:  # one replica: each step's micro-batches at nanoGPT's offsets
-            offsets = tf.data.Dataset.from_generator(
-                lambda: (self.nanogpt_offsets.train(step) for step in itertools.count(start_iter)),
-                output_signature=tf.TensorSpec([self.cfg.gradient_accumulation_steps, self.cfg.batch_size], tf.int64))
-            return iter(offsets.map(self.train_data.windows).prefetch(tf.data.AUTOTUNE))
-
-        def dataset_fn(input_context):
-            return self.train_data.train_dataset(
-                batch_size=self.cfg.batch_size, accumulation_steps=self.cfg.gradient_accumulation_steps,
-                seed=self.cfg.seed, start_step=start_iter, input_context=input_context)
-
-        return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+        """Each optimizer step's micro-batches from start_iter on (the BatchSource's)."""
+        return self.batches.train(start_iter)
 
     # -- the loop ------------------------------------------------------------------------------
 
     def _evaluates(self, it: int) -> bool:
         return it % self.cfg.eval_interval == 0 or (self.cfg.eval_only and it == self.start_iter)
 
-    def run(self) -> Dict[str, float]:
+    def learning_rate(self, it: int) -> float:
         cfg = self.cfg
+        return get_lr(it, learning_rate=cfg.learning_rate, warmup_iters=cfg.warmup_iters,
+                      lr_decay_iters=cfg.lr_decay_iters, min_lr=cfg.min_lr, decay_lr=cfg.decay_lr)
+
+    def run(self) -> Dict[str, float]:
+        """nanoGPT's training loop: at each evaluation iteration evaluate, then checkpoint; one
+        optimizer step; log it every log_interval; stop after max_iters."""
         iter_num = self.start_iter
         self.iter_num.assign(iter_num)
-        tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
-        self.log(f"tokens per iteration will be: {tokens_per_iter:,}; "
+        iterator = self.dataset_iterator(iter_num)
+        self._start_run()
+        with self._writer.as_default() if self._writer else contextlib.nullcontext():
+            while True:
+                lr = self.learning_rate(iter_num)
+                if self._evaluates(iter_num):
+                    val_loss = self.evaluate(iter_num)[VAL]
+                    self.checkpoint_if_due(iter_num, val_loss)
+                if self.cfg.eval_only:
+                    break
+                with divergence.stops_training(iter_num, self.cfg):
+                    loss, grad_norm = self.step(iterator, lr)
+                iter_num += 1
+                self.iter_num.assign(iter_num)
+                if (iter_num - 1) % self.cfg.log_interval == 0:
+                    self.log_step(iter_num - 1, loss, grad_norm, lr)
+                if iter_num > self.cfg.max_iters:
+                    break
+        return self._finish_run(iter_num)
+
+    def _start_run(self) -> None:
+        """The run's header line, its summary writer, and the records it keeps."""
+        cfg = self.cfg
+        self.tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
+        self.log(f"tokens per iteration will be: {self.tokens_per_iter:,}; "
                  f"number of parameters: {self.model.get_num_params() / 1e6:.2f}M; replicas: {self.replicas}"
                  + (f"; parallel branches per micro-batch: {self.branches}" if self.branches > 1 else ""))
-        writer = tf.summary.create_file_writer(os.path.join(cfg.out_dir, "tensorboard")) \
+        self._writer = tf.summary.create_file_writer(os.path.join(cfg.out_dir, TENSORBOARD_DIR)) \
             if cfg.tensorboard and self.chief else None
-        iterator = self.dataset_iterator(iter_num)
-        local_iter_num, running_mfu, last_losses = 0, -1.0, {}
+        self.last_losses: Dict[str, float] = {}
         self.history = []  # (iter, train loss, val loss) at each evaluation
         self.iter_ms = []  # mean ms per iteration over each log interval (the first one excluded)
         self.train_losses = []  # (iter, loss) at each log line
-        t0 = time.time()
-        with writer.as_default() if writer else contextlib.nullcontext():
-            while True:
-                lr = get_lr(iter_num, learning_rate=cfg.learning_rate, warmup_iters=cfg.warmup_iters,
-                            lr_decay_iters=cfg.lr_decay_iters, min_lr=cfg.min_lr, decay_lr=cfg.decay_lr)
-                if self._evaluates(iter_num):
-                    last_losses = self.estimate_loss()
-                    self.history.append((iter_num, last_losses[TRAIN], last_losses[VAL]))
-                    self.log(f"step {iter_num}: train loss {last_losses[TRAIN]:.4f}, "
-                             f"val loss {last_losses[VAL]:.4f}")
-                    if writer:
-                        tf.summary.scalar("eval/train_loss", last_losses[TRAIN], step=iter_num)
-                        tf.summary.scalar("eval/val_loss", last_losses[VAL], step=iter_num)
-                    improved = last_losses[VAL] < float(self.best_val_loss.numpy())
-                    if improved:
-                        self.best_val_loss.assign(last_losses[VAL])
-                    if (improved or cfg.always_save_checkpoint) and iter_num > 0:
-                        self.save_checkpoint()
-                if cfg.eval_only:
-                    break
-                xs, ys = next(iterator)
-                with divergence.stops_training(iter_num, cfg):
-                    loss, grad_norm = self._train_step(xs, ys, tf.constant(lr, tf.float32))
-                iter_num += 1
-                self.iter_num.assign(iter_num)
-                if (iter_num - 1) % cfg.log_interval == 0:
-                    lossf = float(loss)  # a sync point: only on log iterations
-                    self.train_losses.append((iter_num - 1, lossf))
-                    t1 = time.time()
-                    dt = (t1 - t0) / (cfg.log_interval if local_iter_num else 1)
-                    t0 = t1
-                    if local_iter_num:
-                        self.iter_ms.append(dt * 1000)
-                    if local_iter_num >= 5 and self.peak_flops:  # let the training loop settle a bit
-                        per_replica_tokens = tokens_per_iter // self.replicas
-                        mfu = self.model.estimate_mfu(per_replica_tokens, dt, self.peak_flops)
-                        running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
-                    self.log(f"iter {iter_num - 1}: loss {lossf:.4f}, time {dt * 1000:.2f}ms, "
-                             f"tok/s {tokens_per_iter / dt:,.0f}"
-                             + (f", mfu {running_mfu * 100:.2f}%" if self.peak_flops else ""))
-                    if writer:
-                        tf.summary.scalar("train/loss", lossf, step=iter_num - 1)
-                        tf.summary.scalar("train/lr", lr, step=iter_num - 1)
-                        tf.summary.scalar("train/grad_norm", float(grad_norm), step=iter_num - 1)
-                        tf.summary.scalar("train/ms_per_iter", dt * 1000, step=iter_num - 1)
-                        if self.peak_flops:
-                            tf.summary.scalar("train/mfu", max(running_mfu, 0.0), step=iter_num - 1)
-                local_iter_num += 1
-                if iter_num > cfg.max_iters:
-                    break
-        if writer:
-            writer.flush()
+        self._running_mfu = -1.0
+        self._last_log_time = time.time()
+
+    def _summarize(self, step: int, scalars: Dict[str, float]) -> None:
+        """TensorBoard scalars, when the run writes summaries."""
+        if self._writer:
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value, step=step)
+
+    def evaluate(self, iter_num: int) -> Dict[str, float]:
+        """estimate_loss, recorded in history, logged and summarized."""
+        losses = self.last_losses = self.estimate_loss()
+        self.history.append((iter_num, losses[TRAIN], losses[VAL]))
+        self.log(f"step {iter_num}: train loss {losses[TRAIN]:.4f}, val loss {losses[VAL]:.4f}")
+        self._summarize(iter_num, {"eval/train_loss": losses[TRAIN], "eval/val_loss": losses[VAL]})
+        return losses
+
+    def checkpoint_if_due(self, iter_num: int, val_loss: float) -> None:
+        """Keep the best val loss; save a checkpoint when it improved (or always_save_checkpoint),
+        except at iteration 0."""
+        improved = val_loss < float(self.best_val_loss.numpy())
+        if improved:
+            self.best_val_loss.assign(val_loss)
+        if (improved or self.cfg.always_save_checkpoint) and iter_num > 0:
+            self.save_checkpoint()
+
+    def step(self, iterator, lr: float):
+        """One optimizer step on the iterator's next micro-batches: (loss, gradient norm) tensors."""
+        xs, ys = next(iterator)
+        return self._train_step(xs, ys, tf.constant(lr, tf.float32))
+
+    def log_step(self, it: int, loss, grad_norm, lr: float) -> None:
+        """nanoGPT's log line of iteration it: its loss (a sync point), the time per iteration
+        since the last log line, tokens/s and the running MFU (from the sixth iteration logged)."""
+        cfg, local_iter_num = self.cfg, it - self.start_iter
+        lossf = float(loss)
+        self.train_losses.append((it, lossf))
+        now = time.time()
+        dt = (now - self._last_log_time) / (cfg.log_interval if local_iter_num else 1)
+        self._last_log_time = now
+        if local_iter_num:
+            self.iter_ms.append(dt * 1000)
+        if local_iter_num >= 5 and self.peak_flops:  # let the training loop settle a bit
+            mfu = self.model.estimate_mfu(self.tokens_per_iter // self.replicas, dt, self.peak_flops)
+            self._running_mfu = mfu if self._running_mfu == -1.0 else 0.9 * self._running_mfu + 0.1 * mfu
+        self.log(f"iter {it}: loss {lossf:.4f}, time {dt * 1000:.2f}ms, tok/s {self.tokens_per_iter / dt:,.0f}"
+                 + (f", mfu {self._running_mfu * 100:.2f}%" if self.peak_flops else ""))
+        if self._writer:
+            scalars = {"train/loss": lossf, "train/lr": lr, "train/grad_norm": float(grad_norm),
+                       "train/ms_per_iter": dt * 1000}
+            if self.peak_flops:
+                scalars["train/mfu"] = max(self._running_mfu, 0.0)
+            self._summarize(it, scalars)
+
+    def _finish_run(self, iter_num: int) -> Dict[str, float]:
+        if self._writer:
+            self._writer.flush()
         if not self.chief:
             shutil.rmtree(self.worker_dir, ignore_errors=True)
-        return {**last_losses, "best_val_loss": float(self.best_val_loss.numpy()), "iter_num": iter_num}
+        return {**self.last_losses, "best_val_loss": float(self.best_val_loss.numpy()), "iter_num": iter_num}
 
 
 def train(cfg: TrainConfig, log=print, **kwargs) -> Dict[str, float]:
