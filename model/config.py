@@ -20,6 +20,7 @@ MODEL_CONFIG_FILE = "model_config.json"
 TRAIN_CONFIG_FILE = "train_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
 
 
 # The four GPT-2 sizes that OpenAI released, as nanoGPT's from_pretrained knows them, and their context.

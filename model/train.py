@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from model import devices, nanogpt_rng, shards
-from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, TrainConfig,
-                          command_line_config, train_help)
+from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TENSORBOARD_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE,
+                          TrainConfig, command_line_config, train_help)
 from model.settings import command_line
 from model.data import TRAIN, VAL, TokenStream, load_split
 from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, counted_targets, cross_entropy
@@ -398,7 +398,7 @@ class Trainer:
         self.log(f"tokens per iteration will be: {tokens_per_iter:,}; "
                  f"number of parameters: {self.model.get_num_params() / 1e6:.2f}M; replicas: {self.replicas}"
                  + (f"; parallel branches per micro-batch: {self.branches}" if self.branches > 1 else ""))
-        writer = tf.summary.create_file_writer(os.path.join(cfg.out_dir, "tensorboard")) \
+        writer = tf.summary.create_file_writer(os.path.join(cfg.out_dir, TENSORBOARD_DIR)) \
             if cfg.tensorboard and self.chief else None
         iterator = self.dataset_iterator(iter_num)
         local_iter_num, running_mfu, last_losses = 0, -1.0, {}

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import textwrap
 from typing import Dict, List, Optional, Tuple
 
-from components.artifact_layout import HISTORY_FILE
-from model.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
+from components.artifact_layout import HISTORY_FILE, PLOT_FILE, REPORT_FILE
+from model.config import TENSORBOARD_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from pipeline.configs import OUTPUT_DIR, absolute_path
 
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
@@ -74,28 +75,36 @@ def _pushed_models(store) -> list:
 
 
 def run_summary(metadata_path: str) -> str:
-    """Where the latest pushed model, evaluation report and metadata store are."""
+    """Where the run's results are: the evaluation report and loss curves, the training logs (a
+    TensorBoard command), the pushed model and how to sample from it, the metadata store."""
     store = sqlite_store(metadata_path)
     evaluation = _latest(store, "ModelEvaluation")
     blessing = _latest(store, "ModelBlessing")
+    model_run = _latest(store, "ModelRun")
     pushed = _pushed_models(store)
+    output_dir = os.path.dirname(os.path.abspath(metadata_path))
+    output = "" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}"
     lines = []
     if evaluation is not None:
         lines.append(f"evaluation: val loss {_prop(evaluation, 'candidate_val_loss')}, "
                      f"train loss {_prop(evaluation, 'candidate_train_loss')}; "
-                     f"report {os.path.join(evaluation.uri, 'report.md')}")
+                     f"report {shlex.quote(os.path.join(evaluation.uri, REPORT_FILE))}")
+        lines.append(f"loss curves: {shlex.quote(os.path.join(evaluation.uri, PLOT_FILE))}")
+    if model_run is not None:
+        lines.append(f"training logs: tensorboard --logdir {shlex.quote(os.path.join(model_run.uri, TENSORBOARD_DIR))}")
     if blessing is not None:
         lines.append(f"blessed: {'yes' if _prop(blessing, 'blessed') == 1 else 'no'}"
                      + (f" ({_prop(blessing, 'blessing_reason')})" if _prop(blessing, 'blessing_reason') else ""))
     if pushed:
         latest = max(pushed, key=lambda a: a.id)
         lines.append(f"pushed model: {_prop(latest, 'pushed_destination')}")
+        lines.append(f"sample: python runner.py sample{output} --start='ROMEO:'")
     else:
         lines.append("pushed model: none")
+        if model_run is not None:
+            lines.append(f"sample: python runner.py sample --from={shlex.quote(model_run.uri)} --start='ROMEO:'")
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
-    output_dir = os.path.dirname(os.path.abspath(metadata_path))
-    lines.append("lineage: python runner.py lineage"
-                 + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={output_dir}"))
+    lines.append(f"lineage: python runner.py lineage{output}")
     return "\n".join(lines)
 
 
