@@ -29,9 +29,11 @@ def _pipeline_config(args, overrides, download_data: bool = True):
     import shlex
 
     from model import settings
-    from model.config import NANOGPT_DATASETS, NANOGPT_DEFAULT_DATASET, TrainConfig, make_config, read_nanogpt_config
+    from model.config import (NANOGPT_DATASETS, NANOGPT_DEFAULT_DATASET, TrainConfig, make_config,
+                              read_nanogpt_config, split_command_line)
     from pipeline.configs import PipelineConfig, absolute_path, make_pipeline_config, validate
 
+    _, overrides = split_command_line(overrides)  # --device=cuda and the like: a printed line why not
     known = {**settings.fields(TrainConfig), **settings.fields(PipelineConfig)}
     preset, values = args.preset, {}
     for path in args.config_files:

@@ -236,10 +236,18 @@ def read_nanogpt_config(path: str, known, log=print) -> dict:
     return values
 
 
-def split_command_line(argv: List[str]):
-    """(config files, --key=value arguments) of a nanoGPT-style command line, each in its order."""
+def split_command_line(argv: List[str], log=print):
+    """(config files, --key=value arguments) of a nanoGPT-style command line, each in its order;
+    nanoGPT's keys that mean nothing here (--device=cpu, --wandb_log=True) dropped with a printed line."""
     files = [a for a in argv if not a.startswith("-")]
-    return files, [a for a in argv if a.startswith("-")]
+    args = []
+    for arg in (a for a in argv if a.startswith("-")):
+        key = arg[2:].split("=", 1)[0]
+        if key in NANOGPT_IGNORED:
+            log(f"{arg} ignored: {NANOGPT_IGNORED[key]}")
+        else:
+            args.append(arg)
+    return files, args
 
 
 def command_line_config(argv: List[str], log=print) -> TrainConfig:
@@ -247,7 +255,7 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
     --preset, then each config file and --key=value in turn (later ones win); SettingError if wrong."""
     from model.corpus import tiny_shakespeare
 
-    files, args = split_command_line(argv)
+    files, args = split_command_line(argv, log)
     overrides = parse_overrides(args)
     preset = overrides.pop("preset", None)
     values = {}

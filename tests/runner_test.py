@@ -181,7 +181,8 @@ def test_a_config_file_is_read_not_run(tmp_path):
     assert "bad.py:1: not Python" in _mistake(tmp_path, str(bad))
     bad.write_text("device = 'cuda'\nmax_iters = 'many'\n")
     assert "--max_iters='many': expected an integer >= 0" in _mistake(tmp_path, str(bad))
-    result = subprocess.run([sys.executable, "-m", "model.train", str(bad)], cwd=REPO, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-m", "model.train", str(bad), "--wandb_log=True"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert "--wandb_log=True ignored: Weights & Biases logging is not built in" in result.stdout
     assert result.returncode == 2 and "device='cuda' ignored: TensorFlow places the work itself" in result.stdout
     assert result.stderr.splitlines() == ["python -m model.train: error: --max_iters='many': expected an integer >= 0"]
