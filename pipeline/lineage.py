@@ -284,6 +284,10 @@ def _execution_details(execution, type_name: str, outputs) -> List[Tuple[str, st
         if config:
             details.append(("hyperparameters", " ".join(f"{k}={v}" for k, v in sorted(config.items()))))
         return details
+    if isinstance(properties.get("settings"), str) and properties["settings"].startswith("{"):
+        # a component whose parameters are one JSON settings object (TokenizeText): each shown by name
+        settings = json.loads(properties.pop("settings"))
+        properties.update({k: v if isinstance(v, str) else str(v) for k, v in settings.items() if v is not None})
     for key, value in sorted(properties.items()):
         if value not in ("", "null", "[]", "{}") and key not in ("custom_config",):
             details.append((key, " ".join(_format(value).split())))
