@@ -275,9 +275,13 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
 
 
 def train_help(prog: str) -> str:
+    import textwrap
+
     return "\n\n".join([
         f"usage: {prog} [CONFIG_FILE ...] [--preset=NAME] [--key=value ...]",
-        "nanoGPT's train.py in TensorFlow. CONFIG_FILE: a nanoGPT config file (config/train_shakespeare_char.py "
-        "...), read, not run; --key=value overrides; later arguments win.",
-        f"  --preset=NAME                    a preset of model/config.py: {', '.join(PRESETS)}",
+        textwrap.fill("nanoGPT's train.py in TensorFlow. CONFIG_FILE: a nanoGPT config file "
+                      "(config/train_shakespeare_char.py ...), read, not run; the --key=value arguments override "
+                      "it.", 100),
+        textwrap.fill(f"--preset=NAME  a preset of model/config.py, under the config files and --key=value: "
+                      f"{', '.join(PRESETS)}", 100, initial_indent="  ", subsequent_indent=" " * 17),
         settings.help_listing(TrainConfig, "training hyperparameters (defaults: nanoGPT's GPT-2 124M)")])
