@@ -30,9 +30,11 @@ def _pipeline_config(args, overrides, download_data: bool = True):
     import shlex
 
     from model import settings
-    from model.config import NANOGPT_DATASETS, NANOGPT_DEFAULT_DATASET, TrainConfig, make_config, read_nanogpt_config
+    from model.config import (NANOGPT_DATASETS, NANOGPT_DEFAULT_DATASET, TrainConfig, make_config,
+                              read_nanogpt_config, split_command_line)
     from pipeline.configs import PipelineConfig, absolute_path, make_pipeline_config, validate
 
+    _, overrides = split_command_line(overrides)  # --device=cuda and the like: a printed line why not
     known = {**settings.fields(TrainConfig), **settings.fields(PipelineConfig)}
     preset, values = args.preset, {}
     for path in args.config_files:
@@ -227,7 +229,7 @@ def sample(args, overrides):
 
     source = args.source or _latest_pushed(args)
     print(f"sampling from {source}", file=sys.stderr, flush=True)
-    sampling.main([f"--init_from={source}", *overrides])
+    sampling.main([f"--init_from={source}", *overrides], prog="runner.py sample")
 
 
 def _pipeline_arguments(parser, data: str, beam: str) -> None:
@@ -330,11 +332,13 @@ def _main(argv):
                                 help="HOST:PORT of an ML Metadata gRPC service, such as the metadata-grpc-service "
                                      "of a Kubeflow Pipelines deployment, instead of the SQLite store")
     lineage_parser.set_defaults(handler=lineage)
+    from model.sample import SampleConfig
+    from model.settings import help_listing
+
     sample_parser = commands.add_parser(
-        "sample", help="generate text from a trained model",
-        description="nanoGPT's sample.py: --start, --num_samples, --max_new_tokens, --temperature, --top_k, "
-                    "--top_p, --seed, --stop_at_eot, --bpe_dir as --key=value. The tokenizer comes "
-                    "from the model itself.")
+        "sample", help="generate text from a trained model", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="nanoGPT's sample.py, its options as --key=value. The tokenizer comes from the model itself.",
+        epilog=help_listing(SampleConfig, "options", skip=("init_from", "out_dir")))
     sample_parser.add_argument(
         "--from", dest="source", default=None,
         help="a pushed SavedModel dir, a training out_dir, gpt2/gpt2-medium/gpt2-large/gpt2-xl, or a "

@@ -55,6 +55,7 @@ def run_component(input_pattern: str, out_dir: str, beam_args: list, **props):
     from tfx.types import standard_artifacts
 
     from components.tokenize_text.executor import Executor
+    from components.tokenize_text.settings import TokenizeTextSettings
 
     examples = standard_artifacts.Examples()
     examples.uri = out_dir
@@ -62,7 +63,8 @@ def run_component(input_pattern: str, out_dir: str, beam_args: list, **props):
     context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_args,
                                                           tmp_dir=os.path.join(out_dir, ".tmp"))
     start = time.perf_counter()
-    Executor(context).Do({}, {"examples": [examples]}, {"input_pattern": input_pattern, **props})
+    settings = TokenizeTextSettings(input_pattern=input_pattern, **props).to_json()
+    Executor(context).Do({}, {"examples": [examples]}, {"settings": settings})
     return examples, time.perf_counter() - start
 
 
@@ -75,7 +77,7 @@ def bench_throughput(args, work: str) -> None:
     print(f"corpus: {len(texts)} documents, {sum(map(len, texts)) / 1e6:.1f} MB in {corpus}", flush=True)
     beam_args = [f"--direct_num_workers={args.workers}", f"--direct_running_mode={args.running_mode}"]
     props = dict(tokenizer="gpt2", bpe_dir=args.bpe_dir, num_shards=args.num_shards,
-                 val_fraction=0.01)  # 0.0005 of a few thousand documents may be no document at all
+                 val_fraction=0.01, split_method="hash")  # 0.0005 of a few thousand documents may be none
     print("component beam_pipeline_args: " + " ".join(beam_args), flush=True)
     print(f"load average (1/5/15 min) at the start: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
     # The runner's fixed cost, shown apart: the same run on one tiny text (split 90/10).

@@ -7,8 +7,14 @@ Model (the Trainer's output):
 ModelRun (the Trainer's run directory):
   checkpoints/, model_config.json, train_config.json, tokenizer.json, tensorboard/  (model.train)
   history.json      {"eval": [[iter, train_loss, val_loss], ...], "train": [[iter, loss], ...]}
+ModelEvaluation (the LMEvaluator's output):
+  metrics.json, report.md, loss_curves.png
 """
 
 SERVING_DIR = "Format-Serving"
 HF_CHECKPOINT_DIR = "Format-HF"
 HISTORY_FILE = "history.json"
+# ModelEvaluation (the LMEvaluator's output)
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+PLOT_FILE = "loss_curves.png"

@@ -20,6 +20,7 @@ MODEL_CONFIG_FILE = "model_config.json"
 TRAIN_CONFIG_FILE = "train_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
 
 # `dtype` (nanoGPT's option) -> the mixed-precision policy a GPT computes with (model/model.py).
 POLICY_OF_DTYPE = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -238,10 +239,18 @@ def read_nanogpt_config(path: str, known, log=print) -> dict:
     return values
 
 
-def split_command_line(argv: List[str]):
-    """(config files, --key=value arguments) of a nanoGPT-style command line, each in its order."""
+def split_command_line(argv: List[str], log=print):
+    """(config files, --key=value arguments) of a nanoGPT-style command line, each in its order;
+    nanoGPT's keys that mean nothing here (--device=cpu, --wandb_log=True) dropped with a printed line."""
     files = [a for a in argv if not a.startswith("-")]
-    return files, [a for a in argv if a.startswith("-")]
+    args = []
+    for arg in (a for a in argv if a.startswith("-")):
+        key = arg[2:].split("=", 1)[0]
+        if key in NANOGPT_IGNORED:
+            log(f"{arg} ignored: {NANOGPT_IGNORED[key]}")
+        else:
+            args.append(arg)
+    return files, args
 
 
 def command_line_config(argv: List[str], log=print) -> TrainConfig:
@@ -249,7 +258,7 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
     --preset, then each config file and --key=value in turn (later ones win); SettingError if wrong."""
     from model.corpus import tiny_shakespeare
 
-    files, args = split_command_line(argv)
+    files, args = split_command_line(argv, log)
     overrides = parse_overrides(args)
     preset = overrides.pop("preset", None)
     values = {}
@@ -269,9 +278,13 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
 
 
 def train_help(prog: str) -> str:
+    import textwrap
+
     return "\n\n".join([
         f"usage: {prog} [CONFIG_FILE ...] [--preset=NAME] [--key=value ...]",
-        "nanoGPT's train.py in TensorFlow. CONFIG_FILE: a nanoGPT config file (config/train_shakespeare_char.py "
-        "...), read, not run; --key=value overrides; later arguments win.",
-        f"  --preset=NAME                    a preset of model/config.py: {', '.join(PRESETS)}",
+        textwrap.fill("nanoGPT's train.py in TensorFlow. CONFIG_FILE: a nanoGPT config file "
+                      "(config/train_shakespeare_char.py ...), read, not run; the --key=value arguments override "
+                      "it.", 100),
+        textwrap.fill(f"--preset=NAME  a preset of model/config.py, under the config files and --key=value: "
+                      f"{', '.join(PRESETS)}", 100, initial_indent="  ", subsequent_indent=" " * 17),
         settings.help_listing(TrainConfig, "training hyperparameters (defaults: nanoGPT's GPT-2 124M)")])

@@ -154,9 +154,9 @@ def sample_help(prog: str) -> str:
     return f"usage: {prog} [--key=value ...]\n\nnanoGPT's sample.py.\n\n" + help_listing(SampleConfig, "options")
 
 
-def main(argv=None):
+def main(argv=None, prog: str = "python -m model.sample"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    opts = command_line("python -m model.sample", sys.argv[1:] if argv is None else argv, parse_args, sample_help)
+    opts = command_line(prog, sys.argv[1:] if argv is None else argv, parse_args, sample_help)
     source = opts.out_dir if opts.init_from == "resume" else opts.init_from
     settings = dict(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
                     temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,

@@ -99,10 +99,9 @@ def _coerce(cls, name: str, value: Any) -> Any:
             return float(value)
         if kind is list and isinstance(value, tuple):
             return list(value)
-        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
-            if kind is list and typing.get_args(inner) == (str,) and not all(isinstance(v, str) for v in value):
-                pass
-            else:
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):  # True is no int here
+            strings_only = kind is list and typing.get_args(inner) == (str,)
+            if not strings_only or all(isinstance(v, str) for v in value):
                 return value
     raise SettingError(f"--{name}={value!r}: expected {allowed(cls, name)}")
 
@@ -130,10 +129,12 @@ def check(obj) -> None:
 def unknown(name: str, known: Iterable[str], what: str = "setting") -> SettingError:
     """The error for a name that is not known, with the closest known names suggested."""
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join('--' + c if what == 'setting' else c for c in close)}?" if close else \
-        f" (known: {', '.join(sorted(known))})" if what != "setting" else " (see --help)"
-    shown = f"--{name}" if what == "setting" else repr(name)
-    return SettingError(f"unknown {what} {shown}{hint}")
+    spell = (lambda n: f"--{n}") if what == "setting" else str
+    if close:
+        hint = f"; did you mean {' or '.join(spell(c) for c in close)}?"
+    else:  # settings are too many to list here; presets are few
+        hint = " (see --help)" if what == "setting" else f" (known: {', '.join(sorted(known))})"
+    return SettingError(f"unknown {what} {spell(name) if what == 'setting' else repr(name)}{hint}")
 
 
 def parse_text(cls, name: str, text: str) -> Any:

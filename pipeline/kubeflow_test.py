@@ -64,8 +64,8 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
     assert set(tasks["Pusher"]["dependentTasks"]) == {"LMEvaluator", "Trainer"}
     assert spec["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/nanogpt/pipeline_root"
 
-    assert _parameters(spec, "TokenizeText")["input_pattern"] == "gs://bucket/shakespeare.txt"
-    assert _parameters(spec, "TokenizeText")["tokenizer"] == "char"
+    tokenize = json.loads(_parameters(spec, "TokenizeText")["settings"])  # TokenizeTextSettings
+    assert (tokenize["input_pattern"], tokenize["tokenizer"]) == ("gs://bucket/shakespeare.txt", "char")
     schema_file = _parameters(spec, "ImportSchemaGen")["schema_file"]
     assert schema_file.startswith(IMAGE_WORKDIR + "/")  # the image's copy, which this repository holds too
     assert os.path.isfile(os.path.join(REPO, os.path.relpath(schema_file, IMAGE_WORKDIR)))

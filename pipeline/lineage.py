@@ -16,9 +16,9 @@ import shlex
 import textwrap
 from typing import Dict, List, Optional, Tuple
 
-from components.artifact_layout import HISTORY_FILE
+from components.artifact_layout import HISTORY_FILE, PLOT_FILE, REPORT_FILE
 from model import files
-from model.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
+from model.config import TENSORBOARD_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from model.errors import NotFound, UserError, one_line
 from pipeline.configs import OUTPUT_DIR, absolute_path
 
@@ -96,7 +96,8 @@ def latest_pushed_destination(store) -> Optional[str]:
 
 
 def run_summary(metadata_path: str) -> str:
-    """Where the latest pushed model, evaluation report and metadata store are."""
+    """Where the run's results are: the evaluation report and loss curves, the training logs (a
+    TensorBoard command), the pushed model and how to sample from it, the metadata store."""
     store = sqlite_store(metadata_path)
     evaluation = _latest(store, "ModelEvaluation")
     blessing = _latest(store, "ModelBlessing")
@@ -104,30 +105,40 @@ def run_summary(metadata_path: str) -> str:
     def properties(artifact) -> dict:
         return {k: _value(v) for k, v in artifact.custom_properties.items()}
 
+    model_run = _latest(store, "ModelRun")
+    output_dir = os.path.dirname(os.path.abspath(metadata_path))
     lines = summary_lines(
         evaluation=(evaluation.uri, properties(evaluation)) if evaluation is not None else None,
         blessing=properties(blessing) if blessing is not None else None,
-        pushed_destination=latest_pushed_destination(store))
+        pushed_destination=latest_pushed_destination(store),
+        model_run_uri=model_run.uri if model_run is not None else None)
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
-    output_dir = os.path.dirname(os.path.abspath(metadata_path))
     lines.append("lineage: python runner.py lineage"
                  + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}"))
     return "\n".join(lines)
 
 
 def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dict],
-                  pushed_destination: Optional[str]) -> List[str]:
-    """The evaluation (its uri and properties), the blessing (its properties) and the pushed
-    model's directory, as a run ends with them; from ML Metadata or a Kubeflow run's record."""
+                  pushed_destination: Optional[str], model_run_uri: Optional[str] = None) -> List[str]:
+    """The evaluation (its uri and properties), the blessing (its properties), the pushed model's
+    directory and the training run's, as a run ends with them: the report, the loss curves, the
+    TensorBoard command and the sample command; from ML Metadata or a Kubeflow run's record."""
     lines = []
     if evaluation is not None:
         uri, values = evaluation
         lines.append(f"evaluation: val loss {values.get('candidate_val_loss')}, "
-                     f"train loss {values.get('candidate_train_loss')}; report {os.path.join(uri, 'report.md')}")
+                     f"train loss {values.get('candidate_train_loss')}; "
+                     f"report {shlex.quote(os.path.join(uri, REPORT_FILE))}")
+        lines.append(f"loss curves: {shlex.quote(os.path.join(uri, PLOT_FILE))}")
+    if model_run_uri:
+        lines.append(f"training logs: tensorboard --logdir {shlex.quote(os.path.join(model_run_uri, TENSORBOARD_DIR))}")
     if blessing is not None:
         reason = blessing.get("blessing_reason")
         lines.append(f"blessed: {'yes' if blessing.get('blessed') == 1 else 'no'}" + (f" ({reason})" if reason else ""))
     lines.append(f"pushed model: {pushed_destination or 'none'}")
+    sample_from = pushed_destination or model_run_uri
+    if sample_from:
+        lines.append(f"sample: python runner.py sample --from={shlex.quote(sample_from)} --start='ROMEO:'")
     return lines
 
 
@@ -300,6 +311,10 @@ def _execution_details(execution, type_name: str, outputs) -> List[Tuple[str, st
         if config:
             details.append(("hyperparameters", " ".join(f"{k}={v}" for k, v in sorted(config.items()))))
         return details
+    if isinstance(properties.get("settings"), str) and properties["settings"].startswith("{"):
+        # a component whose parameters are one JSON settings object (TokenizeText): each shown by name
+        settings = json.loads(properties.pop("settings"))
+        properties.update({k: v if isinstance(v, str) else str(v) for k, v in settings.items() if v is not None})
     for key, value in sorted(properties.items()):
         if value not in ("", "null", "[]", "{}") and key not in ("custom_config",):
             details.append((key, " ".join(_format(value).split())))

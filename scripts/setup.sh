@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
 # Installs the locked environment into .venv: exactly the set in uv.lock, nothing resolved anew.
 # Needs only python3.10 and its pip; safe to run again (it then checks and changes nothing).
+#   bash scripts/setup.sh          # CPU (or as the last --gpu/--cpu chose: .venv remembers it)
+#   bash scripts/setup.sh --gpu    # + the locked gpu extra: CUDA and cuDNN wheels for TensorFlow (NVIDIA GPUs)
+#   bash scripts/setup.sh --cpu    # without it again
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9
+# `uv sync` installs exactly the set asked for, so the gpu extra is remembered: a later plain
+# setup (scripts/test.sh, scripts/run.sh) keeps it.
+EXTRAS_FILE=.venv/nanogpt-tfx-extras
+WANT=$(cat "$EXTRAS_FILE" 2>/dev/null || true)
+for arg in "$@"; do
+  case "$arg" in
+    --gpu) WANT=gpu ;;
+    --cpu) WANT= ;;
+    *) echo "setup.sh: unknown option $arg (known: --gpu, --cpu)" >&2; exit 2 ;;
+  esac
+done
+EXTRAS=()
+if [ "$WANT" = gpu ]; then EXTRAS=(--extra gpu); fi
 
 find_python() {
   if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
@@ -25,4 +41,6 @@ if [ ! -x .tools/bin/uv ] || [ "$(.tools/bin/uv --version | cut -d' ' -f2)" != "
   "$PY" -m venv .tools
   .tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 fi
-.tools/bin/uv sync --frozen --python "$PY" --quiet
+# ${EXTRAS[@]+...}: an empty array under `set -u` in bash < 4.4
+.tools/bin/uv sync --frozen --python "$PY" --quiet ${EXTRAS[@]+"${EXTRAS[@]}"}
+echo "$WANT" > "$EXTRAS_FILE"

@@ -181,7 +181,20 @@ def test_a_config_file_is_read_not_run(tmp_path):
     assert "bad.py:1: not Python" in _mistake(tmp_path, str(bad))
     bad.write_text("device = 'cuda'\nmax_iters = 'many'\n")
     assert "--max_iters='many': expected an integer >= 0" in _mistake(tmp_path, str(bad))
-    result = subprocess.run([sys.executable, "-m", "model.train", str(bad)], cwd=REPO, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-m", "model.train", str(bad), "--wandb_log=True"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert "--wandb_log=True ignored: Weights & Biases logging is not built in" in result.stdout
     assert result.returncode == 2 and "device='cuda' ignored: TensorFlow places the work itself" in result.stdout
     assert result.stderr.splitlines() == ["python -m model.train: error: --max_iters='many': expected an integer >= 0"]
+
+
+def test_train_and_sample_help_list_their_settings_without_tensorflow():
+    for module, expected in (("model.train", "--gradient_accumulation_steps=INT"), ("model.sample", "--top_k=INT|NONE")):
+        code = (f"import sys, runpy\nsys.argv = [{module!r}, '--help']\n"
+                f"try:\n    runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\nexcept SystemExit as e:\n"
+                f"    assert e.code == 0, e.code\n"
+                f"print('HEAVY', [m for m in ('tensorflow', 'tfx') if m in sys.modules])")
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert f"usage: python -m {module}" in result.stdout and expected in result.stdout
+        assert "HEAVY []" in result.stdout

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+import time
 from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
@@ -18,6 +19,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
+from components.artifact_layout import METRICS_FILE, PLOT_FILE, REPORT_FILE
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report
 from model.model import GPT2_VOCAB_SIZE
@@ -29,13 +31,19 @@ MODEL_RUN_KEY = "model_run"
 EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
 
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.md"
-PLOT_FILE = "loss_curves.png"
 BLESSING_REASON_KEY = "blessing_reason"
 
 DEFAULTS = {"baselines": "[]", "eval_batches": 200, "batch_size": 8, "block_size": 0, "seed": 1337,
             "val_loss_threshold": None, "max_regression": 0.0, "data_tokenizer": ""}
+
+
+def _log_result(result: ev.ModelResult, started: float) -> None:
+    """One line per model evaluated, as it is done."""
+    if result.skipped:
+        logging.info("LMEvaluator: %s (%s) skipped: %s", result.name, result.source, result.skipped)
+    else:
+        logging.info("LMEvaluator: %s (%s): train loss %.4f, val loss %.4f (%.1f s)", result.name, result.source,
+                     result.train_loss, result.val_loss, time.time() - started)
 
 
 @dataclasses.dataclass
@@ -116,13 +124,17 @@ class Executor(base_executor.BaseExecutor):
         if problem:
             raise ValueError(f"LMEvaluator: the candidate model ({model.uri}) cannot be evaluated on "
                              f"{examples.uri}: {problem}")
+        started = time.time()
         results = [ev.evaluate(candidate, windows, ev.ModelResult("candidate", "candidate", model.uri))]
+        _log_result(results[0], started)
         del candidate
         notes: List[str] = []
 
         last_result = None
         if last_blessed is not None:
+            started = time.time()
             last_result = self._evaluate_last_blessed(last_blessed, model, results[0], block_size, windows)
+            _log_result(last_result, started)
             results.append(last_result)
             if last_result.skipped:
                 notes.append(f"the last blessed model ({last_blessed.uri}) was not compared: "
@@ -133,7 +145,9 @@ class Executor(base_executor.BaseExecutor):
 
         data_tokenizer = settings.data_tokenizer or examples.get_string_custom_property("tokenizer")
         for source, label in zip(settings.baselines, labels):
+            started = time.time()
             result = self._evaluate_baseline(source, label, block_size, windows, data_tokenizer)
+            _log_result(result, started)
             if result.skipped:
                 notes.append(f"baseline {label} skipped: {result.skipped}")
             results.append(result)

@@ -190,7 +190,10 @@ def test_not_blessed_above_threshold_without_last_blessed(tmp_path, data, models
         assert f.read(8) == PNG_MAGIC
 
 
-def test_baselines_from_local_checkpoints(tmp_path, data, models):
+def test_baselines_from_local_checkpoints(tmp_path, data, models, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="absl")
     examples, _ = data
     hf_dir = str(tmp_path / "hf_baseline")
     tiny_gpt(seed=3).save_pretrained(hf_dir)
@@ -215,6 +218,10 @@ def test_baselines_from_local_checkpoints(tmp_path, data, models):
     text = open(os.path.join(evaluation.uri, "report.md")).read()
     assert "| hf_baseline | baseline |" in text and "baseline small_vocab skipped" in text
     assert blessing.get_int_custom_property("blessed") == 1  # baselines inform, they do not gate
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("LMEvaluator: ")]
+    assert [line.split(" (")[0] for line in lines[:4]] == \
+        ["LMEvaluator: candidate", "LMEvaluator: hf_baseline", "LMEvaluator: uniform", "LMEvaluator: small_vocab"]
+    assert "val loss" in lines[1] and "skipped: " in lines[3]  # a line per model as it is evaluated
 
 
 def test_gpt2_sized_baseline_skipped_on_char_data(tmp_path, data, models):

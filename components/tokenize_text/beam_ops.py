@@ -14,9 +14,11 @@ import functools
 import gzip
 import json
 import os
+import time
 from typing import Dict, List
 
 import apache_beam as beam
+from absl import logging
 from apache_beam import coders
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
@@ -36,6 +38,28 @@ COUNTERS = ("num_documents", "num_documents_train", "num_documents_val", "num_to
             "skipped_empty", "skipped_missing_text", "invalid_utf8_documents")
 
 
+PROGRESS_SECONDS = 10.0  # a worker's progress line at most this often
+
+
+class Progress:
+    """Documents and tokens a worker has tokenized so far, logged at most every PROGRESS_SECONDS
+    (an OpenWebText tokenization takes hours)."""
+
+    def __init__(self, every: float = PROGRESS_SECONDS):
+        self.documents = self.tokens = 0
+        self.every = every
+        self.started = self.last = time.time()
+
+    def add(self, tokens: int) -> None:
+        self.documents += 1
+        self.tokens += tokens
+        now = time.time()
+        if now - self.last >= self.every:
+            self.last = now
+            logging.info("TokenizeText: %s documents, %s tokens so far (%s tokens/s)", f"{self.documents:,}",
+                         f"{self.tokens:,}", f"{self.tokens / max(now - self.started, 1e-9):,.0f}")
+
+
 class TokenizeDocuments(beam.DoFn):
     """Reads the documents of work items and emits serialized records tagged by split, plus one
     dictionary of counts per work item on the 'stats' output."""
@@ -44,6 +68,7 @@ class TokenizeDocuments(beam.DoFn):
         self._cfg = cfg
         self._encoding = None
         self._dataset = None
+        self._progress = None
 
     def setup(self):
         # Once per worker, not per element: building the BPE ranks takes a third of a second,
@@ -54,6 +79,7 @@ class TokenizeDocuments(beam.DoFn):
             self._dataset = sources.load_hf_dataset(self._cfg)
 
     def process(self, item):
+        self._progress = self._progress or Progress()
         stats = dict.fromkeys(COUNTERS, 0)
         chars = set()
         for doc in sources.iter_documents(item, self._cfg, self._dataset):
@@ -76,6 +102,7 @@ class TokenizeDocuments(beam.DoFn):
             stats[f"num_documents_{doc.split}"] += 1
             stats[f"num_tokens_{doc.split}"] += counter.tokens
             stats[f"num_records_{doc.split}"] += counter.records
+            self._progress.add(counter.tokens)
         stats["chars"] = "".join(sorted(chars))
         yield beam.pvalue.TaggedOutput("stats", stats)
 

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import os
+import time
 import uuid
 from typing import Any, Dict, List, Optional
 
@@ -125,6 +126,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            exec_properties: Dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
+        started = time.time()
         cfg = resolve_config(exec_properties)
         items, info = plan(cfg)
         logging.info("TokenizeText: %s (%s); %s", info["source"], ", ".join(
@@ -150,4 +152,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, "tfrecords_gzip")
         set_properties(examples, cfg, info, stats)
-        logging.info("TokenizeText: %s", {k: stats[k] for k in beam_ops.COUNTERS})
+        logging.info("TokenizeText: %s documents (%s skipped), train %s tokens, val %s tokens, in %.1f s",
+                     *(f"{stats[k]:,}" for k in ("num_documents", "num_skipped_documents", "num_tokens_train",
+                                                 "num_tokens_val")), time.time() - started)

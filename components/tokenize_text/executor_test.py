@@ -256,6 +256,21 @@ def test_small_corpora_split_each_document_so_val_is_never_empty(tmp_path, hf_ca
     assert read_text_stream(examples, "val") == "".join(t[int(len(t) * 0.5):] for t in texts)
 
 
+def test_progress_is_logged_while_tokenizing(caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="absl")
+    progress = beam_ops.Progress(every=0.0)
+    progress.add(100)
+    progress.add(50)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("TokenizeText: 1 documents, 100 tokens so far (") and "tokens/s)" in lines[0]
+    assert lines[1].startswith("TokenizeText: 2 documents, 150 tokens so far")
+    quiet = beam_ops.Progress()  # at most every PROGRESS_SECONDS
+    quiet.add(5)
+    assert len(caplog.records) == 2
+
+
 def test_missing_text_column_is_named(tmp_path, hf_cache):
     path = _write_dataset(str(tmp_path / "corpus.parquet"), ["some text"])
     _assert_fails_cleanly(tmp_path / "out", ValueError, "no column 'body'", dataset_name=path,

@@ -1,0 +1,45 @@
+"""The end-of-run summary, read from a real SQLite ML Metadata store."""
+
+import os
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import lineage
+
+
+def _store_with(path, artifacts):
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(config)
+    for type_name, uri, properties in artifacts:
+        type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name=type_name))
+        artifact = metadata_store_pb2.Artifact(type_id=type_id, uri=uri, state=metadata_store_pb2.Artifact.LIVE)
+        for key, value in properties.items():
+            field = "int_value" if isinstance(value, int) else \
+                "double_value" if isinstance(value, float) else "string_value"
+            setattr(artifact.custom_properties[key], field, value)
+        store.put_artifacts([artifact])
+
+
+def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
+    out = tmp_path / "my output"  # a path that needs quoting
+    out.mkdir()
+    run_dir = str(out / "Trainer" / "model_run" / "3")
+    _store_with(str(out / "metadata.sqlite"), [
+        ("ModelEvaluation", str(out / "LMEvaluator" / "evaluation" / "5"),
+         {"candidate_val_loss": 1.9, "candidate_train_loss": 1.8}),
+        ("ModelRun", run_dir, {}),
+        ("ModelBlessing", str(out / "blessing"), {"blessed": 1}),
+        ("PushedModel", str(out / "pushed"), {"pushed": 1, "pushed_destination": str(out / "serving_model" / "17")}),
+    ])
+    summary = lineage.run_summary(str(out / "metadata.sqlite")).splitlines()
+    quoted = f"'{out}"
+    assert f"report {quoted}/LMEvaluator/evaluation/5/report.md'" in summary[0]
+    assert summary[1] == f"loss curves: {quoted}/LMEvaluator/evaluation/5/loss_curves.png'"
+    assert summary[2] == f"training logs: tensorboard --logdir '{run_dir}/tensorboard'"
+    assert f"pushed model: {out}/serving_model/17" in summary
+    assert f"sample: python runner.py sample --from='{out}/serving_model/17' --start='ROMEO:'" in summary
+    assert summary[-1] == f"lineage: python runner.py lineage --output='{out}'"
+    assert os.path.isfile(out / "metadata.sqlite")
