@@ -21,7 +21,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from model import divergence, nanogpt_rng, shards
+from model import checkpoint_shape, divergence, nanogpt_rng, shards
 from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, TrainConfig,
                           make_config, parse_overrides)
 from model.data import TRAIN, VAL, TokenStream, load_split
@@ -229,6 +229,8 @@ class Trainer:
             saved = _read_json(os.path.join(cfg.out_dir, MODEL_CONFIG_FILE))
             if saved is None:
                 raise FileNotFoundError(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
+            checkpoint_shape.check_resume(_read_json(os.path.join(cfg.out_dir, TRAIN_CONFIG_FILE)) or {},
+                                          cfg, cfg.out_dir)
             return GPT(GPTConfig(**saved), dtype_policy=policy), None
         if cfg.init_from == "scratch":
             config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
@@ -246,6 +248,7 @@ class Trainer:
         latest = tf.train.latest_checkpoint(os.path.join(self.cfg.out_dir, CHECKPOINT_DIR))
         if latest is None:
             raise FileNotFoundError(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
+        checkpoint_shape.check_checkpoint(latest, self.model.config, os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE))
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
         self.log(f"resuming from {latest} at iter {self.start_iter}")
