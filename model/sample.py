@@ -53,6 +53,7 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
     import tensorflow as tf
 
     from model import files, hf_checkpoint
+    from model.checkpoint_shape import check_checkpoint
     from model.model import GPT, GPT2_SIZES, GPTConfig
     from model.tokenizer import GPT2Tokenizer, tokenizer_from_json
     from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TOKENIZER_FILE
@@ -70,6 +71,7 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
         latest = tf.train.latest_checkpoint(os.path.join(source, CHECKPOINT_DIR))
         if latest is None:
             raise FileNotFoundError(f"{source} holds no checkpoint under {CHECKPOINT_DIR}/")
+        check_checkpoint(latest, model.config, run_config)
         tf.train.Checkpoint(model=model).restore(latest).expect_partial().assert_existing_objects_matched()
         return model, tokenizer
     if source in GPT2_SIZES or os.path.isfile(os.path.join(source, hf_checkpoint.CONFIG_FILE)):

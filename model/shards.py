@@ -22,6 +22,7 @@ from typing import Iterable, Iterator, List, Sequence, Tuple
 import numpy as np
 
 from model import files
+from model.errors import UserError
 
 TRAIN, VAL = "train", "val"  # the two splits of every corpus (TFX's split names)
 SPLITS = (TRAIN, VAL)
@@ -29,6 +30,16 @@ TOKENS, DOC, POS = "tokens", "doc", "pos"
 DEFAULT_CHUNK_SIZE = 8192  # tokens per record
 FILE_PATTERN = "*.gz"
 COMPRESSION = "GZIP"
+
+
+class DamagedShard(UserError):
+    """A token shard that cannot be read whole (truncated, corrupted, not a GZIP TFRecord file)."""
+
+    def __init__(self, path: str, error):
+        examples = os.path.dirname(os.path.dirname(path))
+        super().__init__(f"token shard {path} is damaged ({' '.join(str(error.message).split())}): make the "
+                         f"token shards of {examples} again (the pipeline: rerun with --enable_cache=False, "
+                         f"which makes its Examples artifact anew instead of reusing this one)")
 
 
 def split_dir(examples_uri: str, split: str) -> str:
@@ -105,10 +116,15 @@ class RecordIndex:
         self.num_tokens = int(lengths.sum())
 
     def _batches(self):
+        """The parsed records in batches, file by file, so that a read error names its file."""
         import tensorflow as tf
 
-        records = tf.data.TFRecordDataset(self.files, compression_type=COMPRESSION)
-        return records.batch(self._batch_size).map(parse_chunks).prefetch(2)
+        for path in self.files:
+            records = tf.data.TFRecordDataset([path], compression_type=COMPRESSION)
+            try:
+                yield from records.batch(self._batch_size).map(parse_chunks).prefetch(2)
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+                raise DamagedShard(path, e) from None
 
     def fill(self, out: np.ndarray) -> np.ndarray:
         """Writes the stream into `out` (an array or np.memmap of num_tokens), in a second pass."""

@@ -26,7 +26,7 @@ if __name__ == "__main__":  # the command line is checked, and --help answered, 
 import numpy as np
 import tensorflow as tf
 
-from model import batches, devices, divergence, files, shards
+from model import batches, checkpoint_shape, devices, divergence, files, shards
 from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TENSORBOARD_DIR, TOKENIZER_FILE,
                           TRAIN_CONFIG_FILE, TrainConfig, command_line_config, train_help)
 from model.data import TokenStream, load_split
@@ -159,6 +159,8 @@ def build_model(cfg: TrainConfig, tokenizer_json: Optional[dict]):
         saved = files.read_json(os.path.join(cfg.out_dir, MODEL_CONFIG_FILE), default=None)
         if saved is None:
             raise FileNotFoundError(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
+        trained = files.read_json(os.path.join(cfg.out_dir, TRAIN_CONFIG_FILE), default=None) or {}
+        checkpoint_shape.check_resume(trained, cfg, cfg.out_dir)
         return GPT(GPTConfig(**saved), dtype_policy=policy), None
     if cfg.init_from == "scratch":
         config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
@@ -308,6 +310,7 @@ class Trainer:
         latest = tf.train.latest_checkpoint(os.path.join(self.cfg.out_dir, CHECKPOINT_DIR))
         if latest is None:
             raise FileNotFoundError(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
+        checkpoint_shape.check_checkpoint(latest, self.model.config, os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE))
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
         self.log(f"resuming from {latest} at iter {self.start_iter}")

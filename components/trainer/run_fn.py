@@ -23,9 +23,11 @@ import tempfile
 import tensorflow as tf
 
 from components import artifact_layout
-from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, make_config
+from model.checkpoint_shape import check_resume
+from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, make_config
 from model.export import export_saved_model
 from model.train import Trainer
+from model.train import _read_json as read_json
 
 RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
 
@@ -35,7 +37,8 @@ def _examples_uri(file_pattern: str) -> str:
     return os.path.dirname(os.path.dirname(file_pattern))
 
 
-def _copy_previous_run(base_model: str, out_dir: str) -> None:
+def _copy_previous_run(base_model: str, out_dir: str) -> str:
+    """Copy the checkpoints and configs of the run that made base_model into out_dir; that run's dir."""
     pointer = os.path.join(os.path.dirname(base_model.rstrip("/")), RUN_DIR_POINTER)
     if not tf.io.gfile.exists(pointer):
         raise FileNotFoundError(f"resume: the previous model {base_model} records no training run ({pointer})")
@@ -50,6 +53,7 @@ def _copy_previous_run(base_model: str, out_dir: str) -> None:
                     tf.io.gfile.copy(os.path.join(src, file), os.path.join(dst, file), overwrite=True)
         elif tf.io.gfile.exists(src):
             tf.io.gfile.copy(src, dst, overwrite=True)
+    return previous
 
 
 def run_fn(fn_args) -> None:
@@ -68,10 +72,12 @@ def run_fn(fn_args) -> None:
     if custom.get("resume"):
         if not fn_args.base_model:
             raise ValueError("resume was asked for, but there is no previous model to resume from")
-        _copy_previous_run(fn_args.base_model, out_dir)
+        previous_run = _copy_previous_run(fn_args.base_model, out_dir)
         overrides["init_from"] = "resume"
     cfg = make_config(custom.get("train_preset"),
                       **{**overrides, "out_dir": out_dir, "data_dir": _examples_uri(fn_args.train_files[0])})
+    if custom.get("resume"):  # refused before training, so that ML Metadata records only what trained
+        check_resume(read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE)) or {}, cfg, previous_run)
     trainer = Trainer(cfg, tokenizer_json=tokenizer_json, log=lambda line: print(line, flush=True))
     result = trainer.run()
     latest = tf.train.latest_checkpoint(os.path.join(out_dir, CHECKPOINT_DIR))
