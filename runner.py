@@ -137,6 +137,7 @@ def _run_spec(args, overrides):
     if unused:
         raise SystemExit(f"runner.py run --spec: {' '.join(unused)}: the spec holds the pipeline's settings; "
                          f"compile it again to change them")
+    _show_progress()
     from pipeline import kfp_local
 
     try:
@@ -156,13 +157,14 @@ def compile_spec(args, overrides):
     _show_progress()
     from tfx import v1 as tfx
 
+    from pipeline.kfp_local import write_pipeline_spec
     from pipeline.pipeline import create_pipeline
 
-    spec = os.path.abspath(args.spec or f"{config.pipeline_name}-{config.preset}.json")
+    spec = os.path.abspath(args.spec or f"{config.pipeline_name}-{config.preset}.yaml")
     runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.image)
-    tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=runner_config, output_dir=os.path.dirname(spec), output_filename=os.path.basename(spec),
-    ).run(create_pipeline(config, kubeflow=True))
+    pipeline_job = tfx.orchestration.experimental.KubeflowV2DagRunner(config=runner_config).run(
+        create_pipeline(config, kubeflow=True), write_out=False)
+    write_pipeline_spec(pipeline_job, spec)
     print(f"wrote {spec}: pipeline {config.pipeline_name} ({config.preset}), image {config.image}, "
           f"pipeline root {config.pipeline_root}", flush=True)
 
@@ -314,7 +316,8 @@ def _main(argv):
                                 help="where the run writes, e.g. gs://BUCKET/nanogpt-tfx: artifacts under "
                                      "pipeline_root/, pushed models under serving_model/")
     compile_parser.add_argument("--spec", default=None,
-                                help="the spec file to write (default: nanogpt-tfx-PRESET.json here)")
+                                help="the spec file to write: YAML, or JSON for a .json name (default: "
+                                     "nanogpt-tfx-PRESET.yaml here)")
     compile_parser.set_defaults(handler=compile_spec)
     lineage_parser = commands.add_parser(
         "lineage", help="show where a pushed model came from, from ML Metadata",

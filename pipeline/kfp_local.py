@@ -77,6 +77,30 @@ def load_spec(path: str) -> dict:
     return document if "pipelineSpec" in document else {"pipelineSpec": document, "runtimeConfig": {}}
 
 
+def write_pipeline_spec(pipeline_job: dict, path: str) -> None:
+    """Write the PipelineJob that TFX's KubeflowV2DagRunner compiles as the file the kfp client,
+    the KFP UI and Vertex AI take: YAML (the PipelineSpec, its pipeline root as
+    defaultPipelineRoot, written by kfp's compiler's own writer), or, for a .json path, the
+    PipelineJob JSON as TFX writes it (which Vertex AI takes and the kfp client refuses)."""
+    if path.endswith(".json"):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(pipeline_job, f, indent=2, sort_keys=True)
+        return
+    from google.protobuf import json_format
+    from kfp.compiler import pipeline_spec_builder
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec = dict(pipeline_job["pipelineSpec"])
+    runtime = pipeline_job.get("runtimeConfig", {})
+    if runtime.get("gcsOutputDirectory"):
+        spec["defaultPipelineRoot"] = runtime["gcsOutputDirectory"]
+    if runtime.get("parameters") or runtime.get("parameterValues"):
+        raise ValueError("the pipeline has runtime parameters, which a YAML spec holds only as the root's "
+                         "defaults: write a .json spec")
+    pipeline_spec_builder.write_pipeline_spec_to_file(
+        json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec()), None, pipeline_spec_pb2.PlatformSpec(), path)
+
+
 def task_order(spec: dict) -> List[str]:
     """The DAG's tasks in an order that respects their dependencies (dependentTasks and the
     producers of their inputs), ties by name."""
@@ -201,6 +225,10 @@ class Run:
             self._check_inputs(name, task, component)
             if "container" in executor:
                 self._check_container(name, executor["container"], component)
+            for query in executor.get("resolver", {}).get("outputArtifactQueries", {}).values():
+                for expression in _PLACEHOLDER.findall(query.get("filter", "")):
+                    _check_placeholder(name, expression, component)
+                _parse_filter(name, _PLACEHOLDER.sub("placeholder", query.get("filter", "")))
 
     def _check_inputs(self, name: str, task: dict, component: dict) -> None:
         definitions = component.get("inputDefinitions", {})

@@ -1,0 +1,171 @@
+"""`runner.py run --spec`: the compiled Kubeflow Pipelines spec runs here, task by task in processes
+of their own through TFX's Kubeflow v2 entrypoint, as Kubeflow's launcher runs it: a tiny model on
+a slice of Tiny Shakespeare to a pushed SavedModel; a second run that finds it through the
+resolver tasks; the BPE preset through its Trainer; damaged specs that fail naming their task."""
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+import yaml
+
+import runner
+from pipeline import kfp_local
+
+TINY = ["--max_iters=20", "--eval_interval=10", "--eval_iters=2", "--log_interval=10", "--n_layer=1",
+        "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8", "--warmup_iters=5",
+        "--lr_decay_iters=20", "--eval_batches=2", "--val_loss_threshold=10"]
+
+
+def _records(root):
+    """The run records under the pipeline root, oldest first."""
+    found = [json.load(open(p)) for p in tf.io.gfile.glob(f"{root}/*/*/{kfp_local.RECORD_FILE}")]
+    return sorted(found, key=lambda r: r["started"])
+
+
+def _artifact(record, task, output):
+    names = {a["name"]: a for r in [record] for a in r["artifacts"]}
+    name = record["tasks"][task]["outputs"][output][0]
+    return names.get(name, name)
+
+
+@pytest.fixture(scope="module")
+def char_spec(tmp_path_factory, shakespeare_text):
+    """The default preset compiled (YAML) for a tiny model on 30,000 characters."""
+    workdir = tmp_path_factory.mktemp("kfp_local")
+    corpus = workdir / "corpus.txt"
+    corpus.write_text(shakespeare_text[:30000], encoding="utf-8")
+    spec = workdir / "nanogpt.yaml"
+    runner.main(["compile", f"--pipeline_root={workdir / 'out'}", f"--data={corpus}", f"--spec={spec}", *TINY])
+    return dict(spec=str(spec), root=str(workdir / "out" / "pipeline_root"), text=shakespeare_text[:30000],
+                serving=str(workdir / "out" / "serving_model"))
+
+
+@pytest.fixture(scope="module")
+def first_run(char_spec):
+    runner.main(["run", f"--spec={char_spec['spec']}"])
+    (record,) = _records(char_spec["root"])
+    return record
+
+
+def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run):
+    record = first_run
+    assert record["state"] == "SUCCEEDED"
+    assert {t: v["state"] for t, v in record["tasks"].items()} == {
+        t: "SUCCEEDED" for t in ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "Pusher",
+                                 "latest_blessed_model_resolver-model-blessing-resolver",
+                                 "latest_blessed_model_resolver-model-resolver"]}
+    # nothing blessed before: both resolvers answer with nothing
+    assert record["tasks"]["latest_blessed_model_resolver-model-resolver"]["outputs"] == {"model": []}
+    # the metadata TokenizeText's executor output gave its examples reached the record
+    examples = _artifact(record, "TokenizeText", "examples")
+    assert examples["uri"] == f"{char_spec['root']}/nanogpt-tfx/{record['run_id']}/TokenizeText/examples"
+    text = char_spec["text"]
+    assert examples["metadata"]["num_tokens_train"] + examples["metadata"]["num_tokens_val"] == len(text)
+    pushed = _artifact(record, "Pusher", "pushed_model")["metadata"]
+    assert pushed["pushed"] == 1 and pushed["pushed_destination"].startswith(char_spec["serving"])
+
+    loaded = tf.saved_model.load(pushed["pushed_destination"])
+    chars = json.loads(loaded.signatures["tokenizer"]()["tokenizer"].numpy())["chars"]
+    prompt = [chars.index(c) for c in "ROMEO:"]
+    out = loaded.signatures["generate"](
+        idx=tf.constant([prompt], tf.int32), max_new_tokens=tf.constant(8), temperature=tf.constant(1.0),
+        top_k=tf.constant(0), top_p=tf.constant(1.0), seed=tf.constant(1, tf.int64), eot_token=tf.constant(-1),
+        vocab_limit=tf.constant(len(chars)))
+    tokens = out["tokens"].numpy()[0][:out["lengths"].numpy()[0]]
+    assert list(tokens[:len(prompt)]) == prompt and len(tokens) == len(prompt) + 8
+    assert all(0 <= t < len(chars) for t in tokens)
+
+
+def test_a_second_run_finds_the_first_runs_blessed_model_through_the_resolvers(char_spec, first_run, capsys):
+    runner.main(["run", f"--spec={char_spec['spec']}"])
+    summary = capsys.readouterr().out
+    first, second = _records(char_spec["root"])
+    assert first["run_id"] == first_run["run_id"]
+    tasks = second["tasks"]
+    # Kubeflow's cache: the same inputs and parameters, so the tasks up to the Trainer are reused
+    assert [tasks[t]["state"] for t in ("ImportSchemaGen", "TokenizeText", "Transform", "Trainer")] == ["CACHED"] * 4
+    first_model = first["tasks"]["Trainer"]["outputs"]["model"]
+    assert tasks["latest_blessed_model_resolver-model-blessing-resolver"]["outputs"]["model_blessing"] == \
+        first["tasks"]["LMEvaluator"]["outputs"]["blessing"]
+    assert tasks["latest_blessed_model_resolver-model-resolver"]["outputs"]["model"] == first_model
+
+    blessing = _artifact(second, "LMEvaluator", "blessing")["metadata"]
+    assert blessing["baseline_model_id"] == first_model[0]  # the resource name, as the model query needs
+    evaluation = _artifact(second, "LMEvaluator", "evaluation")
+    with open(os.path.join(evaluation["uri"], "metrics.json")) as f:
+        models = {m["role"]: m for m in json.load(f)["models"]}
+    first_model_uri = _artifact(first, "Trainer", "model")["uri"]
+    assert models["last_blessed"]["source"] == first_model_uri and models["last_blessed"]["val_loss"] > 0
+    # the candidate is that model itself (the Trainer came from the cache): not pushed twice
+    assert blessing["blessed"] == 0 and "last blessed model itself" in blessing["blessing_reason"]
+    assert "blessed: no" in summary and "pushed model: none" in summary
+    assert len(os.listdir(char_spec["serving"])) == 1
+
+
+def test_a_bpe_spec_runs_through_its_trainer(tmp_path, shakespeare_text, bpe_dir, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(shakespeare_text[:20000], encoding="utf-8")
+    spec = tmp_path / "bpe.yaml"
+    runner.main(["compile", "--preset=shakespeare", f"--pipeline_root={tmp_path / 'out'}", f"--data={corpus}",
+                 f"--spec={spec}", f"--bpe_dir={bpe_dir}", *TINY])
+    runner.main(["run", f"--spec={spec}", "--until=Trainer"])
+    (record,) = _records(tmp_path / "out" / "pipeline_root")
+    assert {t: v["state"] for t, v in record["tasks"].items()} == {"TokenizeText": "SUCCEEDED",
+                                                                   "Trainer": "SUCCEEDED"}
+    examples = _artifact(record, "TokenizeText", "examples")["metadata"]
+    assert examples["tokenizer"] == "gpt2" and 0 < examples["num_tokens_val"] < examples["num_tokens_train"]
+    model_run = _artifact(record, "Trainer", "model_run")["uri"]
+    with open(os.path.join(model_run, "tokenizer.json")) as f:
+        assert json.load(f)["kind"] == "gpt2"
+    assert "pushed model: none" in capsys.readouterr().out
+
+
+def _damaged(char_spec, tmp_path, damage):
+    with open(char_spec["spec"]) as f:
+        spec = yaml.safe_load(f)
+    damage(spec)
+    path = tmp_path / "damaged.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+DAMAGES = {
+    "a parameter removed": (lambda s: s["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"].pop("run_fn"),
+                            "task Trainer: parameter 'run_fn' has no value"),
+    "an input unwired": (lambda s: s["root"]["dag"]["tasks"]["Pusher"]["inputs"]["artifacts"].pop("model"),
+                         "task Pusher: input artifact 'model' is wired to nothing"),
+    "an unknown executor kind": (lambda s: s["deploymentSpec"]["executors"].update(
+        LMEvaluator_executor={"mystery": {}}), "task LMEvaluator: unknown executor 'LMEvaluator_executor'"),
+    "an unknown executor class": (lambda s: s["deploymentSpec"]["executors"]["Pusher_executor"]["container"]
+                                  ["args"].__setitem__(1, "components.no_such.Executor"),
+                                  "task Pusher: unknown executor class components.no_such.Executor"),
+    "the executor input argument removed": (
+        lambda s: s["deploymentSpec"]["executors"]["Transform_executor"]["container"]["args"].__delitem__(
+            slice(2, 4)), "task Transform: the arguments of TFX's Kubeflow v2 entrypoint lack "
+                          "--json_serialized_invocation_args"),
+    "an unsupported resolver filter": (
+        lambda s: s["deploymentSpec"]["executors"]["latest_blessed_model_resolver-model-resolver_executor"]
+        ["resolver"]["outputArtifactQueries"]["model"].update(filter='schema_title="tfx.Model" OR state=LIVE'),
+        "task latest_blessed_model_resolver-model-resolver: resolver filter"),
+    "a task whose process fails": (
+        lambda s: s["deploymentSpec"]["executors"]["ImportSchemaGen_executor"]["container"].update(
+            command=["python", "-c", "raise SystemExit('no schema here')"], args=[]),
+        "task ImportSchemaGen: failed (exit code 1): no schema here"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=list(DAMAGES))
+def test_a_damaged_spec_fails_naming_the_task(char_spec, tmp_path, damage):
+    change, message = DAMAGES[damage]
+    spec = _damaged(char_spec, tmp_path, change)
+    root = tmp_path / "root"
+    with pytest.raises(SystemExit) as failure:
+        runner.main(["run", f"--spec={spec}", f"--pipeline_root={root}"])
+    assert message in str(failure.value) and "\n" not in str(failure.value)
+    records = _records(root)
+    if "process" in damage:  # it ran, and its record says how it ended
+        assert [r["state"] for r in records] == ["FAILED"]
+    else:  # found before any task ran
+        assert records == []
