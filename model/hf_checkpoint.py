@@ -1,4 +1,6 @@
-"""GPT-2 checkpoints in Hugging Face's format: import into a GPT, and export a GPT back.
+"""GPT-2 checkpoints in Hugging Face's format, read and written; `GPT.from_pretrained` and
+`GPT.save_pretrained` (model/model.py) build on these functions, which know the GPT only by its
+variables' GPT-2 names and its GPTConfig fields (so this module imports nothing of model.py).
 
 Weights are read and written as safetensors with numpy (no torch needed). Both layouts that
 transformers writes are understood: PyTorch names (`h.0.attn.c_attn.weight`, what the hub holds)
