@@ -242,14 +242,16 @@ class Trainer:
                  tokenizer_json: Optional[dict] = None, log=print):
         self.cfg = cfg
         self.log = log
-        self.branches = cpu_branches(cfg, log)
+        notes = []  # said after the devices, which the first line names
+        self.branches = cpu_branches(cfg, notes.append)
         self.strategy = strategy or make_strategy(cfg)
         self.devices, detected_peak = devices.describe(self.strategy)
         self.peak_flops = cfg.peak_flops or detected_peak  # 0.0: no MFU (a CPU, or a device not in the table)
         log(f"training on {self.devices}" + (f"; MFU of a {self.peak_flops:.3g} FLOP/s peak" if self.peak_flops
                                              else ""))
-        if devices.unused_gpu_warning():
-            log(devices.unused_gpu_warning())
+        for note in [devices.unused_gpu_warning(), *notes]:
+            if note:
+                log(note)
         self.chief = is_chief(self.strategy)
         self.replicas = self.strategy.num_replicas_in_sync
         if cfg.gradient_accumulation_steps % self.replicas:
