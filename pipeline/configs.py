@@ -25,6 +25,8 @@ class PipelineConfig:
     streaming: bool = False
     tokenizer: str = "char"  # 'char' (tf.Transform vocabulary) or 'gpt2' (BPE)
     bpe_dir: Optional[str] = None
+    accept_invalid_text: bool = False  # tokenize text files that are not UTF-8 text (invalid bytes replaced)
+    keep_crlf: bool = False  # keep CRLF line ends (default: made LF)
     # training: a model/config.py preset plus overrides (any TrainConfig field)
     train_preset: str = "shakespeare_char"
     train_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)

@@ -71,7 +71,8 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
     tokenize = TokenizeText(
         input_pattern=config.input_pattern, dataset_name=config.dataset_name,
         dataset_config=config.dataset_config, dataset_split=config.dataset_split,
-        streaming=config.streaming, tokenizer=config.tokenizer, bpe_dir=config.bpe_dir)
+        streaming=config.streaming, tokenizer=config.tokenizer, bpe_dir=config.bpe_dir,
+        accept_invalid_text=config.accept_invalid_text, keep_crlf=config.keep_crlf)
     components.append(tokenize)
     examples, transform_graph = tokenize.outputs["examples"], None
 

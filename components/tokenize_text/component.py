@@ -32,8 +32,12 @@ Bad input: a missing path or dataset, an empty corpus, or one whose documents ar
 execution with an error naming the input, and leaves no Split-* directories. Documents with empty text
 are skipped and counted (skipped_empty; a missing dataset cell: skipped_missing_text).
 
-Unicode policy: bytes that are not valid UTF-8 are decoded with errors="replace" (U+FFFD for each
-invalid sequence); the documents affected are counted in invalid_utf8_documents.
+Unicode policy: a text file that is not UTF-8 text (NUL bytes, a UTF-16/UTF-32 byte-order mark, more
+than 1% invalid UTF-8 in its first 64 KiB) stops the execution with one line naming it, unless
+accept_invalid_text; otherwise bytes that are not valid UTF-8 are decoded with errors="replace"
+(U+FFFD for each invalid sequence) and the documents affected counted in invalid_utf8_documents. A
+UTF-8 byte-order mark is dropped (bom_dropped_documents); CRLF line ends become LF unless keep_crlf
+(crlf_normalized_lines). The counts are printed at the end of the execution.
 
 Memory: documents stream in blocks; GPT-2 BPE encodes them in pieces of about max_piece_chars
 characters cut only where the encoding is unchanged (before whitespace that follows a non-whitespace
@@ -69,6 +73,8 @@ class TokenizeTextSpec(types.ComponentSpec):
         "num_shards": ExecutionParameter(type=int, optional=True),
         "max_piece_chars": ExecutionParameter(type=int, optional=True),
         "bpe_dir": ExecutionParameter(type=str, optional=True),
+        "accept_invalid_text": ExecutionParameter(type=int, optional=True),
+        "keep_crlf": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
@@ -88,7 +94,8 @@ class TokenizeText(base_beam_component.BaseBeamComponent):
                  text_column: str = "text", streaming: bool = False, tokenizer: str = "gpt2",
                  append_eot: Optional[bool] = None, split_method: str = "auto",
                  val_fraction: Optional[float] = None, split_seed: int = 0, chunk_size: Optional[int] = None,
-                 num_shards: int = 0, max_piece_chars: Optional[int] = None, bpe_dir: Optional[str] = None):
+                 num_shards: int = 0, max_piece_chars: Optional[int] = None, bpe_dir: Optional[str] = None,
+                 accept_invalid_text: bool = False, keep_crlf: bool = False):
         # Checked here too so that a wrong pipeline fails when it is built, not when it runs.
         executor.resolve_config({"input_pattern": input_pattern, "dataset_name": dataset_name,
                                  "tokenizer": tokenizer, "val_fraction": val_fraction})
@@ -98,5 +105,6 @@ class TokenizeText(base_beam_component.BaseBeamComponent):
             tokenizer=tokenizer, append_eot=-1 if append_eot is None else int(append_eot),
             split_method=split_method, val_fraction=val_fraction, split_seed=split_seed,
             chunk_size=chunk_size, num_shards=num_shards, max_piece_chars=max_piece_chars,
-            bpe_dir=bpe_dir, examples=types.Channel(type=standard_artifacts.Examples))
+            bpe_dir=bpe_dir, accept_invalid_text=int(accept_invalid_text), keep_crlf=int(keep_crlf),
+            examples=types.Channel(type=standard_artifacts.Examples))
         super().__init__(spec=spec)

@@ -48,6 +48,8 @@ def resolve_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
         "num_shards": int(exec_properties.get("num_shards") or 0),
         "max_piece_chars": int(exec_properties.get("max_piece_chars") or (1 << 20)),
         "bpe_dir": exec_properties.get("bpe_dir") or os.environ.get(BPE_DIR_ENV) or None,
+        "accept_invalid_text": bool(exec_properties.get("accept_invalid_text") or 0),
+        "keep_crlf": bool(exec_properties.get("keep_crlf") or 0),
     }
     if cfg["val_fraction"] is not None and not 0 < cfg["val_fraction"] < 1:
         raise ValueError(f"val_fraction={cfg['val_fraction']} must lie in (0, 1)")
@@ -62,7 +64,8 @@ def plan(cfg: Dict[str, Any]) -> (List[dict], dict):
     """Work items and source facts; raises, naming the input, when the input is missing or empty."""
     if cfg["input_pattern"]:
         items, info = sources.plan_text_files(cfg["input_pattern"], cfg["split_method"],
-                                              cfg["val_fraction"], cfg["split_seed"])
+                                              cfg["val_fraction"], cfg["split_seed"],
+                                              cfg["accept_invalid_text"], cfg["keep_crlf"])
     else:
         items, info = sources.plan_dataset(cfg, cfg["split_method"], cfg["val_fraction"])
     cfg["val_fraction"] = info["val_fraction"]
@@ -108,6 +111,15 @@ def set_properties(examples: types.Artifact, cfg: Dict[str, Any], info: dict, st
         # both splits.
         examples.set_string_custom_property("record_feature", "text")
         examples.set_int_custom_property("vocab_size", len(stats["chars"]))
+
+
+def text_summary(stats: Dict[str, Any]) -> str:
+    """The line TokenizeText prints at its end: what it read, and what it replaced or normalised."""
+    return (f"TokenizeText: {stats['num_documents']} documents, {stats['num_tokens_train']} train and "
+            f"{stats['num_tokens_val']} val tokens; {stats['invalid_utf8_documents']} documents with invalid "
+            f"UTF-8 replaced by U+FFFD, {stats['bom_dropped_documents']} byte-order marks dropped, "
+            f"{stats['crlf_normalized_lines']} CRLF line ends made LF, {stats['num_skipped_documents']} "
+            f"documents skipped")
 
 
 def runs_on_direct_runner(beam_pipeline_args: List[str]) -> bool:
@@ -158,6 +170,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             with fileio.open(os.path.join(staging, beam_ops.STATS_FILE)) as f:
                 stats = json.loads(f.read())
             check_counts(stats, info["source"])
+            for key, count in info.pop("text_counts", {}).items():  # a file split into head and tail
+                stats[key] += count
             for split in sources.SPLITS:
                 fileio.rename(shards.split_dir(staging, split), shards.split_dir(examples.uri, split))
             fileio.rename(os.path.join(staging, beam_ops.STATS_FILE),
@@ -171,3 +185,4 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples_utils.set_file_format(examples, "tfrecords_gzip")
         set_properties(examples, cfg, info, stats)
         logging.info("TokenizeText: %s", {k: stats[k] for k in beam_ops.COUNTERS})
+        print(text_summary(stats), flush=True)

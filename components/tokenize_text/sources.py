@@ -17,7 +17,8 @@ import hashlib
 import os
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
-from components.tokenize_text.encoding import Utf8Decoder, decode_text
+from components.tokenize_text.encoding import TEXT_CHECK_BYTES, Utf8Decoder, decode_text, text_file_problem
+from model.errors import UserError
 
 TRAIN, VAL = "train", "val"
 SPLITS = (TRAIN, VAL)
@@ -33,6 +34,10 @@ STREAM_SHARD_STRIDE = 1 << 40
 # Local files that `datasets` loads with a packaged builder, by extension.
 _DATASET_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".arrow": "arrow",
                      ".txt": "text", ".csv": "csv"}
+
+
+class NotText(UserError, ValueError):
+    pass
 
 
 class Document(NamedTuple):
@@ -70,6 +75,16 @@ def match_text_files(pattern: str) -> List[Any]:
     return files
 
 
+def check_text_files(files: List[Any]) -> None:
+    """Refuse, naming it, the first file that is not UTF-8 text (encoding.text_file_problem)."""
+    for m in files:
+        with _filesystems().open(m.path) as f:
+            problem = text_file_problem(f.read(TEXT_CHECK_BYTES))
+        if problem:
+            raise NotText(f"{m.path} is not UTF-8 text: {problem}; convert it to UTF-8 (e.g. iconv -t UTF-8), "
+                          f"or set accept_invalid_text=True to tokenize it anyway with invalid bytes replaced")
+
+
 def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[int] = None
                 ) -> Iterator[str]:
     """The characters [start, end) of a text file, decoded in blocks under the UTF-8 policy."""
@@ -86,14 +101,18 @@ def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[i
                 break
 
 
-def count_chars(path: str) -> int:
-    """The length in characters of a text file, in one streaming pass (nanoGPT's n = len(data))."""
-    return sum(len(block) for block in read_blocks(path, Utf8Decoder()))
+def count_chars(path: str, keep_crlf: bool = False) -> (int, Dict[str, int]):
+    """The length in characters of a text file, in one streaming pass (nanoGPT's n = len(data)),
+    and the counts of what decoding replaced or normalised in it (encoding.Utf8Decoder.counts)."""
+    decoder = Utf8Decoder(keep_crlf)
+    return sum(len(block) for block in read_blocks(path, decoder)), decoder.counts()
 
 
-def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[float], seed: int
-                    ) -> (List[dict], dict):
+def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[float], seed: int,
+                    accept_invalid_text: bool = False, keep_crlf: bool = False) -> (List[dict], dict):
     files = match_text_files(pattern)
+    if not accept_invalid_text:
+        check_text_files(files)
     if split_method == AUTO:
         split_method = HEAD_TAIL if len(files) == 1 else HASH
     if all(m.size_in_bytes == 0 for m in files):
@@ -105,7 +124,8 @@ def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[floa
             raise ValueError(f"split_method={HEAD_TAIL!r} needs a single text file; "
                              f"{pattern!r} matches {len(files)}")
         fraction = DEFAULT_HEAD_TAIL_VAL_FRACTION if val_fraction is None else val_fraction
-        n = count_chars(files[0].path)
+        # the head and the tail each decode the file from its start: its counts are taken here, once
+        n, info["text_counts"] = count_chars(files[0].path, keep_crlf)
         cut = int(n * (1 - fraction))  # nanoGPT: train = data[:int(n*0.9)], val = data[int(n*0.9):]
         info["val_fraction"] = fraction
         items = [{"kind": "file", "path": files[0].path, "doc": 0, "split": TRAIN, "start": 0, "end": cut},
@@ -196,7 +216,7 @@ def _stream_texts(ds, column: str, shard: int, num_shards: int) -> Iterator[tupl
 def iter_documents(item: dict, cfg: dict, dataset=None) -> Iterator[Document]:
     """The documents of one work item. `dataset` is the worker's already loaded HF dataset."""
     if item["kind"] == "file":
-        decoder = Utf8Decoder()
+        decoder = Utf8Decoder(cfg.get("keep_crlf", False))
         yield Document(item["doc"], item["split"],
                        read_blocks(item["path"], decoder, item["start"], item["end"]), decoder)
     elif item["kind"] == "rows":
