@@ -37,3 +37,11 @@ def pop_debug(argv):
 
 class NotFound(UserError, LookupError):
     """Something named (a model, an artifact, a file) is not where the user said."""
+
+
+class UsageError(UserError, ValueError):
+    """A bad setting or option value."""
+
+
+class MissingFile(UserError, FileNotFoundError):
+    """A file or directory the user named (or a run needs) is not there."""

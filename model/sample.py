@@ -47,6 +47,7 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
 
     from model import hf_checkpoint
     from model.checkpoint_shape import check_checkpoint
+    from model.errors import MissingFile
     from model.model import GPT, GPT2_SIZES, GPTConfig
     from model.tokenizer import GPT2Tokenizer, tokenizer_from_json
     from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE
@@ -60,18 +61,18 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
             model = GPT(GPTConfig(**json.load(f)), dtype_policy=policy)
         tokenizer_path = os.path.join(source, TOKENIZER_FILE)
         if not os.path.isfile(tokenizer_path):
-            raise FileNotFoundError(f"{source} holds no {TOKENIZER_FILE}: cannot tell how its tokens decode")
+            raise MissingFile(f"{source} holds no {TOKENIZER_FILE}: cannot tell how its tokens decode")
         with open(tokenizer_path) as f:
             tokenizer = tokenizer_from_json(json.load(f), bpe_dir=bpe_dir or None)
         latest = tf.train.latest_checkpoint(os.path.join(source, CHECKPOINT_DIR))
         if latest is None:
-            raise FileNotFoundError(f"{source} holds no checkpoint under {CHECKPOINT_DIR}/")
+            raise MissingFile(f"{source} holds no checkpoint under {CHECKPOINT_DIR}/")
         check_checkpoint(latest, model.config, run_config)
         tf.train.Checkpoint(model=model).restore(latest).expect_partial().assert_existing_objects_matched()
         return model, tokenizer
     if source in GPT2_SIZES or os.path.isfile(os.path.join(source, hf_checkpoint.CONFIG_FILE)):
         return GPT.from_pretrained(source, dtype_policy=policy), GPT2Tokenizer(bpe_dir or None)
-    raise FileNotFoundError(
+    raise MissingFile(
         f"init_from={source!r}: not a training out_dir (no {MODEL_CONFIG_FILE}), not a Hugging Face "
         f"checkpoint directory (no {hf_checkpoint.CONFIG_FILE}), and not one of {sorted(GPT2_SIZES)}")
 
@@ -145,13 +146,15 @@ def sample_saved_model(path: str, start: str = "\n", num_samples: int = 10, max_
 def parse_args(argv: List[str]) -> dict:
     """nanoGPT's `--key=value` options over DEFAULTS. Values are Python literals where they parse
     as one of the default's type (numbers, booleans, None for top_k), else strings."""
+    from model.errors import UsageError  # a ValueError that the command line prints in one line
+
     options = dict(DEFAULTS)
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:
-            raise ValueError(f"expected --key=value, got {arg!r}")
+            raise UsageError(f"expected --key=value, got {arg!r}")
         key, text = arg[2:].split("=", 1)
         if key not in DEFAULTS:
-            raise ValueError(f"unknown option {key!r}; options: {sorted(DEFAULTS)}")
+            raise UsageError(f"unknown option {key!r}; options: {sorted(DEFAULTS)}")
         default = DEFAULTS[key]
         if isinstance(default, str):
             options[key] = text  # never reinterpreted: --start=123 is the text "123"
@@ -159,23 +162,46 @@ def parse_args(argv: List[str]) -> dict:
         try:
             value = ast.literal_eval(text)
         except (SyntaxError, ValueError):
-            raise ValueError(f"--{key}={text}: not a {type(default).__name__}") from None
+            raise UsageError(f"--{key}={text}: not a {type(default).__name__}") from None
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not (isinstance(value, type(default)) or (key == "top_k" and value is None)) \
                 or isinstance(value, bool) != isinstance(default, bool):
-            raise ValueError(f"--{key}={text}: expected a {type(default).__name__}")
+            raise UsageError(f"--{key}={text}: expected a {type(default).__name__}")
         options[key] = value
     return options
 
 
+def check_settings(num_samples, max_new_tokens, temperature, top_k, top_p, **_) -> None:
+    """Refuse, before any model loads, sampling settings the generation would fail on deep inside."""
+    from model.errors import UsageError
+
+    problems = [text for text, bad in (
+        (f"num_samples={num_samples} must be >= 1", num_samples < 1),
+        (f"max_new_tokens={max_new_tokens} must be >= 0", max_new_tokens < 0),
+        (f"temperature={temperature} must be >= 0 (0: greedy)", not temperature >= 0),
+        (f"top_k={top_k} must be >= 1 or None (off)", top_k is not None and top_k < 1),
+        (f"top_p={top_p} must lie in (0, 1] (1: off)", not 0 < top_p <= 1)) if bad]
+    if problems:
+        raise UsageError("sample: " + "; ".join(problems))
+
+
 def main(argv=None):
+    from model.errors import pop_debug, reported
+
+    debug, argv = pop_debug(sys.argv[1:] if argv is None else argv)
+    with reported("sample", debug):
+        _main(argv)
+
+
+def _main(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    opts = parse_args(argv)
     source = opts["out_dir"] if opts["init_from"] == "resume" else opts["init_from"]
     settings = dict(num_samples=opts["num_samples"], max_new_tokens=opts["max_new_tokens"],
                     temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
                     seed=opts["seed"], stop_at_eot=opts["stop_at_eot"])
+    check_settings(**settings)
     if is_saved_model(source):
         texts = sample_saved_model(source, opts["start"], bpe_dir=opts["bpe_dir"], **settings)
     else:

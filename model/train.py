@@ -25,6 +25,7 @@ from model import checkpoint_shape, divergence, nanogpt_rng, shards
 from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, TrainConfig,
                           make_config, parse_overrides)
 from model.data import TRAIN, VAL, TokenStream, load_split
+from model.errors import MissingFile
 from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, counted_targets, cross_entropy
 from model.optim import AdamW, DynamicLossScale, get_lr
 from model.tokenizer import get_tokenizer
@@ -228,7 +229,7 @@ class Trainer:
         if cfg.init_from == "resume":
             saved = _read_json(os.path.join(cfg.out_dir, MODEL_CONFIG_FILE))
             if saved is None:
-                raise FileNotFoundError(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
+                raise MissingFile(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
             checkpoint_shape.check_resume(_read_json(os.path.join(cfg.out_dir, TRAIN_CONFIG_FILE)) or {},
                                           cfg, cfg.out_dir)
             return GPT(GPTConfig(**saved), dtype_policy=policy), None
@@ -247,7 +248,7 @@ class Trainer:
     def _restore(self):
         latest = tf.train.latest_checkpoint(os.path.join(self.cfg.out_dir, CHECKPOINT_DIR))
         if latest is None:
-            raise FileNotFoundError(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
+            raise MissingFile(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
         checkpoint_shape.check_checkpoint(latest, self.model.config, os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE))
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
@@ -457,10 +458,20 @@ def train(cfg: TrainConfig, log=print, **kwargs) -> Dict[str, float]:
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    overrides = parse_overrides(argv)
-    preset = overrides.pop("preset", None)
-    cfg = make_config(preset, **overrides)
+    from model.errors import UsageError, pop_debug, reported
+
+    debug, argv = pop_debug(sys.argv[1:] if argv is None else argv)
+    with reported("model.train", debug):
+        try:
+            overrides = parse_overrides(argv)
+            preset = overrides.pop("preset", None)
+            cfg = make_config(preset, **overrides)
+        except ValueError as e:  # a bad --key=value
+            raise UsageError(str(e)) from e
+        _main(cfg)
+
+
+def _main(cfg: TrainConfig):
     print(cfg.to_json())
     result = train(cfg)
     print(json.dumps(result))
