@@ -38,3 +38,15 @@ def test_train_names_a_bad_option_in_one_line(capsys):
         train.main(["--no_such_setting=3"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("model.train: error: ") and err.count("\n") == 1
+
+
+def test_gpt2_bpe_offline_without_a_bpe_dir_says_to_pass_one(tmp_path):
+    """Fault injection: no network (a proxy on a closed port) and an empty tiktoken cache."""
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9", "NANOGPT_TFX_BPE_DIR": ""}
+    code = ("from model.errors import UserError\nfrom model.tokenizer import GPT2Tokenizer\n"
+            "try:\n    GPT2Tokenizer()\nexcept UserError as e:\n    print(e)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.stdout.startswith("GPT-2 BPE: tiktoken could not fetch its gpt2 files"), result.stderr[-2000:]
+    assert "pass --bpe_dir=DIR" in result.stdout and result.stdout.count("\n") == 1

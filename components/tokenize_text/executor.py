@@ -160,6 +160,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         self._log_startup(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
         cfg = resolve_config(exec_properties)
+        if cfg["tokenizer"] == beam_ops.GPT2:  # no BPE files (offline, no bpe_dir): one line, before Beam starts
+            GPT2Tokenizer(cfg["bpe_dir"])
         items, info = plan(cfg)
         logging.info("TokenizeText: %d work items from %s", len(items), info["source"])
 
