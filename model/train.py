@@ -25,7 +25,7 @@ from model import checkpoint_shape, divergence, nanogpt_rng, shards
 from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, TrainConfig,
                           make_config, parse_overrides)
 from model.data import TRAIN, VAL, TokenStream, load_split
-from model.errors import MissingFile
+from model.errors import MissingFile, writing
 from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, counted_targets, cross_entropy
 from model.optim import AdamW, DynamicLossScale, get_lr
 from model.tokenizer import get_tokenizer
@@ -277,12 +277,22 @@ class Trainer:
         """Save model, optimizer, iteration and best val loss. CheckpointManager writes the new
         checkpoint's files before it updates the `checkpoint` index that names the latest, so a
         process killed mid-save leaves the previous checkpoint the latest one."""
-        if self.chief:
-            _write_json(os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE), self.model.config.to_dict())
-            _write_json(os.path.join(self.cfg.out_dir, TRAIN_CONFIG_FILE), self.cfg.to_dict())
-        path = self.manager.save(checkpoint_number=int(self.iter_num.numpy()))
+        number = int(self.iter_num.numpy())
+        with writing(f"checkpoint {number} in {self.manager.directory}", cleanup=lambda: self._remove_unindexed(number)):
+            if self.chief:
+                _write_json(os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE), self.model.config.to_dict())
+                _write_json(os.path.join(self.cfg.out_dir, TRAIN_CONFIG_FILE), self.cfg.to_dict())
+            path = self.manager.save(checkpoint_number=number)
         if self.chief:
             self.log(f"saving checkpoint to {path}")
+
+    def _remove_unindexed(self, number: int) -> None:
+        """The files of checkpoint `number`, whose save failed before the index named it."""
+        for path in tf.io.gfile.glob(os.path.join(self.manager.directory, f"ckpt-{number}[._]*")):
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
 
     # -- steps ---------------------------------------------------------------------------------
 
