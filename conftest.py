@@ -31,3 +31,18 @@ def shakespeare_text(shared_data):
 @pytest.fixture(scope="session")
 def bpe_dir(shared_data):
     return os.path.join(shared_data, "gpt2_bpe")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs, where writes past its size fail with a real ENOSPC (mounting needs root:
+    skipped otherwise)."""
+    import subprocess
+
+    mount_point = tmp_path / "small_disk"
+    os.makedirs(mount_point)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount_point)],
+                      capture_output=True).returncode:
+        pytest.skip("mounting a 1 MiB tmpfs needs root")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)

@@ -121,9 +121,15 @@ def run(args, overrides):
     print(f"running pipeline {config.pipeline_name} ({config.preset}) on "
           f"{config.input_pattern or config.dataset_name}; output in {os.path.abspath(config.output_dir)}",
           flush=True)
-    if os.path.exists(config.metadata_path):  # a damaged store: one line naming it, before anything runs
-        lineage.sqlite_store(config.metadata_path)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+    from pipeline import recovery
+
+    with recovery.exclusive_run(config.output_dir):
+        if os.path.exists(config.metadata_path):  # a damaged store: one line naming it, before anything runs
+            lineage.sqlite_store(config.metadata_path)
+        cleared = recovery.clear_dead_executions(config.metadata_path, config.pipeline_root)
+        if cleared:
+            print(f"cleared executions {cleared}, left RUNNING by a run that was killed", flush=True)
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
     summary = lineage.run_summary(config.metadata_path)
     print(summary, flush=True)
 

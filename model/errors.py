@@ -5,6 +5,7 @@ traceback (`--debug` shows it); any other exception is a bug and keeps its trace
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 
 
@@ -37,3 +38,29 @@ def pop_debug(argv):
 
 class NotFound(UserError, LookupError):
     """Something named (a model, an artifact, a file) is not where the user said."""
+
+
+class UsageError(UserError, ValueError):
+    """A bad setting or option value."""
+
+
+class MissingFile(UserError, FileNotFoundError):
+    """A file or directory the user named (or a run needs) is not there."""
+
+
+class DiskFull(UserError, OSError):
+    pass
+
+
+@contextlib.contextmanager
+def writing(what: str, cleanup=None):
+    """Around a write: a full disk (ENOSPC, however TensorFlow or Python reports it) becomes one
+    DiskFull line naming what was written; cleanup() first removes what the write left half-done."""
+    try:
+        yield
+    except Exception as e:
+        if "No space left on device" not in str(e) and getattr(e, "errno", None) != errno.ENOSPC:
+            raise
+        if cleanup is not None:
+            cleanup()
+        raise DiskFull(f"no space left on the device writing {what}: free space, then run again") from e

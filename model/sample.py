@@ -54,6 +54,7 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
 
     from model import files, hf_checkpoint
     from model.checkpoint_shape import check_checkpoint
+    from model.errors import MissingFile
     from model.model import GPT, GPT2_SIZES, GPTConfig
     from model.tokenizer import GPT2Tokenizer, tokenizer_from_json
     from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TOKENIZER_FILE
@@ -66,17 +67,17 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
         model = GPT(GPTConfig(**files.read_json(run_config)), dtype_policy=policy)
         tokenizer_path = os.path.join(source, TOKENIZER_FILE)
         if not os.path.isfile(tokenizer_path):
-            raise FileNotFoundError(f"{source} holds no {TOKENIZER_FILE}: cannot tell how its tokens decode")
+            raise MissingFile(f"{source} holds no {TOKENIZER_FILE}: cannot tell how its tokens decode")
         tokenizer = tokenizer_from_json(files.read_json(tokenizer_path), bpe_dir=bpe_dir or None)
         latest = tf.train.latest_checkpoint(os.path.join(source, CHECKPOINT_DIR))
         if latest is None:
-            raise FileNotFoundError(f"{source} holds no checkpoint under {CHECKPOINT_DIR}/")
+            raise MissingFile(f"{source} holds no checkpoint under {CHECKPOINT_DIR}/")
         check_checkpoint(latest, model.config, run_config)
         tf.train.Checkpoint(model=model).restore(latest).expect_partial().assert_existing_objects_matched()
         return model, tokenizer
     if source in GPT2_SIZES or os.path.isfile(os.path.join(source, hf_checkpoint.CONFIG_FILE)):
         return GPT.from_pretrained(source, dtype_policy=policy), GPT2Tokenizer(bpe_dir or None)
-    raise FileNotFoundError(
+    raise MissingFile(
         f"init_from={source!r}: not a training out_dir (no {MODEL_CONFIG_FILE}), not a Hugging Face "
         f"checkpoint directory (no {hf_checkpoint.CONFIG_FILE}), and not one of {sorted(GPT2_SIZES)}")
 
@@ -157,8 +158,16 @@ def sample_help(prog: str) -> str:
 
 
 def main(argv=None, prog: str = "python -m model.sample"):
+    from model.errors import pop_debug, reported
+
+    debug, argv = pop_debug(sys.argv[1:] if argv is None else argv)
+    with reported(prog, debug):
+        _main(argv, prog)
+
+
+def _main(argv: List[str], prog: str):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    opts = command_line(prog, sys.argv[1:] if argv is None else argv, parse_args, sample_help)
+    opts = command_line(prog, argv, parse_args, sample_help)
     source = opts.out_dir if opts.init_from == "resume" else opts.init_from
     settings = dict(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
                     temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,

@@ -50,8 +50,15 @@ def gpt2_encoding(bpe_dir: Optional[str] = None):
     """tiktoken's GPT-2 encoding, built from the files in bpe_dir when it is given."""
     import tiktoken
 
+    from model.errors import MissingFile, UsageError, UserError, one_line
+
     if not bpe_dir:
-        return tiktoken.get_encoding("gpt2")
+        try:
+            return tiktoken.get_encoding("gpt2")
+        except Exception as e:  # offline: requests' ConnectionError, or a blob store's error
+            raise UserError(f"GPT-2 BPE: tiktoken could not fetch its gpt2 files ({type(e).__name__}: "
+                            f"{one_line(e)[:200]}); offline, pass --bpe_dir=DIR, a directory holding OpenAI's "
+                            f"vocab.bpe and encoder.json (or set {BPE_DIR_ENV})") from e
     import tiktoken.load
     from tiktoken_ext import openai_public
 
@@ -59,13 +66,13 @@ def gpt2_encoding(bpe_dir: Optional[str] = None):
     encoder_json = os.path.join(bpe_dir, "encoder.json")
     for path in (vocab_bpe, encoder_json):
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"GPT-2 BPE directory {bpe_dir!r} lacks {os.path.basename(path)}")
+            raise MissingFile(f"GPT-2 BPE directory {bpe_dir!r} lacks {os.path.basename(path)}")
     try:
         ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
             vocab_bpe_file=vocab_bpe, encoder_json_file=encoder_json,
             vocab_bpe_hash=VOCAB_BPE_SHA256, encoder_json_hash=ENCODER_JSON_SHA256)
     except ValueError as e:  # tiktoken's hash mismatch
-        raise ValueError(f"GPT-2 BPE files in {bpe_dir!r} are not OpenAI's: {e}") from e
+        raise UsageError(f"GPT-2 BPE files in {bpe_dir!r} are not OpenAI's: {e}") from e
     return tiktoken.Encoding(
         name="gpt2", pat_str=openai_public.r50k_pat_str, mergeable_ranks=ranks,
         special_tokens={"<|endoftext|>": GPT2_EOT_TOKEN}, explicit_n_vocab=50257)

@@ -18,9 +18,9 @@ import time
 from typing import Dict, Optional
 
 if __name__ == "__main__":  # the command line is checked, and --help answered, before TensorFlow loads (~12 s)
-    from model import config as _config, settings as _settings
+    from model import config as _config, errors as _errors, settings as _settings
 
-    _COMMAND_LINE_CONFIG = _settings.command_line("python -m model.train", sys.argv[1:],
+    _COMMAND_LINE_CONFIG = _settings.command_line("python -m model.train", _errors.pop_debug(sys.argv[1:])[1],
                                                   _config.command_line_config, _config.train_help)
 
 import numpy as np
@@ -30,6 +30,7 @@ from model import batches, checkpoint_shape, devices, divergence, files, shards
 from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TENSORBOARD_DIR, TOKENIZER_FILE,
                           TRAIN_CONFIG_FILE, TrainConfig, command_line_config, train_help)
 from model.data import TokenStream, load_split
+from model.errors import MissingFile, writing
 from model.settings import command_line
 from model.shards import SPLITS, TRAIN, VAL
 from model.model import GPT, GPT2_SIZES, PADDED_VOCAB_SIZE, GPTConfig, counted_targets, cross_entropy
@@ -158,7 +159,7 @@ def build_model(cfg: TrainConfig, tokenizer_json: Optional[dict]):
     if cfg.init_from == "resume":
         saved = files.read_json(os.path.join(cfg.out_dir, MODEL_CONFIG_FILE), default=None)
         if saved is None:
-            raise FileNotFoundError(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
+            raise MissingFile(f"init_from=resume: no {MODEL_CONFIG_FILE} in {cfg.out_dir}")
         trained = files.read_json(os.path.join(cfg.out_dir, TRAIN_CONFIG_FILE), default=None) or {}
         checkpoint_shape.check_resume(trained, cfg, cfg.out_dir)
         return GPT(GPTConfig(**saved), dtype_policy=policy), None
@@ -311,7 +312,7 @@ class Trainer:
     def _restore(self):
         latest = tf.train.latest_checkpoint(os.path.join(self.cfg.out_dir, CHECKPOINT_DIR))
         if latest is None:
-            raise FileNotFoundError(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
+            raise MissingFile(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
         checkpoint_shape.check_checkpoint(latest, self.model.config, os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE))
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
@@ -321,12 +322,22 @@ class Trainer:
         """Save model, optimizer, iteration and best val loss. CheckpointManager writes the new
         checkpoint's files before it updates the `checkpoint` index that names the latest, so a
         process killed mid-save leaves the previous checkpoint the latest one."""
-        if self.chief:
-            files.write_json(os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE), self.model.config.to_dict())
-            files.write_json(os.path.join(self.cfg.out_dir, TRAIN_CONFIG_FILE), self.cfg.to_dict())
-        path = self.manager.save(checkpoint_number=int(self.iter_num.numpy()))
+        number = int(self.iter_num.numpy())
+        with writing(f"checkpoint {number} in {self.manager.directory}", cleanup=lambda: self._remove_unindexed(number)):
+            if self.chief:
+                files.write_json(os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE), self.model.config.to_dict())
+                files.write_json(os.path.join(self.cfg.out_dir, TRAIN_CONFIG_FILE), self.cfg.to_dict())
+            path = self.manager.save(checkpoint_number=number)
         if self.chief:
             self.log(f"saving checkpoint to {path}")
+
+    def _remove_unindexed(self, number: int) -> None:
+        """The files of checkpoint `number`, whose save failed before the index named it."""
+        for path in tf.io.gfile.glob(os.path.join(self.manager.directory, f"ckpt-{number}[._]*")):
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -469,14 +480,18 @@ def train(cfg: TrainConfig, log=print, **kwargs) -> Dict[str, float]:
 
 
 def main(argv=None):
-    if argv is None and "_COMMAND_LINE_CONFIG" in globals():
-        cfg = _COMMAND_LINE_CONFIG  # checked before TensorFlow was imported
-    else:
-        cfg = command_line("python -m model.train", sys.argv[1:] if argv is None else argv, command_line_config,
-                           train_help)
-    print(cfg.to_json())
-    result = train(cfg)
-    print(json.dumps(result))
+    from model.errors import pop_debug, reported
+
+    from_command_line = argv is None
+    debug, argv = pop_debug(sys.argv[1:] if argv is None else argv)
+    with reported("python -m model.train", debug):
+        if from_command_line and "_COMMAND_LINE_CONFIG" in globals():
+            cfg = _COMMAND_LINE_CONFIG  # checked before TensorFlow was imported
+        else:
+            cfg = command_line("python -m model.train", argv, command_line_config, train_help)
+        print(cfg.to_json())
+        result = train(cfg)
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -237,3 +237,6 @@ def test_interrupted_run_completes_on_rerun_without_repeating_finished_component
     assert rerun == {"TokenizeText": cached, "ImportSchemaGen": cached, "Transform": cached,
                      "Trainer": complete, "LMEvaluator": complete, "Pusher": complete}
     assert len(_pushed_versions(config)) == 1 and "pushed model: " + config.serving_dir in result.stdout
+    # the killed run's executions are no longer RUNNING, and their unfinished outputs are gone
+    assert "cleared executions" in result.stdout
+    assert metadata_store_pb2.Execution.RUNNING not in {e.last_known_state for e in _store(config).get_executions()}

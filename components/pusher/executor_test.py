@@ -1,9 +1,8 @@
 """The atomic push on real files and standard artifacts; a disk that fills up in the middle of a
-push (a real ENOSPC from a 1 MiB tmpfs, which needs root to mount: skipped otherwise)."""
+push (a real ENOSPC from the small_disk tmpfs of conftest.py)."""
 
 import json
 import os
-import subprocess
 
 import pytest
 from tfx.proto import pusher_pb2
@@ -50,17 +49,6 @@ def test_a_push_is_a_complete_version_directory(tmp_path):
     assert os.path.getsize(serving_dir / version / "variables" / "variables.data-00000-of-00001") == MODEL_BYTES
     not_blessed = _push(tmp_path, _inputs(tmp_path / "other", blessed=False), serving_dir, attempt=1)
     assert not_blessed.get_int_custom_property("pushed") == 0 and os.listdir(serving_dir) == [version]
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    mount_point = tmp_path / "small_disk"
-    os.makedirs(mount_point)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount_point)],
-                      capture_output=True).returncode:
-        pytest.skip("mounting a 1 MiB tmpfs needs root")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def test_a_full_disk_mid_push_leaves_nothing_and_the_rerun_completes(tmp_path, small_disk):

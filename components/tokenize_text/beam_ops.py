@@ -35,7 +35,12 @@ GZIP_LEVEL = 1
 # Counters that every run reports, so that properties exist (as 0) even when nothing happened.
 COUNTERS = ("num_documents", "num_documents_train", "num_documents_val", "num_tokens_train",
             "num_tokens_val", "num_records_train", "num_records_val", "num_skipped_documents",
-            "skipped_empty", "skipped_missing_text", "invalid_utf8_documents")
+            "skipped_empty", "skipped_missing_text", "invalid_utf8_documents", "bom_dropped_documents",
+            "crlf_normalized_lines")
+
+
+def _part_of_a_file(item: dict) -> bool:
+    return item["kind"] == "file" and (item["start"] > 0 or item["end"] is not None)
 
 
 PROGRESS_SECONDS = 10.0  # a worker's progress line at most this often
@@ -92,8 +97,9 @@ class TokenizeDocuments(beam.DoFn):
             for record in records(doc, counter, chars):
                 counter.records += 1
                 yield beam.pvalue.TaggedOutput(doc.split, record)
-            if doc.decoder is not None and doc.decoder.replaced:
-                stats["invalid_utf8_documents"] += 1
+            if doc.decoder is not None and not _part_of_a_file(item):  # a file's parts: counted in the plan
+                for key, count in doc.decoder.counts().items():
+                    stats[key] += count
             if counter.tokens == 0:
                 stats["num_skipped_documents"] += 1
                 stats["skipped_empty"] += 1

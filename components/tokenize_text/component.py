@@ -37,8 +37,12 @@ Bad input: a missing path or dataset, an empty corpus, or one whose documents ar
 execution with an error naming the input, and leaves no Split-* directories. Documents with empty text
 are skipped and counted (skipped_empty; a missing dataset cell: skipped_missing_text).
 
-Unicode policy: bytes that are not valid UTF-8 are decoded with errors="replace" (U+FFFD for each
-invalid sequence); the documents affected are counted in invalid_utf8_documents.
+Unicode policy: a text file that is not UTF-8 text (NUL bytes, a UTF-16/UTF-32 byte-order mark, more
+than 1% invalid UTF-8 in its first 64 KiB) stops the execution with one line naming it, unless
+accept_invalid_text; otherwise bytes that are not valid UTF-8 are decoded with errors="replace"
+(U+FFFD for each invalid sequence) and the documents affected counted in invalid_utf8_documents. A
+UTF-8 byte-order mark is dropped (bom_dropped_documents); CRLF line ends become LF unless keep_crlf
+(crlf_normalized_lines). The counts are printed at the end of the execution.
 
 Memory: documents stream in blocks; GPT-2 BPE encodes them in pieces of about max_piece_chars
 characters cut only where the encoding is unchanged (before whitespace that follows a non-whitespace

@@ -18,8 +18,32 @@ import numpy as np
 from model import shards
 
 # Unicode policy: bytes that are not UTF-8 are decoded with errors="replace" (each invalid sequence
-# becomes U+FFFD, as Python's "replace" does) and the document is counted as affected.
+# becomes U+FFFD, as Python's "replace" does) and the document is counted as affected. A text file
+# that is not UTF-8 text at all is refused before any work (`text_file_problem`) unless the
+# accept_invalid_text setting is on. A UTF-8 byte-order mark is dropped; CRLF line ends become LF
+# unless keep_crlf.
 UTF8_POLICY = "replace"
+TEXT_CHECK_BYTES = 1 << 16  # how much of each text file is looked at before tokenizing
+MAX_INVALID_FRACTION = 0.01  # of those bytes, the share in invalid UTF-8 sequences a text may have
+BOM = "\ufeff"
+_FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+                 (b"\xfe\xff", "UTF-16"))
+
+
+def text_file_problem(head: bytes) -> Optional[str]:
+    """Why the first bytes of a file show it is not UTF-8 text (None: they look like it)."""
+    for bom, name in _FOREIGN_BOMS:
+        if head.startswith(bom):
+            return f"it is {name} text (it starts with a {name} byte-order mark), not UTF-8"
+    nul = head.find(b"\0")
+    if nul >= 0:
+        return f"it holds NUL bytes (binary data, or UTF-16/UTF-32 text), the first at byte {nul}"
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head, final=False)
+    invalid = text.count("\ufffd") - head.count("\ufffd".encode())
+    if head and invalid / len(head) > MAX_INVALID_FRACTION:
+        return (f"{invalid} invalid UTF-8 sequences in its first {len(head)} bytes, more than "
+                f"{MAX_INVALID_FRACTION:.0%} (another encoding, or binary data)")
+    return None
 
 # Characters at which a document may be cut for GPT-2 BPE (see `bpe_pieces`). All are whitespace to
 # GPT-2's pre-tokenizer regex; other Python whitespace (e.g. \x1c-\x1f) is not, so it is not used.
@@ -27,24 +51,50 @@ _CUT_CHARS = ("\n", " ", "\t", "\r")
 
 
 class Utf8Decoder:
-    """Incremental UTF-8 decoding of one document's byte blocks under the replace policy.
+    """Incremental UTF-8 decoding of one document's byte blocks under the replace policy, dropping
+    a leading byte-order mark and turning CRLF into LF (unless keep_crlf).
 
     Decodes strictly first so that it can tell whether the document had invalid bytes (a literal
     U+FFFD in valid text must not count); on the first error it switches to "replace".
     """
 
-    def __init__(self):
+    def __init__(self, keep_crlf: bool = False):
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+        self._keep_crlf = keep_crlf
+        self._started = False
+        self._held_cr = ""  # a block's last "\r", held back until the next block tells if "\n" follows
         self.replaced = False
+        self.bom_dropped = False
+        self.crlf_normalized = 0
+
+    def counts(self) -> dict:
+        """What decoding replaced or normalised, as TokenizeText's counters."""
+        return {"invalid_utf8_documents": int(self.replaced), "bom_dropped_documents": int(self.bom_dropped),
+                "crlf_normalized_lines": self.crlf_normalized}
 
     def decode(self, block: bytes, final: bool = False) -> str:
         try:
-            return self._decoder.decode(block, final)
+            text = self._decoder.decode(block, final)
         except UnicodeDecodeError:
             # The codec keeps its buffered bytes when it raises, so the block can be decoded again.
             self.replaced = True
             self._decoder.errors = UTF8_POLICY
-            return self._decoder.decode(block, final)
+            text = self._decoder.decode(block, final)
+        if not self._started and text:
+            self._started = True
+            if text.startswith(BOM):
+                text, self.bom_dropped = text[1:], True
+        if self._keep_crlf:
+            return text
+        text = self._held_cr + text
+        self._held_cr = ""
+        if text.endswith("\r") and not final:
+            text, self._held_cr = text[:-1], "\r"
+        count = text.count("\r\n")
+        if count:
+            self.crlf_normalized += count
+            text = text.replace("\r\n", "\n")
+        return text
 
 
 def is_safe_cut(text: str, i: int) -> bool:

@@ -41,7 +41,8 @@ def plan(cfg: Dict[str, Any]) -> (List[dict], dict):
     """Work items and source facts; raises, naming the input, when the input is missing or empty."""
     if cfg["input_pattern"]:
         items, info = sources.plan_text_files(cfg["input_pattern"], cfg["split_method"],
-                                              cfg["val_fraction"], cfg["split_seed"])
+                                              cfg["val_fraction"], cfg["split_seed"],
+                                              cfg["accept_invalid_text"], cfg["keep_crlf"])
     else:
         items, info = sources.plan_dataset(cfg, cfg["split_method"], cfg["val_fraction"])
     cfg["val_fraction"], cfg["split_method"] = info["val_fraction"], info["split_method"]
@@ -89,6 +90,15 @@ def set_properties(examples: types.Artifact, cfg: Dict[str, Any], info: dict, st
         examples.set_int_custom_property("vocab_size", len(stats["chars"]))
 
 
+def text_summary(stats: Dict[str, Any]) -> str:
+    """The line TokenizeText prints at its end: what it read, and what it replaced or normalised."""
+    return (f"TokenizeText: {stats['num_documents']} documents, {stats['num_tokens_train']} train and "
+            f"{stats['num_tokens_val']} val tokens; {stats['invalid_utf8_documents']} documents with invalid "
+            f"UTF-8 replaced by U+FFFD, {stats['bom_dropped_documents']} byte-order marks dropped, "
+            f"{stats['crlf_normalized_lines']} CRLF line ends made LF, {stats['num_skipped_documents']} "
+            f"documents skipped")
+
+
 def runs_on_direct_runner(beam_pipeline_args: List[str]) -> bool:
     """Whether these arguments run Beam's DirectRunner (also Beam's default when none is named)."""
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -128,6 +138,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
         started = time.time()
         cfg = resolve_config(exec_properties)
+        if cfg["tokenizer"] == beam_ops.GPT2:  # no BPE files (offline, no bpe_dir): one line, before Beam starts
+            GPT2Tokenizer(cfg["bpe_dir"])
         items, info = plan(cfg)
         logging.info("TokenizeText: %s (%s); %s", info["source"], ", ".join(
             f"{info[k]:,} {k[4:]}" for k in ("num_files", "num_rows") if k in info) or "streamed",
@@ -140,6 +152,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             with fileio.open(os.path.join(staging, beam_ops.STATS_FILE)) as f:
                 stats = json.loads(f.read())
             check_counts(stats, info["source"])
+            for key, count in info.pop("text_counts", {}).items():  # a file split into head and tail
+                stats[key] += count
             for split in sources.SPLITS:
                 fileio.rename(shards.split_dir(staging, split), shards.split_dir(examples.uri, split))
             fileio.rename(os.path.join(staging, beam_ops.STATS_FILE),
@@ -155,3 +169,4 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         logging.info("TokenizeText: %s documents (%s skipped), train %s tokens, val %s tokens, in %.1f s",
                      *(f"{stats[k]:,}" for k in ("num_documents", "num_skipped_documents", "num_tokens_train",
                                                  "num_tokens_val")), time.time() - started)
+        print(text_summary(stats), flush=True)

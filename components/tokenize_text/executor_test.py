@@ -126,7 +126,8 @@ def text_corpus(tmp_path_factory, shakespeare_text):
 def test_document_corpus_is_hash_split_with_eot_and_pieces_exact(tmp_path, text_corpus, bpe_dir, bpe):
     corpus, raw = text_corpus
     props = dict(input_pattern=str(corpus / "*.txt"), tokenizer="gpt2", bpe_dir=bpe_dir, val_fraction=0.2,
-                 split_method="hash", split_seed=7, chunk_size=1000, max_piece_chars=4096)
+                 split_method="hash", split_seed=7, chunk_size=1000, max_piece_chars=4096,
+                 accept_invalid_text=True)  # doc007.txt: 2 invalid sequences in 19 bytes, refused by default
     examples = run_executor(tmp_path / "a", **props)
 
     expected = {sources.TRAIN: {}, sources.VAL: {}}

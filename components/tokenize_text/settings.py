@@ -41,6 +41,10 @@ class TokenizeTextSettings:
                                                "a corpus of documents, not one text file, as nanoGPT)")
     chunk_size: int = setting(0, "tokens (characters) per record (0: model.shards' default, 8192)", minimum=0)
     num_shards: int = setting(0, "files per split (0: the Beam runner decides)", minimum=0)
+    # the input-text policy (components/tokenize_text/encoding.py)
+    accept_invalid_text: bool = setting(False, "tokenize text files that are not UTF-8 text (NUL bytes, UTF-16, "
+                                               "many invalid bytes), invalid bytes replaced")
+    keep_crlf: bool = setting(False, "keep CRLF line ends (default: made LF)")
     max_piece_chars: int = setting(1 << 20, "GPT-2 BPE encodes a document in pieces of about this many "
                                             "characters (memory)", minimum=1)
 

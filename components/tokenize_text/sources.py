@@ -13,13 +13,15 @@ process ever holds more than the documents it is tokenizing:
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
-from components.tokenize_text.encoding import Utf8Decoder, decode_text
-from model.shards import SPLITS, TRAIN, VAL  # noqa: F401  (this module's callers use all three)
+from components.tokenize_text.encoding import TEXT_CHECK_BYTES, Utf8Decoder, decode_text, text_file_problem
 from components.tokenize_text.settings import AUTO, HASH, HEAD_TAIL  # noqa: F401  (the split methods)
+from model.errors import UserError
+from model.shards import SPLITS, TRAIN, VAL  # noqa: F401  (this module's callers use all three)
 DEFAULT_HASH_VAL_FRACTION = 0.0005  # nanoGPT's OpenWebText hold-out
 DEFAULT_HEAD_TAIL_VAL_FRACTION = 0.1  # nanoGPT's shakespeare prepare scripts: last 10% is val
 READ_BLOCK_BYTES = 1 << 20
@@ -32,6 +34,10 @@ STREAM_SHARD_STRIDE = 1 << 40
 # Local files that `datasets` loads with a packaged builder, by extension.
 _DATASET_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".arrow": "arrow",
                      ".txt": "text", ".csv": "csv"}
+
+
+class NotText(UserError, ValueError):
+    pass
 
 
 class Document(NamedTuple):
@@ -72,6 +78,16 @@ def match_text_files(pattern: str) -> List[Any]:
     return files
 
 
+def check_text_files(files: List[Any]) -> None:
+    """Refuse, naming it, the first file that is not UTF-8 text (encoding.text_file_problem)."""
+    for m in files:
+        with _filesystems().open(m.path) as f:
+            problem = text_file_problem(f.read(TEXT_CHECK_BYTES))
+        if problem:
+            raise NotText(f"{m.path} is not UTF-8 text: {problem}; convert it to UTF-8 (e.g. iconv -t UTF-8), "
+                          f"or set accept_invalid_text=True to tokenize it anyway with invalid bytes replaced")
+
+
 def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[int] = None
                 ) -> Iterator[str]:
     """The characters [start, end) of a text file, decoded in blocks under the UTF-8 policy."""
@@ -88,9 +104,11 @@ def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[i
                 break
 
 
-def count_chars(path: str) -> int:
-    """The length in characters of a text file, in one streaming pass (nanoGPT's n = len(data))."""
-    return sum(len(block) for block in read_blocks(path, Utf8Decoder()))
+def count_chars(path: str, keep_crlf: bool = False) -> (int, Dict[str, int]):
+    """The length in characters of a text file, in one streaming pass (nanoGPT's n = len(data)),
+    and the counts of what decoding replaced or normalised in it (encoding.Utf8Decoder.counts)."""
+    decoder = Utf8Decoder(keep_crlf)
+    return sum(len(block) for block in read_blocks(path, decoder)), decoder.counts()
 
 
 def choose_split(split_method: str, num_documents: Optional[int], val_fraction: Optional[float]):
@@ -121,9 +139,11 @@ def describe_split(info: dict) -> str:
             f"(a keyed hash of its index)")
 
 
-def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[float], seed: int
-                    ) -> (List[dict], dict):
+def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[float], seed: int,
+                    accept_invalid_text: bool = False, keep_crlf: bool = False) -> (List[dict], dict):
     files = match_text_files(pattern)
+    if not accept_invalid_text:
+        check_text_files(files)
     if all(m.size_in_bytes == 0 for m in files):
         raise ValueError(f"input_pattern {pattern!r}: the corpus is empty "
                          f"({len(files)} file(s), all of 0 bytes)")
@@ -133,9 +153,11 @@ def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[floa
         items = [{"kind": "file", "path": m.path, "doc": i, "split": hashed_split(i, fraction, seed),
                   "start": 0, "end": None} for i, m in enumerate(files)]
         return items, info
-    items = []
+    items, info["text_counts"] = [], collections.Counter()
     for i, m in enumerate(files):
-        n = count_chars(m.path)
+        # a file's head and tail each decode it from its start: what decoding changed is counted here, once
+        n, counts = count_chars(m.path, keep_crlf)
+        info["text_counts"].update(counts)
         cut = head_tail_cut(n, fraction)
         if cut > 0 or n == 0:  # (an empty file is counted as a skipped document)
             items.append({"kind": "file", "path": m.path, "doc": i, "split": TRAIN, "start": 0, "end": cut})
@@ -225,7 +247,7 @@ def _stream_texts(ds, column: str, shard: int, num_shards: int) -> Iterator[tupl
 def iter_documents(item: dict, cfg: dict, dataset=None) -> Iterator[Document]:
     """The documents of one work item. `dataset` is the worker's already loaded HF dataset."""
     if item["kind"] == "file":
-        decoder = Utf8Decoder()
+        decoder = Utf8Decoder(cfg.get("keep_crlf", False))
         yield Document(item["doc"], item["split"],
                        read_blocks(item["path"], decoder, item["start"], item["end"]), decoder)
     elif item["kind"] == "rows":

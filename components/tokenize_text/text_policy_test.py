@@ -1,0 +1,58 @@
+"""The input-text policy (fault injection: each kind of file that is not UTF-8 text): refused in one
+line naming the file, the problem and the setting that accepts it; a UTF-8 byte-order mark dropped;
+CRLF made LF (or kept); the counts printed at the end of TokenizeText."""
+
+import pytest
+
+from components.tokenize_text import encoding, sources
+from components.tokenize_text.executor_test import read_text_stream, run_executor
+
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40
+
+
+@pytest.mark.parametrize("data, problem", [
+    (bytes(range(256)) * 8, "NUL bytes"),
+    (TEXT.encode("utf-16"), "UTF-16 text"),
+    (TEXT.encode("utf-16-le"), "NUL bytes"),
+    ("Père Noël à côté d'être élève ".encode("latin-1") * 40, "invalid UTF-8 sequences"),
+])
+def test_files_that_are_not_utf8_text_are_refused_naming_the_setting(tmp_path, data, problem):
+    path = tmp_path / "input.txt"
+    path.write_bytes(data)
+    with pytest.raises(sources.NotText) as info:
+        run_executor(tmp_path / "out", input_pattern=str(path), tokenizer="char")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path} is not UTF-8 text: ")
+    assert problem in message and "accept_invalid_text=True" in message
+    assert not list((tmp_path / "out").glob("Split-*"))
+
+
+def test_a_few_invalid_bytes_pass_and_accept_invalid_text_takes_anything(tmp_path, capsys):
+    text = TEXT.encode() + b"\xff"  # one bad byte in 2400: well under the 1% a text may have
+    assert encoding.text_file_problem(text) is None
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(bytes(range(1, 256)) * 4 + TEXT.encode())
+    examples = run_executor(tmp_path / "out", input_pattern=str(binary), tokenizer="char", accept_invalid_text=True)
+    replaced = examples.get_custom_property("invalid_utf8_documents")
+    assert replaced >= 1  # the head and the tail of the file (each read from its start) are documents
+    assert f"{replaced} documents with invalid UTF-8 replaced by U+FFFD" in capsys.readouterr().out
+
+
+def test_bom_dropped_crlf_made_lf_and_counts_printed(tmp_path, capsys):
+    path = tmp_path / "windows.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + TEXT.replace("\n", "\r\n").encode())
+    examples = run_executor(tmp_path / "out", input_pattern=str(path), tokenizer="char", chunk_size=64)
+    text = "".join(read_text_stream(examples, "train") + read_text_stream(examples, "val"))
+    assert text == TEXT
+    assert examples.get_custom_property("crlf_normalized_lines") == TEXT.count("\n")
+    out = capsys.readouterr().out
+    assert "1 byte-order marks dropped" in out and f"{TEXT.count(chr(10))} CRLF line ends made LF" in out
+    kept = run_executor(tmp_path / "kept", input_pattern=str(path), tokenizer="char", keep_crlf=True)
+    assert "".join(read_text_stream(kept, "train") + read_text_stream(kept, "val")) == TEXT.replace("\n", "\r\n")
+
+
+def test_crlf_split_between_blocks_and_a_lone_cr():
+    decoder = encoding.Utf8Decoder()
+    blocks = [b"\xef\xbb", b"\xbfone\r", b"\ntwo\r", b"three\r\n", b""]
+    assert "".join(decoder.decode(b, final=not b) for b in blocks) == "one\ntwo\rthree\n"
+    assert decoder.bom_dropped and decoder.crlf_normalized == 2
