@@ -55,6 +55,7 @@ def _store_with_a_pushed_model(metadata_path):
     model_run = artifact("ModelRun", f"{ROOT}/Trainer/model_run")
     pushed = artifact("PushedModel", f"{ROOT}/Pusher/pushed_model", pushed=1,
                       pushed_destination=f"{ROOT}/serving_model/17")
+    execution("Transform", {}, {"transform_graph": graph})
     execution("Trainer", {"transform_graph": graph}, {"model": model, "model_run": model_run})
     execution("Pusher", {"model": model}, {"pushed_model": pushed})
 
