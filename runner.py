@@ -1,14 +1,16 @@
 """nanogpt-tfx's command line: picks the orchestrator and runs the pipeline.
 
 $ python runner.py run [--preset=shakespeare_char] [--data=PATH] [--key=value ...]
+$ python runner.py run --spec=FILE [--pipeline_root=DIR] [--until=TASK] [--enable_cache=false]
 $ python runner.py compile --image=IMAGE --pipeline_root=gs://BUCKET/DIR [--preset=...] [--key=value ...]
 $ python runner.py lineage [--model=ID|PATH] [--format=text|dot|png] [--output=DIR | --grpc=HOST:PORT]
 $ python runner.py sample [--from=SOURCE] [--start=TEXT|FILE:path] [--num_samples=N] [--key=value ...]
 
 `run` runs the pipeline locally with LocalDagRunner and an SQLite ML Metadata store; `compile`
-writes the same pipeline as a Kubeflow Pipelines v2 spec. --key=value overrides any training
-hyperparameter (model/config.py) or pipeline setting (pipeline/configs.py). A mistake (a bad
-setting, a missing or damaged file or store) ends in one line; --debug shows its traceback.
+writes the same pipeline as a Kubeflow Pipelines v2 spec, which `run --spec` runs here as Kubeflow
+would (pipeline/kfp_local.py). --key=value overrides any training hyperparameter (model/config.py)
+or pipeline setting (pipeline/configs.py). A mistake (a bad setting, a missing or damaged file or
+store) ends in one line; --debug shows its traceback.
 Imports stay inside the commands: TFX takes half a minute to import, `--help` must not.
 """
 

@@ -62,11 +62,11 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
     if dtype not in POLICY_OF_DTYPE:
         raise ValueError(f"dtype must be one of {sorted(POLICY_OF_DTYPE)}, got {dtype!r}")
     policy = POLICY_OF_DTYPE[dtype]
-    run_config = os.path.join(source, MODEL_CONFIG_FILE)
-    if os.path.isfile(run_config):
+    run_config = os.path.join(source, MODEL_CONFIG_FILE)  # local, gs://, s3:// ... through tf.io.gfile
+    if tf.io.gfile.exists(run_config):
         model = GPT(GPTConfig(**files.read_json(run_config)), dtype_policy=policy)
         tokenizer_path = os.path.join(source, TOKENIZER_FILE)
-        if not os.path.isfile(tokenizer_path):
+        if not tf.io.gfile.exists(tokenizer_path):
             raise MissingFile(f"{source} holds no {TOKENIZER_FILE}: cannot tell how its tokens decode")
         tokenizer = tokenizer_from_json(files.read_json(tokenizer_path), bpe_dir=bpe_dir or None)
         latest = tf.train.latest_checkpoint(os.path.join(source, CHECKPOINT_DIR))
@@ -75,7 +75,7 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
         check_checkpoint(latest, model.config, run_config)
         tf.train.Checkpoint(model=model).restore(latest).expect_partial().assert_existing_objects_matched()
         return model, tokenizer
-    if source in GPT2_SIZES or os.path.isfile(os.path.join(source, hf_checkpoint.CONFIG_FILE)):
+    if source in GPT2_SIZES or tf.io.gfile.exists(os.path.join(source, hf_checkpoint.CONFIG_FILE)):
         return GPT.from_pretrained(source, dtype_policy=policy), GPT2Tokenizer(bpe_dir or None)
     raise MissingFile(
         f"init_from={source!r}: not a training out_dir (no {MODEL_CONFIG_FILE}), not a Hugging Face "
@@ -115,7 +115,9 @@ def sample(model, tokenizer, start: str = "\n", **kwargs) -> List[str]:
 
 
 def is_saved_model(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))  # gs:// too
 
 
 def sample_saved_model(path: str, start: str = "\n", num_samples: int = 10, max_new_tokens: int = 500,

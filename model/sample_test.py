@@ -1,12 +1,14 @@
 """sample.py: models and their tokenizers from a training run and from a Hugging Face checkpoint."""
 
 import dataclasses
+import json
+import os
 
 import numpy as np
 import pytest
 
 from model import GPT, GPTConfig
-from model.config import make_config
+from model.config import CHECKPOINT_DIR, make_config
 from model.sample import SEPARATOR, load_for_sampling, main, parse_args, sample, sample_tokens
 from model.tokenizer import GPT2Tokenizer, CharTokenizer
 from model.train import Trainer
@@ -61,6 +63,34 @@ def test_command_line_prints_samples_like_nanogpt(run_dir, tmp_path, capsys):
     assert all(s.startswith("First Citizen:\n") and len(s) == len("First Citizen:\n") + 25 + 1 for s in samples[:2])
     main(["--init_from=resume", f"--out_dir={out_dir}", *args])  # nanoGPT's spelling
     assert capsys.readouterr().out == printed
+
+
+def test_models_are_read_through_tf_io_gfile(run_dir, capsys):
+    """The paths a pod sees (gs://, s3://) go through tf.io.gfile: here ram://, TensorFlow's
+    in-memory file system, holding a copy of the training run and a SavedModel exported from it."""
+    import tensorflow as tf
+
+    from model.export import export_saved_model
+
+    remote = "ram://sample_test/out"
+    for directory, _, files in tf.io.gfile.walk(run_dir.out_dir):
+        target = remote + directory[len(run_dir.out_dir):]
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(directory, name), f"{target}/{name}", overwrite=True)
+    args = ["--start=Citizen:", "--num_samples=2", "--max_new_tokens=6", "--seed=3"]
+    main([f"--init_from={run_dir.out_dir}", "--compile=False", *args])
+    printed = capsys.readouterr().out
+    main([f"--init_from={remote}", "--compile=False", *args])
+    assert capsys.readouterr().out == printed
+    assert tf.train.latest_checkpoint(f"{remote}/{CHECKPOINT_DIR}").startswith("ram://")  # not the original
+
+    model, tokenizer = load_for_sampling(remote)
+    with tf.io.gfile.GFile(f"{remote}/tokenizer.json") as f:
+        export_saved_model(model, "ram://sample_test/served", json.load(f))
+    main(["--init_from=ram://sample_test/served", *args])
+    samples = capsys.readouterr().out.split(SEPARATOR + "\n")[:2]
+    assert all(s.startswith("Citizen:") and len(s) == len("Citizen:") + 6 + 1 for s in samples)
 
 
 def test_bad_options_are_named():

@@ -20,7 +20,7 @@ TINY = ["--max_iters=20", "--eval_interval=10", "--eval_iters=2", "--log_interva
 
 def _records(root):
     """The run records under the pipeline root, oldest first."""
-    found = [json.load(open(p)) for p in tf.io.gfile.glob(f"{root}/*/*/{kfp_local.RECORD_FILE}")]
+    found = [json.load(tf.io.gfile.GFile(p)) for p in tf.io.gfile.glob(f"{root}/*/*/{kfp_local.RECORD_FILE}")]
     return sorted(found, key=lambda r: r["started"])
 
 
@@ -169,3 +169,37 @@ def test_a_damaged_spec_fails_naming_the_task(char_spec, tmp_path, damage):
         assert [r["state"] for r in records] == ["FAILED"]
     else:  # found before any task ran
         assert records == []
+
+
+def _importer(uri, blessed):
+    return {"importer": {"artifactUri": {"constantValue": {"stringValue": uri}},
+                         "typeSchema": {"schemaTitle": "tfx.Model"}, "metadata": {"blessed": blessed}}}
+
+
+def test_records_importers_and_resolvers_on_a_remote_pipeline_root(tmp_path):
+    """The launcher's own reads and writes (the run records) go through tf.io.gfile: a pipeline root
+    on ram://. Two importer tasks and a resolver that picks the newest blessed model among the
+    artifacts of this run and the earlier one; no container runs."""
+    model = {"artifacts": {"result": {"artifactType": {"schemaTitle": "tfx.Model"}}}}
+    spec = {"pipelineInfo": {"name": "resolving"}, "defaultPipelineRoot": "/nowhere", "root": {"dag": {"tasks": {
+        name: {"componentRef": {"name": name}, "taskInfo": {"name": name}}
+        for name in ("import_blessed", "import_unblessed", "latest_blessed")}}},
+        "components": {"import_blessed": {"executorLabel": "blessed", "outputDefinitions": model},
+                       "import_unblessed": {"executorLabel": "unblessed", "outputDefinitions": model},
+                       "latest_blessed": {"executorLabel": "query", "outputDefinitions": {
+                           "artifacts": {"model": {"artifactType": {"schemaTitle": "tfx.Model"}}}}}},
+        "deploymentSpec": {"executors": {
+            "blessed": _importer("ram://models/blessed", 1), "unblessed": _importer("ram://models/other", 0),
+            "query": {"resolver": {"outputArtifactQueries": {"model": {
+                "filter": 'schema_title="tfx.Model" AND state=LIVE AND metadata.blessed.number_value=1'}}}}}}}
+    path = tmp_path / "resolving.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    root = "ram://kfp_local_test/root"
+    for _ in range(2):
+        runner.main(["run", f"--spec={path}", f"--pipeline_root={root}"])
+    first, second = _records(root)
+    for record in (first, second):
+        assert record["state"] == "SUCCEEDED"
+        assert record["tasks"]["latest_blessed"]["outputs"]["model"] == \
+            record["tasks"]["import_blessed"]["outputs"]["result"]  # the newest blessed one, this run's
+    assert _artifact(second, "import_blessed", "result")["uri"] == "ram://models/blessed"

@@ -1,16 +1,15 @@
 """`runner.py compile`: the Kubeflow Pipelines v2 spec of every preset, its components, their order and
-parameters; and one component run from the spec through TFX's Kubeflow v2 container entrypoint,
-as a Kubeflow pod runs it."""
+parameters; the YAML file that docs/kubeflow.md's submission snippets (the kfp client, Vertex AI's
+PipelineJob) load. pipeline/kfp_local_test.py runs the compiled spec."""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 import runner
 from pipeline.configs import IMAGE_WORKDIR, PRESETS
+from pipeline.kfp_local import load_spec, task_order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,20 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _compile(tmp_path, *args, preset="shakespeare_char", name="spec.json"):
     spec_path = tmp_path / name
     runner.main(["compile", f"--preset={preset}", f"--spec={spec_path}", *args])
-    with open(spec_path) as f:
-        return json.load(f)
-
-
-def _task_order(spec):
-    """The tasks in an order that respects their dependencies (ties by name), as Kubeflow runs them."""
-    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
-    order, done = [], set()
-    while len(order) < len(tasks):
-        ready = sorted(n for n, t in tasks.items() if n not in done and set(t.get("dependentTasks", [])) <= done)
-        assert ready, f"a cycle among {set(tasks) - done}"
-        order.append(ready[0])
-        done.add(ready[0])
-    return order
+    return load_spec(str(spec_path))
 
 
 def _constants(spec, task):
@@ -54,7 +40,7 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
                     "--image=registry.example/nanogpt-tfx:7",
                     "--beam_pipeline_args=--runner=DataflowRunner --project=p",
                     "--max_iters=123", "--learning_rate=3e-4", "--eval_batches=50")
-    order = _task_order(spec)
+    order = task_order(spec)
     components = [t for t in order if "resolver" not in t]
     assert components == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "Pusher"]
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
@@ -125,45 +111,6 @@ def test_multi_worker_training_on_vertex_ai(tmp_path, capsys):
         capsys.readouterr().err
 
 
-def test_a_component_runs_from_the_spec_through_the_kubeflow_v2_entrypoint(tmp_path, shakespeare_text):
-    """TokenizeText as its pod runs it: the spec's command and arguments, the executor input that
-    Kubeflow fills in for `{{$}}` from the spec's parameters, local paths in place of gs://."""
-    text = shakespeare_text[:20000]
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(text, encoding="utf-8")
-    spec = _compile(tmp_path, f"--pipeline_root={tmp_path / 'root'}", f"--data={corpus}")
-    container = _executor(spec, "TokenizeText")
-    component = spec["pipelineSpec"]["components"]["TokenizeText"]
-    task_root = tmp_path / "root" / "TokenizeText_task"
-    examples_uri = str(task_root / "examples")
-    executor_input = {
-        "inputs": {"parameters": _constants(spec, "TokenizeText")},
-        "outputs": {
-            "artifacts": {"examples": {"artifacts": [{
-                "name": "projects/1/locations/here/metadataStores/default/artifacts/1",
-                "uri": examples_uri,
-                "type": component["outputDefinitions"]["artifacts"]["examples"]["artifactType"]}]}},
-            "outputFile": str(task_root / "executor_output.json"),
-        },
-    }
-    args = [json.dumps(executor_input) if a == "{{$}}" else a for a in container["args"]]
-    assert container["command"][0] == "python"
-    result = subprocess.run([sys.executable, *container["command"][1:], *args], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600, env={**os.environ, "PYTHONPATH": REPO})
-    assert result.returncode == 0, result.stderr[-3000:]
-
-    with open(task_root / "executor_output.json") as f:
-        output = json.load(f)
-    artifact = output["artifacts"]["examples"]["artifacts"][0]
-    assert artifact["uri"] == examples_uri
-    metadata = artifact["metadata"]
-    assert json.loads(metadata["split_names"]) == ["train", "val"]
-    assert metadata["num_tokens_train"] + metadata["num_tokens_val"] == len(text)  # characters
-    assert metadata["num_tokens_val"] == len(text) - int(len(text) * 0.9)  # the last 10%, as nanoGPT
-    for split in ("train", "val"):
-        assert os.listdir(os.path.join(examples_uri, f"Split-{split}"))
-
-
 def test_one_worker_with_gpus_gets_them_on_its_trainer_pod(tmp_path, capsys):
     """One worker: the standard Trainer, whose Kubeflow task asks for the accelerators (the
     training engine's strategy 'auto' then mirrors across them)."""
@@ -173,7 +120,49 @@ def test_one_worker_with_gpus_gets_them_on_its_trainer_pod(tmp_path, capsys):
     assert trainer["args"][1] == "tfx.components.trainer.executor.GenericExecutor"
     assert trainer["resources"]["accelerator"] == {"type": "NVIDIA_TESLA_T4", "count": "2"}
     assert "resources" not in _executor(spec, "TokenizeText")
+    # open-source Kubeflow Pipelines names the Kubernetes resource instead
+    spec = _compile(tmp_path, "--pipeline_root=gs://bucket/root", "--data=gs://bucket/input.txt",
+                    "--train_accelerator=nvidia.com/gpu", "--train_accelerator_count=1", name="kfp_gpu.yaml")
+    assert _executor(spec, "Trainer")["resources"]["accelerator"] == {"type": "nvidia.com/gpu", "count": "1"}
     with pytest.raises(SystemExit, match="2"):
         _compile(tmp_path, "--pipeline_root=gs://bucket/root", "--data=gs://bucket/input.txt",
                  "--train_accelerator=NVIDIA_TESLA_T4", name="no_count.json")
     assert "needs --train_accelerator_count >= 1" in capsys.readouterr().err
+
+
+def test_compile_writes_yaml_that_the_kfp_client_and_vertex_ai_load(tmp_path, monkeypatch):
+    """docs/kubeflow.md's submission snippets as far as they go without a server: the kfp client
+    (2.5) loads the YAML and builds its run request from it; Vertex AI's PipelineJob is built
+    from it. The client refuses TFX's JSON."""
+    monkeypatch.chdir(tmp_path)
+    runner.main(["compile", "--pipeline_root=gs://bucket/nanogpt", "--data=gs://bucket/input.txt"])
+    path = str(tmp_path / "nanogpt-tfx-shakespeare_char.yaml")  # the default name
+    spec = load_spec(path)["pipelineSpec"]
+    assert spec["defaultPipelineRoot"] == "gs://bucket/nanogpt/pipeline_root"
+
+    import kfp
+    from kfp.client import client as kfp_client
+
+    client = kfp.Client(host="http://localhost:9", namespace="nanogpt")  # no request is made
+    job = client._create_job_config(params=None, pipeline_package_path=path, pipeline_id=None, version_id=None,
+                                    enable_caching=None, pipeline_root=None)
+    assert job.pipeline_spec["pipelineInfo"]["name"] == "nanogpt-tfx"
+    assert set(job.pipeline_spec["root"]["dag"]["tasks"]) == set(spec["root"]["dag"]["tasks"])
+    assert job.pipeline_spec["defaultPipelineRoot"] == "gs://bucket/nanogpt/pipeline_root"
+    runner.main(["compile", "--pipeline_root=gs://bucket/nanogpt", "--data=gs://bucket/input.txt",
+                 f"--spec={tmp_path / 'tfx.json'}"])
+    with pytest.raises(ValueError, match=r"\.yaml, \.yml"):
+        kfp_client._extract_pipeline_yaml(str(tmp_path / "tfx.json"))
+
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+
+    for template in (path, str(tmp_path / "tfx.json")):  # Vertex AI takes both
+        vertex_job = aiplatform.PipelineJob(display_name="nanogpt-tfx", template_path=template, enable_caching=True,
+                                            project="my-project", location="us-central1",
+                                            credentials=AnonymousCredentials())
+        built = vertex_job.to_dict()
+        assert built["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/nanogpt/pipeline_root"
+        tasks = built["pipelineSpec"]["root"]["dag"]["tasks"]
+        assert set(tasks) == set(spec["root"]["dag"]["tasks"])
+        assert all(t.get("cachingOptions", {}).get("enableCache") for n, t in tasks.items() if "resolver" not in n)

@@ -269,6 +269,27 @@ def _read_json(uri: str, name: str) -> Optional[dict]:
         return None
 
 
+def _list_dir(path: str) -> List[str]:
+    """A directory's entries, sorted (local, or any file system TensorFlow reads); [] if none."""
+    if "://" not in path:
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+    import tensorflow as tf
+
+    return sorted(n.rstrip("/") for n in tf.io.gfile.listdir(path)) if tf.io.gfile.isdir(path) else []
+
+
+def _open(path: str):
+    """A file opened locally, or through tf.io.gfile for a URI (gs://, s3://; TensorFlow loaded
+    only then); its errors as OSError."""
+    if "://" not in path:
+        return open(path)
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(path)
+    return tf.io.gfile.GFile(path)
+
+
 def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -280,10 +301,9 @@ def _artifact_details(artifact, type_name: str) -> List[Tuple[str, str]]:
     details += [(k, _format(_value(v))) for k, v in sorted(artifact.custom_properties.items())
                 if k not in BOOKKEEPING]
     if type_name == "TransformGraph":  # tf.Transform's vocabulary files
-        assets = os.path.join(artifact.uri, "transform_fn", "assets")
-        if os.path.isdir(assets):
-            details.append(("vocabulary files", ", ".join(f"transform_fn/assets/{name}"
-                                                          for name in sorted(os.listdir(assets)))))
+        assets = _list_dir(os.path.join(artifact.uri, "transform_fn", "assets"))
+        if assets:
+            details.append(("vocabulary files", ", ".join(f"transform_fn/assets/{name}" for name in assets)))
     if type_name == "ModelRun":
         tokenizer = _read_json(artifact.uri, TOKENIZER_FILE)
         if tokenizer and tokenizer.get("kind") == "char":
