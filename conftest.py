@@ -46,3 +46,28 @@ def small_disk(tmp_path):
         pytest.skip("mounting a 1 MiB tmpfs needs root")
     yield mount_point
     subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.fixture
+def pipeline_configuration():
+    """configuration(*argv): the checked PipelineConfig that `runner.py run ARGV` would run, built by
+    runner.py's own argument handling with the pipeline itself left unrun."""
+    def configuration(*argv):
+        """The checked PipelineConfig that `runner.py run ARGV` would run."""
+        import runner
+
+        parser_args = ["run", *argv]
+        captured = {}
+        handler = runner.run
+
+        def keep(args, overrides):
+            captured["config"] = runner._pipeline_config(args, overrides)
+
+        runner.run = keep
+        try:
+            runner.main(parser_args)
+        finally:
+            runner.run = handler
+        return captured["config"]
+
+    return configuration

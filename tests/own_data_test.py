@@ -8,7 +8,6 @@ import shlex
 
 import pytest
 
-from tests.runner_test import _configuration
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +32,8 @@ def _small_inputs(root, text):
     datasets.Dataset.from_dict({"text": rows}).save_to_disk(str(root / "my_dataset_dir"))
 
 
-def test_the_readme_own_data_commands(tmp_path, monkeypatch, shakespeare_text, bpe_dir):
+def test_the_readme_own_data_commands(tmp_path, monkeypatch, shakespeare_text, bpe_dir, pipeline_configuration):
+    _configuration = pipeline_configuration
     import datasets
     from tfx.dsl.components.base import base_beam_executor
     from tfx.types import standard_artifacts
@@ -61,7 +61,9 @@ def test_the_readme_own_data_commands(tmp_path, monkeypatch, shakespeare_text, b
     assert not os.path.exists(tmp_path / "out")  # nothing ran but the tokenization
 
 
-def test_data_and_dataset_name_exclude_each_other_and_any_preset_takes_either(tmp_path, shared_data):
+def test_data_and_dataset_name_exclude_each_other_and_any_preset_takes_either(tmp_path, shared_data,
+                                                                             pipeline_configuration):
+    _configuration = pipeline_configuration
     with pytest.raises(SystemExit):
         _configuration(f"--data={shared_data}/tinyshakespeare.txt", "--dataset_name=x.jsonl")
     (tmp_path / "c.jsonl").write_text('{"text": "hello"}\n')

@@ -110,26 +110,8 @@ def _copies_of_nanogpt_configs(shared_data, tmp_path):
     return copies
 
 
-def _configuration(*argv):
-    """The checked PipelineConfig that `runner.py run ARGV` would run."""
-    import runner
-
-    parser_args = ["run", *argv]
-    captured = {}
-    handler = runner.run
-
-    def keep(args, overrides):
-        captured["config"] = runner._pipeline_config(args, overrides)
-
-    runner.run = keep
-    try:
-        runner.main(parser_args)
-    finally:
-        runner.run = handler
-    return captured["config"]
-
-
-def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch, capsys):
+def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch, capsys, pipeline_configuration):
+    _configuration = pipeline_configuration
     from model.config import command_line_config
 
     shared_data = os.path.abspath(shared_data)
