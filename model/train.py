@@ -324,8 +324,11 @@ class Trainer:
         """Mean loss over eval_iters batches of each split (the same batches at each evaluation
         of a given iteration, different ones at the next)."""
         it = int(self.iter_num.numpy())
-        return {split: float(np.mean([float(self._eval_step(x, y)) for x, y in self.batches.evaluation(split, it)]))
-                for split in SPLITS}
+        out = {}
+        for split in SPLITS:
+            losses = [float(self._eval_step(x, y)) for x, y in self.batches.evaluation(split, it)]
+            out[split] = float(np.mean(losses))
+        return out
 
     def dataset_iterator(self, start_iter: int):
         """Each optimizer step's micro-batches from start_iter on (the BatchSource's)."""
