@@ -37,3 +37,14 @@ def test_lineage_names_a_missing_store_and_imports_nothing_heavy(tmp_path):
     assert f"no ML Metadata store at {tmp_path}/metadata.sqlite" in result.stderr
     result = _run("lineage", "--grpc=localhost")
     assert result.returncode == 1 and "--grpc=localhost: expected HOST:PORT" in result.stderr
+
+
+def test_run_spec_names_a_bad_spec_and_settings_it_holds(tmp_path):
+    result = _run("run", f"--spec={tmp_path}/missing.yaml")
+    assert result.returncode == 1 and "HEAVY []" in result.stdout
+    assert f"runner.py run --spec={tmp_path}/missing.yaml: not a readable pipeline spec" in result.stderr
+    (tmp_path / "other.yaml").write_text("a: 1\n")
+    result = _run("run", f"--spec={tmp_path}/other.yaml")
+    assert result.returncode == 1 and "not a Kubeflow Pipelines v2 spec" in result.stderr
+    result = _run("run", f"--spec={tmp_path}/other.yaml", "--max_iters=3")
+    assert result.returncode == 1 and "--max_iters=3: the spec holds the pipeline's settings" in result.stderr
