@@ -71,9 +71,9 @@ def load_spec(path: str) -> dict:
         with open(path, encoding="utf-8") as f:
             document = json.load(f) if path.endswith(".json") else next(yaml.safe_load_all(f), None)
     except (OSError, ValueError, yaml.YAMLError) as e:
-        raise ValueError(f"--spec={path}: not a readable pipeline spec ({e})") from e
+        raise ValueError(f"not a readable pipeline spec ({e})") from e
     if not isinstance(document, dict) or not isinstance(document.get("pipelineSpec", document).get("root"), dict):
-        raise ValueError(f"--spec={path}: not a Kubeflow Pipelines v2 spec (no pipeline root DAG)")
+        raise ValueError("not a Kubeflow Pipelines v2 spec (no root DAG)")
     return document if "pipelineSpec" in document else {"pipelineSpec": document, "runtimeConfig": {}}
 
 
@@ -177,10 +177,11 @@ class Run:
     spec_path: str
     pipeline_root: str
     enable_cache: Optional[bool] = None  # None: each task's cachingOptions; True/False for all
-    log: object = sys.stdout
 
     def __post_init__(self):
-        self.pipeline_name = self.spec["pipelineSpec"]["pipelineInfo"]["name"]
+        self.pipeline_name = self.spec["pipelineSpec"].get("pipelineInfo", {}).get("name")
+        if not self.pipeline_name:
+            raise ValueError("the spec names no pipeline (pipelineInfo.name)")
         self.run_id = f"{self.pipeline_name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
         self.run_root = f"{self.pipeline_root.rstrip('/')}/{self.pipeline_name}/{self.run_id}"
         self.record = {"run_id": self.run_id, "pipeline_name": self.pipeline_name, "spec": self.spec_path,
@@ -288,15 +289,15 @@ class Run:
         self.check(order)
         images = sorted({e["container"].get("image", "") for e in self._pipeline["deploymentSpec"]["executors"].values()
                          if "container" in e})
-        print(f"run {self.run_id}: {len(order)} tasks of {self.spec_path} under {self.run_root} (the image "
-              f"{', '.join(images)} is not used: the tasks run in this checkout)", file=self.log, flush=True)
+        unused = f" (the image {', '.join(images)} is not used: the tasks run in this checkout)" if images else ""
+        print(f"run {self.run_id}: {len(order)} tasks of {self.spec_path} under {self.run_root}{unused}", flush=True)
         try:
             for name in order:
                 started = time.time()
                 state = self._run_task(name)
                 self.record["tasks"][name]["seconds"] = round(time.time() - started, 1)
                 self._write_record()
-                print(f"  {name}: {state.lower()} in {time.time() - started:.0f} s", file=self.log, flush=True)
+                print(f"  {name}: {state.lower()} in {time.time() - started:.0f} s", flush=True)
             self.record["state"] = "SUCCEEDED"
         except BaseException:
             self.record["state"] = "FAILED"
@@ -654,7 +655,7 @@ def run_spec(spec_path: str, pipeline_root: Optional[str] = None, until: Optiona
     root = (pipeline_root or spec["pipelineSpec"].get("defaultPipelineRoot")
             or spec.get("runtimeConfig", {}).get("gcsOutputDirectory"))
     if not root:
-        raise ValueError(f"--spec={spec_path} names no pipeline root: give one with --pipeline_root")
+        raise ValueError("the spec names no pipeline root: give one with --pipeline_root")
     run = Run(spec=spec, spec_path=spec_path, pipeline_root=root, enable_cache=enable_cache)
     run.run(until=until)
     return run

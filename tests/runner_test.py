@@ -180,3 +180,14 @@ def test_train_and_sample_help_list_their_settings_without_tensorflow():
         assert result.returncode == 0, result.stderr
         assert f"usage: python -m {module}" in result.stdout and expected in result.stdout
         assert "HEAVY []" in result.stdout
+
+
+def test_run_spec_names_a_bad_spec_and_settings_it_holds(tmp_path):
+    result = _run("run", f"--spec={tmp_path}/missing.yaml")
+    assert result.returncode == 1 and "HEAVY []" in result.stdout
+    assert f"runner.py run --spec={tmp_path}/missing.yaml: not a readable pipeline spec" in result.stderr
+    (tmp_path / "other.yaml").write_text("a: 1\n")
+    result = _run("run", f"--spec={tmp_path}/other.yaml")
+    assert result.returncode == 1 and "not a Kubeflow Pipelines v2 spec" in result.stderr
+    result = _run("run", f"--spec={tmp_path}/other.yaml", "--max_iters=3")
+    assert result.returncode == 1 and "--max_iters=3: the spec holds the pipeline's settings" in result.stderr
