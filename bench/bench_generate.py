@@ -1,25 +1,33 @@
-"""Benchmark of generation: the key/value cache against nanoGPT's full recomputation per token.
+"""Benchmark of generation: in process, served from a SavedModel, in bfloat16, against transformers
+and nanoGPT's uncached loop.
 
 $ python -m bench.bench_generate [--new_tokens=256] [--prompt_tokens=16] [--batch=1]
 
 A GPT-2 124M-shaped model (random weights, vocab 50257, block 1024, float32) continues a random
 16-token prompt by 256 tokens, sampling as nanoGPT's sample.py does by default (temperature 0.8,
-top_k 200, one seed), three ways in the same process:
-  cached, XLA        `generate(jit_compile=True)`: the whole loop compiled by XLA (timed after a
-                     first call that compiles it)
-  cached, no XLA     `generate(jit_compile=False)`: the serving graph, dynamic shapes
+top_k 200, one seed), in the same process:
+  cached, XLA        `generate(jit_compile=True)`: the whole loop compiled by XLA
+  served             the SavedModel the Pusher exports (model/export.py), saved, loaded from disk
+                     and its `generate` signature called as a client would (its decoding steps
+                     are one XLA function)
+  served, bfloat16   the same, exported with bfloat16 weights (`serving_weights=bfloat16`)
+  transformers       TFGPT2LMHeadModel loaded from the project's Hugging Face export
+                     (`model.save_pretrained`) and its `generate` under tf.function(jit_compile=True)
   uncached           `generate_uncached`: nanoGPT's loop, the whole cropped context through the
-                     model for every token (one graph for every length; XLA would compile once
-                     per length)
-All three produce the same tokens from the same seed, which is checked. The last line is
-    cached_tokens_per_s=<x> uncached_tokens_per_s=<y> speedup=<x/y>
-in tokens generated per second over all rows, with the XLA cached figure, the faster of the two cached ones on a CPU.
+                     model for every token (one graph for every length)
+Every path is timed on a second call, after a first that compiles (its time is printed). The
+project's float32 paths produce the same tokens from the same seed, which is checked. The last
+line is
+    cached_tokens_per_s=<x> uncached_tokens_per_s=<y> speedup=<x/y> served_tokens_per_s=<s>
+    hf_tokens_per_s=<h> served_vs_hf=<s/h> served_bf16_tokens_per_s=<b> bf16_vs_float32=<b/x>
+in tokens generated per second over all rows (one line).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -31,6 +39,47 @@ def _timed(fn):
     t0 = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - t0
+
+
+def _twice(name, fn, total):
+    """fn's result and seconds on a second call, after a first one that compiles."""
+    _, first_s = _timed(fn)
+    result, seconds = _timed(fn)
+    print(f"{name}: {total / seconds:.2f} tokens/s ({seconds:.2f} s; first call, with compilation, "
+          f"{first_s:.1f} s)", flush=True)
+    return result, seconds
+
+
+def _served(model, directory, prompt, n, weights):
+    """A client's call of the exported SavedModel's generate signature, as a function."""
+    import tensorflow as tf
+
+    from model.export import export_saved_model
+
+    export_saved_model(model, directory, {"kind": "gpt2"}, weights=weights)
+    signature = tf.saved_model.load(directory).signatures["generate"]
+    settings = dict(max_new_tokens=tf.constant(n), temperature=tf.constant(SAMPLING["temperature"]),
+                    top_k=tf.constant(SAMPLING["top_k"]), top_p=tf.constant(1.0),
+                    seed=tf.constant(SAMPLING["seed"], tf.int64), eot_token=tf.constant(-1),
+                    vocab_limit=tf.constant(model.config.vocab_size))
+    return lambda: signature(idx=tf.constant(prompt, tf.int32), **settings)["tokens"].numpy()
+
+
+def _transformers(model, directory, prompt, n):
+    """transformers' XLA generate on the model's weights, through the project's Hugging Face export."""
+    import tensorflow as tf
+    from transformers import TFGPT2LMHeadModel
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    model.save_pretrained(directory)
+    hf = TFGPT2LMHeadModel.from_pretrained(directory)
+    xla_generate = tf.function(hf.generate, jit_compile=True)
+    ids = tf.constant(prompt, tf.int32)
+    # eos_token_id=None: no stop, so that every row gets all n tokens, as on the other paths
+    return lambda: xla_generate(ids, max_new_tokens=n, do_sample=True, temperature=SAMPLING["temperature"],
+                                top_k=SAMPLING["top_k"], seed=[SAMPLING["seed"], 0], eos_token_id=None,
+                                pad_token_id=0).numpy()
 
 
 def main(argv=None):
@@ -46,33 +95,35 @@ def main(argv=None):
             raise SystemExit(f"usage: python -m bench.bench_generate [--new_tokens=N] "
                              f"[--prompt_tokens=N] [--batch=N]; got {arg!r}")
         opts[key] = int(value)
-    n = opts["new_tokens"]
+    n, p = opts["new_tokens"], opts["prompt_tokens"]
     total = n * opts["batch"]  # tokens generated by one call
     model = GPT(GPTConfig(vocab_size=GPT2_VOCAB_SIZE, block_size=1024), seed=0)
-    prompt = np.random.default_rng(0).integers(0, GPT2_VOCAB_SIZE, (opts["batch"], opts["prompt_tokens"]))
+    prompt = np.random.default_rng(0).integers(0, GPT2_VOCAB_SIZE, (opts["batch"], p))
     print(f"GPT-2 124M shape ({model.get_num_params() / 1e6:.2f}M params), float32, batch {opts['batch']}, "
-          f"prompt {opts['prompt_tokens']} tokens, {n} new tokens, {SAMPLING}; "
-          f"{os.cpu_count()} CPUs", flush=True)
+          f"prompt {p} tokens, {n} new tokens, {SAMPLING}; {os.cpu_count()} CPUs", flush=True)
 
-    _, compile_s = _timed(lambda: generate(model, prompt, n, jit_compile=True, **SAMPLING))
-    xla, xla_s = _timed(lambda: generate(model, prompt, n, jit_compile=True, **SAMPLING))
-    print(f"cached, XLA: {total / xla_s:.2f} tokens/s ({xla_s:.2f} s; first call with compilation "
-          f"{compile_s:.1f} s)", flush=True)
-
-    generate(model, prompt, 2, jit_compile=False, **SAMPLING)  # builds the graph
-    graph, graph_s = _timed(lambda: generate(model, prompt, n, jit_compile=False, **SAMPLING))
-    print(f"cached, no XLA: {total / graph_s:.2f} tokens/s ({graph_s:.2f} s)", flush=True)
+    xla, xla_s = _twice("cached, XLA", lambda: generate(model, prompt, n, **SAMPLING).tokens, total)
+    with tempfile.TemporaryDirectory() as scratch:
+        served, served_s = _twice("served", _served(model, os.path.join(scratch, "f32"), prompt, n, "float32"),
+                                  total)
+        served_bf16, bf16_s = _twice(
+            "served, bfloat16", _served(model, os.path.join(scratch, "bf16"), prompt, n, "bfloat16"), total)
+        _, hf_s = _twice("transformers, XLA", _transformers(model, os.path.join(scratch, "hf"), prompt, n),
+                         total)
 
     generate_uncached(model, prompt, 1, **SAMPLING)  # builds the forward graph
-    uncached, uncached_s = _timed(lambda: generate_uncached(model, prompt, n, **SAMPLING))
+    uncached, uncached_s = _timed(lambda: generate_uncached(model, prompt, n, **SAMPLING).tokens)
     print(f"uncached (nanoGPT's loop): {total / uncached_s:.2f} tokens/s ({uncached_s:.2f} s)", flush=True)
 
-    for name, result in (("cached, XLA", xla), ("cached, no XLA", graph)):
-        same = int(np.sum(np.all(result.tokens == uncached.tokens, axis=0))) - opts["prompt_tokens"]
-        print(f"{name}: {same}/{n} new tokens identical to the uncached ones")
-    cached_rate, uncached_rate = total / xla_s, total / uncached_s
-    print(f"cached_tokens_per_s={cached_rate:.2f} uncached_tokens_per_s={uncached_rate:.2f} "
-          f"speedup={cached_rate / uncached_rate:.2f}")
+    for name, tokens in (("cached, XLA", xla), ("served", served), ("served, bfloat16", served_bf16)):
+        same = int(np.sum(np.all(tokens == uncached, axis=0))) - p
+        print(f"{name}: {same}/{n} new tokens identical to the uncached float32 ones")
+    rate = {name: total / seconds for name, seconds in
+            dict(cached=xla_s, uncached=uncached_s, served=served_s, hf=hf_s, bf16=bf16_s).items()}
+    print(f"cached_tokens_per_s={rate['cached']:.2f} uncached_tokens_per_s={rate['uncached']:.2f} "
+          f"speedup={rate['cached'] / rate['uncached']:.2f} served_tokens_per_s={rate['served']:.2f} "
+          f"hf_tokens_per_s={rate['hf']:.2f} served_vs_hf={rate['served'] / rate['hf']:.2f} "
+          f"served_bf16_tokens_per_s={rate['bf16']:.2f} bf16_vs_float32={rate['bf16'] / rate['cached']:.2f}")
 
 
 if __name__ == "__main__":

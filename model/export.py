@@ -3,7 +3,9 @@
 Signatures (all plain TensorFlow ops; `saved_model_cli run` and `tf.saved_model.load` use them):
 - `generate`: prompt token ids (B, T) int32 and the sampling settings (max_new_tokens,
   temperature, top_k, top_p, seed, eot_token, vocab_limit) -> tokens (B, T + max_new_tokens) and
-  each row's length (see model/generate.py);
+  each row's length (see model/generate.py). Its decoding steps are one XLA-compiled function
+  (saved with the attribute _XlaMustCompile: the loading process compiles it on the first call,
+  once per batch size; TF Serving runs it when built with XLA); no custom ops;
 - `generate_text` (models with a character vocabulary): a prompt string and num_samples and the
   same settings -> the generated texts. The prompt maps to ids through `text_encoder` when given
   (for pipeline models, the tf.Transform graph itself: components/char_transform.py), else
@@ -39,10 +41,11 @@ class CharTable(tf.Module):
 
 
 class ServingModule(tf.Module):
-    def __init__(self, model, tokenizer_json: dict, text_encoder: Optional[tf.Module] = None):
+    def __init__(self, model, tokenizer_json: dict, text_encoder: Optional[tf.Module] = None,
+                 jit_compile: bool = True):
         super().__init__(name="nanogpt_serving")
         self.model = model
-        self.generate = serving_function(model)
+        self.generate = serving_function(model, jit_compile)
         tokenizer_text = json.dumps(tokenizer_json)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="idx")])
@@ -88,11 +91,16 @@ def _text_generation(generate, chars: List[str], text_encoder):
     return generate_text
 
 
-def export_saved_model(model, path: str, tokenizer_json: dict, text_encoder: Optional[tf.Module] = None) -> str:
+def export_saved_model(model, path: str, tokenizer_json: dict, text_encoder: Optional[tf.Module] = None,
+                       weights: str = "float32", jit_compile: bool = True) -> str:
     """Write the SavedModel to `path`, whole or not at all (files.atomic_directory: on gs:// in
     place, where the SavedModel writes saved_model.pb after the variables, so a model cut short
-    does not load)."""
-    module = ServingModule(model, tokenizer_json, text_encoder)
+    does not load).
+
+    weights: "bfloat16" serves a copy whose matmul weights are bfloat16 (GPT.with_weights; half
+    the file and the bytes read per token). jit_compile: the decoding steps run by XLA (see
+    model.generate.serving_function); False for servers built without XLA."""
+    module = ServingModule(model.with_weights(weights), tokenizer_json, text_encoder, jit_compile)
     with files.atomic_directory(path) as directory:
         tf.saved_model.save(module, directory, signatures=module.signatures())
     return path

@@ -73,3 +73,45 @@ def test_saved_model_cli_runs_generate(exported):
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "tokens" in result.stdout and "lengths" in result.stdout
+
+
+def _xla_functions(path):
+    """Names of the SavedModel's functions that its loader must compile with XLA."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    return [fn.signature.name for fn in proto.meta_graphs[0].graph_def.library.function
+            if fn.attr["_XlaMustCompile"].b]
+
+
+def test_generate_runs_its_steps_compiled_and_gives_the_in_process_tokens(exported, tmp_path):
+    """The served decoding steps are an XLA function (saved as _XlaMustCompile, no custom ops),
+    and give the tokens of in-process generate(jit_compile=True) for the same seed, for any batch,
+    prompt length and max_new_tokens (also past block_size 16), from one saved graph."""
+    from model.generate import generate
+
+    model, path = exported
+    assert any("cached_steps" in name for name in _xla_functions(path))
+    signature = tf.saved_model.load(path).signatures["generate"]
+    for prompt, n in (([[1, 2, 3]], 9), ([[4, 5], [6, 7], [8, 9]], 12), ([[3] * 10], 20)):
+        settings = dict(max_new_tokens=tf.constant(n), temperature=tf.constant(0.9), top_k=tf.constant(5),
+                        top_p=tf.constant(1.0), seed=tf.constant(3, tf.int64), eot_token=tf.constant(-1),
+                        vocab_limit=tf.constant(len(CHARS)))
+        served = signature(idx=tf.constant(prompt, tf.int32), **settings)["tokens"].numpy()
+        expected = generate(model, prompt, n, temperature=0.9, top_k=5, seed=3, jit_compile=True).tokens
+        np.testing.assert_array_equal(served, expected)
+    plain = export_saved_model(model, str(tmp_path / "no_xla"), CharTokenizer(CHARS).to_json(), jit_compile=False)
+    assert _xla_functions(plain) == []
+
+
+def test_bfloat16_serving_weights(exported, tmp_path):
+    model, _ = exported
+    path = export_saved_model(model, str(tmp_path / "bf16"), CharTokenizer(CHARS).to_json(), weights="bfloat16")
+    loaded = tf.saved_model.load(path)
+    assert loaded.model.wte.weight.dtype == tf.bfloat16 and loaded.model.ln_f.weight.dtype == tf.float32
+    ids = tf.constant([[4, 5, 6, 7]])
+    np.testing.assert_allclose(loaded.signatures["logits"](idx=ids)["logits"].numpy(), model(ids).numpy(), atol=0.05)
+    with pytest.raises(ValueError, match="weights"):
+        export_saved_model(model, str(tmp_path / "bad"), CharTokenizer(CHARS).to_json(), weights="float8")

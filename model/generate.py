@@ -295,7 +295,13 @@ def serving_function(model, jit_compile: bool = True) -> tf.types.experimental.G
     own compiled by XLA (saved with _XlaMustCompile, compiled on first call in the process that
     loads the model, once per batch size); the prefill and the steps past block_size, whose
     shapes vary with the prompt, stay in the plain graph. False: no XLA at all."""
-    steps = tf.function(functools.partial(cached_steps, model), jit_compile=True) if jit_compile else None
+    steps = None
+    if jit_compile:
+        @tf.function(jit_compile=True)
+        def xla_cached_steps(logits, cache, prompt_length, context_length, settings):
+            return cached_steps(model, logits, cache, prompt_length, context_length, settings)
+
+        steps = xla_cached_steps
 
     @tf.function(input_signature=SERVING_SIGNATURE)
     def generate(idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit):
@@ -408,18 +414,21 @@ _generators: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: Optional[int] = None,
              top_p: Optional[float] = None, seed: Optional[int] = None, eot_token: Optional[int] = None,
-             vocab_limit: Optional[int] = None, num_samples: int = 1, jit_compile: bool = True) -> Generation:
+             vocab_limit: Optional[int] = None, num_samples: int = 1, jit_compile: bool = True,
+             weights: str = "float32") -> Generation:
     """Continue the prompt(s) idx ((T,) or (B, T) token ids) by max_new_tokens tokens, with the
     key/value cache. temperature 0: greedy. top_k: keep the k most likely tokens (nanoGPT's).
     top_p: nucleus sampling. seed: reproducible sampling (None: a random seed). eot_token: rows
     stop at it (and are padded with it). vocab_limit: never sample ids >= vocab_limit (the
-    tokenizer's vocabulary when the model's is padded). num_samples: samples per prompt."""
+    tokenizer's vocabulary when the model's is padded). num_samples: samples per prompt.
+    weights: "bfloat16" decodes with a copy of the model whose matmul weights are bfloat16
+    (GPT.with_weights, made once per model: later changes to the model's weights are not seen)."""
     args = check_args(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token,
                       vocab_limit, num_samples)
     per_model = _generators.setdefault(model, {})
-    if jit_compile not in per_model:
-        per_model[jit_compile] = KVCacheGenerator(model, jit_compile)
-    return per_model[jit_compile](args, max_new_tokens)
+    if (jit_compile, weights) not in per_model:
+        per_model[(jit_compile, weights)] = KVCacheGenerator(model.with_weights(weights), jit_compile)
+    return per_model[(jit_compile, weights)](args, max_new_tokens)
 
 
 def generate_uncached(model, idx, max_new_tokens: int, temperature: float = 1.0,

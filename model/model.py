@@ -26,6 +26,9 @@ DTYPE_POLICIES = {
     "mixed_float16": tf.float16,
 }
 
+# How an inference copy stores its matmul weights and embeddings (GPT.with_weights).
+WEIGHT_DTYPES = ("float32", "bfloat16")
+
 GPT2_VOCAB_SIZE = 50257  # GPT-2's BPE vocabulary, the end-of-text token included
 PADDED_VOCAB_SIZE = 50304  # GPT-2's vocabulary rounded up to a multiple of 64, as nanoGPT trains
 
@@ -184,7 +187,11 @@ class CausalSelfAttention(tf.Module):
         att = tf.where(mask, att, float("-inf"))
         att = tf.cast(tf.nn.softmax(att, axis=-1), q.dtype)
         att = _dropout(att, self.dropout, training)
-        y = tf.matmul(att, v)  # (B, nh, Tq, hs)
+        if q.shape[2] == 1 and v.dtype == tf.bfloat16:
+            # a decoding step: XLA's CPU backend has no bfloat16 dot for one query row per head
+            y = tf.cast(tf.matmul(tf.cast(att, tf.float32), tf.cast(v, tf.float32)), v.dtype)
+        else:
+            y = tf.matmul(att, v)  # (B, nh, Tq, hs)
         B, Tq = tf.shape(y)[0], tf.shape(y)[2]
         y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, Tq, self.n_embd])  # re-assemble all heads
         return _dropout(self.c_proj(y), self.dropout, training)
@@ -387,6 +394,25 @@ class GPT(tf.Module):
         decay = [v for v in named.values() if v.shape.rank >= 2]
         no_decay = [v for v in named.values() if v.shape.rank < 2]
         return decay, no_decay
+
+    def with_weights(self, weights: str) -> "GPT":
+        """This model for inference with its matmul weights and embeddings (the 2-D variables)
+        stored in `weights`: "float32" is the model itself; "bfloat16" is a copy under the
+        mixed_bfloat16 policy whose 2-D variables are bfloat16, half the bytes a decoding step
+        reads. LayerNorm gains and biases stay float32; LayerNorm, softmax and the logits are
+        computed in float32, as under any mixed policy. The copy does not follow later updates."""
+        if weights not in WEIGHT_DTYPES:
+            raise ValueError(f"weights must be one of {list(WEIGHT_DTYPES)}, got {weights!r}")
+        if weights == "float32":
+            return self
+        copy = GPT(self.config, dtype_policy="mixed_bfloat16", seed=0, name=self.name)
+        for source, target in zip(self.submodules, copy.submodules):
+            for attribute in ("weight", "bias"):
+                value = getattr(source, attribute, None)
+                if isinstance(value, tf.Variable):
+                    dtype = tf.bfloat16 if value.shape.rank == 2 else tf.float32
+                    setattr(target, attribute, tf.Variable(tf.cast(value, dtype), name=attribute))
+        return copy
 
     def crop_block_size(self, block_size: int):
         """Model surgery to shrink the block size, e.g. to use a GPT-2 checkpoint (1024) with a
