@@ -9,4 +9,9 @@ if [ "${1:-}" = "--gpu" ]; then
 else
   bash scripts/setup.sh
 fi
+# A checkout with the shared data beside it (the project's own machines and CI, which are offline)
+# trains on that copy of Tiny Shakespeare; elsewhere runner.py downloads it, as nanoGPT does.
+if [ -z "${NANOGPT_TFX_SHAKESPEARE:-}" ] && [ -f ../shared/data/tinyshakespeare.txt ]; then
+  export NANOGPT_TFX_SHAKESPEARE="$(cd ../shared/data && pwd)/tinyshakespeare.txt"
+fi
 exec .venv/bin/python runner.py run "$@"
