@@ -236,7 +236,11 @@ def sample(args, overrides):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's note on Python 3.10
     from model import sample as sampling
+    from model.errors import pop_debug
+    from model.settings import command_line
 
+    # the options first (one line for a wrong one), before any model is looked up or loaded
+    command_line("runner.py sample", pop_debug(overrides)[1], sampling.parse_args, sampling.sample_help)
     source = args.source or _latest_pushed(args)
     print(f"sampling from {source}", file=sys.stderr, flush=True)
     sampling.main([f"--init_from={source}", *overrides], prog="runner.py sample")
