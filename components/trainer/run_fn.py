@@ -26,8 +26,8 @@ from components import artifact_layout
 from model.checkpoint_shape import check_resume
 from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, make_config
 from model.export import export_saved_model
+from model.files import read_json
 from model.train import Trainer
-from model.train import _read_json as read_json
 
 RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
 
@@ -77,7 +77,7 @@ def run_fn(fn_args) -> None:
     cfg = make_config(custom.get("train_preset"),
                       **{**overrides, "out_dir": out_dir, "data_dir": _examples_uri(fn_args.train_files[0])})
     if custom.get("resume"):  # refused before training, so that ML Metadata records only what trained
-        check_resume(read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE)) or {}, cfg, previous_run)
+        check_resume(read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg, previous_run)
     trainer = Trainer(cfg, tokenizer_json=tokenizer_json, log=lambda line: print(line, flush=True))
     result = trainer.run()
     latest = tf.train.latest_checkpoint(os.path.join(out_dir, CHECKPOINT_DIR))
