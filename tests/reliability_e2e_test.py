@@ -25,7 +25,8 @@ def _config(output_dir, corpus, **training):
                                 val_loss_threshold=9.0, train_overrides={**TINY_TRAINING, **training})
 
 
-def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(tmp_path, small_corpus, capsys):  # noqa: F811
+def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(  # noqa: F811
+        tmp_path, small_corpus, capsys):
     diverging = _config(tmp_path / "out", small_corpus, learning_rate=1000.0, warmup_iters=0, grad_clip=0.0)
     with pytest.raises(TrainingDiverged, match=r"training diverged at iter \d+: .*learning_rate=1000"):
         tfx.orchestration.LocalDagRunner().run(create_pipeline(diverging))
