@@ -29,6 +29,9 @@ SPLITS = (TRAIN, VAL)
 TOKENS, DOC, POS = "tokens", "doc", "pos"
 DEFAULT_CHUNK_SIZE = 8192  # tokens per record
 FILE_PATTERN = "*.gz"
+# Beside the splits, the counts their writer recorded (TokenizeText: num_records_<split>, ...), with
+# which a reader tells a split that lost a shard file from a whole one.
+STATS_FILE = "tokenize_stats.json"
 COMPRESSION = "GZIP"
 
 
@@ -40,6 +43,25 @@ class DamagedShard(UserError):
         super().__init__(f"token shard {path} is damaged ({' '.join(str(error.message).split())}): make the "
                          f"token shards of {examples} again (the pipeline: rerun with --enable_cache=False, "
                          f"which makes its Examples artifact anew instead of reusing this one)")
+
+
+def check_record_count(directory: str, num_records: int) -> None:
+    """Refuse a split that holds fewer or more records than its writer recorded (when it did)."""
+    import json
+
+    import tensorflow as tf
+
+    examples, split = os.path.dirname(directory.rstrip("/")), os.path.basename(directory.rstrip("/"))
+    stats_path = os.path.join(examples, STATS_FILE)
+    key = f"num_records_{split[len('Split-'):]}"
+    if not tf.io.gfile.exists(stats_path):
+        return
+    with tf.io.gfile.GFile(stats_path) as f:
+        expected = json.load(f).get(key)
+    if expected is not None and expected != num_records:
+        raise UserError(f"the token shards in {directory} hold {num_records} records, {stats_path} says "
+                        f"{key}={expected}: a shard file is missing or damaged; make the token shards of "
+                        f"{examples} again (the pipeline: rerun with --enable_cache=False)")
 
 
 def split_dir(examples_uri: str, split: str) -> str:
@@ -114,6 +136,7 @@ class RecordIndex:
         self.starts[order] = np.cumsum(lengths[order]) - lengths[order]
         self.lengths = lengths
         self.num_tokens = int(lengths.sum())
+        check_record_count(directory, len(lengths))
 
     def _batches(self):
         """The parsed records in batches, file by file, so that a read error names its file."""

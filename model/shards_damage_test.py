@@ -2,12 +2,14 @@
 directory to make again, whoever reads it (the training input, the evaluator's windows)."""
 
 import gzip
+import json
 import os
 
 import pytest
 
 from model import shards
 from model.data import load_split
+from model.errors import UserError
 
 
 @pytest.fixture
@@ -39,3 +41,13 @@ def test_a_corrupted_record_is_named(split):
         f.write(bytes(records))
     with pytest.raises(shards.DamagedShard, match=f"token shard {path} is damaged"):
         shards.read_token_stream(split)
+
+
+def test_a_missing_shard_file_is_told_by_the_recorded_record_count(split):
+    examples = os.path.dirname(split)
+    with open(os.path.join(examples, shards.STATS_FILE), "w") as f:
+        json.dump({"num_records_train": 80}, f)  # 5000 + 3000 tokens in chunks of 100, as TokenizeText records
+    assert len(shards.RecordIndex(split).lengths) == 80
+    os.remove(shards.shard_files(split)[1])
+    with pytest.raises(UserError, match=rf"hold 40 records, .*{shards.STATS_FILE} says num_records_train=80"):
+        load_split(examples, "train")

@@ -323,7 +323,8 @@ class Trainer:
         checkpoint's files before it updates the `checkpoint` index that names the latest, so a
         process killed mid-save leaves the previous checkpoint the latest one."""
         number = int(self.iter_num.numpy())
-        with writing(f"checkpoint {number} in {self.manager.directory}", cleanup=lambda: self._remove_unindexed(number)):
+        with writing(f"checkpoint {number} in {self.manager.directory}",
+                     cleanup=lambda: self._remove_unindexed(number)):
             if self.chief:
                 files.write_json(os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE), self.model.config.to_dict())
                 files.write_json(os.path.join(self.cfg.out_dir, TRAIN_CONFIG_FILE), self.cfg.to_dict())

@@ -1,6 +1,7 @@
 """Failures under LocalDagRunner with SQLite ML Metadata: a diverging Trainer fails, publishes
-nothing and leaves no execution RUNNING; the rerun completes; only what ML Metadata records as
-pushed is the latest pushed model; a damaged store is named in one line."""
+nothing and leaves no execution RUNNING; the rerun completes; a resume with another model shape is
+refused before training; only what ML Metadata records as pushed is the latest pushed model; a
+damaged store is named in one line."""
 
 import os
 
@@ -9,6 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 import runner
+from model.checkpoint_shape import CheckpointMismatch
 from model.divergence import TrainingDiverged
 from pipeline import lineage
 from pipeline.configs import make_pipeline_config
@@ -23,7 +25,8 @@ def _config(output_dir, corpus, **training):
                                 val_loss_threshold=9.0, train_overrides={**TINY_TRAINING, **training})
 
 
-def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(tmp_path, small_corpus, capsys):  # noqa: F811
+def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(  # noqa: F811
+        tmp_path, small_corpus, capsys):
     diverging = _config(tmp_path / "out", small_corpus, learning_rate=1000.0, warmup_iters=0, grad_clip=0.0)
     with pytest.raises(TrainingDiverged, match=r"training diverged at iter \d+: .*learning_rate=1000"):
         tfx.orchestration.LocalDagRunner().run(create_pipeline(diverging))
@@ -39,6 +42,16 @@ def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(
     states = _component_states(healthy)
     assert states["Trainer"] == State.COMPLETE and states["Pusher"] == State.COMPLETE
     [version] = os.listdir(healthy.serving_dir)
+
+    # resume with another model shape: refused before training; nothing new in ML Metadata
+    models = len(_store(healthy).get_artifacts_by_type("Model"))
+    reshaped = make_pipeline_config("shakespeare_char", input_pattern=small_corpus, output_dir=healthy.output_dir,
+                                    val_loss_threshold=9.0, resume=True,
+                                    train_overrides={**TINY_TRAINING, "n_layer": 2})
+    with pytest.raises(CheckpointMismatch, match="has n_layer=1, the config says n_layer=2"):
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(reshaped))
+    assert len(_store(healthy).get_artifacts_by_type("Model")) == models
+    assert "n_layer=1" in lineage.model_lineage(_store(healthy)).to_text()
 
     # a directory in the serving directory that no completed push recorded is not the latest model
     os.makedirs(os.path.join(healthy.serving_dir, "9999999999"))

@@ -27,7 +27,7 @@ from components.tokenize_text import encoding, sources
 from model import shards
 
 GPT2, CHAR = "gpt2", "char"
-STATS_FILE = "tokenize_stats.json"
+STATS_FILE = shards.STATS_FILE
 SHARD_PREFIX = "tokens"
 # zlib level of the shards' GZIP: level 1 takes 2.5 times less CPU than Beam's fixed default (6)
 # for token shards only ~5% larger (BENCHMARKS.md).
