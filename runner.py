@@ -113,6 +113,8 @@ def run(args, overrides):
     """Run the pipeline end to end on this machine."""
     if args.spec:
         return _run_spec(args, overrides)
+    if args.pipeline_root or args.until:
+        raise SystemExit("runner.py run: --pipeline_root and --until go with --spec")
     config = _pipeline_config(args, overrides)
     _show_progress()
     from tfx import v1 as tfx

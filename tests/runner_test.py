@@ -191,3 +191,5 @@ def test_run_spec_names_a_bad_spec_and_settings_it_holds(tmp_path):
     assert result.returncode == 1 and "not a Kubeflow Pipelines v2 spec" in result.stderr
     result = _run("run", f"--spec={tmp_path}/other.yaml", "--max_iters=3")
     assert result.returncode == 1 and "--max_iters=3: the spec holds the pipeline's settings" in result.stderr
+    result = _run("run", "--until=Trainer")
+    assert result.returncode == 1 and "--until go with --spec" in result.stderr
