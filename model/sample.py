@@ -30,6 +30,9 @@ DEFAULTS = dict(
     top_p=1.0,  # nucleus sampling: the smallest set of tokens whose probability reaches top_p; 1.0: off
     seed=1337,
     dtype="float32",  # 'float32', 'bfloat16' or 'float16' (compute dtype; weights stay float32)
+    # 'bfloat16': decode with a copy whose matmul weights are bfloat16 (GPT.with_weights; half the
+    # bytes per token). Checkpoints only: a SavedModel's weights are the export's serving_weights
+    weights="float32",
     compile=True,  # XLA for the generation loop (much faster on a CPU; compiled per prompt length)
     stop_at_eot=False,  # end a sample at the tokenizer's end-of-text token (GPT-2 BPE has one)
     bpe_dir="",  # directory with GPT-2's vocab.bpe and encoder.json, for offline BPE
@@ -84,7 +87,8 @@ def read_start(start: str) -> str:
 
 def sample_tokens(model, tokenizer, start: str = "\n", num_samples: int = 10, max_new_tokens: int = 500,
                   temperature: float = 0.8, top_k: Optional[int] = 200, top_p: float = 1.0,
-                  seed: Optional[int] = 1337, stop_at_eot: bool = False, jit_compile: bool = True):
+                  seed: Optional[int] = 1337, stop_at_eot: bool = False, jit_compile: bool = True,
+                  weights: str = "float32"):
     """The Generation (token ids and lengths) of num_samples continuations of the start text.
     Only ids the tokenizer knows are sampled (a model trained with the padded vocabulary has
     more)."""
@@ -97,7 +101,7 @@ def sample_tokens(model, tokenizer, start: str = "\n", num_samples: int = 10, ma
     return generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
                     top_p=None if top_p == 1.0 else top_p, seed=seed, eot_token=eot,
                     vocab_limit=min(tokenizer.vocab_size, model.config.vocab_size),
-                    num_samples=num_samples, jit_compile=jit_compile)
+                    num_samples=num_samples, jit_compile=jit_compile, weights=weights)
 
 
 def sample(model, tokenizer, start: str = "\n", **kwargs) -> List[str]:
@@ -175,10 +179,14 @@ def main(argv=None):
                     temperature=opts["temperature"], top_k=opts["top_k"], top_p=opts["top_p"],
                     seed=opts["seed"], stop_at_eot=opts["stop_at_eot"])
     if is_saved_model(source):
+        if opts["weights"] != DEFAULTS["weights"]:
+            raise ValueError(f"--weights={opts['weights']}: {source} is a SavedModel, whose weights were "
+                             f"chosen at export (the pipeline's serving_weights)")
         texts = sample_saved_model(source, opts["start"], bpe_dir=opts["bpe_dir"], **settings)
     else:
         model, tokenizer = load_for_sampling(source, bpe_dir=opts["bpe_dir"], dtype=opts["dtype"])
-        texts = sample(model, tokenizer, opts["start"], jit_compile=opts["compile"], **settings)
+        texts = sample(model, tokenizer, opts["start"], jit_compile=opts["compile"], weights=opts["weights"],
+                       **settings)
     for text in texts:
         print(text)
         print(SEPARATOR)

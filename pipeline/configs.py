@@ -29,6 +29,8 @@ class PipelineConfig:
     train_preset: str = "shakespeare_char"
     train_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)
     resume: bool = False  # continue from the checkpoint of the latest model's training run
+    # the exported SavedModel's matmul weights: 'float32', or 'bfloat16' (half the bytes per token)
+    serving_weights: str = "float32"
     # where training runs: in the Trainer's own process or pod (one device, or `--strategy=mirrored`
     # over its GPUs; on Kubeflow the pod gets train_accelerator_count x train_accelerator), or, for
     # train_workers > 1, as a Vertex AI training job of train_workers machines with that many

@@ -42,7 +42,7 @@ def _trainer(config: PipelineConfig, kubeflow: bool, **inputs):
     if config.train_accelerator and config.train_accelerator_count < 1:
         raise ValueError(f"train_accelerator={config.train_accelerator!r} needs train_accelerator_count >= 1")
     custom_config = {"train_preset": config.train_preset, "train_config": config.train_overrides,
-                     "resume": config.resume}
+                     "resume": config.resume, "serving_weights": config.serving_weights}
     common = dict(run_fn="components.trainer.run_fn.run_fn", train_args=tfx.proto.TrainArgs(splits=["train"]),
                   eval_args=tfx.proto.EvalArgs(splits=["val"]), **inputs)
     if config.trains_on_vertex:
