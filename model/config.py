@@ -35,6 +35,7 @@ GPT2_SIZES = {
 }
 GPT2_BLOCK_SIZE = 1024
 DTYPES = tuple(POLICY_OF_DTYPE)
+WEIGHT_DTYPES = ("float32", "bfloat16")  # the weights a GPT can decode with (GPT.with_weights)
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 TOKENIZERS = ("gpt2", "char")
 

@@ -17,7 +17,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 
 from model import hf_checkpoint
-from model.config import GPT2_SIZES  # noqa: F401  (defined with the settings; re-exported)
+from model.config import GPT2_SIZES, WEIGHT_DTYPES  # noqa: F401  (GPT2_SIZES: defined with the settings; re-exported)
 
 # Compute dtypes by policy name (the names Keras uses for its mixed-precision policies).
 DTYPE_POLICIES = {
@@ -27,7 +27,6 @@ DTYPE_POLICIES = {
 }
 
 # How an inference copy stores its matmul weights and embeddings (GPT.with_weights).
-WEIGHT_DTYPES = ("float32", "bfloat16")
 
 GPT2_VOCAB_SIZE = 50257  # GPT-2's BPE vocabulary, the end-of-text token included
 PADDED_VOCAB_SIZE = 50304  # GPT-2's vocabulary rounded up to a multiple of 64, as nanoGPT trains

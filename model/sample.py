@@ -18,7 +18,7 @@ import os
 import sys
 from typing import List, Optional
 
-from model.config import DTYPES
+from model.config import DTYPES, WEIGHT_DTYPES
 from model.settings import check, command_line, help_listing, parse_overrides, setting
 
 @dataclasses.dataclass
@@ -35,6 +35,9 @@ class SampleConfig:
                                 "(1.0: off)", above=0, maximum=1)
     seed: int = setting(1337, "the sampling seed")
     dtype: str = setting("float32", "compute precision (weights stay float32)", choices=DTYPES)
+    weights: str = setting("float32", "decode with a copy whose matmul weights are bfloat16 (half the bytes per "
+                                      "token); checkpoints only: a SavedModel's are its export's serving_weights",
+                           choices=WEIGHT_DTYPES)
     compile: bool = setting(True, "XLA for the generation loop (much faster on a CPU; compiled per prompt length)")
     stop_at_eot: bool = setting(False, "end a sample at the tokenizer's end-of-text token (GPT-2 BPE has one)")
     bpe_dir: str = setting("", "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE")
@@ -92,7 +95,8 @@ def read_start(start: str) -> str:
 
 def sample_tokens(model, tokenizer, start: str = "\n", num_samples: int = 10, max_new_tokens: int = 500,
                   temperature: float = 0.8, top_k: Optional[int] = 200, top_p: float = 1.0,
-                  seed: Optional[int] = 1337, stop_at_eot: bool = False, jit_compile: bool = True):
+                  seed: Optional[int] = 1337, stop_at_eot: bool = False, jit_compile: bool = True,
+                  weights: str = "float32"):
     """The Generation (token ids and lengths) of num_samples continuations of the start text.
     Only ids the tokenizer knows are sampled (a model trained with the padded vocabulary has
     more)."""
@@ -105,7 +109,7 @@ def sample_tokens(model, tokenizer, start: str = "\n", num_samples: int = 10, ma
     return generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
                     top_p=None if top_p == 1.0 else top_p, seed=seed, eot_token=eot,
                     vocab_limit=min(tokenizer.vocab_size, model.config.vocab_size),
-                    num_samples=num_samples, jit_compile=jit_compile)
+                    num_samples=num_samples, jit_compile=jit_compile, weights=weights)
 
 
 def sample(model, tokenizer, start: str = "\n", **kwargs) -> List[str]:
@@ -175,10 +179,15 @@ def _main(argv: List[str], prog: str):
                     temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                     seed=opts.seed, stop_at_eot=opts.stop_at_eot)
     if is_saved_model(source):
+        if opts.weights != "float32":
+            from model.errors import UsageError
+
+            raise UsageError(f"--weights={opts.weights}: {source} is a SavedModel, whose weights were "
+                             f"chosen at export (the pipeline's serving_weights)")
         texts = sample_saved_model(source, opts.start, bpe_dir=opts.bpe_dir, **settings)
     else:
         model, tokenizer = load_for_sampling(source, bpe_dir=opts.bpe_dir, dtype=opts.dtype)
-        texts = sample(model, tokenizer, opts.start, jit_compile=opts.compile, **settings)
+        texts = sample(model, tokenizer, opts.start, jit_compile=opts.compile, weights=opts.weights, **settings)
     for text in texts:
         print(text)
         print(SEPARATOR)

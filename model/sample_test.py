@@ -93,6 +93,21 @@ def test_models_are_read_through_tf_io_gfile(run_dir, capsys):
     assert all(s.startswith("Citizen:") and len(s) == len("Citizen:") + 6 + 1 for s in samples)
 
 
+def test_bfloat16_weights_option(run_dir, tmp_path, capsys):
+    """--weights=bfloat16 samples a checkpoint with bfloat16 matmul weights (greedy: the float32
+    text, for this model); a SavedModel's weights were chosen at export, so it is refused there."""
+    args = [f"--init_from={run_dir.out_dir}", "--num_samples=1", "--max_new_tokens=20", "--temperature=0",
+            "--compile=False"]
+    main(args)
+    float32 = capsys.readouterr().out
+    main([*args, "--weights=bfloat16"])
+    assert capsys.readouterr().out == float32
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        main([f"--init_from={tmp_path}", "--weights=bfloat16"])
+    assert "--weights=bfloat16: " in capsys.readouterr().err
+
+
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="num_sample"):
         parse_args(["--num_sample=3"])

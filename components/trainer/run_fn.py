@@ -10,7 +10,8 @@
 - The training run lives in the ModelRun artifact (checkpoints, configs, TensorBoard, history.json);
   the Model artifact gets the SavedModel (Format-Serving) and a Hugging Face checkpoint (Format-HF)
   of the best weights (the last checkpoint saved, which is the best unless always_save_checkpoint).
-- custom_config "resume": continue from the checkpoint of the run that made `base_model`.
+- custom_config "resume": continue from the checkpoint of the run that made `base_model`;
+  "serving_weights": the SavedModel's matmul weights, "float32" or "bfloat16" (GPT.with_weights).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def run_fn(fn_args) -> None:
         export = dict(text_encoder=char_transform.TransformTextEncoder(fn_args.transform_graph_path))
     else:
         tokenizer_json, export = {"kind": "gpt2"}, {}
+    export["weights"] = custom.get("serving_weights", "float32")
     if custom.get("resume"):
         if not fn_args.base_model:
             raise ValueError("resume was asked for, but there is no previous model to resume from")
