@@ -138,9 +138,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
         started = time.time()
         cfg = resolve_config(exec_properties)
+        items, info = plan(cfg)  # a missing or empty input is named first
         if cfg["tokenizer"] == beam_ops.GPT2:  # no BPE files (offline, no bpe_dir): one line, before Beam starts
             GPT2Tokenizer(cfg["bpe_dir"])
-        items, info = plan(cfg)
         logging.info("TokenizeText: %s (%s); %s", info["source"], ", ".join(
             f"{info[k]:,} {k[4:]}" for k in ("num_files", "num_rows") if k in info) or "streamed",
             sources.describe_split(info))
