@@ -22,6 +22,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from model import files
+from model.errors import writing
 from model.generate import serving_function
 
 SIGNATURES = ("generate", "logits", "tokenizer")
@@ -101,6 +102,6 @@ def export_saved_model(model, path: str, tokenizer_json: dict, text_encoder: Opt
     the file and the bytes read per token). jit_compile: the decoding steps run by XLA (see
     model.generate.serving_function); False for servers built without XLA."""
     module = ServingModule(model.with_weights(weights), tokenizer_json, text_encoder, jit_compile)
-    with files.atomic_directory(path) as directory:
+    with writing(f"the SavedModel {path}"), files.atomic_directory(path) as directory:
         tf.saved_model.save(module, directory, signatures=module.signatures())
     return path

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from model import files
+from model.errors import writing
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -96,10 +97,21 @@ def write_gpt2(directory: str, cfg, variables: Dict[str, tf.Variable]) -> None:
     }
     if cfg.vocab_size > 50256:  # the vocabulary holds GPT-2's end-of-text token
         hf_config.update(bos_token_id=50256, eos_token_id=50256)
-    tf.io.gfile.makedirs(directory)
-    with files.atomic_path(os.path.join(directory, WEIGHTS_FILE)) as tmp:
-        save_file(tensors, tmp, metadata={"format": "pt"})
-    files.write_json(os.path.join(directory, CONFIG_FILE), hf_config, sort_keys=False)
+    # config.json last: the file that makes a directory a checkpoint (a reader looks for it)
+    with writing(f"the Hugging Face checkpoint {directory}", cleanup=lambda: _remove_checkpoint(directory)):
+        tf.io.gfile.makedirs(directory)
+        with files.atomic_path(os.path.join(directory, WEIGHTS_FILE)) as tmp:
+            save_file(tensors, tmp, metadata={"format": "pt"})
+        files.write_json(os.path.join(directory, CONFIG_FILE), hf_config, sort_keys=False)
+
+
+def _remove_checkpoint(directory: str) -> None:
+    """The files of a checkpoint whose write failed, and its directory when nothing else is in it."""
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if tf.io.gfile.exists(os.path.join(directory, name)):
+            tf.io.gfile.remove(os.path.join(directory, name))
+    if tf.io.gfile.isdir(directory) and not tf.io.gfile.listdir(directory):
+        tf.io.gfile.rmtree(directory)
 
 
 def _resolve_checkpoint_dir(name_or_dir: str, known_sizes) -> str:

@@ -22,6 +22,8 @@ from tfx.utils import io_utils
 from components.artifact_layout import METRICS_FILE, PLOT_FILE, REPORT_FILE
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report
+from model import files
+from model.errors import writing
 from model.model import GPT2_VOCAB_SIZE
 
 EXAMPLES_KEY = "examples"
@@ -35,6 +37,15 @@ BLESSING_REASON_KEY = "blessing_reason"
 
 DEFAULTS = {"baselines": "[]", "eval_batches": 200, "batch_size": 8, "block_size": 0, "seed": 1337,
             "val_loss_threshold": None, "max_regression": 0.0, "data_tokenizer": ""}
+
+
+def _remove_outputs(evaluation: types.Artifact, blessing: types.Artifact) -> None:
+    """The files of an evaluation and blessing whose writing failed midway."""
+    c = evaluator_constants
+    for path in ([os.path.join(evaluation.uri, name) for name in (METRICS_FILE, REPORT_FILE, PLOT_FILE)]
+                 + [os.path.join(blessing.uri, name) for name in (c.BLESSED_FILE_NAME, c.NOT_BLESSED_FILE_NAME)]):
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
 
 
 def _log_result(result: ev.ModelResult, started: float) -> None:
@@ -159,9 +170,12 @@ class Executor(base_executor.BaseExecutor):
                                     max_regression=settings.max_regression,
                                     candidate_is_last_blessed=candidate_is_last_blessed)
         eval_info = self._eval_info(settings, block_size, windows)
-        self._write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes,
-                               report.read_history(model_run.uri if model_run else None))
-        self._write_blessing(blessing, model, last_blessed, blessed, reason, results[0])
+        history = report.read_history(model_run.uri if model_run else None)
+        # a full disk midway leaves neither a complete-looking evaluation nor a blessing marker
+        with writing(f"the evaluation {evaluation.uri} and the blessing {blessing.uri}",
+                     cleanup=lambda: _remove_outputs(evaluation, blessing)):
+            self._write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes, history)
+            self._write_blessing(blessing, model, last_blessed, blessed, reason, results[0])
         logging.info("LMEvaluator: %s", reason)
 
     # -- models ----------------------------------------------------------------------------------
@@ -211,14 +225,12 @@ class Executor(base_executor.BaseExecutor):
         metrics = {"blessed": blessed, "reason": reason, "evaluation": eval_info,
                    "models": [r.to_dict() for r in results], "notes": notes,
                    "reference_openwebtext_val_losses": ev.REFERENCE_VAL_LOSSES}
-        with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
-            json.dump(metrics, f, indent=2)
+        files.write_json(os.path.join(evaluation.uri, METRICS_FILE), metrics, sort_keys=False)
         settings_text = dict(eval_info)
         if settings.val_loss_threshold is None:
             settings_text["val_loss_threshold"] = "none"
-        with tf.io.gfile.GFile(os.path.join(evaluation.uri, REPORT_FILE), "w") as f:
-            f.write(report.markdown(results, blessed=blessed, reason=reason, settings=settings_text,
-                                    notes=notes))
+        files.write_file(os.path.join(evaluation.uri, REPORT_FILE),
+                         report.markdown(results, blessed=blessed, reason=reason, settings=settings_text, notes=notes))
         report.plot_loss_curves(os.path.join(evaluation.uri, PLOT_FILE), history, results)
 
         evaluation.set_int_custom_property("blessed", int(blessed))

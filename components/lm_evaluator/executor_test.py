@@ -1,10 +1,12 @@
 """LMEvaluator's executor on real files and standard artifacts: losses against a direct computation,
 models whose loss is known in closed form (uniform: ln V; unigram: the data's cross-entropy under p),
-the blessing rules, baselines from local checkpoints, and bad input."""
+the blessing rules, baselines from local checkpoints, bad input, and a full disk while writing the
+outputs (a real ENOSPC from the small_disk tmpfs of conftest.py)."""
 
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator.executor import Executor
 from components.lm_evaluator.models_testutil import P, V, tiny_gpt, uniform_gpt, unigram_gpt
 from model import shards
+from model.errors import DiskFull
 from model.model import GPT, cross_entropy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -297,3 +300,22 @@ def test_decide_rules():
     assert ev.decide(2.0, threshold=None, last_blessed_val=2.0, max_regression=0.0)[0]  # equal is fine
     blessed, reason = ev.decide(2.5, threshold=2.0, last_blessed_val=2.0, max_regression=0.1)
     assert not blessed and "threshold" in reason and "worse than the last blessed" in reason
+
+
+def test_a_full_disk_while_writing_the_outputs_leaves_nothing_and_the_rerun_completes(small_disk, data, models):
+    """metrics.json and report.md fit in the two pages a filler file leaves, loss_curves.png does not."""
+    examples, _ = data
+    outputs = small_disk / "outputs"
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 2 * 4096))
+    with pytest.raises(DiskFull) as failure:
+        run_executor(outputs, examples, models["unigram"], model_run=models["run"], val_loss_threshold=math.log(V))
+    assert str(failure.value) == (f"no space left on the device writing the evaluation {outputs}/evaluation and "
+                                  f"the blessing {outputs}/blessing: free space, then run again")
+    assert os.listdir(outputs / "evaluation") == [] and os.listdir(outputs / "blessing") == []
+    filler.unlink()
+    evaluation, blessing = run_executor(outputs, examples, models["unigram"], model_run=models["run"],
+                                        val_loss_threshold=math.log(V))
+    assert sorted(os.listdir(evaluation.uri)) == ["loss_curves.png", "metrics.json", "report.md"]
+    assert os.listdir(blessing.uri) == ["BLESSED"]
+    assert json.load(open(os.path.join(evaluation.uri, "metrics.json")))["blessed"] is True

@@ -7,8 +7,6 @@ import io
 import os
 from typing import List, Optional
 
-import tensorflow as tf
-
 from components import artifact_layout
 from components.lm_evaluator.evaluate import REFERENCE_VAL_LOSSES, ModelResult
 from model import files
@@ -92,5 +90,4 @@ def plot_loss_curves(path: str, history: Optional[dict], results: List[ModelResu
     figure.tight_layout()
     png = io.BytesIO()
     figure.savefig(png, format="png")
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(png.getvalue())
+    files.write_file(path, png.getvalue())

@@ -18,6 +18,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from model.errors import writing
+
 STAGING_PREFIX = ".staging-"
 
 
@@ -75,13 +77,14 @@ class Executor(tfx_pusher.Executor):
         base_directory = destination.filesystem.base_directory
         for path in remove_staging_dirs(base_directory):
             logging.warning("Pusher: removed %s, left by a push cut short", path)
-        # the archive copy first: a failure there leaves nothing in the serving directory
-        io_utils.copy_dir(model_path, model_push.uri)
         version = str(int(time.time()))
         serving_path = os.path.join(base_directory, version)
         while fileio.exists(serving_path):  # two pushes in one second
             version = str(int(version) + 1)
             serving_path = os.path.join(base_directory, version)
-        copy_atomically(model_path, serving_path)
+        with writing(f"the pushed model {serving_path}"):
+            # the archive copy first: a failure there leaves nothing in the serving directory
+            io_utils.copy_dir(model_path, model_push.uri)
+            copy_atomically(model_path, serving_path)
         logging.info("Model written to serving path %s.", serving_path)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)

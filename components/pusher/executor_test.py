@@ -10,6 +10,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from components.pusher.executor import STAGING_PREFIX, Executor
+from model.errors import DiskFull
 
 MODEL_BYTES = 600 * 1024
 
@@ -56,9 +57,8 @@ def test_a_full_disk_mid_push_leaves_nothing_and_the_rerun_completes(tmp_path, s
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * (700 * 1024))  # the model's 601 KiB no longer fit
     serving_dir = small_disk / "serving"
-    with pytest.raises(Exception) as failure:
+    with pytest.raises(DiskFull, match=f"^no space left on the device writing the pushed model {serving_dir}/[0-9]+: "):
         _push(tmp_path, inputs, serving_dir)
-    assert "space" in str(failure.value).lower()  # ENOSPC: No space left on device
     assert os.listdir(serving_dir) == []  # no version directory, no staging litter
     filler.unlink()
     pushed = _push(tmp_path, inputs, serving_dir, attempt=1)

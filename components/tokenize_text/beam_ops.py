@@ -10,6 +10,7 @@ count dictionaries.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import json
@@ -187,7 +188,14 @@ class GzipTFRecordSink(filebasedsink.FileBasedSink):
         return _GzipFile(super().open(temp_path))
 
     def write_encoded_record(self, file_handle, encoded_value):
-        file_handle.write(encoding.tfrecord(encoded_value))
+        try:
+            file_handle.write(encoding.tfrecord(encoded_value))
+        except OSError:
+            # Beam keeps a failed bundle's file open: closed here, the space of the file (deleted
+            # with the staging directory) is freed now, not when the process ends.
+            with contextlib.suppress(OSError):
+                file_handle.close()
+            raise
 
 
 class _GzipFile(gzip.GzipFile):

@@ -21,6 +21,7 @@ from tfx.types import artifact_utils
 from components.tokenize_text import beam_ops, encoding, sources
 from components.tokenize_text.settings import TokenizeTextSettings
 from model import shards
+from model.errors import writing
 from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
 
 EXAMPLES_KEY = "examples"
@@ -146,18 +147,26 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             sources.describe_split(info))
 
         staging = os.path.join(examples.uri, f"{STAGING_DIR}-{uuid.uuid4().hex[:8]}")
+        published = []
         try:
-            with self._make_beam_pipeline() as pipeline:
-                beam_ops.build_pipeline(pipeline, items, cfg, staging)
+            with writing(f"the shards of {examples.uri}"):
+                with self._make_beam_pipeline() as pipeline:
+                    beam_ops.build_pipeline(pipeline, items, cfg, staging)
             with fileio.open(os.path.join(staging, beam_ops.STATS_FILE)) as f:
                 stats = json.loads(f.read())
             check_counts(stats, info["source"])
             for key, count in info.pop("text_counts", {}).items():  # a file split into head and tail
                 stats[key] += count
             for split in sources.SPLITS:
-                fileio.rename(shards.split_dir(staging, split), shards.split_dir(examples.uri, split))
+                published.append(shards.split_dir(examples.uri, split))
+                fileio.rename(shards.split_dir(staging, split), published[-1])
             fileio.rename(os.path.join(staging, beam_ops.STATS_FILE),
                           os.path.join(examples.uri, beam_ops.STATS_FILE))
+        except BaseException:
+            for path in published:  # one split without the other, or without its counts: not an output
+                if fileio.exists(path):
+                    fileio.rmtree(path)
+            raise
         finally:
             if fileio.exists(staging):
                 fileio.rmtree(staging)

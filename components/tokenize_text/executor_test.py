@@ -3,6 +3,7 @@ corpora from text files and `datasets` files, determinism across runners, and ba
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from components.tokenize_text import beam_ops, sources
 from components.tokenize_text.executor import Executor
 from components.tokenize_text.settings import TokenizeTextSettings
 from model import shards
+from model.errors import DiskFull
 from model.tokenizer import GPT2Tokenizer
 
 EOT = GPT2Tokenizer.eot_token
@@ -303,3 +305,30 @@ def test_only_direct_runner_workers_go_without_tfxs_sdist(beam_args, direct):
     if direct:  # the executor keeps the arguments as given: no --extra_package of a TFX sdist
         context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_args)
         assert Executor(context)._beam_pipeline_args == beam_args
+
+
+def _split_files(out_dir):
+    """{Split-x/name: bytes} of an output's shards."""
+    return {os.path.join(split, name): open(os.path.join(out_dir, split, name), "rb").read()
+            for split in sorted(os.listdir(out_dir)) if split.startswith("Split-")
+            for name in sorted(os.listdir(os.path.join(out_dir, split)))}
+
+
+def test_a_full_disk_while_writing_shards_is_one_line_and_the_rerun_completes(tmp_path, small_disk,
+                                                                             shakespeare_text):
+    """The shards (~90 KB of GZIP'd text records) no longer fit in what a filler file leaves free."""
+    text = tmp_path / "input.txt"
+    text.write_text(shakespeare_text[:200_000], encoding="utf-8")
+    settings = dict(input_pattern=str(text), tokenizer="char", num_shards=1)
+    expected = _split_files(run_executor(tmp_path / "uninterrupted", **settings).uri)
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (1024 * 1024 - 40 * 1024))
+    out_dir = small_disk / "examples"
+    with pytest.raises(DiskFull) as failure:
+        run_executor(out_dir, **settings)
+    assert str(failure.value) == (f"no space left on the device writing the shards of {out_dir}: "
+                                  f"free space, then run again")
+    assert not [n for n in os.listdir(out_dir) if n.startswith(("Split-", "_staging"))]
+    filler.unlink()
+    assert shutil.disk_usage(small_disk).used == 0  # no file of the failed run kept open, holding space
+    assert _split_files(run_executor(out_dir, **settings).uri) == expected

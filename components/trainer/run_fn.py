@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -24,10 +23,11 @@ import tempfile
 import tensorflow as tf
 
 from components import artifact_layout
+from model import files
 from model.checkpoint_shape import check_resume
 from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, make_config
+from model.errors import writing
 from model.export import export_saved_model
-from model.files import read_json
 from model.train import Trainer
 
 RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
@@ -79,7 +79,8 @@ def run_fn(fn_args) -> None:
     cfg = make_config(custom.get("train_preset"),
                       **{**overrides, "out_dir": out_dir, "data_dir": _examples_uri(fn_args.train_files[0])})
     if custom.get("resume"):  # refused before training, so that ML Metadata records only what trained
-        check_resume(read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg, previous_run)
+        previous_config = files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}
+        check_resume(previous_config, cfg, previous_run)
     trainer = Trainer(cfg, tokenizer_json=tokenizer_json, log=lambda line: print(line, flush=True))
     result = trainer.run()
     latest = tf.train.latest_checkpoint(os.path.join(out_dir, CHECKPOINT_DIR))
@@ -91,10 +92,10 @@ def run_fn(fn_args) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
         return
     history = {"eval": trainer.history, "train": trainer.train_losses, "result": result}
-    with tf.io.gfile.GFile(os.path.join(out_dir, artifact_layout.HISTORY_FILE), "w") as f:
-        json.dump(history, f)
+    with writing(f"{artifact_layout.HISTORY_FILE} in {out_dir}"):
+        files.write_json(os.path.join(out_dir, artifact_layout.HISTORY_FILE), history, indent=None, sort_keys=False)
     model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     export_saved_model(trainer.model, fn_args.serving_model_dir, tokenizer_json, **export)
     trainer.model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
-    with tf.io.gfile.GFile(os.path.join(model_uri, RUN_DIR_POINTER), "w") as f:
-        f.write(out_dir)
+    with writing(f"{RUN_DIR_POINTER} in {model_uri}"):
+        files.write_file(os.path.join(model_uri, RUN_DIR_POINTER), out_dir)
