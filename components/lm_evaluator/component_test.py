@@ -11,7 +11,7 @@ from tfx.orchestration import metadata
 
 from components import artifact_layout
 from components.lm_evaluator.component import LMEvaluator
-from components.lm_evaluator.models_testutil import P, V, uniform_gpt, unigram_gpt
+from test_helpers.lm_models import P, V, uniform_gpt, unigram_gpt
 from model import shards
 
 

@@ -15,7 +15,7 @@ from tfx.types import standard_artifacts
 from components import artifact_layout
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator.executor import Executor
-from components.lm_evaluator.models_testutil import P, V, tiny_gpt, uniform_gpt, unigram_gpt
+from test_helpers.lm_models import P, V, tiny_gpt, uniform_gpt, unigram_gpt
 from model import shards
 from model.errors import DiskFull
 from model.model import GPT, cross_entropy

@@ -9,7 +9,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components.lm_evaluator.executor_test import data, run_executor, save_model  # noqa: F401 (fixture)
-from components.lm_evaluator.models_testutil import tiny_gpt
+from test_helpers.lm_models import tiny_gpt
 
 
 def test_a_nan_candidate_is_not_blessed_and_its_loss_is_stored_as_a_string(tmp_path, data):  # noqa: F811
