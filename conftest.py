@@ -33,6 +33,31 @@ def bpe_dir(shared_data):
     return os.path.join(shared_data, "gpt2_bpe")
 
 
+# A character model small enough to train in seconds; tests override what they need.
+TINY_CHAR_RUN = dict(tokenizer="char", n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=4, dropout=0.0,
+                     bias=False, learning_rate=3e-3, max_iters=20, eval_interval=10, eval_iters=2, warmup_iters=2,
+                     lr_decay_iters=20, gradient_accumulation_steps=1, tensorboard=False)
+
+
+@pytest.fixture(scope="session")
+def train_char_model(tmp_path_factory, shakespeare_text):
+    """train_char_model(characters, **settings): a Trainer that has trained a character model (TINY_CHAR_RUN
+    with `settings` over it) on the first `characters` of Tiny Shakespeare, in a directory of its own."""
+    def train(characters, **settings):
+        from model.config import make_config
+        from model.train import Trainer
+
+        root = tmp_path_factory.mktemp("char_run")
+        text_file = root / "input.txt"
+        text_file.write_text(shakespeare_text[:characters], encoding="utf-8")
+        cfg = make_config(**{**TINY_CHAR_RUN, **settings}, out_dir=str(root / "out"), text_file=str(text_file))
+        trainer = Trainer(cfg, log=lambda *_: None)
+        trainer.run()
+        return trainer
+
+    return train
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB tmpfs, where writes past its size fail with a real ENOSPC (mounting needs root:

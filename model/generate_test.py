@@ -213,23 +213,14 @@ def test_sampling_draws_from_the_softmax():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, shakespeare_text):
+def trained(train_char_model, shakespeare_text):
     """A small GPT trained 300 iterations on characters of Tiny Shakespeare (held-out loss 2.45),
     with held-out text to score: the quality test of reduced-precision weights needs learned
     weights, not random ones."""
-    from model.config import make_config
     from model.tokenizer import CharTokenizer
-    from model.train import Trainer
 
-    root = tmp_path_factory.mktemp("trained")
-    text_file = root / "input.txt"
-    text_file.write_text(shakespeare_text[:200_000], encoding="utf-8")
-    cfg = make_config(out_dir=str(root / "out"), text_file=str(text_file), tokenizer="char", n_layer=2,
-                      n_head=4, n_embd=64, block_size=64, batch_size=16, dropout=0.0, bias=True,
-                      learning_rate=3e-3, max_iters=300, eval_interval=300, eval_iters=2, warmup_iters=20,
-                      lr_decay_iters=300, min_lr=3e-4, gradient_accumulation_steps=1, tensorboard=False)
-    trainer = Trainer(cfg, log=lambda *_: None)
-    trainer.run()
+    trainer = train_char_model(200_000, n_layer=2, n_head=4, n_embd=64, block_size=64, batch_size=16, bias=True,
+                               max_iters=300, eval_interval=300, warmup_iters=20, lr_decay_iters=300, min_lr=3e-4)
     text = shakespeare_text[:200_000]
     held_out = text[-4000:]  # from the validation split (the last 10%): never trained on
     return trainer.model, np.array(CharTokenizer.from_text(text).encode(held_out), np.int32)

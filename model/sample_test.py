@@ -8,24 +8,16 @@ import numpy as np
 import pytest
 
 from model import GPT, GPTConfig
-from model.config import CHECKPOINT_DIR, make_config
+from model.config import CHECKPOINT_DIR
 from model.sample import SEPARATOR, load_for_sampling, main, parse_args, sample, sample_tokens
 from model.tokenizer import GPT2Tokenizer, CharTokenizer
 from model.train import Trainer
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, shakespeare_text):
+def run_dir(train_char_model):
     """A real (tiny) training run on characters of Shakespeare, with its checkpoints."""
-    root = tmp_path_factory.mktemp("run")
-    text_file = root / "small.txt"
-    text_file.write_text(shakespeare_text[:20000], encoding="utf-8")
-    cfg = make_config(out_dir=str(root / "out"), text_file=str(text_file), tokenizer="char", n_layer=1,
-                      n_head=2, n_embd=32, block_size=32, batch_size=4, dropout=0.0, bias=False,
-                      learning_rate=3e-3, max_iters=20, eval_interval=10, eval_iters=2, warmup_iters=2,
-                      lr_decay_iters=20, gradient_accumulation_steps=1, tensorboard=False)
-    Trainer(cfg, log=lambda *_: None).run()
-    return cfg
+    return train_char_model(20000).cfg
 
 
 def checkpoint_weights(cfg):
