@@ -290,10 +290,10 @@ def main(argv=None):
 
     debug, argv = pop_debug(sys.argv[1:] if argv is None else argv)
     with reported("runner.py", debug):
-        _main(argv)
+        _main(argv, debug)
 
 
-def _main(argv):
+def _main(argv, debug=False):
     parser = _ArgumentParser(prog="runner.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
     run_parser = commands.add_parser(
@@ -363,12 +363,10 @@ def _main(argv):
     sample_parser.add_argument("--output", default=None, help="the pipeline's output directory (default: tfx_output)")
     sample_parser.set_defaults(handler=sample)
     args, rest = parser.parse_known_args(argv)
-    from model.settings import SettingError
+    from model.errors import reported
 
-    try:
+    with reported(f"runner.py {args.command}", debug):  # a user's mistake: one line naming the command
         args.handler(args, rest)
-    except SettingError as e:  # a wrong setting: one line, before anything ran or was written
-        parser.exit(2, f"runner.py {args.command}: error: {e}\n")
 
 
 if __name__ == "__main__":

@@ -191,17 +191,14 @@ def coerce_values(values: Dict[str, Any], *groups) -> Dict[str, Any]:
 
 def command_line(prog: str, argv: Sequence[str], build, help_text):
     """`build(argv)` for a command line; --help prints help_text(prog) and exits 0; a SettingError
-    exits with status 2 and its one line, no traceback."""
-    import sys
+    exits with status 2 and its one line, no traceback (errors.reported)."""
+    from model.errors import reported
 
     if "-h" in argv or "--help" in argv:
         print(help_text(prog))
         raise SystemExit(0)
-    try:
+    with reported(prog):
         return build(list(argv))
-    except SettingError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def help_listing(cls, title: str, skip: Iterable[str] = (), width: int = 100) -> str:

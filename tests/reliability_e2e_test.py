@@ -67,4 +67,4 @@ def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(
             runner.main([*command, f"--output={healthy.output_dir}"])
         stderr = capsys.readouterr().err
         assert exit_info.value.code == 2 and stderr.count("\n") == 1, stderr
-        assert stderr.startswith("runner.py: error: ") and healthy.metadata_path in stderr
+        assert stderr.startswith(f"runner.py {command[0]}: error: ") and healthy.metadata_path in stderr
