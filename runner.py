@@ -114,7 +114,9 @@ def run(args, overrides):
     if args.spec:
         return _run_spec(args, overrides)
     if args.pipeline_root or args.until:
-        raise SystemExit("runner.py run: --pipeline_root and --until go with --spec")
+        from model.errors import UsageError
+
+        raise UsageError("--pipeline_root and --until go with --spec")
     config = _pipeline_config(args, overrides)
     _show_progress()
     from tfx import v1 as tfx
@@ -145,7 +147,9 @@ def _run_spec(args, overrides):
                                                                             "beam_pipeline_args")
                                                          if getattr(args, n) not in (None, DEFAULT_PRESET)]
     if unused:
-        raise SystemExit(f"runner.py run --spec: {' '.join(unused)}: the spec holds the pipeline's settings; "
+        from model.errors import UsageError
+
+        raise UsageError(f"--spec: {' '.join(unused)}: the spec holds the pipeline's settings; "
                          f"compile it again to change them")
     _show_progress()
     from pipeline import kfp_local
@@ -154,7 +158,9 @@ def _run_spec(args, overrides):
         local_run = kfp_local.run_spec(args.spec, pipeline_root=args.pipeline_root, until=args.until,
                                        enable_cache=next((caching[a] for a in overrides), None))
     except ValueError as e:  # a damaged spec or a failed task, named
-        raise SystemExit(f"runner.py run --spec={args.spec}: {e}")
+        from model.errors import UserError
+
+        raise UserError(f"--spec={args.spec}: {e}") from e
     print(local_run.summary(), flush=True)
 
 
@@ -190,13 +196,17 @@ def lineage(args, overrides):
     if args.grpc:
         host, _, port = args.grpc.rpartition(":")
         if not host or not port.isdigit():
-            raise SystemExit(f"runner.py lineage: --grpc={args.grpc}: expected HOST:PORT")
+            from model.errors import UsageError
+
+            raise UsageError(f"--grpc={args.grpc}: expected HOST:PORT")
         store = model_lineage.grpc_store(host, int(port))
     else:
         metadata_path = _output_config(args).metadata_path
         if not os.path.isfile(metadata_path):
-            raise SystemExit(f"runner.py lineage: no ML Metadata store at {metadata_path}; run `runner.py run` "
-                             f"first, or name the output directory with --output")
+            from model.errors import MissingFile
+
+            raise MissingFile(f"no ML Metadata store at {metadata_path}; run `runner.py run` first, or name the "
+                              f"output directory with --output")
         store = model_lineage.sqlite_store(metadata_path)
     graph = model_lineage.model_lineage(store, args.model)
     if args.format == "text":
@@ -226,8 +236,10 @@ def _latest_pushed(args) -> str:
 
         destination = lineage.latest_pushed_destination(lineage.sqlite_store(config.metadata_path))
     if not destination:
-        raise SystemExit(f"runner.py sample: no pushed model recorded in {config.metadata_path}; run "
-                         f"`runner.py run` first, or name a model with --from")
+        from model.errors import NotFound
+
+        raise NotFound(f"no pushed model recorded in {config.metadata_path}; run `runner.py run` first, or "
+                       f"name a model with --from")
     return destination
 
 

@@ -157,13 +157,16 @@ DAMAGES = {
 
 
 @pytest.mark.parametrize("damage", DAMAGES, ids=list(DAMAGES))
-def test_a_damaged_spec_fails_naming_the_task(char_spec, tmp_path, damage):
+def test_a_damaged_spec_fails_naming_the_task(char_spec, tmp_path, damage, capsys):
     change, message = DAMAGES[damage]
     spec = _damaged(char_spec, tmp_path, change)
     root = tmp_path / "root"
+    capsys.readouterr()
     with pytest.raises(SystemExit) as failure:
         runner.main(["run", f"--spec={spec}", f"--pipeline_root={root}"])
-    assert message in str(failure.value) and "\n" not in str(failure.value)
+    stderr = capsys.readouterr().err
+    assert failure.value.code == 2 and stderr.startswith(f"runner.py run: error: --spec={spec}: ")
+    assert message in stderr and stderr.count("\n") == 1
     records = _records(root)
     if "process" in damage:  # it ran, and its record says how it ended
         assert [r["state"] for r in records] == ["FAILED"]

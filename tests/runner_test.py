@@ -33,10 +33,11 @@ def test_unknown_arguments_are_rejected():
 
 def test_lineage_names_a_missing_store_and_imports_nothing_heavy(tmp_path):
     result = _run("lineage", f"--output={tmp_path}")
-    assert result.returncode == 1 and "HEAVY []" in result.stdout
-    assert f"no ML Metadata store at {tmp_path}/metadata.sqlite" in result.stderr
+    assert result.returncode == 2 and "HEAVY []" in result.stdout
+    assert result.stderr == f"runner.py lineage: error: no ML Metadata store at {tmp_path}/metadata.sqlite; " \
+                            f"run `runner.py run` first, or name the output directory with --output\n"
     result = _run("lineage", "--grpc=localhost")
-    assert result.returncode == 1 and "--grpc=localhost: expected HOST:PORT" in result.stderr
+    assert result.returncode == 2 and "--grpc=localhost: expected HOST:PORT" in result.stderr
 
 
 def test_help_lists_every_setting_with_presets_as_choices():
@@ -184,12 +185,12 @@ def test_train_and_sample_help_list_their_settings_without_tensorflow():
 
 def test_run_spec_names_a_bad_spec_and_settings_it_holds(tmp_path):
     result = _run("run", f"--spec={tmp_path}/missing.yaml")
-    assert result.returncode == 1 and "HEAVY []" in result.stdout
-    assert f"runner.py run --spec={tmp_path}/missing.yaml: not a readable pipeline spec" in result.stderr
+    assert result.returncode == 2 and "HEAVY []" in result.stdout
+    assert f"runner.py run: error: --spec={tmp_path}/missing.yaml: not a readable pipeline spec" in result.stderr
     (tmp_path / "other.yaml").write_text("a: 1\n")
     result = _run("run", f"--spec={tmp_path}/other.yaml")
-    assert result.returncode == 1 and "not a Kubeflow Pipelines v2 spec" in result.stderr
+    assert result.returncode == 2 and "not a Kubeflow Pipelines v2 spec" in result.stderr
     result = _run("run", f"--spec={tmp_path}/other.yaml", "--max_iters=3")
-    assert result.returncode == 1 and "--max_iters=3: the spec holds the pipeline's settings" in result.stderr
+    assert result.returncode == 2 and "--max_iters=3: the spec holds the pipeline's settings" in result.stderr
     result = _run("run", "--until=Trainer")
-    assert result.returncode == 1 and "--until go with --spec" in result.stderr
+    assert result.returncode == 2 and "--until go with --spec" in result.stderr
