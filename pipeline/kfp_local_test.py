@@ -79,7 +79,7 @@ def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run):
 
 
 def test_a_second_run_finds_the_first_runs_blessed_model_through_the_resolvers(char_spec, first_run, capsys):
-    runner.main(["run", f"--spec={char_spec['spec']}"])
+    runner.main(["run", f"--spec={char_spec['spec']}", "--until=LMEvaluator"])  # the Pusher is the first run's test
     summary = capsys.readouterr().out
     first, second = _records(char_spec["root"])
     assert first["run_id"] == first_run["run_id"]
@@ -101,7 +101,6 @@ def test_a_second_run_finds_the_first_runs_blessed_model_through_the_resolvers(c
     # the candidate is that model itself (the Trainer came from the cache): not pushed twice
     assert blessing["blessed"] == 0 and "last blessed model itself" in blessing["blessing_reason"]
     assert "blessed: no" in summary and "pushed model: none" in summary
-    assert len(os.listdir(char_spec["serving"])) == 1
 
 
 def test_a_bpe_spec_runs_through_its_trainer(tmp_path, shakespeare_text, bpe_dir, capsys):
