@@ -25,11 +25,18 @@ def test_bad_sampling_settings_are_one_line_before_any_model_loads(option, messa
 
 
 def test_a_missing_run_is_one_line_and_debug_shows_the_traceback(tmp_path):
-    command = [sys.executable, "-m", "model.sample", f"--init_from={tmp_path}/nowhere"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    def sample(source, *extra):
+        command = [sys.executable, "-m", "model.sample", f"--init_from={source}", *extra]
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    result = sample(f"{tmp_path}/nowhere")  # said before TensorFlow loads
+    assert result.returncode == 2 and result.stderr == (
+        f"python -m model.sample: error: init_from='{tmp_path}/nowhere': no such file or directory\n")
+    result = sample(tmp_path)  # a directory that holds no model
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(f"python -m model.sample: error: init_from='{tmp_path}/nowhere'")
-    debug = subprocess.run(command + ["--debug"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"python -m model.sample: error: init_from='{tmp_path}': not a training out_dir")
+    debug = sample(tmp_path, "--debug")
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "MissingFile" in debug.stderr
 
 

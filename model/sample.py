@@ -175,6 +175,12 @@ def _main(argv: List[str], prog: str):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     opts = command_line(prog, argv, parse_args, sample_help)
     source = opts.out_dir if opts.init_from == "resume" else opts.init_from
+    from model.config import GPT2_SIZES
+
+    if "://" not in source and source not in GPT2_SIZES and not os.path.exists(source):
+        from model.errors import MissingFile  # said now, not after TensorFlow has loaded (~12 s)
+
+        raise MissingFile(f"init_from={source!r}: no such file or directory")
     settings = dict(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
                     temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                     seed=opts.seed, stop_at_eot=opts.stop_at_eot)
