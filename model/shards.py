@@ -44,6 +44,9 @@ class DamagedShard(UserError):
         super().__init__(f"{problem}: make the token shards of {examples} again (the pipeline: rerun with "
                          f"--enable_cache=False, which makes its Examples artifact anew instead of reusing this one)")
 
+    def __reduce__(self):  # pickled whole, for a reader in another process (a training subprocess)
+        return type(self), (self.examples, self.problem)
+
     @classmethod
     def unreadable(cls, path: str, error) -> "DamagedShard":
         return cls(os.path.dirname(os.path.dirname(path)),

@@ -2,11 +2,14 @@
 
 Such a run leaves its executions RUNNING in ML Metadata forever and its unfinished outputs
 (`<pipeline_root>/<component>/<output>/<execution id>/`, with TokenizeText's `_staging-*` inside)
-on disk, and a push killed after its copy a version directory in the serving directory that
-no PushedModel records. `runner.py run` holds an exclusive lock on the output directory while it runs, so when it
-gets the lock no other local run is in progress: every RUNNING execution of the store is a dead
-one. They are marked CANCELED, and their output directories, which no published artifact names,
-removed.
+on disk, and a push killed after its copy a version directory in the serving directory that no
+PushedModel records. `runner.py run` holds an exclusive lock on the output directory while it
+runs, so when it gets the lock no other local run is in progress: every RUNNING execution of the
+store is a dead one. They are marked CANCELED, and their output directories, which no published
+artifact names, removed.
+
+A cached artifact that a reader finds damaged is set aside (set_aside_damaged) so that the next
+run makes it again instead of taking it from the cache.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def _unrecorded_versions(store, serving_dir: str, since_ms: int) -> List[str]:
               for a in store.get_artifacts() if "pushed_destination" in a.custom_properties}
     candidates = [os.path.join(serving_dir, name) for name in os.listdir(serving_dir) if name.isdigit()]
     return [path for path in candidates if os.path.normpath(path) not in pushed
-            and os.path.getmtime(path) * 1000 >= since_ms - 1000]
+            and os.path.getmtime(path) * 1000 >= since_ms - 1000]  # a second's slack for clocks
 
 
 def clear_dead_executions(metadata_path: str, pipeline_root: str, serving_dir: str = "") -> List[int]:

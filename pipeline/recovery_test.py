@@ -42,3 +42,44 @@ def test_dead_executions_are_cancelled_and_their_outputs_removed(tmp_path):
     assert states == {finished: State.COMPLETE, killed: State.CANCELED}
     assert kept.is_dir() and not (root / "TokenizeText" / "examples" / str(killed)).exists()
     assert recovery.clear_dead_executions(str(metadata_path), str(root)) == []  # a rerun finds nothing
+
+
+def test_a_push_killed_after_its_copy_leaves_no_unrecorded_version(tmp_path):
+    """The version directory a dead Pusher execution copied goes; recorded pushes and versions older
+    than the dead execution stay."""
+    import time
+
+    metadata_path, serving = tmp_path / "metadata.sqlite", tmp_path / "serving_model"
+    store = _store(metadata_path)
+    older = serving / "1000000000"
+    os.makedirs(older)
+    os.utime(older, (time.time() - 3600, time.time() - 3600))  # before the killed push started
+    type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="tfx.components.Pusher"))
+    pushed_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="PushedModel"))
+    recorded = metadata_store_pb2.Artifact(type_id=pushed_type, uri=str(tmp_path / "pushed"))
+    recorded.custom_properties["pushed_destination"].string_value = str(serving / "1000000001")
+    store.put_artifacts([recorded])
+    [killed] = store.put_executions([metadata_store_pb2.Execution(type_id=type_id, last_known_state=State.RUNNING)])
+    for version in ("1000000001", "1000000002"):
+        os.makedirs(serving / version)
+    assert recovery.clear_dead_executions(str(metadata_path), str(tmp_path / "root"), str(serving)) == [killed]
+    assert sorted(os.listdir(serving)) == ["1000000000", "1000000001"]
+
+
+def test_a_damaged_artifact_is_set_aside_so_that_the_cache_no_longer_takes_it(tmp_path):
+    metadata_path = tmp_path / "metadata.sqlite"
+    store = _store(metadata_path)
+    type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="tfx.components.Transform"))
+    examples_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
+    uri = str(tmp_path / "Transform" / "transformed_examples" / "3")
+    [artifact] = store.put_artifacts([metadata_store_pb2.Artifact(type_id=examples_type, uri=uri,
+                                                                  state=metadata_store_pb2.Artifact.LIVE)])
+    [execution] = store.put_executions([metadata_store_pb2.Execution(type_id=type_id,
+                                                                     last_known_state=State.COMPLETE)])
+    store.put_events([metadata_store_pb2.Event(artifact_id=artifact, execution_id=execution,
+                                               type=metadata_store_pb2.Event.OUTPUT)])
+    described = recovery.set_aside_damaged(str(metadata_path), uri + "/")
+    assert described == f"the Examples artifact #{artifact} of Transform"
+    [marked] = _store(metadata_path).get_artifacts_by_id([artifact])
+    assert marked.state == metadata_store_pb2.Artifact.MARKED_FOR_DELETION
+    assert recovery.set_aside_damaged(str(metadata_path), uri) is None  # no live artifact there any more
