@@ -5,6 +5,7 @@ import contextlib
 import gc
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -359,35 +360,65 @@ class _FillDiskAfter:
         self._stdout.flush()
 
 
-def test_a_full_disk_when_the_trainer_writes_its_history_is_one_line_and_leaves_nothing_half_written(
-        char_run, small_disk, monkeypatch):
-    """run_fn on char_run's transformed examples, its run and model directories on the 1 MiB
-    tmpfs: the disk fills up as training ends (after its last checkpoint, ~0.34 MB, is saved), so
-    that history.json, the first file run_fn writes itself, does not fit."""
+def _run_fn_args(char_run, run_dir, model_dir):
+    """run_fn's arguments to train TINY_TRAINING's model for 20 iterations on char_run's examples."""
     from tfx.components.trainer.fn_args_utils import FnArgs
 
+    examples = _output_of(char_run, "Transform", "transformed_examples", first=True)
+    return FnArgs(train_files=[os.path.join(examples, "Split-train", "*")],
+                  eval_files=[os.path.join(examples, "Split-val", "*")],
+                  transform_graph_path=_output_of(char_run, "Transform", "transform_graph", first=True),
+                  model_run_dir=str(run_dir), serving_model_dir=str(model_dir / "Format-Serving"),
+                  custom_config={"train_preset": "shakespeare_char",
+                                 "train_config": {**TINY_TRAINING, "max_iters": 20, "eval_interval": 20}})
+
+
+def _run_fn_fails(fn_args):
+    """run_fn's DiskFull message."""
     from components.trainer import run_fn
     from model.errors import DiskFull
 
-    examples = _output_of(char_run, "Transform", "transformed_examples", first=True)
-    run_dir, model_dir = small_disk / "model_run", small_disk / "model"
-    fn_args = FnArgs(train_files=[os.path.join(examples, "Split-train", "*")],
-                     eval_files=[os.path.join(examples, "Split-val", "*")],
-                     transform_graph_path=_output_of(char_run, "Transform", "transform_graph", first=True),
-                     model_run_dir=str(run_dir), serving_model_dir=str(model_dir / "Format-Serving"),
-                     custom_config={"train_preset": "shakespeare_char",
-                                    "train_config": {**TINY_TRAINING, "max_iters": 20, "eval_interval": 20}})
-    stdout = _FillDiskAfter(sys.stdout, "iter 20:", small_disk / "filler")
-    monkeypatch.setattr(sys, "stdout", stdout)
     with pytest.raises(DiskFull) as info:
         run_fn.run_fn(fn_args)
     message = str(info.value)
-    del info  # its traceback holds the Trainer, whose TensorBoard writer holds a file on the small disk
+    del info  # its traceback holds the Trainer, whose TensorBoard writer holds a file open
     gc.collect()
+    return message
+
+
+def test_a_full_disk_when_the_trainer_writes_its_history_is_one_line_and_leaves_nothing_half_written(
+        char_run, small_disk, monkeypatch):
+    """run_fn's run and model directories on the 1 MiB tmpfs: the disk fills up as training ends
+    (after its last checkpoint, ~0.34 MB, is saved), so that history.json, the first file run_fn
+    writes itself, does not fit."""
+    run_dir, model_dir = small_disk / "model_run", small_disk / "model"
+    stdout = _FillDiskAfter(sys.stdout, "iter 20:", small_disk / "filler")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    message = _run_fn_fails(_run_fn_args(char_run, run_dir, model_dir))
     assert stdout.filled
     assert message == f"no space left on the device writing history.json in {run_dir}: free space, then run again"
     assert not [name for name in os.listdir(run_dir) if "history" in name]  # nor its temporary file
     assert not model_dir.exists()
+
+
+def test_a_full_disk_when_the_trainer_writes_run_dir_txt_is_one_line_and_leaves_nothing_half_written(
+        char_run, small_disk, tmp_path):
+    """The Model directory on the 1 MiB tmpfs with room for exactly the SavedModel and the Hugging
+    Face checkpoint (char_run's, of the same shape, measured in pages): run_dir.txt, written last,
+    does not fit."""
+    from components import artifact_layout
+    from components.trainer.run_fn import RUN_DIR_POINTER
+
+    exported = _output_of(char_run, "Trainer", "model", first=True)
+    pages = sum(-(-os.path.getsize(os.path.join(directory, name)) // 4096) * 4096
+                for sub in (artifact_layout.SERVING_DIR, artifact_layout.HF_CHECKPOINT_DIR)
+                for directory, _, names in os.walk(os.path.join(exported, sub)) for name in names)
+    model_dir = small_disk / "model"
+    (small_disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - pages))
+    message = _run_fn_fails(_run_fn_args(char_run, tmp_path / "model_run", model_dir))
+    assert message == (f"no space left on the device writing {RUN_DIR_POINTER} in {model_dir}: "
+                       f"free space, then run again")
+    assert sorted(os.listdir(model_dir)) == sorted([artifact_layout.SERVING_DIR, artifact_layout.HF_CHECKPOINT_DIR])
 
 
 def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(char_run, capsys):
