@@ -79,11 +79,17 @@ def clear_dead_executions(metadata_path: str, pipeline_root: str, serving_dir: s
     for execution in dead:
         execution.last_known_state = metadata_store_pb2.Execution.CANCELED
         unpublished = glob.glob(os.path.join(pipeline_root, "*", "*", str(execution.id)))
+        # TFX's own working directory of the execution (its executor output, its temporary files)
+        unpublished += glob.glob(os.path.join(pipeline_root, "*", ".system", "executor_execution", str(execution.id)))
         if execution.type_id in pusher_types:
             unpublished += _unrecorded_versions(store, serving_dir, execution.create_time_since_epoch)
         for path in unpublished:
             if os.path.isdir(path) and os.path.normpath(path) not in published:
                 shutil.rmtree(path, ignore_errors=True)
+    # TFX removes an execution's stateful working directory when it succeeds, and names it by a UUID
+    # that it does not record: with no run in progress, each one left is a dead execution's
+    for path in glob.glob(os.path.join(pipeline_root, "*", ".system", "stateful_working_dir", "*")):
+        shutil.rmtree(path, ignore_errors=True)
     store.put_executions(dead)
     return [e.id for e in dead]
 

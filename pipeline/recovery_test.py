@@ -30,7 +30,10 @@ def test_dead_executions_are_cancelled_and_their_outputs_removed(tmp_path):
     kept = root / "TokenizeText" / "examples" / str(finished)
     store.put_artifacts([metadata_store_pb2.Artifact(type_id=artifact_type, uri=str(kept))])
     left = root / "TokenizeText" / "examples" / str(killed) / "_staging-1a2b3c4d" / "Split-train"
-    for directory in (kept, left):
+    system = root / "TokenizeText" / ".system"  # TFX's working directories: the killed execution's go
+    kept_output, left_output = (system / "executor_execution" / str(e) for e in (finished, killed))
+    left_stateful = system / "stateful_working_dir" / "0b5c7e4e-6f1d-4a8e-9c1e-3f2d6a7b8c9d"
+    for directory in (kept, left, kept_output, left_output / ".temp", left_stateful):
         os.makedirs(directory)
 
     with recovery.exclusive_run(str(tmp_path)):
@@ -41,6 +44,7 @@ def test_dead_executions_are_cancelled_and_their_outputs_removed(tmp_path):
     states = {e.id: e.last_known_state for e in _store(metadata_path).get_executions()}
     assert states == {finished: State.COMPLETE, killed: State.CANCELED}
     assert kept.is_dir() and not (root / "TokenizeText" / "examples" / str(killed)).exists()
+    assert kept_output.is_dir() and not left_output.exists() and not left_stateful.exists()
     assert recovery.clear_dead_executions(str(metadata_path), str(root)) == []  # a rerun finds nothing
 
 

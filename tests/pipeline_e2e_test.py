@@ -3,6 +3,7 @@ slice of Tiny Shakespeare and a tiny model."""
 
 import contextlib
 import gc
+import glob
 import json
 import os
 import shutil
@@ -328,12 +329,18 @@ def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uni
     assert "cleared executions" in rerun and "pushed model: " + config.serving_dir in rerun
     states = {e.last_known_state for e in _store(config).get_executions()}
     assert metadata_store_pb2.Execution.RUNNING not in states
+    finished = {e.id for e in _store(config).get_executions()
+                if e.last_known_state != metadata_store_pb2.Execution.CANCELED}
     artifact_dirs = {os.path.normpath(a.uri) for a in _store(config).get_artifacts()}
     for component in os.listdir(config.pipeline_root):
         for output in os.listdir(os.path.join(config.pipeline_root, component)):
             for execution in os.listdir(os.path.join(config.pipeline_root, component, output)):
                 path = os.path.join(config.pipeline_root, component, output, execution)
                 assert output == ".system" or path in artifact_dirs, f"{path}: no artifact names it"
+        system = os.path.join(config.pipeline_root, component, ".system")  # TFX's working directories
+        assert not glob.glob(os.path.join(system, "stateful_working_dir", "*")), component
+        assert {int(os.path.basename(p)) for p in glob.glob(os.path.join(system, "executor_execution", "*"))
+                } <= finished, component
     litter = [os.path.join(d, n) for d, dirs, files in os.walk(out) for n in dirs + files if "staging" in n]
     assert not litter
     assert len(_pushed_versions(config)) == 1
