@@ -133,6 +133,8 @@ def run(args, overrides):
         cleared = recovery.clear_dead_executions(config.metadata_path, config.pipeline_root, config.serving_dir)
         if cleared:
             print(f"cleared executions {cleared}, left RUNNING by a run that was killed", flush=True)
+        for line in recovery.set_aside_changed_shards(config.metadata_path):
+            print(line, flush=True)
         from pipeline import fault_injection
 
         if fault_injection.KILL_AT in os.environ:  # tests only: a kill -9 at a chosen point

@@ -71,6 +71,33 @@ def check_record_count(directory: str, num_records: int) -> None:
                                      f"says {key}={expected}: a shard file is missing or damaged")
 
 
+# The Examples artifact's custom property holding the size of each shard file as written, with
+# which a run tells a cached artifact whose shards were truncated or lost since (shard_changes).
+SHARD_BYTES = "shard_bytes"
+
+
+def shard_sizes(examples_uri: str) -> dict:
+    """{path relative to examples_uri: bytes} of every shard file of every split."""
+    import tensorflow as tf
+
+    paths = tf.io.gfile.glob(os.path.join(examples_uri, "Split-*", FILE_PATTERN))
+    return {os.path.relpath(p, examples_uri): tf.io.gfile.stat(p).length for p in sorted(paths)}
+
+
+def shard_changes(examples_uri: str, recorded: dict) -> List[str]:
+    """What differs between the shard files now and their recorded sizes (a stat a file, no read)."""
+    import tensorflow as tf
+
+    changes = []
+    for name, size in sorted(recorded.items()):
+        path = os.path.join(examples_uri, name)
+        if not tf.io.gfile.exists(path):
+            changes.append(f"token shard {path} is missing")
+        elif tf.io.gfile.stat(path).length != size:
+            changes.append(f"token shard {path} is {tf.io.gfile.stat(path).length} bytes, {size} when written")
+    return changes
+
+
 def split_dir(examples_uri: str, split: str) -> str:
     """TFX's directory for one split of an Examples artifact."""
     return os.path.join(examples_uri, f"Split-{split}")

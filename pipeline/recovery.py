@@ -116,3 +116,28 @@ def set_aside_damaged(metadata_path: str, uri: str) -> Optional[str]:
     names = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
     made_by = [names[e.type_id] for e in store.get_executions_by_id(producers)] or ["its component"]
     return f"the {type_name} artifact #{artifact.id} of {made_by[0]}"
+
+
+def set_aside_changed_shards(metadata_path: str) -> List[str]:
+    """Before a run: set aside (set_aside_damaged) each live Examples artifact whose shard files are
+    no longer the sizes recorded when they were written; a line for each, saying what was found and
+    what is made again."""
+    import json
+
+    from ml_metadata.proto import metadata_store_pb2
+
+    from model import shards
+
+    if not os.path.isfile(metadata_path):
+        return []
+    store = _writable_store(metadata_path)
+    lines = []
+    for artifact in store.get_artifacts_by_type("Examples"):
+        recorded = artifact.custom_properties.get(shards.SHARD_BYTES)
+        if artifact.state != metadata_store_pb2.Artifact.LIVE or recorded is None:
+            continue
+        changes = shards.shard_changes(artifact.uri, json.loads(recorded.string_value))
+        if changes:
+            damaged = set_aside_damaged(metadata_path, artifact.uri)
+            lines.append(f"{'; '.join(changes)}: {damaged} is set aside and made again")
+    return lines

@@ -87,3 +87,30 @@ def test_a_damaged_artifact_is_set_aside_so_that_the_cache_no_longer_takes_it(tm
     [marked] = _store(metadata_path).get_artifacts_by_id([artifact])
     assert marked.state == metadata_store_pb2.Artifact.MARKED_FOR_DELETION
     assert recovery.set_aside_damaged(str(metadata_path), uri) is None  # no live artifact there any more
+
+
+def test_a_live_examples_artifact_whose_shards_changed_size_is_set_aside_before_the_run(tmp_path):
+    import json
+
+    from model import shards
+
+    metadata_path, examples = tmp_path / "metadata.sqlite", tmp_path / "TokenizeText" / "examples" / "2"
+    for split, documents in ((shards.TRAIN, [list(range(3000))]), (shards.VAL, [list(range(500))])):
+        shards.write_split(shards.split_dir(str(examples), split), documents, num_shards=2, chunk_size=100)
+    store = _store(metadata_path)
+    examples_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
+    artifact = metadata_store_pb2.Artifact(type_id=examples_type, uri=str(examples),
+                                           state=metadata_store_pb2.Artifact.LIVE)
+    artifact.custom_properties[shards.SHARD_BYTES].string_value = json.dumps(shards.shard_sizes(str(examples)))
+    [artifact_id] = store.put_artifacts([artifact])
+    assert recovery.set_aside_changed_shards(str(metadata_path)) == []  # whole: nothing to do
+    shard = shards.shard_files(shards.split_dir(str(examples), shards.VAL))[1]
+    size = os.path.getsize(shard)
+    with open(shard, "r+b") as f:
+        f.truncate(size - 10)
+    assert recovery.set_aside_changed_shards(str(metadata_path)) == [
+        f"token shard {shard} is {size - 10} bytes, {size} when written: the Examples artifact #{artifact_id} of "
+        f"its component is set aside and made again"]
+    [marked] = _store(metadata_path).get_artifacts_by_id([artifact_id])
+    assert marked.state == metadata_store_pb2.Artifact.MARKED_FOR_DELETION
+    assert recovery.set_aside_changed_shards(str(metadata_path)) == []  # set aside once

@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
+from model import shards
 from pipeline import fault_injection, lineage
 from pipeline.configs import make_pipeline_config
 from pipeline.pipeline import create_pipeline
@@ -436,8 +437,11 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
     import runner
     from ml_metadata.proto import metadata_store_pb2
 
+    # TokenizeText records its shards' sizes, which each run checks before it starts (recovery_test)
+    [tokenized] = _store(char_run).get_artifacts_by_uri(_output_of(char_run, "TokenizeText", "examples", first=True))
+    assert json.loads(tokenized.custom_properties[shards.SHARD_BYTES].string_value) == shards.shard_sizes(tokenized.uri)
     transformed = _output_of(char_run, "Transform", "transformed_examples", first=False)
-    [damaged] = [a for a in _store(char_run).get_artifacts_by_uri(transformed)]
+    [damaged] = _store(char_run).get_artifacts_by_uri(transformed)
     records = _records(transformed)
     shard = sorted(tf.io.gfile.glob(os.path.join(transformed, "Split-train", "*")))[0]
     with open(shard, "r+b") as f:
