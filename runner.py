@@ -132,10 +132,25 @@ def run(args, overrides):
     with recovery.exclusive_run(config.output_dir):
         if os.path.exists(config.metadata_path):  # a damaged store: one line naming it, before anything runs
             lineage.sqlite_store(config.metadata_path)
-        cleared = recovery.clear_dead_executions(config.metadata_path, config.pipeline_root)
+        cleared = recovery.clear_dead_executions(config.metadata_path, config.pipeline_root, config.serving_dir)
         if cleared:
             print(f"cleared executions {cleared}, left RUNNING by a run that was killed", flush=True)
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+        for line in recovery.set_aside_changed_shards(config.metadata_path):
+            print(line, flush=True)
+        from pipeline import fault_injection
+
+        if fault_injection.KILL_AT in os.environ:  # tests only: a kill -9 at a chosen point
+            fault_injection.install()
+        from model.shards import DamagedShard
+
+        try:
+            tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+        except DamagedShard as e:  # a damaged artifact from the cache: set it aside and make it again, once
+            damaged = recovery.set_aside_damaged(config.metadata_path, e.examples)
+            if damaged is None:
+                raise
+            print(f"{e.problem}: {damaged} is set aside and made again; running the pipeline again", flush=True)
+            tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
     summary = lineage.run_summary(config.metadata_path)
     print(summary, flush=True)
 

@@ -36,13 +36,21 @@ COMPRESSION = "GZIP"
 
 
 class DamagedShard(UserError):
-    """A token shard that cannot be read whole (truncated, corrupted, not a GZIP TFRecord file)."""
+    """Token shards that cannot be read whole (truncated, corrupted, not a GZIP TFRecord file, a
+    file missing); `examples` is the directory to make again, `problem` what was found."""
 
-    def __init__(self, path: str, error):
-        examples = os.path.dirname(os.path.dirname(path))
-        super().__init__(f"token shard {path} is damaged ({' '.join(str(error.message).split())}): make the "
-                         f"token shards of {examples} again (the pipeline: rerun with --enable_cache=False, "
-                         f"which makes its Examples artifact anew instead of reusing this one)")
+    def __init__(self, examples: str, problem: str):
+        self.examples, self.problem = examples, problem
+        super().__init__(f"{problem}: make the token shards of {examples} again (the pipeline: rerun with "
+                         f"--enable_cache=False, which makes its Examples artifact anew instead of reusing this one)")
+
+    def __reduce__(self):  # pickled whole, for a reader in another process (a training subprocess)
+        return type(self), (self.examples, self.problem)
+
+    @classmethod
+    def unreadable(cls, path: str, error) -> "DamagedShard":
+        return cls(os.path.dirname(os.path.dirname(path)),
+                   f"token shard {path} is damaged ({' '.join(str(error.message).split())})")
 
 
 def check_record_count(directory: str, num_records: int) -> None:
@@ -59,9 +67,35 @@ def check_record_count(directory: str, num_records: int) -> None:
     with tf.io.gfile.GFile(stats_path) as f:
         expected = json.load(f).get(key)
     if expected is not None and expected != num_records:
-        raise UserError(f"the token shards in {directory} hold {num_records} records, {stats_path} says "
-                        f"{key}={expected}: a shard file is missing or damaged; make the token shards of "
-                        f"{examples} again (the pipeline: rerun with --enable_cache=False)")
+        raise DamagedShard(examples, f"the token shards in {directory} hold {num_records} records, {stats_path} "
+                                     f"says {key}={expected}: a shard file is missing or damaged")
+
+
+# The Examples artifact's custom property holding the size of each shard file as written, with
+# which a run tells a cached artifact whose shards were truncated or lost since (shard_changes).
+SHARD_BYTES = "shard_bytes"
+
+
+def shard_sizes(examples_uri: str) -> dict:
+    """{path relative to examples_uri: bytes} of every shard file of every split."""
+    import tensorflow as tf
+
+    paths = tf.io.gfile.glob(os.path.join(examples_uri, "Split-*", FILE_PATTERN))
+    return {os.path.relpath(p, examples_uri): tf.io.gfile.stat(p).length for p in sorted(paths)}
+
+
+def shard_changes(examples_uri: str, recorded: dict) -> List[str]:
+    """What differs between the shard files now and their recorded sizes (a stat a file, no read)."""
+    import tensorflow as tf
+
+    changes = []
+    for name, size in sorted(recorded.items()):
+        path = os.path.join(examples_uri, name)
+        if not tf.io.gfile.exists(path):
+            changes.append(f"token shard {path} is missing")
+        elif tf.io.gfile.stat(path).length != size:
+            changes.append(f"token shard {path} is {tf.io.gfile.stat(path).length} bytes, {size} when written")
+    return changes
 
 
 def split_dir(examples_uri: str, split: str) -> str:
@@ -147,7 +181,7 @@ class RecordIndex:
             try:
                 yield from records.batch(self._batch_size).map(parse_chunks).prefetch(2)
             except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-                raise DamagedShard(path, e) from None
+                raise DamagedShard.unreadable(path, e) from None
 
     def fill(self, out: np.ndarray) -> np.ndarray:
         """Writes the stream into `out` (an array or np.memmap of num_tokens), in a second pass."""

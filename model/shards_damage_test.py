@@ -4,6 +4,7 @@ directory to make again, whoever reads it (the training input, the evaluator's w
 import gzip
 import json
 import os
+import pickle
 
 import pytest
 
@@ -30,6 +31,9 @@ def test_a_truncated_shard_is_named(split):
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"token shard {path} is damaged (")
     assert "--enable_cache=False" in message and os.path.dirname(split) in message
+    # what runner.py sets aside and makes again, also when the reader ran in another process
+    assert info.value.examples == os.path.dirname(split)
+    assert str(pickle.loads(pickle.dumps(info.value))) == message
 
 
 def test_a_corrupted_record_is_named(split):

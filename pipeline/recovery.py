@@ -2,10 +2,14 @@
 
 Such a run leaves its executions RUNNING in ML Metadata forever and its unfinished outputs
 (`<pipeline_root>/<component>/<output>/<execution id>/`, with TokenizeText's `_staging-*` inside)
-on disk. `runner.py run` holds an exclusive lock on the output directory while it runs, so when it
-gets the lock no other local run is in progress: every RUNNING execution of the store is a dead
-one. They are marked CANCELED, and their output directories, which no published artifact names,
-removed.
+on disk, and a push killed after its copy a version directory in the serving directory that no
+PushedModel records. `runner.py run` holds an exclusive lock on the output directory while it
+runs, so when it gets the lock no other local run is in progress: every RUNNING execution of the
+store is a dead one. They are marked CANCELED, and their output directories, which no published
+artifact names, removed.
+
+A cached artifact that a reader finds damaged is set aside (set_aside_damaged) so that the next
+run makes it again instead of taking it from the cache.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import fcntl
 import glob
 import os
 import shutil
-from typing import List
+from typing import List, Optional
 
 from model.errors import UserError
 
@@ -35,26 +39,105 @@ def exclusive_run(output_dir: str):
         yield
 
 
-def clear_dead_executions(metadata_path: str, pipeline_root: str) -> List[int]:
-    """Mark the RUNNING executions of the store CANCELED and remove their unpublished outputs (call
-    holding exclusive_run); the ids of the executions cleared."""
+def _writable_store(metadata_path: str):
     from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    return metadata_store.MetadataStore(config)
+
+
+def _unrecorded_versions(store, serving_dir: str, since_ms: int) -> List[str]:
+    """Version directories of serving_dir made since since_ms (ms since the epoch) that no
+    PushedModel records as its destination: pushes killed after the copy, before ML Metadata
+    published them."""
+    if not serving_dir or not os.path.isdir(serving_dir):
+        return []
+    pushed = {os.path.normpath(a.custom_properties["pushed_destination"].string_value)
+              for a in store.get_artifacts() if "pushed_destination" in a.custom_properties}
+    candidates = [os.path.join(serving_dir, name) for name in os.listdir(serving_dir) if name.isdigit()]
+    return [path for path in candidates if os.path.normpath(path) not in pushed
+            and os.path.getmtime(path) * 1000 >= since_ms - 1000]  # a second's slack for clocks
+
+
+def clear_dead_executions(metadata_path: str, pipeline_root: str, serving_dir: str = "") -> List[int]:
+    """Mark the RUNNING executions of the store CANCELED and remove their unpublished outputs (call
+    holding exclusive_run), with, for a dead push, the version it left in serving_dir; the ids of
+    the executions cleared."""
     from ml_metadata.proto import metadata_store_pb2
 
     if not os.path.isfile(metadata_path):
         return []
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    store = metadata_store.MetadataStore(config)
+    store = _writable_store(metadata_path)
     dead = [e for e in store.get_executions() if e.last_known_state == metadata_store_pb2.Execution.RUNNING]
     if not dead:
         return []
     published = {os.path.normpath(a.uri) for a in store.get_artifacts()}
+    pusher_types = {t.id for t in store.get_execution_types() if t.name.endswith("Pusher")}
     for execution in dead:
         execution.last_known_state = metadata_store_pb2.Execution.CANCELED
-        for path in glob.glob(os.path.join(pipeline_root, "*", "*", str(execution.id))):
+        unpublished = glob.glob(os.path.join(pipeline_root, "*", "*", str(execution.id)))
+        # TFX's own working directory of the execution (its executor output, its temporary files)
+        unpublished += glob.glob(os.path.join(pipeline_root, "*", ".system", "executor_execution", str(execution.id)))
+        if execution.type_id in pusher_types:
+            unpublished += _unrecorded_versions(store, serving_dir, execution.create_time_since_epoch)
+        for path in unpublished:
             if os.path.isdir(path) and os.path.normpath(path) not in published:
                 shutil.rmtree(path, ignore_errors=True)
+    # TFX removes an execution's stateful working directory when it succeeds, and names it by a UUID
+    # that it does not record: with no run in progress, each one left is a dead execution's
+    for path in glob.glob(os.path.join(pipeline_root, "*", ".system", "stateful_working_dir", "*")):
+        shutil.rmtree(path, ignore_errors=True)
     store.put_executions(dead)
     return [e.id for e in dead]
+
+
+def set_aside_damaged(metadata_path: str, uri: str) -> Optional[str]:
+    """Mark the live artifact stored at `uri` (found damaged by a reader) MARKED_FOR_DELETION: TFX's
+    cache reuses an execution's outputs only while all of them are LIVE, so the component that made
+    it runs again instead of being taken from the cache. 'the Examples artifact #N of <component>',
+    or None when no live artifact of the store lies at `uri`."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = _writable_store(metadata_path)
+    damaged = [a for a in store.get_artifacts_by_uri(uri.rstrip("/"))
+               if a.state == metadata_store_pb2.Artifact.LIVE]
+    if not damaged:
+        return None
+    for artifact in damaged:
+        artifact.state = metadata_store_pb2.Artifact.MARKED_FOR_DELETION
+    store.put_artifacts(damaged)
+    artifact = damaged[0]
+    producers = [e.execution_id for e in store.get_events_by_artifact_ids([artifact.id])
+                 if e.type == metadata_store_pb2.Event.OUTPUT]
+    [type_name] = [t.name for t in store.get_artifact_types_by_id([artifact.type_id])]
+    names = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
+    made_by = [names[e.type_id] for e in store.get_executions_by_id(producers)] or ["its component"]
+    return f"the {type_name} artifact #{artifact.id} of {made_by[0]}"
+
+
+def set_aside_changed_shards(metadata_path: str) -> List[str]:
+    """Before a run: set aside (set_aside_damaged) each live Examples artifact whose shard files are
+    no longer the sizes recorded when they were written; a line for each, saying what was found and
+    what is made again."""
+    import json
+
+    from ml_metadata.proto import metadata_store_pb2
+
+    from model import shards
+
+    if not os.path.isfile(metadata_path):
+        return []
+    store = _writable_store(metadata_path)
+    lines = []
+    for artifact in store.get_artifacts_by_type("Examples"):
+        recorded = artifact.custom_properties.get(shards.SHARD_BYTES)
+        if artifact.state != metadata_store_pb2.Artifact.LIVE or recorded is None:
+            continue
+        changes = shards.shard_changes(artifact.uri, json.loads(recorded.string_value))
+        if changes:
+            damaged = set_aside_damaged(metadata_path, artifact.uri)
+            lines.append(f"{'; '.join(changes)}: {damaged} is set aside and made again")
+    return lines

@@ -30,7 +30,10 @@ def test_dead_executions_are_cancelled_and_their_outputs_removed(tmp_path):
     kept = root / "TokenizeText" / "examples" / str(finished)
     store.put_artifacts([metadata_store_pb2.Artifact(type_id=artifact_type, uri=str(kept))])
     left = root / "TokenizeText" / "examples" / str(killed) / "_staging-1a2b3c4d" / "Split-train"
-    for directory in (kept, left):
+    system = root / "TokenizeText" / ".system"  # TFX's working directories: the killed execution's go
+    kept_output, left_output = (system / "executor_execution" / str(e) for e in (finished, killed))
+    left_stateful = system / "stateful_working_dir" / "0b5c7e4e-6f1d-4a8e-9c1e-3f2d6a7b8c9d"
+    for directory in (kept, left, kept_output, left_output / ".temp", left_stateful):
         os.makedirs(directory)
 
     with recovery.exclusive_run(str(tmp_path)):
@@ -41,4 +44,73 @@ def test_dead_executions_are_cancelled_and_their_outputs_removed(tmp_path):
     states = {e.id: e.last_known_state for e in _store(metadata_path).get_executions()}
     assert states == {finished: State.COMPLETE, killed: State.CANCELED}
     assert kept.is_dir() and not (root / "TokenizeText" / "examples" / str(killed)).exists()
+    assert kept_output.is_dir() and not left_output.exists() and not left_stateful.exists()
     assert recovery.clear_dead_executions(str(metadata_path), str(root)) == []  # a rerun finds nothing
+
+
+def test_a_push_killed_after_its_copy_leaves_no_unrecorded_version(tmp_path):
+    """The version directory a dead Pusher execution copied goes; recorded pushes and versions older
+    than the dead execution stay."""
+    import time
+
+    metadata_path, serving = tmp_path / "metadata.sqlite", tmp_path / "serving_model"
+    store = _store(metadata_path)
+    older = serving / "1000000000"
+    os.makedirs(older)
+    os.utime(older, (time.time() - 3600, time.time() - 3600))  # before the killed push started
+    type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="tfx.components.Pusher"))
+    pushed_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="PushedModel"))
+    recorded = metadata_store_pb2.Artifact(type_id=pushed_type, uri=str(tmp_path / "pushed"))
+    recorded.custom_properties["pushed_destination"].string_value = str(serving / "1000000001")
+    store.put_artifacts([recorded])
+    [killed] = store.put_executions([metadata_store_pb2.Execution(type_id=type_id, last_known_state=State.RUNNING)])
+    for version in ("1000000001", "1000000002"):
+        os.makedirs(serving / version)
+    assert recovery.clear_dead_executions(str(metadata_path), str(tmp_path / "root"), str(serving)) == [killed]
+    assert sorted(os.listdir(serving)) == ["1000000000", "1000000001"]
+
+
+def test_a_damaged_artifact_is_set_aside_so_that_the_cache_no_longer_takes_it(tmp_path):
+    metadata_path = tmp_path / "metadata.sqlite"
+    store = _store(metadata_path)
+    type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="tfx.components.Transform"))
+    examples_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
+    uri = str(tmp_path / "Transform" / "transformed_examples" / "3")
+    [artifact] = store.put_artifacts([metadata_store_pb2.Artifact(type_id=examples_type, uri=uri,
+                                                                  state=metadata_store_pb2.Artifact.LIVE)])
+    [execution] = store.put_executions([metadata_store_pb2.Execution(type_id=type_id,
+                                                                     last_known_state=State.COMPLETE)])
+    store.put_events([metadata_store_pb2.Event(artifact_id=artifact, execution_id=execution,
+                                               type=metadata_store_pb2.Event.OUTPUT)])
+    described = recovery.set_aside_damaged(str(metadata_path), uri + "/")
+    assert described == f"the Examples artifact #{artifact} of Transform"
+    [marked] = _store(metadata_path).get_artifacts_by_id([artifact])
+    assert marked.state == metadata_store_pb2.Artifact.MARKED_FOR_DELETION
+    assert recovery.set_aside_damaged(str(metadata_path), uri) is None  # no live artifact there any more
+
+
+def test_a_live_examples_artifact_whose_shards_changed_size_is_set_aside_before_the_run(tmp_path):
+    import json
+
+    from model import shards
+
+    metadata_path, examples = tmp_path / "metadata.sqlite", tmp_path / "TokenizeText" / "examples" / "2"
+    for split, documents in ((shards.TRAIN, [list(range(3000))]), (shards.VAL, [list(range(500))])):
+        shards.write_split(shards.split_dir(str(examples), split), documents, num_shards=2, chunk_size=100)
+    store = _store(metadata_path)
+    examples_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
+    artifact = metadata_store_pb2.Artifact(type_id=examples_type, uri=str(examples),
+                                           state=metadata_store_pb2.Artifact.LIVE)
+    artifact.custom_properties[shards.SHARD_BYTES].string_value = json.dumps(shards.shard_sizes(str(examples)))
+    [artifact_id] = store.put_artifacts([artifact])
+    assert recovery.set_aside_changed_shards(str(metadata_path)) == []  # whole: nothing to do
+    shard = shards.shard_files(shards.split_dir(str(examples), shards.VAL))[1]
+    size = os.path.getsize(shard)
+    with open(shard, "r+b") as f:
+        f.truncate(size - 10)
+    assert recovery.set_aside_changed_shards(str(metadata_path)) == [
+        f"token shard {shard} is {size - 10} bytes, {size} when written: the Examples artifact #{artifact_id} of "
+        f"its component is set aside and made again"]
+    [marked] = _store(metadata_path).get_artifacts_by_id([artifact_id])
+    assert marked.state == metadata_store_pb2.Artifact.MARKED_FOR_DELETION
+    assert recovery.set_aside_changed_shards(str(metadata_path)) == []  # set aside once

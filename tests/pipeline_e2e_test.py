@@ -1,18 +1,24 @@
 """End-to-end runs of the whole pipeline under LocalDagRunner with SQLite ML Metadata, on a small
 slice of Tiny Shakespeare and a tiny model."""
 
+import contextlib
+import gc
+import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from pipeline import lineage
+from model import shards
+from pipeline import fault_injection, lineage
 from pipeline.configs import make_pipeline_config
 from pipeline.pipeline import create_pipeline
 
@@ -205,38 +211,253 @@ def test_runner_samples_from_the_pushed_model(char_run, capsys):
     assert all(s.startswith("ROMEO:") and len(s.rstrip("\n")) >= 6 for s in samples[:2])
 
 
-def test_interrupted_run_completes_on_rerun_without_repeating_finished_components(tmp_path, small_corpus):
-    """kill -9 of `runner.py run` while the Trainer trains; the same command again takes the
-    tokenization and Transform from the cache, trains anew and pushes, and ML Metadata stays whole."""
+# Every kill point of pipeline/fault_injection.py of every component of the default pipeline, in
+# the order LocalDagRunner runs them; `writing` of a component that writes in one go falls on `written`.
+KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText", "Transform", "Trainer")
+               for point in fault_injection.COMPONENT_POINTS] + [("latest_blessed_model_resolver", "registered")] + [
+               (node, point) for node in ("LMEvaluator", "Pusher") for point in fault_injection.COMPONENT_POINTS]
+
+
+@contextlib.contextmanager
+def _forked_runner():
+    """run(argv, env, log): `runner.py run` in a process of its own, forked from one that imported
+    TFX once (test_helpers/forked_runner.py); how it ended."""
+    zygote = subprocess.Popen([sys.executable, "-m", "test_helpers.forked_runner"], cwd=REPO, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert json.loads(zygote.stdout.readline()) == {"ready": True}
+
+    def run(argv, env, log):
+        zygote.stdin.write(json.dumps({"argv": argv, "env": env, "log": str(log)}) + "\n")
+        zygote.stdin.flush()
+        return json.loads(zygote.stdout.readline())
+
+    try:
+        yield run
+    finally:
+        zygote.stdin.close()
+        zygote.wait(timeout=60)
+
+
+def _process_group_gone(pgid, timeout=10.0):
+    """True once no process of the group is left (a child outliving its killed parent is a bug);
+    any left is killed, so that the test leaves nothing running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.killpg(pgid, signal.SIGKILL)
+    return False
+
+
+def _output_of(config, component, output, first):
+    """The first (or last live) artifact under <pipeline_root>/<component>/<output>/."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    prefix = os.path.join(config.pipeline_root, component, output) + os.sep
+    artifacts = sorted((a for a in _store(config).get_artifacts() if a.uri.startswith(prefix)
+                        and a.state == metadata_store_pb2.Artifact.LIVE), key=lambda a: a.id)
+    return (artifacts[0] if first else artifacts[-1]).uri
+
+
+def _records(examples_uri):
+    """Every split's records as {feature: values}, in a canonical order (neither a Beam writer's
+    shard order nor the order in which a tf.train.Example serializes its features is fixed)."""
+    def parsed(serialized):
+        features = tf.train.Example.FromString(serialized).features.feature
+        return sorted((key, tuple(getattr(value, value.WhichOneof("kind")).value)) for key, value in features.items())
+
+    return {split: sorted(parsed(r) for r in tf.data.TFRecordDataset(
+                tf.io.gfile.glob(os.path.join(examples_uri, split, "*")), compression_type="GZIP").as_numpy_iterator())
+            for split in sorted(os.listdir(examples_uri)) if split.startswith("Split-")}
+
+
+def _generated(serving_path):
+    loaded = tf.saved_model.load(serving_path)
+    return loaded.signatures["generate_text"](
+        prompt=tf.constant("ROMEO:"), num_samples=tf.constant(2), max_new_tokens=tf.constant(20),
+        temperature=tf.constant(0.8), top_k=tf.constant(10), top_p=tf.constant(1.0),
+        seed=tf.constant(7, tf.int64))["text"].numpy().tolist()
+
+
+def _assert_same_artifacts(run, uninterrupted):
+    """What matters of each component's output is the same as in the uninterrupted run's."""
+    def both(component, output, name=""):
+        return [os.path.join(_output_of(config, component, output, first), name)
+                for config, first in ((run, False), (uninterrupted, True))]
+
+    for component, output in (("TokenizeText", "examples"), ("Transform", "transformed_examples")):
+        records, expected = (_records(uri) for uri in both(component, output))
+        assert records == expected and all(records.values()), component
+    histories = [json.loads(open(path).read()) for path in both("Trainer", "model_run", "history.json")]
+    assert histories[0] == histories[1]  # every loss of the training
+    weights = [open(path, "rb").read() for path in both("Trainer", "model", "Format-HF/model.safetensors")]
+    assert weights[0] == weights[1]
+    evaluations = [json.loads(open(path).read()) for path in both("LMEvaluator", "evaluation", "metrics.json")]
+    losses = [([(m["role"], m["train_loss"], m["val_loss"]) for m in e["models"]], e["blessed"]) for e in evaluations]
+    assert losses[0] == losses[1]
+    pushed = [os.path.join(config.serving_dir, _pushed_versions(config)[0]) for config in (run, uninterrupted)]
+    assert _generated(pushed[0]) == _generated(pushed[1])
+
+
+def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uninterrupted_run_makes(
+        tmp_path, char_run):
+    """`runner.py run` killed with SIGKILL at every point of KILL_POINTS in turn, each run the same
+    command again after the last was killed (so the components before each point come from the
+    cache), then once to the end: the rerun completes, leaves no RUNNING execution, no staging
+    folder, no unpublished output or version directory, and its artifacts are char_run's."""
     from ml_metadata.proto import metadata_store_pb2
 
     out = tmp_path / "out"
-    training = {**TINY_TRAINING, "max_iters": 600, "lr_decay_iters": 600, "eval_interval": 300}
-    command = [sys.executable, "runner.py", "run", f"--data={small_corpus}", f"--output={out}",
-               "--val_loss_threshold=9", *(f"--{k}={v}" for k, v in training.items())]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if line.startswith("iter 10:"):  # the Trainer is training
-            break
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-    assert any(line.startswith("iter 10:") for line in seen), "".join(seen[-30:])
+    argv = ["run", f"--data={char_run.input_pattern}", f"--output={out}", "--val_loss_threshold=3.5",
+            *(f"--{k}={v}" for k, v in TINY_TRAINING.items())]
     config = make_pipeline_config("shakespeare_char", output_dir=str(out))
-    first = _component_states(config)
-    assert first["TokenizeText"] == first["Transform"] == metadata_store_pb2.Execution.COMPLETE
-    assert first["Trainer"] == metadata_store_pb2.Execution.RUNNING and "Pusher" not in first
-    assert not os.path.isdir(config.serving_dir)
+    with _forked_runner() as run:
+        for node, point in KILL_POINTS:
+            log = tmp_path / f"{node}-{point}.log"
+            ended = run(argv, {fault_injection.KILL_AT: f"{node}:{point}"}, log)
+            assert ended["signal"] == signal.SIGKILL, log.read_text()[-3000:]
+            assert f"fault injection: SIGKILL at {node}:" in log.read_text()
+            assert _process_group_gone(ended["pid"]), f"a process outlived `runner.py run` killed at {node}:{point}"
+            executions = sorted(_store(config).get_executions(), key=lambda e: e.id)
+            assert [e.id for e in executions if e.last_known_state == metadata_store_pb2.Execution.RUNNING] == [
+                executions[-1].id], f"{node}:{point}"  # the killed one; those killed before were cleared
+        ended = run(argv, {}, tmp_path / "rerun.log")
+        rerun = (tmp_path / "rerun.log").read_text()
+        assert ended["exit"] == 0, rerun[-3000:]
+    assert "cleared executions" in rerun and "pushed model: " + config.serving_dir in rerun
+    states = {e.last_known_state for e in _store(config).get_executions()}
+    assert metadata_store_pb2.Execution.RUNNING not in states
+    finished = {e.id for e in _store(config).get_executions()
+                if e.last_known_state != metadata_store_pb2.Execution.CANCELED}
+    artifact_dirs = {os.path.normpath(a.uri) for a in _store(config).get_artifacts()}
+    for component in os.listdir(config.pipeline_root):
+        for output in os.listdir(os.path.join(config.pipeline_root, component)):
+            for execution in os.listdir(os.path.join(config.pipeline_root, component, output)):
+                path = os.path.join(config.pipeline_root, component, output, execution)
+                assert output == ".system" or path in artifact_dirs, f"{path}: no artifact names it"
+        system = os.path.join(config.pipeline_root, component, ".system")  # TFX's working directories
+        assert not glob.glob(os.path.join(system, "stateful_working_dir", "*")), component
+        assert {int(os.path.basename(p)) for p in glob.glob(os.path.join(system, "executor_execution", "*"))
+                } <= finished, component
+    litter = [os.path.join(d, n) for d, dirs, files in os.walk(out) for n in dirs + files if "staging" in n]
+    assert not litter
+    assert len(_pushed_versions(config)) == 1
+    _assert_same_artifacts(config, char_run)
 
-    before = _execution_ids(config)
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rerun = _component_states(config, exclude=before)
-    cached, complete = metadata_store_pb2.Execution.CACHED, metadata_store_pb2.Execution.COMPLETE
-    assert rerun == {"TokenizeText": cached, "ImportSchemaGen": cached, "Transform": cached,
-                     "Trainer": complete, "LMEvaluator": complete, "Pusher": complete}
-    assert len(_pushed_versions(config)) == 1 and "pushed model: " + config.serving_dir in result.stdout
-    # the killed run's executions are no longer RUNNING, and their unfinished outputs are gone
-    assert "cleared executions" in result.stdout
-    assert metadata_store_pb2.Execution.RUNNING not in {e.last_known_state for e in _store(config).get_executions()}
+
+class _FillDiskAfter:
+    """stdout that fills the disk (a filler file) as the line starting with `marker` is printed."""
+
+    def __init__(self, stdout, marker, filler):
+        self._stdout, self._marker, self._filler, self.filled = stdout, marker, filler, False
+
+    def write(self, text):
+        if text.startswith(self._marker) and not self.filled:
+            with open(self._filler, "wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                except OSError:  # ENOSPC: the disk is full
+                    self.filled = True
+        return self._stdout.write(text)
+
+    def flush(self):
+        self._stdout.flush()
+
+
+def _run_fn_args(char_run, run_dir, model_dir):
+    """run_fn's arguments to train TINY_TRAINING's model for 20 iterations on char_run's examples."""
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    examples = _output_of(char_run, "Transform", "transformed_examples", first=True)
+    return FnArgs(train_files=[os.path.join(examples, "Split-train", "*")],
+                  eval_files=[os.path.join(examples, "Split-val", "*")],
+                  transform_graph_path=_output_of(char_run, "Transform", "transform_graph", first=True),
+                  model_run_dir=str(run_dir), serving_model_dir=str(model_dir / "Format-Serving"),
+                  custom_config={"train_preset": "shakespeare_char",
+                                 "train_config": {**TINY_TRAINING, "max_iters": 20, "eval_interval": 20}})
+
+
+def _run_fn_fails(fn_args):
+    """run_fn's DiskFull message."""
+    from components.trainer import run_fn
+    from model.errors import DiskFull
+
+    with pytest.raises(DiskFull) as info:
+        run_fn.run_fn(fn_args)
+    message = str(info.value)
+    del info  # its traceback holds the Trainer, whose TensorBoard writer holds a file open
+    gc.collect()
+    return message
+
+
+def test_a_full_disk_when_the_trainer_writes_its_history_is_one_line_and_leaves_nothing_half_written(
+        char_run, small_disk, monkeypatch):
+    """run_fn's run and model directories on the 1 MiB tmpfs: the disk fills up as training ends
+    (after its last checkpoint, ~0.34 MB, is saved), so that history.json, the first file run_fn
+    writes itself, does not fit."""
+    run_dir, model_dir = small_disk / "model_run", small_disk / "model"
+    stdout = _FillDiskAfter(sys.stdout, "iter 20:", small_disk / "filler")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    message = _run_fn_fails(_run_fn_args(char_run, run_dir, model_dir))
+    assert stdout.filled
+    assert message == f"no space left on the device writing history.json in {run_dir}: free space, then run again"
+    assert not [name for name in os.listdir(run_dir) if "history" in name]  # nor its temporary file
+    assert not model_dir.exists()
+
+
+def test_a_full_disk_when_the_trainer_writes_run_dir_txt_is_one_line_and_leaves_nothing_half_written(
+        char_run, small_disk, tmp_path):
+    """The Model directory on the 1 MiB tmpfs with room for exactly the SavedModel and the Hugging
+    Face checkpoint (char_run's, of the same shape, measured in pages): run_dir.txt, written last,
+    does not fit."""
+    from components import artifact_layout
+    from components.trainer.run_fn import RUN_DIR_POINTER
+
+    exported = _output_of(char_run, "Trainer", "model", first=True)
+    pages = sum(-(-os.path.getsize(os.path.join(directory, name)) // 4096) * 4096
+                for sub in (artifact_layout.SERVING_DIR, artifact_layout.HF_CHECKPOINT_DIR)
+                for directory, _, names in os.walk(os.path.join(exported, sub)) for name in names)
+    model_dir = small_disk / "model"
+    (small_disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - pages))
+    message = _run_fn_fails(_run_fn_args(char_run, tmp_path / "model_run", model_dir))
+    assert message == (f"no space left on the device writing {RUN_DIR_POINTER} in {model_dir}: "
+                       f"free space, then run again")
+    assert sorted(os.listdir(model_dir)) == sorted([artifact_layout.SERVING_DIR, artifact_layout.HF_CHECKPOINT_DIR])
+
+
+def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(char_run, capsys):
+    """A truncated shard of the cached transformed examples, read by a Trainer that runs anew (a
+    new max_iters): `runner.py run` names it, marks the artifact so that the cache no longer takes
+    it, and runs the pipeline again, in which Transform makes the same records anew. (It damages
+    char_run's cache: the module's last test.)"""
+    import runner
+    from ml_metadata.proto import metadata_store_pb2
+
+    # TokenizeText records its shards' sizes, which each run checks before it starts (recovery_test)
+    [tokenized] = _store(char_run).get_artifacts_by_uri(_output_of(char_run, "TokenizeText", "examples", first=True))
+    assert json.loads(tokenized.custom_properties[shards.SHARD_BYTES].string_value) == shards.shard_sizes(tokenized.uri)
+    transformed = _output_of(char_run, "Transform", "transformed_examples", first=False)
+    [damaged] = _store(char_run).get_artifacts_by_uri(transformed)
+    records = _records(transformed)
+    shard = sorted(tf.io.gfile.glob(os.path.join(transformed, "Split-train", "*")))[0]
+    with open(shard, "r+b") as f:
+        f.truncate(os.path.getsize(shard) // 2)
+    capsys.readouterr()
+    before = _execution_ids(char_run)
+    runner.main(["run", f"--data={char_run.input_pattern}", f"--output={char_run.output_dir}",
+                 "--val_loss_threshold=3.5", "--max_regression=10",
+                 *(f"--{k}={v}" for k, v in {**TINY_TRAINING, "max_iters": 12}.items())])
+    out = capsys.readouterr().out
+    assert f"token shard {shard} is damaged (" in out
+    assert (f": the Examples artifact #{damaged.id} of Transform is set aside and made again; running the "
+            f"pipeline again") in out
+    [damaged] = _store(char_run).get_artifacts_by_id([damaged.id])
+    assert damaged.state == metadata_store_pb2.Artifact.MARKED_FOR_DELETION
+    states = _component_states(char_run, exclude=before)  # by type: the second run's overwrite the first's
+    assert states["Transform"] == states["Trainer"] == metadata_store_pb2.Execution.COMPLETE
+    remade = _output_of(char_run, "Transform", "transformed_examples", first=False)
+    assert remade != transformed and _records(remade) == records

@@ -1,0 +1,53 @@
+"""Many `runner.py run` processes for the price of one TFX import (~35 s each on this machine): this
+process imports runner.py, TFX and TensorFlow once (running nothing), then forks one child per
+command read from stdin; each child is `runner.py run ...` in its own process and process group,
+which a SIGKILL (pipeline/fault_injection.py) ends as it would end `python runner.py run ...`.
+
+    python -m test_helpers.forked_runner
+    stdin:  {"argv": ["run", ...], "env": {...}, "log": "/path/of/its/output"}   one JSON line a command
+    stdout: {"pid": ..., "exit": <exit status>, "signal": <signal that ended it or null>}
+"""
+
+import json
+import os
+import sys
+
+
+def _child(command) -> None:
+    os.setpgid(0, 0)  # its own process group, as a shell gives a command: the test kills what remains
+    os.environ.update(command.get("env", {}))
+    log = os.open(command["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    sys.argv = ["runner.py", *command["argv"]]
+    status = 0
+    try:
+        runner.main(command["argv"])
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    import runner
+    import tensorflow  # noqa: F401
+    from tfx import v1  # noqa: F401
+
+    from pipeline import pipeline  # noqa: F401
+
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _child(command)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"pid": pid, "exit": os.waitstatus_to_exitcode(status),
+                          "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None}), flush=True)
