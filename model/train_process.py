@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
+import warnings
 from typing import Optional
 
 from model import files
@@ -65,7 +66,8 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, log=print) -> O
     outcome_path = os.path.join(scratch_dir, OUTCOME_FILE)
     if os.path.exists(outcome_path):
         os.remove(outcome_path)
-    env = {**os.environ, PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1",
+           "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), *_ignored_warnings()]))}
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's model/
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
     child = subprocess.Popen([sys.executable, "-m", "model.train_process", request], env=env,
@@ -86,6 +88,14 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, log=print) -> O
     if returncode == 0 and reported and "error" not in reported:
         return Outcome(**reported)
     raise _failure(returncode, reported, cfg.out_dir)
+
+
+def _ignored_warnings():
+    """The warning categories this process ignores everywhere (runner.py: FutureWarning and
+    DeprecationWarning), as PYTHONWARNINGS entries, so that the child is as quiet."""
+    return [f"ignore::{category.__name__}" for action, message, category, module, line in warnings.filters
+            if action == "ignore" and message is None and module is None and not line
+            and category.__module__ == "builtins"]
 
 
 def _forward(pipe, name: str) -> None:

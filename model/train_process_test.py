@@ -1,4 +1,5 @@
-"""The training process dies with its parent: killed (no orphan trainer) or interrupted."""
+"""The training process dies with its parent, killed (no orphan trainer) or interrupted; its failure is
+one line in the parent."""
 
 import os
 import signal
@@ -6,7 +7,12 @@ import subprocess
 import sys
 import time
 
-from test_helpers.processes import alive, training_process
+import pytest
+
+from model import train_process
+from model.config import make_config
+from model.divergence import TrainingDiverged
+from test_helpers.processes import gone, training_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a parent that trains a tiny model for ever in a training process (this parent imports no TensorFlow),
@@ -33,13 +39,6 @@ def _parent(directory, text_file):
     return parent
 
 
-def _gone(pid: int, timeout: float = 20.0) -> bool:
-    deadline = time.time() + timeout
-    while alive(pid) and time.time() < deadline:
-        time.sleep(0.05)
-    return not alive(pid)
-
-
 def test_the_training_process_dies_with_its_parent(tmp_path, shakespeare_text):
     text_file = tmp_path / "input.txt"
     text_file.write_text(shakespeare_text[:20000], encoding="utf-8")
@@ -51,7 +50,7 @@ def test_the_training_process_dies_with_its_parent(tmp_path, shakespeare_text):
         time.sleep(0.01)
         child = training_process(interrupted.pid)
     interrupted.send_signal(signal.SIGINT)
-    assert interrupted.wait(timeout=60) != 0 and _gone(child)
+    assert interrupted.wait(timeout=60) != 0 and gone(child)
 
     # kill -9 of the parent mid-training: the child dies too (PR_SET_PDEATHSIG), no orphan trainer
     killed = _parent(tmp_path / "killed", str(text_file))
@@ -62,4 +61,23 @@ def test_the_training_process_dies_with_its_parent(tmp_path, shakespeare_text):
     assert child is not None
     killed.kill()
     assert killed.wait() == -signal.SIGKILL
-    assert _gone(child), f"training process {child} outlived its parent"
+    assert gone(child), f"training process {child} outlived its parent"
+
+
+def test_a_failed_training_process_is_one_line_naming_its_error_and_run_directory(tmp_path, capfd):
+    # a bug in the training process (here: no data named): its traceback streamed, then one line
+    cfg = make_config("shakespeare_char", out_dir=str(tmp_path / "out"))
+    with pytest.raises(train_process.TrainingProcessFailed) as failure:
+        train_process.train(cfg, None, str(tmp_path))
+    assert str(failure.value) == (
+        f"the training process of {tmp_path / 'out'} exited with status 1 after ValueError: no training data: set "
+        f"data_dir (token shards) or text_file (its traceback is above); nothing was published from it: run again "
+        f"to train anew")
+    assert "Traceback (most recent call last)" in capfd.readouterr().err
+
+    # a user error comes back as its own class and line (the pipeline's divergence test runs one)
+    error = train_process._failure(2, {"error": {"module": "model.divergence", "type": "TrainingDiverged",
+                                                 "message": "training diverged at iter 3", "user_error": True}}, "d")
+    assert type(error) is TrainingDiverged and str(error) == "training diverged at iter 3"
+    assert str(train_process._failure(-9, None, "run")) == (
+        "the training process of run was killed by SIGKILL; nothing was published from it: run again to train anew")

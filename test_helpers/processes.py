@@ -1,6 +1,7 @@
 """The training processes (model/train_process.py) a process started, read from /proc."""
 
 import os
+import time
 
 
 def _stat(pid) -> list:
@@ -29,3 +30,11 @@ def alive(pid: int) -> bool:
         return _stat(pid)[0] != "Z"
     except OSError:
         return False
+
+
+def gone(pid: int, timeout: float = 20.0) -> bool:
+    """Whether pid ends within timeout seconds."""
+    deadline = time.time() + timeout
+    while alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)

@@ -15,6 +15,7 @@ from tfx import v1 as tfx
 from pipeline import lineage
 from pipeline.configs import make_pipeline_config
 from pipeline.pipeline import create_pipeline
+from test_helpers.processes import gone, training_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TRAINING = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=40,
@@ -220,9 +221,11 @@ def test_interrupted_run_completes_on_rerun_without_repeating_finished_component
         seen.append(line)
         if line.startswith("iter 10:"):  # the Trainer is training
             break
+    training = training_process(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert any(line.startswith("iter 10:") for line in seen), "".join(seen[-30:])
+    assert training and gone(training), "the Trainer's training process outlived runner.py"
     config = make_pipeline_config("shakespeare_char", output_dir=str(out))
     first = _component_states(config)
     assert first["TokenizeText"] == first["Transform"] == metadata_store_pb2.Execution.COMPLETE
