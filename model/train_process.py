@@ -58,7 +58,7 @@ class Outcome:
 # the parent
 
 
-def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, log=print) -> Outcome:
+def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str) -> Outcome:
     """Run cfg (a TrainConfig) in a training process of its own; its Outcome. scratch_dir: a
     local directory of the caller's that the outcome files go to (its own for each call)."""
     request = os.path.join(scratch_dir, REQUEST_FILE)
