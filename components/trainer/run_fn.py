@@ -1,4 +1,6 @@
-"""The standard TFX Trainer runs the training engine (model/train.py) through this run_fn.
+"""The standard TFX Trainer runs the training engine (model/train.py) through this run_fn, in a
+training process of its own (model/train_process.py) with its own TensorFlow threads, as the
+benchmark's; this process keeps the TFX side and exports the trained model.
 
     Trainer(run_fn="components.trainer.run_fn.run_fn", examples=..., transform_graph=...,
             custom_config={"train_config": {...overrides...}, "resume": False})
@@ -23,12 +25,12 @@ import tempfile
 import tensorflow as tf
 
 from components import artifact_layout
-from model import files
+from model import files, train_process
 from model.checkpoint_shape import check_resume
-from model.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE, make_config
+from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TOKENIZER_FILE, TRAIN_CONFIG_FILE,
+                          make_config)
 from model.errors import writing
 from model.export import export_saved_model
-from model.train import Trainer
 
 RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
 
@@ -81,21 +83,19 @@ def run_fn(fn_args) -> None:
     if custom.get("resume"):  # refused before training, so that ML Metadata records only what trained
         previous_config = files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}
         check_resume(previous_config, cfg, previous_run)
-    trainer = Trainer(cfg, tokenizer_json=tokenizer_json, log=lambda line: print(line, flush=True))
-    result = trainer.run()
-    latest = tf.train.latest_checkpoint(os.path.join(out_dir, CHECKPOINT_DIR))
-    if latest:  # export the best weights, not the last step's
-        tf.train.Checkpoint(model=trainer.model).restore(latest).expect_partial()
-    if not trainer.chief:  # a multi-worker run: every worker exports, only the chief's copy is kept
-        scratch = tempfile.mkdtemp(prefix="nanogpt-worker-export-")
-        export_saved_model(trainer.model, scratch, tokenizer_json, **export)
+    scratch = tempfile.mkdtemp(prefix="nanogpt-training-")  # the training process's outcome files
+    try:
+        trained = train_process.train(cfg, tokenizer_json, scratch)  # its own TensorFlow, as the benchmark's
+        if not trained.chief:  # a multi-worker run: only the chief exports
+            return
+        model = train_process.trained_model(trained, POLICY_OF_DTYPE[cfg.dtype])  # the best weights
+    finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        return
-    history = {"eval": trainer.history, "train": trainer.train_losses, "result": result}
+    history = {"eval": trained.history, "train": trained.train_losses, "result": trained.result}
     with writing(f"{artifact_layout.HISTORY_FILE} in {out_dir}"):
         files.write_json(os.path.join(out_dir, artifact_layout.HISTORY_FILE), history, indent=None, sort_keys=False)
     model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
-    export_saved_model(trainer.model, fn_args.serving_model_dir, tokenizer_json, **export)
-    trainer.model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
+    export_saved_model(model, fn_args.serving_model_dir, tokenizer_json, **export)
+    model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
     with writing(f"{RUN_DIR_POINTER} in {model_uri}"):
         files.write_file(os.path.join(model_uri, RUN_DIR_POINTER), out_dir)

@@ -1,0 +1,40 @@
+"""The training processes (model/train_process.py) a process started, read from /proc."""
+
+import os
+import time
+
+
+def _stat(pid) -> list:
+    """/proc/PID/stat's fields after the command name: state, ppid, ..."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def training_process(parent_pid: int):
+    """The pid of a live training process started by parent_pid, or None."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            state, ppid = _stat(pid)[:2]
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if int(ppid) == parent_pid and state != "Z" and b"model.train_process" in command:
+            return int(pid)
+    return None
+
+
+def alive(pid: int) -> bool:
+    """Whether pid runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return _stat(pid)[0] != "Z"
+    except OSError:
+        return False
+
+
+def gone(pid: int, timeout: float = 20.0) -> bool:
+    """Whether pid ends within timeout seconds."""
+    deadline = time.time() + timeout
+    while alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
