@@ -12,7 +12,8 @@ holds keys and values of shape (n_layer, B, n_head, block_size, head_size), allo
 full size (GPT.empty_cache): every step writes one position and attends over all block_size
 slots with a mask that hides the slots not written yet. Fixed shapes let XLA compile the loop,
 which on a CPU makes a step several times faster; they also let the serving signature, whose
-prompt length and max_new_tokens are tensors, run the steps as one XLA-compiled function.
+prompt length and max_new_tokens are tensors, run the prefill and the steps as one XLA-compiled
+function, with the prompt padded to a power-of-two length (`bucketed`).
 
 Exactness past block_size. The model has learned absolute position embeddings and a context of
 block_size tokens. Once prompt + generated tokens exceed block_size, the next token is predicted,
