@@ -9,8 +9,8 @@ A GPT-2 124M-shaped model (random weights, vocab 50257, block 1024, float32) con
 top_k 200, one seed), in the same process:
   cached, XLA        `generate(jit_compile=True)`: the whole loop compiled by XLA
   served             the SavedModel the Pusher exports (model/export.py), saved, loaded from disk
-                     and its `generate` signature called as a client would (its decoding steps
-                     are one XLA function)
+                     and its `generate` signature called as a client would (its prefill and
+                     decoding steps are one XLA function per prompt-length bucket)
   served, bfloat16   the same, exported with bfloat16 weights (`serving_weights=bfloat16`)
   transformers       TFGPT2LMHeadModel loaded from the project's Hugging Face export
                      (`model.save_pretrained`) and its `generate` under tf.function(jit_compile=True)

@@ -87,15 +87,17 @@ def _xla_functions(path):
 
 
 def test_generate_runs_its_steps_compiled_and_gives_the_in_process_tokens(exported, tmp_path):
-    """The served decoding steps are an XLA function (saved as _XlaMustCompile, no custom ops),
-    and give the tokens of in-process generate(jit_compile=True) for the same seed, for any batch,
-    prompt length and max_new_tokens (also past block_size 16), from one saved graph."""
+    """The served prefill and decoding steps are XLA functions (saved as _XlaMustCompile, no
+    custom ops), and give the tokens of in-process generate(jit_compile=True) for the same seed,
+    for any batch (1, 3, 8), prompt length (padded to buckets 4, 2, 8, 16) and max_new_tokens
+    (also past block_size 16), from one saved graph."""
     from model.generate import generate
 
     model, path = exported
-    assert any("cached_steps" in name for name in _xla_functions(path))
+    assert any("prefill_and_steps" in name for name in _xla_functions(path))
     signature = tf.saved_model.load(path).signatures["generate"]
-    for prompt, n in (([[1, 2, 3]], 9), ([[4, 5], [6, 7], [8, 9]], 12), ([[3] * 10], 20)):
+    batch_8 = np.random.default_rng(0).integers(0, len(CHARS), (8, 5)).tolist()
+    for prompt, n in (([[1, 2, 3]], 9), ([[4, 5], [6, 7], [8, 9]], 12), (batch_8, 7), ([[3] * 10], 20)):
         settings = dict(max_new_tokens=tf.constant(n), temperature=tf.constant(0.9), top_k=tf.constant(5),
                         top_p=tf.constant(1.0), seed=tf.constant(3, tf.int64), eot_token=tf.constant(-1),
                         vocab_limit=tf.constant(len(CHARS)))

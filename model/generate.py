@@ -12,7 +12,8 @@ holds keys and values of shape (n_layer, B, n_head, block_size, head_size), allo
 full size (GPT.empty_cache): every step writes one position and attends over all block_size
 slots with a mask that hides the slots not written yet. Fixed shapes let XLA compile the loop,
 which on a CPU makes a step several times faster; they also let the serving signature, whose
-prompt length and max_new_tokens are tensors, run the steps as one XLA-compiled function.
+prompt length and max_new_tokens are tensors, run the prefill and the steps as one XLA-compiled
+function, with the prompt padded to a power-of-two length (`bucketed`).
 
 Exactness past block_size. The model has learned absolute position embeddings and a context of
 block_size tokens. Once prompt + generated tokens exceed block_size, the next token is predicted,
@@ -211,14 +212,50 @@ def cached_steps(model, logits, cache, prompt_length, context_length, settings: 
     return new, s, finished, lengths
 
 
+def prefill_and_steps(model, context, context_length, prompt_length, settings: Settings):
+    """The prefill, then `cached_steps`. context (B, P): the (cropped) prompt in its first
+    context_length columns, then padding (P == context_length: none): the prefill runs all P
+    positions through the model, which writes them into the cache, and samples token 0 from
+    the logits at position context_length - 1 (see GPT.call_with_cache's `last`)."""
+    logits, cache = model.call_with_cache(context, model.empty_cache(tf.shape(context)[0]), 0,
+                                          last=context_length - 1)
+    return cached_steps(model, logits, cache, prompt_length, context_length, settings)
+
+
+def prompt_buckets(block_size: int):
+    """The padded prompt lengths of the serving graph: powers of two, then block_size."""
+    return [1 << i for i in range(block_size.bit_length()) if 1 << i < block_size] + [block_size]
+
+
+def bucketed(xla_prefill_and_steps, block_size: int):
+    """`prefill_and_steps` for a context of any length, through an XLA function of fixed shapes:
+    the context is padded to the next of `prompt_buckets` and one branch per bucket
+    (tf.switch_case) calls the XLA function at that length, so that XLA compiles only the
+    buckets that are used, each once per batch size, on its first call."""
+    buckets = prompt_buckets(block_size)
+
+    def run(context, context_length, prompt_length, settings):
+        def at(size):
+            def branch():
+                padded = tf.pad(context, [[0, 0], [0, size - context_length]])
+                return xla_prefill_and_steps(tf.ensure_shape(padded, [None, size]), context_length,
+                                             prompt_length, settings)
+            return branch
+
+        bucket = tf.reduce_sum(tf.cast(tf.constant(buckets) < context_length, tf.int32))
+        return tf.switch_case(bucket, [at(size) for size in buckets])
+
+    return run
+
+
 def decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit,
-                steps=None):
+                decode=None):
     """The whole generation as graph ops (call it inside a tf.function). idx (B, T) int32, the
     other arguments scalars: temperature 0 = greedy, top_k 0 = off, top_p 1 = off, eot_token -1
     = no stop, vocab_limit = the number of ids that may be sampled. Returns (tokens, lengths).
 
-    steps: `cached_steps` compiled on its own (the serving graph passes an XLA-compiled one, its
-    shapes fixed while the prompt's length is not); None runs it inline.
+    decode: `prefill_and_steps` as the caller compiles it (the serving graph passes `bucketed`
+    XLA functions: their shapes fixed while the prompt's length is not); None runs it inline.
 
     The cache is the (n_layer, B, n_head, block_size, head_size) keys and values split by layer
     (GPT.empty_cache): without XLA, an update of one stacked tensor copies all of it (for GPT-2
@@ -234,9 +271,8 @@ def decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot
     # longer than block_size it is exactly the forward of the window nanoGPT crops.
     context = idx[:, -block_size:]
     context_length = tf.shape(context)[1]
-    logits, cache = model.call_with_cache(context, model.empty_cache(batch), 0)
-    new, s, finished, lengths = (steps or functools.partial(cached_steps, model))(
-        logits, cache, t, context_length, settings)
+    new, s, finished, lengths = (decode or functools.partial(prefill_and_steps, model))(
+        context, context_length, t, settings)
     cached = tf.minimum(max_new_tokens, block_size - context_length + 1)  # the tokens new can hold
     out = tf.concat([idx, new[:, :cached], tf.fill([batch, max_new_tokens - cached], pad)], axis=1)
 
@@ -291,17 +327,17 @@ def serving_function(model, jit_compile: bool = True) -> tf.types.experimental.G
         module.generate = serving_function(model)
         tf.saved_model.save(module, path, signatures={"generate": module.generate})
 
-    jit_compile: the decoding steps within block_size (`cached_steps`) are a function of their
-    own compiled by XLA (saved with _XlaMustCompile, compiled on first call in the process that
-    loads the model, once per batch size); the prefill and the steps past block_size, whose
-    shapes vary with the prompt, stay in the plain graph. False: no XLA at all."""
-    steps = None
+    jit_compile: the prefill and the decoding steps within block_size (`prefill_and_steps`) are
+    one XLA function per prompt-length bucket (`bucketed`; saved with _XlaMustCompile, compiled
+    on first use in the process that loads the model, once per bucket and batch size); only the
+    steps past block_size, whose window moves, stay in the plain graph. False: no XLA at all."""
+    decode = None
     if jit_compile:
         @tf.function(jit_compile=True)
-        def xla_cached_steps(logits, cache, prompt_length, context_length, settings):
-            return cached_steps(model, logits, cache, prompt_length, context_length, settings)
+        def xla_prefill_and_steps(context, context_length, prompt_length, settings):
+            return prefill_and_steps(model, context, context_length, prompt_length, settings)
 
-        steps = xla_cached_steps
+        decode = bucketed(xla_prefill_and_steps, model.config.block_size)
 
     @tf.function(input_signature=SERVING_SIGNATURE)
     def generate(idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit):
@@ -315,7 +351,7 @@ def serving_function(model, jit_compile: bool = True) -> tf.types.experimental.G
         with tf.control_dependencies(checks):
             idx = tf.identity(idx)
         tokens, lengths = decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed,
-                                      eot_token, vocab_limit, steps=steps)
+                                      eot_token, vocab_limit, decode=decode)
         return {"tokens": tokens, "lengths": lengths}
 
     return generate

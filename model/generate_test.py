@@ -45,6 +45,13 @@ def test_cache_logits_match_the_full_forward(model):
     ids = tf.constant(np.random.default_rng(1).integers(0, VOCAB, (2, BLOCK)), tf.int32)
     logits, cache = model.call_with_cache(ids[:, :5], model.empty_cache(2), 0)  # prefill 5 tokens
     np.testing.assert_allclose(logits, model(ids[:, :5])[:, -1], rtol=1e-5, atol=1e-4)
+    # a prompt padded to 8 positions (the serving graph's buckets): the logits at its last real
+    # token, and the steps that overwrite the padding's slots, are those of the unpadded prompt
+    padded = tf.concat([ids[:, :5], tf.zeros([2, 3], tf.int32)], axis=1)
+    padded_logits, padded_cache = model.call_with_cache(padded, model.empty_cache(2), 0, last=tf.constant(4))
+    np.testing.assert_allclose(padded_logits, logits, rtol=1e-5, atol=1e-4)
+    step_logits, _ = model.call_with_cache(ids[:, 5:6], padded_cache, 5)
+    np.testing.assert_allclose(step_logits, model(ids[:, :6])[:, -1], rtol=1e-5, atol=1e-4)
     full = model(ids).numpy()
     for t in range(5, BLOCK):
         logits, cache = model.call_with_cache(ids[:, t:t + 1], cache, t)

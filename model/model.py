@@ -313,7 +313,7 @@ class GPT(tf.Module):
         return tuple((tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype))
                      for _ in range(cfg.n_layer))
 
-    def call_with_cache(self, idx, cache, cache_index):
+    def call_with_cache(self, idx, cache, cache_index, last=None):
         """The logits (B, vocab_size) float32 of the last position of idx (B, T), and the cache.
 
         With a cache (see empty_cache), idx holds the positions cache_index..cache_index+T-1
@@ -321,18 +321,28 @@ class GPT(tf.Module):
         are written into the cache and each attends over the positions up to its own; returns the
         updated cache. With cache None, the full forward of idx from position 0 (nanoGPT's
         uncached step); returns None for the cache. Only the last position goes through ln_f and
-        the head, as in nanoGPT's inference-time forward. No argument checks (the caller's)."""
+        the head, as in nanoGPT's inference-time forward. No argument checks (the caller's).
+
+        last: the index in idx of the position whose logits are returned (a scalar, possibly a
+        tensor), for a prompt padded to a fixed length: the padding positions after it are
+        written into the cache too, where the decoding steps overwrite them before any query
+        sees them (each query attends only up to its own position). None: the last position."""
         if cache is None:
             x = self._embed(idx, tf.range(tf.shape(idx)[1]))
             for block in self.h:
                 x = block(x)
-            return self._lm_head(x[:, -1, :]), None
+            return self._lm_head(self._at(x, last)), None
         x = self._embed(idx, cache_index + tf.range(tf.shape(idx)[1]))
         updated = []
         for block, layer_cache in zip(self.h, cache):
             x, layer_cache = block(x, cache=layer_cache, cache_index=cache_index)
             updated.append(layer_cache)
-        return self._lm_head(x[:, -1, :]), tuple(updated)
+        return self._lm_head(self._at(x, last)), tuple(updated)
+
+    @staticmethod
+    def _at(x, position):
+        """x (B, T, C) at one position (None: the last), (B, C)."""
+        return x[:, -1, :] if position is None else tf.gather(x, position, axis=1)
 
     def _check_length(self, idx):
         t = idx.shape[1]
