@@ -59,18 +59,31 @@ def train_char_model(tmp_path_factory, shakespeare_text):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs, where writes past its size fail with a real ENOSPC (mounting needs root:
-    skipped otherwise)."""
+def tmpfs(tmp_path):
+    """tmpfs(size): a new tmpfs of that size ("1M", "4M"), where writes past it fail with a real
+    ENOSPC (mounting needs root: skipped otherwise); unmounted after the test."""
     import subprocess
 
-    mount_point = tmp_path / "small_disk"
-    os.makedirs(mount_point)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount_point)],
-                      capture_output=True).returncode:
-        pytest.skip("mounting a 1 MiB tmpfs needs root")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
+    mounted = []
+
+    def mount(size):
+        mount_point = tmp_path / f"disk{len(mounted)}_{size}"
+        os.makedirs(mount_point)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+                          capture_output=True).returncode:
+            pytest.skip("mounting a tmpfs needs root")
+        mounted.append(mount_point)
+        return mount_point
+
+    yield mount
+    for mount_point in mounted:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmpfs):
+    """A 1 MiB tmpfs (see tmpfs)."""
+    return tmpfs("1M")
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def _failure(returncode: int, reported: Optional[dict], run_dir: str) -> Excepti
     """The exception the parent raises for a child that gave no outcome."""
     error = (reported or {}).get("error")
     if error and error.get("user_error"):
-        return _user_error(error["module"], error["type"], error["message"])
+        return _user_error(error)
     if returncode < 0:
         try:
             how = f"was killed by {signal.Signals(-returncode).name}"
@@ -136,16 +136,25 @@ def _failure(returncode: int, reported: Optional[dict], run_dir: str) -> Excepti
                                  f"run again to train anew")
 
 
-def _user_error(module: str, name: str, message: str) -> UserError:
-    """The child's UserError as the same class, message and all (UserError itself if the class
-    cannot be had here or made from a message alone)."""
+def _user_error(error: dict) -> UserError:
+    """The child's UserError as itself (unpickled), else as the same class made from its message,
+    else as a UserError with its message."""
+    import base64
+    import pickle
+
     try:
-        cls = getattr(importlib.import_module(module), name)
+        remade = pickle.loads(base64.b64decode(error["pickled"]))
+        if isinstance(remade, UserError):
+            return remade
+    except Exception:  # noqa: BLE001 (no pickle, or one that does not load here)
+        pass
+    try:
+        cls = getattr(importlib.import_module(error["module"]), error["type"])
         if isinstance(cls, type) and issubclass(cls, UserError):
-            return cls(message)
+            return cls(error["message"])
     except Exception:  # noqa: BLE001 (any failure to remake it: the message still gets through)
         pass
-    return UserError(message)
+    return UserError(error["message"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,8 +219,17 @@ def _run(request_path: str) -> None:
         raise SystemExit(130) from None
     except Exception as e:
         user_error = isinstance(e, UserError)
-        _write_outcome(outcome_path, {"error": {"module": type(e).__module__, "type": type(e).__name__,
-                                                "message": one_line(e), "user_error": user_error}})
+        error = {"module": type(e).__module__, "type": type(e).__name__, "message": one_line(e),
+                 "user_error": user_error}
+        if user_error:  # the exception itself, with what it carries (DamagedShard's artifact, ...)
+            import base64
+            import pickle
+
+            try:
+                error["pickled"] = base64.b64encode(pickle.dumps(e)).decode("ascii")
+            except Exception:  # noqa: BLE001 (the class and message still get through)
+                pass
+        _write_outcome(outcome_path, {"error": error})
         if not user_error:
             raise  # a bug: its traceback on stderr, which the parent streams
         raise SystemExit(2) from None
@@ -225,7 +243,8 @@ def trained_model(outcome: Outcome, dtype_policy: str):
     from model.model import GPT, GPTConfig
 
     model = GPT(GPTConfig(**outcome.model_config), dtype_policy=dtype_policy)
-    tf.train.Checkpoint(model=model).restore(outcome.weights).expect_partial().assert_existing_objects_matched()
+    # read, not restore: the final weights are written without a save counter to match
+    tf.train.Checkpoint(model=model).read(outcome.weights).expect_partial().assert_existing_objects_matched()
     return model
 
 

@@ -6,7 +6,6 @@ import gc
 import glob
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -410,19 +409,25 @@ def test_a_full_disk_when_the_trainer_writes_its_history_is_one_line_and_leaves_
 
 
 def test_a_full_disk_when_the_trainer_writes_run_dir_txt_is_one_line_and_leaves_nothing_half_written(
-        char_run, small_disk, tmp_path):
-    """The Model directory on the 1 MiB tmpfs with room for exactly the SavedModel and the Hugging
-    Face checkpoint (char_run's, of the same shape, measured in pages): run_dir.txt, written last,
-    does not fit."""
+        char_run, tmpfs, tmp_path, monkeypatch):
+    """The Model directory on a 16 MiB tmpfs (the SavedModel takes ~1.5), which fills up (a filler file) as soon as the Hugging
+    Face checkpoint is written: run_dir.txt, written last, does not fit."""
     from components import artifact_layout
     from components.trainer.run_fn import RUN_DIR_POINTER
+    from model.model import GPT
 
-    exported = _output_of(char_run, "Trainer", "model", first=True)
-    pages = sum(-(-os.path.getsize(os.path.join(directory, name)) // 4096) * 4096
-                for sub in (artifact_layout.SERVING_DIR, artifact_layout.HF_CHECKPOINT_DIR)
-                for directory, _, names in os.walk(os.path.join(exported, sub)) for name in names)
+    small_disk = tmpfs("16M")
+    save_pretrained = GPT.save_pretrained
+
+    def save_then_fill_the_disk(self, *args, **kwargs):
+        save_pretrained(self, *args, **kwargs)
+        with open(small_disk / "filler", "wb", buffering=0) as f:
+            with pytest.raises(OSError):
+                while True:
+                    f.write(b"\0" * 4096)
+
+    monkeypatch.setattr(GPT, "save_pretrained", save_then_fill_the_disk)
     model_dir = small_disk / "model"
-    (small_disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - pages))
     message = _run_fn_fails(_run_fn_args(char_run, tmp_path / "model_run", model_dir))
     assert message == (f"no space left on the device writing {RUN_DIR_POINTER} in {model_dir}: "
                        f"free space, then run again")
