@@ -1,6 +1,8 @@
-"""The training processes (model/train_process.py) a process started, read from /proc."""
+"""Processes the tests watch: the training processes (model/train_process.py) a process started,
+read from /proc, and whether a process or a whole process group has ended."""
 
 import os
+import signal
 import time
 
 
@@ -38,3 +40,17 @@ def gone(pid: int, timeout: float = 20.0) -> bool:
     while alive(pid) and time.time() < deadline:
         time.sleep(0.05)
     return not alive(pid)
+
+
+def group_gone(pgid: int, timeout: float = 10.0) -> bool:
+    """True once no process of the group is left (a child outliving its killed parent is a bug);
+    any left is killed, so that the test leaves nothing running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.killpg(pgid, signal.SIGKILL)
+    return False

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from model import shards
 from pipeline import fault_injection, lineage
 from pipeline.configs import make_pipeline_config
 from pipeline.pipeline import create_pipeline
+from test_helpers.processes import group_gone
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TRAINING = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=40,
@@ -237,20 +237,6 @@ def _forked_runner():
         zygote.wait(timeout=60)
 
 
-def _process_group_gone(pgid, timeout=10.0):
-    """True once no process of the group is left (a child outliving its killed parent is a bug);
-    any left is killed, so that the test leaves nothing running."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    os.killpg(pgid, signal.SIGKILL)
-    return False
-
-
 def _output_of(config, component, output, first):
     """The first (or last live) artifact under <pipeline_root>/<component>/<output>/."""
     from ml_metadata.proto import metadata_store_pb2
@@ -319,7 +305,7 @@ def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uni
             ended = run(argv, {fault_injection.KILL_AT: f"{node}:{point}"}, log)
             assert ended["signal"] == signal.SIGKILL, log.read_text()[-3000:]
             assert f"fault injection: SIGKILL at {node}:" in log.read_text()
-            assert _process_group_gone(ended["pid"]), f"a process outlived `runner.py run` killed at {node}:{point}"
+            assert group_gone(ended["pid"]), f"a process outlived `runner.py run` killed at {node}:{point}"
             executions = sorted(_store(config).get_executions(), key=lambda e: e.id)
             assert [e.id for e in executions if e.last_known_state == metadata_store_pb2.Execution.RUNNING] == [
                 executions[-1].id], f"{node}:{point}"  # the killed one; those killed before were cleared
