@@ -141,16 +141,9 @@ def run(args, overrides):
 
         if fault_injection.KILL_AT in os.environ:  # tests only: a kill -9 at a chosen point
             fault_injection.install()
-        from model.shards import DamagedShard
-
-        try:
-            tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
-        except DamagedShard as e:  # a damaged artifact from the cache: set it aside and make it again, once
-            damaged = recovery.set_aside_damaged(config.metadata_path, e.examples)
-            if damaged is None:
-                raise
-            print(f"{e.problem}: {damaged} is set aside and made again; running the pipeline again", flush=True)
-            tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+        # a damaged artifact from the cache: set aside, and the pipeline runs again to make it anew
+        recovery.run_remaking_damaged(config.metadata_path,
+                                      lambda: tfx.orchestration.LocalDagRunner().run(create_pipeline(config)))
     summary = lineage.run_summary(config.metadata_path)
     print(summary, flush=True)
 

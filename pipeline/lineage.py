@@ -20,7 +20,7 @@ from components.artifact_layout import HISTORY_FILE, PLOT_FILE, REPORT_FILE
 from model import files
 from model.config import TENSORBOARD_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from model.errors import NotFound, UserError, one_line
-from model.shards import SHARD_BYTES
+from model.shards import SHARD_BYTES, SHARD_SHA256
 from pipeline.configs import OUTPUT_DIR, absolute_path
 
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
@@ -29,7 +29,8 @@ COMPLETE, CACHED = 3, 5
 # Inputs that are compared with, not built from: the walk does not follow them upstream.
 NOT_ANCESTORS = ("baseline_model",)
 # Bookkeeping properties TFX puts on every artifact; left out of the listing.
-BOOKKEEPING = ("tfx_version", "is_external", "state", "payload_format", "blessing_message", SHARD_BYTES)
+BOOKKEEPING = ("tfx_version", "is_external", "state", "payload_format", "blessing_message", SHARD_BYTES,
+               SHARD_SHA256)
 # What the drawings (dot, PNG) show of each node, when it has them.
 HIGHLIGHTS = ("input_pattern", "dataset_name", "tokenizer", "num_documents", "num_tokens_train", "num_tokens_val",
               "vocab_size", "vocabulary files", "preprocessing_fn", "training preset", "overrides", "vocabulary",

@@ -9,7 +9,11 @@ store is a dead one. They are marked CANCELED, and their output directories, whi
 artifact names, removed.
 
 A cached artifact that a reader finds damaged is set aside (set_aside_damaged) so that the next
-run makes it again instead of taking it from the cache.
+run makes it again instead of taking it from the cache: before a run, the TokenizeText shards no
+longer of their recorded sizes (set_aside_changed_shards, a stat a file); during it, a reader's
+DamagedShard, or a reader's failure that names no file whose input shards no longer match their
+recorded SHA-256 (set_aside_damaged_inputs, read only then); run_remaking_damaged runs the
+pipeline again after each.
 """
 
 from __future__ import annotations
@@ -118,12 +122,52 @@ def set_aside_damaged(metadata_path: str, uri: str) -> Optional[str]:
     return f"the {type_name} artifact #{artifact.id} of {made_by[0]}"
 
 
+def _set_aside_damaged_shards(metadata_path: str, artifacts, recorded_as: str, find_damage,
+                              reader: str = "") -> List[str]:
+    """Set aside (set_aside_damaged) each live artifact of `artifacts` whose shards
+    find_damage(uri, what it records as `recorded_as`) finds damaged; a line for each."""
+    import json
+
+    from ml_metadata.proto import metadata_store_pb2
+
+    lines = []
+    for artifact in artifacts:
+        recorded = artifact.custom_properties.get(recorded_as)
+        if artifact.state != metadata_store_pb2.Artifact.LIVE or recorded is None:
+            continue
+        found = find_damage(artifact.uri, json.loads(recorded.string_value))
+        if found:
+            damaged = set_aside_damaged(metadata_path, artifact.uri)
+            lines.append(f"{'; '.join(found)}{reader}: {damaged} is set aside and made again")
+    return lines
+
+
 def set_aside_changed_shards(metadata_path: str) -> List[str]:
     """Before a run: set aside (set_aside_damaged) each live Examples artifact whose shard files are
     no longer the sizes recorded when they were written; a line for each, saying what was found and
     what is made again."""
-    import json
+    from model import shards
 
+    if not os.path.isfile(metadata_path):
+        return []
+    artifacts = _writable_store(metadata_path).get_artifacts_by_type("Examples")
+    return _set_aside_damaged_shards(metadata_path, artifacts, shards.SHARD_BYTES, shards.shard_changes)
+
+
+def last_execution_id(metadata_path: str) -> int:
+    """The id of the store's newest execution (0: none), to tell the executions of a run that follows."""
+    if not os.path.isfile(metadata_path):
+        return 0
+    return max((e.id for e in _writable_store(metadata_path).get_executions()), default=0)
+
+
+def set_aside_damaged_inputs(metadata_path: str, after_execution: int, failure: str) -> List[str]:
+    """After a run failed with an error that is not a user's (one that names no file, such as Beam's
+    zlib.error or DataLossError when the standard Transform reads a shard damaged in place): read the
+    shards of each live artifact that the executions which failed (those after `after_execution`)
+    took as input, compare them with the SHA-256 digests recorded when they were written, and set
+    aside each one found damaged; a line for each, naming the reader and its `failure` (none: the
+    failure is something else, and goes on as it is)."""
     from ml_metadata.proto import metadata_store_pb2
 
     from model import shards
@@ -131,13 +175,49 @@ def set_aside_changed_shards(metadata_path: str) -> List[str]:
     if not os.path.isfile(metadata_path):
         return []
     store = _writable_store(metadata_path)
+    names = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
     lines = []
-    for artifact in store.get_artifacts_by_type("Examples"):
-        recorded = artifact.custom_properties.get(shards.SHARD_BYTES)
-        if artifact.state != metadata_store_pb2.Artifact.LIVE or recorded is None:
+    for execution in store.get_executions():
+        if execution.id <= after_execution or execution.last_known_state != metadata_store_pb2.Execution.FAILED:
             continue
-        changes = shards.shard_changes(artifact.uri, json.loads(recorded.string_value))
-        if changes:
-            damaged = set_aside_damaged(metadata_path, artifact.uri)
-            lines.append(f"{'; '.join(changes)}: {damaged} is set aside and made again")
+        inputs = sorted({e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                         if e.type == metadata_store_pb2.Event.INPUT})
+        reader = f", which {names[execution.type_id]} read when it failed ({failure})"
+        lines += _set_aside_damaged_shards(metadata_path, store.get_artifacts_by_id(inputs), shards.SHARD_SHA256,
+                                           shards.damaged_shards, reader)
     return lines
+
+
+# Runs again after a damaged artifact was set aside, at most: an artifact made anew and found
+# damaged again is not the cache's problem (a failing disk) and ends the run.
+MAX_REMAKES = 3
+
+
+def run_remaking_damaged(metadata_path: str, run_once) -> None:
+    """run_once() (the pipeline under LocalDagRunner); when it fails on a damaged cached artifact, a
+    reader's DamagedShard or an error (not a user's) of an execution whose input shards no longer
+    match their SHA-256, the artifact is set aside with a line that says so, and the pipeline runs
+    again, in which the component that made it makes it anew (MAX_REMAKES times at most). Any other
+    failure goes on as it is."""
+    from model.errors import one_line
+    from model.shards import DamagedShard
+
+    for remakes in range(MAX_REMAKES + 1):
+        after = last_execution_id(metadata_path)
+        try:
+            return run_once()
+        except DamagedShard as e:
+            damaged = set_aside_damaged(metadata_path, e.examples) if remakes < MAX_REMAKES else None
+            if damaged is None:
+                raise
+            lines = [f"{e.problem}: {damaged} is set aside and made again"]
+        except UserError:  # says what is wrong already
+            raise
+        except Exception as e:  # noqa: BLE001 (any failure of a reader: re-raised unless its input is damaged)
+            kind = ".".join(n for n in (type(e).__module__, type(e).__qualname__) if n != "builtins")
+            failure = f"{kind}: {one_line(e)}"
+            failure = failure if len(failure) <= 160 else failure[:157] + "..."
+            lines = set_aside_damaged_inputs(metadata_path, after, failure) if remakes < MAX_REMAKES else []
+            if not lines:
+                raise
+        print("\n".join(lines) + "; running the pipeline again", flush=True)

@@ -89,20 +89,30 @@ def test_a_damaged_artifact_is_set_aside_so_that_the_cache_no_longer_takes_it(tm
     assert recovery.set_aside_damaged(str(metadata_path), uri) is None  # no live artifact there any more
 
 
-def test_a_live_examples_artifact_whose_shards_changed_size_is_set_aside_before_the_run(tmp_path):
+def _tokenized_examples(store, examples) -> int:
+    """Token shards in `examples` and the id of the live Examples artifact that records them as
+    TokenizeText does (their sizes and SHA-256)."""
     import json
 
     from model import shards
 
-    metadata_path, examples = tmp_path / "metadata.sqlite", tmp_path / "TokenizeText" / "examples" / "2"
     for split, documents in ((shards.TRAIN, [list(range(3000))]), (shards.VAL, [list(range(500))])):
         shards.write_split(shards.split_dir(str(examples), split), documents, num_shards=2, chunk_size=100)
-    store = _store(metadata_path)
     examples_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
     artifact = metadata_store_pb2.Artifact(type_id=examples_type, uri=str(examples),
                                            state=metadata_store_pb2.Artifact.LIVE)
     artifact.custom_properties[shards.SHARD_BYTES].string_value = json.dumps(shards.shard_sizes(str(examples)))
+    artifact.custom_properties[shards.SHARD_SHA256].string_value = json.dumps(shards.shard_digests(str(examples)))
     [artifact_id] = store.put_artifacts([artifact])
+    return artifact_id
+
+
+def test_a_live_examples_artifact_whose_shards_changed_size_is_set_aside_before_the_run(tmp_path):
+    from model import shards
+
+    metadata_path, examples = tmp_path / "metadata.sqlite", tmp_path / "TokenizeText" / "examples" / "2"
+    store = _store(metadata_path)
+    artifact_id = _tokenized_examples(store, examples)
     assert recovery.set_aside_changed_shards(str(metadata_path)) == []  # whole: nothing to do
     shard = shards.shard_files(shards.split_dir(str(examples), shards.VAL))[1]
     size = os.path.getsize(shard)
@@ -114,3 +124,58 @@ def test_a_live_examples_artifact_whose_shards_changed_size_is_set_aside_before_
     [marked] = _store(metadata_path).get_artifacts_by_id([artifact_id])
     assert marked.state == metadata_store_pb2.Artifact.MARKED_FOR_DELETION
     assert recovery.set_aside_changed_shards(str(metadata_path)) == []  # set aside once
+
+
+def test_a_reader_that_failed_on_shards_damaged_in_place_has_them_set_aside_else_its_error_goes_on(tmp_path, capsys):
+    """Bytes flipped in the middle of a shard (its size kept) pass the size check; when an execution
+    that read them fails, their recorded SHA-256 tells it, and only then are they read."""
+    import zlib
+
+    from model import shards
+
+    metadata_path, examples = tmp_path / "metadata.sqlite", tmp_path / "TokenizeText" / "examples" / "2"
+    store = _store(metadata_path)
+    artifact_id = _tokenized_examples(store, examples)
+    transform = store.put_execution_type(metadata_store_pb2.ExecutionType(name="tfx.components.Transform"))
+
+    def reader_fails(error):
+        """What LocalDagRunner leaves when Transform fails reading the artifact: a FAILED execution
+        with the artifact as its input, and the error raised."""
+        def run_once():
+            [execution] = store.put_executions([metadata_store_pb2.Execution(
+                type_id=transform, last_known_state=State.FAILED)])
+            store.put_events([metadata_store_pb2.Event(artifact_id=artifact_id, execution_id=execution,
+                                                       type=metadata_store_pb2.Event.INPUT)])
+            raise error
+        return run_once
+
+    # whole shards: the reader's own error goes on, and nothing is set aside
+    with pytest.raises(ValueError, match="a bug of the reader"):
+        recovery.run_remaking_damaged(str(metadata_path), reader_fails(ValueError("a bug of the reader")))
+    shard = shards.shard_files(shards.split_dir(str(examples), shards.TRAIN))[1]
+    size = os.path.getsize(shard)
+    with open(shard, "r+b") as f:
+        f.seek(size // 2)
+        flipped = bytes(b ^ 0xFF for b in f.read(8))
+        f.seek(size // 2)
+        f.write(flipped)
+    assert os.path.getsize(shard) == size
+    assert recovery.set_aside_changed_shards(str(metadata_path)) == []  # the same sizes: not seen before the run
+    with pytest.raises(zlib.error):  # the failed executions of earlier runs are not looked at
+        recovery.run_remaking_damaged(str(metadata_path), lambda: (_ for _ in ()).throw(zlib.error("elsewhere")))
+    capsys.readouterr()
+    runs = []
+
+    def fails_then_completes():
+        runs.append(len(runs))
+        if runs == [0]:
+            reader_fails(zlib.error("Error -3 while decompressing data: incorrect data check"))()
+
+    recovery.run_remaking_damaged(str(metadata_path), fails_then_completes)
+    assert runs == [0, 1]
+    assert capsys.readouterr().out == (
+        f"token shard {shard} is damaged (its bytes are not those written: another SHA-256), which Transform read "
+        f"when it failed (zlib.error: Error -3 while decompressing data: incorrect data check): the Examples artifact "
+        f"#{artifact_id} of its component is set aside and made again; running the pipeline again\n")
+    [marked] = _store(metadata_path).get_artifacts_by_id([artifact_id])
+    assert marked.state == metadata_store_pb2.Artifact.MARKED_FOR_DELETION

@@ -421,22 +421,36 @@ def test_a_full_disk_when_the_trainer_writes_run_dir_txt_is_one_line_and_leaves_
 
 
 def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(char_run, capsys):
-    """A truncated shard of the cached transformed examples, read by a Trainer that runs anew (a
-    new max_iters): `runner.py run` names it, marks the artifact so that the cache no longer takes
-    it, and runs the pipeline again, in which Transform makes the same records anew. (It damages
-    char_run's cache: the module's last test.)"""
+    """Two damaged cached artifacts: a truncated shard of the transformed examples, read by a Trainer
+    that runs anew (a new max_iters), and a shard of the tokenized examples with bytes flipped in
+    place (its size kept), read by the standard Transform once its output is set aside, where Beam
+    fails with zlib's error, naming no file. `runner.py run` names each, marks its artifact so that
+    the cache no longer takes it, and runs the pipeline again, in which TokenizeText and Transform
+    make the same records anew. (It damages char_run's cache: the module's last test.)"""
     import runner
     from ml_metadata.proto import metadata_store_pb2
 
-    # TokenizeText records its shards' sizes, which each run checks before it starts (recovery_test)
-    [tokenized] = _store(char_run).get_artifacts_by_uri(_output_of(char_run, "TokenizeText", "examples", first=True))
+    # TokenizeText records its shards' sizes, which each run checks before it starts (recovery_test),
+    # and their SHA-256, checked when a reader of them fails
+    tokenized_uri = _output_of(char_run, "TokenizeText", "examples", first=True)
+    [tokenized] = _store(char_run).get_artifacts_by_uri(tokenized_uri)
     assert json.loads(tokenized.custom_properties[shards.SHARD_BYTES].string_value) == shards.shard_sizes(tokenized.uri)
+    assert json.loads(tokenized.custom_properties[shards.SHARD_SHA256].string_value) == \
+        shards.shard_digests(tokenized.uri)
     transformed = _output_of(char_run, "Transform", "transformed_examples", first=False)
     [damaged] = _store(char_run).get_artifacts_by_uri(transformed)
-    records = _records(transformed)
+    records, tokenized_records = _records(transformed), _records(tokenized_uri)
     shard = sorted(tf.io.gfile.glob(os.path.join(transformed, "Split-train", "*")))[0]
     with open(shard, "r+b") as f:
         f.truncate(os.path.getsize(shard) // 2)
+    flipped = sorted(tf.io.gfile.glob(os.path.join(tokenized_uri, "Split-train", "*")))[0]
+    size = os.path.getsize(flipped)
+    with open(flipped, "r+b") as f:
+        f.seek(size // 2)
+        middle = f.read(8)
+        f.seek(size // 2)
+        f.write(bytes(b ^ 0xFF for b in middle))
+    assert os.path.getsize(flipped) == size
     capsys.readouterr()
     before = _execution_ids(char_run)
     runner.main(["run", f"--data={char_run.input_pattern}", f"--output={char_run.output_dir}",
@@ -446,9 +460,16 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
     assert f"token shard {shard} is damaged (" in out
     assert (f": the Examples artifact #{damaged.id} of Transform is set aside and made again; running the "
             f"pipeline again") in out
-    [damaged] = _store(char_run).get_artifacts_by_id([damaged.id])
-    assert damaged.state == metadata_store_pb2.Artifact.MARKED_FOR_DELETION
-    states = _component_states(char_run, exclude=before)  # by type: the second run's overwrite the first's
-    assert states["Transform"] == states["Trainer"] == metadata_store_pb2.Execution.COMPLETE
+    [line] = [line for line in out.splitlines() if line.startswith(f"token shard {flipped} ")]
+    assert line.startswith(f"token shard {flipped} is damaged (its bytes are not those written: another SHA-256), "
+                           f"which Transform read when it failed (zlib.error: ")
+    assert line.endswith(f"): the Examples artifact #{tokenized.id} of TokenizeText is set aside and made again; "
+                         f"running the pipeline again")
+    for artifact in _store(char_run).get_artifacts_by_id([damaged.id, tokenized.id]):
+        assert artifact.state == metadata_store_pb2.Artifact.MARKED_FOR_DELETION
+    states = _component_states(char_run, exclude=before)  # by type: the last run's overwrite the earlier ones'
+    assert states["TokenizeText"] == states["Transform"] == states["Trainer"] == metadata_store_pb2.Execution.COMPLETE
     remade = _output_of(char_run, "Transform", "transformed_examples", first=False)
     assert remade != transformed and _records(remade) == records
+    remade_tokenized = _output_of(char_run, "TokenizeText", "examples", first=False)
+    assert remade_tokenized != tokenized_uri and _records(remade_tokenized) == tokenized_records

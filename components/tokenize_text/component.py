@@ -31,7 +31,8 @@ per bundle, while a fixed count makes Beam shuffle the records to the shards; ch
 characters per record, default model.shards.DEFAULT_CHUNK_SIZE). Custom properties: num_documents[_train|_val], num_tokens_train/val,
 num_records_train/val, num_skipped_documents, skipped_empty, skipped_missing_text,
 invalid_utf8_documents, tokenizer, vocab_size, eot_token (gpt2), record_feature, append_eot,
-source, split_method, val_fraction, split_seed, chunk_size, unicode_policy.
+source, split_method, val_fraction, split_seed, chunk_size, unicode_policy; shard_bytes and shard_sha256
+(each shard file's size and SHA-256, with which a run tells shards damaged since they were written).
 
 Bad input: a missing path or dataset, an empty corpus, or one whose documents are all empty fails the
 execution with an error naming the input, and leaves no Split-* directories. Documents with empty text

@@ -176,6 +176,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples_utils.set_file_format(examples, "tfrecords_gzip")
         set_properties(examples, cfg, info, stats)
         examples.set_string_custom_property(shards.SHARD_BYTES, json.dumps(shards.shard_sizes(examples.uri)))
+        examples.set_string_custom_property(shards.SHARD_SHA256, json.dumps(shards.shard_digests(examples.uri)))
         logging.info("TokenizeText: %s documents (%s skipped), train %s tokens, val %s tokens, in %.1f s",
                      *(f"{stats[k]:,}" for k in ("num_documents", "num_skipped_documents", "num_tokens_train",
                                                  "num_tokens_val")), time.time() - started)
