@@ -17,15 +17,25 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+class RemoteTraceback(Exception):
+    """Where an error raised in another process (a training process) was raised there: its formatted
+    traceback, made the cause of the error raised again in this process (as concurrent.futures
+    does), so that the error's traceback shows both."""
+
+    def __str__(self):
+        return f'the traceback in the process that raised it:\n"""\n{self.args[0].rstrip()}\n"""'
+
+
 @contextlib.contextmanager
 def reported(prog: str, debug: bool = False):
     """Run a command line's body: a UserError ends it with one line on stderr and exit status 2
-    (with its traceback when debug)."""
+    (with its traceback when debug, after the traceback in the process that raised it when it came
+    from another: RemoteTraceback)."""
     try:
         yield
     except UserError as e:
         if debug:
-            raise
+            raise  # Python prints the chain: e's cause (a RemoteTraceback), then e's own traceback
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 

@@ -9,7 +9,8 @@ and streams the child's stdout and stderr line by line to its own. Results come 
 the run's checkpoints in cfg.out_dir, and, in scratch_dir, the outcome (OUTCOME_FILE: the losses,
 the model's shape, the checkpoint holding the weights to export; or the error) and, when the run
 saved no checkpoint, the final weights. A UserError in the child (a divergence, a checkpoint of
-another shape) is raised again in the parent as the same class with the same one-line message; a
+another shape) is raised again in the parent as the same class with the same one-line message, and
+the child's traceback as its cause (which `--debug` shows); a
 child that crashes, exits non-zero or is killed by a signal is TrainingProcessFailed, one line
 naming the exit status or the signal and the run's directory. The child dies with the parent
 (PR_SET_PDEATHSIG on Linux, a watch on the parent's pid elsewhere); Ctrl-C or any error in the
@@ -30,7 +31,7 @@ import warnings
 from typing import Optional
 
 from model import files
-from model.errors import UserError, one_line
+from model.errors import RemoteTraceback, UserError, one_line
 
 REQUEST_FILE = "request.json"
 OUTCOME_FILE = "outcome.json"
@@ -137,6 +138,15 @@ def _failure(returncode: int, reported: Optional[dict], run_dir: str) -> Excepti
 
 
 def _user_error(error: dict) -> UserError:
+    """The child's UserError, with the child's traceback as its cause (RemoteTraceback, which
+    --debug shows)."""
+    remade = _remade_user_error(error)
+    if error.get("traceback"):
+        remade.__cause__ = RemoteTraceback(error["traceback"])
+    return remade
+
+
+def _remade_user_error(error: dict) -> UserError:
     """The child's UserError as itself (unpickled), else as the same class made from its message,
     else as a UserError with its message."""
     import base64
@@ -224,7 +234,9 @@ def _run(request_path: str) -> None:
         if user_error:  # the exception itself, with what it carries (DamagedShard's artifact, ...)
             import base64
             import pickle
+            import traceback
 
+            error["traceback"] = traceback.format_exc()  # where it was raised, for the parent's --debug
             try:
                 error["pickled"] = base64.b64encode(pickle.dumps(e)).decode("ascii")
             except Exception:  # noqa: BLE001 (the class and message still get through)

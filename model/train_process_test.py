@@ -81,3 +81,26 @@ def test_a_failed_training_process_is_one_line_naming_its_error_and_run_director
     assert type(error) is TrainingDiverged and str(error) == "training diverged at iter 3"
     assert str(train_process._failure(-9, None, "run")) == (
         "the training process of run was killed by SIGKILL; nothing was published from it: run again to train anew")
+
+
+def test_a_user_error_in_the_training_process_has_the_childs_traceback_under_debug(tmp_path):
+    """A UserError raised in the training process (here a damaged token shard, found as the child
+    reads its data) comes back as itself, one line without --debug; with --debug its traceback (what
+    Python prints) shows where in the child it was raised, then the parent's."""
+    import traceback
+
+    from model import shards
+    from model.errors import reported
+
+    for split in shards.SPLITS:
+        os.makedirs(shards.split_dir(str(tmp_path / "data"), split))
+        (tmp_path / "data" / f"Split-{split}" / "tokens-00000-of-00001.gz").write_bytes(b"not a GZIP TFRecord file")
+    cfg = make_config("shakespeare_char", data_dir=str(tmp_path / "data"), out_dir=str(tmp_path / "out"))
+    with pytest.raises(shards.DamagedShard) as failure:
+        with reported("runner.py run", debug=True):
+            train_process.train(cfg, None, str(tmp_path))
+    printed = "".join(traceback.format_exception(failure.value))
+    child, parent = printed.split("The above exception was the direct cause of the following exception:")
+    assert 'model/shards.py", line' in child and "in _batches" in child and "raise DamagedShard.unreadable" in child
+    assert "model.errors.RemoteTraceback: the traceback in the process that raised it:" in child
+    assert 'model/train_process.py", line' in parent and parent.rstrip().endswith(str(failure.value))
