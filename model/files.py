@@ -23,6 +23,11 @@ def is_local(path: str) -> bool:
     return "://" not in path  # gs://, ram://, ... go through tf.io.gfile
 
 
+def is_directory(path: str) -> bool:
+    """Whether `path` is a directory (local, or through tf.io.gfile)."""
+    return os.path.isdir(path) if is_local(path) else _gfile().isdir(path)
+
+
 def _gfile():
     import tensorflow as tf
 

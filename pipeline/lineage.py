@@ -124,7 +124,8 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
                   pushed_destination: Optional[str], model_run_uri: Optional[str] = None) -> List[str]:
     """The evaluation (its uri and properties), the blessing (its properties), the pushed model's
     directory and the training run's, as a run ends with them: the report, the loss curves, the
-    TensorBoard command and the sample command; from ML Metadata or a Kubeflow run's record."""
+    TensorBoard command (when the run wrote its logs) and the sample command; from ML Metadata or a
+    Kubeflow run's record."""
     lines = []
     if evaluation is not None:
         uri, values = evaluation
@@ -132,8 +133,9 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
                      f"train loss {values.get('candidate_train_loss')}; "
                      f"report {shlex.quote(os.path.join(uri, REPORT_FILE))}")
         lines.append(f"loss curves: {shlex.quote(os.path.join(uri, PLOT_FILE))}")
-    if model_run_uri:
-        lines.append(f"training logs: tensorboard --logdir {shlex.quote(os.path.join(model_run_uri, TENSORBOARD_DIR))}")
+    tensorboard_logs = os.path.join(model_run_uri, TENSORBOARD_DIR) if model_run_uri else None
+    if tensorboard_logs and files.is_directory(tensorboard_logs):  # none written with --tensorboard=False
+        lines.append(f"training logs: tensorboard --logdir {shlex.quote(tensorboard_logs)}")
     if blessing is not None:
         reason = blessing.get("blessing_reason")
         lines.append(f"blessed: {'yes' if blessing.get('blessed') == 1 else 'no'}" + (f" ({reason})" if reason else ""))

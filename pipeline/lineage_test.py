@@ -27,6 +27,7 @@ def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
     out = tmp_path / "my output"  # a path that needs quoting
     out.mkdir()
     run_dir = str(out / "Trainer" / "model_run" / "3")
+    os.makedirs(os.path.join(run_dir, "tensorboard"))  # the training logs, which the summary names
     _store_with(str(out / "metadata.sqlite"), [
         ("ModelEvaluation", str(out / "LMEvaluator" / "evaluation" / "5"),
          {"candidate_val_loss": 1.9, "candidate_train_loss": 1.8}),
@@ -43,3 +44,13 @@ def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
     assert f"sample: python runner.py sample --from='{out}/serving_model/17' --start='ROMEO:'" in summary
     assert summary[-1] == f"lineage: python runner.py lineage --output='{out}'"
     assert os.path.isfile(out / "metadata.sqlite")
+
+
+def test_run_summary_names_no_training_logs_when_the_run_wrote_none(tmp_path):
+    """--tensorboard=False: the training run has no tensorboard/ directory, and no line names it."""
+    run_dir = tmp_path / "Trainer" / "model_run" / "3"
+    run_dir.mkdir(parents=True)
+    _store_with(str(tmp_path / "metadata.sqlite"), [("ModelRun", str(run_dir), {})])
+    summary = lineage.run_summary(str(tmp_path / "metadata.sqlite")).splitlines()
+    assert not [line for line in summary if "tensorboard" in line]
+    assert f"sample: python runner.py sample --from={run_dir} --start='ROMEO:'" in summary
