@@ -15,7 +15,10 @@ whose cachingOptions enable the cache reuses the outputs of an earlier successfu
 task with the same inputs, parameters and executor, as Kubeflow's cache does.
 
 The record of a run (its artifacts, the state and outputs of its tasks) is one JSON file,
-pipeline_root/<pipeline>/<run id>/kfp_local_run.json, rewritten atomically after each task.
+pipeline_root/<pipeline>/<run id>/kfp_local_run.json, rewritten atomically after each task. A
+task that fails on an input artifact whose shards differ from the SHA-256 it records (bytes changed
+in place) has that artifact set aside in the record of its run (DamagedInput), and the spec runs
+again, as `runner.py run` does under LocalDagRunner (pipeline/recovery.py).
 
 Where it differs from a cluster (see docs/kubeflow.md): no containers (the image is not used; the
 tasks run in this checkout with this Python, and the image's /pipeline paths in the spec mean this
@@ -56,6 +59,15 @@ class SpecError(ValueError):
     def __init__(self, task: str, message: str):
         super().__init__(f"task {task}: {message}")
         self.task = task
+
+
+class DamagedInput(SpecError):
+    """A task failed, and an input artifact of it holds shards that are no longer those written
+    (their recorded SHA-256, model.shards.SHARD_SHA256): the artifact is set aside."""
+
+
+# The state of an artifact set aside (ML Metadata's name): neither the cache nor a resolver takes it.
+SET_ASIDE = "MARKED_FOR_DELETION"
 
 
 class _Unresolved(LookupError):
@@ -187,7 +199,8 @@ class Run:
         self.record = {"run_id": self.run_id, "pipeline_name": self.pipeline_name, "spec": self.spec_path,
                        "pipeline_root": self.pipeline_root, "started": time.time(), "state": "RUNNING",
                        "artifacts": [], "tasks": {}}
-        self.earlier = _earlier_records(self.pipeline_root)
+        self.record_paths = _earlier_records(self.pipeline_root)  # {path: record} of the earlier runs
+        self.earlier = list(self.record_paths.values())
         self.artifacts = {a["name"]: a for r in self.earlier for a in r["artifacts"]}
 
     @property
@@ -321,9 +334,36 @@ class Run:
         if cached is not None:
             return self._finish(name, "CACHED", cached, cache_key=cache_key)
         executor_input = self._executor_input(name, component, inputs, parameters)
-        self._run_container(name, executor["container"], executor_input)
+        try:
+            self._run_container(name, executor["container"], executor_input)
+        except SpecError as failure:  # a damaged input (from the cache) is what it failed on, when it is one
+            damaged = self._set_aside_damaged(inputs)
+            if damaged:
+                raise DamagedInput(name, f"{str(failure)[len(f'task {name}: '):]}; {'; '.join(damaged)}") from None
+            raise
         outputs = self._read_outputs(name, component, executor_input)
         return self._finish(name, "SUCCEEDED", outputs, cache_key=cache_key)
+
+    def _set_aside_damaged(self, inputs: Dict[str, List[dict]]) -> List[str]:
+        """Set aside each live input artifact whose shards differ from their recorded SHA-256 (read
+        only after a failure: see pipeline/recovery.py), in the record of the run that made it; a line
+        for each."""
+        from model import shards
+
+        lines = []
+        for artifact in (a for found in inputs.values() for a in found):
+            recorded = artifact.get("metadata", {}).get(shards.SHARD_SHA256)
+            if artifact.get("state") != "LIVE" or not recorded:
+                continue
+            found = shards.damaged_shards(artifact["uri"], json.loads(recorded) if isinstance(recorded, str) else recorded)
+            if found:
+                artifact["state"] = SET_ASIDE  # the same dict as in its run's record, rewritten here
+                paths = [p for p, r in self.record_paths.items() if r["run_id"] == artifact["run_id"]]
+                if paths:
+                    _write_record(paths[0], self.record_paths[paths[0]])
+                lines.append(f"{'; '.join(found)}: the artifact {artifact['name']} of task {artifact['task']} is set "
+                             f"aside and made again")
+        return lines
 
     def _output_names(self, source: dict) -> List[str]:
         return self.record["tasks"][source["producerTask"]]["outputs"].get(source["outputArtifactKey"], [])
@@ -499,20 +539,14 @@ class Run:
             task = record["tasks"].get(name, {})
             names = [n for v in task.get("outputs", {}).values() for n in v]
             if task.get("cache_key") == cache_key and task.get("state") in ("SUCCEEDED", "CACHED") \
-                    and all(n in self.artifacts for n in names):
+                    and all(self.artifacts.get(n, {}).get("state") == "LIVE" for n in names):
                 self.record["tasks"].setdefault(name, {})["parameters"] = task.get("parameters", {})
                 return task["outputs"]
         return None
 
     def _write_record(self) -> None:
-        """Atomically: a temporary file renamed over the record."""
-        gfile = _gfile()
-        gfile.makedirs(self.run_root)
-        path = f"{self.run_root}/{RECORD_FILE}"
-        temporary = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with gfile.GFile(temporary, "w") as f:
-            json.dump(self.record, f, indent=1, sort_keys=True)
-        gfile.rename(temporary, path, overwrite=True)
+        _gfile().makedirs(self.run_root)
+        _write_record(f"{self.run_root}/{RECORD_FILE}", self.record)
 
     # -- the end -------------------------------------------------------------------------------------
 
@@ -638,24 +672,43 @@ def _gfile():
     return tf.io.gfile
 
 
-def _earlier_records(pipeline_root: str) -> List[dict]:
-    """The records of the earlier runs under the pipeline root (of any pipeline)."""
+def _write_record(path: str, record: dict) -> None:
+    """Atomically: a temporary file renamed over the record."""
     gfile = _gfile()
-    records = []
+    temporary = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with gfile.GFile(temporary, "w") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+    gfile.rename(temporary, path, overwrite=True)
+
+
+def _earlier_records(pipeline_root: str) -> Dict[str, dict]:
+    """The records of the earlier runs under the pipeline root (of any pipeline), by their paths."""
+    gfile = _gfile()
+    records = {}
     for path in gfile.glob(f"{pipeline_root.rstrip('/')}/*/*/{RECORD_FILE}"):
         with gfile.GFile(path) as f:
-            records.append(json.load(f))
+            records[path] = json.load(f)
     return records
 
 
 def run_spec(spec_path: str, pipeline_root: Optional[str] = None, until: Optional[str] = None,
              enable_cache: Optional[bool] = None) -> Run:
-    """Run the spec file; its pipeline root unless one is given. SpecError names a failed task."""
+    """Run the spec file; its pipeline root unless one is given. SpecError names a failed task; a
+    task that failed on a damaged input artifact (DamagedInput) has it set aside, and the spec runs
+    again."""
     spec = load_spec(spec_path)
     root = (pipeline_root or spec["pipelineSpec"].get("defaultPipelineRoot")
             or spec.get("runtimeConfig", {}).get("gcsOutputDirectory"))
     if not root:
         raise ValueError("the spec names no pipeline root: give one with --pipeline_root")
-    run = Run(spec=spec, spec_path=spec_path, pipeline_root=root, enable_cache=enable_cache)
-    run.run(until=until)
-    return run
+    from pipeline.recovery import MAX_REMAKES
+
+    for remakes in range(MAX_REMAKES + 1):
+        run = Run(spec=spec, spec_path=spec_path, pipeline_root=root, enable_cache=enable_cache)
+        try:
+            run.run(until=until)
+            return run
+        except DamagedInput as e:  # set aside: a run again makes it anew, as `runner.py run` does
+            if remakes == MAX_REMAKES:
+                raise
+            print(f"{e}; running the spec again", flush=True)

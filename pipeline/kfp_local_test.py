@@ -12,6 +12,7 @@ import yaml
 
 import runner
 from pipeline import kfp_local
+from test_helpers.damage import flip_bytes_in_place
 
 TINY = ["--max_iters=20", "--eval_interval=10", "--eval_iters=2", "--log_interval=10", "--n_layer=1",
         "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8", "--warmup_iters=5",
@@ -205,3 +206,76 @@ def test_records_importers_and_resolvers_on_a_remote_pipeline_root(tmp_path):
         assert record["tasks"]["latest_blessed"]["outputs"]["model"] == \
             record["tasks"]["import_blessed"]["outputs"]["result"]  # the newest blessed one, this run's
     assert _artifact(second, "import_blessed", "result")["uri"] == "ram://models/blessed"
+
+
+# A task that writes an Examples artifact as TokenizeText does (a GZIP shard, and the SHA-256 it
+# recorded of it, model.shards.SHARD_SHA256), and one that reads it, in plain Python (no TFX: fast).
+MAKE_EXAMPLES = """
+import gzip, hashlib, json, os, sys
+executor_input = json.loads(sys.argv[1])
+uri = executor_input["outputs"]["artifacts"]["examples"]["artifacts"][0]["uri"]
+os.makedirs(uri + "/Split-train")
+with gzip.open(uri + "/Split-train/part-0.gz", "wb") as f:
+    f.write(b"".join(b"record %d of the shard; " % i for i in range(20000)))
+with open(uri + "/Split-train/part-0.gz", "rb") as f:
+    digests = {"Split-train/part-0.gz": hashlib.sha256(f.read()).hexdigest()}
+with open(executor_input["outputs"]["outputFile"], "w") as f:
+    json.dump({"artifacts": {"examples": {"artifacts": [{"metadata": {"shard_sha256": json.dumps(digests)}}]}}}, f)
+"""
+READ_EXAMPLES = """
+import glob, gzip, json, os, sys
+uri = json.loads(sys.argv[1])["inputs"]["artifacts"]["examples"]["artifacts"][0]["uri"]
+for path in sorted(glob.glob(uri + "/Split-*/*.gz")):
+    gzip.open(path).read()
+if os.environ.get("READ_EXAMPLES_FAILS"):
+    raise SystemExit("the reader failed on its own")
+"""
+
+
+def test_a_task_that_fails_on_a_cached_input_damaged_in_place_has_it_set_aside_and_made_again(
+        tmp_path, monkeypatch, capsys):
+    """Bytes flipped in place in the shard of a cached artifact (its size kept): its reader fails with
+    gzip's own error, naming no file; the run checks the reader's inputs against the SHA-256 they
+    record, names the file and the artifact, sets the artifact aside in the record of the run that
+    made it (the cache no longer takes it) and runs the spec again, in which the task that made it
+    makes it anew. A reader that fails with its inputs whole fails as it is."""
+    from model import shards
+
+    examples = {"artifacts": {"examples": {"artifactType": {"schemaTitle": "tfx.Examples"}}}}
+    spec = {"pipelineInfo": {"name": "reading"}, "defaultPipelineRoot": str(tmp_path / "root"), "root": {"dag": {
+        "tasks": {"make": {"componentRef": {"name": "make"}, "taskInfo": {"name": "make"},
+                           "cachingOptions": {"enableCache": True}},
+                  "read": {"componentRef": {"name": "read"}, "taskInfo": {"name": "read"}, "inputs": {"artifacts": {
+                      "examples": {"taskOutputArtifact": {"producerTask": "make", "outputArtifactKey": "examples"}}}}}}}},
+        "components": {"make": {"executorLabel": "make", "outputDefinitions": examples},
+                       "read": {"executorLabel": "read", "inputDefinitions": examples}},
+        "deploymentSpec": {"executors": {
+            name: {"container": {"image": "unused", "command": ["python", "-c", script, "{{$}}"]}}
+            for name, script in (("make", MAKE_EXAMPLES), ("read", READ_EXAMPLES))}}}
+    path = tmp_path / "reading.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    root = str(tmp_path / "root")
+    runner.main(["run", f"--spec={path}"])
+    [first] = _records(root)
+    made = _artifact(first, "make", "examples")
+    assert json.loads(made["metadata"][shards.SHARD_SHA256]) == shards.shard_digests(made["uri"])
+    shard = os.path.join(made["uri"], "Split-train", "part-0.gz")
+    flip_bytes_in_place(shard)
+    capsys.readouterr()
+
+    runner.main(["run", f"--spec={path}"])
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("task read: ")]
+    assert line.startswith("task read: failed (exit code 1): ")
+    assert line.endswith(f"; token shard {shard} is damaged (its bytes are not those written: another SHA-256): the "
+                         f"artifact {made['name']} of task make is set aside and made again; running the spec again")
+    first, failed, remade = _records(root)
+    assert _artifact(first, "make", "examples")["state"] == kfp_local.SET_ASIDE  # in the record of the run that made it
+    assert failed["state"] == "FAILED" and failed["tasks"]["make"]["state"] == "CACHED"
+    assert remade["state"] == "SUCCEEDED" and remade["tasks"]["make"]["state"] == "SUCCEEDED"
+    assert _artifact(remade, "make", "examples")["uri"] != made["uri"]
+
+    monkeypatch.setenv("READ_EXAMPLES_FAILS", "1")
+    with pytest.raises(SystemExit):
+        runner.main(["run", f"--spec={path}"])
+    assert "task read: failed (exit code 1): the reader failed on its own; log: " in capsys.readouterr().err
+    assert len(_records(root)) == 4  # not run again

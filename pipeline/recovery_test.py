@@ -9,6 +9,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from model.errors import UserError
 from pipeline import recovery
+from test_helpers.damage import flip_bytes_in_place
 
 State = metadata_store_pb2.Execution
 
@@ -153,13 +154,7 @@ def test_a_reader_that_failed_on_shards_damaged_in_place_has_them_set_aside_else
     with pytest.raises(ValueError, match="a bug of the reader"):
         recovery.run_remaking_damaged(str(metadata_path), reader_fails(ValueError("a bug of the reader")))
     shard = shards.shard_files(shards.split_dir(str(examples), shards.TRAIN))[1]
-    size = os.path.getsize(shard)
-    with open(shard, "r+b") as f:
-        f.seek(size // 2)
-        flipped = bytes(b ^ 0xFF for b in f.read(8))
-        f.seek(size // 2)
-        f.write(flipped)
-    assert os.path.getsize(shard) == size
+    flip_bytes_in_place(shard)
     assert recovery.set_aside_changed_shards(str(metadata_path)) == []  # the same sizes: not seen before the run
     with pytest.raises(zlib.error):  # the failed executions of earlier runs are not looked at
         recovery.run_remaking_damaged(str(metadata_path), lambda: (_ for _ in ()).throw(zlib.error("elsewhere")))

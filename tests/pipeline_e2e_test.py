@@ -19,6 +19,7 @@ from model import shards
 from pipeline import fault_injection, lineage
 from pipeline.configs import make_pipeline_config
 from pipeline.pipeline import create_pipeline
+from test_helpers.damage import flip_bytes_in_place
 from test_helpers.processes import group_gone
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -444,13 +445,7 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
     with open(shard, "r+b") as f:
         f.truncate(os.path.getsize(shard) // 2)
     flipped = sorted(tf.io.gfile.glob(os.path.join(tokenized_uri, "Split-train", "*")))[0]
-    size = os.path.getsize(flipped)
-    with open(flipped, "r+b") as f:
-        f.seek(size // 2)
-        middle = f.read(8)
-        f.seek(size // 2)
-        f.write(bytes(b ^ 0xFF for b in middle))
-    assert os.path.getsize(flipped) == size
+    flip_bytes_in_place(flipped)
     capsys.readouterr()
     before = _execution_ids(char_run)
     runner.main(["run", f"--data={char_run.input_pattern}", f"--output={char_run.output_dir}",
