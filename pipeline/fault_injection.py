@@ -11,6 +11,10 @@ Points of a component (TFX's Launcher, under LocalDagRunner):
 Point of a resolver (latest_blessed_model_resolver, ...):
   registered  its execution is registered in ML Metadata, its result not yet published
 
+Points of a task under `runner.py run --spec` (pipeline/kfp_local.py, kill_if_at), the launcher killed:
+  running     the task's process has started (it dies with the launcher)
+  written     the task's process ended and its outputs are whole, the run's record does not have them
+
 Nothing here runs unless the variable is set: runner.py calls install() only then.
 """
 
@@ -23,11 +27,18 @@ import threading
 
 KILL_AT = "NANOGPT_TFX_KILL_AT"
 COMPONENT_POINTS = ("registered", "writing", "written")
+SPEC_TASK_POINTS = ("running", "written")
 
 
 def _kill(node: str, point: str, what: str = "") -> None:
     print(f"fault injection: SIGKILL at {node}:{point}{what}", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_if_at(task: str, point: str) -> None:
+    """Under `runner.py run --spec`: SIGKILL here when NANOGPT_TFX_KILL_AT names this point of this task."""
+    if os.environ.get(KILL_AT) == f"{task}:{point}":
+        _kill(task, point)
 
 
 def _watch_for_a_file(node: str, uris) -> None:

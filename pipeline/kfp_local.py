@@ -18,7 +18,9 @@ The record of a run (its artifacts, the state and outputs of its tasks) is one J
 pipeline_root/<pipeline>/<run id>/kfp_local_run.json, rewritten atomically after each task. A
 task that fails on an input artifact whose shards differ from the SHA-256 it records (bytes changed
 in place) has that artifact set aside in the record of its run (DamagedInput), and the spec runs
-again, as `runner.py run` does under LocalDagRunner (pipeline/recovery.py).
+again, as `runner.py run` does under LocalDagRunner (pipeline/recovery.py). A task's process dies
+with the launcher; the record of a run whose launcher was killed is marked CANCELED by the next
+run on the same machine.
 
 Where it differs from a cluster (see docs/kubeflow.md): no containers (the image is not used; the
 tasks run in this checkout with this Python, and the image's /pipeline paths in the spec mean this
@@ -33,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +43,7 @@ import time
 import uuid
 from typing import Dict, List, Optional
 
+from pipeline import fault_injection
 from pipeline.configs import IMAGE_WORKDIR
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -198,7 +202,7 @@ class Run:
         self.run_root = f"{self.pipeline_root.rstrip('/')}/{self.pipeline_name}/{self.run_id}"
         self.record = {"run_id": self.run_id, "pipeline_name": self.pipeline_name, "spec": self.spec_path,
                        "pipeline_root": self.pipeline_root, "started": time.time(), "state": "RUNNING",
-                       "artifacts": [], "tasks": {}}
+                       "launcher": {"host": socket.gethostname(), "pid": os.getpid()}, "artifacts": [], "tasks": {}}
         self.record_paths = _earlier_records(self.pipeline_root)  # {path: record} of the earlier runs
         self.earlier = list(self.record_paths.values())
         self.artifacts = {a["name"]: a for r in self.earlier for a in r["artifacts"]}
@@ -304,11 +308,14 @@ class Run:
                          if "container" in e})
         unused = f" (the image {', '.join(images)} is not used: the tasks run in this checkout)" if images else ""
         print(f"run {self.run_id}: {len(order)} tasks of {self.spec_path} under {self.run_root}{unused}", flush=True)
+        self._cancel_dead_runs()
         try:
+            self._write_record()  # RUNNING: a run killed before its first task ended is seen as such
             for name in order:
                 started = time.time()
                 state = self._run_task(name)
                 self.record["tasks"][name]["seconds"] = round(time.time() - started, 1)
+                fault_injection.kill_if_at(name, "written")  # tests only
                 self._write_record()
                 print(f"  {name}: {state.lower()} in {time.time() - started:.0f} s", flush=True)
             self.record["state"] = "SUCCEEDED"
@@ -318,6 +325,18 @@ class Run:
         finally:
             self._write_record()
         return self.record
+
+    def _cancel_dead_runs(self) -> None:
+        """The records of earlier runs left RUNNING by a launcher of this machine that is no longer
+        alive (killed: kill -9, a power cut) are marked CANCELED. What their tasks recorded stays
+        usable (the cache takes it); what a killed task wrote stays in its run's directory, named
+        by no record."""
+        for path, record in self.record_paths.items():
+            launcher = record.get("launcher", {})
+            if record.get("state") == "RUNNING" and launcher.get("host") == socket.gethostname() \
+                    and not _alive(launcher.get("pid", 0)):
+                record["state"] = "CANCELED"
+                _write_record(path, record)
 
     def _run_task(self, name: str) -> str:
         executor, component = self._executor(name), self._component(name)
@@ -438,9 +457,17 @@ class Run:
             log_path = os.path.join(workdir, "log.txt")
             with open(log_path, "wb") as log:
                 try:
-                    code = subprocess.call(line, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+                    task = subprocess.Popen(line, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            preexec_fn=_dies_with_the_launcher())
                 except OSError as e:  # no such command
                     raise SpecError(name, f"its command {line[0]!r} cannot run: {e}") from e
+                try:
+                    fault_injection.kill_if_at(name, "running")  # tests only
+                    code = task.wait()
+                except BaseException:  # Ctrl-C: the task stops too
+                    task.kill()
+                    task.wait()
+                    raise
             self._keep_log(name, log_path)
             if code != 0:
                 with open(log_path, encoding="utf-8", errors="replace") as f:
@@ -670,6 +697,35 @@ def _gfile():
     import tensorflow as tf
 
     return tf.io.gfile
+
+
+def _dies_with_the_launcher():
+    """A preexec_fn that has a task's process killed when the launcher dies (Linux's
+    PR_SET_PDEATHSIG), so that no task outlives a killed launcher; None elsewhere. prctl is looked
+    up here, before the fork: the child runs nothing but the call before its exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+    return lambda: prctl(pr_set_pdeathsig, sigkill)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
 
 
 def _write_record(path: str, record: dict) -> None:

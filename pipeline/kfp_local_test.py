@@ -229,18 +229,13 @@ for path in sorted(glob.glob(uri + "/Split-*/*.gz")):
     gzip.open(path).read()
 if os.environ.get("READ_EXAMPLES_FAILS"):
     raise SystemExit("the reader failed on its own")
+import time
+time.sleep(float(os.environ.get("READ_EXAMPLES_SECONDS", "0")))
 """
 
 
-def test_a_task_that_fails_on_a_cached_input_damaged_in_place_has_it_set_aside_and_made_again(
-        tmp_path, monkeypatch, capsys):
-    """Bytes flipped in place in the shard of a cached artifact (its size kept): its reader fails with
-    gzip's own error, naming no file; the run checks the reader's inputs against the SHA-256 they
-    record, names the file and the artifact, sets the artifact aside in the record of the run that
-    made it (the cache no longer takes it) and runs the spec again, in which the task that made it
-    makes it anew. A reader that fails with its inputs whole fails as it is."""
-    from model import shards
-
+def _reading_spec(tmp_path):
+    """A spec of two tasks, MAKE_EXAMPLES (cached) and READ_EXAMPLES (not), its root tmp_path/root."""
     examples = {"artifacts": {"examples": {"artifactType": {"schemaTitle": "tfx.Examples"}}}}
     spec = {"pipelineInfo": {"name": "reading"}, "defaultPipelineRoot": str(tmp_path / "root"), "root": {"dag": {
         "tasks": {"make": {"componentRef": {"name": "make"}, "taskInfo": {"name": "make"},
@@ -254,7 +249,19 @@ def test_a_task_that_fails_on_a_cached_input_damaged_in_place_has_it_set_aside_a
             for name, script in (("make", MAKE_EXAMPLES), ("read", READ_EXAMPLES))}}}
     path = tmp_path / "reading.yaml"
     path.write_text(yaml.safe_dump(spec))
-    root = str(tmp_path / "root")
+    return path, str(tmp_path / "root")
+
+
+def test_a_task_that_fails_on_a_cached_input_damaged_in_place_has_it_set_aside_and_made_again(
+        tmp_path, monkeypatch, capsys):
+    """Bytes flipped in place in the shard of a cached artifact (its size kept): its reader fails with
+    gzip's own error, naming no file; the run checks the reader's inputs against the SHA-256 they
+    record, names the file and the artifact, sets the artifact aside in the record of the run that
+    made it (the cache no longer takes it) and runs the spec again, in which the task that made it
+    makes it anew. A reader that fails with its inputs whole fails as it is."""
+    from model import shards
+
+    path, root = _reading_spec(tmp_path)
     runner.main(["run", f"--spec={path}"])
     [first] = _records(root)
     made = _artifact(first, "make", "examples")
@@ -279,3 +286,45 @@ def test_a_task_that_fails_on_a_cached_input_damaged_in_place_has_it_set_aside_a
         runner.main(["run", f"--spec={path}"])
     assert "task read: failed (exit code 1): the reader failed on its own; log: " in capsys.readouterr().err
     assert len(_records(root)) == 4  # not run again
+
+
+def test_a_launcher_killed_at_each_point_of_a_task_leaves_no_task_running_and_the_rerun_completes(tmp_path):
+    """`runner.py run --spec` killed with SIGKILL (pipeline/fault_injection.py) after a task wrote its
+    outputs but before the run's record has them, and while a task's process runs (a reader that
+    would run on for 60 s): no process of it is left, and the next run marks the killed run's
+    record CANCELED and completes, taking what the killed runs recorded from the cache."""
+    import signal
+    import subprocess
+    import sys
+
+    from pipeline import fault_injection
+    from test_helpers.processes import group_gone
+
+    path, root = _reading_spec(tmp_path)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def run(kill_at=None):
+        env = {**os.environ, "READ_EXAMPLES_SECONDS": "60" if kill_at else "0"}
+        env.pop(fault_injection.KILL_AT, None)
+        env.update({fault_injection.KILL_AT: kill_at} if kill_at else {})
+        launcher = subprocess.Popen([sys.executable, "runner.py", "run", f"--spec={path}"], cwd=repo, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    start_new_session=True)
+        out, _ = launcher.communicate(timeout=120)
+        assert group_gone(launcher.pid), f"a process of the killed launcher is left:\n{out}"
+        return launcher.returncode, out
+
+    code, out = run("make:written")
+    assert code == -signal.SIGKILL and "fault injection: SIGKILL at make:written" in out
+    [killed] = _records(root)
+    assert killed["state"] == "RUNNING" and killed["tasks"] == {}  # the kill came before the record had make
+    code, out = run("read:running")
+    assert code == -signal.SIGKILL and "fault injection: SIGKILL at read:running" in out
+    code, out = run()
+    assert code == 0, out
+    first, second, third = _records(root)
+    assert first["state"] == second["state"] == "CANCELED"
+    assert second["tasks"]["make"]["state"] == "SUCCEEDED" and "read" not in second["tasks"]
+    assert third["state"] == "SUCCEEDED"
+    assert {t: v["state"] for t, v in third["tasks"].items()} == {"make": "CACHED", "read": "SUCCEEDED"}
+    assert third["tasks"]["make"]["outputs"] == second["tasks"]["make"]["outputs"]
