@@ -13,6 +13,7 @@ Point of a resolver (latest_blessed_model_resolver, ...):
 
 Points of a task under `runner.py run --spec` (pipeline/kfp_local.py, kill_if_at), the launcher killed:
   running     the task's process has started (it dies with the launcher)
+  writing     the first file appeared in the task's output directories (as above), its process running
   written     the task's process ended and its outputs are whole, the run's record does not have them
 
 Nothing here runs unless the variable is set: runner.py calls install() only then.
@@ -27,7 +28,7 @@ import threading
 
 KILL_AT = "NANOGPT_TFX_KILL_AT"
 COMPONENT_POINTS = ("registered", "writing", "written")
-SPEC_TASK_POINTS = ("running", "written")
+SPEC_TASK_POINTS = ("running", "writing", "written")
 
 
 def _kill(node: str, point: str, what: str = "") -> None:
@@ -35,10 +36,14 @@ def _kill(node: str, point: str, what: str = "") -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def kill_if_at(task: str, point: str) -> None:
-    """Under `runner.py run --spec`: SIGKILL here when NANOGPT_TFX_KILL_AT names this point of this task."""
+def kill_if_at(task: str, point: str, output_uris=()) -> None:
+    """Under `runner.py run --spec`: SIGKILL here when NANOGPT_TFX_KILL_AT names this point of this
+    task (`writing`: as soon as a file appears under output_uris)."""
     if os.environ.get(KILL_AT) == f"{task}:{point}":
-        _kill(task, point)
+        if point == "writing":
+            _watch_for_a_file(task, output_uris)
+        else:
+            _kill(task, point)
 
 
 def _watch_for_a_file(node: str, uris) -> None:

@@ -463,6 +463,8 @@ class Run:
                     raise SpecError(name, f"its command {line[0]!r} cannot run: {e}") from e
                 try:
                     fault_injection.kill_if_at(name, "running")  # tests only
+                    fault_injection.kill_if_at(name, "writing", [a["uri"] for output in executor_input["outputs"][
+                        "artifacts"].values() for a in output["artifacts"]])
                     code = task.wait()
                 except BaseException:  # Ctrl-C: the task stops too
                     task.kill()

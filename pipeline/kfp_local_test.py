@@ -221,6 +221,8 @@ with open(uri + "/Split-train/part-0.gz", "rb") as f:
     digests = {"Split-train/part-0.gz": hashlib.sha256(f.read()).hexdigest()}
 with open(executor_input["outputs"]["outputFile"], "w") as f:
     json.dump({"artifacts": {"examples": {"artifacts": [{"metadata": {"shard_sha256": json.dumps(digests)}}]}}}, f)
+import time
+time.sleep(float(os.environ.get("MAKE_EXAMPLES_SECONDS", "0")))
 """
 READ_EXAMPLES = """
 import glob, gzip, json, os, sys
@@ -289,10 +291,10 @@ def test_a_task_that_fails_on_a_cached_input_damaged_in_place_has_it_set_aside_a
 
 
 def test_a_launcher_killed_at_each_point_of_a_task_leaves_no_task_running_and_the_rerun_completes(tmp_path):
-    """`runner.py run --spec` killed with SIGKILL (pipeline/fault_injection.py) after a task wrote its
-    outputs but before the run's record has them, and while a task's process runs (a reader that
-    would run on for 60 s): no process of it is left, and the next run marks the killed run's
-    record CANCELED and completes, taking what the killed runs recorded from the cache."""
+    """`runner.py run --spec` killed with SIGKILL (pipeline/fault_injection.py) at each point of a task
+    (its tasks would run on for 60 s after their work): no process of it is left, and the next run
+    marks the killed run's record CANCELED and completes, taking what the killed runs recorded from
+    the cache."""
     import signal
     import subprocess
     import sys
@@ -304,9 +306,12 @@ def test_a_launcher_killed_at_each_point_of_a_task_leaves_no_task_running_and_th
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
     def run(kill_at=None):
-        env = {**os.environ, "READ_EXAMPLES_SECONDS": "60" if kill_at else "0"}
-        env.pop(fault_injection.KILL_AT, None)
-        env.update({fault_injection.KILL_AT: kill_at} if kill_at else {})
+        env = {k: v for k, v in os.environ.items() if k != fault_injection.KILL_AT}
+        if kill_at:
+            task, point = kill_at.split(":")
+            env[fault_injection.KILL_AT] = kill_at
+            if point != "written":  # killed while it runs: it would run on for a minute after its work
+                env[f"{task.upper()}_EXAMPLES_SECONDS"] = "60"
         launcher = subprocess.Popen([sys.executable, "runner.py", "run", f"--spec={path}"], cwd=repo, env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                     start_new_session=True)
@@ -314,17 +319,17 @@ def test_a_launcher_killed_at_each_point_of_a_task_leaves_no_task_running_and_th
         assert group_gone(launcher.pid), f"a process of the killed launcher is left:\n{out}"
         return launcher.returncode, out
 
-    code, out = run("make:written")
-    assert code == -signal.SIGKILL and "fault injection: SIGKILL at make:written" in out
-    [killed] = _records(root)
-    assert killed["state"] == "RUNNING" and killed["tasks"] == {}  # the kill came before the record had make
+    for kill_at in ("make:writing", "make:written"):  # the kill comes before the record has make
+        code, out = run(kill_at)
+        assert code == -signal.SIGKILL and f"fault injection: SIGKILL at {kill_at}" in out
+        assert _records(root)[-1]["state"] == "RUNNING" and _records(root)[-1]["tasks"] == {}
     code, out = run("read:running")
     assert code == -signal.SIGKILL and "fault injection: SIGKILL at read:running" in out
     code, out = run()
     assert code == 0, out
-    first, second, third = _records(root)
-    assert first["state"] == second["state"] == "CANCELED"
-    assert second["tasks"]["make"]["state"] == "SUCCEEDED" and "read" not in second["tasks"]
-    assert third["state"] == "SUCCEEDED"
-    assert {t: v["state"] for t, v in third["tasks"].items()} == {"make": "CACHED", "read": "SUCCEEDED"}
-    assert third["tasks"]["make"]["outputs"] == second["tasks"]["make"]["outputs"]
+    *killed, last_killed, completed = _records(root)
+    assert [r["state"] for r in killed + [last_killed]] == ["CANCELED"] * 3
+    assert last_killed["tasks"]["make"]["state"] == "SUCCEEDED" and "read" not in last_killed["tasks"]
+    assert completed["state"] == "SUCCEEDED"
+    assert {t: v["state"] for t, v in completed["tasks"].items()} == {"make": "CACHED", "read": "SUCCEEDED"}
+    assert completed["tasks"]["make"]["outputs"] == last_killed["tasks"]["make"]["outputs"]
