@@ -3,10 +3,11 @@
 Signatures (all plain TensorFlow ops; `saved_model_cli run` and `tf.saved_model.load` use them):
 - `generate`: prompt token ids (B, T) int32 and the sampling settings (max_new_tokens,
   temperature, top_k, top_p, seed, eot_token, vocab_limit) -> tokens (B, T + max_new_tokens) and
-  each row's length (see model/generate.py). Its prefill and decoding steps are one XLA-compiled
-  function per prompt-length bucket (powers of two up to block_size; saved with the attribute
-  _XlaMustCompile: the loading process compiles a bucket on its first call, once per batch
-  size; TF Serving runs it when built with XLA); no custom ops;
+  each row's length (see model/generate.py). How it decodes is `loop` (see XLA_LOOP_MAX_PARAMS):
+  "xla", the prefill and decoding steps are one XLA-compiled function per prompt-length bucket
+  (powers of two up to block_size; saved with the attribute _XlaMustCompile: the loading process
+  compiles a bucket on its first call, once per batch size; TF Serving runs it when built with
+  XLA); "graph", TensorFlow's own kernels, no XLA (the cache written in place); no custom ops;
 - `generate_text` (models with a character vocabulary): a prompt string and num_samples and the
   same settings -> the generated texts. The prompt maps to ids through `text_encoder` when given
   (for pipeline models, the tf.Transform graph itself: components/char_transform.py), else
@@ -23,10 +24,27 @@ from typing import List, Optional
 import tensorflow as tf
 
 from model import files
+from model.config import SERVING_LOOPS
 from model.errors import writing
 from model.generate import serving_function
 
 SIGNATURES = ("generate", "logits", "tokenizer")
+
+# loop="auto" decodes with XLA up to this many parameters and in the graph without XLA above. On a
+# CPU a decoding step reads every weight once: XLA's matrix-vector product runs on one core, while
+# TensorFlow's (oneDNN's) uses all of them but costs ~10 us an op for the few hundred ops of a
+# step. Small models are bound by those overheads (the 10.7M shakespeare_char model: XLA 2.6x
+# faster), large ones by the weights' reads (GPT-2 124M: the graph faster; BENCHMARKS.md).
+XLA_LOOP_MAX_PARAMS = 80_000_000
+
+
+def uses_xla(model, loop: str) -> bool:
+    """Whether the generate signature of `model` exported with `loop` decodes with XLA."""
+    if loop not in SERVING_LOOPS:
+        raise ValueError(f"loop must be one of {list(SERVING_LOOPS)}, got {loop!r}")
+    if loop == "auto":
+        return model.get_num_params(non_embedding=False) <= XLA_LOOP_MAX_PARAMS
+    return loop == "xla"
 
 
 class CharTable(tf.Module):
@@ -44,10 +62,10 @@ class CharTable(tf.Module):
 
 class ServingModule(tf.Module):
     def __init__(self, model, tokenizer_json: dict, text_encoder: Optional[tf.Module] = None,
-                 jit_compile: bool = True):
+                 loop: str = "auto"):
         super().__init__(name="nanogpt_serving")
         self.model = model
-        self.generate = serving_function(model, jit_compile)
+        self.generate = serving_function(model, jit_compile=uses_xla(model, loop))
         tokenizer_text = json.dumps(tokenizer_json)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="idx")])
@@ -94,15 +112,16 @@ def _text_generation(generate, chars: List[str], text_encoder):
 
 
 def export_saved_model(model, path: str, tokenizer_json: dict, text_encoder: Optional[tf.Module] = None,
-                       weights: str = "float32", jit_compile: bool = True) -> str:
+                       weights: str = "float32", loop: str = "auto") -> str:
     """Write the SavedModel to `path`, whole or not at all (files.atomic_directory: on gs:// in
     place, where the SavedModel writes saved_model.pb after the variables, so a model cut short
     does not load).
 
     weights: "bfloat16" serves a copy whose matmul weights are bfloat16 (GPT.with_weights; half
-    the file and the bytes read per token). jit_compile: the decoding steps run by XLA (see
-    model.generate.serving_function); False for servers built without XLA."""
-    module = ServingModule(model.with_weights(weights), tokenizer_json, text_encoder, jit_compile)
+    the file and the bytes read per token). loop: "xla" (the prefill and decoding steps by XLA,
+    for GPU and TPU servers built with XLA), "graph" (no XLA: loads in any TF Serving) or "auto"
+    (xla up to XLA_LOOP_MAX_PARAMS parameters, graph above: the faster on a CPU)."""
+    module = ServingModule(model.with_weights(weights), tokenizer_json, text_encoder, loop)
     with writing(f"the SavedModel {path}"), files.atomic_directory(path) as directory:
         tf.saved_model.save(module, directory, signatures=module.signatures())
     return path

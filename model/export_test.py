@@ -20,7 +20,7 @@ CHARS = list("\n abcdefghij")
 def exported(tmp_path_factory):
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=len(CHARS)), seed=0)
     path = str(tmp_path_factory.mktemp("export") / "saved_model")
-    export_saved_model(model, path, CharTokenizer(CHARS).to_json())
+    export_saved_model(model, path, CharTokenizer(CHARS).to_json(), loop="graph")
     return model, path
 
 
@@ -86,26 +86,41 @@ def _xla_functions(path):
             if fn.attr["_XlaMustCompile"].b]
 
 
-def test_generate_runs_its_steps_compiled_and_gives_the_in_process_tokens(exported, tmp_path):
-    """The served prefill and decoding steps are XLA functions (saved as _XlaMustCompile, no
-    custom ops), and give the tokens of in-process generate(jit_compile=True) for the same seed,
-    for any batch (1, 3, 8), prompt length (padded to buckets 4, 2, 8, 16) and max_new_tokens
-    (also past block_size 16), from one saved graph."""
+def test_generate_gives_the_in_process_tokens_without_and_with_xla(exported, tmp_path):
+    """The served generate signature gives the tokens of in-process generate(jit_compile=True) for
+    the same seed, for any batch (1, 3, 8), prompt length and max_new_tokens (also past block_size
+    16), from one saved graph: exported with loop="graph" (no XLA function, no custom op), and
+    with loop="xla", whose prefill and decoding steps are XLA functions (saved as _XlaMustCompile;
+    prompts padded to buckets 4, 2, 8, 16)."""
     from model.generate import generate
 
-    model, path = exported
-    assert any("prefill_and_steps" in name for name in _xla_functions(path))
-    signature = tf.saved_model.load(path).signatures["generate"]
-    batch_8 = np.random.default_rng(0).integers(0, len(CHARS), (8, 5)).tolist()
-    for prompt, n in (([[1, 2, 3]], 9), ([[4, 5], [6, 7], [8, 9]], 12), (batch_8, 7), ([[3] * 10], 20)):
-        settings = dict(max_new_tokens=tf.constant(n), temperature=tf.constant(0.9), top_k=tf.constant(5),
-                        top_p=tf.constant(1.0), seed=tf.constant(3, tf.int64), eot_token=tf.constant(-1),
-                        vocab_limit=tf.constant(len(CHARS)))
-        served = signature(idx=tf.constant(prompt, tf.int32), **settings)["tokens"].numpy()
-        expected = generate(model, prompt, n, temperature=0.9, top_k=5, seed=3, jit_compile=True).tokens
-        np.testing.assert_array_equal(served, expected)
-    plain = export_saved_model(model, str(tmp_path / "no_xla"), CharTokenizer(CHARS).to_json(), jit_compile=False)
+    model, plain = exported
     assert _xla_functions(plain) == []
+    compiled = export_saved_model(model, str(tmp_path / "xla"), CharTokenizer(CHARS).to_json(), loop="xla")
+    assert any("prefill_and_steps" in name for name in _xla_functions(compiled))
+    batch_8 = np.random.default_rng(0).integers(0, len(CHARS), (8, 5)).tolist()
+    for path in (plain, compiled):
+        signature = tf.saved_model.load(path).signatures["generate"]
+        for prompt, n in (([[1, 2, 3]], 9), ([[4, 5], [6, 7], [8, 9]], 12), (batch_8, 7), ([[3] * 10], 20)):
+            settings = dict(max_new_tokens=tf.constant(n), temperature=tf.constant(0.9), top_k=tf.constant(5),
+                            top_p=tf.constant(1.0), seed=tf.constant(3, tf.int64), eot_token=tf.constant(-1),
+                            vocab_limit=tf.constant(len(CHARS)))
+            served = signature(idx=tf.constant(prompt, tf.int32), **settings)["tokens"].numpy()
+            expected = generate(model, prompt, n, temperature=0.9, top_k=5, seed=3, jit_compile=True).tokens
+            np.testing.assert_array_equal(served, expected)
+
+
+def test_auto_decodes_small_models_with_xla_and_large_ones_without(exported, tmp_path, monkeypatch):
+    from model import export
+
+    model, _ = exported
+    params = model.get_num_params(non_embedding=False)
+    assert export.uses_xla(model, "auto") and export.uses_xla(model, "xla") and not export.uses_xla(model, "graph")
+    monkeypatch.setattr(export, "XLA_LOOP_MAX_PARAMS", params - 1)  # as if the model were larger than the bound
+    assert not export.uses_xla(model, "auto")
+    assert _xla_functions(export_saved_model(model, str(tmp_path / "auto"), CharTokenizer(CHARS).to_json())) == []
+    with pytest.raises(ValueError, match="loop must be one of"):
+        export.uses_xla(model, "fast")
 
 
 def test_bfloat16_serving_weights(exported, tmp_path):

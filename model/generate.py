@@ -60,20 +60,21 @@ class Generation(NamedTuple):
 # sampling
 
 
-def sample_next(logits, seed, step, temperature, top_k, top_p, vocab_limit):
+def sample_next(logits, seed, step, temperature, top_k, top_p, vocab_limit, xla=True):
     """One token per row from logits (B, V) float32, as int32 (B,).
 
     All arguments are tensors (or numbers) so that one compiled graph serves every setting:
     temperature 0 means greedy, top_k 0 means no top-k cut, top_p 1 means no nucleus cut,
     vocab_limit V means no vocabulary mask. The draw is argmax(logits / temperature + Gumbel noise),
     which is exactly a draw from softmax(logits / temperature); the noise comes from a
-    hash keyed by (seed, step), so a step's token depends on nothing but its logits."""
+    hash keyed by (seed, step), so a step's token depends on nothing but its logits. xla: for a
+    graph that XLA compiles (see _top_k_top_p; the same tokens either way)."""
     logits = tf.convert_to_tensor(logits, tf.float32)
     vocab = tf.shape(logits)[-1]
     logits = tf.where(tf.range(vocab)[None, :] < vocab_limit, logits, float("-inf"))
     temperature = tf.cast(temperature, tf.float32)
     greedy = temperature <= 0.0
-    scaled = _top_k_top_p(logits / tf.where(greedy, 1.0, temperature), top_k, top_p)
+    scaled = _top_k_top_p(logits / tf.where(greedy, 1.0, temperature), top_k, top_p, xla)
     u = uniform_noise(tf.shape(scaled), seed, step)
     noisy = scaled - tf.math.log(-tf.math.log(u))
     return tf.argmax(tf.where(greedy, logits, noisy), axis=-1, output_type=tf.int32)
@@ -102,21 +103,26 @@ def _fmix32(h):
     return h ^ tf.bitwise.right_shift(h, 16)
 
 
-def _top_k_top_p(logits, top_k, top_p):
+def _top_k_top_p(logits, top_k, top_p, xla=True):
     """logits with everything outside the top_k largest and outside the nucleus (the smallest set
     of largest logits whose probability reaches top_p) set to -inf. Ties with the last kept logit
     are kept, as nanoGPT's `logits[logits < v[:, [-1]]] = -inf` keeps them.
 
     Each cut is a threshold found by bisection over the logits' values, not by sorting: XLA's sort
-    on a CPU takes about 0.6 s for GPT-2's 50257 logits, 20 times a whole cached step."""
+    on a CPU takes about 0.6 s for GPT-2's 50257 logits, 20 times a whole cached step. Without XLA
+    (xla False) the top_k cut's threshold is the k-th of TensorFlow's top_k (a partial sort, a
+    fraction of a millisecond), the same value, in one op instead of ~300."""
     top_k = tf.cast(top_k, tf.int32)
     top_p = tf.cast(top_p, tf.float32)
     keys = _ordered_keys(logits)
 
     def cut_k():
         k = tf.minimum(top_k, tf.shape(logits)[-1])
-        kth = _largest_key(keys, lambda kept: tf.reduce_sum(tf.cast(kept, tf.int32), axis=-1) >= k)
-        return tf.where(keys >= kth[:, None], logits, float("-inf"))
+        if xla:
+            kth = _largest_key(keys, lambda kept: tf.reduce_sum(tf.cast(kept, tf.int32), axis=-1) >= k)
+            return tf.where(keys >= kth[:, None], logits, float("-inf"))
+        kth = tf.math.top_k(logits, k, sorted=False).values
+        return tf.where(logits >= tf.reduce_min(kth, axis=-1, keepdims=True), logits, float("-inf"))
 
     logits = tf.cond(top_k > 0, cut_k, lambda: logits)
 
@@ -170,12 +176,12 @@ class Settings(NamedTuple):
     vocab_limit: object
 
 
-def _emit(settings: Settings, s, logits, tokens, column, finished, lengths, prompt_length):
+def _emit(settings: Settings, s, logits, tokens, column, finished, lengths, prompt_length, xla=True):
     """Sample token s from its logits and write it at `column` of tokens (B, n); a row that
     emits the end-of-text token is finished, and its length is the prompt's and s + 1 tokens."""
     pad = tf.maximum(settings.eot_token, 0)
     token = sample_next(logits, settings.seed, s, settings.temperature, settings.top_k, settings.top_p,
-                        settings.vocab_limit)
+                        settings.vocab_limit, xla)
     token = tf.where(finished, pad, token)  # finished rows keep padding
     batch = tf.shape(tokens)[0]
     where = tf.stack([tf.range(batch), tf.fill([batch], column)], axis=1)
@@ -188,11 +194,12 @@ def _going(settings: Settings, s, finished):
     return (s < settings.max_new_tokens) & tf.logical_not(tf.reduce_all(finished))
 
 
-def cached_steps(model, logits, cache, prompt_length, context_length, settings: Settings):
+def cached_steps(model, logits, cache, prompt_length, context_length, settings: Settings, xla=True):
     """The tokens sampled while the context fits in block_size: token 0 from the prefill's
     logits, each later token s from token s - 1 alone at position context_length + s - 1,
     attending over the cache. All shapes are fixed by the batch size, so that XLA compiles this
     once per batch size whatever the prompt length, max_new_tokens and sampling settings.
+    xla False: for a graph without XLA (the cache written in place, see GPT.call_with_cache).
 
     Returns (new, s, finished, lengths): new (B, block_size) int32 holds token s at column s
     (padding after the last one sampled), s the number of tokens sampled, and the rows' state."""
@@ -200,11 +207,13 @@ def cached_steps(model, logits, cache, prompt_length, context_length, settings: 
     block_size = model.config.block_size
     new = tf.fill([batch, block_size], tf.maximum(settings.eot_token, 0))
     lengths = tf.fill([batch], prompt_length + settings.max_new_tokens)
-    new, finished, lengths = _emit(settings, 0, logits, new, 0, tf.zeros([batch], tf.bool), lengths, prompt_length)
+    new, finished, lengths = _emit(settings, 0, logits, new, 0, tf.zeros([batch], tf.bool), lengths, prompt_length,
+                                   xla)
 
     def step(s, new, finished, lengths, cache):
-        logits, cache = model.call_with_cache(tf.slice(new, [0, s - 1], [-1, 1]), cache, context_length + s - 1)
-        return (s + 1, *_emit(settings, s, logits, new, s, finished, lengths, prompt_length), cache)
+        logits, cache = model.call_with_cache(tf.slice(new, [0, s - 1], [-1, 1]), cache, context_length + s - 1,
+                                              in_place=not xla)
+        return (s + 1, *_emit(settings, s, logits, new, s, finished, lengths, prompt_length, xla), cache)
 
     s, new, finished, lengths, _ = tf.while_loop(
         lambda s, new, finished, *_: _going(settings, s, finished) & (context_length + s <= block_size),
@@ -212,14 +221,15 @@ def cached_steps(model, logits, cache, prompt_length, context_length, settings: 
     return new, s, finished, lengths
 
 
-def prefill_and_steps(model, context, context_length, prompt_length, settings: Settings):
+def prefill_and_steps(model, context, context_length, prompt_length, settings: Settings, xla=True):
     """The prefill, then `cached_steps`. context (B, P): the (cropped) prompt in its first
     context_length columns, then padding (P == context_length: none): the prefill runs all P
     positions through the model, which writes them into the cache, and samples token 0 from
-    the logits at position context_length - 1 (see GPT.call_with_cache's `last`)."""
-    logits, cache = model.call_with_cache(context, model.empty_cache(tf.shape(context)[0]), 0,
-                                          last=context_length - 1)
-    return cached_steps(model, logits, cache, prompt_length, context_length, settings)
+    the logits at position context_length - 1 (see GPT.call_with_cache's `last`). xla False:
+    for a graph without XLA (see `cached_steps`)."""
+    cache = model.empty_cache(tf.shape(context)[0], in_place=not xla)
+    logits, cache = model.call_with_cache(context, cache, 0, last=context_length - 1, in_place=not xla)
+    return cached_steps(model, logits, cache, prompt_length, context_length, settings, xla)
 
 
 def prompt_buckets(block_size: int):
@@ -249,18 +259,19 @@ def bucketed(xla_prefill_and_steps, block_size: int):
 
 
 def decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit,
-                decode=None):
+                decode=None, xla=True):
     """The whole generation as graph ops (call it inside a tf.function). idx (B, T) int32, the
     other arguments scalars: temperature 0 = greedy, top_k 0 = off, top_p 1 = off, eot_token -1
     = no stop, vocab_limit = the number of ids that may be sampled. Returns (tokens, lengths).
 
     decode: `prefill_and_steps` as the caller compiles it (the serving graph passes `bucketed`
     XLA functions: their shapes fixed while the prompt's length is not); None runs it inline.
+    xla: whether XLA compiles the graph this builds (False: the cache is written in place and
+    top_k takes TensorFlow's kernel, see `cached_steps` and `sample_next`).
 
     The cache is the (n_layer, B, n_head, block_size, head_size) keys and values split by layer
-    (GPT.empty_cache): without XLA, an update of one stacked tensor copies all of it (for GPT-2
-    124M on CPU, measured 757 ms a token stacked, 153 ms split; with XLA, where updates are in
-    place, 45 and 42 ms)."""
+    (GPT.empty_cache): one tensor per layer's keys and values, so that no update touches the
+    others (XLA updates in place; without XLA, GPT.call_with_cache(in_place=True) does)."""
     block_size = model.config.block_size
     settings = Settings(max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit)
     idx = tf.cast(idx, tf.int32)
@@ -271,7 +282,7 @@ def decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot
     # longer than block_size it is exactly the forward of the window nanoGPT crops.
     context = idx[:, -block_size:]
     context_length = tf.shape(context)[1]
-    new, s, finished, lengths = (decode or functools.partial(prefill_and_steps, model))(
+    new, s, finished, lengths = (decode or functools.partial(prefill_and_steps, model, xla=xla))(
         context, context_length, t, settings)
     cached = tf.minimum(max_new_tokens, block_size - context_length + 1)  # the tokens new can hold
     out = tf.concat([idx, new[:, :cached], tf.fill([batch, max_new_tokens - cached], pad)], axis=1)
@@ -284,7 +295,7 @@ def decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot
         def window_step(s, out, finished, lengths):
             # tf.slice with a constant size: XLA compiles no dynamically sized window
             window = tf.slice(out, [0, t + s - block_size], [-1, block_size])
-            return (s + 1, *_emit(settings, s, last_logits(model, window), out, t + s, finished, lengths, t))
+            return (s + 1, *_emit(settings, s, last_logits(model, window), out, t + s, finished, lengths, t, xla))
 
         _, out, _, lengths = tf.while_loop(lambda s, out, finished, lengths: _going(settings, s, finished),
                                            window_step, (s, out, finished, lengths))
@@ -351,7 +362,7 @@ def serving_function(model, jit_compile: bool = True) -> tf.types.experimental.G
         with tf.control_dependencies(checks):
             idx = tf.identity(idx)
         tokens, lengths = decode_loop(model, idx, max_new_tokens, temperature, top_k, top_p, seed,
-                                      eot_token, vocab_limit, decode=decode)
+                                      eot_token, vocab_limit, decode=decode, xla=False)
         return {"tokens": tokens, "lengths": lengths}
 
     return generate

@@ -219,6 +219,39 @@ def test_sampling_draws_from_the_softmax():
         np.testing.assert_allclose(frequencies, expected, atol=0.01)
 
 
+def test_the_top_k_cut_is_the_same_by_bisection_and_by_tensorflow_top_k():
+    """The graph without XLA finds top_k's threshold with tf.math.top_k, XLA by bisection: the same
+    kept set, ties with the k-th logit included, -inf logits never kept above finite ones."""
+    from model.generate import _top_k_top_p
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((6, 300)).astype(np.float32)
+    logits[1, :20] = 2.5  # 20 tied at the top: a cut at 5 keeps all of them
+    logits[2] = np.round(logits[2])  # many ties everywhere
+    logits[3, 250:] = -np.inf  # a masked vocabulary tail
+    logits[4] = -logits[4]  # negative k-th logits
+    for top_k in (1, 5, 37, 299, 300):
+        by_bisection = _top_k_top_p(tf.constant(logits), top_k, 1.0, xla=True).numpy()
+        by_top_k = _top_k_top_p(tf.constant(logits), top_k, 1.0, xla=False).numpy()
+        np.testing.assert_array_equal(by_top_k, by_bisection)
+        assert (np.isfinite(by_top_k).sum(axis=1) >= min(top_k, 250)).all()
+    assert np.isfinite(_top_k_top_p(tf.constant(logits), 5, 1.0, xla=False).numpy()[1]).sum() == 20
+
+
+def test_concurrent_calls_of_the_graph_without_xla_keep_their_caches_apart(model):
+    """The graph without XLA writes its key/value cache in place: every call must have caches of
+    its own, so calls from several threads at once give each its tokens alone."""
+    import concurrent.futures
+
+    prompts = [np.random.default_rng(i).integers(0, VOCAB, (1 + i % 2, 3 + i)) for i in range(6)]
+    alone = [gen(model, p, 40, temperature=0.8, top_k=20, seed=i).tokens for i, p in enumerate(prompts)]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda i: gen(model, prompts[i], 40, temperature=0.8, top_k=20, seed=i).tokens,
+                                 range(6)))
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(b, a)
+
+
 @pytest.fixture(scope="module")
 def trained(train_char_model, shakespeare_text):
     """A small GPT trained 300 iterations on characters of Tiny Shakespeare (held-out loss 2.45),

@@ -137,7 +137,10 @@ class Embedding(tf.Module):
         self.weight = tf.Variable(_normal([num, dim], 0.02), name="weight")
 
     def __call__(self, ids):
-        return tf.gather(self.weight, ids)
+        # A gather from the variable's value, not from the variable (ResourceGather): a sparse read
+        # puts a variable in copy-on-read mode, after which every read of it copies it, and the
+        # tied lm_head reads wte at every decoding step (154 MB for GPT-2).
+        return tf.gather(tf.convert_to_tensor(self.weight), ids)
 
 
 def _matmul_last_axis(x, w, bias=None, transpose_w=False):
@@ -195,16 +198,27 @@ class CausalSelfAttention(tf.Module):
         y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, Tq, self.n_embd])  # re-assemble all heads
         return _dropout(self.c_proj(y), self.dropout, training)
 
-    def __call__(self, x, training=False, cache=None, cache_index=None):
+    def __call__(self, x, training=False, cache=None, cache_index=None, in_place=False):
         """Self-attention of x (B, T, C), causal. With a cache (keys, values), each
         (B, nh, cache length, hs), x's rows are the positions cache_index..cache_index+T-1: their
         keys and values are written into those slots, their queries attend over the slots up to
-        their own position, and the result is (y, updated cache)."""
+        their own position, and the result is (y, updated cache).
+
+        in_place: for a graph that XLA does not compile, where a tensor update copies the whole
+        cache at every step: the new keys and values are written into the cache's own buffers
+        (see `_write_in_place`), and the queries attend over the slots written so far only (the
+        cache is sliced to them: shapes may change from step to step without XLA)."""
         q, k, v = self.qkv(x)
         if cache is None:
             return self.attend(q, k, v, causal_mask(tf.shape(x)[1]), training=training)
         keys, values = cache
         positions = cache_index + tf.range(tf.shape(x)[1])
+        if in_place:
+            keys, values = _write_in_place(keys, k, positions), _write_in_place(values, v, positions)
+            written = cache_index + tf.shape(x)[1]
+            mask = tf.range(written)[None, :] <= positions[:, None]
+            y = self.attend(q, keys[:, :, :written], values[:, :, :written], mask, training=training)
+            return y, (keys, values)
         # Where the new keys/values (B, nh, T, hs) go: (b, head, position) for each of their rows.
         b, h, p = tf.meshgrid(tf.range(tf.shape(x)[0]), tf.range(self.n_head), positions, indexing="ij")
         where = tf.stack([b, h, p], axis=-1)
@@ -213,6 +227,18 @@ class CausalSelfAttention(tf.Module):
         # query i sees slots 0..cache_index+i: the slots further on are not written yet
         mask = tf.range(tf.shape(keys)[2])[None, :] <= positions[:, None]
         return self.attend(q, keys, values, mask, training=training), (keys, values)
+
+
+def _write_in_place(cache, new, positions):
+    """cache (B, nh, L, hs) with new (B, nh, T, hs) written at `positions` (T,) along L, in the
+    cache's own buffer: InplaceUpdate overwrites rows of the (B * nh * L, hs) view (reshapes share
+    the buffer) and does not copy, whoever else holds the buffer; so each cache must have buffers
+    of its own (GPT.empty_cache(in_place=True)). XLA has no InplaceUpdate (nor needs it)."""
+    shape = tf.shape(cache)
+    rows = tf.range(shape[0] * shape[1])[:, None] * shape[2] + positions[None, :]  # (B * nh, T)
+    flat = tf.raw_ops.InplaceUpdate(x=tf.reshape(cache, [-1, shape[3]]), i=tf.reshape(rows, [-1]),
+                                    v=tf.reshape(new, [-1, shape[3]]))
+    return tf.reshape(flat, shape)
 
 
 def causal_mask(t):
@@ -243,12 +269,13 @@ class Block(tf.Module):
         self.ln_2 = LayerNorm(config.n_embd, config.bias, name="ln_2")
         self.mlp = MLP(config, name="mlp")
 
-    def __call__(self, x, training=False, cache=None, cache_index=None):
+    def __call__(self, x, training=False, cache=None, cache_index=None, in_place=False):
         """The block's output; with a cache (see CausalSelfAttention), (output, updated cache)."""
         if cache is None:
             x = x + self.attn(self.ln_1(x), training=training)
             return x + self.mlp(self.ln_2(x), training=training)
-        y, cache = self.attn(self.ln_1(x), training=training, cache=cache, cache_index=cache_index)
+        y, cache = self.attn(self.ln_1(x), training=training, cache=cache, cache_index=cache_index,
+                             in_place=in_place)
         x = x + y
         return x + self.mlp(self.ln_2(x), training=training), cache
 
@@ -304,16 +331,26 @@ class GPT(tf.Module):
     # ----------------------------------------------------------------------------------------
     # inference with a key/value cache (model/generate.py runs the decoding loop)
 
-    def empty_cache(self, batch):
+    def empty_cache(self, batch, in_place=False):
         """A key/value cache for `batch` rows of up to block_size positions: per layer (keys,
         values), each (batch, n_head, block_size, head_size) zeros in the compute dtype. Fixed
-        shapes, so that XLA can compile a decoding loop over it."""
+        shapes, so that XLA can compile a decoding loop over it.
+
+        in_place: for call_with_cache(in_place=True), which writes into the buffers themselves:
+        each is made by the stateful op Empty, which the graph optimizer never folds into a
+        constant nor merges with its twins, so that every cache, and every layer's keys and
+        values, has buffers of its own."""
         cfg = self.config
         shape = [batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head]
-        return tuple((tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype))
-                     for _ in range(cfg.n_layer))
+        if in_place:
+            def zeros():
+                return tf.raw_ops.Empty(shape=tf.stack(shape), dtype=self.compute_dtype, init=True)
+        else:
+            def zeros():
+                return tf.zeros(shape, self.compute_dtype)
+        return tuple((zeros(), zeros()) for _ in range(cfg.n_layer))
 
-    def call_with_cache(self, idx, cache, cache_index, last=None):
+    def call_with_cache(self, idx, cache, cache_index, last=None, in_place=False):
         """The logits (B, vocab_size) float32 of the last position of idx (B, T), and the cache.
 
         With a cache (see empty_cache), idx holds the positions cache_index..cache_index+T-1
@@ -326,7 +363,10 @@ class GPT(tf.Module):
         last: the index in idx of the position whose logits are returned (a scalar, possibly a
         tensor), for a prompt padded to a fixed length: the padding positions after it are
         written into the cache too, where the decoding steps overwrite them before any query
-        sees them (each query attends only up to its own position). None: the last position."""
+        sees them (each query attends only up to its own position). None: the last position.
+
+        in_place: the cache is written in its own buffers, for a graph without XLA (see
+        CausalSelfAttention; the cache from empty_cache(in_place=True))."""
         if cache is None:
             x = self._embed(idx, tf.range(tf.shape(idx)[1]))
             for block in self.h:
@@ -335,7 +375,7 @@ class GPT(tf.Module):
         x = self._embed(idx, cache_index + tf.range(tf.shape(idx)[1]))
         updated = []
         for block, layer_cache in zip(self.h, cache):
-            x, layer_cache = block(x, cache=layer_cache, cache_index=cache_index)
+            x, layer_cache = block(x, cache=layer_cache, cache_index=cache_index, in_place=in_place)
             updated.append(layer_cache)
         return self._lm_head(self._at(x, last)), tuple(updated)
 

@@ -11,7 +11,7 @@ from typing import Dict, List
 
 from components.tokenize_text.settings import TokenizeTextSettings
 from model.config import PRESETS as TRAIN_PRESETS
-from model.config import WEIGHT_DTYPES, TrainConfig, make_config
+from model.config import SERVING_LOOPS, WEIGHT_DTYPES, TrainConfig, make_config
 from model.settings import SettingError, check, coerce_values, setting, unknown
 
 PIPELINE_NAME = "nanogpt-tfx"
@@ -35,6 +35,9 @@ class PipelineConfig(TokenizeTextSettings):
     resume: bool = setting(False, "continue from the checkpoint of the latest model's training run")
     serving_weights: str = setting("float32", "the exported SavedModel's matmul weights (bfloat16: half the bytes "
                                               "read per generated token)", choices=WEIGHT_DTYPES)
+    serving_loop: str = setting("auto", "how the exported generate signature decodes: xla (XLA-compiled, for GPU "
+                                        "and TPU servers), graph (no XLA), auto (xla for small models, graph for "
+                                        "large ones: the faster on a CPU, model/export.py)", choices=SERVING_LOOPS)
     # where training runs: in the Trainer's own process or pod (one device, or `--strategy=mirrored`
     # over its GPUs; on Kubeflow the pod gets train_accelerator_count x train_accelerator), or, for
     # train_workers > 1, as a Vertex AI training job of train_workers machines with that many

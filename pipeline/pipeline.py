@@ -36,7 +36,8 @@ def _trainer(config: PipelineConfig, kubeflow: bool, **inputs):
     """The standard Trainer running model/train.py in its own pod or process (on Kubeflow with the
     accelerators asked for), or, for several workers, TFX's Vertex AI Trainer."""
     custom_config = {"train_preset": config.train_preset, "train_config": config.train_overrides,
-                     "resume": config.resume, "serving_weights": config.serving_weights}
+                     "resume": config.resume, "serving_weights": config.serving_weights,
+                     "serving_loop": config.serving_loop}
     common = dict(run_fn="components.trainer.run_fn.run_fn", train_args=tfx.proto.TrainArgs(splits=[shards.TRAIN]),
                   eval_args=tfx.proto.EvalArgs(splits=[shards.VAL]), **inputs)
     if config.trains_on_vertex:

@@ -14,6 +14,7 @@ benchmark's; this process keeps the TFX side and exports the trained model.
   of the best weights (the last checkpoint saved, which is the best unless always_save_checkpoint).
 - custom_config "resume": continue from the checkpoint of the run that made `base_model`;
   "serving_weights": the SavedModel's matmul weights, "float32" or "bfloat16" (GPT.with_weights).
+  "serving_loop": how the SavedModel's generate signature decodes, "auto", "xla" or "graph" (model/export.py).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def run_fn(fn_args) -> None:
     else:
         tokenizer_json, export = {"kind": "gpt2"}, {}
     export["weights"] = custom.get("serving_weights", "float32")
+    export["loop"] = custom.get("serving_loop", "auto")
     if custom.get("resume"):
         if not fn_args.base_model:
             raise ValueError("resume was asked for, but there is no previous model to resume from")
