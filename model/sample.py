@@ -38,7 +38,8 @@ class SampleConfig:
     weights: str = setting("float32", "decode with a copy whose matmul weights are bfloat16 (half the bytes per "
                                       "token); checkpoints only: a SavedModel's are its export's serving_weights",
                            choices=WEIGHT_DTYPES)
-    compile: bool = setting(True, "XLA for the generation loop (much faster on a CPU; compiled per prompt length)")
+    compile: bool = setting(True, "XLA for the generation loop (on a CPU much faster for small models, as fast "
+                                  "for GPT-2 124M; compiled per prompt length)")
     stop_at_eot: bool = setting(False, "end a sample at the tokenizer's end-of-text token (GPT-2 BPE has one)")
     bpe_dir: str = setting("", "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE")
 
