@@ -51,12 +51,12 @@ def test_a_full_disk_while_exporting_the_saved_model_leaves_nothing_and_the_reru
     path = str(small_disk / "model" / "Format-Serving")
     filler = _fill_all_but(small_disk, 200 * 1024)
     with pytest.raises(DiskFull) as info:
-        export_saved_model(model, path, CharTokenizer(CHARS).to_json(), jit_compile=False)
+        export_saved_model(model, path, CharTokenizer(CHARS).to_json(), loop="graph")
     assert str(info.value) == f"no space left on the device writing the SavedModel {path}: free space, then run again"
     assert os.listdir(small_disk / "model") == []  # neither the SavedModel nor its temporary sibling
     filler.unlink()
     assert shutil.disk_usage(small_disk).used == 0  # nothing the failed export wrote still holds space
-    export_saved_model(model, path, CharTokenizer(CHARS).to_json(), jit_compile=False)
+    export_saved_model(model, path, CharTokenizer(CHARS).to_json(), loop="graph")
     assert tf.saved_model.load(path).signatures["tokenizer"]()["tokenizer"].numpy()
 
 

@@ -329,12 +329,23 @@ class Run:
     def _cancel_dead_runs(self) -> None:
         """The records of earlier runs left RUNNING by a launcher of this machine that is no longer
         alive (killed: kill -9, a power cut) are marked CANCELED. What their tasks recorded stays
-        usable (the cache takes it); what a killed task wrote stays in its run's directory, named
-        by no record."""
+        usable (the cache takes it); what the killed task wrote (its directory, which the record
+        does not name) and a record's half-written copy are removed first, so that a kill during
+        this leaves the run RUNNING, to be cleared by the next."""
+        gfile = _gfile()
         for path, record in self.record_paths.items():
             launcher = record.get("launcher", {})
             if record.get("state") == "RUNNING" and launcher.get("host") == socket.gethostname() \
                     and not _alive(launcher.get("pid", 0)):
+                run_root = path[:-len(RECORD_FILE)].rstrip("/")
+                for entry in sorted(gfile.listdir(run_root)):
+                    name, where = entry.rstrip("/"), f"{run_root}/{entry.rstrip('/')}"
+                    if name.startswith(f"{RECORD_FILE}.tmp-"):
+                        gfile.remove(where)
+                    elif name != RECORD_FILE and name not in record.get("tasks", {}) and gfile.isdir(where):
+                        gfile.rmtree(where)
+                        print(f"  run {os.path.basename(run_root)} was killed during {name}: its unrecorded "
+                              f"outputs {where} are removed", flush=True)
                 record["state"] = "CANCELED"
                 _write_record(path, record)
 

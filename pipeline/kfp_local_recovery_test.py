@@ -2,6 +2,7 @@
 fast): a task that fails on a cached input damaged in place has it set aside and made again; a
 launcher killed at each point of a task leaves no task running, and the next run completes."""
 
+import glob
 import json
 import os
 
@@ -125,10 +126,14 @@ def test_a_launcher_killed_at_each_point_of_a_task_leaves_no_task_running_and_th
         assert group_gone(launcher.pid), f"a process of the killed launcher is left:\n{out}"
         return launcher.returncode, out
 
+    outs = []
     for kill_at in ("make:writing", "make:written"):  # the kill comes before the record has make
         code, out = run(kill_at)
         assert code == -signal.SIGKILL and f"fault injection: SIGKILL at {kill_at}" in out
         assert _records(root)[-1]["state"] == "RUNNING" and _records(root)[-1]["tasks"] == {}
+        outs.append(out)
+    # the run after the kill while make wrote removes what make had written, named by no record
+    assert "was killed during make: its unrecorded outputs" in outs[1]
     code, out = run("read:running")
     assert code == -signal.SIGKILL and "fault injection: SIGKILL at read:running" in out
     code, out = run()
@@ -139,3 +144,7 @@ def test_a_launcher_killed_at_each_point_of_a_task_leaves_no_task_running_and_th
     assert completed["state"] == "SUCCEEDED"
     assert {t: v["state"] for t, v in completed["tasks"].items()} == {"make": "CACHED", "read": "SUCCEEDED"}
     assert completed["tasks"]["make"]["outputs"] == last_killed["tasks"]["make"]["outputs"]
+    for record_path in sorted(glob.glob(os.path.join(root, "*", "*", kfp_local.RECORD_FILE))):
+        with open(record_path) as f:  # each run's directory holds its record and its recorded tasks, no more
+            recorded = set(json.load(f)["tasks"])
+        assert set(os.listdir(os.path.dirname(record_path))) - {kfp_local.RECORD_FILE} <= recorded, record_path
