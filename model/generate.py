@@ -503,7 +503,7 @@ def generate_uncached(model, idx, max_new_tokens: int, temperature: float = 1.0,
         idx_cond = tokens[:, -block_size:]
         logits = forward(tf.constant(idx_cond))
         token = sample_next(logits, args.seed, step, args.temperature, args.top_k, args.top_p,
-                            args.vocab_limit).numpy()
+                            args.vocab_limit, xla=False).numpy()  # eager: top_k by TensorFlow's kernel
         token = np.where(finished, pad, token)
         ended = ~finished & (token == args.eot_token)
         lengths[ended] = t + step + 1
