@@ -214,7 +214,7 @@ class CausalSelfAttention(tf.Module):
         keys, values = cache
         positions = cache_index + tf.range(tf.shape(x)[1])
         if in_place:
-            keys, values = _write_in_place(keys, k, positions), _write_in_place(values, v, positions)
+            keys, values = _write_in_place((keys, values), (k, v), positions)
             written = cache_index + tf.shape(x)[1]
             mask = tf.range(written)[None, :] <= positions[:, None]
             y = self.attend(q, keys[:, :, :written], values[:, :, :written], mask, training=training)
@@ -229,16 +229,18 @@ class CausalSelfAttention(tf.Module):
         return self.attend(q, keys, values, mask, training=training), (keys, values)
 
 
-def _write_in_place(cache, new, positions):
-    """cache (B, nh, L, hs) with new (B, nh, T, hs) written at `positions` (T,) along L, in the
-    cache's own buffer: InplaceUpdate overwrites rows of the (B * nh * L, hs) view (reshapes share
-    the buffer) and does not copy, whoever else holds the buffer; so each cache must have buffers
-    of its own (GPT.empty_cache(in_place=True)). XLA has no InplaceUpdate (nor needs it)."""
-    shape = tf.shape(cache)
-    rows = tf.range(shape[0] * shape[1])[:, None] * shape[2] + positions[None, :]  # (B * nh, T)
-    flat = tf.raw_ops.InplaceUpdate(x=tf.reshape(cache, [-1, shape[3]]), i=tf.reshape(rows, [-1]),
-                                    v=tf.reshape(new, [-1, shape[3]]))
-    return tf.reshape(flat, shape)
+def _write_in_place(caches, news, positions):
+    """Each cache (B, nh, L, hs) of `caches` with its new (B, nh, T, hs) of `news` written at
+    `positions` (T,) along L, in the cache's own buffer: InplaceUpdate overwrites rows of the
+    (B * nh * L, hs) view (reshapes share the buffer) and does not copy, whoever else holds the
+    buffer; so each cache must have buffers of its own (GPT.empty_cache(in_place=True)). The rows
+    are found once for the keys and the values (a decoding step's ops are its cost without XLA).
+    XLA has no InplaceUpdate (nor needs it)."""
+    shape = tf.shape(caches[0])
+    rows = tf.reshape(tf.range(shape[0] * shape[1])[:, None] * shape[2] + positions[None, :], [-1])  # (B*nh*T,)
+    return tuple(tf.reshape(tf.raw_ops.InplaceUpdate(x=tf.reshape(cache, [-1, shape[3]]), i=rows,
+                                                     v=tf.reshape(new, [-1, shape[3]])), shape)
+                 for cache, new in zip(caches, news))
 
 
 def causal_mask(t):
