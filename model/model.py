@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, Optional
+from typing import Dict, NamedTuple, Optional
 
 import tensorflow as tf
 
@@ -145,12 +145,28 @@ class Embedding(tf.Module):
 
 def _matmul_last_axis(x, w, bias=None, transpose_w=False):
     """x (..., n_in) @ w as one 2-D matmul. A 3-D x @ 2-D w would broadcast into a batched
-    matmul, whose weight gradient TF computes per batch element and then sums: many times slower."""
-    leading = tf.shape(x)[:-1]
-    y = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), w, transpose_b=transpose_w)
+    matmul, whose weight gradient TF computes per batch element and then sums: many times slower.
+    The reshapes take the static sizes where they are known: without XLA every op of a decoding
+    step costs, and shape arithmetic is most of the ops there."""
+    y = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]) if x.shape.rank != 2 else x, w, transpose_b=transpose_w)
     if bias is not None:
         y = tf.nn.bias_add(y, tf.cast(bias, y.dtype))
-    return tf.reshape(y, tf.concat([leading, tf.shape(y)[-1:]], axis=0))
+    return y if x.shape.rank == 2 else tf.reshape(y, [*_sizes(x)[:-1], y.shape[-1]])
+
+
+def _sizes(x):
+    """x's shape for a reshape: the static sizes where known, -1 for the first axis when it alone
+    is unknown (the batch), else tensors (ops) for the unknown ones."""
+    static = x.shape.as_list()
+    if None not in static[1:]:
+        return [-1 if static[0] is None else static[0], *static[1:]]
+    dynamic = tf.shape(x)
+    return [dynamic[i] if size is None else size for i, size in enumerate(static)]
+
+
+def _is_one(size) -> bool:
+    """Whether a size of `_sizes` is statically 1 (a decoding step's single position)."""
+    return isinstance(size, int) and size == 1
 
 
 def _dropout(x, rate: float, training: bool):
@@ -171,22 +187,25 @@ class CausalSelfAttention(tf.Module):
 
     def qkv(self, x):
         """Queries, keys and values for all heads, each (B, nh, T, hs)."""
-        B, T = tf.shape(x)[0], tf.shape(x)[1]
-        C, nh = self.n_embd, self.n_head
+        B, T, C = _sizes(x)
+        nh = self.n_head
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
 
-        def heads(t):  # (B, T, C) -> (B, nh, T, hs)
+        def heads(t):  # (B, T, C) -> (B, nh, T, hs); for one position a reshape alone
+            if _is_one(T):
+                return tf.reshape(t, [B, nh, 1, C // nh])
             return tf.transpose(tf.reshape(t, [B, T, nh, C // nh]), [0, 2, 1, 3])
 
         return heads(q), heads(k), heads(v)
 
     def attend(self, q, k, v, mask, training=False):
-        """Attention of queries q over keys k and values v where mask (Tq, Tk) is True, then the
-        output projection: (B, Tq, C)."""
+        """Attention of queries q over keys k and values v where mask (Tq, Tk) is True (None: all
+        of them), then the output projection: (B, Tq, C)."""
         # (B, nh, Tq, hs) x (B, nh, hs, Tk) -> (B, nh, Tq, Tk); softmax in float32 because under
         # mixed precision bf16/fp16 scores lose too much
         att = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * (1.0 / math.sqrt(q.shape[-1]))
-        att = tf.where(mask, att, float("-inf"))
+        if mask is not None:
+            att = tf.where(mask, att, float("-inf"))
         att = tf.cast(tf.nn.softmax(att, axis=-1), q.dtype)
         att = _dropout(att, self.dropout, training)
         if q.shape[2] == 1 and v.dtype == tf.bfloat16:
@@ -194,52 +213,60 @@ class CausalSelfAttention(tf.Module):
             y = tf.cast(tf.matmul(tf.cast(att, tf.float32), tf.cast(v, tf.float32)), v.dtype)
         else:
             y = tf.matmul(att, v)  # (B, nh, Tq, hs)
-        B, Tq = tf.shape(y)[0], tf.shape(y)[2]
-        y = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, Tq, self.n_embd])  # re-assemble all heads
+        B, _, Tq, _ = _sizes(y)
+        if not _is_one(Tq):
+            y = tf.transpose(y, [0, 2, 1, 3])
+        y = tf.reshape(y, [B, Tq, self.n_embd])  # re-assemble all heads
         return _dropout(self.c_proj(y), self.dropout, training)
 
-    def __call__(self, x, training=False, cache=None, cache_index=None, in_place=False):
+    def __call__(self, x, training=False, cache=None, slots=None):
         """Self-attention of x (B, T, C), causal. With a cache (keys, values), each
-        (B, nh, cache length, hs), x's rows are the positions cache_index..cache_index+T-1: their
-        keys and values are written into those slots, their queries attend over the slots up to
-        their own position, and the result is (y, updated cache).
+        (B, nh, cache length, hs), and its `slots` (CacheSlots: the same for every layer), x's
+        rows are the positions slots.positions: their keys and values are written into those
+        slots, their queries attend over the slots up to their own position, and the result is
+        (y, updated cache).
 
-        in_place: for a graph that XLA does not compile, where a tensor update copies the whole
-        cache at every step: the new keys and values are written into the cache's own buffers
-        (see `_write_in_place`), and the queries attend over the slots written so far only (the
-        cache is sliced to them: shapes may change from step to step without XLA)."""
+        In place (slots.rows, for a graph that XLA does not compile, where a tensor update
+        copies the whole cache at every step): the new keys and values are written into the
+        cache's own buffers (see `_write_in_place`), and the queries attend over the slots
+        written so far only (the cache is sliced to them: shapes may change from step to step
+        without XLA)."""
         q, k, v = self.qkv(x)
         if cache is None:
             return self.attend(q, k, v, causal_mask(tf.shape(x)[1]), training=training)
         keys, values = cache
-        positions = cache_index + tf.range(tf.shape(x)[1])
-        if in_place:
-            keys, values = _write_in_place((keys, values), (k, v), positions)
-            written = cache_index + tf.shape(x)[1]
-            mask = tf.range(written)[None, :] <= positions[:, None]
-            y = self.attend(q, keys[:, :, :written], values[:, :, :written], mask, training=training)
+        if slots.rows is not None:
+            keys, values = _write_in_place((keys, values), (k, v), slots.rows)
+            y = self.attend(q, keys[:, :, :slots.written], values[:, :, :slots.written], slots.mask,
+                            training=training)
             return y, (keys, values)
-        # Where the new keys/values (B, nh, T, hs) go: (b, head, position) for each of their rows.
-        b, h, p = tf.meshgrid(tf.range(tf.shape(x)[0]), tf.range(self.n_head), positions, indexing="ij")
-        where = tf.stack([b, h, p], axis=-1)
-        keys = tf.tensor_scatter_nd_update(keys, where, k)
-        values = tf.tensor_scatter_nd_update(values, where, v)
-        # query i sees slots 0..cache_index+i: the slots further on are not written yet
-        mask = tf.range(tf.shape(keys)[2])[None, :] <= positions[:, None]
-        return self.attend(q, keys, values, mask, training=training), (keys, values)
+        keys = tf.tensor_scatter_nd_update(keys, slots.indices, k)
+        values = tf.tensor_scatter_nd_update(values, slots.indices, v)
+        return self.attend(q, keys, values, slots.mask, training=training), (keys, values)
 
 
-def _write_in_place(caches, news, positions):
+class CacheSlots(NamedTuple):
+    """Where one forward with a cache writes its keys and values and which slots its queries
+    see: the same for every layer, so found once per forward (GPT.cache_slots). positions (T,):
+    the positions of the forward's rows. mask (T, slots attended): where a query may attend
+    (None: every slot attended). In place, rows: the rows of each cache's (B * nh * L, hs) view
+    to overwrite, written: the slots attended (the ones written so far); else indices: the
+    (B, nh, T, 3) places of tensor_scatter_nd_update."""
+    positions: tf.Tensor
+    mask: Optional[tf.Tensor]
+    rows: Optional[tf.Tensor] = None
+    written: Optional[tf.Tensor] = None
+    indices: Optional[tf.Tensor] = None
+
+
+def _write_in_place(caches, news, rows):
     """Each cache (B, nh, L, hs) of `caches` with its new (B, nh, T, hs) of `news` written at
-    `positions` (T,) along L, in the cache's own buffer: InplaceUpdate overwrites rows of the
-    (B * nh * L, hs) view (reshapes share the buffer) and does not copy, whoever else holds the
-    buffer; so each cache must have buffers of its own (GPT.empty_cache(in_place=True)). The rows
-    are found once for the keys and the values (a decoding step's ops are its cost without XLA).
+    `rows` of its (B * nh * L, hs) view (CacheSlots.rows), in the cache's own buffer:
+    InplaceUpdate overwrites rows (reshapes share the buffer) and does not copy, whoever else
+    holds the buffer; so each cache must have buffers of its own (GPT.empty_cache(in_place=True)).
     XLA has no InplaceUpdate (nor needs it)."""
-    shape = tf.shape(caches[0])
-    rows = tf.reshape(tf.range(shape[0] * shape[1])[:, None] * shape[2] + positions[None, :], [-1])  # (B*nh*T,)
-    return tuple(tf.reshape(tf.raw_ops.InplaceUpdate(x=tf.reshape(cache, [-1, shape[3]]), i=rows,
-                                                     v=tf.reshape(new, [-1, shape[3]])), shape)
+    return tuple(tf.reshape(tf.raw_ops.InplaceUpdate(x=tf.reshape(cache, [-1, cache.shape[-1]]), i=rows,
+                                                     v=tf.reshape(new, [-1, new.shape[-1]])), _sizes(cache))
                  for cache, new in zip(caches, news))
 
 
@@ -257,8 +284,9 @@ class MLP(tf.Module):
         self.dropout = config.dropout
 
     def __call__(self, x, training=False):
-        x = gelu(self.c_fc(x))
-        return _dropout(self.c_proj(x), self.dropout, training)
+        h = tf.reshape(x, [-1, x.shape[-1]])  # (B * T, C): one reshape each way for both products
+        h = gelu(self.c_fc(h))
+        return tf.reshape(_dropout(self.c_proj(h), self.dropout, training), _sizes(x))
 
 
 class Block(tf.Module):
@@ -271,13 +299,12 @@ class Block(tf.Module):
         self.ln_2 = LayerNorm(config.n_embd, config.bias, name="ln_2")
         self.mlp = MLP(config, name="mlp")
 
-    def __call__(self, x, training=False, cache=None, cache_index=None, in_place=False):
+    def __call__(self, x, training=False, cache=None, slots=None):
         """The block's output; with a cache (see CausalSelfAttention), (output, updated cache)."""
         if cache is None:
             x = x + self.attn(self.ln_1(x), training=training)
             return x + self.mlp(self.ln_2(x), training=training)
-        y, cache = self.attn(self.ln_1(x), training=training, cache=cache, cache_index=cache_index,
-                             in_place=in_place)
+        y, cache = self.attn(self.ln_1(x), training=training, cache=cache, slots=slots)
         x = x + y
         return x + self.mlp(self.ln_2(x), training=training), cache
 
@@ -302,7 +329,9 @@ class GPT(tf.Module):
         finally:
             _init_generator = None
         # The LM head is tied to wte (weight tying, https://paperswithcode.com/method/weight-tying):
-        # logits = x @ wte^T, so there is no separate lm_head variable at all.
+        # logits = x @ wte^T, so there is no separate lm_head variable at all (with_weights'
+        # bfloat16 copy adds a zero bias, lm_head_bias, for the sake of a faster kernel).
+        self.lm_head_bias = None
 
     # ----------------------------------------------------------------------------------------
     # forward
@@ -328,7 +357,8 @@ class GPT(tf.Module):
     def _lm_head(self, x):
         """Logits in float32 of hidden states x (..., n_embd), through ln_f and the tied head."""
         x = self.ln_f(x)
-        return tf.cast(_matmul_last_axis(x, tf.cast(self.wte.weight, x.dtype), transpose_w=True), tf.float32)
+        logits = _matmul_last_axis(x, tf.cast(self.wte.weight, x.dtype), bias=self.lm_head_bias, transpose_w=True)
+        return tf.cast(logits, tf.float32)
 
     # ----------------------------------------------------------------------------------------
     # inference with a key/value cache (model/generate.py runs the decoding loop)
@@ -374,12 +404,31 @@ class GPT(tf.Module):
             for block in self.h:
                 x = block(x)
             return self._lm_head(self._at(x, last)), None
-        x = self._embed(idx, cache_index + tf.range(tf.shape(idx)[1]))
+        slots = self.cache_slots(idx, cache_index, in_place)
+        x = self._embed(idx, slots.positions)
         updated = []
         for block, layer_cache in zip(self.h, cache):
-            x, layer_cache = block(x, cache=layer_cache, cache_index=cache_index, in_place=in_place)
+            x, layer_cache = block(x, cache=layer_cache, slots=slots)
             updated.append(layer_cache)
         return self._lm_head(self._at(x, last)), tuple(updated)
+
+    def cache_slots(self, idx, cache_index, in_place=False) -> CacheSlots:
+        """The CacheSlots of a forward of idx (B, T) at positions cache_index.. (see
+        call_with_cache)."""
+        B, T = _sizes(idx)
+        B = tf.shape(idx)[0] if B == -1 else B
+        positions = cache_index + tf.range(T)
+        if in_place:
+            written = cache_index + T
+            rows = tf.reshape(tf.range(B * self.config.n_head)[:, None] * self.config.block_size
+                              + positions[None, :], [-1])
+            # one position (a decoding step) sees every slot written so far: no mask
+            mask = None if _is_one(T) else tf.range(written)[None, :] <= positions[:, None]
+            return CacheSlots(positions, mask, rows=rows, written=written)
+        b, h, p = tf.meshgrid(tf.range(B), tf.range(self.config.n_head), positions, indexing="ij")
+        # query i sees slots 0..cache_index+i: the slots further on are not written yet
+        mask = tf.range(self.config.block_size)[None, :] <= positions[:, None]
+        return CacheSlots(positions, mask, indices=tf.stack([b, h, p], axis=-1))
 
     @staticmethod
     def _at(x, position):
@@ -463,6 +512,10 @@ class GPT(tf.Module):
                 if isinstance(value, tf.Variable):
                     dtype = tf.bfloat16 if value.shape.rank == 2 else tf.float32
                     setattr(target, attribute, tf.Variable(tf.cast(value, dtype), name=attribute))
+        # A zero bias for the head: oneDNN runs a product with a bias (MatMul + BiasAdd, which
+        # TensorFlow fuses into one kernel) of a single bfloat16 row more than twice as fast as
+        # the plain MatMul (BENCHMARKS.md). A variable, so that no graph pass folds it away.
+        copy.lm_head_bias = tf.Variable(tf.zeros([self.config.vocab_size], tf.bfloat16), name="lm_head_bias")
         return copy
 
     def crop_block_size(self, block_size: int):
