@@ -16,7 +16,7 @@ top_k 200, one seed), in the same process:
   served, graph      the same with `serving_loop=graph`: TensorFlow's own kernels, no XLA (the
                      cache written in place, oneDNN's products on every core)
   served             the one of the two that the default `serving_loop=auto` exports for the
-                     model's size (model/export.py XLA_LOOP_MAX_PARAMS)
+                     model's size (model/export.py XLA_LOOP_MAX_PARAMS_PER_LAYER)
   served, bfloat16   the default export with bfloat16 weights (`serving_weights=bfloat16`)
   transformers       TFGPT2LMHeadModel loaded from the project's Hugging Face export
                      (`model.save_pretrained`) and its `generate` under tf.function(jit_compile=True)

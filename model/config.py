@@ -37,7 +37,7 @@ GPT2_BLOCK_SIZE = 1024
 DTYPES = tuple(POLICY_OF_DTYPE)
 WEIGHT_DTYPES = ("float32", "bfloat16")  # the weights a GPT can decode with (GPT.with_weights)
 # How an exported SavedModel's generate signature decodes (model/export.py, the pipeline's serving_loop):
-# "xla" in XLA-compiled functions, "graph" in TensorFlow's own kernels, "auto" by the model's size.
+# "xla" in XLA-compiled functions, "graph" in TensorFlow's own kernels, "auto" by the size of its layers.
 SERVING_LOOPS = ("auto", "xla", "graph")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 TOKENIZERS = ("gpt2", "char")

@@ -116,7 +116,8 @@ def test_auto_decodes_small_models_with_xla_and_large_ones_without(exported, tmp
     model, _ = exported
     params = model.get_num_params(non_embedding=False)
     assert export.uses_xla(model, "auto") and export.uses_xla(model, "xla") and not export.uses_xla(model, "graph")
-    monkeypatch.setattr(export, "XLA_LOOP_MAX_PARAMS", params - 1)  # as if the model were larger than the bound
+    # as if the model's layers were larger than the bound
+    monkeypatch.setattr(export, "XLA_LOOP_MAX_PARAMS_PER_LAYER", params // model.config.n_layer - 1)
     assert not export.uses_xla(model, "auto")
     assert _xla_functions(export_saved_model(model, str(tmp_path / "auto"), CharTokenizer(CHARS).to_json())) == []
     with pytest.raises(ValueError, match="loop must be one of"):
