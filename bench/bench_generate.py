@@ -1,7 +1,7 @@
 """Benchmark of generation: in process, served from a SavedModel, in bfloat16, against transformers
 and nanoGPT's uncached loop.
 
-$ python -m bench.bench_generate [--new_tokens=256] [--prompt_tokens=16] [--batch=1] [--hf=True] [--uncached=True]
+$ python -m bench.bench_generate [--new_tokens=256] [--prompt_tokens=16] [--batch=1] [--hf=True] [--uncached=True] [--bfloat16=True]
                                  [--rounds=2] [--n_layer=12 --n_head=12 --n_embd=768 --vocab_size=50257 --block_size=1024]
 
 A GPT-2 124M-shaped model (random weights, vocab 50257, block 1024, float32; the --n_* options, --vocab_size
@@ -29,8 +29,8 @@ line is
     cached_tokens_per_s=<x> uncached_tokens_per_s=<y> speedup=<x/y> served_tokens_per_s=<s>
     hf_tokens_per_s=<h> served_vs_hf=<s/h> served_bf16_tokens_per_s=<b> bf16_vs_float32=<b/x>
     served_xla_tokens_per_s=<a> served_graph_tokens_per_s=<g>
-in tokens generated per second over all rows (one line). --hf=False and --uncached=False leave those
-paths out (their figures print as nan), e.g. for a quick batch-8 comparison of served and in-process.
+in tokens generated per second over all rows (one line). --hf=False, --uncached=False and
+--bfloat16=False leave those paths out (their figures print as nan), e.g. for a quick batch-8 comparison of served and in-process.
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ class BenchGenerateConfig:
     batch: int = settings.setting(1, "prompts generated side by side", minimum=1)
     hf: bool = settings.setting(True, "measure transformers' TFGPT2LMHeadModel XLA generate too")
     uncached: bool = settings.setting(True, "measure nanoGPT's uncached loop too")
+    bfloat16: bool = settings.setting(True, "measure the bfloat16 export too")
     n_layer: int = settings.setting(12, "layers (the default shape is GPT-2 124M's)", minimum=1)
     n_head: int = settings.setting(12, "attention heads", minimum=1)
     n_embd: int = settings.setting(768, "embedding width", minimum=1)
@@ -123,8 +124,7 @@ class BenchGenerateConfig:
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from model.export import uses_xla
-    from model.generate import generate, generate_uncached
+    from model.generate import generate, generate_uncached, uses_xla
     from model.model import GPT, GPTConfig
 
     opts = dataclasses.asdict(settings.command_line(
@@ -142,16 +142,17 @@ def main(argv=None):
           f"served (serving_loop=auto) = served, {auto}", flush=True)
 
     with tempfile.TemporaryDirectory() as scratch:
-        paths = {"cached, XLA": lambda: generate(model, prompt, n, **SAMPLING).tokens,
+        paths = {"cached, XLA": lambda: generate(model, prompt, n, jit_compile=True, **SAMPLING).tokens,
                  "served, XLA": _served(model, os.path.join(scratch, "xla"), prompt, n, "float32", "xla"),
-                 "served, graph": _served(model, os.path.join(scratch, "graph"), prompt, n, "float32", "graph"),
-                 "served, bfloat16": _served(model, os.path.join(scratch, "bf16"), prompt, n, "bfloat16", "auto")}
+                 "served, graph": _served(model, os.path.join(scratch, "graph"), prompt, n, "float32", "graph")}
+        if opts["bfloat16"]:
+            paths["served, bfloat16"] = _served(model, os.path.join(scratch, "bf16"), prompt, n, "bfloat16", "auto")
         if opts["hf"]:
             paths["transformers, XLA"] = _transformers(model, os.path.join(scratch, "hf"), prompt, n)
         best = _best_of(paths, total, opts["rounds"])
     best["served"] = best[f"served, {auto}"]
-    (xla, xla_s), served_s, (served_bf16, bf16_s) = (
-        best["cached, XLA"], best["served"][1], best["served, bfloat16"])
+    (xla, xla_s), served_s = best["cached, XLA"], best["served"][1]
+    served_bf16, bf16_s = best.get("served, bfloat16", (None, float("inf")))
     hf_s = best["transformers, XLA"][1] if opts["hf"] else float("inf")
 
     uncached, uncached_s = xla, float("inf")  # without the uncached loop, compare with the XLA tokens
@@ -163,6 +164,8 @@ def main(argv=None):
     reference = "uncached" if opts["uncached"] else "cached, XLA"
     for name, tokens in (("cached, XLA", xla), ("served, XLA", best["served, XLA"][0]),
                          ("served, graph", best["served, graph"][0]), ("served, bfloat16", served_bf16)):
+        if tokens is None:
+            continue
         same = int(np.sum(np.all(tokens == uncached, axis=0))) - p
         print(f"{name}: {same}/{n} new tokens identical to the {reference} float32 ones")
     rate = {name: total / seconds if seconds < float("inf") else float("nan") for name, seconds in

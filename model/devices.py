@@ -73,3 +73,20 @@ def unused_gpu_warning() -> Optional[str]:
         return None
     return (f"warning: nvidia-smi sees {len(gpus)} GPU(s) but TensorFlow cannot use them, so this run trains on "
             f"the CPU: install the gpu extra (bash scripts/setup.sh --gpu; README \"GPU\")")
+
+
+def slow_bfloat16_warning(cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
+    """One line when bfloat16 weights would decode slower than float32 here: no GPU, and a CPU
+    without AVX-512, on which TensorFlow runs bfloat16 products in its generic kernels instead of
+    oneDNN's (BENCHMARKS.md: several times slower than float32's). None where it cannot tell."""
+    if tf.config.list_physical_devices("GPU"):
+        return None
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[-1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return None
+    if flags is None or "avx512f" in flags:
+        return None
+    return ("warning: this CPU has no AVX-512, so TensorFlow multiplies bfloat16 weights in its generic "
+            "kernels, slower than float32 (BENCHMARKS.md): --weights=float32 decodes faster here")

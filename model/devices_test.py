@@ -29,3 +29,14 @@ def test_a_gpu_that_tensorflow_cannot_use_gets_one_warning(tmp_path, monkeypatch
     warning = devices.unused_gpu_warning()
     assert warning.startswith("warning: nvidia-smi sees 1 GPU(s) but TensorFlow cannot use them")
     assert "scripts/setup.sh --gpu" in warning and "\n" not in warning
+
+
+def test_bfloat16_weights_on_a_cpu_without_avx512_get_one_warning(tmp_path):
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    warning = devices.slow_bfloat16_warning(str(avx2))
+    assert warning.startswith("warning: this CPU has no AVX-512") and "--weights=float32" in warning
+    avx512 = tmp_path / "avx512"
+    avx512.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert devices.slow_bfloat16_warning(str(avx512)) is None
+    assert devices.slow_bfloat16_warning(str(tmp_path / "none")) is None  # cannot tell: no warning

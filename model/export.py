@@ -3,7 +3,7 @@
 Signatures (all plain TensorFlow ops; `saved_model_cli run` and `tf.saved_model.load` use them):
 - `generate`: prompt token ids (B, T) int32 and the sampling settings (max_new_tokens,
   temperature, top_k, top_p, seed, eot_token, vocab_limit) -> tokens (B, T + max_new_tokens) and
-  each row's length (see model/generate.py). How it decodes is `loop` (see XLA_LOOP_MAX_PARAMS_PER_LAYER):
+  each row's length (see model/generate.py). How it decodes is `loop` (see model/generate.py uses_xla):
   "xla", the prefill and decoding steps are one XLA-compiled function per prompt-length bucket
   (powers of two up to block_size; saved with the attribute _XlaMustCompile: the loading process
   compiles a bucket on its first call, once per batch size; TF Serving runs it when built with
@@ -24,29 +24,10 @@ from typing import List, Optional
 import tensorflow as tf
 
 from model import files
-from model.config import SERVING_LOOPS
 from model.errors import writing
-from model.generate import serving_function
+from model.generate import serving_function, uses_xla  # noqa: F401  (uses_xla: re-exported)
 
 SIGNATURES = ("generate", "logits", "tokenizer")
-
-# loop="auto" decodes with XLA up to this many parameters per layer and in the graph without XLA
-# above. On a CPU a decoding step reads every weight once: XLA's matrix-vector product runs on one
-# core, while TensorFlow's (oneDNN's) uses all of them but its step costs ~0.6 ms a layer in ops
-# besides. Models of small layers are bound by that cost (the 10.7M shakespeare_char model, 1.8M
-# a layer: XLA 2.1x faster), models of large layers by the weights' reads (GPT-2 124M, 10.4M a
-# layer: the graph 1.4x faster; 30M in 6 layers, 5M a layer: even; BENCHMARKS.md).
-XLA_LOOP_MAX_PARAMS_PER_LAYER = 4_000_000
-
-
-def uses_xla(model, loop: str) -> bool:
-    """Whether the generate signature of `model` exported with `loop` decodes with XLA."""
-    if loop not in SERVING_LOOPS:
-        raise ValueError(f"loop must be one of {list(SERVING_LOOPS)}, got {loop!r}")
-    if loop == "auto":
-        return model.get_num_params(non_embedding=False) <= XLA_LOOP_MAX_PARAMS_PER_LAYER * model.config.n_layer
-    return loop == "xla"
-
 
 class CharTable(tf.Module):
     """Strings -> ragged ids through a table of the characters (-1 for one outside them)."""
@@ -121,7 +102,7 @@ def export_saved_model(model, path: str, tokenizer_json: dict, text_encoder: Opt
     weights: "bfloat16" serves a copy whose matmul weights are bfloat16 (GPT.with_weights; half
     the file and the bytes read per token). loop: "xla" (the prefill and decoding steps by XLA,
     for GPU and TPU servers built with XLA), "graph" (no XLA: loads in any TF Serving) or "auto"
-    (xla up to XLA_LOOP_MAX_PARAMS_PER_LAYER parameters a layer, graph above: the faster on a CPU)."""
+    (model/generate.py uses_xla: xla for models of small layers, graph for large ones, the faster on a CPU)."""
     module = ServingModule(model.with_weights(weights), tokenizer_json, text_encoder, loop)
     with writing(f"the SavedModel {path}"), files.atomic_directory(path) as directory:
         tf.saved_model.save(module, directory, signatures=module.signatures())

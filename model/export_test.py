@@ -112,12 +112,13 @@ def test_generate_gives_the_in_process_tokens_without_and_with_xla(exported, tmp
 
 def test_auto_decodes_small_models_with_xla_and_large_ones_without(exported, tmp_path, monkeypatch):
     from model import export
+    from model import generate as generate_module
 
     model, _ = exported
     params = model.get_num_params(non_embedding=False)
     assert export.uses_xla(model, "auto") and export.uses_xla(model, "xla") and not export.uses_xla(model, "graph")
     # as if the model's layers were larger than the bound
-    monkeypatch.setattr(export, "XLA_LOOP_MAX_PARAMS_PER_LAYER", params // model.config.n_layer - 1)
+    monkeypatch.setattr(generate_module, "XLA_LOOP_MAX_PARAMS_PER_LAYER", params // model.config.n_layer - 1)
     assert not export.uses_xla(model, "auto")
     assert _xla_functions(export_saved_model(model, str(tmp_path / "auto"), CharTokenizer(CHARS).to_json())) == []
     with pytest.raises(ValueError, match="loop must be one of"):

@@ -42,6 +42,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
+from model.config import SERVING_LOOPS
+
 
 class Generation(NamedTuple):
     """tokens: (B, T + max_new_tokens) int32, the whole prompt then the new tokens; a row that
@@ -368,6 +370,25 @@ def serving_function(model, jit_compile: bool = True) -> tf.types.experimental.G
     return generate
 
 
+# loop="auto" (of the export, of generate and runner.py sample when jit_compile/--compile is None)
+# decodes with XLA up to this many parameters per layer and in the graph without XLA
+# above. On a CPU a decoding step reads every weight once: XLA's matrix-vector product runs on one
+# core, while TensorFlow's (oneDNN's) uses all of them but its step costs ~0.6 ms a layer in ops
+# besides. Models of small layers are bound by that cost (the 10.7M shakespeare_char model, 1.8M
+# a layer: XLA 2.1x faster), models of large layers by the weights' reads (GPT-2 124M, 10.4M a
+# layer: the graph 1.4x faster; 30M in 6 layers, 5M a layer: even; BENCHMARKS.md).
+XLA_LOOP_MAX_PARAMS_PER_LAYER = 4_000_000
+
+
+def uses_xla(model, loop: str) -> bool:
+    """Whether `model` decodes with XLA when its loop is `loop` ("auto", "xla" or "graph")."""
+    if loop not in SERVING_LOOPS:
+        raise ValueError(f"loop must be one of {list(SERVING_LOOPS)}, got {loop!r}")
+    if loop == "auto":
+        return model.get_num_params(non_embedding=False) <= XLA_LOOP_MAX_PARAMS_PER_LAYER * model.config.n_layer
+    return loop == "xla"
+
+
 # --------------------------------------------------------------------------------------------
 # the Python API
 
@@ -461,7 +482,7 @@ _generators: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: Optional[int] = None,
              top_p: Optional[float] = None, seed: Optional[int] = None, eot_token: Optional[int] = None,
-             vocab_limit: Optional[int] = None, num_samples: int = 1, jit_compile: bool = True,
+             vocab_limit: Optional[int] = None, num_samples: int = 1, jit_compile: Optional[bool] = None,
              weights: str = "float32") -> Generation:
     """Continue the prompt(s) idx ((T,) or (B, T) token ids) by max_new_tokens tokens, with the
     key/value cache. temperature 0: greedy. top_k: keep the k most likely tokens (nanoGPT's).
@@ -469,9 +490,14 @@ def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: O
     stop at it (and are padded with it). vocab_limit: never sample ids >= vocab_limit (the
     tokenizer's vocabulary when the model's is padded). num_samples: samples per prompt.
     weights: "bfloat16" decodes with a copy of the model whose matmul weights are bfloat16
-    (GPT.with_weights, made once per model: later changes to the model's weights are not seen)."""
+    (GPT.with_weights, made once per model: later changes to the model's weights are not seen).
+    jit_compile: True, the whole loop by XLA (compiled per batch, prompt length and
+    max_new_tokens); False, TensorFlow's own kernels (one graph for all); None, the faster of
+    the two on a CPU for the model's size (`uses_xla`)."""
     args = check_args(model, idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token,
                       vocab_limit, num_samples)
+    if jit_compile is None:
+        jit_compile = uses_xla(model, "auto")
     per_model = _generators.setdefault(model, {})
     if (jit_compile, weights) not in per_model:
         per_model[(jit_compile, weights)] = KVCacheGenerator(model.with_weights(weights), jit_compile)

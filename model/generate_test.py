@@ -289,3 +289,17 @@ def test_bfloat16_weights_decode_like_float32_on_a_trained_model(trained):
         np.testing.assert_array_equal(reduced.tokens, reference)
     with pytest.raises(ValueError, match="weights"):
         generate(model, prompts, 5, weights="int4")
+
+
+def test_jit_compile_none_decodes_with_the_loop_that_auto_picks_for_the_model(monkeypatch):
+    """generate(jit_compile=None), runner.py sample's default: XLA for a model of small layers,
+    TensorFlow's own kernels when its layers pass XLA_LOOP_MAX_PARAMS_PER_LAYER."""
+    from model import generate as generate_module
+
+    small = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=BLOCK, vocab_size=VOCAB), seed=2)
+    assert generate_module.uses_xla(small, "auto")
+    tokens = generate(small, PROMPT, 6, temperature=0.9, top_k=5, seed=3).tokens
+    assert set(generate_module._generators[small]) == {(True, "float32")}
+    monkeypatch.setattr(generate_module, "XLA_LOOP_MAX_PARAMS_PER_LAYER", 1)
+    np.testing.assert_array_equal(generate(small, PROMPT, 6, temperature=0.9, top_k=5, seed=3).tokens, tokens)
+    assert set(generate_module._generators[small]) == {(True, "float32"), (False, "float32")}

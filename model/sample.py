@@ -38,8 +38,9 @@ class SampleConfig:
     weights: str = setting("float32", "decode with a copy whose matmul weights are bfloat16 (half the bytes per "
                                       "token); checkpoints only: a SavedModel's are its export's serving_weights",
                            choices=WEIGHT_DTYPES)
-    compile: bool = setting(True, "XLA for the generation loop (on a CPU much faster for small models, as fast "
-                                  "for GPT-2 124M; compiled per prompt length)")
+    compile: Optional[bool] = setting(None, "XLA for the generation loop (compiled per prompt length); False: "
+                                            "TensorFlow's own kernels; None: the faster of the two on a CPU for "
+                                            "the model's size (XLA for small layers; model/generate.py uses_xla)")
     stop_at_eot: bool = setting(False, "end a sample at the tokenizer's end-of-text token (GPT-2 BPE has one)")
     bpe_dir: str = setting("", "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE")
 
@@ -96,7 +97,7 @@ def read_start(start: str) -> str:
 
 def sample_tokens(model, tokenizer, start: str = "\n", num_samples: int = 10, max_new_tokens: int = 500,
                   temperature: float = 0.8, top_k: Optional[int] = 200, top_p: float = 1.0,
-                  seed: Optional[int] = 1337, stop_at_eot: bool = False, jit_compile: bool = True,
+                  seed: Optional[int] = 1337, stop_at_eot: bool = False, jit_compile: Optional[bool] = None,
                   weights: str = "float32"):
     """The Generation (token ids and lengths) of num_samples continuations of the start text.
     Only ids the tokenizer knows are sampled (a model trained with the padded vocabulary has
@@ -194,6 +195,12 @@ def _main(argv: List[str], prog: str):
         texts = sample_saved_model(source, opts.start, bpe_dir=opts.bpe_dir, **settings)
     else:
         model, tokenizer = load_for_sampling(source, bpe_dir=opts.bpe_dir, dtype=opts.dtype)
+        if opts.weights == "bfloat16":
+            from model.devices import slow_bfloat16_warning
+
+            warning = slow_bfloat16_warning()
+            if warning:
+                print(warning, file=sys.stderr)
         texts = sample(model, tokenizer, opts.start, jit_compile=opts.compile, weights=opts.weights, **settings)
     for text in texts:
         print(text)
