@@ -1,8 +1,9 @@
 """Benchmark of generation: in process, served from a SavedModel, in bfloat16, against transformers
 and nanoGPT's uncached loop.
 
-$ python -m bench.bench_generate [--new_tokens=256] [--prompt_tokens=16] [--batch=1] [--hf=True] [--uncached=True] [--bfloat16=True]
-                                 [--rounds=2] [--n_layer=12 --n_head=12 --n_embd=768 --vocab_size=50257 --block_size=1024]
+$ python -m bench.bench_generate [--new_tokens=256] [--prompt_tokens=16] [--batch=1] [--rounds=2]
+                                 [--hf=True] [--uncached=True] [--bfloat16=True]
+                                 [--n_layer=12 --n_head=12 --n_embd=768 --vocab_size=50257 --block_size=1024]
 
 A GPT-2 124M-shaped model (random weights, vocab 50257, block 1024, float32; the --n_* options, --vocab_size
 and --block_size give another shape) continues a random
@@ -16,7 +17,7 @@ top_k 200, one seed), in the same process:
   served, graph      the same with `serving_loop=graph`: TensorFlow's own kernels, no XLA (the
                      cache written in place, oneDNN's products on every core)
   served             the one of the two that the default `serving_loop=auto` exports for the
-                     model's size (model/export.py XLA_LOOP_MAX_PARAMS_PER_LAYER)
+                     size of the model's layers (model/generate.py uses_xla)
   served, bfloat16   the default export with bfloat16 weights (`serving_weights=bfloat16`)
   transformers       TFGPT2LMHeadModel loaded from the project's Hugging Face export
                      (`model.save_pretrained`) and its `generate` under tf.function(jit_compile=True)
@@ -30,7 +31,8 @@ line is
     hf_tokens_per_s=<h> served_vs_hf=<s/h> served_bf16_tokens_per_s=<b> bf16_vs_float32=<b/x>
     served_xla_tokens_per_s=<a> served_graph_tokens_per_s=<g>
 in tokens generated per second over all rows (one line). --hf=False, --uncached=False and
---bfloat16=False leave those paths out (their figures print as nan), e.g. for a quick batch-8 comparison of served and in-process.
+--bfloat16=False leave those paths out (their figures print as nan), e.g. for a quick batch-8
+comparison of served and in-process.
 """
 
 from __future__ import annotations

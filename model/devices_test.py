@@ -33,7 +33,8 @@ def test_a_gpu_that_tensorflow_cannot_use_gets_one_warning(tmp_path, monkeypatch
 
 def test_bfloat16_weights_on_a_cpu_without_avx512_get_one_warning(tmp_path):
     avx2 = tmp_path / "avx2"
-    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
+                    "processor\t: 1\nflags\t\t: fpu sse2 avx avx2 fma\n")
     warning = devices.slow_bfloat16_warning(str(avx2))
     assert warning.startswith("warning: this CPU has no AVX-512") and "--weights=float32" in warning
     avx512 = tmp_path / "avx512"

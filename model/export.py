@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from model import files
 from model.errors import writing
-from model.generate import serving_function, uses_xla  # noqa: F401  (uses_xla: re-exported)
+from model.generate import serving_function, uses_xla
 
 SIGNATURES = ("generate", "logits", "tokenizer")
 
@@ -102,7 +102,8 @@ def export_saved_model(model, path: str, tokenizer_json: dict, text_encoder: Opt
     weights: "bfloat16" serves a copy whose matmul weights are bfloat16 (GPT.with_weights; half
     the file and the bytes read per token). loop: "xla" (the prefill and decoding steps by XLA,
     for GPU and TPU servers built with XLA), "graph" (no XLA: loads in any TF Serving) or "auto"
-    (model/generate.py uses_xla: xla for models of small layers, graph for large ones, the faster on a CPU)."""
+    (model/generate.py uses_xla: xla for models of small layers, graph for large ones, the
+    faster on a CPU)."""
     module = ServingModule(model.with_weights(weights), tokenizer_json, text_encoder, loop)
     with writing(f"the SavedModel {path}"), files.atomic_directory(path) as directory:
         tf.saved_model.save(module, directory, signatures=module.signatures())

@@ -415,8 +415,7 @@ class GPT(tf.Module):
     def cache_slots(self, idx, cache_index, in_place=False) -> CacheSlots:
         """The CacheSlots of a forward of idx (B, T) at positions cache_index.. (see
         call_with_cache)."""
-        B, T = _sizes(idx)
-        B = tf.shape(idx)[0] if B == -1 else B
+        B, T = tf.shape(idx)[0], _sizes(idx)[1]
         positions = cache_index + tf.range(T)
         if in_place:
             written = cache_index + T

@@ -37,7 +37,8 @@ class PipelineConfig(TokenizeTextSettings):
                                               "read per generated token)", choices=WEIGHT_DTYPES)
     serving_loop: str = setting("auto", "how the exported generate signature decodes: xla (XLA-compiled, for GPU "
                                         "and TPU servers), graph (no XLA), auto (xla for models of small layers, "
-                                        "graph for large ones: the faster on a CPU, model/export.py)", choices=SERVING_LOOPS)
+                                        "graph for large ones: the faster on a CPU, model/generate.py uses_xla)",
+                                choices=SERVING_LOOPS)
     # where training runs: in the Trainer's own process or pod (one device, or `--strategy=mirrored`
     # over its GPUs; on Kubeflow the pod gets train_accelerator_count x train_accelerator), or, for
     # train_workers > 1, as a Vertex AI training job of train_workers machines with that many
