@@ -22,7 +22,10 @@ WORKDIR /pipeline
 COPY pyproject.toml uv.lock .python-version README.md ./
 RUN uv sync --frozen --no-dev --no-install-project ${EXTRAS:+--extra ${EXTRAS}} --python python3.10
 
+COPY core/ core/
 COPY model/ model/
+COPY training/ training/
+COPY serving/ serving/
 COPY components/ components/
 COPY pipeline/ pipeline/
 COPY runner.py ./

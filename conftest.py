@@ -44,8 +44,8 @@ def train_char_model(tmp_path_factory, shakespeare_text):
     """train_char_model(characters, **settings): a Trainer that has trained a character model (TINY_CHAR_RUN
     with `settings` over it) on the first `characters` of Tiny Shakespeare, in a directory of its own."""
     def train(characters, **settings):
-        from model.config import make_config
-        from model.train import Trainer
+        from training.config import make_config
+        from training.train import Trainer
 
         root = tmp_path_factory.mktemp("char_run")
         text_file = root / "input.txt"

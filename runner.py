@@ -31,8 +31,8 @@ def _pipeline_config(args, overrides, download_data: bool = True):
     hyperparameters by name), then --data. SettingError names the first wrong setting."""
     import shlex
 
-    from model import settings
-    from model.config import (NANOGPT_DATASETS, NANOGPT_DEFAULT_DATASET, TrainConfig, make_config,
+    from core import settings
+    from training.config import (NANOGPT_DATASETS, NANOGPT_DEFAULT_DATASET, TrainConfig, make_config,
                               read_nanogpt_config, split_command_line)
     from pipeline.configs import PipelineConfig, absolute_path, make_pipeline_config, validate
 
@@ -73,7 +73,7 @@ def _pipeline_config(args, overrides, download_data: bool = True):
             raise settings.SettingError(
                 f"the preset {preset} reads text files: name ones that the pipeline's pods can read with "
                 f"--data (for example gs://BUCKET/input.txt)")
-        from model.corpus import tiny_shakespeare
+        from training.corpus import tiny_shakespeare
 
         try:
             config.input_pattern = os.path.abspath(tiny_shakespeare())  # $NANOGPT_TFX_SHAKESPEARE or download
@@ -114,7 +114,7 @@ def run(args, overrides):
     if args.spec:
         return _run_spec(args, overrides)
     if args.pipeline_root or args.until:
-        from model.errors import UsageError
+        from core.errors import UsageError
 
         raise UsageError("--pipeline_root and --until go with --spec")
     config = _pipeline_config(args, overrides)
@@ -155,7 +155,7 @@ def _run_spec(args, overrides):
                                                                             "beam_pipeline_args")
                                                          if getattr(args, n) not in (None, DEFAULT_PRESET)]
     if unused:
-        from model.errors import UsageError
+        from core.errors import UsageError
 
         raise UsageError(f"--spec: {' '.join(unused)}: the spec holds the pipeline's settings; "
                          f"compile it again to change them")
@@ -166,7 +166,7 @@ def _run_spec(args, overrides):
         local_run = kfp_local.run_spec(args.spec, pipeline_root=args.pipeline_root, until=args.until,
                                        enable_cache=next((caching[a] for a in overrides), None))
     except ValueError as e:  # a damaged spec or a failed task, named
-        from model.errors import UserError
+        from core.errors import UserError
 
         raise UserError(f"--spec={args.spec}: {e}") from e
     print(local_run.summary(), flush=True)
@@ -196,7 +196,7 @@ def compile_spec(args, overrides):
 def lineage(args, overrides):
     """Where a pushed model came from, read from ML Metadata."""
     if overrides:
-        from model.settings import SettingError
+        from core.settings import SettingError
 
         raise SettingError(f"unrecognized arguments: {' '.join(overrides)}")
     from pipeline import lineage as model_lineage
@@ -204,14 +204,14 @@ def lineage(args, overrides):
     if args.grpc:
         host, _, port = args.grpc.rpartition(":")
         if not host or not port.isdigit():
-            from model.errors import UsageError
+            from core.errors import UsageError
 
             raise UsageError(f"--grpc={args.grpc}: expected HOST:PORT")
         store = model_lineage.grpc_store(host, int(port))
     else:
         metadata_path = _output_config(args).metadata_path
         if not os.path.isfile(metadata_path):
-            from model.errors import MissingFile
+            from core.errors import MissingFile
 
             raise MissingFile(f"no ML Metadata store at {metadata_path}; run `runner.py run` first, or name the "
                               f"output directory with --output")
@@ -244,7 +244,7 @@ def _latest_pushed(args) -> str:
 
         destination = lineage.latest_pushed_destination(lineage.sqlite_store(config.metadata_path))
     if not destination:
-        from model.errors import NotFound
+        from core.errors import NotFound
 
         raise NotFound(f"no pushed model recorded in {config.metadata_path}; run `runner.py run` first, or "
                        f"name a model with --from")
@@ -257,9 +257,9 @@ def sample(args, overrides):
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's note on Python 3.10
-    from model import sample as sampling
-    from model.errors import pop_debug
-    from model.settings import command_line
+    from serving import sample as sampling
+    from core.errors import pop_debug
+    from core.settings import command_line
 
     # the options first (one line for a wrong one), before any model is looked up or loaded
     command_line("runner.py sample", pop_debug(overrides)[1], sampling.parse_args, sampling.sample_help)
@@ -285,8 +285,8 @@ def _pipeline_arguments(parser, data: str, beam: str) -> None:
 
 def _settings_help() -> str:
     from components.tokenize_text.settings import TokenizeTextSettings
-    from model import settings
-    from model.config import TrainConfig
+    from core import settings
+    from training.config import TrainConfig
     from pipeline.configs import PipelineConfig
 
     data = settings.fields(TokenizeTextSettings)
@@ -306,7 +306,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def main(argv=None):
-    from model.errors import pop_debug, reported
+    from core.errors import pop_debug, reported
 
     debug, argv = pop_debug(sys.argv[1:] if argv is None else argv)
     with reported("runner.py", debug):
@@ -369,8 +369,8 @@ def _main(argv, debug=False):
                                 help="HOST:PORT of an ML Metadata gRPC service, such as the metadata-grpc-service "
                                      "of a Kubeflow Pipelines deployment, instead of the SQLite store")
     lineage_parser.set_defaults(handler=lineage)
-    from model.sample import SampleConfig
-    from model.settings import help_listing
+    from serving.sample import SampleConfig
+    from core.settings import help_listing
 
     sample_parser = commands.add_parser(
         "sample", help="generate text from a trained model", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -383,7 +383,7 @@ def _main(argv, debug=False):
     sample_parser.add_argument("--output", default=None, help="the pipeline's output directory (default: tfx_output)")
     sample_parser.set_defaults(handler=sample)
     args, rest = parser.parse_known_args(argv)
-    from model.errors import reported
+    from core.errors import reported
 
     with reported(f"runner.py {args.command}", debug):  # a user's mistake: one line naming the command
         args.handler(args, rest)

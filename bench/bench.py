@@ -26,9 +26,9 @@ def _quiet():
 
 
 def shakespeare_char(argv):
-    from model.config import make_config, parse_overrides
-    from model.corpus import tiny_shakespeare
-    from model.train import Trainer
+    from training.config import make_config, parse_overrides
+    from training.corpus import tiny_shakespeare
+    from training.train import Trainer
 
     overrides = parse_overrides(argv)
     overrides["text_file"] = tiny_shakespeare(overrides.get("text_file") or None)
@@ -42,9 +42,9 @@ def shakespeare_char(argv):
 
 
 def gpt2_124m(argv):
-    from model import shards
-    from model.config import make_config, parse_overrides
-    from model.train import Trainer
+    from core import shards
+    from training.config import make_config, parse_overrides
+    from training.train import Trainer
 
     overrides = parse_overrides(argv)
     defaults = dict(dtype="bfloat16", compile=True, batch_size=12, gradient_accumulation_steps=1,
@@ -68,9 +68,9 @@ def gpt2_124m(argv):
 
 
 def input_pipeline(argv):
-    from model.config import make_config, parse_overrides
-    from model.corpus import tiny_shakespeare
-    from model.data import TokenStream
+    from training.config import make_config, parse_overrides
+    from training.corpus import tiny_shakespeare
+    from training.data import TokenStream
     from model.tokenizer import CharTokenizer
 
     memmap = "--memmap" in argv  # read windows from a memory-mapped cache file, as for large splits

@@ -45,7 +45,7 @@ import time
 
 import numpy as np
 
-from model import settings
+from core import settings
 
 SAMPLING = dict(temperature=0.8, top_k=200, seed=1337)  # nanoGPT sample.py's defaults
 
@@ -77,7 +77,7 @@ def _served(model, directory, prompt, n, weights, loop):
     """A client's call of the exported SavedModel's generate signature, as a function."""
     import tensorflow as tf
 
-    from model.export import export_saved_model
+    from serving.export import export_saved_model
 
     export_saved_model(model, directory, {"kind": "gpt2"}, weights=weights, loop=loop)
     signature = tf.saved_model.load(directory).signatures["generate"]
@@ -126,7 +126,7 @@ class BenchGenerateConfig:
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from model.generate import generate, generate_uncached, uses_xla
+    from serving.generate import generate, generate_uncached, uses_xla
     from model.model import GPT, GPTConfig
 
     opts = dataclasses.asdict(settings.command_line(

@@ -23,7 +23,7 @@ import os
 import sys
 import time
 
-from model import settings
+from core import settings
 
 N_EMBD, N_LAYER, VOCAB = 768, 12, 50257
 

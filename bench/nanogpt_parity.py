@@ -96,7 +96,7 @@ def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
     train losses and evaluations. Returns (initial weights by GPT-2 name, evaluations, losses)."""
     import torch
 
-    from model.optim import get_lr
+    from training.optim import get_lr
 
     T, B = cfg.block_size, cfg.batch_size
 
@@ -143,16 +143,16 @@ def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from model.config import make_config, parse_overrides
-    from model.corpus import tiny_shakespeare
+    from training.config import make_config, parse_overrides
+    from training.corpus import tiny_shakespeare
 
     overrides = parse_overrides(sys.argv[1:] if argv is None else argv)
     overrides["text_file"] = tiny_shakespeare(overrides.get("text_file") or None)
     with tempfile.TemporaryDirectory() as out_dir:
         cfg = make_config("shakespeare_char", **{"out_dir": out_dir, "tensorboard": False, "log_interval": 1,
                                                      **overrides, "rng": "nanogpt"})
-        from model.nanogpt_rng import linear_transposed
-        from model.train import Trainer
+        from training.nanogpt_rng import linear_transposed
+        from training.train import Trainer
 
         trainer = Trainer(cfg, log=lambda *_: None)  # it splits the text 90/10 as nanoGPT's prepare.py
         train_ids, val_ids = (np.asarray(data.tokens) for data in (trainer.train_data, trainer.val_data))

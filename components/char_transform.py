@@ -4,7 +4,7 @@ component for TokenizeText's character records.
 TokenizeText(tokenizer="char") writes records with `text` (a chunk of a document's characters),
 `doc` and `pos`. `preprocessing_fn` splits the text into Unicode characters, builds the vocabulary
 with one `tft.vocabulary` pass over the analyzed splits, and outputs `tokens` (int64 ids), `doc` and
-`pos`: Transform's transformed_examples are then `model.shards` records, read like BPE shards.
+`pos`: Transform's transformed_examples are then `core.shards` records, read like BPE shards.
 
 The vocabulary's keys are the characters' code points in decimal ("10" for newline): tft's text
 vocabularies drop keys that contain "\\n" or "\\r", and newline is one of Tiny Shakespeare's 65
@@ -31,7 +31,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components.tokenize_text.encoding import TEXT  # the raw feature TokenizeText writes
-from model import shards
+from core import shards
 from model.tokenizer import CharTokenizer
 
 VOCAB_NAME = "chars"
@@ -50,7 +50,7 @@ def char_keys(text: tf.Tensor) -> tf.RaggedTensor:
 
 
 def preprocessing_fn(inputs):
-    """tf.Transform: text records -> `model.shards` token records."""
+    """tf.Transform: text records -> `core.shards` token records."""
     keys = char_keys(inputs[TEXT])
     vocabulary = tft.vocabulary(keys.flat_values, vocab_filename=VOCAB_NAME)
     ids = tf.ragged.map_flat_values(tft.apply_vocabulary, keys, vocabulary)

@@ -11,7 +11,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components import char_transform
-from model import shards
+from core import shards
 
 TEXTS = ["To be,\nor not", "é\r\n  ü!", "zz\n"]
 
@@ -74,7 +74,7 @@ def test_exported_model_maps_prompts_through_the_transform_graph(transformed, tm
     import sys
 
     from model import GPT, GPTConfig
-    from model.export import export_saved_model
+    from serving.export import export_saved_model
 
     graph_dir, _ = transformed
     tokenizer = char_transform.char_tokenizer(graph_dir)

@@ -18,8 +18,8 @@ from typing import Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
-from model import files
-from model.errors import writing
+from core import files
+from core.errors import writing
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -17,7 +17,7 @@ from typing import Dict, NamedTuple, Optional
 import tensorflow as tf
 
 from model import hf_checkpoint
-from model.config import GPT2_SIZES, WEIGHT_DTYPES  # noqa: F401  (GPT2_SIZES: defined with the settings; re-exported)
+from model.presets import GPT2_SIZES, PADDED_VOCAB_SIZE, WEIGHT_DTYPES
 
 # Compute dtypes by policy name (the names Keras uses for its mixed-precision policies).
 DTYPE_POLICIES = {
@@ -26,10 +26,6 @@ DTYPE_POLICIES = {
     "mixed_float16": tf.float16,
 }
 
-# How an inference copy stores its matmul weights and embeddings (GPT.with_weights).
-
-GPT2_VOCAB_SIZE = 50257  # GPT-2's BPE vocabulary, the end-of-text token included
-PADDED_VOCAB_SIZE = 50304  # GPT-2's vocabulary rounded up to a multiple of 64, as nanoGPT trains
 
 
 @dataclasses.dataclass

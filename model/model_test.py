@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from model import GPT, GPTConfig
-from model.model import GPT2_VOCAB_SIZE, PADDED_VOCAB_SIZE, cross_entropy
+from model.model import cross_entropy
+from model.presets import GPT2_VOCAB_SIZE, PADDED_VOCAB_SIZE
 
 SMALL = dict(n_layer=2, n_head=4, n_embd=32, block_size=16, vocab_size=97)
 

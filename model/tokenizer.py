@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, List, Optional, Sequence
 
-from model import files
+from core import files
 
 BPE_DIR_ENV = "NANOGPT_TFX_BPE_DIR"
 GPT2_EOT_TOKEN = 50256  # <|endoftext|>
@@ -50,7 +50,7 @@ def gpt2_encoding(bpe_dir: Optional[str] = None):
     """tiktoken's GPT-2 encoding, built from the files in bpe_dir when it is given."""
     import tiktoken
 
-    from model.errors import MissingFile, UsageError, UserError, one_line
+    from core.errors import MissingFile, UsageError, UserError, one_line
 
     if not bpe_dir:
         try:

@@ -10,9 +10,11 @@ import os
 from typing import Dict, List
 
 from components.tokenize_text.settings import TokenizeTextSettings
-from model.config import PRESETS as TRAIN_PRESETS
-from model.config import SERVING_LOOPS, WEIGHT_DTYPES, TrainConfig, make_config
-from model.settings import SettingError, check, coerce_values, setting, unknown
+from training.config import PRESETS as TRAIN_PRESETS
+from model.presets import WEIGHT_DTYPES
+from serving import SERVING_LOOPS
+from training.config import TrainConfig, make_config
+from core.settings import SettingError, check, coerce_values, setting, unknown
 
 PIPELINE_NAME = "nanogpt-tfx"
 OUTPUT_DIR = os.environ.get("NANOGPT_TFX_OUTPUT", "tfx_output")

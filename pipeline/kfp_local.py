@@ -378,7 +378,7 @@ class Run:
         """Set aside each live input artifact whose shards differ from their recorded SHA-256 (read
         only after a failure: see pipeline/recovery.py), in the record of the run that made it; a line
         for each."""
-        from model import shards
+        from core import shards
 
         lines = []
         for artifact in (a for found in inputs.values() for a in found):

@@ -68,7 +68,7 @@ def test_a_task_that_fails_on_a_cached_input_damaged_in_place_has_it_set_aside_a
     record, names the file and the artifact, sets the artifact aside in the record of the run that
     made it (the cache no longer takes it) and runs the spec again, in which the task that made it
     makes it anew. A reader that fails with its inputs whole fails as it is."""
-    from model import shards
+    from core import shards
 
     path, root = _reading_spec(tmp_path)
     runner.main(["run", f"--spec={path}"])

@@ -17,10 +17,10 @@ import textwrap
 from typing import Dict, List, Optional, Tuple
 
 from components.artifact_layout import HISTORY_FILE, PLOT_FILE, REPORT_FILE
-from model import files
-from model.config import TENSORBOARD_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE
-from model.errors import NotFound, UserError, one_line
-from model.shards import SHARD_BYTES, SHARD_SHA256
+from core import files
+from training.config import TENSORBOARD_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE
+from core.errors import NotFound, UserError, one_line
+from core.shards import SHARD_BYTES, SHARD_SHA256
 from pipeline.configs import OUTPUT_DIR, absolute_path
 
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.

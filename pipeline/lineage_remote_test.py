@@ -8,7 +8,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
 import runner
-from model.config import TOKENIZER_FILE
+from training.config import TOKENIZER_FILE
 
 ROOT = "ram://lineage_test"
 

@@ -13,7 +13,7 @@ from components.baseline_resolver import PreviousBlessedModelStrategy
 from components.lm_evaluator.component import LMEvaluator
 from components.pusher.component import Pusher
 from components.tokenize_text.component import TokenizeText
-from model import shards
+from core import shards
 from pipeline.configs import IMAGE_WORKDIR, PipelineConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

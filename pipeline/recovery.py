@@ -25,7 +25,7 @@ import os
 import shutil
 from typing import List, Optional
 
-from model.errors import UserError
+from core.errors import UserError
 
 LOCK_FILE = ".runner.lock"
 
@@ -146,7 +146,7 @@ def set_aside_changed_shards(metadata_path: str) -> List[str]:
     """Before a run: set aside (set_aside_damaged) each live Examples artifact whose shard files are
     no longer the sizes recorded when they were written; a line for each, saying what was found and
     what is made again."""
-    from model import shards
+    from core import shards
 
     if not os.path.isfile(metadata_path):
         return []
@@ -170,7 +170,7 @@ def set_aside_damaged_inputs(metadata_path: str, after_execution: int, failure: 
     failure is something else, and goes on as it is)."""
     from ml_metadata.proto import metadata_store_pb2
 
-    from model import shards
+    from core import shards
 
     if not os.path.isfile(metadata_path):
         return []
@@ -199,8 +199,8 @@ def run_remaking_damaged(metadata_path: str, run_once) -> None:
     match their SHA-256, the artifact is set aside with a line that says so, and the pipeline runs
     again, in which the component that made it makes it anew (MAX_REMAKES times at most). Any other
     failure goes on as it is."""
-    from model.errors import one_line
-    from model.shards import DamagedShard
+    from core.errors import one_line
+    from core.shards import DamagedShard
 
     for remakes in range(MAX_REMAKES + 1):
         after = last_execution_id(metadata_path)

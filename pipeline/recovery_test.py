@@ -7,7 +7,7 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from model.errors import UserError
+from core.errors import UserError
 from pipeline import recovery
 from test_helpers.damage import flip_bytes_in_place
 
@@ -95,7 +95,7 @@ def _tokenized_examples(store, examples) -> int:
     TokenizeText does (their sizes and SHA-256)."""
     import json
 
-    from model import shards
+    from core import shards
 
     for split, documents in ((shards.TRAIN, [list(range(3000))]), (shards.VAL, [list(range(500))])):
         shards.write_split(shards.split_dir(str(examples), split), documents, num_shards=2, chunk_size=100)
@@ -109,7 +109,7 @@ def _tokenized_examples(store, examples) -> int:
 
 
 def test_a_live_examples_artifact_whose_shards_changed_size_is_set_aside_before_the_run(tmp_path):
-    from model import shards
+    from core import shards
 
     metadata_path, examples = tmp_path / "metadata.sqlite", tmp_path / "TokenizeText" / "examples" / "2"
     store = _store(metadata_path)
@@ -132,7 +132,7 @@ def test_a_reader_that_failed_on_shards_damaged_in_place_has_them_set_aside_else
     that read them fails, their recorded SHA-256 tells it, and only then are they read."""
     import zlib
 
-    from model import shards
+    from core import shards
 
     metadata_path, examples = tmp_path / "metadata.sqlite", tmp_path / "TokenizeText" / "examples" / "2"
     store = _store(metadata_path)

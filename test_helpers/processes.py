@@ -21,7 +21,7 @@ def training_process(parent_pid: int):
                 command = f.read()
         except (OSError, ValueError, IndexError):
             continue
-        if int(ppid) == parent_pid and state != "Z" and b"model.train_process" in command:
+        if int(ppid) == parent_pid and state != "Z" and b"training.train_process" in command:
             return int(pid)
     return None
 

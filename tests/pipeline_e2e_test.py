@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from model import shards
+from core import shards
 from pipeline import fault_injection, lineage
 from pipeline.configs import make_pipeline_config
 from pipeline.pipeline import create_pipeline
@@ -370,7 +370,7 @@ def _run_fn_args(char_run, run_dir, model_dir):
 def _run_fn_fails(fn_args):
     """run_fn's DiskFull message."""
     from components.trainer import run_fn
-    from model.errors import DiskFull
+    from core.errors import DiskFull
 
     with pytest.raises(DiskFull) as info:
         run_fn.run_fn(fn_args)

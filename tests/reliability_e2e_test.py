@@ -10,8 +10,8 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 import runner
-from model.checkpoint_shape import CheckpointMismatch
-from model.divergence import TrainingDiverged
+from training.checkpoint_shape import CheckpointMismatch
+from training.divergence import TrainingDiverged
 from pipeline import lineage
 from pipeline.configs import make_pipeline_config
 from pipeline.pipeline import create_pipeline

@@ -42,8 +42,8 @@ def test_lineage_names_a_missing_store_and_imports_nothing_heavy(tmp_path):
 
 def test_help_lists_every_setting_with_presets_as_choices():
     from components.tokenize_text.settings import TokenizeTextSettings
-    from model import settings
-    from model.config import TrainConfig
+    from core import settings
+    from training.config import TrainConfig
     from pipeline.configs import PRESETS, PipelineConfig
 
     for command in ("run", "compile"):
@@ -113,7 +113,7 @@ def _copies_of_nanogpt_configs(shared_data, tmp_path):
 
 def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch, capsys, pipeline_configuration):
     _configuration = pipeline_configuration
-    from model.config import command_line_config
+    from training.config import command_line_config
 
     shared_data = os.path.abspath(shared_data)
     monkeypatch.setenv("NANOGPT_TFX_SHAKESPEARE", os.path.join(shared_data, "tinyshakespeare.txt"))
@@ -164,15 +164,15 @@ def test_a_config_file_is_read_not_run(tmp_path):
     assert "bad.py:1: not Python" in _mistake(tmp_path, str(bad))
     bad.write_text("device = 'cuda'\nmax_iters = 'many'\n")
     assert "--max_iters='many': expected an integer >= 0" in _mistake(tmp_path, str(bad))
-    result = subprocess.run([sys.executable, "-m", "model.train", str(bad), "--wandb_log=True"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "training.train", str(bad), "--wandb_log=True"], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
     assert "--wandb_log=True ignored: Weights & Biases logging is not built in" in result.stdout
     assert result.returncode == 2 and "device='cuda' ignored: TensorFlow places the work itself" in result.stdout
-    assert result.stderr.splitlines() == ["python -m model.train: error: --max_iters='many': expected an integer >= 0"]
+    assert result.stderr.splitlines() == ["python -m training.train: error: --max_iters='many': expected an integer >= 0"]
 
 
 def test_train_and_sample_help_list_their_settings_without_tensorflow():
-    for module, expected in (("model.train", "--gradient_accumulation_steps=INT"), ("model.sample", "--top_k=INT|NONE")):
+    for module, expected in (("training.train", "--gradient_accumulation_steps=INT"), ("serving.sample", "--top_k=INT|NONE")):
         code = (f"import sys, runpy\nsys.argv = [{module!r}, '--help']\n"
                 f"try:\n    runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\nexcept SystemExit as e:\n"
                 f"    assert e.code == 0, e.code\n"

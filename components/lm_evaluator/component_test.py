@@ -12,7 +12,7 @@ from tfx.orchestration import metadata
 from components import artifact_layout
 from components.lm_evaluator.component import LMEvaluator
 from test_helpers.lm_models import P, V, uniform_gpt, unigram_gpt
-from model import shards
+from core import shards
 
 
 def test_component_rejects_bad_configuration():

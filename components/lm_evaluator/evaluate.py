@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from components import artifact_layout
-from model.shards import SPLITS, TRAIN, VAL
+from core.shards import SPLITS, TRAIN, VAL
 
 # nanoGPT's README: the released GPT-2 checkpoints' loss on OpenWebText's validation split.
 REFERENCE_VAL_LOSSES = {"gpt2": 3.12, "gpt2-medium": 2.84, "gpt2-large": 2.67, "gpt2-xl": 2.54}
@@ -65,7 +65,7 @@ def split_windows(tokens: np.ndarray, split: str, *, block_size: int, batch_size
         raise ValueError(f"the {split} split has {n} tokens: evaluating with block_size={block_size} "
                          f"needs at least {block_size + 1}")
     if eval_batches > 0:
-        from model.data import TokenStream
+        from training.data import TokenStream
 
         stream = TokenStream(tokens, block_size, split)
         batches = []
@@ -83,7 +83,7 @@ def split_windows(tokens: np.ndarray, split: str, *, block_size: int, batch_size
 
 def load_windows(examples_uri: str, **kwargs) -> Dict[str, SplitWindows]:
     """{split: SplitWindows} for the train and val splits of an Examples artifact (model.shards)."""
-    from model.data import load_split
+    from training.data import load_split
 
     return {split: split_windows(load_split(examples_uri, split), split, split_index=i, **kwargs)
             for i, split in enumerate(SPLITS)}

@@ -22,9 +22,9 @@ from tfx.utils import io_utils
 from components.artifact_layout import METRICS_FILE, PLOT_FILE, REPORT_FILE
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report
-from model import files
-from model.errors import writing
-from model.model import GPT2_VOCAB_SIZE
+from core import files
+from core.errors import writing
+from model.presets import GPT2_VOCAB_SIZE
 
 EXAMPLES_KEY = "examples"
 MODEL_KEY = "model"

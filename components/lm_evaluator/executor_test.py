@@ -16,8 +16,8 @@ from components import artifact_layout
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator.executor import Executor
 from test_helpers.lm_models import P, V, tiny_gpt, uniform_gpt, unigram_gpt
-from model import shards
-from model.errors import DiskFull
+from core import shards
+from core.errors import DiskFull
 from model.model import GPT, cross_entropy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

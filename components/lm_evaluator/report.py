@@ -9,7 +9,7 @@ from typing import List, Optional
 
 from components import artifact_layout
 from components.lm_evaluator.evaluate import REFERENCE_VAL_LOSSES, ModelResult
-from model import files
+from core import files
 
 ROLE_TITLES = {"candidate": "candidate", "last_blessed": "last blessed", "baseline": "baseline"}
 BASELINE_COLORS = ["tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]

@@ -18,7 +18,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from model.errors import writing
+from core.errors import writing
 
 STAGING_PREFIX = ".staging-"
 

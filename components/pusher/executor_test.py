@@ -10,7 +10,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from components.pusher.executor import STAGING_PREFIX, Executor
-from model.errors import DiskFull
+from core.errors import DiskFull
 
 MODEL_BYTES = 600 * 1024
 

@@ -25,7 +25,7 @@ from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 
 from components.tokenize_text import encoding, sources
-from model import shards
+from core import shards
 
 GPT2, CHAR = "gpt2", "char"
 STATS_FILE = shards.STATS_FILE

@@ -11,7 +11,7 @@ Sources (exactly one):
                   by `save_to_disk`, or a dataset directory. Each row's `text_column` is a document.
 
 Tokenization: tokenizer="gpt2" (tiktoken's GPT-2 BPE, built once per Beam worker; offline from
-bpe_dir or $NANOGPT_TFX_BPE_DIR) writes `model.shards` records (`tokens`, `doc`, `pos`), with the
+bpe_dir or $NANOGPT_TFX_BPE_DIR) writes `core.shards` records (`tokens`, `doc`, `pos`), with the
 end-of-text token 50256 appended to each document of a document corpus (append_eot; by default on
 for document corpora, off for a single text file, as in nanoGPT). tokenizer="char" writes the same
 records with the document's text in a `text` feature instead of `tokens`; the standard TFX

@@ -11,7 +11,7 @@ from tfx.proto import transform_pb2
 
 from components import char_transform
 from components.tokenize_text.component import TokenizeText
-from model import shards
+from core import shards
 
 
 def test_component_rejects_bad_configuration():

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Optional
 import google_crc32c
 import numpy as np
 
-from model import shards
+from core import shards
 
 # Unicode policy: bytes that are not UTF-8 are decoded with errors="replace" (each invalid sequence
 # becomes U+FFFD, as Python's "replace" does) and the document is counted as affected. A text file
@@ -165,7 +165,7 @@ def char_pieces(blocks: Iterable[str], chunk_size: int) -> Iterator[str]:
 
 
 class TokenChunker:
-    """Collects one document's tokens piece by piece and yields `model.shards`-sized chunks with
+    """Collects one document's tokens piece by piece and yields `core.shards`-sized chunks with
     consecutive positions, so that pieces of any length give the records a whole document would."""
 
     def __init__(self, chunk_size: int):
@@ -195,7 +195,7 @@ class TokenChunker:
 
 
 # --- tf.train.Example records without TensorFlow -------------------------------------------------
-# The bytes are the protobuf encoding of exactly the Example that `model.shards.serialize_chunk`
+# The bytes are the protobuf encoding of exactly the Example that `core.shards.serialize_chunk`
 # builds (executor tests parse both and compare); writing them directly keeps TensorFlow out of the
 # workers and costs a few numpy passes per record instead of a per-token Python loop.
 
@@ -248,7 +248,7 @@ def _example(features: dict) -> bytes:
 
 
 def token_record(doc: int, pos: int, tokens: np.ndarray) -> bytes:
-    """A `model.shards` record: features tokens, doc, pos."""
+    """A `core.shards` record: features tokens, doc, pos."""
     return _example({
         shards.TOKENS: _int64_feature(np.asarray(tokens)),
         shards.DOC: _int64_feature(np.array([doc], np.int64)),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from components.tokenize_text import encoding
-from model import shards
+from core import shards
 from model.tokenizer import GPT2Tokenizer
 
 

@@ -20,8 +20,8 @@ from tfx.types import artifact_utils
 
 from components.tokenize_text import beam_ops, encoding, sources
 from components.tokenize_text.settings import TokenizeTextSettings
-from model import shards
-from model.errors import writing
+from core import shards
+from core.errors import writing
 from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
 
 EXAMPLES_KEY = "examples"
@@ -112,7 +112,7 @@ def runs_on_direct_runner(beam_pipeline_args: List[str]) -> bool:
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Tokenizes a corpus into `model.shards` records (or text records for characters).
+    """Tokenizes a corpus into `core.shards` records (or text records for characters).
 
     Output is written under a staging directory and moved into `Split-train`/`Split-val` only after
     the pipeline succeeded and the counts were checked; on any failure the staging directory is

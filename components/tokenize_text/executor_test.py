@@ -14,8 +14,8 @@ from tfx.types import artifact_utils, standard_artifacts
 from components.tokenize_text import beam_ops, sources
 from components.tokenize_text.executor import Executor
 from components.tokenize_text.settings import TokenizeTextSettings
-from model import shards
-from model.errors import DiskFull
+from core import shards
+from core.errors import DiskFull
 from model.tokenizer import GPT2Tokenizer
 
 EOT = GPT2Tokenizer.eot_token

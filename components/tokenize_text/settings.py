@@ -8,7 +8,7 @@ import dataclasses
 import json
 from typing import Optional
 
-from model.settings import SettingError, check, setting
+from core.settings import SettingError, check, setting
 
 HEAD_TAIL, HASH, AUTO = "head_tail", "hash", "auto"
 SPLIT_METHODS = (AUTO, HEAD_TAIL, HASH)

@@ -20,8 +20,8 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 from components.tokenize_text.encoding import TEXT_CHECK_BYTES, Utf8Decoder, decode_text, text_file_problem
 from components.tokenize_text.settings import AUTO, HASH, HEAD_TAIL  # noqa: F401  (the split methods)
-from model.errors import UserError
-from model.shards import SPLITS, TRAIN, VAL  # noqa: F401  (this module's callers use all three)
+from core.errors import UserError
+from core.shards import SPLITS, TRAIN, VAL  # noqa: F401  (this module's callers use all three)
 DEFAULT_HASH_VAL_FRACTION = 0.0005  # nanoGPT's OpenWebText hold-out
 DEFAULT_HEAD_TAIL_VAL_FRACTION = 0.1  # nanoGPT's shakespeare prepare scripts: last 10% is val
 READ_BLOCK_BYTES = 1 << 20

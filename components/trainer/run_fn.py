@@ -26,12 +26,14 @@ import tempfile
 import tensorflow as tf
 
 from components import artifact_layout
-from model import files, train_process
-from model.checkpoint_shape import check_resume
-from model.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, POLICY_OF_DTYPE, TOKENIZER_FILE, TRAIN_CONFIG_FILE,
+from core import files
+from training import train_process
+from training.checkpoint_shape import check_resume
+from model.presets import POLICY_OF_DTYPE
+from training.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE,
                           make_config)
-from model.errors import writing
-from model.export import export_saved_model
+from core.errors import writing
+from serving.export import export_saved_model
 
 RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
 

@@ -16,12 +16,12 @@ import tensorflow as tf
 
 from components import artifact_layout
 from components.trainer.run_fn import RUN_DIR_POINTER, _copy_previous_run
-from model import shards
-from model.config import make_config
-from model.errors import UserError
+from core import shards
+from training.config import make_config
+from core.errors import UserError
 from model.tokenizer import CharTokenizer
-from model.train import Trainer
-from model.train_process import TrainingProcessFailed
+from training.train import Trainer
+from training.train_process import TrainingProcessFailed
 from test_helpers.processes import training_process
 
 # killed at its first checkpoint (iter 20): 80 more iterations, 4 evaluations and checkpoints to go

@@ -1,0 +1,161 @@
+"""sample.py: models and their tokenizers from a training run and from a Hugging Face checkpoint."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from model import GPT, GPTConfig
+from training.config import CHECKPOINT_DIR
+from serving.sample import SEPARATOR, load_for_sampling, main, parse_args, sample, sample_tokens
+from model.tokenizer import GPT2Tokenizer, CharTokenizer
+from training.train import Trainer
+
+
+@pytest.fixture(scope="module")
+def run_dir(train_char_model):
+    """A real (tiny) training run on characters of Shakespeare, with its checkpoints."""
+    return train_char_model(20000).cfg
+
+
+def checkpoint_weights(cfg):
+    """The weights of the run's latest checkpoint, as the training engine resumes them."""
+    resumed = Trainer(dataclasses.replace(cfg, init_from="resume"), log=lambda *_: None)
+    assert int(resumed.iter_num.numpy()) == cfg.max_iters
+    return {k: v.numpy() for k, v in resumed.model.named_variables().items()}
+
+
+def test_a_run_is_restored_with_its_own_tokenizer(run_dir):
+    model, tokenizer = load_for_sampling(run_dir.out_dir)
+    assert isinstance(tokenizer, CharTokenizer) and model.config.vocab_size == tokenizer.vocab_size
+    saved = checkpoint_weights(run_dir)
+    for name, variable in model.named_variables().items():
+        np.testing.assert_array_equal(variable.numpy(), saved[name])
+    kw = dict(num_samples=3, max_new_tokens=40, temperature=0.8, top_k=200, seed=1)
+    texts = sample(model, tokenizer, "Citizen:", **kw)
+    assert len(texts) == 3 and len(set(texts)) == 3
+    assert all(t.startswith("Citizen:") and len(t) == len("Citizen:") + 40 for t in texts)
+    assert set("".join(texts)) <= set(tokenizer.itos)
+    assert sample(model, tokenizer, "Citizen:", **kw) == texts
+    assert sample(model, tokenizer, "Citizen:", **{**kw, "seed": 2}) != texts
+
+
+def test_command_line_prints_samples_like_nanogpt(run_dir, tmp_path, capsys):
+    out_dir = run_dir.out_dir
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("First Citizen:\n", encoding="utf-8")
+    args = [f"--start=FILE:{prompt}", "--num_samples=2", "--max_new_tokens=25", "--seed=3", "--top_k=None",
+            "--compile=False"]
+    main([f"--init_from={out_dir}", *args])
+    printed = capsys.readouterr().out
+    samples = printed.split(SEPARATOR + "\n")
+    assert len(samples) == 3 and samples[2] == ""
+    assert all(s.startswith("First Citizen:\n") and len(s) == len("First Citizen:\n") + 25 + 1 for s in samples[:2])
+    main(["--init_from=resume", f"--out_dir={out_dir}", *args])  # nanoGPT's spelling
+    assert capsys.readouterr().out == printed
+
+
+def test_models_are_read_through_tf_io_gfile(run_dir, capsys):
+    """The paths a pod sees (gs://, s3://) go through tf.io.gfile: here ram://, TensorFlow's
+    in-memory file system, holding a copy of the training run and a SavedModel exported from it."""
+    import tensorflow as tf
+
+    from serving.export import export_saved_model
+
+    remote = "ram://sample_test/out"
+    for directory, _, files in tf.io.gfile.walk(run_dir.out_dir):
+        target = remote + directory[len(run_dir.out_dir):]
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(directory, name), f"{target}/{name}", overwrite=True)
+    args = ["--start=Citizen:", "--num_samples=2", "--max_new_tokens=6", "--seed=3"]
+    main([f"--init_from={run_dir.out_dir}", "--compile=False", *args])
+    printed = capsys.readouterr().out
+    main([f"--init_from={remote}", "--compile=False", *args])
+    assert capsys.readouterr().out == printed
+    assert tf.train.latest_checkpoint(f"{remote}/{CHECKPOINT_DIR}").startswith("ram://")  # not the original
+
+    model, tokenizer = load_for_sampling(remote)
+    with tf.io.gfile.GFile(f"{remote}/tokenizer.json") as f:
+        export_saved_model(model, "ram://sample_test/served", json.load(f))
+    main(["--init_from=ram://sample_test/served", *args])
+    samples = capsys.readouterr().out.split(SEPARATOR + "\n")[:2]
+    assert all(s.startswith("Citizen:") and len(s) == len("Citizen:") + 6 + 1 for s in samples)
+
+
+def test_bfloat16_weights_option(run_dir, tmp_path, capsys):
+    """--weights=bfloat16 samples a checkpoint with bfloat16 matmul weights (greedy: the float32
+    text, for this model); a SavedModel's weights were chosen at export, so it is refused there."""
+    args = [f"--init_from={run_dir.out_dir}", "--num_samples=1", "--max_new_tokens=20", "--temperature=0",
+            "--compile=False"]
+    main(args)
+    float32 = capsys.readouterr().out
+    main([*args, "--weights=bfloat16"])
+    assert capsys.readouterr().out == float32
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        main([f"--init_from={tmp_path}", "--weights=bfloat16"])
+    assert "--weights=bfloat16: " in capsys.readouterr().err
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="num_sample"):
+        parse_args(["--num_sample=3"])
+    with pytest.raises(ValueError, match="temperature"):
+        parse_args(["--temperature=hot"])
+    with pytest.raises(ValueError, match="compile"):
+        parse_args(["--compile=1"])
+    assert parse_args(["--start=123", "--top_p=1"]).start == "123"
+    assert parse_args(["--top_k=None"]).top_k is None
+    with pytest.raises(ValueError, match="top_p"):
+        parse_args(["--top_p=0"])
+    with pytest.raises(FileNotFoundError, match="not a training out_dir"):
+        load_for_sampling("no/such/dir")
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+    """A tiny GPT-2 checkpoint with nanoGPT's padded vocabulary (50304), in Hugging Face's format.
+    Its final hidden state is made constant and the padded rows of wte large, so that the model
+    prefers the 47 ids the tokenizer lacks: sampling must still never emit them."""
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=64, vocab_size=50304), seed=0)
+    direction = np.random.default_rng(0).normal(size=16).astype(np.float32)
+    model.ln_f.weight.assign(np.zeros(16, np.float32))
+    model.ln_f.bias.assign(direction)
+    wte = model.wte.weight.numpy()
+    wte[50257:] = 10.0 * direction / np.dot(direction, direction)  # logit 10 for every padded id
+    model.wte.weight.assign(wte)
+    directory = str(tmp_path_factory.mktemp("hf"))
+    model.save_pretrained(directory)
+    return directory
+
+
+def test_a_gpt2_checkpoint_samples_gpt2_bpe_within_its_vocabulary(hf_dir, bpe_dir):
+    from serving.generate import generate
+
+    model, tokenizer = load_for_sampling(hf_dir, bpe_dir=bpe_dir)
+    assert isinstance(tokenizer, GPT2Tokenizer) and model.config.vocab_size == 50304
+    prompt = tokenizer.encode("Hello world")
+    unlimited = generate(model, prompt, 20, temperature=1.0, seed=0, jit_compile=False)
+    assert np.mean(unlimited.tokens[0, 2:] >= 50257) > 0.5, "the model must prefer padded ids"
+    kw = dict(num_samples=2, max_new_tokens=20, temperature=1.0, top_k=None, seed=0, jit_compile=False)
+    result = sample_tokens(model, tokenizer, "Hello world", **kw)
+    assert result.tokens.shape == (2, 22) and result.tokens.max() < 50257
+    texts = sample(model, tokenizer, "Hello world", **kw)
+    assert texts == [tokenizer.decode(row) for row in result.tokens]
+    assert all(t.startswith("Hello world") and len(t) > len("Hello world") for t in texts)
+    assert sample(model, tokenizer, "Hello world", **kw) == texts
+
+
+def test_stop_at_eot_ends_gpt2_samples(hf_dir, bpe_dir):
+    model, tokenizer = load_for_sampling(hf_dir, bpe_dir=bpe_dir)
+    eot = tokenizer.eot_token
+    wte = model.wte.weight.numpy()
+    wte[eot] = wte[50257] * 2.0  # now end-of-text is the most likely token
+    model.wte.weight.assign(wte)
+    kw = dict(num_samples=2, max_new_tokens=10, temperature=0.0, jit_compile=False)
+    assert sample_tokens(model, tokenizer, "Hello", stop_at_eot=True, **kw).lengths.tolist() == [2, 2]
+    assert sample_tokens(model, tokenizer, "Hello", **kw).lengths.tolist() == [11, 11]
+    assert sample(model, tokenizer, "Hello", stop_at_eot=True, **kw) == ["Hello<|endoftext|>"] * 2

@@ -1,0 +1,69 @@
+"""Checkpoints know their shape: what a checkpoint's variables say of the model (tf.train.
+list_variables, nothing restored), compared with the configuration that is about to read it, so
+that a mismatch is refused with one line naming the field and both values instead of restoring
+part of a model (a config with fewer layers than the checkpoint) or failing deep in TensorFlow."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from core.errors import UserError
+
+SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size")
+
+
+class CheckpointMismatch(UserError):
+    pass
+
+
+def checkpoint_shape(path: str) -> Dict[str, object]:
+    """n_layer, n_embd, vocab_size, block_size and bias of the GPT saved as `model` in a
+    tf.train.Checkpoint (n_head leaves no trace in the shapes). Read from the checkpoint's object
+    graph: a variable's key names the first path that reached it (the optimizer's, for most)."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.compat.v1.train.NewCheckpointReader(path)  # not load_checkpoint: ram:// prefixes look like dirs
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+
+    def node(*names):
+        current = graph.nodes[0]
+        for name in names:
+            child = next((c for c in current.children if c.local_name == name), None)
+            if child is None:
+                return None
+            current = graph.nodes[child.node_id]
+        return current
+
+    def shape(*names):
+        found = node(*names)
+        keys = [a.checkpoint_key for a in found.attributes] if found is not None else []
+        return reader.get_variable_to_shape_map()[keys[0]] if keys else None
+
+    wte, wpe, blocks = shape("model", "wte", "weight"), shape("model", "wpe", "weight"), node("model", "h")
+    if wte is None or wpe is None or blocks is None:
+        raise CheckpointMismatch(f"checkpoint {path} holds no GPT (no model.wte, model.wpe and model.h)")
+    return {"n_layer": len(blocks.children), "n_embd": wte[1], "vocab_size": wte[0], "block_size": wpe[0],
+            "bias": shape("model", "h", "0", "attn", "c_attn", "bias") is not None}
+
+
+def check_checkpoint(path: str, config, config_source: str) -> None:
+    """Refuse a GPTConfig (read from config_source) that is not the shape of the checkpoint at path."""
+    for field, value in checkpoint_shape(path).items():
+        if getattr(config, field) != value:
+            raise CheckpointMismatch(f"checkpoint {path} has {field}={value}, {config_source} says "
+                                     f"{field}={getattr(config, field)}: restore it with the configuration "
+                                     f"it was trained with")
+
+
+def check_resume(previous: dict, cfg, out_dir: str) -> None:
+    """init_from=resume: refuse training settings (cfg) whose model shape differs from those of the
+    run being continued (its train_config.json, `previous`): the resumed model would keep the old
+    shape while the new settings are recorded."""
+    for field in SHAPE_FIELDS:
+        if field in previous and previous[field] != getattr(cfg, field):
+            raise CheckpointMismatch(
+                f"resume: the checkpoint in {out_dir} has {field}={previous[field]}, the config says "
+                f"{field}={getattr(cfg, field)}: resume with {field}={previous[field]}, or train anew "
+                f"(init_from=scratch, or resume=False in the pipeline)")

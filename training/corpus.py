@@ -1,0 +1,38 @@
+"""Where the text corpora that need no Hugging Face dataset come from.
+
+Tiny Shakespeare is downloaded the way nanoGPT's data/shakespeare*/prepare.py downloads it, unless
+a local copy is given (a path, or the environment variable NANOGPT_TFX_SHAKESPEARE): machines
+without internet access use that.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from typing import Optional
+
+from core import files
+
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHAKESPEARE_ENV = "NANOGPT_TFX_SHAKESPEARE"
+CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "nanogpt-tfx")
+
+
+def tiny_shakespeare(path: Optional[str] = None) -> str:
+    """A local path to Tiny Shakespeare: `path`, $NANOGPT_TFX_SHAKESPEARE, or a cached download."""
+    path = path or os.environ.get(SHAKESPEARE_ENV)
+    if path:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Tiny Shakespeare: {path} does not exist")
+        return path
+    cached = os.path.join(CACHE_DIR, "tinyshakespeare.txt")
+    if not os.path.isfile(cached):
+        os.makedirs(CACHE_DIR, exist_ok=True)
+        try:
+            with urllib.request.urlopen(SHAKESPEARE_URL, timeout=60) as response:
+                data = response.read()
+        except OSError as e:
+            raise OSError(f"could not download Tiny Shakespeare from {SHAKESPEARE_URL} ({e}); "
+                          f"offline, name a local copy with --data=PATH (or set {SHAKESPEARE_ENV}=PATH)") from e
+        files.write_file(cached, data)
+    return cached

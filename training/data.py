@@ -1,0 +1,137 @@
+"""The training input pipeline: random (x, y) windows from a split's token stream, like nanoGPT's
+get_batch, as a tf.data pipeline sharded across replicas.
+
+A split is read from its token shards (model/shards.py) as the one token stream it is, in corpus
+order (uint16 where the vocabulary allows, as nanoGPT's .bin files). A split of up to
+IN_MEMORY_MAX_TOKENS is held in memory; a larger one (OpenWebText's train split: 9B tokens) is
+written once to a local cache file and read through a memory map, as nanoGPT reads train.bin.
+Every micro-batch is a pure function of (seed, micro-batch index): micro-batch m of optimizer step
+s has index s * gradient_accumulation_steps + m, and replica g of R takes micro-batches
+g * (A / R) ... (g + 1) * (A / R) - 1. So replicas and workers never read the same batch, a run on
+R replicas sees exactly the batches of a run on one, and resuming at step s needs only s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from core import files, shards
+
+IN_MEMORY_MAX_TOKENS = 1 << 28  # 512 MB as uint16
+TOKEN_CACHE_ENV = "NANOGPT_TFX_TOKEN_CACHE"  # where large splits are cached (default: the temp dir)
+
+
+def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_MAX_TOKENS) -> np.ndarray:
+    """The split's whole token stream in corpus order, as uint16 or int32: an array in memory, or
+    past in_memory_max_tokens a read-only np.memmap of a local cache file (built on first use)."""
+    directory = shards.split_dir(data_dir, split)
+    if not tf.io.gfile.isdir(directory):
+        raise FileNotFoundError(f"no {split} split in {data_dir} (expected {directory})")
+    index = shards.RecordIndex(directory)
+    if index.num_tokens == 0:
+        raise ValueError(f"the {split} split in {data_dir} holds no tokens")
+    dtype = np.dtype(np.uint16 if index.max_token < 2 ** 16 else np.int32)
+    if index.num_tokens <= in_memory_max_tokens:
+        return index.fill(np.empty([index.num_tokens], dtype))
+    path = _cache_path(directory, index, dtype)
+    if not os.path.exists(path):
+        with files.atomic_path(path) as tmp:
+            stream = index.fill(np.memmap(tmp, dtype=dtype, mode="w+", shape=(index.num_tokens,)))
+            stream.flush()
+            del stream
+    return np.memmap(path, dtype=dtype, mode="r", shape=(index.num_tokens,))
+
+
+def _cache_path(directory: str, index: "shards.RecordIndex", dtype: np.dtype) -> str:
+    """A local file named after the split's shards (paths, sizes, modification times), so that
+    changed data never reads a stale cache."""
+    stats = []
+    for f in index.files:
+        stat = tf.io.gfile.stat(f)
+        stats.append((f, stat.length, stat.mtime_nsec))
+    key = hashlib.sha256(repr(stats).encode()).hexdigest()
+    cache_dir = os.environ.get(TOKEN_CACHE_ENV) or os.path.join(tempfile.gettempdir(), "nanogpt-tfx-tokens")
+    os.makedirs(cache_dir, exist_ok=True)
+    return os.path.join(cache_dir, f"{key[:24]}-{index.num_tokens}.{dtype.name}.bin")
+
+
+def sample_windows(tokens, seed: tf.Tensor, batch_size: int, block_size: int):
+    """x, y of shape (batch_size, block_size) at random offsets; y is x shifted by one token.
+    `tokens` is a tf.Tensor, or an np.memmap whose windows numpy reads (nanoGPT's get_batch)."""
+    on_disk = isinstance(tokens, np.memmap)
+    n = tf.constant(len(tokens), tf.int64) if on_disk else tf.shape(tokens, out_type=tf.int64)[0]
+    offsets = tf.random.stateless_uniform([batch_size], seed=seed, minval=0, maxval=n - block_size,
+                                          dtype=tf.int64)
+    return windows_at(tokens, offsets, block_size)
+
+
+def windows_at(tokens, offsets, block_size: int):
+    """x, y: the windows of block_size tokens starting at `offsets`, and the same one token on."""
+    offsets = tf.convert_to_tensor(offsets, tf.int64)
+    if isinstance(tokens, np.memmap):
+        def read(starts):
+            rows = [tokens[i:i + block_size + 1] for i in starts.reshape(-1)]
+            return np.stack(rows).astype(np.int32).reshape(starts.shape + (block_size + 1,))
+
+        windows = tf.numpy_function(read, [offsets], tf.int32, stateful=False)
+        windows.set_shape(offsets.shape.concatenate([block_size + 1]))
+    else:
+        windows = tf.gather(tokens, offsets[..., None] + tf.range(block_size + 1, dtype=tf.int64))
+        windows = tf.cast(windows, tf.int32)
+    return windows[..., :-1], windows[..., 1:]
+
+
+class TokenStream:
+    """One split (in memory, or memory-mapped from its cache file), ready to be sampled."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, name: str):
+        if len(tokens) <= block_size:
+            raise ValueError(f"the {name} split has {len(tokens)} tokens: it needs more than "
+                             f"block_size={block_size} for even one window")
+        self.name = name
+        self.num_tokens = len(tokens)
+        self.block_size = block_size
+        self.tokens = tokens if isinstance(tokens, np.memmap) else tf.constant(tokens)
+
+    def train_dataset(self, *, batch_size: int, accumulation_steps: int, seed: int, start_step: int,
+                      input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+        """Per-replica elements (x, y), each of shape (local_accumulation, batch_size, block_size):
+        the micro-batches of one optimizer step for one replica."""
+        workers = input_context.num_input_pipelines if input_context else 1
+        worker = input_context.input_pipeline_id if input_context else 0
+        replicas = input_context.num_replicas_in_sync if input_context else 1
+        local_replicas = replicas // workers
+        if accumulation_steps % replicas:
+            raise ValueError(f"gradient_accumulation_steps={accumulation_steps} must be a multiple of "
+                             f"the {replicas} replicas it is divided across")
+        local_accumulation = accumulation_steps // replicas
+        tokens, block_size = self.tokens, self.block_size
+
+        def step_batches(element):
+            step, local_replica = element // local_replicas, element % local_replicas
+            replica = worker * local_replicas + local_replica
+            first = step * accumulation_steps + replica * local_accumulation
+            xs, ys = [], []
+            for m in range(local_accumulation):
+                x, y = sample_windows(tokens, tf.stack([tf.constant(seed, tf.int64), first + m]),
+                                      batch_size, block_size)
+                xs.append(x)
+                ys.append(y)
+            return tf.stack(xs), tf.stack(ys)
+
+        dataset = tf.data.Dataset.range(start_step * local_replicas, np.iinfo(np.int64).max)
+        return dataset.map(step_batches, num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+    def eval_batch(self, seed_pair, batch_size: int):
+        return sample_windows(self.tokens, tf.constant(seed_pair, tf.int64), batch_size, self.block_size)
+
+    def windows(self, offsets):
+        """x, y at the given window offsets (any shape of offsets: x and y add a block_size axis)."""
+        return windows_at(self.tokens, offsets, self.block_size)

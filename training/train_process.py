@@ -1,0 +1,268 @@
+"""A training run in a process of its own, as it runs on a cluster: its own TensorFlow, configured
+before TensorFlow starts exactly as `python -m bench.bench shakespeare_char` configures it (the
+CPU branches of train.cpu_branches need single-threaded ops, which TensorFlow takes only before
+its first op; a process where other work already ran TensorFlow cannot have them).
+
+The parent (the TFX Trainer's run_fn) calls `train(cfg, tokenizer_json, scratch_dir)`, which runs
+$ python -m training.train_process REQUEST.json
+and streams the child's stdout and stderr line by line to its own. Results come back as files:
+the run's checkpoints in cfg.out_dir, and, in scratch_dir, the outcome (OUTCOME_FILE: the losses,
+the model's shape, the checkpoint holding the weights to export; or the error) and, when the run
+saved no checkpoint, the final weights. A UserError in the child (a divergence, a checkpoint of
+another shape) is raised again in the parent as the same class with the same one-line message, and
+the child's traceback as its cause (which `--debug` shows); a
+child that crashes, exits non-zero or is killed by a signal is TrainingProcessFailed, one line
+naming the exit status or the signal and the run's directory. The child dies with the parent
+(PR_SET_PDEATHSIG on Linux, a watch on the parent's pid elsewhere); Ctrl-C or any error in the
+parent stops the child before the parent goes on. TF_CONFIG and the rest of the environment pass
+through, so a multi-worker run trains as it would in the parent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import warnings
+from typing import Optional
+
+from core import files
+from core.errors import RemoteTraceback, UserError, one_line
+
+REQUEST_FILE = "request.json"
+OUTCOME_FILE = "outcome.json"
+FINAL_WEIGHTS = "final_weights"  # a checkpoint of the model alone, when the run saved none
+PARENT_PID_ENV = "NANOGPT_TFX_PARENT_PID"
+_STOP_TIMEOUT_S = 10
+
+
+class TrainingProcessFailed(UserError):
+    """The training process ended without an outcome: killed, crashed, or exited non-zero."""
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a finished training process reports (OUTCOME_FILE)."""
+    chief: bool
+    result: dict  # Trainer.run()'s
+    history: list  # (iter, train loss, val loss) at each evaluation
+    train_losses: list  # (iter, loss) at each log line
+    model_config: dict  # GPTConfig of the trained model
+    weights: str  # the checkpoint whose `model` holds the weights to export (the best ones)
+
+
+# --------------------------------------------------------------------------------------------
+# the parent
+
+
+def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str) -> Outcome:
+    """Run cfg (a TrainConfig) in a training process of its own; its Outcome. scratch_dir: a
+    local directory of the caller's that the outcome files go to (its own for each call)."""
+    request = os.path.join(scratch_dir, REQUEST_FILE)
+    files.write_json(request, {"config": cfg.to_dict(), "tokenizer_json": tokenizer_json})
+    outcome_path = os.path.join(scratch_dir, OUTCOME_FILE)
+    if os.path.exists(outcome_path):
+        os.remove(outcome_path)
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1",
+           "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), *_ignored_warnings()]))}
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's model/
+    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    child = subprocess.Popen([sys.executable, "-m", "training.train_process", request], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    streams = [threading.Thread(target=_forward, args=(pipe, name), daemon=True)
+               for pipe, name in ((child.stdout, "stdout"), (child.stderr, "stderr"))]
+    for stream in streams:
+        stream.start()
+    try:
+        returncode = child.wait()
+    except BaseException:  # Ctrl-C, or the parent told to stop: the child stops first
+        _stop(child)
+        raise
+    finally:
+        for stream in streams:
+            stream.join(timeout=_STOP_TIMEOUT_S)
+    reported = files.read_json(outcome_path, default=None)
+    if returncode == 0 and reported and "error" not in reported:
+        return Outcome(**reported)
+    raise _failure(returncode, reported, cfg.out_dir)
+
+
+def _ignored_warnings():
+    """The warning categories this process ignores everywhere (runner.py: FutureWarning and
+    DeprecationWarning), as PYTHONWARNINGS entries, so that the child is as quiet."""
+    return [f"ignore::{category.__name__}" for action, message, category, module, line in warnings.filters
+            if action == "ignore" and message is None and module is None and not line
+            and category.__module__ == "builtins"]
+
+
+def _forward(pipe, name: str) -> None:
+    """The child's output, line by line, to the parent's sys.stdout or sys.stderr (whatever it is
+    at that line: a terminal, a component's log, a test's capture)."""
+    with pipe:
+        for line in iter(pipe.readline, b""):
+            stream = getattr(sys, name)
+            stream.write(line.decode("utf-8", errors="replace"))
+            stream.flush()
+
+
+def _stop(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _failure(returncode: int, reported: Optional[dict], run_dir: str) -> Exception:
+    """The exception the parent raises for a child that gave no outcome."""
+    error = (reported or {}).get("error")
+    if error and error.get("user_error"):
+        return _user_error(error)
+    if returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with status {returncode}"
+        if error:
+            how += f" after {error['type']}: {error['message']} (its traceback is above)"
+    return TrainingProcessFailed(f"the training process of {run_dir} {how}; nothing was published from it: "
+                                 f"run again to train anew")
+
+
+def _user_error(error: dict) -> UserError:
+    """The child's UserError, with the child's traceback as its cause (RemoteTraceback, which
+    --debug shows)."""
+    remade = _remade_user_error(error)
+    if error.get("traceback"):
+        remade.__cause__ = RemoteTraceback(error["traceback"])
+    return remade
+
+
+def _remade_user_error(error: dict) -> UserError:
+    """The child's UserError as itself (unpickled), else as the same class made from its message,
+    else as a UserError with its message."""
+    import base64
+    import pickle
+
+    try:
+        remade = pickle.loads(base64.b64decode(error["pickled"]))
+        if isinstance(remade, UserError):
+            return remade
+    except Exception:  # noqa: BLE001 (no pickle, or one that does not load here)
+        pass
+    try:
+        cls = getattr(importlib.import_module(error["module"]), error["type"])
+        if isinstance(cls, type) and issubclass(cls, UserError):
+            return cls(error["message"])
+    except Exception:  # noqa: BLE001 (any failure to remake it: the message still gets through)
+        pass
+    return UserError(error["message"])
+
+
+# --------------------------------------------------------------------------------------------
+# the child
+
+
+def _die_with_parent() -> None:
+    """End this process when the parent that started it dies (no orphan trainers): Linux's
+    PR_SET_PDEATHSIG, then a check that the parent did not die before it was set; elsewhere a
+    thread that watches the parent's pid."""
+    parent = int(os.environ.get(PARENT_PID_ENV, "0"))
+    if not parent:
+        return
+    set_pdeathsig = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            pr_set_pdeathsig = 1
+            set_pdeathsig = ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL) == 0
+        except (OSError, AttributeError):
+            set_pdeathsig = False
+    if os.getppid() != parent:  # the parent died before prctl: this process is an orphan already
+        os._exit(1)
+    if not set_pdeathsig:
+        def watch():
+            import time
+
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+
+def _write_outcome(path: str, outcome: dict) -> None:
+    files.write_json(path, outcome, indent=None, sort_keys=False)
+
+
+def _run(request_path: str) -> None:
+    """Train as the request says; the outcome (or the error) beside the request."""
+    scratch = os.path.dirname(request_path)
+    outcome_path = os.path.join(scratch, OUTCOME_FILE)
+    try:
+        request = files.read_json(request_path)
+        # imported here, after the check on the parent: TensorFlow takes ~12 s to import
+        import tensorflow as tf
+
+        from training.config import CHECKPOINT_DIR, make_config
+        from training.train import Trainer
+
+        cfg = make_config(None, **request["config"])
+        trainer = Trainer(cfg, tokenizer_json=request["tokenizer_json"], log=lambda line: print(line, flush=True))
+        result = trainer.run()
+        weights = tf.train.latest_checkpoint(os.path.join(cfg.out_dir, CHECKPOINT_DIR)) if trainer.chief else None
+        if trainer.chief and not weights:  # no checkpoint saved: export the final weights
+            weights = tf.train.Checkpoint(model=trainer.model).write(os.path.join(scratch, FINAL_WEIGHTS))
+        _write_outcome(outcome_path, dataclasses.asdict(Outcome(
+            chief=trainer.chief, result=result, history=trainer.history, train_losses=trainer.train_losses,
+            model_config=trainer.model.config.to_dict(), weights=weights or "")))
+    except KeyboardInterrupt:  # Ctrl-C reached the parent too, which reports it
+        raise SystemExit(130) from None
+    except Exception as e:
+        user_error = isinstance(e, UserError)
+        error = {"module": type(e).__module__, "type": type(e).__name__, "message": one_line(e),
+                 "user_error": user_error}
+        if user_error:  # the exception itself, with what it carries (DamagedShard's artifact, ...)
+            import base64
+            import pickle
+            import traceback
+
+            error["traceback"] = traceback.format_exc()  # where it was raised, for the parent's --debug
+            try:
+                error["pickled"] = base64.b64encode(pickle.dumps(e)).decode("ascii")
+            except Exception:  # noqa: BLE001 (the class and message still get through)
+                pass
+        _write_outcome(outcome_path, {"error": error})
+        if not user_error:
+            raise  # a bug: its traceback on stderr, which the parent streams
+        raise SystemExit(2) from None
+
+
+def trained_model(outcome: Outcome, dtype_policy: str):
+    """The GPT of a finished training process with the weights to export (restored from
+    outcome.weights: the best checkpoint, or the final weights)."""
+    import tensorflow as tf
+
+    from model.model import GPT, GPTConfig
+
+    model = GPT(GPTConfig(**outcome.model_config), dtype_policy=dtype_policy)
+    # read, not restore: the final weights are written without a save counter to match
+    tf.train.Checkpoint(model=model).read(outcome.weights).expect_partial().assert_existing_objects_matched()
+    return model
+
+
+if __name__ == "__main__":
+    _die_with_parent()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as bench.bench
+    if len(sys.argv) != 2:
+        raise SystemExit(f"usage: python -m training.train_process {REQUEST_FILE} (started by model.train_process.train)")
+    _run(sys.argv[1])

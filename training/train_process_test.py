@@ -1,0 +1,106 @@
+"""The training process dies with its parent, killed (no orphan trainer) or interrupted; its failure is
+one line in the parent."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from training import train_process
+from training.config import make_config
+from training.divergence import TrainingDiverged
+from test_helpers.processes import gone, training_process
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a parent that trains a tiny model for ever in a training process (this parent imports no TensorFlow),
+# which logs iteration 0 and then nothing (so that no write to a closed pipe ends it)
+PARENT = """
+import sys
+from training import train_process
+from training.config import make_config
+cfg = make_config("shakespeare_char", text_file=sys.argv[1], out_dir=sys.argv[2], max_iters=10**6,
+                  eval_interval=10**6, eval_iters=1, log_interval=10**6, tensorboard=False, n_layer=1, n_head=2,
+                  n_embd=16, block_size=16, batch_size=4)
+print("parent started", flush=True)
+train_process.train(cfg, None, sys.argv[3])
+"""
+
+
+def _parent(directory, text_file):
+    """The parent process, started; it prints its first line before it starts the training process."""
+    (directory / "scratch").mkdir(parents=True)
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, text_file, str(directory / "out"),
+                               str(directory / "scratch")],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert parent.stdout.readline() == "parent started\n"
+    return parent
+
+
+def test_the_training_process_dies_with_its_parent(tmp_path, shakespeare_text):
+    text_file = tmp_path / "input.txt"
+    text_file.write_text(shakespeare_text[:20000], encoding="utf-8")
+
+    # Ctrl-C (SIGINT) to the parent alone, as the child starts: the parent stops it
+    interrupted = _parent(tmp_path / "interrupted", str(text_file))
+    child = None
+    while child is None and interrupted.poll() is None:
+        time.sleep(0.01)
+        child = training_process(interrupted.pid)
+    interrupted.send_signal(signal.SIGINT)
+    assert interrupted.wait(timeout=60) != 0 and gone(child)
+
+    # kill -9 of the parent mid-training: the child dies too (PR_SET_PDEATHSIG), no orphan trainer
+    killed = _parent(tmp_path / "killed", str(text_file))
+    for line in killed.stdout:  # the child's lines, which the parent streams
+        if line.startswith("iter 0:"):
+            break
+    child = training_process(killed.pid)
+    assert child is not None
+    killed.kill()
+    assert killed.wait() == -signal.SIGKILL
+    assert gone(child), f"training process {child} outlived its parent"
+
+
+def test_a_failed_training_process_is_one_line_naming_its_error_and_run_directory(tmp_path, capfd):
+    # a bug in the training process (here: no data named): its traceback streamed, then one line
+    cfg = make_config("shakespeare_char", out_dir=str(tmp_path / "out"))
+    with pytest.raises(train_process.TrainingProcessFailed) as failure:
+        train_process.train(cfg, None, str(tmp_path))
+    assert str(failure.value) == (
+        f"the training process of {tmp_path / 'out'} exited with status 1 after ValueError: no training data: set "
+        f"data_dir (token shards) or text_file (its traceback is above); nothing was published from it: run again "
+        f"to train anew")
+    assert "Traceback (most recent call last)" in capfd.readouterr().err
+
+    # a user error comes back as its own class and line (the pipeline's divergence test runs one)
+    error = train_process._failure(2, {"error": {"module": "training.divergence", "type": "TrainingDiverged",
+                                                 "message": "training diverged at iter 3", "user_error": True}}, "d")
+    assert type(error) is TrainingDiverged and str(error) == "training diverged at iter 3"
+    assert str(train_process._failure(-9, None, "run")) == (
+        "the training process of run was killed by SIGKILL; nothing was published from it: run again to train anew")
+
+
+def test_a_user_error_in_the_training_process_has_the_childs_traceback_under_debug(tmp_path):
+    """A UserError raised in the training process (here a damaged token shard, found as the child
+    reads its data) comes back as itself, one line without --debug; with --debug its traceback (what
+    Python prints) shows where in the child it was raised, then the parent's."""
+    import traceback
+
+    from core import shards
+    from core.errors import reported
+
+    for split in shards.SPLITS:
+        os.makedirs(shards.split_dir(str(tmp_path / "data"), split))
+        (tmp_path / "data" / f"Split-{split}" / "tokens-00000-of-00001.gz").write_bytes(b"not a GZIP TFRecord file")
+    cfg = make_config("shakespeare_char", data_dir=str(tmp_path / "data"), out_dir=str(tmp_path / "out"))
+    with pytest.raises(shards.DamagedShard) as failure:
+        with reported("runner.py run", debug=True):
+            train_process.train(cfg, None, str(tmp_path))
+    printed = "".join(traceback.format_exception(failure.value))
+    child, parent = printed.split("The above exception was the direct cause of the following exception:")
+    assert 'model/shards.py", line' in child and "in _batches" in child and "raise DamagedShard.unreadable" in child
+    assert "core.errors.RemoteTraceback: the traceback in the process that raised it:" in child
+    assert 'model/train_process.py", line' in parent and parent.rstrip().endswith(str(failure.value))
