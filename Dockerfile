@@ -28,6 +28,7 @@ COPY training/ training/
 COPY serving/ serving/
 COPY components/ components/
 COPY pipeline/ pipeline/
+COPY orchestration/ orchestration/
 COPY runner.py ./
 RUN uv sync --frozen --no-dev ${EXTRAS:+--extra ${EXTRAS}} --python python3.10
 

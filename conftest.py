@@ -88,10 +88,10 @@ def small_disk(tmpfs):
 
 @pytest.fixture
 def pipeline_configuration():
-    """configuration(*argv): the checked PipelineConfig that `runner.py run ARGV` would run, built by
+    """configuration(*argv): the checked RunConfig that `runner.py run ARGV` would run, built by
     runner.py's own argument handling with the pipeline itself left unrun."""
     def configuration(*argv):
-        """The checked PipelineConfig that `runner.py run ARGV` would run."""
+        """The checked RunConfig that `runner.py run ARGV` would run."""
         import runner
 
         parser_args = ["run", *argv]
@@ -99,7 +99,7 @@ def pipeline_configuration():
         handler = runner.run
 
         def keep(args, overrides):
-            captured["config"] = runner._pipeline_config(args, overrides)
+            captured["config"] = runner._run_config(args, overrides, default_data=runner._tiny_shakespeare)
 
         runner.run = keep
         try:

@@ -8,7 +8,7 @@ $ python runner.py sample [--from=SOURCE] [--start=TEXT|FILE:path] [--num_sample
 
 `run` runs the pipeline locally with LocalDagRunner and an SQLite ML Metadata store; `compile`
 writes the same pipeline as a Kubeflow Pipelines v2 spec, which `run --spec` runs here as Kubeflow
-would (pipeline/kfp_local.py). --key=value overrides any training hyperparameter (model/config.py)
+would (orchestration/kubeflow/launcher.py). --key=value overrides any training hyperparameter (training/config.py)
 or pipeline setting (pipeline/configs.py). A mistake (a bad setting, a missing or damaged file or
 store) ends in one line; --debug shows its traceback.
 Imports stay inside the commands: TFX takes half a minute to import, `--help` must not.
@@ -22,91 +22,24 @@ import sys
 
 import model  # noqa: F401  (light; sets TensorFlow's CPU defaults before anything loads TensorFlow)
 
-DEFAULT_PRESET = "shakespeare_char"
+def _run_config(args, overrides, default_data=None):
+    """The whole configuration of a `run` or `compile` command line, checked before anything runs."""
+    from pipeline.configs import from_command_line
+
+    return from_command_line(overrides, config_files=args.config_files, preset=args.preset, data=args.data,
+                             output=args.output, beam_pipeline_args=args.beam_pipeline_args,
+                             default_data=default_data)
 
 
-def _pipeline_config(args, overrides, download_data: bool = True):
-    """The complete configuration, checked before anything runs: the preset, then the config files'
-    values, then the --key=value overrides (each sent to the pipeline settings or the training
-    hyperparameters by name), then --data. SettingError names the first wrong setting."""
-    import shlex
+def _tiny_shakespeare() -> str:
+    """The presets' corpus: $NANOGPT_TFX_SHAKESPEARE, or Tiny Shakespeare downloaded as nanoGPT does."""
+    from core.settings import SettingError
+    from training.corpus import tiny_shakespeare
 
-    from core import settings
-    from training.config import (NANOGPT_DATASETS, NANOGPT_DEFAULT_DATASET, TrainConfig, make_config,
-                              read_nanogpt_config, split_command_line)
-    from pipeline.configs import PipelineConfig, absolute_path, make_pipeline_config, validate
-
-    _, overrides = split_command_line(overrides)  # --device=cuda and the like: a printed line why not
-    known = {**settings.fields(TrainConfig), **settings.fields(PipelineConfig)}
-    preset, values = args.preset, {}
-    for path in args.config_files:
-        file_values = read_nanogpt_config(path, known)
-        named = "dataset" in file_values
-        dataset = file_values.pop("dataset", NANOGPT_DEFAULT_DATASET)
-        if args.preset is None and not args.data:  # --preset or --data on the command line come later and win
-            preset = NANOGPT_DATASETS[dataset][0]
-            print(f"{path}: dataset={dataset!r}{'' if named else ' (nanoGPT default)'}: the data of the preset "
-                  f"{preset}", flush=True)
-        values.update(settings.coerce_values(file_values, PipelineConfig, TrainConfig))
-    values.update(settings.parse_overrides(overrides, PipelineConfig, TrainConfig))
-    preset = preset or DEFAULT_PRESET
-    pipeline_fields = settings.fields(PipelineConfig)
-    pipeline = {k: v for k, v in values.items() if k in pipeline_fields}
-    train = {k: v for k, v in values.items() if k not in pipeline_fields}
-    if args.beam_pipeline_args is not None:
-        pipeline["beam_pipeline_args"] = shlex.split(args.beam_pipeline_args)
-    if args.data and pipeline.get("dataset_name"):
-        raise settings.SettingError("give --data (text files) or --dataset_name (a dataset), not both")
-    if args.data:  # text files, a folder or a glob, for any preset
-        pipeline.update(input_pattern=absolute_path(args.data), dataset_name=None, dataset_config=None,
-                        streaming=False)
-    elif pipeline.get("dataset_name"):  # a dataset, for any preset
-        pipeline["input_pattern"] = None
-    if pipeline.get("input_pattern"):
-        pipeline["input_pattern"] = absolute_path(pipeline["input_pattern"])
-    pipeline["output_dir"] = absolute_path(args.output or pipeline.get("output_dir") or PipelineConfig().output_dir)
-    config = make_pipeline_config(preset, **pipeline)
-    config.train_overrides = {**config.train_overrides, **train}
-    make_config(config.train_preset, **config.train_overrides)  # checked before any download
-    if not config.input_pattern and not config.dataset_name:  # a preset of Tiny Shakespeare
-        if not download_data:
-            raise settings.SettingError(
-                f"the preset {preset} reads text files: name ones that the pipeline's pods can read with "
-                f"--data (for example gs://BUCKET/input.txt)")
-        from training.corpus import tiny_shakespeare
-
-        try:
-            config.input_pattern = os.path.abspath(tiny_shakespeare())  # $NANOGPT_TFX_SHAKESPEARE or download
-        except OSError as e:
-            raise settings.SettingError(str(e)) from None
-    validate(config)
-    return config
-
-
-def _show_progress():
-    """Quiet TensorFlow and TFX, except for each component's start and end and any warning."""
-    import logging
-    import warnings
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-    # warnings TFX gives on every run that say nothing about this one
-    routine = ("ArtifactQuery.property_predicate is not supported",
-               "Examples artifact does not have payload_format custom property")
-
-    class Progress(logging.Filter):
-        def filter(self, record):
-            message = record.getMessage()
-            if record.levelno >= logging.WARNING:
-                return not message.startswith(routine)
-            return message.startswith(("Component ", "TokenizeText:", "LMEvaluator:"))
-
-    logging.getLogger("absl").addFilter(Progress())
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        return os.path.abspath(tiny_shakespeare())
+    except OSError as e:
+        raise SettingError(str(e)) from None
 
 
 def run(args, overrides):
@@ -117,35 +50,11 @@ def run(args, overrides):
         from core.errors import UsageError
 
         raise UsageError("--pipeline_root and --until go with --spec")
-    config = _pipeline_config(args, overrides)
-    _show_progress()
-    from tfx import v1 as tfx
+    config = _run_config(args, overrides, default_data=_tiny_shakespeare)
+    from orchestration import local
 
-    from pipeline import lineage
-    from pipeline.pipeline import create_pipeline
-
-    print(f"running pipeline {config.pipeline_name} ({config.preset}) on "
-          f"{config.input_pattern or config.dataset_name}; output in {os.path.abspath(config.output_dir)}",
-          flush=True)
-    from pipeline import recovery
-
-    with recovery.exclusive_run(config.output_dir):
-        if os.path.exists(config.metadata_path):  # a damaged store: one line naming it, before anything runs
-            lineage.sqlite_store(config.metadata_path)
-        cleared = recovery.clear_dead_executions(config.metadata_path, config.pipeline_root, config.serving_dir)
-        if cleared:
-            print(f"cleared executions {cleared}, left RUNNING by a run that was killed", flush=True)
-        for line in recovery.set_aside_changed_shards(config.metadata_path):
-            print(line, flush=True)
-        from pipeline import fault_injection
-
-        if fault_injection.KILL_AT in os.environ:  # tests only: a kill -9 at a chosen point
-            fault_injection.install()
-        # a damaged artifact from the cache: set aside, and the pipeline runs again to make it anew
-        recovery.run_remaking_damaged(config.metadata_path,
-                                      lambda: tfx.orchestration.LocalDagRunner().run(create_pipeline(config)))
-    summary = lineage.run_summary(config.metadata_path)
-    print(summary, flush=True)
+    local.show_progress()
+    local.run(config)
 
 
 def _run_spec(args, overrides):
@@ -153,18 +62,19 @@ def _run_spec(args, overrides):
     caching = {f"--enable_cache={v}": v == "true" for v in ("true", "false")}  # as the kfp client's enable_caching
     unused = [a for a in overrides if a not in caching] + [f"--{n}" for n in ("preset", "data", "output",
                                                                             "beam_pipeline_args")
-                                                         if getattr(args, n) not in (None, DEFAULT_PRESET)]
+                                                         if getattr(args, n) is not None] + args.config_files
     if unused:
         from core.errors import UsageError
 
         raise UsageError(f"--spec: {' '.join(unused)}: the spec holds the pipeline's settings; "
                          f"compile it again to change them")
-    _show_progress()
-    from pipeline import kfp_local
+    from orchestration import local
+    from orchestration.kubeflow import launcher
 
+    local.show_progress()
     try:
-        local_run = kfp_local.run_spec(args.spec, pipeline_root=args.pipeline_root, until=args.until,
-                                       enable_cache=next((caching[a] for a in overrides), None))
+        local_run = launcher.run_spec(args.spec, pipeline_root=args.pipeline_root, until=args.until,
+                                      enable_cache=next((caching[a] for a in overrides), None))
     except ValueError as e:  # a damaged spec or a failed task, named
         from core.errors import UserError
 
@@ -175,21 +85,16 @@ def _run_spec(args, overrides):
 def compile_spec(args, overrides):
     """Write the pipeline as a Kubeflow Pipelines v2 spec (KubeflowV2DagRunner); no cluster needed."""
     args.output = args.pipeline_root
-    config = _pipeline_config(args, overrides, download_data=False)
     if args.image:
-        config.image = args.image
-    _show_progress()
-    from tfx import v1 as tfx
+        overrides = [*overrides, f"--image={args.image}"]
+    config = _run_config(args, overrides)
+    from orchestration import local
+    from orchestration.kubeflow.compile import compile_spec as write_spec
 
-    from pipeline.kfp_local import write_pipeline_spec
-    from pipeline.pipeline import create_pipeline
-
+    local.show_progress()
     spec = os.path.abspath(args.spec or f"{config.pipeline_name}-{config.preset}.yaml")
-    runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.image)
-    pipeline_job = tfx.orchestration.experimental.KubeflowV2DagRunner(config=runner_config).run(
-        create_pipeline(config, kubeflow=True), write_out=False)
-    write_pipeline_spec(pipeline_job, spec)
-    print(f"wrote {spec}: pipeline {config.pipeline_name} ({config.preset}), image {config.image}, "
+    write_spec(config, spec)
+    print(f"wrote {spec}: pipeline {config.pipeline_name} ({config.preset}), image {config.deploy.image}, "
           f"pipeline root {config.pipeline_root}", flush=True)
 
 
@@ -228,10 +133,10 @@ def lineage(args, overrides):
 
 
 def _output_config(args):
-    """The PipelineConfig whose paths lie under --output (default: tfx_output or $NANOGPT_TFX_OUTPUT)."""
-    from pipeline.configs import PipelineConfig
+    """The outputs under --output (default: tfx_output or $NANOGPT_TFX_OUTPUT)."""
+    from pipeline.configs import Outputs
 
-    return PipelineConfig(output_dir=args.output) if args.output else PipelineConfig()
+    return Outputs(args.output) if args.output else Outputs()
 
 
 def _latest_pushed(args) -> str:
@@ -276,26 +181,18 @@ def _pipeline_arguments(parser, data: str, beam: str) -> None:
                         help="nanoGPT config files (config/train_shakespeare_char.py ...): `name = value` lines, "
                              "read, not run; the --key=value arguments come after them")
     parser.add_argument("--preset", default=None, metavar="{" + ",".join(PRESETS) + "}",
-                        help=f"a preset of pipeline/configs.py (default: {DEFAULT_PRESET}, or the config file's "
-                             f"dataset)")
+                        help="a preset of pipeline/configs.py (default: shakespeare_char, or the config file's "
+                             "dataset)")
     parser.add_argument("--data", default=None, help=data)
     parser.add_argument("--beam_pipeline_args", default=None, help=f"Beam options as one string, {beam}")
     parser.epilog = _settings_help()
 
 
 def _settings_help() -> str:
-    from components.tokenize_text.settings import TokenizeTextSettings
-    from core import settings
-    from training.config import TrainConfig
-    from pipeline.configs import PipelineConfig
+    from pipeline.configs import help_sections
 
-    data = settings.fields(TokenizeTextSettings)
-    return "\n\n".join([
-        "Settings, as --key=value (a preset sets some of them; the defaults shown are the settings' own):",
-        settings.help_listing(TokenizeTextSettings, "data (TokenizeText)", skip=("input_pattern",)),
-        settings.help_listing(PipelineConfig, "pipeline", skip=[*data, "preset", "train_overrides", "output_dir"]),
-        settings.help_listing(TrainConfig, "training hyperparameters (model/config.py; defaults: nanoGPT's GPT-2 "
-                                           "124M)", skip=("out_dir", "data_dir", "tokenizer", "bpe_dir"))])
+    return "\n\n".join(["Settings, as --key=value (a preset sets some of them; the defaults shown are the settings' "
+                        "own):", *help_sections()])
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -319,7 +216,7 @@ def _main(argv, debug=False):
     run_parser = commands.add_parser(
         "run", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False, help="run the pipeline end to end with LocalDagRunner",
         description="Run the pipeline locally. Any --key=value after the options overrides a "
-                    "pipeline setting (pipeline/configs.py) or a training hyperparameter (model/config.py).")
+                    "pipeline setting (pipeline/configs.py) or a training hyperparameter (training/config.py).")
     _pipeline_arguments(run_parser,
                         data="local text file(s), a path or glob (default for the Shakespeare presets: "
                              "$NANOGPT_TFX_SHAKESPEARE or a download of Tiny Shakespeare)",
@@ -338,7 +235,7 @@ def _main(argv, debug=False):
                     "Vertex AI Pipelines runs. Any --key=value after the options overrides a pipeline setting "
                     "(pipeline/configs.py: e.g. --train_workers=2 --train_accelerator=NVIDIA_TESLA_A100 "
                     "--train_accelerator_count=1 --vertex_project=P) or a training hyperparameter "
-                    "(model/config.py). See docs/kubeflow.md.")
+                    "(training/config.py). See docs/kubeflow.md.")
     _pipeline_arguments(compile_parser,
                         data="text file(s) the pods can read, a path or glob (gs://...), for the presets "
                              "that read files",

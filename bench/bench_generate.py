@@ -10,14 +10,14 @@ and --block_size give another shape) continues a random
 16-token prompt by 256 tokens, sampling as nanoGPT's sample.py does by default (temperature 0.8,
 top_k 200, one seed), in the same process:
   cached, XLA        `generate(jit_compile=True)`: the whole loop compiled by XLA
-  served, XLA        the SavedModel the Pusher exports (model/export.py), saved, loaded from disk
+  served, XLA        the SavedModel the Pusher exports (serving/export.py), saved, loaded from disk
                      and its `generate` signature called as a client would, with
                      `serving_loop=xla`: its prefill and decoding steps one XLA function per
                      prompt-length bucket
   served, graph      the same with `serving_loop=graph`: TensorFlow's own kernels, no XLA (the
                      cache written in place, oneDNN's products on every core)
   served             the one of the two that the default `serving_loop=auto` exports for the
-                     size of the model's layers (model/generate.py uses_xla)
+                     size of the model's layers (serving/generate.py uses_xla)
   served, bfloat16   the default export with bfloat16 weights (`serving_weights=bfloat16`)
   transformers       TFGPT2LMHeadModel loaded from the project's Hugging Face export
                      (`model.save_pretrained`) and its `generate` under tf.function(jit_compile=True)

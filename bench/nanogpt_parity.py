@@ -7,7 +7,7 @@ model written the way nanoGPT's model.py and train.py compute it (nn.GELU, scale
 torch.optim.AdamW, clip_grad_norm_), seeded and drawing its initial weights and its batches from
 PyTorch's generator in nanoGPT's order, so that it reproduces nanoGPT's own run; and by this
 engine's Trainer with rng='nanogpt', which replays those draws without PyTorch
-(model/nanogpt_rng.py). The initial weights are compared directly; where the loss curves part,
+(training/nanogpt_rng.py). The initial weights are compared directly; where the loss curves part,
 the engines (or the replayed draws) differ. Last line: `val_loss_nanogpt=<at max_iters>
 val_loss_here=<at max_iters> max_loss_diff=<over the logged train losses> max_init_diff=<initial weights>`.
 """

@@ -5,7 +5,7 @@ Model (the Trainer's output):
   Format-HF/        the same weights as a Hugging Face GPT-2 checkpoint (GPT.from_pretrained reads
                     it: the Evaluator does, and so can transformers)
 ModelRun (the Trainer's run directory):
-  checkpoints/, model_config.json, train_config.json, tokenizer.json, tensorboard/  (model.train)
+  checkpoints/, model_config.json, train_config.json, tokenizer.json, tensorboard/  (training.train)
   history.json      {"eval": [[iter, train_loss, val_loss], ...], "train": [[iter, loss], ...]}
 ModelEvaluation (the LMEvaluator's output):
   metrics.json, report.md, loss_curves.png

@@ -88,7 +88,7 @@ def text_to_ids(transform_layer, texts) -> tf.RaggedTensor:
 
 class TransformTextEncoder(tf.Module):
     """Strings -> ragged ids through the transform graph: what the exported model's generate_text
-    maps prompts with (model/export.py's `text_encoder`); saved with the model, vocabulary included."""
+    maps prompts with (serving/export.py's `text_encoder`); saved with the model, vocabulary included."""
 
     def __init__(self, transform_output_dir: str):
         super().__init__(name="transform_text_encoder")

@@ -2,8 +2,8 @@
 allows (`setting(...)`), one validator, one `--key=value` parser, the `--help` listing made from the
 fields, and nanoGPT's config files read without running them.
 
-Every group of settings (model/config.py's TrainConfig, pipeline/configs.py's PipelineConfig, the
-TokenizeText component's settings, model/sample.py's options) is a dataclass of such fields. This
+Every group of settings (training/config.py's TrainConfig, pipeline/configs.py's PipelineConfig, the
+TokenizeText component's settings, serving/sample.py's options) is a dataclass of such fields. This
 module imports nothing heavy, so that command lines check their arguments and answer --help at once.
 """
 
@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import json
 import textwrap
 import typing
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -124,6 +125,36 @@ def check(obj) -> None:
                 or (meta.get("below") is not None and not value < meta["below"])))
         if bad:
             raise SettingError(f"--{name}={value!r}: expected {allowed(cls, name)}")
+
+
+class Settings:
+    """The base of every group of settings (a dataclass of `setting` fields that calls `check` when it
+    is made): written once as JSON with its schema, the setting names and types, and read back typed
+    wherever it goes (a component's execution property, the training process's request)."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def schema(cls) -> Dict[str, Any]:
+        hints = _hints(cls)
+        return {"name": cls.__name__, "fields": {name: type_name(hints[name]) for name in fields(cls)}}
+
+    def to_json(self) -> str:
+        return json.dumps({"schema": self.schema(), "values": self.to_dict()}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        """The settings `to_json` wrote, checked as when they were made; SettingError when they were
+        written with another schema (a spec compiled by another version of the project)."""
+        data = json.loads(text)
+        if data.get("schema") != cls.schema():
+            theirs = (data.get("schema") or {}).get("fields", {})
+            differ = sorted(set(theirs.items()) ^ set(cls.schema()["fields"].items()))
+            raise SettingError(f"{cls.__name__} settings written with another schema (differing: "
+                               f"{', '.join(f'{n}: {t}' for n, t in differ) or 'its name'}): compile or "
+                               f"build the pipeline again with this version")
+        return cls(**data["values"])
 
 
 def unknown(name: str, known: Iterable[str], what: str = "setting") -> SettingError:

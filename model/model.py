@@ -1,6 +1,8 @@
-"""Full definition of a GPT language model in TensorFlow, all of it in this single file.
+"""Full definition of a GPT language model in TensorFlow.
 
 It follows nanoGPT's model.py, which follows OpenAI's GPT-2 and Hugging Face's implementation.
+Its ops as a CPU wants them (LayerNorm and GELU with their gradients written out) are
+model/kernels.py's, the key/value cache of call_with_cache model/kv_cache.py's.
 Variables carry GPT-2's own names (wte, wpe, h.N.attn.c_attn, ln_f, ...) so that checkpoints map
 one to one onto Hugging Face's GPT-2 (see `model/hf_checkpoint.py`).
 
@@ -12,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
 
-from model import hf_checkpoint
-from model.presets import GPT2_SIZES, PADDED_VOCAB_SIZE, WEIGHT_DTYPES
+from model import hf_checkpoint, kernels, kv_cache
+from model.kernels import is_one, sizes
+from model.presets import GPT2_SIZES, PADDED_VOCAB_SIZE
 
 # Compute dtypes by policy name (the names Keras uses for its mixed-precision policies).
 DTYPE_POLICIES = {
@@ -25,7 +28,6 @@ DTYPE_POLICIES = {
     "mixed_bfloat16": tf.bfloat16,
     "mixed_float16": tf.float16,
 }
-
 
 
 @dataclasses.dataclass
@@ -53,15 +55,6 @@ class GPTConfig:
         return dataclasses.asdict(self)
 
 
-# The random generator for initial weights: seeded while a GPT(seed=...) is being built.
-_init_generator: Optional[tf.random.Generator] = None
-
-
-def _normal(shape, stddev):
-    generator = _init_generator or tf.random.get_global_generator()
-    return generator.normal(shape, mean=0.0, stddev=stddev, dtype=tf.float32)
-
-
 class LayerNorm(tf.Module):
     """LayerNorm with an optional bias (TF's and Keras' LayerNorm always have one)."""
 
@@ -73,64 +66,26 @@ class LayerNorm(tf.Module):
     def __call__(self, x):
         # Normalise in float32 even under mixed precision: variance in bfloat16 is too coarse.
         params = (self.weight,) if self.bias is None else (self.weight, self.bias)
-        y = _layer_norm(tf.cast(x, tf.float32), *[tf.convert_to_tensor(p) for p in params])
+        y = kernels.layer_norm(tf.cast(x, tf.float32), *[tf.convert_to_tensor(p) for p in params])
         return tf.cast(y, x.dtype)
-
-
-@tf.custom_gradient
-def _layer_norm(x, weight, *bias):
-    """LayerNorm over the last axis (eps 1e-5, as GPT-2) with its gradient written out: on a CPU
-    autodiff's many small ops cost more than the arithmetic."""
-    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
-    centered = x - mean
-    rstd = tf.math.rsqrt(tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True) + 1e-5)
-    x_hat = centered * rstd
-    y = x_hat * weight + bias[0] if bias else x_hat * weight
-
-    def grad(dy):
-        batch_axes = list(range(len(x.shape) - 1))
-        dx_hat = dy * weight
-        dx = rstd * (dx_hat - tf.reduce_mean(dx_hat, axis=-1, keepdims=True)
-                     - x_hat * tf.reduce_mean(dx_hat * x_hat, axis=-1, keepdims=True))
-        grads = [dx, tf.reduce_sum(dy * x_hat, axis=batch_axes)]
-        return grads + [tf.reduce_sum(dy, axis=batch_axes)] if bias else grads
-
-    return y, grad
-
-
-_GELU_K = 2.0 * math.sqrt(2.0 / math.pi)
-
-
-@tf.custom_gradient
-def gelu(x):
-    """GPT-2's tanh-approximated GELU, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written as
-    x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)) (the same function) with its gradient spelled out,
-    which takes a third fewer ops than tf.nn.gelu and its autodiff."""
-    x2 = x * x
-    s = tf.sigmoid(x * (_GELU_K + (_GELU_K * 0.044715) * x2))
-
-    def grad(dy):
-        return dy * (s + x * s * (1.0 - s) * (_GELU_K + (3.0 * _GELU_K * 0.044715) * x2))
-
-    return x * s, grad
 
 
 class Linear(tf.Module):
     """y = x @ W + b with W stored (in, out), the layout of GPT-2's Conv1D."""
 
-    def __init__(self, n_in: int, n_out: int, bias: bool, std: float = 0.02, name=None):
+    def __init__(self, n_in: int, n_out: int, bias: bool, normal, std: float = 0.02, name=None):
         super().__init__(name=name)
-        self.weight = tf.Variable(_normal([n_in, n_out], std), name="weight")
+        self.weight = tf.Variable(normal([n_in, n_out], std), name="weight")
         self.bias = tf.Variable(tf.zeros([n_out]), name="bias") if bias else None
 
     def __call__(self, x):
-        return _matmul_last_axis(x, tf.cast(self.weight, x.dtype), bias=self.bias)
+        return kernels.matmul_last_axis(x, tf.cast(self.weight, x.dtype), bias=self.bias)
 
 
 class Embedding(tf.Module):
-    def __init__(self, num: int, dim: int, name=None):
+    def __init__(self, num: int, dim: int, normal, name=None):
         super().__init__(name=name)
-        self.weight = tf.Variable(_normal([num, dim], 0.02), name="weight")
+        self.weight = tf.Variable(normal([num, dim], 0.02), name="weight")
 
     def __call__(self, ids):
         # A gather from the variable's value, not from the variable (ResourceGather): a sparse read
@@ -139,43 +94,17 @@ class Embedding(tf.Module):
         return tf.gather(tf.convert_to_tensor(self.weight), ids)
 
 
-def _matmul_last_axis(x, w, bias=None, transpose_w=False):
-    """x (..., n_in) @ w as one 2-D matmul. A 3-D x @ 2-D w would broadcast into a batched
-    matmul, whose weight gradient TF computes per batch element and then sums: many times slower.
-    The reshapes take the static sizes where they are known: without XLA every op of a decoding
-    step costs, and shape arithmetic is most of the ops there."""
-    y = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]) if x.shape.rank != 2 else x, w, transpose_b=transpose_w)
-    if bias is not None:
-        y = tf.nn.bias_add(y, tf.cast(bias, y.dtype))
-    return y if x.shape.rank == 2 else tf.reshape(y, [*_sizes(x)[:-1], y.shape[-1]])
-
-
-def _sizes(x):
-    """x's shape for a reshape: the static sizes where known, -1 for the first axis when it alone
-    is unknown (the batch), else tensors (ops) for the unknown ones."""
-    static = x.shape.as_list()
-    if None not in static[1:]:
-        return [-1 if static[0] is None else static[0], *static[1:]]
-    dynamic = tf.shape(x)
-    return [dynamic[i] if size is None else size for i, size in enumerate(static)]
-
-
-def _is_one(size) -> bool:
-    """Whether a size of `_sizes` is statically 1 (a decoding step's single position)."""
-    return isinstance(size, int) and size == 1
-
-
 def _dropout(x, rate: float, training: bool):
     return tf.nn.dropout(x, rate=rate) if training and rate > 0.0 else x
 
 
 class CausalSelfAttention(tf.Module):
-    def __init__(self, config: GPTConfig, name=None):
+    def __init__(self, config: GPTConfig, normal, name=None):
         super().__init__(name=name)
         # key, query, value projections for all heads, in one matmul
-        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, config.bias, name="c_attn")
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, config.bias, normal, name="c_attn")
         # output projection; scaled init per GPT-2 paper: it adds into the residual stream
-        self.c_proj = Linear(config.n_embd, config.n_embd, config.bias,
+        self.c_proj = Linear(config.n_embd, config.n_embd, config.bias, normal,
                              std=0.02 / math.sqrt(2 * config.n_layer), name="c_proj")
         self.n_head = config.n_head
         self.n_embd = config.n_embd
@@ -183,12 +112,12 @@ class CausalSelfAttention(tf.Module):
 
     def qkv(self, x):
         """Queries, keys and values for all heads, each (B, nh, T, hs)."""
-        B, T, C = _sizes(x)
+        B, T, C = sizes(x)
         nh = self.n_head
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
 
         def heads(t):  # (B, T, C) -> (B, nh, T, hs); for one position a reshape alone
-            if _is_one(T):
+            if is_one(T):
                 return tf.reshape(t, [B, nh, 1, C // nh])
             return tf.transpose(tf.reshape(t, [B, T, nh, C // nh]), [0, 2, 1, 3])
 
@@ -209,61 +138,22 @@ class CausalSelfAttention(tf.Module):
             y = tf.cast(tf.matmul(tf.cast(att, tf.float32), tf.cast(v, tf.float32)), v.dtype)
         else:
             y = tf.matmul(att, v)  # (B, nh, Tq, hs)
-        B, _, Tq, _ = _sizes(y)
-        if not _is_one(Tq):
+        B, _, Tq, _ = sizes(y)
+        if not is_one(Tq):
             y = tf.transpose(y, [0, 2, 1, 3])
         y = tf.reshape(y, [B, Tq, self.n_embd])  # re-assemble all heads
         return _dropout(self.c_proj(y), self.dropout, training)
 
     def __call__(self, x, training=False, cache=None, slots=None):
-        """Self-attention of x (B, T, C), causal. With a cache (keys, values), each
-        (B, nh, cache length, hs), and its `slots` (CacheSlots: the same for every layer), x's
-        rows are the positions slots.positions: their keys and values are written into those
-        slots, their queries attend over the slots up to their own position, and the result is
-        (y, updated cache).
-
-        In place (slots.rows, for a graph that XLA does not compile, where a tensor update
-        copies the whole cache at every step): the new keys and values are written into the
-        cache's own buffers (see `_write_in_place`), and the queries attend over the slots
-        written so far only (the cache is sliced to them: shapes may change from step to step
-        without XLA)."""
+        """Self-attention of x (B, T, C), causal. With a layer's cache (keys, values) and the
+        forward's `slots` (model/kv_cache.py), x's rows are the positions slots.positions: their
+        keys and values are written into the cache, their queries attend over the positions up
+        to their own, and the result is (y, updated cache)."""
         q, k, v = self.qkv(x)
         if cache is None:
             return self.attend(q, k, v, causal_mask(tf.shape(x)[1]), training=training)
-        keys, values = cache
-        if slots.rows is not None:
-            keys, values = _write_in_place((keys, values), (k, v), slots.rows)
-            y = self.attend(q, keys[:, :, :slots.written], values[:, :, :slots.written], slots.mask,
-                            training=training)
-            return y, (keys, values)
-        keys = tf.tensor_scatter_nd_update(keys, slots.indices, k)
-        values = tf.tensor_scatter_nd_update(values, slots.indices, v)
-        return self.attend(q, keys, values, slots.mask, training=training), (keys, values)
-
-
-class CacheSlots(NamedTuple):
-    """Where one forward with a cache writes its keys and values and which slots its queries
-    see: the same for every layer, so found once per forward (GPT.cache_slots). positions (T,):
-    the positions of the forward's rows. mask (T, slots attended): where a query may attend
-    (None: every slot attended). In place, rows: the rows of each cache's (B * nh * L, hs) view
-    to overwrite, written: the slots attended (the ones written so far); else indices: the
-    (B, nh, T, 3) places of tensor_scatter_nd_update."""
-    positions: tf.Tensor
-    mask: Optional[tf.Tensor]
-    rows: Optional[tf.Tensor] = None
-    written: Optional[tf.Tensor] = None
-    indices: Optional[tf.Tensor] = None
-
-
-def _write_in_place(caches, news, rows):
-    """Each cache (B, nh, L, hs) of `caches` with its new (B, nh, T, hs) of `news` written at
-    `rows` of its (B * nh * L, hs) view (CacheSlots.rows), in the cache's own buffer:
-    InplaceUpdate overwrites rows (reshapes share the buffer) and does not copy, whoever else
-    holds the buffer; so each cache must have buffers of its own (GPT.empty_cache(in_place=True)).
-    XLA has no InplaceUpdate (nor needs it)."""
-    return tuple(tf.reshape(tf.raw_ops.InplaceUpdate(x=tf.reshape(cache, [-1, cache.shape[-1]]), i=rows,
-                                                     v=tf.reshape(new, [-1, new.shape[-1]])), _sizes(cache))
-                 for cache, new in zip(caches, news))
+        cache, (keys, values) = kv_cache.write(cache, k, v, slots)
+        return self.attend(q, keys, values, slots.mask, training=training), cache
 
 
 def causal_mask(t):
@@ -272,28 +162,28 @@ def causal_mask(t):
 
 
 class MLP(tf.Module):
-    def __init__(self, config: GPTConfig, name=None):
+    def __init__(self, config: GPTConfig, normal, name=None):
         super().__init__(name=name)
-        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, config.bias, name="c_fc")
-        self.c_proj = Linear(4 * config.n_embd, config.n_embd, config.bias,
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, config.bias, normal, name="c_fc")
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, config.bias, normal,
                              std=0.02 / math.sqrt(2 * config.n_layer), name="c_proj")
         self.dropout = config.dropout
 
     def __call__(self, x, training=False):
         h = tf.reshape(x, [-1, x.shape[-1]])  # (B * T, C): one reshape each way for both products
-        h = gelu(self.c_fc(h))
-        return tf.reshape(_dropout(self.c_proj(h), self.dropout, training), _sizes(x))
+        h = kernels.gelu(self.c_fc(h))
+        return tf.reshape(_dropout(self.c_proj(h), self.dropout, training), sizes(x))
 
 
 class Block(tf.Module):
     """A pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
-    def __init__(self, config: GPTConfig, name=None):
+    def __init__(self, config: GPTConfig, normal, name=None):
         super().__init__(name=name)
         self.ln_1 = LayerNorm(config.n_embd, config.bias, name="ln_1")
-        self.attn = CausalSelfAttention(config, name="attn")
+        self.attn = CausalSelfAttention(config, normal, name="attn")
         self.ln_2 = LayerNorm(config.n_embd, config.bias, name="ln_2")
-        self.mlp = MLP(config, name="mlp")
+        self.mlp = MLP(config, normal, name="mlp")
 
     def __call__(self, x, training=False, cache=None, slots=None):
         """The block's output; with a cache (see CausalSelfAttention), (output, updated cache)."""
@@ -314,18 +204,19 @@ class GPT(tf.Module):
         self.config = config
         self.dtype_policy = dtype_policy
         self.compute_dtype = DTYPE_POLICIES[dtype_policy]
-        global _init_generator
-        _init_generator = tf.random.Generator.from_seed(seed) if seed is not None else None
-        try:
-            with self.name_scope:
-                self.wte = Embedding(config.vocab_size, config.n_embd, name="wte")
-                self.wpe = Embedding(config.block_size, config.n_embd, name="wpe")
-                self.h = [Block(config, name=f"h_{i}") for i in range(config.n_layer)]
-                self.ln_f = LayerNorm(config.n_embd, config.bias, name="ln_f")
-        finally:
-            _init_generator = None
+        # initial weights from a generator of their own when seeded (else TensorFlow's global one)
+        generator = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.get_global_generator()
+
+        def normal(shape, stddev):
+            return generator.normal(shape, mean=0.0, stddev=stddev, dtype=tf.float32)
+
+        with self.name_scope:
+            self.wte = Embedding(config.vocab_size, config.n_embd, normal, name="wte")
+            self.wpe = Embedding(config.block_size, config.n_embd, normal, name="wpe")
+            self.h = [Block(config, normal, name=f"h_{i}") for i in range(config.n_layer)]
+            self.ln_f = LayerNorm(config.n_embd, config.bias, name="ln_f")
         # The LM head is tied to wte (weight tying, https://paperswithcode.com/method/weight-tying):
-        # logits = x @ wte^T, so there is no separate lm_head variable at all (with_weights'
+        # logits = x @ wte^T, so there is no separate lm_head variable at all (serving/weights.py's
         # bfloat16 copy adds a zero bias, lm_head_bias, for the sake of a faster kernel).
         self.lm_head_bias = None
 
@@ -353,30 +244,18 @@ class GPT(tf.Module):
     def _lm_head(self, x):
         """Logits in float32 of hidden states x (..., n_embd), through ln_f and the tied head."""
         x = self.ln_f(x)
-        logits = _matmul_last_axis(x, tf.cast(self.wte.weight, x.dtype), bias=self.lm_head_bias, transpose_w=True)
+        logits = kernels.matmul_last_axis(x, tf.cast(self.wte.weight, x.dtype), bias=self.lm_head_bias,
+                                          transpose_w=True)
         return tf.cast(logits, tf.float32)
 
     # ----------------------------------------------------------------------------------------
-    # inference with a key/value cache (model/generate.py runs the decoding loop)
+    # inference with a key/value cache (serving/generate.py runs the decoding loop)
 
     def empty_cache(self, batch, in_place=False):
-        """A key/value cache for `batch` rows of up to block_size positions: per layer (keys,
-        values), each (batch, n_head, block_size, head_size) zeros in the compute dtype. Fixed
-        shapes, so that XLA can compile a decoding loop over it.
-
-        in_place: for call_with_cache(in_place=True), which writes into the buffers themselves:
-        each is made by the stateful op Empty, which the graph optimizer never folds into a
-        constant nor merges with its twins, so that every cache, and every layer's keys and
-        values, has buffers of its own."""
-        cfg = self.config
-        shape = [batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head]
-        if in_place:
-            def zeros():
-                return tf.raw_ops.Empty(shape=tf.stack(shape), dtype=self.compute_dtype, init=True)
-        else:
-            def zeros():
-                return tf.zeros(shape, self.compute_dtype)
-        return tuple((zeros(), zeros()) for _ in range(cfg.n_layer))
+        """A key/value cache for `batch` rows (model/kv_cache.py): per layer (keys, values), each
+        (batch, n_head, block_size, head_size) zeros in the compute dtype; in_place: buffers of its
+        own for call_with_cache(in_place=True)."""
+        return kv_cache.empty(self.config, self.compute_dtype, batch, in_place)
 
     def call_with_cache(self, idx, cache, cache_index, last=None, in_place=False):
         """The logits (B, vocab_size) float32 of the last position of idx (B, T), and the cache.
@@ -393,37 +272,20 @@ class GPT(tf.Module):
         written into the cache too, where the decoding steps overwrite them before any query
         sees them (each query attends only up to its own position). None: the last position.
 
-        in_place: the cache is written in its own buffers, for a graph without XLA (see
-        CausalSelfAttention; the cache from empty_cache(in_place=True))."""
+        in_place: the cache is written in its own buffers, for a graph without XLA (model/kv_cache.py;
+        the cache from empty_cache(in_place=True))."""
         if cache is None:
             x = self._embed(idx, tf.range(tf.shape(idx)[1]))
             for block in self.h:
                 x = block(x)
             return self._lm_head(self._at(x, last)), None
-        slots = self.cache_slots(idx, cache_index, in_place)
+        slots = kv_cache.slots(self.config, idx, cache_index, in_place)
         x = self._embed(idx, slots.positions)
         updated = []
         for block, layer_cache in zip(self.h, cache):
             x, layer_cache = block(x, cache=layer_cache, slots=slots)
             updated.append(layer_cache)
         return self._lm_head(self._at(x, last)), tuple(updated)
-
-    def cache_slots(self, idx, cache_index, in_place=False) -> CacheSlots:
-        """The CacheSlots of a forward of idx (B, T) at positions cache_index.. (see
-        call_with_cache)."""
-        B, T = tf.shape(idx)[0], _sizes(idx)[1]
-        positions = cache_index + tf.range(T)
-        if in_place:
-            written = cache_index + T
-            rows = tf.reshape(tf.range(B * self.config.n_head)[:, None] * self.config.block_size
-                              + positions[None, :], [-1])
-            # one position (a decoding step) sees every slot written so far: no mask
-            mask = None if _is_one(T) else tf.range(written)[None, :] <= positions[:, None]
-            return CacheSlots(positions, mask, rows=rows, written=written)
-        b, h, p = tf.meshgrid(tf.range(B), tf.range(self.config.n_head), positions, indexing="ij")
-        # query i sees slots 0..cache_index+i: the slots further on are not written yet
-        mask = tf.range(self.config.block_size)[None, :] <= positions[:, None]
-        return CacheSlots(positions, mask, indices=tf.stack([b, h, p], axis=-1))
 
     @staticmethod
     def _at(x, position):
@@ -489,29 +351,6 @@ class GPT(tf.Module):
         decay = [v for v in named.values() if v.shape.rank >= 2]
         no_decay = [v for v in named.values() if v.shape.rank < 2]
         return decay, no_decay
-
-    def with_weights(self, weights: str) -> "GPT":
-        """This model for inference with its matmul weights and embeddings (the 2-D variables)
-        stored in `weights`: "float32" is the model itself; "bfloat16" is a copy under the
-        mixed_bfloat16 policy whose 2-D variables are bfloat16, half the bytes a decoding step
-        reads. LayerNorm gains and biases stay float32; LayerNorm, softmax and the logits are
-        computed in float32, as under any mixed policy. The copy does not follow later updates."""
-        if weights not in WEIGHT_DTYPES:
-            raise ValueError(f"weights must be one of {list(WEIGHT_DTYPES)}, got {weights!r}")
-        if weights == "float32":
-            return self
-        copy = GPT(self.config, dtype_policy="mixed_bfloat16", seed=0, name=self.name)
-        for source, target in zip(self.submodules, copy.submodules):
-            for attribute in ("weight", "bias"):
-                value = getattr(source, attribute, None)
-                if isinstance(value, tf.Variable):
-                    dtype = tf.bfloat16 if value.shape.rank == 2 else tf.float32
-                    setattr(target, attribute, tf.Variable(tf.cast(value, dtype), name=attribute))
-        # A zero bias for the head: oneDNN runs a product with a bias (MatMul + BiasAdd, which
-        # TensorFlow fuses into one kernel) of a single bfloat16 row more than twice as fast as
-        # the plain MatMul (BENCHMARKS.md). A variable, so that no graph pass folds it away.
-        copy.lm_head_bias = tf.Variable(tf.zeros([self.config.vocab_size], tf.bfloat16), name="lm_head_bias")
-        return copy
 
     def crop_block_size(self, block_size: int):
         """Model surgery to shrink the block size, e.g. to use a GPT-2 checkpoint (1024) with a

@@ -224,7 +224,7 @@ def test_layer_norm_and_its_gradient_match_autodiff(with_bias):
 
 
 def test_gelu_and_its_gradient_match_tf_tanh_gelu():
-    from model.model import gelu
+    from model.kernels import gelu
 
     x = tf.random.normal([1000], stddev=3.0, seed=0)
     grads = []

@@ -15,4 +15,4 @@ PADDED_VOCAB_SIZE = 50304  # GPT-2's vocabulary rounded up to a multiple of 64, 
 # `dtype` (nanoGPT's option) -> the mixed-precision policy a GPT computes with (the names Keras uses).
 POLICY_OF_DTYPE = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 DTYPES = tuple(POLICY_OF_DTYPE)
-WEIGHT_DTYPES = ("float32", "bfloat16")  # the weights a GPT can decode with (GPT.with_weights)
+WEIGHT_DTYPES = ("float32", "bfloat16")  # the weights a GPT can decode with (serving/weights.py)

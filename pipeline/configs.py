@@ -1,5 +1,16 @@
-"""The pipeline's settings. Training hyperparameter defaults live in model/config.py; a pipeline
-preset names the data, the training preset and the evaluation settings that go with it."""
+"""The run's configuration: one typed RunConfig made of parts, each a dataclass of settings defined
+where it is read (core/settings.py `setting` fields: type, description, allowed values):
+
+    pipeline  PipelineSettings (below): name, output directory, preset, cache, Beam
+    data      TokenizeTextSettings (components/tokenize_text/settings.py): the corpus and its splits
+    train     TrainConfig (training/config.py): nanoGPT's hyperparameters
+    eval      EvalConfig (components/lm_evaluator/settings.py): the evaluation and the blessing
+    deploy    DeployConfig (components/trainer/settings.py): where training runs, what is exported
+
+A command line names any setting flat (`--max_iters=500 --val_loss_threshold=2.5`): each name
+belongs to one part. `make_run_config` builds and checks the whole of it once; each component gets
+its part as JSON with its schema (Settings.to_json) and reads it back typed.
+"""
 
 from __future__ import annotations
 
@@ -7,79 +18,59 @@ import dataclasses
 import difflib
 import glob
 import os
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
+from components.lm_evaluator.settings import EvalConfig
 from components.tokenize_text.settings import TokenizeTextSettings
+from components.trainer.settings import DeployConfig
+from core import settings
+from core.settings import SettingError, Settings, check, setting, unknown
 from training.config import PRESETS as TRAIN_PRESETS
-from model.presets import WEIGHT_DTYPES
-from serving import SERVING_LOOPS
 from training.config import TrainConfig, make_config
-from core.settings import SettingError, check, coerce_values, setting, unknown
 
 PIPELINE_NAME = "nanogpt-tfx"
 OUTPUT_DIR = os.environ.get("NANOGPT_TFX_OUTPUT", "tfx_output")
 IMAGE_WORKDIR = "/pipeline"  # where the Dockerfile puts this repository in the image
+DEFAULT_PRESET = "shakespeare_char"
 
 
 @dataclasses.dataclass
-class PipelineConfig(TokenizeTextSettings):
-    """The pipeline's settings. The data settings are TokenizeText's own (TokenizeTextSettings,
-    components/tokenize_text/settings.py), inherited so that each is defined once and is a pipeline
-    setting; the training hyperparameters are model/config.py's (train_preset and train_overrides)."""
-    preset: str = setting("shakespeare_char", "the pipeline preset these settings started from")
+class PipelineSettings(Settings):
+    preset: str = setting(DEFAULT_PRESET, "the pipeline preset these settings started from")
     pipeline_name: str = setting(PIPELINE_NAME, "the pipeline's name in ML Metadata")
     output_dir: str = setting(OUTPUT_DIR, "pipeline root, metadata store and serving directory lie below "
                                           "($NANOGPT_TFX_OUTPUT)")
-    # training: a model/config.py preset plus overrides (any TrainConfig field)
-    train_preset: str = setting("shakespeare_char", "the training preset (model/config.py) under the "
-                                                    "training hyperparameters", choices=tuple(TRAIN_PRESETS))
-    train_overrides: Dict[str, object] = setting({}, "training hyperparameters over train_preset")
+    train_preset: str = setting(DEFAULT_PRESET, "the training preset (training/config.py) under the training "
+                                                "hyperparameters", choices=tuple(TRAIN_PRESETS))
     resume: bool = setting(False, "continue from the checkpoint of the latest model's training run")
-    serving_weights: str = setting("float32", "the exported SavedModel's matmul weights (bfloat16: half the bytes "
-                                              "read per generated token)", choices=WEIGHT_DTYPES)
-    serving_loop: str = setting("auto", "how the exported generate signature decodes: xla (XLA-compiled, for GPU "
-                                        "and TPU servers), graph (no XLA), auto (xla for models of small layers, "
-                                        "graph for large ones: the faster on a CPU, model/generate.py uses_xla)",
-                                choices=SERVING_LOOPS)
-    # where training runs: in the Trainer's own process or pod (one device, or `--strategy=mirrored`
-    # over its GPUs; on Kubeflow the pod gets train_accelerator_count x train_accelerator), or, for
-    # train_workers > 1, as a Vertex AI training job of train_workers machines with that many
-    # accelerators each (MultiWorkerMirroredStrategy from the TF_CONFIG that Vertex AI sets; TPUs:
-    # --strategy=tpu). See docs/kubeflow.md.
-    train_workers: int = setting(1, "machines that train (> 1: a Vertex AI training job)", minimum=1)
-    train_machine_type: str = setting("n1-standard-8", "the Vertex AI machine type of each training worker")
-    train_accelerator: str = setting("", "the Trainer pod's accelerator type, e.g. NVIDIA_TESLA_A100, "
-                                         "NVIDIA_H100_80GB (Kubeflow, Vertex AI)")
-    train_accelerator_count: int = setting(0, "accelerators per training worker: the replicas each trains",
-                                           minimum=0)
-    vertex_project: str = setting("", "the Google Cloud project of the Vertex AI training job")
-    vertex_region: str = setting("us-central1", "the region of the Vertex AI training job")
-    # the container image of the components on Kubeflow Pipelines and of the Vertex AI training job
-    image: str = setting("nanogpt-tfx:latest", "the components' container image (Kubeflow, Vertex AI)")
-    # evaluation and blessing
-    baselines: List[str] = setting([], "GPT-2 names or checkpoint directories evaluated beside the model")
-    eval_batches: int = setting(0, "evaluation batches per split (0: the whole of each split)", minimum=0)
-    eval_batch_size: int = setting(32, "windows per evaluation batch", minimum=1)
-    val_loss_threshold: float = setting(1e9, "bless only under this validation loss")
-    max_regression: float = setting(0.0, "and no worse than the last blessed model by more than this")
     beam_pipeline_args: List[str] = setting(["--direct_running_mode=in_memory", "--direct_num_workers=1"],
                                             "Beam options (default: the in-memory DirectRunner)")
     enable_cache: bool = setting(True, "reuse the outputs of components whose inputs did not change")
 
     def __post_init__(self):
-        check(self)  # each setting; the data source is checked with tokenize_settings()
-        if self.train_accelerator and self.train_accelerator_count < 1:
-            raise SettingError(f"--train_accelerator={self.train_accelerator}: needs --train_accelerator_count >= 1")
-        if self.train_workers > 1 and not self.vertex_project:
-            raise SettingError(f"--train_workers={self.train_workers}: multi-worker training runs on Vertex AI, "
-                               f"which needs --vertex_project (and --vertex_region)")
+        check(self)
 
-    def tokenize_settings(self) -> TokenizeTextSettings:
-        return TokenizeTextSettings.of(self)
 
-    @property
-    def trains_on_vertex(self) -> bool:
-        return self.train_workers > 1
+# The parts of a RunConfig, by attribute; a flat setting name belongs to the first part that has it.
+PARTS = {"pipeline": PipelineSettings, "data": TokenizeTextSettings, "train": TrainConfig, "eval": EvalConfig,
+         "deploy": DeployConfig}
+# TrainConfig's settings that the pipeline sets itself (the Trainer's directories; the data's tokenizer).
+SET_BY_THE_PIPELINE = ("out_dir", "data_dir", "text_file", "tokenizer", "bpe_dir")
+
+
+def owners() -> Dict[str, str]:
+    """{setting name: the part it belongs to}, for every setting a command line may name."""
+    found = {}
+    for part, cls in PARTS.items():
+        for name in settings.fields(cls):
+            if not (part == "train" and name in SET_BY_THE_PIPELINE):
+                found.setdefault(name, part)
+    return found
+
+
+class OutputLayout:
+    """Where a run's outputs lie under its output directory (`output_dir`)."""
+    output_dir: str
 
     @property
     def pipeline_root(self) -> str:
@@ -92,6 +83,51 @@ class PipelineConfig(TokenizeTextSettings):
     @property
     def serving_dir(self) -> str:
         return os.path.join(self.output_dir, "serving_model")
+
+
+@dataclasses.dataclass
+class Outputs(OutputLayout):
+    """The outputs of the runs under an output directory (runner.py lineage and sample read them)."""
+    output_dir: str = OUTPUT_DIR
+
+
+@dataclasses.dataclass
+class RunConfig(OutputLayout):
+    pipeline: PipelineSettings
+    data: TokenizeTextSettings
+    train: TrainConfig
+    eval: EvalConfig
+    deploy: DeployConfig
+
+    @property
+    def preset(self) -> str:
+        return self.pipeline.preset
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.pipeline.pipeline_name
+
+    @property
+    def output_dir(self) -> str:
+        return self.pipeline.output_dir
+
+    def replace(self, **values) -> "RunConfig":
+        """A copy with these settings (flat names) changed, checked again."""
+        parts = {part: {} for part in PARTS}
+        for name, value in values.items():
+            parts[_owner(name)][name] = value
+        return RunConfig(**{part: dataclasses.replace(getattr(self, part), **changed) if changed else getattr(self, part)
+                            for part, changed in parts.items()})
+
+
+def _owner(name: str) -> str:
+    found = owners()
+    if name not in found:
+        if name in SET_BY_THE_PIPELINE:
+            raise SettingError(f"--{name}: the pipeline sets it (the data is --data or --dataset_name, the "
+                               f"tokenizer --tokenizer, the directories --output)")
+        raise unknown(name, found)
+    return found[name]
 
 
 OPENWEBTEXT = dict(dataset_name="openwebtext", streaming=True, tokenizer="gpt2")
@@ -111,33 +147,103 @@ PRESETS: Dict[str, dict] = {
                                               eval_batches=500, eval_batch_size=8)
        for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")},
 }
+# The presets whose corpus is Tiny Shakespeare (the ones that name no dataset).
+TEXT_PRESETS = tuple(name for name, values in PRESETS.items() if "dataset_name" not in values)
 
-def make_pipeline_config(preset: str = "shakespeare_char", **overrides) -> PipelineConfig:
-    """The preset's settings under the overrides (pipeline settings), each checked; SettingError names
-    the first wrong one (the data source and training hyperparameters: validate())."""
+
+def make_run_config(preset: str = DEFAULT_PRESET, default_data: Optional[Callable[[], str]] = None,
+                    **values) -> RunConfig:
+    """The preset's settings under `values` (flat setting names of any part), built and checked once:
+    SettingError names the first wrong setting. With neither input_pattern nor dataset_name,
+    default_data() gives the text files (Tiny Shakespeare), called only once everything else is checked."""
     if preset not in PRESETS:
         raise unknown(preset, PRESETS, "preset")
-    names = {f.name for f in dataclasses.fields(PipelineConfig)}
-    for key in overrides:
-        if key not in names:
-            raise unknown(key, names)
-    values = coerce_values({**PRESETS[preset], **overrides}, PipelineConfig)
-    return PipelineConfig(**{**values, "preset": preset})
+    parts = {part: {} for part in PARTS}
+    for name, value in {**PRESETS[preset], **values}.items():
+        parts[_owner(name)][name] = value
+    parts["pipeline"]["preset"] = preset
+    built = {part: settings.coerce_values(values, PARTS[part]) for part, values in parts.items()}
+    pipeline = PipelineSettings(**built["pipeline"])
+    train = make_config(pipeline.train_preset, **built["train"])
+    evaluation, deploy = EvalConfig(**built["eval"]), DeployConfig(**built["deploy"])
+    data = built["data"]
+    if not data.get("input_pattern") and not data.get("dataset_name") and default_data:
+        data["input_pattern"] = default_data()
+    config = RunConfig(pipeline=pipeline, data=TokenizeTextSettings(**data), train=train, eval=evaluation,
+                       deploy=deploy)
+    check_input_files(config.data.input_pattern)
+    return config
 
 
-def validate(config: PipelineConfig) -> TrainConfig:
-    """Check the complete configuration before anything runs: TokenizeText's settings, local input
-    files, and the training hyperparameters (returned); SettingError naming the first wrong one."""
-    config.tokenize_settings()
-    pattern = config.input_pattern
-    if pattern and "://" not in pattern and not (os.path.isdir(pattern) and os.listdir(pattern)) \
-            and not any(os.path.isfile(p) for p in glob.glob(pattern)):
-        near = difflib.get_close_matches(os.path.basename(pattern), os.listdir(os.path.dirname(pattern) or ".")) \
-            if os.path.isdir(os.path.dirname(pattern) or ".") else []
-        raise SettingError(f"--data={pattern}: matches no file" + (f"; did you mean {near[0]}?" if near else ""))
-    return make_config(config.train_preset, **config.train_overrides)
+def check_input_files(pattern: Optional[str]) -> None:
+    """A local --data that matches no file: SettingError, with the closest name in its folder."""
+    if not pattern or "://" in pattern or (os.path.isdir(pattern) and os.listdir(pattern)) \
+            or any(os.path.isfile(p) for p in glob.glob(pattern)):
+        return
+    folder = os.path.dirname(pattern) or "."
+    near = difflib.get_close_matches(os.path.basename(pattern), os.listdir(folder)) if os.path.isdir(folder) else []
+    raise SettingError(f"--data={pattern}: matches no file" + (f"; did you mean {near[0]}?" if near else ""))
 
 
 def absolute_path(path: str) -> str:
     """Local paths made absolute (the pipeline's components run elsewhere); URIs such as gs:// kept."""
     return path if "://" in path else os.path.abspath(path)
+
+
+def help_sections() -> List[str]:
+    """The settings of every part as --help sections, each with its type, default and description."""
+    return [
+        settings.help_listing(TokenizeTextSettings, "data (TokenizeText)", skip=("input_pattern",)),
+        settings.help_listing(PipelineSettings, "pipeline", skip=("preset", "output_dir")),
+        settings.help_listing(EvalConfig, "evaluation and blessing (LMEvaluator)"),
+        settings.help_listing(DeployConfig, "deployment: where training runs, what is exported"),
+        settings.help_listing(TrainConfig, "training hyperparameters (training/config.py; defaults: nanoGPT's GPT-2 "
+                                           "124M)", skip=SET_BY_THE_PIPELINE)]
+
+
+def from_command_line(overrides: List[str], config_files: List[str] = (), preset: Optional[str] = None,
+                      data: Optional[str] = None, output: Optional[str] = None,
+                      beam_pipeline_args: Optional[str] = None, default_data: Optional[Callable[[], str]] = None,
+                      log=print) -> RunConfig:
+    """The RunConfig of a command line, checked before anything runs: the preset, then nanoGPT config
+    files' values, then the --key=value overrides, then --data (text files, for any preset). A config
+    file's `dataset` picks the preset unless --preset or --data is given. default_data: as in
+    make_run_config (None: a preset of Tiny Shakespeare needs --data)."""
+    import shlex
+
+    from training.config import NANOGPT_DATASETS, NANOGPT_DEFAULT_DATASET, read_nanogpt_config, split_command_line
+
+    _, overrides = split_command_line(overrides, log)  # --device=cuda and the like: a printed line why not
+    known = owners()
+    chosen, values = preset, {}
+    for path in config_files:
+        file_values = read_nanogpt_config(path, [*known, *SET_BY_THE_PIPELINE], log)
+        for name in [n for n in file_values if n in SET_BY_THE_PIPELINE and n not in known]:
+            log(f"{path}: {name}={file_values.pop(name)!r} ignored: the pipeline sets it (the data is --data or "
+                f"--dataset_name, the directories --output)")
+        named = "dataset" in file_values
+        dataset = file_values.pop("dataset", NANOGPT_DEFAULT_DATASET)
+        if preset is None and not data:  # --preset or --data on the command line come later and win
+            chosen = NANOGPT_DATASETS[dataset][0]
+            log(f"{path}: dataset={dataset!r}{'' if named else ' (nanoGPT default)'}: the data of the preset {chosen}")
+        values.update(file_values)
+    values.update(settings.parse_overrides(overrides, *PARTS.values()))
+    for name in values:
+        _owner(name)  # a training setting the pipeline sets, named
+    if beam_pipeline_args is not None:
+        values["beam_pipeline_args"] = shlex.split(beam_pipeline_args)
+    if data and values.get("dataset_name"):
+        raise SettingError("give --data (text files) or --dataset_name (a dataset), not both")
+    if data:  # text files, a folder or a glob, for any preset
+        values.update(input_pattern=data, dataset_name=None, dataset_config=None, streaming=False)
+    elif values.get("dataset_name"):  # a dataset, for any preset
+        values["input_pattern"] = None
+    if values.get("input_pattern"):
+        values["input_pattern"] = absolute_path(values["input_pattern"])
+    values["output_dir"] = absolute_path(output or values.get("output_dir") or OUTPUT_DIR)
+    chosen = chosen or DEFAULT_PRESET
+    if default_data is None:
+        def default_data():
+            raise SettingError(f"the preset {chosen} reads text files: name ones that the pipeline's pods can read "
+                               f"with --data (for example gs://BUCKET/input.txt)")
+    return make_run_config(chosen, default_data=default_data, **values)

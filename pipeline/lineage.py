@@ -282,18 +282,6 @@ def _list_dir(path: str) -> List[str]:
     return sorted(n.rstrip("/") for n in tf.io.gfile.listdir(path)) if tf.io.gfile.isdir(path) else []
 
 
-def _open(path: str):
-    """A file opened locally, or through tf.io.gfile for a URI (gs://, s3://; TensorFlow loaded
-    only then); its errors as OSError."""
-    if "://" not in path:
-        return open(path)
-    import tensorflow as tf
-
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(path)
-    return tf.io.gfile.GFile(path)
-
-
 def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -327,22 +315,39 @@ def _execution_details(execution, type_name: str, outputs) -> List[Tuple[str, st
                                                                      str(execution.last_known_state)))]
     if type_name == "Trainer":
         custom = json.loads(properties.get("custom_config") or "{}") or {}
-        details.append(("training preset", str(custom.get("train_preset"))))
-        details.append(("overrides", json.dumps(custom.get("train_config", {}), sort_keys=True)))
         details.append(("resume", str(custom.get("resume", False))))
+        export = _settings_values(custom.get("deploy_config"))
+        if export:
+            details.append(("export", " ".join(f"{k}={export[k]}" for k in ("serving_weights", "serving_loop")
+                                               if k in export)))
         run = next((a for key, a in outputs if key == "model_run"), None)
-        config = _read_json(run.uri, TRAIN_CONFIG_FILE) if run is not None else None
+        # what trained (the run's train_config.json, with its directories), else what was asked for
+        config = (_read_json(run.uri, TRAIN_CONFIG_FILE) if run is not None else None) \
+            or _settings_values(custom.get("train_config"))
         if config:
             details.append(("hyperparameters", " ".join(f"{k}={v}" for k, v in sorted(config.items()))))
         return details
-    if isinstance(properties.get("settings"), str) and properties["settings"].startswith("{"):
-        # a component whose parameters are one JSON settings object (TokenizeText): each shown by name
-        settings = json.loads(properties.pop("settings"))
-        properties.update({k: v if isinstance(v, str) else str(v) for k, v in settings.items() if v is not None})
+    for key in ("settings", "config"):
+        # a component whose parameters are one JSON settings object (TokenizeText, LMEvaluator): each by name
+        values = _settings_values(properties.get(key))
+        if values:
+            properties.pop(key)
+            properties.update({k: v if isinstance(v, str) else str(v) for k, v in values.items() if v is not None})
     for key, value in sorted(properties.items()):
         if value not in ("", "null", "[]", "{}") and key not in ("custom_config",):
             details.append((key, " ".join(_format(value).split())))
     return details
+
+
+def _settings_values(text) -> dict:
+    """The values of a settings object as core.settings.Settings.to_json wrote it ({} for anything else)."""
+    if not isinstance(text, str) or not text.startswith("{"):
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data.get("values", {}) if isinstance(data, dict) else {}
 
 
 def _producer(store, artifact_id: int):

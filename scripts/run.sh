@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up the locked environment, then runs the main job (arguments go to `runner.py run`; --gpu
-# first installs the gpu extra: `bash scripts/run.sh --gpu --preset=shakespeare_char_gpu ...`).
+# first installs the gpu extra: `bash scripts/run.sh --gpu --train_preset=shakespeare_char_gpu ...`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--gpu" ]; then

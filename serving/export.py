@@ -3,7 +3,7 @@
 Signatures (all plain TensorFlow ops; `saved_model_cli run` and `tf.saved_model.load` use them):
 - `generate`: prompt token ids (B, T) int32 and the sampling settings (max_new_tokens,
   temperature, top_k, top_p, seed, eot_token, vocab_limit) -> tokens (B, T + max_new_tokens) and
-  each row's length (see model/generate.py). How it decodes is `loop` (see model/generate.py uses_xla):
+  each row's length (see serving/generate.py). How it decodes is `loop` (see serving/generate.py uses_xla):
   "xla", the prefill and decoding steps are one XLA-compiled function per prompt-length bucket
   (powers of two up to block_size; saved with the attribute _XlaMustCompile: the loading process
   compiles a bucket on its first call, once per batch size; TF Serving runs it when built with
@@ -26,8 +26,8 @@ import tensorflow as tf
 from core import files
 from core.errors import writing
 from serving.generate import serving_function, uses_xla
+from serving.weights import with_weights
 
-SIGNATURES = ("generate", "logits", "tokenizer")
 
 class CharTable(tf.Module):
     """Strings -> ragged ids through a table of the characters (-1 for one outside them)."""
@@ -99,12 +99,12 @@ def export_saved_model(model, path: str, tokenizer_json: dict, text_encoder: Opt
     place, where the SavedModel writes saved_model.pb after the variables, so a model cut short
     does not load).
 
-    weights: "bfloat16" serves a copy whose matmul weights are bfloat16 (GPT.with_weights; half
+    weights: "bfloat16" serves a copy whose matmul weights are bfloat16 (serving/weights.py; half
     the file and the bytes read per token). loop: "xla" (the prefill and decoding steps by XLA,
     for GPU and TPU servers built with XLA), "graph" (no XLA: loads in any TF Serving) or "auto"
-    (model/generate.py uses_xla: xla for models of small layers, graph for large ones, the
+    (serving/generate.py uses_xla: xla for models of small layers, graph for large ones, the
     faster on a CPU)."""
-    module = ServingModule(model.with_weights(weights), tokenizer_json, text_encoder, loop)
+    module = ServingModule(with_weights(model, weights), tokenizer_json, text_encoder, loop)
     with writing(f"the SavedModel {path}"), files.atomic_directory(path) as directory:
         tf.saved_model.save(module, directory, signatures=module.signatures())
     return path

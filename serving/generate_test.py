@@ -207,7 +207,7 @@ def test_serving_signature_round_trips_through_a_saved_model(model, tmp_path):
 
 
 def test_sampling_draws_from_the_softmax():
-    from serving.generate import sample_next
+    from serving.sampling import sample_next
 
     logits = np.log(np.array([0.5, 0.25, 0.15, 0.07, 0.03], np.float32))
     rows = 40000
@@ -222,7 +222,7 @@ def test_sampling_draws_from_the_softmax():
 def test_the_top_k_cut_is_the_same_by_bisection_and_by_tensorflow_top_k():
     """The graph without XLA finds top_k's threshold with tf.math.top_k, XLA by bisection: the same
     kept set, ties with the k-th logit included, -inf logits never kept above finite ones."""
-    from serving.generate import _top_k_top_p
+    from serving.sampling import _top_k_top_p
 
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((6, 300)).astype(np.float32)
@@ -267,12 +267,14 @@ def trained(train_char_model, shakespeare_text):
 
 
 def test_bfloat16_weights_decode_like_float32_on_a_trained_model(trained):
-    """Quality of bfloat16 weights (GPT.with_weights): on held-out text the logits stay within 0.1
+    """Quality of bfloat16 weights (serving/weights.py): on held-out text the logits stay within 0.1
     of float32's (they span ~15; measured 0.036), the loss within 0.2% (measured 0.01%), and
     greedy decoding gives the same 60 tokens from each of 4 prompts, with and without XLA
     (measured: the same 200)."""
     model, held_out = trained
-    bf16 = model.with_weights("bfloat16")
+    from serving.weights import with_weights
+
+    bf16 = with_weights(model, "bfloat16")
     assert bf16.wte.weight.dtype == tf.bfloat16 and bf16.h[0].ln_1.weight.dtype == tf.float32
     windows = tf.constant(held_out[:8 * 64].reshape(8, 64))
     f32_logits, bf16_logits = model(windows).numpy(), bf16(windows).numpy()

@@ -1,4 +1,4 @@
-"""Sample from a trained model: nanoGPT's sample.py, with the key/value cache of model/generate.py.
+"""Sample from a trained model: nanoGPT's sample.py, with the key/value cache of serving/generate.py.
 
 $ python -m serving.sample --init_from=out-shakespeare-char --start="ROMEO:" --num_samples=3
 $ python -m serving.sample --init_from=gpt2 --start=FILE:prompt.txt --max_new_tokens=100
@@ -40,7 +40,7 @@ class SampleConfig:
                            choices=WEIGHT_DTYPES)
     compile: Optional[bool] = setting(None, "XLA for the generation loop (compiled per prompt length); False: "
                                             "TensorFlow's own kernels; None: the faster of the two on a CPU for "
-                                            "the model's size (XLA for small layers; model/generate.py uses_xla)")
+                                            "the model's size (XLA for small layers; serving/generate.py uses_xla)")
     stop_at_eot: bool = setting(False, "end a sample at the tokenizer's end-of-text token (GPT-2 BPE has one)")
     bpe_dir: str = setting("", "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE")
 
@@ -160,7 +160,7 @@ def sample_saved_model(path: str, start: str = "\n", num_samples: int = 10, max_
 
 
 def parse_args(argv: List[str]) -> SampleConfig:
-    """nanoGPT's `--key=value` options over SampleConfig's defaults (model/settings.py's parser)."""
+    """nanoGPT's `--key=value` options over SampleConfig's defaults (core/settings.py's parser)."""
     return SampleConfig(**parse_overrides(argv, SampleConfig))
 
 

@@ -1,1 +1,1 @@
-"""Helpers the tests share (not shipped: pyproject.toml packages model, components and pipeline only)."""
+"""Helpers the tests share (not shipped: pyproject.toml packages the project's own packages only)."""

@@ -1,7 +1,7 @@
 """Many `runner.py run` processes for the price of one TFX import (~35 s each on this machine): this
 process imports runner.py, TFX and TensorFlow once (running nothing), then forks one child per
 command read from stdin; each child is `runner.py run ...` in its own process and process group,
-which a SIGKILL (pipeline/fault_injection.py) ends as it would end `python runner.py run ...`.
+which a SIGKILL (test_helpers/fault_injection.py, armed in each child) ends as it would end `python runner.py run ...`.
 
     python -m test_helpers.forked_runner
     stdin:  {"argv": ["run", ...], "env": {...}, "log": "/path/of/its/output"}   one JSON line a command
@@ -22,6 +22,7 @@ def _child(command) -> None:
     sys.argv = ["runner.py", *command["argv"]]
     status = 0
     try:
+        fault_injection.install()  # the kill point that the command's environment names, if any
         runner.main(command["argv"])
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -41,6 +42,7 @@ if __name__ == "__main__":
     from tfx import v1  # noqa: F401
 
     from pipeline import pipeline  # noqa: F401
+    from test_helpers import fault_injection
 
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:

@@ -1,4 +1,4 @@
-"""Processes the tests watch: the training processes (model/train_process.py) a process started,
+"""Processes the tests watch: the training processes (training/train_process.py) a process started,
 read from /proc, and whether a process or a whole process group has ended."""
 
 import os

@@ -48,16 +48,16 @@ def test_the_readme_own_data_commands(tmp_path, monkeypatch, shakespeare_text, b
     _small_inputs(tmp_path, shakespeare_text)
     for i, args in enumerate(commands):
         config = _configuration(*args, f"--output={tmp_path / 'out'}")
-        assert bool(config.input_pattern) != bool(config.dataset_name)
+        assert bool(config.data.input_pattern) != bool(config.data.dataset_name)
         examples = standard_artifacts.Examples()
         examples.uri = str(tmp_path / f"examples{i}")
-        context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=config.beam_pipeline_args,
+        context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=config.pipeline.beam_pipeline_args,
                                                               tmp_dir=str(tmp_path / "tmp"))
-        Executor(context).Do({}, {"examples": [examples]}, {"settings": config.tokenize_settings().to_json()})
+        Executor(context).Do({}, {"examples": [examples]}, {"settings": config.data.to_json()})
         counts = {k: examples.get_custom_property(k) for k in ("num_tokens_train", "num_tokens_val")}
         assert all(counts.values()), (args, counts)
         assert examples.get_custom_property("split_method") == "head_tail", args  # small corpora
-        assert examples.get_custom_property("tokenizer") == config.tokenizer
+        assert examples.get_custom_property("tokenizer") == config.data.tokenizer
     assert not os.path.exists(tmp_path / "out")  # nothing ran but the tokenization
 
 
@@ -68,6 +68,6 @@ def test_data_and_dataset_name_exclude_each_other_and_any_preset_takes_either(tm
         _configuration(f"--data={shared_data}/tinyshakespeare.txt", "--dataset_name=x.jsonl")
     (tmp_path / "c.jsonl").write_text('{"text": "hello"}\n')
     config = _configuration("--preset=shakespeare", f"--dataset_name={tmp_path}/c.jsonl")
-    assert config.input_pattern is None and config.dataset_name == f"{tmp_path}/c.jsonl"
+    assert config.data.input_pattern is None and config.data.dataset_name == f"{tmp_path}/c.jsonl"
     config = _configuration("--preset=owt_gpt2_124m", f"--data={shared_data}/tinyshakespeare.txt")
-    assert config.dataset_name is None and not config.streaming and config.input_pattern.endswith("tinyshakespeare.txt")
+    assert config.data.dataset_name is None and not config.data.streaming and config.data.input_pattern.endswith("tinyshakespeare.txt")

@@ -16,9 +16,10 @@ import tensorflow as tf
 from tfx import v1 as tfx
 
 from core import shards
-from pipeline import fault_injection, lineage
-from pipeline.configs import make_pipeline_config
-from pipeline.pipeline import create_pipeline
+from pipeline import lineage
+from test_helpers import fault_injection
+from pipeline.configs import Outputs, make_run_config
+from orchestration.local import local_pipeline
 from test_helpers.damage import flip_bytes_in_place
 from test_helpers.processes import group_gone
 
@@ -59,10 +60,10 @@ def small_corpus(tmp_path_factory, shakespeare_text):
 @pytest.fixture(scope="module")
 def char_run(tmp_path_factory, small_corpus):
     """The default (character) pipeline, run once."""
-    config = make_pipeline_config("shakespeare_char", input_pattern=small_corpus,
+    config = make_run_config("shakespeare_char", input_pattern=small_corpus,
                                   output_dir=str(tmp_path_factory.mktemp("char_run")),
-                                  val_loss_threshold=3.5, train_overrides=dict(TINY_TRAINING))
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+                                  val_loss_threshold=3.5, **TINY_TRAINING)
+    tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
     return config
 
 
@@ -87,7 +88,7 @@ def test_char_pipeline_trains_blesses_and_pushes_a_servable_model(char_run):
 def _rerun(config):
     """Run again; the states of that run's component executions by type name."""
     before = _execution_ids(config)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+    tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
     return _component_states(config, exclude=before)
 
 
@@ -106,9 +107,9 @@ def test_changed_hyperparameter_reruns_the_trainer_and_what_follows(char_run):
     from ml_metadata.proto import metadata_store_pb2
 
     cached, complete = metadata_store_pb2.Execution.CACHED, metadata_store_pb2.Execution.COMPLETE
-    config = make_pipeline_config("shakespeare_char", input_pattern=char_run.input_pattern,
+    config = make_run_config("shakespeare_char", input_pattern=char_run.data.input_pattern,
                                   output_dir=char_run.output_dir, val_loss_threshold=3.5, max_regression=10.0,
-                                  train_overrides={**TINY_TRAINING, "learning_rate": 2e-3})
+                                  **{**TINY_TRAINING, "learning_rate": 2e-3})
     assert _rerun(config) == {"TokenizeText": cached, "ImportSchemaGen": cached, "Transform": cached,
                               "Trainer": complete, "LMEvaluator": complete, "Pusher": complete}
     store = _store(config)
@@ -130,9 +131,9 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
     assert steps == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "Pusher"]
     tokenize, transform, trainer, evaluator, pusher = (text.index(f"\n{s} #") for s in steps[1:])
     assert tokenize < transform < trainer < evaluator < pusher
-    corpus = open(char_run.input_pattern, encoding="utf-8").read()
+    corpus = open(char_run.data.input_pattern, encoding="utf-8").read()
     n_train = int(len(corpus) * 0.9)
-    assert f"input_pattern: {char_run.input_pattern}" in text[tokenize:transform]
+    assert f"input_pattern: {char_run.data.input_pattern}" in text[tokenize:transform]
     assert f"num_tokens_train: {n_train}" in text and f"num_tokens_val: {len(corpus) - n_train}" in text
     assert f"vocabulary: {len(set(corpus))} characters" in text[trainer:evaluator]
     assert "transform_fn/assets/" in text[transform:trainer]  # tf.Transform's vocabulary file
@@ -155,10 +156,10 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
 
 def test_resume_continues_the_latest_models_training_run(char_run):
     """resume=True: the Trainer starts from the checkpoint of the run that made the latest model."""
-    config = make_pipeline_config("shakespeare_char", input_pattern=char_run.input_pattern,
+    config = make_run_config("shakespeare_char", input_pattern=char_run.data.input_pattern,
                                   output_dir=char_run.output_dir, val_loss_threshold=3.5, resume=True,
-                                  train_overrides={**TINY_TRAINING, "max_iters": 60, "lr_decay_iters": 60})
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+                                  **{**TINY_TRAINING, "max_iters": 60, "lr_decay_iters": 60})
+    tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
     runs = sorted(_store(config).get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
     latest = tf.train.latest_checkpoint(os.path.join(runs[-2].uri, "checkpoints"))
     saved_at = int(latest.rsplit("-", 1)[1])  # the previous run's last checkpoint
@@ -171,10 +172,10 @@ def test_resume_continues_the_latest_models_training_run(char_run):
 def test_unblessed_model_is_not_pushed(char_run):
     """A model worse than the threshold: evaluated, not blessed, and the serving dir unchanged."""
     pushed = _pushed_versions(char_run)
-    config = make_pipeline_config("shakespeare_char", input_pattern=char_run.input_pattern,
+    config = make_run_config("shakespeare_char", input_pattern=char_run.data.input_pattern,
                                   output_dir=char_run.output_dir, val_loss_threshold=0.01,
-                                  train_overrides={**TINY_TRAINING, "max_iters": 10})
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+                                  **{**TINY_TRAINING, "max_iters": 10})
+    tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
     blessing = max(_store(config).get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
     assert blessing.custom_properties["blessed"].int_value == 0
     assert _pushed_versions(config) == pushed
@@ -188,11 +189,11 @@ def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir):
 
     checkpoint = str(tmp_path / "tiny-gpt2")
     GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=64, vocab_size=50257), seed=0).save_pretrained(checkpoint)
-    config = make_pipeline_config(
+    config = make_run_config(
         "eval_gpt2", dataset_name=None, input_pattern=small_corpus, tokenizer="gpt2", bpe_dir=bpe_dir,
         output_dir=str(tmp_path / "out"), baselines=[checkpoint], eval_batches=4, eval_batch_size=2,
-        train_overrides=dict(init_from=checkpoint, block_size=64, batch_size=2, eval_iters=2))
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+        init_from=checkpoint, block_size=64, batch_size=2, eval_iters=2)
+    tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
     evaluation = max(_store(config).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     with open(os.path.join(evaluation.uri, "report.md")) as f:
         report = f.read()
@@ -211,7 +212,7 @@ def test_runner_samples_from_the_pushed_model(char_run, capsys):
     assert all(s.startswith("ROMEO:") and len(s.rstrip("\n")) >= 6 for s in samples[:2])
 
 
-# Every kill point of pipeline/fault_injection.py of every component of the default pipeline, in
+# Every kill point of test_helpers/fault_injection.py of every component of the default pipeline, in
 # the order LocalDagRunner runs them; `writing` of a component that writes in one go falls on `written`.
 KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText", "Transform", "Trainer")
                for point in fault_injection.COMPONENT_POINTS] + [("latest_blessed_model_resolver", "registered")] + [
@@ -297,9 +298,9 @@ def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uni
     from ml_metadata.proto import metadata_store_pb2
 
     out = tmp_path / "out"
-    argv = ["run", f"--data={char_run.input_pattern}", f"--output={out}", "--val_loss_threshold=3.5",
+    argv = ["run", f"--data={char_run.data.input_pattern}", f"--output={out}", "--val_loss_threshold=3.5",
             *(f"--{k}={v}" for k, v in TINY_TRAINING.items())]
-    config = make_pipeline_config("shakespeare_char", output_dir=str(out))
+    config = Outputs(str(out))
     with _forked_runner() as run:
         for node, point in KILL_POINTS:
             log = tmp_path / f"{node}-{point}.log"
@@ -358,13 +359,17 @@ def _run_fn_args(char_run, run_dir, model_dir):
     """run_fn's arguments to train TINY_TRAINING's model for 20 iterations on char_run's examples."""
     from tfx.components.trainer.fn_args_utils import FnArgs
 
+    from components.trainer.settings import DeployConfig, custom_config
+    from training.config import make_config
+
     examples = _output_of(char_run, "Transform", "transformed_examples", first=True)
     return FnArgs(train_files=[os.path.join(examples, "Split-train", "*")],
                   eval_files=[os.path.join(examples, "Split-val", "*")],
                   transform_graph_path=_output_of(char_run, "Transform", "transform_graph", first=True),
                   model_run_dir=str(run_dir), serving_model_dir=str(model_dir / "Format-Serving"),
-                  custom_config={"train_preset": "shakespeare_char",
-                                 "train_config": {**TINY_TRAINING, "max_iters": 20, "eval_interval": 20}})
+                  custom_config=custom_config(make_config("shakespeare_char", **{**TINY_TRAINING, "max_iters": 20,
+                                                                                  "eval_interval": 20}),
+                                              DeployConfig(), resume=False))
 
 
 def _run_fn_fails(fn_args):
@@ -448,7 +453,7 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
     flip_bytes_in_place(flipped)
     capsys.readouterr()
     before = _execution_ids(char_run)
-    runner.main(["run", f"--data={char_run.input_pattern}", f"--output={char_run.output_dir}",
+    runner.main(["run", f"--data={char_run.data.input_pattern}", f"--output={char_run.output_dir}",
                  "--val_loss_threshold=3.5", "--max_regression=10",
                  *(f"--{k}={v}" for k, v in {**TINY_TRAINING, "max_iters": 12}.items())])
     out = capsys.readouterr().out

@@ -13,23 +13,23 @@ import runner
 from training.checkpoint_shape import CheckpointMismatch
 from training.divergence import TrainingDiverged
 from pipeline import lineage
-from pipeline.configs import make_pipeline_config
-from pipeline.pipeline import create_pipeline
+from pipeline.configs import make_run_config
+from orchestration.local import local_pipeline
 from pipeline_e2e_test import TINY_TRAINING, _component_states, small_corpus, _store  # noqa: F401
 
 State = metadata_store_pb2.Execution
 
 
 def _config(output_dir, corpus, **training):
-    return make_pipeline_config("shakespeare_char", input_pattern=corpus, output_dir=str(output_dir),
-                                val_loss_threshold=9.0, train_overrides={**TINY_TRAINING, **training})
+    return make_run_config("shakespeare_char", input_pattern=corpus, output_dir=str(output_dir),
+                                val_loss_threshold=9.0, **{**TINY_TRAINING, **training})
 
 
 def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(  # noqa: F811
         tmp_path, small_corpus, capsys):
     diverging = _config(tmp_path / "out", small_corpus, learning_rate=1000.0, warmup_iters=0, grad_clip=0.0)
     with pytest.raises(TrainingDiverged, match=r"training diverged at iter \d+: .*learning_rate=1000"):
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(diverging))
+        tfx.orchestration.LocalDagRunner().run(local_pipeline(diverging))
     states = _component_states(diverging)
     assert states["Trainer"] == State.FAILED and State.RUNNING not in states.values()
     assert "LMEvaluator" not in states and "Pusher" not in states
@@ -38,18 +38,18 @@ def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(
     assert not os.path.isdir(diverging.serving_dir)
 
     healthy = _config(tmp_path / "out", small_corpus)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(healthy))
+    tfx.orchestration.LocalDagRunner().run(local_pipeline(healthy))
     states = _component_states(healthy)
     assert states["Trainer"] == State.COMPLETE and states["Pusher"] == State.COMPLETE
     [version] = os.listdir(healthy.serving_dir)
 
     # resume with another model shape: refused before training; nothing new in ML Metadata
     models = len(_store(healthy).get_artifacts_by_type("Model"))
-    reshaped = make_pipeline_config("shakespeare_char", input_pattern=small_corpus, output_dir=healthy.output_dir,
+    reshaped = make_run_config("shakespeare_char", input_pattern=small_corpus, output_dir=healthy.output_dir,
                                     val_loss_threshold=9.0, resume=True,
-                                    train_overrides={**TINY_TRAINING, "n_layer": 2})
+                                    **{**TINY_TRAINING, "n_layer": 2})
     with pytest.raises(CheckpointMismatch, match="has n_layer=1, the config says n_layer=2"):
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(reshaped))
+        tfx.orchestration.LocalDagRunner().run(local_pipeline(reshaped))
     assert len(_store(healthy).get_artifacts_by_type("Model")) == models
     assert "n_layer=1" in lineage.model_lineage(_store(healthy)).to_text()
 

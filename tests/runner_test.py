@@ -41,20 +41,17 @@ def test_lineage_names_a_missing_store_and_imports_nothing_heavy(tmp_path):
 
 
 def test_help_lists_every_setting_with_presets_as_choices():
-    from components.tokenize_text.settings import TokenizeTextSettings
     from core import settings
-    from training.config import TrainConfig
-    from pipeline.configs import PRESETS, PipelineConfig
+    from pipeline.configs import PARTS, PRESETS, SET_BY_THE_PIPELINE
 
     for command in ("run", "compile"):
         text = _run(command, "--help").stdout
         assert "{" + ",".join(PRESETS) + "}" in text
-        shown = {name for cls in (TrainConfig, PipelineConfig, TokenizeTextSettings) for name in settings.fields(cls)
-                 if f"--{name}=" in text}
-        # all but those the command's own options set (--data, --output) or that are derived
-        assert set(settings.fields(TrainConfig)) - shown <= {"out_dir", "data_dir", "tokenizer", "bpe_dir"}
-        assert set(settings.fields(PipelineConfig)) - shown <= {"preset", "train_overrides", "output_dir",
-                                                                "input_pattern"}
+        for part, cls in PARTS.items():
+            shown = {name for name in settings.fields(cls) if f"--{name}=" in text}
+            # all but those the command's own options set (--preset, --data, --output) or that are derived
+            assert set(settings.fields(cls)) - shown <= {*SET_BY_THE_PIPELINE, "preset", "output_dir",
+                                                         "input_pattern"}, part
         assert "--max_iters=INT total number of training iterations (default: 600000; an integer >= 0)" \
             in " ".join(text.split())
 
@@ -121,29 +118,28 @@ def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch,
     out = f"--output={tmp_path / 'out'}"
 
     config = _configuration(files["train_shakespeare_char"], "--batch_size=32", out)
-    assert (config.preset, config.tokenizer, config.input_pattern) == \
+    assert (config.preset, config.data.tokenizer, config.data.input_pattern) == \
         ("shakespeare_char", "char", os.path.join(shared_data, "tinyshakespeare.txt"))
-    train = config.train_overrides  # the Trainer's custom_config: in ML Metadata, shown by `runner.py lineage`
-    assert (train["n_layer"], train["n_embd"], train["dropout"], train["block_size"], train["max_iters"]) == \
-        (6, 384, 0.2, 256, 5000)
-    assert train["batch_size"] == 32  # the later argument wins
+    train = config.train  # the Trainer's custom_config: in ML Metadata, shown by `runner.py lineage`
+    assert (train.n_layer, train.n_embd, train.dropout, train.block_size, train.max_iters) == (6, 384, 0.2, 256, 5000)
+    assert train.batch_size == 32  # the later argument wins
     printed = capsys.readouterr().out
     assert "train_shakespeare_char.py: dataset='shakespeare_char': the data of the preset shakespeare_char" in printed
     assert "wandb_log=False" in printed and "ignored: Weights & Biases logging is not built in" in printed
 
     config = _configuration(files["finetune_shakespeare"], out)
-    assert (config.preset, config.tokenizer, config.train_overrides["init_from"]) == ("shakespeare", "gpt2", "gpt2-xl")
+    assert (config.preset, config.data.tokenizer, config.train.init_from) == ("shakespeare", "gpt2", "gpt2-xl")
     printed = capsys.readouterr().out
     assert "finetune_shakespeare.py:1: `import time` not run" in printed
     assert "finetune_shakespeare.py:8: `wandb_run_name = 'ft-' + str(time.time())` not run" in printed
 
     config = _configuration(files["train_gpt2"], out)  # no dataset: nanoGPT's default, OpenWebText
-    assert (config.preset, config.dataset_name, config.train_overrides["gradient_accumulation_steps"]) == \
+    assert (config.preset, config.data.dataset_name, config.train.gradient_accumulation_steps) == \
         ("owt_gpt2_124m", "openwebtext", 40)
     for size in ("gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl"):
         config = _configuration(files[f"eval_{size}"], f"--data={shared_data}/tinyshakespeare.txt", out)
-        assert config.train_overrides["init_from"] == size.replace("_", "-") and config.train_overrides["eval_only"]
-        assert config.input_pattern and not config.dataset_name  # --data replaces the preset's dataset
+        assert config.train.init_from == size.replace("_", "-") and config.train.eval_only
+        assert config.data.input_pattern and not config.data.dataset_name  # --data replaces the preset's dataset
 
     cfg = command_line_config([files["train_shakespeare_char"], "--max_iters=3"], log=lambda line: None)
     assert (cfg.n_layer, cfg.tokenizer, cfg.max_iters, cfg.text_file) == \

@@ -7,9 +7,9 @@ A BatchSource gives the Trainer
   iteration it (the same batches whenever they are asked for again).
 
 `SeededDraws` (rng='tensorflow', the default) makes every micro-batch a pure function of (seed,
-its index) (model/data.py), so that replicas and workers share the work without sharing a
+its index) (training/data.py), so that replicas and workers share the work without sharing a
 generator and a resumed run needs nothing but its iteration. `NanoGPTDraws` (rng='nanogpt')
-replays nanoGPT's own draws from PyTorch's generator (model/nanogpt_rng.py); as nanoGPT's model
+replays nanoGPT's own draws from PyTorch's generator (training/nanogpt_rng.py); as nanoGPT's model
 takes its initial weights from that generator before the first batch, it sets them too.
 """
 

@@ -11,11 +11,11 @@ import json
 import os
 from typing import Dict, List, Optional
 
-from core.settings import SettingError, check, coerce_values, setting, unknown
+from core.settings import SettingError, Settings, check, coerce_values, setting, unknown
 from model.presets import DTYPES, GPT2_BLOCK_SIZE, GPT2_SIZES
 from core import settings
 
-# What a training run's out_dir holds besides TensorBoard logs (model.train writes them; the
+# What a training run's out_dir holds besides TensorBoard logs (training.train writes them; the
 # pipeline's run_fn, sample.py and lineage read them).
 MODEL_CONFIG_FILE = "model_config.json"
 TRAIN_CONFIG_FILE = "train_config.json"
@@ -28,7 +28,7 @@ TOKENIZERS = ("gpt2", "char")
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     # I/O
     out_dir: str = setting("out", "the run's directory: checkpoints, configs, TensorBoard logs")
     eval_interval: int = setting(2000, "evaluate train and val loss every this many iterations", minimum=1)
@@ -77,7 +77,7 @@ class TrainConfig:
     compile: bool = setting(False, "compile the training step with XLA")
     cpu_branches: int = setting(0, "on a CPU, run each micro-batch as this many parallel branches (0: one per "
                                    "core, 1: no split)", minimum=0)
-    peak_flops: float = setting(0.0, "the accelerator's peak FLOP/s for MFU (0: from model/devices.py's table of "
+    peak_flops: float = setting(0.0, "the accelerator's peak FLOP/s for MFU (0: from training/devices.py's table of "
                                      "GPUs and TPUs; no MFU on a CPU)", minimum=0)
     seed: int = setting(1337, "seed of the initial weights and the batches")
     rng: str = setting("tensorflow", "random draws of initial weights and batches: TensorFlow's, or nanoGPT's own "
@@ -92,11 +92,6 @@ class TrainConfig:
             raise SettingError(f"--block_size={self.block_size}: init_from={self.init_from!r} has a context of "
                                f"{context}, so block_size may be at most {context}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
 # nanoGPT's config/*.py files, as overrides of the defaults above.
@@ -157,7 +152,7 @@ def gpt2_context(init_from: str) -> int:
 
 def parse_overrides(args: List[str]) -> dict:
     """nanoGPT's configurator: `--key=value` pairs of TrainConfig fields (and --preset), each value
-    of its field's type (model/settings.py's one parser). Unknown keys are an error."""
+    of its field's type (core/settings.py's one parser). Unknown keys are an error."""
     return settings.parse_overrides(args, TrainConfig, extra=("preset",))
 
 
@@ -189,14 +184,14 @@ NANOGPT_IGNORED = {
               "several), else the CPU; CUDA_VISIBLE_DEVICES=\"\" forces the CPU",
 }
 # nanoGPT's `dataset` names: the pipeline preset that reads that data (runner.py) and the
-# tokenizer that model.train's text_file uses.
+# tokenizer that training.train's text_file uses.
 NANOGPT_DATASETS = {"shakespeare_char": ("shakespeare_char", "char"), "shakespeare": ("shakespeare", "gpt2"),
                     "openwebtext": ("owt_gpt2_124m", None)}
 NANOGPT_DEFAULT_DATASET = "openwebtext"  # nanoGPT's train.py, when a config file names none
 
 
 def read_nanogpt_config(path: str, known, log=print) -> dict:
-    """A nanoGPT config file's settings, read without running it (model/settings.py). Keys with no
+    """A nanoGPT config file's settings, read without running it (core/settings.py). Keys with no
     meaning here are dropped with a printed line saying why; a statement that is not a literal
     assignment is reported with its line (and is an error if it would set a setting); `dataset` is
     kept for the caller to map; any other key must be in `known` (SettingError naming its line)."""
@@ -256,7 +251,7 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
         if dataset:
             tokenizer = NANOGPT_DATASETS[dataset][1]
             if tokenizer is None:
-                raise SettingError(f"{path}: dataset={dataset!r}: model.train reads token shards (--data_dir); "
+                raise SettingError(f"{path}: dataset={dataset!r}: training.train reads token shards (--data_dir); "
                                    f"tokenize OpenWebText with `runner.py run {path}`")
             if "text_file" not in overrides and "data_dir" not in overrides:
                 values.update(text_file=tiny_shakespeare(), tokenizer=tokenizer)
@@ -273,6 +268,6 @@ def train_help(prog: str) -> str:
         textwrap.fill("nanoGPT's train.py in TensorFlow. CONFIG_FILE: a nanoGPT config file "
                       "(config/train_shakespeare_char.py ...), read, not run; the --key=value arguments override "
                       "it.", 100),
-        textwrap.fill(f"--preset=NAME  a preset of model/config.py, under the config files and --key=value: "
+        textwrap.fill(f"--preset=NAME  a preset of training/config.py, under the config files and --key=value: "
                       f"{', '.join(PRESETS)}", 100, initial_indent="  ", subsequent_indent=" " * 17),
         settings.help_listing(TrainConfig, "training hyperparameters (defaults: nanoGPT's GPT-2 124M)")])

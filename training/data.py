@@ -1,7 +1,7 @@
 """The training input pipeline: random (x, y) windows from a split's token stream, like nanoGPT's
 get_batch, as a tf.data pipeline sharded across replicas.
 
-A split is read from its token shards (model/shards.py) as the one token stream it is, in corpus
+A split is read from its token shards (core/shards.py) as the one token stream it is, in corpus
 order (uint16 where the vocabulary allows, as nanoGPT's .bin files). A split of up to
 IN_MEMORY_MAX_TOKENS is held in memory; a larger one (OpenWebText's train split: 9B tokens) is
 written once to a local cache file and read through a memory map, as nanoGPT reads train.bin.

@@ -53,7 +53,7 @@ def test_gpt2_bpe_offline_without_a_bpe_dir_says_to_pass_one(tmp_path):
     """Fault injection: no network (a proxy on a closed port) and an empty tiktoken cache."""
     env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9",
            "HTTP_PROXY": "http://127.0.0.1:9", "NANOGPT_TFX_BPE_DIR": ""}
-    code = ("from model.errors import UserError\nfrom model.tokenizer import GPT2Tokenizer\n"
+    code = ("from core.errors import UserError\nfrom model.tokenizer import GPT2Tokenizer\n"
             "try:\n    GPT2Tokenizer()\nexcept UserError as e:\n    print(e)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=300)

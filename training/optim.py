@@ -89,7 +89,7 @@ class DynamicLossScale(tf.Module):
                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False,  # in a row: model/divergence.py
+        self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False,  # in a row: training/divergence.py
                                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.growth_interval = growth_interval
 

@@ -95,7 +95,7 @@ def cpu_branches(cfg: TrainConfig, log=print) -> int:
 
     TensorFlow fixes its threads when it runs its first op: call this before (a process that
     already ran ops gets no split, unless it was started with TF_NUM_INTRAOP_THREADS=1; the TFX
-    Trainer therefore trains in a process of its own, model/train_process.py)."""
+    Trainer therefore trains in a process of its own, training/train_process.py)."""
     if cfg.strategy == "tpu" or cfg.tpu or tf.config.list_physical_devices("GPU"):
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -241,7 +241,7 @@ def make_train_step(cfg: TrainConfig, loss_fn, optimizer: AdamW, loss_scale: Opt
 
 class Trainer:
     """Holds the model, optimizer, data and checkpoints of one run; `run()` is nanoGPT's loop.
-    Its batches come from a BatchSource (model/batches.py: this engine's draws or nanoGPT's)."""
+    Its batches come from a BatchSource (training/batches.py: this engine's draws or nanoGPT's)."""
 
     def __init__(self, cfg: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None,
                  tokenizer_json: Optional[dict] = None, log=print):
@@ -494,7 +494,7 @@ def main(argv=None):
             cfg = _COMMAND_LINE_CONFIG  # checked before TensorFlow was imported
         else:
             cfg = command_line("python -m training.train", argv, command_line_config, train_help)
-        print(cfg.to_json())
+        print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
         result = train(cfg)
         print(json.dumps(result))
 

@@ -63,7 +63,7 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str) -> Outcome:
     """Run cfg (a TrainConfig) in a training process of its own; its Outcome. scratch_dir: a
     local directory of the caller's that the outcome files go to (its own for each call)."""
     request = os.path.join(scratch_dir, REQUEST_FILE)
-    files.write_json(request, {"config": cfg.to_dict(), "tokenizer_json": tokenizer_json})
+    files.write_json(request, {"config": cfg.to_json(), "tokenizer_json": tokenizer_json})
     outcome_path = os.path.join(scratch_dir, OUTCOME_FILE)
     if os.path.exists(outcome_path):
         os.remove(outcome_path)
@@ -213,10 +213,10 @@ def _run(request_path: str) -> None:
         # imported here, after the check on the parent: TensorFlow takes ~12 s to import
         import tensorflow as tf
 
-        from training.config import CHECKPOINT_DIR, make_config
+        from training.config import CHECKPOINT_DIR, TrainConfig
         from training.train import Trainer
 
-        cfg = make_config(None, **request["config"])
+        cfg = TrainConfig.from_json(request["config"])
         trainer = Trainer(cfg, tokenizer_json=request["tokenizer_json"], log=lambda line: print(line, flush=True))
         result = trainer.run()
         weights = tf.train.latest_checkpoint(os.path.join(cfg.out_dir, CHECKPOINT_DIR)) if trainer.chief else None
@@ -264,5 +264,5 @@ if __name__ == "__main__":
     _die_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as bench.bench
     if len(sys.argv) != 2:
-        raise SystemExit(f"usage: python -m training.train_process {REQUEST_FILE} (started by model.train_process.train)")
+        raise SystemExit(f"usage: python -m training.train_process {REQUEST_FILE} (started by training.train_process.train)")
     _run(sys.argv[1])

@@ -1,7 +1,7 @@
 """LMEvaluator: a TFX component that evaluates a trained GPT's language-modelling loss and blesses it.
 
 Inputs:
-  examples        Examples, splits train and val in the model.shards format (TokenizeText, or the
+  examples        Examples, splits train and val in the core.shards format (TokenizeText, or the
                   char Transform's output)
   model           Model, the candidate: <uri>/Format-HF is loaded with GPT.from_pretrained
   baseline_model  Model (optional): the last blessed model, from a resolver with
@@ -9,18 +9,16 @@ Inputs:
   model_run       ModelRun (optional): its history.json feeds the loss-curve plot
 
 Parameters:
-  baselines           GPT-2 names ("gpt2", ...: downloaded from the hub) or local Hugging Face GPT-2
-                      checkpoint directories, evaluated for reference (they do not gate the blessing)
-  eval_batches        batches per split, at random offsets drawn from seed (default 200, nanoGPT's
-                      eval_iters); 0: the whole split as consecutive non-overlapping windows
-  batch_size          windows per batch (default 8)
-  block_size          window length; 0 (default): the candidate's block_size. Every model is cropped
-                      to it; a model with a shorter context is an error
-  seed                the random windows' seed; every model sees the same windows
-  val_loss_threshold  bless only if the candidate's val loss is below it (None: no threshold)
-  max_regression      bless only if the candidate's val loss <= last blessed val loss + max_regression
-  data_tokenizer      "gpt2" or "char": how the examples were tokenized, when their `tokenizer`
-                      property does not say (the char Transform's output has none)
+  config          EvalConfig (components/lm_evaluator/settings.py: baselines, eval_batches,
+                  eval_batch_size, eval_block_size, eval_seed, val_loss_threshold, max_regression),
+                  stored as one JSON execution property. Baselines are GPT-2 names (downloaded from the
+                  hub) or local Hugging Face GPT-2 checkpoint directories, evaluated for reference (they
+                  do not gate the blessing); eval_batches 0 evaluates the whole of each split as
+                  consecutive windows, else that many batches at random windows drawn from eval_seed
+                  (every model sees the same windows); every model is cropped to eval_block_size (0:
+                  the candidate's block_size; a model with a shorter context is an error).
+  data_tokenizer  "gpt2" or "char": how the examples were tokenized, when their `tokenizer`
+                  property does not say (the char Transform's output has none)
 
 Vocabulary: the candidate and the last blessed model must cover the data's token ids (an error for
 the candidate; the last blessed model is then left uncompared, with a note). A baseline whose
@@ -42,9 +40,7 @@ Outputs:
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Optional, Sequence, Union
+from typing import Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
@@ -52,17 +48,12 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.lm_evaluator import executor
+from components.lm_evaluator.settings import EvalConfig
 
 
 class LMEvaluatorSpec(types.ComponentSpec):
     PARAMETERS = {
-        "baselines": ExecutionParameter(type=str),
-        "eval_batches": ExecutionParameter(type=int),
-        "batch_size": ExecutionParameter(type=int),
-        "block_size": ExecutionParameter(type=int),
-        "seed": ExecutionParameter(type=int),
-        "val_loss_threshold": ExecutionParameter(type=float, optional=True),
-        "max_regression": ExecutionParameter(type=float),
+        executor.CONFIG_KEY: ExecutionParameter(type=str),  # EvalConfig as JSON
         "data_tokenizer": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
@@ -89,21 +80,11 @@ class LMEvaluator(base_component.BaseComponent):
     def __init__(self, *, examples: types.BaseChannel, model: types.BaseChannel,
                  baseline_model: Optional[types.BaseChannel] = None,
                  model_run: Optional[types.BaseChannel] = None,
-                 baselines: Union[Sequence[str], str] = (), eval_batches: int = 200, batch_size: int = 8,
-                 block_size: int = 0, seed: int = 1337, val_loss_threshold: Optional[float] = None,
-                 max_regression: float = 0.0, data_tokenizer: Optional[str] = None):
-        if isinstance(baselines, str):  # a JSON list, as the parameter is stored
-            baselines = json.loads(baselines)
-        if val_loss_threshold is not None and math.isinf(val_loss_threshold):
-            val_loss_threshold = None  # no threshold; ML Metadata stores no infinities in JSON
-        properties = dict(baselines=json.dumps(list(baselines)), eval_batches=eval_batches,
-                          batch_size=batch_size, block_size=block_size, seed=seed,
-                          val_loss_threshold=val_loss_threshold, max_regression=max_regression,
-                          data_tokenizer=data_tokenizer)
-        # Checked here too so that a wrong pipeline fails when it is built, not when it runs.
-        executor.Settings.parse(properties)
+                 config: Optional[EvalConfig] = None, data_tokenizer: Optional[str] = None):
+        # EvalConfig checks itself, so that a wrong pipeline fails when it is built, not when it runs.
         spec = LMEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, model_run=model_run,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
-            blessing=types.Channel(type=standard_artifacts.ModelBlessing), **properties)
+            blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+            config=(config or EvalConfig()).to_json(), data_tokenizer=data_tokenizer)
         super().__init__(spec=spec)

@@ -11,6 +11,8 @@ from tfx.orchestration import metadata
 
 from components import artifact_layout
 from components.lm_evaluator.component import LMEvaluator
+from components.lm_evaluator.settings import EvalConfig
+from core.settings import SettingError
 from test_helpers.lm_models import P, V, uniform_gpt, unigram_gpt
 from core import shards
 
@@ -18,10 +20,10 @@ from core import shards
 def test_component_rejects_bad_configuration():
     examples = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples)
     model = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model)
-    with pytest.raises(ValueError, match="batch_size >= 1"):
-        LMEvaluator(examples=examples, model=model, batch_size=0)
-    with pytest.raises(ValueError, match="baselines must be a list"):
-        LMEvaluator(examples=examples, model=model, baselines=[""])
+    with pytest.raises(SettingError, match="--eval_batch_size=0: expected an integer >= 1"):
+        LMEvaluator(examples=examples, model=model, config=EvalConfig(eval_batch_size=0))
+    with pytest.raises(SettingError, match="an empty name"):
+        LMEvaluator(examples=examples, model=model, config=EvalConfig(baselines=[""]))
 
 
 def write_model_dir(model, directory):
@@ -43,8 +45,8 @@ def build_pipeline(root, db, examples_dir, model_dir, push_dir):
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
     evaluator = LMEvaluator(examples=examples.outputs["result"], model=model.outputs["result"],
-                            baseline_model=latest_blessed.outputs["model"], eval_batches=0,
-                            val_loss_threshold=float(np.log(V)))
+                            baseline_model=latest_blessed.outputs["model"],
+                            config=EvalConfig(val_loss_threshold=float(np.log(V))))
     pusher = tfx.components.Pusher(
         model=model.outputs["result"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(

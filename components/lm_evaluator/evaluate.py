@@ -5,7 +5,7 @@ Windows are built once per split and fed, unchanged, to every model (candidate, 
 baselines), so the losses compare like with like:
 
 - eval_batches > 0: eval_batches batches of batch_size windows at random offsets, drawn the way
-  training draws them (model.data.sample_windows, stateless seed (seed, 2 * batch + split_index));
+  training draws them (training.data.sample_windows, stateless seed (seed, 2 * batch + split_index));
 - eval_batches == 0: the whole split as consecutive non-overlapping windows at offsets 0, T, 2T, ...
   (T = the evaluation block size) while a window and its target shifted by one fit; the tail shorter
   than T + 1 tokens is left out. Every window holds T targets, so the loss is the mean over all the
@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from components import artifact_layout
+from components.lm_evaluator.metrics import METRICS, SplitScore
 from core.shards import SPLITS, TRAIN, VAL
 
 # nanoGPT's README: the released GPT-2 checkpoints' loss on OpenWebText's validation split.
@@ -47,14 +48,22 @@ class ModelResult:
     role: str  # "candidate", "last_blessed" or "baseline"
     name: str  # label in the report and in property names
     source: str  # the directory or GPT-2 name it was loaded from
-    train_loss: Optional[float] = None
-    val_loss: Optional[float] = None
+    values: Dict[str, float] = dataclasses.field(default_factory=dict)  # "<split>_<metric>": each metric's value
     num_params: Optional[int] = None
     vocab_size: Optional[int] = None
     skipped: Optional[str] = None  # why it was not evaluated
 
+    @property
+    def train_loss(self) -> Optional[float]:
+        return self.values.get(f"{TRAIN}_loss")
+
+    @property
+    def val_loss(self) -> Optional[float]:
+        return self.values.get(f"{VAL}_loss")
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        fields = dataclasses.asdict(self)
+        return {**{k: v for k, v in fields.items() if k != "values"}, **fields["values"]}
 
 
 def split_windows(tokens: np.ndarray, split: str, *, block_size: int, batch_size: int,
@@ -82,7 +91,7 @@ def split_windows(tokens: np.ndarray, split: str, *, block_size: int, batch_size
 
 
 def load_windows(examples_uri: str, **kwargs) -> Dict[str, SplitWindows]:
-    """{split: SplitWindows} for the train and val splits of an Examples artifact (model.shards)."""
+    """{split: SplitWindows} for the train and val splits of an Examples artifact (core.shards)."""
     from training.data import load_split
 
     return {split: split_windows(load_split(examples_uri, split), split, split_index=i, **kwargs)
@@ -102,13 +111,13 @@ def loss_function(model, block_size: int):
     return batch_loss
 
 
-def mean_loss(batch_loss, windows: SplitWindows) -> float:
-    """The loss averaged over every target token of the windows, batch by batch."""
+def score(batch_loss, windows: SplitWindows) -> SplitScore:
+    """A model's cross-entropy summed over every target token of the windows, batch by batch."""
     total, count = 0.0, 0
     for x, y in windows.batches:
         total += float(batch_loss(x, y)) * y.size
         count += y.size
-    return total / count
+    return SplitScore(nats=total, tokens=count)
 
 
 def candidate_checkpoint(model_uri: str) -> str:
@@ -147,11 +156,14 @@ def vocab_problem(vocab_size: int, windows: Dict[str, SplitWindows]) -> Optional
 
 
 def evaluate(model, windows: Dict[str, SplitWindows], result: ModelResult) -> ModelResult:
+    """Every metric of the model on every split, into result.values."""
     result.num_params = model.get_num_params()
     result.vocab_size = model.config.vocab_size
     batch_loss = loss_function(model, windows[VAL].batches[0][0].shape[1])
-    result.train_loss = mean_loss(batch_loss, windows[TRAIN])
-    result.val_loss = mean_loss(batch_loss, windows[VAL])
+    for split in SPLITS:
+        split_score = score(batch_loss, windows[split])
+        for metric in METRICS:
+            result.values[f"{split}_{metric.name}"] = metric.of(split_score, windows[split])
     return result
 
 
@@ -180,14 +192,16 @@ def unique_labels(sources: Sequence[str]) -> List[str]:
     return labels
 
 
-def decide(candidate_val: float, *, threshold: Optional[float], last_blessed_val: Optional[float],
+def decide(candidate: Dict[str, float], *, threshold: Optional[float], last_blessed: Optional[Dict[str, float]],
            max_regression: float, candidate_is_last_blessed: bool = False) -> Tuple[bool, str]:
-    """(blessed, why): bless when the candidate's val loss is finite, below the threshold (when
-    there is one), and at most max_regression above the last blessed model's (when there is one).
-    A candidate that is the last blessed model itself (a rerun whose Trainer came from the cache)
-    was blessed and pushed already: it is not blessed again, so that nothing is pushed twice."""
+    """(blessed, why) from the candidate's and the last blessed model's values (ModelResult.values):
+    bless when the candidate's val loss is finite, below the threshold (when there is one), and, on
+    every gating metric (METRICS), at most max_regression above the last blessed model's (when there
+    is one). A candidate that is the last blessed model itself (a rerun whose Trainer came from the
+    cache) was blessed and pushed already: it is not blessed again, so that nothing is pushed twice."""
     if candidate_is_last_blessed:
         return False, "the candidate is the last blessed model itself, already blessed and pushed"
+    candidate_val = candidate[f"{VAL}_loss"]
     if not math.isfinite(candidate_val):
         return False, f"the candidate's val loss is {candidate_val}"
     failures, passes = [], []
@@ -196,15 +210,16 @@ def decide(candidate_val: float, *, threshold: Optional[float], last_blessed_val
             passes.append(f"val loss {candidate_val:.4f} < threshold {threshold:g}")
         else:
             failures.append(f"val loss {candidate_val:.4f} is not below the threshold {threshold:g}")
-    if last_blessed_val is None:
+    if last_blessed is None:
         passes.append("no previously blessed model to compare with")
-    elif candidate_val <= last_blessed_val + max_regression:
-        passes.append(f"val loss {candidate_val:.4f} <= last blessed {last_blessed_val:.4f} "
-                      f"+ max_regression {max_regression:g}")
-    else:
-        failures.append(f"val loss {candidate_val:.4f} is worse than the last blessed model's "
-                        f"{last_blessed_val:.4f} by {candidate_val - last_blessed_val:.4f}, more than "
-                        f"max_regression {max_regression:g}")
+    for metric in (m for m in METRICS if m.gates and last_blessed is not None):
+        ours, theirs = candidate[f"{VAL}_{metric.name}"], last_blessed[f"{VAL}_{metric.name}"]
+        if ours <= theirs + max_regression:
+            passes.append(f"val {metric.title} {ours:.4f} <= last blessed {theirs:.4f} + max_regression "
+                          f"{max_regression:g}")
+        else:
+            failures.append(f"val {metric.title} {ours:.4f} is worse than the last blessed model's {theirs:.4f} "
+                            f"by {ours - theirs:.4f}, more than max_regression {max_regression:g}")
     if failures:
         return False, "not blessed: " + "; ".join(failures)
     return True, "blessed: " + "; ".join(passes)

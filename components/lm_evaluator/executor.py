@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import math
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import tensorflow as tf
 from absl import logging
@@ -22,6 +21,7 @@ from tfx.utils import io_utils
 from components.artifact_layout import METRICS_FILE, PLOT_FILE, REPORT_FILE
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report
+from components.lm_evaluator.settings import EvalConfig
 from core import files
 from core.errors import writing
 from model.presets import GPT2_VOCAB_SIZE
@@ -32,11 +32,10 @@ BASELINE_MODEL_KEY = "baseline_model"
 MODEL_RUN_KEY = "model_run"
 EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
+CONFIG_KEY = "config"
 
 BLESSING_REASON_KEY = "blessing_reason"
 
-DEFAULTS = {"baselines": "[]", "eval_batches": 200, "batch_size": 8, "block_size": 0, "seed": 1337,
-            "val_loss_threshold": None, "max_regression": 0.0, "data_tokenizer": ""}
 
 
 def _remove_outputs(evaluation: types.Artifact, blessing: types.Artifact) -> None:
@@ -57,50 +56,6 @@ def _log_result(result: ev.ModelResult, started: float) -> None:
                      result.train_loss, result.val_loss, time.time() - started)
 
 
-@dataclasses.dataclass
-class Settings:
-    baselines: List[str]
-    eval_batches: int
-    batch_size: int
-    block_size: int  # 0: the candidate's
-    seed: int
-    val_loss_threshold: Optional[float]  # None: no threshold
-    max_regression: float
-    data_tokenizer: str  # "": the examples' `tokenizer` property, when they have one
-
-    @classmethod
-    def parse(cls, exec_properties: Dict[str, Any]) -> "Settings":
-        """Settings from exec properties (absent or None: the default); ValueError when invalid."""
-        values = {k: exec_properties.get(k) for k in DEFAULTS}
-        values = {k: DEFAULTS[k] if v is None else v for k, v in values.items()}
-        baselines = values["baselines"]
-        if isinstance(baselines, str):
-            try:
-                baselines = json.loads(baselines)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"LMEvaluator baselines must be a JSON list of GPT-2 names or "
-                                 f"checkpoint directories, got {values['baselines']!r}") from e
-        if not isinstance(baselines, list) or not all(isinstance(b, str) and b for b in baselines):
-            raise ValueError(f"LMEvaluator baselines must be a list of GPT-2 names or checkpoint "
-                             f"directories, got {baselines!r}")
-        threshold = values["val_loss_threshold"]
-        settings = cls(baselines=baselines, eval_batches=int(values["eval_batches"]),
-                       batch_size=int(values["batch_size"]), block_size=int(values["block_size"]),
-                       seed=int(values["seed"]),
-                       val_loss_threshold=None if threshold is None else float(threshold),
-                       max_regression=float(values["max_regression"]),
-                       data_tokenizer=str(values["data_tokenizer"]))
-        problems = [name for name, ok in (
-            ("eval_batches >= 0", settings.eval_batches >= 0), ("batch_size >= 1", settings.batch_size >= 1),
-            ("block_size >= 0", settings.block_size >= 0),
-            ("max_regression finite", math.isfinite(settings.max_regression)),
-            ("val_loss_threshold not NaN", threshold is None or not math.isnan(float(threshold))))
-            if not ok]
-        if problems:
-            raise ValueError(f"LMEvaluator: invalid settings, need {', '.join(problems)}: {settings}")
-        return settings
-
-
 def set_loss_property(artifact, name: str, value: float) -> None:
     """A loss as a float property, or, when it is not finite, as the string "nan"/"inf": ML
     Metadata's SQLite store cannot hold a non-finite float (its INSERT fails, leaving the
@@ -117,7 +72,7 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        settings = Settings.parse(exec_properties)
+        settings = EvalConfig.from_json(exec_properties[CONFIG_KEY])
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         last_blessed = (input_dict.get(BASELINE_MODEL_KEY) or [None])[0]
@@ -126,11 +81,11 @@ class Executor(base_executor.BaseExecutor):
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         labels = ev.unique_labels(settings.baselines)  # fails on a bad list before any work
 
-        candidate = ev.load_for_eval(ev.candidate_checkpoint(model.uri), settings.block_size,
+        candidate = ev.load_for_eval(ev.candidate_checkpoint(model.uri), settings.eval_block_size,
                                      "the candidate model")
-        block_size = candidate.config.block_size  # cropped to settings.block_size when one is set
-        windows = ev.load_windows(examples.uri, block_size=block_size, batch_size=settings.batch_size,
-                                  eval_batches=settings.eval_batches, seed=settings.seed)
+        block_size = candidate.config.block_size  # cropped to settings.eval_block_size when one is set
+        windows = ev.load_windows(examples.uri, block_size=block_size, batch_size=settings.eval_batch_size,
+                                  eval_batches=settings.eval_batches, seed=settings.eval_seed)
         problem = ev.vocab_problem(candidate.config.vocab_size, windows)
         if problem:
             raise ValueError(f"LMEvaluator: the candidate model ({model.uri}) cannot be evaluated on "
@@ -154,7 +109,7 @@ class Executor(base_executor.BaseExecutor):
             notes.append("no last blessed model (baseline_model input absent or empty): the candidate is "
                          "judged on the threshold alone")
 
-        data_tokenizer = settings.data_tokenizer or examples.get_string_custom_property("tokenizer")
+        data_tokenizer = exec_properties.get("data_tokenizer") or examples.get_string_custom_property("tokenizer")
         for source, label in zip(settings.baselines, labels):
             started = time.time()
             result = self._evaluate_baseline(source, label, block_size, windows, data_tokenizer)
@@ -165,8 +120,8 @@ class Executor(base_executor.BaseExecutor):
 
         compared = last_result if last_result is not None and not last_result.skipped else None
         candidate_is_last_blessed = last_blessed is not None and last_blessed.uri == model.uri
-        blessed, reason = ev.decide(results[0].val_loss, threshold=settings.val_loss_threshold,
-                                    last_blessed_val=compared.val_loss if compared else None,
+        blessed, reason = ev.decide(results[0].values, threshold=settings.val_loss_threshold,
+                                    last_blessed=compared.values if compared else None,
                                     max_regression=settings.max_regression,
                                     candidate_is_last_blessed=candidate_is_last_blessed)
         eval_info = self._eval_info(settings, block_size, windows)
@@ -208,10 +163,10 @@ class Executor(base_executor.BaseExecutor):
     # -- outputs ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _eval_info(settings: Settings, block_size: int, windows) -> dict:
+    def _eval_info(settings: EvalConfig, block_size: int, windows) -> dict:
         info = {"mode": "random windows" if settings.eval_batches else "whole split",
-                "block_size": block_size, "batch_size": settings.batch_size,
-                "eval_batches": settings.eval_batches, "seed": settings.seed,
+                "block_size": block_size, "batch_size": settings.eval_batch_size,
+                "eval_batches": settings.eval_batches, "seed": settings.eval_seed,
                 "val_loss_threshold": settings.val_loss_threshold,
                 "max_regression": settings.max_regression}
         for split, w in windows.items():
@@ -243,8 +198,8 @@ class Executor(base_executor.BaseExecutor):
             if r.skipped:
                 evaluation.set_string_custom_property(f"{prefix}_skipped", r.skipped)
                 continue
-            set_loss_property(evaluation, f"{prefix}_train_loss", r.train_loss)
-            set_loss_property(evaluation, f"{prefix}_val_loss", r.val_loss)
+            for key, value in r.values.items():  # <split>_<metric> of every metric
+                set_loss_property(evaluation, f"{prefix}_{key}", value)
 
     @staticmethod
     def _write_blessing(blessing, model, last_blessed, blessed, reason, candidate_result):

@@ -15,6 +15,8 @@ from tfx.types import standard_artifacts
 from components import artifact_layout
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator.executor import Executor
+from components.lm_evaluator.settings import EvalConfig
+from core.settings import SettingError
 from test_helpers.lm_models import P, V, tiny_gpt, uniform_gpt, unigram_gpt
 from core import shards
 from core.errors import DiskFull
@@ -62,7 +64,8 @@ def models(tmp_path_factory):
     return made
 
 
-def run_executor(tmp_path, examples, model, baseline_model=None, model_run=None, **props):
+def run_executor(tmp_path, examples, model, baseline_model=None, model_run=None, data_tokenizer=None, **settings):
+    """The executor's evaluation and blessing, with EvalConfig's settings (eval_batches 0 unless given)."""
     evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
     evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
     for artifact in (evaluation, blessing):
@@ -70,8 +73,9 @@ def run_executor(tmp_path, examples, model, baseline_model=None, model_run=None,
     inputs = {"examples": [examples], "model": [model],
               "baseline_model": [baseline_model] if baseline_model else [],
               "model_run": [model_run] if model_run else []}
-    props.setdefault("eval_batches", 0)
-    Executor().Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]}, props)
+    config = EvalConfig(**{"eval_batches": 0, **settings}).to_json()
+    Executor().Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]},
+                  {"config": config, "data_tokenizer": data_tokenizer})
     return evaluation, blessing
 
 
@@ -83,7 +87,7 @@ def unigram_loss(tokens, block_size=16):
 
 def test_losses_equal_a_direct_computation(tmp_path, data, models):
     examples, streams = data
-    evaluation, _ = run_executor(tmp_path, examples, models["random"], batch_size=3)
+    evaluation, _ = run_executor(tmp_path, examples, models["random"], eval_batch_size=3)
     model = GPT.from_pretrained(os.path.join(models["random"].uri, artifact_layout.HF_CHECKPOINT_DIR))
     for split, tokens in streams.items():
         count = (len(tokens) - 1) // 16  # windows at 0, 16, 32, ...
@@ -97,12 +101,12 @@ def test_losses_equal_a_direct_computation(tmp_path, data, models):
 
 def test_closed_form_losses_in_both_modes(tmp_path, data, models):
     examples, streams = data
-    evaluation, _ = run_executor(tmp_path / "a", examples, models["unigram"], batch_size=4)
+    evaluation, _ = run_executor(tmp_path / "a", examples, models["unigram"], eval_batch_size=4)
     for split, tokens in streams.items():
         assert evaluation.get_float_custom_property(f"candidate_{split}_loss") == \
             pytest.approx(unigram_loss(tokens), rel=1e-5)
     # Random windows: the uniform model's loss is ln V whatever the windows; the count is exact.
-    evaluation, _ = run_executor(tmp_path / "b", examples, models["uniform"], eval_batches=3, batch_size=5)
+    evaluation, _ = run_executor(tmp_path / "b", examples, models["uniform"], eval_batches=3, eval_batch_size=5)
     assert evaluation.get_float_custom_property("candidate_val_loss") == pytest.approx(math.log(V), rel=1e-6)
     assert evaluation.get_int_custom_property("eval_windows_val") == 15
     assert evaluation.get_int_custom_property("eval_batches") == 3
@@ -125,7 +129,7 @@ def test_blessed_under_threshold_and_better_than_last_blessed_with_report(tmp_pa
     examples, streams = data
     evaluation, blessing = run_executor(
         tmp_path, examples, models["unigram"], baseline_model=models["uniform"], model_run=models["run"],
-        val_loss_threshold=math.log(V), batch_size=8)
+        val_loss_threshold=math.log(V), eval_batch_size=8)
     assert blessing.get_int_custom_property("blessed") == 1
     assert os.path.isfile(os.path.join(blessing.uri, "BLESSED"))
     assert not os.path.exists(os.path.join(blessing.uri, "NOT_BLESSED"))
@@ -204,8 +208,8 @@ def test_baselines_from_local_checkpoints(tmp_path, data, models, caplog):
     tiny_gpt(vocab_size=V - 4).save_pretrained(small_vocab)
     uniform_hf = os.path.join(models["uniform"].uri, artifact_layout.HF_CHECKPOINT_DIR)
     evaluation, blessing = run_executor(tmp_path, examples, models["unigram"], model_run=models["run"],
-                                        baselines=json.dumps([hf_dir, uniform_hf, small_vocab]),
-                                        block_size=8)
+                                        baselines=[hf_dir, uniform_hf, small_vocab],
+                                        eval_block_size=8)
     assert evaluation.get_int_custom_property("eval_block_size") == 8
     direct = GPT.from_pretrained(hf_dir)
     windows = ev.load_windows(examples.uri, block_size=8, batch_size=8, eval_batches=0, seed=0)
@@ -234,11 +238,11 @@ def test_gpt2_sized_baseline_skipped_on_char_data(tmp_path, data, models):
     char_examples.set_string_custom_property("tokenizer", "char")
     bpe_dir = str(tmp_path / "bpe_baseline")
     tiny_gpt(vocab_size=50257).save_pretrained(bpe_dir)
-    evaluation, _ = run_executor(tmp_path, char_examples, models["unigram"], baselines=json.dumps([bpe_dir]))
+    evaluation, _ = run_executor(tmp_path, char_examples, models["unigram"], baselines=[bpe_dir])
     assert "tokenized with 'char'" in evaluation.get_string_custom_property("baseline_bpe_baseline_skipped")
     # Examples without the property (the char Transform's output): the data_tokenizer parameter says it.
     evaluation, _ = run_executor(tmp_path / "param", examples, models["unigram"],
-                                 baselines=json.dumps([bpe_dir]), data_tokenizer="char")
+                                 baselines=[bpe_dir], data_tokenizer="char")
     assert evaluation.has_custom_property("baseline_bpe_baseline_skipped")
 
 
@@ -246,17 +250,17 @@ def test_bad_input_errors_name_what_is_wrong(tmp_path, data, models):
     examples, _ = data
     missing = str(tmp_path / "no_such_checkpoint")
     with pytest.raises(FileNotFoundError, match="baseline 'no_such_checkpoint'.*no_such_checkpoint"):
-        run_executor(tmp_path / "a", examples, models["uniform"], baselines=json.dumps([missing]))
+        run_executor(tmp_path / "a", examples, models["uniform"], baselines=[missing])
     empty_model = standard_artifacts.Model()
     empty_model.uri = str(tmp_path / "empty_model")
     with pytest.raises(FileNotFoundError, match="has no Format-HF"):
         run_executor(tmp_path / "b", examples, empty_model)
     with pytest.raises(ValueError, match="context of 16 tokens, shorter than the evaluation block_size 32"):
-        run_executor(tmp_path / "c", examples, models["uniform"], block_size=32)
+        run_executor(tmp_path / "c", examples, models["uniform"], eval_block_size=32)
     small = save_model(tiny_gpt(vocab_size=V - 1), tmp_path / "small", 20)
     with pytest.raises(ValueError, match="candidate model .* cannot be evaluated"):
         run_executor(tmp_path / "d", examples, small)
-    with pytest.raises(ValueError, match="baselines must be a JSON list"):
+    with pytest.raises(SettingError, match="expected a list"):
         run_executor(tmp_path / "e", examples, models["uniform"], baselines="gpt2")
 
 
@@ -282,7 +286,7 @@ def test_artifacts_on_a_non_local_filesystem(tmp_path):
     evaluation.uri, blessing.uri = f"{root}/evaluation", str(tmp_path / "blessing")
     Executor().Do({"examples": [examples], "model": [candidate], "baseline_model": [last], "model_run": [run]},
                   {"evaluation": [evaluation], "blessing": [blessing]},
-                  {"eval_batches": 0, "baselines": json.dumps([f"{root}/uniform/{artifact_layout.HF_CHECKPOINT_DIR}"])})
+                  {"config": EvalConfig(baselines=[f"{root}/uniform/{artifact_layout.HF_CHECKPOINT_DIR}"]).to_json()})
     assert blessing.get_int_custom_property("blessed") == 1
     assert evaluation.get_float_custom_property("baseline_uniform_val_loss") == pytest.approx(math.log(V), rel=1e-6)
     with tf.io.gfile.GFile(f"{evaluation.uri}/metrics.json") as f:
@@ -295,10 +299,10 @@ def test_artifacts_on_a_non_local_filesystem(tmp_path):
 
 
 def test_decide_rules():
-    assert ev.decide(2.0, threshold=None, last_blessed_val=None, max_regression=0.0)[0]
-    assert not ev.decide(float("nan"), threshold=None, last_blessed_val=None, max_regression=0.0)[0]
-    assert ev.decide(2.0, threshold=None, last_blessed_val=2.0, max_regression=0.0)[0]  # equal is fine
-    blessed, reason = ev.decide(2.5, threshold=2.0, last_blessed_val=2.0, max_regression=0.1)
+    assert ev.decide({"val_loss": 2.0}, threshold=None, last_blessed=None, max_regression=0.0)[0]
+    assert not ev.decide({"val_loss": float("nan")}, threshold=None, last_blessed=None, max_regression=0.0)[0]
+    assert ev.decide({"val_loss": 2.0}, threshold=None, last_blessed={"val_loss": 2.0}, max_regression=0.0)[0]
+    blessed, reason = ev.decide({"val_loss": 2.5}, threshold=2.0, last_blessed={"val_loss": 2.0}, max_regression=0.1)
     assert not blessed and "threshold" in reason and "worse than the last blessed" in reason
 
 

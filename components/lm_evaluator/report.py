@@ -9,6 +9,8 @@ from typing import List, Optional
 
 from components import artifact_layout
 from components.lm_evaluator.evaluate import REFERENCE_VAL_LOSSES, ModelResult
+from components.lm_evaluator.metrics import METRICS
+from core.shards import SPLITS
 from core import files
 
 ROLE_TITLES = {"candidate": "candidate", "last_blessed": "last blessed", "baseline": "baseline"}
@@ -33,19 +35,21 @@ def _count(n: int) -> str:
 
 def markdown(results: List[ModelResult], *, blessed: bool, reason: str, settings: dict,
              notes: List[str]) -> str:
+    columns = [(f"{split}_{m.name}", f"{split} {m.title}") for m in METRICS for split in SPLITS]
     lines = ["# LMEvaluator report", "",
              f"**Decision: {'BLESSED' if blessed else 'NOT BLESSED'}** — {reason}.", "",
-             "| model | role | train loss | val loss | params | source |",
-             "| --- | --- | ---: | ---: | ---: | --- |"]
+             f"| model | role | {' | '.join(title for _, title in columns)} | params | source |",
+             f"| --- | --- | {' | '.join('---:' for _ in columns)} | ---: | --- |"]
     for r in results:
         params = "—" if r.num_params is None else _count(r.num_params)
-        val = _loss(r.val_loss) if r.skipped is None else f"skipped: {r.skipped}"
-        lines.append(f"| {r.name} | {ROLE_TITLES[r.role]} | {_loss(r.train_loss)} | {val} | {params} "
-                     f"| `{r.source}` |")
+        cells = [_loss(r.values.get(key)) for key, _ in columns]
+        if r.skipped is not None:
+            cells[-1] = f"skipped: {r.skipped}"
+        lines.append(f"| {r.name} | {ROLE_TITLES[r.role]} | {' | '.join(cells)} | {params} | `{r.source}` |")
     lines += ["", "## Evaluation", ""]
     lines += [f"- {key}: {value}" for key, value in settings.items()]
-    lines += ["- losses: mean cross-entropy (nats per token) over every target token of the windows; "
-              "every model sees the same windows"]
+    lines += [f"- {m.title}: {m.unit}" for m in METRICS]
+    lines += ["- every model sees the same windows"]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     lines += ["", "## Reference", "",

@@ -28,7 +28,7 @@ gets a non-empty val split. Both are the same on every run and runner.
 Output: one Examples artifact, split_names ["train", "val"], GZIP TFRecord shards (zlib level 1) under
 Split-train/ and Split-val/ (num_shards per split; 0, the default, lets the runner decide, one file
 per bundle, while a fixed count makes Beam shuffle the records to the shards; chunk_size tokens or
-characters per record, default model.shards.DEFAULT_CHUNK_SIZE). Custom properties: num_documents[_train|_val], num_tokens_train/val,
+characters per record, default core.shards.DEFAULT_CHUNK_SIZE). Custom properties: num_documents[_train|_val], num_tokens_train/val,
 num_records_train/val, num_skipped_documents, skipped_empty, skipped_missing_text,
 invalid_utf8_documents, tokenizer, vocab_size, eot_token (gpt2), record_feature, append_eot,
 source, split_method, val_fraction, split_seed, chunk_size, unicode_policy; shard_bytes and shard_sha256

@@ -5,10 +5,9 @@ every parameter is a `runner.py run --key=value` setting too. Imports nothing he
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Optional
 
-from core.settings import SettingError, check, setting
+from core.settings import SettingError, Settings, check, setting
 
 HEAD_TAIL, HASH, AUTO = "head_tail", "hash", "auto"
 SPLIT_METHODS = (AUTO, HEAD_TAIL, HASH)
@@ -16,7 +15,7 @@ TOKENIZERS = ("gpt2", "char")
 
 
 @dataclasses.dataclass
-class TokenizeTextSettings:
+class TokenizeTextSettings(Settings):
     # the source: text files or a Hugging Face dataset (exactly one)
     input_pattern: Optional[str] = setting(None, "text files: a file, a folder or a glob (local, gs://, ...); "
                                                  "each file is a document")
@@ -39,7 +38,7 @@ class TokenizeTextSettings:
     split_seed: int = setting(0, "the key of the hash split")
     append_eot: Optional[bool] = setting(None, "end each document with <|endoftext|> (None: with GPT-2 BPE, for "
                                                "a corpus of documents, not one text file, as nanoGPT)")
-    chunk_size: int = setting(0, "tokens (characters) per record (0: model.shards' default, 8192)", minimum=0)
+    chunk_size: int = setting(0, "tokens (characters) per record (0: core.shards' default, 8192)", minimum=0)
     num_shards: int = setting(0, "files per split (0: the Beam runner decides)", minimum=0)
     # the input-text policy (components/tokenize_text/encoding.py)
     accept_invalid_text: bool = setting(False, "tokenize text files that are not UTF-8 text (NUL bytes, UTF-16, "
@@ -55,15 +54,3 @@ class TokenizeTextSettings:
                                f"(a Hugging Face dataset), not {'both' if self.input_pattern else 'neither'}")
         if self.append_eot and self.tokenizer != "gpt2":
             raise SettingError("--append_eot=True needs --tokenizer=gpt2 (characters have no end-of-text token)")
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TokenizeTextSettings":
-        return cls(**json.loads(text))
-
-    @classmethod
-    def of(cls, config) -> "TokenizeTextSettings":
-        """The TokenizeText settings of an object that has them all (a PipelineConfig)."""
-        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})

@@ -257,7 +257,3 @@ def iter_documents(item: dict, cfg: dict, dataset=None) -> Iterator[Document]:
             _stream_texts(dataset, cfg["text_column"], item["shard"], item["num_shards"]), cfg)
     else:
         raise ValueError(f"unknown work item {item!r}")
-
-
-def needs_dataset(items: List[Dict]) -> bool:
-    return any(item["kind"] in ("rows", "stream") for item in items)

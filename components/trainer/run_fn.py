@@ -1,9 +1,9 @@
-"""The standard TFX Trainer runs the training engine (model/train.py) through this run_fn, in a
-training process of its own (model/train_process.py) with its own TensorFlow threads, as the
+"""The standard TFX Trainer runs the training engine (training/train.py) through this run_fn, in a
+training process of its own (training/train_process.py) with its own TensorFlow threads, as the
 benchmark's; this process keeps the TFX side and exports the trained model.
 
     Trainer(run_fn="components.trainer.run_fn.run_fn", examples=..., transform_graph=...,
-            custom_config={"train_config": {...overrides...}, "resume": False})
+            custom_config=settings.custom_config(train_config, deploy_config, resume=False))
 
 - The token shards are the Examples artifact's Split-train/ and Split-val/ (TokenizeText's BPE
   shards, or Transform's transformed examples for characters: the same format).
@@ -12,13 +12,15 @@ benchmark's; this process keeps the TFX side and exports the trained model.
 - The training run lives in the ModelRun artifact (checkpoints, configs, TensorBoard, history.json);
   the Model artifact gets the SavedModel (Format-Serving) and a Hugging Face checkpoint (Format-HF)
   of the best weights (the last checkpoint saved, which is the best unless always_save_checkpoint).
-- custom_config "resume": continue from the checkpoint of the run that made `base_model`;
-  "serving_weights": the SavedModel's matmul weights, "float32" or "bfloat16" (GPT.with_weights).
-  "serving_loop": how the SavedModel's generate signature decodes, "auto", "xla" or "graph" (model/export.py).
+- custom_config (components/trainer/settings.py): the TrainConfig (its out_dir and data_dir are set
+  here), the DeployConfig (serving_weights, the SavedModel's matmul weights, float32 or bfloat16;
+  serving_loop, how its generate signature decodes, auto, xla or graph: serving/export.py), and
+  resume: continue from the checkpoint of the run that made `base_model`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -26,12 +28,12 @@ import tempfile
 import tensorflow as tf
 
 from components import artifact_layout
+from components.trainer import settings
 from core import files
 from training import train_process
 from training.checkpoint_shape import check_resume
 from model.presets import POLICY_OF_DTYPE
-from training.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE,
-                          make_config)
+from training.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import writing
 from serving.export import export_saved_model
 
@@ -63,8 +65,7 @@ def _copy_previous_run(base_model: str, out_dir: str) -> str:
 
 
 def run_fn(fn_args) -> None:
-    custom = fn_args.custom_config or {}
-    overrides = dict(custom.get("train_config", {}))
+    train_config, deploy, resume = settings.read_custom_config(fn_args.custom_config or {})
     out_dir = fn_args.model_run_dir
     tf.io.gfile.makedirs(out_dir)
     if fn_args.transform_graph_path:  # characters: the vocabulary of the transform graph
@@ -75,16 +76,15 @@ def run_fn(fn_args) -> None:
         export = dict(text_encoder=char_transform.TransformTextEncoder(fn_args.transform_graph_path))
     else:
         tokenizer_json, export = {"kind": "gpt2"}, {}
-    export["weights"] = custom.get("serving_weights", "float32")
-    export["loop"] = custom.get("serving_loop", "auto")
-    if custom.get("resume"):
+    export["weights"], export["loop"] = deploy.serving_weights, deploy.serving_loop
+    changed = dict(out_dir=out_dir, data_dir=_examples_uri(fn_args.train_files[0]))
+    if resume:
         if not fn_args.base_model:
             raise ValueError("resume was asked for, but there is no previous model to resume from")
         previous_run = _copy_previous_run(fn_args.base_model, out_dir)
-        overrides["init_from"] = "resume"
-    cfg = make_config(custom.get("train_preset"),
-                      **{**overrides, "out_dir": out_dir, "data_dir": _examples_uri(fn_args.train_files[0])})
-    if custom.get("resume"):  # refused before training, so that ML Metadata records only what trained
+        changed["init_from"] = "resume"
+    cfg = dataclasses.replace(train_config, **changed)
+    if resume:  # refused before training, so that ML Metadata records only what trained
         previous_config = files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}
         check_resume(previous_config, cfg, previous_run)
     scratch = tempfile.mkdtemp(prefix="nanogpt-training-")  # the training process's outcome files

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from components import artifact_layout
+from components.trainer.settings import DeployConfig, custom_config
 from components.trainer.run_fn import RUN_DIR_POINTER, _copy_previous_run
 from core import shards
 from training.config import make_config
@@ -63,7 +64,7 @@ def test_the_trainer_trains_in_a_process_of_its_own_whose_kill_fails_it_cleanly(
         trainer = tfx.components.Trainer(
             run_fn="components.trainer.run_fn.run_fn", examples=data.outputs["result"],
             train_args=tfx.proto.TrainArgs(splits=[shards.TRAIN]), eval_args=tfx.proto.EvalArgs(splits=[shards.VAL]),
-            custom_config={"train_config": TRAINING})
+            custom_config=custom_config(make_config(**TRAINING), DeployConfig(), resume=False))
         return tfx.dsl.Pipeline(
             pipeline_name="killed_trainer", pipeline_root=root, components=[data, trainer], enable_cache=True,
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))

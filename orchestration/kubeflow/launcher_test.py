@@ -11,7 +11,7 @@ import tensorflow as tf
 import yaml
 
 import runner
-from pipeline import kfp_local
+from orchestration.kubeflow import launcher
 
 TINY = ["--max_iters=20", "--eval_interval=10", "--eval_iters=2", "--log_interval=10", "--n_layer=1",
         "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8", "--warmup_iters=5",
@@ -20,7 +20,7 @@ TINY = ["--max_iters=20", "--eval_interval=10", "--eval_iters=2", "--log_interva
 
 def _records(root):
     """The run records under the pipeline root, oldest first."""
-    found = [json.load(tf.io.gfile.GFile(p)) for p in tf.io.gfile.glob(f"{root}/*/*/{kfp_local.RECORD_FILE}")]
+    found = [json.load(tf.io.gfile.GFile(p)) for p in tf.io.gfile.glob(f"{root}/*/*/{launcher.RECORD_FILE}")]
     return sorted(found, key=lambda r: r["started"])
 
 

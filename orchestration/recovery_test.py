@@ -8,7 +8,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from core.errors import UserError
-from pipeline import recovery
+from orchestration import recovery
 from test_helpers.damage import flip_bytes_in_place
 
 State = metadata_store_pb2.Execution

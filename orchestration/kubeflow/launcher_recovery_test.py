@@ -10,13 +10,13 @@ import pytest
 import yaml
 
 import runner
-from pipeline import kfp_local
-from pipeline.kfp_local_test import _artifact, _records
+from orchestration.kubeflow import launcher
+from orchestration.kubeflow.launcher_test import _artifact, _records
 from test_helpers.damage import flip_bytes_in_place
 
 
 # A task that writes an Examples artifact as TokenizeText does (a GZIP shard, and the SHA-256 it
-# recorded of it, model.shards.SHARD_SHA256), and one that reads it, in plain Python (no TFX: fast).
+# recorded of it, core.shards.SHARD_SHA256), and one that reads it, in plain Python (no TFX: fast).
 MAKE_EXAMPLES = """
 import gzip, hashlib, json, os, sys
 executor_input = json.loads(sys.argv[1])
@@ -85,7 +85,7 @@ def test_a_task_that_fails_on_a_cached_input_damaged_in_place_has_it_set_aside_a
     assert line.endswith(f"; token shard {shard} is damaged (its bytes are not those written: another SHA-256): the "
                          f"artifact {made['name']} of task make is set aside and made again; running the spec again")
     first, failed, remade = _records(root)
-    assert _artifact(first, "make", "examples")["state"] == kfp_local.SET_ASIDE  # in the record of the run that made it
+    assert _artifact(first, "make", "examples")["state"] == launcher.SET_ASIDE  # in the record of the run that made it
     assert failed["state"] == "FAILED" and failed["tasks"]["make"]["state"] == "CACHED"
     assert remade["state"] == "SUCCEEDED" and remade["tasks"]["make"]["state"] == "SUCCEEDED"
     assert _artifact(remade, "make", "examples")["uri"] != made["uri"]
@@ -98,7 +98,7 @@ def test_a_task_that_fails_on_a_cached_input_damaged_in_place_has_it_set_aside_a
 
 
 def test_a_launcher_killed_at_each_point_of_a_task_leaves_no_task_running_and_the_rerun_completes(tmp_path):
-    """`runner.py run --spec` killed with SIGKILL (pipeline/fault_injection.py) at each point of a task
+    """`runner.py run --spec` killed with SIGKILL (test_helpers/fault_injection.py) at each point of a task
     (its tasks would run on for 60 s after their work): no process of it is left, and the next run
     marks the killed run's record CANCELED and completes, taking what the killed runs recorded from
     the cache."""
@@ -106,20 +106,21 @@ def test_a_launcher_killed_at_each_point_of_a_task_leaves_no_task_running_and_th
     import subprocess
     import sys
 
-    from pipeline import fault_injection
+    from test_helpers import fault_injection
     from test_helpers.processes import group_gone
 
     path, root = _reading_spec(tmp_path)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
     def run(kill_at=None):
-        env = {k: v for k, v in os.environ.items() if k != fault_injection.KILL_AT}
+        env = {k: v for k, v in os.environ.items() if k != fault_injection.KILL_TASK_AT}
         if kill_at:
             task, point = kill_at.split(":")
-            env[fault_injection.KILL_AT] = kill_at
+            env[fault_injection.KILL_TASK_AT] = kill_at
             if point != "written":  # killed while it runs: it would run on for a minute after its work
                 env[f"{task.upper()}_EXAMPLES_SECONDS"] = "60"
-        launcher = subprocess.Popen([sys.executable, "runner.py", "run", f"--spec={path}"], cwd=repo, env=env,
+        launcher = subprocess.Popen([sys.executable, "-m", "test_helpers.fault_injection", "run", f"--spec={path}"],
+                                    cwd=repo, env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                     start_new_session=True)
         out, _ = launcher.communicate(timeout=120)
@@ -144,7 +145,7 @@ def test_a_launcher_killed_at_each_point_of_a_task_leaves_no_task_running_and_th
     assert completed["state"] == "SUCCEEDED"
     assert {t: v["state"] for t, v in completed["tasks"].items()} == {"make": "CACHED", "read": "SUCCEEDED"}
     assert completed["tasks"]["make"]["outputs"] == last_killed["tasks"]["make"]["outputs"]
-    for record_path in sorted(glob.glob(os.path.join(root, "*", "*", kfp_local.RECORD_FILE))):
+    for record_path in sorted(glob.glob(os.path.join(root, "*", "*", launcher.RECORD_FILE))):
         with open(record_path) as f:  # each run's directory holds its record and its recorded tasks, no more
             recorded = set(json.load(f)["tasks"])
-        assert set(os.listdir(os.path.dirname(record_path))) - {kfp_local.RECORD_FILE} <= recorded, record_path
+        assert set(os.listdir(os.path.dirname(record_path))) - {launcher.RECORD_FILE} <= recorded, record_path

@@ -1,6 +1,6 @@
 """`runner.py compile`: the Kubeflow Pipelines v2 spec of every preset, its components, their order and
 parameters; the YAML file that docs/kubeflow.md's submission snippets (the kfp client, Vertex AI's
-PipelineJob) load. pipeline/kfp_local_test.py runs the compiled spec."""
+PipelineJob) load. orchestration/kubeflow/launcher_test.py runs the compiled spec."""
 
 import json
 import os
@@ -8,10 +8,14 @@ import os
 import pytest
 
 import runner
+from components.lm_evaluator.settings import EvalConfig
+from components.tokenize_text.settings import TokenizeTextSettings
+from components.trainer.settings import read_custom_config
 from pipeline.configs import IMAGE_WORKDIR, PRESETS
-from pipeline.kfp_local import load_spec, task_order
+from training.config import make_config
+from orchestration.kubeflow.spec import load_spec, task_order
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _compile(tmp_path, *args, preset="shakespeare_char", name="spec.json"):
@@ -50,17 +54,17 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
     assert set(tasks["Pusher"]["dependentTasks"]) == {"LMEvaluator", "Trainer"}
     assert spec["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/nanogpt/pipeline_root"
 
-    tokenize = json.loads(_parameters(spec, "TokenizeText")["settings"])  # TokenizeTextSettings
-    assert (tokenize["input_pattern"], tokenize["tokenizer"]) == ("gs://bucket/shakespeare.txt", "char")
+    tokenize = TokenizeTextSettings.from_json(_parameters(spec, "TokenizeText")["settings"])
+    assert (tokenize.input_pattern, tokenize.tokenizer) == ("gs://bucket/shakespeare.txt", "char")
     schema_file = _parameters(spec, "ImportSchemaGen")["schema_file"]
     assert schema_file.startswith(IMAGE_WORKDIR + "/")  # the image's copy, which this repository holds too
     assert os.path.isfile(os.path.join(REPO, os.path.relpath(schema_file, IMAGE_WORKDIR)))
-    custom = json.loads(_parameters(spec, "Trainer")["custom_config"])
-    assert custom["train_preset"] == "shakespeare_char"
-    assert custom["train_config"] == {"max_iters": 123, "learning_rate": 3e-4}
+    train, deploy, resume = read_custom_config(json.loads(_parameters(spec, "Trainer")["custom_config"]))
+    assert train == make_config("shakespeare_char", max_iters=123, learning_rate=3e-4)
+    assert (deploy.image, resume) == ("registry.example/nanogpt-tfx:7", False)
     assert _parameters(spec, "Trainer")["run_fn"] == "components.trainer.run_fn.run_fn"
-    evaluator = _parameters(spec, "LMEvaluator")
-    assert (evaluator["eval_batches"], evaluator["val_loss_threshold"]) == ("50", 1.95)
+    evaluation = EvalConfig.from_json(_parameters(spec, "LMEvaluator")["config"])
+    assert (evaluation.eval_batches, evaluation.val_loss_threshold) == (50, 1.95)
     push = json.loads(_parameters(spec, "Pusher")["push_destination"])
     assert push["filesystem"]["base_directory"] == "gs://bucket/nanogpt/serving_model"
     for task in components:
@@ -76,8 +80,10 @@ def test_every_preset_compiles(tmp_path):
         tasks = set(spec["pipelineSpec"]["root"]["dag"]["tasks"])
         assert {"TokenizeText", "Trainer", "LMEvaluator", "Pusher"} <= tasks, preset
         assert ("Transform" in tasks) == (settings.get("tokenizer", "char") == "char"), preset
-        assert json.loads(_parameters(spec, "Trainer")["custom_config"])["train_preset"] == settings["train_preset"]
-        assert json.loads(_parameters(spec, "LMEvaluator")["baselines"]) == settings.get("baselines", [])
+        train, _, _ = read_custom_config(json.loads(_parameters(spec, "Trainer")["custom_config"]))
+        assert train == make_config(settings["train_preset"]), preset
+        assert EvalConfig.from_json(_parameters(spec, "LMEvaluator")["config"]).baselines == \
+            settings.get("baselines", [])
 
 
 def test_file_presets_need_data_the_pods_can_read(tmp_path, capsys):

@@ -1,7 +1,10 @@
-"""TEST-ONLY fault injection: `runner.py run` kills itself with SIGKILL at a chosen point of a chosen
-component, as `kill -9` or a power cut would, so that tests can check what the next run makes of it.
+"""Fault injection for tests: `runner.py run` (or `run --spec`) kills itself with SIGKILL at a chosen
+point of a chosen component, as `kill -9` or a power cut would, so that tests can check what the next
+run makes of it. The shipped code has no hook for it: this module patches TFX's launcher (or the spec
+launcher's methods) in the process that runs the pipeline, before it runs.
 
-    NANOGPT_TFX_KILL_AT=<component id>:<point>   e.g. Trainer:writing, TokenizeText:written
+    NANOGPT_TFX_KILL_AT=<component id>:<point> python -m test_helpers.fault_injection run ...
+    (test_helpers/forked_runner.py arms it the same way in each forked run)
 
 Points of a component (TFX's Launcher, under LocalDagRunner):
   registered  its execution is RUNNING in ML Metadata, its output directories exist, nothing is written
@@ -11,12 +14,12 @@ Points of a component (TFX's Launcher, under LocalDagRunner):
 Point of a resolver (latest_blessed_model_resolver, ...):
   registered  its execution is registered in ML Metadata, its result not yet published
 
-Points of a task under `runner.py run --spec` (pipeline/kfp_local.py, kill_if_at), the launcher killed:
+Points of a task under `runner.py run --spec` (orchestration/kubeflow/launcher.py), the launcher killed
+(NANOGPT_TFX_KILL_TASK_AT=<task>:<point>):
   running     the task's process has started (it dies with the launcher)
   writing     the first file appeared in the task's output directories (as above), its process running
   written     the task's process ended and its outputs are whole, the run's record does not have them
 
-Nothing here runs unless the variable is set: runner.py calls install() only then.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import signal
 import sys
 import threading
 
-KILL_AT = "NANOGPT_TFX_KILL_AT"
+KILL_AT = "NANOGPT_TFX_KILL_AT"  # a component's point under LocalDagRunner
+KILL_TASK_AT = "NANOGPT_TFX_KILL_TASK_AT"  # a task's point under `run --spec`
 COMPONENT_POINTS = ("registered", "writing", "written")
 SPEC_TASK_POINTS = ("running", "writing", "written")
 
@@ -34,16 +38,6 @@ SPEC_TASK_POINTS = ("running", "writing", "written")
 def _kill(node: str, point: str, what: str = "") -> None:
     print(f"fault injection: SIGKILL at {node}:{point}{what}", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def kill_if_at(task: str, point: str, output_uris=()) -> None:
-    """Under `runner.py run --spec`: SIGKILL here when NANOGPT_TFX_KILL_AT names this point of this
-    task (`writing`: as soon as a file appears under output_uris)."""
-    if os.environ.get(KILL_AT) == f"{task}:{point}":
-        if point == "writing":
-            _watch_for_a_file(task, output_uris)
-        else:
-            _kill(task, point)
 
 
 def _watch_for_a_file(node: str, uris) -> None:
@@ -60,7 +54,15 @@ def _watch_for_a_file(node: str, uris) -> None:
 
 
 def install() -> None:
-    """Arm the kill point that NANOGPT_TFX_KILL_AT names (call before the pipeline runs)."""
+    """Arm the kill point that NANOGPT_TFX_KILL_AT names, if it names one (call before the pipeline
+    runs): a component's under LocalDagRunner, or a task's under `run --spec`."""
+    if KILL_TASK_AT in os.environ:
+        task, _, point = os.environ[KILL_TASK_AT].rpartition(":")
+        if point not in SPEC_TASK_POINTS or not task:
+            raise ValueError(f"{KILL_TASK_AT}={os.environ[KILL_TASK_AT]}: expected <task>:<one of {SPEC_TASK_POINTS}>")
+        _install_spec(task, point)
+    if KILL_AT not in os.environ:
+        return
     node, _, point = os.environ[KILL_AT].rpartition(":")
     if point not in COMPONENT_POINTS or not node:
         raise ValueError(f"{KILL_AT}={os.environ[KILL_AT]}: expected <component id>:<one of {COMPONENT_POINTS}>")
@@ -95,3 +97,46 @@ def install() -> None:
             execution_publish_utils.publish_internal_execution = publish
 
     resolver_node_handler.ResolverNodeHandler.run = run_resolver
+
+
+def _install_spec(task: str, point: str) -> None:
+    """The kill point of a task under `run --spec`, in the launcher's Run."""
+    from orchestration.kubeflow.launcher import Run
+
+    if point == "running":
+        start = Run._start
+
+        def _start(name, *args, **kwargs):
+            process = start(name, *args, **kwargs)
+            if name == task:
+                _kill(task, point)
+            return process
+
+        Run._start = staticmethod(_start)
+    elif point == "writing":
+        run_container = Run._run_container
+
+        def _run_container(self, name, container, executor_input):
+            if name == task:
+                _watch_for_a_file(task, [a["uri"] for output in executor_input["outputs"]["artifacts"].values()
+                                         for a in output["artifacts"]])
+            return run_container(self, name, container, executor_input)
+
+        Run._run_container = _run_container
+    else:  # written: the task's outputs whole, the run's record not yet rewritten
+        run_task = Run._run_task
+
+        def _run_task(self, name):
+            state = run_task(self, name)
+            if name == task:
+                _kill(task, point)
+            return state
+
+        Run._run_task = _run_task
+
+
+if __name__ == "__main__":  # runner.py with the kill point armed
+    install()
+    import runner
+
+    sys.exit(runner.main(sys.argv[1:]))

@@ -1,0 +1,65 @@
+"""Where the Trainer trains and what it exports: the deployment part of the run's configuration
+(pipeline/configs.py), given to run_fn as JSON in the Trainer's custom_config and read back typed.
+Imports nothing heavy."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from core.settings import SettingError, Settings, check, setting
+from model.presets import WEIGHT_DTYPES
+from serving import SERVING_LOOPS
+
+
+@dataclasses.dataclass
+class DeployConfig(Settings):
+    # the exported SavedModel (serving/export.py)
+    serving_weights: str = setting("float32", "the exported SavedModel's matmul weights (bfloat16: half the bytes "
+                                              "read per generated token)", choices=WEIGHT_DTYPES)
+    serving_loop: str = setting("auto", "how the exported generate signature decodes: xla (XLA-compiled, for GPU "
+                                        "and TPU servers), graph (no XLA), auto (xla for models of small layers, "
+                                        "graph for large ones: the faster on a CPU, serving/generate.py uses_xla)",
+                                choices=SERVING_LOOPS)
+    # where training runs: in the Trainer's own process or pod (one device, or `--strategy=mirrored`
+    # over its GPUs; on Kubeflow the pod gets train_accelerator_count x train_accelerator), or, for
+    # train_workers > 1, as a Vertex AI training job of train_workers machines with that many
+    # accelerators each (MultiWorkerMirroredStrategy from the TF_CONFIG that Vertex AI sets; TPUs:
+    # --strategy=tpu). See docs/kubeflow.md.
+    image: str = setting("nanogpt-tfx:latest", "the components' container image (Kubeflow, Vertex AI)")
+    train_workers: int = setting(1, "machines that train (> 1: a Vertex AI training job)", minimum=1)
+    train_machine_type: str = setting("n1-standard-8", "the Vertex AI machine type of each training worker")
+    train_accelerator: str = setting("", "the Trainer pod's accelerator type, e.g. NVIDIA_TESLA_A100, "
+                                         "NVIDIA_H100_80GB (Kubeflow, Vertex AI)")
+    train_accelerator_count: int = setting(0, "accelerators per training worker: the replicas each trains",
+                                           minimum=0)
+    vertex_project: str = setting("", "the Google Cloud project of the Vertex AI training job")
+    vertex_region: str = setting("us-central1", "the region of the Vertex AI training job")
+
+    def __post_init__(self):
+        check(self)
+        if self.train_accelerator and self.train_accelerator_count < 1:
+            raise SettingError(f"--train_accelerator={self.train_accelerator}: needs --train_accelerator_count >= 1")
+        if self.train_workers > 1 and not self.vertex_project:
+            raise SettingError(f"--train_workers={self.train_workers}: multi-worker training runs on Vertex AI, "
+                               f"which needs --vertex_project (and --vertex_region)")
+
+    @property
+    def trains_on_vertex(self) -> bool:
+        return self.train_workers > 1
+
+
+# The Trainer's custom_config: the training and deployment parts as JSON with their schemas.
+TRAIN_CONFIG_KEY, DEPLOY_CONFIG_KEY, RESUME_KEY = "train_config", "deploy_config", "resume"
+
+
+def custom_config(train, deploy: DeployConfig, resume: bool) -> dict:
+    """The Trainer's custom_config for a TrainConfig, a DeployConfig and whether to resume."""
+    return {TRAIN_CONFIG_KEY: train.to_json(), DEPLOY_CONFIG_KEY: deploy.to_json(), RESUME_KEY: bool(resume)}
+
+
+def read_custom_config(custom: dict):
+    """(TrainConfig, DeployConfig, resume) of a Trainer's custom_config, read back typed."""
+    from training.config import TrainConfig
+
+    return (TrainConfig.from_json(custom[TRAIN_CONFIG_KEY]), DeployConfig.from_json(custom[DEPLOY_CONFIG_KEY]),
+            bool(custom.get(RESUME_KEY)))

@@ -1,0 +1,52 @@
+"""The pipeline as a Kubeflow Pipelines v2 spec (TFX's KubeflowV2DagRunner), for Kubeflow Pipelines and
+Vertex AI Pipelines; no cluster needed to write it. `runner.py run --spec` runs it here (launcher.py)."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.configs import IMAGE_WORKDIR, RunConfig
+
+def kubeflow_platform():
+    """What the pipeline needs to know of a Kubeflow cluster: the code lies in the image's workdir, a
+    compiled spec holds only TFX's built-in resolver strategies, the Trainer's pod asks for its
+    accelerators, and the deployment brings its own ML Metadata store."""
+    from pipeline.pipeline import Platform
+
+    return Platform(code_root=IMAGE_WORKDIR, builtin_resolvers=True, trainer_resources=True)
+
+
+def compile_spec(config: RunConfig, path: str) -> None:
+    """Write the pipeline of config as a spec file: YAML, or JSON for a .json path."""
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.deploy.image)
+    pipeline_job = tfx.orchestration.experimental.KubeflowV2DagRunner(config=runner_config).run(
+        create_pipeline(config, kubeflow_platform()), write_out=False)
+    write_pipeline_spec(pipeline_job, path)
+
+
+def write_pipeline_spec(pipeline_job: dict, path: str) -> None:
+    """Write the PipelineJob that TFX's KubeflowV2DagRunner compiles as the file the kfp client,
+    the KFP UI and Vertex AI take: YAML (the PipelineSpec, its pipeline root as
+    defaultPipelineRoot, written by kfp's compiler's own writer), or, for a .json path, the
+    PipelineJob JSON as TFX writes it (which Vertex AI takes and the kfp client refuses)."""
+    if path.endswith(".json"):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(pipeline_job, f, indent=2, sort_keys=True)
+        return
+    from google.protobuf import json_format
+    from kfp.compiler import pipeline_spec_builder
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec = dict(pipeline_job["pipelineSpec"])
+    runtime = pipeline_job.get("runtimeConfig", {})
+    if runtime.get("gcsOutputDirectory"):
+        spec["defaultPipelineRoot"] = runtime["gcsOutputDirectory"]
+    if runtime.get("parameters") or runtime.get("parameterValues"):
+        raise ValueError("the pipeline has runtime parameters, which a YAML spec holds only as the root's "
+                         "defaults: write a .json spec")
+    pipeline_spec_builder.write_pipeline_spec_to_file(
+        json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec()), None, pipeline_spec_pb2.PlatformSpec(), path)

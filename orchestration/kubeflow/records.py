@@ -1,0 +1,76 @@
+"""The records of `run --spec` runs, which stand in for Kubeflow's ML Metadata: one JSON file a run,
+pipeline_root/<pipeline>/<run id>/kfp_local_run.json, rewritten atomically after each task."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from typing import Dict
+
+RECORD_FILE = "kfp_local_run.json"
+
+# The state of an artifact set aside (ML Metadata's name): neither the cache nor a resolver takes it.
+SET_ASIDE = "MARKED_FOR_DELETION"
+
+
+def tf_gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
+
+
+def write_record(path: str, record: dict) -> None:
+    """Atomically: a temporary file renamed over the record."""
+    gfile = tf_gfile()
+    temporary = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with gfile.GFile(temporary, "w") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+    gfile.rename(temporary, path, overwrite=True)
+
+
+def earlier_records(pipeline_root: str) -> Dict[str, dict]:
+    """The records of the earlier runs under the pipeline root (of any pipeline), by their paths."""
+    gfile = tf_gfile()
+    records = {}
+    for path in gfile.glob(f"{pipeline_root.rstrip('/')}/*/*/{RECORD_FILE}"):
+        with gfile.GFile(path) as f:
+            records[path] = json.load(f)
+    return records
+
+
+def cancel_dead_runs(record_paths: Dict[str, dict]) -> None:
+    """The records of earlier runs left RUNNING by a launcher of this machine that is no longer
+    alive (killed: kill -9, a power cut) are marked CANCELED. What their tasks recorded stays
+    usable (the cache takes it); what the killed task wrote (its directory, which the record
+    does not name) and a record's half-written copy are removed first, so that a kill during
+    this leaves the run RUNNING, to be cleared by the next."""
+    gfile = tf_gfile()
+    for path, record in record_paths.items():
+        launcher = record.get("launcher", {})
+        if record.get("state") == "RUNNING" and launcher.get("host") == socket.gethostname() \
+                and not alive(launcher.get("pid", 0)):
+            run_root = path[:-len(RECORD_FILE)].rstrip("/")
+            for entry in sorted(gfile.listdir(run_root)):
+                name, where = entry.rstrip("/"), f"{run_root}/{entry.rstrip('/')}"
+                if name.startswith(f"{RECORD_FILE}.tmp-"):
+                    gfile.remove(where)
+                elif name != RECORD_FILE and name not in record.get("tasks", {}) and gfile.isdir(where):
+                    gfile.rmtree(where)
+                    print(f"  run {os.path.basename(run_root)} was killed during {name}: its unrecorded "
+                          f"outputs {where} are removed", flush=True)
+            record["state"] = "CANCELED"
+            write_record(path, record)

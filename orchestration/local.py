@@ -1,0 +1,69 @@
+"""The pipeline on this machine with LocalDagRunner and an SQLite ML Metadata store under the output
+directory; what a killed run left is cleared first, and a damaged cached artifact is made anew
+(orchestration/recovery.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+from pipeline.configs import RunConfig
+
+# warnings TFX gives on every run that say nothing about this one
+_ROUTINE_WARNINGS = ("ArtifactQuery.property_predicate is not supported",
+                     "Examples artifact does not have payload_format custom property")
+
+
+def show_progress() -> None:
+    """Quiet TensorFlow and TFX, except for each component's start and end, the components' own
+    progress lines and any warning."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+    class Progress(logging.Filter):
+        def filter(self, record):
+            message = record.getMessage()
+            if record.levelno >= logging.WARNING:
+                return not message.startswith(_ROUTINE_WARNINGS)
+            return message.startswith(("Component ", "TokenizeText:", "LMEvaluator:"))
+
+    logging.getLogger("absl").addFilter(Progress())
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+
+
+def local_pipeline(config: RunConfig):
+    """The pipeline with the SQLite ML Metadata store of config.metadata_path."""
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import Platform, create_pipeline
+
+    store = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    return create_pipeline(config, Platform(metadata_connection_config=store))
+
+
+def run(config: RunConfig) -> None:
+    """Run the pipeline end to end here, then print where its results are."""
+    from tfx import v1 as tfx
+
+    from orchestration import recovery
+    from pipeline import lineage
+
+    source = config.data.input_pattern or config.data.dataset_name
+    print(f"running pipeline {config.pipeline_name} ({config.preset}) on {source}; output in "
+          f"{os.path.abspath(config.output_dir)}", flush=True)
+    with recovery.exclusive_run(config.output_dir):
+        if os.path.exists(config.metadata_path):  # a damaged store: one line naming it, before anything runs
+            lineage.sqlite_store(config.metadata_path)
+        cleared = recovery.clear_dead_executions(config.metadata_path, config.pipeline_root, config.serving_dir)
+        if cleared:
+            print(f"cleared executions {cleared}, left RUNNING by a run that was killed", flush=True)
+        for line in recovery.set_aside_changed_shards(config.metadata_path):
+            print(line, flush=True)
+        # a damaged artifact from the cache: set aside, and the pipeline runs again to make it anew
+        recovery.run_remaking_damaged(config.metadata_path,
+                                      lambda: tfx.orchestration.LocalDagRunner().run(local_pipeline(config)))
+    print(lineage.run_summary(config.metadata_path), flush=True)
