@@ -106,13 +106,13 @@ def _install_spec(task: str, point: str) -> None:
     if point == "running":
         start = Run._start
 
-        def _start(name, *args, **kwargs):
-            process = start(name, *args, **kwargs)
+        def _start(self, name, *args, **kwargs):
+            process = start(self, name, *args, **kwargs)
             if name == task:
                 _kill(task, point)
             return process
 
-        Run._start = staticmethod(_start)
+        Run._start = _start
     elif point == "writing":
         run_container = Run._run_container
 

@@ -42,9 +42,9 @@ import time
 import uuid
 from typing import Dict, List, Optional
 
-from orchestration.kubeflow import records
+from orchestration.kubeflow import forkserver, records
 from orchestration.kubeflow.records import RECORD_FILE, SET_ASIDE, earlier_records, tf_gfile, write_record
-from orchestration.kubeflow.spec import (REPO_ROOT, SpecError, Unresolved, check_tasks, fill, holds, in_checkout,
+from orchestration.kubeflow.spec import (REPO_ROOT, TFX_ENTRYPOINT, SpecError, Unresolved, check_tasks, fill, holds, in_checkout,
                                          load_spec, parse_filter, python_value, runtime_artifact, schema_title,
                                          task_order, typed_value, upstream)
 
@@ -64,6 +64,7 @@ class Run:
     enable_cache: Optional[bool] = None  # None: each task's cachingOptions; True/False for all
 
     def __post_init__(self):
+        self._forkserver = None  # started with the first task it can run; False: none on this system
         self.pipeline_name = self.spec["pipelineSpec"].get("pipelineInfo", {}).get("name")
         if not self.pipeline_name:
             raise ValueError("the spec names no pipeline (pipelineInfo.name)")
@@ -125,6 +126,8 @@ class Run:
             raise
         finally:
             self._write_record()
+            if self._forkserver:
+                self._forkserver.close()
         return self.record
 
     def _run_task(self, name: str) -> str:
@@ -244,26 +247,30 @@ class Run:
         env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
         with tempfile.TemporaryDirectory(prefix=f"kfp_local_{name}_") as workdir:
             log_path = os.path.join(workdir, "log.txt")
-            with open(log_path, "wb") as log:
-                task = self._start(name, line, env, workdir, log)
-                try:
-                    code = task.wait()
-                except BaseException:  # Ctrl-C: the task stops too
-                    task.kill()
-                    task.wait()
-                    raise
+            task = self._start(name, line, env, workdir, log_path)
+            try:
+                code = task.wait()
+            except BaseException:  # Ctrl-C: the task stops too
+                task.kill()
+                task.wait()
+                raise
             self._keep_log(name, log_path)
             if code != 0:
                 with open(log_path, encoding="utf-8", errors="replace") as f:
                     last = [ln.strip() for ln in f.read().splitlines() if ln.strip()][-1:] or ["(no output)"]
                 raise SpecError(name, f"failed (exit code {code}): {last[0][:300]}; log: {self.run_root}/{name}/log.txt")
 
-    @staticmethod
-    def _start(name: str, line: List[str], env: dict, workdir: str, log) -> subprocess.Popen:
-        """The task's process, which dies with the launcher."""
+    def _start(self, name: str, line: List[str], env: dict, workdir: str, log_path: str):
+        """The task's process, which dies with the launcher: forked from the run's fork server when
+        its command is one the server runs (orchestration/kubeflow/forkserver.py), else started afresh."""
+        if self._forkserver is None and line[:3] == [sys.executable, "-m", TFX_ENTRYPOINT]:
+            self._forkserver = forkserver.start(TFX_ENTRYPOINT, env) or False
+        if self._forkserver and self._forkserver.serves(line, env):
+            return self._forkserver.start(line, workdir, log_path)
         try:
-            return subprocess.Popen(line, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    preexec_fn=_dies_with_the_launcher())
+            with open(log_path, "wb") as log:
+                return subprocess.Popen(line, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        preexec_fn=forkserver.dies_with_its_parent())
         except OSError as e:  # no such command
             raise SpecError(name, f"its command {line[0]!r} cannot run: {e}") from e
 
@@ -390,23 +397,6 @@ class Run:
             pushed_destination=pushed["metadata"].get("pushed_destination")
             if pushed and pushed["metadata"].get("pushed") == 1 else None)
         return "\n".join(lines + [f"run record: {self.run_root}/{RECORD_FILE}"])
-
-
-def _dies_with_the_launcher():
-    """A preexec_fn that has a task's process killed when the launcher dies (Linux's
-    PR_SET_PDEATHSIG), so that no task outlives a killed launcher; None elsewhere. prctl is looked
-    up here, before the fork: the child runs nothing but the call before its exec."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    import signal
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
-    return lambda: prctl(pr_set_pdeathsig, sigkill)
 
 
 def run_spec(spec_path: str, pipeline_root: Optional[str] = None, until: Optional[str] = None,

@@ -1,0 +1,146 @@
+"""The processes of `run --spec`'s tasks, forked from one process that has imported TensorFlow and
+TFX's Kubeflow entrypoint once.
+
+A task's command is `python -m MODULE ARGS...` (TFX's entrypoint): started afresh it spends half a
+minute importing TensorFlow and TFX before it does anything. A container on a cluster pays that
+too, but here every task of every run would, one after the other. So the launcher starts this
+module once per run, in the tasks' environment, and each task is a fork of it: a process of its
+own, in its own working directory, with its own log and exit status, that runs TFX's entrypoint as
+`python -m` would, only without importing again what is already imported. A task with an
+environment of its own (the spec's container env) or another command is started afresh.
+
+Protocol (one JSON line each way, the tasks one at a time): started as `python -m
+orchestration.kubeflow.forkserver MODULE`, this process imports MODULE and answers {"ready": true};
+the launcher writes {"argv": [MODULE, ARGS...], "cwd": DIR, "log": FILE}; this process forks, answers {"pid": PID}, and once the task
+ended {"exit": STATUS} (negative: the signal that ended it). Each process here dies with its parent
+(PR_SET_PDEATHSIG), so that a killed launcher leaves none behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import List, Optional
+
+def dies_with_its_parent():
+    """A function that has the process calling it killed when its parent dies (Linux's
+    PR_SET_PDEATHSIG), for subprocess's preexec_fn or a forked child; None elsewhere. prctl is
+    looked up here, before a fork: the child runs nothing but the call before its exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+    return lambda: prctl(pr_set_pdeathsig, sigkill)
+
+
+class ForkedTask:
+    """A task forked by the server: what the launcher needs of a subprocess.Popen."""
+
+    def __init__(self, server: "ForkServer", pid: int):
+        self.server, self.pid = server, pid
+
+    def wait(self) -> int:
+        return self.server.answer()["exit"]
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+class ForkServer:
+    """This module running in a process of its own, for the tasks of one run that run `module`."""
+
+    def __init__(self, module: str, env: dict):
+        self.module, self.env = module, env
+        self.process = subprocess.Popen([sys.executable, "-m", "orchestration.kubeflow.forkserver", module], env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        preexec_fn=dies_with_its_parent())
+        self.ready = self.answer().get("ready", False)
+
+    def answer(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise OSError(f"the fork server (pid {self.process.pid}) ended")
+        return json.loads(line)
+
+    def serves(self, line: List[str], env: dict) -> bool:
+        """Whether a task of this command line and environment can be forked here."""
+        return self.ready and line[:3] == [sys.executable, "-m", self.module] and env == self.env
+
+    def start(self, line: List[str], cwd: str, log: str) -> ForkedTask:
+        self.process.stdin.write(json.dumps({"argv": line[2:], "cwd": cwd, "log": log}) + "\n")
+        self.process.stdin.flush()
+        return ForkedTask(self, self.answer()["pid"])
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait()
+
+
+def _run_task(request: dict) -> None:
+    """In the forked child: MODULE as `python -m MODULE ARGS...` runs it, its output to the log."""
+    import runpy
+
+    die = dies_with_its_parent()
+    if die:
+        die()
+    os.chdir(request["cwd"])
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    module, *args = request["argv"]
+    sys.argv = [module, *args]
+    sys.modules.pop(module, None)  # run as __main__ afresh (what it imports stays imported)
+    status = 0
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def serve(module: str, requests, answers) -> None:
+    """Import `module` (and so what it imports), then fork a task for each request."""
+    import importlib
+
+    importlib.import_module(module)
+    answers.write(json.dumps({"ready": True}) + "\n")
+    answers.flush()
+    for line in requests:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _run_task(request)
+        answers.write(json.dumps({"pid": pid}) + "\n")
+        answers.flush()
+        _, status = os.waitpid(pid, 0)
+        answers.write(json.dumps({"exit": os.waitstatus_to_exitcode(status)}) + "\n")
+        answers.flush()
+
+
+def start(module: str, env: dict) -> Optional[ForkServer]:
+    """A fork server for tasks that run `module` in this environment, or None where there is no fork."""
+    return ForkServer(module, env) if hasattr(os, "fork") else None
+
+
+if __name__ == "__main__":  # python -m orchestration.kubeflow.forkserver MODULE
+    serve(sys.argv[1], sys.stdin, sys.stdout)
