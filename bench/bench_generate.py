@@ -88,6 +88,36 @@ def _served(model, directory, prompt, n, weights, loop):
     return lambda: signature(idx=tf.constant(prompt, tf.int32), **settings)["tokens"].numpy()
 
 
+def _read_weights(model):
+    """The weights one decoding step reads whole at batch 1: every matmul weight, and wte (the tied
+    head multiplies by all of it); of wpe, as of the embedding's gather, a row only."""
+    return [layer.weight for layer in model.submodules
+            if getattr(layer, "weight", None) is not None and layer.weight.shape.rank == 2
+            and layer is not model.wpe]
+
+
+def weight_bytes_per_token(model) -> int:
+    """The bytes of weights one decoding step reads at batch 1."""
+    return sum(int(w.shape.num_elements()) * w.dtype.size for w in _read_weights(model))
+
+
+def read_gb_per_s(model, rounds: int = 5) -> float:
+    """How fast these cores read the model's weights: every weight a decoding step reads, its bytes
+    summed as 32-bit integers once per call (a read of each byte and little arithmetic, TensorFlow's
+    ops sharing out the cores as the step's products do); the best of `rounds` calls, in GB/s (1e9
+    bytes)."""
+    import tensorflow as tf
+
+    def words(w):  # the weight's bytes as 32-bit integers: integer sums run at the memory's pace in any dtype
+        return tf.bitcast(tf.reshape(w, [-1, 4 // w.dtype.size]), tf.int32) if w.dtype.size < 4 else \
+            tf.bitcast(w, tf.int32)
+
+    weights = _read_weights(model)
+    read = tf.function(lambda: tf.add_n([tf.reduce_sum(words(w)) for w in weights]))
+    read()
+    return max(weight_bytes_per_token(model) / _timed(read)[1] for _ in range(rounds)) / 1e9
+
+
 def _transformers(model, directory, prompt, n):
     """transformers' XLA generate on the model's weights, through the project's Hugging Face export."""
     import tensorflow as tf
@@ -163,6 +193,17 @@ def main(argv=None):
         uncached, uncached_s = _timed(lambda: generate_uncached(model, prompt, n, **SAMPLING).tokens)
         print(f"uncached (nanoGPT's loop): {total / uncached_s:.2f} tokens/s ({uncached_s:.2f} s)", flush=True)
 
+    # the memory wall: the tokens/s at which these cores could merely read the weights a step reads
+    from serving.weights import with_weights
+
+    wall, read_rate = {}, {}
+    for weights in ("float32", "bfloat16") if opts["bfloat16"] else ("float32",):
+        served_model = with_weights(model, weights)
+        nbytes, gb_per_s = weight_bytes_per_token(served_model), read_gb_per_s(served_model)
+        wall[weights], read_rate[weights] = gb_per_s * 1e9 / nbytes * opts["batch"], gb_per_s
+        print(f"memory wall, {weights} weights: {nbytes / 1e6:.1f} MB read per step, read at {gb_per_s:.2f} GB/s: "
+              f"{wall[weights]:.2f} tokens/s", flush=True)
+
     reference = "uncached" if opts["uncached"] else "cached, XLA"
     for name, tokens in (("cached, XLA", xla), ("served, XLA", best["served, XLA"][0]),
                          ("served, graph", best["served, graph"][0]), ("served, bfloat16", served_bf16)):
@@ -177,7 +218,10 @@ def main(argv=None):
           f"speedup={rate['cached'] / rate['uncached']:.2f} served_tokens_per_s={rate['served']:.2f} "
           f"hf_tokens_per_s={rate['hf']:.2f} served_vs_hf={rate['served'] / rate['hf']:.2f} "
           f"served_bf16_tokens_per_s={rate['bf16']:.2f} bf16_vs_float32={rate['bf16'] / rate['cached']:.2f} "
-          f"served_xla_tokens_per_s={rate['served_xla']:.2f} served_graph_tokens_per_s={rate['served_graph']:.2f}")
+          f"served_xla_tokens_per_s={rate['served_xla']:.2f} served_graph_tokens_per_s={rate['served_graph']:.2f} "
+          f"weight_bytes_per_token={weight_bytes_per_token(model)} read_gb_per_s={read_rate['float32']:.2f} "
+          f"served_vs_wall={rate['served'] / wall['float32']:.2f} "
+          f"served_bf16_vs_wall={rate['bf16'] / wall.get('bfloat16', float('nan')):.2f}")
 
 
 if __name__ == "__main__":
