@@ -205,6 +205,10 @@ class _ArgumentParser(argparse.ArgumentParser):
 def main(argv=None):
     from core.errors import pop_debug, reported
 
+    if argv is None:  # the command line itself (not a caller's): TensorFlow's C++ chatter left out of stderr
+        from core.console import quiet_tensorflow
+
+        quiet_tensorflow()
     debug, argv = pop_debug(sys.argv[1:] if argv is None else argv)
     with reported("runner.py", debug):
         _main(argv, debug)

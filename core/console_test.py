@@ -1,0 +1,31 @@
+"""TensorFlow's C++ chatter is left out of a command's stderr, everything else passes, in order."""
+
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# as TensorFlow 2.16 writes them (runner.py sample on this project's CPU), and a line of our own around each
+CHATTER = [
+    "2026-12-06 06:46:08.669363: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:479] Unable to register "
+    "cuFFT factory: Attempting to register factory for plugin cuFFT when one has already been registered",
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1796539578.745789   14257 service.cc:145] XLA service 0x7f044400a780 initialized for platform Host",
+    "I0000 00:00:1796539579.347480   14257 device_compiler.h:188] Compiled cluster using XLA!  This line is logged "
+    "at most once for the lifetime of the process.",
+]
+KEPT = ["sampling from /somewhere", "W0000 00:00:1796539579.3 14257 x.cc:1] a warning stays",
+        "2026-12-06 06:46:08.669363: E external/x.cc:1] another error stays", "runner.py sample: error: one line"]
+
+
+def test_chatter_is_dropped_and_the_rest_kept_in_order():
+    code = (f"import os, sys\nfrom core.console import quiet_tensorflow\nquiet_tensorflow()\n"
+            f"for line in {[*CHATTER[:2], KEPT[0], *CHATTER[2:], *KEPT[1:]]!r}:\n"
+            f"    os.write(2, (line + '\\n').encode())\n"
+            f"import subprocess\nsubprocess.run([sys.executable, '-c', 'import os; os.write(2, b\"{CHATTER[2]}\\\\n\")'])\n"
+            f"print('stdout untouched', flush=True)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == KEPT  # a child process's chatter too
+    assert result.stdout == "stdout untouched\n"
