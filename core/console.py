@@ -20,8 +20,12 @@ import sys
 DROPPED = (rb"^(I\d{4} \d\d:\d\d:[\d.]+\s+\d+ \S+:\d+\] |WARNING: All log messages before absl::InitializeLog\(\) "
            rb"is called|[\d-]+ [\d:.]+: E \S+\] Unable to register cu\w+ factory)")
 
+# The filter outlives no writer and misses no line: Ctrl-C and SIGTERM (sent to the whole process
+# group) leave it running until the last process writing to it has ended.
 _FILTER = f"""
-import re, sys
+import re, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 dropped = re.compile({DROPPED!r})
 for line in sys.stdin.buffer:
     if not dropped.match(line):

@@ -29,3 +29,19 @@ def test_chatter_is_dropped_and_the_rest_kept_in_order():
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == KEPT  # a child process's chatter too
     assert result.stdout == "stdout untouched\n"
+
+
+def test_ctrl_c_to_the_process_group_leaves_the_last_lines_reaching_the_terminal():
+    import signal
+    import time
+
+    code = ("import os, signal, sys, time\nfrom core.console import quiet_tensorflow\nquiet_tensorflow()\n"
+            "signal.signal(signal.SIGINT, lambda *_: (os.write(2, b'interrupted\\n'), sys.exit(130)))\n"
+            "print('ready', flush=True)\ntime.sleep(30)\n")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert process.stdout.readline() == "ready\n"
+    time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: every process of the group
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and err == "interrupted\n"
