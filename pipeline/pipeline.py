@@ -84,7 +84,7 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
     # Tokenize the corpus (Beam) into train/val token shards, or character records to map below.
     tokenize = TokenizeText(config.data)
     components.append(tokenize)
-    examples, transform_graph = tokenize.outputs["examples"], None
+    examples, transform_graph, source_examples = tokenize.outputs["examples"], None, None
 
     if config.data.tokenizer == "char":
         # The schema of the character records, which Transform needs.
@@ -96,6 +96,7 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
             preprocessing_fn="components.char_transform.preprocessing_fn", disable_statistics=True,
             splits_config=tfx.proto.SplitsConfig(analyze=list(shards.SPLITS), transform=list(shards.SPLITS)))
         components += [schema, transform]
+        source_examples = examples  # the tokenization's counts, which Transform's output does not carry
         examples, transform_graph = transform.outputs["transformed_examples"], transform.outputs["transform_graph"]
 
     base_model = None
@@ -122,10 +123,12 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
     last_blessed = last_blessed.with_id("latest_blessed_model_resolver")
     components.append(last_blessed)
 
-    # Train and validation loss of the candidate and the baselines; bless or not.
+    # Train and val loss and bits per byte of the candidate, the last blessed model, the unigram
+    # baseline and GPT-2 baselines; bless or not.
     evaluator = LMEvaluator(
         examples=examples, model=trainer.outputs["model"], baseline_model=last_blessed.outputs["model"],
-        model_run=trainer.outputs["model_run"], config=config.eval, data_tokenizer=config.data.tokenizer)
+        model_run=trainer.outputs["model_run"], transform_graph=transform_graph, source_examples=source_examples,
+        config=config.eval, bpe_dir=config.data.bpe_dir)
     components.append(evaluator)
 
     # Push a blessed model to a versioned directory under the serving directory, atomically.

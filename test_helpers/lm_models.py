@@ -33,3 +33,20 @@ def unigram_gpt():
     model.ln_f.bias.assign(np.pad(np.log(P), (0, N_EMBD - V)).astype(np.float32))
     model.wte.weight.assign(np.eye(V, N_EMBD, dtype=np.float32))
     return model
+
+
+# The characters of the test data's ids 0..V-1: ASCII, and characters of 2, 3 and 4 UTF-8 bytes, so
+# that bits per byte and loss / ln 2 differ.
+CHARS = ["a", "b", "\n", "é", "€", "c", "d", " ", "e", "ü", "f", "𝄞"]
+CHAR_BYTES = np.array([len(c.encode("utf-8")) for c in CHARS])
+
+
+def write_char_vocabulary(directory, chars=CHARS):
+    """A transform graph directory whose vocabulary maps ids to `chars` as the char Transform's
+    does (components/char_transform.py: one code point a line, in id order); any file system
+    TensorFlow writes."""
+    assets = f"{directory}/transform_fn/assets"
+    tf.io.gfile.makedirs(assets)
+    with tf.io.gfile.GFile(f"{assets}/chars", "w") as f:
+        f.write("".join(f"{ord(c)}\n" for c in chars))
+    return str(directory)

@@ -13,7 +13,7 @@ from components import artifact_layout
 from components.lm_evaluator.component import LMEvaluator
 from components.lm_evaluator.settings import EvalConfig
 from core.settings import SettingError
-from test_helpers.lm_models import P, V, uniform_gpt, unigram_gpt
+from test_helpers.lm_models import P, V, uniform_gpt, unigram_gpt, write_char_vocabulary
 from core import shards
 
 
@@ -37,6 +37,8 @@ def build_pipeline(root, db, examples_dir, model_dir, push_dir):
     examples = tfx.dsl.Importer(
         source_uri=examples_dir, artifact_type=tfx.types.standard_artifacts.Examples,
         properties={"split_names": '["train", "val"]'}).with_id("ImportExamples")
+    vocabulary = tfx.dsl.Importer(source_uri=write_char_vocabulary(os.path.join(root, "vocabulary")),
+                                  artifact_type=tfx.types.standard_artifacts.TransformGraph).with_id("ImportVocabulary")
     model = tfx.dsl.Importer(source_uri=model_dir, artifact_type=tfx.types.standard_artifacts.Model
                              ).with_id("ImportModel")
     latest_blessed = tfx.dsl.Resolver(
@@ -46,6 +48,7 @@ def build_pipeline(root, db, examples_dir, model_dir, push_dir):
     ).with_id("latest_blessed_model_resolver")
     evaluator = LMEvaluator(examples=examples.outputs["result"], model=model.outputs["result"],
                             baseline_model=latest_blessed.outputs["model"],
+                            transform_graph=vocabulary.outputs["result"],
                             config=EvalConfig(val_loss_threshold=float(np.log(V))))
     pusher = tfx.components.Pusher(
         model=model.outputs["result"], model_blessing=evaluator.outputs["blessing"],
@@ -53,7 +56,7 @@ def build_pipeline(root, db, examples_dir, model_dir, push_dir):
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_dir)))
     return tfx.dsl.Pipeline(
         pipeline_name="lm_evaluator_test", pipeline_root=root,
-        components=[examples, model, latest_blessed, evaluator, pusher],
+        components=[examples, vocabulary, model, latest_blessed, evaluator, pusher],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(db))
 
 

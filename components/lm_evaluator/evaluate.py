@@ -1,8 +1,11 @@
-"""What LMEvaluator computes, without TFX: evaluation windows, a model's mean loss on them, and the
-blessing decision.
+"""What LMEvaluator computes, without TFX: evaluation windows, every metric of a model on them
+(metrics/), the unigram baseline, and the blessing decision.
 
-Windows are built once per split and fed, unchanged, to every model (candidate, last blessed model,
-baselines), so the losses compare like with like:
+Windows are built once per split and fed, unchanged, to every model that reads the data's tokens
+(candidate, last blessed model, the unigram baseline, baselines of the same vocabulary), so the
+losses compare like with like. A GPT-2 baseline beside data of other tokens (characters) reads the
+same val text in its own tokens: the split's text encoded with GPT-2 BPE, windowed the same way;
+its bits per byte compare with the others', its loss per token does not.
 
 - eval_batches > 0: eval_batches batches of batch_size windows at random offsets, drawn the way
   training draws them (training.data.sample_windows, stateless seed (seed, 2 * batch + split_index));
@@ -24,6 +27,7 @@ import numpy as np
 
 from components import artifact_layout
 from components.lm_evaluator.metrics import METRICS, SplitScore
+from components.lm_evaluator.tokens import target_bytes
 from core.shards import SPLITS, TRAIN, VAL
 
 # nanoGPT's README: the released GPT-2 checkpoints' loss on OpenWebText's validation split.
@@ -37,6 +41,7 @@ class SplitWindows:
     num_tokens: int  # tokens in the split
     max_token: int  # the largest token id in the split
     batches: List[Tuple[np.ndarray, np.ndarray]]
+    target_bytes: int  # the UTF-8 bytes the batches' target tokens stand for (metrics/bpb.py)
 
     @property
     def num_windows(self) -> int:
@@ -49,6 +54,7 @@ class ModelResult:
     name: str  # label in the report and in property names
     source: str  # the directory or GPT-2 name it was loaded from
     values: Dict[str, float] = dataclasses.field(default_factory=dict)  # "<split>_<metric>": each metric's value
+    tokens: str = ""  # the tokens it read: the data's, or GPT-2 BPE of the same text
     num_params: Optional[int] = None
     vocab_size: Optional[int] = None
     skipped: Optional[str] = None  # why it was not evaluated
@@ -66,7 +72,7 @@ class ModelResult:
         return {**{k: v for k, v in fields.items() if k != "values"}, **fields["values"]}
 
 
-def split_windows(tokens: np.ndarray, split: str, *, block_size: int, batch_size: int,
+def split_windows(tokens: np.ndarray, split: str, *, token_bytes: np.ndarray, block_size: int, batch_size: int,
                   eval_batches: int, seed: int, split_index: int) -> SplitWindows:
     """The evaluation batches of one split's token stream (see the module docstring)."""
     n = len(tokens)
@@ -87,15 +93,27 @@ def split_windows(tokens: np.ndarray, split: str, *, block_size: int, batch_size
         windows = tokens[index].astype(np.int32)
         batches = [(windows[i:i + batch_size, :-1], windows[i:i + batch_size, 1:])
                    for i in range(0, count, batch_size)]
-    return SplitWindows(split=split, num_tokens=n, max_token=int(tokens.max()), batches=batches)
+    return SplitWindows(split=split, num_tokens=n, max_token=int(tokens.max()), batches=batches,
+                        target_bytes=sum(target_bytes(token_bytes, y) for _, y in batches))
+
+
+def load_streams(examples_uri: str) -> Dict[str, np.ndarray]:
+    """{split: token stream} of the train and val splits of an Examples artifact (core.shards)."""
+    from training.data import load_split
+
+    return {split: load_split(examples_uri, split) for split in SPLITS}
+
+
+def make_windows(streams: Dict[str, np.ndarray], **kwargs) -> Dict[str, SplitWindows]:
+    """{split: SplitWindows} of token streams (split_windows' settings as keywords); a split keeps
+    its index in SPLITS, so that random windows draw the same offsets whichever splits are given."""
+    return {split: split_windows(tokens, split, split_index=SPLITS.index(split), **kwargs)
+            for split, tokens in streams.items()}
 
 
 def load_windows(examples_uri: str, **kwargs) -> Dict[str, SplitWindows]:
     """{split: SplitWindows} for the train and val splits of an Examples artifact (core.shards)."""
-    from training.data import load_split
-
-    return {split: split_windows(load_split(examples_uri, split), split, split_index=i, **kwargs)
-            for i, split in enumerate(SPLITS)}
+    return make_windows(load_streams(examples_uri), **kwargs)
 
 
 def loss_function(model, block_size: int):
@@ -156,14 +174,34 @@ def vocab_problem(vocab_size: int, windows: Dict[str, SplitWindows]) -> Optional
 
 
 def evaluate(model, windows: Dict[str, SplitWindows], result: ModelResult) -> ModelResult:
-    """Every metric of the model on every split, into result.values."""
+    """Every metric of the model on every split of `windows`, into result.values."""
     result.num_params = model.get_num_params()
     result.vocab_size = model.config.vocab_size
     batch_loss = loss_function(model, windows[VAL].batches[0][0].shape[1])
-    for split in SPLITS:
-        split_score = score(batch_loss, windows[split])
-        for metric in METRICS:
-            result.values[f"{split}_{metric.name}"] = metric.of(split_score, windows[split])
+    for split in windows:
+        record(result, split, score(batch_loss, windows[split]), windows[split])
+    return result
+
+
+def record(result: ModelResult, split: str, split_score: SplitScore, windows: SplitWindows) -> None:
+    for metric in METRICS:
+        result.values[f"{split}_{metric.name}"] = metric.of(split_score, windows)
+
+
+def unigram(streams: Dict[str, np.ndarray], windows: Dict[str, SplitWindows], vocab_size: int,
+            tokens: str) -> ModelResult:
+    """The trivial model of the data: every token predicted by its frequency in the train split,
+    with one added count for each id of the vocabulary (Laplace), so that a token the train split
+    lacks costs a finite loss. A candidate that does not beat it has learnt nothing of the order of
+    the tokens."""
+    counts = np.bincount(np.asarray(streams[TRAIN], np.int64), minlength=vocab_size)[:vocab_size] + 1.0
+    log_p = np.log(counts / counts.sum())
+    result = ModelResult("unigram", "unigram", "each token's train-split frequency (add-one)", num_params=vocab_size,
+                         vocab_size=vocab_size, tokens=tokens)
+    for split in windows:
+        batches = windows[split].batches
+        nats = -sum(float(log_p[y].sum()) for _, y in batches)
+        record(result, split, SplitScore(nats=nats, tokens=sum(y.size for _, y in batches)), windows[split])
     return result
 
 
@@ -192,13 +230,38 @@ def unique_labels(sources: Sequence[str]) -> List[str]:
     return labels
 
 
+@dataclasses.dataclass
+class Bar:
+    """A model whose val bits per byte the candidate must not fall behind: by more than `margin`
+    (within it: blessed), or, when `beat`, at all (strictly better). `bpb` None: it was not
+    evaluated, for the reason `missing`, and the candidate is not blessed."""
+    name: str
+    bpb: Optional[float]
+    margin: float = 0.0
+    beat: bool = False
+    missing: Optional[str] = None
+
+    def judge(self, ours: float) -> Tuple[bool, str]:
+        if self.bpb is None:
+            return False, f"{self.name} was not evaluated ({self.missing})"
+        if self.beat:
+            if ours < self.bpb:
+                return True, f"val bpb {ours:.4f} < {self.name}'s {self.bpb:.4f}"
+            return False, f"val bpb {ours:.4f} is no better than {self.name}'s {self.bpb:.4f}"
+        if ours <= self.bpb + self.margin:
+            return True, f"val bpb {ours:.4f} <= {self.name}'s {self.bpb:.4f} + {self.margin:g}"
+        return False, f"val bpb {ours:.4f} is worse than {self.name}'s {self.bpb:.4f} by more than {self.margin:g}"
+
+
 def decide(candidate: Dict[str, float], *, threshold: Optional[float], last_blessed: Optional[Dict[str, float]],
-           max_regression: float, candidate_is_last_blessed: bool = False) -> Tuple[bool, str]:
+           max_regression: float, candidate_is_last_blessed: bool = False,
+           bars: Sequence[Bar] = ()) -> Tuple[bool, str]:
     """(blessed, why) from the candidate's and the last blessed model's values (ModelResult.values):
-    bless when the candidate's val loss is finite, below the threshold (when there is one), and, on
-    every gating metric (METRICS), at most max_regression above the last blessed model's (when there
-    is one). A candidate that is the last blessed model itself (a rerun whose Trainer came from the
-    cache) was blessed and pushed already: it is not blessed again, so that nothing is pushed twice."""
+    bless when the candidate's val loss is finite, below the threshold (when there is one), on
+    every gating metric (METRICS) at most max_regression above the last blessed model's (when there
+    is one), and its val bits per byte pass every bar (the unigram baseline, a gating baseline). A
+    candidate that is the last blessed model itself (a rerun whose Trainer came from the cache) was
+    blessed and pushed already: it is not blessed again, so that nothing is pushed twice."""
     if candidate_is_last_blessed:
         return False, "the candidate is the last blessed model itself, already blessed and pushed"
     candidate_val = candidate[f"{VAL}_loss"]
@@ -220,6 +283,9 @@ def decide(candidate: Dict[str, float], *, threshold: Optional[float], last_bles
         else:
             failures.append(f"val {metric.title} {ours:.4f} is worse than the last blessed model's {theirs:.4f} "
                             f"by {ours - theirs:.4f}, more than max_regression {max_regression:g}")
+    for bar in bars:
+        passed, why = bar.judge(candidate[f"{VAL}_bpb"])
+        (passes if passed else failures).append(why)
     if failures:
         return False, "not blessed: " + "; ".join(failures)
     return True, "blessed: " + "; ".join(passes)

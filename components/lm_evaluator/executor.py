@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, Dict, List
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from tfx import types
@@ -20,22 +21,27 @@ from tfx.utils import io_utils
 
 from components.artifact_layout import METRICS_FILE, PLOT_FILE, REPORT_FILE
 from components.lm_evaluator import evaluate as ev
-from components.lm_evaluator import report
+from components.lm_evaluator import report, tokens
 from components.lm_evaluator.settings import EvalConfig
-from core import files
+from core import files, shards
 from core.errors import writing
+from core.shards import VAL
 from model.presets import GPT2_VOCAB_SIZE
+from training.config import TRAIN_CONFIG_FILE
 
 EXAMPLES_KEY = "examples"
 MODEL_KEY = "model"
 BASELINE_MODEL_KEY = "baseline_model"
 MODEL_RUN_KEY = "model_run"
+TRANSFORM_GRAPH_KEY = "transform_graph"
+SOURCE_EXAMPLES_KEY = "source_examples"
 EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
 CONFIG_KEY = "config"
+BPE_DIR_KEY = "bpe_dir"
 
 BLESSING_REASON_KEY = "blessing_reason"
-
+EVALUATION_URI_KEY = "evaluation"  # on the blessing: the evaluation it decided on (the Pusher's model card)
 
 
 def _remove_outputs(evaluation: types.Artifact, blessing: types.Artifact) -> None:
@@ -51,9 +57,9 @@ def _log_result(result: ev.ModelResult, started: float) -> None:
     """One line per model evaluated, as it is done."""
     if result.skipped:
         logging.info("LMEvaluator: %s (%s) skipped: %s", result.name, result.source, result.skipped)
-    else:
-        logging.info("LMEvaluator: %s (%s): train loss %.4f, val loss %.4f (%.1f s)", result.name, result.source,
-                     result.train_loss, result.val_loss, time.time() - started)
+        return
+    values = ", ".join(f"{key.replace('_', ' ')} {value:.4f}" for key, value in result.values.items())
+    logging.info("LMEvaluator: %s (%s): %s (%.1f s)", result.name, result.source, values, time.time() - started)
 
 
 def set_loss_property(artifact, name: str, value: float) -> None:
@@ -66,8 +72,13 @@ def set_loss_property(artifact, name: str, value: float) -> None:
         artifact.set_string_custom_property(name, str(value))
 
 
+def _single(input_dict, key):
+    return (input_dict.get(key) or [None])[0]
+
+
 class Executor(base_executor.BaseExecutor):
-    """Evaluates the candidate, the last blessed model and the baselines on the same windows."""
+    """Evaluates the candidate, the last blessed model, the unigram baseline and the baselines on the
+    same text."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
@@ -75,23 +86,29 @@ class Executor(base_executor.BaseExecutor):
         settings = EvalConfig.from_json(exec_properties[CONFIG_KEY])
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-        last_blessed = (input_dict.get(BASELINE_MODEL_KEY) or [None])[0]
-        model_run = (input_dict.get(MODEL_RUN_KEY) or [None])[0]
+        last_blessed, model_run = _single(input_dict, BASELINE_MODEL_KEY), _single(input_dict, MODEL_RUN_KEY)
+        transform_graph = _single(input_dict, TRANSFORM_GRAPH_KEY)
         evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         labels = ev.unique_labels(settings.baselines)  # fails on a bad list before any work
+        bpe_dir = exec_properties.get(BPE_DIR_KEY) or None
+        data = tokens.data_tokenizer(examples, transform_graph.uri if transform_graph else None, bpe_dir)
 
         candidate = ev.load_for_eval(ev.candidate_checkpoint(model.uri), settings.eval_block_size,
                                      "the candidate model")
         block_size = candidate.config.block_size  # cropped to settings.eval_block_size when one is set
-        windows = ev.load_windows(examples.uri, block_size=block_size, batch_size=settings.eval_batch_size,
-                                  eval_batches=settings.eval_batches, seed=settings.eval_seed)
+        model_config = dataclasses.asdict(candidate.config)
+        streams = ev.load_streams(examples.uri)
+        shape = dict(block_size=block_size, batch_size=settings.eval_batch_size, eval_batches=settings.eval_batches,
+                     seed=settings.eval_seed)
+        windows = ev.make_windows(streams, token_bytes=data.token_bytes, **shape)
         problem = ev.vocab_problem(candidate.config.vocab_size, windows)
         if problem:
             raise ValueError(f"LMEvaluator: the candidate model ({model.uri}) cannot be evaluated on "
                              f"{examples.uri}: {problem}")
         started = time.time()
-        results = [ev.evaluate(candidate, windows, ev.ModelResult("candidate", "candidate", model.uri))]
+        results = [ev.evaluate(candidate, windows, ev.ModelResult("candidate", "candidate", model.uri,
+                                                                  tokens=data.kind))]
         _log_result(results[0], started)
         del candidate
         notes: List[str] = []
@@ -99,7 +116,7 @@ class Executor(base_executor.BaseExecutor):
         last_result = None
         if last_blessed is not None:
             started = time.time()
-            last_result = self._evaluate_last_blessed(last_blessed, model, results[0], block_size, windows)
+            last_result = self._evaluate_last_blessed(last_blessed, model, results[0], block_size, windows, data)
             _log_result(last_result, started)
             results.append(last_result)
             if last_result.skipped:
@@ -107,37 +124,61 @@ class Executor(base_executor.BaseExecutor):
                              f"{last_result.skipped}")
         else:
             notes.append("no last blessed model (baseline_model input absent or empty): the candidate is "
-                         "judged on the threshold alone")
+                         "judged without one")
+        unigram = ev.unigram(streams, windows, data.vocab_size, data.kind)
+        _log_result(unigram, time.time())
+        results.append(unigram)
 
-        data_tokenizer = exec_properties.get("data_tokenizer") or examples.get_string_custom_property("tokenizer")
+        gpt2_windows = _Gpt2Windows(data, streams, shape, bpe_dir)
         for source, label in zip(settings.baselines, labels):
             started = time.time()
-            result = self._evaluate_baseline(source, label, block_size, windows, data_tokenizer)
+            result = self._evaluate_baseline(source, label, block_size, windows, data, gpt2_windows)
             _log_result(result, started)
             if result.skipped:
                 notes.append(f"baseline {label} skipped: {result.skipped}")
             results.append(result)
+        if gpt2_windows.made:
+            notes.append(f"GPT-2 baselines read the val text in their own tokens (GPT-2 BPE: "
+                         f"{gpt2_windows.made[VAL].num_tokens} tokens, {gpt2_windows.made[VAL].num_windows} "
+                         f"windows of {block_size}): compare their bits per byte, not their loss per token")
 
         compared = last_result if last_result is not None and not last_result.skipped else None
         candidate_is_last_blessed = last_blessed is not None and last_blessed.uri == model.uri
         blessed, reason = ev.decide(results[0].values, threshold=settings.val_loss_threshold,
                                     last_blessed=compared.values if compared else None,
                                     max_regression=settings.max_regression,
-                                    candidate_is_last_blessed=candidate_is_last_blessed)
+                                    candidate_is_last_blessed=candidate_is_last_blessed,
+                                    bars=self._bars(settings, labels, results))
         eval_info = self._eval_info(settings, block_size, windows)
         history = report.read_history(model_run.uri if model_run else None)
+        facts = self._facts(input_dict, data, model_config, model_run, history)
         # a full disk midway leaves neither a complete-looking evaluation nor a blessing marker
         with writing(f"the evaluation {evaluation.uri} and the blessing {blessing.uri}",
                      cleanup=lambda: _remove_outputs(evaluation, blessing)):
-            self._write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes, history)
-            self._write_blessing(blessing, model, last_blessed, blessed, reason, results[0])
+            self._write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes, history, facts)
+            self._write_blessing(blessing, model, last_blessed, blessed, reason, results[0], evaluation)
         logging.info("LMEvaluator: %s", reason)
+
+    @staticmethod
+    def _bars(settings: EvalConfig, labels: List[str], results: List[ev.ModelResult]) -> List[ev.Bar]:
+        """What the candidate's val bits per byte must pass besides the threshold and the last
+        blessed model: the unigram baseline (beat_unigram) and the gating baseline (gate_baseline)."""
+        bars = []
+        if settings.beat_unigram:
+            unigram = next(r for r in results if r.role == "unigram")
+            bars.append(ev.Bar("the unigram baseline", unigram.values.get(f"{VAL}_bpb"), beat=True))
+        if settings.gate_baseline is not None:
+            label = labels[settings.baselines.index(settings.gate_baseline)]
+            gate = next(r for r in results if r.role == "baseline" and r.name == label)
+            bars.append(ev.Bar(f"baseline {label}", gate.values.get(f"{VAL}_bpb"), margin=settings.gate_margin,
+                               missing=gate.skipped))
+        return bars
 
     # -- models ----------------------------------------------------------------------------------
 
     @staticmethod
-    def _evaluate_last_blessed(artifact, model, candidate_result, block_size, windows) -> ev.ModelResult:
-        result = ev.ModelResult("last_blessed", "last blessed", artifact.uri)
+    def _evaluate_last_blessed(artifact, model, candidate_result, block_size, windows, data) -> ev.ModelResult:
+        result = ev.ModelResult("last_blessed", "last blessed", artifact.uri, tokens=data.kind)
         if artifact.uri == model.uri:  # the resolver found the candidate itself already blessed
             return dataclasses.replace(candidate_result, role=result.role, name=result.name)
         last = ev.load_for_eval(ev.candidate_checkpoint(artifact.uri), block_size, "the last blessed model")
@@ -145,20 +186,43 @@ class Executor(base_executor.BaseExecutor):
         return result if result.skipped else ev.evaluate(last, windows, result)
 
     @staticmethod
-    def _evaluate_baseline(source, label, block_size, windows, data_tokenizer) -> ev.ModelResult:
-        result = ev.ModelResult("baseline", label, source)
+    def _evaluate_baseline(source, label, block_size, windows, data, gpt2_windows) -> ev.ModelResult:
+        """A baseline on the data's windows when it reads the data's tokens, or, a GPT-2 checkpoint
+        beside data of other tokens, on the val text in its own tokens."""
+        result = ev.ModelResult("baseline", label, source, tokens=data.kind)
         baseline = ev.load_for_eval(source, block_size, f"baseline {label!r}")
         result.vocab_size = baseline.config.vocab_size
-        result.skipped = ev.vocab_problem(baseline.config.vocab_size, windows)
-        if not result.skipped and data_tokenizer and data_tokenizer != "gpt2" and \
-                baseline.config.vocab_size >= GPT2_VOCAB_SIZE:
-            result.skipped = (f"the data was tokenized with {data_tokenizer!r}, this baseline reads "
-                              f"GPT-2 BPE tokens")
-        if not result.skipped:
-            ev.evaluate(baseline, windows, result)
+        if data.kind != tokens.GPT2 and baseline.config.vocab_size >= GPT2_VOCAB_SIZE:
+            result.tokens = f"{tokens.GPT2} (the val text, re-tokenized)"
+            ev.evaluate(baseline, gpt2_windows(), result)
+        else:
+            result.skipped = ev.vocab_problem(baseline.config.vocab_size, windows)
+            if not result.skipped:
+                ev.evaluate(baseline, windows, result)
         del baseline
         gc.collect()
         return result
+
+    @staticmethod
+    def _facts(input_dict, data, model_config: dict, model_run, history) -> dict:
+        """What the evaluation knew of the data, the candidate and its training, with the ids of the
+        artifacts they came from: metrics.json keeps them, the Pusher's model card shows them."""
+        facts = {"data": {"tokenizer": data.describe()}, "model": {"config": model_config}, "inputs": {}}
+        for key in (EXAMPLES_KEY, SOURCE_EXAMPLES_KEY, TRANSFORM_GRAPH_KEY, MODEL_KEY, MODEL_RUN_KEY,
+                    BASELINE_MODEL_KEY):
+            artifact = _single(input_dict, key)
+            if artifact is not None:
+                facts["inputs"][key] = {"id": artifact.id, "type": artifact.type_name, "uri": artifact.uri}
+        for key in (SOURCE_EXAMPLES_KEY, EXAMPLES_KEY):  # the tokenization's own counts, when it made these
+            artifact = _single(input_dict, key)
+            if artifact is not None and "properties" not in facts["data"]:
+                properties = _properties(artifact)
+                if "num_documents" in properties:
+                    facts["data"]["properties"] = properties
+        if model_run is not None:
+            train_config = files.read_json(os.path.join(model_run.uri, TRAIN_CONFIG_FILE), default=None)
+            facts["training"] = {"config": train_config, "result": (history or {}).get("result")}
+        return facts
 
     # -- outputs ---------------------------------------------------------------------------------
 
@@ -168,24 +232,29 @@ class Executor(base_executor.BaseExecutor):
                 "block_size": block_size, "batch_size": settings.eval_batch_size,
                 "eval_batches": settings.eval_batches, "seed": settings.eval_seed,
                 "val_loss_threshold": settings.val_loss_threshold,
-                "max_regression": settings.max_regression}
+                "max_regression": settings.max_regression, "beat_unigram": settings.beat_unigram}
+        if settings.gate_baseline is not None:
+            info.update(gate_baseline=settings.gate_baseline, gate_margin=settings.gate_margin)
         for split, w in windows.items():
             info[f"tokens_{split}"] = w.num_tokens
             info[f"windows_{split}"] = w.num_windows
         return info
 
     @staticmethod
-    def _write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes, history):
+    def _write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes, history, facts):
         tf.io.gfile.makedirs(evaluation.uri)
+        # nanoGPT's OpenWebText figures mean something only beside losses of GPT-2 BPE tokens
+        references = ev.REFERENCE_VAL_LOSSES if results[0].tokens == tokens.GPT2 else None
         metrics = {"blessed": blessed, "reason": reason, "evaluation": eval_info,
-                   "models": [r.to_dict() for r in results], "notes": notes,
-                   "reference_openwebtext_val_losses": ev.REFERENCE_VAL_LOSSES}
+                   "models": [r.to_dict() for r in results], "notes": notes, **facts,
+                   "reference_openwebtext_val_losses": references}
         files.write_json(os.path.join(evaluation.uri, METRICS_FILE), metrics, sort_keys=False)
         settings_text = dict(eval_info)
         if settings.val_loss_threshold is None:
             settings_text["val_loss_threshold"] = "none"
         files.write_file(os.path.join(evaluation.uri, REPORT_FILE),
-                         report.markdown(results, blessed=blessed, reason=reason, settings=settings_text, notes=notes))
+                         report.markdown(results, blessed=blessed, reason=reason, settings=settings_text, notes=notes,
+                                         data=facts["data"]["tokenizer"], references=references))
         report.plot_loss_curves(os.path.join(evaluation.uri, PLOT_FILE), history, results)
 
         evaluation.set_int_custom_property("blessed", int(blessed))
@@ -202,9 +271,9 @@ class Executor(base_executor.BaseExecutor):
                 set_loss_property(evaluation, f"{prefix}_{key}", value)
 
     @staticmethod
-    def _write_blessing(blessing, model, last_blessed, blessed, reason, candidate_result):
+    def _write_blessing(blessing, model, last_blessed, blessed, reason, candidate_result, evaluation):
         """The properties and marker file of TFX's own Evaluator, which Pusher and
-        LatestBlessedModelStrategy read, plus the reason."""
+        LatestBlessedModelStrategy read, plus the reason and the evaluation's uri."""
         c = evaluator_constants
         blessing.set_string_custom_property(c.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model.uri)
         blessing.set_int_custom_property(c.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
@@ -218,6 +287,34 @@ class Executor(base_executor.BaseExecutor):
         blessing.set_string_custom_property(c.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY, reason)
         blessing.set_string_custom_property(BLESSING_REASON_KEY, reason)
         set_loss_property(blessing, "candidate_val_loss", candidate_result.val_loss)
+        blessing.set_string_custom_property(EVALUATION_URI_KEY, evaluation.uri)
+
+
+def _properties(artifact) -> dict:
+    """An artifact's custom properties (strings and numbers), but the shards' sizes and digests."""
+    values = {}
+    for key, value in artifact.mlmd_artifact.custom_properties.items():
+        kind = value.WhichOneof("value")
+        if kind in ("string_value", "int_value", "double_value") and key not in (shards.SHARD_BYTES,
+                                                                                  shards.SHARD_SHA256):
+            values[key] = getattr(value, kind)
+    return values
+
+
+class _Gpt2Windows:
+    """The val split's text in GPT-2 BPE tokens, windowed as the data's windows are: made on the
+    first call (the first GPT-2 baseline beside data of other tokens), then kept."""
+
+    def __init__(self, data, streams, shape: dict, bpe_dir):
+        self._data, self._streams, self._shape, self._bpe_dir = data, streams, shape, bpe_dir
+        self.made = None
+
+    def __call__(self):
+        if self.made is None:
+            bpe = tokens.gpt2(self._bpe_dir)
+            ids = np.array(bpe.tokenizer.encode(self._data.decode(self._streams[VAL])), np.int32)
+            self.made = ev.make_windows({VAL: ids}, token_bytes=bpe.token_bytes, **self._shape)
+        return self.made
 
 
 # TFX's Kubeflow v2 entrypoint gives each artifact an integer id hashed from its resource name and,

@@ -13,11 +13,10 @@ from test_helpers.lm_models import tiny_gpt
 
 
 def test_a_nan_candidate_is_not_blessed_and_its_loss_is_stored_as_a_string(tmp_path, data):  # noqa: F811
-    examples, _ = data
     diverged = tiny_gpt()
     diverged.wte.weight.assign(tf.fill(diverged.wte.weight.shape, np.nan))  # a diverged training run
     model = save_model(diverged, tmp_path / "nan_model", 21)
-    evaluation, blessing = run_executor(tmp_path, examples, model, val_loss_threshold=3.5)
+    evaluation, blessing = run_executor(tmp_path, data, model, val_loss_threshold=3.5)
     assert blessing.get_int_custom_property("blessed") == 0
     assert "val loss is nan" in blessing.get_string_custom_property("blessing_reason")
     assert evaluation.get_string_custom_property("candidate_val_loss") == "nan"

@@ -8,12 +8,13 @@ import os
 from typing import List, Optional
 
 from components import artifact_layout
-from components.lm_evaluator.evaluate import REFERENCE_VAL_LOSSES, ModelResult
+from components.lm_evaluator.evaluate import ModelResult
 from components.lm_evaluator.metrics import METRICS
 from core.shards import SPLITS
 from core import files
 
-ROLE_TITLES = {"candidate": "candidate", "last_blessed": "last blessed", "baseline": "baseline"}
+ROLE_TITLES = {"candidate": "candidate", "last_blessed": "last blessed", "unigram": "unigram baseline",
+               "baseline": "baseline"}
 BASELINE_COLORS = ["tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
 
 
@@ -33,30 +34,35 @@ def _count(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
 
 
-def markdown(results: List[ModelResult], *, blessed: bool, reason: str, settings: dict,
-             notes: List[str]) -> str:
+def markdown(results: List[ModelResult], *, blessed: bool, reason: str, settings: dict, notes: List[str],
+             data: str, references: Optional[dict] = None) -> str:
+    """The report: the decision, a row per model (every metric of every split), how it was evaluated,
+    the notes, and nanoGPT's OpenWebText figures when `references` (GPT-2 BPE data)."""
     columns = [(f"{split}_{m.name}", f"{split} {m.title}") for m in METRICS for split in SPLITS]
     lines = ["# LMEvaluator report", "",
              f"**Decision: {'BLESSED' if blessed else 'NOT BLESSED'}** — {reason}.", "",
-             f"| model | role | {' | '.join(title for _, title in columns)} | params | source |",
-             f"| --- | --- | {' | '.join('---:' for _ in columns)} | ---: | --- |"]
+             f"| model | role | {' | '.join(title for _, title in columns)} | params | tokens | source |",
+             f"| --- | --- | {' | '.join('---:' for _ in columns)} | ---: | --- | --- |"]
     for r in results:
         params = "—" if r.num_params is None else _count(r.num_params)
         cells = [_loss(r.values.get(key)) for key, _ in columns]
         if r.skipped is not None:
             cells[-1] = f"skipped: {r.skipped}"
-        lines.append(f"| {r.name} | {ROLE_TITLES[r.role]} | {' | '.join(cells)} | {params} | `{r.source}` |")
-    lines += ["", "## Evaluation", ""]
+        lines.append(f"| {r.name} | {ROLE_TITLES[r.role]} | {' | '.join(cells)} | {params} | {r.tokens or '—'} | "
+                     f"`{r.source}` |")
+    lines += ["", "## Evaluation", "", f"- the data's tokens: {data}"]
     lines += [f"- {key}: {value}" for key, value in settings.items()]
     lines += [f"- {m.title}: {m.unit}" for m in METRICS]
-    lines += ["- every model sees the same windows"]
+    lines += ["- every model that reads the data's tokens sees the same windows; a GPT-2 baseline beside data of "
+              "other tokens reads the same val text in its own"]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
-    lines += ["", "## Reference", "",
-              "The released GPT-2 checkpoints' val loss on OpenWebText (nanoGPT's README), comparable "
-              "only on OpenWebText with GPT-2's tokenizer and a 1024-token context:", "",
-              "| model | OpenWebText val loss |", "| --- | ---: |"]
-    lines += [f"| {name} | {loss:.2f} |" for name, loss in REFERENCE_VAL_LOSSES.items()]
+    if references:
+        lines += ["", "## Reference", "",
+                  "The released GPT-2 checkpoints' val loss on OpenWebText (nanoGPT's README), comparable "
+                  "only on OpenWebText with GPT-2's tokenizer and a 1024-token context:", "",
+                  "| model | OpenWebText val loss |", "| --- | ---: |"]
+        lines += [f"| {name} | {loss:.2f} |" for name, loss in references.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -79,10 +85,10 @@ def plot_loss_curves(path: str, history: Optional[dict], results: List[ModelResu
         axes.plot(steps, val, "o-", color="tab:orange", markersize=3, label="val loss (eval)")
     if not history:
         axes.set_title("no training history (history.json) for this model", fontsize=9)
-    styles = {"candidate": ("tab:orange", ":"), "last_blessed": ("tab:green", "--")}
+    styles = {"candidate": ("tab:orange", ":"), "last_blessed": ("tab:green", "--"), "unigram": ("tab:gray", "-.")}
     baseline_colors = iter(BASELINE_COLORS * len(results))
     for r in results:
-        if r.val_loss is None:
+        if r.val_loss is None or r.tokens != results[0].tokens:  # a loss per token of other tokens: not here
             continue
         color, linestyle = styles.get(r.role) or (next(baseline_colors), "-.")
         axes.axhline(r.val_loss, color=color, linestyle=linestyle, linewidth=1.2,

@@ -9,6 +9,7 @@ To add one: a file beside loss.py defining a Metric, and its entry in METRICS be
 from __future__ import annotations
 
 from components.lm_evaluator.metrics.base import Metric, SplitScore  # noqa: F401  (what a metric is made of)
+from components.lm_evaluator.metrics.bpb import BPB
 from components.lm_evaluator.metrics.loss import LOSS
 
-METRICS = (LOSS,)
+METRICS = (LOSS, BPB)
