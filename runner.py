@@ -51,6 +51,9 @@ def run(args, overrides):
 
         raise UsageError("--pipeline_root and --until go with --spec")
     config = _run_config(args, overrides, default_data=_tiny_shakespeare)
+    from pipeline.preflight import check_here
+
+    check_here(config)  # what this machine must have for the run: BPE files, checkpoints, a model to resume
     from orchestration import local
 
     local.show_progress()

@@ -21,13 +21,7 @@ import tensorflow as tf
 from core import files
 from core.errors import writing
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
-HUB_ORGANISATION = "openai-community"  # where the hub keeps OpenAI's GPT-2 checkpoints
-
-# Hugging Face's names for GPT-2's tanh-approximated GELU, which is the one the model computes.
-_TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+from model.hf_files import CONFIG_FILE, HUB_ORGANISATION, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, read_gpt2_config
 # Overrides that make sense on top of a pretrained checkpoint (everything else is fixed by it).
 ALLOWED_OVERRIDES = ("dropout", "block_size", "dtype_policy")
 
@@ -43,7 +37,7 @@ def read_gpt2(name_or_dir: str, known_sizes) -> Tuple[str, dict, Dict[str, np.nd
     """(directory, GPTConfig fields, weights by GPT-2 name) of gpt2/gpt2-medium/... from the hub
     (`known_sizes` names them), or of the Hugging Face GPT-2 checkpoint in a local directory."""
     directory = _resolve_checkpoint_dir(name_or_dir, known_sizes)
-    hf_config = _read_gpt2_config(directory)
+    hf_config = read_gpt2_config(directory)
     fields = dict(n_layer=hf_config["n_layer"], n_head=hf_config["n_head"], n_embd=hf_config["n_embd"],
                   block_size=hf_config["n_positions"], vocab_size=hf_config["vocab_size"], bias=True)
     return directory, fields, _read_weights(directory)
@@ -127,28 +121,6 @@ def _resolve_checkpoint_dir(name_or_dir: str, known_sizes) -> str:
     raise FileNotFoundError(
         f"GPT-2 checkpoint {name_or_dir!r}: no such directory, and not one of the released "
         f"models {sorted(known_sizes)}")
-
-
-def _read_gpt2_config(directory: str) -> dict:
-    config = files.read_json(os.path.join(directory, CONFIG_FILE), default=None)
-    if config is None:
-        raise FileNotFoundError(f"{directory} is not a Hugging Face checkpoint: it has no {CONFIG_FILE}")
-    model_type = config.get("model_type")
-    if model_type != "gpt2":
-        raise ValueError(f"{directory} holds a {model_type!r} checkpoint "
-                         f"({config.get('architectures')}), not a GPT-2 one")
-    problems = []
-    if config.get("activation_function", "gelu_new") not in _TANH_GELUS:
-        problems.append(f"activation_function={config['activation_function']!r}")
-    if config.get("n_inner") not in (None, 4 * config["n_embd"]):
-        problems.append(f"n_inner={config['n_inner']}")
-    if not config.get("scale_attn_weights", True) or config.get("scale_attn_by_inverse_layer_idx"):
-        problems.append("non-standard attention scaling")
-    if config.get("add_cross_attention"):
-        problems.append("cross-attention")
-    if problems:
-        raise ValueError(f"{directory}: GPT-2 variant this model does not implement: {', '.join(problems)}")
-    return config
 
 
 def _read_weights(directory: str) -> Dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional
 
 from components.lm_evaluator.settings import EvalConfig
 from components.tokenize_text.settings import TokenizeTextSettings
+from components.tokenize_text.sources import DATASET_BUILDERS
 from components.trainer.settings import DeployConfig
 from core import settings
 from core.settings import SettingError, Settings, check, setting, unknown
@@ -172,17 +173,58 @@ def make_run_config(preset: str = DEFAULT_PRESET, default_data: Optional[Callabl
     config = RunConfig(pipeline=pipeline, data=TokenizeTextSettings(**data), train=train, eval=evaluation,
                        deploy=deploy)
     check_input_files(config.data.input_pattern)
+    check_across_parts(config)
     return config
 
 
-def check_input_files(pattern: Optional[str]) -> None:
+def check_across_parts(config: RunConfig) -> None:
+    """What no part checks alone: the checkpoints and files that settings name, and settings that
+    must agree across parts. SettingError names the first wrong one (a URI such as gs:// is left to
+    the component that reads it)."""
+    from model.hf_files import checkpoint_fields, local_checkpoint_problem
+
+    train, evaluation, data = config.train, config.eval, config.data
+    if train.init_from == "resume":
+        raise SettingError("--init_from=resume: the pipeline resumes the latest model's training with --resume=True")
+    if train.init_from != "scratch":
+        problem = local_checkpoint_problem(train.init_from)
+        if problem:
+            raise SettingError(f"--init_from={train.init_from}: {problem}")
+    if evaluation.eval_block_size > train.block_size:
+        raise SettingError(f"--eval_block_size={evaluation.eval_block_size}: longer than the model's context "
+                           f"(--block_size={train.block_size})")
+    windows = evaluation.eval_block_size or train.block_size
+    for source in evaluation.baselines:
+        problem = local_checkpoint_problem(source)
+        if problem:
+            raise SettingError(f"--baselines={source}: {problem}")
+        fields = checkpoint_fields(source)
+        if fields and fields["n_positions"] < windows:
+            raise SettingError(f"--baselines={source}: its context of {fields['n_positions']} tokens is shorter than "
+                               f"the evaluation's windows of {windows} (--eval_block_size, else --block_size)")
+    if data.bpe_dir and "://" not in data.bpe_dir:
+        from core.errors import UserError, one_line
+        from model.tokenizer import gpt2_encoding
+
+        try:
+            gpt2_encoding(data.bpe_dir)  # the files there, and their published SHA-256
+        except UserError as e:
+            raise SettingError(f"--bpe_dir={data.bpe_dir}: {one_line(e)}") from None
+    name = data.dataset_name
+    # a local file or directory that is not there (a hub name, "owner/name", has no extension and is not a path)
+    if name and not os.path.exists(name) and (os.path.splitext(name)[1].lower() in DATASET_BUILDERS
+                                              or name.startswith(("/", "./", "../", "~"))):
+        check_input_files(name, setting="--dataset_name")
+
+
+def check_input_files(pattern: Optional[str], setting: str = "--data") -> None:
     """A local --data that matches no file: SettingError, with the closest name in its folder."""
     if not pattern or "://" in pattern or (os.path.isdir(pattern) and os.listdir(pattern)) \
             or any(os.path.isfile(p) for p in glob.glob(pattern)):
         return
     folder = os.path.dirname(pattern) or "."
     near = difflib.get_close_matches(os.path.basename(pattern), os.listdir(folder)) if os.path.isdir(folder) else []
-    raise SettingError(f"--data={pattern}: matches no file" + (f"; did you mean {near[0]}?" if near else ""))
+    raise SettingError(f"{setting}={pattern}: matches no file" + (f"; did you mean {near[0]}?" if near else ""))
 
 
 def absolute_path(path: str) -> str:

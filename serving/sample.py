@@ -58,7 +58,7 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
     import tensorflow as tf
 
     from core import files
-    from model import hf_checkpoint
+    from model import hf_files
     from training.checkpoint_shape import check_checkpoint
     from core.errors import MissingFile
     from model.model import GPT, GPTConfig
@@ -83,11 +83,11 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
         check_checkpoint(latest, model.config, run_config)
         tf.train.Checkpoint(model=model).restore(latest).expect_partial().assert_existing_objects_matched()
         return model, tokenizer
-    if source in GPT2_SIZES or tf.io.gfile.exists(os.path.join(source, hf_checkpoint.CONFIG_FILE)):
+    if source in GPT2_SIZES or tf.io.gfile.exists(os.path.join(source, hf_files.CONFIG_FILE)):
         return GPT.from_pretrained(source, dtype_policy=policy), GPT2Tokenizer(bpe_dir or None)
     raise MissingFile(
         f"init_from={source!r}: not a training out_dir (no {MODEL_CONFIG_FILE}), not a Hugging Face "
-        f"checkpoint directory (no {hf_checkpoint.CONFIG_FILE}), and not one of {sorted(GPT2_SIZES)}")
+        f"checkpoint directory (no {hf_files.CONFIG_FILE}), and not one of {sorted(GPT2_SIZES)}")
 
 
 def read_start(start: str) -> str:

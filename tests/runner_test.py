@@ -56,12 +56,12 @@ def test_help_lists_every_setting_with_presets_as_choices():
             in " ".join(text.split())
 
 
-def _mistake(tmp_path, *args, command="run"):
+def _mistake(tmp_path, *args, command="run", env=None):
     """runner.py with a wrong setting: the one line it prints (status 2, nothing under --output)."""
     out = tmp_path / "out"
     where = [f"--pipeline_root={out}", "--data=gs://b/in.txt"] if command == "compile" else [f"--output={out}"]
     result = subprocess.run([sys.executable, "runner.py", command, *args, *where],
-                            cwd=REPO, capture_output=True, text=True, timeout=60)
+                            cwd=REPO, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
     assert result.returncode == 2, result
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
     assert not out.exists()
@@ -92,6 +92,40 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
         assert expected in _mistake(tmp_path, *args), args
     assert "--eval_batch_size=0: expected an integer >= 1" in _mistake(tmp_path, "--eval_batch_size=0",
                                                                        command="compile")
+
+
+def test_checkpoints_files_and_the_evaluation_are_checked_before_anything_runs(tmp_path, shared_data):
+    """What used to be found inside a component (a missing baseline: after the whole training), and,
+    offline, what this machine lacks (no network here: requests go to a closed local port)."""
+    data = f"--data={shared_data}/tinyshakespeare.txt"
+    (tmp_path / "empty").mkdir()
+    cases = [
+        ([data, "--baselines=/nonexistent"], "--baselines=/nonexistent: neither a released GPT-2 model (gpt2, "
+                                             "gpt2-medium, gpt2-large, gpt2-xl) nor a directory holding a Hugging "
+                                             "Face GPT-2 checkpoint (no such directory)"),
+        ([data, f"--baselines={tmp_path}/empty"], f"--baselines={tmp_path}/empty: {tmp_path}/empty is not a Hugging "
+                                                  f"Face checkpoint: it has no config.json"),
+        ([data, "--baselines=gpt2", "--gate_baseline=gpt-2"], "--gate_baseline=gpt-2: not one of --baselines (gpt2)"),
+        ([data, "--eval_block_size=128"], "--eval_block_size=128: longer than the model's context (--block_size=64)"),
+        ([data, "--init_from=/no/such/gpt2"], "--init_from=/no/such/gpt2: neither a released GPT-2 model"),
+        ([data, "--init_from=resume"], "--init_from=resume: the pipeline resumes the latest model's training with "
+                                       "--resume=True"),
+        ([data, f"--bpe_dir={tmp_path}/empty"], f"--bpe_dir={tmp_path}/empty: GPT-2 BPE directory "
+                                                f"'{tmp_path}/empty' lacks vocab.bpe"),
+        (["--dataset_name=corpus.jsonl"], "--dataset_name=corpus.jsonl: matches no file"),
+        ([data, "--resume=True"], f"--resume=True: no model in {tmp_path}/out/metadata.sqlite to continue from"),
+        ([data, "--preset=shakespeare"], "--tokenizer=gpt2 (the preset shakespeare) needs GPT-2's BPE files: GPT-2 "
+                                         "BPE: tiktoken could not fetch its gpt2 files"),
+        ([data, "--baselines=gpt2"], "--baselines=gpt2 (a GPT-2 baseline reads the val text in GPT-2 BPE tokens) "
+                                     "needs GPT-2's BPE files"),
+        ([data, "--baselines=gpt2", f"--bpe_dir={shared_data}/gpt2_bpe"],
+         "--baselines=gpt2: gpt2 is not in the Hugging Face hub's cache, and the hub (https://huggingface.co) cannot "
+         "be reached (ProxyError); offline, name a local Hugging Face GPT-2 directory instead"),
+    ]
+    offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "HF_HOME": str(tmp_path),
+               "TIKTOKEN_CACHE_DIR": str(tmp_path / "empty"), "NANOGPT_TFX_BPE_DIR": ""}
+    for args, expected in cases:
+        assert expected in _mistake(tmp_path, *args, env=offline), args
 
 
 NANOGPT_CONFIGS = ("train_shakespeare_char", "train_gpt2", "finetune_shakespeare", "eval_gpt2", "eval_gpt2_medium",

@@ -7,12 +7,10 @@ config/*.py files. Command lines override any field nanoGPT-style: `--key=value`
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Dict, List, Optional
 
 from core.settings import SettingError, Settings, check, coerce_values, setting, unknown
-from model.presets import DTYPES, GPT2_BLOCK_SIZE, GPT2_SIZES
+from model.presets import DTYPES
 from core import settings
 
 # What a training run's out_dir holds besides TensorBoard logs (training.train writes them; the
@@ -138,16 +136,10 @@ PRESETS: Dict[str, dict] = {
 def gpt2_context(init_from: str) -> int:
     """The context length of the GPT-2 checkpoint init_from names (a GPT-2 name, or a local Hugging
     Face directory's config.json), else 0."""
-    if init_from in GPT2_SIZES:
-        return GPT2_BLOCK_SIZE
-    config = os.path.join(init_from, "config.json")
-    if init_from not in ("scratch", "resume") and "://" not in init_from and os.path.isfile(config):
-        try:
-            with open(config) as f:
-                return int(json.load(f).get("n_positions", 0))
-        except (OSError, ValueError):
-            return 0
-    return 0
+    from model.hf_files import checkpoint_fields
+
+    fields = checkpoint_fields(init_from) if init_from not in ("scratch", "resume") else None
+    return int(fields["n_positions"] or 0) if fields else 0
 
 
 def parse_overrides(args: List[str]) -> dict:

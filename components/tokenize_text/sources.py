@@ -32,7 +32,7 @@ ROWS_PER_READ = 256
 STREAM_SHARD_STRIDE = 1 << 40
 
 # Local files that `datasets` loads with a packaged builder, by extension.
-_DATASET_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".arrow": "arrow",
+DATASET_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".arrow": "arrow",
                      ".txt": "text", ".csv": "csv"}
 
 
@@ -176,9 +176,9 @@ def load_hf_dataset(cfg: dict):
     name, split, streaming = cfg["dataset_name"], cfg["dataset_split"], cfg["streaming"]
     try:
         if os.path.isfile(name):
-            builder = _DATASET_BUILDERS.get(os.path.splitext(name)[1].lower())
+            builder = DATASET_BUILDERS.get(os.path.splitext(name)[1].lower())
             if builder is None:
-                raise ValueError(f"unknown dataset file type (known: {sorted(_DATASET_BUILDERS)})")
+                raise ValueError(f"unknown dataset file type (known: {sorted(DATASET_BUILDERS)})")
             return datasets.load_dataset(builder, data_files={split: name}, split=split, streaming=streaming)
         if os.path.isfile(os.path.join(name, "dataset_info.json")) and not streaming:
             ds = datasets.load_from_disk(name)

@@ -1,0 +1,78 @@
+"""What a run on this machine needs besides its settings, checked before anything runs (the
+settings themselves are checked by pipeline/configs.py make_run_config, wherever the pipeline runs):
+
+- GPT-2's BPE files, for data of GPT-2 BPE tokens or a GPT-2 baseline beside characters: offline,
+  without --bpe_dir, tiktoken cannot fetch them, which TokenizeText or the LMEvaluator would find
+  only when they start;
+- the released GPT-2 checkpoints that --baselines and --init_from name: in the Hugging Face hub's
+  cache, or the hub reachable (offline: a local Hugging Face GPT-2 directory instead);
+- a model to continue from for --resume=True.
+
+A compiled spec (`runner.py compile`) runs elsewhere, where none of this can be seen from here.
+"""
+
+from __future__ import annotations
+
+import os
+
+from core.errors import UserError, one_line
+from core.settings import SettingError
+from pipeline.configs import RunConfig
+
+
+def check_here(config: RunConfig) -> None:
+    """SettingError naming the first need this machine cannot meet."""
+    _check_gpt2_bpe(config)
+    _check_released_checkpoints(config)
+    _check_resume(config)
+
+
+def reads_gpt2_bpe(source: str) -> bool:
+    """Whether a baseline reads GPT-2 BPE tokens (its vocabulary is GPT-2's)."""
+    from model.hf_files import checkpoint_fields
+    from model.presets import GPT2_VOCAB_SIZE
+
+    fields = checkpoint_fields(source)
+    return bool(fields) and (fields["vocab_size"] or 0) >= GPT2_VOCAB_SIZE
+
+
+def _check_gpt2_bpe(config: RunConfig) -> None:
+    data = config.data
+    if data.tokenizer == "gpt2":
+        why = f"--tokenizer=gpt2 (the preset {config.preset})"
+    else:
+        gpt2 = [b for b in config.eval.baselines if reads_gpt2_bpe(b)]
+        if not gpt2:
+            return
+        why = f"--baselines={gpt2[0]} (a GPT-2 baseline reads the val text in GPT-2 BPE tokens)"
+    from model.tokenizer import GPT2Tokenizer
+
+    try:
+        GPT2Tokenizer(data.bpe_dir)
+    except UserError as e:
+        raise SettingError(f"{why} needs GPT-2's BPE files: {one_line(e)}") from None
+
+
+def _check_released_checkpoints(config: RunConfig) -> None:
+    from model.hf_files import hub_problem
+    from model.presets import GPT2_SIZES
+
+    named = [("--init_from", config.train.init_from)] + [("--baselines", b) for b in config.eval.baselines]
+    for setting, source in named:
+        if source in GPT2_SIZES:
+            problem = hub_problem(source)
+            if problem:
+                raise SettingError(f"{setting}={source}: {problem}; offline, name a local Hugging Face GPT-2 "
+                                   f"directory instead")
+
+
+def _check_resume(config: RunConfig) -> None:
+    if not config.pipeline.resume:
+        return
+    from pipeline import lineage
+
+    found = os.path.isfile(config.metadata_path) and \
+        lineage.sqlite_store(config.metadata_path).get_artifacts_by_type("Model")
+    if not found:
+        raise SettingError(f"--resume=True: no model in {config.metadata_path} to continue from; run once without "
+                           f"--resume")
