@@ -9,6 +9,10 @@ ModelRun (the Trainer's run directory):
   history.json      {"eval": [[iter, train_loss, val_loss], ...], "train": [[iter, loss], ...]}
 ModelEvaluation (the LMEvaluator's output):
   metrics.json, report.md, loss_curves.png
+ModelBlessing (the LMEvaluator's): property `evaluation`, the uri of the evaluation it decided on
+InfraBlessing (the InfraValidator's): properties `infra_check` (what was checked, or what failed)
+  and `infra_check_seconds`
+PushedModel: the version directory holds assets.extra/model_card.md; property `model_card`, its path
 """
 
 SERVING_DIR = "Format-Serving"
@@ -18,3 +22,8 @@ HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 PLOT_FILE = "loss_curves.png"
+# ModelBlessing, InfraBlessing and PushedModel properties the components read of each other
+BLESSING_EVALUATION_KEY = "evaluation"
+INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY = "infra_check", "infra_check_seconds"
+MODEL_CARD_KEY = "model_card"
+MODEL_CARD_PATH = "assets.extra/model_card.md"  # in a pushed version directory (TF Serving ignores assets.extra/)

@@ -16,7 +16,8 @@ import shlex
 import textwrap
 from typing import Dict, List, Optional, Tuple
 
-from components.artifact_layout import HISTORY_FILE, PLOT_FILE, REPORT_FILE
+from components.artifact_layout import (HISTORY_FILE, INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY, MODEL_CARD_KEY,
+                                        PLOT_FILE, REPORT_FILE)
 from core import files
 from training.config import TENSORBOARD_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import NotFound, UserError, one_line
@@ -34,7 +35,8 @@ BOOKKEEPING = ("tfx_version", "is_external", "state", "payload_format", "blessin
 # What the drawings (dot, PNG) show of each node, when it has them.
 HIGHLIGHTS = ("input_pattern", "dataset_name", "tokenizer", "num_documents", "num_tokens_train", "num_tokens_val",
               "vocab_size", "vocabulary files", "preprocessing_fn", "training preset", "overrides", "vocabulary",
-              "candidate_val_loss", "candidate_train_loss", "val_loss_threshold", "blessed", "pushed_destination")
+              "candidate_val_loss", "candidate_val_bpb", "candidate_train_loss", "val_loss_threshold", "blessed",
+              "infra_check_seconds", "pushed_destination", "model_card")
 
 
 def sqlite_store(metadata_path: str):
@@ -108,12 +110,16 @@ def run_summary(metadata_path: str) -> str:
         return {k: _value(v) for k, v in artifact.custom_properties.items()}
 
     model_run = _latest(store, "ModelRun")
+    infra = _latest(store, "InfraBlessing")
     output_dir = os.path.dirname(os.path.abspath(metadata_path))
+    pushed = _pushed_models(store)
+    pushed = max(pushed, key=lambda a: a.id) if pushed else None
     lines = summary_lines(
         evaluation=(evaluation.uri, properties(evaluation)) if evaluation is not None else None,
         blessing=properties(blessing) if blessing is not None else None,
-        pushed_destination=latest_pushed_destination(store),
-        model_run_uri=model_run.uri if model_run is not None else None)
+        pushed_destination=_prop(pushed, "pushed_destination") if pushed is not None else None,
+        model_run_uri=model_run.uri if model_run is not None else None,
+        infra=properties(infra) if infra is not None else None, model_card=_prop(pushed, MODEL_CARD_KEY))
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
     lines.append("lineage: python runner.py lineage"
                  + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}"))
@@ -121,16 +127,18 @@ def run_summary(metadata_path: str) -> str:
 
 
 def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dict],
-                  pushed_destination: Optional[str], model_run_uri: Optional[str] = None) -> List[str]:
-    """The evaluation (its uri and properties), the blessing (its properties), the pushed model's
-    directory and the training run's, as a run ends with them: the report, the loss curves, the
-    TensorBoard command (when the run wrote its logs) and the sample command; from ML Metadata or a
-    Kubeflow run's record."""
+                  pushed_destination: Optional[str], model_run_uri: Optional[str] = None,
+                  infra: Optional[dict] = None, model_card: Optional[str] = None) -> List[str]:
+    """The evaluation (its uri and properties), the blessing and the infra blessing (their
+    properties), the pushed model's directory, its model card and the training run's directory, as
+    a run ends with them: the report, the loss curves, the TensorBoard command (when the run wrote
+    its logs) and the sample command; from ML Metadata or a Kubeflow run's record."""
     lines = []
     if evaluation is not None:
         uri, values = evaluation
         lines.append(f"evaluation: val loss {values.get('candidate_val_loss')}, "
-                     f"train loss {values.get('candidate_train_loss')}; "
+                     f"train loss {values.get('candidate_train_loss')}, val bpb {values.get('candidate_val_bpb')} "
+                     f"(unigram baseline {values.get('unigram_val_bpb')}); "
                      f"report {shlex.quote(os.path.join(uri, REPORT_FILE))}")
         lines.append(f"loss curves: {shlex.quote(os.path.join(uri, PLOT_FILE))}")
     tensorboard_logs = os.path.join(model_run_uri, TENSORBOARD_DIR) if model_run_uri else None
@@ -139,7 +147,12 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
     if blessing is not None:
         reason = blessing.get("blessing_reason")
         lines.append(f"blessed: {'yes' if blessing.get('blessed') == 1 else 'no'}" + (f" ({reason})" if reason else ""))
+    if infra is not None:
+        lines.append(f"infra check: {'passed' if infra.get('blessed') == 1 else 'failed'} in "
+                     f"{infra.get(INFRA_CHECK_SECONDS_KEY)} s ({infra.get(INFRA_CHECK_KEY)})")
     lines.append(f"pushed model: {pushed_destination or 'none'}")
+    if pushed_destination and model_card:
+        lines.append(f"model card: {shlex.quote(model_card)}")
     sample_from = pushed_destination or model_run_uri
     if sample_from:
         lines.append(f"sample: python runner.py sample --from={shlex.quote(sample_from)} --start='ROMEO:'")
@@ -174,7 +187,9 @@ class Lineage:
     edges: List[Tuple[str, str, str]]
 
     def to_text(self) -> str:
-        lines = [f"lineage of {self.subject.title}: {self.location}", ""]
+        lines = [f"lineage of {self.subject.title}: {self.location}"]
+        card = dict(self.subject.details).get(MODEL_CARD_KEY)
+        lines += [f"model card: {card}", ""] if card else [""]
         for execution in self.executions:
             lines.append(f"{execution.title}")
             lines += _detail_lines(execution.details, "    ")

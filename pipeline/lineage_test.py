@@ -33,7 +33,10 @@ def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
          {"candidate_val_loss": 1.9, "candidate_train_loss": 1.8}),
         ("ModelRun", run_dir, {}),
         ("ModelBlessing", str(out / "blessing"), {"blessed": 1}),
-        ("PushedModel", str(out / "pushed"), {"pushed": 1, "pushed_destination": str(out / "serving_model" / "17")}),
+        ("InfraBlessing", str(out / "infra"), {"blessed": 1, "infra_check_seconds": 21.5,
+                                               "infra_check": "loaded in a fresh process ..."}),
+        ("PushedModel", str(out / "pushed"), {"pushed": 1, "pushed_destination": str(out / "serving_model" / "17"),
+                                              "model_card": str(out / "serving_model" / "17" / "model_card.md")}),
     ])
     summary = lineage.run_summary(str(out / "metadata.sqlite")).splitlines()
     quoted = f"'{out}"
@@ -41,6 +44,8 @@ def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
     assert summary[1] == f"loss curves: {quoted}/LMEvaluator/evaluation/5/loss_curves.png'"
     assert summary[2] == f"training logs: tensorboard --logdir '{run_dir}/tensorboard'"
     assert f"pushed model: {out}/serving_model/17" in summary
+    assert "infra check: passed in 21.5 s (loaded in a fresh process ...)" in summary
+    assert f"model card: '{out}/serving_model/17/model_card.md'" in summary
     assert f"sample: python runner.py sample --from='{out}/serving_model/17' --start='ROMEO:'" in summary
     assert summary[-1] == f"lineage: python runner.py lineage --output='{out}'"
     assert os.path.isfile(out / "metadata.sqlite")

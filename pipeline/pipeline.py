@@ -1,4 +1,5 @@
-"""The TFX pipeline: text -> token shards -> (character vocabulary) -> GPT -> evaluation -> push.
+"""The TFX pipeline: text -> token shards -> (character vocabulary) -> GPT -> evaluation -> infra
+check -> push.
 
 The pipeline knows no orchestrator: what differs between where it runs is a `Platform`, which
 each orchestrator module gives (orchestration/local.py, orchestration/kubeflow/compile.py).
@@ -14,6 +15,7 @@ from tfx import v1 as tfx
 
 from components import char_transform
 from components.baseline_resolver import PreviousBlessedModelStrategy
+from components.infra_validator.component import InfraValidator
 from components.lm_evaluator.component import LMEvaluator
 from components.pusher.component import Pusher
 from components.tokenize_text.component import TokenizeText
@@ -131,9 +133,17 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
         config=config.eval, bpe_dir=config.data.bpe_dir)
     components.append(evaluator)
 
-    # Push a blessed model to a versioned directory under the serving directory, atomically.
+    # The blessed model's SavedModel loaded and called in a fresh process without this code, as a
+    # server would; a model that fails to load or answer is not pushed.
+    infra_validator = InfraValidator(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+                                     config=config.deploy)
+    components.append(infra_validator)
+
+    # Push a blessed model to a versioned directory under the serving directory, atomically, with
+    # its model card.
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=infra_validator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
     components.append(pusher)

@@ -58,11 +58,22 @@ def small_corpus(tmp_path_factory, shakespeare_text):
 
 
 @pytest.fixture(scope="module")
-def char_run(tmp_path_factory, small_corpus):
-    """The default (character) pipeline, run once."""
+def gpt2_baseline(tmp_path_factory, bpe_dir):
+    """A small GPT-2 checkpoint made here (the hub's are not reachable), as --baselines takes one,
+    with the BPE files it reads the val text with: {"baselines": [dir], "bpe_dir": dir}."""
+    from model import GPT, GPTConfig
+
+    checkpoint = str(tmp_path_factory.mktemp("baseline") / "tiny-gpt2")
+    GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=64, vocab_size=50257), seed=0).save_pretrained(checkpoint)
+    return {"baselines": [checkpoint], "bpe_dir": bpe_dir}
+
+
+@pytest.fixture(scope="module")
+def char_run(tmp_path_factory, small_corpus, gpt2_baseline):
+    """The default (character) pipeline, run once, with a GPT-2 baseline."""
     config = make_run_config("shakespeare_char", input_pattern=small_corpus,
                                   output_dir=str(tmp_path_factory.mktemp("char_run")),
-                                  val_loss_threshold=3.5, **TINY_TRAINING)
+                                  val_loss_threshold=3.5, **gpt2_baseline, **TINY_TRAINING)
     tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
     return config
 
@@ -82,7 +93,60 @@ def test_char_pipeline_trains_blesses_and_pushes_a_servable_model(char_run):
     assert "blessed: yes" in summary and os.path.join(char_run.serving_dir, versions[0]) in summary
     evaluation = max(_store(char_run).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     assert os.path.isfile(os.path.join(evaluation.uri, "report.md"))
-    assert evaluation.custom_properties["candidate_val_loss"].double_value < 3.5
+    values = {k: v.double_value for k, v in evaluation.custom_properties.items() if v.HasField("double_value")}
+    assert values["candidate_val_loss"] < 3.5
+
+
+def test_the_report_compares_every_model_in_bits_per_byte(char_run):
+    """Tiny Shakespeare is ASCII: a character is a byte, so the candidate's bits per byte are its
+    loss / ln 2; the unigram baseline, which it beat, and the GPT-2 baseline on the same val text
+    in its own tokens, beside it."""
+    import math
+
+    evaluation = max(_store(char_run).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
+    values = {k: v.double_value for k, v in evaluation.custom_properties.items() if v.HasField("double_value")}
+    for split in ("train", "val"):
+        assert values[f"candidate_{split}_bpb"] == pytest.approx(values[f"candidate_{split}_loss"] / math.log(2))
+    assert values["candidate_val_bpb"] < values["unigram_val_bpb"]
+    assert values["baseline_tiny_gpt2_val_bpb"] > 0 and "baseline_tiny_gpt2_train_bpb" not in values
+    with open(os.path.join(evaluation.uri, "report.md")) as f:
+        report = f.read()
+    assert f"| candidate | candidate | {values['candidate_train_loss']:.4f} | {values['candidate_val_loss']:.4f} | " \
+           f"{values['candidate_train_bpb']:.4f} | {values['candidate_val_bpb']:.4f} |" in report
+    assert f"| tiny-gpt2 | baseline | — | {values['baseline_tiny_gpt2_val_loss']:.4f} | — | " \
+           f"{values['baseline_tiny_gpt2_val_bpb']:.4f} |" in report
+    assert "| unigram | unigram baseline |" in report and "skipped" not in report
+
+
+def test_a_push_was_infra_checked_and_has_a_model_card(char_run):
+    """The InfraBlessing in ML Metadata, the Pusher's infra_blessing input; the card beside the
+    pushed SavedModel names the candidate's val loss and the lineage ids."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = _store(char_run)
+    infra = min(store.get_artifacts_by_type("InfraBlessing"), key=lambda a: a.id)  # char_run's own
+    assert infra.custom_properties["blessed"].int_value == 1
+    assert os.listdir(infra.uri) == ["INFRA_BLESSED"]
+    check = infra.custom_properties["infra_check"].string_value
+    assert check.startswith("loaded in a fresh process without the project's code, answered 9 requests: ")
+    assert "generate_text (4 samples, max_new_tokens 28)" in check
+    type_names = {t.id: t.name for t in store.get_execution_types()}
+    pusher = min((e for e in store.get_executions() if type_names[e.type_id].endswith("Pusher")), key=lambda e: e.id)
+    inputs = {e.path.steps[0].key: e.artifact_id for e in store.get_events_by_execution_ids([pusher.id])
+              if e.type == metadata_store_pb2.Event.INPUT}
+    assert inputs["infra_blessing"] == infra.id
+    version = os.path.join(char_run.serving_dir, _pushed_versions(char_run)[0])
+    with open(os.path.join(version, "assets.extra", "model_card.md")) as f:
+        card = f.read()
+    evaluation = max(store.get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
+    val_loss = evaluation.custom_properties["candidate_val_loss"].double_value
+    assert f"| candidate | candidate | char | " in card and f" {val_loss:.4f} |" in card
+    corpus = open(char_run.data.input_pattern, encoding="utf-8").read()
+    assert f"- source: `{char_run.data.input_pattern}`" in card and f"- tokens: {int(len(corpus) * 0.9)} train" in card
+    assert "n_layer 1, n_head 2, n_embd 32, block_size 32" in card and "max_iters 40" in card
+    assert f"| infra_blessing | InfraBlessing | {infra.id} |" in card and "## Intended use and limits" in card
+    summary = lineage.run_summary(char_run.metadata_path)
+    assert f"model card: {version}/assets.extra/model_card.md" in summary and "infra check: passed in " in summary
 
 
 def _rerun(config):
@@ -128,9 +192,11 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
     assert text.startswith("lineage of PushedModel #")
     assert os.path.join(char_run.serving_dir, pushed) in text.splitlines()[0]
     steps = [e.type_name for e in graph.executions]
-    assert steps == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "Pusher"]
-    tokenize, transform, trainer, evaluator, pusher = (text.index(f"\n{s} #") for s in steps[1:])
-    assert tokenize < transform < trainer < evaluator < pusher
+    assert steps == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "InfraValidator",
+                     "Pusher"]
+    assert text.splitlines()[1] == f"model card: {os.path.join(char_run.serving_dir, pushed)}/assets.extra/model_card.md"
+    tokenize, transform, trainer, evaluator, infra, pusher = (text.index(f"\n{s} #") for s in steps[1:])
+    assert tokenize < transform < trainer < evaluator < infra < pusher
     corpus = open(char_run.data.input_pattern, encoding="utf-8").read()
     n_train = int(len(corpus) * 0.9)
     assert f"input_pattern: {char_run.data.input_pattern}" in text[tokenize:transform]
@@ -216,7 +282,8 @@ def test_runner_samples_from_the_pushed_model(char_run, capsys):
 # the order LocalDagRunner runs them; `writing` of a component that writes in one go falls on `written`.
 KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText", "Transform", "Trainer")
                for point in fault_injection.COMPONENT_POINTS] + [("latest_blessed_model_resolver", "registered")] + [
-               (node, point) for node in ("LMEvaluator", "Pusher") for point in fault_injection.COMPONENT_POINTS]
+               (node, point) for node in ("LMEvaluator", "InfraValidator", "Pusher")
+               for point in fault_injection.COMPONENT_POINTS]
 
 
 @contextlib.contextmanager
@@ -290,7 +357,7 @@ def _assert_same_artifacts(run, uninterrupted):
 
 
 def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uninterrupted_run_makes(
-        tmp_path, char_run):
+        tmp_path, char_run, gpt2_baseline):
     """`runner.py run` killed with SIGKILL at every point of KILL_POINTS in turn, each run the same
     command again after the last was killed (so the components before each point come from the
     cache), then once to the end: the rerun completes, leaves no RUNNING execution, no staging
@@ -299,6 +366,7 @@ def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uni
 
     out = tmp_path / "out"
     argv = ["run", f"--data={char_run.data.input_pattern}", f"--output={out}", "--val_loss_threshold=3.5",
+            f"--baselines={gpt2_baseline['baselines'][0]}", f"--bpe_dir={gpt2_baseline['bpe_dir']}",
             *(f"--{k}={v}" for k, v in TINY_TRAINING.items())]
     config = Outputs(str(out))
     with _forked_runner() as run:

@@ -19,7 +19,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.artifact_layout import METRICS_FILE, PLOT_FILE, REPORT_FILE
+from components.artifact_layout import BLESSING_EVALUATION_KEY, METRICS_FILE, PLOT_FILE, REPORT_FILE
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report, tokens
 from components.lm_evaluator.settings import EvalConfig
@@ -41,7 +41,6 @@ CONFIG_KEY = "config"
 BPE_DIR_KEY = "bpe_dir"
 
 BLESSING_REASON_KEY = "blessing_reason"
-EVALUATION_URI_KEY = "evaluation"  # on the blessing: the evaluation it decided on (the Pusher's model card)
 
 
 def _remove_outputs(evaluation: types.Artifact, blessing: types.Artifact) -> None:
@@ -287,7 +286,7 @@ class Executor(base_executor.BaseExecutor):
         blessing.set_string_custom_property(c.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY, reason)
         blessing.set_string_custom_property(BLESSING_REASON_KEY, reason)
         set_loss_property(blessing, "candidate_val_loss", candidate_result.val_loss)
-        blessing.set_string_custom_property(EVALUATION_URI_KEY, evaluation.uri)
+        blessing.set_string_custom_property(BLESSING_EVALUATION_KEY, evaluation.uri)
 
 
 def _properties(artifact) -> dict:

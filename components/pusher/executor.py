@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from absl import logging
 from tfx import types
@@ -18,6 +18,10 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components.artifact_layout import (BLESSING_EVALUATION_KEY, INFRA_CHECK_KEY, METRICS_FILE, MODEL_CARD_KEY,
+                                        MODEL_CARD_PATH)
+from components.pusher import model_card
+from core import files
 from core.errors import writing
 
 STAGING_PREFIX = ".staging-"
@@ -34,13 +38,20 @@ def remove_staging_dirs(base_directory: str) -> List[str]:
     return stale
 
 
-def copy_atomically(model_path: str, destination: str) -> None:
-    """Copy the SavedModel at model_path to destination, which appears whole or not at all. An
-    object store (gs://...) has no atomic rename of a directory: there, as TFX does, saved_model.pb
-    is copied last (servers take a version without it as incomplete), and a failed copy removed."""
+def _write_extra(directory: str, extra_files: Dict[str, str]) -> None:
+    for relative, content in extra_files.items():
+        io_utils.write_string_file(os.path.join(directory, relative), content)
+
+
+def copy_atomically(model_path: str, destination: str, extra_files: Optional[Dict[str, str]] = None) -> None:
+    """Copy the SavedModel at model_path to destination, with extra_files ({path inside it: text},
+    the model card) written into it, which appears whole or not at all. An object store (gs://...)
+    has no atomic rename of a directory: there, as TFX does, saved_model.pb is copied last (servers
+    take a version without it as incomplete), and a failed copy removed."""
     if "://" in destination:
         try:
             io_utils.copy_dir(model_path, destination, deny_regex_patterns=[r"saved_model\.pb"])
+            _write_extra(destination, extra_files or {})
             io_utils.copy_file(os.path.join(model_path, "saved_model.pb"),
                                os.path.join(destination, "saved_model.pb"))
         except BaseException:
@@ -53,6 +64,7 @@ def copy_atomically(model_path: str, destination: str) -> None:
     fileio.makedirs(parent)
     try:
         io_utils.copy_dir(model_path, staging)
+        _write_extra(staging, extra_files or {})
         fileio.rename(staging, destination)
     except BaseException:
         if fileio.exists(staging):
@@ -82,9 +94,33 @@ class Executor(tfx_pusher.Executor):
         while fileio.exists(serving_path):  # two pushes in one second
             version = str(int(version) + 1)
             serving_path = os.path.join(base_directory, version)
+        card = {MODEL_CARD_PATH: self._model_card(input_dict, version, serving_path)}
         with writing(f"the pushed model {serving_path}"):
             # the archive copy first: a failure there leaves nothing in the serving directory
             io_utils.copy_dir(model_path, model_push.uri)
-            copy_atomically(model_path, serving_path)
+            _write_extra(model_push.uri, card)
+            copy_atomically(model_path, serving_path, card)
         logging.info("Model written to serving path %s.", serving_path)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
+        model_push.set_string_custom_property(MODEL_CARD_KEY, os.path.join(serving_path, MODEL_CARD_PATH))
+
+    @staticmethod
+    def _model_card(input_dict, version: str, serving_path: str) -> str:
+        """The card of the model pushed: the evaluation its blessing names, and the ids of what the
+        Pusher read."""
+        ids, metrics, infra_check = [], None, None
+        for key in (standard_component_specs.MODEL_KEY, standard_component_specs.MODEL_BLESSING_KEY,
+                    standard_component_specs.INFRA_BLESSING_KEY):
+            artifact = (input_dict.get(key) or [None])[0]
+            if artifact is None:
+                continue
+            ids.append((key, artifact.type_name, artifact.id, artifact.uri))
+            names_evaluation = artifact.has_custom_property(BLESSING_EVALUATION_KEY)
+            if key == standard_component_specs.MODEL_BLESSING_KEY and names_evaluation:
+                evaluation = artifact.get_string_custom_property(BLESSING_EVALUATION_KEY)
+                metrics = files.read_json(os.path.join(evaluation, METRICS_FILE), default=None)
+            if key == standard_component_specs.INFRA_BLESSING_KEY and artifact.has_custom_property(INFRA_CHECK_KEY):
+                infra_check = artifact.get_string_custom_property(INFRA_CHECK_KEY)
+        ids = [i for i in ids if not (metrics and i[0] == standard_component_specs.MODEL_KEY)]  # metrics name it
+        return model_card.model_card(metrics, version=version, destination=serving_path, ids=ids,
+                                     infra_check=infra_check)

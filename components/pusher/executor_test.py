@@ -15,8 +15,9 @@ from core.errors import DiskFull
 MODEL_BYTES = 600 * 1024
 
 
-def _inputs(tmp_path, blessed=True):
-    """A Model artifact holding a SavedModel-shaped directory and its blessing."""
+def _inputs(tmp_path, blessed=True, infra_blessed=None, metrics=None):
+    """A Model artifact holding a SavedModel-shaped directory and its blessing (naming an evaluation
+    whose metrics.json is `metrics`), and an infra blessing when infra_blessed is not None."""
     model = standard_artifacts.Model()
     model.uri = str(tmp_path / "model")
     serving = os.path.join(model.uri, "Format-Serving")
@@ -28,7 +29,18 @@ def _inputs(tmp_path, blessed=True):
     blessing = standard_artifacts.ModelBlessing()
     blessing.uri = str(tmp_path / "blessing")
     blessing.set_int_custom_property("blessed", int(blessed))
-    return {"model": [model], "model_blessing": [blessing]}
+    inputs = {"model": [model], "model_blessing": [blessing]}
+    if metrics is not None:
+        os.makedirs(tmp_path / "evaluation")
+        (tmp_path / "evaluation" / "metrics.json").write_text(json.dumps(metrics))
+        blessing.set_string_custom_property("evaluation", str(tmp_path / "evaluation"))
+    if infra_blessed is not None:
+        infra = standard_artifacts.InfraBlessing()
+        infra.uri = str(tmp_path / "infra_blessing")
+        infra.set_int_custom_property("blessed", int(infra_blessed))
+        infra.set_string_custom_property("infra_check", "loaded in a fresh process ...")
+        inputs["infra_blessing"] = [infra]
+    return inputs
 
 
 def _push(tmp_path, inputs, serving_dir, attempt=0):
@@ -64,4 +76,25 @@ def test_a_full_disk_mid_push_leaves_nothing_and_the_rerun_completes(tmp_path, s
     pushed = _push(tmp_path, inputs, serving_dir, attempt=1)
     [version] = os.listdir(serving_dir)
     assert pushed.get_string_custom_property("pushed_destination") == str(serving_dir / version)
-    assert json.dumps(sorted(os.listdir(serving_dir / version))) == '["saved_model.pb", "variables"]'
+    assert json.dumps(sorted(os.listdir(serving_dir / version))) == '["assets.extra", "saved_model.pb", "variables"]'
+
+
+def test_a_push_has_its_model_card_and_a_model_the_infra_check_failed_is_not_pushed(tmp_path):
+    """The card in the version directory's assets.extra/ (and the archive copy), from the evaluation
+    the blessing names; an infra blessing of 0 stops the push as a model blessing of 0 does."""
+    serving_dir = tmp_path / "serving"
+    metrics = {"reason": "blessed: val loss 1.9000 < threshold 1.95", "data": {"tokenizer": "characters (65 ...)"},
+               "models": [{"role": "candidate", "name": "candidate", "tokens": "char", "num_params": 800000,
+                           "train_loss": 1.8, "val_loss": 1.9, "train_bpb": 2.6, "val_bpb": 2.7411}],
+               "inputs": {"model": {"id": 7, "type": "Model", "uri": "/m"}}}
+    pushed = _push(tmp_path, _inputs(tmp_path, infra_blessed=True, metrics=metrics), serving_dir)
+    [version] = os.listdir(serving_dir)
+    card_path = serving_dir / version / "assets.extra" / "model_card.md"
+    assert pushed.get_string_custom_property("model_card") == str(card_path)
+    card = card_path.read_text()
+    assert card.startswith(f"# Model card: version {version}")
+    assert "| candidate | candidate | char | 1.8000 | 1.9000 | 2.6000 | 2.7411 |" in card
+    assert "- infra check: loaded in a fresh process ..." in card and "runner.py lineage --model=7" in card
+    assert (tmp_path / "pushed_0" / "assets.extra" / "model_card.md").read_text() == card
+    not_pushed = _push(tmp_path, _inputs(tmp_path / "other", infra_blessed=False), serving_dir, attempt=1)
+    assert not_pushed.get_int_custom_property("pushed") == 0 and os.listdir(serving_dir) == [version]

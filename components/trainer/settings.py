@@ -20,6 +20,9 @@ class DeployConfig(Settings):
                                         "and TPU servers), graph (no XLA), auto (xla for models of small layers, "
                                         "graph for large ones: the faster on a CPU, serving/generate.py uses_xla)",
                                 choices=SERVING_LOOPS)
+    # the infra check before the push (components/infra_validator/)
+    infra_timeout: int = setting(600, "seconds the infra check's fresh process may take to load the SavedModel and "
+                                      "answer its canned requests (else the model is not pushed)", minimum=1)
     # where training runs: in the Trainer's own process or pod (one device, or `--strategy=mirrored`
     # over its GPUs; on Kubeflow the pod gets train_accelerator_count x train_accelerator), or, for
     # train_workers > 1, as a Vertex AI training job of train_workers machines with that many

@@ -46,12 +46,16 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
                     "--max_iters=123", "--learning_rate=3e-4", "--eval_batches=50")
     order = task_order(spec)
     components = [t for t in order if "resolver" not in t]
-    assert components == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "Pusher"]
+    assert components == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "InfraValidator",
+                          "Pusher"]
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     assert set(tasks["Transform"]["dependentTasks"]) == {"ImportSchemaGen", "TokenizeText"}
     assert tasks["Trainer"]["dependentTasks"] == ["Transform"]
     assert order.index("latest_blessed_model_resolver-model-resolver") < order.index("LMEvaluator")
-    assert set(tasks["Pusher"]["dependentTasks"]) == {"LMEvaluator", "Trainer"}
+    assert set(tasks["Pusher"]["dependentTasks"]) == {"InfraValidator", "LMEvaluator", "Trainer"}
+    assert set(tasks["InfraValidator"]["dependentTasks"]) == {"LMEvaluator", "Trainer"}
+    assert set(tasks["LMEvaluator"]["inputs"]["artifacts"]) == {"examples", "model", "baseline_model", "model_run",
+                                                                "transform_graph", "source_examples"}
     assert spec["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/nanogpt/pipeline_root"
 
     tokenize = TokenizeTextSettings.from_json(_parameters(spec, "TokenizeText")["settings"])
@@ -82,8 +86,10 @@ def test_every_preset_compiles(tmp_path):
         assert ("Transform" in tasks) == (settings.get("tokenizer", "char") == "char"), preset
         train, _, _ = read_custom_config(json.loads(_parameters(spec, "Trainer")["custom_config"]))
         assert train == make_config(settings["train_preset"]), preset
-        assert EvalConfig.from_json(_parameters(spec, "LMEvaluator")["config"]).baselines == \
-            settings.get("baselines", [])
+        evaluation = EvalConfig.from_json(_parameters(spec, "LMEvaluator")["config"])
+        assert evaluation.baselines == settings.get("baselines", [])
+        assert evaluation.beat_unigram, preset  # a model no better than the unigram baseline: never blessed
+        assert "InfraValidator" in tasks, preset
 
 
 def test_file_presets_need_data_the_pods_can_read(tmp_path, capsys):

@@ -390,12 +390,14 @@ class Run:
         from pipeline import lineage
 
         evaluation, blessing = self.produced("tfx.ModelEvaluation"), self.produced("tfx.ModelBlessing")
-        pushed = self.produced("tfx.PushedModel")
+        pushed, infra = self.produced("tfx.PushedModel"), self.produced("tfx.InfraBlessing")
         lines = lineage.summary_lines(
             evaluation=(evaluation["uri"], evaluation["metadata"]) if evaluation else None,
             blessing=blessing["metadata"] if blessing else None,
             pushed_destination=pushed["metadata"].get("pushed_destination")
-            if pushed and pushed["metadata"].get("pushed") == 1 else None)
+            if pushed and pushed["metadata"].get("pushed") == 1 else None,
+            infra=infra["metadata"] if infra else None,
+            model_card=pushed["metadata"].get("model_card") if pushed else None)
         return "\n".join(lines + [f"run record: {self.run_root}/{RECORD_FILE}"])
 
 

@@ -13,9 +13,10 @@ import yaml
 import runner
 from orchestration.kubeflow import launcher
 
+# 20 iterations do not beat the unigram baseline: the blessing here gates on the threshold alone
 TINY = ["--max_iters=20", "--eval_interval=10", "--eval_iters=2", "--log_interval=10", "--n_layer=1",
         "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8", "--warmup_iters=5",
-        "--lr_decay_iters=20", "--eval_batches=2", "--val_loss_threshold=10"]
+        "--lr_decay_iters=20", "--eval_batches=2", "--val_loss_threshold=10", "--beat_unigram=False"]
 
 
 def _records(root):
@@ -53,7 +54,8 @@ def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run):
     record = first_run
     assert record["state"] == "SUCCEEDED"
     assert {t: v["state"] for t, v in record["tasks"].items()} == {
-        t: "SUCCEEDED" for t in ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "Pusher",
+        t: "SUCCEEDED" for t in ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator",
+                                 "InfraValidator", "Pusher",
                                  "latest_blessed_model_resolver-model-blessing-resolver",
                                  "latest_blessed_model_resolver-model-resolver"]}
     # nothing blessed before: both resolvers answer with nothing
@@ -65,6 +67,12 @@ def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run):
     assert examples["metadata"]["num_tokens_train"] + examples["metadata"]["num_tokens_val"] == len(text)
     pushed = _artifact(record, "Pusher", "pushed_model")["metadata"]
     assert pushed["pushed"] == 1 and pushed["pushed_destination"].startswith(char_spec["serving"])
+    # the infra check ran as a task of its own; its InfraBlessing reached the Pusher, which wrote the card
+    infra = _artifact(record, "InfraValidator", "blessing")["metadata"]
+    assert infra["blessed"] == 1 and infra["infra_check"].startswith("loaded in a fresh process")
+    assert pushed["model_card"] == f"{pushed['pushed_destination']}/assets.extra/model_card.md"
+    with open(pushed["model_card"]) as f:
+        assert "| candidate | candidate | char |" in f.read()
 
     loaded = tf.saved_model.load(pushed["pushed_destination"])
     chars = json.loads(loaded.signatures["tokenizer"]()["tokenizer"].numpy())["chars"]
