@@ -4,6 +4,7 @@ Model (the Trainer's output):
   Format-Serving/   the SavedModel to serve (TFX's own name for it, which the Pusher pushes)
   Format-HF/        the same weights as a Hugging Face GPT-2 checkpoint (GPT.from_pretrained reads
                     it: the Evaluator does, and so can transformers)
+  run_dir.txt       the ModelRun directory that trained it
 ModelRun (the Trainer's run directory):
   checkpoints/, model_config.json, train_config.json, tokenizer.json, tensorboard/  (training.train)
   history.json      {"eval": [[iter, train_loss, val_loss], ...], "train": [[iter, loss], ...]}
@@ -17,6 +18,7 @@ PushedModel: the version directory holds assets.extra/model_card.md; property `m
 
 SERVING_DIR = "Format-Serving"
 HF_CHECKPOINT_DIR = "Format-HF"
+RUN_DIR_POINTER = "run_dir.txt"
 HISTORY_FILE = "history.json"
 # ModelEvaluation (the LMEvaluator's output)
 METRICS_FILE = "metrics.json"

@@ -6,7 +6,7 @@ settings themselves are checked by pipeline/configs.py make_run_config, wherever
   only when they start;
 - the released GPT-2 checkpoints that --baselines and --init_from name: in the Hugging Face hub's
   cache, or the hub reachable (offline: a local Hugging Face GPT-2 directory instead);
-- a model to continue from for --resume=True.
+- a model to continue from for --resume=True, of the model shape these settings give.
 
 A compiled spec (`runner.py compile`) runs elsewhere, where none of this can be seen from here.
 """
@@ -67,12 +67,29 @@ def _check_released_checkpoints(config: RunConfig) -> None:
 
 
 def _check_resume(config: RunConfig) -> None:
+    """A model to continue from, whose training run had the model shape of these settings (what
+    the Trainer checks again, once the tokenization is done)."""
     if not config.pipeline.resume:
         return
+    from components.artifact_layout import RUN_DIR_POINTER
+    from core import files
     from pipeline import lineage
+    from training.checkpoint_shape import CheckpointMismatch, check_resume
+    from training.config import TRAIN_CONFIG_FILE
 
-    found = os.path.isfile(config.metadata_path) and \
-        lineage.sqlite_store(config.metadata_path).get_artifacts_by_type("Model")
-    if not found:
+    from ml_metadata.proto import metadata_store_pb2
+
+    models = [m for m in lineage.sqlite_store(config.metadata_path).get_artifacts_by_type("Model")
+              if m.state == metadata_store_pb2.Artifact.LIVE] if os.path.isfile(config.metadata_path) else []
+    if not models:
         raise SettingError(f"--resume=True: no model in {config.metadata_path} to continue from; run once without "
                            f"--resume")
+    latest = max(models, key=lambda a: a.id)  # what the pipeline's latest_model_resolver takes
+    pointer = os.path.join(latest.uri, RUN_DIR_POINTER)
+    run_dir = open(pointer).read().strip() if os.path.isfile(pointer) else None
+    previous = files.read_json(os.path.join(run_dir, TRAIN_CONFIG_FILE), default=None) if run_dir else None
+    if previous:
+        try:
+            check_resume(previous, config.train, run_dir)
+        except CheckpointMismatch as e:
+            raise SettingError(f"--resume=True: {one_line(e)}") from None

@@ -128,6 +128,34 @@ def test_checkpoints_files_and_the_evaluation_are_checked_before_anything_runs(t
         assert expected in _mistake(tmp_path, *args, env=offline), args
 
 
+def test_resume_with_another_model_shape_is_refused_before_anything_runs(tmp_path, shared_data):
+    """The latest model's training run (ML Metadata's Model, its run_dir.txt, the run's
+    train_config.json) had n_layer=4: --resume=True --n_layer=2 is one line, nothing runs."""
+    import json
+
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    out, model, run = tmp_path / "out", tmp_path / "model", tmp_path / "run"
+    for directory in (out, model, run):
+        directory.mkdir()
+    (run / "train_config.json").write_text(json.dumps({"n_layer": 4, "n_head": 4, "n_embd": 128}))
+    (model / "run_dir.txt").write_text(str(run))
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = str(out / "metadata.sqlite")
+    store = metadata_store.MetadataStore(connection)
+    type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Model"))
+    store.put_artifacts([metadata_store_pb2.Artifact(type_id=type_id, uri=str(model),
+                                                     state=metadata_store_pb2.Artifact.LIVE)])
+    result = subprocess.run([sys.executable, "runner.py", "run", f"--data={shared_data}/tinyshakespeare.txt",
+                             f"--output={out}", "--resume=True", "--n_layer=2", "--n_head=2"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr == (
+        f"runner.py run: error: --resume=True: resume: the checkpoint in {run} has n_layer=4, the config says "
+        f"n_layer=2: resume with n_layer=4, or train anew (init_from=scratch, or resume=False in the pipeline)\n")
+    assert sorted(os.listdir(out)) == ["metadata.sqlite"]
+
+
 NANOGPT_CONFIGS = ("train_shakespeare_char", "train_gpt2", "finetune_shakespeare", "eval_gpt2", "eval_gpt2_medium",
                    "eval_gpt2_large", "eval_gpt2_xl")
 

@@ -3,8 +3,8 @@ would, in a fresh process with none of the project's code on its path.
 
     python -I canned_requests.py REQUEST_JSON
 
-REQUEST_JSON: {"model_dir", "block_size", "vocab_size", "batches": [1, 4], "project_root",
-"project_packages", "parent_pid"} (it dies with its parent). This file imports nothing but the
+REQUEST_JSON: {"model_dir", "block_size", "vocab_size", "batches": [1, 4], "max_new_tokens" (0: the
+whole context), "project_root", "project_packages", "parent_pid"} (it dies with its parent). This file imports nothing but the
 standard library and TensorFlow (run with -I, Python puts neither its directory nor the
 environment's PYTHONPATH on the path); it also takes out of the import system whatever would still
 find the project's packages (an editable install's finder), and checks that none of them can be
@@ -14,8 +14,9 @@ signature with canned requests:
 - tokenizer: the tokenizer's description, as JSON (its kind; a character model's characters);
 - logits: token ids of a whole context (block_size), batch 1 and 4: finite logits of the shape;
 - generate and serving_default: a prompt of token ids, batch 1 and 4, max_new_tokens filling the
-  rest of the context (the largest a request gets from the cache: block_size in all): the prompt
-  kept, that many new ids within the vocabulary;
+  rest of the context (the largest a request gets from the cache: block_size in all; at most the
+  request's max_new_tokens when it gives one): the prompt kept, that many new ids within the
+  vocabulary;
 - generate_text (character models): a prompt string of the model's characters, 1 and 4 samples,
   the same max_new_tokens: texts that start with the prompt.
 
@@ -106,7 +107,10 @@ def requests(loaded, request):
     block_size, vocab_size = request["block_size"], request["vocab_size"]
     vocab_limit = len(chars) if chars else min(vocab_size, 50257)
     prompt_length = min(PROMPT_TOKENS, block_size - 1)
-    max_new_tokens = block_size - prompt_length
+    max_new_tokens = block_size - prompt_length  # the whole context: the most the key/value cache answers
+    if request.get("max_new_tokens"):
+        max_new_tokens = min(max_new_tokens, request["max_new_tokens"])
+    length = prompt_length + max_new_tokens
     for batch in request["batches"]:
         ids = np.arange(block_size * batch).reshape(batch, block_size) % vocab_limit
         logits = call(signatures["logits"], "logits", idx=ids)["logits"].numpy()
@@ -122,8 +126,8 @@ def requests(loaded, request):
                        top_p=1.0, seed=1, eot_token=-1, vocab_limit=vocab_limit)
             tokens, lengths = out["tokens"].numpy(), out["lengths"].numpy()
             what = f"{name} (batch {batch}, max_new_tokens {max_new_tokens})"
-            check(tokens.shape == (batch, block_size), f"{what}: tokens of shape {tokens.shape}")
-            check((lengths == block_size).all(), f"{what}: lengths {lengths.tolist()}")
+            check(tokens.shape == (batch, length), f"{what}: tokens of shape {tokens.shape}")
+            check((lengths == length).all(), f"{what}: lengths {lengths.tolist()}")
             check((tokens[:, :prompt_length] == prompt).all(), f"{what}: the prompt is not kept")
             check(((tokens >= 0) & (tokens < vocab_limit)).all(), f"{what}: ids outside the vocabulary")
             calls.append(what)
@@ -134,7 +138,7 @@ def requests(loaded, request):
             texts = [t.decode("utf-8") for t in out["text"].numpy()]
             what = f"generate_text ({batch} samples, max_new_tokens {max_new_tokens})"
             check(len(texts) == batch, f"{what}: {len(texts)} texts")
-            check(all(t.startswith(text) and len(t) == block_size for t in texts), f"{what}: {texts[0][:40]!r}...")
+            check(all(t.startswith(text) and len(t) == length for t in texts), f"{what}: {texts[0][:40]!r}...")
             calls.append(what)
     unknown = sorted(set(signatures) - {"generate", "serving_default", "logits", "tokenizer", "generate_text"})
     check(not unknown, f"signatures the infra check has no requests for: {', '.join(unknown)}")

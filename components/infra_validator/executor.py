@@ -42,7 +42,7 @@ PROJECT_PACKAGES = ("core", "model", "training", "serving", "components", "pipel
 BATCHES = (1, 4)
 
 
-def check_saved_model(model_uri: str, timeout: float) -> Tuple[bool, str, float]:
+def check_saved_model(model_uri: str, timeout: float, max_new_tokens: int = 0) -> Tuple[bool, str, float]:
     """(passed, what was checked or what failed in one line, seconds) of the canned requests on the
     SavedModel of a Model artifact, in a fresh `python -I` process started in an empty directory."""
     serving_dir = os.path.join(model_uri, artifact_layout.SERVING_DIR)
@@ -51,7 +51,7 @@ def check_saved_model(model_uri: str, timeout: float) -> Tuple[bool, str, float]
     except (OSError, ValueError) as e:
         return False, f"the model's shape is unknown: {e}", 0.0
     request = {"model_dir": serving_dir, "block_size": config["n_positions"], "vocab_size": config["vocab_size"],
-               "batches": list(BATCHES), "project_root": PROJECT_ROOT, "project_packages": list(PROJECT_PACKAGES),
+               "batches": list(BATCHES), "max_new_tokens": max_new_tokens, "project_root": PROJECT_ROOT, "project_packages": list(PROJECT_PACKAGES),
                "parent_pid": os.getpid()}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     started = time.time()
@@ -60,7 +60,8 @@ def check_saved_model(model_uri: str, timeout: float) -> Tuple[bool, str, float]
             done = subprocess.run([sys.executable, "-I", CLIENT, json.dumps(request)], cwd=workdir, env=env,
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return False, f"the SavedModel did not load and answer within {timeout:g} s (--infra_timeout)", timeout
+            return False, (f"the SavedModel did not load and answer within {timeout:g} s (--infra_timeout; "
+                           f"--infra_max_new_tokens bounds the requests)"), timeout
     seconds = time.time() - started
     result = _last_json_line(done.stdout)
     if result is None:
@@ -94,7 +95,7 @@ class Executor(base_executor.BaseExecutor):
             # not to be pushed whatever its check says: the process and its seconds are spared
             passed, what, seconds = False, "not checked: the evaluator did not bless the model", 0.0
         else:
-            passed, what, seconds = check_saved_model(model.uri, deploy.infra_timeout)
+            passed, what, seconds = check_saved_model(model.uri, deploy.infra_timeout, deploy.infra_max_new_tokens)
         logging.info("InfraValidator: %s %s (%.1f s)", "passed:" if passed else "failed:", what, seconds)
         with writing(f"the infra blessing {blessing.uri}"):
             io_utils.write_string_file(os.path.join(blessing.uri, BLESSED_FILE if passed else NOT_BLESSED_FILE), "")

@@ -37,7 +37,7 @@ from training.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, T
 from core.errors import writing
 from serving.export import export_saved_model
 
-RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
+RUN_DIR_POINTER = artifact_layout.RUN_DIR_POINTER  # in the Model artifact: the ModelRun directory that trained it
 
 
 def _examples_uri(file_pattern: str) -> str:

@@ -23,6 +23,9 @@ class DeployConfig(Settings):
     # the infra check before the push (components/infra_validator/)
     infra_timeout: int = setting(600, "seconds the infra check's fresh process may take to load the SavedModel and "
                                       "answer its canned requests (else the model is not pushed)", minimum=1)
+    infra_max_new_tokens: int = setting(0, "the infra check's generation requests make this many tokens at most (0: "
+                                           "fill the model's context, the largest request it answers from its cache)",
+                                        minimum=0)
     # where training runs: in the Trainer's own process or pod (one device, or `--strategy=mirrored`
     # over its GPUs; on Kubeflow the pod gets train_accelerator_count x train_accelerator), or, for
     # train_workers > 1, as a Vertex AI training job of train_workers machines with that many

@@ -13,10 +13,12 @@ import yaml
 import runner
 from orchestration.kubeflow import launcher
 
-# 20 iterations do not beat the unigram baseline: the blessing here gates on the threshold alone
+# 20 iterations do not beat the unigram baseline: the blessing here gates on the threshold alone;
+# the infra check's generation requests make 8 tokens
 TINY = ["--max_iters=20", "--eval_interval=10", "--eval_iters=2", "--log_interval=10", "--n_layer=1",
         "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8", "--warmup_iters=5",
-        "--lr_decay_iters=20", "--eval_batches=2", "--val_loss_threshold=10", "--beat_unigram=False"]
+        "--lr_decay_iters=20", "--eval_batches=2", "--val_loss_threshold=10", "--beat_unigram=False",
+        "--infra_max_new_tokens=8"]
 
 
 def _records(root):
@@ -70,6 +72,7 @@ def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run):
     # the infra check ran as a task of its own; its InfraBlessing reached the Pusher, which wrote the card
     infra = _artifact(record, "InfraValidator", "blessing")["metadata"]
     assert infra["blessed"] == 1 and infra["infra_check"].startswith("loaded in a fresh process")
+    assert "generate_text (4 samples, max_new_tokens 8)" in infra["infra_check"]
     assert pushed["model_card"] == f"{pushed['pushed_destination']}/assets.extra/model_card.md"
     with open(pushed["model_card"]) as f:
         assert "| candidate | candidate | char |" in f.read()
