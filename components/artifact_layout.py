@@ -11,8 +11,8 @@ ModelRun (the Trainer's run directory):
 ModelEvaluation (the LMEvaluator's output):
   metrics.json, report.md, loss_curves.png
 ModelBlessing (the LMEvaluator's): property `evaluation`, the uri of the evaluation it decided on
-InfraBlessing (the InfraValidator's): properties `infra_check` (what was checked, or what failed)
-  and `infra_check_seconds`
+InfraBlessing (the InfraValidator's): properties `infra_check` (what was checked, or what failed),
+  `infra_check_seconds` and `infra_checked` (0: the model was not checked, being unblessed)
 PushedModel: the version directory holds assets.extra/model_card.md; property `model_card`, its path
 """
 
@@ -26,6 +26,6 @@ REPORT_FILE = "report.md"
 PLOT_FILE = "loss_curves.png"
 # ModelBlessing, InfraBlessing and PushedModel properties the components read of each other
 BLESSING_EVALUATION_KEY = "evaluation"
-INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY = "infra_check", "infra_check_seconds"
+INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY, INFRA_CHECKED_KEY = "infra_check", "infra_check_seconds", "infra_checked"
 MODEL_CARD_KEY = "model_card"
 MODEL_CARD_PATH = "assets.extra/model_card.md"  # in a pushed version directory (TF Serving ignores assets.extra/)

@@ -16,8 +16,8 @@ import shlex
 import textwrap
 from typing import Dict, List, Optional, Tuple
 
-from components.artifact_layout import (HISTORY_FILE, INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY, MODEL_CARD_KEY,
-                                        PLOT_FILE, REPORT_FILE)
+from components.artifact_layout import (HISTORY_FILE, INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY, INFRA_CHECKED_KEY,
+                                        MODEL_CARD_KEY, PLOT_FILE, REPORT_FILE)
 from core import files
 from training.config import TENSORBOARD_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import NotFound, UserError, one_line
@@ -147,7 +147,9 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
     if blessing is not None:
         reason = blessing.get("blessing_reason")
         lines.append(f"blessed: {'yes' if blessing.get('blessed') == 1 else 'no'}" + (f" ({reason})" if reason else ""))
-    if infra is not None:
+    if infra is not None and infra.get(INFRA_CHECKED_KEY) == 0:
+        lines.append(f"infra check: not run ({infra.get(INFRA_CHECK_KEY)})")
+    elif infra is not None:
         lines.append(f"infra check: {'passed' if infra.get('blessed') == 1 else 'failed'} in "
                      f"{infra.get(INFRA_CHECK_SECONDS_KEY)} s ({infra.get(INFRA_CHECK_KEY)})")
     lines.append(f"pushed model: {pushed_destination or 'none'}")

@@ -33,7 +33,7 @@ def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
          {"candidate_val_loss": 1.9, "candidate_train_loss": 1.8}),
         ("ModelRun", run_dir, {}),
         ("ModelBlessing", str(out / "blessing"), {"blessed": 1}),
-        ("InfraBlessing", str(out / "infra"), {"blessed": 1, "infra_check_seconds": 21.5,
+        ("InfraBlessing", str(out / "infra"), {"blessed": 1, "infra_check_seconds": 21.5, "infra_checked": 1,
                                                "infra_check": "loaded in a fresh process ..."}),
         ("PushedModel", str(out / "pushed"), {"pushed": 1, "pushed_destination": str(out / "serving_model" / "17"),
                                               "model_card": str(out / "serving_model" / "17" / "model_card.md")}),

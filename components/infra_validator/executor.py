@@ -91,14 +91,16 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         model_blessing = (input_dict.get(MODEL_BLESSING_KEY) or [None])[0]
-        if model_blessing is not None and not model_utils.is_model_blessed(model_blessing):
-            # not to be pushed whatever its check says: the process and its seconds are spared
-            passed, what, seconds = False, "not checked: the evaluator did not bless the model", 0.0
-        else:
+        checked = model_blessing is None or model_utils.is_model_blessed(model_blessing)
+        if checked:
             passed, what, seconds = check_saved_model(model.uri, deploy.infra_timeout, deploy.infra_max_new_tokens)
-        logging.info("InfraValidator: %s %s (%.1f s)", "passed:" if passed else "failed:", what, seconds)
+            logging.info("InfraValidator: %s %s (%.1f s)", "passed:" if passed else "failed:", what, seconds)
+        else:  # not to be pushed whatever its check says: the process and its seconds are spared
+            passed, what, seconds = False, "the evaluator did not bless the model", 0.0
+            logging.info("InfraValidator: not checked: %s", what)
         with writing(f"the infra blessing {blessing.uri}"):
             io_utils.write_string_file(os.path.join(blessing.uri, BLESSED_FILE if passed else NOT_BLESSED_FILE), "")
         blessing.set_int_custom_property(BLESSED_KEY, int(passed))
         blessing.set_string_custom_property(artifact_layout.INFRA_CHECK_KEY, what)
         blessing.set_float_custom_property(artifact_layout.INFRA_CHECK_SECONDS_KEY, round(seconds, 1))
+        blessing.set_int_custom_property(artifact_layout.INFRA_CHECKED_KEY, int(checked))

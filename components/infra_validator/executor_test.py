@@ -83,8 +83,9 @@ def test_a_savedmodel_that_does_not_load_or_answer_is_not_blessed_with_one_line(
 def test_what_needs_no_process(tmp_path):
     """A model its evaluator did not bless is not checked (it will not be pushed); a Model without
     its Hugging Face config is of unknown shape."""
-    what = _not_blessed(_run(tmp_path, tmp_path / "anything", blessed=0))
-    assert what == "not checked: the evaluator did not bless the model"
+    blessing = _run(tmp_path, tmp_path / "anything", blessed=0)
+    assert _not_blessed(blessing) == "the evaluator did not bless the model"
+    assert blessing.get_int_custom_property(artifact_layout.INFRA_CHECKED_KEY) == 0
     blessing = _run(tmp_path / "shapeless", tmp_path / "no_model", blessed=1)
     assert _not_blessed(blessing).startswith("the model's shape is unknown: ")
     assert blessing.get_float_custom_property(artifact_layout.INFRA_CHECK_SECONDS_KEY) == 0.0
