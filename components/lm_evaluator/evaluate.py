@@ -184,6 +184,7 @@ def evaluate(model, windows: Dict[str, SplitWindows], result: ModelResult) -> Mo
 
 
 def record(result: ModelResult, split: str, split_score: SplitScore, windows: SplitWindows) -> None:
+    """Every metric of one split's score, into result.values."""
     for metric in METRICS:
         result.values[f"{split}_{metric.name}"] = metric.of(split_score, windows)
 

@@ -2,7 +2,9 @@
 version directory and renamed into place, so that a push cut short (a full disk, a kill) leaves
 no version directory, only a `.staging-*` one, which the next push removes. A serving directory
 then only ever holds complete models; which of them ML Metadata records as pushed is what
-`runner.py sample` and `lineage` take (pipeline/lineage.py)."""
+`runner.py sample` and `lineage` take (pipeline/lineage.py). A model is pushed when its model
+blessing and its infra blessing (when given) say so (TFX's CheckBlessing); its model card
+(model_card.py) is written into the staging directory, so that the version appears with it."""
 
 from __future__ import annotations
 
