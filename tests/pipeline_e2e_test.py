@@ -140,9 +140,10 @@ def test_a_push_was_infra_checked_and_has_a_model_card(char_run):
         card = f.read()
     evaluation = max(store.get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     val_loss = evaluation.custom_properties["candidate_val_loss"].double_value
-    assert f"| candidate | candidate | char | " in card and f" {val_loss:.4f} |" in card
+    assert "| candidate | candidate | char | " in card and f" {val_loss:.4f} |" in card
     corpus = open(char_run.data.input_pattern, encoding="utf-8").read()
-    assert f"- source: `{char_run.data.input_pattern}`" in card and f"- tokens: {int(len(corpus) * 0.9):,} train" in card
+    assert f"- source: `{char_run.data.input_pattern}`" in card
+    assert f"- tokens: {int(len(corpus) * 0.9):,} train" in card
     assert "n_layer 1, n_head 2, n_embd 32, block_size 32" in card and "max_iters 40" in card
     assert f"| infra_blessing | InfraBlessing | {infra.id} |" in card and "## Intended use and limits" in card
     summary = lineage.run_summary(char_run.metadata_path)
@@ -193,7 +194,8 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
     steps = [e.type_name for e in graph.executions]
     assert steps == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "InfraValidator",
                      "Pusher"]
-    assert text.splitlines()[1] == f"model card: {os.path.join(char_run.serving_dir, pushed)}/assets.extra/model_card.md"
+    card = os.path.join(char_run.serving_dir, pushed, "assets.extra", "model_card.md")
+    assert text.splitlines()[1] == f"model card: {card}"
     tokenize, transform, trainer, evaluator, infra, pusher = (text.index(f"\n{s} #") for s in steps[1:])
     assert tokenize < transform < trainer < evaluator < infra < pusher
     corpus = open(char_run.data.input_pattern, encoding="utf-8").read()
@@ -346,7 +348,8 @@ def _assert_same_artifacts(run, uninterrupted):
     weights = [open(path, "rb").read() for path in both("Trainer", "model", "Format-HF/model.safetensors")]
     assert weights[0] == weights[1]
     evaluations = [json.loads(open(path).read()) for path in both("LMEvaluator", "evaluation", "metrics.json")]
-    losses = [([(m["role"], m.get("train_loss"), m["val_loss"]) for m in e["models"]], e["blessed"]) for e in evaluations]
+    losses = [([(m["role"], m.get("train_loss"), m["val_loss"]) for m in e["models"]], e["blessed"])
+              for e in evaluations]
     assert losses[0] == losses[1]
     pushed = [os.path.join(config.serving_dir, _pushed_versions(config)[0]) for config in (run, uninterrupted)]
     assert _generated(pushed[0]) == _generated(pushed[1])

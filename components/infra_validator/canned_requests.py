@@ -4,11 +4,11 @@ would, in a fresh process with none of the project's code on its path.
     python -I canned_requests.py REQUEST_JSON
 
 REQUEST_JSON: {"model_dir", "block_size", "vocab_size", "batches": [1, 4], "max_new_tokens" (0: the
-whole context), "project_root", "project_packages", "parent_pid"} (it dies with its parent). This file imports nothing but the
-standard library and TensorFlow (run with -I, Python puts neither its directory nor the
-environment's PYTHONPATH on the path); it also takes out of the import system whatever would still
-find the project's packages (an editable install's finder), and checks that none of them can be
-imported. Then it loads the model and calls every
+whole context), "project_root", "project_packages", "parent_pid"} (it dies with its parent). This
+file imports nothing but the standard library and TensorFlow (run with -I, Python puts neither its
+directory nor the environment's PYTHONPATH on the path); it also takes out of the import system
+whatever would still find the project's packages (an editable install's finder), and checks that
+none of them can be imported. Then it loads the model and calls every
 signature with canned requests:
 
 - tokenizer: the tokenizer's description, as JSON (its kind; a character model's characters);

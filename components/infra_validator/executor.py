@@ -51,8 +51,8 @@ def check_saved_model(model_uri: str, timeout: float, max_new_tokens: int = 0) -
     except (OSError, ValueError) as e:
         return False, f"the model's shape is unknown: {e}", 0.0
     request = {"model_dir": serving_dir, "block_size": config["n_positions"], "vocab_size": config["vocab_size"],
-               "batches": list(BATCHES), "max_new_tokens": max_new_tokens, "project_root": PROJECT_ROOT, "project_packages": list(PROJECT_PACKAGES),
-               "parent_pid": os.getpid()}
+               "batches": list(BATCHES), "max_new_tokens": max_new_tokens, "project_root": PROJECT_ROOT,
+               "project_packages": list(PROJECT_PACKAGES), "parent_pid": os.getpid()}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="infra_check_") as workdir:
