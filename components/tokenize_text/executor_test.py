@@ -287,11 +287,12 @@ def test_dataset_saved_to_disk_with_characters(tmp_path, hf_cache):
     datasets.Dataset.from_dict({"body": texts}).save_to_disk(str(tmp_path / "saved"))
     examples = run_executor(tmp_path / "out", dataset_name=str(tmp_path / "saved"), text_column="body",
                             tokenizer="char", val_fraction=0.3, split_method="hash", chunk_size=4)
-    total = sum(len(t) for t in texts)
-    assert prop(examples, "num_tokens_train") + prop(examples, "num_tokens_val") == total
+    kept = sorted({t: i for i, t in reversed(list(enumerate(texts))) if t}.values())  # the first of each text
+    assert prop(examples, "num_tokens_train") + prop(examples, "num_tokens_val") == sum(len(texts[i]) for i in kept)
+    assert prop(examples, "duplicate_documents") == 12  # empty ones are skipped, not duplicates
     assert prop(examples, "skipped_empty") == 5 and prop(examples, "append_eot") == 0
     assert prop(examples, "vocab_size") == len(set("".join(texts)))
-    val_text = "".join(t for i, t in enumerate(texts) if t and sources.hashed_split(i, 0.3, 0) == sources.VAL)
+    val_text = "".join(texts[i] for i in kept if sources.hashed_split(i, 0.3, 0) == sources.VAL)
     assert read_text_stream(examples, "val") == val_text
 
 
