@@ -62,8 +62,9 @@ def _pipeline_config(args, overrides, download_data: bool = True):
                         streaming=False)
     elif pipeline.get("dataset_name"):  # a dataset, for any preset
         pipeline["input_pattern"] = None
-    if pipeline.get("input_pattern"):
-        pipeline["input_pattern"] = absolute_path(pipeline["input_pattern"])
+    for key in ("input_pattern", "schema_file"):  # the components may run elsewhere
+        if pipeline.get(key):
+            pipeline[key] = absolute_path(pipeline[key])
     pipeline["output_dir"] = absolute_path(args.output or pipeline.get("output_dir") or PipelineConfig().output_dir)
     config = make_pipeline_config(preset, **pipeline)
     config.train_overrides = {**config.train_overrides, **train}

@@ -18,3 +18,8 @@ HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 PLOT_FILE = "loss_curves.png"
+# ModelBlessing (the LMEvaluator's): the uri of the ExampleStatistics of the data the model was
+# trained on, against which the next run's data is checked for drift (components/data_validation/)
+DATA_STATISTICS_PROPERTY = "data_statistics"
+# ExampleAnomalies (the DataValidator's): Split-<split>/SchemaDiff.pb (TFX's), and a report to read
+ANOMALIES_REPORT_FILE = "report.md"

@@ -7,7 +7,7 @@ import dataclasses
 import difflib
 import glob
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from components.tokenize_text.settings import TokenizeTextSettings
 from training.config import PRESETS as TRAIN_PRESETS
@@ -62,6 +62,12 @@ class PipelineConfig(TokenizeTextSettings):
     eval_batch_size: int = setting(32, "windows per evaluation batch", minimum=1)
     val_loss_threshold: float = setting(1e9, "bless only under this validation loss")
     max_regression: float = setting(0.0, "and no worse than the last blessed model by more than this")
+    # data validation before training (docs/data_validation.md)
+    schema_file: Optional[str] = setting(None, "a curated schema (schema.pbtxt, e.g. a copy of SchemaGen's) to check "
+                                               "the data against, instead of the one SchemaGen infers from it")
+    accept_anomalies: bool = setting(False, "train on data with anomalies (they are printed) instead of stopping "
+                                            "before the Trainer")
+    skip_validation: bool = setting(False, "no schema and no checks of the data (its statistics are still recorded)")
     beam_pipeline_args: List[str] = setting(["--direct_running_mode=in_memory", "--direct_num_workers=1"],
                                             "Beam options (default: the in-memory DirectRunner)")
     enable_cache: bool = setting(True, "reuse the outputs of components whose inputs did not change")
@@ -70,6 +76,9 @@ class PipelineConfig(TokenizeTextSettings):
         check(self)  # each setting; the data source is checked with tokenize_settings()
         if self.train_accelerator and self.train_accelerator_count < 1:
             raise SettingError(f"--train_accelerator={self.train_accelerator}: needs --train_accelerator_count >= 1")
+        if not self.statistics and not self.skip_validation:
+            raise SettingError("--statistics=False leaves the data nothing to be validated on: add "
+                               "--skip_validation=True")
         if self.train_workers > 1 and not self.vertex_project:
             raise SettingError(f"--train_workers={self.train_workers}: multi-worker training runs on Vertex AI, "
                                f"which needs --vertex_project (and --vertex_region)")
@@ -135,7 +144,26 @@ def validate(config: PipelineConfig) -> TrainConfig:
         near = difflib.get_close_matches(os.path.basename(pattern), os.listdir(os.path.dirname(pattern) or ".")) \
             if os.path.isdir(os.path.dirname(pattern) or ".") else []
         raise SettingError(f"--data={pattern}: matches no file" + (f"; did you mean {near[0]}?" if near else ""))
+    if config.schema_file and not config.skip_validation:
+        check_schema_file(config.schema_file)
     return make_config(config.train_preset, **config.train_overrides)
+
+
+def check_schema_file(path: str) -> None:
+    """A curated schema that cannot be read as a TFDV schema: one line naming it (a remote one is
+    read by the pipeline)."""
+    if "://" in path:
+        return
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text_format.Parse(f.read(), schema_pb2.Schema())
+    except OSError as e:
+        raise SettingError(f"--schema_file={path}: {e.strerror or e}") from None
+    except (text_format.ParseError, UnicodeDecodeError) as e:
+        raise SettingError(f"--schema_file={path}: not a schema in text format ({' '.join(str(e).split())})") from None
 
 
 def absolute_path(path: str) -> str:

@@ -9,7 +9,9 @@ from typing import List
 from tfx import v1 as tfx
 
 from components import char_transform
-from components.baseline_resolver import PreviousBlessedModelStrategy
+from components.baseline_resolver import LastBlessedDataStrategy, PreviousBlessedModelStrategy
+from components.data_validation.component import AnomalyGate, DataValidator
+from components.data_validation.schema_gen import SchemaGen
 from components.lm_evaluator.component import LMEvaluator
 from components.pusher.component import Pusher
 from components.tokenize_text.component import TokenizeText
@@ -56,15 +58,50 @@ def _trainer(config: PipelineConfig, kubeflow: bool, **inputs):
     return trainer
 
 
+def _blessed_channels() -> dict:
+    return dict(model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+                model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing))
+
+
+def _data_validation(config: PipelineConfig, statistics, last_blessed) -> List:
+    """The schema of the data (inferred by SchemaGen, or a curated one), the DataValidator that checks
+    its statistics against the schema and against the statistics of the last blessed model's data,
+    and the AnomalyGate that stops the run on anomalies (docs/data_validation.md). last_blessed: the
+    Kubeflow pipeline's LatestBlessedModelStrategy resolver, else None (one of its own here)."""
+    if config.schema_file:  # curated: pinned as it is
+        schema = tfx.components.ImportSchemaGen(schema_file=config.schema_file).with_id("ImportDataSchema")
+    else:
+        schema = SchemaGen(statistics=statistics)
+    resolver = [] if last_blessed else [tfx.dsl.Resolver(
+        strategy_class=LastBlessedDataStrategy, statistics=statistics, **_blessed_channels()
+    ).with_id("latest_blessed_data_resolver")]
+    baseline = (last_blessed or resolver[0]).outputs["model_blessing"]
+    validator = DataValidator(statistics=statistics, schema=schema.outputs["schema"], baseline_blessing=baseline)
+    gate = AnomalyGate(anomalies=validator.outputs["anomalies"], accept_anomalies=config.accept_anomalies)
+    return [schema, *resolver, validator, gate]
+
+
 def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
     """The pipeline's components in order. kubeflow: for a Kubeflow Pipelines v2 spec, which
     compiles only TFX's built-in resolver strategies."""
     components = []
 
-    # Tokenize the corpus (Beam) into train/val token shards, or character records to map below.
+    # Tokenize the corpus (Beam) into train/val token shards, or character records to map below, and
+    # describe its documents (TFDV statistics).
     tokenize = TokenizeText(config.tokenize_settings())
     components.append(tokenize)
     examples, transform_graph = tokenize.outputs["examples"], None
+    statistics = tokenize.outputs["statistics"] if config.statistics else None
+
+    # The last blessed model: on Kubeflow TFX's own strategy, whose blessing also names the statistics
+    # of its data; here the one for the data (just below) and the one for the model (after training).
+    last_blessed = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+                                    **_blessed_channels()).with_id("latest_blessed_model_resolver") if kubeflow else None
+    # Check the data before anything is trained on it; anomalies stop the run at the gate.
+    gate = None
+    if statistics is not None and not config.skip_validation:
+        components += _data_validation(config, statistics, last_blessed)
+        gate = components[-1]
 
     if config.tokenizer == "char":
         # The schema of the character records, which Transform needs.
@@ -77,6 +114,8 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
             examples=examples, schema=schema.outputs["schema"],
             preprocessing_fn="components.char_transform.preprocessing_fn", disable_statistics=True,
             splits_config=tfx.proto.SplitsConfig(analyze=list(shards.SPLITS), transform=list(shards.SPLITS)))
+        if gate is not None:
+            transform.add_upstream_node(gate)
         components += [schema, transform]
         examples, transform_graph = transform.outputs["transformed_examples"], transform.outputs["transform_graph"]
 
@@ -91,23 +130,22 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
 
     # Train the GPT with the training engine (model/train.py) inside the Trainer.
     trainer = _trainer(config, kubeflow, examples=examples, transform_graph=transform_graph, base_model=base_model)
+    if gate is not None:
+        trainer.add_upstream_node(gate)
     components.append(trainer)
 
     # The last blessed model (other than this candidate): the baseline a new model must not fall behind.
-    blessed = dict(model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-                   model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing))
-    if kubeflow:
-        last_blessed = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **blessed)
-    else:
+    if not kubeflow:
         last_blessed = tfx.dsl.Resolver(strategy_class=PreviousBlessedModelStrategy,
-                                        candidate=trainer.outputs["model"], **blessed)
-    last_blessed = last_blessed.with_id("latest_blessed_model_resolver")
+                                        candidate=trainer.outputs["model"],
+                                        **_blessed_channels()).with_id("latest_blessed_model_resolver")
     components.append(last_blessed)
 
-    # Train and validation loss of the candidate and the baselines; bless or not.
+    # Train and validation loss of the candidate and the baselines; bless or not (the blessing names
+    # the statistics of the data, for the next run's validation).
     evaluator = LMEvaluator(
         examples=examples, model=trainer.outputs["model"], baseline_model=last_blessed.outputs["model"],
-        model_run=trainer.outputs["model_run"], baselines=json.dumps(config.baselines),
+        model_run=trainer.outputs["model_run"], statistics=statistics, baselines=json.dumps(config.baselines),
         eval_batches=config.eval_batches, batch_size=config.eval_batch_size,
         val_loss_threshold=config.val_loss_threshold, max_regression=config.max_regression,
         data_tokenizer=config.tokenizer)

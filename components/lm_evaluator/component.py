@@ -7,6 +7,8 @@ Inputs:
   baseline_model  Model (optional): the last blessed model, from a resolver with
                   LatestBlessedModelStrategy; absent or empty on the first run
   model_run       ModelRun (optional): its history.json feeds the loss-curve plot
+  statistics      ExampleStatistics (optional): those of the data the candidate was trained on
+                  (TokenizeText's), whose uri the blessing records for the next run's data validation
 
 Parameters:
   baselines           GPT-2 names ("gpt2", ...: downloaded from the hub) or local Hugging Face GPT-2
@@ -37,7 +39,8 @@ Outputs:
   blessing    ModelBlessing: a BLESSED or NOT_BLESSED file and the custom properties of TFX's Evaluator
               (blessed 1/0, current_model, current_model_id, baseline_model, baseline_model_id),
               which the standard Pusher and LatestBlessedModelStrategy read; plus blessing_reason,
-              blessing_message (the same text) and candidate_val_loss
+              blessing_message (the same text), candidate_val_loss and data_statistics (the uri
+              of the statistics input, when given)
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class LMEvaluatorSpec(types.ComponentSpec):
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         executor.BASELINE_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
         executor.MODEL_RUN_KEY: ChannelParameter(type=standard_artifacts.ModelRun, optional=True),
+        executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
     }
     OUTPUTS = {
         executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
@@ -89,6 +93,7 @@ class LMEvaluator(base_component.BaseComponent):
     def __init__(self, *, examples: types.BaseChannel, model: types.BaseChannel,
                  baseline_model: Optional[types.BaseChannel] = None,
                  model_run: Optional[types.BaseChannel] = None,
+                 statistics: Optional[types.BaseChannel] = None,
                  baselines: Union[Sequence[str], str] = (), eval_batches: int = 200, batch_size: int = 8,
                  block_size: int = 0, seed: int = 1337, val_loss_threshold: Optional[float] = None,
                  max_regression: float = 0.0, data_tokenizer: Optional[str] = None):
@@ -103,7 +108,7 @@ class LMEvaluator(base_component.BaseComponent):
         # Checked here too so that a wrong pipeline fails when it is built, not when it runs.
         executor.Settings.parse(properties)
         spec = LMEvaluatorSpec(
-            examples=examples, model=model, baseline_model=baseline_model, model_run=model_run,
+            examples=examples, model=model, baseline_model=baseline_model, model_run=model_run, statistics=statistics,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing), **properties)
         super().__init__(spec=spec)

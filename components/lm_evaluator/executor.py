@@ -19,7 +19,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.artifact_layout import METRICS_FILE, PLOT_FILE, REPORT_FILE
+from components.artifact_layout import DATA_STATISTICS_PROPERTY, METRICS_FILE, PLOT_FILE, REPORT_FILE
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report
 from core import files
@@ -30,6 +30,7 @@ EXAMPLES_KEY = "examples"
 MODEL_KEY = "model"
 BASELINE_MODEL_KEY = "baseline_model"
 MODEL_RUN_KEY = "model_run"
+STATISTICS_KEY = "statistics"
 EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
 
@@ -122,6 +123,7 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         last_blessed = (input_dict.get(BASELINE_MODEL_KEY) or [None])[0]
         model_run = (input_dict.get(MODEL_RUN_KEY) or [None])[0]
+        statistics = (input_dict.get(STATISTICS_KEY) or [None])[0]
         evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         labels = ev.unique_labels(settings.baselines)  # fails on a bad list before any work
@@ -175,7 +177,7 @@ class Executor(base_executor.BaseExecutor):
         with writing(f"the evaluation {evaluation.uri} and the blessing {blessing.uri}",
                      cleanup=lambda: _remove_outputs(evaluation, blessing)):
             self._write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes, history)
-            self._write_blessing(blessing, model, last_blessed, blessed, reason, results[0])
+            self._write_blessing(blessing, model, last_blessed, blessed, reason, results[0], statistics)
         logging.info("LMEvaluator: %s", reason)
 
     # -- models ----------------------------------------------------------------------------------
@@ -247,9 +249,10 @@ class Executor(base_executor.BaseExecutor):
             set_loss_property(evaluation, f"{prefix}_val_loss", r.val_loss)
 
     @staticmethod
-    def _write_blessing(blessing, model, last_blessed, blessed, reason, candidate_result):
+    def _write_blessing(blessing, model, last_blessed, blessed, reason, candidate_result, statistics):
         """The properties and marker file of TFX's own Evaluator, which Pusher and
-        LatestBlessedModelStrategy read, plus the reason."""
+        LatestBlessedModelStrategy read, plus the reason and the statistics of the model's data
+        (with which the next run's data is compared)."""
         c = evaluator_constants
         blessing.set_string_custom_property(c.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model.uri)
         blessing.set_int_custom_property(c.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
@@ -263,6 +266,8 @@ class Executor(base_executor.BaseExecutor):
         blessing.set_string_custom_property(c.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY, reason)
         blessing.set_string_custom_property(BLESSING_REASON_KEY, reason)
         set_loss_property(blessing, "candidate_val_loss", candidate_result.val_loss)
+        if statistics is not None:
+            blessing.set_string_custom_property(DATA_STATISTICS_PROPERTY, statistics.uri)
 
 
 # TFX's Kubeflow v2 entrypoint gives each artifact an integer id hashed from its resource name and,
