@@ -79,7 +79,8 @@ class Validator(base_executor.BaseExecutor):
             split: int(not (a.anomaly_info or a.HasField("dataset_anomaly_info")))
             for split, a in result.anomalies.items()})
         anomalies.set_string_custom_property(LINES_PROPERTY, json.dumps(result.lines, ensure_ascii=False))
-        anomalies.set_string_custom_property("baseline_model", baseline.model if baseline else "")
+        if baseline is not None:
+            anomalies.set_string_custom_property("baseline_model", baseline.model)
         for line in result.lines or ["no anomalies"]:
             logging.info("DataValidator: %s", line)
 

@@ -182,6 +182,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             moves = [(shards.split_dir(staging, split), shards.split_dir(examples.uri, split))
                      for split in sources.SPLITS]
             if statistics is not None:
+                fileio.makedirs(statistics.uri)  # (Kubeflow's launcher makes no output directories)
                 moves += [(shards.split_dir(os.path.join(staging, beam_ops.STATISTICS_DIR), split),
                            shards.split_dir(statistics.uri, split)) for split in sources.SPLITS]
             for source, destination in moves:

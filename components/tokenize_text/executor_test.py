@@ -27,15 +27,20 @@ def bpe(bpe_dir):
     return GPT2Tokenizer(bpe_dir)
 
 
-def run_executor(out_dir, beam_args=(), **props):
+def run_executor(out_dir, beam_args=(), statistics=False, **props):
+    """The executor's Examples artifact; with statistics, (examples, its ExampleStatistics artifact)."""
     examples = standard_artifacts.Examples()
     examples.uri = str(out_dir)
     os.makedirs(examples.uri, exist_ok=True)
+    outputs = {"examples": [examples]}
+    if statistics:
+        outputs["statistics"] = [standard_artifacts.ExampleStatistics()]
+        outputs["statistics"][0].uri = f"{out_dir}_statistics"
     context = base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=list(beam_args), tmp_dir=os.path.join(str(out_dir), ".tmp"))
     settings = TokenizeTextSettings(**{"tokenizer": "gpt2", **props}).to_json()
-    Executor(context).Do({}, {"examples": [examples]}, {"settings": settings})
-    return examples
+    Executor(context).Do({}, outputs, {"settings": settings})
+    return (examples, outputs["statistics"][0]) if statistics else examples
 
 
 def prop(examples, key):
