@@ -42,10 +42,20 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
                     "--max_iters=123", "--learning_rate=3e-4", "--eval_batches=50")
     order = task_order(spec)
     components = [t for t in order if "resolver" not in t]
-    assert components == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "Pusher"]
+    assert components == ["ImportSchemaGen", "TokenizeText", "SchemaGen", "DataValidator", "AnomalyGate", "Transform",
+                          "Trainer", "LMEvaluator", "Pusher"]
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
-    assert set(tasks["Transform"]["dependentTasks"]) == {"ImportSchemaGen", "TokenizeText"}
-    assert tasks["Trainer"]["dependentTasks"] == ["Transform"]
+    # the data checked before anything trains on it: the gate comes before Transform and the Trainer
+    assert set(tasks["Transform"]["dependentTasks"]) == {"AnomalyGate", "ImportSchemaGen", "TokenizeText"}
+    assert set(tasks["Trainer"]["dependentTasks"]) == {"AnomalyGate", "Transform"}
+    validator = tasks["DataValidator"]["inputs"]["artifacts"]
+    assert validator["statistics"]["taskOutputArtifact"] == {"producerTask": "TokenizeText",
+                                                             "outputArtifactKey": "statistics"}
+    assert validator["baseline_blessing"]["taskOutputArtifact"]["producerTask"].startswith(
+        "latest_blessed_model_resolver")  # TFX's LatestBlessedModelStrategy, whose blessing names the data
+    assert tasks["LMEvaluator"]["inputs"]["artifacts"]["statistics"]["taskOutputArtifact"]["producerTask"] == \
+        "TokenizeText"
+    assert _parameters(spec, "AnomalyGate") == {"accept_anomalies": "0"}
     assert order.index("latest_blessed_model_resolver-model-resolver") < order.index("LMEvaluator")
     assert set(tasks["Pusher"]["dependentTasks"]) == {"LMEvaluator", "Trainer"}
     assert spec["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/nanogpt/pipeline_root"
@@ -74,10 +84,28 @@ def test_every_preset_compiles(tmp_path):
         data = [] if settings.get("dataset_name") else ["--data=gs://bucket/input.txt"]
         spec = _compile(tmp_path, "--pipeline_root=gs://bucket/root", *data, preset=preset, name=f"{preset}.json")
         tasks = set(spec["pipelineSpec"]["root"]["dag"]["tasks"])
-        assert {"TokenizeText", "Trainer", "LMEvaluator", "Pusher"} <= tasks, preset
+        checks = {"SchemaGen", "DataValidator", "AnomalyGate"}
+        assert {"TokenizeText", *checks, "Trainer", "LMEvaluator", "Pusher"} <= tasks, preset
         assert ("Transform" in tasks) == (settings.get("tokenizer", "char") == "char"), preset
         assert json.loads(_parameters(spec, "Trainer")["custom_config"])["train_preset"] == settings["train_preset"]
         assert json.loads(_parameters(spec, "LMEvaluator")["baselines"]) == settings.get("baselines", [])
+
+
+def test_a_curated_schema_or_no_validation(tmp_path):
+    """--schema_file: TFX's ImportSchemaGen in SchemaGen's place; --skip_validation=True: no checks,
+    the Trainer after Transform alone."""
+    common = ["--pipeline_root=gs://bucket/root", "--data=gs://bucket/input.txt"]
+    spec = _compile(tmp_path, *common, "--schema_file=gs://bucket/schema.pbtxt", name="curated.json")
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "SchemaGen" not in tasks and _parameters(spec, "ImportDataSchema") == {
+        "schema_file": "gs://bucket/schema.pbtxt"}
+    assert tasks["DataValidator"]["inputs"]["artifacts"]["schema"]["taskOutputArtifact"]["producerTask"] == \
+        "ImportDataSchema"
+    spec = _compile(tmp_path, *common, "--skip_validation=True", name="unchecked.json")
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert not {"SchemaGen", "DataValidator", "AnomalyGate"} & set(tasks)
+    assert tasks["Trainer"]["dependentTasks"] == ["Transform"]
+    assert "statistics" in tasks["LMEvaluator"]["inputs"]["artifacts"]  # still recorded with the blessing
 
 
 def test_file_presets_need_data_the_pods_can_read(tmp_path, capsys):

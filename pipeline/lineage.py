@@ -436,23 +436,28 @@ def model_lineage(store, model: Optional[str] = None) -> Lineage:
                 if consumer.last_known_state == COMPLETE:
                     queue += add_execution(consumer, follow_inputs=False)
     walk(queue)
-    # the checks of its data in the run that trained it: readers of statistics, schema, anomalies
+    # the checks of its data in the run that trained it: readers of statistics, schema, anomalies; of
+    # one that came from the cache, the execution that ran (as for any artifact), unless it wrote nothing
     trainers = [e for e in executions.values() if execution_types[e.type_id] == "Trainer"]
     context_types = {t.id: t.name for t in store.get_context_types()}
     runs = {c.id for e in trainers for c in store.get_contexts_by_execution(e.id)
             if context_types.get(c.type_id) in RUN_CONTEXTS}
     checks = [e for run in sorted(runs) for e in store.get_executions_by_context(run)
               if not execution_types[e.type_id].endswith("Resolver")]
-    added = True
-    while added:
-        added = False
-        for execution in checks:
-            if execution.id in executions:
-                continue
-            read = {e.artifact_id for e in store.get_events_by_execution_ids([execution.id]) if e.type == INPUT}
-            if any(i in found and artifact_types[found[i].type_id] in DATA_CHECKS for i in read):
-                walk(add_execution(execution, follow_inputs=True))
-                added = True
+
+    def events(execution, kind: int) -> List[int]:
+        return sorted({e.artifact_id for e in store.get_events_by_execution_ids([execution.id]) if e.type == kind})
+
+    pending = {e.id: e for e in checks if e.id not in executions}
+    while True:  # until none reads what the lineage holds (the gate reads what the validator wrote)
+        readers = [e for e in pending.values() if any(
+            i in found and artifact_types[found[i].type_id] in DATA_CHECKS for i in events(e, INPUT))]
+        if not readers:
+            break
+        for execution in readers:
+            del pending[execution.id]
+            for producer in [_producer(store, i) for i in events(execution, OUTPUT)] or [execution]:
+                walk(add_execution(producer, follow_inputs=True))
 
     artifacts: Dict[str, Node] = {}
     for artifact_id, artifact in found.items():

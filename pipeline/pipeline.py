@@ -95,8 +95,10 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
 
     # The last blessed model: on Kubeflow TFX's own strategy, whose blessing also names the statistics
     # of its data; here the one for the data (just below) and the one for the model (after training).
-    last_blessed = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-                                    **_blessed_channels()).with_id("latest_blessed_model_resolver") if kubeflow else None
+    last_blessed = None
+    if kubeflow:
+        last_blessed = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+                                        **_blessed_channels()).with_id("latest_blessed_model_resolver")
     # Check the data before anything is trained on it; anomalies stop the run at the gate.
     gate = None
     if statistics is not None and not config.skip_validation:

@@ -84,6 +84,29 @@ def test_char_pipeline_trains_blesses_and_pushes_a_servable_model(char_run):
     assert evaluation.custom_properties["candidate_val_loss"].double_value < 3.5
 
 
+def test_the_run_records_the_statistics_schema_and_anomalies_of_its_data(char_run):
+    """TFX's own artifact types in ML Metadata, as TFX's and TFDV's readers read them."""
+    from tfx.components.statistics_gen import stats_artifact_utils
+    from tfx.types import standard_artifacts
+
+    store = _store(char_run)
+    [statistics] = store.get_artifacts_by_type("ExampleStatistics")
+    artifact = standard_artifacts.ExampleStatistics()
+    artifact.set_mlmd_artifact(statistics)
+    corpus = open(char_run.input_pattern, encoding="utf-8").read()
+    chars = {b.label: b.sample_count for split in ("train", "val") for f in stats_artifact_utils.load_statistics(
+             artifact, split).proto().datasets[0].features if f.path.step[0] == "char"
+             for b in f.string_stats.rank_histogram.buckets}
+    assert set(chars) == set(corpus)
+    schemas = {a.uri.split(os.sep)[-3]: a for a in store.get_artifacts_by_type("Schema")}
+    with open(os.path.join(schemas["SchemaGen"].uri, "schema.pbtxt")) as f:
+        assert "drift_comparator" in f.read()  # SchemaGen's, with the thresholds of the checks
+    [anomalies] = store.get_artifacts_by_type("ExampleAnomalies")
+    assert anomalies.custom_properties["anomalies"].string_value == "[]"
+    with open(os.path.join(anomalies.uri, "report.md")) as f:
+        assert "no blessed model yet: no drift is measured" in f.read()
+
+
 def _rerun(config):
     """Run again; the states of that run's component executions by type name."""
     before = _execution_ids(config)
@@ -96,7 +119,9 @@ def test_rerun_with_cache_executes_nothing(char_run):
 
     # The Evaluator's baseline is the last blessed model other than the candidate: the same (none)
     # as in the first run, so nothing has a new input.
-    assert set(_rerun(char_run).values()) == {metadata_store_pb2.Execution.CACHED}
+    states = _rerun(char_run)
+    assert set(states.values()) == {metadata_store_pb2.Execution.CACHED}
+    assert {"SchemaGen", "DataValidator", "AnomalyGate"} <= set(states)  # the same data checked: cached too
     assert len(_pushed_versions(char_run)) == 1
 
 
@@ -109,7 +134,8 @@ def test_changed_hyperparameter_reruns_the_trainer_and_what_follows(char_run):
     config = make_pipeline_config("shakespeare_char", input_pattern=char_run.input_pattern,
                                   output_dir=char_run.output_dir, val_loss_threshold=3.5, max_regression=10.0,
                                   train_overrides={**TINY_TRAINING, "learning_rate": 2e-3})
-    assert _rerun(config) == {"TokenizeText": cached, "ImportSchemaGen": cached, "Transform": cached,
+    assert _rerun(config) == {"TokenizeText": cached, "SchemaGen": cached, "DataValidator": cached,
+                              "AnomalyGate": cached, "ImportSchemaGen": cached, "Transform": cached,
                               "Trainer": complete, "LMEvaluator": complete, "Pusher": complete}
     store = _store(config)
     models = sorted(store.get_artifacts_by_type("Model"), key=lambda a: a.id)
@@ -126,10 +152,19 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
     text = graph.to_text()
     assert text.startswith("lineage of PushedModel #")
     assert os.path.join(char_run.serving_dir, pushed) in text.splitlines()[0]
-    steps = [e.type_name for e in graph.executions]
-    assert steps == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "Pusher"]
-    tokenize, transform, trainer, evaluator, pusher = (text.index(f"\n{s} #") for s in steps[1:])
-    assert tokenize < transform < trainer < evaluator < pusher
+    steps = [e.type_name for e in graph.executions]  # in the order they ran (the model's run took the
+    # data and its checks from the first run's cache: the gate that let it train is its own, cached)
+    assert steps == ["ImportSchemaGen", "TokenizeText", "SchemaGen", "DataValidator", "Transform", "AnomalyGate",
+                     "Trainer", "LMEvaluator", "Pusher"]
+    tokenize, schema, validator, transform, gate, trainer, evaluator, pusher = (
+        text.index(f"\n{s} #") for s in steps[1:])
+    assert tokenize < schema < validator < transform < gate < trainer < evaluator < pusher
+    # the statistics of the data, its schema, and the anomalies checked before training (none)
+    assert "-> statistics: ExampleStatistics #" in text[tokenize:schema] and "duplicate_documents: 0" in text
+    assert "-> schema: Schema #" in text[schema:validator]
+    assert "-> anomalies: ExampleAnomalies #" in text[validator:transform]
+    assert "anomalies: []" in text[validator:transform]
+    assert "state: cached, accept_anomalies: 0" in text[gate:trainer]
     corpus = open(char_run.input_pattern, encoding="utf-8").read()
     n_train = int(len(corpus) * 0.9)
     assert f"input_pattern: {char_run.input_pattern}" in text[tokenize:transform]
@@ -213,7 +248,9 @@ def test_runner_samples_from_the_pushed_model(char_run, capsys):
 
 # Every kill point of pipeline/fault_injection.py of every component of the default pipeline, in
 # the order LocalDagRunner runs them; `writing` of a component that writes in one go falls on `written`.
-KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText", "Transform", "Trainer")
+KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText", "SchemaGen")
+               for point in fault_injection.COMPONENT_POINTS] + [("latest_blessed_data_resolver", "registered")] + [
+               (node, point) for node in ("DataValidator", "AnomalyGate", "Transform", "Trainer")
                for point in fault_injection.COMPONENT_POINTS] + [("latest_blessed_model_resolver", "registered")] + [
                (node, point) for node in ("LMEvaluator", "Pusher") for point in fault_injection.COMPONENT_POINTS]
 
@@ -427,7 +464,8 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
     place (its size kept), read by the standard Transform once its output is set aside, where Beam
     fails with zlib's error, naming no file. `runner.py run` names each, marks its artifact so that
     the cache no longer takes it, and runs the pipeline again, in which TokenizeText and Transform
-    make the same records anew. (It damages char_run's cache: the module's last test.)"""
+    make the same records anew. (It damages char_run's cache: the last test on char_run's data but
+    for those of the data checks, which look for no artifact by its position.)"""
     import runner
     from ml_metadata.proto import metadata_store_pb2
 
@@ -468,3 +506,86 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
     assert remade != transformed and _records(remade) == records
     remade_tokenized = _output_of(char_run, "TokenizeText", "examples", first=False)
     assert remade_tokenized != tokenized_uri and _records(remade_tokenized) == tokenized_records
+
+
+# The data checks in char_run's output (after the test above: they add models and data; in this order,
+# as the model the second blesses, of numbers, is the last blessed model after it).
+
+def _run_command(config, data, *settings):
+    """`runner.py run` on `data` into config's output, tiny training; its exit status and stderr."""
+    import runner
+
+    try:
+        runner.main(["run", f"--data={data}", f"--output={config.output_dir}", "--val_loss_threshold=3.5",
+                     *(f"--{k}={v}" for k, v in {**TINY_TRAINING, "max_iters": 10}.items()), *settings])
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+def _stopped(config, before, capsys, code):
+    """The one line a run stopped at the AnomalyGate printed, after it had checked the data; nothing
+    was trained (states of the executions not in before)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("runner.py run: error: data anomalies, nothing "
+                                                                 "trained: "), err
+    states = _component_states(config, exclude=before)
+    assert states["DataValidator"] == metadata_store_pb2.Execution.COMPLETE
+    assert states["AnomalyGate"] == metadata_store_pb2.Execution.FAILED
+    assert not {"Transform", "Trainer", "LMEvaluator", "Pusher"} & set(states)
+    report = err.split("; report: ")[1].split(";")[0]
+    assert os.path.isfile(report) and report.startswith(config.pipeline_root)
+    return err.strip()
+
+
+def test_a_curated_schema_stops_the_run_and_skip_validation_runs_without_the_checks(char_run, tmp_path, capsys):
+    """SchemaGen's schema, curated to allow documents of at most 1,000 characters and pinned with
+    --schema_file (ImportSchemaGen): char_run's corpus is stopped; --skip_validation=True runs the
+    pipeline without the checks (the rest from the cache)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    schema = sorted((a for a in _store(char_run).get_artifacts_by_type("Schema") if "/SchemaGen/" in a.uri),
+                    key=lambda a: a.id)[0]
+    with open(os.path.join(schema.uri, "schema.pbtxt")) as f:
+        text = f.read()
+    curated = tmp_path / "schema.pbtxt"
+    curated.write_text(text.replace('name: "num_characters"\n  type: INT\n',
+                                    'name: "num_characters"\n  type: INT\n  int_domain {\n    max: 1000\n  }\n'))
+    before = _execution_ids(char_run)
+    line = _stopped(char_run, before, capsys, _run_command(char_run, char_run.input_pattern,
+                                                           f"--schema_file={curated}"))
+    assert "num_characters (train): Out-of-range values: Unexpectedly large value: " in line
+    pinned = [a for a in _store(char_run).get_artifacts_by_type("Schema") if "/ImportDataSchema/" in a.uri]
+    with open(os.path.join(pinned[0].uri, "schema.pbtxt")) as f:  # TFX's ImportSchemaGen copied it
+        assert f.read() == curated.read_text()
+
+    before = _execution_ids(char_run)
+    assert _run_command(char_run, char_run.input_pattern, f"--schema_file={curated}", "--skip_validation=True") == 0
+    states = _component_states(char_run, exclude=before)
+    assert not {"SchemaGen", "DataValidator", "AnomalyGate"} & set(states)
+    assert states["Trainer"] in (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+
+
+def test_a_run_on_unlike_data_stops_before_the_trainer_and_accept_anomalies_trains_on_it(char_run, tmp_path,
+                                                                                        capsys):
+    """A file of numbers where Shakespeare was: the run stops at the gate with one line naming the new
+    characters, nothing trained or pushed; --accept_anomalies=True prints them and trains."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("\n".join(" ".join(str((i * 7919 + j * 104729) % 100003) for j in range(8))
+                                 for i in range(600)), encoding="utf-8")
+    pushed, before = _pushed_versions(char_run), _execution_ids(char_run)
+    line = _stopped(char_run, before, capsys, _run_command(char_run, numbers))
+    assert "new characters '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' not in the last blessed model's " \
+           "vocabulary (model " in line and "(and 1 more)" in line  # the character distribution's drift
+    assert _pushed_versions(char_run) == pushed
+
+    before = _execution_ids(char_run)
+    assert _run_command(char_run, numbers, "--accept_anomalies=True") == 0
+    assert "data anomalies accepted (--accept_anomalies=True): new characters '0'" in capsys.readouterr().out
+    states = _component_states(char_run, exclude=before)
+    assert states["DataValidator"] == metadata_store_pb2.Execution.CACHED  # the same data, the same checks
+    assert states["AnomalyGate"] == states["Trainer"] == metadata_store_pb2.Execution.COMPLETE

@@ -1,4 +1,5 @@
-"""TokenizeText: a Beam-based TFX component that turns a text corpus into token shards.
+"""TokenizeText: a Beam-based TFX component that turns a text corpus into token shards, and describes
+its documents with TFDV statistics.
 
 Parameters: the fields of TokenizeTextSettings (settings.py), stored as one JSON execution property.
 
@@ -30,8 +31,8 @@ Split-train/ and Split-val/ (num_shards per split; 0, the default, lets the runn
 per bundle, while a fixed count makes Beam shuffle the records to the shards; chunk_size tokens or
 characters per record, default model.shards.DEFAULT_CHUNK_SIZE). Custom properties: num_documents[_train|_val], num_tokens_train/val,
 num_records_train/val, num_skipped_documents, skipped_empty, skipped_missing_text,
-duplicate_documents, invalid_utf8_documents, refused_documents, tokenizer, vocab_size, eot_token (gpt2), record_feature, append_eot,
-source, split_method, val_fraction, split_seed, chunk_size, unicode_policy; shard_bytes and shard_sha256
+duplicate_documents, invalid_utf8_documents, refused_documents, tokenizer, vocab_size, eot_token (gpt2),
+record_feature, append_eot, source, split_method, val_fraction, split_seed, chunk_size, unicode_policy; shard_bytes and shard_sha256
 (each shard file's size and SHA-256, with which a run tells shards damaged since they were written);
 and, unless statistics=False, one ExampleStatistics artifact (TFDV's DatasetFeatureStatisticsList of the
 documents per split, Split-<split>/FeatureStats.pb as TFX's StatisticsGen writes it; statistics.py

@@ -10,7 +10,8 @@ import tensorflow_data_validation as tfdv
 from tfx.components.statistics_gen import stats_artifact_utils
 
 from components.tokenize_text import sources, statistics
-from components.tokenize_text.executor_test import EOT, bpe, chunks_by_doc, prop, run_executor  # noqa: F401 (bpe: a fixture)
+from components.tokenize_text.executor_test import bpe  # noqa: F401 (a fixture)
+from components.tokenize_text.executor_test import EOT, chunks_by_doc, prop, run_executor
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The input-text policy (fault injection: each kind of file that is not UTF-8 text, at its start or
-anywhere in it): refused in one line naming the file, the problem and the setting that accepts it; a UTF-8 byte-order mark dropped;
-CRLF made LF (or kept); the counts printed at the end of TokenizeText."""
+anywhere in it): refused in one line naming the file, the problem and the setting that accepts it; a
+UTF-8 byte-order mark dropped; CRLF made LF (or kept); the counts printed at the end of TokenizeText."""
 
 import pytest
 from tfx.components.statistics_gen import stats_artifact_utils
