@@ -102,7 +102,7 @@ def _show_progress():
             message = record.getMessage()
             if record.levelno >= logging.WARNING:
                 return not message.startswith(routine)
-            return message.startswith(("Component ", "TokenizeText:", "LMEvaluator:"))
+            return message.startswith(("Component ", "TokenizeText:", "DataValidator:", "LMEvaluator:"))
 
     logging.getLogger("absl").addFilter(Progress())
     from absl import logging as absl_logging

@@ -530,12 +530,12 @@ def _stopped(config, before, capsys, code):
 
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("runner.py run: error: data anomalies, nothing "
-                                                                 "trained: "), err
+                                                                 "trained (report: "), err
     states = _component_states(config, exclude=before)
     assert states["DataValidator"] == metadata_store_pb2.Execution.COMPLETE
     assert states["AnomalyGate"] == metadata_store_pb2.Execution.FAILED
     assert not {"Transform", "Trainer", "LMEvaluator", "Pusher"} & set(states)
-    report = err.split("; report: ")[1].split(";")[0]
+    report = err.split("(report: ")[1].split("): ")[0]
     assert os.path.isfile(report) and report.startswith(config.pipeline_root)
     return err.strip()
 

@@ -81,7 +81,8 @@ class Validator(base_executor.BaseExecutor):
         anomalies.set_string_custom_property(LINES_PROPERTY, json.dumps(result.lines, ensure_ascii=False))
         if baseline is not None:
             anomalies.set_string_custom_property("baseline_model", baseline.model)
-        for line in result.lines or ["no anomalies"]:
+        compared = f"compared with the data of model {baseline.model}" if baseline else "; ".join(notes)
+        for line in result.lines or [f"no anomalies ({compared})"]:
             logging.info("DataValidator: %s", line)
 
 
@@ -101,6 +102,7 @@ class Gate(base_executor.BaseExecutor):
             print(f"data anomalies accepted (--accept_anomalies=True): {'; '.join(lines)}; report: "
                   f"{report_path(anomalies)}", flush=True)
             return
-        raise DataAnomalies(f"data anomalies, nothing trained: {lines[0]}{more}; report: {report_path(anomalies)}; "
+        # the report first: a runner that shortens a task's last line (run --spec) keeps it whole
+        raise DataAnomalies(f"data anomalies, nothing trained (report: {report_path(anomalies)}): {lines[0]}{more}; "
                             f"--accept_anomalies=True trains on this data anyway, --skip_validation=True skips "
                             f"the checks")

@@ -39,6 +39,7 @@ SPLIT_METADATA = b"split"  # the split of a record batch of rows, in its Arrow s
 STATS_FILE_NAME = "FeatureStats.pb"  # TFX's ExampleStatistics layout: Split-<name>/FeatureStats.pb
 TOP_TOKENS = 100  # tokens listed in top_values (every token is in the rank histogram)
 ROWS_PER_BATCH = 1024
+DENSE_LIMIT = 1 << 16  # values from here on are counted sorted, not in a dense array per piece
 
 
 class Counts:
@@ -53,10 +54,14 @@ class Counts:
             self.array = np.concatenate([self.array, np.zeros([size - len(self.array)], np.int64)])
 
     def add(self, values: np.ndarray) -> None:
-        if len(values):
-            counts = np.bincount(values)
-            self._grow(len(counts))
-            self.array[:len(counts)] += counts
+        if not len(values):
+            return
+        if values.max() >= DENSE_LIMIT:  # an emoji in a piece: not a count of 128K zeros for it
+            self.add_sparse(np.unique(values, return_counts=True))
+            return
+        counts = np.bincount(values)
+        self._grow(len(counts))
+        self.array[:len(counts)] += counts
 
     def add_text(self, text: str) -> None:
         self.add(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32))

@@ -17,13 +17,15 @@ from components.tokenize_text.executor_test import EOT, chunks_by_doc, prop, run
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, shakespeare_text):
     """24 distinct paragraphs, then 4 copies of some, one more copy that differs only in its
-    byte-order mark and CRLF line ends (the same text once normalized), 2 empty files and a
-    whitespace-only one: 32 files, 5 duplicates. Returns the folder and the texts by name."""
+    byte-order mark and CRLF line ends (the same text once normalized), 2 empty files, a
+    whitespace-only one and one with an emoji: 33 files, 5 duplicates. Returns the folder and the
+    texts by name."""
     folder = tmp_path_factory.mktemp("corpus")
     paragraphs = list(dict.fromkeys(p + "\n" for p in shakespeare_text.split("\n\n") if len(p) > 200))[:24]
     texts = {f"doc{i:02d}.txt": p for i, p in enumerate(paragraphs)}
     texts.update({f"z_copy{i}.txt": paragraphs[i] for i in range(4)})
-    texts.update({"empty1.txt": "", "empty2.txt": "", "spaces.txt": " \n \n"})
+    texts.update({"empty1.txt": "", "empty2.txt": "", "spaces.txt": " \n \n",
+                  "unicode.txt": "Caf\u00e9 \U0001F600\n" * 3})
     for name, text in texts.items():
         (folder / name).write_text(text, encoding="utf-8")
     (folder / "z_crlf.txt").write_bytes(b"\xef\xbb\xbf" + paragraphs[4].replace("\n", "\r\n").encode())
