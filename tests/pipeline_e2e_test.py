@@ -248,10 +248,14 @@ def test_runner_samples_from_the_pushed_model(char_run, capsys):
 
 # Every kill point of pipeline/fault_injection.py of every component of the default pipeline, in
 # the order LocalDagRunner runs them; `writing` of a component that writes in one go falls on `written`.
-KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText", "SchemaGen")
-               for point in fault_injection.COMPONENT_POINTS] + [("latest_blessed_data_resolver", "registered")] + [
-               (node, point) for node in ("DataValidator", "AnomalyGate", "Transform", "Trainer")
-               for point in fault_injection.COMPONENT_POINTS] + [("latest_blessed_model_resolver", "registered")] + [
+# Of the data checks, which write small files in one go (as ImportSchemaGen does) or nothing (the gate),
+# the point that leaves something to clear: outputs written and not published; the gate just registered.
+CHECKS = [("SchemaGen", "written"), ("latest_blessed_data_resolver", "registered"), ("DataValidator", "written"),
+          ("AnomalyGate", "registered")]
+KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText")
+               for point in fault_injection.COMPONENT_POINTS] + CHECKS + [
+               (node, point) for node in ("Transform", "Trainer") for point in fault_injection.COMPONENT_POINTS] + [
+               ("latest_blessed_model_resolver", "registered")] + [
                (node, point) for node in ("LMEvaluator", "Pusher") for point in fault_injection.COMPONENT_POINTS]
 
 
