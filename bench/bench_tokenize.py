@@ -3,8 +3,9 @@
     python -m bench.bench_tokenize [--size_mb 50] [--workers 2]
 
 Builds a corpus of about size_mb from Tiny Shakespeare's paragraphs (shuffled, grouped into documents
-of about doc_kb, one file each), runs the component's executor end to end (planning, the Beam
-pipeline on the DirectRunner with `workers` workers, threads by default, writing and publishing the shards) and
+of about doc_kb, one file each), runs the component's executor end to end without its checks of the
+data (planning, the Beam pipeline on the DirectRunner with `workers` workers, threads by default,
+writing and publishing the shards) and
 then tiktoken's encode_ordinary_batch over the same documents with `workers` threads, alternately,
 `repeats` times, keeping each side's fastest run (the machine may be shared). The last line
 is `tokens_per_s=<component> raw_tokens_per_s=<tiktoken> ratio=<component/raw>`; both count the
@@ -14,6 +15,13 @@ documents' BPE tokens (the component's end-of-text tokens are left out of its co
 
 instead pushes one document of that size through the component in process and reports the peak
 memory, to show that a single huge document streams.
+
+    python -m bench.bench_tokenize --checks [--size_mb 50]
+
+instead times the component on the same corpus three ways, alternately, `repeats` times each
+(fastest kept): plain (no statistics, no duplicate pass), with the duplicate pass (dedup), and with
+the duplicate pass and TFDV statistics of the documents (the default); the last line is
+`plain_s=<s> dedup_s=<s> checked_s=<s> checked_over_plain=<ratio>`.
 """
 
 from __future__ import annotations
@@ -50,7 +58,9 @@ def build_corpus(directory: str, size_mb: float, doc_kb: float, seed: int = 0) -
     return texts
 
 
-def run_component(input_pattern: str, out_dir: str, beam_args: list, **props):
+def run_component(input_pattern: str, out_dir: str, beam_args: list, statistics: bool = False, **props):
+    """The executor's Examples and its time; statistics: with its ExampleStatistics output, as the
+    pipeline runs it by default."""
     from tfx.dsl.components.base import base_beam_executor
     from tfx.types import standard_artifacts
 
@@ -60,17 +70,20 @@ def run_component(input_pattern: str, out_dir: str, beam_args: list, **props):
     examples = standard_artifacts.Examples()
     examples.uri = out_dir
     os.makedirs(out_dir, exist_ok=True)
+    outputs = {"examples": [examples]}
+    if statistics:
+        outputs["statistics"] = [standard_artifacts.ExampleStatistics()]
+        outputs["statistics"][0].uri = out_dir + "_statistics"
     context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_args,
                                                           tmp_dir=os.path.join(out_dir, ".tmp"))
     start = time.perf_counter()
-    settings = TokenizeTextSettings(input_pattern=input_pattern, **props).to_json()
-    Executor(context).Do({}, {"examples": [examples]}, {"settings": settings})
+    settings = TokenizeTextSettings(input_pattern=input_pattern, statistics=statistics, **props).to_json()
+    Executor(context).Do({}, outputs, {"settings": settings})
     return examples, time.perf_counter() - start
 
 
-def bench_throughput(args, work: str) -> None:
-    from model.tokenizer import GPT2Tokenizer
-
+def _corpus(args, work: str):
+    """The corpus's folder and texts, the component's Beam arguments and settings."""
     corpus = os.path.join(work, "corpus")
     os.makedirs(corpus)
     texts = build_corpus(corpus, args.size_mb, args.doc_kb)
@@ -79,6 +92,32 @@ def bench_throughput(args, work: str) -> None:
     props = dict(tokenizer="gpt2", bpe_dir=args.bpe_dir, num_shards=args.num_shards,
                  val_fraction=0.01, split_method="hash")  # 0.0005 of a few thousand documents may be none
     print("component beam_pipeline_args: " + " ".join(beam_args), flush=True)
+    return corpus, texts, beam_args, props
+
+
+def bench_checks(args, work: str) -> None:
+    """TokenizeText plain, with the duplicate pass, and with it and the TFDV statistics (the default)."""
+    corpus, _, beam_args, props = _corpus(args, work)
+    print(f"load average (1/5/15 min) at the start: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
+    ways = {"plain": dict(dedup=False), "dedup": dict(dedup=True), "checked": dict(dedup=True, statistics=True)}
+    times = {way: [] for way in ways}
+    for repeat in range(args.repeats):
+        for way, settings in ways.items():
+            examples, seconds = run_component(os.path.join(corpus, "*.txt"), os.path.join(work, f"{way}{repeat}"),
+                                              beam_args, **settings, **props)
+            times[way].append(seconds)
+            print(f"run {repeat} {way}: {seconds:.2f} s ({examples.get_custom_property('num_documents')} documents, "
+                  f"{examples.get_custom_property('duplicate_documents')} duplicates dropped)", flush=True)
+    print(f"load average (1/5/15 min) at the end: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
+    best = {way: min(t) for way, t in times.items()}
+    print(" ".join(f"{way}_s={t:.2f}" for way, t in best.items()) +
+          f" checked_over_plain={best['checked'] / best['plain']:.3f}")
+
+
+def bench_throughput(args, work: str) -> None:
+    from model.tokenizer import GPT2Tokenizer
+
+    corpus, texts, beam_args, props = _corpus(args, work)
     print(f"load average (1/5/15 min) at the start: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
     # The runner's fixed cost, shown apart: the same run on one tiny text (split 90/10).
     tiny = os.path.join(work, "tiny.txt")
@@ -92,8 +131,8 @@ def bench_throughput(args, work: str) -> None:
     tokenizer = GPT2Tokenizer(args.bpe_dir)
     times, raw_times = [], []
     for repeat in range(args.repeats):
-        examples, seconds = run_component(os.path.join(corpus, "*.txt"),
-                                          os.path.join(work, f"examples{repeat}"), beam_args, **props)
+        examples, seconds = run_component(os.path.join(corpus, "*.txt"), os.path.join(work, f"examples{repeat}"),
+                                          beam_args, dedup=False, **props)  # the tokenizing alone (--checks)
         count = examples.get_custom_property
         component_tokens = count("num_tokens_train") + count("num_tokens_val") - count("num_documents")
         start = time.perf_counter()
@@ -153,12 +192,16 @@ def main() -> None:
                         or os.path.join(SHARED_DATA, "gpt2_bpe"))
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs of each side")
     parser.add_argument("--huge_document_mb", type=float, default=0)
+    parser.add_argument("--checks", action="store_true",
+                        help="time the component without and with the duplicate pass and TFDV statistics")
     parser.add_argument("--work_dir", default=None, help="kept if given; a removed temp dir otherwise")
     args = parser.parse_args()
     work = args.work_dir or tempfile.mkdtemp(prefix="bench_tokenize_")
     try:
         if args.huge_document_mb:
             bench_huge_document(args, work)
+        elif args.checks:
+            bench_checks(args, work)
         else:
             bench_throughput(args, work)
     finally:

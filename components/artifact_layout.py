@@ -29,3 +29,8 @@ BLESSING_EVALUATION_KEY = "evaluation"
 INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY, INFRA_CHECKED_KEY = "infra_check", "infra_check_seconds", "infra_checked"
 MODEL_CARD_KEY = "model_card"
 MODEL_CARD_PATH = "assets.extra/model_card.md"  # in a pushed version directory (TF Serving ignores assets.extra/)
+# ModelBlessing (the LMEvaluator's): the uri of the ExampleStatistics of the data the model was
+# trained on, against which the next run's data is checked for drift (components/data_validation/)
+DATA_STATISTICS_PROPERTY = "data_statistics"
+# ExampleAnomalies (the DataValidator's): Split-<split>/SchemaDiff.pb (TFX's), and a report to read
+ANOMALIES_REPORT_FILE = "report.md"

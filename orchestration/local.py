@@ -27,7 +27,8 @@ def show_progress() -> None:
             message = record.getMessage()
             if record.levelno >= logging.WARNING:
                 return not message.startswith(_ROUTINE_WARNINGS)
-            return message.startswith(("Component ", "TokenizeText:", "LMEvaluator:", "InfraValidator:"))
+            return message.startswith(("Component ", "TokenizeText:", "DataValidator:", "LMEvaluator:",
+                                       "InfraValidator:"))
 
     logging.getLogger("absl").addFilter(Progress())
     from absl import logging as absl_logging

@@ -20,6 +20,7 @@ import glob
 import os
 from typing import Callable, Dict, List, Optional
 
+from components.data_validation.settings import ValidationConfig, check_schema_file
 from components.lm_evaluator.settings import EvalConfig
 from components.tokenize_text.settings import TokenizeTextSettings
 from components.tokenize_text.sources import DATASET_BUILDERS
@@ -53,8 +54,8 @@ class PipelineSettings(Settings):
 
 
 # The parts of a RunConfig, by attribute; a flat setting name belongs to the first part that has it.
-PARTS = {"pipeline": PipelineSettings, "data": TokenizeTextSettings, "train": TrainConfig, "eval": EvalConfig,
-         "deploy": DeployConfig}
+PARTS = {"pipeline": PipelineSettings, "data": TokenizeTextSettings, "validation": ValidationConfig,
+         "train": TrainConfig, "eval": EvalConfig, "deploy": DeployConfig}
 # TrainConfig's settings that the pipeline sets itself (the Trainer's directories; the data's tokenizer).
 SET_BY_THE_PIPELINE = ("out_dir", "data_dir", "text_file", "tokenizer", "bpe_dir")
 
@@ -96,6 +97,7 @@ class Outputs(OutputLayout):
 class RunConfig(OutputLayout):
     pipeline: PipelineSettings
     data: TokenizeTextSettings
+    validation: ValidationConfig
     train: TrainConfig
     eval: EvalConfig
     deploy: DeployConfig
@@ -167,11 +169,12 @@ def make_run_config(preset: str = DEFAULT_PRESET, default_data: Optional[Callabl
     pipeline = PipelineSettings(**built["pipeline"])
     train = make_config(pipeline.train_preset, **built["train"])
     evaluation, deploy = EvalConfig(**built["eval"]), DeployConfig(**built["deploy"])
+    validation = ValidationConfig(**built["validation"])
     data = built["data"]
     if not data.get("input_pattern") and not data.get("dataset_name") and default_data:
         data["input_pattern"] = default_data()
-    config = RunConfig(pipeline=pipeline, data=TokenizeTextSettings(**data), train=train, eval=evaluation,
-                       deploy=deploy)
+    config = RunConfig(pipeline=pipeline, data=TokenizeTextSettings(**data), validation=validation, train=train,
+                       eval=evaluation, deploy=deploy)
     check_input_files(config.data.input_pattern)
     check_across_parts(config)
     return config
@@ -184,6 +187,10 @@ def check_across_parts(config: RunConfig) -> None:
     from model.hf_files import checkpoint_fields, local_checkpoint_problem
 
     train, evaluation, data = config.train, config.eval, config.data
+    if not data.statistics and not config.validation.skip_validation:
+        raise SettingError("--statistics=False leaves the data nothing to be validated on: add --skip_validation=True")
+    if config.validation.schema_file and not config.validation.skip_validation:
+        check_schema_file(config.validation.schema_file)
     if train.init_from == "resume":
         raise SettingError("--init_from=resume: the pipeline resumes the latest model's training with --resume=True")
     if train.init_from != "scratch":
@@ -236,6 +243,8 @@ def help_sections() -> List[str]:
     """The settings of every part as --help sections, each with its type, default and description."""
     return [
         settings.help_listing(TokenizeTextSettings, "data (TokenizeText)", skip=("input_pattern",)),
+        settings.help_listing(ValidationConfig, "data validation before training (SchemaGen, DataValidator, "
+                                                "AnomalyGate)"),
         settings.help_listing(PipelineSettings, "pipeline", skip=("preset", "output_dir")),
         settings.help_listing(EvalConfig, "evaluation and blessing (LMEvaluator)"),
         settings.help_listing(DeployConfig, "deployment: where training runs, what is exported"),
@@ -280,8 +289,9 @@ def from_command_line(overrides: List[str], config_files: List[str] = (), preset
         values.update(input_pattern=data, dataset_name=None, dataset_config=None, streaming=False)
     elif values.get("dataset_name"):  # a dataset, for any preset
         values["input_pattern"] = None
-    if values.get("input_pattern"):
-        values["input_pattern"] = absolute_path(values["input_pattern"])
+    for key in ("input_pattern", "schema_file"):  # the components may run elsewhere
+        if values.get(key):
+            values[key] = absolute_path(values[key])
     values["output_dir"] = absolute_path(output or values.get("output_dir") or OUTPUT_DIR)
     chosen = chosen or DEFAULT_PRESET
     if default_data is None:

@@ -2,7 +2,9 @@
 
 `model_lineage(store)` walks ML Metadata's events upstream from a pushed model (or a Model): the
 Pusher, the evaluator that blessed it, the Trainer and its hyperparameters, Transform and its
-vocabulary, and the tokenization with its data source and token counts. The store is the SQLite
+vocabulary, and the tokenization with its data source, token counts and statistics; then the checks
+of that data in the run that trained the model (SchemaGen or ImportSchemaGen, the DataValidator and
+its anomalies, the AnomalyGate). The store is the SQLite
 file `runner.py run` writes, or the gRPC service of a Kubeflow Pipelines deployment. Only
 ml_metadata is imported (no TensorFlow), so `runner.py lineage` answers quickly.
 """
@@ -28,12 +30,17 @@ from pipeline.configs import OUTPUT_DIR, absolute_path
 INPUT, OUTPUT = 3, 4
 COMPLETE, CACHED = 3, 5
 # Inputs that are compared with, not built from: the walk does not follow them upstream.
-NOT_ANCESTORS = ("baseline_model",)
+NOT_ANCESTORS = ("baseline_model", "baseline_blessing")
+# Artifacts of the data checks, whose readers in the model's training run are part of its lineage.
+DATA_CHECKS = ("ExampleStatistics", "Schema", "ExampleAnomalies")
+# ML Metadata's context types of one pipeline run: TFX's local runner's, Kubeflow Pipelines'.
+RUN_CONTEXTS = ("pipeline_run", "system.PipelineRun")
 # Bookkeeping properties TFX puts on every artifact; left out of the listing.
 BOOKKEEPING = ("tfx_version", "is_external", "state", "payload_format", "blessing_message", SHARD_BYTES,
                SHARD_SHA256)
 # What the drawings (dot, PNG) show of each node, when it has them.
 HIGHLIGHTS = ("input_pattern", "dataset_name", "tokenizer", "num_documents", "num_tokens_train", "num_tokens_val",
+              "duplicate_documents", "anomalies", "accept_anomalies",
               "vocab_size", "vocabulary files", "preprocessing_fn", "training preset", "overrides", "vocabulary",
               "candidate_val_loss", "candidate_val_bpb", "candidate_train_loss", "val_loss_threshold", "blessed",
               "infra_check_seconds", "pushed_destination", "model_card")
@@ -74,6 +81,11 @@ def _latest(store, type_name: str):
 
 
 def _value(value):
+    kind = value.WhichOneof("value")
+    if kind == "struct_value":  # a JSON value (TFX's set_json_value_custom_property)
+        from google.protobuf import json_format
+
+        return json.dumps(json_format.MessageToDict(value.struct_value), sort_keys=True)
     return value.string_value or value.int_value or value.double_value
 
 
@@ -427,6 +439,17 @@ def model_lineage(store, model: Optional[str] = None) -> Lineage:
                 edges.append((f"e{execution.id}", node_key, input_key))
         return upstream
 
+    def walk(queue: List[int]) -> None:
+        seen = set()
+        while queue:
+            artifact_id = queue.pop()
+            if artifact_id in seen:
+                continue
+            seen.add(artifact_id)
+            producer = _producer(store, artifact_id)
+            if producer is not None:
+                queue += add_execution(producer, follow_inputs=True)
+
     queue = [subject.id]
     if artifact_types[subject.type_id] == "Model":  # what became of it: evaluated, pushed
         for event in store.get_events_by_artifact_ids([subject.id]):
@@ -434,15 +457,29 @@ def model_lineage(store, model: Optional[str] = None) -> Lineage:
                 consumer = store.get_executions_by_id([event.execution_id])[0]
                 if consumer.last_known_state == COMPLETE:
                     queue += add_execution(consumer, follow_inputs=False)
-    seen = set()
-    while queue:
-        artifact_id = queue.pop()
-        if artifact_id in seen:
-            continue
-        seen.add(artifact_id)
-        producer = _producer(store, artifact_id)
-        if producer is not None:
-            queue += add_execution(producer, follow_inputs=True)
+    walk(queue)
+    # the checks of its data in the run that trained it: readers of statistics, schema, anomalies; of
+    # one that came from the cache, the execution that ran (as for any artifact), unless it wrote nothing
+    trainers = [e for e in executions.values() if execution_types[e.type_id] == "Trainer"]
+    context_types = {t.id: t.name for t in store.get_context_types()}
+    runs = {c.id for e in trainers for c in store.get_contexts_by_execution(e.id)
+            if context_types.get(c.type_id) in RUN_CONTEXTS}
+    checks = [e for run in sorted(runs) for e in store.get_executions_by_context(run)
+              if not execution_types[e.type_id].endswith("Resolver")]
+
+    def events(execution, kind: int) -> List[int]:
+        return sorted({e.artifact_id for e in store.get_events_by_execution_ids([execution.id]) if e.type == kind})
+
+    pending = {e.id: e for e in checks if e.id not in executions}
+    while True:  # until none reads what the lineage holds (the gate reads what the validator wrote)
+        readers = [e for e in pending.values() if any(
+            i in found and artifact_types[found[i].type_id] in DATA_CHECKS for i in events(e, INPUT))]
+        if not readers:
+            break
+        for execution in readers:
+            del pending[execution.id]
+            for producer in [_producer(store, i) for i in events(execution, OUTPUT)] or [execution]:
+                walk(add_execution(producer, follow_inputs=True))
 
     artifacts: Dict[str, Node] = {}
     for artifact_id, artifact in found.items():

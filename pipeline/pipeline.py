@@ -14,7 +14,9 @@ from typing import List, Optional
 from tfx import v1 as tfx
 
 from components import char_transform
-from components.baseline_resolver import PreviousBlessedModelStrategy
+from components.baseline_resolver import LastBlessedDataStrategy, PreviousBlessedModelStrategy
+from components.data_validation.component import AnomalyGate, DataValidator
+from components.data_validation.schema_gen import SchemaGen
 from components.infra_validator.component import InfraValidator
 from components.lm_evaluator.component import LMEvaluator
 from components.pusher.component import Pusher
@@ -79,14 +81,52 @@ def _trainer(config: RunConfig, platform: Platform, **inputs):
     return trainer
 
 
+def _blessed_channels() -> dict:
+    return dict(model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+                model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing))
+
+
+def _data_validation(config: RunConfig, statistics, last_blessed) -> List:
+    """The schema of the data (inferred by SchemaGen, or a curated one), the DataValidator that checks
+    its statistics against the schema and against the statistics of the last blessed model's data,
+    and the AnomalyGate that stops the run on anomalies (docs/data_validation.md). last_blessed: the
+    built-in LatestBlessedModelStrategy resolver, else None (one of its own here)."""
+    if config.validation.schema_file:  # curated: pinned as it is
+        schema = tfx.components.ImportSchemaGen(schema_file=config.validation.schema_file).with_id("ImportDataSchema")
+    else:
+        schema = SchemaGen(statistics=statistics)
+    resolver = [] if last_blessed else [tfx.dsl.Resolver(
+        strategy_class=LastBlessedDataStrategy, statistics=statistics, **_blessed_channels()
+    ).with_id("latest_blessed_data_resolver")]
+    baseline = (last_blessed or resolver[0]).outputs["model_blessing"]
+    validator = DataValidator(statistics=statistics, schema=schema.outputs["schema"], baseline_blessing=baseline)
+    gate = AnomalyGate(anomalies=validator.outputs["anomalies"], accept_anomalies=config.validation.accept_anomalies)
+    return [schema, *resolver, validator, gate]
+
+
 def create_components(config: RunConfig, platform: Platform = Platform()) -> List:
     """The pipeline's components in order."""
     components = []
 
-    # Tokenize the corpus (Beam) into train/val token shards, or character records to map below.
+    # Tokenize the corpus (Beam) into train/val token shards, or character records to map below, and
+    # describe its documents (TFDV statistics).
     tokenize = TokenizeText(config.data)
     components.append(tokenize)
     examples, transform_graph, source_examples = tokenize.outputs["examples"], None, None
+    statistics = tokenize.outputs["statistics"] if config.data.statistics else None
+
+    # The last blessed model: with built-in resolvers only, TFX's own strategy, whose blessing also
+    # names the statistics of its data; else one for the data (just below) and one for the model
+    # (after training), which is never the candidate itself.
+    last_blessed = None
+    if platform.builtin_resolvers:
+        last_blessed = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+                                        **_blessed_channels()).with_id("latest_blessed_model_resolver")
+    # Check the data before anything is trained on it; anomalies stop the run at the gate.
+    gate = None
+    if statistics is not None and not config.validation.skip_validation:
+        components += _data_validation(config, statistics, last_blessed)
+        gate = components[-1]
 
     if config.data.tokenizer == "char":
         # The schema of the character records, which Transform needs.
@@ -97,6 +137,8 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
             examples=examples, schema=schema.outputs["schema"],
             preprocessing_fn="components.char_transform.preprocessing_fn", disable_statistics=True,
             splits_config=tfx.proto.SplitsConfig(analyze=list(shards.SPLITS), transform=list(shards.SPLITS)))
+        if gate is not None:
+            transform.add_upstream_node(gate)
         components += [schema, transform]
         source_examples = examples  # the tokenization's counts, which Transform's output does not carry
         examples, transform_graph = transform.outputs["transformed_examples"], transform.outputs["transform_graph"]
@@ -112,25 +154,24 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
 
     # Train the GPT with the training engine (training/train.py) inside the Trainer.
     trainer = _trainer(config, platform, examples=examples, transform_graph=transform_graph, base_model=base_model)
+    if gate is not None:
+        trainer.add_upstream_node(gate)
     components.append(trainer)
 
     # The last blessed model (other than this candidate): the baseline a new model must not fall behind.
-    blessed = dict(model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-                   model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing))
-    if platform.builtin_resolvers:
-        last_blessed = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **blessed)
-    else:
+    if last_blessed is None:
         last_blessed = tfx.dsl.Resolver(strategy_class=PreviousBlessedModelStrategy,
-                                        candidate=trainer.outputs["model"], **blessed)
-    last_blessed = last_blessed.with_id("latest_blessed_model_resolver")
+                                        candidate=trainer.outputs["model"],
+                                        **_blessed_channels()).with_id("latest_blessed_model_resolver")
     components.append(last_blessed)
 
     # Train and val loss and bits per byte of the candidate, the last blessed model, the unigram
-    # baseline and GPT-2 baselines; bless or not.
+    # baseline and GPT-2 baselines; bless or not (the blessing names the statistics of the data,
+    # for the next run's validation).
     evaluator = LMEvaluator(
         examples=examples, model=trainer.outputs["model"], baseline_model=last_blessed.outputs["model"],
         model_run=trainer.outputs["model_run"], transform_graph=transform_graph, source_examples=source_examples,
-        config=config.eval, bpe_dir=config.data.bpe_dir)
+        statistics=statistics, config=config.eval, bpe_dir=config.data.bpe_dir)
     components.append(evaluator)
 
     # The blessed model's SavedModel loaded and called in a fresh process without this code, as a

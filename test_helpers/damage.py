@@ -1,4 +1,5 @@
-"""Damage a file as a failing disk or a stray write does, for the tests of what readers make of it."""
+"""Damage a file as a failing disk or a stray write does, or fill the disk, for the tests of what readers
+and writers make of it."""
 
 import os
 
@@ -12,3 +13,23 @@ def flip_bytes_in_place(path, count: int = 8) -> None:
         f.seek(size // 2)
         f.write(bytes(b ^ 0xFF for b in middle))
     assert os.path.getsize(path) == size
+
+
+class FillDiskAfter:
+    """stdout that fills the disk (a filler file) as the line starting with `marker` is printed."""
+
+    def __init__(self, stdout, marker, filler):
+        self._stdout, self._marker, self._filler, self.filled = stdout, marker, filler, False
+
+    def write(self, text):
+        if text.startswith(self._marker) and not self.filled:
+            with open(self._filler, "wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                except OSError:  # ENOSPC: the disk is full
+                    self.filled = True
+        return self._stdout.write(text)
+
+    def flush(self):
+        self._stdout.flush()

@@ -3,14 +3,36 @@ process imports runner.py, TFX and TensorFlow once (running nothing), then forks
 command read from stdin; each child is `runner.py run ...` in its own process and process group,
 which a SIGKILL (test_helpers/fault_injection.py, armed in each child) ends as it would end `python runner.py run ...`.
 
-    python -m test_helpers.forked_runner
+    python -m test_helpers.forked_runner      (or: with forked_runs(repo) as run: run(argv, env, log))
     stdin:  {"argv": ["run", ...], "env": {...}, "log": "/path/of/its/output"}   one JSON line a command
     stdout: {"pid": ..., "exit": <exit status>, "signal": <signal that ended it or null>}
 """
 
+import contextlib
 import json
 import os
+import subprocess
 import sys
+
+
+@contextlib.contextmanager
+def forked_runs(repo: str):
+    """run(argv, env, log): `runner.py run` in a process of its own, forked from one that imported
+    TFX once (this module, run in `repo`); how it ended."""
+    zygote = subprocess.Popen([sys.executable, "-m", "test_helpers.forked_runner"], cwd=repo, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert json.loads(zygote.stdout.readline()) == {"ready": True}
+
+    def run(argv, env, log):
+        zygote.stdin.write(json.dumps({"argv": argv, "env": env, "log": str(log)}) + "\n")
+        zygote.stdin.flush()
+        return json.loads(zygote.stdout.readline())
+
+    try:
+        yield run
+    finally:
+        zygote.stdin.close()
+        zygote.wait(timeout=60)
 
 
 def _child(command) -> None:

@@ -1,13 +1,11 @@
 """End-to-end runs of the whole pipeline under LocalDagRunner with SQLite ML Metadata, on a small
 slice of Tiny Shakespeare and a tiny model."""
 
-import contextlib
 import gc
 import glob
 import json
 import os
 import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -16,38 +14,18 @@ import tensorflow as tf
 from tfx import v1 as tfx
 
 from core import shards
-from pipeline import lineage
-from test_helpers import fault_injection
-from pipeline.configs import Outputs, make_run_config
 from orchestration.local import local_pipeline
-from test_helpers.damage import flip_bytes_in_place
+from pipeline import lineage
+from pipeline.configs import Outputs, make_run_config
+from test_helpers import fault_injection, pipeline_runs
+from test_helpers.damage import FillDiskAfter, flip_bytes_in_place
+from test_helpers.forked_runner import forked_runs
 from test_helpers.processes import group_gone
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TRAINING = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=40,
                      eval_interval=20, eval_iters=2, log_interval=10, learning_rate=3e-3, warmup_iters=5,
                      lr_decay_iters=40, min_lr=3e-4)
-
-
-def _store(config):
-    return lineage.sqlite_store(config.metadata_path)
-
-
-def _execution_ids(config):
-    return {e.id for e in _store(config).get_executions()}
-
-
-def _component_states(config, exclude=frozenset()):
-    """The state of each component execution by type name (resolvers, which always run, left
-    out), but for the executions in `exclude`."""
-    store = _store(config)
-    type_names = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
-    return {type_names[e.type_id]: e.last_known_state for e in store.get_executions()
-            if e.id not in exclude and not type_names[e.type_id].endswith("Resolver")}
-
-
-def _pushed_versions(config):
-    return sorted(os.listdir(config.serving_dir)) if os.path.isdir(config.serving_dir) else []
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +57,7 @@ def char_run(tmp_path_factory, small_corpus, gpt2_baseline):
 
 
 def test_char_pipeline_trains_blesses_and_pushes_a_servable_model(char_run):
-    versions = _pushed_versions(char_run)
+    versions = pipeline_runs.pushed_versions(char_run)
     assert len(versions) == 1
     loaded = tf.saved_model.load(os.path.join(char_run.serving_dir, versions[0]))
     texts = loaded.signatures["generate_text"](
@@ -91,7 +69,7 @@ def test_char_pipeline_trains_blesses_and_pushes_a_servable_model(char_run):
     assert tokenizer["kind"] == "char" and len(tokenizer["chars"]) > 30
     summary = lineage.run_summary(char_run.metadata_path)
     assert "blessed: yes" in summary and os.path.join(char_run.serving_dir, versions[0]) in summary
-    evaluation = max(_store(char_run).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
+    evaluation = max(pipeline_runs.store(char_run).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     assert os.path.isfile(os.path.join(evaluation.uri, "report.md"))
     values = {k: v.double_value for k, v in evaluation.custom_properties.items() if v.HasField("double_value")}
     assert values["candidate_val_loss"] < 3.5
@@ -103,7 +81,7 @@ def test_the_report_compares_every_model_in_bits_per_byte(char_run):
     in its own tokens, beside it."""
     import math
 
-    evaluation = max(_store(char_run).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
+    evaluation = max(pipeline_runs.store(char_run).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     values = {k: v.double_value for k, v in evaluation.custom_properties.items() if v.HasField("double_value")}
     for split in ("train", "val"):
         assert values[f"candidate_{split}_bpb"] == pytest.approx(values[f"candidate_{split}_loss"] / math.log(2))
@@ -123,7 +101,7 @@ def test_a_push_was_infra_checked_and_has_a_model_card(char_run):
     pushed SavedModel names the candidate's val loss and the lineage ids."""
     from ml_metadata.proto import metadata_store_pb2
 
-    store = _store(char_run)
+    store = pipeline_runs.store(char_run)
     infra = min(store.get_artifacts_by_type("InfraBlessing"), key=lambda a: a.id)  # char_run's own
     assert infra.custom_properties["blessed"].int_value == 1
     assert os.listdir(infra.uri) == ["INFRA_BLESSED"]
@@ -135,7 +113,7 @@ def test_a_push_was_infra_checked_and_has_a_model_card(char_run):
     inputs = {e.path.steps[0].key: e.artifact_id for e in store.get_events_by_execution_ids([pusher.id])
               if e.type == metadata_store_pb2.Event.INPUT}
     assert inputs["infra_blessing"] == infra.id
-    version = os.path.join(char_run.serving_dir, _pushed_versions(char_run)[0])
+    version = os.path.join(char_run.serving_dir, pipeline_runs.pushed_versions(char_run)[0])
     with open(os.path.join(version, "assets.extra", "model_card.md")) as f:
         card = f.read()
     evaluation = max(store.get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
@@ -150,11 +128,33 @@ def test_a_push_was_infra_checked_and_has_a_model_card(char_run):
     assert f"model card: {version}/assets.extra/model_card.md" in summary and "infra check: passed in " in summary
 
 
+def test_the_run_records_the_statistics_schema_and_anomalies_of_its_data(char_run):
+    """TFX's own artifact types in ML Metadata, as TFX's and TFDV's readers read them."""
+    from tfx.components.statistics_gen import stats_artifact_utils
+    from tfx.types import standard_artifacts
+
+    store = pipeline_runs.store(char_run)
+    [statistics] = store.get_artifacts_by_type("ExampleStatistics")
+    artifact = standard_artifacts.ExampleStatistics()
+    artifact.set_mlmd_artifact(statistics)
+    corpus = open(char_run.data.input_pattern, encoding="utf-8").read()
+    chars = {b.label: b.sample_count for split in ("train", "val") for f in stats_artifact_utils.load_statistics(
+             artifact, split).proto().datasets[0].features if f.path.step[0] == "char"
+             for b in f.string_stats.rank_histogram.buckets}
+    assert set(chars) == set(corpus)
+    with open(os.path.join(pipeline_runs.output_of(char_run, "SchemaGen", "schema", first=True), "schema.pbtxt")) as f:
+        assert "drift_comparator" in f.read()  # SchemaGen's, with the thresholds of the checks
+    [anomalies] = store.get_artifacts_by_type("ExampleAnomalies")
+    assert anomalies.custom_properties["anomalies"].string_value == "[]"
+    with open(os.path.join(anomalies.uri, "report.md")) as f:
+        assert "no blessed model yet: no drift is measured" in f.read()
+
+
 def _rerun(config):
     """Run again; the states of that run's component executions by type name."""
-    before = _execution_ids(config)
+    before = pipeline_runs.execution_ids(config)
     tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
-    return _component_states(config, exclude=before)
+    return pipeline_runs.component_states(config, exclude=before)
 
 
 def test_rerun_with_cache_executes_nothing(char_run):
@@ -162,8 +162,10 @@ def test_rerun_with_cache_executes_nothing(char_run):
 
     # The Evaluator's baseline is the last blessed model other than the candidate: the same (none)
     # as in the first run, so nothing has a new input.
-    assert set(_rerun(char_run).values()) == {metadata_store_pb2.Execution.CACHED}
-    assert len(_pushed_versions(char_run)) == 1
+    states = _rerun(char_run)
+    assert set(states.values()) == {metadata_store_pb2.Execution.CACHED}
+    assert {"SchemaGen", "DataValidator", "AnomalyGate"} <= set(states)  # the same data checked: cached too
+    assert len(pipeline_runs.pushed_versions(char_run)) == 1
 
 
 def test_changed_hyperparameter_reruns_the_trainer_and_what_follows(char_run):
@@ -173,10 +175,11 @@ def test_changed_hyperparameter_reruns_the_trainer_and_what_follows(char_run):
 
     cached, complete = metadata_store_pb2.Execution.CACHED, metadata_store_pb2.Execution.COMPLETE
     config = char_run.replace(max_regression=10.0, learning_rate=2e-3)
-    assert _rerun(config) == {"TokenizeText": cached, "ImportSchemaGen": cached, "Transform": cached,
+    assert _rerun(config) == {"TokenizeText": cached, "SchemaGen": cached, "DataValidator": cached,
+                              "AnomalyGate": cached, "ImportSchemaGen": cached, "Transform": cached,
                               "Trainer": complete, "LMEvaluator": complete, "InfraValidator": complete,
                               "Pusher": complete}
-    store = _store(config)
+    store = pipeline_runs.store(config)
     models = sorted(store.get_artifacts_by_type("Model"), key=lambda a: a.id)
     evaluation = max(store.get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     with open(os.path.join(evaluation.uri, "report.md")) as f:
@@ -187,17 +190,25 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
     import runner
 
     graph = lineage.model_lineage(lineage.sqlite_store(char_run.metadata_path))
-    pushed = _pushed_versions(char_run)[-1]
+    pushed = pipeline_runs.pushed_versions(char_run)[-1]
     text = graph.to_text()
     assert text.startswith("lineage of PushedModel #")
     assert os.path.join(char_run.serving_dir, pushed) in text.splitlines()[0]
-    steps = [e.type_name for e in graph.executions]
-    assert steps == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "InfraValidator",
-                     "Pusher"]
+    steps = [e.type_name for e in graph.executions]  # in the order they ran (the model's run took the
+    # data and its checks from the first run's cache: the gate that let it train is its own, cached)
+    assert steps == ["ImportSchemaGen", "TokenizeText", "SchemaGen", "DataValidator", "Transform", "AnomalyGate",
+                     "Trainer", "LMEvaluator", "InfraValidator", "Pusher"]
     card = os.path.join(char_run.serving_dir, pushed, "assets.extra", "model_card.md")
     assert text.splitlines()[1] == f"model card: {card}"
-    tokenize, transform, trainer, evaluator, infra, pusher = (text.index(f"\n{s} #") for s in steps[1:])
-    assert tokenize < transform < trainer < evaluator < infra < pusher
+    tokenize, schema, validator, transform, gate, trainer, evaluator, infra, pusher = (
+        text.index(f"\n{s} #") for s in steps[1:])
+    assert tokenize < schema < validator < transform < gate < trainer < evaluator < infra < pusher
+    # the statistics of the data, its schema, and the anomalies checked before training (none)
+    assert "-> statistics: ExampleStatistics #" in text[tokenize:schema] and "duplicate_documents: 0" in text
+    assert "-> schema: Schema #" in text[schema:validator]
+    assert "-> anomalies: ExampleAnomalies #" in text[validator:transform]
+    assert "anomalies: []" in text[validator:transform]
+    assert "state: cached, accept_anomalies: 0" in text[gate:trainer]
     corpus = open(char_run.data.input_pattern, encoding="utf-8").read()
     n_train = int(len(corpus) * 0.9)
     assert f"input_pattern: {char_run.data.input_pattern}" in text[tokenize:transform]
@@ -225,7 +236,7 @@ def test_resume_continues_the_latest_models_training_run(char_run):
     """resume=True: the Trainer starts from the checkpoint of the run that made the latest model."""
     config = char_run.replace(resume=True, max_iters=60, lr_decay_iters=60)
     tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
-    runs = sorted(_store(config).get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
+    runs = sorted(pipeline_runs.store(config).get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
     latest = tf.train.latest_checkpoint(os.path.join(runs[-2].uri, "checkpoints"))
     saved_at = int(latest.rsplit("-", 1)[1])  # the previous run's last checkpoint
     with open(os.path.join(runs[-1].uri, "history.json")) as f:
@@ -236,12 +247,12 @@ def test_resume_continues_the_latest_models_training_run(char_run):
 
 def test_unblessed_model_is_not_pushed(char_run):
     """A model worse than the threshold: evaluated, not blessed, and the serving dir unchanged."""
-    pushed = _pushed_versions(char_run)
+    pushed = pipeline_runs.pushed_versions(char_run)
     config = char_run.replace(val_loss_threshold=0.01, max_iters=10)
     tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
-    blessing = max(_store(config).get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
+    blessing = max(pipeline_runs.store(config).get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
     assert blessing.custom_properties["blessed"].int_value == 0
-    assert _pushed_versions(config) == pushed
+    assert pipeline_runs.pushed_versions(config) == pushed
     assert "blessed: no" in lineage.run_summary(config.metadata_path)
 
 
@@ -257,7 +268,7 @@ def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir):
         output_dir=str(tmp_path / "out"), baselines=[checkpoint], eval_batches=4, eval_batch_size=2,
         init_from=checkpoint, block_size=64, batch_size=2, eval_iters=2)
     tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
-    evaluation = max(_store(config).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
+    evaluation = max(pipeline_runs.store(config).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     with open(os.path.join(evaluation.uri, "report.md")) as f:
         report = f.read()
     assert "tiny-gpt2" in report
@@ -277,71 +288,27 @@ def test_runner_samples_from_the_pushed_model(char_run, capsys):
 
 # Every kill point of test_helpers/fault_injection.py of every component of the default pipeline, in
 # the order LocalDagRunner runs them; `writing` of a component that writes in one go falls on `written`.
+# Of the data checks, which write small files in one go (as ImportSchemaGen does) or nothing (the gate),
+# the point that leaves something to clear: outputs written and not published; the gate just registered.
 # The InfraValidator writes one file, as it ends: its `writing` is its `written`, left out.
-KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText", "Transform", "Trainer")
-               for point in fault_injection.COMPONENT_POINTS] + [("latest_blessed_model_resolver", "registered")] + [
+CHECKS = [("SchemaGen", "written"), ("latest_blessed_data_resolver", "registered"), ("DataValidator", "written"),
+          ("AnomalyGate", "registered")]
+KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText")
+               for point in fault_injection.COMPONENT_POINTS] + CHECKS + [
+               (node, point) for node in ("Transform", "Trainer") for point in fault_injection.COMPONENT_POINTS] + [
+               ("latest_blessed_model_resolver", "registered")] + [
                (node, point) for node in ("LMEvaluator", "InfraValidator", "Pusher")
                for point in fault_injection.COMPONENT_POINTS if (node, point) != ("InfraValidator", "writing")]
-
-
-@contextlib.contextmanager
-def _forked_runner():
-    """run(argv, env, log): `runner.py run` in a process of its own, forked from one that imported
-    TFX once (test_helpers/forked_runner.py); how it ended."""
-    zygote = subprocess.Popen([sys.executable, "-m", "test_helpers.forked_runner"], cwd=REPO, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert json.loads(zygote.stdout.readline()) == {"ready": True}
-
-    def run(argv, env, log):
-        zygote.stdin.write(json.dumps({"argv": argv, "env": env, "log": str(log)}) + "\n")
-        zygote.stdin.flush()
-        return json.loads(zygote.stdout.readline())
-
-    try:
-        yield run
-    finally:
-        zygote.stdin.close()
-        zygote.wait(timeout=60)
-
-
-def _output_of(config, component, output, first):
-    """The first (or last live) artifact under <pipeline_root>/<component>/<output>/."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    prefix = os.path.join(config.pipeline_root, component, output) + os.sep
-    artifacts = sorted((a for a in _store(config).get_artifacts() if a.uri.startswith(prefix)
-                        and a.state == metadata_store_pb2.Artifact.LIVE), key=lambda a: a.id)
-    return (artifacts[0] if first else artifacts[-1]).uri
-
-
-def _records(examples_uri):
-    """Every split's records as {feature: values}, in a canonical order (neither a Beam writer's
-    shard order nor the order in which a tf.train.Example serializes its features is fixed)."""
-    def parsed(serialized):
-        features = tf.train.Example.FromString(serialized).features.feature
-        return sorted((key, tuple(getattr(value, value.WhichOneof("kind")).value)) for key, value in features.items())
-
-    return {split: sorted(parsed(r) for r in tf.data.TFRecordDataset(
-                tf.io.gfile.glob(os.path.join(examples_uri, split, "*")), compression_type="GZIP").as_numpy_iterator())
-            for split in sorted(os.listdir(examples_uri)) if split.startswith("Split-")}
-
-
-def _generated(serving_path):
-    loaded = tf.saved_model.load(serving_path)
-    return loaded.signatures["generate_text"](
-        prompt=tf.constant("ROMEO:"), num_samples=tf.constant(2), max_new_tokens=tf.constant(20),
-        temperature=tf.constant(0.8), top_k=tf.constant(10), top_p=tf.constant(1.0),
-        seed=tf.constant(7, tf.int64))["text"].numpy().tolist()
 
 
 def _assert_same_artifacts(run, uninterrupted):
     """What matters of each component's output is the same as in the uninterrupted run's."""
     def both(component, output, name=""):
-        return [os.path.join(_output_of(config, component, output, first), name)
+        return [os.path.join(pipeline_runs.output_of(config, component, output, first), name)
                 for config, first in ((run, False), (uninterrupted, True))]
 
     for component, output in (("TokenizeText", "examples"), ("Transform", "transformed_examples")):
-        records, expected = (_records(uri) for uri in both(component, output))
+        records, expected = (pipeline_runs.records(uri) for uri in both(component, output))
         assert records == expected and all(records.values()), component
     histories = [json.loads(open(path).read()) for path in both("Trainer", "model_run", "history.json")]
     assert histories[0] == histories[1]  # every loss of the training
@@ -351,8 +318,8 @@ def _assert_same_artifacts(run, uninterrupted):
     losses = [([(m["role"], m.get("train_loss"), m["val_loss"]) for m in e["models"]], e["blessed"])
               for e in evaluations]
     assert losses[0] == losses[1]
-    pushed = [os.path.join(config.serving_dir, _pushed_versions(config)[0]) for config in (run, uninterrupted)]
-    assert _generated(pushed[0]) == _generated(pushed[1])
+    pushed = [os.path.join(c.serving_dir, pipeline_runs.pushed_versions(c)[0]) for c in (run, uninterrupted)]
+    assert pipeline_runs.generated_texts(pushed[0]) == pipeline_runs.generated_texts(pushed[1])
 
 
 def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uninterrupted_run_makes(
@@ -368,25 +335,25 @@ def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uni
             f"--baselines={gpt2_baseline['baselines'][0]}", f"--bpe_dir={gpt2_baseline['bpe_dir']}",
             *(f"--{k}={v}" for k, v in TINY_TRAINING.items())]
     config = Outputs(str(out))
-    with _forked_runner() as run:
+    with forked_runs(REPO) as run:
         for node, point in KILL_POINTS:
             log = tmp_path / f"{node}-{point}.log"
             ended = run(argv, {fault_injection.KILL_AT: f"{node}:{point}"}, log)
             assert ended["signal"] == signal.SIGKILL, log.read_text()[-3000:]
             assert f"fault injection: SIGKILL at {node}:" in log.read_text()
             assert group_gone(ended["pid"]), f"a process outlived `runner.py run` killed at {node}:{point}"
-            executions = sorted(_store(config).get_executions(), key=lambda e: e.id)
+            executions = sorted(pipeline_runs.store(config).get_executions(), key=lambda e: e.id)
             assert [e.id for e in executions if e.last_known_state == metadata_store_pb2.Execution.RUNNING] == [
                 executions[-1].id], f"{node}:{point}"  # the killed one; those killed before were cleared
         ended = run(argv, {}, tmp_path / "rerun.log")
         rerun = (tmp_path / "rerun.log").read_text()
         assert ended["exit"] == 0, rerun[-3000:]
     assert "cleared executions" in rerun and "pushed model: " + config.serving_dir in rerun
-    states = {e.last_known_state for e in _store(config).get_executions()}
+    states = {e.last_known_state for e in pipeline_runs.store(config).get_executions()}
     assert metadata_store_pb2.Execution.RUNNING not in states
-    finished = {e.id for e in _store(config).get_executions()
+    finished = {e.id for e in pipeline_runs.store(config).get_executions()
                 if e.last_known_state != metadata_store_pb2.Execution.CANCELED}
-    artifact_dirs = {os.path.normpath(a.uri) for a in _store(config).get_artifacts()}
+    artifact_dirs = {os.path.normpath(a.uri) for a in pipeline_runs.store(config).get_artifacts()}
     for component in os.listdir(config.pipeline_root):
         for output in os.listdir(os.path.join(config.pipeline_root, component)):
             for execution in os.listdir(os.path.join(config.pipeline_root, component, output)):
@@ -398,28 +365,8 @@ def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uni
                 } <= finished, component
     litter = [os.path.join(d, n) for d, dirs, files in os.walk(out) for n in dirs + files if "staging" in n]
     assert not litter
-    assert len(_pushed_versions(config)) == 1
+    assert len(pipeline_runs.pushed_versions(config)) == 1
     _assert_same_artifacts(config, char_run)
-
-
-class _FillDiskAfter:
-    """stdout that fills the disk (a filler file) as the line starting with `marker` is printed."""
-
-    def __init__(self, stdout, marker, filler):
-        self._stdout, self._marker, self._filler, self.filled = stdout, marker, filler, False
-
-    def write(self, text):
-        if text.startswith(self._marker) and not self.filled:
-            with open(self._filler, "wb", buffering=0) as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 4096)
-                except OSError:  # ENOSPC: the disk is full
-                    self.filled = True
-        return self._stdout.write(text)
-
-    def flush(self):
-        self._stdout.flush()
 
 
 def _run_fn_args(char_run, run_dir, model_dir):
@@ -429,10 +376,10 @@ def _run_fn_args(char_run, run_dir, model_dir):
     from components.trainer.settings import DeployConfig, custom_config
     from training.config import make_config
 
-    examples = _output_of(char_run, "Transform", "transformed_examples", first=True)
+    examples = pipeline_runs.output_of(char_run, "Transform", "transformed_examples", first=True)
     return FnArgs(train_files=[os.path.join(examples, "Split-train", "*")],
                   eval_files=[os.path.join(examples, "Split-val", "*")],
-                  transform_graph_path=_output_of(char_run, "Transform", "transform_graph", first=True),
+                  transform_graph_path=pipeline_runs.output_of(char_run, "Transform", "transform_graph", first=True),
                   model_run_dir=str(run_dir), serving_model_dir=str(model_dir / "Format-Serving"),
                   custom_config=custom_config(make_config("shakespeare_char", **{**TINY_TRAINING, "max_iters": 20,
                                                                                   "eval_interval": 20}),
@@ -458,7 +405,7 @@ def test_a_full_disk_when_the_trainer_writes_its_history_is_one_line_and_leaves_
     (after its last checkpoint, ~0.34 MB, is saved), so that history.json, the first file run_fn
     writes itself, does not fit."""
     run_dir, model_dir = small_disk / "model_run", small_disk / "model"
-    stdout = _FillDiskAfter(sys.stdout, "iter 20:", small_disk / "filler")
+    stdout = FillDiskAfter(sys.stdout, "iter 20:", small_disk / "filler")
     monkeypatch.setattr(sys, "stdout", stdout)
     message = _run_fn_fails(_run_fn_args(char_run, run_dir, model_dir))
     assert stdout.filled
@@ -499,27 +446,28 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
     place (its size kept), read by the standard Transform once its output is set aside, where Beam
     fails with zlib's error, naming no file. `runner.py run` names each, marks its artifact so that
     the cache no longer takes it, and runs the pipeline again, in which TokenizeText and Transform
-    make the same records anew. (It damages char_run's cache: the module's last test.)"""
+    make the same records anew. (It damages char_run's cache: the last test on char_run's data but
+    for those of the data checks, which look for no artifact by its position.)"""
     import runner
     from ml_metadata.proto import metadata_store_pb2
 
     # TokenizeText records its shards' sizes, which each run checks before it starts (recovery_test),
     # and their SHA-256, checked when a reader of them fails
-    tokenized_uri = _output_of(char_run, "TokenizeText", "examples", first=True)
-    [tokenized] = _store(char_run).get_artifacts_by_uri(tokenized_uri)
+    tokenized_uri = pipeline_runs.output_of(char_run, "TokenizeText", "examples", first=True)
+    [tokenized] = pipeline_runs.store(char_run).get_artifacts_by_uri(tokenized_uri)
     assert json.loads(tokenized.custom_properties[shards.SHARD_BYTES].string_value) == shards.shard_sizes(tokenized.uri)
     assert json.loads(tokenized.custom_properties[shards.SHARD_SHA256].string_value) == \
         shards.shard_digests(tokenized.uri)
-    transformed = _output_of(char_run, "Transform", "transformed_examples", first=False)
-    [damaged] = _store(char_run).get_artifacts_by_uri(transformed)
-    records, tokenized_records = _records(transformed), _records(tokenized_uri)
+    transformed = pipeline_runs.output_of(char_run, "Transform", "transformed_examples", first=False)
+    [damaged] = pipeline_runs.store(char_run).get_artifacts_by_uri(transformed)
+    records, tokenized_records = pipeline_runs.records(transformed), pipeline_runs.records(tokenized_uri)
     shard = sorted(tf.io.gfile.glob(os.path.join(transformed, "Split-train", "*")))[0]
     with open(shard, "r+b") as f:
         f.truncate(os.path.getsize(shard) // 2)
     flipped = sorted(tf.io.gfile.glob(os.path.join(tokenized_uri, "Split-train", "*")))[0]
     flip_bytes_in_place(flipped)
     capsys.readouterr()
-    before = _execution_ids(char_run)
+    before = pipeline_runs.execution_ids(char_run)
     runner.main(["run", f"--data={char_run.data.input_pattern}", f"--output={char_run.output_dir}",
                  "--val_loss_threshold=3.5", "--max_regression=10", f"--baselines={char_run.eval.baselines[0]}",
                  f"--bpe_dir={char_run.data.bpe_dir}",
@@ -533,11 +481,91 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
                            f"which Transform read when it failed (zlib.error: ")
     assert line.endswith(f"): the Examples artifact #{tokenized.id} of TokenizeText is set aside and made again; "
                          f"running the pipeline again")
-    for artifact in _store(char_run).get_artifacts_by_id([damaged.id, tokenized.id]):
+    for artifact in pipeline_runs.store(char_run).get_artifacts_by_id([damaged.id, tokenized.id]):
         assert artifact.state == metadata_store_pb2.Artifact.MARKED_FOR_DELETION
-    states = _component_states(char_run, exclude=before)  # by type: the last run's overwrite the earlier ones'
+    # by type: the last run's overwrite the earlier ones'
+    states = pipeline_runs.component_states(char_run, exclude=before)
     assert states["TokenizeText"] == states["Transform"] == states["Trainer"] == metadata_store_pb2.Execution.COMPLETE
-    remade = _output_of(char_run, "Transform", "transformed_examples", first=False)
-    assert remade != transformed and _records(remade) == records
-    remade_tokenized = _output_of(char_run, "TokenizeText", "examples", first=False)
-    assert remade_tokenized != tokenized_uri and _records(remade_tokenized) == tokenized_records
+    remade = pipeline_runs.output_of(char_run, "Transform", "transformed_examples", first=False)
+    assert remade != transformed and pipeline_runs.records(remade) == records
+    remade_tokenized = pipeline_runs.output_of(char_run, "TokenizeText", "examples", first=False)
+    assert remade_tokenized != tokenized_uri and pipeline_runs.records(remade_tokenized) == tokenized_records
+
+
+# The data checks in char_run's output, after the test above and in this order: each adds models and data.
+
+def _run_command(config, data, *settings):
+    """`runner.py run` on `data` into config's output, tiny training; its exit status and stderr."""
+    import runner
+
+    try:
+        runner.main(["run", f"--data={data}", f"--output={config.output_dir}", "--val_loss_threshold=3.5",
+                     *(f"--{k}={v}" for k, v in {**TINY_TRAINING, "max_iters": 10}.items()), *settings])
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+def _stopped(config, before, capsys, code):
+    """The one line a run stopped at the AnomalyGate printed, after it had checked the data; nothing
+    was trained (states of the executions not in before)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("runner.py run: error: data anomalies, nothing "
+                                                                 "trained (report: "), err
+    states = pipeline_runs.component_states(config, exclude=before)
+    assert states["DataValidator"] == metadata_store_pb2.Execution.COMPLETE
+    assert states["AnomalyGate"] == metadata_store_pb2.Execution.FAILED
+    assert not {"Transform", "Trainer", "LMEvaluator", "Pusher"} & set(states)
+    report = err.split("(report: ")[1].split("): ")[0]
+    assert os.path.isfile(report) and report.startswith(config.pipeline_root)
+    return err.strip()
+
+
+def test_a_curated_schema_stops_the_run_and_skip_validation_runs_without_the_checks(char_run, tmp_path, capsys):
+    """SchemaGen's schema, curated to allow documents of at most 1,000 characters and pinned with
+    --schema_file (ImportSchemaGen): char_run's corpus is stopped; --skip_validation=True runs the
+    pipeline without the checks (the rest from the cache)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    with open(os.path.join(pipeline_runs.output_of(char_run, "SchemaGen", "schema", first=True), "schema.pbtxt")) as f:
+        curated = tmp_path / "schema.pbtxt"
+        curated.write_text(f.read().replace('name: "num_characters"\n  type: INT\n', 'name: "num_characters"\n'
+                                            '  type: INT\n  int_domain {\n    max: 1000\n  }\n'))
+    before = pipeline_runs.execution_ids(char_run)
+    line = _stopped(char_run, before, capsys, _run_command(char_run, char_run.data.input_pattern,
+                                                           f"--schema_file={curated}"))
+    assert "num_characters (train): Out-of-range values: Unexpectedly large value: " in line
+    pinned = pipeline_runs.output_of(char_run, "ImportDataSchema", "schema", first=True)
+    with open(os.path.join(pinned, "schema.pbtxt")) as f:  # TFX's ImportSchemaGen copied it
+        assert f.read() == curated.read_text()
+
+    before = pipeline_runs.execution_ids(char_run)
+    assert _run_command(char_run, char_run.data.input_pattern, f"--schema_file={curated}", "--skip_validation=True") == 0
+    states = pipeline_runs.component_states(char_run, exclude=before)
+    assert not {"SchemaGen", "DataValidator", "AnomalyGate"} & set(states)
+    assert states["Trainer"] in (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+
+
+def test_a_run_on_unlike_data_stops_before_the_trainer_and_accept_anomalies_trains_on_it(char_run, tmp_path,
+                                                                                        capsys):
+    """A file of numbers where Shakespeare was: the run stops at the gate with one line naming the new
+    characters, nothing trained or pushed; --accept_anomalies=True prints them and trains."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("\n".join(" ".join(str((i * 7919 + j * 104729) % 100003) for j in range(8))
+                                 for i in range(600)), encoding="utf-8")
+    pushed, before = pipeline_runs.pushed_versions(char_run), pipeline_runs.execution_ids(char_run)
+    line = _stopped(char_run, before, capsys, _run_command(char_run, numbers))
+    assert "new characters '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' not in the last blessed model's " \
+           "vocabulary (model " in line and "(and 1 more)" in line  # the character distribution's drift
+    assert pipeline_runs.pushed_versions(char_run) == pushed
+
+    before = pipeline_runs.execution_ids(char_run)
+    assert _run_command(char_run, numbers, "--accept_anomalies=True") == 0
+    assert "data anomalies accepted (--accept_anomalies=True): new characters '0'" in capsys.readouterr().out
+    states = pipeline_runs.component_states(char_run, exclude=before)
+    assert states["DataValidator"] == metadata_store_pb2.Execution.CACHED  # the same data, the same checks
+    assert states["AnomalyGate"] == states["Trainer"] == metadata_store_pb2.Execution.COMPLETE

@@ -13,9 +13,10 @@ import runner
 from training.checkpoint_shape import CheckpointMismatch
 from training.divergence import TrainingDiverged
 from pipeline import lineage
-from pipeline.configs import make_run_config
 from orchestration.local import local_pipeline
-from pipeline_e2e_test import TINY_TRAINING, _component_states, small_corpus, _store  # noqa: F401
+from pipeline.configs import make_run_config
+from pipeline_e2e_test import TINY_TRAINING, small_corpus  # noqa: F401
+from test_helpers import pipeline_runs
 
 State = metadata_store_pb2.Execution
 
@@ -30,28 +31,28 @@ def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(
     diverging = _config(tmp_path / "out", small_corpus, learning_rate=1000.0, warmup_iters=0, grad_clip=0.0)
     with pytest.raises(TrainingDiverged, match=r"training diverged at iter \d+: .*learning_rate=1000"):
         tfx.orchestration.LocalDagRunner().run(local_pipeline(diverging))
-    states = _component_states(diverging)
+    states = pipeline_runs.component_states(diverging)
     assert states["Trainer"] == State.FAILED and State.RUNNING not in states.values()
     assert "LMEvaluator" not in states and "Pusher" not in states
-    store = _store(diverging)
+    store = pipeline_runs.store(diverging)
     assert not [a for a in store.get_artifacts_by_type("Model") if a.state == metadata_store_pb2.Artifact.LIVE]
     assert not os.path.isdir(diverging.serving_dir)
 
     healthy = _config(tmp_path / "out", small_corpus)
     tfx.orchestration.LocalDagRunner().run(local_pipeline(healthy))
-    states = _component_states(healthy)
+    states = pipeline_runs.component_states(healthy)
     assert states["Trainer"] == State.COMPLETE and states["Pusher"] == State.COMPLETE
     [version] = os.listdir(healthy.serving_dir)
 
     # resume with another model shape: refused before training; nothing new in ML Metadata
-    models = len(_store(healthy).get_artifacts_by_type("Model"))
+    models = len(pipeline_runs.store(healthy).get_artifacts_by_type("Model"))
     reshaped = make_run_config("shakespeare_char", input_pattern=small_corpus, output_dir=healthy.output_dir,
                                     val_loss_threshold=9.0, resume=True,
                                     **{**TINY_TRAINING, "n_layer": 2})
     with pytest.raises(CheckpointMismatch, match="has n_layer=1, the config says n_layer=2"):
         tfx.orchestration.LocalDagRunner().run(local_pipeline(reshaped))
-    assert len(_store(healthy).get_artifacts_by_type("Model")) == models
-    assert "n_layer=1" in lineage.model_lineage(_store(healthy)).to_text()
+    assert len(pipeline_runs.store(healthy).get_artifacts_by_type("Model")) == models
+    assert "n_layer=1" in lineage.model_lineage(pipeline_runs.store(healthy)).to_text()
 
     # a directory in the serving directory that no completed push recorded is not the latest model
     os.makedirs(os.path.join(healthy.serving_dir, "9999999999"))

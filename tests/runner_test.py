@@ -70,6 +70,8 @@ def _mistake(tmp_path, *args, command="run", env=None):
 
 def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_data):
     data = f"--data={shared_data}/tinyshakespeare.txt"
+    not_a_schema = tmp_path / "schema.pbtxt"
+    not_a_schema.write_text("First Citizen:\n")
     cases = [
         (["--learning_rate=abc"], "--learning_rate=abc: expected a number >= 0"),  # a wrong type
         (["--compile=1"], "--compile=1: expected True or False"),
@@ -87,6 +89,10 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
         ([f"--data={tmp_path}/no_such.txt"], f"--data={tmp_path}/no_such.txt: matches no file"),
         ([data, "--dataset_name=openwebtext"], "give --data (text files) or --dataset_name (a dataset), not both"),
         ([data, "--train_workers=2"], "--train_workers=2: multi-worker training runs on Vertex AI"),
+        ([data, "--statistics=False"], "--statistics=False leaves the data nothing to be validated on: add "
+                                       "--skip_validation=True"),
+        ([data, f"--schema_file={tmp_path}/none.pbtxt"], f"--schema_file={tmp_path}/none.pbtxt: No such file"),
+        ([data, f"--schema_file={not_a_schema}"], f"--schema_file={not_a_schema}: not a schema in text format"),
     ]
     for args, expected in cases:
         assert expected in _mistake(tmp_path, *args), args

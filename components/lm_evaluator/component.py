@@ -13,6 +13,8 @@ Inputs:
                    property must say "gpt2" (components/lm_evaluator/tokens.py)
   source_examples  Examples (optional): TokenizeText's, when `examples` are Transform's: the data's
                    source, documents and token counts, which metrics.json and the model card show
+  statistics       ExampleStatistics (optional): those of the data the candidate was trained on
+                   (TokenizeText's), whose uri the blessing records for the next run's data validation
 
 Parameters:
   config          EvalConfig (components/lm_evaluator/settings.py: baselines, eval_batches,
@@ -47,8 +49,9 @@ Outputs:
   blessing    ModelBlessing: a BLESSED or NOT_BLESSED file and the custom properties of TFX's Evaluator
               (blessed 1/0, current_model, current_model_id, baseline_model, baseline_model_id),
               which the standard Pusher and LatestBlessedModelStrategy read; plus blessing_reason,
-              blessing_message (the same text), candidate_val_loss and evaluation (the evaluation's
-              uri: the Pusher's model card reads its metrics.json)
+              blessing_message (the same text), candidate_val_loss, evaluation (the evaluation's
+              uri: the Pusher's model card reads its metrics.json) and data_statistics (the uri of
+              the statistics input, when given)
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class LMEvaluatorSpec(types.ComponentSpec):
         executor.MODEL_RUN_KEY: ChannelParameter(type=standard_artifacts.ModelRun, optional=True),
         executor.TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
         executor.SOURCE_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
+        executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
     }
     OUTPUTS = {
         executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
@@ -96,11 +100,12 @@ class LMEvaluator(base_component.BaseComponent):
                  model_run: Optional[types.BaseChannel] = None,
                  transform_graph: Optional[types.BaseChannel] = None,
                  source_examples: Optional[types.BaseChannel] = None,
+                 statistics: Optional[types.BaseChannel] = None,
                  config: Optional[EvalConfig] = None, bpe_dir: Optional[str] = None):
         # EvalConfig checks itself, so that a wrong pipeline fails when it is built, not when it runs.
         spec = LMEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, model_run=model_run,
-            transform_graph=transform_graph, source_examples=source_examples,
+            transform_graph=transform_graph, source_examples=source_examples, statistics=statistics,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
             config=(config or EvalConfig()).to_json(), bpe_dir=bpe_dir)

@@ -19,7 +19,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.artifact_layout import BLESSING_EVALUATION_KEY, METRICS_FILE, PLOT_FILE, REPORT_FILE
+from components.artifact_layout import (BLESSING_EVALUATION_KEY, DATA_STATISTICS_PROPERTY, METRICS_FILE, PLOT_FILE,
+                                        REPORT_FILE)
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report, tokens
 from components.lm_evaluator.settings import EvalConfig
@@ -35,6 +36,7 @@ BASELINE_MODEL_KEY = "baseline_model"
 MODEL_RUN_KEY = "model_run"
 TRANSFORM_GRAPH_KEY = "transform_graph"
 SOURCE_EXAMPLES_KEY = "source_examples"
+STATISTICS_KEY = "statistics"
 EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
 CONFIG_KEY = "config"
@@ -87,6 +89,7 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         last_blessed, model_run = _single(input_dict, BASELINE_MODEL_KEY), _single(input_dict, MODEL_RUN_KEY)
         transform_graph = _single(input_dict, TRANSFORM_GRAPH_KEY)
+        statistics = _single(input_dict, STATISTICS_KEY)
         evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         labels = ev.unique_labels(settings.baselines)  # fails on a bad list before any work
@@ -155,7 +158,7 @@ class Executor(base_executor.BaseExecutor):
         with writing(f"the evaluation {evaluation.uri} and the blessing {blessing.uri}",
                      cleanup=lambda: _remove_outputs(evaluation, blessing)):
             self._write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes, history, facts)
-            self._write_blessing(blessing, model, last_blessed, blessed, reason, results[0], evaluation)
+            self._write_blessing(blessing, model, last_blessed, blessed, reason, results[0], evaluation, statistics)
         logging.info("LMEvaluator: %s", reason)
 
     @staticmethod
@@ -270,9 +273,10 @@ class Executor(base_executor.BaseExecutor):
                 set_loss_property(evaluation, f"{prefix}_{key}", value)
 
     @staticmethod
-    def _write_blessing(blessing, model, last_blessed, blessed, reason, candidate_result, evaluation):
+    def _write_blessing(blessing, model, last_blessed, blessed, reason, candidate_result, evaluation, statistics):
         """The properties and marker file of TFX's own Evaluator, which Pusher and
-        LatestBlessedModelStrategy read, plus the reason and the evaluation's uri."""
+        LatestBlessedModelStrategy read, plus the reason, the evaluation's uri and the statistics of
+        the model's data (with which the next run's data is compared)."""
         c = evaluator_constants
         blessing.set_string_custom_property(c.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model.uri)
         blessing.set_int_custom_property(c.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
@@ -287,6 +291,8 @@ class Executor(base_executor.BaseExecutor):
         blessing.set_string_custom_property(BLESSING_REASON_KEY, reason)
         set_loss_property(blessing, "candidate_val_loss", candidate_result.val_loss)
         blessing.set_string_custom_property(BLESSING_EVALUATION_KEY, evaluation.uri)
+        if statistics is not None:
+            blessing.set_string_custom_property(DATA_STATISTICS_PROPERTY, statistics.uri)
 
 
 def _properties(artifact) -> dict:

@@ -1,11 +1,17 @@
-"""The tokenization Beam pipeline: work items -> tokenized shard records per split + counts.
+"""The tokenization Beam pipeline: work items -> tokenized shard records per split + counts (+ TFDV
+statistics of the documents).
 
+    [Create(whole documents) -> ParDo(HashDocuments) -> GroupByKey(text hash) -> later copies]  (dedup)
+                                                                                   | side input
     Create(work items, reshuffled) -> ParDo(TokenizeDocuments) -> train records -> WriteToTFRecord
                                                                  -> val records   -> WriteToTFRecord
                                                                  -> counts -> CombineGlobally -> JSON
+                                                                 -> document rows -> TFDV -> FeatureStats.pb
 
-Documents stream through the workers piece by piece; the only global step is the combine of small
-count dictionaries.
+Documents stream through the workers piece by piece; the global steps are the combine of small count
+dictionaries, the group of document hashes (a duplicate is a document whose normalized text equals
+that of a document earlier in the corpus: only the first is tokenized, so no text is in both splits)
+and TFDV's combine of the document rows.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
+import hashlib
 import json
 import os
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import apache_beam as beam
 from absl import logging
@@ -24,11 +31,12 @@ from apache_beam import coders
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 
-from components.tokenize_text import encoding, sources
+from components.tokenize_text import encoding, sources, statistics
 from core import shards
 
 GPT2, CHAR = "gpt2", "char"
 STATS_FILE = shards.STATS_FILE
+STATISTICS_DIR = "statistics"  # beside the splits in the staging directory, until published
 SHARD_PREFIX = "tokens"
 # zlib level of the shards' GZIP: level 1 takes 2.5 times less CPU than Beam's fixed default (6)
 # for token shards only ~5% larger (BENCHMARKS.md).
@@ -36,8 +44,11 @@ GZIP_LEVEL = 1
 # Counters that every run reports, so that properties exist (as 0) even when nothing happened.
 COUNTERS = ("num_documents", "num_documents_train", "num_documents_val", "num_tokens_train",
             "num_tokens_val", "num_records_train", "num_records_val", "num_skipped_documents",
-            "skipped_empty", "skipped_missing_text", "invalid_utf8_documents", "bom_dropped_documents",
-            "crlf_normalized_lines")
+            "skipped_empty", "skipped_missing_text", "duplicate_documents", "invalid_utf8_documents",
+            "bom_dropped_documents", "crlf_normalized_lines", "refused_documents")
+# The first document the text policy refused, [index, name, problem] (None: none), and the
+# per-split character and token counts, beside the COUNTERS in each item's counts.
+REFUSED, DISTRIBUTIONS = "first_refused", "distributions"
 
 
 def _part_of_a_file(item: dict) -> bool:
@@ -66,41 +77,85 @@ class Progress:
                          f"{self.tokens:,}", f"{self.tokens / max(now - self.started, 1e-9):,.0f}")
 
 
-class TokenizeDocuments(beam.DoFn):
-    """Reads the documents of work items and emits serialized records tagged by split, plus one
-    dictionary of counts per work item on the 'stats' output."""
+class _ReadsDocuments(beam.DoFn):
+    """A DoFn that reads the documents of work items (loading the dataset once per worker)."""
 
     def __init__(self, cfg: Dict):
         self._cfg = cfg
-        self._encoding = None
         self._dataset = None
-        self._progress = None
 
     def setup(self):
-        # Once per worker, not per element: building the BPE ranks takes a third of a second,
-        # loading a dataset more.
-        if self._cfg["tokenizer"] == GPT2:
-            self._encoding = _gpt2_encoding(self._cfg.get("bpe_dir"))
+        # Once per worker, not per element: loading a dataset takes seconds.
         if self._cfg.get("dataset_name"):
             self._dataset = sources.load_hf_dataset(self._cfg)
 
+
+class HashDocuments(_ReadsDocuments):
+    """(hash of the normalized text, document index) of every document with text, read whole."""
+
     def process(self, item):
+        for doc in sources.iter_whole_documents(item, self._cfg, self._dataset):
+            if doc.blocks is None:
+                continue
+            digest, empty = hashlib.blake2b(digest_size=16), True
+            for block in doc.blocks:
+                digest.update(block.encode("utf-8", "surrogatepass"))
+                empty = empty and not block
+            if not empty:  # empty documents are skipped anyway, not duplicates
+                yield digest.digest(), doc.index
+
+
+def later_copies(keyed) -> List[tuple]:
+    """(index, True) of each document after the first with the same text."""
+    _, indices = keyed
+    return [(index, True) for index in sorted(indices)[1:]]
+
+
+class TokenizeDocuments(_ReadsDocuments):
+    """Reads the documents of work items and emits serialized records tagged by split, plus one
+    dictionary of counts per work item on the 'stats' output and, when statistics are on, each
+    document's row of features on 'rows_<split>'. Documents in `duplicates` (a side input: index ->
+    True) are skipped and counted."""
+
+    def __init__(self, cfg: Dict, statistics_on: bool):
+        super().__init__(cfg)
+        self._statistics = statistics_on
+        self._encoding = None
+        self._progress = None
+
+    def setup(self):
+        super().setup()
+        if self._cfg["tokenizer"] == GPT2:  # building the BPE ranks takes a third of a second
+            self._encoding = _gpt2_encoding(self._cfg.get("bpe_dir"))
+
+    def process(self, item, duplicates=None):
         self._progress = self._progress or Progress()
         stats = dict.fromkeys(COUNTERS, 0)
-        chars = set()
+        stats[REFUSED] = None
+        # every character is counted for statistics, and for the character vocabulary's size
+        counts = {split: (statistics.Counts(), statistics.Counts() if self._cfg["tokenizer"] == GPT2 else None)
+                  for split in sources.SPLITS} if self._statistics or self._cfg["tokenizer"] == CHAR else None
+        dropped = set()
         for doc in sources.iter_documents(item, self._cfg, self._dataset):
+            if duplicates and doc.index in duplicates:
+                # counted once: by the item that holds the document's start, and once per row
+                if (item["kind"] != "file" or item["start"] == 0) and doc.index not in dropped:
+                    stats["duplicate_documents"] += 1
+                dropped.add(doc.index)
+                continue
             if doc.blocks is None:
                 stats["num_skipped_documents"] += 1
                 stats["skipped_missing_text"] += 1
                 continue
+            document = statistics.DocumentStats(*counts[doc.split]) if counts else None
             counter = _DocCounter()
             records = self._bpe_records if self._cfg["tokenizer"] == GPT2 else self._char_records
-            for record in records(doc, counter, chars):
+            for record in records(doc, counter, document):
                 counter.records += 1
                 yield beam.pvalue.TaggedOutput(doc.split, record)
-            if doc.decoder is not None and not _part_of_a_file(item):  # a file's parts: counted in the plan
-                for key, count in doc.decoder.counts().items():
-                    stats[key] += count
+            check = self._check(item, doc, stats)
+            if self._statistics:
+                yield beam.pvalue.TaggedOutput(f"rows_{doc.split}", document.row(counter.tokens, check))
             if counter.tokens == 0:
                 stats["num_skipped_documents"] += 1
                 stats["skipped_empty"] += 1
@@ -110,28 +165,47 @@ class TokenizeDocuments(beam.DoFn):
             stats[f"num_tokens_{doc.split}"] += counter.tokens
             stats[f"num_records_{doc.split}"] += counter.records
             self._progress.add(counter.tokens)
-        stats["chars"] = "".join(sorted(chars))
+        stats[DISTRIBUTIONS] = {f"{name}_{split}": c.sparse() for split, pair in (counts or {}).items()
+                                for name, c in zip((statistics.CHAR, statistics.TOKEN), pair) if c is not None}
         yield beam.pvalue.TaggedOutput("stats", stats)
 
-    def _bpe_records(self, doc: sources.Document, counter: "_DocCounter", chars: set):
+    def _check(self, item: dict, doc: sources.Document, stats: dict) -> Optional[dict]:
+        """What decoding and the text policy found in the document, added to the counts; its
+        features for the row (None for a document's second part: counted on its first)."""
+        if _part_of_a_file(item):  # a file's parts: counted in the plan, which read it whole
+            return item["check"]
+        if doc.decoder is None:
+            return None
+        for key, count in doc.decoder.counts().items():
+            stats[key] += count
+        problem = doc.decoder.check.problem
+        if problem and (stats[REFUSED] is None or doc.index < stats[REFUSED][0]):
+            stats[REFUSED] = [doc.index, sources.document_name(item, doc.index, self._cfg), problem]
+        return statistics.check_features(doc.decoder.check)
+
+    def _bpe_records(self, doc: sources.Document, counter: "_DocCounter", document):
         # Records leave as soon as they are full, so a huge document never sits in memory. An empty
         # document yields nothing: no tokens, so no lone end-of-text token either.
         chunker = encoding.TokenChunker(self._cfg["chunk_size"])
-        for piece in encoding.bpe_pieces(doc.blocks, self._cfg["max_piece_chars"]):
+        blocks = document.watch(doc.blocks) if document else doc.blocks
+        for piece in encoding.bpe_pieces(blocks, self._cfg["max_piece_chars"]):
             # encode_ordinary's tokens straight into a numpy buffer: no Python list of ints.
             tokens = self._encoding.encode_to_numpy(piece, allowed_special=set(), disallowed_special=())
+            if document:
+                document.tokens(tokens)
             for pos, chunk in chunker.add(tokens):
                 yield encoding.token_record(doc.index, pos, chunk)
         if chunker.num_tokens and self._cfg["append_eot"]:
+            if document:
+                document.tokens([self._encoding.eot_token])
             for pos, chunk in chunker.add([self._encoding.eot_token]):
                 yield encoding.token_record(doc.index, pos, chunk)
         for pos, chunk in chunker.finish():
             yield encoding.token_record(doc.index, pos, chunk)
         counter.tokens = chunker.num_tokens
 
-    def _char_records(self, doc: sources.Document, counter: "_DocCounter", chars: set):
-        for pos, piece in enumerate(encoding.char_pieces(doc.blocks, self._cfg["chunk_size"])):
-            chars.update(piece)
+    def _char_records(self, doc: sources.Document, counter: "_DocCounter", document):
+        for pos, piece in enumerate(encoding.char_pieces(document.watch(doc.blocks), self._cfg["chunk_size"])):
             counter.tokens += len(piece)
             yield encoding.text_record(doc.index, pos, piece)
 
@@ -151,29 +225,46 @@ def _gpt2_encoding(bpe_dir):
 
 
 class MergeStats(beam.CombineFn):
-    """Sums the per-item counts; unions the characters seen (the character path's vocabulary)."""
+    """Sums the per-item counts and character and token distributions; keeps the first document the
+    text policy refused. Its output: the counts, `chars` (every character seen: the character path's
+    vocabulary), REFUSED and DISTRIBUTIONS ({"char_train": {code point: count}, ...})."""
 
     def create_accumulator(self):
-        return dict.fromkeys(COUNTERS, 0), set()
+        return dict.fromkeys(COUNTERS, 0), [None], {}
 
     def add_input(self, acc, stats):
-        counts, chars = acc
+        counts, refused, distributions = acc
         for key in COUNTERS:
             counts[key] += stats[key]
-        chars.update(stats["chars"])
-        return counts, chars
+        self._first_refused(refused, stats[REFUSED])
+        for key, sparse in stats[DISTRIBUTIONS].items():
+            distributions.setdefault(key, statistics.Counts()).add_sparse(sparse)
+        return acc
 
     def merge_accumulators(self, accs):
-        counts, chars = self.create_accumulator()
-        for other_counts, other_chars in accs:
+        accs = iter(accs)
+        counts, refused, distributions = first = next(accs)
+        for other_counts, other_refused, other_distributions in accs:
             for key in COUNTERS:
                 counts[key] += other_counts[key]
-            chars |= other_chars
-        return counts, chars
+            self._first_refused(refused, other_refused[0])
+            for key, other in other_distributions.items():
+                distributions.setdefault(key, statistics.Counts()).add_sparse(other.sparse())
+        return first
+
+    @staticmethod
+    def _first_refused(refused: list, other: Optional[list]) -> None:
+        if other is not None and (refused[0] is None or other[0] < refused[0][0]):
+            refused[0] = other
 
     def extract_output(self, acc):
-        counts, chars = acc
-        return json.dumps({**counts, "chars": "".join(sorted(chars))}, ensure_ascii=True)
+        counts, (refused,), distributions = acc
+        distributions = {key: c.to_dict() for key, c in distributions.items()}
+        chars = set()
+        for key, counted in distributions.items():
+            if key.startswith(statistics.CHAR + "_"):
+                chars.update(map(chr, counted))
+        return {**counts, "chars": "".join(sorted(chars)), REFUSED: refused, DISTRIBUTIONS: distributions}
 
 
 class GzipTFRecordSink(filebasedsink.FileBasedSink):
@@ -213,24 +304,65 @@ class _GzipFile(gzip.GzipFile):
                 self._raw.close()
 
 
-def build_pipeline(pipeline: beam.Pipeline, items: List[dict], cfg: Dict, output_dir: str) -> None:
+def build_pipeline(pipeline: beam.Pipeline, items: List[dict], cfg: Dict, output_dir: str, dedup: bool = False,
+                   statistics_on: bool = False) -> None:
     """Adds the tokenization to `pipeline`: shards under output_dir/Split-<split>/, counts in
-    output_dir/STATS_FILE."""
+    output_dir/STATS_FILE; with dedup, only the first of documents of the same text is tokenized;
+    with statistics_on, TFDV statistics in output_dir/STATISTICS_DIR/Split-<split>/FeatureStats.pb."""
+    side_inputs = {}
+    if dedup:
+        later = (pipeline
+                 | "WholeDocuments" >> beam.Create(sources.whole_document_items(items), reshuffle=True)
+                 | "HashDocuments" >> beam.ParDo(HashDocuments(cfg))
+                 | "GroupByText" >> beam.GroupByKey()
+                 | "LaterCopies" >> beam.FlatMap(later_copies))
+        side_inputs["duplicates"] = beam.pvalue.AsDict(later)
+    rows = [f"rows_{split}" for split in sources.SPLITS] if statistics_on else []
     outputs = (pipeline
                # Create reshuffles its elements (reshuffle=True), spreading the items over workers.
                | "WorkItems" >> beam.Create(items, reshuffle=True)
-               | "Tokenize" >> beam.ParDo(TokenizeDocuments(cfg)).with_outputs("stats", *sources.SPLITS))
+               | "Tokenize" >> beam.ParDo(TokenizeDocuments(cfg, statistics_on), **side_inputs).with_outputs(
+                   "stats", *sources.SPLITS, *rows))
     for split in sources.SPLITS:
         _ = (outputs[split]
              | f"Write{split.capitalize()}" >> beam.io.Write(GzipTFRecordSink(
                  os.path.join(shards.split_dir(output_dir, split), SHARD_PREFIX), cfg["num_shards"])))
-    _ = (outputs["stats"]
-         | "MergeStats" >> beam.CombineGlobally(MergeStats())
-         | "WriteStats" >> beam.Map(_write_file, os.path.join(output_dir, STATS_FILE)))
+    merged = outputs["stats"] | "MergeStats" >> beam.CombineGlobally(MergeStats())
+    _ = merged | "WriteStats" >> beam.Map(_write_counts, os.path.join(output_dir, STATS_FILE))
+    if statistics_on:
+        import tensorflow_data_validation as tfdv
+
+        batches = [outputs[f"rows_{split}"]
+                   | f"Batch{split.capitalize()}" >> beam.BatchElements(max_batch_size=statistics.ROWS_PER_BATCH)
+                   | f"Rows{split.capitalize()}" >> beam.Map(statistics.record_batch, split)
+                   for split in sources.SPLITS]
+        _ = (tuple(batches)
+             | "Documents" >> beam.Flatten()
+             | "GenerateStatistics" >> tfdv.GenerateStatistics(statistics.stats_options())
+             | "WriteStatistics" >> beam.Map(_write_statistics, beam.pvalue.AsSingleton(merged),
+                                             os.path.join(output_dir, STATISTICS_DIR), cfg))
+
+
+def _write_counts(merged: dict, path: str) -> None:
+    _write_file(json.dumps({k: v for k, v in merged.items() if k != DISTRIBUTIONS}, ensure_ascii=True), path)
+
+
+def _write_statistics(generated, merged: dict, directory: str, cfg: Dict) -> None:
+    """Each split's statistics (TFDV's with the distributions added) where TFX's ExampleStatistics
+    keeps them."""
+    from apache_beam.io.filesystems import FileSystems
+
+    labels = statistics.token_label(_gpt2_encoding(cfg.get("bpe_dir")).decode_single_token_bytes) \
+        if cfg["tokenizer"] == GPT2 else None
+    for split in sources.SPLITS:
+        result = statistics.split_statistics(generated, merged, split, labels)
+        path = os.path.join(shards.split_dir(directory, split), statistics.STATS_FILE_NAME)
+        with FileSystems.create(path) as f:
+            f.write(result.SerializeToString())
 
 
 def _write_file(text: str, path: str) -> None:
-    """The one merged element, written whole (a retry writes the same bytes again): lighter than
+    """A merged element, written whole (a retry writes the same bytes again): lighter than
     a WriteToText, which adds a write-and-finalize stage of its own."""
     from apache_beam.io.filesystems import FileSystems
 

@@ -1,4 +1,5 @@
-"""TokenizeText: a Beam-based TFX component that turns a text corpus into token shards.
+"""TokenizeText: a Beam-based TFX component that turns a text corpus into token shards, and describes
+its documents with TFDV statistics.
 
 Parameters: the fields of TokenizeTextSettings (settings.py), stored as one JSON execution property.
 
@@ -25,22 +26,31 @@ document in val when a keyed hash of its index and split_seed falls below val_fr
 20 documents (sources.MIN_HASHED_VAL_DOCUMENTS; a streamed dataset: always), so any corpus with text
 gets a non-empty val split. Both are the same on every run and runner.
 
-Output: one Examples artifact, split_names ["train", "val"], GZIP TFRecord shards (zlib level 1) under
+Outputs: one Examples artifact, split_names ["train", "val"], GZIP TFRecord shards (zlib level 1) under
 Split-train/ and Split-val/ (num_shards per split; 0, the default, lets the runner decide, one file
 per bundle, while a fixed count makes Beam shuffle the records to the shards; chunk_size tokens or
 characters per record, default core.shards.DEFAULT_CHUNK_SIZE). Custom properties: num_documents[_train|_val], num_tokens_train/val,
 num_records_train/val, num_skipped_documents, skipped_empty, skipped_missing_text,
-invalid_utf8_documents, tokenizer, vocab_size, eot_token (gpt2), record_feature, append_eot,
-source, split_method, val_fraction, split_seed, chunk_size, unicode_policy; shard_bytes and shard_sha256
-(each shard file's size and SHA-256, with which a run tells shards damaged since they were written).
+duplicate_documents, invalid_utf8_documents, refused_documents, tokenizer, vocab_size, eot_token (gpt2),
+record_feature, append_eot, source, split_method, val_fraction, split_seed, chunk_size, unicode_policy; shard_bytes and shard_sha256
+(each shard file's size and SHA-256, with which a run tells shards damaged since they were written);
+and, unless statistics=False, one ExampleStatistics artifact (TFDV's DatasetFeatureStatisticsList of the
+documents per split, Split-<split>/FeatureStats.pb as TFX's StatisticsGen writes it; statistics.py
+lists its features) with the properties num_documents, duplicate_documents, num_skipped_documents,
+refused_documents and tokenizer.
+
+Duplicates (dedup, on by default): a document whose text, after the BOM/CRLF policy, equals an
+earlier one's is dropped before the split (found by a hash of the text in a first, reading pass) and
+counted (duplicate_documents); so no text is in both splits.
 
 Bad input: a missing path or dataset, an empty corpus, or one whose documents are all empty fails the
 execution with an error naming the input, and leaves no Split-* directories. Documents with empty text
 are skipped and counted (skipped_empty; a missing dataset cell: skipped_missing_text).
 
-Unicode policy: a text file that is not UTF-8 text (NUL bytes, a UTF-16/UTF-32 byte-order mark, more
-than 1% invalid UTF-8 in its first 64 KiB) stops the execution with one line naming it, unless
-accept_invalid_text; otherwise bytes that are not valid UTF-8 are decoded with errors="replace"
+Unicode policy: a document that is not UTF-8 text (a UTF-16/UTF-32 byte-order mark, a NUL byte anywhere,
+more than 1% of any 64 KiB of it in invalid UTF-8 sequences or control characters; a file's first 64
+KiB are checked before any work, the whole of every document as it is read) stops the execution with
+one line naming it, unless accept_invalid_text (refused_documents counts them); otherwise bytes that are not valid UTF-8 are decoded with errors="replace"
 (U+FFFD for each invalid sequence) and the documents affected counted in invalid_utf8_documents. A
 UTF-8 byte-order mark is dropped (bom_dropped_documents); CRLF line ends become LF unless keep_crlf
 (crlf_normalized_lines). The counts are printed at the end of the execution.
@@ -67,7 +77,9 @@ class TokenizeTextSpec(types.ComponentSpec):
     # All parameters in one: TokenizeTextSettings as JSON (components/tokenize_text/settings.py).
     PARAMETERS = {executor.SETTINGS_KEY: ExecutionParameter(type=str)}
     INPUTS = {}
-    OUTPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
+    OUTPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+               # absent with statistics=False
+               executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True)}
 
 
 class TokenizeText(base_beam_component.BaseBeamComponent):
@@ -84,5 +96,7 @@ class TokenizeText(base_beam_component.BaseBeamComponent):
         # Checked here (TokenizeTextSettings checks itself) so that a wrong pipeline fails when it is
         # built, not when it runs.
         settings = settings or TokenizeTextSettings(**parameters)
-        spec = TokenizeTextSpec(settings=settings.to_json(), examples=types.Channel(type=standard_artifacts.Examples))
+        statistics = types.Channel(type=standard_artifacts.ExampleStatistics) if settings.statistics else None
+        spec = TokenizeTextSpec(settings=settings.to_json(), examples=types.Channel(type=standard_artifacts.Examples),
+                                statistics=statistics)
         super().__init__(spec=spec)

@@ -18,32 +18,111 @@ import numpy as np
 from core import shards
 
 # Unicode policy: bytes that are not UTF-8 are decoded with errors="replace" (each invalid sequence
-# becomes U+FFFD, as Python's "replace" does) and the document is counted as affected. A text file
-# that is not UTF-8 text at all is refused before any work (`text_file_problem`) unless the
-# accept_invalid_text setting is on. A UTF-8 byte-order mark is dropped; CRLF line ends become LF
-# unless keep_crlf.
+# becomes U+FFFD, as Python's "replace" does) and the document is counted as affected. A document
+# that is not UTF-8 text at all is refused unless the accept_invalid_text setting is on: one that
+# starts with a UTF-16/UTF-32 byte-order mark, holds a NUL byte anywhere, or in any 64 KiB of it
+# (POLICY_WINDOW, counted from its start) has more than 1% of its bytes in invalid UTF-8 sequences or
+# control characters. Files are checked on their first 64 KiB before any work (text_file_problem),
+# and every document in full while it is read for tokenizing (TextCheck, inside Utf8Decoder). A
+# UTF-8 byte-order mark is dropped; CRLF line ends become LF unless keep_crlf.
 UTF8_POLICY = "replace"
-TEXT_CHECK_BYTES = 1 << 16  # how much of each text file is looked at before tokenizing
-MAX_INVALID_FRACTION = 0.01  # of those bytes, the share in invalid UTF-8 sequences a text may have
+POLICY_WINDOW = 1 << 16  # the text policy judges a document this many bytes at a time
+TEXT_CHECK_BYTES = POLICY_WINDOW  # how much of each text file is looked at before tokenizing
+MAX_INVALID_FRACTION = 0.01  # of a window's bytes, the share in invalid UTF-8 or control characters
+# C0 control characters other than tab, line feed, vertical tab, form feed and carriage return (the
+# whitespace of GPT-2's pre-tokenizer), and DEL: in a text they are binary data. Every byte of them is
+# one character: UTF-8 never uses bytes below 0x80 inside a longer sequence.
+CONTROL_BYTES = bytes(range(0x00, 0x09)) + bytes(range(0x0E, 0x20)) + b"\x7f"
+REPLACEMENT = "\ufffd"
 BOM = "\ufeff"
 _FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
                  (b"\xfe\xff", "UTF-16"))
 
 
+class TextCheck:
+    """The text policy over one document's bytes as they are read, a window at a time: what it finds
+    (NUL bytes, control characters, invalid sequences replaced) and the first reason it refuses the
+    document (`problem`, None while it is text)."""
+
+    def __init__(self):
+        self.nul_bytes = self.control_characters = self.replaced_sequences = 0
+        self.problem: Optional[str] = None
+        self._offset = 0  # bytes seen
+        self._window_bad = [0, 0]  # invalid sequences and control characters of the current window
+
+    def room(self) -> int:
+        """How many more bytes the current window takes: add() takes at most this many at once."""
+        return POLICY_WINDOW - self._offset % POLICY_WINDOW
+
+    def add(self, raw: bytes, replaced: int = 0) -> None:
+        """The document's next bytes (within one window), of which decoding replaced `replaced`
+        invalid sequences."""
+        if self._offset == 0:
+            for bom, name in _FOREIGN_BOMS:
+                if raw.startswith(bom):
+                    self._refuse(f"it is {name} text (it starts with a {name} byte-order mark), not UTF-8")
+        nul = raw.find(0)
+        if nul >= 0 and not self.nul_bytes:
+            self._refuse(f"it holds NUL bytes (binary data, or UTF-16/UTF-32 text), the first at byte "
+                         f"{self._offset + nul}")
+        control = len(raw) - len(raw.translate(None, CONTROL_BYTES))
+        self.nul_bytes += raw.count(0) if nul >= 0 else 0
+        self.control_characters += control
+        self.replaced_sequences += replaced
+        self._window_bad[0] += replaced
+        self._window_bad[1] += control
+        self._offset += len(raw)
+        if self._offset % POLICY_WINDOW == 0:
+            self._judge_window(POLICY_WINDOW)
+
+    def finish(self) -> None:
+        """The document ended: its last, partial window is judged as a whole window (a short tail
+        with a stray byte or two is not refused), unless the document is shorter than one."""
+        if self._offset % POLICY_WINDOW:
+            self._judge_window(min(self._offset, POLICY_WINDOW))
+
+    def _judge_window(self, size: int) -> None:
+        replaced, control = self._window_bad
+        self._window_bad = [0, 0]
+        if replaced + control > size * MAX_INVALID_FRACTION:
+            start = (self._offset - 1) // POLICY_WINDOW * POLICY_WINDOW
+            found = " and ".join(f"{n} {what}" for n, what in ((replaced, "invalid UTF-8 sequences"),
+                                                              (control, "control characters")) if n)
+            self._refuse(f"{found} in its bytes {start}-{self._offset}, more than {MAX_INVALID_FRACTION:.0%} "
+                         f"(another encoding, or binary data)")
+
+    def _refuse(self, problem: str) -> None:
+        self.problem = self.problem or problem
+
+    def check_text(self, text: str) -> None:
+        """A document that came as text (a dataset's string cell): its UTF-8 bytes checked whole."""
+        raw = text.encode("utf-8", "surrogatepass")
+        start = 0
+        while start < len(raw):
+            end = start + self.room()
+            self.add(raw[start:end])
+            start = end
+        self.finish()
+
+
 def text_file_problem(head: bytes) -> Optional[str]:
     """Why the first bytes of a file show it is not UTF-8 text (None: they look like it)."""
-    for bom, name in _FOREIGN_BOMS:
-        if head.startswith(bom):
-            return f"it is {name} text (it starts with a {name} byte-order mark), not UTF-8"
-    nul = head.find(b"\0")
-    if nul >= 0:
-        return f"it holds NUL bytes (binary data, or UTF-16/UTF-32 text), the first at byte {nul}"
-    text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head, final=False)
-    invalid = text.count("\ufffd") - head.count("\ufffd".encode())
-    if head and invalid / len(head) > MAX_INVALID_FRACTION:
-        return (f"{invalid} invalid UTF-8 sequences in its first {len(head)} bytes, more than "
-                f"{MAX_INVALID_FRACTION:.0%} (another encoding, or binary data)")
-    return None
+    check = TextCheck()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    start = 0
+    while start < len(head):
+        end = start + check.room()
+        raw = head[start:end]
+        check.add(raw, _replaced(decoder.decode(raw, final=False), raw))
+        start = end
+    check.finish()
+    return check.problem
+
+
+def _replaced(text: str, raw: bytes) -> int:
+    """The invalid sequences that decoding `raw` under "replace" turned into `text`'s U+FFFD (a
+    U+FFFD that was in the text itself is not one)."""
+    return text.count(REPLACEMENT) - raw.count(REPLACEMENT.encode())
 
 # Characters at which a document may be cut for GPT-2 BPE (see `bpe_pieces`). All are whitespace to
 # GPT-2's pre-tokenizer regex; other Python whitespace (e.g. \x1c-\x1f) is not, so it is not used.
@@ -52,7 +131,8 @@ _CUT_CHARS = ("\n", " ", "\t", "\r")
 
 class Utf8Decoder:
     """Incremental UTF-8 decoding of one document's byte blocks under the replace policy, dropping
-    a leading byte-order mark and turning CRLF into LF (unless keep_crlf).
+    a leading byte-order mark and turning CRLF into LF (unless keep_crlf); its TextCheck (`check`)
+    sees every byte on the way, so the text policy holds for the whole document without a second read.
 
     Decodes strictly first so that it can tell whether the document had invalid bytes (a literal
     U+FFFD in valid text must not count); on the first error it switches to "replace".
@@ -66,20 +146,25 @@ class Utf8Decoder:
         self.replaced = False
         self.bom_dropped = False
         self.crlf_normalized = 0
+        self.check = TextCheck()
 
     def counts(self) -> dict:
-        """What decoding replaced or normalised, as TokenizeText's counters."""
+        """What decoding replaced, normalised or refused, as TokenizeText's counters."""
         return {"invalid_utf8_documents": int(self.replaced), "bom_dropped_documents": int(self.bom_dropped),
-                "crlf_normalized_lines": self.crlf_normalized}
+                "crlf_normalized_lines": self.crlf_normalized, "refused_documents": int(bool(self.check.problem))}
 
     def decode(self, block: bytes, final: bool = False) -> str:
-        try:
-            text = self._decoder.decode(block, final)
-        except UnicodeDecodeError:
-            # The codec keeps its buffered bytes when it raises, so the block can be decoded again.
-            self.replaced = True
-            self._decoder.errors = UTF8_POLICY
-            text = self._decoder.decode(block, final)
+        # decoded a policy window's worth at a time, so that the check knows where each replacement was
+        parts, start = [], 0
+        while start < len(block):
+            end = start + self.check.room()
+            parts.append(self._decode(block[start:end], final=final and end >= len(block)))
+            start = end
+        if not block:
+            parts.append(self._decode(block, final))
+        if final:
+            self.check.finish()
+        text = "".join(parts)
         if not self._started and text:
             self._started = True
             if text.startswith(BOM):
@@ -94,6 +179,20 @@ class Utf8Decoder:
         if count:
             self.crlf_normalized += count
             text = text.replace("\r\n", "\n")
+        return text
+
+    def _decode(self, raw: bytes, final: bool) -> str:
+        if not self.replaced:
+            try:
+                text = self._decoder.decode(raw, final)
+                self.check.add(raw)
+                return text
+            except UnicodeDecodeError:
+                # The codec keeps its buffered bytes when it raises, so the bytes can be decoded again.
+                self.replaced = True
+                self._decoder.errors = UTF8_POLICY
+        text = self._decoder.decode(raw, final)
+        self.check.add(raw, _replaced(text, raw))
         return text
 
 
@@ -270,10 +369,12 @@ def text_record(doc: int, pos: int, text: str) -> bytes:
 
 
 def decode_text(value, decoder: Optional[Utf8Decoder] = None) -> str:
-    """A dataset cell as text: str as is, bytes under the UTF-8 policy."""
-    if isinstance(value, str):
-        return value
+    """A dataset cell as text: str as is (checked by the decoder's text policy), bytes under the UTF-8
+    policy."""
     decoder = decoder or Utf8Decoder()
+    if isinstance(value, str):
+        decoder.check.check_text(value)
+        return value
     return decoder.decode(bytes(value), final=True)
 
 

@@ -113,3 +113,19 @@ def test_text_record_holds_utf8_text():
     feature = example.features.feature
     assert feature[encoding.TEXT].bytes_list.value == ["é\n".encode()]
     assert feature[shards.DOC].int64_list.value == [3] and feature[shards.POS].int64_list.value == [1]
+
+
+def test_text_check_judges_every_64_kib_and_a_short_tail_as_a_whole_window():
+    text = b"To be, or not to be, that is the question:\n" * 3100  # 133,300 bytes: two windows and a tail
+    for damage, problem in [(b"", None), (b"\xff" * 700, "700 invalid UTF-8 sequences in its bytes 65536-131072"),
+                            (b"\x07" * 700, "700 control characters in its bytes 65536-131072")]:
+        decoder = encoding.Utf8Decoder()
+        decoder.decode(text[:70000] + damage + text[70000:], final=True)
+        assert (decoder.check.problem or "").startswith(problem or ""), damage[:1]
+        assert bool(decoder.check.problem) == bool(problem)
+    tail = encoding.Utf8Decoder()  # two bad bytes in the last 1,000: 2% of them, but not of a window
+    tail.decode(text[:-1000] + b"\xff\x07" + text[-1000:], final=True)
+    assert tail.check.problem is None and (tail.check.replaced_sequences, tail.check.control_characters) == (1, 1)
+    short = encoding.TextCheck()  # a document shorter than a window is judged on its own length
+    short.check_text("hello\x07" * 10)
+    assert short.problem == "10 control characters in its bytes 0-60, more than 1% (another encoding, or binary data)"

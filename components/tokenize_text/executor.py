@@ -25,6 +25,7 @@ from core.errors import writing
 from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
 
 EXAMPLES_KEY = "examples"
+STATISTICS_KEY = "statistics"
 SETTINGS_KEY = "settings"
 STAGING_DIR = "_staging"
 
@@ -92,12 +93,28 @@ def set_properties(examples: types.Artifact, cfg: Dict[str, Any], info: dict, st
 
 
 def text_summary(stats: Dict[str, Any]) -> str:
-    """The line TokenizeText prints at its end: what it read, and what it replaced or normalised."""
+    """The line TokenizeText prints at its end: what it read, and what it dropped, replaced or normalised."""
+    refused = stats["refused_documents"]
     return (f"TokenizeText: {stats['num_documents']} documents, {stats['num_tokens_train']} train and "
-            f"{stats['num_tokens_val']} val tokens; {stats['invalid_utf8_documents']} documents with invalid "
-            f"UTF-8 replaced by U+FFFD, {stats['bom_dropped_documents']} byte-order marks dropped, "
-            f"{stats['crlf_normalized_lines']} CRLF line ends made LF, {stats['num_skipped_documents']} "
-            f"documents skipped")
+            f"{stats['num_tokens_val']} val tokens; {stats['duplicate_documents']} duplicate documents dropped, "
+            f"{stats['invalid_utf8_documents']} documents with invalid UTF-8 replaced by U+FFFD, "
+            + (f"{refused} documents not UTF-8 text tokenized (accept_invalid_text), " if refused else "")
+            + f"{stats['bom_dropped_documents']} byte-order marks dropped, {stats['crlf_normalized_lines']} CRLF "
+              f"line ends made LF, {stats['num_skipped_documents']} documents skipped")
+
+
+def check_text(stats: Dict[str, Any], cfg: Dict[str, Any]) -> None:
+    """Refuse, naming the first, documents the text policy found not to be text while they were read."""
+    if stats[beam_ops.REFUSED] is not None and not cfg["accept_invalid_text"]:
+        _, name, problem = stats[beam_ops.REFUSED]
+        raise sources.not_text(name, problem, stats["refused_documents"])
+
+
+def set_statistics_properties(statistics: types.Artifact, cfg: Dict[str, Any], stats: Dict[str, Any]) -> None:
+    statistics.split_names = artifact_utils.encode_split_names(list(sources.SPLITS))
+    for key in ("num_documents", "duplicate_documents", "num_skipped_documents", "refused_documents"):
+        statistics.set_int_custom_property(key, int(stats[key]))
+    statistics.set_string_custom_property("tokenizer", cfg["tokenizer"])
 
 
 def runs_on_direct_runner(beam_pipeline_args: List[str]) -> bool:
@@ -137,6 +154,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            exec_properties: Dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
+        statistics = (output_dict.get(STATISTICS_KEY) or [None])[0]  # present when the settings ask for it
         started = time.time()
         cfg = resolve_config(exec_properties)
         items, info = plan(cfg)  # a missing or empty input is named first
@@ -147,19 +165,29 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             sources.describe_split(info))
 
         staging = os.path.join(examples.uri, f"{STAGING_DIR}-{uuid.uuid4().hex[:8]}")
+        # duplicates are looked for in a corpus of several documents (one text file has none)
+        dedup = cfg["dedup"] and (sources.num_documents(info) or 2) > 1
         published = []
         try:
             with writing(f"the shards of {examples.uri}"):
                 with self._make_beam_pipeline() as pipeline:
-                    beam_ops.build_pipeline(pipeline, items, cfg, staging)
+                    beam_ops.build_pipeline(pipeline, items, cfg, staging, dedup=dedup,
+                                            statistics_on=statistics is not None)
             with fileio.open(os.path.join(staging, beam_ops.STATS_FILE)) as f:
                 stats = json.loads(f.read())
+            check_text(stats, cfg)
             check_counts(stats, info["source"])
             for key, count in info.pop("text_counts", {}).items():  # a file split into head and tail
                 stats[key] += count
-            for split in sources.SPLITS:
-                published.append(shards.split_dir(examples.uri, split))
-                fileio.rename(shards.split_dir(staging, split), published[-1])
+            moves = [(shards.split_dir(staging, split), shards.split_dir(examples.uri, split))
+                     for split in sources.SPLITS]
+            if statistics is not None:
+                fileio.makedirs(statistics.uri)  # (Kubeflow's launcher makes no output directories)
+                moves += [(shards.split_dir(os.path.join(staging, beam_ops.STATISTICS_DIR), split),
+                           shards.split_dir(statistics.uri, split)) for split in sources.SPLITS]
+            for source, destination in moves:
+                published.append(destination)
+                fileio.rename(source, destination)
             fileio.rename(os.path.join(staging, beam_ops.STATS_FILE),
                           os.path.join(examples.uri, beam_ops.STATS_FILE))
         except BaseException:
@@ -175,6 +203,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, "tfrecords_gzip")
         set_properties(examples, cfg, info, stats)
+        if statistics is not None:
+            set_statistics_properties(statistics, cfg, stats)
         examples.set_string_custom_property(shards.SHARD_BYTES, json.dumps(shards.shard_sizes(examples.uri)))
         examples.set_string_custom_property(shards.SHARD_SHA256, json.dumps(shards.shard_digests(examples.uri)))
         logging.info("TokenizeText: %s documents (%s skipped), train %s tokens, val %s tokens, in %.1f s",

@@ -27,15 +27,20 @@ def bpe(bpe_dir):
     return GPT2Tokenizer(bpe_dir)
 
 
-def run_executor(out_dir, beam_args=(), **props):
+def run_executor(out_dir, beam_args=(), statistics=False, **props):
+    """The executor's Examples artifact; with statistics, (examples, its ExampleStatistics artifact)."""
     examples = standard_artifacts.Examples()
     examples.uri = str(out_dir)
     os.makedirs(examples.uri, exist_ok=True)
+    outputs = {"examples": [examples]}
+    if statistics:
+        outputs["statistics"] = [standard_artifacts.ExampleStatistics()]
+        outputs["statistics"][0].uri = f"{out_dir}_statistics"
     context = base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=list(beam_args), tmp_dir=os.path.join(str(out_dir), ".tmp"))
     settings = TokenizeTextSettings(**{"tokenizer": "gpt2", **props}).to_json()
-    Executor(context).Do({}, {"examples": [examples]}, {"settings": settings})
-    return examples
+    Executor(context).Do({}, outputs, {"settings": settings})
+    return (examples, outputs["statistics"][0]) if statistics else examples
 
 
 def prop(examples, key):
@@ -287,11 +292,12 @@ def test_dataset_saved_to_disk_with_characters(tmp_path, hf_cache):
     datasets.Dataset.from_dict({"body": texts}).save_to_disk(str(tmp_path / "saved"))
     examples = run_executor(tmp_path / "out", dataset_name=str(tmp_path / "saved"), text_column="body",
                             tokenizer="char", val_fraction=0.3, split_method="hash", chunk_size=4)
-    total = sum(len(t) for t in texts)
-    assert prop(examples, "num_tokens_train") + prop(examples, "num_tokens_val") == total
+    kept = sorted({t: i for i, t in reversed(list(enumerate(texts))) if t}.values())  # the first of each text
+    assert prop(examples, "num_tokens_train") + prop(examples, "num_tokens_val") == sum(len(texts[i]) for i in kept)
+    assert prop(examples, "duplicate_documents") == 12  # empty ones are skipped, not duplicates
     assert prop(examples, "skipped_empty") == 5 and prop(examples, "append_eot") == 0
     assert prop(examples, "vocab_size") == len(set("".join(texts)))
-    val_text = "".join(t for i, t in enumerate(texts) if t and sources.hashed_split(i, 0.3, 0) == sources.VAL)
+    val_text = "".join(texts[i] for i in kept if sources.hashed_split(i, 0.3, 0) == sources.VAL)
     assert read_text_stream(examples, "val") == val_text
 
 

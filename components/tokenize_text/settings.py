@@ -46,6 +46,12 @@ class TokenizeTextSettings(Settings):
     keep_crlf: bool = setting(False, "keep CRLF line ends (default: made LF)")
     max_piece_chars: int = setting(1 << 20, "GPT-2 BPE encodes a document in pieces of about this many "
                                             "characters (memory)", minimum=1)
+    # what is checked of the data (docs/data_validation.md)
+    dedup: bool = setting(True, "drop documents whose text (after the BOM/CRLF policy) equals an earlier one's, "
+                                "before the split")
+    statistics: bool = setting(True, "describe the documents with TFDV statistics (an ExampleStatistics artifact: "
+                                     "lengths, empty ones, the character and token distributions), which "
+                                     "validation checks")
 
     def __post_init__(self):
         check(self)

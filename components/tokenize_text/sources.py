@@ -16,9 +16,10 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+from typing import Any, Iterator, List, NamedTuple, Optional
 
 from components.tokenize_text.encoding import TEXT_CHECK_BYTES, Utf8Decoder, decode_text, text_file_problem
+from components.tokenize_text.statistics import check_features
 from components.tokenize_text.settings import AUTO, HASH, HEAD_TAIL  # noqa: F401  (the split methods)
 from core.errors import UserError
 from core.shards import SPLITS, TRAIN, VAL  # noqa: F401  (this module's callers use all three)
@@ -78,14 +79,21 @@ def match_text_files(pattern: str) -> List[Any]:
     return files
 
 
+def not_text(name: str, problem: str, refused: int = 1) -> NotText:
+    """The error that refuses a document the text policy refuses (encoding.TextCheck), naming it."""
+    more = f" ({refused - 1} more documents refused)" if refused > 1 else ""
+    return NotText(f"{name} is not UTF-8 text: {problem}{more}; convert it to UTF-8 (e.g. iconv -t UTF-8), or set "
+                   f"accept_invalid_text=True to tokenize it anyway with invalid bytes replaced")
+
+
 def check_text_files(files: List[Any]) -> None:
-    """Refuse, naming it, the first file that is not UTF-8 text (encoding.text_file_problem)."""
+    """Refuse, naming it, the first file whose first bytes are not UTF-8 text (encoding.text_file_problem):
+    before any work; the whole of each document is checked as it is read."""
     for m in files:
         with _filesystems().open(m.path) as f:
             problem = text_file_problem(f.read(TEXT_CHECK_BYTES))
         if problem:
-            raise NotText(f"{m.path} is not UTF-8 text: {problem}; convert it to UTF-8 (e.g. iconv -t UTF-8), "
-                          f"or set accept_invalid_text=True to tokenize it anyway with invalid bytes replaced")
+            raise not_text(m.path, problem)
 
 
 def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[int] = None
@@ -104,11 +112,11 @@ def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[i
                 break
 
 
-def count_chars(path: str, keep_crlf: bool = False) -> (int, Dict[str, int]):
+def count_chars(path: str, keep_crlf: bool = False) -> (int, Utf8Decoder):
     """The length in characters of a text file, in one streaming pass (nanoGPT's n = len(data)),
-    and the counts of what decoding replaced or normalised in it (encoding.Utf8Decoder.counts)."""
+    and its decoder, which tells what decoding replaced or normalised and what the text policy found."""
     decoder = Utf8Decoder(keep_crlf)
-    return sum(len(block) for block in read_blocks(path, decoder)), decoder.counts()
+    return sum(len(block) for block in read_blocks(path, decoder)), decoder
 
 
 def choose_split(split_method: str, num_documents: Optional[int], val_fraction: Optional[float]):
@@ -155,14 +163,17 @@ def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[floa
         return items, info
     items, info["text_counts"] = [], collections.Counter()
     for i, m in enumerate(files):
-        # a file's head and tail each decode it from its start: what decoding changed is counted here, once
-        n, counts = count_chars(m.path, keep_crlf)
-        info["text_counts"].update(counts)
+        # a file's head and tail each decode it from its start: what decoding changed, and what the
+        # text policy finds in the whole file, is counted here, once (on the first part's row)
+        n, decoder = count_chars(m.path, keep_crlf)
+        if decoder.check.problem and not accept_invalid_text:
+            raise not_text(m.path, decoder.check.problem)
+        info["text_counts"].update(decoder.counts())
         cut = head_tail_cut(n, fraction)
-        if cut > 0 or n == 0:  # (an empty file is counted as a skipped document)
-            items.append({"kind": "file", "path": m.path, "doc": i, "split": TRAIN, "start": 0, "end": cut})
-        if n > cut:
-            items.append({"kind": "file", "path": m.path, "doc": i, "split": VAL, "start": cut, "end": n})
+        parts = ([(TRAIN, 0, cut)] if cut > 0 or n == 0 else []) + ([(VAL, cut, n)] if n > cut else [])
+        for k, (split, start, end) in enumerate(parts):  # (an empty file is counted as a skipped document)
+            items.append({"kind": "file", "path": m.path, "doc": i, "split": split, "start": start, "end": end,
+                          "check": check_features(decoder.check) if k == 0 else None})
     return items, info
 
 
@@ -214,8 +225,8 @@ def _dataset_documents(texts: Iterator[tuple], cfg: dict) -> Iterator[Document]:
         if value is None:  # a missing cell: counted by the caller as a skipped document
             yield Document(index, hashed_split(index, cfg["val_fraction"], cfg["split_seed"]), None, None)
             continue
-        decoder = None if isinstance(value, str) else Utf8Decoder()
-        text = decode_text(value, decoder)
+        decoder = Utf8Decoder()
+        text = decode_text(value, decoder)  # a string cell is checked as it is, not normalised
         if cfg["split_method"] != HEAD_TAIL:
             yield Document(index, hashed_split(index, cfg["val_fraction"], cfg["split_seed"]), iter([text]), decoder)
             continue
@@ -257,3 +268,28 @@ def iter_documents(item: dict, cfg: dict, dataset=None) -> Iterator[Document]:
             _stream_texts(dataset, cfg["text_column"], item["shard"], item["num_shards"]), cfg)
     else:
         raise ValueError(f"unknown work item {item!r}")
+
+
+def document_name(item: dict, index: int, cfg: dict) -> str:
+    """How a message names a document: its file, or its row of the dataset."""
+    if item["kind"] == "file":
+        return item["path"]
+    if item["kind"] == "stream":
+        return f"row {index % STREAM_SHARD_STRIDE} of shard {item['shard']} of dataset_name={cfg['dataset_name']!r}"
+    return f"row {index} of dataset_name={cfg['dataset_name']!r}"
+
+
+def whole_document_items(items: List[dict]) -> List[dict]:
+    """Work items that read each document once and whole (a file cut into a head and a tail is one
+    document): what the pass that finds duplicates reads, with iter_whole_documents."""
+    return [{**item, "end": None, "check": None} if item["kind"] == "file" else item
+            for item in items if item["kind"] != "file" or item["start"] == 0]
+
+
+def iter_whole_documents(item: dict, cfg: dict, dataset=None) -> Iterator[Document]:
+    return iter_documents(item, {**cfg, "split_method": HASH}, dataset)
+
+
+def num_documents(info: dict) -> Optional[int]:
+    """How many documents the plan found (None: a stream, of unknown length)."""
+    return info.get("num_files", info.get("num_rows"))

@@ -1,8 +1,9 @@
-"""The input-text policy (fault injection: each kind of file that is not UTF-8 text): refused in one
-line naming the file, the problem and the setting that accepts it; a UTF-8 byte-order mark dropped;
-CRLF made LF (or kept); the counts printed at the end of TokenizeText."""
+"""The input-text policy (fault injection: each kind of file that is not UTF-8 text, at its start or
+anywhere in it): refused in one line naming the file, the problem and the setting that accepts it; a
+UTF-8 byte-order mark dropped; CRLF made LF (or kept); the counts printed at the end of TokenizeText."""
 
 import pytest
+from tfx.components.statistics_gen import stats_artifact_utils
 
 from components.tokenize_text import encoding, sources
 from components.tokenize_text.executor_test import read_text_stream, run_executor
@@ -56,3 +57,40 @@ def test_crlf_split_between_blocks_and_a_lone_cr():
     blocks = [b"\xef\xbb", b"\xbfone\r", b"\ntwo\r", b"three\r\n", b""]
     assert "".join(decoder.decode(b, final=not b) for b in blocks) == "one\ntwo\rthree\n"
     assert decoder.bom_dropped and decoder.crlf_normalized == 2
+
+
+def test_binary_data_past_the_first_64_kib_is_refused_as_the_document_is_read(tmp_path, capsys):
+    """NUL bytes deep in a document of a hash-split corpus (whose first 64 KiB pass the check before
+    any work): refused by the tokenizing pass itself, naming the file and the byte; accepted, they
+    are counted and the statistics show the document."""
+    head = (TEXT * 30).encode()  # 72,000 bytes of text first
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_bytes(head)
+    binary = tmp_path / "corpus" / "b.txt"
+    binary.write_bytes(head + b"\x00\x01\x02\x03blob\x00" + head)
+    props = dict(input_pattern=str(tmp_path / "corpus"), tokenizer="char", split_method="hash", val_fraction=0.5,
+                 split_seed=4)  # a.txt in train, b.txt in val
+    with pytest.raises(sources.NotText) as info:
+        run_executor(tmp_path / "out", **props)
+    assert str(info.value).startswith(f"{binary} is not UTF-8 text: it holds NUL bytes (binary data, or UTF-16/UTF-32 "
+                                      f"text), the first at byte {len(head)}; ")
+    assert not list((tmp_path / "out").glob("Split-*"))
+
+    examples, stats = run_executor(tmp_path / "accepted", statistics=True, accept_invalid_text=True, **props)
+    assert examples.get_custom_property("refused_documents") == stats.get_custom_property("refused_documents") == 1
+    assert "1 documents not UTF-8 text tokenized (accept_invalid_text)" in capsys.readouterr().out
+    found = {}
+    for split in sources.SPLITS:
+        for feature in stats_artifact_utils.load_statistics(stats, split).proto().datasets[0].features:
+            if feature.path.step[0] in ("not_text", "control_characters") and feature.num_stats.max:
+                found[feature.path.step[0]] = feature.num_stats.max
+    assert found == {"not_text": 1, "control_characters": 5}
+
+
+def test_control_characters_past_the_first_64_kib_of_one_file_are_refused_before_any_work(tmp_path):
+    """One text file (split head_tail) is read whole to be cut: the policy holds for all of it."""
+    path = tmp_path / "log.txt"
+    path.write_bytes((TEXT * 30).encode() + b"\x1b[31mred\x1b[0m " * 1000 + (TEXT * 30).encode())
+    with pytest.raises(sources.NotText, match=rf"^{path} is not UTF-8 text: 2000 control characters in its bytes "
+                                              rf"65536-131072, more than 1%"):
+        run_executor(tmp_path / "out", input_pattern=str(path), tokenizer="char")

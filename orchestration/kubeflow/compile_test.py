@@ -46,16 +46,25 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
                     "--max_iters=123", "--learning_rate=3e-4", "--eval_batches=50")
     order = task_order(spec)
     components = [t for t in order if "resolver" not in t]
-    assert components == ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator", "InfraValidator",
-                          "Pusher"]
+    assert components == ["ImportSchemaGen", "TokenizeText", "SchemaGen", "DataValidator", "AnomalyGate", "Transform",
+                          "Trainer", "LMEvaluator", "InfraValidator", "Pusher"]
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
-    assert set(tasks["Transform"]["dependentTasks"]) == {"ImportSchemaGen", "TokenizeText"}
-    assert tasks["Trainer"]["dependentTasks"] == ["Transform"]
+    # the data checked before anything trains on it: the gate comes before Transform and the Trainer
+    assert set(tasks["Transform"]["dependentTasks"]) == {"AnomalyGate", "ImportSchemaGen", "TokenizeText"}
+    assert set(tasks["Trainer"]["dependentTasks"]) == {"AnomalyGate", "Transform"}
+    validator = tasks["DataValidator"]["inputs"]["artifacts"]
+    assert validator["statistics"]["taskOutputArtifact"] == {"producerTask": "TokenizeText",
+                                                             "outputArtifactKey": "statistics"}
+    assert validator["baseline_blessing"]["taskOutputArtifact"]["producerTask"].startswith(
+        "latest_blessed_model_resolver")  # TFX's LatestBlessedModelStrategy, whose blessing names the data
+    assert tasks["LMEvaluator"]["inputs"]["artifacts"]["statistics"]["taskOutputArtifact"]["producerTask"] == \
+        "TokenizeText"
+    assert _parameters(spec, "AnomalyGate") == {"accept_anomalies": "0"}
     assert order.index("latest_blessed_model_resolver-model-resolver") < order.index("LMEvaluator")
     assert set(tasks["Pusher"]["dependentTasks"]) == {"InfraValidator", "LMEvaluator", "Trainer"}
     assert set(tasks["InfraValidator"]["dependentTasks"]) == {"LMEvaluator", "Trainer"}
     assert set(tasks["LMEvaluator"]["inputs"]["artifacts"]) == {"examples", "model", "baseline_model", "model_run",
-                                                                "transform_graph", "source_examples"}
+                                                                "transform_graph", "source_examples", "statistics"}
     assert spec["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/nanogpt/pipeline_root"
 
     tokenize = TokenizeTextSettings.from_json(_parameters(spec, "TokenizeText")["settings"])
@@ -82,7 +91,8 @@ def test_every_preset_compiles(tmp_path):
         data = [] if settings.get("dataset_name") else ["--data=gs://bucket/input.txt"]
         spec = _compile(tmp_path, "--pipeline_root=gs://bucket/root", *data, preset=preset, name=f"{preset}.json")
         tasks = set(spec["pipelineSpec"]["root"]["dag"]["tasks"])
-        assert {"TokenizeText", "Trainer", "LMEvaluator", "Pusher"} <= tasks, preset
+        checks = {"SchemaGen", "DataValidator", "AnomalyGate"}
+        assert {"TokenizeText", *checks, "Trainer", "LMEvaluator", "Pusher"} <= tasks, preset
         assert ("Transform" in tasks) == (settings.get("tokenizer", "char") == "char"), preset
         train, _, _ = read_custom_config(json.loads(_parameters(spec, "Trainer")["custom_config"]))
         assert train == make_config(settings["train_preset"]), preset
@@ -90,6 +100,23 @@ def test_every_preset_compiles(tmp_path):
         assert evaluation.baselines == settings.get("baselines", [])
         assert evaluation.beat_unigram, preset  # a model no better than the unigram baseline: never blessed
         assert "InfraValidator" in tasks, preset
+
+
+def test_a_curated_schema_or_no_validation(tmp_path):
+    """--schema_file: TFX's ImportSchemaGen in SchemaGen's place; --skip_validation=True: no checks,
+    the Trainer after Transform alone."""
+    common = ["--pipeline_root=gs://bucket/root", "--data=gs://bucket/input.txt"]
+    spec = _compile(tmp_path, *common, "--schema_file=gs://bucket/schema.pbtxt", name="curated.json")
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "SchemaGen" not in tasks and _parameters(spec, "ImportDataSchema") == {
+        "schema_file": "gs://bucket/schema.pbtxt"}
+    assert tasks["DataValidator"]["inputs"]["artifacts"]["schema"]["taskOutputArtifact"]["producerTask"] == \
+        "ImportDataSchema"
+    spec = _compile(tmp_path, *common, "--skip_validation=True", name="unchecked.json")
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert not {"SchemaGen", "DataValidator", "AnomalyGate"} & set(tasks)
+    assert tasks["Trainer"]["dependentTasks"] == ["Transform"]
+    assert "statistics" in tasks["LMEvaluator"]["inputs"]["artifacts"]  # still recorded with the blessing
 
 
 def test_file_presets_need_data_the_pods_can_read(tmp_path, capsys):

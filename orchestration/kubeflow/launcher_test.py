@@ -56,10 +56,15 @@ def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run):
     record = first_run
     assert record["state"] == "SUCCEEDED"
     assert {t: v["state"] for t, v in record["tasks"].items()} == {
-        t: "SUCCEEDED" for t in ["ImportSchemaGen", "TokenizeText", "Transform", "Trainer", "LMEvaluator",
-                                 "InfraValidator", "Pusher",
+        t: "SUCCEEDED" for t in ["ImportSchemaGen", "TokenizeText", "SchemaGen", "DataValidator", "AnomalyGate",
+                                 "Transform", "Trainer", "LMEvaluator", "InfraValidator", "Pusher",
                                  "latest_blessed_model_resolver-model-blessing-resolver",
                                  "latest_blessed_model_resolver-model-resolver"]}
+    # the data checked: TFDV statistics, SchemaGen's schema, no anomalies; the blessing names the statistics
+    statistics = _artifact(record, "TokenizeText", "statistics")
+    assert statistics["metadata"]["num_documents"] == 2 and _artifact(record, "SchemaGen", "schema")["uri"]
+    assert _artifact(record, "DataValidator", "anomalies")["metadata"]["anomalies"] == "[]"
+    assert _artifact(record, "LMEvaluator", "blessing")["metadata"]["data_statistics"] == statistics["uri"]
     # nothing blessed before: both resolvers answer with nothing
     assert record["tasks"]["latest_blessed_model_resolver-model-resolver"]["outputs"] == {"model": []}
     # the metadata TokenizeText's executor output gave its examples reached the record
@@ -96,7 +101,12 @@ def test_a_second_run_finds_the_first_runs_blessed_model_through_the_resolvers(c
     assert first["run_id"] == first_run["run_id"]
     tasks = second["tasks"]
     # Kubeflow's cache: the same inputs and parameters, so the tasks up to the Trainer are reused
-    assert [tasks[t]["state"] for t in ("ImportSchemaGen", "TokenizeText", "Transform", "Trainer")] == ["CACHED"] * 4
+    assert [tasks[t]["state"] for t in ("ImportSchemaGen", "TokenizeText", "SchemaGen", "Transform", "Trainer")] == \
+        ["CACHED"] * 5
+    # the data is checked again against the first run's blessed model, which was trained on this very data
+    assert tasks["DataValidator"]["state"] == tasks["AnomalyGate"]["state"] == "SUCCEEDED"
+    with open(os.path.join(_artifact(second, "DataValidator", "anomalies")["uri"], "report.md")) as f:
+        assert "was trained on this very data: no drift to measure" in f.read()
     first_model = first["tasks"]["Trainer"]["outputs"]["model"]
     assert tasks["latest_blessed_model_resolver-model-blessing-resolver"]["outputs"]["model_blessing"] == \
         first["tasks"]["LMEvaluator"]["outputs"]["blessing"]
@@ -119,7 +129,8 @@ def test_a_bpe_spec_runs_through_its_trainer(tmp_path, shakespeare_text, bpe_dir
     corpus.write_text(shakespeare_text[:20000], encoding="utf-8")
     spec = tmp_path / "bpe.yaml"
     runner.main(["compile", "--preset=shakespeare", f"--pipeline_root={tmp_path / 'out'}", f"--data={corpus}",
-                 f"--spec={spec}", f"--bpe_dir={bpe_dir}", *TINY])
+                 f"--spec={spec}", f"--bpe_dir={bpe_dir}", "--skip_validation=True",  # (checked in the char spec)
+                 *TINY])
     runner.main(["run", f"--spec={spec}", "--until=Trainer"])
     (record,) = _records(tmp_path / "out" / "pipeline_root")
     assert {t: v["state"] for t, v in record["tasks"].items()} == {"TokenizeText": "SUCCEEDED",
