@@ -22,6 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from core import files, shards
+from core.shards import TRAIN, VAL
+from model.tokenizer import get_tokenizer
 
 IN_MEMORY_MAX_TOKENS = 1 << 28  # 512 MB as uint16
 TOKEN_CACHE_ENV = "NANOGPT_TFX_TOKEN_CACHE"  # where large splits are cached (default: the temp dir)
@@ -135,3 +137,17 @@ class TokenStream:
     def windows(self, offsets):
         """x, y at the given window offsets (any shape of offsets: x and y add a block_size axis)."""
         return windows_at(self.tokens, offsets, self.block_size)
+
+
+def prepare_text_file(cfg, data_dir: str) -> dict:
+    """Tokenize a text file in process into token shards, nanoGPT's shakespeare prepare.py way:
+    the first 90% of the text is train, the rest val. Returns the tokenizer's description."""
+    with open(cfg.text_file, encoding="utf-8") as f:
+        text = f.read()
+    if not text:
+        raise ValueError(f"text file {cfg.text_file} is empty")
+    tokenizer = get_tokenizer(cfg.tokenizer, text=text, bpe_dir=cfg.bpe_dir or None)
+    n = len(text)
+    for split, part in ((TRAIN, text[: int(n * 0.9)]), (VAL, text[int(n * 0.9):])):
+        shards.write_split(shards.split_dir(data_dir, split), [tokenizer.encode(part)])
+    return tokenizer.to_json()
