@@ -34,7 +34,9 @@ class PipelineConfig(TokenizeTextSettings):
     train_preset: str = setting("shakespeare_char", "the training preset (model/config.py) under the "
                                                     "training hyperparameters", choices=tuple(TRAIN_PRESETS))
     train_overrides: Dict[str, object] = setting({}, "training hyperparameters over train_preset")
-    resume: bool = setting(False, "continue from the checkpoint of the latest model's training run")
+    resume: bool = setting(False, "start from the checkpoint of the latest model's training run")
+    continue_interrupted: bool = setting(True, "continue an interrupted training of the same data and model shape "
+                                               "from its latest checkpoint (False: train anew)")
     serving_weights: str = setting("float32", "the exported SavedModel's matmul weights (bfloat16: half the bytes "
                                               "read per generated token)", choices=WEIGHT_DTYPES)
     serving_loop: str = setting("auto", "how the exported generate signature decodes: xla (XLA-compiled, for GPU "
@@ -52,6 +54,8 @@ class PipelineConfig(TokenizeTextSettings):
                                          "NVIDIA_H100_80GB (Kubeflow, Vertex AI)")
     train_accelerator_count: int = setting(0, "accelerators per training worker: the replicas each trains",
                                            minimum=0)
+    train_retries: int = setting(3, "Kubeflow: times the Trainer task is run again after it failed (preempted, "
+                                    "killed); each retry continues the interrupted training", minimum=0)
     vertex_project: str = setting("", "the Google Cloud project of the Vertex AI training job")
     vertex_region: str = setting("us-central1", "the region of the Vertex AI training job")
     # the container image of the components on Kubeflow Pipelines and of the Vertex AI training job

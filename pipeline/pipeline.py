@@ -13,6 +13,7 @@ from components.baseline_resolver import PreviousBlessedModelStrategy
 from components.lm_evaluator.component import LMEvaluator
 from components.pusher.component import Pusher
 from components.tokenize_text.component import TokenizeText
+from components.trainer.trainings import trainings_dir
 from core import shards
 from pipeline.configs import IMAGE_WORKDIR, PipelineConfig
 
@@ -37,7 +38,8 @@ def _trainer(config: PipelineConfig, kubeflow: bool, **inputs):
     accelerators asked for), or, for several workers, TFX's Vertex AI Trainer."""
     custom_config = {"train_preset": config.train_preset, "train_config": config.train_overrides,
                      "resume": config.resume, "serving_weights": config.serving_weights,
-                     "serving_loop": config.serving_loop}
+                     "serving_loop": config.serving_loop, "trainings_dir": trainings_dir(config.pipeline_root),
+                     "continue_interrupted": config.continue_interrupted}
     common = dict(run_fn="components.trainer.run_fn.run_fn", train_args=tfx.proto.TrainArgs(splits=[shards.TRAIN]),
                   eval_args=tfx.proto.EvalArgs(splits=[shards.VAL]), **inputs)
     if config.trains_on_vertex:

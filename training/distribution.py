@@ -39,6 +39,15 @@ def make_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}")
 
 
+def chief_by_tf_config() -> bool:
+    """Whether this process is the chief of the cluster TF_CONFIG names (its worker 0 when it names
+    no chief), or trains alone; for a caller that has no strategy yet."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = tf_config.get("task", {})
+    return not task.get("type") or task["type"] == "chief" or (
+        task["type"] == "worker" and int(task.get("index", 0)) == 0 and "chief" not in tf_config.get("cluster", {}))
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type or isinstance(strategy, tf.distribute.TPUStrategy):

@@ -6,7 +6,8 @@ Inputs:
   model           Model, the candidate: <uri>/Format-HF is loaded with GPT.from_pretrained
   baseline_model  Model (optional): the last blessed model, from a resolver with
                   LatestBlessedModelStrategy; absent or empty on the first run
-  model_run       ModelRun (optional): its history.json feeds the loss-curve plot
+  model_run       ModelRun (optional): its history.json feeds the loss-curve plot; published, so the
+                  training directory it was copied from is removed (components/trainer/trainings.py)
 
 Parameters:
   baselines           GPT-2 names ("gpt2", ...: downloaded from the hub) or local Hugging Face GPT-2

@@ -22,6 +22,7 @@ from tfx.utils import io_utils
 from components.artifact_layout import METRICS_FILE, PLOT_FILE, REPORT_FILE
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report
+from components.trainer import trainings
 from core import files
 from core.errors import writing
 from model.presets import GPT2_VOCAB_SIZE
@@ -122,6 +123,8 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         last_blessed = (input_dict.get(BASELINE_MODEL_KEY) or [None])[0]
         model_run = (input_dict.get(MODEL_RUN_KEY) or [None])[0]
+        if model_run is not None:  # published, as this execution's input: the training it was copied from may go
+            trainings.remove_published(model_run.uri, log=lambda line: logging.info("LMEvaluator: %s", line))
         evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         labels = ev.unique_labels(settings.baselines)  # fails on a bad list before any work

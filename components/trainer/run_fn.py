@@ -9,16 +9,21 @@ benchmark's; this process keeps the TFX side and exports the trained model.
   shards, or Transform's transformed examples for characters: the same format).
 - The tokenizer: GPT-2 BPE, or the character vocabulary of the transform graph, which is also
   the table the exported model maps text with.
-- The training run lives in the ModelRun artifact (checkpoints, configs, TensorBoard, history.json);
-  the Model artifact gets the SavedModel (Format-Serving) and a Hugging Face checkpoint (Format-HF)
-  of the best weights (the last checkpoint saved, which is the best unless always_save_checkpoint).
-- custom_config "resume": continue from the checkpoint of the run that made `base_model`;
+- The training runs in a directory of the pipeline's trainings directory (custom_config
+  "trainings_dir"; components/trainer/trainings.py), where an interrupted one is continued by the
+  next execution (custom_config "continue_interrupted": False trains anew); once finished it is
+  copied into the ModelRun artifact (checkpoints, configs, TensorBoard, history.json). The Model
+  artifact gets the SavedModel (Format-Serving) and a Hugging Face checkpoint (Format-HF) of the
+  best weights (the last evaluation's checkpoint, which is the best unless always_save_checkpoint).
+  Without "trainings_dir" it trains in the ModelRun directory itself.
+- custom_config "resume": start from the checkpoint of the run that made `base_model`;
   "serving_weights": the SavedModel's matmul weights, "float32" or "bfloat16" (GPT.with_weights).
   "serving_loop": how the SavedModel's generate signature decodes, "auto", "xla" or "graph" (model/export.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -26,9 +31,11 @@ import tempfile
 import tensorflow as tf
 
 from components import artifact_layout
+from components.trainer import trainings
 from core import files
 from training import train_process
 from training.checkpoint_shape import check_resume
+from training.distribution import chief_by_tf_config
 from model.presets import POLICY_OF_DTYPE
 from training.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE,
                           make_config)
@@ -43,13 +50,17 @@ def _examples_uri(file_pattern: str) -> str:
     return os.path.dirname(os.path.dirname(file_pattern))
 
 
-def _copy_previous_run(base_model: str, out_dir: str) -> str:
-    """Copy the checkpoints and configs of the run that made base_model into out_dir; that run's dir."""
+def _previous_run(base_model: str) -> str:
+    """The training run (ModelRun directory) that made base_model."""
     pointer = os.path.join(os.path.dirname(base_model.rstrip("/")), RUN_DIR_POINTER)
     if not tf.io.gfile.exists(pointer):
         raise FileNotFoundError(f"resume: the previous model {base_model} records no training run ({pointer})")
     with tf.io.gfile.GFile(pointer) as f:
-        previous = f.read().strip()
+        return f.read().strip()
+
+
+def _copy_previous_run(previous: str, out_dir: str) -> None:
+    """Copy the checkpoints and configs of the training run `previous` into out_dir."""
     for name in (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE):
         src, dst = os.path.join(previous, name), os.path.join(out_dir, name)
         if tf.io.gfile.isdir(src):  # checkpoints/: its files (not the *_temp/ dir of a save cut short)
@@ -59,14 +70,13 @@ def _copy_previous_run(base_model: str, out_dir: str) -> str:
                     tf.io.gfile.copy(os.path.join(src, file), os.path.join(dst, file), overwrite=True)
         elif tf.io.gfile.exists(src):
             tf.io.gfile.copy(src, dst, overwrite=True)
-    return previous
 
 
 def run_fn(fn_args) -> None:
     custom = fn_args.custom_config or {}
     overrides = dict(custom.get("train_config", {}))
-    out_dir = fn_args.model_run_dir
-    tf.io.gfile.makedirs(out_dir)
+    model_run_dir = fn_args.model_run_dir
+    tf.io.gfile.makedirs(model_run_dir)
     if fn_args.transform_graph_path:  # characters: the vocabulary of the transform graph
         from components import char_transform
 
@@ -77,29 +87,55 @@ def run_fn(fn_args) -> None:
         tokenizer_json, export = {"kind": "gpt2"}, {}
     export["weights"] = custom.get("serving_weights", "float32")
     export["loop"] = custom.get("serving_loop", "auto")
-    if custom.get("resume"):
-        if not fn_args.base_model:
-            raise ValueError("resume was asked for, but there is no previous model to resume from")
-        previous_run = _copy_previous_run(fn_args.base_model, out_dir)
-        overrides["init_from"] = "resume"
-    cfg = make_config(custom.get("train_preset"),
-                      **{**overrides, "out_dir": out_dir, "data_dir": _examples_uri(fn_args.train_files[0])})
-    if custom.get("resume"):  # refused before training, so that ML Metadata records only what trained
-        previous_config = files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}
-        check_resume(previous_config, cfg, previous_run)
-    scratch = tempfile.mkdtemp(prefix="nanogpt-training-")  # the training process's outcome files
-    try:
-        trained = train_process.train(cfg, tokenizer_json, scratch)  # its own TensorFlow, as the benchmark's
-        if not trained.chief:  # a multi-worker run: only the chief exports
-            return
-        model = train_process.trained_model(trained, POLICY_OF_DTYPE[cfg.dtype])  # the best weights
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    examples_uri = _examples_uri(fn_args.train_files[0])
+    cfg = make_config(custom.get("train_preset"), **{**overrides, "data_dir": examples_uri})
+    if custom.get("resume") and not fn_args.base_model:
+        raise ValueError("resume was asked for, but there is no previous model to resume from")
+    base_model = fn_args.base_model if custom.get("resume") else None
+    ident = trainings.identity(cfg, examples_uri, fn_args.transform_graph_path, base_model)
+    choice = trainings.Choice(model_run_dir, None, "")
+    if custom.get("trainings_dir"):
+        choice = trainings.choose(custom["trainings_dir"], ident, cfg, model_run_dir,
+                                  allow_continue=custom.get("continue_interrupted", True))
+    if choice.line:
+        print(choice.line, flush=True)
+    cfg = make_config(custom.get("train_preset"), **{**overrides, "out_dir": choice.directory, "data_dir": examples_uri})
+    previous_run = None
+    if base_model and not choice.continue_from:  # refused before training, so that ML Metadata records only what trained
+        previous_run = _previous_run(base_model)
+        check_resume(files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg,
+                     previous_run)
+    separate = choice.directory != model_run_dir
+    with trainings.held(choice.directory) if separate else contextlib.nullcontext():
+        if previous_run:
+            _copy_previous_run(previous_run, cfg.out_dir)
+            cfg = make_config(custom.get("train_preset"), **{**cfg.to_dict(), "init_from": "resume"})
+        if separate:
+            trainings.start(choice, ident, cfg, model_run_dir, chief=chief_by_tf_config())
+        trained = _train(cfg, tokenizer_json, choice.continue_from)
+    if trained is None:  # a multi-worker run: only the chief exports
+        return
+    model = train_process.trained_model(trained, POLICY_OF_DTYPE[cfg.dtype])  # the best weights
+    if separate:
+        trainings.publish(choice.directory, model_run_dir)
     history = {"eval": trained.history, "train": trained.train_losses, "result": trained.result}
-    with writing(f"{artifact_layout.HISTORY_FILE} in {out_dir}"):
-        files.write_json(os.path.join(out_dir, artifact_layout.HISTORY_FILE), history, indent=None, sort_keys=False)
+    with writing(f"{artifact_layout.HISTORY_FILE} in {model_run_dir}"):
+        files.write_json(os.path.join(model_run_dir, artifact_layout.HISTORY_FILE), history, indent=None,
+                         sort_keys=False)
     model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     export_saved_model(model, fn_args.serving_model_dir, tokenizer_json, **export)
     model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
     with writing(f"{RUN_DIR_POINTER} in {model_uri}"):
-        files.write_file(os.path.join(model_uri, RUN_DIR_POINTER), out_dir)
+        files.write_file(os.path.join(model_uri, RUN_DIR_POINTER), model_run_dir)
+    if separate:  # last: a kill before it leaves the training to be continued (exported again)
+        trainings.completed(choice.directory, model_run_dir)
+
+
+def _train(cfg, tokenizer_json, continue_from):
+    """The training process's Outcome; None on a worker other than the chief."""
+    scratch = tempfile.mkdtemp(prefix="nanogpt-training-")  # the training process's outcome files
+    try:
+        trained = train_process.train(cfg, tokenizer_json, scratch, continue_from)  # its own TensorFlow
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return trained if trained.chief else None
