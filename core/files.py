@@ -132,3 +132,18 @@ def remove_tree_within(path: str, root: str) -> bool:
 
     shutil.rmtree(path)
     return True
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str, busy: Exception) -> Iterator[None]:
+    """Hold an exclusive lock on the local file `path` (made if need be) for the block; `busy` is
+    raised at once when another process holds it."""
+    import fcntl
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield

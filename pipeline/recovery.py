@@ -19,7 +19,6 @@ pipeline again after each.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import os
 import shutil
@@ -33,13 +32,10 @@ LOCK_FILE = ".runner.lock"
 @contextlib.contextmanager
 def exclusive_run(output_dir: str):
     """Hold the output directory's run lock; UserError when another local run holds it."""
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, LOCK_FILE), "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another `runner.py run` is running in {output_dir}: wait for it to end, or use "
-                            f"another --output") from None
+    from core.files import exclusive_lock
+
+    with exclusive_lock(os.path.join(output_dir, LOCK_FILE), UserError(
+            f"another `runner.py run` is running in {output_dir}: wait for it to end, or use another --output")):
         yield
 
 

@@ -168,15 +168,9 @@ def held(directory: str) -> Iterator[None]:
     if not files.is_local(directory):
         yield
         return
-    import fcntl
-
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, LOCK_FILE), "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TrainingInUse(f"the training in {directory} is being continued by another run: wait for it to "
-                                f"end, or train anew with --continue_interrupted=False") from None
+    with files.exclusive_lock(os.path.join(directory, LOCK_FILE), TrainingInUse(
+            f"the training in {directory} is being continued by another run: wait for it to end, or train anew "
+            f"with --continue_interrupted=False")):
         yield
 
 
