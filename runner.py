@@ -183,12 +183,12 @@ def compile_spec(args, overrides):
     from tfx import v1 as tfx
 
     from pipeline.kfp_local import write_pipeline_spec
-    from pipeline.pipeline import create_pipeline
+    from pipeline.pipeline import create_pipeline, with_retries
 
     spec = os.path.abspath(args.spec or f"{config.pipeline_name}-{config.preset}.yaml")
     runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.image)
-    pipeline_job = tfx.orchestration.experimental.KubeflowV2DagRunner(config=runner_config).run(
-        create_pipeline(config, kubeflow=True), write_out=False)
+    pipeline_job = with_retries(tfx.orchestration.experimental.KubeflowV2DagRunner(config=runner_config).run(
+        create_pipeline(config, kubeflow=True), write_out=False), config)
     write_pipeline_spec(pipeline_job, spec)
     print(f"wrote {spec}: pipeline {config.pipeline_name} ({config.preset}), image {config.image}, "
           f"pipeline root {config.pipeline_root}", flush=True)

@@ -18,9 +18,13 @@ The record of a run (its artifacts, the state and outputs of its tasks) is one J
 pipeline_root/<pipeline>/<run id>/kfp_local_run.json, rewritten atomically after each task. A
 task that fails on an input artifact whose shards differ from the SHA-256 it records (bytes changed
 in place) has that artifact set aside in the record of its run (DamagedInput), and the spec runs
-again, as `runner.py run` does under LocalDagRunner (pipeline/recovery.py). A task's process dies
-with the launcher; the record of a run whose launcher was killed is marked CANCELED by the next
-run on the same machine.
+again, as `runner.py run` does under LocalDagRunner (pipeline/recovery.py). A task whose spec gives
+it a retryPolicy (the Trainer's: its retry continues the interrupted training) runs again after a
+failure, at once (no backoff here), up to maxRetryCount times. SIGTERM and Ctrl-C are passed on
+to the running task, which stops cleanly (a Trainer checkpoints its iteration), and the run ends
+with one line (TaskStopped). A task's process dies with the launcher; the record of a run whose
+launcher is proven dead (pipeline/launchers.py: never another machine's live run on a shared
+pipeline root) is marked CANCELED by the next run, what its killed task wrote removed.
 
 Where it differs from a cluster (see docs/kubeflow.md): no containers (the image is not used; the
 tasks run in this checkout with this Python, and the image's /pipeline paths in the spec mean this
@@ -35,7 +39,7 @@ import hashlib
 import json
 import os
 import re
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,7 +47,9 @@ import time
 import uuid
 from typing import Dict, List, Optional
 
-from pipeline import fault_injection
+from core import signals
+from core.errors import Interrupted
+from pipeline import fault_injection, launchers
 from pipeline.configs import IMAGE_WORKDIR
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +78,19 @@ class DamagedInput(SpecError):
 
 # The state of an artifact set aside (ML Metadata's name): neither the cache nor a resolver takes it.
 SET_ASIDE = "MARKED_FOR_DELETION"
+
+
+class TaskStopped(Interrupted):
+    """The launcher was stopped (SIGTERM, Ctrl-C) while a task ran, and passed it on: the task's
+    last line says where it stopped (a Trainer: at which iteration its checkpoint is)."""
+
+    def __init__(self, task: str, signum: int, last_line: str):
+        super().__init__(task, signum, last_line)
+        self.exit_status = 128 + signum
+
+    def __str__(self):
+        task, signum, last_line = self.args
+        return f"task {task} was stopped by {signal.Signals(signum).name}: {last_line}"
 
 
 class _Unresolved(LookupError):
@@ -202,7 +221,7 @@ class Run:
         self.run_root = f"{self.pipeline_root.rstrip('/')}/{self.pipeline_name}/{self.run_id}"
         self.record = {"run_id": self.run_id, "pipeline_name": self.pipeline_name, "spec": self.spec_path,
                        "pipeline_root": self.pipeline_root, "started": time.time(), "state": "RUNNING",
-                       "launcher": {"host": socket.gethostname(), "pid": os.getpid()}, "artifacts": [], "tasks": {}}
+                       "launcher": launchers.this_launcher(), "artifacts": [], "tasks": {}}
         self.record_paths = _earlier_records(self.pipeline_root)  # {path: record} of the earlier runs
         self.earlier = list(self.record_paths.values())
         self.artifacts = {a["name"]: a for r in self.earlier for a in r["artifacts"]}
@@ -327,23 +346,23 @@ class Run:
         return self.record
 
     def _cancel_dead_runs(self) -> None:
-        """The records of earlier runs left RUNNING by a launcher of this machine that is no longer
-        alive (killed: kill -9, a power cut) are marked CANCELED. What their tasks recorded stays
-        usable (the cache takes it); what the killed task wrote (its directory, which the record
-        does not name) and a record's half-written copy are removed first, so that a kill during
-        this leaves the run RUNNING, to be cleared by the next."""
+        """The records of earlier runs left RUNNING by a launcher that is proven dead (killed: kill
+        -9, a power cut; pipeline/launchers.py: never another machine's or container's live run) are
+        marked CANCELED. What their tasks recorded stays usable (the cache takes it); what the killed
+        task wrote (its directory, which the record does not name, and what a push named before
+        making it) and a record's half-written copy are removed first, never through a symbolic link,
+        so that a kill during this leaves the run RUNNING, to be cleared by the next."""
         gfile = _gfile()
         for path, record in self.record_paths.items():
-            launcher = record.get("launcher", {})
-            if record.get("state") == "RUNNING" and launcher.get("host") == socket.gethostname() \
-                    and not _alive(launcher.get("pid", 0)):
+            if record.get("state") == "RUNNING" and launchers.proven_dead(record.get("launcher", {})):
                 run_root = path[:-len(RECORD_FILE)].rstrip("/")
                 for entry in sorted(gfile.listdir(run_root)):
                     name, where = entry.rstrip("/"), f"{run_root}/{entry.rstrip('/')}"
                     if name.startswith(f"{RECORD_FILE}.tmp-"):
                         gfile.remove(where)
                     elif name != RECORD_FILE and name not in record.get("tasks", {}) and gfile.isdir(where):
-                        gfile.rmtree(where)
+                        _remove_left_by_push(where, self.artifacts.values())
+                        _remove_within(where, run_root)
                         print(f"  run {os.path.basename(run_root)} was killed during {name}: its unrecorded "
                               f"outputs {where} are removed", flush=True)
                 record["state"] = "CANCELED"
@@ -364,13 +383,21 @@ class Run:
         if cached is not None:
             return self._finish(name, "CACHED", cached, cache_key=cache_key)
         executor_input = self._executor_input(name, component, inputs, parameters)
-        try:
-            self._run_container(name, executor["container"], executor_input)
-        except SpecError as failure:  # a damaged input (from the cache) is what it failed on, when it is one
-            damaged = self._set_aside_damaged(inputs)
-            if damaged:
-                raise DamagedInput(name, f"{str(failure)[len(f'task {name}: '):]}; {'; '.join(damaged)}") from None
-            raise
+        retries = int(self._tasks[name].get("retryPolicy", {}).get("maxRetryCount", 0))
+        for attempt in range(retries + 1):
+            try:
+                self._run_container(name, executor["container"], executor_input)
+                break
+            except TaskStopped:
+                raise
+            except SpecError as failure:  # a damaged input (from the cache) is what it failed on, when it is one
+                damaged = self._set_aside_damaged(inputs)
+                if damaged:
+                    raise DamagedInput(name, f"{str(failure)[len(f'task {name}: '):]}; {'; '.join(damaged)}") from None
+                if attempt == retries:
+                    raise
+                print(f"  {failure}; its retry policy runs it again ({attempt + 1} of {retries})", flush=True)
+                self._clear_outputs(executor_input)
         outputs = self._read_outputs(name, component, executor_input)
         return self._finish(name, "SUCCEEDED", outputs, cache_key=cache_key)
 
@@ -423,11 +450,19 @@ class Run:
                 value = self.record["tasks"][producer["producerTask"]]["parameters"][producer["outputParameterKey"]]
             else:
                 raise SpecError(name, f"parameter {key!r}: unsupported source {sorted(source)}")
-            values[key] = in_checkout(value)
+            values[key] = self._in_run_root(in_checkout(value))
         for key, definition in component.get("inputDefinitions", {}).get("parameters", {}).items():
             if key not in values and "defaultValue" in definition:
                 values[key] = definition["defaultValue"]
         return values
+
+    def _in_run_root(self, value):
+        """A parameter that names the spec's own pipeline root (the Trainer's trainings directory)
+        names this run's, when --pipeline_root gives another."""
+        compiled = (self._pipeline.get("defaultPipelineRoot") or "").rstrip("/")
+        if isinstance(value, str) and compiled and compiled != self.pipeline_root.rstrip("/"):
+            return value.replace(compiled + "/", self.pipeline_root.rstrip("/") + "/")
+        return value
 
     def _executor_input(self, name: str, component: dict, inputs: dict, parameters: dict) -> dict:
         task_root = f"{self.run_root}/{name}"
@@ -468,24 +503,41 @@ class Run:
             log_path = os.path.join(workdir, "log.txt")
             with open(log_path, "wb") as log:
                 try:
+                    # a session of its own: a terminal's Ctrl-C reaches the launcher alone, which passes it on
                     task = subprocess.Popen(line, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            preexec_fn=_dies_with_the_launcher())
+                                            preexec_fn=_dies_with_the_launcher(), start_new_session=True)
                 except OSError as e:  # no such command
                     raise SpecError(name, f"its command {line[0]!r} cannot run: {e}") from e
+                asked = []  # SIGTERM, Ctrl-C: passed on to the task, which stops cleanly (a Trainer checkpoints)
+                restore = signals.passing_on(task, asked)
                 try:
                     fault_injection.kill_if_at(name, "running")  # tests only
                     fault_injection.kill_if_at(name, "writing", [a["uri"] for output in executor_input["outputs"][
                         "artifacts"].values() for a in output["artifacts"]])
                     code = task.wait()
-                except BaseException:  # Ctrl-C: the task stops too
+                except BaseException:  # any other end of the launcher: the task stops too
                     task.kill()
                     task.wait()
                     raise
+                finally:
+                    restore()
             self._keep_log(name, log_path)
-            if code != 0:
+            if code != 0 or asked:
                 with open(log_path, encoding="utf-8", errors="replace") as f:
                     last = [ln.strip() for ln in f.read().splitlines() if ln.strip()][-1:] or ["(no output)"]
+                if asked:
+                    raise TaskStopped(name, asked[0], re.sub(r"^[A-Za-z_][\w.]*: ", "", last[0])[:300])
                 raise SpecError(name, f"failed (exit code {code}): {last[0][:300]}; log: {self.run_root}/{name}/log.txt")
+
+    def _clear_outputs(self, executor_input: dict) -> None:
+        """Before a task runs again: what its failed attempt wrote (its own outputs in this run)."""
+        gfile = _gfile()
+        for output in executor_input["outputs"]["artifacts"].values():
+            for artifact in output["artifacts"]:
+                if gfile.isdir(artifact["uri"]):
+                    _remove_within(artifact["uri"], self.run_root)
+        if gfile.exists(executor_input["outputs"]["outputFile"]):
+            gfile.remove(executor_input["outputs"]["outputFile"])
 
     def _keep_log(self, name: str, log_path: str) -> None:
         gfile = _gfile()
@@ -729,16 +781,26 @@ def _dies_with_the_launcher():
     return lambda: prctl(pr_set_pdeathsig, sigkill)
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        pass
-    return True
+def _remove_within(path: str, root: str) -> None:
+    """Remove a directory of a run's own (locally: never through a symbolic link)."""
+    from core.files import is_local, remove_tree_within
+
+    if is_local(path):
+        remove_tree_within(path, root)
+    else:
+        _gfile().rmtree(path)
+
+
+def _remove_left_by_push(task_dir: str, artifacts) -> None:
+    """What a killed push named before making it outside its run (components/pusher), unless a
+    record names it as pushed."""
+    from components.pusher.executor import left_by
+
+    pushed = {a.get("metadata", {}).get("pushed_destination") for a in artifacts}
+    for output in _gfile().glob(f"{task_dir}/*"):
+        for path in left_by(output):
+            if path not in pushed and _gfile().isdir(path):
+                _remove_within(path, os.path.dirname(path.rstrip("/")))
 
 
 def _write_record(path: str, record: dict) -> None:

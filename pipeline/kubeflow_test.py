@@ -58,6 +58,11 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
     custom = json.loads(_parameters(spec, "Trainer")["custom_config"])
     assert custom["train_preset"] == "shakespeare_char"
     assert custom["train_config"] == {"max_iters": 123, "learning_rate": 3e-4}
+    # a retried Trainer task (or a new run) continues the training interrupted in the pipeline root's trainings
+    assert custom["trainings_dir"] == "gs://bucket/nanogpt/pipeline_root/Trainer/trainings"
+    assert custom["continue_interrupted"] is True
+    assert tasks["Trainer"]["retryPolicy"] == {"maxRetryCount": 3, "backoffDuration": "60s", "backoffFactor": 2.0,
+                                               "backoffMaxDuration": "3600s"}
     assert _parameters(spec, "Trainer")["run_fn"] == "components.trainer.run_fn.run_fn"
     evaluator = _parameters(spec, "LMEvaluator")
     assert (evaluator["eval_batches"], evaluator["val_loss_threshold"]) == ("50", 1.95)

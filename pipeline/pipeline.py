@@ -124,6 +124,17 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List:
     return components
 
 
+def with_retries(pipeline_job: dict, config: PipelineConfig) -> dict:
+    """The compiled Kubeflow job with a retry policy on its Trainer task (TFX's compiler writes
+    none): a Trainer pod preempted, killed or failed runs again, config.train_retries times, and
+    continues its training from the checkpoints of the attempt before (components/trainer/trainings.py)."""
+    trainer = pipeline_job["pipelineSpec"]["root"]["dag"]["tasks"]["Trainer"]
+    if config.train_retries:
+        trainer["retryPolicy"] = {"maxRetryCount": config.train_retries, "backoffDuration": "60s",
+                                  "backoffFactor": 2.0, "backoffMaxDuration": "3600s"}
+    return pipeline_job
+
+
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
                     kubeflow: bool = False) -> tfx.dsl.Pipeline:
     """The pipeline; locally with the SQLite ML Metadata store of config.metadata_path (or the given

@@ -8,7 +8,7 @@ when: iteration          at the top of that iteration (reached by training, not 
       before_checkpoint  as the checkpoint of that iteration is about to be written
       after_checkpoint   just after it was written
 how:  kill               SIGKILL of the training process (an out-of-memory kill)
-      kill_group         SIGKILL of its whole process group (the runner with it: kill -9 of a command)
+      kill_group         SIGKILL of the process group that started it (kill -9 of the runner's command), and of it
       sigterm_parent     SIGTERM to the process that started it (runner.py, as Kubernetes stops a pod)
 
 Nothing happens unless the variable names a training point.
@@ -45,7 +45,8 @@ def at(when: str, iteration: int) -> None:
     print(f"fault injection: {how} at training:{when}:{iteration}", file=sys.stderr, flush=True)
     if how == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
-    elif how == "kill_group":
-        os.killpg(os.getpgrp(), signal.SIGKILL)
+    elif how == "kill_group":  # the training process has a session of its own (training/train_process.py)
+        os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
     else:
         os.kill(os.getppid(), signal.SIGTERM)

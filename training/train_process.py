@@ -32,7 +32,7 @@ import threading
 import warnings
 from typing import Optional
 
-from core import files
+from core import files, signals
 from core.errors import RemoteTraceback, UserError, one_line
 
 REQUEST_FILE = "request.json"
@@ -77,14 +77,16 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
            "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), *_ignored_warnings()]))}
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's model/
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    # a session of its own: a terminal's Ctrl-C reaches this process alone, which passes it on once
     child = subprocess.Popen([sys.executable, "-m", "training.train_process", request], env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
     streams = [threading.Thread(target=_forward, args=(pipe, name), daemon=True)
                for pipe, name in ((child.stdout, "stdout"), (child.stderr, "stderr"))]
     for stream in streams:
         stream.start()
     asked = []  # the signals this process was stopped with
-    restore = _passing_on_signals(child, asked)
+    restore = signals.passing_on(child, asked)
     try:
         returncode = child.wait()
     except BaseException:  # any other end of the parent: the child stops first
@@ -100,24 +102,6 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
             signal.raise_signal(asked[0])
         return Outcome(**reported)
     raise _failure(returncode, reported, cfg.out_dir)
-
-
-def _passing_on_signals(child: subprocess.Popen, asked: list):
-    """Until the returned function is called: SIGTERM and SIGINT to this process are SIGTERM to the
-    child, which checkpoints and stops; the second one kills it (the user insists). In the main
-    thread only, where Python runs signal handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def pass_on(signum, frame):
-        if asked:
-            child.kill()
-        else:
-            asked.append(signum)
-            child.send_signal(signal.SIGTERM)
-
-    previous = {s: signal.signal(s, pass_on) for s in (signal.SIGTERM, signal.SIGINT)}
-    return lambda: [signal.signal(s, handler) for s, handler in previous.items()]
 
 
 def _ignored_warnings():
