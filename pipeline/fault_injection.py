@@ -16,6 +16,9 @@ Points of a task under `runner.py run --spec` (pipeline/kfp_local.py, kill_if_at
   writing     the first file appeared in the task's output directories (as above), its process running
   written     the task's process ended and its outputs are whole, the run's record does not have them
 
+Points inside a training (`training:...`) are training/kill_points.py's: the training process
+reads them itself.
+
 Nothing here runs unless the variable is set: runner.py calls install() only then.
 """
 
@@ -26,7 +29,7 @@ import signal
 import sys
 import threading
 
-KILL_AT = "NANOGPT_TFX_KILL_AT"
+from training.kill_points import KILL_AT, PREFIX as TRAINING_POINT
 COMPONENT_POINTS = ("registered", "writing", "written")
 SPEC_TASK_POINTS = ("running", "writing", "written")
 
@@ -61,6 +64,8 @@ def _watch_for_a_file(node: str, uris) -> None:
 
 def install() -> None:
     """Arm the kill point that NANOGPT_TFX_KILL_AT names (call before the pipeline runs)."""
+    if os.environ[KILL_AT].startswith(TRAINING_POINT):  # the training process arms it
+        return
     node, _, point = os.environ[KILL_AT].rpartition(":")
     if point not in COMPONENT_POINTS or not node:
         raise ValueError(f"{KILL_AT}={os.environ[KILL_AT]}: expected <component id>:<one of {COMPONENT_POINTS}>")

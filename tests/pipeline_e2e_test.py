@@ -6,6 +6,7 @@ import gc
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -213,9 +214,22 @@ def test_runner_samples_from_the_pushed_model(char_run, capsys):
 
 # Every kill point of pipeline/fault_injection.py of every component of the default pipeline, in
 # the order LocalDagRunner runs them; `writing` of a component that writes in one go falls on `written`.
-KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText", "Transform", "Trainer")
-               for point in fault_injection.COMPONENT_POINTS] + [("latest_blessed_model_resolver", "registered")] + [
+# Inside the Trainer's training (TINY_TRAINING: checkpoints at its evaluations of 20 and 40), the
+# points of training/kill_points.py, each continued by the next run: kill -9 of the training process
+# just after checkpoint 20; SIGTERM to runner.py at iteration 30, which it passes on (a checkpoint of
+# the iteration it stops at, N); kill -9 of runner.py and its training process as checkpoint 40 is
+# about to be written (the next run continues from N); Trainer:writing then falls after the training.
+TRAINING_KILL_POINTS = [("training", "after_checkpoint:20:kill"), ("training", "iteration:30:sigterm_parent"),
+                        ("training", "before_checkpoint:40:kill_group")]
+KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText", "Transform")
+               for point in fault_injection.COMPONENT_POINTS] + [("Trainer", "registered"), *TRAINING_KILL_POINTS] + [
+               ("Trainer", point) for point in fault_injection.COMPONENT_POINTS[1:]] + [
+               ("latest_blessed_model_resolver", "registered")] + [
                (node, point) for node in ("LMEvaluator", "Pusher") for point in fault_injection.COMPONENT_POINTS]
+# How runner.py ends at each training point: one line for the killed training process (exit 2), its
+# own stop (128 + SIGTERM), killed with it
+TRAINING_ENDS = {"kill": {"exit": 2, "signal": None}, "sigterm_parent": {"exit": 128 + signal.SIGTERM, "signal": None},
+                 "kill_group": {"exit": -signal.SIGKILL, "signal": signal.SIGKILL}}
 
 
 @contextlib.contextmanager
@@ -290,36 +304,60 @@ def _assert_same_artifacts(run, uninterrupted):
 
 def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uninterrupted_run_makes(
         tmp_path, char_run):
-    """`runner.py run` killed with SIGKILL at every point of KILL_POINTS in turn, each run the same
-    command again after the last was killed (so the components before each point come from the
-    cache), then once to the end: the rerun completes, leaves no RUNNING execution, no staging
-    folder, no unpublished output or version directory, and its artifacts are char_run's."""
+    """`runner.py run` killed with SIGKILL at every point of KILL_POINTS in turn (inside the training:
+    its training process killed, runner.py stopped by SIGTERM, both killed), each run the same command
+    again after the last was killed (so the components before each point come from the cache, and
+    an interrupted training is continued from its latest checkpoint), then once to the end: the
+    rerun completes, leaves no RUNNING execution, no staging folder, no unpublished output or version
+    directory, and its artifacts, every loss of the training and the weights to the last bit, are
+    char_run's."""
     from ml_metadata.proto import metadata_store_pb2
 
     out = tmp_path / "out"
     argv = ["run", f"--data={char_run.input_pattern}", f"--output={out}", "--val_loss_threshold=3.5",
             *(f"--{k}={v}" for k, v in TINY_TRAINING.items())]
     config = make_pipeline_config("shakespeare_char", output_dir=str(out))
+    continued_at = []  # the iteration each run after a training's interruption said it continued from
     with _forked_runner() as run:
         for node, point in KILL_POINTS:
             log = tmp_path / f"{node}-{point}.log"
             ended = run(argv, {fault_injection.KILL_AT: f"{node}:{point}"}, log)
-            assert ended["signal"] == signal.SIGKILL, log.read_text()[-3000:]
-            assert f"fault injection: SIGKILL at {node}:" in log.read_text()
+            text = log.read_text()
+            continued_at += [int(n) for n in re.findall(r"^continuing the training interrupted at iteration (\d+) "
+                                                        r"\(run \w+\)$", text, re.M)]
+            if node == "training":
+                expected = TRAINING_ENDS[point.rsplit(":", 1)[1]]
+                assert {k: ended[k] for k in expected} == expected, text[-3000:]
+                when, how = point.rsplit(":", 1)
+                # killed with its parent, the training process's last line never reached the log: its evaluation's did
+                assert (f"fault injection: {how} at training:{when}" if how != "kill_group" else "step 40: ") in text
+            else:
+                assert ended["signal"] == signal.SIGKILL, text[-3000:]
+                assert f"fault injection: SIGKILL at {node}:" in text
+            if point.endswith("sigterm_parent"):
+                stopped = re.search(r"^runner.py run: the training was stopped by SIGTERM at iteration (\d+), which is "
+                                    r"saved in \S+/ckpt-\1: run the same command again to continue from it$", text, re.M)
+                assert stopped and "Traceback" not in text, text[-3000:]
             assert group_gone(ended["pid"]), f"a process outlived `runner.py run` killed at {node}:{point}"
             executions = sorted(_store(config).get_executions(), key=lambda e: e.id)
-            assert [e.id for e in executions if e.last_known_state == metadata_store_pb2.Execution.RUNNING] == [
-                executions[-1].id], f"{node}:{point}"  # the killed one; those killed before were cleared
+            running = [e.id for e in executions if e.last_known_state == metadata_store_pb2.Execution.RUNNING]
+            # the killed one; those killed before were cleared (a failed or stopped Trainer is FAILED)
+            assert running == ([] if ended["signal"] is None else [executions[-1].id]), f"{node}:{point}"
         ended = run(argv, {}, tmp_path / "rerun.log")
         rerun = (tmp_path / "rerun.log").read_text()
         assert ended["exit"] == 0, rerun[-3000:]
+    # from the checkpoint at 20, from the stop's at N (twice: the kill before checkpoint 40 lost what
+    # followed), then from the finished training at 40, exported again after each kill of its export
+    assert continued_at[:3] == [20, int(stopped[1]), int(stopped[1])] and 30 <= int(stopped[1]) < 40, continued_at
+    assert set(continued_at[3:]) == {40}, continued_at
     assert "cleared executions" in rerun and "pushed model: " + config.serving_dir in rerun
     states = {e.last_known_state for e in _store(config).get_executions()}
     assert metadata_store_pb2.Execution.RUNNING not in states
     finished = {e.id for e in _store(config).get_executions()
                 if e.last_known_state != metadata_store_pb2.Execution.CANCELED}
     artifact_dirs = {os.path.normpath(a.uri) for a in _store(config).get_artifacts()}
-    for component in os.listdir(config.pipeline_root):
+    assert os.listdir(os.path.join(config.pipeline_root, "Trainer", "trainings")) == []  # published, then removed
+    for component in (c for c in os.listdir(config.pipeline_root) if not c.startswith(".")):  # .metadata_store.json
         for output in os.listdir(os.path.join(config.pipeline_root, component)):
             for execution in os.listdir(os.path.join(config.pipeline_root, component, output)):
                 path = os.path.join(config.pipeline_root, component, output, execution)

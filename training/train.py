@@ -199,8 +199,8 @@ class Trainer:
             self.tokenizer_json = prepare_text_file(cfg, data_dir)
         else:
             raise ValueError("no training data: set data_dir (token shards) or text_file")
-        self.train_data = TokenStream(load_split(data_dir, TRAIN), cfg.block_size, TRAIN)
-        self.val_data = TokenStream(load_split(data_dir, VAL), cfg.block_size, VAL)
+        self.train_data = TokenStream(load_split(data_dir, TRAIN, log=self.log), cfg.block_size, TRAIN)
+        self.val_data = TokenStream(load_split(data_dir, VAL, log=self.log), cfg.block_size, VAL)
         if self.chief and self.tokenizer_json:
             files.write_json(os.path.join(cfg.out_dir, TOKENIZER_FILE), self.tokenizer_json)
 

@@ -26,6 +26,10 @@ class TokenizeTextSettings:
     dataset_split: str = setting("train", "the dataset's split to read (this component makes train and val)")
     text_column: str = setting("text", "the dataset column that holds each document's text")
     streaming: bool = setting(False, "stream the dataset from the hub instead of downloading it")
+    dataset_revision: Optional[str] = setting(None, "the hub dataset's revision (a commit, tag or branch), so that "
+                                                    "every run reads the same data")
+    trust_remote_code: bool = setting(False, "let a dataset that loads itself with a script of its own run it (read "
+                                             "the script first)")
     tokenizer: str = setting("gpt2", "GPT-2 BPE tokens, or character records for Transform's vocabulary",
                              choices=TOKENIZERS)
     bpe_dir: Optional[str] = setting(None, "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE "
