@@ -59,16 +59,20 @@ def small_corpus(tmp_path_factory, shakespeare_text):
 
 @pytest.fixture(scope="module")
 def char_run(tmp_path_factory, small_corpus):
-    """The default (character) pipeline, run once."""
+    """The default (character) pipeline, run once, then run again unchanged. What the tests check of
+    these two runs is recorded here (char_run.recorded), before any test runs more in the same store:
+    each test passes alone and in any order."""
     config = make_pipeline_config("shakespeare_char", input_pattern=small_corpus,
                                   output_dir=str(tmp_path_factory.mktemp("char_run")),
                                   val_loss_threshold=3.5, train_overrides=dict(TINY_TRAINING))
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+    config.recorded = dict(versions=_pushed_versions(config), summary=lineage.run_summary(config.metadata_path),
+                           rerun_states=_rerun(config), versions_after_rerun=_pushed_versions(config))
     return config
 
 
 def test_char_pipeline_trains_blesses_and_pushes_a_servable_model(char_run):
-    versions = _pushed_versions(char_run)
+    versions = char_run.recorded["versions"]
     assert len(versions) == 1
     loaded = tf.saved_model.load(os.path.join(char_run.serving_dir, versions[0]))
     texts = loaded.signatures["generate_text"](
@@ -78,11 +82,18 @@ def test_char_pipeline_trains_blesses_and_pushes_a_servable_model(char_run):
     assert all(t.decode().startswith("ROMEO:") and len(t.decode()) == 26 for t in texts)
     tokenizer = json.loads(loaded.signatures["tokenizer"]()["tokenizer"].numpy())
     assert tokenizer["kind"] == "char" and len(tokenizer["chars"]) > 30
-    summary = lineage.run_summary(char_run.metadata_path)
+    summary = char_run.recorded["summary"]
     assert "blessed: yes" in summary and os.path.join(char_run.serving_dir, versions[0]) in summary
-    evaluation = max(_store(char_run).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
+    evaluation = min(_store(char_run).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     assert os.path.isfile(os.path.join(evaluation.uri, "report.md"))
     assert evaluation.custom_properties["candidate_val_loss"].double_value < 3.5
+
+
+def _last_blessed_model(config):
+    """The uri of the latest model the LMEvaluator blessed."""
+    blessings = [b for b in _store(config).get_artifacts_by_type("ModelBlessing")
+                 if b.custom_properties["blessed"].int_value == 1]
+    return max(blessings, key=lambda b: b.id).custom_properties["current_model"].string_value
 
 
 def _rerun(config):
@@ -97,8 +108,8 @@ def test_rerun_with_cache_executes_nothing(char_run):
 
     # The Evaluator's baseline is the last blessed model other than the candidate: the same (none)
     # as in the first run, so nothing has a new input.
-    assert set(_rerun(char_run).values()) == {metadata_store_pb2.Execution.CACHED}
-    assert len(_pushed_versions(char_run)) == 1
+    assert set(char_run.recorded["rerun_states"].values()) == {metadata_store_pb2.Execution.CACHED}
+    assert char_run.recorded["versions_after_rerun"] == char_run.recorded["versions"]
 
 
 def test_changed_hyperparameter_reruns_the_trainer_and_what_follows(char_run):
@@ -110,20 +121,21 @@ def test_changed_hyperparameter_reruns_the_trainer_and_what_follows(char_run):
     config = make_pipeline_config("shakespeare_char", input_pattern=char_run.input_pattern,
                                   output_dir=char_run.output_dir, val_loss_threshold=3.5, max_regression=10.0,
                                   train_overrides={**TINY_TRAINING, "learning_rate": 2e-3})
+    last_blessed = _last_blessed_model(config)  # char_run's, or another test's made since
     assert _rerun(config) == {"TokenizeText": cached, "ImportSchemaGen": cached, "Transform": cached,
                               "Trainer": complete, "LMEvaluator": complete, "Pusher": complete}
     store = _store(config)
-    models = sorted(store.get_artifacts_by_type("Model"), key=lambda a: a.id)
     evaluation = max(store.get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     with open(os.path.join(evaluation.uri, "report.md")) as f:
-        assert models[0].uri in f.read()  # compared with the first run's blessed model
+        assert last_blessed in f.read()  # compared with the last blessed model
 
 
 def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run):
     import runner
 
-    graph = lineage.model_lineage(lineage.sqlite_store(char_run.metadata_path))
-    pushed = _pushed_versions(char_run)[-1]
+    pushed = char_run.recorded["versions"][0]  # the model char_run pushed (other tests push more)
+    graph = lineage.model_lineage(lineage.sqlite_store(char_run.metadata_path),
+                                  os.path.join(char_run.serving_dir, pushed))
     text = graph.to_text()
     assert text.startswith("lineage of PushedModel #")
     assert os.path.join(char_run.serving_dir, pushed) in text.splitlines()[0]
@@ -465,7 +477,7 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
     place (its size kept), read by the standard Transform once its output is set aside, where Beam
     fails with zlib's error, naming no file. `runner.py run` names each, marks its artifact so that
     the cache no longer takes it, and runs the pipeline again, in which TokenizeText and Transform
-    make the same records anew. (It damages char_run's cache: the module's last test.)"""
+    make the same records anew (the other tests then read those: the same records)."""
     import runner
     from ml_metadata.proto import metadata_store_pb2
 

@@ -41,6 +41,15 @@ def install(request: StopRequest) -> Callable[[], None]:
     return lambda: [signal.signal(s, handler) for s, handler in previous.items()]
 
 
+def reclaim(request: StopRequest) -> None:
+    """Route SIGTERM and SIGINT to `request` again, once the distribution strategy has started:
+    TensorFlow's coordination service of several workers installs a SIGTERM handler of its own (its
+    preemption notifier, in C++), which Python's handler no longer sees."""
+    if threading.current_thread() is threading.main_thread():
+        for s in SIGNALS:
+            signal.signal(s, request.ask)
+
+
 class TrainingStopped(Interrupted):
     """The training stopped at `iteration` when asked (by signal_name, or by another worker), with
     `checkpoint` holding that iteration. Its arguments are its state, so that it pickles whole (the

@@ -164,6 +164,8 @@ class Trainer:
                 log(note)
         self.chief = is_chief(self.strategy)
         self.workers = num_workers(self.strategy)
+        if stop is not None and self.workers > 1:
+            stopping.reclaim(stop)
         self.replicas = self.strategy.num_replicas_in_sync
         if cfg.gradient_accumulation_steps % self.replicas:
             raise ValueError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be "
