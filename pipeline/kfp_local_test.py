@@ -1,7 +1,8 @@
 """`runner.py run --spec`: the compiled Kubeflow Pipelines spec runs here, task by task in processes
 of their own through TFX's Kubeflow v2 entrypoint, as Kubeflow's launcher runs it: a tiny model on
 a slice of Tiny Shakespeare to a pushed SavedModel (its training process killed once: the Trainer
-task's retry continues the training); a second run that finds it through the resolver tasks; the BPE preset through its Trainer; damaged specs that fail naming their task."""
+task's retry continues the training); a second run that finds it through the resolver tasks; the
+BPE preset through its Trainer; damaged specs that fail naming their task."""
 
 import json
 import os

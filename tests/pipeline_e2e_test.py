@@ -348,7 +348,8 @@ def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uni
                 assert f"fault injection: SIGKILL at {node}:" in text
             if point.endswith("sigterm_parent"):
                 stopped = re.search(r"^runner.py run: the training was stopped by SIGTERM at iteration (\d+), which is "
-                                    r"saved in \S+/ckpt-\1: run the same command again to continue from it$", text, re.M)
+                                    r"saved in \S+/ckpt-\1: run the same command again to continue from it$",
+                                    text, re.M)
                 assert stopped and "Traceback" not in text, text[-3000:]
             assert group_gone(ended["pid"]), f"a process outlived `runner.py run` killed at {node}:{point}"
             executions = sorted(_store(config).get_executions(), key=lambda e: e.id)

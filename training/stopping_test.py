@@ -74,7 +74,8 @@ def test_a_stop_at_an_evaluation_iteration_is_saved_without_that_evaluation_whic
     assert first.history == straight.history
 
 
-def test_checkpoints_between_evaluations_by_time_keep_only_the_latest_and_the_evaluations(tmp_path, text_file):  # noqa: F811
+def test_checkpoints_between_evaluations_by_time_keep_only_the_latest_and_the_evaluations(
+        tmp_path, text_file):  # noqa: F811
     logs = []
     Trainer(tiny_config(tmp_path, text_file, **{**RUN, "max_iters": 14}, checkpoint_minutes=1e-9),
             log=logs.append).run()

@@ -276,7 +276,8 @@ class Trainer:
         """(stop, checkpoint due by time) at the top of iteration iter_num, agreed by all workers."""
         minutes = self.cfg.checkpoint_minutes
         flags = [self.stop is not None and self.stop.signal is not None,
-                 bool(minutes) and iter_num > self.start_iter and time.monotonic() - self._last_checkpoint >= 60 * minutes]
+                 bool(minutes) and iter_num > self.start_iter
+                 and time.monotonic() - self._last_checkpoint >= 60 * minutes]
         if self.workers > 1:  # every worker must save at the same iteration: the flags of any of them count
             flags = agreed(self.strategy, flags)
         return flags

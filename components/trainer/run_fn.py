@@ -99,9 +99,10 @@ def run_fn(fn_args) -> None:
                                   allow_continue=custom.get("continue_interrupted", True))
     if choice.line:
         print(choice.line, flush=True)
-    cfg = make_config(custom.get("train_preset"), **{**overrides, "out_dir": choice.directory, "data_dir": examples_uri})
+    cfg = make_config(custom.get("train_preset"),
+                      **{**overrides, "out_dir": choice.directory, "data_dir": examples_uri})
     previous_run = None
-    if base_model and not choice.continue_from:  # refused before training, so that ML Metadata records only what trained
+    if base_model and not choice.continue_from:  # refused before training: ML Metadata records only what trained
         previous_run = _previous_run(base_model)
         check_resume(files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg,
                      previous_run)

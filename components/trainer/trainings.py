@@ -15,8 +15,9 @@ identity trains anew in a directory of its own, saying why, and the interrupted 
 is; continue_interrupted=False always trains anew.
 
 A finished training is published: copied into the ModelRun artifact (hard links on a local disk),
-and once the execution's outputs are all written TRAINING_FILE says so (completed_as). The LMEvaluator, which runs only once ML Metadata has
-published that ModelRun, removes the training's directory (remove_published). Until then, a
+and once the execution's outputs are all written TRAINING_FILE says so (completed_as). The
+LMEvaluator, which runs only once ML Metadata has published that ModelRun, removes the training's
+directory (remove_published). Until then, a
 completed training whose ModelRun is gone (its execution was killed before it was published, and
 recovery removed it) is continued like an interrupted one: its model is exported again, untrained.
 """
