@@ -73,6 +73,8 @@ def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run):
     assert "step 0: " not in retried and "step 10: " not in retried and "step 20: " in retried
     with open(os.path.join(_artifact(record, "Trainer", "model_run")["uri"], "history.json")) as f:
         assert [row[0] for row in json.load(f)["eval"]] == [0, 10, 20]  # the whole training's records
+    # published, and so removed by the LMEvaluator, which ran once the run's record had the ModelRun
+    assert os.listdir(os.path.join(char_spec["root"], "Trainer", "trainings")) == []
     # nothing blessed before: both resolvers answer with nothing
     assert record["tasks"]["latest_blessed_model_resolver-model-resolver"]["outputs"] == {"model": []}
     # the metadata TokenizeText's executor output gave its examples reached the record

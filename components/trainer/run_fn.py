@@ -113,10 +113,9 @@ def run_fn(fn_args) -> None:
             cfg = make_config(custom.get("train_preset"), **{**cfg.to_dict(), "init_from": "resume"})
         if separate:
             trainings.start(choice, ident, cfg, model_run_dir, chief=chief_by_tf_config())
-        trained = _train(cfg, tokenizer_json, choice.continue_from)
+        trained, model = _train(cfg, tokenizer_json, choice.continue_from)
     if trained is None:  # a multi-worker run: only the chief exports
         return
-    model = train_process.trained_model(trained, POLICY_OF_DTYPE[cfg.dtype])  # the best weights
     if separate:
         trainings.publish(choice.directory, model_run_dir)
     history = {"eval": trained.history, "train": trained.train_losses, "result": trained.result}
@@ -133,10 +132,14 @@ def run_fn(fn_args) -> None:
 
 
 def _train(cfg, tokenizer_json, continue_from):
-    """The training process's Outcome; None on a worker other than the chief."""
+    """The training process's Outcome and the model with the weights to export (the best ones, or
+    the final ones in the scratch directory when it saved no checkpoint); (None, None) on a worker
+    other than the chief."""
     scratch = tempfile.mkdtemp(prefix="nanogpt-training-")  # the training process's outcome files
     try:
         trained = train_process.train(cfg, tokenizer_json, scratch, continue_from)  # its own TensorFlow
+        if not trained.chief:
+            return None, None
+        return trained, train_process.trained_model(trained, POLICY_OF_DTYPE[cfg.dtype])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return trained if trained.chief else None
