@@ -6,11 +6,37 @@ which a SIGKILL (pipeline/fault_injection.py) ends as it would end `python runne
     python -m test_helpers.forked_runner
     stdin:  {"argv": ["run", ...], "env": {...}, "log": "/path/of/its/output"}   one JSON line a command
     stdout: {"pid": ..., "exit": <exit status>, "signal": <signal that ended it or null>}
+
+A test starts one with `with forked_runner() as run:` and calls run(argv, env, log) for each command.
 """
 
+import contextlib
 import json
 import os
+import subprocess
 import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@contextlib.contextmanager
+def forked_runner():
+    """run(argv, env, log): `runner.py run` in a process of its own, forked from one that imported
+    TFX once; how it ended."""
+    zygote = subprocess.Popen([sys.executable, "-m", "test_helpers.forked_runner"], cwd=REPO, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert json.loads(zygote.stdout.readline()) == {"ready": True}
+
+    def run(argv, env, log):
+        zygote.stdin.write(json.dumps({"argv": argv, "env": env, "log": str(log)}) + "\n")
+        zygote.stdin.flush()
+        return json.loads(zygote.stdout.readline())
+
+    try:
+        yield run
+    finally:
+        zygote.stdin.close()
+        zygote.wait(timeout=60)
 
 
 def _child(command) -> None:

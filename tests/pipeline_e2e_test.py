@@ -1,14 +1,12 @@
 """End-to-end runs of the whole pipeline under LocalDagRunner with SQLite ML Metadata, on a small
 slice of Tiny Shakespeare and a tiny model."""
 
-import contextlib
 import gc
 import glob
 import json
 import os
 import re
 import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -21,9 +19,9 @@ from pipeline import fault_injection, lineage
 from pipeline.configs import make_pipeline_config
 from pipeline.pipeline import create_pipeline
 from test_helpers.damage import flip_bytes_in_place
+from test_helpers.forked_runner import forked_runner
 from test_helpers.processes import group_gone
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TRAINING = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=40,
                      eval_interval=20, eval_iters=2, log_interval=10, learning_rate=3e-3, warmup_iters=5,
                      lr_decay_iters=40, min_lr=3e-4)
@@ -167,7 +165,8 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
 
 
 def test_resume_continues_the_latest_models_training_run(char_run):
-    """resume=True: the Trainer starts from the checkpoint of the run that made the latest model."""
+    """resume=True: the Trainer starts from the checkpoint of the run that made the latest model
+    (char_run's, or another test's: each saves one at an evaluation, where the resumed run evaluates)."""
     config = make_pipeline_config("shakespeare_char", input_pattern=char_run.input_pattern,
                                   output_dir=char_run.output_dir, val_loss_threshold=3.5, resume=True,
                                   train_overrides={**TINY_TRAINING, "max_iters": 60, "lr_decay_iters": 60})
@@ -186,7 +185,7 @@ def test_unblessed_model_is_not_pushed(char_run):
     pushed = _pushed_versions(char_run)
     config = make_pipeline_config("shakespeare_char", input_pattern=char_run.input_pattern,
                                   output_dir=char_run.output_dir, val_loss_threshold=0.01,
-                                  train_overrides={**TINY_TRAINING, "max_iters": 10})
+                                  train_overrides={**TINY_TRAINING, "max_iters": 20})
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
     blessing = max(_store(config).get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
     assert blessing.custom_properties["blessed"].int_value == 0
@@ -242,26 +241,6 @@ KILL_POINTS = [(node, point) for node in ("ImportSchemaGen", "TokenizeText", "Tr
 # own stop (128 + SIGTERM), killed with it
 TRAINING_ENDS = {"kill": {"exit": 2, "signal": None}, "sigterm_parent": {"exit": 128 + signal.SIGTERM, "signal": None},
                  "kill_group": {"exit": -signal.SIGKILL, "signal": signal.SIGKILL}}
-
-
-@contextlib.contextmanager
-def _forked_runner():
-    """run(argv, env, log): `runner.py run` in a process of its own, forked from one that imported
-    TFX once (test_helpers/forked_runner.py); how it ended."""
-    zygote = subprocess.Popen([sys.executable, "-m", "test_helpers.forked_runner"], cwd=REPO, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert json.loads(zygote.stdout.readline()) == {"ready": True}
-
-    def run(argv, env, log):
-        zygote.stdin.write(json.dumps({"argv": argv, "env": env, "log": str(log)}) + "\n")
-        zygote.stdin.flush()
-        return json.loads(zygote.stdout.readline())
-
-    try:
-        yield run
-    finally:
-        zygote.stdin.close()
-        zygote.wait(timeout=60)
 
 
 def _output_of(config, component, output, first):
@@ -330,7 +309,7 @@ def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uni
             *(f"--{k}={v}" for k, v in TINY_TRAINING.items())]
     config = make_pipeline_config("shakespeare_char", output_dir=str(out))
     continued_at = []  # the iteration each run after a training's interruption said it continued from
-    with _forked_runner() as run:
+    with forked_runner() as run:
         for node, point in KILL_POINTS:
             log = tmp_path / f"{node}-{point}.log"
             ended = run(argv, {fault_injection.KILL_AT: f"{node}:{point}"}, log)
@@ -501,7 +480,7 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
     before = _execution_ids(char_run)
     runner.main(["run", f"--data={char_run.input_pattern}", f"--output={char_run.output_dir}",
                  "--val_loss_threshold=3.5", "--max_regression=10",
-                 *(f"--{k}={v}" for k, v in {**TINY_TRAINING, "max_iters": 12}.items())])
+                 *(f"--{k}={v}" for k, v in {**TINY_TRAINING, "max_iters": 20}.items())])
     out = capsys.readouterr().out
     assert f"token shard {shard} is damaged (" in out
     assert (f": the Examples artifact #{damaged.id} of Transform is set aside and made again; running the "

@@ -90,6 +90,9 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
         ([f"--data={tmp_path}/no_such.txt"], f"--data={tmp_path}/no_such.txt: matches no file"),
         ([data, "--dataset_name=openwebtext"], "give --data (text files) or --dataset_name (a dataset), not both"),
         ([data, "--train_workers=2"], "--train_workers=2: multi-worker training runs on Vertex AI"),
+        ([data, "--dataset_revision=4b1aa1a3"], "--dataset_revision=4b1aa1a3: goes with --dataset_name"),
+        ([data, "--checkpoint_minutes=-1"], "--checkpoint_minutes=-1.0: expected a number >= 0"),
+        ([data, "--continue_interrupted=maybe"], "--continue_interrupted=maybe: expected True or False"),
     ]
     for args, expected in cases:
         assert expected in _mistake(tmp_path, *args), args

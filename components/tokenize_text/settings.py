@@ -57,6 +57,10 @@ class TokenizeTextSettings:
         if bool(self.input_pattern) == bool(self.dataset_name):
             raise SettingError("give exactly one of --data / --input_pattern (text files) and --dataset_name "
                                f"(a Hugging Face dataset), not {'both' if self.input_pattern else 'neither'}")
+        for name in ("dataset_revision", "trust_remote_code"):
+            if getattr(self, name) and not self.dataset_name:
+                raise SettingError(f"--{name}={getattr(self, name)}: goes with --dataset_name (a Hugging Face dataset), "
+                                   f"not with text files")
         if self.append_eot and self.tokenizer != "gpt2":
             raise SettingError("--append_eot=True needs --tokenizer=gpt2 (characters have no end-of-text token)")
 

@@ -35,11 +35,12 @@ from components.trainer import trainings
 from core import files
 from training import train_process
 from training.checkpoint_shape import check_resume
+from training.checkpoints import newest_checkpoint
 from training.distribution import chief_by_tf_config
 from model.presets import POLICY_OF_DTYPE
 from training.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE,
                           make_config)
-from core.errors import writing
+from core.errors import MissingFile, writing
 from serving.export import export_saved_model
 
 RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
@@ -104,6 +105,9 @@ def run_fn(fn_args) -> None:
     previous_run = None
     if base_model and not choice.continue_from:  # refused before training: ML Metadata records only what trained
         previous_run = _previous_run(base_model)
+        if newest_checkpoint(previous_run) is None:
+            raise MissingFile(f"resume: the training run {previous_run} of the latest model saved no checkpoint to "
+                              f"start from: train anew with --resume=False")
         check_resume(files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg,
                      previous_run)
     separate = choice.directory != model_run_dir
@@ -113,7 +117,12 @@ def run_fn(fn_args) -> None:
             cfg = make_config(custom.get("train_preset"), **{**cfg.to_dict(), "init_from": "resume"})
         if separate:
             trainings.start(choice, ident, cfg, model_run_dir, chief=chief_by_tf_config())
-        trained, model = _train(cfg, tokenizer_json, choice.continue_from)
+        try:
+            trained, model = _train(cfg, tokenizer_json, choice.continue_from)
+        except BaseException:
+            if separate:  # failed before its first checkpoint: nothing to continue from
+                trainings.discard_if_empty(choice.directory)
+            raise
     if trained is None:  # a multi-worker run: only the chief exports
         return
     if separate:

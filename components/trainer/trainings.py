@@ -175,6 +175,23 @@ def held(directory: str) -> Iterator[None]:
         yield
 
 
+def discard_if_empty(directory: str) -> None:
+    """Remove a training that failed before it saved a checkpoint (a divergence at its start, data
+    it cannot read): it holds nothing to continue from, and would only be in the way."""
+    if newest_checkpoint(directory) is None:
+        _remove(directory)
+
+
+def _remove(directory: str) -> bool:
+    """Remove a training's directory (locally: not through a symbolic link); whether it was."""
+    if files.is_local(directory):
+        return files.remove_tree_within(directory, os.path.dirname(directory.rstrip("/")))
+    import tensorflow as tf
+
+    tf.io.gfile.rmtree(directory)
+    return True
+
+
 def publish(directory: str, model_run_dir: str) -> None:
     """Copy the finished training into the ModelRun artifact (hard links on a local disk: no space
     taken twice)."""
@@ -226,12 +243,7 @@ def remove_published(model_run_uri: str, log=print) -> Optional[str]:
     current = files.read_json(f"{directory}/{TRAINING_FILE}", default=None) if directory else None
     if not current or current.get("completed_as") != model_run_uri.rstrip("/"):
         return None
-    if files.is_local(directory):
-        if not files.remove_tree_within(directory, os.path.dirname(directory.rstrip("/"))):
-            return None
-    else:
-        import tensorflow as tf
-
-        tf.io.gfile.rmtree(directory)
+    if not _remove(directory):
+        return None
     log(f"the training {directory} is published as {model_run_uri}: its directory is removed")
     return directory
