@@ -6,24 +6,39 @@ terminal's Ctrl-C reaches it only through this process, once."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import threading
-from typing import Callable, List
+from typing import Callable, Iterator, List
 
 
-def passing_on(child: subprocess.Popen, asked: List[int]) -> Callable[[], None]:
-    """Until the returned function is called, SIGTERM and SIGINT to this process go to `child`
-    (and are appended to `asked`). In the main thread only, where Python runs signal handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+@contextlib.contextmanager
+def passing_on(asked: List[int]) -> Iterator[Callable[[subprocess.Popen], None]]:
+    """For the block, SIGTERM and SIGINT to this process go to the child (and are appended to
+    `asked`); yields started(child), to call once the child runs (a signal that came before is
+    passed on then). In the main thread only, where Python runs signal handlers."""
+    children: List[subprocess.Popen] = []
 
-    def pass_on(signum, frame):
+    def started(child: subprocess.Popen) -> None:
+        children.append(child)
         if asked:
-            child.kill()
-        else:
-            asked.append(signum)
             child.send_signal(signal.SIGTERM)
 
+    def pass_on(signum, frame):
+        if asked and children:
+            children[0].kill()
+            return
+        asked.append(signum)
+        if children:
+            children[0].send_signal(signal.SIGTERM)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield started
+        return
     previous = {s: signal.signal(s, pass_on) for s in (signal.SIGTERM, signal.SIGINT)}
-    return lambda: [signal.signal(s, handler) for s, handler in previous.items()]
+    try:
+        yield started
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -501,15 +501,15 @@ class Run:
         env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
         with tempfile.TemporaryDirectory(prefix=f"kfp_local_{name}_") as workdir:
             log_path = os.path.join(workdir, "log.txt")
-            with open(log_path, "wb") as log:
+            asked = []  # SIGTERM, Ctrl-C: passed on to the task, which stops cleanly (a Trainer checkpoints)
+            with open(log_path, "wb") as log, signals.passing_on(asked) as started:
                 try:
                     # a session of its own: a terminal's Ctrl-C reaches the launcher alone, which passes it on
                     task = subprocess.Popen(line, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             preexec_fn=_dies_with_the_launcher(), start_new_session=True)
                 except OSError as e:  # no such command
                     raise SpecError(name, f"its command {line[0]!r} cannot run: {e}") from e
-                asked = []  # SIGTERM, Ctrl-C: passed on to the task, which stops cleanly (a Trainer checkpoints)
-                restore = signals.passing_on(task, asked)
+                started(task)
                 try:
                     fault_injection.kill_if_at(name, "running")  # tests only
                     fault_injection.kill_if_at(name, "writing", [a["uri"] for output in executor_input["outputs"][
@@ -519,8 +519,6 @@ class Run:
                     task.kill()
                     task.wait()
                     raise
-                finally:
-                    restore()
             self._keep_log(name, log_path)
             if code != 0 or asked:
                 with open(log_path, encoding="utf-8", errors="replace") as f:
@@ -794,7 +792,7 @@ def _remove_within(path: str, root: str) -> None:
 def _remove_left_by_push(task_dir: str, artifacts) -> None:
     """What a killed push named before making it outside its run (components/pusher), unless a
     record names it as pushed."""
-    from components.pusher.executor import left_by
+    from components.pusher.marks import left_by
 
     pushed = {a.get("metadata", {}).get("pushed_destination") for a in artifacts}
     for output in _gfile().glob(f"{task_dir}/*"):

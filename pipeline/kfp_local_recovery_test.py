@@ -166,7 +166,7 @@ def test_runs_sharing_a_pipeline_root_remove_only_what_a_launcher_proven_dead_le
     import subprocess
     import sys
 
-    from components.pusher.executor import PUSH_FILE
+    from components.pusher.marks import PUSH_FILE
     from pipeline import launchers
 
     path, root = _reading_spec(tmp_path)

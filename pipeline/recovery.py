@@ -71,7 +71,7 @@ def clear_dead_executions(metadata_path: str, pipeline_root: str, serving_dir: s
     link. The ids of the executions cleared."""
     from ml_metadata.proto import metadata_store_pb2
 
-    from components.pusher.executor import left_by
+    from components.pusher.marks import left_by
     from core.files import remove_tree_within
     from pipeline import ownership
 

@@ -120,7 +120,7 @@ def test_a_push_killed_after_its_copy_leaves_no_unrecorded_version(tmp_path):
     """The version and staging directories a dead Pusher execution named before making them go;
     recorded pushes, and another push's directories, stay."""
     metadata_path, root, serving = tmp_path / "metadata.sqlite", tmp_path / "root", tmp_path / "serving_model"
-    from components.pusher.executor import PUSH_FILE
+    from components.pusher.marks import PUSH_FILE
 
     store = _store(metadata_path)
     pushed_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="PushedModel"))

@@ -77,25 +77,25 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
            "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), *_ignored_warnings()]))}
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's model/
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
-    # a session of its own: a terminal's Ctrl-C reaches this process alone, which passes it on once
-    child = subprocess.Popen([sys.executable, "-m", "training.train_process", request], env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             start_new_session=True)
-    streams = [threading.Thread(target=_forward, args=(pipe, name), daemon=True)
-               for pipe, name in ((child.stdout, "stdout"), (child.stderr, "stderr"))]
-    for stream in streams:
-        stream.start()
-    asked = []  # the signals this process was stopped with
-    restore = signals.passing_on(child, asked)
-    try:
-        returncode = child.wait()
-    except BaseException:  # any other end of the parent: the child stops first
-        _stop(child)
-        raise
-    finally:
-        restore()
+    asked = []  # the signals this process was stopped with, passed on to the child
+    with signals.passing_on(asked) as started:
+        # a session of its own: a terminal's Ctrl-C reaches this process alone, which passes it on once
+        child = subprocess.Popen([sys.executable, "-m", "training.train_process", request], env=env,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)
+        started(child)
+        streams = [threading.Thread(target=_forward, args=(pipe, name), daemon=True)
+                   for pipe, name in ((child.stdout, "stdout"), (child.stderr, "stderr"))]
         for stream in streams:
-            stream.join(timeout=_STOP_TIMEOUT_S)
+            stream.start()
+        try:
+            returncode = child.wait()
+        except BaseException:  # any other end of the parent: the child stops first
+            _stop(child)
+            raise
+        finally:
+            for stream in streams:
+                stream.join(timeout=_STOP_TIMEOUT_S)
     reported = files.read_json(outcome_path, default=None)
     if returncode == 0 and reported and "error" not in reported:
         if asked:  # it ended before it saw the stop: this process still stops, as it was told

@@ -23,23 +23,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components.pusher.marks import PUSH_FILE, staging_path
 from core import files
 from core.errors import writing
-
-STAGING_PREFIX = ".staging-"
-PUSH_FILE = "push.json"  # in the PushedModel directory: what the push makes outside it
-
-
-def left_by(pushed_model_uri: str) -> List[str]:
-    """What the push of this PushedModel directory named before it made it (its staging and version
-    directories): what a killed push may have left outside its own directory."""
-    named = files.read_json(os.path.join(pushed_model_uri, PUSH_FILE), default=None) or {}
-    return [path for path in (named.get("staging"), named.get("destination")) if path]
-
-
-def staging_path(destination: str) -> str:
-    parent, name = os.path.split(destination.rstrip("/"))
-    return os.path.join(parent, f"{STAGING_PREFIX}{name}-{os.getpid()}")
 
 
 def copy_atomically(model_path: str, destination: str) -> None:

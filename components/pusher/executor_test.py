@@ -9,7 +9,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components.pusher.executor import PUSH_FILE, STAGING_PREFIX, Executor, left_by
+from components.pusher.executor import Executor
+from components.pusher.marks import PUSH_FILE, STAGING_PREFIX, left_by
 from core.errors import DiskFull
 
 MODEL_BYTES = 600 * 1024
