@@ -1,7 +1,7 @@
 """Stopping a child process cleanly when this one is asked to stop: SIGTERM (Kubernetes and Vertex
-AI stop a pod so, and kill it 30 s later) and SIGINT (Ctrl-C) are passed on to it as SIGTERM, so
-that it ends its work cleanly (a training process checkpoints its iteration: training/stopping.py);
-the second one kills it (the user insists). The child runs in a session of its own, so that a
+AI stop a pod so, and kill it 30 s later) and SIGINT (Ctrl-C) are passed on to it, so that it ends
+its work cleanly (a training process checkpoints its iteration: training/stopping.py); the second
+one kills it (the user insists). The child runs in a session of its own, so that a
 terminal's Ctrl-C reaches it only through this process, once."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def passing_on(asked: List[int]) -> Iterator[Callable[[subprocess.Popen], None]]
     def started(child: subprocess.Popen) -> None:
         children.append(child)
         if asked:
-            child.send_signal(signal.SIGTERM)
+            child.send_signal(asked[0])
 
     def pass_on(signum, frame):
         if asked and children:
@@ -31,7 +31,7 @@ def passing_on(asked: List[int]) -> Iterator[Callable[[subprocess.Popen], None]]
             return
         asked.append(signum)
         if children:
-            children[0].send_signal(signal.SIGTERM)
+            children[0].send_signal(signum)
 
     if threading.current_thread() is not threading.main_thread():
         yield started
