@@ -23,7 +23,6 @@ PARENT = """
 import sys
 from core.errors import reported
 from training import train_process
-from training.checkpoints import newest_checkpoint
 from training.config import make_config
 cfg = make_config("shakespeare_char", text_file=sys.argv[1], out_dir=sys.argv[2], max_iters=10**6,
                   eval_interval=10**6, eval_iters=1, log_interval=10**6, tensorboard=False, n_layer=1, n_head=2,
