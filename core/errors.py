@@ -30,20 +30,28 @@ class RemoteTraceback(Exception):
 def reported(prog: str, debug: bool = False):
     """Run a command line's body: a UserError ends it with one line on stderr and exit status 2
     (with its traceback when debug, after the traceback in the process that raised it when it came
-    from another: RemoteTraceback)."""
+    from another: RemoteTraceback); an Interrupted, with its line and its own exit status."""
     try:
         yield
     except UserError as e:
         if debug:
             raise  # Python prints the chain: e's cause (a RemoteTraceback), then e's own traceback
-        print(f"{prog}: error: {one_line(e)}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        stopped = isinstance(e, Interrupted)
+        print(f"{prog}: {'' if stopped else 'error: '}{one_line(e)}", file=sys.stderr, flush=True)
+        raise SystemExit(e.exit_status if stopped else 2) from None
 
 
 def pop_debug(argv):
     """(debug, argv without --debug): every command line takes --debug (or --debug=True)."""
     debug = any(a in ("--debug", "--debug=True", "--debug=true", "--debug=1") for a in argv)
     return debug, [a for a in argv if not a.startswith("--debug")]
+
+
+class Interrupted(UserError):
+    """The user (or the cluster) stopped the command with a signal, and it stopped cleanly: its line
+    says where and how to go on; the exit status is the shell's for that signal (128 + its number)."""
+
+    exit_status = 130
 
 
 class NotFound(UserError, LookupError):

@@ -112,3 +112,38 @@ def atomic_directory(path: str) -> Iterator[str]:
         if gfile.exists(path):
             gfile.rmtree(path)
         gfile.rename(tmp, path)
+
+
+def remove_tree_within(path: str, root: str) -> bool:
+    """Remove the local directory `path` when it lies inside `root` and nothing on the way from root
+    down to it is a symbolic link: what a link points to is never touched (the root itself may be
+    one: where the user put it). Links inside `path` are removed, not followed. Whether it was."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    if relative == "." or relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        return False
+    current = os.path.abspath(root)
+    for part in relative.split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return False
+    if not os.path.isdir(path):
+        return False
+    import shutil
+
+    shutil.rmtree(path)
+    return True
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str, busy: Exception) -> Iterator[None]:
+    """Hold an exclusive lock on the local file `path` (made if need be) for the block; `busy` is
+    raised at once when another process holds it."""
+    import fcntl
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield

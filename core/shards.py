@@ -124,7 +124,8 @@ SHARD_SHA256 = "shard_sha256"
 _READ_BYTES = 8 << 20
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
+    """The SHA-256 in hex of a file's bytes (local, or through tf.io.gfile)."""
     import hashlib
 
     import tensorflow as tf
@@ -139,7 +140,7 @@ def _sha256(path: str) -> str:
 def shard_digests(examples_uri: str) -> dict:
     """{path relative to examples_uri: SHA-256 in hex} of every shard file of every split (one read
     of each, ~1 GB/s)."""
-    return _measured(examples_uri, _sha256)
+    return _measured(examples_uri, file_sha256)
 
 
 def damaged_shards(examples_uri: str, recorded: dict) -> List[str]:
@@ -147,7 +148,7 @@ def damaged_shards(examples_uri: str, recorded: dict) -> List[str]:
     def described(path, *_):
         return f"token shard {path} is damaged (its bytes are not those written: another SHA-256)"
 
-    return _differences(examples_uri, recorded, _sha256, described)
+    return _differences(examples_uri, recorded, file_sha256, described)
 
 
 def split_dir(examples_uri: str, split: str) -> str:

@@ -59,6 +59,7 @@ def run(config: RunConfig) -> None:
     with recovery.exclusive_run(config.output_dir):
         if os.path.exists(config.metadata_path):  # a damaged store: one line naming it, before anything runs
             lineage.sqlite_store(config.metadata_path)
+        recovery.claim_pipeline_root(config.metadata_path, config.pipeline_root)  # another store's: one line
         cleared = recovery.clear_dead_executions(config.metadata_path, config.pipeline_root, config.serving_dir)
         if cleared:
             print(f"cleared executions {cleared}, left RUNNING by a run that was killed", flush=True)

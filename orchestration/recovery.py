@@ -6,7 +6,9 @@ on disk, and a push killed after its copy a version directory in the serving dir
 PushedModel records. `runner.py run` holds an exclusive lock on the output directory while it
 runs, so when it gets the lock no other local run is in progress: every RUNNING execution of the
 store is a dead one. They are marked CANCELED, and their output directories, which no published
-artifact names, removed.
+artifact names, removed: only those orchestration/ownership.py proves theirs (a pipeline root claimed
+by this store, the execution's own path, no symbolic link on the way), and what a dead push named
+before making it. An interrupted training is no execution's output: the next Trainer continues it.
 
 A cached artifact that a reader finds damaged is set aside (set_aside_damaged) so that the next
 run makes it again instead of taking it from the cache: before a run, the TokenizeText shards no
@@ -19,10 +21,8 @@ pipeline again after each.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import os
-import shutil
 from typing import List, Optional
 
 from core.errors import UserError
@@ -33,44 +33,47 @@ LOCK_FILE = ".runner.lock"
 @contextlib.contextmanager
 def exclusive_run(output_dir: str):
     """Hold the output directory's run lock; UserError when another local run holds it."""
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, LOCK_FILE), "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another `runner.py run` is running in {output_dir}: wait for it to end, or use "
-                            f"another --output") from None
+    from core.files import exclusive_lock
+
+    with exclusive_lock(os.path.join(output_dir, LOCK_FILE), UserError(
+            f"another `runner.py run` is running in {output_dir}: wait for it to end, or use another --output")):
         yield
 
 
-def _writable_store(metadata_path: str):
+def _writable_store(metadata_path: str, create: bool = False):
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE if create \
+        else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
     return metadata_store.MetadataStore(config)
 
 
-def _unrecorded_versions(store, serving_dir: str, since_ms: int) -> List[str]:
-    """Version directories of serving_dir made since since_ms (ms since the epoch) that no
-    PushedModel records as its destination: pushes killed after the copy, before ML Metadata
-    published them."""
-    if not serving_dir or not os.path.isdir(serving_dir):
-        return []
-    pushed = {os.path.normpath(a.custom_properties["pushed_destination"].string_value)
-              for a in store.get_artifacts() if "pushed_destination" in a.custom_properties}
-    candidates = [os.path.join(serving_dir, name) for name in os.listdir(serving_dir) if name.isdigit()]
-    return [path for path in candidates if os.path.normpath(path) not in pushed
-            and os.path.getmtime(path) * 1000 >= since_ms - 1000]  # a second's slack for clocks
+def claim_pipeline_root(metadata_path: str, pipeline_root: str) -> None:
+    """Before a run: the pipeline root is this store's, or the run stops here, in one line
+    (orchestration/ownership.py: a store moved away and a new one started would name the old one's outputs)."""
+    from orchestration import ownership
+
+    ownership.claim_pipeline_root(_writable_store(metadata_path, create=True), metadata_path, pipeline_root)
+
+
+def _recorded_pushes(store) -> set:
+    return {os.path.normpath(a.custom_properties["pushed_destination"].string_value)
+            for a in store.get_artifacts() if "pushed_destination" in a.custom_properties}
 
 
 def clear_dead_executions(metadata_path: str, pipeline_root: str, serving_dir: str = "") -> List[int]:
     """Mark the RUNNING executions of the store CANCELED and remove their unpublished outputs (call
-    holding exclusive_run), with, for a dead push, the version it left in serving_dir; the ids of
-    the executions cleared."""
+    holding exclusive_run), with, for a dead push, what it named before making it in serving_dir
+    (components/pusher); only what orchestration/ownership.py proves theirs, never through a symbolic
+    link. The ids of the executions cleared."""
     from ml_metadata.proto import metadata_store_pb2
+
+    from components.pusher.marks import left_by
+    from core.files import remove_tree_within
+    from orchestration import ownership
 
     if not os.path.isfile(metadata_path):
         return []
@@ -78,22 +81,23 @@ def clear_dead_executions(metadata_path: str, pipeline_root: str, serving_dir: s
     dead = [e for e in store.get_executions() if e.last_known_state == metadata_store_pb2.Execution.RUNNING]
     if not dead:
         return []
+    owned = ownership.owns(store, pipeline_root)
     published = {os.path.normpath(a.uri) for a in store.get_artifacts()}
     pusher_types = {t.id for t in store.get_execution_types() if t.name.endswith("Pusher")}
     for execution in dead:
         execution.last_known_state = metadata_store_pb2.Execution.CANCELED
-        unpublished = glob.glob(os.path.join(pipeline_root, "*", "*", str(execution.id)))
-        # TFX's own working directory of the execution (its executor output, its temporary files)
-        unpublished += glob.glob(os.path.join(pipeline_root, "*", ".system", "executor_execution", str(execution.id)))
-        if execution.type_id in pusher_types:
-            unpublished += _unrecorded_versions(store, serving_dir, execution.create_time_since_epoch)
-        for path in unpublished:
-            if os.path.isdir(path) and os.path.normpath(path) not in published:
-                shutil.rmtree(path, ignore_errors=True)
+        outputs = ownership.unpublished_outputs(store, execution, pipeline_root, published) if owned else []
+        if execution.type_id in pusher_types and serving_dir:
+            for path in (p for output in outputs for p in left_by(output)):
+                if os.path.normpath(path) not in _recorded_pushes(store):
+                    remove_tree_within(path, serving_dir)
+        for path in outputs:
+            remove_tree_within(path, pipeline_root)
     # TFX removes an execution's stateful working directory when it succeeds, and names it by a UUID
     # that it does not record: with no run in progress, each one left is a dead execution's
-    for path in glob.glob(os.path.join(pipeline_root, "*", ".system", "stateful_working_dir", "*")):
-        shutil.rmtree(path, ignore_errors=True)
+    if owned:
+        for path in glob.glob(os.path.join(glob.escape(pipeline_root), "*", ".system", "stateful_working_dir", "*")):
+            remove_tree_within(path, pipeline_root)
     store.put_executions(dead)
     return [e.id for e in dead]
 

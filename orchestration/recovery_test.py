@@ -1,6 +1,8 @@
 """What a killed run left (executions RUNNING, unfinished outputs with `_staging-*` inside) is
-cleared before the next local run, on a real SQLite ML Metadata store."""
+cleared before the next local run, on a real SQLite ML Metadata store: only what is proven the dead
+execution's own, never through a symbolic link, never another store's outputs."""
 
+import json
 import os
 
 import pytest
@@ -21,20 +23,32 @@ def _store(path):
     return metadata_store.MetadataStore(config)
 
 
+def _executions(store, node, *states):
+    """Executions of the pipeline node `node` as TFX registers them (with its `node` context)."""
+    type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name=f"tfx.components.{node}"))
+    context_type = store.put_context_type(metadata_store_pb2.ContextType(name="node"))
+    [context] = store.put_contexts([metadata_store_pb2.Context(type_id=context_type, name=f"pipeline.{node}")])
+    ids = store.put_executions([metadata_store_pb2.Execution(type_id=type_id, last_known_state=s) for s in states])
+    store.put_attributions_and_associations([], [metadata_store_pb2.Association(context_id=context, execution_id=e)
+                                                 for e in ids])
+    return ids
+
+
 def test_dead_executions_are_cancelled_and_their_outputs_removed(tmp_path):
     metadata_path, root = tmp_path / "metadata.sqlite", tmp_path / "pipeline_root"
     store = _store(metadata_path)
-    type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="TokenizeText"))
-    finished, killed = store.put_executions([metadata_store_pb2.Execution(type_id=type_id, last_known_state=s)
-                                             for s in (State.COMPLETE, State.RUNNING)])
+    finished, killed = _executions(store, "TokenizeText", State.COMPLETE, State.RUNNING)
+    recovery.claim_pipeline_root(str(metadata_path), str(root))
     artifact_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Examples"))
     kept = root / "TokenizeText" / "examples" / str(finished)
     store.put_artifacts([metadata_store_pb2.Artifact(type_id=artifact_type, uri=str(kept))])
     left = root / "TokenizeText" / "examples" / str(killed) / "_staging-1a2b3c4d" / "Split-train"
+    other_node = root / "Transform" / "transformed_examples" / str(killed)  # not the dead execution's node
+    training = root / "Trainer" / "trainings" / "0123456789abcdef" / "checkpoints"  # an interrupted training
     system = root / "TokenizeText" / ".system"  # TFX's working directories: the killed execution's go
     kept_output, left_output = (system / "executor_execution" / str(e) for e in (finished, killed))
     left_stateful = system / "stateful_working_dir" / "0b5c7e4e-6f1d-4a8e-9c1e-3f2d6a7b8c9d"
-    for directory in (kept, left, kept_output, left_output / ".temp", left_stateful):
+    for directory in (kept, left, kept_output, left_output / ".temp", left_stateful, other_node, training):
         os.makedirs(directory)
 
     with recovery.exclusive_run(str(tmp_path)):
@@ -46,29 +60,84 @@ def test_dead_executions_are_cancelled_and_their_outputs_removed(tmp_path):
     assert states == {finished: State.COMPLETE, killed: State.CANCELED}
     assert kept.is_dir() and not (root / "TokenizeText" / "examples" / str(killed)).exists()
     assert kept_output.is_dir() and not left_output.exists() and not left_stateful.exists()
+    assert other_node.is_dir() and training.is_dir()
     assert recovery.clear_dead_executions(str(metadata_path), str(root)) == []  # a rerun finds nothing
 
 
-def test_a_push_killed_after_its_copy_leaves_no_unrecorded_version(tmp_path):
-    """The version directory a dead Pusher execution copied goes; recorded pushes and versions older
-    than the dead execution stay."""
-    import time
-
-    metadata_path, serving = tmp_path / "metadata.sqlite", tmp_path / "serving_model"
+def test_nothing_behind_a_symbolic_link_in_the_pipeline_root_is_removed(tmp_path):
+    """A dead execution's output path that is a link, or reached through one (a component's folder
+    linked to a disk elsewhere): what the link points to stays whole."""
+    metadata_path, root, elsewhere = tmp_path / "metadata.sqlite", tmp_path / "pipeline_root", tmp_path / "elsewhere"
     store = _store(metadata_path)
-    older = serving / "1000000000"
-    os.makedirs(older)
-    os.utime(older, (time.time() - 3600, time.time() - 3600))  # before the killed push started
-    type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="tfx.components.Pusher"))
+    [transform] = _executions(store, "Transform", State.RUNNING)
+    [trainer] = _executions(store, "Trainer", State.RUNNING)
+    recovery.claim_pipeline_root(str(metadata_path), str(root))
+    for directory in (elsewhere / "transform" / "transformed_examples" / str(transform) / "Split-train",
+                      elsewhere / "model_run" / "checkpoints"):
+        os.makedirs(directory)
+    os.symlink(elsewhere / "transform", root / "Transform")  # the component's folder, on another disk
+    os.makedirs(root / "Trainer" / "model_run")
+    os.symlink(elsewhere / "model_run", root / "Trainer" / "model_run" / str(trainer))  # the output itself
+    assert sorted(recovery.clear_dead_executions(str(metadata_path), str(root))) == sorted([transform, trainer])
+    assert (elsewhere / "transform" / "transformed_examples" / str(transform) / "Split-train").is_dir()
+    assert (elsewhere / "model_run" / "checkpoints").is_dir() and os.path.islink(root / "Trainer" / "model_run" /
+                                                                                 str(trainer))
+
+
+def test_a_replaced_store_neither_runs_on_nor_removes_the_old_stores_outputs(tmp_path):
+    """The store moved away and a new one started: its execution ids start again at 1, and its
+    first executions would name the old one's outputs. The pipeline root names its store: the new
+    one is refused in one line and removes nothing; the old one, put back, runs on."""
+    from orchestration.ownership import ForeignPipelineRoot
+
+    metadata_path, root = tmp_path / "metadata.sqlite", tmp_path / "pipeline_root"
+    store = _store(metadata_path)
+    [old] = _executions(store, "Trainer", State.COMPLETE)
+    recovery.claim_pipeline_root(str(metadata_path), str(root))
+    published = root / "Trainer" / "model_run" / str(old)
+    os.makedirs(published / "checkpoints")
+    os.rename(metadata_path, tmp_path / "moved.sqlite")
+
+    store = _store(metadata_path)  # a new store: its first execution has the old one's id, dead
+    [new] = _executions(store, "Trainer", State.RUNNING)
+    assert new == old
+    with pytest.raises(ForeignPipelineRoot, match=rf"^{root} holds the outputs of another ML Metadata store \(the one "
+                                                  rf"that was at {metadata_path}\), not of {metadata_path}: put that "
+                                                  rf"store back, or use another --output$"):
+        recovery.claim_pipeline_root(str(metadata_path), str(root))
+    assert recovery.clear_dead_executions(str(metadata_path), str(root)) == [new]  # cancelled, nothing removed
+    assert (published / "checkpoints").is_dir()
+
+    os.remove(metadata_path)  # a pipeline root from before the claims, with a new store: refused too
+    os.remove(root / ".metadata_store.json")
+    with pytest.raises(ForeignPipelineRoot, match=r"holds outputs \(Trainer\) that .* does not record"):
+        recovery.claim_pipeline_root(str(metadata_path), str(root))
+    os.replace(tmp_path / "moved.sqlite", metadata_path)  # the old store, back: its root again
+    recovery.claim_pipeline_root(str(metadata_path), str(root))
+
+
+def test_a_push_killed_after_its_copy_leaves_no_unrecorded_version(tmp_path):
+    """The version and staging directories a dead Pusher execution named before making them go;
+    recorded pushes, and another push's directories, stay."""
+    metadata_path, root, serving = tmp_path / "metadata.sqlite", tmp_path / "root", tmp_path / "serving_model"
+    from components.pusher.marks import PUSH_FILE
+
+    store = _store(metadata_path)
     pushed_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="PushedModel"))
     recorded = metadata_store_pb2.Artifact(type_id=pushed_type, uri=str(tmp_path / "pushed"))
     recorded.custom_properties["pushed_destination"].string_value = str(serving / "1000000001")
     store.put_artifacts([recorded])
-    [killed] = store.put_executions([metadata_store_pb2.Execution(type_id=type_id, last_known_state=State.RUNNING)])
-    for version in ("1000000001", "1000000002"):
+    [killed] = _executions(store, "Pusher", State.RUNNING)
+    recovery.claim_pipeline_root(str(metadata_path), str(root))
+    own = root / "Pusher" / "pushed_model" / str(killed)
+    os.makedirs(own)
+    (own / PUSH_FILE).write_text(json.dumps({"destination": str(serving / "1000000002"),
+                                             "staging": str(serving / ".staging-1000000002-77")}))
+    for version in ("1000000000", "1000000001", "1000000002", ".staging-1000000002-77", ".staging-1000000003-78"):
         os.makedirs(serving / version)
-    assert recovery.clear_dead_executions(str(metadata_path), str(tmp_path / "root"), str(serving)) == [killed]
-    assert sorted(os.listdir(serving)) == ["1000000000", "1000000001"]
+    assert recovery.clear_dead_executions(str(metadata_path), str(root), str(serving)) == [killed]
+    assert sorted(os.listdir(serving)) == [".staging-1000000003-78", "1000000000", "1000000001"]
+    assert not own.exists()
 
 
 def test_a_damaged_artifact_is_set_aside_so_that_the_cache_no_longer_takes_it(tmp_path):

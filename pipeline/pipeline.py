@@ -22,6 +22,7 @@ from components.lm_evaluator.component import LMEvaluator
 from components.pusher.component import Pusher
 from components.tokenize_text.component import TokenizeText
 from components.trainer import settings as trainer_settings
+from components.trainer.trainings import trainings_dir
 from core import shards
 from pipeline.configs import RunConfig
 
@@ -61,7 +62,8 @@ def _vertex_training_args(config: RunConfig) -> dict:
 def _trainer(config: RunConfig, platform: Platform, **inputs):
     """The standard Trainer running the training engine in its own pod or process (with the
     accelerators asked for), or, for several workers, TFX's Vertex AI Trainer."""
-    custom_config = trainer_settings.custom_config(config.train, config.deploy, resume=config.pipeline.resume)
+    custom_config = trainer_settings.custom_config(config.train, config.deploy, resume=config.pipeline.resume,
+                                                   trainings_dir=trainings_dir(config.pipeline_root))
     common = dict(run_fn="components.trainer.run_fn.run_fn", train_args=tfx.proto.TrainArgs(splits=[shards.TRAIN]),
                   eval_args=tfx.proto.EvalArgs(splits=[shards.VAL]), **inputs)
     deploy = config.deploy

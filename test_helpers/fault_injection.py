@@ -20,6 +20,15 @@ Points of a task under `runner.py run --spec` (orchestration/kubeflow/launcher.p
   writing     the first file appeared in the task's output directories (as above), its process running
   written     the task's process ended and its outputs are whole, the run's record does not have them
 
+Points inside a training, the training process's (NANOGPT_TFX_KILL_AT=training:<when>:<iteration>:<how>,
+e.g. training:after_checkpoint:20:kill; the environment of training_environment(), whose PYTHONPATH
+names test_helpers/site, where sitecustomize.py arms it as the training process starts):
+  when  iteration          at the top of that iteration (reached by training, not started at)
+        before_checkpoint  as the checkpoint of that iteration is about to be written
+        after_checkpoint   just after it was written
+  how   kill               SIGKILL of the training process (an out-of-memory kill)
+        kill_group         SIGKILL of the process group that started it (kill -9 of the runner's command), and of it
+        sigterm_parent     SIGTERM to the process that started it (runner.py, as Kubernetes stops a pod)
 """
 
 from __future__ import annotations
@@ -53,6 +62,60 @@ def _watch_for_a_file(node: str, uris) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+TRAINING_POINT = "training:"
+TRAINING_WHEN = ("iteration", "before_checkpoint", "after_checkpoint")
+TRAINING_HOW = ("kill", "kill_group", "sigterm_parent")
+SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "site")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def training_environment(when: str, iteration: int, how: str) -> dict:
+    """The variables that arm a training point in the processes that have them (a child's
+    environment, or os.environ for the processes this one starts)."""
+    if when not in TRAINING_WHEN or how not in TRAINING_HOW:
+        raise ValueError(f"training point {when}:{how}: expected one of {TRAINING_WHEN} and {TRAINING_HOW}")
+    return {KILL_AT: f"{TRAINING_POINT}{when}:{iteration}:{how}",
+            "PYTHONPATH": os.pathsep.join(filter(None, [SITE, REPO, os.environ.get("PYTHONPATH")]))}
+
+
+def install_training() -> None:
+    """Arm the training point that NANOGPT_TFX_KILL_AT names in this process (sitecustomize.py):
+    the Trainer's checkpoint saves and iterations patched to end the process there."""
+    when, iteration, how = os.environ[KILL_AT][len(TRAINING_POINT):].split(":")
+    iteration = int(iteration)
+    from training import checkpoints, train
+
+    def kill():
+        print(f"fault injection: {how} at training:{when}:{iteration}", file=sys.stderr, flush=True)
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif how == "kill_group":  # the training process has a session of its own (training/train_process.py)
+            os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGKILL)
+        else:
+            os.kill(os.getppid(), signal.SIGTERM)
+
+    save = checkpoints.RunCheckpoints.save
+
+    def saving(self, number, *args, **kwargs):
+        if (when, number) == ("before_checkpoint", iteration):
+            kill()
+        path = save(self, number, *args, **kwargs)
+        if (when, number) == ("after_checkpoint", iteration):
+            kill()
+        return path
+
+    between = train.Trainer._between_iterations
+
+    def between_iterations(self, iter_num):
+        if (when, iter_num) == ("iteration", iteration) and iter_num > self.start_iter:
+            kill()
+        return between(self, iter_num)
+
+    checkpoints.RunCheckpoints.save = saving
+    train.Trainer._between_iterations = between_iterations
+
+
 def install() -> None:
     """Arm the kill point that NANOGPT_TFX_KILL_AT names, if it names one (call before the pipeline
     runs): a component's under LocalDagRunner, or a task's under `run --spec`."""
@@ -61,7 +124,7 @@ def install() -> None:
         if point not in SPEC_TASK_POINTS or not task:
             raise ValueError(f"{KILL_TASK_AT}={os.environ[KILL_TASK_AT]}: expected <task>:<one of {SPEC_TASK_POINTS}>")
         _install_spec(task, point)
-    if KILL_AT not in os.environ:
+    if KILL_AT not in os.environ or os.environ[KILL_AT].startswith(TRAINING_POINT):  # (the training process's)
         return
     node, _, point = os.environ[KILL_AT].rpartition(":")
     if point not in COMPONENT_POINTS or not node:

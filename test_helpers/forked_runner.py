@@ -3,9 +3,11 @@ process imports runner.py, TFX and TensorFlow once (running nothing), then forks
 command read from stdin; each child is `runner.py run ...` in its own process and process group,
 which a SIGKILL (test_helpers/fault_injection.py, armed in each child) ends as it would end `python runner.py run ...`.
 
-    python -m test_helpers.forked_runner      (or: with forked_runs(repo) as run: run(argv, env, log))
+    python -m test_helpers.forked_runner
     stdin:  {"argv": ["run", ...], "env": {...}, "log": "/path/of/its/output"}   one JSON line a command
     stdout: {"pid": ..., "exit": <exit status>, "signal": <signal that ended it or null>}
+
+A test starts one with `with forked_runner() as run:` and calls run(argv, env, log) for each command.
 """
 
 import contextlib
@@ -14,12 +16,14 @@ import os
 import subprocess
 import sys
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 @contextlib.contextmanager
-def forked_runs(repo: str):
+def forked_runner():
     """run(argv, env, log): `runner.py run` in a process of its own, forked from one that imported
-    TFX once (this module, run in `repo`); how it ended."""
-    zygote = subprocess.Popen([sys.executable, "-m", "test_helpers.forked_runner"], cwd=repo, text=True,
+    TFX once; how it ended."""
+    zygote = subprocess.Popen([sys.executable, "-m", "test_helpers.forked_runner"], cwd=REPO, text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert json.loads(zygote.stdout.readline()) == {"ready": True}
 

@@ -6,6 +6,11 @@ import os
 
 from pipeline import lineage
 
+# A model small enough that a whole pipeline run takes seconds: checkpoints at its evaluations of 20 and 40.
+TINY_TRAINING = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=40,
+                     eval_interval=20, eval_iters=2, log_interval=10, learning_rate=3e-3, warmup_iters=5,
+                     lr_decay_iters=40, min_lr=3e-4)
+
 
 def store(config):
     return lineage.sqlite_store(config.metadata_path)
@@ -22,6 +27,29 @@ def component_states(config, exclude=frozenset()):
     type_names = {t.id: t.name.rsplit(".", 1)[-1] for t in metadata.get_execution_types()}
     return {type_names[e.type_id]: e.last_known_state for e in metadata.get_executions()
             if e.id not in exclude and not type_names[e.type_id].endswith("Resolver")}
+
+
+def rerun(config):
+    """Run the pipeline of config (again) here; the states of that run's component executions by type name."""
+    from tfx import v1 as tfx
+
+    from orchestration.local import local_pipeline
+
+    before = execution_ids(config)
+    tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
+    return component_states(config, exclude=before)
+
+
+def first(config, type_name):
+    """The first artifact of the type the run's store holds (char_run's own, whatever ran since)."""
+    return min(store(config).get_artifacts_by_type(type_name), key=lambda a: a.id)
+
+
+def last_blessed_model(config):
+    """The uri of the latest model the LMEvaluator blessed."""
+    blessings = [b for b in store(config).get_artifacts_by_type("ModelBlessing")
+                 if b.custom_properties["blessed"].int_value == 1]
+    return max(blessings, key=lambda b: b.id).custom_properties["current_model"].string_value
 
 
 def pushed_versions(config):

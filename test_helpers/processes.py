@@ -14,6 +14,11 @@ def _stat(pid) -> list:
 
 def training_process(parent_pid: int):
     """The pid of a live training process started by parent_pid, or None."""
+    return child_process(parent_pid, b"training.train_process")
+
+
+def child_process(parent_pid: int, command_part: bytes):
+    """The pid of a live process started by parent_pid whose command line holds command_part, or None."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             state, ppid = _stat(pid)[:2]
@@ -21,7 +26,7 @@ def training_process(parent_pid: int):
                 command = f.read()
         except (OSError, ValueError, IndexError):
             continue
-        if int(ppid) == parent_pid and state != "Z" and b"training.train_process" in command:
+        if int(ppid) == parent_pid and state != "Z" and command_part in command:
             return int(pid)
     return None
 

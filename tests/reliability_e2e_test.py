@@ -15,18 +15,18 @@ from training.divergence import TrainingDiverged
 from pipeline import lineage
 from orchestration.local import local_pipeline
 from pipeline.configs import make_run_config
-from pipeline_e2e_test import TINY_TRAINING, small_corpus  # noqa: F401
 from test_helpers import pipeline_runs
+from test_helpers.pipeline_runs import TINY_TRAINING
 
 State = metadata_store_pb2.Execution
 
 
 def _config(output_dir, corpus, **training):
     return make_run_config("shakespeare_char", input_pattern=corpus, output_dir=str(output_dir),
-                                val_loss_threshold=9.0, **{**TINY_TRAINING, **training})
+                           val_loss_threshold=9.0, **{**TINY_TRAINING, **training})
 
 
-def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(  # noqa: F811
+def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(
         tmp_path, small_corpus, capsys):
     diverging = _config(tmp_path / "out", small_corpus, learning_rate=1000.0, warmup_iters=0, grad_clip=0.0)
     with pytest.raises(TrainingDiverged, match=r"training diverged at iter \d+: .*learning_rate=1000"):

@@ -93,6 +93,9 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
                                        "--skip_validation=True"),
         ([data, f"--schema_file={tmp_path}/none.pbtxt"], f"--schema_file={tmp_path}/none.pbtxt: No such file"),
         ([data, f"--schema_file={not_a_schema}"], f"--schema_file={not_a_schema}: not a schema in text format"),
+        ([data, "--dataset_revision=4b1aa1a3"], "--dataset_revision=4b1aa1a3: goes with --dataset_name"),
+        ([data, "--checkpoint_minutes=-1"], "--checkpoint_minutes=-1.0: expected a number >= 0"),
+        ([data, "--continue_interrupted=maybe"], "--continue_interrupted=maybe: expected True or False"),
     ]
     for args, expected in cases:
         assert expected in _mistake(tmp_path, *args), args

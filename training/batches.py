@@ -72,13 +72,13 @@ class NanoGPTDraws(BatchSource):
     offsets of its batches from start_iter on (one replica: nanogpt_rng.check_supported)."""
 
     def __init__(self, cfg: TrainConfig, splits: Dict[str, TokenStream], model, start_iter: int,
-                 evaluates: Callable[[int], bool]):
+                 evaluates: Callable[[int], bool], restored: bool = False):
         super().__init__(cfg, splits)
         config = model.config
         shape = dict(n_layer=config.n_layer, n_embd=config.n_embd, vocab_size=config.vocab_size,
                      block_size=config.block_size, bias=config.bias)
         generator = nanogpt_rng.TorchGenerator(cfg.seed)
-        if cfg.init_from == "scratch":
+        if cfg.init_from == "scratch" and not restored:
             variables = model.named_variables()
             for name, value in nanogpt_rng.initial_weights(generator, **shape).items():
                 variables[name].assign(value)
@@ -110,9 +110,9 @@ def check_supported(cfg: TrainConfig, replicas: int) -> None:
 
 
 def batch_source(cfg: TrainConfig, splits: Dict[str, TokenStream], *, strategy: tf.distribute.Strategy, model,
-                 start_iter: int, evaluates: Callable[[int], bool]) -> BatchSource:
+                 start_iter: int, evaluates: Callable[[int], bool], restored: bool = False) -> BatchSource:
     """The BatchSource of cfg.rng for a run that starts at start_iter with `model` just built or
-    restored; `evaluates(it)` says at which iterations the run evaluates."""
+    (restored) read from a checkpoint; `evaluates(it)` says at which iterations the run evaluates."""
     if cfg.rng == "nanogpt":
-        return NanoGPTDraws(cfg, splits, model, start_iter, evaluates)
+        return NanoGPTDraws(cfg, splits, model, start_iter, evaluates, restored)
     return SeededDraws(cfg, splits, strategy)

@@ -35,6 +35,8 @@ class TrainConfig(Settings):
     eval_only: bool = setting(False, "evaluate once and exit")
     always_save_checkpoint: bool = setting(True, "save a checkpoint after each evaluation (False: only when val "
                                                  "loss improves)")
+    checkpoint_minutes: float = setting(30.0, "also checkpoint between evaluations every this many minutes, so "
+                                              "that a kill loses no more (0: only at evaluations)", minimum=0)
     init_from: str = setting("scratch", "'scratch', 'resume' (out_dir's latest checkpoint), a GPT-2 name "
                                         "(gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a Hugging Face GPT-2 directory")
     tensorboard: bool = setting(True, "write TensorBoard summaries under out_dir/tensorboard")

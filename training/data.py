@@ -4,7 +4,11 @@ get_batch, as a tf.data pipeline sharded across replicas.
 A split is read from its token shards (core/shards.py) as the one token stream it is, in corpus
 order (uint16 where the vocabulary allows, as nanoGPT's .bin files). A split of up to
 IN_MEMORY_MAX_TOKENS is held in memory; a larger one (OpenWebText's train split: 9B tokens) is
-written once to a local cache file and read through a memory map, as nanoGPT reads train.bin.
+written once to a local cache file and read through a memory map, as nanoGPT reads train.bin. The
+cache is a directory of the user's own, private (0700: no other user can read it, or put a file
+there for a run to read), $NANOGPT_TFX_TOKEN_CACHE or ~/.cache/nanogpt-tfx/tokens; a file there is
+named by the SHA-256 of the shards it holds (the same data in another place shares it; changed data
+never reads a stale one), and each run that adds one prints the cache's size and how to clear it.
 Every micro-batch is a pure function of (seed, micro-batch index): micro-batch m of optimizer step
 s has index s * gradient_accumulation_steps + m, and replica g of R takes micro-batches
 g * (A / R) ... (g + 1) * (A / R) - 1. So replicas and workers never read the same batch, a run on
@@ -15,21 +19,29 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 from core import files, shards
+from core.errors import UserError
+from core.shards import TRAIN, VAL
+from model.tokenizer import get_tokenizer
 
 IN_MEMORY_MAX_TOKENS = 1 << 28  # 512 MB as uint16
-TOKEN_CACHE_ENV = "NANOGPT_TFX_TOKEN_CACHE"  # where large splits are cached (default: the temp dir)
+TOKEN_CACHE_ENV = "NANOGPT_TFX_TOKEN_CACHE"  # where large splits are cached
+CACHE_INDEX = "index.json"  # the shards' sizes and times -> their content's key, so that they are hashed once
 
 
-def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_MAX_TOKENS) -> np.ndarray:
+class TokenCacheNotPrivate(UserError):
+    pass
+
+
+def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_MAX_TOKENS,
+               log=print) -> np.ndarray:
     """The split's whole token stream in corpus order, as uint16 or int32: an array in memory, or
-    past in_memory_max_tokens a read-only np.memmap of a local cache file (built on first use)."""
+    past in_memory_max_tokens a read-only np.memmap of a file of the token cache (built on first use)."""
     directory = shards.split_dir(data_dir, split)
     if not tf.io.gfile.isdir(directory):
         raise FileNotFoundError(f"no {split} split in {data_dir} (expected {directory})")
@@ -39,26 +51,49 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
     dtype = np.dtype(np.uint16 if index.max_token < 2 ** 16 else np.int32)
     if index.num_tokens <= in_memory_max_tokens:
         return index.fill(np.empty([index.num_tokens], dtype))
-    path = _cache_path(directory, index, dtype)
-    if not os.path.exists(path):
+    cache_dir = token_cache_dir()
+    path = os.path.join(cache_dir, f"{_content_key(cache_dir, index.files)[:32]}-{index.num_tokens}.{dtype.name}.bin")
+    if not os.path.exists(path) or os.path.getsize(path) != index.num_tokens * dtype.itemsize:
         with files.atomic_path(path) as tmp:
             stream = index.fill(np.memmap(tmp, dtype=dtype, mode="w+", shape=(index.num_tokens,)))
             stream.flush()
             del stream
+        total = sum(os.path.getsize(os.path.join(cache_dir, n)) for n in os.listdir(cache_dir))
+        log(f"token cache: the {split} split of {data_dir} ({os.path.getsize(path) / 1e9:.2f} GB) cached in {path}; "
+            f"the cache now holds {total / 1e9:.2f} GB (remove {cache_dir} to free it)")
     return np.memmap(path, dtype=dtype, mode="r", shape=(index.num_tokens,))
 
 
-def _cache_path(directory: str, index: "shards.RecordIndex", dtype: np.dtype) -> str:
-    """A local file named after the split's shards (paths, sizes, modification times), so that
-    changed data never reads a stale cache."""
+def token_cache_dir() -> str:
+    """The user's token cache, made private (0700) if new; TokenCacheNotPrivate when it is another
+    user's, or others may write to it."""
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nanogpt-tfx", "tokens")
+    cache_dir = os.environ.get(TOKEN_CACHE_ENV) or default
+    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+    status = os.stat(cache_dir)
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        raise TokenCacheNotPrivate(
+            f"the token cache {cache_dir} is {'not yours' if status.st_uid != os.getuid() else 'writable by others'} "
+            f"(mode {status.st_mode & 0o777:o}): a run must not read tokens another user could put there; make it "
+            f"yours with mode 700, or set {TOKEN_CACHE_ENV} to another directory")
+    if status.st_mode & 0o077:
+        os.chmod(cache_dir, 0o700)
+    return cache_dir
+
+
+def _content_key(cache_dir: str, paths) -> str:
+    """The SHA-256 of the shards' bytes, read once for a given set of shard files (sizes and times)."""
     stats = []
-    for f in index.files:
-        stat = tf.io.gfile.stat(f)
-        stats.append((f, stat.length, stat.mtime_nsec))
-    key = hashlib.sha256(repr(stats).encode()).hexdigest()
-    cache_dir = os.environ.get(TOKEN_CACHE_ENV) or os.path.join(tempfile.gettempdir(), "nanogpt-tfx-tokens")
-    os.makedirs(cache_dir, exist_ok=True)
-    return os.path.join(cache_dir, f"{key[:24]}-{index.num_tokens}.{dtype.name}.bin")
+    for path in paths:
+        stat = tf.io.gfile.stat(path)
+        stats.append((path, stat.length, stat.mtime_nsec))
+    stat_key = hashlib.sha256(repr(stats).encode()).hexdigest()
+    index_path = os.path.join(cache_dir, CACHE_INDEX)
+    known = files.read_json(index_path, default={}) if os.path.isfile(index_path) else {}
+    if stat_key not in known:
+        known[stat_key] = hashlib.sha256("".join(shards.file_sha256(p) for p in paths).encode()).hexdigest()
+        files.write_json(index_path, known)
+    return known[stat_key]
 
 
 def sample_windows(tokens, seed: tf.Tensor, batch_size: int, block_size: int):
@@ -135,3 +170,17 @@ class TokenStream:
     def windows(self, offsets):
         """x, y at the given window offsets (any shape of offsets: x and y add a block_size axis)."""
         return windows_at(self.tokens, offsets, self.block_size)
+
+
+def prepare_text_file(cfg, data_dir: str) -> dict:
+    """Tokenize a text file in process into token shards, nanoGPT's shakespeare prepare.py way:
+    the first 90% of the text is train, the rest val. Returns the tokenizer's description."""
+    with open(cfg.text_file, encoding="utf-8") as f:
+        text = f.read()
+    if not text:
+        raise ValueError(f"text file {cfg.text_file} is empty")
+    tokenizer = get_tokenizer(cfg.tokenizer, text=text, bpe_dir=cfg.bpe_dir or None)
+    n = len(text)
+    for split, part in ((TRAIN, text[: int(n * 0.9)]), (VAL, text[int(n * 0.9):])):
+        shards.write_split(shards.split_dir(data_dir, split), [tokenizer.encode(part)])
+    return tokenizer.to_json()

@@ -1,7 +1,9 @@
 """The token stream of a split: read in corpus order from out-of-order shards, held in memory or,
-past a size, memory-mapped from a local cache file, and sampled the same way either way."""
+past a size, memory-mapped from a file of the user's private token cache, and sampled the same way
+either way."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -28,21 +30,50 @@ def test_split_in_memory_is_the_corpus_in_order(split_dir):
     np.testing.assert_array_equal(tokens, expected)
 
 
-def test_large_split_is_cached_once_and_memory_mapped(split_dir, tmp_path, monkeypatch):
+def _cached(cache):
+    return sorted(name for name in os.listdir(cache) if name.endswith(".bin"))
+
+
+def test_large_split_is_cached_once_by_content_in_a_private_directory_and_memory_mapped(split_dir, tmp_path,
+                                                                                       monkeypatch):
     data_dir, expected = split_dir
     cache = tmp_path / "cache"
     monkeypatch.setenv(data.TOKEN_CACHE_ENV, str(cache))
-    tokens = load_split(data_dir, "train", in_memory_max_tokens=1000)
+    lines = []
+    tokens = load_split(data_dir, "train", in_memory_max_tokens=1000, log=lines.append)
     assert isinstance(tokens, np.memmap) and tokens.dtype == np.uint16
     np.testing.assert_array_equal(tokens, expected)
-    (cached,) = os.listdir(cache)  # one file, no temporary left behind
+    assert os.stat(cache).st_mode & 0o777 == 0o700  # made private: no other user reads it or puts a file there
+    (cached,) = _cached(cache)  # one file, no temporary left behind
+    assert lines == [f"token cache: the train split of {data_dir} (0.00 GB) cached in {cache / cached}; the cache now "
+                     f"holds 0.00 GB (remove {cache} to free it)"]
     mtime = os.path.getmtime(cache / cached)
-    again = load_split(data_dir, "train", in_memory_max_tokens=1000)
-    assert again.filename == tokens.filename and os.path.getmtime(cache / cached) == mtime
+    again = load_split(data_dir, "train", in_memory_max_tokens=1000, log=lines.append)
+    assert again.filename == tokens.filename and os.path.getmtime(cache / cached) == mtime and len(lines) == 1
+    # The same data elsewhere (a copy of the shards) reads the same file: it is named by the shards' content.
+    copy = tmp_path / "copy"
+    shutil.copytree(shards.split_dir(data_dir, "train"), shards.split_dir(str(copy), "train"))
+    assert load_split(str(copy), "train", in_memory_max_tokens=1000).filename == tokens.filename
     # Other data under the same path gets another cache file, not the stale one.
     shards.write_split(shards.split_dir(data_dir, "train"), [expected[:4000]], num_shards=3, chunk_size=700)
     np.testing.assert_array_equal(load_split(data_dir, "train", in_memory_max_tokens=1000), expected[:4000])
-    assert len(os.listdir(cache)) == 2
+    assert len(_cached(cache)) == 2
+
+
+def test_a_token_cache_that_others_may_write_to_is_refused(split_dir, tmp_path, monkeypatch):
+    data_dir, _ = split_dir
+    shared = tmp_path / "shared"
+    os.makedirs(shared)
+    os.chmod(shared, 0o777)  # as a fixed name in /tmp that another user made first
+    monkeypatch.setenv(data.TOKEN_CACHE_ENV, str(shared))
+    with pytest.raises(data.TokenCacheNotPrivate, match=rf"^the token cache {shared} is writable by others \(mode "
+                                                        rf"777\): a run must not read tokens another user could put "
+                                                        rf"there; "):
+        load_split(data_dir, "train", in_memory_max_tokens=1000)
+    assert os.listdir(shared) == []
+    monkeypatch.delenv(data.TOKEN_CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data.token_cache_dir() == str(tmp_path / "xdg" / "nanogpt-tfx" / "tokens")
 
 
 def test_memory_mapped_split_gives_the_same_batches(split_dir, tmp_path, monkeypatch):

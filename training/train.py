@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from typing import Dict, Optional
 
@@ -27,121 +26,19 @@ if __name__ == "__main__":  # the command line is checked, and --help answered, 
 import numpy as np
 import tensorflow as tf
 
-from training import batches, checkpoint_shape, devices, divergence
-from core import files, shards
+from training import batches, checkpoint_shape, devices, divergence, stopping
+from training.distribution import agreed, branch_rows, cpu_branches, is_chief, make_strategy, num_workers, worker_dir
+from core import files
+from training.checkpoints import Progress, RunCheckpoints, newest_checkpoint
 from training.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TENSORBOARD_DIR, TOKENIZER_FILE,
                           TRAIN_CONFIG_FILE, TrainConfig, command_line_config, train_help)
-from training.data import TokenStream, load_split
+from training.data import TokenStream, load_split, prepare_text_file
 from core.errors import MissingFile, writing
 from core.settings import command_line
 from core.shards import SPLITS, TRAIN, VAL
 from model.model import GPT, GPTConfig, counted_targets, cross_entropy
 from model.presets import GPT2_SIZES, PADDED_VOCAB_SIZE, POLICY_OF_DTYPE
 from training.optim import AdamW, DynamicLossScale, get_lr
-from model.tokenizer import get_tokenizer
-
-
-# --------------------------------------------------------------------------------------------
-# distribution
-
-
-def make_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
-    name = cfg.strategy
-    if name == "auto":
-        tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-        workers = sum(len(v) for k, v in tf_config.get("cluster", {}).items() if k in ("chief", "worker"))
-        if cfg.tpu:
-            name = "tpu"
-        elif workers > 1:
-            name = "multi_worker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            name = "mirrored"
-        else:
-            name = "default"
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=cfg.tpu or None)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"unknown strategy {name!r}")
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type or isinstance(strategy, tf.distribute.TPUStrategy):
-        return True
-    if resolver.task_type == "chief":
-        return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 and \
-        "chief" not in resolver.cluster_spec().as_dict()
-
-
-def cpu_branches(cfg: TrainConfig, log=print) -> int:
-    """How many parallel branches each micro-batch runs as: on a CPU, one per core (or
-    cfg.cpu_branches) where the micro-batch has a row for each; on a GPU or TPU, 1.
-
-    A small model's ops are too small to share out among cores: the shakespeare_char step is a
-    chain of some thousand ops of tens of microseconds each, which keeps about one core busy
-    whatever the number of intra-op threads. Its micro-batch split row-wise into independent
-    branches, one per core, each op on one thread, the step keeps every core busy (~40 against ~56
-    ms an iteration on 2 cores, BENCHMARKS.md). The branches' losses add up to the batch's mean
-    loss, so the split changes nothing but the order of float additions.
-
-    TensorFlow fixes its threads when it runs its first op: call this before (a process that
-    already ran ops gets no split, unless it was started with TF_NUM_INTRAOP_THREADS=1; the TFX
-    Trainer therefore trains in a process of its own, training/train_process.py)."""
-    if cfg.strategy == "tpu" or cfg.tpu or tf.config.list_physical_devices("GPU"):
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if not cfg.cpu_branches and cfg.batch_size < cores:
-        return 1  # fewer rows than cores: single-threaded branches would leave cores idle
-    branches = min(cfg.cpu_branches or cores, cfg.batch_size)
-    if branches <= 1:
-        return 1
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow runs already, with multi-threaded ops
-        if os.environ.get("TF_NUM_INTRAOP_THREADS") != "1" and not cfg.cpu_branches:
-            log(f"cpu_branches: TensorFlow started before training with multi-threaded ops, so each micro-batch "
-                f"runs whole (set TF_NUM_INTRAOP_THREADS=1 to split it into {branches} parallel branches)")
-            return 1
-    return branches
-
-
-def _branch_rows(rows: int, branches: int):
-    """(start, end) of each branch's rows: `branches` parts of a batch of `rows`, as even as can be."""
-    bounds = [rows * i // branches for i in range(branches + 1)]
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
-
-
-def _worker_dir(out_dir: str, chief: bool) -> str:
-    """Where this worker writes: every worker must take part in a multi-worker save, but only the
-    chief's copy is kept."""
-    return out_dir if chief else tempfile.mkdtemp(prefix="nanogpt-worker-")
-
-
-# --------------------------------------------------------------------------------------------
-# data
-
-
-def prepare_text_file(cfg: TrainConfig, data_dir: str) -> dict:
-    """Tokenize a text file in process into token shards, nanoGPT's shakespeare prepare.py way:
-    the first 90% of the text is train, the rest val. Returns the tokenizer's description."""
-    with open(cfg.text_file, encoding="utf-8") as f:
-        text = f.read()
-    if not text:
-        raise ValueError(f"text file {cfg.text_file} is empty")
-    tokenizer = get_tokenizer(cfg.tokenizer, text=text, bpe_dir=cfg.bpe_dir or None)
-    n = len(text)
-    for split, part in ((TRAIN, text[: int(n * 0.9)]), (VAL, text[int(n * 0.9):])):
-        shards.write_split(shards.split_dir(data_dir, split), [tokenizer.encode(part)])
-    return tokenizer.to_json()
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,14 +136,22 @@ def make_train_step(cfg: TrainConfig, loss_fn, optimizer: AdamW, loss_scale: Opt
 # the trainer
 
 
+class _EvaluationStopped(Exception):
+    """A stop was asked during an evaluation (one worker): the iteration is saved without it."""
+
+
 class Trainer:
     """Holds the model, optimizer, data and checkpoints of one run; `run()` is nanoGPT's loop.
-    Its batches come from a BatchSource (training/batches.py: this engine's draws or nanoGPT's)."""
+    Its batches come from a BatchSource (training/batches.py: this engine's draws or nanoGPT's).
+    continue_from: a checkpoint of an interrupted run of this training to go on from exactly
+    (training/checkpoints.py); stop: the StopRequest that signals fill (training/stopping.py)."""
 
     def __init__(self, cfg: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None,
-                 tokenizer_json: Optional[dict] = None, log=print):
+                 tokenizer_json: Optional[dict] = None, log=print, continue_from: Optional[str] = None,
+                 stop: Optional[stopping.StopRequest] = None):
         self.cfg = cfg
         self.log = log
+        self.stop = stop
         notes = []  # said after the devices, which the first line names
         self.branches = cpu_branches(cfg, notes.append)
         self.strategy = strategy or make_strategy(cfg)
@@ -258,6 +163,9 @@ class Trainer:
             if note:
                 log(note)
         self.chief = is_chief(self.strategy)
+        self.workers = num_workers(self.strategy)
+        if stop is not None and self.workers > 1:
+            stopping.reclaim(stop)
         self.replicas = self.strategy.num_replicas_in_sync
         if cfg.gradient_accumulation_steps % self.replicas:
             raise ValueError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be "
@@ -265,15 +173,17 @@ class Trainer:
         self.local_accumulation = cfg.gradient_accumulation_steps // self.replicas
         batches.check_supported(cfg, self.replicas)
         tf.io.gfile.makedirs(cfg.out_dir)
-        self.worker_dir = _worker_dir(cfg.out_dir, self.chief)
+        self.worker_dir = worker_dir(cfg.out_dir, self.chief)
         self.tokenizer_json = tokenizer_json
         self._load_data()
         self._build_state()
-        if cfg.init_from == "resume":
+        if continue_from:
+            self._continue(continue_from)
+        elif cfg.init_from == "resume":
             self._restore()
         self.batches = batches.batch_source(cfg, {TRAIN: self.train_data, VAL: self.val_data},
                                             strategy=self.strategy, model=self.model, start_iter=self.start_iter,
-                                            evaluates=self._evaluates)
+                                            evaluates=self._evaluates, restored=bool(continue_from))
         self._train_step = make_train_step(cfg, self._loss, self.optimizer, self.loss_scale, self.strategy)
         self._eval_step = tf.function(self._loss, jit_compile=cfg.compile)
 
@@ -291,8 +201,8 @@ class Trainer:
             self.tokenizer_json = prepare_text_file(cfg, data_dir)
         else:
             raise ValueError("no training data: set data_dir (token shards) or text_file")
-        self.train_data = TokenStream(load_split(data_dir, TRAIN), cfg.block_size, TRAIN)
-        self.val_data = TokenStream(load_split(data_dir, VAL), cfg.block_size, VAL)
+        self.train_data = TokenStream(load_split(data_dir, TRAIN, log=self.log), cfg.block_size, TRAIN)
+        self.val_data = TokenStream(load_split(data_dir, VAL, log=self.log), cfg.block_size, VAL)
         if self.chief and self.tokenizer_json:
             files.write_json(os.path.join(cfg.out_dir, TOKENIZER_FILE), self.tokenizer_json)
 
@@ -307,48 +217,92 @@ class Trainer:
             self.loss_scale = DynamicLossScale() if cfg.dtype == "float16" else None
             self.iter_num = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.best_val_loss = tf.Variable(1e9, dtype=tf.float32, trainable=False)
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              iter_num=self.iter_num, best_val_loss=self.best_val_loss,
-                                              **({"loss_scale": self.loss_scale} if self.loss_scale else {}))
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self.worker_dir, CHECKPOINT_DIR), max_to_keep=2)
+        self.progress = Progress()
+        self.checkpoint = tf.train.Checkpoint(progress=self.progress, **self._state())
+        self.checkpoints = RunCheckpoints(self.checkpoint, os.path.join(self.worker_dir, CHECKPOINT_DIR))
+        self._last_checkpoint = time.monotonic()
+
+    def _state(self, saved: Optional[str] = None) -> dict:
+        """What a checkpoint restores: the loss scale only when both the run and `saved` have one (a
+        run may change its precision)."""
+        state = dict(model=self.model, optimizer=self.optimizer, iter_num=self.iter_num,
+                     best_val_loss=self.best_val_loss)
+        if self.loss_scale and (saved is None or any(n.startswith("loss_scale/") for n, _ in
+                                                     tf.train.list_variables(saved))):
+            state["loss_scale"] = self.loss_scale
+        return state
 
     def _restore(self):
-        latest = tf.train.latest_checkpoint(os.path.join(self.cfg.out_dir, CHECKPOINT_DIR))
-        if latest is None:
+        """init_from=resume, nanoGPT's: the newest checkpoint of out_dir; the run evaluates again
+        where it starts and keeps records of its own."""
+        newest = newest_checkpoint(self.cfg.out_dir)
+        if newest is None:
             raise MissingFile(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
+        latest = newest[0]
         checkpoint_shape.check_checkpoint(latest, self.model.config, os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE))
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        tf.train.Checkpoint(**self._state(latest)).restore(latest).expect_partial().assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
         self.log(f"resuming from {latest} at iter {self.start_iter}")
 
-    def save_checkpoint(self):
-        """Save model, optimizer, iteration and best val loss. CheckpointManager writes the new
-        checkpoint's files before it updates the `checkpoint` index that names the latest, so a
-        process killed mid-save leaves the previous checkpoint the latest one."""
-        number = int(self.iter_num.numpy())
-        with writing(f"checkpoint {number} in {self.manager.directory}",
-                     cleanup=lambda: self._remove_unindexed(number)):
-            if self.chief:
+    def _continue(self, path: str):
+        """Go on from checkpoint `path` of this training as if never interrupted: its state and
+        records; the evaluation of the iteration it holds is not made twice."""
+        checkpoint_shape.check_checkpoint(path, self.model.config, "the training's settings")
+        tf.train.Checkpoint(progress=self.progress, **self._state(path)).restore(path) \
+            .expect_partial().assert_existing_objects_matched()
+        self.start_iter = int(self.iter_num.numpy())
+        self.log(f"continuing from {path} at iter {self.start_iter}")
+
+    def save_checkpoint(self, number: int, between_evaluations: bool = False) -> str:
+        """Save the run's state at iteration `number` (training/checkpoints.py: an evaluation's
+        checkpoint, or the latest one between evaluations)."""
+        if self.chief:
+            with writing(f"{MODEL_CONFIG_FILE} and {TRAIN_CONFIG_FILE} in {self.cfg.out_dir}"):
                 files.write_json(os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE), self.model.config.to_dict())
                 files.write_json(os.path.join(self.cfg.out_dir, TRAIN_CONFIG_FILE), self.cfg.to_dict())
-            path = self.manager.save(checkpoint_number=number)
+        started = time.monotonic()
+        path = self.checkpoints.save(number, between_evaluations)
+        self._last_checkpoint = time.monotonic()
         if self.chief:
-            self.log(f"saving checkpoint to {path}")
+            self.log(f"saving checkpoint to {path}" + (f" ({self._last_checkpoint - started:.1f} s)"
+                                                       if between_evaluations else ""))
+        return path
 
-    def _remove_unindexed(self, number: int) -> None:
-        """The files of checkpoint `number`, whose save failed before the index named it."""
-        for path in tf.io.gfile.glob(os.path.join(self.manager.directory, f"ckpt-{number}[._]*")):
-            if tf.io.gfile.isdir(path):
-                tf.io.gfile.rmtree(path)
-            else:
-                tf.io.gfile.remove(path)
+    # -- stopping, and checkpoints between evaluations ----------------------------------------
+
+    def _requests(self, iter_num: int):
+        """(stop, checkpoint due by time) at the top of iteration iter_num, agreed by all workers."""
+        minutes = self.cfg.checkpoint_minutes
+        flags = [self.stop is not None and self.stop.signal is not None,
+                 bool(minutes) and iter_num > self.start_iter
+                 and time.monotonic() - self._last_checkpoint >= 60 * minutes]
+        if self.workers > 1:  # every worker must save at the same iteration: the flags of any of them count
+            flags = agreed(self.strategy, flags)
+        return flags
+
+    def _between_iterations(self, iter_num: int) -> None:
+        """Stop here when asked (checkpointing this iteration), or checkpoint when it is time."""
+        stop, due = self._requests(iter_num)
+        if stop:
+            self._stopped(iter_num)
+        if due:
+            self.save_checkpoint(iter_num, between_evaluations=True)
+
+    def _stopped(self, iter_num: int):
+        """Checkpoint iteration iter_num (unless saved already) and end with TrainingStopped."""
+        self.iter_num.assign(iter_num)
+        path = self.checkpoints.at(iter_num) or self.save_checkpoint(iter_num, between_evaluations=True)
+        if not self.chief:  # its copy was for the collective save only; the chief's is the checkpoint
+            shutil.rmtree(self.worker_dir, ignore_errors=True)
+            path = os.path.join(self.cfg.out_dir, os.path.relpath(path, self.worker_dir))
+        name = self.stop.signal if self.stop is not None and self.stop.signal else "another worker's stop"
+        raise stopping.TrainingStopped(name, iter_num, path)
 
     # -- steps ---------------------------------------------------------------------------------
 
     def _loss(self, x, y, training=False):
         """The batch's mean loss, computed as self.branches independent parts (see cpu_branches)."""
-        rows = _branch_rows(x.shape[0], self.branches) if x.shape[0] is not None else []
+        rows = branch_rows(x.shape[0], self.branches) if x.shape[0] is not None else []
         if len(rows) <= 1:
             return cross_entropy(self.model(x, training=training), y)
         num_targets = counted_targets(y)
@@ -357,11 +311,16 @@ class Trainer:
 
     def estimate_loss(self) -> Dict[str, float]:
         """Mean loss over eval_iters batches of each split (the same batches at each evaluation
-        of a given iteration, different ones at the next)."""
+        of a given iteration, different ones at the next). A stop asked meanwhile cuts it short
+        (_EvaluationStopped) on one worker; several workers agree between iterations only."""
         it = int(self.iter_num.numpy())
         out = {}
         for split in SPLITS:
-            losses = [float(self._eval_step(x, y)) for x, y in self.batches.evaluation(split, it)]
+            losses = []
+            for x, y in self.batches.evaluation(split, it):
+                if self.workers == 1 and self.stop is not None and self.stop.signal:
+                    raise _EvaluationStopped
+                losses.append(float(self._eval_step(x, y)))
             divergence.check_eval(losses, split, it, self.cfg)
             out[split] = float(np.mean(losses))
         return out
@@ -374,6 +333,20 @@ class Trainer:
 
     def _evaluates(self, it: int) -> bool:
         return it % self.cfg.eval_interval == 0 or (self.cfg.eval_only and it == self.start_iter)
+
+    @property
+    def history(self):
+        """(iter, train loss, val loss) at each evaluation of the training (training/checkpoints.py Progress)."""
+        return self.progress.history
+
+    @property
+    def train_losses(self):
+        """(iter, loss) at each log line of the training."""
+        return self.progress.train_losses
+
+    def _evaluated(self, it: int) -> bool:
+        """Whether the records restored by a continued run hold the evaluation of iteration it."""
+        return bool(self.history) and self.history[-1][0] == it
 
     def learning_rate(self, it: int) -> float:
         cfg = self.cfg
@@ -390,8 +363,12 @@ class Trainer:
         with self._writer.as_default() if self._writer else contextlib.nullcontext():
             while True:
                 lr = self.learning_rate(iter_num)
-                if self._evaluates(iter_num):
-                    val_loss = self.evaluate(iter_num)[VAL]
+                self._between_iterations(iter_num)
+                if self._evaluates(iter_num) and not self._evaluated(iter_num):
+                    try:
+                        val_loss = self.evaluate(iter_num)[VAL]
+                    except _EvaluationStopped:
+                        self._stopped(iter_num)
                     self.checkpoint_if_due(iter_num, val_loss)
                 if self.cfg.eval_only:
                     break
@@ -414,10 +391,10 @@ class Trainer:
                  + (f"; parallel branches per micro-batch: {self.branches}" if self.branches > 1 else ""))
         self._writer = tf.summary.create_file_writer(os.path.join(cfg.out_dir, TENSORBOARD_DIR)) \
             if cfg.tensorboard and self.chief else None
-        self.last_losses: Dict[str, float] = {}
-        self.history = []  # (iter, train loss, val loss) at each evaluation
+        # the losses of the last evaluation (a continued run's may be its interrupted part's)
+        self.last_losses: Dict[str, float] = {TRAIN: self.history[-1][1], VAL: self.history[-1][2]} \
+            if self.history else {}
         self.iter_ms = []  # mean ms per iteration over each log interval (the first one excluded)
-        self.train_losses = []  # (iter, loss) at each log line
         self._running_mfu = -1.0
         self._last_log_time = time.time()
 
@@ -442,7 +419,7 @@ class Trainer:
         if improved:
             self.best_val_loss.assign(val_loss)
         if (improved or self.cfg.always_save_checkpoint) and iter_num > 0:
-            self.save_checkpoint()
+            self.save_checkpoint(iter_num)
 
     def step(self, iterator, lr: float):
         """One optimizer step on the iterator's next micro-batches: (loss, gradient norm) tensors."""
@@ -495,7 +472,9 @@ def main(argv=None):
         else:
             cfg = command_line("python -m training.train", argv, command_line_config, train_help)
         print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-        result = train(cfg)
+        stop = stopping.StopRequest()
+        stopping.install(stop)  # SIGTERM, Ctrl-C: a checkpoint of the iteration, then one line
+        result = train(cfg, stop=stop)
         print(json.dumps(result))
 
 

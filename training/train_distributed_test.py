@@ -37,17 +37,26 @@ def _free_ports(n):
     return ports
 
 
-def _worker_main(out_dir, text_file, strategy):
+def _worker_main(out_dir, text_file, strategy, until_stopped=""):
     import tensorflow as tf  # noqa: F401  (after TF_CONFIG is set by the parent)
 
+    from training import stopping
     from training.config import make_config, parse_overrides
     from training.train import Trainer
 
     overrides = parse_overrides(TINY)
     cfg = make_config(**overrides, out_dir=os.path.join(out_dir, "run"), text_file=text_file,
-                      max_iters=STEPS - 1, eval_interval=1000, lr_decay_iters=STEPS,
+                      max_iters=10**6 if until_stopped else STEPS - 1, eval_interval=1000, lr_decay_iters=STEPS,
                       gradient_accumulation_steps=2, strategy=strategy)
-    trainer = Trainer(cfg, log=lambda line: print(line, flush=True))
+    stop = stopping.StopRequest()
+    stopping.install(stop)
+    trainer = Trainer(cfg, log=lambda line: print(line, flush=True), stop=stop)
+    if until_stopped:
+        try:
+            trainer.run()
+        except stopping.TrainingStopped as e:
+            print(f"stopped at {e.iteration} by {e.signal_name}: {e.checkpoint}", flush=True)
+        return
     trainer.run()
     task = json.loads(os.environ.get("TF_CONFIG", '{"task": {"index": "single"}}'))["task"]["index"]
     np.savez(os.path.join(out_dir, f"weights-{task}.npz"),
@@ -142,5 +151,29 @@ def test_kill_during_step_and_during_save_then_resume(tmp_path, shakespeare_text
     assert result["iter_num"] == step + 4
 
 
+def test_sigterm_to_one_worker_stops_every_worker_at_the_same_iteration(tmp_path, shakespeare_text):
+    """Two workers; SIGTERM to the second (not the chief) mid-training: they agree on the iteration,
+    where they all take part in its checkpoint, which the chief keeps."""
+    from training.checkpoints import newest_checkpoint
+
+    text = tmp_path / "small.txt"
+    text.write_text(shakespeare_text[:20000], encoding="utf-8")
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "training.train_distributed_test", str(tmp_path), str(text), "multi_worker", "stop"],
+        cwd=REPO, env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    for line in workers[1].stdout:
+        if line.startswith("iter 3:"):
+            break
+    workers[1].send_signal(signal.SIGTERM)
+    logs = [w.communicate(timeout=300)[0] for w in workers]
+    stops = [re.findall(r"^stopped at (\d+) by (.+): (\S+)$", log, re.M) for log in logs]
+    assert all(w.returncode == 0 for w in workers) and all(len(s) == 1 for s in stops), logs
+    (chief_at, chief_by, checkpoint), (worker_at, worker_by, _) = stops[0][0], stops[1][0]
+    assert chief_at == worker_at and (chief_by, worker_by) == ("another worker's stop", "SIGTERM")
+    assert newest_checkpoint(str(tmp_path / "run")) == (checkpoint, int(chief_at))
+
+
 if __name__ == "__main__":
-    _worker_main(*sys.argv[1:4])
+    _worker_main(*sys.argv[1:5])

@@ -12,9 +12,11 @@ saved no checkpoint, the final weights. A UserError in the child (a divergence, 
 another shape) is raised again in the parent as the same class with the same one-line message, and
 the child's traceback as its cause (which `--debug` shows); a
 child that crashes, exits non-zero or is killed by a signal is TrainingProcessFailed, one line
-naming the exit status or the signal and the run's directory. The child dies with the parent
-(PR_SET_PDEATHSIG on Linux, a watch on the parent's pid elsewhere); Ctrl-C or any error in the
-parent stops the child before the parent goes on. TF_CONFIG and the rest of the environment pass
+naming the exit status or the signal and the run's directory. SIGTERM and SIGINT (Ctrl-C) to the
+parent are passed on: the child checkpoints its iteration and stops (training/stopping.py
+TrainingStopped, raised again in the parent); a second one kills it. The child dies with the parent
+(PR_SET_PDEATHSIG on Linux, a watch on the parent's pid elsewhere); any error in the parent stops
+the child before the parent goes on. TF_CONFIG and the rest of the environment pass
 through, so a multi-worker run trains as it would in the parent.
 """
 
@@ -30,7 +32,7 @@ import threading
 import warnings
 from typing import Optional
 
-from core import files
+from core import files, signals
 from core.errors import RemoteTraceback, UserError, one_line
 
 REQUEST_FILE = "request.json"
@@ -38,6 +40,7 @@ OUTCOME_FILE = "outcome.json"
 FINAL_WEIGHTS = "final_weights"  # a checkpoint of the model alone, when the run saved none
 PARENT_PID_ENV = "NANOGPT_TFX_PARENT_PID"
 _STOP_TIMEOUT_S = 10
+CONTINUE_ADVICE = "run the same command again to continue from it"
 
 
 class TrainingProcessFailed(UserError):
@@ -59,11 +62,14 @@ class Outcome:
 # the parent
 
 
-def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str) -> Outcome:
-    """Run cfg (a TrainConfig) in a training process of its own; its Outcome. scratch_dir: a
-    local directory of the caller's that the outcome files go to (its own for each call)."""
+def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: Optional[str] = None) -> Outcome:
+    """Run cfg (a TrainConfig) in a training process of its own (from checkpoint continue_from of an
+    interrupted run of it, when given); its Outcome. scratch_dir: a local directory of the caller's
+    that the outcome files go to (its own for each call). SIGTERM and SIGINT are passed on to the
+    training process, which checkpoints and stops (TrainingStopped); a second one kills it."""
     request = os.path.join(scratch_dir, REQUEST_FILE)
-    files.write_json(request, {"config": cfg.to_json(), "tokenizer_json": tokenizer_json})
+    files.write_json(request, {"config": cfg.to_json(), "tokenizer_json": tokenizer_json,
+                               "continue_from": continue_from})
     outcome_path = os.path.join(scratch_dir, OUTCOME_FILE)
     if os.path.exists(outcome_path):
         os.remove(outcome_path)
@@ -71,22 +77,29 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str) -> Outcome:
            "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), *_ignored_warnings()]))}
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's model/
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
-    child = subprocess.Popen([sys.executable, "-m", "training.train_process", request], env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    streams = [threading.Thread(target=_forward, args=(pipe, name), daemon=True)
-               for pipe, name in ((child.stdout, "stdout"), (child.stderr, "stderr"))]
-    for stream in streams:
-        stream.start()
-    try:
-        returncode = child.wait()
-    except BaseException:  # Ctrl-C, or the parent told to stop: the child stops first
-        _stop(child)
-        raise
-    finally:
+    asked = []  # the signals this process was stopped with, passed on to the child
+    with signals.passing_on(asked) as started:
+        # a session of its own: a terminal's Ctrl-C reaches this process alone, which passes it on once
+        child = subprocess.Popen([sys.executable, "-m", "training.train_process", request], env=env,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)
+        started(child)
+        streams = [threading.Thread(target=_forward, args=(pipe, name), daemon=True)
+                   for pipe, name in ((child.stdout, "stdout"), (child.stderr, "stderr"))]
         for stream in streams:
-            stream.join(timeout=_STOP_TIMEOUT_S)
+            stream.start()
+        try:
+            returncode = child.wait()
+        except BaseException:  # any other end of the parent: the child stops first
+            _stop(child)
+            raise
+        finally:
+            for stream in streams:
+                stream.join(timeout=_STOP_TIMEOUT_S)
     reported = files.read_json(outcome_path, default=None)
     if returncode == 0 and reported and "error" not in reported:
+        if asked:  # it ended before it saw the stop: this process still stops, as it was told
+            signal.raise_signal(asked[0])
         return Outcome(**reported)
     raise _failure(returncode, reported, cfg.out_dir)
 
@@ -134,7 +147,14 @@ def _failure(returncode: int, reported: Optional[dict], run_dir: str) -> Excepti
         if error:
             how += f" after {error['type']}: {error['message']} (its traceback is above)"
     return TrainingProcessFailed(f"the training process of {run_dir} {how}; nothing was published from it: "
-                                 f"run again to train anew")
+                                 f"run again to {_what_a_rerun_does(run_dir)}")
+
+
+def _what_a_rerun_does(run_dir: str) -> str:
+    from training.checkpoints import newest_checkpoint
+
+    newest = newest_checkpoint(run_dir)
+    return f"continue from its checkpoint of iteration {newest[1]}" if newest else "train anew"
 
 
 def _user_error(error: dict) -> UserError:
@@ -214,11 +234,18 @@ def _run(request_path: str) -> None:
         import tensorflow as tf
 
         from training.config import CHECKPOINT_DIR, TrainConfig
+        from training.stopping import StopRequest, TrainingStopped, install
         from training.train import Trainer
 
         cfg = TrainConfig.from_json(request["config"])
-        trainer = Trainer(cfg, tokenizer_json=request["tokenizer_json"], log=lambda line: print(line, flush=True))
-        result = trainer.run()
+        stop = StopRequest(insist=False)  # the parent insists, by killing this process
+        install(stop)
+        trainer = Trainer(cfg, tokenizer_json=request["tokenizer_json"], log=lambda line: print(line, flush=True),
+                          continue_from=request.get("continue_from"), stop=stop)
+        try:
+            result = trainer.run()
+        except TrainingStopped as e:  # the pipeline's Trainer continues it when run again
+            raise TrainingStopped(e.signal_name, e.iteration, e.checkpoint, CONTINUE_ADVICE) from None
         weights = tf.train.latest_checkpoint(os.path.join(cfg.out_dir, CHECKPOINT_DIR)) if trainer.chief else None
         if trainer.chief and not weights:  # no checkpoint saved: export the final weights
             weights = tf.train.Checkpoint(model=trainer.model).write(os.path.join(scratch, FINAL_WEIGHTS))

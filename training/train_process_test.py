@@ -2,6 +2,7 @@
 one line in the parent."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 import pytest
 
 from training import train_process
+from training.checkpoints import newest_checkpoint
 from training.config import make_config
 from training.divergence import TrainingDiverged
 from test_helpers.processes import gone, training_process
@@ -19,13 +21,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # which logs iteration 0 and then nothing (so that no write to a closed pipe ends it)
 PARENT = """
 import sys
+from core.errors import reported
 from training import train_process
 from training.config import make_config
 cfg = make_config("shakespeare_char", text_file=sys.argv[1], out_dir=sys.argv[2], max_iters=10**6,
                   eval_interval=10**6, eval_iters=1, log_interval=10**6, tensorboard=False, n_layer=1, n_head=2,
                   n_embd=16, block_size=16, batch_size=4)
 print("parent started", flush=True)
-train_process.train(cfg, None, sys.argv[3])
+with reported("parent"):
+    train_process.train(cfg, None, sys.argv[3])
 """
 
 
@@ -34,7 +38,7 @@ def _parent(directory, text_file):
     (directory / "scratch").mkdir(parents=True)
     parent = subprocess.Popen([sys.executable, "-c", PARENT, text_file, str(directory / "out"),
                                str(directory / "scratch")],
-                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert parent.stdout.readline() == "parent started\n"
     return parent
 
@@ -63,6 +67,22 @@ def test_the_training_process_dies_with_its_parent(tmp_path, shakespeare_text):
     assert killed.wait() == -signal.SIGKILL
     assert gone(child), f"training process {child} outlived its parent"
 
+    # SIGTERM to the parent mid-training (as Kubernetes stops a pod): passed on, the child checkpoints
+    # the iteration it is at and stops; the parent ends with one line saying where, well within 30 s
+    stopped = _parent(tmp_path / "stopped", str(text_file))
+    for line in stopped.stdout:
+        if line.startswith("iter 0:"):
+            break
+    asked = time.monotonic()
+    stopped.send_signal(signal.SIGTERM)
+    _, stderr = stopped.communicate(timeout=60)
+    assert time.monotonic() - asked < 30 and stopped.returncode == 128 + signal.SIGTERM
+    *_, last = stderr.splitlines()
+    checkpoint = re.match(r"parent: the training was stopped by SIGTERM at iteration (\d+), which is saved in "
+                          r"(\S+): run the same command again to continue from it$", last)
+    assert checkpoint and "Traceback" not in stderr, stderr[-3000:]
+    assert newest_checkpoint(str(tmp_path / "stopped" / "out")) == (checkpoint[2], int(checkpoint[1]))
+
 
 def test_a_failed_training_process_is_one_line_naming_its_error_and_run_directory(tmp_path, capfd):
     # a bug in the training process (here: no data named): its traceback streamed, then one line
@@ -79,8 +99,9 @@ def test_a_failed_training_process_is_one_line_naming_its_error_and_run_director
     error = train_process._failure(2, {"error": {"module": "training.divergence", "type": "TrainingDiverged",
                                                  "message": "training diverged at iter 3", "user_error": True}}, "d")
     assert type(error) is TrainingDiverged and str(error) == "training diverged at iter 3"
-    assert str(train_process._failure(-9, None, "run")) == (
-        "the training process of run was killed by SIGKILL; nothing was published from it: run again to train anew")
+    assert str(train_process._failure(-9, None, str(tmp_path))) == (
+        f"the training process of {tmp_path} was killed by SIGKILL; nothing was published from it: run again to train "
+        f"anew")
 
 
 def test_a_user_error_in_the_training_process_has_the_childs_traceback_under_debug(tmp_path):

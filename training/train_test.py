@@ -181,7 +181,7 @@ _BRANCHES_SCRIPT = """
 import sys
 import tensorflow as tf
 from training.config import make_config
-from training.train import cpu_branches
+from training.distribution import cpu_branches
 if sys.argv[1] == "after_an_op":
     tf.constant(1) + 1  # TensorFlow starts, with its default threads
 logs = []

@@ -7,7 +7,8 @@ Inputs:
   baseline_model   Model (optional): the last blessed model, from a resolver with
                    LatestBlessedModelStrategy; absent or empty on the first run
   model_run        ModelRun (optional): its history.json feeds the loss-curve plot, its
-                   train_config.json the training settings that metrics.json records
+                   train_config.json the training settings that metrics.json records; published, so
+                   the training directory it was copied from is removed (components/trainer/trainings.py)
   transform_graph  TransformGraph (optional): for character examples (Transform's), the vocabulary
                    that maps their ids to characters; without it the examples' `tokenizer`
                    property must say "gpt2" (components/lm_evaluator/tokens.py)

@@ -24,6 +24,7 @@ from components.artifact_layout import (BLESSING_EVALUATION_KEY, DATA_STATISTICS
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report, tokens
 from components.lm_evaluator.settings import EvalConfig
+from components.trainer import trainings
 from core import files, shards
 from core.errors import writing
 from core.shards import VAL
@@ -90,6 +91,8 @@ class Executor(base_executor.BaseExecutor):
         last_blessed, model_run = _single(input_dict, BASELINE_MODEL_KEY), _single(input_dict, MODEL_RUN_KEY)
         transform_graph = _single(input_dict, TRANSFORM_GRAPH_KEY)
         statistics = _single(input_dict, STATISTICS_KEY)
+        if model_run is not None:  # published, as this execution's input: the training it was copied from may go
+            trainings.remove_published(model_run.uri, log=lambda line: logging.info("LMEvaluator: %s", line))
         evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         labels = ev.unique_labels(settings.baselines)  # fails on a bad list before any work

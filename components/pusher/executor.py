@@ -1,10 +1,16 @@
 """TFX's filesystem push made atomic: the model is copied into a staging directory beside its
 version directory and renamed into place, so that a push cut short (a full disk, a kill) leaves
-no version directory, only a `.staging-*` one, which the next push removes. A serving directory
-then only ever holds complete models; which of them ML Metadata records as pushed is what
-`runner.py sample` and `lineage` take (pipeline/lineage.py). A model is pushed when its model
-blessing and its infra blessing (when given) say so (TFX's CheckBlessing); its model card
-(model_card.py) is written into the staging directory, so that the version appears with it."""
+no version directory. A serving directory then only ever holds complete models; which of them ML
+Metadata records as pushed is what `runner.py sample` and `lineage` take (pipeline/lineage.py). A
+model is pushed when its model blessing and its infra blessing (when given) say so (TFX's
+CheckBlessing); its model card (model_card.py) is written into the staging directory, so that the
+version appears with it.
+
+A push removes only what it made itself: its staging directory when it fails. Before it makes
+anything outside its own PushedModel directory it names it there (PUSH_FILE), so that the run after
+a push killed with kill -9 removes exactly that (orchestration/recovery.py,
+orchestration/kubeflow/launcher.py), and never a directory another push, or another pipeline pushing
+to the same serving directory, is writing."""
 
 from __future__ import annotations
 
@@ -23,21 +29,9 @@ from tfx.utils import io_utils, proto_utils
 from components.artifact_layout import (BLESSING_EVALUATION_KEY, INFRA_CHECK_KEY, METRICS_FILE, MODEL_CARD_KEY,
                                         MODEL_CARD_PATH)
 from components.pusher import model_card
+from components.pusher.marks import PUSH_FILE, staging_path
 from core import files
 from core.errors import writing
-
-STAGING_PREFIX = ".staging-"
-
-
-def remove_staging_dirs(base_directory: str) -> List[str]:
-    """Remove what pushes cut short left in base_directory; the directories removed."""
-    if not fileio.isdir(base_directory):
-        return []
-    stale = [os.path.join(base_directory, name.rstrip("/")) for name in fileio.listdir(base_directory)
-             if name.startswith(STAGING_PREFIX)]
-    for path in stale:
-        fileio.rmtree(path)
-    return stale
 
 
 def _write_extra(directory: str, extra_files: Dict[str, str]) -> None:
@@ -61,9 +55,8 @@ def copy_atomically(model_path: str, destination: str, extra_files: Optional[Dic
                 fileio.rmtree(destination)
             raise
         return
-    parent, name = os.path.split(destination.rstrip("/"))
-    staging = os.path.join(parent, f"{STAGING_PREFIX}{name}-{os.getpid()}")
-    fileio.makedirs(parent)
+    staging = staging_path(destination)
+    fileio.makedirs(os.path.dirname(staging))
     try:
         io_utils.copy_dir(model_path, staging)
         _write_extra(staging, extra_files or {})
@@ -89,8 +82,6 @@ class Executor(tfx_pusher.Executor):
                 pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP):
             raise NotImplementedError(f"Pusher: only filesystem pushes with timestamp versions, got {destination}")
         base_directory = destination.filesystem.base_directory
-        for path in remove_staging_dirs(base_directory):
-            logging.warning("Pusher: removed %s, left by a push cut short", path)
         version = str(int(time.time()))
         serving_path = os.path.join(base_directory, version)
         while fileio.exists(serving_path):  # two pushes in one second
@@ -101,6 +92,8 @@ class Executor(tfx_pusher.Executor):
             # the archive copy first: a failure there leaves nothing in the serving directory
             io_utils.copy_dir(model_path, model_push.uri)
             _write_extra(model_push.uri, card)
+            files.write_json(os.path.join(model_push.uri, PUSH_FILE), {
+                "destination": serving_path, "staging": "" if "://" in serving_path else staging_path(serving_path)})
             copy_atomically(model_path, serving_path, card)
         logging.info("Model written to serving path %s.", serving_path)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)

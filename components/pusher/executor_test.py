@@ -9,7 +9,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components.pusher.executor import STAGING_PREFIX, Executor
+from components.pusher.executor import Executor
+from components.pusher.marks import PUSH_FILE, STAGING_PREFIX, left_by
 from core.errors import DiskFull
 
 MODEL_BYTES = 600 * 1024
@@ -52,13 +53,18 @@ def _push(tmp_path, inputs, serving_dir, attempt=0):
     return pushed
 
 
-def test_a_push_is_a_complete_version_directory(tmp_path):
+def test_a_push_is_a_complete_version_directory_named_before_it_is_made(tmp_path):
     serving_dir = tmp_path / "serving"
-    os.makedirs(serving_dir / f"{STAGING_PREFIX}123-1")  # left by a push that was killed
+    other = serving_dir / f"{STAGING_PREFIX}123-1"  # another push's, in progress (or killed): not this push's
+    os.makedirs(other)
     pushed = _push(tmp_path, _inputs(tmp_path), serving_dir)
-    [version] = os.listdir(serving_dir)
-    assert pushed.get_int_custom_property("pushed") == 1 and version.isdigit()
+    [version] = [name for name in os.listdir(serving_dir) if name.isdigit()]
+    assert other.is_dir() and pushed.get_int_custom_property("pushed") == 1
     assert pushed.get_string_custom_property("pushed_destination") == str(serving_dir / version)
+    assert left_by(pushed.uri) == [str(serving_dir / f"{STAGING_PREFIX}{version}-{os.getpid()}"),
+                                   str(serving_dir / version)]
+    assert os.path.isfile(os.path.join(pushed.uri, PUSH_FILE))
+    other.rmdir()
     assert os.path.getsize(serving_dir / version / "variables" / "variables.data-00000-of-00001") == MODEL_BYTES
     not_blessed = _push(tmp_path, _inputs(tmp_path / "other", blessed=False), serving_dir, attempt=1)
     assert not_blessed.get_int_custom_property("pushed") == 0 and os.listdir(serving_dir) == [version]

@@ -10,6 +10,8 @@ Sources (exactly one):
                   dataset_split and streaming=True for large corpora), or a local path that
                   `datasets` loads: a .parquet/.json/.jsonl/.arrow/.txt/.csv file, a directory saved
                   by `save_to_disk`, or a dataset directory. Each row's `text_column` is a document.
+                  dataset_revision pins a hub dataset to a commit, tag or branch; a dataset that loads
+                  itself with a script of its own is refused unless trust_remote_code=True (printed).
 
 Tokenization: tokenizer="gpt2" (tiktoken's GPT-2 BPE, built once per Beam worker; offline from
 bpe_dir or $NANOGPT_TFX_BPE_DIR) writes `core.shards` records (`tokens`, `doc`, `pos`), with the

@@ -25,6 +25,10 @@ class TokenizeTextSettings(Settings):
     dataset_split: str = setting("train", "the dataset's split to read (this component makes train and val)")
     text_column: str = setting("text", "the dataset column that holds each document's text")
     streaming: bool = setting(False, "stream the dataset from the hub instead of downloading it")
+    dataset_revision: Optional[str] = setting(None, "the hub dataset's revision (a commit, tag or branch), so that "
+                                                    "every run reads the same data")
+    trust_remote_code: bool = setting(False, "let a dataset that loads itself with a script of its own run it (read "
+                                             "the script first)")
     tokenizer: str = setting("gpt2", "GPT-2 BPE tokens, or character records for Transform's vocabulary",
                              choices=TOKENIZERS)
     bpe_dir: Optional[str] = setting(None, "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE "
@@ -58,5 +62,9 @@ class TokenizeTextSettings(Settings):
         if bool(self.input_pattern) == bool(self.dataset_name):
             raise SettingError("give exactly one of --data / --input_pattern (text files) and --dataset_name "
                                f"(a Hugging Face dataset), not {'both' if self.input_pattern else 'neither'}")
+        for name in ("dataset_revision", "trust_remote_code"):
+            if getattr(self, name) and not self.dataset_name:
+                raise SettingError(f"--{name}={getattr(self, name)}: goes with --dataset_name (a Hugging Face dataset), "
+                                   f"not with text files")
         if self.append_eot and self.tokenizer != "gpt2":
             raise SettingError("--append_eot=True needs --tokenizer=gpt2 (characters have no end-of-text token)")

@@ -179,12 +179,27 @@ def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[floa
 
 # --- Hugging Face datasets -------------------------------------------------------------------------
 
+class DatasetNotLoaded(UserError, FileNotFoundError):
+    pass
+
+
+class RemoteCodeRefused(UserError):
+    pass
+
+
 def load_hf_dataset(cfg: dict):
     """The dataset that cfg names: a local file by extension, a directory saved by save_to_disk, a
-    local dataset directory, or a hub name (with config, split and optional streaming)."""
+    local dataset directory, or a hub name (with config, split, revision and optional streaming).
+    A dataset's own loading script runs only with trust_remote_code (RemoteCodeRefused otherwise)."""
     import datasets
 
     name, split, streaming = cfg["dataset_name"], cfg["dataset_split"], cfg["streaming"]
+    trusted = bool(cfg.get("trust_remote_code"))
+    refused = RemoteCodeRefused(
+        f"dataset_name={name!r} loads itself with a script of its own, which runs only when you allow it: read it, "
+        f"then set --trust_remote_code=True (and pin it with --dataset_revision)")
+    if not trusted and os.path.isfile(os.path.join(name, os.path.basename(name.rstrip("/")) + ".py")):
+        raise refused  # datasets itself runs a script it once ran (by its content) without asking again
     try:
         if os.path.isfile(name):
             builder = DATASET_BUILDERS.get(os.path.splitext(name)[1].lower())
@@ -194,13 +209,20 @@ def load_hf_dataset(cfg: dict):
         if os.path.isfile(os.path.join(name, "dataset_info.json")) and not streaming:
             ds = datasets.load_from_disk(name)
             return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-        return datasets.load_dataset(name, cfg.get("dataset_config"), split=split, streaming=streaming)
+        return datasets.load_dataset(name, cfg.get("dataset_config"), split=split, streaming=streaming,
+                                     revision=cfg.get("dataset_revision") or None, trust_remote_code=trusted)
     except Exception as e:  # datasets raises DatasetNotFoundError, FileNotFoundError, ValueError...
-        raise FileNotFoundError(f"cannot load dataset_name={name!r} (config={cfg.get('dataset_config')!r}, "
-                                f"split={split!r}): {type(e).__name__}: {e}") from e
+        if "trust_remote_code" in str(e) and not trusted:
+            raise refused from None
+        raise DatasetNotLoaded(f"cannot load dataset_name={name!r} (config={cfg.get('dataset_config')!r}, "
+                               f"split={split!r}, revision={cfg.get('dataset_revision')!r}): "
+                               f"{type(e).__name__}: {' '.join(str(e).split())}") from e
 
 
-def plan_dataset(cfg: dict, split_method: str, val_fraction: Optional[float]) -> (List[dict], dict):
+def plan_dataset(cfg: dict, split_method: str, val_fraction: Optional[float], log=print) -> (List[dict], dict):
+    if cfg.get("trust_remote_code"):
+        log(f"TokenizeText: trust_remote_code=True: dataset_name={cfg['dataset_name']!r} may run a loading script "
+            f"of its own (revision {cfg.get('dataset_revision') or 'not pinned: the latest'})")
     ds = load_hf_dataset(cfg)
     columns = ds.column_names
     if columns is not None and cfg["text_column"] not in columns:

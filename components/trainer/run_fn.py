@@ -3,23 +3,28 @@ training process of its own (training/train_process.py) with its own TensorFlow 
 benchmark's; this process keeps the TFX side and exports the trained model.
 
     Trainer(run_fn="components.trainer.run_fn.run_fn", examples=..., transform_graph=...,
-            custom_config=settings.custom_config(train_config, deploy_config, resume=False))
+            custom_config=settings.custom_config(train_config, deploy_config, resume=False, trainings_dir=...))
 
 - The token shards are the Examples artifact's Split-train/ and Split-val/ (TokenizeText's BPE
   shards, or Transform's transformed examples for characters: the same format).
 - The tokenizer: GPT-2 BPE, or the character vocabulary of the transform graph, which is also
   the table the exported model maps text with.
-- The training run lives in the ModelRun artifact (checkpoints, configs, TensorBoard, history.json);
-  the Model artifact gets the SavedModel (Format-Serving) and a Hugging Face checkpoint (Format-HF)
-  of the best weights (the last checkpoint saved, which is the best unless always_save_checkpoint).
+- The training runs in a directory of the pipeline's trainings directory (custom_config
+  "trainings_dir"; components/trainer/trainings.py), where an interrupted one is continued by the
+  next execution (DeployConfig.continue_interrupted False trains anew); once finished it is copied
+  into the ModelRun artifact (checkpoints, configs, TensorBoard, history.json). The Model artifact
+  gets the SavedModel (Format-Serving) and a Hugging Face checkpoint (Format-HF) of the best weights
+  (the last evaluation's checkpoint, which is the best unless always_save_checkpoint). Without
+  "trainings_dir" it trains in the ModelRun directory itself.
 - custom_config (components/trainer/settings.py): the TrainConfig (its out_dir and data_dir are set
   here), the DeployConfig (serving_weights, the SavedModel's matmul weights, float32 or bfloat16;
   serving_loop, how its generate signature decodes, auto, xla or graph: serving/export.py), and
-  resume: continue from the checkpoint of the run that made `base_model`.
+  resume: start from the checkpoint of the run that made `base_model`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -28,16 +33,18 @@ import tempfile
 import tensorflow as tf
 
 from components import artifact_layout
-from components.trainer import settings
+from components.trainer import settings, trainings
 from core import files
 from training import train_process
 from training.checkpoint_shape import check_resume
+from training.checkpoints import newest_checkpoint
+from training.distribution import chief_by_tf_config
 from model.presets import POLICY_OF_DTYPE
 from training.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE
-from core.errors import writing
+from core.errors import MissingFile, writing
 from serving.export import export_saved_model
 
-RUN_DIR_POINTER = artifact_layout.RUN_DIR_POINTER  # in the Model artifact: the ModelRun directory that trained it
+RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
 
 
 def _examples_uri(file_pattern: str) -> str:
@@ -45,13 +52,17 @@ def _examples_uri(file_pattern: str) -> str:
     return os.path.dirname(os.path.dirname(file_pattern))
 
 
-def _copy_previous_run(base_model: str, out_dir: str) -> str:
-    """Copy the checkpoints and configs of the run that made base_model into out_dir; that run's dir."""
+def _previous_run(base_model: str) -> str:
+    """The training run (ModelRun directory) that made base_model."""
     pointer = os.path.join(os.path.dirname(base_model.rstrip("/")), RUN_DIR_POINTER)
     if not tf.io.gfile.exists(pointer):
         raise FileNotFoundError(f"resume: the previous model {base_model} records no training run ({pointer})")
     with tf.io.gfile.GFile(pointer) as f:
-        previous = f.read().strip()
+        return f.read().strip()
+
+
+def _copy_previous_run(previous: str, out_dir: str) -> None:
+    """Copy the checkpoints and configs of the training run `previous` into out_dir."""
     for name in (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE):
         src, dst = os.path.join(previous, name), os.path.join(out_dir, name)
         if tf.io.gfile.isdir(src):  # checkpoints/: its files (not the *_temp/ dir of a save cut short)
@@ -61,13 +72,13 @@ def _copy_previous_run(base_model: str, out_dir: str) -> str:
                     tf.io.gfile.copy(os.path.join(src, file), os.path.join(dst, file), overwrite=True)
         elif tf.io.gfile.exists(src):
             tf.io.gfile.copy(src, dst, overwrite=True)
-    return previous
 
 
 def run_fn(fn_args) -> None:
     train_config, deploy, resume = settings.read_custom_config(fn_args.custom_config or {})
-    out_dir = fn_args.model_run_dir
-    tf.io.gfile.makedirs(out_dir)
+    trainings_dir = (fn_args.custom_config or {}).get(settings.TRAININGS_DIR_KEY)
+    model_run_dir = fn_args.model_run_dir
+    tf.io.gfile.makedirs(model_run_dir)
     if fn_args.transform_graph_path:  # characters: the vocabulary of the transform graph
         from components import char_transform
 
@@ -77,29 +88,65 @@ def run_fn(fn_args) -> None:
     else:
         tokenizer_json, export = {"kind": "gpt2"}, {}
     export["weights"], export["loop"] = deploy.serving_weights, deploy.serving_loop
-    changed = dict(out_dir=out_dir, data_dir=_examples_uri(fn_args.train_files[0]))
-    if resume:
-        if not fn_args.base_model:
-            raise ValueError("resume was asked for, but there is no previous model to resume from")
-        previous_run = _copy_previous_run(fn_args.base_model, out_dir)
-        changed["init_from"] = "resume"
-    cfg = dataclasses.replace(train_config, **changed)
-    if resume:  # refused before training, so that ML Metadata records only what trained
-        previous_config = files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}
-        check_resume(previous_config, cfg, previous_run)
-    scratch = tempfile.mkdtemp(prefix="nanogpt-training-")  # the training process's outcome files
-    try:
-        trained = train_process.train(cfg, tokenizer_json, scratch)  # its own TensorFlow, as the benchmark's
-        if not trained.chief:  # a multi-worker run: only the chief exports
-            return
-        model = train_process.trained_model(trained, POLICY_OF_DTYPE[cfg.dtype])  # the best weights
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    examples_uri = _examples_uri(fn_args.train_files[0])
+    cfg = dataclasses.replace(train_config, data_dir=examples_uri)
+    if resume and not fn_args.base_model:
+        raise ValueError("resume was asked for, but there is no previous model to resume from")
+    base_model = fn_args.base_model if resume else None
+    ident = trainings.identity(cfg, examples_uri, fn_args.transform_graph_path, base_model)
+    choice = trainings.Choice(model_run_dir, None, "")
+    if trainings_dir:
+        choice = trainings.choose(trainings_dir, ident, cfg, model_run_dir, allow_continue=deploy.continue_interrupted)
+    if choice.line:
+        print(choice.line, flush=True)
+    cfg = dataclasses.replace(cfg, out_dir=choice.directory)
+    previous_run = None
+    if base_model and not choice.continue_from:  # refused before training: ML Metadata records only what trained
+        previous_run = _previous_run(base_model)
+        if newest_checkpoint(previous_run) is None:
+            raise MissingFile(f"resume: the training run {previous_run} of the latest model saved no checkpoint to "
+                              f"start from: train anew with --resume=False")
+        check_resume(files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg,
+                     previous_run)
+    separate = choice.directory != model_run_dir
+    with trainings.held(choice.directory) if separate else contextlib.nullcontext():
+        if previous_run:
+            _copy_previous_run(previous_run, cfg.out_dir)
+            cfg = dataclasses.replace(cfg, init_from="resume")
+        if separate:
+            trainings.start(choice, ident, cfg, model_run_dir, chief=chief_by_tf_config())
+        try:
+            trained, model = _train(cfg, tokenizer_json, choice.continue_from)
+        except BaseException:
+            if separate:  # failed before its first checkpoint: nothing to continue from
+                trainings.discard_if_empty(choice.directory)
+            raise
+    if trained is None:  # a multi-worker run: only the chief exports
+        return
+    if separate:
+        trainings.publish(choice.directory, model_run_dir)
     history = {"eval": trained.history, "train": trained.train_losses, "result": trained.result}
-    with writing(f"{artifact_layout.HISTORY_FILE} in {out_dir}"):
-        files.write_json(os.path.join(out_dir, artifact_layout.HISTORY_FILE), history, indent=None, sort_keys=False)
+    with writing(f"{artifact_layout.HISTORY_FILE} in {model_run_dir}"):
+        files.write_json(os.path.join(model_run_dir, artifact_layout.HISTORY_FILE), history, indent=None,
+                         sort_keys=False)
     model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     export_saved_model(model, fn_args.serving_model_dir, tokenizer_json, **export)
     model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
     with writing(f"{RUN_DIR_POINTER} in {model_uri}"):
-        files.write_file(os.path.join(model_uri, RUN_DIR_POINTER), out_dir)
+        files.write_file(os.path.join(model_uri, RUN_DIR_POINTER), model_run_dir)
+    if separate:  # last: a kill before it leaves the training to be continued (exported again)
+        trainings.completed(choice.directory, model_run_dir)
+
+
+def _train(cfg, tokenizer_json, continue_from):
+    """The training process's Outcome and the model with the weights to export (the best ones, or
+    the final ones in the scratch directory when it saved no checkpoint); (None, None) on a worker
+    other than the chief."""
+    scratch = tempfile.mkdtemp(prefix="nanogpt-training-")  # the training process's outcome files
+    try:
+        trained = train_process.train(cfg, tokenizer_json, scratch, continue_from)  # its own TensorFlow
+        if not trained.chief:
+            return None, None
+        return trained, train_process.trained_model(trained, POLICY_OF_DTYPE[cfg.dtype])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

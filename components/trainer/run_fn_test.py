@@ -1,6 +1,6 @@
-"""The Trainer's run_fn: its training process of its own, killed and run again (the losses and
-artifacts of the in-process training loop); file handling on a non-local filesystem (tf.io.gfile,
-as gs:// on Vertex AI needs)."""
+"""The Trainer's run_fn: its training process of its own, killed and run again, which continues the
+interrupted training to the losses and artifacts of the in-process training loop; file handling on
+a non-local filesystem (tf.io.gfile, as gs:// on Vertex AI needs)."""
 
 import glob
 import json
@@ -15,8 +15,9 @@ import pytest
 import tensorflow as tf
 
 from components import artifact_layout
+from components.trainer import trainings
+from components.trainer.run_fn import RUN_DIR_POINTER, _copy_previous_run, _previous_run
 from components.trainer.settings import DeployConfig, custom_config
-from components.trainer.run_fn import RUN_DIR_POINTER, _copy_previous_run
 from core import shards
 from training.config import make_config
 from core.errors import UserError
@@ -48,9 +49,11 @@ def examples(tmp_path_factory, shakespeare_text):
     return uri
 
 
-def test_the_trainer_trains_in_a_process_of_its_own_whose_kill_fails_it_cleanly(tmp_path, examples, capsys):
+def test_the_trainer_trains_in_a_process_of_its_own_whose_kill_fails_it_cleanly_and_the_rerun_continues(
+        tmp_path, examples, capsys):
     """A kill of the training process mid-training fails the Trainer (FAILED in ML Metadata, no Model, one
-    line); the rerun completes with the losses and weights of the in-process training loop."""
+    line); the rerun continues from the checkpoint the killed one saved, and completes with the losses
+    and weights of the in-process training loop."""
     from ml_metadata.proto import metadata_store_pb2
     from tfx import v1 as tfx
 
@@ -64,7 +67,8 @@ def test_the_trainer_trains_in_a_process_of_its_own_whose_kill_fails_it_cleanly(
         trainer = tfx.components.Trainer(
             run_fn="components.trainer.run_fn.run_fn", examples=data.outputs["result"],
             train_args=tfx.proto.TrainArgs(splits=[shards.TRAIN]), eval_args=tfx.proto.EvalArgs(splits=[shards.VAL]),
-            custom_config=custom_config(make_config(**TRAINING), DeployConfig(), resume=False))
+            custom_config=custom_config(make_config(**TRAINING), DeployConfig(), resume=False,
+                                        trainings_dir=trainings.trainings_dir(root)))
         return tfx.dsl.Pipeline(
             pipeline_name="killed_trainer", pipeline_root=root, components=[data, trainer], enable_cache=True,
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
@@ -81,7 +85,7 @@ def test_the_trainer_trains_in_a_process_of_its_own_whose_kill_fails_it_cleanly(
         deadline = time.time() + 300
         while time.time() < deadline and not killed:
             child = training_process(os.getpid())
-            if child and glob.glob(f"{root}/Trainer/model_run/*/checkpoints/checkpoint"):
+            if child and glob.glob(f"{root}/Trainer/trainings/*/checkpoints/checkpoint"):
                 os.kill(child, signal.SIGKILL)
                 killed.append(child)
             time.sleep(0.02)
@@ -93,8 +97,10 @@ def test_the_trainer_trains_in_a_process_of_its_own_whose_kill_fails_it_cleanly(
     killer.join()
     message = str(failure.value)
     assert isinstance(failure.value, UserError) and "\n" not in message  # runner.py prints it as one line
-    assert re.search(rf"training process of {re.escape(root)}/Trainer/model_run/\d+ was killed by SIGKILL",
-                     message), message
+    training = re.search(rf"training process of ({re.escape(root)}/Trainer/trainings/\w+) was killed by SIGKILL; "
+                         rf"nothing was published from it: run again to continue from its checkpoint of iteration "
+                         rf"(\d+)$", message)
+    assert training, message
     states, models = trainer_states()
     assert states == [metadata_store_pb2.Execution.FAILED] and not models
     assert training_process(os.getpid()) is None
@@ -107,7 +113,14 @@ def test_the_trainer_trains_in_a_process_of_its_own_whose_kill_fails_it_cleanly(
     [model_run] = [a for a in lineage.sqlite_store(metadata_path).get_artifacts_by_type("ModelRun")
                    if a.state == metadata_store_pb2.Artifact.LIVE]
     printed = capsys.readouterr().out  # the training process's lines, streamed to this process's stdout
-    assert "step 100: train loss" in printed
+    assert "step 100: train loss" in printed and f"step {training[2]}: train loss" not in printed
+    assert (f"continuing the training interrupted at iteration {training[2]} (run "
+            f"{os.path.basename(training[1])})\n") in printed
+    record = json.load(open(os.path.join(training[1], trainings.TRAINING_FILE)))
+    assert record["completed_as"] == model_run.uri and [a["from_iteration"] for a in record["attempts"]] == [
+        0, int(training[2])]
+    assert sorted(os.listdir(os.path.join(model_run.uri, "checkpoints"))) == [
+        "checkpoint", "ckpt-100.data-00000-of-00001", "ckpt-100.index"]
 
     # The same losses and weights as the training loop run in this process. The training process ran
     # its micro-batches as one branch per core, which this process, where TensorFlow runs already,
@@ -142,7 +155,7 @@ def test_resume_copies_the_previous_run_on_ram(tmp_path):
         _write(f"{previous}/{name}", name)
     _write(f"{root}/model1/{RUN_DIR_POINTER}", previous)
     tf.io.gfile.makedirs(out)
-    _copy_previous_run(f"{root}/model1/Format-Serving", out)
+    _copy_previous_run(_previous_run(f"{root}/model1/Format-Serving"), out)
     assert sorted(tf.io.gfile.listdir(f"{out}/checkpoints")) == ["checkpoint", "ckpt-8.index"]
     for name in ("checkpoints/ckpt-8.index", "model_config.json", "tokenizer.json"):
         with tf.io.gfile.GFile(f"{out}/{name}") as f:

@@ -38,6 +38,10 @@ class DeployConfig(Settings):
                                          "NVIDIA_H100_80GB (Kubeflow, Vertex AI)")
     train_accelerator_count: int = setting(0, "accelerators per training worker: the replicas each trains",
                                            minimum=0)
+    train_retries: int = setting(3, "Kubeflow: times the Trainer task is run again after it failed (preempted, "
+                                    "killed); each retry continues the interrupted training", minimum=0)
+    continue_interrupted: bool = setting(True, "continue an interrupted training of the same data and model shape "
+                                               "from its latest checkpoint (False: train anew)")
     vertex_project: str = setting("", "the Google Cloud project of the Vertex AI training job")
     vertex_region: str = setting("us-central1", "the region of the Vertex AI training job")
 
@@ -54,13 +58,17 @@ class DeployConfig(Settings):
         return self.train_workers > 1
 
 
-# The Trainer's custom_config: the training and deployment parts as JSON with their schemas.
+# The Trainer's custom_config: the training and deployment parts as JSON with their schemas, whether
+# to resume, and where the pipeline's trainings lie (components/trainer/trainings.py).
 TRAIN_CONFIG_KEY, DEPLOY_CONFIG_KEY, RESUME_KEY = "train_config", "deploy_config", "resume"
+TRAININGS_DIR_KEY = "trainings_dir"
 
 
-def custom_config(train, deploy: DeployConfig, resume: bool) -> dict:
-    """The Trainer's custom_config for a TrainConfig, a DeployConfig and whether to resume."""
-    return {TRAIN_CONFIG_KEY: train.to_json(), DEPLOY_CONFIG_KEY: deploy.to_json(), RESUME_KEY: bool(resume)}
+def custom_config(train, deploy: DeployConfig, resume: bool, trainings_dir: str = "") -> dict:
+    """The Trainer's custom_config for a TrainConfig, a DeployConfig, whether to resume, and the
+    pipeline's trainings directory ("": the training runs in the ModelRun directory itself)."""
+    return {TRAIN_CONFIG_KEY: train.to_json(), DEPLOY_CONFIG_KEY: deploy.to_json(), RESUME_KEY: bool(resume),
+            TRAININGS_DIR_KEY: trainings_dir}
 
 
 def read_custom_config(custom: dict):

@@ -25,7 +25,18 @@ def compile_spec(config: RunConfig, path: str) -> None:
     runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.deploy.image)
     pipeline_job = tfx.orchestration.experimental.KubeflowV2DagRunner(config=runner_config).run(
         create_pipeline(config, kubeflow_platform()), write_out=False)
-    write_pipeline_spec(pipeline_job, path)
+    write_pipeline_spec(with_retries(pipeline_job, config.deploy.train_retries), path)
+
+
+def with_retries(pipeline_job: dict, retries: int) -> dict:
+    """The compiled Kubeflow job with a retry policy on its Trainer task (TFX's compiler writes
+    none): a Trainer pod preempted, killed or failed runs again, `retries` times, and continues its
+    training from the checkpoints of the attempt before (components/trainer/trainings.py)."""
+    trainer = pipeline_job["pipelineSpec"]["root"]["dag"]["tasks"]["Trainer"]
+    if retries:
+        trainer["retryPolicy"] = {"maxRetryCount": retries, "backoffDuration": "60s", "backoffFactor": 2.0,
+                                  "backoffMaxDuration": "3600s"}
+    return pipeline_job
 
 
 def write_pipeline_spec(pipeline_job: dict, path: str) -> None:

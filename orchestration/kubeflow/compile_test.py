@@ -75,6 +75,12 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
     train, deploy, resume = read_custom_config(json.loads(_parameters(spec, "Trainer")["custom_config"]))
     assert train == make_config("shakespeare_char", max_iters=123, learning_rate=3e-4)
     assert (deploy.image, resume) == ("registry.example/nanogpt-tfx:7", False)
+    # a retried Trainer task (or a new run) continues the training interrupted in the pipeline root's trainings
+    custom = json.loads(_parameters(spec, "Trainer")["custom_config"])
+    assert custom["trainings_dir"] == "gs://bucket/nanogpt/pipeline_root/Trainer/trainings"
+    assert deploy.continue_interrupted is True
+    assert tasks["Trainer"]["retryPolicy"] == {"maxRetryCount": 3, "backoffDuration": "60s", "backoffFactor": 2.0,
+                                               "backoffMaxDuration": "3600s"}
     assert _parameters(spec, "Trainer")["run_fn"] == "components.trainer.run_fn.run_fn"
     evaluation = EvalConfig.from_json(_parameters(spec, "LMEvaluator")["config"])
     assert (evaluation.eval_batches, evaluation.val_loss_threshold) == (50, 1.95)

@@ -13,7 +13,8 @@ Protocol (one JSON line each way, the tasks one at a time): started as `python -
 orchestration.kubeflow.forkserver MODULE`, this process imports MODULE and answers {"ready": true};
 the launcher writes {"argv": [MODULE, ARGS...], "cwd": DIR, "log": FILE}; this process forks, answers {"pid": PID}, and once the task
 ended {"exit": STATUS} (negative: the signal that ended it). Each process here dies with its parent
-(PR_SET_PDEATHSIG), so that a killed launcher leaves none behind.
+(PR_SET_PDEATHSIG), so that a killed launcher leaves none behind, and runs in a session of its own, as
+the launcher starts any task: a terminal's Ctrl-C reaches the launcher alone, which passes it on.
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ class ForkedTask:
     def wait(self) -> int:
         return self.server.answer()["exit"]
 
-    def kill(self) -> None:
+    def send_signal(self, signum: int) -> None:
         try:
-            os.kill(self.pid, 9)
+            os.kill(self.pid, signum)
         except ProcessLookupError:
             pass
+
+    def kill(self) -> None:
+        self.send_signal(9)
 
 
 class ForkServer:
@@ -64,7 +68,7 @@ class ForkServer:
         self.module, self.env = module, env
         self.process = subprocess.Popen([sys.executable, "-m", "orchestration.kubeflow.forkserver", module], env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        preexec_fn=dies_with_its_parent())
+                                        preexec_fn=dies_with_its_parent(), start_new_session=True)
         self.ready = self.answer().get("ready", False)
 
     def answer(self) -> dict:
@@ -88,13 +92,20 @@ class ForkServer:
             self.process.wait()
 
 
-def _run_task(request: dict) -> None:
-    """In the forked child: MODULE as `python -m MODULE ARGS...` runs it, its output to the log."""
+def _run_task(request: dict, server: int) -> None:
+    """In the forked child of the server (pid `server`): MODULE as `python -m MODULE ARGS...` runs
+    it, its output to the log."""
     import runpy
+    import signal
 
     die = dies_with_its_parent()
     if die:
         die()
+    if os.getppid() != server:  # the server died before the line above: nothing would end this task
+        os._exit(1)
+    os.setsid()  # a session of its own, as the launcher starts any task: its signals come from the launcher
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.chdir(request["cwd"])
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
@@ -119,17 +130,23 @@ def _run_task(request: dict) -> None:
 
 
 def serve(module: str, requests, answers) -> None:
-    """Import `module` (and so what it imports), then fork a task for each request."""
+    """Import `module` (and so what it imports), then fork a task for each request. The server
+    itself ignores SIGINT and SIGTERM: it ends with the launcher, and a task's stop is the launcher's
+    to pass on."""
     import importlib
+    import signal
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     importlib.import_module(module)
     answers.write(json.dumps({"ready": True}) + "\n")
     answers.flush()
     for line in requests:
         request = json.loads(line)
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _run_task(request)
+            _run_task(request, server)
         answers.write(json.dumps({"pid": pid}) + "\n")
         answers.flush()
         _, status = os.waitpid(pid, 0)

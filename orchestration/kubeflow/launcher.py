@@ -18,9 +18,13 @@ The record of a run (its artifacts, the state and outputs of its tasks) is one J
 pipeline_root/<pipeline>/<run id>/kfp_local_run.json, rewritten atomically after each task. A
 task that fails on an input artifact whose shards differ from the SHA-256 it records (bytes changed
 in place) has that artifact set aside in the record of its run (DamagedInput), and the spec runs
-again, as `runner.py run` does under LocalDagRunner (orchestration/recovery.py). A task's process dies
-with the launcher; the record of a run whose launcher was killed is marked CANCELED by the next
-run on the same machine.
+again, as `runner.py run` does under LocalDagRunner (orchestration/recovery.py). A task whose spec gives
+it a retryPolicy (the Trainer's: its retry continues the interrupted training) runs again after a
+failure, at once (no backoff here), up to maxRetryCount times. SIGTERM and Ctrl-C are passed on
+to the running task, which stops cleanly (a Trainer checkpoints its iteration), and the run ends
+with one line (TaskStopped). A task's process dies with the launcher; the record of a run whose
+launcher is proven dead (launchers.py: never another machine's live run on a shared pipeline root)
+is marked CANCELED by the next run, what its killed task wrote removed (records.py).
 
 Where it differs from a cluster (see docs/kubeflow.md): no containers (the image is not used; the
 tasks run in this checkout with this Python, and the image's /pipeline paths in the spec mean this
@@ -34,7 +38,8 @@ import dataclasses
 import hashlib
 import json
 import os
-import socket
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +47,9 @@ import time
 import uuid
 from typing import Dict, List, Optional
 
-from orchestration.kubeflow import forkserver, records
+from core import signals
+from core.errors import Interrupted
+from orchestration.kubeflow import forkserver, launchers, records
 from orchestration.kubeflow.records import RECORD_FILE, SET_ASIDE, earlier_records, tf_gfile, write_record
 from orchestration.kubeflow.spec import (REPO_ROOT, TFX_ENTRYPOINT, SpecError, Unresolved, check_tasks, fill, holds, in_checkout,
                                          load_spec, parse_filter, python_value, runtime_artifact, schema_title,
@@ -52,6 +59,19 @@ from orchestration.kubeflow.spec import (REPO_ROOT, TFX_ENTRYPOINT, SpecError, U
 class DamagedInput(SpecError):
     """A task failed, and an input artifact of it holds shards that are no longer those written
     (their recorded SHA-256, core.shards.SHARD_SHA256): the artifact is set aside."""
+
+
+class TaskStopped(Interrupted):
+    """The launcher was stopped (SIGTERM, Ctrl-C) while a task ran, and passed it on: the task's
+    last line says where it stopped (a Trainer: at which iteration its checkpoint is)."""
+
+    def __init__(self, task: str, signum: int, last_line: str):
+        super().__init__(task, signum, last_line)
+        self.exit_status = 128 + signum
+
+    def __str__(self):
+        task, signum, last_line = self.args
+        return f"task {task} was stopped by {signal.Signals(signum).name}: {last_line}"
 
 
 @dataclasses.dataclass
@@ -72,7 +92,7 @@ class Run:
         self.run_root = f"{self.pipeline_root.rstrip('/')}/{self.pipeline_name}/{self.run_id}"
         self.record = {"run_id": self.run_id, "pipeline_name": self.pipeline_name, "spec": self.spec_path,
                        "pipeline_root": self.pipeline_root, "started": time.time(), "state": "RUNNING",
-                       "launcher": {"host": socket.gethostname(), "pid": os.getpid()}, "artifacts": [], "tasks": {}}
+                       "launcher": launchers.this_launcher(), "artifacts": [], "tasks": {}}
         self.record_paths = earlier_records(self.pipeline_root)  # {path: record} of the earlier runs
         self.earlier = list(self.record_paths.values())
         self.artifacts = {a["name"]: a for r in self.earlier for a in r["artifacts"]}
@@ -111,7 +131,7 @@ class Run:
                          if "container" in e})
         unused = f" (the image {', '.join(images)} is not used: the tasks run in this checkout)" if images else ""
         print(f"run {self.run_id}: {len(order)} tasks of {self.spec_path} under {self.run_root}{unused}", flush=True)
-        records.cancel_dead_runs(self.record_paths)
+        records.cancel_dead_runs(self.record_paths, self.artifacts.values())
         try:
             self._write_record()  # RUNNING: a run killed before its first task ended is seen as such
             for name in order:
@@ -145,13 +165,21 @@ class Run:
         if cached is not None:
             return self._finish(name, "CACHED", cached, cache_key=cache_key)
         executor_input = self._executor_input(name, component, inputs, parameters)
-        try:
-            self._run_container(name, executor["container"], executor_input)
-        except SpecError as failure:  # a damaged input (from the cache) is what it failed on, when it is one
-            damaged = self._set_aside_damaged(inputs)
-            if damaged:
-                raise DamagedInput(name, f"{str(failure)[len(f'task {name}: '):]}; {'; '.join(damaged)}") from None
-            raise
+        retries = int(self._tasks[name].get("retryPolicy", {}).get("maxRetryCount", 0))
+        for attempt in range(retries + 1):
+            try:
+                self._run_container(name, executor["container"], executor_input)
+                break
+            except TaskStopped:
+                raise
+            except SpecError as failure:  # a damaged input (from the cache) is what it failed on, when it is one
+                damaged = self._set_aside_damaged(inputs)
+                if damaged:
+                    raise DamagedInput(name, f"{str(failure)[len(f'task {name}: '):]}; {'; '.join(damaged)}") from None
+                if attempt == retries:
+                    raise
+                print(f"  {failure}; its retry policy runs it again ({attempt + 1} of {retries})", flush=True)
+                self._clear_outputs(executor_input)
         outputs = self._read_outputs(name, component, executor_input)
         return self._finish(name, "SUCCEEDED", outputs, cache_key=cache_key)
 
@@ -204,11 +232,19 @@ class Run:
                 value = self.record["tasks"][producer["producerTask"]]["parameters"][producer["outputParameterKey"]]
             else:
                 raise SpecError(name, f"parameter {key!r}: unsupported source {sorted(source)}")
-            values[key] = in_checkout(value)
+            values[key] = self._in_run_root(in_checkout(value))
         for key, definition in component.get("inputDefinitions", {}).get("parameters", {}).items():
             if key not in values and "defaultValue" in definition:
                 values[key] = definition["defaultValue"]
         return values
+
+    def _in_run_root(self, value):
+        """A parameter that names the spec's own pipeline root (the Trainer's trainings directory)
+        names this run's, when --pipeline_root gives another."""
+        compiled = (self._pipeline.get("defaultPipelineRoot") or "").rstrip("/")
+        if isinstance(value, str) and compiled and compiled != self.pipeline_root.rstrip("/"):
+            return value.replace(compiled + "/", self.pipeline_root.rstrip("/") + "/")
+        return value
 
     def _executor_input(self, name: str, component: dict, inputs: dict, parameters: dict) -> dict:
         task_root = f"{self.run_root}/{name}"
@@ -247,21 +283,27 @@ class Run:
         env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
         with tempfile.TemporaryDirectory(prefix=f"kfp_local_{name}_") as workdir:
             log_path = os.path.join(workdir, "log.txt")
-            task = self._start(name, line, env, workdir, log_path)
-            try:
-                code = task.wait()
-            except BaseException:  # Ctrl-C: the task stops too
-                task.kill()
-                task.wait()
-                raise
+            asked = []  # SIGTERM, Ctrl-C: passed on to the task, which stops cleanly (a Trainer checkpoints)
+            with signals.passing_on(asked) as started:
+                task = self._start(name, line, env, workdir, log_path)
+                started(task)
+                try:
+                    code = task.wait()
+                except BaseException:  # any other end of the launcher: the task stops too
+                    task.kill()
+                    task.wait()
+                    raise
             self._keep_log(name, log_path)
-            if code != 0:
+            if code != 0 or asked:
                 with open(log_path, encoding="utf-8", errors="replace") as f:
                     last = [ln.strip() for ln in f.read().splitlines() if ln.strip()][-1:] or ["(no output)"]
+                if asked:
+                    raise TaskStopped(name, asked[0], re.sub(r"^[A-Za-z_][\w.]*: ", "", last[0])[:300])
                 raise SpecError(name, f"failed (exit code {code}): {last[0][:300]}; log: {self.run_root}/{name}/log.txt")
 
     def _start(self, name: str, line: List[str], env: dict, workdir: str, log_path: str):
-        """The task's process, which dies with the launcher: forked from the run's fork server when
+        """The task's process, which dies with the launcher, in a session of its own (a terminal's
+        Ctrl-C reaches the launcher alone, which passes it on): forked from the run's fork server when
         its command is one the server runs (orchestration/kubeflow/forkserver.py), else started afresh."""
         if self._forkserver is None and line[:3] == [sys.executable, "-m", TFX_ENTRYPOINT]:
             self._forkserver = forkserver.start(TFX_ENTRYPOINT, env) or False
@@ -270,9 +312,19 @@ class Run:
         try:
             with open(log_path, "wb") as log:
                 return subprocess.Popen(line, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        preexec_fn=forkserver.dies_with_its_parent())
+                                        preexec_fn=forkserver.dies_with_its_parent(), start_new_session=True)
         except OSError as e:  # no such command
             raise SpecError(name, f"its command {line[0]!r} cannot run: {e}") from e
+
+    def _clear_outputs(self, executor_input: dict) -> None:
+        """Before a task runs again: what its failed attempt wrote (its own outputs in this run)."""
+        gfile = tf_gfile()
+        for output in executor_input["outputs"]["artifacts"].values():
+            for artifact in output["artifacts"]:
+                if gfile.isdir(artifact["uri"]):
+                    records.remove_within(artifact["uri"], self.run_root)
+        if gfile.exists(executor_input["outputs"]["outputFile"]):
+            gfile.remove(executor_input["outputs"]["outputFile"])
 
     def _keep_log(self, name: str, log_path: str) -> None:
         gfile = tf_gfile()

@@ -38,19 +38,25 @@ for path in sorted(glob.glob(uri + "/Split-*/*.gz")):
     gzip.open(path).read()
 if os.environ.get("READ_EXAMPLES_FAILS"):
     raise SystemExit("the reader failed on its own")
+once = os.environ.get("READ_EXAMPLES_FAILS_ONCE")
+if once and not os.path.exists(once):
+    open(once, "w").close()
+    raise SystemExit("the reader failed once")
 import time
 time.sleep(float(os.environ.get("READ_EXAMPLES_SECONDS", "0")))
 """
 
 
-def _reading_spec(tmp_path):
-    """A spec of two tasks, MAKE_EXAMPLES (cached) and READ_EXAMPLES (not), its root tmp_path/root."""
+def _reading_spec(tmp_path, read_retries=0):
+    """A spec of two tasks, MAKE_EXAMPLES (cached) and READ_EXAMPLES (not, retried read_retries
+    times after a failure), its root tmp_path/root."""
     examples = {"artifacts": {"examples": {"artifactType": {"schemaTitle": "tfx.Examples"}}}}
     spec = {"pipelineInfo": {"name": "reading"}, "defaultPipelineRoot": str(tmp_path / "root"), "root": {"dag": {
         "tasks": {"make": {"componentRef": {"name": "make"}, "taskInfo": {"name": "make"},
                            "cachingOptions": {"enableCache": True}},
                   "read": {"componentRef": {"name": "read"}, "taskInfo": {"name": "read"}, "inputs": {"artifacts": {
-                      "examples": {"taskOutputArtifact": {"producerTask": "make", "outputArtifactKey": "examples"}}}}}}}},
+                      "examples": {"taskOutputArtifact": {"producerTask": "make", "outputArtifactKey": "examples"}}}},
+                      **({"retryPolicy": {"maxRetryCount": read_retries}} if read_retries else {})}}}},
         "components": {"make": {"executorLabel": "make", "outputDefinitions": examples},
                        "read": {"executorLabel": "read", "inputDefinitions": examples}},
         "deploymentSpec": {"executors": {
@@ -149,3 +155,82 @@ def test_a_launcher_killed_at_each_point_of_a_task_leaves_no_task_running_and_th
         with open(record_path) as f:  # each run's directory holds its record and its recorded tasks, no more
             recorded = set(json.load(f)["tasks"])
         assert set(os.listdir(os.path.dirname(record_path))) - {launcher.RECORD_FILE} <= recorded, record_path
+
+
+def test_runs_sharing_a_pipeline_root_remove_only_what_a_launcher_proven_dead_left(tmp_path):
+    """Records RUNNING under one pipeline root: another machine's run, a live run of this machine,
+    another container's of the same host name and boot, and a run whose launcher is dead. The next
+    run cancels only the dead one and removes only what its killed tasks left (its unrecorded task
+    directory, the version directory its push named, but not what a link in its directory points
+    to); the others' work stays whole."""
+    import socket
+    import subprocess
+    import sys
+
+    from components.pusher.marks import PUSH_FILE
+    from orchestration.kubeflow import launchers
+
+    path, root = _reading_spec(tmp_path)
+    runner.main(["run", f"--spec={path}"])
+    [first] = _records(root)
+    serving, elsewhere = tmp_path / "serving", tmp_path / "elsewhere"
+    os.makedirs(elsewhere / "kept")
+    finished = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    dead = dict(launchers.this_launcher(), pid=finished.pid, start_ticks=launchers._start_ticks(finished.pid))
+    finished.wait()
+    here = launchers.this_launcher()
+    runs = {"other-machine": dict(here, host=f"not-{socket.gethostname()}", boot_id="another-boot"),
+            "live": here, "other-container": dict(here, pid_namespace="pid:[1]"), "dead": dead}
+    for name, its_launcher in runs.items():
+        run_root = os.path.join(root, "reading", name)
+        os.makedirs(os.path.join(run_root, "make", "examples"))  # a task killed while it wrote
+        pushed_model = os.path.join(run_root, "Pusher", "pushed_model")
+        os.makedirs(pushed_model)
+        os.makedirs(serving / name)
+        with open(os.path.join(pushed_model, PUSH_FILE), "w") as f:
+            json.dump({"destination": str(serving / name), "staging": ""}, f)
+        os.symlink(elsewhere, os.path.join(run_root, "read"))
+        with open(os.path.join(run_root, launcher.RECORD_FILE), "w") as f:
+            json.dump({**first, "run_id": name, "state": "RUNNING", "launcher": its_launcher, "tasks": {},
+                       "artifacts": [], "started": first["started"] - 1}, f)
+
+    runner.main(["run", f"--spec={path}"])
+    states = {r["run_id"]: r["state"] for r in _records(root)}
+    assert {name: states[name] for name in runs} == {"other-machine": "RUNNING", "live": "RUNNING",
+                                                      "other-container": "RUNNING", "dead": "CANCELED"}
+    for name in runs:
+        alive = name != "dead"
+        assert os.path.isdir(os.path.join(root, "reading", name, "make", "examples")) == alive, name
+        assert (serving / name).is_dir() == alive, name
+    assert os.path.islink(os.path.join(root, "reading", "dead", "read")) and (elsewhere / "kept").is_dir()
+
+
+def test_a_task_with_a_retry_policy_runs_again_after_a_failure_and_a_stopped_launcher_stops_its_task(
+        tmp_path, monkeypatch, capsys):
+    """The retry policy (the compiled Trainer's) runs a failed task again in the same run; SIGTERM to
+    the launcher is passed on to the running task, and the run ends in one line, exit status 143."""
+    import signal
+    import subprocess
+    import sys
+
+    from test_helpers.processes import child_process
+
+    path, root = _reading_spec(tmp_path, read_retries=2)
+    monkeypatch.setenv("READ_EXAMPLES_FAILS_ONCE", str(tmp_path / "failed-once"))
+    runner.main(["run", f"--spec={path}"])
+    out = capsys.readouterr().out
+    assert "  task read: failed (exit code 1): the reader failed once; log: " in out
+    assert "; its retry policy runs it again (1 of 2)" in out
+    [record] = _records(root)
+    assert record["state"] == "SUCCEEDED" and record["tasks"]["read"]["state"] == "SUCCEEDED"
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "READ_EXAMPLES_SECONDS": "60"}
+    launcher = subprocess.Popen([sys.executable, "runner.py", "run", f"--spec={path}"], cwd=repo, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not child_process(launcher.pid, b"READ_EXAMPLES_SECONDS"):  # the reading task runs
+        assert launcher.poll() is None, launcher.communicate()
+    launcher.send_signal(signal.SIGTERM)
+    _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.splitlines()[-1].startswith("runner.py run: task read was stopped by SIGTERM: ")

@@ -1,10 +1,12 @@
 """`runner.py run --spec`: the compiled Kubeflow Pipelines spec runs here, task by task in processes
 of their own through TFX's Kubeflow v2 entrypoint, as Kubeflow's launcher runs it: a tiny model on
-a slice of Tiny Shakespeare to a pushed SavedModel; a second run that finds it through the
-resolver tasks; the BPE preset through its Trainer; damaged specs that fail naming their task."""
+a slice of Tiny Shakespeare to a pushed SavedModel (its training process killed once: the Trainer
+task's retry continues the training); a second run that finds it through the resolver tasks; the
+BPE preset through its Trainer; damaged specs that fail naming their task."""
 
 import json
 import os
+import re
 
 import pytest
 import tensorflow as tf
@@ -47,7 +49,21 @@ def char_spec(tmp_path_factory, shakespeare_text):
 
 @pytest.fixture(scope="module")
 def first_run(char_spec):
-    runner.main(["run", f"--spec={char_spec['spec']}"])
+    """The spec run once, its training process killed (kill -9) just after its checkpoint of iteration
+    10 (test_helpers/fault_injection.py): the Trainer task fails, and its retry policy runs it again."""
+    from test_helpers.fault_injection import training_environment
+
+    armed = training_environment("after_checkpoint", 10, "kill")
+    saved = {key: os.environ.get(key) for key in armed}
+    os.environ.update(armed)
+    try:
+        runner.main(["run", f"--spec={char_spec['spec']}"])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     (record,) = _records(char_spec["root"])
     return record
 
@@ -65,6 +81,15 @@ def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run):
     assert statistics["metadata"]["num_documents"] == 2 and _artifact(record, "SchemaGen", "schema")["uri"]
     assert _artifact(record, "DataValidator", "anomalies")["metadata"]["anomalies"] == "[]"
     assert _artifact(record, "LMEvaluator", "blessing")["metadata"]["data_statistics"] == statistics["uri"]
+    # the retried Trainer task continued the training its first attempt left at iteration 10
+    with open(f"{char_spec['root']}/nanogpt-tfx/{record['run_id']}/Trainer/log.txt") as f:
+        retried = f.read()
+    assert re.search(r"^continuing the training interrupted at iteration 10 \(run \w+\)$", retried, re.M), retried
+    assert "step 0: " not in retried and "step 10: " not in retried and "step 20: " in retried
+    with open(os.path.join(_artifact(record, "Trainer", "model_run")["uri"], "history.json")) as f:
+        assert [row[0] for row in json.load(f)["eval"]] == [0, 10, 20]  # the whole training's records
+    # published, and so removed by the LMEvaluator, which ran once the run's record had the ModelRun
+    assert os.listdir(os.path.join(char_spec["root"], "Trainer", "trainings")) == []
     # nothing blessed before: both resolvers answer with nothing
     assert record["tasks"]["latest_blessed_model_resolver-model-resolver"]["outputs"] == {"model": []}
     # the metadata TokenizeText's executor output gave its examples reached the record

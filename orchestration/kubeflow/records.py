@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from typing import Dict
+
+from orchestration.kubeflow import launchers
 
 RECORD_FILE = "kfp_local_run.json"
 
@@ -19,18 +20,6 @@ def tf_gfile():
     import tensorflow as tf
 
     return tf.io.gfile
-
-
-def alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        pass
-    return True
 
 
 def write_record(path: str, record: dict) -> None:
@@ -52,25 +41,47 @@ def earlier_records(pipeline_root: str) -> Dict[str, dict]:
     return records
 
 
-def cancel_dead_runs(record_paths: Dict[str, dict]) -> None:
-    """The records of earlier runs left RUNNING by a launcher of this machine that is no longer
-    alive (killed: kill -9, a power cut) are marked CANCELED. What their tasks recorded stays
-    usable (the cache takes it); what the killed task wrote (its directory, which the record
-    does not name) and a record's half-written copy are removed first, so that a kill during
-    this leaves the run RUNNING, to be cleared by the next."""
+def cancel_dead_runs(record_paths: Dict[str, dict], artifacts) -> None:
+    """The records of earlier runs left RUNNING by a launcher that is proven dead (killed: kill
+    -9, a power cut; launchers.py: never another machine's or container's live run) are
+    marked CANCELED. What their tasks recorded stays usable (the cache takes it); what the killed
+    task wrote (its directory, which the record does not name, and what a push named before
+    making it) and a record's half-written copy are removed first, never through a symbolic link,
+    so that a kill during this leaves the run RUNNING, to be cleared by the next."""
     gfile = tf_gfile()
     for path, record in record_paths.items():
-        launcher = record.get("launcher", {})
-        if record.get("state") == "RUNNING" and launcher.get("host") == socket.gethostname() \
-                and not alive(launcher.get("pid", 0)):
+        if record.get("state") == "RUNNING" and launchers.proven_dead(record.get("launcher", {})):
             run_root = path[:-len(RECORD_FILE)].rstrip("/")
             for entry in sorted(gfile.listdir(run_root)):
                 name, where = entry.rstrip("/"), f"{run_root}/{entry.rstrip('/')}"
                 if name.startswith(f"{RECORD_FILE}.tmp-"):
                     gfile.remove(where)
                 elif name != RECORD_FILE and name not in record.get("tasks", {}) and gfile.isdir(where):
-                    gfile.rmtree(where)
+                    _remove_left_by_push(where, artifacts)
+                    remove_within(where, run_root)
                     print(f"  run {os.path.basename(run_root)} was killed during {name}: its unrecorded "
                           f"outputs {where} are removed", flush=True)
             record["state"] = "CANCELED"
             write_record(path, record)
+
+
+def remove_within(path: str, root: str) -> None:
+    """Remove a directory of a run's own (locally: never through a symbolic link)."""
+    from core.files import is_local, remove_tree_within
+
+    if is_local(path):
+        remove_tree_within(path, root)
+    else:
+        tf_gfile().rmtree(path)
+
+
+def _remove_left_by_push(task_dir: str, artifacts) -> None:
+    """What a killed push named before making it outside its run (components/pusher), unless a
+    record names it as pushed."""
+    from components.pusher.marks import left_by
+
+    pushed = {a.get("metadata", {}).get("pushed_destination") for a in artifacts}
+    for output in tf_gfile().glob(f"{task_dir}/*"):
+        for path in left_by(output):
+            if path not in pushed and tf_gfile().isdir(path):
+                remove_within(path, os.path.dirname(path.rstrip("/")))

@@ -1,0 +1,44 @@
+"""What the end-to-end tests share: a small corpus, a small GPT-2 baseline, and the default pipeline
+run once (char_run), in whichever test file of this worker first needs it."""
+
+import pytest
+
+from test_helpers import pipeline_runs
+from test_helpers.pipeline_runs import TINY_TRAINING
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory, shakespeare_text):
+    path = tmp_path_factory.mktemp("corpus") / "shakespeare_small.txt"
+    path.write_text(shakespeare_text[:30000], encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def gpt2_baseline(tmp_path_factory, bpe_dir):
+    """A small GPT-2 checkpoint made here (the hub's are not reachable), as --baselines takes one,
+    with the BPE files it reads the val text with: {"baselines": [dir], "bpe_dir": dir}."""
+    from model import GPT, GPTConfig
+
+    checkpoint = str(tmp_path_factory.mktemp("baseline") / "tiny-gpt2")
+    GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=64, vocab_size=50257), seed=0).save_pretrained(checkpoint)
+    return {"baselines": [checkpoint], "bpe_dir": bpe_dir}
+
+
+@pytest.fixture(scope="session")
+def char_run(tmp_path_factory, small_corpus, gpt2_baseline):
+    """The default (character) pipeline with a GPT-2 baseline, run once, then again unchanged. What
+    the tests check of these two runs is recorded here (char_run.recorded), before any test runs more
+    in the same store: each test passes alone and in any order (a test that reads char_run's first
+    artifacts takes the first of their type)."""
+    from pipeline import lineage
+    from pipeline.configs import make_run_config
+
+    config = make_run_config("shakespeare_char", input_pattern=small_corpus,
+                             output_dir=str(tmp_path_factory.mktemp("char_run")),
+                             val_loss_threshold=3.5, **gpt2_baseline, **TINY_TRAINING)
+    pipeline_runs.rerun(config)
+    versions, summary = pipeline_runs.pushed_versions(config), lineage.run_summary(config.metadata_path)
+    config.recorded = dict(versions=versions, summary=summary, rerun_states=pipeline_runs.rerun(config),
+                           versions_after_rerun=pipeline_runs.pushed_versions(config))
+    return config

@@ -1,0 +1,123 @@
+"""Where a training runs: the tf.distribute strategy (one device, the GPUs of a machine, several
+machines, a TPU), which worker is the chief, and on a CPU the parallel branches of a micro-batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import tensorflow as tf
+
+from training.config import TrainConfig
+
+
+def make_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
+    name = cfg.strategy
+    if name == "auto":
+        tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+        workers = sum(len(v) for k, v in tf_config.get("cluster", {}).items() if k in ("chief", "worker"))
+        if cfg.tpu:
+            name = "tpu"
+        elif workers > 1:
+            name = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=cfg.tpu or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def chief_by_tf_config() -> bool:
+    """Whether this process is the chief of the cluster TF_CONFIG names (its worker 0 when it names
+    no chief), or trains alone; for a caller that has no strategy yet."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = tf_config.get("task", {})
+    return not task.get("type") or task["type"] == "chief" or (
+        task["type"] == "worker" and int(task.get("index", 0)) == 0 and "chief" not in tf_config.get("cluster", {}))
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type or isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and \
+        "chief" not in resolver.cluster_spec().as_dict()
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """The machines that train together (that must agree on when to stop or checkpoint); a TPU's
+    hosts run one program and count as one."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or isinstance(strategy, tf.distribute.TPUStrategy):
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
+
+
+def cpu_branches(cfg: TrainConfig, log=print) -> int:
+    """How many parallel branches each micro-batch runs as: on a CPU, one per core (or
+    cfg.cpu_branches) where the micro-batch has a row for each; on a GPU or TPU, 1.
+
+    A small model's ops are too small to share out among cores: the shakespeare_char step is a
+    chain of some thousand ops of tens of microseconds each, which keeps about one core busy
+    whatever the number of intra-op threads. Its micro-batch split row-wise into independent
+    branches, one per core, each op on one thread, the step keeps every core busy (~40 against ~56
+    ms an iteration on 2 cores, BENCHMARKS.md). The branches' losses add up to the batch's mean
+    loss, so the split changes nothing but the order of float additions.
+
+    TensorFlow fixes its threads when it runs its first op: call this before (a process that
+    already ran ops gets no split, unless it was started with TF_NUM_INTRAOP_THREADS=1; the TFX
+    Trainer therefore trains in a process of its own, model/train_process.py)."""
+    if cfg.strategy == "tpu" or cfg.tpu or tf.config.list_physical_devices("GPU"):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not cfg.cpu_branches and cfg.batch_size < cores:
+        return 1  # fewer rows than cores: single-threaded branches would leave cores idle
+    branches = min(cfg.cpu_branches or cores, cfg.batch_size)
+    if branches <= 1:
+        return 1
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow runs already, with multi-threaded ops
+        if os.environ.get("TF_NUM_INTRAOP_THREADS") != "1" and not cfg.cpu_branches:
+            log(f"cpu_branches: TensorFlow started before training with multi-threaded ops, so each micro-batch "
+                f"runs whole (set TF_NUM_INTRAOP_THREADS=1 to split it into {branches} parallel branches)")
+            return 1
+    return branches
+
+
+def branch_rows(rows: int, branches: int):
+    """(start, end) of each branch's rows: `branches` parts of a batch of `rows`, as even as can be."""
+    bounds = [rows * i // branches for i in range(branches + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def worker_dir(out_dir: str, chief: bool) -> str:
+    """Where this worker writes: every worker must take part in a multi-worker save, but only the
+    chief's copy is kept."""
+    return out_dir if chief else tempfile.mkdtemp(prefix="nanogpt-worker-")
+
+
+def agreed(strategy: tf.distribute.Strategy, flags):
+    """Each flag true on any worker (a collective: every worker calls it at the same point)."""
+    summed = _sum_across_replicas(strategy, tf.constant([int(bool(f)) for f in flags], tf.int32))
+    return [bool(value) for value in summed.numpy()]
+
+
+@tf.function
+def _sum_across_replicas(strategy, flags):
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, args=(flags,)), axis=None)
