@@ -86,8 +86,7 @@ class _ReadsDocuments(beam.DoFn):
 
     def setup(self):
         # Once per worker, not per element: loading a dataset takes seconds.
-        if self._cfg.get("dataset_name"):
-            self._dataset = sources.load_hf_dataset(self._cfg)
+        self._dataset = sources.open_for_worker(self._cfg)
 
 
 class HashDocuments(_ReadsDocuments):

@@ -41,12 +41,7 @@ def resolve_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
 
 def plan(cfg: Dict[str, Any]) -> (List[dict], dict):
     """Work items and source facts; raises, naming the input, when the input is missing or empty."""
-    if cfg["input_pattern"]:
-        items, info = sources.plan_text_files(cfg["input_pattern"], cfg["split_method"],
-                                              cfg["val_fraction"], cfg["split_seed"],
-                                              cfg["accept_invalid_text"], cfg["keep_crlf"])
-    else:
-        items, info = sources.plan_dataset(cfg, cfg["split_method"], cfg["val_fraction"])
+    items, info = sources.plan(cfg)
     cfg["val_fraction"], cfg["split_method"] = info["val_fraction"], info["split_method"]
     if cfg["append_eot"] is None:
         # nanoGPT appends <|endoftext|> to each OpenWebText document but encodes Shakespeare's

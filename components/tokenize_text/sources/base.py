@@ -1,0 +1,103 @@
+"""What every source of documents shares: a Document, a Source's duties, and the train/val split
+(by a keyed hash of a document's index, or each document's head and tail, as nanoGPT splits one text)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterator, List, NamedTuple, Optional, Tuple
+
+from components.tokenize_text.encoding import Utf8Decoder
+from components.tokenize_text.settings import AUTO, HASH, HEAD_TAIL
+from core.errors import UserError
+from core.shards import TRAIN, VAL
+
+DEFAULT_HASH_VAL_FRACTION = 0.0005  # nanoGPT's OpenWebText hold-out
+DEFAULT_HEAD_TAIL_VAL_FRACTION = 0.1  # nanoGPT's shakespeare prepare scripts: last 10% is val
+MIN_HASHED_VAL_DOCUMENTS = 20  # split_method auto hashes documents only when val can expect this many
+
+
+class NotText(UserError, ValueError):
+    pass
+
+
+class Document(NamedTuple):
+    index: int  # position in the corpus: the shards' `doc`
+    split: str
+    blocks: Iterator[str]  # the text, in order, in blocks of any size
+    decoder: Optional[Utf8Decoder]  # tells, once blocks are read, whether bytes were replaced
+
+
+class Source:
+    """A kind of corpus. It is named by one setting of TokenizeTextSettings (`setting`), plans the
+    work as small JSON-able items (in the executor), and reads an item's documents (in a Beam worker,
+    which never holds more than the documents it is tokenizing)."""
+    setting: str  # the TokenizeTextSettings field that names a corpus of this source
+    kinds: Tuple[str, ...]  # the kinds of the work items it plans (item["kind"])
+
+    def plan(self, cfg: dict, log=print) -> Tuple[List[dict], dict]:
+        """(work items, facts: source, split_method, val_fraction, and the source's own counts)."""
+        raise NotImplementedError
+
+    def open(self, cfg: dict):
+        """What a worker loads once to read items (a dataset), or None."""
+        return None
+
+    def documents(self, item: dict, cfg: dict, opened) -> Iterator[Document]:
+        raise NotImplementedError
+
+    def name(self, item: dict, index: int, cfg: dict) -> str:
+        """How a message names the document `index` of an item."""
+        raise NotImplementedError
+
+    def whole(self, item: dict) -> Optional[dict]:
+        """The item that reads its documents once and whole (for the pass that finds duplicates), or
+        None when another item does (the tail of a document whose head is an item)."""
+        return item
+
+
+def hashed_split(doc_index: int, val_fraction: float, seed: int) -> str:
+    """The split of a document of a corpus: a keyed hash of its index, so the same on every run and
+    every runner (Python's hash() is salted per process, so it would not be)."""
+    digest = hashlib.blake2b(f"{seed}:{doc_index}".encode(), digest_size=8).digest()
+    return VAL if int.from_bytes(digest, "big") / 2.0 ** 64 < val_fraction else TRAIN
+
+
+def choose_split(split_method: str, num_documents: Optional[int], val_fraction: Optional[float]):
+    """(split method, val fraction). auto: whole documents by hash when the val split can expect at
+    least MIN_HASHED_VAL_DOCUMENTS of them (an OpenWebText), else each document's tail (one file:
+    nanoGPT's 90/10), so that any corpus with text in it gets a non-empty val split."""
+    if split_method == AUTO:
+        expected = None if num_documents is None else \
+            num_documents * (DEFAULT_HASH_VAL_FRACTION if val_fraction is None else val_fraction)
+        split_method = HASH if expected is None or expected >= MIN_HASHED_VAL_DOCUMENTS else HEAD_TAIL
+    if split_method not in (HEAD_TAIL, HASH):
+        raise ValueError(f"unknown split_method {split_method!r}: use {AUTO!r}, {HEAD_TAIL!r} or {HASH!r}")
+    default = DEFAULT_HASH_VAL_FRACTION if split_method == HASH else DEFAULT_HEAD_TAIL_VAL_FRACTION
+    return split_method, default if val_fraction is None else val_fraction
+
+
+def head_tail_cut(num_chars: int, val_fraction: float) -> int:
+    """Where a document's train head ends and its val tail begins (nanoGPT: data[:int(n*0.9)])."""
+    return int(num_chars * (1 - val_fraction))
+
+
+def describe_split(info: dict) -> str:
+    """What the split did, in words, for the run's log."""
+    if info["split_method"] == HEAD_TAIL:
+        return (f"split head_tail: the last {info['val_fraction']:g} of each document's characters is val "
+                f"(nanoGPT's split of one text)")
+    return (f"split hash: each document goes to val with probability {info['val_fraction']:g} "
+            f"(a keyed hash of its index)")
+
+
+def split_text(text: str, index: int, cfg: dict, decoder) -> Iterator[Document]:
+    """The documents of one whole text, by cfg's split: all of it to its hashed split, or its head to
+    train and its tail to val (the decoder, which tells what was replaced, goes with the first)."""
+    if cfg["split_method"] != HEAD_TAIL:
+        yield Document(index, hashed_split(index, cfg["val_fraction"], cfg["split_seed"]), iter([text]), decoder)
+        return
+    cut = head_tail_cut(len(text), cfg["val_fraction"])
+    if cut > 0 or not text:
+        yield Document(index, TRAIN, iter([text[:cut]]), decoder)
+    if len(text) > cut:
+        yield Document(index, VAL, iter([text[cut:]]), None if cut > 0 else decoder)

@@ -1,0 +1,130 @@
+"""Text files as a corpus (--data, the setting input_pattern): a file, a folder or a glob, local or
+anything Beam's FileSystems reads (gs://, ...); each file is a document. One item per file; a file
+split 90/10 (head_tail) becomes two items, its head and its tail, read by character offset."""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Any, Iterator, List, Optional
+
+from components.tokenize_text.encoding import TEXT_CHECK_BYTES, Utf8Decoder, text_file_problem
+from components.tokenize_text.settings import HASH
+from components.tokenize_text.sources.base import (Document, NotText, Source, choose_split, hashed_split,
+                                                   head_tail_cut)
+from components.tokenize_text.statistics import check_features
+from core.shards import TRAIN, VAL
+
+READ_BLOCK_BYTES = 1 << 20
+
+
+def _filesystems():
+    from apache_beam.io.filesystems import FileSystems  # local, gs://, hdfs:// ... alike
+
+    return FileSystems
+
+
+def match_text_files(pattern: str) -> List[Any]:
+    """The files (Beam FileMetadata, sorted by path) that a path or glob names; FileNotFoundError
+    naming the pattern when there are none."""
+    filesystems = _filesystems()
+    if pattern.endswith("/") or ("://" not in pattern and os.path.isdir(pattern)):
+        pattern = filesystems.join(pattern, "*")  # a folder: the files in it
+    try:
+        metadata = filesystems.match([pattern])[0].metadata_list
+    except Exception as e:  # Beam raises BeamIOError for a missing non-glob path
+        raise FileNotFoundError(f"input_pattern {pattern!r}: no such file ({e})") from None
+    files = sorted((m for m in metadata if not os.path.isdir(m.path)), key=lambda m: m.path)
+    if not files:
+        raise FileNotFoundError(f"input_pattern {pattern!r} matches no files")
+    return files
+
+
+def not_text(name: str, problem: str, refused: int = 1) -> NotText:
+    """The error that refuses a document the text policy refuses (encoding.TextCheck), naming it."""
+    more = f" ({refused - 1} more documents refused)" if refused > 1 else ""
+    return NotText(f"{name} is not UTF-8 text: {problem}{more}; convert it to UTF-8 (e.g. iconv -t UTF-8), or set "
+                   f"accept_invalid_text=True to tokenize it anyway with invalid bytes replaced")
+
+
+def check_text_files(files: List[Any]) -> None:
+    """Refuse, naming it, the first file whose first bytes are not UTF-8 text (encoding.text_file_problem):
+    before any work; the whole of each document is checked as it is read."""
+    for m in files:
+        with _filesystems().open(m.path) as f:
+            problem = text_file_problem(f.read(TEXT_CHECK_BYTES))
+        if problem:
+            raise not_text(m.path, problem)
+
+
+def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[int] = None
+                ) -> Iterator[str]:
+    """The characters [start, end) of a text file, decoded in blocks under the UTF-8 policy."""
+    offset = 0
+    with _filesystems().open(path) as f:
+        while end is None or offset < end:
+            raw = f.read(READ_BLOCK_BYTES)
+            text = decoder.decode(raw, final=not raw)
+            lo, hi = max(start - offset, 0), len(text) if end is None else min(end - offset, len(text))
+            offset += len(text)
+            if lo < hi:
+                yield text[lo:hi]
+            if not raw:
+                break
+
+
+def count_chars(path: str, keep_crlf: bool = False) -> (int, Utf8Decoder):
+    """The length in characters of a text file, in one streaming pass (nanoGPT's n = len(data)),
+    and its decoder, which tells what decoding replaced or normalised and what the text policy found."""
+    decoder = Utf8Decoder(keep_crlf)
+    return sum(len(block) for block in read_blocks(path, decoder)), decoder
+
+
+def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[float], seed: int,
+                    accept_invalid_text: bool = False, keep_crlf: bool = False) -> (List[dict], dict):
+    files = match_text_files(pattern)
+    if not accept_invalid_text:
+        check_text_files(files)
+    if all(m.size_in_bytes == 0 for m in files):
+        raise ValueError(f"input_pattern {pattern!r}: the corpus is empty "
+                         f"({len(files)} file(s), all of 0 bytes)")
+    split_method, fraction = choose_split(split_method, len(files), val_fraction)
+    info = {"source": pattern, "num_files": len(files), "split_method": split_method, "val_fraction": fraction}
+    if split_method == HASH:
+        items = [{"kind": "file", "path": m.path, "doc": i, "split": hashed_split(i, fraction, seed),
+                  "start": 0, "end": None} for i, m in enumerate(files)]
+        return items, info
+    items, info["text_counts"] = [], collections.Counter()
+    for i, m in enumerate(files):
+        # a file's head and tail each decode it from its start: what decoding changed, and what the
+        # text policy finds in the whole file, is counted here, once (on the first part's row)
+        n, decoder = count_chars(m.path, keep_crlf)
+        if decoder.check.problem and not accept_invalid_text:
+            raise not_text(m.path, decoder.check.problem)
+        info["text_counts"].update(decoder.counts())
+        cut = head_tail_cut(n, fraction)
+        parts = ([(TRAIN, 0, cut)] if cut > 0 or n == 0 else []) + ([(VAL, cut, n)] if n > cut else [])
+        for k, (split, start, end) in enumerate(parts):  # (an empty file is counted as a skipped document)
+            items.append({"kind": "file", "path": m.path, "doc": i, "split": split, "start": start, "end": end,
+                          "check": check_features(decoder.check) if k == 0 else None})
+    return items, info
+
+
+class TextFiles(Source):
+    setting = "input_pattern"
+    kinds = ("file",)
+
+    def plan(self, cfg: dict, log=print):
+        return plan_text_files(cfg["input_pattern"], cfg["split_method"], cfg["val_fraction"], cfg["split_seed"],
+                               cfg["accept_invalid_text"], cfg["keep_crlf"])
+
+    def documents(self, item: dict, cfg: dict, opened) -> Iterator[Document]:
+        decoder = Utf8Decoder(cfg.get("keep_crlf", False))
+        yield Document(item["doc"], item["split"], read_blocks(item["path"], decoder, item["start"], item["end"]),
+                       decoder)
+
+    def name(self, item: dict, index: int, cfg: dict) -> str:
+        return item["path"]
+
+    def whole(self, item: dict) -> Optional[dict]:
+        return {**item, "end": None, "check": None} if item["start"] == 0 else None
