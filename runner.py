@@ -108,6 +108,7 @@ def lineage(args, overrides):
 
         raise SettingError(f"unrecognized arguments: {' '.join(overrides)}")
     from pipeline import lineage as model_lineage
+    from pipeline import metadata
 
     if args.grpc:
         host, _, port = args.grpc.rpartition(":")
@@ -115,7 +116,7 @@ def lineage(args, overrides):
             from core.errors import UsageError
 
             raise UsageError(f"--grpc={args.grpc}: expected HOST:PORT")
-        store = model_lineage.grpc_store(host, int(port))
+        store = metadata.grpc_store(host, int(port))
     else:
         metadata_path = _output_config(args).metadata_path
         if not os.path.isfile(metadata_path):
@@ -123,7 +124,7 @@ def lineage(args, overrides):
 
             raise MissingFile(f"no ML Metadata store at {metadata_path}; run `runner.py run` first, or name the "
                               f"output directory with --output")
-        store = model_lineage.sqlite_store(metadata_path)
+        store = metadata.sqlite_store(metadata_path)
     graph = model_lineage.model_lineage(store, args.model)
     if args.format == "text":
         print(graph.to_text())
@@ -148,9 +149,9 @@ def _latest_pushed(args) -> str:
     config = _output_config(args)
     destination = None
     if os.path.isfile(config.metadata_path):
-        from pipeline import lineage
+        from pipeline import metadata
 
-        destination = lineage.latest_pushed_destination(lineage.sqlite_store(config.metadata_path))
+        destination = metadata.latest_pushed_destination(metadata.sqlite_store(config.metadata_path))
     if not destination:
         from core.errors import NotFound
 

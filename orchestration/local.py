@@ -51,14 +51,14 @@ def run(config: RunConfig) -> None:
     from tfx import v1 as tfx
 
     from orchestration import recovery
-    from pipeline import lineage
+    from pipeline import metadata
 
     source = config.data.input_pattern or config.data.dataset_name
     print(f"running pipeline {config.pipeline_name} ({config.preset}) on {source}; output in "
           f"{os.path.abspath(config.output_dir)}", flush=True)
     with recovery.exclusive_run(config.output_dir):
         if os.path.exists(config.metadata_path):  # a damaged store: one line naming it, before anything runs
-            lineage.sqlite_store(config.metadata_path)
+            metadata.sqlite_store(config.metadata_path)
         recovery.claim_pipeline_root(config.metadata_path, config.pipeline_root)  # another store's: one line
         cleared = recovery.clear_dead_executions(config.metadata_path, config.pipeline_root, config.serving_dir)
         if cleared:
@@ -68,4 +68,4 @@ def run(config: RunConfig) -> None:
         # a damaged artifact from the cache: set aside, and the pipeline runs again to make it anew
         recovery.run_remaking_damaged(config.metadata_path,
                                       lambda: tfx.orchestration.LocalDagRunner().run(local_pipeline(config)))
-    print(lineage.run_summary(config.metadata_path), flush=True)
+    print(metadata.run_summary(config.metadata_path), flush=True)

@@ -1,4 +1,4 @@
-"""Reading the pipeline's ML Metadata store: what a run produced, and where a model came from.
+"""Where a model came from, read from the pipeline's ML Metadata store (pipeline/metadata.py).
 
 `model_lineage(store)` walks ML Metadata's events upstream from a pushed model (or a Model): the
 Pusher, the evaluator that blessed it, the Trainer and its hyperparameters, Transform and its
@@ -14,17 +14,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 import textwrap
 from typing import Dict, List, Optional, Tuple
 
-from components.artifact_layout import (HISTORY_FILE, INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY, INFRA_CHECKED_KEY,
-                                        MODEL_CARD_KEY, PLOT_FILE, REPORT_FILE)
+from components.artifact_layout import HISTORY_FILE, MODEL_CARD_KEY
 from core import files
-from training.config import TENSORBOARD_DIR, TOKENIZER_FILE, TRAIN_CONFIG_FILE
-from core.errors import NotFound, UserError, one_line
+from training.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
+from core.errors import NotFound
 from core.shards import SHARD_BYTES, SHARD_SHA256
-from pipeline.configs import OUTPUT_DIR, absolute_path
+from pipeline.configs import absolute_path
+from pipeline.metadata import prop, pushed_models, value_of
 
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
 INPUT, OUTPUT = 3, 4
@@ -44,133 +43,6 @@ HIGHLIGHTS = ("input_pattern", "dataset_name", "tokenizer", "num_documents", "nu
               "vocab_size", "vocabulary files", "preprocessing_fn", "training preset", "overrides", "vocabulary",
               "candidate_val_loss", "candidate_val_bpb", "candidate_train_loss", "val_loss_threshold", "blessed",
               "infra_check_seconds", "pushed_destination", "model_card")
-
-
-def sqlite_store(metadata_path: str):
-    """The SQLite store that `runner.py run` writes, opened read-only; UserError naming the file
-    when it is not a readable ML Metadata store."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    try:
-        store = metadata_store.MetadataStore(config)
-        store.get_artifact_types()  # a damaged file may open and fail on the first query
-    except Exception as e:  # ml_metadata raises RuntimeError or its own errors, often with no message
-        raise UserError(f"{metadata_path} is not a readable ML Metadata store ({type(e).__name__}: "
-                        f"{one_line(e)}); move it away (the pipeline then starts a new store and runs "
-                        f"everything again) or restore it from a copy") from e
-    return store
-
-
-def grpc_store(host: str, port: int):
-    """ML Metadata's gRPC service, e.g. Kubeflow Pipelines' metadata-grpc-service (port 8080),
-    reachable with `kubectl port-forward svc/metadata-grpc-service 8080:8080 -n kubeflow`."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    config = metadata_store_pb2.MetadataStoreClientConfig(host=host, port=port)
-    return metadata_store.MetadataStore(config)
-
-
-def _latest(store, type_name: str):
-    artifacts = store.get_artifacts_by_type(type_name)
-    return max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id)) if artifacts else None
-
-
-def _value(value):
-    kind = value.WhichOneof("value")
-    if kind == "struct_value":  # a JSON value (TFX's set_json_value_custom_property)
-        from google.protobuf import json_format
-
-        return json.dumps(json_format.MessageToDict(value.struct_value), sort_keys=True)
-    return value.string_value or value.int_value or value.double_value
-
-
-def _prop(artifact, name: str) -> Optional[object]:
-    if artifact is None or name not in artifact.custom_properties:
-        return None
-    return _value(artifact.custom_properties[name])
-
-
-def _pushed_models(store) -> list:
-    """PushedModel artifacts of pushes that happened (the Pusher records one even when it skips),
-    published by a Pusher that completed (LIVE)."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    return [a for a in store.get_artifacts_by_type("PushedModel")
-            if _prop(a, "pushed") == 1 and a.state == metadata_store_pb2.Artifact.LIVE]
-
-
-def latest_pushed_destination(store) -> Optional[str]:
-    """The version directory of the latest push ML Metadata records (None: no push yet). A
-    directory in the serving directory that no completed push names is not a pushed model."""
-    pushed = _pushed_models(store)
-    return str(_prop(max(pushed, key=lambda a: a.id), "pushed_destination")) if pushed else None
-
-
-def run_summary(metadata_path: str) -> str:
-    """Where the run's results are: the evaluation report and loss curves, the training logs (a
-    TensorBoard command), the pushed model and how to sample from it, the metadata store."""
-    store = sqlite_store(metadata_path)
-    evaluation = _latest(store, "ModelEvaluation")
-    blessing = _latest(store, "ModelBlessing")
-
-    def properties(artifact) -> dict:
-        return {k: _value(v) for k, v in artifact.custom_properties.items()}
-
-    model_run = _latest(store, "ModelRun")
-    infra = _latest(store, "InfraBlessing")
-    output_dir = os.path.dirname(os.path.abspath(metadata_path))
-    pushed = _pushed_models(store)
-    pushed = max(pushed, key=lambda a: a.id) if pushed else None
-    lines = summary_lines(
-        evaluation=(evaluation.uri, properties(evaluation)) if evaluation is not None else None,
-        blessing=properties(blessing) if blessing is not None else None,
-        pushed_destination=_prop(pushed, "pushed_destination") if pushed is not None else None,
-        model_run_uri=model_run.uri if model_run is not None else None,
-        infra=properties(infra) if infra is not None else None, model_card=_prop(pushed, MODEL_CARD_KEY))
-    lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
-    lines.append("lineage: python runner.py lineage"
-                 + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}"))
-    return "\n".join(lines)
-
-
-def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dict],
-                  pushed_destination: Optional[str], model_run_uri: Optional[str] = None,
-                  infra: Optional[dict] = None, model_card: Optional[str] = None) -> List[str]:
-    """The evaluation (its uri and properties), the blessing and the infra blessing (their
-    properties), the pushed model's directory, its model card and the training run's directory, as
-    a run ends with them: the report, the loss curves, the TensorBoard command (when the run wrote
-    its logs) and the sample command; from ML Metadata or a Kubeflow run's record."""
-    lines = []
-    if evaluation is not None:
-        uri, values = evaluation
-        lines.append(f"evaluation: val loss {values.get('candidate_val_loss')}, "
-                     f"train loss {values.get('candidate_train_loss')}, val bpb {values.get('candidate_val_bpb')} "
-                     f"(unigram baseline {values.get('unigram_val_bpb')}); "
-                     f"report {shlex.quote(os.path.join(uri, REPORT_FILE))}")
-        lines.append(f"loss curves: {shlex.quote(os.path.join(uri, PLOT_FILE))}")
-    tensorboard_logs = os.path.join(model_run_uri, TENSORBOARD_DIR) if model_run_uri else None
-    if tensorboard_logs and files.is_directory(tensorboard_logs):  # none written with --tensorboard=False
-        lines.append(f"training logs: tensorboard --logdir {shlex.quote(tensorboard_logs)}")
-    if blessing is not None:
-        reason = blessing.get("blessing_reason")
-        lines.append(f"blessed: {'yes' if blessing.get('blessed') == 1 else 'no'}" + (f" ({reason})" if reason else ""))
-    if infra is not None and infra.get(INFRA_CHECKED_KEY) == 0:
-        lines.append(f"infra check: not run ({infra.get(INFRA_CHECK_KEY)})")
-    elif infra is not None:
-        lines.append(f"infra check: {'passed' if infra.get('blessed') == 1 else 'failed'} in "
-                     f"{infra.get(INFRA_CHECK_SECONDS_KEY)} s ({infra.get(INFRA_CHECK_KEY)})")
-    lines.append(f"pushed model: {pushed_destination or 'none'}")
-    if pushed_destination and model_card:
-        lines.append(f"model card: {shlex.quote(model_card)}")
-    sample_from = pushed_destination or model_run_uri
-    if sample_from:
-        lines.append(f"sample: python runner.py sample --from={shlex.quote(sample_from)} --start='ROMEO:'")
-    return lines
 
 
 @dataclasses.dataclass
@@ -318,8 +190,8 @@ def _format(value) -> str:
 
 
 def _artifact_details(artifact, type_name: str) -> List[Tuple[str, str]]:
-    details = [(k, _format(_value(v))) for k, v in sorted(artifact.properties.items())]
-    details += [(k, _format(_value(v))) for k, v in sorted(artifact.custom_properties.items())
+    details = [(k, _format(value_of(v))) for k, v in sorted(artifact.properties.items())]
+    details += [(k, _format(value_of(v))) for k, v in sorted(artifact.custom_properties.items())
                 if k not in BOOKKEEPING]
     if type_name == "TransformGraph":  # tf.Transform's vocabulary files
         assets = _list_dir(os.path.join(artifact.uri, "transform_fn", "assets"))
@@ -339,7 +211,7 @@ def _artifact_details(artifact, type_name: str) -> List[Tuple[str, str]]:
 
 
 def _execution_details(execution, type_name: str, outputs) -> List[Tuple[str, str]]:
-    properties = {k: _value(v) for k, v in execution.custom_properties.items()}
+    properties = {k: value_of(v) for k, v in execution.custom_properties.items()}
     details = [("state", {COMPLETE: "complete", CACHED: "cached"}.get(execution.last_known_state,
                                                                      str(execution.last_known_state)))]
     if type_name == "Trainer":
@@ -379,6 +251,16 @@ def _settings_values(text) -> dict:
     return data.get("values", {}) if isinstance(data, dict) else {}
 
 
+def _contexts(store, execution_id: int) -> list:
+    """The contexts (pipeline, run, node) of an execution; none for one recorded without any."""
+    from ml_metadata import errors
+
+    try:
+        return store.get_contexts_by_execution(execution_id)
+    except errors.NotFoundError:
+        return []
+
+
 def _producer(store, artifact_id: int):
     """The execution that wrote the artifact; the one that ran, not a later cached reuse."""
     events = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type == OUTPUT]
@@ -389,7 +271,7 @@ def _producer(store, artifact_id: int):
 
 def _find_subject(store, model: Optional[str]):
     if model is None:
-        pushed = _pushed_models(store)
+        pushed = pushed_models(store)
         if not pushed:
             raise NotFound("no pushed model in ML Metadata: name a Model with --model=ID, or run "
                               "the pipeline until it pushes one")
@@ -401,7 +283,7 @@ def _find_subject(store, model: Optional[str]):
         return found[0]
     wanted = absolute_path(model.rstrip("/"))
     for artifact in store.get_artifacts_by_type("PushedModel") + store.get_artifacts_by_type("Model"):
-        if wanted in (str(_prop(artifact, "pushed_destination") or "").rstrip("/"), artifact.uri.rstrip("/")):
+        if wanted in (str(prop(artifact, "pushed_destination") or "").rstrip("/"), artifact.uri.rstrip("/")):
             return artifact
     raise NotFound(f"{model}: neither a pushed model's directory nor a Model artifact's uri in ML Metadata")
 
@@ -462,8 +344,7 @@ def model_lineage(store, model: Optional[str] = None) -> Lineage:
     # one that came from the cache, the execution that ran (as for any artifact), unless it wrote nothing
     trainers = [e for e in executions.values() if execution_types[e.type_id] == "Trainer"]
     context_types = {t.id: t.name for t in store.get_context_types()}
-    runs = {c.id for e in trainers for c in store.get_contexts_by_execution(e.id)
-            if context_types.get(c.type_id) in RUN_CONTEXTS}
+    runs = {c.id for e in trainers for c in _contexts(store, e.id) if context_types.get(c.type_id) in RUN_CONTEXTS}
     checks = [e for run in sorted(runs) for e in store.get_executions_by_context(run)
               if not execution_types[e.type_id].endswith("Resolver")]
 
@@ -492,5 +373,5 @@ def model_lineage(store, model: Optional[str] = None) -> Lineage:
         outputs = [(k, found[int(t[1:])]) for s, t, k in edges if s == f"e{execution.id}"]
         ordered.append(Node(f"e{execution.id}", type_name, details=_execution_details(execution, type_name, outputs)))
     subject_node = artifacts[f"a{subject.id}"]
-    location = str(_prop(subject, "pushed_destination") or subject.uri)
+    location = str(prop(subject, "pushed_destination") or subject.uri)
     return Lineage(subject_node, location, ordered, artifacts, edges)

@@ -5,7 +5,7 @@ import os
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import lineage
+from pipeline import metadata
 
 
 def _store_with(path, artifacts):
@@ -38,7 +38,7 @@ def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
         ("PushedModel", str(out / "pushed"), {"pushed": 1, "pushed_destination": str(out / "serving_model" / "17"),
                                               "model_card": str(out / "serving_model" / "17" / "model_card.md")}),
     ])
-    summary = lineage.run_summary(str(out / "metadata.sqlite")).splitlines()
+    summary = metadata.run_summary(str(out / "metadata.sqlite")).splitlines()
     quoted = f"'{out}"
     assert f"report {quoted}/LMEvaluator/evaluation/5/report.md'" in summary[0]
     assert summary[1] == f"loss curves: {quoted}/LMEvaluator/evaluation/5/loss_curves.png'"
@@ -56,6 +56,6 @@ def test_run_summary_names_no_training_logs_when_the_run_wrote_none(tmp_path):
     run_dir = tmp_path / "Trainer" / "model_run" / "3"
     run_dir.mkdir(parents=True)
     _store_with(str(tmp_path / "metadata.sqlite"), [("ModelRun", str(run_dir), {})])
-    summary = lineage.run_summary(str(tmp_path / "metadata.sqlite")).splitlines()
+    summary = metadata.run_summary(str(tmp_path / "metadata.sqlite")).splitlines()
     assert not [line for line in summary if "tensorboard" in line]
     assert f"sample: python runner.py sample --from={run_dir} --start='ROMEO:'" in summary

@@ -73,13 +73,13 @@ def _check_resume(config: RunConfig) -> None:
         return
     from components.artifact_layout import RUN_DIR_POINTER
     from core import files
-    from pipeline import lineage
+    from pipeline import metadata
     from training.checkpoint_shape import CheckpointMismatch, check_resume
     from training.config import TRAIN_CONFIG_FILE
 
     from ml_metadata.proto import metadata_store_pb2
 
-    models = [m for m in lineage.sqlite_store(config.metadata_path).get_artifacts_by_type("Model")
+    models = [m for m in metadata.sqlite_store(config.metadata_path).get_artifacts_by_type("Model")
               if m.state == metadata_store_pb2.Artifact.LIVE] if os.path.isfile(config.metadata_path) else []
     if not models:
         raise SettingError(f"--resume=True: no model in {config.metadata_path} to continue from; run once without "

@@ -4,7 +4,7 @@ records of an Examples artifact and what a pushed model generates."""
 
 import os
 
-from pipeline import lineage
+from pipeline import metadata
 
 # A model small enough that a whole pipeline run takes seconds: checkpoints at its evaluations of 20 and 40.
 TINY_TRAINING = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=40,
@@ -13,10 +13,13 @@ TINY_TRAINING = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8
 
 
 def store(config):
-    return lineage.sqlite_store(config.metadata_path)
+    return metadata.sqlite_store(config.metadata_path)
 
 
 def execution_ids(config):
+    """The ids of the store's executions (none before the first run made the store)."""
+    if not os.path.exists(config.metadata_path):
+        return set()
     return {e.id for e in store(config).get_executions()}
 
 

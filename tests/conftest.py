@@ -31,14 +31,14 @@ def char_run(tmp_path_factory, small_corpus, gpt2_baseline):
     the tests check of these two runs is recorded here (char_run.recorded), before any test runs more
     in the same store: each test passes alone and in any order (a test that reads char_run's first
     artifacts takes the first of their type)."""
-    from pipeline import lineage
+    from pipeline import metadata
     from pipeline.configs import make_run_config
 
     config = make_run_config("shakespeare_char", input_pattern=small_corpus,
                              output_dir=str(tmp_path_factory.mktemp("char_run")),
                              val_loss_threshold=3.5, **gpt2_baseline, **TINY_TRAINING)
     pipeline_runs.rerun(config)
-    versions, summary = pipeline_runs.pushed_versions(config), lineage.run_summary(config.metadata_path)
+    versions, summary = pipeline_runs.pushed_versions(config), metadata.run_summary(config.metadata_path)
     config.recorded = dict(versions=versions, summary=summary, rerun_states=pipeline_runs.rerun(config),
                            versions_after_rerun=pipeline_runs.pushed_versions(config))
     return config

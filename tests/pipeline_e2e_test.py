@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from core import shards
-from pipeline import lineage
+from pipeline import lineage, metadata
 from pipeline.configs import make_run_config
 from test_helpers import pipeline_runs
 from test_helpers.damage import flip_bytes_in_place
@@ -144,7 +144,7 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
     import runner
 
     pushed = char_run.recorded["versions"][0]  # the model char_run pushed (other tests push more)
-    graph = lineage.model_lineage(lineage.sqlite_store(char_run.metadata_path),
+    graph = lineage.model_lineage(metadata.sqlite_store(char_run.metadata_path),
                                   os.path.join(char_run.serving_dir, pushed))
     text = graph.to_text()
     assert text.startswith("lineage of PushedModel #")
@@ -187,7 +187,7 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(LookupError, match="no artifact with id 99999"):
-        lineage.model_lineage(lineage.sqlite_store(char_run.metadata_path), "99999")
+        lineage.model_lineage(metadata.sqlite_store(char_run.metadata_path), "99999")
 
 
 def test_resume_continues_the_latest_models_training_run(char_run):
@@ -212,7 +212,7 @@ def test_unblessed_model_is_not_pushed(char_run):
     blessing = max(pipeline_runs.store(config).get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
     assert blessing.custom_properties["blessed"].int_value == 0
     assert pipeline_runs.pushed_versions(config) == pushed
-    assert "blessed: no" in lineage.run_summary(config.metadata_path)
+    assert "blessed: no" in metadata.run_summary(config.metadata_path)
 
 
 def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir):

@@ -57,7 +57,7 @@ def test_the_trainer_trains_in_a_process_of_its_own_whose_kill_fails_it_cleanly_
     from ml_metadata.proto import metadata_store_pb2
     from tfx import v1 as tfx
 
-    from pipeline import lineage
+    from pipeline import metadata
 
     root, metadata_path = str(tmp_path / "root"), str(tmp_path / "metadata.sqlite")
 
@@ -74,7 +74,7 @@ def test_the_trainer_trains_in_a_process_of_its_own_whose_kill_fails_it_cleanly_
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
 
     def trainer_states():
-        store = lineage.sqlite_store(metadata_path)
+        store = metadata.sqlite_store(metadata_path)
         [trainer_type] = [t.id for t in store.get_execution_types() if t.name.endswith("Trainer")]
         models = [a for a in store.get_artifacts_by_type("Model") if a.state == metadata_store_pb2.Artifact.LIVE]
         return [e.last_known_state for e in store.get_executions() if e.type_id == trainer_type], models
@@ -110,7 +110,7 @@ def test_the_trainer_trains_in_a_process_of_its_own_whose_kill_fails_it_cleanly_
     states, models = trainer_states()
     assert states == [metadata_store_pb2.Execution.FAILED, metadata_store_pb2.Execution.COMPLETE]
     [model] = models
-    [model_run] = [a for a in lineage.sqlite_store(metadata_path).get_artifacts_by_type("ModelRun")
+    [model_run] = [a for a in metadata.sqlite_store(metadata_path).get_artifacts_by_type("ModelRun")
                    if a.state == metadata_store_pb2.Artifact.LIVE]
     printed = capsys.readouterr().out  # the training process's lines, streamed to this process's stdout
     assert "step 100: train loss" in printed and f"step {training[2]}: train loss" not in printed

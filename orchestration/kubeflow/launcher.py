@@ -439,11 +439,11 @@ class Run:
 
     def summary(self) -> str:
         """The lines `runner.py run` ends with, from this run's record instead of ML Metadata."""
-        from pipeline import lineage
+        from pipeline import metadata
 
         evaluation, blessing = self.produced("tfx.ModelEvaluation"), self.produced("tfx.ModelBlessing")
         pushed, infra = self.produced("tfx.PushedModel"), self.produced("tfx.InfraBlessing")
-        lines = lineage.summary_lines(
+        lines = metadata.summary_lines(
             evaluation=(evaluation["uri"], evaluation["metadata"]) if evaluation else None,
             blessing=blessing["metadata"] if blessing else None,
             pushed_destination=pushed["metadata"].get("pushed_destination")

@@ -1,0 +1,144 @@
+"""The pipeline's ML Metadata store read back: the store itself (the SQLite file `runner.py run`
+writes, or a Kubeflow deployment's gRPC service), the latest push, and the lines a run ends with.
+Only ml_metadata is imported (no TensorFlow), so that `runner.py lineage` and `sample` answer quickly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from typing import List, Optional, Tuple
+
+from components.artifact_layout import (INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY, INFRA_CHECKED_KEY, MODEL_CARD_KEY,
+                                        PLOT_FILE, REPORT_FILE)
+from core import files
+from core.errors import UserError, one_line
+from pipeline.configs import OUTPUT_DIR
+from training.config import TENSORBOARD_DIR
+
+
+def sqlite_store(metadata_path: str):
+    """The SQLite store that `runner.py run` writes, opened read-only; UserError naming the file
+    when it is not a readable ML Metadata store."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    try:
+        store = metadata_store.MetadataStore(config)
+        store.get_artifact_types()  # a damaged file may open and fail on the first query
+    except Exception as e:  # ml_metadata raises RuntimeError or its own errors, often with no message
+        raise UserError(f"{metadata_path} is not a readable ML Metadata store ({type(e).__name__}: "
+                        f"{one_line(e)}); move it away (the pipeline then starts a new store and runs "
+                        f"everything again) or restore it from a copy") from e
+    return store
+
+
+def grpc_store(host: str, port: int):
+    """ML Metadata's gRPC service, e.g. Kubeflow Pipelines' metadata-grpc-service (port 8080),
+    reachable with `kubectl port-forward svc/metadata-grpc-service 8080:8080 -n kubeflow`."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.MetadataStoreClientConfig(host=host, port=port)
+    return metadata_store.MetadataStore(config)
+
+
+def _latest(store, type_name: str):
+    artifacts = store.get_artifacts_by_type(type_name)
+    return max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id)) if artifacts else None
+
+
+def value_of(value):
+    kind = value.WhichOneof("value")
+    if kind == "struct_value":  # a JSON value (TFX's set_json_value_custom_property)
+        from google.protobuf import json_format
+
+        return json.dumps(json_format.MessageToDict(value.struct_value), sort_keys=True)
+    return value.string_value or value.int_value or value.double_value
+
+
+def prop(artifact, name: str) -> Optional[object]:
+    if artifact is None or name not in artifact.custom_properties:
+        return None
+    return value_of(artifact.custom_properties[name])
+
+
+def pushed_models(store) -> list:
+    """PushedModel artifacts of pushes that happened (the Pusher records one even when it skips),
+    published by a Pusher that completed (LIVE)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    return [a for a in store.get_artifacts_by_type("PushedModel")
+            if prop(a, "pushed") == 1 and a.state == metadata_store_pb2.Artifact.LIVE]
+
+
+def latest_pushed_destination(store) -> Optional[str]:
+    """The version directory of the latest push ML Metadata records (None: no push yet). A
+    directory in the serving directory that no completed push names is not a pushed model."""
+    pushed = pushed_models(store)
+    return str(prop(max(pushed, key=lambda a: a.id), "pushed_destination")) if pushed else None
+
+
+def run_summary(metadata_path: str) -> str:
+    """Where the run's results are: the evaluation report and loss curves, the training logs (a
+    TensorBoard command), the pushed model and how to sample from it, the metadata store."""
+    store = sqlite_store(metadata_path)
+    evaluation = _latest(store, "ModelEvaluation")
+    blessing = _latest(store, "ModelBlessing")
+
+    def properties(artifact) -> dict:
+        return {k: value_of(v) for k, v in artifact.custom_properties.items()}
+
+    model_run = _latest(store, "ModelRun")
+    infra = _latest(store, "InfraBlessing")
+    output_dir = os.path.dirname(os.path.abspath(metadata_path))
+    pushed = pushed_models(store)
+    pushed = max(pushed, key=lambda a: a.id) if pushed else None
+    lines = summary_lines(
+        evaluation=(evaluation.uri, properties(evaluation)) if evaluation is not None else None,
+        blessing=properties(blessing) if blessing is not None else None,
+        pushed_destination=prop(pushed, "pushed_destination") if pushed is not None else None,
+        model_run_uri=model_run.uri if model_run is not None else None,
+        infra=properties(infra) if infra is not None else None, model_card=prop(pushed, MODEL_CARD_KEY))
+    lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
+    lines.append("lineage: python runner.py lineage"
+                 + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}"))
+    return "\n".join(lines)
+
+
+def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dict],
+                  pushed_destination: Optional[str], model_run_uri: Optional[str] = None,
+                  infra: Optional[dict] = None, model_card: Optional[str] = None) -> List[str]:
+    """The evaluation (its uri and properties), the blessing and the infra blessing (their
+    properties), the pushed model's directory, its model card and the training run's directory, as
+    a run ends with them: the report, the loss curves, the TensorBoard command (when the run wrote
+    its logs) and the sample command; from ML Metadata or a Kubeflow run's record."""
+    lines = []
+    if evaluation is not None:
+        uri, values = evaluation
+        lines.append(f"evaluation: val loss {values.get('candidate_val_loss')}, "
+                     f"train loss {values.get('candidate_train_loss')}, val bpb {values.get('candidate_val_bpb')} "
+                     f"(unigram baseline {values.get('unigram_val_bpb')}); "
+                     f"report {shlex.quote(os.path.join(uri, REPORT_FILE))}")
+        lines.append(f"loss curves: {shlex.quote(os.path.join(uri, PLOT_FILE))}")
+    tensorboard_logs = os.path.join(model_run_uri, TENSORBOARD_DIR) if model_run_uri else None
+    if tensorboard_logs and files.is_directory(tensorboard_logs):  # none written with --tensorboard=False
+        lines.append(f"training logs: tensorboard --logdir {shlex.quote(tensorboard_logs)}")
+    if blessing is not None:
+        reason = blessing.get("blessing_reason")
+        lines.append(f"blessed: {'yes' if blessing.get('blessed') == 1 else 'no'}" + (f" ({reason})" if reason else ""))
+    if infra is not None and infra.get(INFRA_CHECKED_KEY) == 0:
+        lines.append(f"infra check: not run ({infra.get(INFRA_CHECK_KEY)})")
+    elif infra is not None:
+        lines.append(f"infra check: {'passed' if infra.get('blessed') == 1 else 'failed'} in "
+                     f"{infra.get(INFRA_CHECK_SECONDS_KEY)} s ({infra.get(INFRA_CHECK_KEY)})")
+    lines.append(f"pushed model: {pushed_destination or 'none'}")
+    if pushed_destination and model_card:
+        lines.append(f"model card: {shlex.quote(model_card)}")
+    sample_from = pushed_destination or model_run_uri
+    if sample_from:
+        lines.append(f"sample: python runner.py sample --from={shlex.quote(sample_from)} --start='ROMEO:'")
+    return lines
