@@ -19,6 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+
+STARTED = time.time()  # the command's start, for the split of its time at the end of a run
 
 import model  # noqa: F401  (light; sets TensorFlow's CPU defaults before anything loads TensorFlow)
 
@@ -57,7 +60,7 @@ def run(args, overrides):
     from orchestration import local
 
     local.show_progress()
-    local.run(config)
+    local.run(config, started=STARTED)
 
 
 def _run_spec(args, overrides):

@@ -20,6 +20,7 @@ SERVING_DIR = "Format-Serving"
 HF_CHECKPOINT_DIR = "Format-HF"
 RUN_DIR_POINTER = "run_dir.txt"
 HISTORY_FILE = "history.json"
+TIMING_FILE = "timing.json"  # in a ModelRun: {"training_seconds": the training loop's own time}
 # ModelEvaluation (the LMEvaluator's output)
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"

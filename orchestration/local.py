@@ -46,8 +46,12 @@ def local_pipeline(config: RunConfig):
     return create_pipeline(config, Platform(metadata_connection_config=store))
 
 
-def run(config: RunConfig) -> None:
-    """Run the pipeline end to end here, then print where its results are."""
+def run(config: RunConfig, started: float = None) -> None:
+    """Run the pipeline end to end here, then print where its results are and where the time went
+    (started: when the command started, seconds since the epoch; default: now)."""
+    import time
+
+    started = time.time() if started is None else started
     from tfx import v1 as tfx
 
     from orchestration import recovery
@@ -69,3 +73,4 @@ def run(config: RunConfig) -> None:
         recovery.run_remaking_damaged(config.metadata_path,
                                       lambda: tfx.orchestration.LocalDagRunner().run(local_pipeline(config)))
     print(metadata.run_summary(config.metadata_path), flush=True)
+    print(metadata.time_split(config.metadata_path, started, time.time()), flush=True)

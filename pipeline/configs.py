@@ -144,10 +144,10 @@ PRESETS: Dict[str, dict] = {
     "finetune_shakespeare": dict(tokenizer="gpt2", train_preset="finetune_shakespeare", baselines=["gpt2-xl"]),
     # GPT-2 124M on OpenWebText (nanoGPT's config/train_gpt2.py)
     "owt_gpt2_124m": dict(**OPENWEBTEXT, train_preset="owt_gpt2_124m", baselines=["gpt2"], eval_batches=200,
-                          eval_batch_size=8),
+                          eval_train_batches=200, eval_batch_size=8),
     # evaluate the released GPT-2 models on OpenWebText (nanoGPT's config/eval_gpt2*.py)
     **{f"eval_{name.replace('-', '_')}": dict(**OPENWEBTEXT, train_preset=f"eval_{name.replace('-', '_')}",
-                                              eval_batches=500, eval_batch_size=8)
+                                              eval_batches=500, eval_train_batches=500, eval_batch_size=8)
        for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")},
 }
 # The presets whose corpus is Tiny Shakespeare (the ones that name no dataset).

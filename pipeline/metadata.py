@@ -10,7 +10,7 @@ import shlex
 from typing import List, Optional, Tuple
 
 from components.artifact_layout import (INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY, INFRA_CHECKED_KEY, MODEL_CARD_KEY,
-                                        PLOT_FILE, REPORT_FILE)
+                                        PLOT_FILE, REPORT_FILE, TIMING_FILE)
 from core import files
 from core.errors import UserError, one_line
 from pipeline.configs import OUTPUT_DIR
@@ -107,6 +107,33 @@ def run_summary(metadata_path: str) -> str:
     lines.append("lineage: python runner.py lineage"
                  + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}"))
     return "\n".join(lines)
+
+
+def time_split(metadata_path: str, started: float, ended: float) -> str:
+    """Where a run's wall time went (started, ended: seconds since the epoch): each component that ran
+    since `started` (its execution's time in ML Metadata; a cached one takes none), the training's own
+    time apart (the ModelRun's timing.json), and the rest: start-up, imports, TFX's own work."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = sqlite_store(metadata_path)
+    types = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
+    ran = [e for e in store.get_executions() if e.create_time_since_epoch >= started * 1000
+           and e.last_known_state == metadata_store_pb2.Execution.COMPLETE and not types[e.type_id].endswith("Resolver")]
+    parts, training = [], 0.0
+    for execution in sorted(ran, key=lambda e: e.id):
+        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
+        parts.append((types[execution.type_id], seconds))
+        if types[execution.type_id] == "Trainer":
+            runs = sorted((a for a in store.get_artifacts_by_type("ModelRun")
+                           if a.create_time_since_epoch >= execution.create_time_since_epoch),
+                          key=lambda a: a.create_time_since_epoch)
+            timing = files.read_json(os.path.join(runs[0].uri, TIMING_FILE), default=None) if runs else None
+            training += (timing or {}).get("training_seconds", 0.0)
+    wall = ended - started
+    listed = ", ".join(f"{name} {seconds:.0f} s" + (f" (training {training:.0f} s)" if name == "Trainer" else "")
+                       for name, seconds in parts)
+    return (f"time: {wall:.0f} s in all: {listed or 'every component from the cache'}; start-up and the rest "
+            f"{wall - sum(s for _, s in parts):.0f} s; all but the training {wall - training:.0f} s")
 
 
 def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dict],

@@ -1,6 +1,8 @@
 """What the end-to-end tests share: a small corpus, a small GPT-2 baseline, and the default pipeline
 run once (char_run), in whichever test file of this worker first needs it."""
 
+import time
+
 import pytest
 
 from test_helpers import pipeline_runs
@@ -37,8 +39,13 @@ def char_run(tmp_path_factory, small_corpus, gpt2_baseline):
     config = make_run_config("shakespeare_char", input_pattern=small_corpus,
                              output_dir=str(tmp_path_factory.mktemp("char_run")),
                              val_loss_threshold=3.5, **gpt2_baseline, **TINY_TRAINING)
+    started = time.time()
     pipeline_runs.rerun(config)
     versions, summary = pipeline_runs.pushed_versions(config), metadata.run_summary(config.metadata_path)
-    config.recorded = dict(versions=versions, summary=summary, rerun_states=pipeline_runs.rerun(config),
+    time_split = metadata.time_split(config.metadata_path, started, time.time())
+    started = time.time()
+    config.recorded = dict(versions=versions, summary=summary, time_split=time_split,
+                           rerun_states=pipeline_runs.rerun(config),
+                           rerun_time_split=metadata.time_split(config.metadata_path, started, time.time()),
                            versions_after_rerun=pipeline_runs.pushed_versions(config))
     return config

@@ -37,6 +37,22 @@ def test_char_pipeline_trains_blesses_and_pushes_a_servable_model(char_run):
     assert values["candidate_val_loss"] < 3.5
 
 
+def test_the_run_ends_with_where_its_time_went(char_run):
+    """The split of the wall time: each component's execution from ML Metadata, the training's own
+    time inside the Trainer's, and the rest (start-up, TFX's own work)."""
+    import re
+
+    split = char_run.recorded["time_split"]
+    wall, listed, rest, but_training = re.fullmatch(
+        r"time: (\d+) s in all: (.*); start-up and the rest (-?\d+) s; all but the training (\d+) s", split).groups()
+    components = dict(re.findall(r"(\w+) (\d+) s", re.sub(r" \(training \d+ s\)", "", listed)))
+    assert {"TokenizeText", "Transform", "Trainer", "LMEvaluator", "Pusher"} <= set(components)
+    training = int(re.search(r"Trainer \d+ s \(training (\d+) s\)", listed).group(1))
+    assert 0 <= training <= int(components["Trainer"])
+    assert int(rest) >= -len(components)  # the components' seconds are rounded
+    assert abs(int(wall) - training - int(but_training)) <= 1
+
+
 def test_the_report_compares_every_model_in_bits_per_byte(char_run):
     """Tiny Shakespeare is ASCII: a character is a byte, so the candidate's bits per byte are its
     loss / ln 2; the unigram baseline, which it beat, and the GPT-2 baseline on the same val text
@@ -118,6 +134,7 @@ def test_rerun_with_cache_executes_nothing(char_run):
     # as in the first run, so nothing has a new input; the same data, checked: cached too.
     states = char_run.recorded["rerun_states"]
     assert set(states.values()) == {metadata_store_pb2.Execution.CACHED}
+    assert "every component from the cache" in char_run.recorded["rerun_time_split"]
     assert {"SchemaGen", "DataValidator", "AnomalyGate"} <= set(states)
     assert char_run.recorded["versions_after_rerun"] == char_run.recorded["versions"]
 

@@ -152,6 +152,7 @@ class Trainer:
         self.cfg = cfg
         self.log = log
         self.stop = stop
+        self.seconds = 0.0  # the training loop's own time, once run() has finished
         notes = []  # said after the devices, which the first line names
         self.branches = cpu_branches(cfg, notes.append)
         self.strategy = strategy or make_strategy(cfg)
@@ -360,6 +361,7 @@ class Trainer:
         self.iter_num.assign(iter_num)
         iterator = self.dataset_iterator(iter_num)
         self._start_run()
+        self._loop_started = time.monotonic()
         with self._writer.as_default() if self._writer else contextlib.nullcontext():
             while True:
                 lr = self.learning_rate(iter_num)
@@ -450,6 +452,7 @@ class Trainer:
             self._summarize(it, scalars)
 
     def _finish_run(self, iter_num: int) -> Dict[str, float]:
+        self.seconds = time.monotonic() - self._loop_started
         if self._writer:
             self._writer.flush()
         if not self.chief:

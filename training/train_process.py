@@ -56,6 +56,7 @@ class Outcome:
     train_losses: list  # (iter, loss) at each log line
     model_config: dict  # GPTConfig of the trained model
     weights: str  # the checkpoint whose `model` holds the weights to export (the best ones)
+    seconds: float = 0.0  # the training loop's own time (this process's start-up, data and export apart)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def _run(request_path: str) -> None:
             weights = tf.train.Checkpoint(model=trainer.model).write(os.path.join(scratch, FINAL_WEIGHTS))
         _write_outcome(outcome_path, dataclasses.asdict(Outcome(
             chief=trainer.chief, result=result, history=trainer.history, train_losses=trainer.train_losses,
-            model_config=trainer.model.config.to_dict(), weights=weights or "")))
+            model_config=trainer.model.config.to_dict(), weights=weights or "", seconds=trainer.seconds)))
     except KeyboardInterrupt:  # Ctrl-C reached the parent too, which reports it
         raise SystemExit(130) from None
     except Exception as e:

@@ -19,12 +19,13 @@ Inputs:
 
 Parameters:
   config          EvalConfig (components/lm_evaluator/settings.py: baselines, eval_batches,
-                  eval_batch_size, eval_block_size, eval_seed, val_loss_threshold, max_regression,
-                  beat_unigram, gate_baseline, gate_margin), stored as one JSON execution property.
-                  Baselines are GPT-2 names (downloaded from the hub) or local Hugging Face GPT-2
-                  checkpoint directories; eval_batches 0 evaluates the whole of each split as
-                  consecutive windows, else that many batches at random windows drawn from eval_seed
-                  (every model sees the same windows); every model is cropped to eval_block_size (0:
+                  eval_train_batches, eval_batch_size, eval_block_size, eval_seed, val_loss_threshold,
+                  max_regression, beat_unigram, gate_baseline, gate_margin), stored as one JSON
+                  execution property. Baselines are GPT-2 names (downloaded from the hub) or local
+                  Hugging Face GPT-2 checkpoint directories; eval_batches (val) and eval_train_batches
+                  (train) 0 evaluate the whole split as consecutive windows, else that many batches at
+                  random windows drawn from eval_seed (every model sees the same windows); every model
+                  is cropped to eval_block_size (0:
                   the candidate's block_size; a model with a shorter context is an error).
   bpe_dir         GPT-2's BPE files for offline use (as TokenizeText's): to count the bytes of GPT-2
                   tokens, and to encode the val text for a GPT-2 baseline beside characters

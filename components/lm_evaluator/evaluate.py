@@ -7,6 +7,8 @@ losses compare like with like. A GPT-2 baseline beside data of other tokens (cha
 same val text in its own tokens: the split's text encoded with GPT-2 BPE, windowed the same way;
 its bits per byte compare with the others', its loss per token does not.
 
+The val split takes eval_batches, the train split eval_train_batches (nanoGPT estimates both on a
+sample; the val split, which gates the blessing, is read whole by default):
 - eval_batches > 0: eval_batches batches of batch_size windows at random offsets, drawn the way
   training draws them (training.data.sample_windows, stateless seed (seed, 2 * batch + split_index));
 - eval_batches == 0: the whole split as consecutive non-overlapping windows at offsets 0, T, 2T, ...
@@ -104,10 +106,15 @@ def load_streams(examples_uri: str) -> Dict[str, np.ndarray]:
     return {split: load_split(examples_uri, split) for split in SPLITS}
 
 
-def make_windows(streams: Dict[str, np.ndarray], **kwargs) -> Dict[str, SplitWindows]:
-    """{split: SplitWindows} of token streams (split_windows' settings as keywords); a split keeps
-    its index in SPLITS, so that random windows draw the same offsets whichever splits are given."""
-    return {split: split_windows(tokens, split, split_index=SPLITS.index(split), **kwargs)
+def make_windows(streams: Dict[str, np.ndarray], train_batches: Optional[int] = None, **kwargs
+                 ) -> Dict[str, SplitWindows]:
+    """{split: SplitWindows} of token streams (split_windows' settings as keywords; train_batches, when
+    given, the train split's eval_batches); a split keeps its index in SPLITS, so that random windows
+    draw the same offsets whichever splits are given."""
+    def batches(split):
+        return {"eval_batches": train_batches} if split == TRAIN and train_batches is not None else {}
+
+    return {split: split_windows(tokens, split, split_index=SPLITS.index(split), **{**kwargs, **batches(split)})
             for split, tokens in streams.items()}
 
 

@@ -27,7 +27,7 @@ from components.lm_evaluator.settings import EvalConfig
 from components.trainer import trainings
 from core import files, shards
 from core.errors import writing
-from core.shards import VAL
+from core.shards import TRAIN, VAL
 from model.presets import GPT2_VOCAB_SIZE
 from training.config import TRAIN_CONFIG_FILE
 
@@ -106,7 +106,8 @@ class Executor(base_executor.BaseExecutor):
         streams = ev.load_streams(examples.uri)
         shape = dict(block_size=block_size, batch_size=settings.eval_batch_size, eval_batches=settings.eval_batches,
                      seed=settings.eval_seed)
-        windows = ev.make_windows(streams, token_bytes=data.token_bytes, **shape)
+        windows = ev.make_windows(streams, token_bytes=data.token_bytes, train_batches=settings.eval_train_batches,
+                                  **shape)
         problem = ev.vocab_problem(candidate.config.vocab_size, windows)
         if problem:
             raise ValueError(f"LMEvaluator: the candidate model ({model.uri}) cannot be evaluated on "
@@ -233,9 +234,11 @@ class Executor(base_executor.BaseExecutor):
 
     @staticmethod
     def _eval_info(settings: EvalConfig, block_size: int, windows) -> dict:
-        info = {"mode": "random windows" if settings.eval_batches else "whole split",
+        info = {"mode": ", ".join(f"{split} " + (f"{n} batches of random windows" if n else "whole split")
+                                  for split, n in ((VAL, settings.eval_batches), (TRAIN, settings.eval_train_batches))),
                 "block_size": block_size, "batch_size": settings.eval_batch_size,
-                "eval_batches": settings.eval_batches, "seed": settings.eval_seed,
+                "eval_batches": settings.eval_batches, "eval_train_batches": settings.eval_train_batches,
+                "seed": settings.eval_seed,
                 "val_loss_threshold": settings.val_loss_threshold,
                 "max_regression": settings.max_regression, "beat_unigram": settings.beat_unigram}
         if settings.gate_baseline is not None:

@@ -79,7 +79,7 @@ def run_executor(tmp_path, data, model, baseline_model=None, model_run=None, bpe
               "baseline_model": [baseline_model] if baseline_model else [],
               "model_run": [model_run] if model_run else [],
               "transform_graph": [] if examples else [data[2]]}
-    config = EvalConfig(**{"eval_batches": 0, **settings}).to_json()
+    config = EvalConfig(**{"eval_batches": 0, "eval_train_batches": 0, **settings}).to_json()
     Executor().Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]}, {"config": config, "bpe_dir": bpe_dir})
     return evaluation, blessing
 
@@ -131,9 +131,13 @@ def test_closed_form_losses_in_both_modes(tmp_path, data, models):
         assert evaluation.get_float_custom_property(f"unigram_{split}_bpb") == \
             pytest.approx(bits_per_byte(expected, tokens), rel=1e-6)
     # Random windows: the uniform model's loss is ln V whatever the windows; the count is exact.
-    evaluation, _ = run_executor(tmp_path / "b", data, models["uniform"], eval_batches=3, eval_batch_size=5)
+    # (the train split's by eval_train_batches, as nanoGPT estimates it)
+    evaluation, _ = run_executor(tmp_path / "b", data, models["uniform"], eval_batches=3, eval_train_batches=4,
+                                 eval_batch_size=5)
     assert evaluation.get_float_custom_property("candidate_val_loss") == pytest.approx(math.log(V), rel=1e-6)
+    assert evaluation.get_float_custom_property("candidate_train_loss") == pytest.approx(math.log(V), rel=1e-6)
     assert evaluation.get_int_custom_property("eval_windows_val") == 15
+    assert evaluation.get_int_custom_property("eval_windows_train") == 20
     assert evaluation.get_int_custom_property("eval_batches") == 3
 
 
@@ -171,7 +175,7 @@ def test_blessed_under_threshold_and_better_than_last_blessed_with_report(tmp_pa
     metrics = json.load(open(os.path.join(evaluation.uri, "metrics.json")))
     assert metrics["blessed"] is True
     assert [m["role"] for m in metrics["models"]] == ["candidate", "last_blessed", "unigram"]
-    assert metrics["evaluation"]["mode"] == "whole split"
+    assert metrics["evaluation"]["mode"] == "val whole split, train whole split"
     assert metrics["data"]["tokenizer"] == f"characters ({V} in the transform graph's vocabulary)"
     assert metrics["inputs"]["model"] == {"id": 13, "type": "Model", "uri": models["unigram"].uri}
     assert metrics["training"]["result"] is None and metrics["model"]["config"]["vocab_size"] == V

@@ -15,8 +15,10 @@ from core.settings import SettingError, Settings, check, setting
 class EvalConfig(Settings):
     baselines: List[str] = setting([], "GPT-2 names or Hugging Face GPT-2 checkpoint directories evaluated beside "
                                        "the model (on the same text in their own tokens, compared in bits per byte)")
-    eval_batches: int = setting(0, "evaluation batches per split, at random windows (0: the whole of each split, "
-                                   "as consecutive windows)", minimum=0)
+    eval_batches: int = setting(0, "evaluation batches of the val split, at random windows (0: the whole split, as "
+                                   "consecutive windows)", minimum=0)
+    eval_train_batches: int = setting(50, "evaluation batches of the train split, at random windows, as nanoGPT "
+                                          "estimates it (0: the whole split)", minimum=0)
     eval_batch_size: int = setting(32, "windows per evaluation batch", minimum=1)
     eval_block_size: int = setting(0, "window length (0: the candidate's block_size); every model is cropped to it",
                                    minimum=0)

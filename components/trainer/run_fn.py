@@ -129,6 +129,9 @@ def run_fn(fn_args) -> None:
     with writing(f"{artifact_layout.HISTORY_FILE} in {model_run_dir}"):
         files.write_json(os.path.join(model_run_dir, artifact_layout.HISTORY_FILE), history, indent=None,
                          sort_keys=False)
+    with writing(f"{artifact_layout.TIMING_FILE} in {model_run_dir}"):
+        files.write_json(os.path.join(model_run_dir, artifact_layout.TIMING_FILE),
+                         {"training_seconds": round(trained.seconds, 1)})
     model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     export_saved_model(model, fn_args.serving_model_dir, tokenizer_json, **export)
     model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
