@@ -38,11 +38,11 @@ def show_progress() -> None:
 
 def local_pipeline(config: RunConfig):
     """The pipeline with the SQLite ML Metadata store of config.metadata_path."""
-    from tfx import v1 as tfx
+    from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
     from pipeline.pipeline import Platform, create_pipeline
 
-    store = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    store = sqlite_metadata_connection_config(config.metadata_path)
     return create_pipeline(config, Platform(metadata_connection_config=store))
 
 
@@ -52,7 +52,7 @@ def run(config: RunConfig, started: float = None) -> None:
     import time
 
     started = time.time() if started is None else started
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # (not tfx.v1: pipeline/pipeline.py)
 
     from orchestration import recovery
     from pipeline import metadata
@@ -71,6 +71,6 @@ def run(config: RunConfig, started: float = None) -> None:
             print(line, flush=True)
         # a damaged artifact from the cache: set aside, and the pipeline runs again to make it anew
         recovery.run_remaking_damaged(config.metadata_path,
-                                      lambda: tfx.orchestration.LocalDagRunner().run(local_pipeline(config)))
+                                      lambda: LocalDagRunner().run(local_pipeline(config)))
     print(metadata.run_summary(config.metadata_path), flush=True)
     print(metadata.time_split(config.metadata_path, started, time.time()), flush=True)

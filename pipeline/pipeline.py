@@ -11,7 +11,16 @@ import dataclasses
 import os
 from typing import List, Optional
 
-from tfx import v1 as tfx
+# TFX's classes from their own modules, not `from tfx import v1`: tfx.v1 also imports Vertex AI's
+# client library (6 s of every command's start-up); the Vertex AI Trainer is imported where it is used.
+from tfx.components import Trainer, Transform
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import pusher_pb2, trainer_pb2, transform_pb2
+from tfx.types import Channel, standard_artifacts
 
 from components import char_transform
 from components.baseline_resolver import LastBlessedDataStrategy, PreviousBlessedModelStrategy
@@ -64,15 +73,15 @@ def _trainer(config: RunConfig, platform: Platform, **inputs):
     accelerators asked for), or, for several workers, TFX's Vertex AI Trainer."""
     custom_config = trainer_settings.custom_config(config.train, config.deploy, resume=config.pipeline.resume,
                                                    trainings_dir=trainings_dir(config.pipeline_root))
-    common = dict(run_fn="components.trainer.run_fn.run_fn", train_args=tfx.proto.TrainArgs(splits=[shards.TRAIN]),
-                  eval_args=tfx.proto.EvalArgs(splits=[shards.VAL]), **inputs)
+    common = dict(run_fn="components.trainer.run_fn.run_fn", train_args=trainer_pb2.TrainArgs(splits=[shards.TRAIN]),
+                  eval_args=trainer_pb2.EvalArgs(splits=[shards.VAL]), **inputs)
     deploy = config.deploy
     if deploy.trains_on_vertex:
-        vertex = tfx.extensions.google_cloud_ai_platform
+        from tfx.v1.extensions import google_cloud_ai_platform as vertex
         custom_config.update({vertex.ENABLE_VERTEX_KEY: True, vertex.VERTEX_REGION_KEY: deploy.vertex_region,
                               vertex.TRAINING_ARGS_KEY: _vertex_training_args(config)})
         return vertex.Trainer(custom_config=custom_config, **common)
-    trainer = tfx.components.Trainer(custom_config=custom_config, **common)
+    trainer = Trainer(custom_config=custom_config, **common)
     if platform.trainer_resources and deploy.train_accelerator:  # the Trainer's pod gets the accelerators
         from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -84,8 +93,8 @@ def _trainer(config: RunConfig, platform: Platform, **inputs):
 
 
 def _blessed_channels() -> dict:
-    return dict(model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-                model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing))
+    return dict(model=Channel(type=standard_artifacts.Model),
+                model_blessing=Channel(type=standard_artifacts.ModelBlessing))
 
 
 def _data_validation(config: RunConfig, statistics, last_blessed) -> List:
@@ -94,10 +103,10 @@ def _data_validation(config: RunConfig, statistics, last_blessed) -> List:
     and the AnomalyGate that stops the run on anomalies (docs/data_validation.md). last_blessed: the
     built-in LatestBlessedModelStrategy resolver, else None (one of its own here)."""
     if config.validation.schema_file:  # curated: pinned as it is
-        schema = tfx.components.ImportSchemaGen(schema_file=config.validation.schema_file).with_id("ImportDataSchema")
+        schema = ImportSchemaGen(schema_file=config.validation.schema_file).with_id("ImportDataSchema")
     else:
         schema = SchemaGen(statistics=statistics)
-    resolver = [] if last_blessed else [tfx.dsl.Resolver(
+    resolver = [] if last_blessed else [Resolver(
         strategy_class=LastBlessedDataStrategy, statistics=statistics, **_blessed_channels()
     ).with_id("latest_blessed_data_resolver")]
     baseline = (last_blessed or resolver[0]).outputs["model_blessing"]
@@ -122,7 +131,7 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
     # (after training), which is never the candidate itself.
     last_blessed = None
     if platform.builtin_resolvers:
-        last_blessed = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        last_blessed = Resolver(strategy_class=LatestBlessedModelStrategy,
                                         **_blessed_channels()).with_id("latest_blessed_model_resolver")
     # Check the data before anything is trained on it; anomalies stop the run at the gate.
     gate = None
@@ -133,12 +142,12 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
     if config.data.tokenizer == "char":
         # The schema of the character records, which Transform needs.
         schema_file = os.path.join(platform.code_root, os.path.relpath(char_transform.RAW_SCHEMA_PATH, REPO_ROOT))
-        schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
+        schema = ImportSchemaGen(schema_file=schema_file)
         # Build the character vocabulary in one tf.Transform pass and map the text to ids.
-        transform = tfx.components.Transform(
+        transform = Transform(
             examples=examples, schema=schema.outputs["schema"],
             preprocessing_fn="components.char_transform.preprocessing_fn", disable_statistics=True,
-            splits_config=tfx.proto.SplitsConfig(analyze=list(shards.SPLITS), transform=list(shards.SPLITS)))
+            splits_config=transform_pb2.SplitsConfig(analyze=list(shards.SPLITS), transform=list(shards.SPLITS)))
         if gate is not None:
             transform.add_upstream_node(gate)
         components += [schema, transform]
@@ -148,9 +157,9 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
     base_model = None
     if config.pipeline.resume:
         # The latest model, whose training run a resumed training continues.
-        latest_model = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model)).with_id("latest_model_resolver")
+        latest_model = Resolver(
+            strategy_class=LatestArtifactStrategy,
+            model=Channel(type=standard_artifacts.Model)).with_id("latest_model_resolver")
         components.append(latest_model)
         base_model = latest_model.outputs["model"]
 
@@ -162,7 +171,7 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
 
     # The last blessed model (other than this candidate): the baseline a new model must not fall behind.
     if last_blessed is None:
-        last_blessed = tfx.dsl.Resolver(strategy_class=PreviousBlessedModelStrategy,
+        last_blessed = Resolver(strategy_class=PreviousBlessedModelStrategy,
                                         candidate=trainer.outputs["model"],
                                         **_blessed_channels()).with_id("latest_blessed_model_resolver")
     components.append(last_blessed)
@@ -187,15 +196,15 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         infra_blessing=infra_validator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.serving_dir)))
     components.append(pusher)
     return components
 
 
-def create_pipeline(config: RunConfig, platform: Platform = Platform()) -> tfx.dsl.Pipeline:
+def create_pipeline(config: RunConfig, platform: Platform = Platform()) -> Pipeline:
     """The pipeline, for the platform (default: here, from this checkout)."""
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
         components=create_components(config, platform), enable_cache=config.pipeline.enable_cache,
         metadata_connection_config=platform.metadata_connection_config,

@@ -50,11 +50,11 @@ class ServingModule(tf.Module):
         self.generate = serving_function(model, jit_compile=uses_xla(model, loop))
         tokenizer_text = json.dumps(tokenizer_json)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="idx")])
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="idx")], autograph=False)
         def logits(idx):
             return {"logits": model(idx)}
 
-        @tf.function(input_signature=[])
+        @tf.function(input_signature=[], autograph=False)
         def tokenizer():
             return {"tokenizer": tf.constant(tokenizer_text)}
 
@@ -80,7 +80,7 @@ def _text_generation(generate, chars: List[str], text_encoder):
         tf.TensorSpec([], tf.string, name="prompt"), tf.TensorSpec([], tf.int32, name="num_samples"),
         tf.TensorSpec([], tf.int32, name="max_new_tokens"), tf.TensorSpec([], tf.float32, name="temperature"),
         tf.TensorSpec([], tf.int32, name="top_k"), tf.TensorSpec([], tf.float32, name="top_p"),
-        tf.TensorSpec([], tf.int64, name="seed")])
+        tf.TensorSpec([], tf.int64, name="seed")], autograph=False)
     def generate_text(prompt, num_samples, max_new_tokens, temperature, top_k, top_p, seed):
         ids = tf.cast(text_encoder(prompt[None])[0], tf.int32)
         tf.debugging.assert_non_negative(ids, message="prompt: a character outside the vocabulary")

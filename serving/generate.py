@@ -242,15 +242,17 @@ def serving_function(model, jit_compile: bool = True) -> tf.types.experimental.G
     one XLA function per prompt-length bucket (`bucketed`; saved with _XlaMustCompile, compiled
     on first use in the process that loads the model, once per bucket and batch size); only the
     steps past block_size, whose window moves, stay in the plain graph. False: no XLA at all."""
+    # autograph=False here and in serving/export.py: the decoding is TensorFlow ops with explicit
+    # tf.while_loop and tf.cond, so AutoGraph's conversion would only add seconds to every export.
     decode = None
     if jit_compile:
-        @tf.function(jit_compile=True)
+        @tf.function(jit_compile=True, autograph=False)
         def xla_prefill_and_steps(context, context_length, prompt_length, settings):
             return prefill_and_steps(model, context, context_length, prompt_length, settings)
 
         decode = bucketed(xla_prefill_and_steps, model.config.block_size)
 
-    @tf.function(input_signature=SERVING_SIGNATURE)
+    @tf.function(input_signature=SERVING_SIGNATURE, autograph=False)
     def generate(idx, max_new_tokens, temperature, top_k, top_p, seed, eot_token, vocab_limit):
         checks = _assert_args(model, max_new_tokens, temperature, top_k, top_p, eot_token, vocab_limit)
         checks += [

@@ -65,7 +65,7 @@ def _child(command) -> None:
 if __name__ == "__main__":
     import runner
     import tensorflow  # noqa: F401
-    from tfx import v1  # noqa: F401
+    from tfx.orchestration.local import local_dag_runner  # noqa: F401
 
     from pipeline import pipeline  # noqa: F401
     from test_helpers import fault_injection

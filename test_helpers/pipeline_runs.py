@@ -34,12 +34,12 @@ def component_states(config, exclude=frozenset()):
 
 def rerun(config):
     """Run the pipeline of config (again) here; the states of that run's component executions by type name."""
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from orchestration.local import local_pipeline
 
     before = execution_ids(config)
-    tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
+    LocalDagRunner().run(local_pipeline(config))
     return component_states(config, exclude=before)
 
 
