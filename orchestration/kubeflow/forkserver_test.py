@@ -71,3 +71,14 @@ def test_a_killed_launcher_leaves_neither_the_server_nor_its_task(tmp_path):
     process.wait()
     assert gone(server_pid) and gone(task_pid)
     assert group_gone(process.pid)
+
+
+def test_the_servers_imports_leave_their_future_warnings_out_of_the_terminal(tmp_path):
+    """What the module imports warns of (google-api-core's note on Python 3.10) would print on the
+    terminal of `run --spec`, not in a task's log."""
+    env = _environment(tmp_path)
+    (tmp_path / "pkg" / "warns.py").write_text('import warnings\nwarnings.warn("a note on Python 3.10", FutureWarning)\n')
+    done = subprocess.run([sys.executable, "-m", "orchestration.kubeflow.forkserver", "pkg.warns"], env=env,
+                          input="", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == '{"ready": true}\n'
+    assert done.stderr == ""
