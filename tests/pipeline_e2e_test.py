@@ -241,8 +241,8 @@ def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir):
     GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=64, vocab_size=50257), seed=0).save_pretrained(checkpoint)
     config = make_run_config(
         "eval_gpt2", dataset_name=None, input_pattern=small_corpus, tokenizer="gpt2", bpe_dir=bpe_dir,
-        output_dir=str(tmp_path / "out"), baselines=[checkpoint], eval_batches=4, eval_batch_size=2,
-        init_from=checkpoint, block_size=64, batch_size=2, eval_iters=2)
+        output_dir=str(tmp_path / "out"), baselines=[checkpoint], eval_batches=4, eval_train_batches=4,
+        eval_batch_size=2, init_from=checkpoint, block_size=64, batch_size=2, eval_iters=2)
     pipeline_runs.rerun(config)
     evaluation = max(pipeline_runs.store(config).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     with open(os.path.join(evaluation.uri, "report.md")) as f:
