@@ -134,7 +134,7 @@ class TokenizeDocuments(_ReadsDocuments):
         # every character is counted for statistics, and for the character vocabulary's size
         counts = {split: (statistics.Counts(), statistics.Counts() if self._cfg["tokenizer"] == GPT2 else None)
                   for split in sources.SPLITS} if self._statistics or self._cfg["tokenizer"] == CHAR else None
-        dropped = set()
+        dropped, counted = set(), set()
         for doc in sources.iter_documents(item, self._cfg, self._dataset):
             if duplicates and doc.index in duplicates:
                 # counted once: by the item that holds the document's start, and once per row
@@ -159,7 +159,11 @@ class TokenizeDocuments(_ReadsDocuments):
                 stats["num_skipped_documents"] += 1
                 stats["skipped_empty"] += 1
                 continue
-            stats["num_documents"] += 1
+            # a document cut into a train head and a val tail (split head_tail) has a part in each
+            # split, but is one document: counted by the item that holds its start
+            if (item["kind"] != "file" or item["start"] == 0) and doc.index not in counted:
+                counted.add(doc.index)
+                stats["num_documents"] += 1
             stats[f"num_documents_{doc.split}"] += 1
             stats[f"num_tokens_{doc.split}"] += counter.tokens
             stats[f"num_records_{doc.split}"] += counter.records

@@ -90,8 +90,10 @@ def set_properties(examples: types.Artifact, cfg: Dict[str, Any], info: dict, st
 def text_summary(stats: Dict[str, Any]) -> str:
     """The line TokenizeText prints at its end: what it read, and what it dropped, replaced or normalised."""
     refused = stats["refused_documents"]
-    return (f"TokenizeText: {stats['num_documents']} documents, {stats['num_tokens_train']} train and "
-            f"{stats['num_tokens_val']} val tokens; {stats['duplicate_documents']} duplicate documents dropped, "
+    documents = stats["num_documents"]
+    return (f"TokenizeText: {documents} document{'' if documents == 1 else 's'}, "
+            f"{stats['num_tokens_train']} train and {stats['num_tokens_val']} val tokens; "
+            f"{stats['duplicate_documents']} duplicate documents dropped, "
             f"{stats['invalid_utf8_documents']} documents with invalid UTF-8 replaced by U+FFFD, "
             + (f"{refused} documents not UTF-8 text tokenized (accept_invalid_text), " if refused else "")
             + f"{stats['bom_dropped_documents']} byte-order marks dropped, {stats['crlf_normalized_lines']} CRLF "

@@ -86,6 +86,7 @@ def test_shakespeare_gpt2_gives_nanogpt_counts_and_tiktoken_tokens(tmp_path, sha
     assert (prop(examples, "tokenizer"), prop(examples, "vocab_size"), prop(examples, "eot_token")) == \
         ("gpt2", 50257, EOT)
     assert (prop(examples, "split_method"), prop(examples, "append_eot")) == ("head_tail", 0)
+    assert [prop(examples, f"num_documents{s}") for s in ("", "_train", "_val")] == [1, 1, 1]
     assert prop(examples, "num_records_train") == -(-301_966 // shards.DEFAULT_CHUNK_SIZE)
     assert not [n for n in os.listdir(examples.uri) if n.startswith("_staging")]
 
@@ -257,11 +258,14 @@ def test_small_corpora_split_each_document_so_val_is_never_empty(tmp_path, hf_ca
     cuts = [int(len(t) * 0.9) for t in texts]
     assert read_text_stream(examples, "train") == "".join(t[:c] for t, c in zip(texts, cuts))
     assert read_text_stream(examples, "val") == "".join(t[c:] for t, c in zip(texts, cuts))
+    # each file has a part in each split, and is one document
+    assert [prop(examples, f"num_documents{s}") for s in ("", "_train", "_val")] == [3, 3, 3]
 
     few = _write_dataset(str(tmp_path / "few.parquet"), texts)
     examples = run_executor(tmp_path / "rows", dataset_name=few, tokenizer="char", val_fraction=0.5)
     assert prop(examples, "split_method") == "head_tail"
     assert read_text_stream(examples, "val") == "".join(t[int(len(t) * 0.5):] for t in texts)
+    assert [prop(examples, f"num_documents{s}") for s in ("", "_train", "_val")] == [3, 3, 3]
 
 
 def test_progress_is_logged_while_tokenizing(caplog):
