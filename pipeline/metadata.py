@@ -119,21 +119,25 @@ def time_split(metadata_path: str, started: float, ended: float) -> str:
     types = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
     ran = [e for e in store.get_executions() if e.create_time_since_epoch >= started * 1000
            and e.last_known_state == metadata_store_pb2.Execution.COMPLETE and not types[e.type_id].endswith("Resolver")]
-    parts, training = [], 0.0
+    parts = []  # (component, seconds, the training's own seconds or None)
     for execution in sorted(ran, key=lambda e: e.id):
-        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
-        parts.append((types[execution.type_id], seconds))
-        if types[execution.type_id] == "Trainer":
-            runs = sorted((a for a in store.get_artifacts_by_type("ModelRun")
-                           if a.create_time_since_epoch >= execution.create_time_since_epoch),
-                          key=lambda a: a.create_time_since_epoch)
-            timing = files.read_json(os.path.join(runs[0].uri, TIMING_FILE), default=None) if runs else None
-            training += (timing or {}).get("training_seconds", 0.0)
+        name = types[execution.type_id]
+        training = None
+        if name == "Trainer":  # its output ModelRun holds the training's own time
+            outputs = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                       if e.type == metadata_store_pb2.Event.OUTPUT]
+            model_run = store.get_artifact_type("ModelRun").id
+            timings = [files.read_json(os.path.join(a.uri, TIMING_FILE), default=None) or {}
+                       for a in store.get_artifacts_by_id(outputs) if a.type_id == model_run]
+            training = sum(t.get("training_seconds", 0.0) for t in timings)
+        parts.append((name, (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000,
+                      training))
     wall = ended - started
-    listed = ", ".join(f"{name} {seconds:.0f} s" + (f" (training {training:.0f} s)" if name == "Trainer" else "")
-                       for name, seconds in parts)
+    listed = ", ".join(f"{name} {seconds:.0f} s" + ("" if training is None else f" (training {training:.0f} s)")
+                       for name, seconds, training in parts)
     return (f"time: {wall:.0f} s in all: {listed or 'every component from the cache'}; start-up and the rest "
-            f"{wall - sum(s for _, s in parts):.0f} s; all but the training {wall - training:.0f} s")
+            f"{wall - sum(p[1] for p in parts):.0f} s; all but the training "
+            f"{wall - sum(p[2] or 0.0 for p in parts):.0f} s")
 
 
 def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dict],
