@@ -35,3 +35,9 @@ MODEL_CARD_PATH = "assets.extra/model_card.md"  # in a pushed version directory 
 DATA_STATISTICS_PROPERTY = "data_statistics"
 # ExampleAnomalies (the DataValidator's): Split-<split>/SchemaDiff.pb (TFX's), and a report to read
 ANOMALIES_REPORT_FILE = "report.md"
+
+
+def optional_artifact(artifacts: dict, key: str):
+    """The one artifact of an optional channel in a component's input or output dict, or None when
+    the pipeline wired none (TFX gives an empty list, or no key)."""
+    return (artifacts.get(key) or [None])[0]

@@ -14,7 +14,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.artifact_layout import ANOMALIES_REPORT_FILE, DATA_STATISTICS_PROPERTY
+from components.artifact_layout import ANOMALIES_REPORT_FILE, DATA_STATISTICS_PROPERTY, optional_artifact
 from components.data_validation import checks
 from components.tokenize_text.statistics import STATS_FILE_NAME
 from core import files
@@ -63,7 +63,7 @@ class Validator(base_executor.BaseExecutor):
         schema_file = io_utils.get_only_uri_in_dir(schema_artifact.uri)
         schema = io_utils.SchemaReader().read(schema_file)
         current = {split: stats_artifact_utils.load_statistics(statistics, split).proto() for split in SPLITS}
-        baseline, notes = load_baseline((input_dict.get(BASELINE_KEY) or [None])[0], statistics.uri)
+        baseline, notes = load_baseline(optional_artifact(input_dict, BASELINE_KEY), statistics.uri)
         why_not = checks.comparable(current, baseline)
         if why_not:
             baseline, notes = None, notes + [why_not]

@@ -90,7 +90,7 @@ class Executor(base_executor.BaseExecutor):
         deploy = DeployConfig.from_json(exec_properties[CONFIG_KEY])
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
-        model_blessing = (input_dict.get(MODEL_BLESSING_KEY) or [None])[0]
+        model_blessing = artifact_layout.optional_artifact(input_dict, MODEL_BLESSING_KEY)
         checked = model_blessing is None or model_utils.is_model_blessed(model_blessing)
         if checked:
             passed, what, seconds = check_saved_model(model.uri, deploy.infra_timeout, deploy.infra_max_new_tokens)

@@ -20,7 +20,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components.artifact_layout import (BLESSING_EVALUATION_KEY, DATA_STATISTICS_PROPERTY, METRICS_FILE, PLOT_FILE,
-                                        REPORT_FILE)
+                                        REPORT_FILE, optional_artifact)
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report, tokens
 from components.lm_evaluator.settings import EvalConfig
@@ -74,10 +74,6 @@ def set_loss_property(artifact, name: str, value: float) -> None:
         artifact.set_string_custom_property(name, str(value))
 
 
-def _single(input_dict, key):
-    return (input_dict.get(key) or [None])[0]
-
-
 class Executor(base_executor.BaseExecutor):
     """Evaluates the candidate, the last blessed model, the unigram baseline and the baselines on the
     same text."""
@@ -88,9 +84,10 @@ class Executor(base_executor.BaseExecutor):
         settings = EvalConfig.from_json(exec_properties[CONFIG_KEY])
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-        last_blessed, model_run = _single(input_dict, BASELINE_MODEL_KEY), _single(input_dict, MODEL_RUN_KEY)
-        transform_graph = _single(input_dict, TRANSFORM_GRAPH_KEY)
-        statistics = _single(input_dict, STATISTICS_KEY)
+        last_blessed = optional_artifact(input_dict, BASELINE_MODEL_KEY)
+        model_run = optional_artifact(input_dict, MODEL_RUN_KEY)
+        transform_graph = optional_artifact(input_dict, TRANSFORM_GRAPH_KEY)
+        statistics = optional_artifact(input_dict, STATISTICS_KEY)
         if model_run is not None:  # published, as this execution's input: the training it was copied from may go
             trainings.remove_published(model_run.uri, log=lambda line: logging.info("LMEvaluator: %s", line))
         evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
@@ -216,11 +213,11 @@ class Executor(base_executor.BaseExecutor):
         facts = {"data": {"tokenizer": data.describe()}, "model": {"config": model_config}, "inputs": {}}
         for key in (EXAMPLES_KEY, SOURCE_EXAMPLES_KEY, TRANSFORM_GRAPH_KEY, MODEL_KEY, MODEL_RUN_KEY,
                     BASELINE_MODEL_KEY):
-            artifact = _single(input_dict, key)
+            artifact = optional_artifact(input_dict, key)
             if artifact is not None:
                 facts["inputs"][key] = {"id": artifact.id, "type": artifact.type_name, "uri": artifact.uri}
         for key in (SOURCE_EXAMPLES_KEY, EXAMPLES_KEY):  # the tokenization's own counts, when it made these
-            artifact = _single(input_dict, key)
+            artifact = optional_artifact(input_dict, key)
             if artifact is not None and "properties" not in facts["data"]:
                 properties = _properties(artifact)
                 if "num_documents" in properties:

@@ -27,7 +27,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components.artifact_layout import (BLESSING_EVALUATION_KEY, INFRA_CHECK_KEY, METRICS_FILE, MODEL_CARD_KEY,
-                                        MODEL_CARD_PATH)
+                                        MODEL_CARD_PATH, optional_artifact)
 from components.pusher import model_card
 from components.pusher.marks import PUSH_FILE, staging_path
 from core import files
@@ -106,7 +106,7 @@ class Executor(tfx_pusher.Executor):
         ids, metrics, infra_check = [], None, None
         for key in (standard_component_specs.MODEL_KEY, standard_component_specs.MODEL_BLESSING_KEY,
                     standard_component_specs.INFRA_BLESSING_KEY):
-            artifact = (input_dict.get(key) or [None])[0]
+            artifact = optional_artifact(input_dict, key)
             if artifact is None:
                 continue
             ids.append((key, artifact.type_name, artifact.id, artifact.uri))

@@ -18,6 +18,7 @@ from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
+from components.artifact_layout import optional_artifact
 from components.tokenize_text import beam_ops, encoding, sources
 from components.tokenize_text.settings import TokenizeTextSettings
 from core import shards
@@ -151,7 +152,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            exec_properties: Dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
-        statistics = (output_dict.get(STATISTICS_KEY) or [None])[0]  # present when the settings ask for it
+        statistics = optional_artifact(output_dict, STATISTICS_KEY)  # present when the settings ask for it
         started = time.time()
         cfg = resolve_config(exec_properties)
         items, info = plan(cfg)  # a missing or empty input is named first
