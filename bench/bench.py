@@ -6,6 +6,12 @@ $ python -m bench.bench shakespeare_char [--text_file=PATH] [--rng=tensorflow] [
     draws); last line: ms_per_iter=<median> val_loss=<at the last iter> iters=<n>
 $ python -m bench.bench gpt2_124m [--dtype=bfloat16] [--max_iters=N] [--batch_size=B] ...
     GPT-2 124M (block 1024) on random tokens: ms/iter and MFU (use --peak_flops for the device)
+$ python -m bench.bench vs_nanogpt --torch_python=PATH [--isa=avx2] [--rounds=2] [--key=value ...]
+    the shakespeare_char run here and nanoGPT's in PyTorch (bench.nanogpt_parity --nanogpt_only,
+    in PATH, a Python that has PyTorch and NumPy), interleaved: here, nanoGPT, here, nanoGPT, ...
+    each a fresh process; --isa=avx2 makes both use no instruction past AVX2 (oneDNN's, MKL's and
+    PyTorch's own dispatch capped), as an AVX2-only CPU would; last line:
+    ms_per_iter_here=<fastest> ms_per_iter_nanogpt=<fastest> ratio=<here/nanogpt> isa=<isa>
 $ python -m bench.bench input [--memmap] [--batch_size=B --block_size=T ...]
     the input pipeline alone: tokens/s it delivers, against what the shakespeare_char run consumes
     (--memmap: windows read from a memory-mapped file, the path of splits too large for memory)
@@ -14,6 +20,7 @@ $ python -m bench.bench input [--memmap] [--batch_size=B --block_size=T ...]
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +74,42 @@ def gpt2_124m(argv):
     print(f"ms_per_iter={ms:.2f} val_loss=nan iters={cfg.max_iters}")
 
 
+# What caps every library at AVX2 on a CPU that has more: oneDNN (TensorFlow's and PyTorch's),
+# MKL (PyTorch's products) and PyTorch's own kernels.
+ISA_ENV = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+
+
+def vs_nanogpt(argv):
+    options = {"torch_python": os.environ.get("NANOGPT_TFX_TORCH_PYTHON", ""), "isa": "native", "rounds": "2"}
+    rest = []
+    for arg in argv:
+        key, _, value = arg.lstrip("-").partition("=")
+        if key in options:
+            options[key] = value
+        else:
+            rest.append(arg)
+    if not options["torch_python"]:
+        raise SystemExit("vs_nanogpt: name a Python that has PyTorch and NumPy with --torch_python=PATH "
+                         "(or NANOGPT_TFX_TORCH_PYTHON)")
+    if options["isa"] not in ("native", *ISA_ENV):
+        raise SystemExit(f"vs_nanogpt: --isa={options['isa']} is not one of native, {', '.join(ISA_ENV)}")
+    env = {**os.environ, **ISA_ENV.get(options["isa"], {})}
+    commands = {"here": [sys.executable, "-m", "bench.bench", "shakespeare_char", *rest],
+                "nanogpt": [options["torch_python"], "-m", "bench.nanogpt_parity", "--nanogpt_only", *rest]}
+    ms = {side: [] for side in commands}
+    for r in range(int(options["rounds"])):
+        for side, command in commands.items():
+            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            last = done.stdout.strip().splitlines()[-1:] or [""]
+            if done.returncode or not last[0].startswith("ms_per_iter="):
+                raise SystemExit(f"vs_nanogpt: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
+            print(f"round {r} {side}: {last[0]}", flush=True)
+            ms[side].append(float(last[0].split()[0].split("=")[1]))
+    here, nanogpt = min(ms["here"]), min(ms["nanogpt"])
+    print(f"ms_per_iter_here={here:.2f} ms_per_iter_nanogpt={nanogpt:.2f} ratio={here / nanogpt:.3f} "
+          f"isa={options['isa']}")
+
+
 def input_pipeline(argv):
     from training.config import make_config, parse_overrides
     from training.corpus import tiny_shakespeare
@@ -103,7 +146,8 @@ def _time_input(stream, cfg) -> None:
           f"tokens_per_step={tokens_per_step}")
 
 
-BENCHMARKS = {"shakespeare_char": shakespeare_char, "gpt2_124m": gpt2_124m, "input": input_pipeline}
+BENCHMARKS = {"shakespeare_char": shakespeare_char, "gpt2_124m": gpt2_124m, "vs_nanogpt": vs_nanogpt,
+              "input": input_pipeline}
 
 
 def main(argv=None):

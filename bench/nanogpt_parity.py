@@ -1,6 +1,7 @@
 """nanoGPT and this engine, side by side from the same seed (needs PyTorch: `pip install torch`).
 
 $ python -m bench.nanogpt_parity [--text_file=PATH] [--seed=1337] [--max_iters=2000]
+$ PYTHON_WITH_TORCH -m bench.nanogpt_parity --nanogpt_only [--text_file=PATH] [--key=value ...]
 
 nanoGPT's "I only have a macbook" run (the shakespeare_char preset) is trained twice: by a PyTorch
 model written the way nanoGPT's model.py and train.py compute it (nn.GELU, scaled_dot_product_attention,
@@ -10,6 +11,12 @@ engine's Trainer with rng='nanogpt', which replays those draws without PyTorch
 (training/nanogpt_rng.py). The initial weights are compared directly; where the loss curves part,
 the engines (or the replayed draws) differ. Last line: `val_loss_nanogpt=<at max_iters>
 val_loss_here=<at max_iters> max_loss_diff=<over the logged train losses> max_init_diff=<initial weights>`.
+
+`--nanogpt_only` trains the PyTorch side alone and times it as nanoGPT's train.py does (each
+iteration's wall time, a loss.item() in each as its log line at log_interval 1): the last line is
+`bench.bench shakespeare_char`'s, `ms_per_iter=<median> val_loss=<at max_iters> iters=<n>`. It
+imports no TensorFlow, so that it runs in any Python that has PyTorch and NumPy (PyTorch may have no
+wheel for this project's Python): `python -m bench.bench vs_nanogpt` runs it beside this engine.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -93,10 +101,11 @@ def nanogpt_model(cfg, vocab_size: int):
 
 def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int):
     """nanoGPT's run in PyTorch: its initial weights, its batches in the order it draws them, its
-    train losses and evaluations. Returns (initial weights by GPT-2 name, evaluations, losses)."""
+    train losses and evaluations. Returns (initial weights by GPT-2 name, evaluations, losses,
+    each iteration's milliseconds as nanoGPT's train.py times them)."""
     import torch
 
-    from training.optim import get_lr
+    from training.schedule import get_lr
 
     T, B = cfg.block_size, cfg.batch_size
 
@@ -114,8 +123,9 @@ def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
     optimizer = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                                    {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
                                   lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
-    evaluations, losses = [], []
+    evaluations, losses, iter_ms = [], [], []
     x, y = get_batch(train_ids)
+    t0 = time.perf_counter()
     for it in range(cfg.max_iters + 1):
         lr = get_lr(it, learning_rate=cfg.learning_rate, warmup_iters=cfg.warmup_iters,
                     lr_decay_iters=cfg.lr_decay_iters, min_lr=cfg.min_lr, decay_lr=cfg.decay_lr)
@@ -138,7 +148,24 @@ def nanogpt_run(cfg, train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-    return initial, evaluations, losses
+        t1 = time.perf_counter()
+        iter_ms.append((t1 - t0) * 1000)
+        t0 = t1
+    return initial, evaluations, losses, iter_ms
+
+
+def nanogpt_only(cfg) -> None:
+    """nanoGPT's run alone, timed (no TensorFlow imported): the text split and numbered by
+    characters as its shakespeare_char/prepare.py does."""
+    from model.tokenizer import get_tokenizer
+    from training.corpus import split_train_val
+
+    with open(cfg.text_file, encoding="utf-8") as f:
+        text = f.read()
+    tokenizer = get_tokenizer("char", text=text)
+    train_ids, val_ids = (np.array(tokenizer.encode(part), np.uint16) for part in split_train_val(text))
+    _, evaluations, _, iter_ms = nanogpt_run(cfg, train_ids, val_ids, tokenizer.vocab_size)
+    print(f"ms_per_iter={float(np.median(iter_ms)):.2f} val_loss={evaluations[-1][2]:.4f} iters={cfg.max_iters}")
 
 
 def main(argv=None):
@@ -146,8 +173,11 @@ def main(argv=None):
     from training.config import make_config, parse_overrides
     from training.corpus import tiny_shakespeare
 
-    overrides = parse_overrides(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    overrides = parse_overrides([a for a in argv if a != "--nanogpt_only"])
     overrides["text_file"] = tiny_shakespeare(overrides.get("text_file") or None)
+    if "--nanogpt_only" in argv:
+        return nanogpt_only(make_config("shakespeare_char", **{"log_interval": 1, **overrides}))
     with tempfile.TemporaryDirectory() as out_dir:
         cfg = make_config("shakespeare_char", **{"out_dir": out_dir, "tensorboard": False, "log_interval": 1,
                                                      **overrides, "rng": "nanogpt"})
@@ -156,7 +186,7 @@ def main(argv=None):
 
         trainer = Trainer(cfg, log=lambda *_: None)  # it splits the text 90/10 as nanoGPT's prepare.py
         train_ids, val_ids = (np.asarray(data.tokens) for data in (trainer.train_data, trainer.val_data))
-        initial, evaluations, losses = nanogpt_run(cfg, train_ids, val_ids, trainer.model.config.vocab_size)
+        initial, evaluations, losses, _ = nanogpt_run(cfg, train_ids, val_ids, trainer.model.config.vocab_size)
         init_diff = 0.0
         for name, variable in trainer.model.named_variables().items():
             value = linear_transposed(name, initial[name])

@@ -36,3 +36,9 @@ def tiny_shakespeare(path: Optional[str] = None) -> str:
                           f"offline, name a local copy with --data=PATH (or set {SHAKESPEARE_ENV}=PATH)") from e
         files.write_file(cached, data)
     return cached
+
+
+def split_train_val(text: str) -> tuple:
+    """nanoGPT's shakespeare prepare.py split: the first 90% of the text is train, the rest val."""
+    n = len(text)
+    return text[: int(n * 0.9)], text[int(n * 0.9):]

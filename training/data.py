@@ -28,6 +28,7 @@ from core import files, shards
 from core.errors import UserError
 from core.shards import TRAIN, VAL
 from model.tokenizer import get_tokenizer
+from training.corpus import split_train_val
 
 IN_MEMORY_MAX_TOKENS = 1 << 28  # 512 MB as uint16
 TOKEN_CACHE_ENV = "NANOGPT_TFX_TOKEN_CACHE"  # where large splits are cached
@@ -180,7 +181,6 @@ def prepare_text_file(cfg, data_dir: str) -> dict:
     if not text:
         raise ValueError(f"text file {cfg.text_file} is empty")
     tokenizer = get_tokenizer(cfg.tokenizer, text=text, bpe_dir=cfg.bpe_dir or None)
-    n = len(text)
-    for split, part in ((TRAIN, text[: int(n * 0.9)]), (VAL, text[int(n * 0.9):])):
+    for split, part in zip((TRAIN, VAL), split_train_val(text)):
         shards.write_split(shards.split_dir(data_dir, split), [tokenizer.encode(part)])
     return tokenizer.to_json()

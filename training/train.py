@@ -38,7 +38,8 @@ from core.settings import command_line
 from core.shards import SPLITS, TRAIN, VAL
 from model.model import GPT, GPTConfig, counted_targets, cross_entropy
 from model.presets import GPT2_SIZES, PADDED_VOCAB_SIZE, POLICY_OF_DTYPE
-from training.optim import AdamW, DynamicLossScale, get_lr
+from training.optim import AdamW, DynamicLossScale
+from training.schedule import get_lr
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from core import shards
 from training.config import PRESETS, make_config, parse_overrides
 from training.data import TokenStream
 from model.model import GPT, GPTConfig
-from training.optim import AdamW, get_lr
+from training.optim import AdamW
+from training.schedule import get_lr
 from training.train import Trainer
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, dropout=0.0, bias=False,
