@@ -29,6 +29,7 @@ from typing import List
 
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow_transform.saved import saved_transform_io_v2
 
 from components.tokenize_text.encoding import TEXT  # the raw feature TokenizeText writes
 from core import shards
@@ -78,8 +79,9 @@ def char_tokenizer(transform_output_dir: str) -> CharTokenizer:
 
 def text_to_ids(transform_layer, texts) -> tf.RaggedTensor:
     """[batch] strings -> [batch, (ids)] through the transform graph itself (as a served model
-    would). `transform_layer` is `TFTransformOutput.transform_features_layer()`: create it once and
-    keep it (a SavedModel must track it), not inside a traced function."""
+    would). `transform_layer` applies the graph to a dict of raw features:
+    `TFTransformOutput.transform_features_layer()` or TransformTextEncoder's loader; create it once
+    and keep it (a SavedModel must track it), not inside a traced function."""
     texts = tf.convert_to_tensor(texts, tf.string)
     zeros = tf.zeros_like(texts, dtype=tf.int64)  # doc/pos are carried through, not used for ids
     outputs = transform_layer({TEXT: texts, shards.DOC: zeros, shards.POS: zeros})
@@ -92,10 +94,16 @@ class TransformTextEncoder(tf.Module):
 
     def __init__(self, transform_output_dir: str):
         super().__init__(name="transform_text_encoder")
-        self.transform_layer = tft.TFTransformOutput(transform_output_dir).transform_features_layer()
+        # tft's loader of the transform graph itself, not its Keras wrapper (transform_features_layer):
+        # saving a SavedModel that holds a Keras layer traces the layer's call functions with AutoGraph
+        # (5 s of every export). Its attributes are tracked as that layer tracks them, so that the
+        # SavedModel carries the transform graph with its table and vocabulary file.
+        self._loader = saved_transform_io_v2.SavedModelLoader(
+            tft.TFTransformOutput(transform_output_dir).transform_savedmodel_dir)
+        self._loader_tracked = self._loader.__dict__
 
     def __call__(self, texts) -> tf.RaggedTensor:
-        return text_to_ids(self.transform_layer, texts)
+        return text_to_ids(self._loader.apply_transform_model, texts)
 
 
 def ids_to_text(ids, vocabulary: List[str]) -> tf.Tensor:
