@@ -4,10 +4,10 @@ Signatures (all plain TensorFlow ops; `saved_model_cli run` and `tf.saved_model.
 - `generate`: prompt token ids (B, T) int32 and the sampling settings (max_new_tokens,
   temperature, top_k, top_p, seed, eot_token, vocab_limit) -> tokens (B, T + max_new_tokens) and
   each row's length (see serving/generate.py). How it decodes is `loop` (see serving/generate.py uses_xla):
-  "xla", the prefill and decoding steps are one XLA-compiled function per prompt-length bucket
-  (powers of two up to block_size; saved with the attribute _XlaMustCompile: the loading process
-  compiles a bucket on its first call, once per batch size; TF Serving runs it when built with
-  XLA); "graph", TensorFlow's own kernels, no XLA (the cache written in place); no custom ops;
+  "xla", the prefill and decoding steps are one XLA-compiled function, the prompt padded to a
+  bucket of lengths (powers of two up to block_size; saved with the attribute _XlaMustCompile: the
+  loading process compiles a bucket on its first call, once per batch size; TF Serving runs it
+  when built with XLA); "graph", TensorFlow's own kernels, no XLA (the cache written in place); no custom ops;
 - `generate_text` (models with a character vocabulary): a prompt string and num_samples and the
   same settings -> the generated texts. The prompt maps to ids through `text_encoder` when given
   (for pipeline models, the tf.Transform graph itself: components/char_transform.py), else

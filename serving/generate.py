@@ -138,22 +138,16 @@ def prompt_buckets(block_size: int):
 
 
 def bucketed(xla_prefill_and_steps, block_size: int):
-    """`prefill_and_steps` for a context of any length, through an XLA function of fixed shapes:
-    the context is padded to the next of `prompt_buckets` and one branch per bucket
-    (tf.switch_case) calls the XLA function at that length, so that XLA compiles only the
-    buckets that are used, each once per batch size, on its first call."""
-    buckets = prompt_buckets(block_size)
+    """`prefill_and_steps` for a context of any length, through one XLA function: the context is
+    padded to the next of `prompt_buckets`, so that XLA, which compiles a function for each shape
+    it is called with, compiles only the buckets that are used, each once per batch size, on its
+    first call. (The function is traced once, its length unknown: a bucket costs the export nothing.)"""
+    buckets = tf.constant(prompt_buckets(block_size))
 
     def run(context, context_length, prompt_length, settings):
-        def at(size):
-            def branch():
-                padded = tf.pad(context, [[0, 0], [0, size - context_length]])
-                return xla_prefill_and_steps(tf.ensure_shape(padded, [None, size]), context_length,
-                                             prompt_length, settings)
-            return branch
-
-        bucket = tf.reduce_sum(tf.cast(tf.constant(buckets) < context_length, tf.int32))
-        return tf.switch_case(bucket, [at(size) for size in buckets])
+        size = tf.gather(buckets, tf.reduce_sum(tf.cast(buckets < context_length, tf.int32)))
+        padded = tf.pad(context, [[0, 0], [0, size - context_length]])
+        return xla_prefill_and_steps(padded, context_length, prompt_length, settings)
 
     return run
 
@@ -239,8 +233,9 @@ def serving_function(model, jit_compile: bool = True) -> tf.types.experimental.G
         tf.saved_model.save(module, path, signatures={"generate": module.generate})
 
     jit_compile: the prefill and the decoding steps within block_size (`prefill_and_steps`) are
-    one XLA function per prompt-length bucket (`bucketed`; saved with _XlaMustCompile, compiled
-    on first use in the process that loads the model, once per bucket and batch size); only the
+    one XLA function, the prompt padded to a bucket of lengths (`bucketed`; saved with
+    _XlaMustCompile, compiled on first use in the process that loads the model, once per bucket
+    and batch size); only the
     steps past block_size, whose window moves, stay in the plain graph. False: no XLA at all."""
     # autograph=False here and in serving/export.py: the decoding is TensorFlow ops with explicit
     # tf.while_loop and tf.cond, so AutoGraph's conversion would only add seconds to every export.
