@@ -8,6 +8,10 @@ import model  # noqa: F401  (sets TensorFlow's CPU defaults, as runner.py does, 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # transformers' TF classes need Keras 2
+# `runner.py run` starts its training and infra-check processes when it starts (core/prestart.py):
+# most of the suite's runs end before the Trainer, where that would be two TensorFlow imports for
+# nothing. tests/conftest.py's char_run runs with them.
+os.environ.setdefault("NANOGPT_TFX_PRESTART", "0")
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 SHARED_DATA = os.environ.get("NANOGPT_TFX_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))

@@ -4,11 +4,14 @@ directory; what a killed run left is cleared first, and a damaged cached artifac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
 
 from pipeline.configs import RunConfig
+
+PRESTART_ENV = "NANOGPT_TFX_PRESTART"
 
 # warnings TFX gives on every run that say nothing about this one
 _ROUTINE_WARNINGS = ("ArtifactQuery.property_predicate is not supported",
@@ -27,7 +30,7 @@ def show_progress() -> None:
             message = record.getMessage()
             if record.levelno >= logging.WARNING:
                 return not message.startswith(_ROUTINE_WARNINGS)
-            return message.startswith(("Component ", "TokenizeText:", "DataValidator:", "LMEvaluator:",
+            return message.startswith(("Component ", "TokenizeText:", "DataValidator:", "Trainer:", "LMEvaluator:",
                                        "InfraValidator:"))
 
     logging.getLogger("absl").addFilter(Progress())
@@ -57,10 +60,14 @@ def run(config: RunConfig, started: float = None) -> None:
     from orchestration import recovery
     from pipeline import metadata
 
+    # After TFX's import, which they would slow; NANOGPT_TFX_PRESTART=0: each fresh process started
+    # when its component comes (the test suite's runs, most of which end before the Trainer, would
+    # only pay for imports they never use).
+    ahead = prestarted() if os.environ.get(PRESTART_ENV, "1") != "0" else contextlib.nullcontext()
     source = config.data.input_pattern or config.data.dataset_name
     print(f"running pipeline {config.pipeline_name} ({config.preset}) on {source}; output in "
           f"{os.path.abspath(config.output_dir)}", flush=True)
-    with recovery.exclusive_run(config.output_dir):
+    with ahead, recovery.exclusive_run(config.output_dir):
         if os.path.exists(config.metadata_path):  # a damaged store: one line naming it, before anything runs
             metadata.sqlite_store(config.metadata_path)
         recovery.claim_pipeline_root(config.metadata_path, config.pipeline_root)  # another store's: one line
@@ -74,3 +81,20 @@ def run(config: RunConfig, started: float = None) -> None:
                                       lambda: LocalDagRunner().run(local_pipeline(config)))
     print(metadata.run_summary(config.metadata_path), flush=True)
     print(metadata.time_split(config.metadata_path, started, time.time()), flush=True)
+
+
+@contextlib.contextmanager
+def prestarted():
+    """The run's two fresh processes, the training process and the infra check's, started now
+    (core/prestart.py): they import TensorFlow while the data components run, and their components
+    hand them their requests. Ended after the block if nothing took them."""
+    from components.infra_validator.check import prestart_check
+    from core import prestart
+    from training.train_process import prestart_training
+
+    prestart_training()
+    prestart_check()
+    try:
+        yield
+    finally:
+        prestart.stop_all()

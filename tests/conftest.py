@@ -33,14 +33,21 @@ def char_run(tmp_path_factory, small_corpus, gpt2_baseline):
     the tests check of these two runs is recorded here (char_run.recorded), before any test runs more
     in the same store: each test passes alone and in any order (a test that reads char_run's first
     artifacts takes the first of their type)."""
+    from components.infra_validator import check
+    from core import prestart
+    from orchestration import local
     from pipeline import metadata
     from pipeline.configs import make_run_config
+    from training import train_process
 
     config = make_run_config("shakespeare_char", input_pattern=small_corpus,
                              output_dir=str(tmp_path_factory.mktemp("char_run")),
                              val_loss_threshold=3.5, **gpt2_baseline, **TINY_TRAINING)
     started = time.time()
-    pipeline_runs.rerun(config)
+    handed = len(prestart.handed_over)
+    with local.prestarted():  # as `runner.py run` starts them (the suite's other runs do not)
+        pipeline_runs.rerun(config)
+    assert prestart.handed_over[handed:] == [train_process.PRESTART_NAME, check.PRESTART_NAME]  # both taken
     versions, summary = pipeline_runs.pushed_versions(config), metadata.run_summary(config.metadata_path)
     time_split = metadata.time_split(config.metadata_path, started, time.time())
     started = time.time()

@@ -5,7 +5,9 @@ its first op; a process where other work already ran TensorFlow cannot have them
 
 The parent (the TFX Trainer's run_fn) calls `train(cfg, tokenizer_json, scratch_dir)`, which runs
 $ python -m training.train_process REQUEST.json
-and streams the child's stdout and stderr line by line to its own. Results come back as files:
+(or hands REQUEST.json to the one `prestart_training` started with the pipeline run, which has
+imported TensorFlow meanwhile: core/prestart.py) and streams the child's stdout and stderr line by
+line to its own. Results come back as files:
 the run's checkpoints in cfg.out_dir, and, in scratch_dir, the outcome (OUTCOME_FILE: the losses,
 the model's shape, the checkpoint holding the weights to export; or the error) and, when the run
 saved no checkpoint, the final weights. A UserError in the child (a divergence, a checkpoint of
@@ -32,7 +34,7 @@ import threading
 import warnings
 from typing import Optional
 
-from core import files, signals
+from core import files, prestart, signals
 from core.errors import RemoteTraceback, UserError, one_line
 
 REQUEST_FILE = "request.json"
@@ -41,6 +43,7 @@ FINAL_WEIGHTS = "final_weights"  # a checkpoint of the model alone, when the run
 PARENT_PID_ENV = "NANOGPT_TFX_PARENT_PID"
 _STOP_TIMEOUT_S = 10
 CONTINUE_ADVICE = "run the same command again to continue from it"
+PRESTART_NAME = "training"
 
 
 class TrainingProcessFailed(UserError):
@@ -74,16 +77,17 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
     outcome_path = os.path.join(scratch_dir, OUTCOME_FILE)
     if os.path.exists(outcome_path):
         os.remove(outcome_path)
-    env = {**os.environ, PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1",
-           "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), *_ignored_warnings()]))}
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's model/
-    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    argv, env = _command()
     asked = []  # the signals this process was stopped with, passed on to the child
     with signals.passing_on(asked) as started:
-        # a session of its own: a terminal's Ctrl-C reaches this process alone, which passes it on once
-        child = subprocess.Popen([sys.executable, "-m", "training.train_process", request], env=env,
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 start_new_session=True)
+        waiting = prestart.take(PRESTART_NAME, argv, env)
+        if waiting:  # started with the run: TensorFlow is imported already
+            child = waiting.process
+            prestart.give(child, request)
+        else:
+            # a session of its own: a terminal's Ctrl-C reaches this process alone, which passes it on once
+            child = subprocess.Popen(argv + [request], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True)
         started(child)
         streams = [threading.Thread(target=_forward, args=(pipe, name), daemon=True)
                    for pipe, name in ((child.stdout, "stdout"), (child.stderr, "stderr"))]
@@ -103,6 +107,22 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
             signal.raise_signal(asked[0])
         return Outcome(**reported)
     raise _failure(returncode, reported, cfg.out_dir)
+
+
+def _command() -> tuple:
+    """The training process's command (the request's path goes after it) and environment."""
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1",
+           "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), *_ignored_warnings()]))}
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's model/
+    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    return [sys.executable, "-m", "training.train_process"], env
+
+
+def prestart_training() -> None:
+    """Start the training process now (core/prestart.py): it imports TensorFlow and the engine while
+    the pipeline's data components run, and `train` hands it its request."""
+    argv, env = _command()
+    prestart.start(PRESTART_NAME, argv, env, start_new_session=True)
 
 
 def _ignored_warnings():
@@ -291,6 +311,8 @@ def trained_model(outcome: Outcome, dtype_policy: str):
 if __name__ == "__main__":
     _die_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as bench.bench
-    if len(sys.argv) != 2:
+    if prestart.prestarted():  # started with the run: the imports now, the request when the Trainer comes
+        import training.train  # noqa: F401  (TensorFlow and the engine)
+    elif len(sys.argv) != 2:
         raise SystemExit(f"usage: python -m training.train_process {REQUEST_FILE} (started by training.train_process.train)")
-    _run(sys.argv[1])
+    _run(prestart.argument(sys.argv))

@@ -2,6 +2,7 @@
 would, in a fresh process with none of the project's code on its path.
 
     python -I canned_requests.py REQUEST_JSON
+    NANOGPT_TFX_PRESTARTED=1 python -I canned_requests.py   # started ahead: REQUEST_JSON on stdin
 
 REQUEST_JSON: {"model_dir", "block_size", "vocab_size", "batches": [1, 4], "max_new_tokens" (0: the
 whole context), "project_root", "project_packages", "parent_pid"} (it dies with its parent). This
@@ -24,6 +25,7 @@ It prints one JSON line: {"ok": true, "calls": [...], "seconds": ...}, or {"ok":
 "what failed, in one line"}; the exit status is 0 either way (a crash is the caller's to report).
 """
 
+import concurrent.futures
 import importlib.util
 import json
 import os
@@ -111,48 +113,75 @@ def requests(loaded, request):
     if request.get("max_new_tokens"):
         max_new_tokens = min(max_new_tokens, request["max_new_tokens"])
     length = prompt_length + max_new_tokens
-    for batch in request["batches"]:
-        ids = np.arange(block_size * batch).reshape(batch, block_size) % vocab_limit
+
+    def logits_request(batch, ids):
         logits = call(signatures["logits"], "logits", idx=ids)["logits"].numpy()
         check(logits.shape == (batch, block_size, vocab_size), f"logits (batch {batch}): shape {logits.shape}, "
               f"expected {(batch, block_size, vocab_size)}")
         check(np.isfinite(logits).all(), f"logits (batch {batch}): not all finite")
-        calls.append(f"logits (batch {batch}, {block_size} tokens)")
-        prompt = ids[:, :prompt_length]
+        return f"logits (batch {batch}, {block_size} tokens)"
+
+    def generate_request(name, batch, prompt):
+        out = call(signatures[name], name, idx=prompt, max_new_tokens=max_new_tokens, temperature=1.0, top_k=0,
+                   top_p=1.0, seed=1, eot_token=-1, vocab_limit=vocab_limit)
+        tokens, lengths = out["tokens"].numpy(), out["lengths"].numpy()
+        what = f"{name} (batch {batch}, max_new_tokens {max_new_tokens})"
+        check(tokens.shape == (batch, length), f"{what}: tokens of shape {tokens.shape}")
+        check((lengths == length).all(), f"{what}: lengths {lengths.tolist()}")
+        check((tokens[:, :prompt_length] == prompt).all(), f"{what}: the prompt is not kept")
+        check(((tokens >= 0) & (tokens < vocab_limit)).all(), f"{what}: ids outside the vocabulary")
+        return what
+
+    def generate_text_request(batch):
+        text = "".join(chars[:prompt_length])
+        out = call(signatures["generate_text"], "generate_text", prompt=text, num_samples=batch,
+                   max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=1)
+        texts = [t.decode("utf-8") for t in out["text"].numpy()]
+        what = f"generate_text ({batch} samples, max_new_tokens {max_new_tokens})"
+        check(len(texts) == batch, f"{what}: {len(texts)} texts")
+        check(all(t.startswith(text) and len(t) == length for t in texts), f"{what}: {texts[0][:40]!r}...")
+        return what
+
+    requests_to_make = []
+    for batch in request["batches"]:
+        ids = np.arange(block_size * batch).reshape(batch, block_size) % vocab_limit
+        requests_to_make.append(lambda batch=batch, ids=ids: logits_request(batch, ids))
         for name in ("generate", "serving_default"):
-            if name not in signatures:
-                continue
-            out = call(signatures[name], name, idx=prompt, max_new_tokens=max_new_tokens, temperature=1.0, top_k=0,
-                       top_p=1.0, seed=1, eot_token=-1, vocab_limit=vocab_limit)
-            tokens, lengths = out["tokens"].numpy(), out["lengths"].numpy()
-            what = f"{name} (batch {batch}, max_new_tokens {max_new_tokens})"
-            check(tokens.shape == (batch, length), f"{what}: tokens of shape {tokens.shape}")
-            check((lengths == length).all(), f"{what}: lengths {lengths.tolist()}")
-            check((tokens[:, :prompt_length] == prompt).all(), f"{what}: the prompt is not kept")
-            check(((tokens >= 0) & (tokens < vocab_limit)).all(), f"{what}: ids outside the vocabulary")
-            calls.append(what)
+            if name in signatures:
+                requests_to_make.append(lambda name=name, batch=batch, prompt=ids[:, :prompt_length]:
+                                        generate_request(name, batch, prompt))
         if chars:
-            text = "".join(chars[:prompt_length])
-            out = call(signatures["generate_text"], "generate_text", prompt=text, num_samples=batch,
-                       max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=1)
-            texts = [t.decode("utf-8") for t in out["text"].numpy()]
-            what = f"generate_text ({batch} samples, max_new_tokens {max_new_tokens})"
-            check(len(texts) == batch, f"{what}: {len(texts)} texts")
-            check(all(t.startswith(text) and len(t) == length for t in texts), f"{what}: {texts[0][:40]!r}...")
-            calls.append(what)
+            requests_to_make.append(lambda batch=batch: generate_text_request(batch))
+    # Two at a time, as a server answers concurrent requests: each signature's first call (its graph
+    # optimized, its XLA clusters compiled for the batch size) keeps a core busy for a second or two.
+    # The answers are checked in the order above; the first failure is the one reported.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        calls.extend(pool.map(lambda make: make(), requests_to_make))
     unknown = sorted(set(signatures) - {"generate", "serving_default", "logits", "tokenizer", "generate_text"})
     check(not unknown, f"signatures the infra check has no requests for: {', '.join(unknown)}")
     return calls
 
 
 def main(argv):
-    request = json.loads(argv[1])
-    die_with_parent(request["parent_pid"])
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # core/prestart.py's protocol, written out (this process cannot import the project): a process
+    # started ahead of its request imports TensorFlow, then reads the request from stdin.
+    if os.environ.pop("NANOGPT_TFX_PRESTARTED", None) == "1":
+        die_with_parent(os.getppid())
+        # its import yields the cores to the run's work meanwhile (the run waits for the check itself)
+        import tensorflow  # noqa: F401  (what it was started ahead for)
+
+        line = sys.stdin.readline()
+        if not line:  # no request came: the run ended without a check
+            os._exit(0)
+        request = json.loads(line)
+    else:
+        request = json.loads(argv[1])
+        die_with_parent(request["parent_pid"])
     started = time.time()
     visible = hide_project(request["project_root"], request["project_packages"])
     if visible:
         return {"ok": False, "failed": f"the project's code is importable in the check's process: {', '.join(visible)}"}
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     stage = "load"

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 
 from components import artifact_layout
-from components.infra_validator import executor
+from components.infra_validator import check, executor
 from components.trainer.settings import DeployConfig
 from test_helpers.lm_models import tiny_gpt
 
@@ -50,10 +50,10 @@ def test_the_checks_process_cannot_import_the_projects_code():
     """canned_requests.hide_project in a `python -I` process: the project's packages, importable
     there before (the editable install's finder), are not after."""
     code = (f"import importlib.util, runpy, sys\n"
-            f"before = [n for n in {executor.PROJECT_PACKAGES!r} if importlib.util.find_spec(n)]\n"
-            f"visible = runpy.run_path({executor.CLIENT!r})['hide_project']({executor.PROJECT_ROOT!r}, "
-            f"{executor.PROJECT_PACKAGES!r})\n"
-            f"after = [n for n in {executor.PROJECT_PACKAGES!r} if importlib.util.find_spec(n)]\n"
+            f"before = [n for n in {check.PROJECT_PACKAGES!r} if importlib.util.find_spec(n)]\n"
+            f"visible = runpy.run_path({check.CLIENT!r})['hide_project']({check.PROJECT_ROOT!r}, "
+            f"{check.PROJECT_PACKAGES!r})\n"
+            f"after = [n for n in {check.PROJECT_PACKAGES!r} if importlib.util.find_spec(n)]\n"
             f"print(before, visible, after)\n"
             f"import core")
     done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)

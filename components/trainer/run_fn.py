@@ -29,8 +29,10 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import time
 
 import tensorflow as tf
+from absl import logging
 
 from components import artifact_layout
 from components.trainer import settings, trainings
@@ -116,7 +118,9 @@ def run_fn(fn_args) -> None:
         if separate:
             trainings.start(choice, ident, cfg, model_run_dir, chief=chief_by_tf_config())
         try:
+            started = time.time()
             trained, model = _train(cfg, tokenizer_json, choice.continue_from)
+            training_process_seconds = time.time() - started
         except BaseException:
             if separate:  # failed before its first checkpoint: nothing to continue from
                 trainings.discard_if_empty(choice.directory)
@@ -133,8 +137,11 @@ def run_fn(fn_args) -> None:
         files.write_json(os.path.join(model_run_dir, artifact_layout.TIMING_FILE),
                          {"training_seconds": round(trained.seconds, 1)})
     model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+    exporting = time.time()
     export_saved_model(model, fn_args.serving_model_dir, tokenizer_json, **export)
     model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
+    logging.info("Trainer: the training process %.1f s (its training loop %.1f s), the export %.1f s",
+                 training_process_seconds, trained.seconds, time.time() - exporting)
     with writing(f"{RUN_DIR_POINTER} in {model_uri}"):
         files.write_file(os.path.join(model_uri, RUN_DIR_POINTER), model_run_dir)
     if separate:  # last: a kill before it leaves the training to be continued (exported again)
