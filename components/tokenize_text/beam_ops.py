@@ -125,7 +125,7 @@ class TokenizeDocuments(_ReadsDocuments):
     def setup(self):
         super().setup()
         if self._cfg["tokenizer"] == GPT2:  # building the BPE ranks takes a third of a second
-            self._encoding = _gpt2_encoding(self._cfg.get("bpe_dir"))
+            self._encoding = gpt2_encoding(self._cfg.get("bpe_dir"))
 
     def process(self, item, duplicates=None):
         self._progress = self._progress or Progress()
@@ -220,8 +220,10 @@ class _DocCounter:
 
 
 @functools.lru_cache(maxsize=None)
-def _gpt2_encoding(bpe_dir):
-    """One tiktoken encoding per worker process, shared by its threads (tiktoken is thread-safe)."""
+def gpt2_encoding(bpe_dir):
+    """One tiktoken encoding per process, shared by its threads (tiktoken is thread-safe): building
+    it from the BPE files takes ~0.2 s, which the executor (checking the files before Beam starts)
+    and the DirectRunner's worker threads in its process pay once between them."""
     from model.tokenizer import GPT2Tokenizer
 
     return GPT2Tokenizer(bpe_dir).encoding
@@ -355,7 +357,7 @@ def _write_statistics(generated, merged: dict, directory: str, cfg: Dict) -> Non
     keeps them."""
     from apache_beam.io.filesystems import FileSystems
 
-    labels = statistics.token_label(_gpt2_encoding(cfg.get("bpe_dir")).decode_single_token_bytes) \
+    labels = statistics.token_label(gpt2_encoding(cfg.get("bpe_dir")).decode_single_token_bytes) \
         if cfg["tokenizer"] == GPT2 else None
     for split in sources.SPLITS:
         result = statistics.split_statistics(generated, merged, split, labels)
