@@ -7,9 +7,11 @@ of about doc_kb, one file each), runs the component's executor end to end withou
 data (planning, the Beam pipeline on the DirectRunner with `workers` workers, threads by default,
 writing and publishing the shards) and
 then tiktoken's encode_ordinary_batch over the same documents with `workers` threads, alternately,
-`repeats` times, keeping each side's fastest run (the machine may be shared). The last line
-is `tokens_per_s=<component> raw_tokens_per_s=<tiktoken> ratio=<component/raw>`; both count the
-documents' BPE tokens (the component's end-of-text tokens are left out of its count).
+`repeats` times, keeping each side's fastest run (the machine may be shared); each repeat also runs
+the component with its checks of the data (the duplicate pass and TFDV statistics, its default). The
+last line is `tokens_per_s=<component> raw_tokens_per_s=<tiktoken> ratio=<component/raw>
+checked_ratio=<checked component/raw>`; all count the documents' BPE tokens (the component's
+end-of-text tokens are left out of its count).
 
     python -m bench.bench_tokenize --huge_document_mb 100
 
@@ -129,10 +131,13 @@ def bench_throughput(args, work: str) -> None:
 
     # The machine is shared: each side runs `repeats` times, alternating, and the fastest counts.
     tokenizer = GPT2Tokenizer(args.bpe_dir)
-    times, raw_times = [], []
+    times, raw_times, checked_times = [], [], []
     for repeat in range(args.repeats):
         examples, seconds = run_component(os.path.join(corpus, "*.txt"), os.path.join(work, f"examples{repeat}"),
                                           beam_args, dedup=False, **props)  # the tokenizing alone (--checks)
+        _, checked = run_component(os.path.join(corpus, "*.txt"), os.path.join(work, f"checked{repeat}"),
+                                   beam_args, dedup=True, statistics=True, **props)
+        checked_times.append(checked)
         count = examples.get_custom_property
         component_tokens = count("num_tokens_train") + count("num_tokens_val") - count("num_documents")
         start = time.perf_counter()
@@ -140,13 +145,15 @@ def bench_throughput(args, work: str) -> None:
         raw_times.append(time.perf_counter() - start)
         times.append(seconds)
         print(f"run {repeat}: component {component_tokens} tokens in {seconds:.2f} s; tiktoken "
-              f"encode_ordinary_batch ({args.workers} threads) {raw_tokens} tokens in {raw_times[-1]:.2f} s",
+              f"encode_ordinary_batch ({args.workers} threads) {raw_tokens} tokens in {raw_times[-1]:.2f} s; "
+              f"component with its checks in {checked:.2f} s",
               flush=True)
         if raw_tokens != component_tokens:
             raise SystemExit(f"token counts differ: component {component_tokens}, tiktoken {raw_tokens}")
     print(f"load average (1/5/15 min) at the end: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
     rate, raw_rate = component_tokens / min(times), raw_tokens / min(raw_times)
-    print(f"tokens_per_s={rate:.0f} raw_tokens_per_s={raw_rate:.0f} ratio={rate / raw_rate:.3f}")
+    print(f"tokens_per_s={rate:.0f} raw_tokens_per_s={raw_rate:.0f} ratio={rate / raw_rate:.3f} "
+          f"checked_ratio={component_tokens / min(checked_times) / raw_rate:.3f}")
 
 
 def bench_huge_document(args, work: str) -> None:
