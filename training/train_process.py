@@ -245,7 +245,7 @@ def _write_outcome(path: str, outcome: dict) -> None:
     files.write_json(path, outcome, indent=None, sort_keys=False)
 
 
-def _run(request_path: str) -> None:
+def _run(request_path: str, stop) -> None:
     """Train as the request says; the outcome (or the error) beside the request."""
     scratch = os.path.dirname(request_path)
     outcome_path = os.path.join(scratch, OUTCOME_FILE)
@@ -255,12 +255,10 @@ def _run(request_path: str) -> None:
         import tensorflow as tf
 
         from training.config import CHECKPOINT_DIR, TrainConfig
-        from training.stopping import StopRequest, TrainingStopped, install
+        from training.stopping import TrainingStopped
         from training.train import Trainer
 
         cfg = TrainConfig.from_json(request["config"])
-        stop = StopRequest(insist=False)  # the parent insists, by killing this process
-        install(stop)
         trainer = Trainer(cfg, tokenizer_json=request["tokenizer_json"], log=lambda line: print(line, flush=True),
                           continue_from=request.get("continue_from"), stop=stop)
         try:
@@ -309,10 +307,17 @@ def trained_model(outcome: Outcome, dtype_policy: str):
 
 
 if __name__ == "__main__":
+    from training.stopping import StopRequest, install
+
+    # SIGTERM and SIGINT from the first moment: one that came during the imports below could be
+    # swallowed by a library's bare `except:` (a KeyboardInterrupt) and leave the training running.
+    # The training stops at its first iteration when one came before it.
+    stop = StopRequest(insist=False)  # the parent insists, by killing this process
+    install(stop)
     _die_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as bench.bench
     if prestart.prestarted():  # started with the run: the imports now, the request when the Trainer comes
         import training.train  # noqa: F401  (TensorFlow and the engine)
     elif len(sys.argv) != 2:
         raise SystemExit(f"usage: python -m training.train_process {REQUEST_FILE} (started by training.train_process.train)")
-    _run(prestart.argument(sys.argv))
+    _run(prestart.argument(sys.argv), stop)
