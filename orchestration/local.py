@@ -55,19 +55,26 @@ def run(config: RunConfig, started: float = None) -> None:
     import time
 
     started = time.time() if started is None else started
+    # NANOGPT_TFX_PRESTART=0: each fresh process started when its component comes (the test suite's
+    # runs, most of which end before the Trainer, would only pay for imports they never use)
+    ahead = os.environ.get(PRESTART_ENV, "1") != "0"
+    with prestarted() if ahead else contextlib.nullcontext(lambda: None) as start_check:
+        _run(config, started, start_check)
+
+
+def _run(config: RunConfig, started: float, start_check) -> None:
+    import time
+
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # (not tfx.v1: pipeline/pipeline.py)
 
     from orchestration import recovery
     from pipeline import metadata
 
-    # After TFX's import, which they would slow; NANOGPT_TFX_PRESTART=0: each fresh process started
-    # when its component comes (the test suite's runs, most of which end before the Trainer, would
-    # only pay for imports they never use).
-    ahead = prestarted() if os.environ.get(PRESTART_ENV, "1") != "0" else contextlib.nullcontext()
+    start_check()
     source = config.data.input_pattern or config.data.dataset_name
     print(f"running pipeline {config.pipeline_name} ({config.preset}) on {source}; output in "
           f"{os.path.abspath(config.output_dir)}", flush=True)
-    with ahead, recovery.exclusive_run(config.output_dir):
+    with recovery.exclusive_run(config.output_dir):
         if os.path.exists(config.metadata_path):  # a damaged store: one line naming it, before anything runs
             metadata.sqlite_store(config.metadata_path)
         recovery.claim_pipeline_root(config.metadata_path, config.pipeline_root)  # another store's: one line
@@ -85,16 +92,17 @@ def run(config: RunConfig, started: float = None) -> None:
 
 @contextlib.contextmanager
 def prestarted():
-    """The run's two fresh processes, the training process and the infra check's, started now
-    (core/prestart.py): they import TensorFlow while the data components run, and their components
-    hand them their requests. Ended after the block if nothing took them."""
+    """The run's two fresh processes started ahead (core/prestart.py), whose components hand them
+    their requests: the training process now, its TensorFlow import on the core that TFX's import
+    in this process leaves idle; the infra check's by the function this yields, to call once TFX is
+    imported (a third import at once would slow TFX's), so that it imports while the data components
+    run. Those nothing took are ended after the block."""
     from components.infra_validator.check import prestart_check
     from core import prestart
     from training.train_process import prestart_training
 
     prestart_training()
-    prestart_check()
     try:
-        yield
+        yield prestart_check
     finally:
         prestart.stop_all()

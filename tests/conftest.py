@@ -45,7 +45,8 @@ def char_run(tmp_path_factory, small_corpus, gpt2_baseline):
                              val_loss_threshold=3.5, **gpt2_baseline, **TINY_TRAINING)
     started = time.time()
     handed = len(prestart.handed_over)
-    with local.prestarted():  # as `runner.py run` starts them (the suite's other runs do not)
+    with local.prestarted() as start_check:  # as `runner.py run` starts them (the suite's other runs do not)
+        start_check()
         pipeline_runs.rerun(config)
     assert prestart.handed_over[handed:] == [train_process.PRESTART_NAME, check.PRESTART_NAME]  # both taken
     versions, summary = pipeline_runs.pushed_versions(config), metadata.run_summary(config.metadata_path)
