@@ -7,7 +7,7 @@ if [ "${1:-}" = "--gpu" ]; then
   shift
   bash scripts/setup.sh --gpu
 else
-  bash scripts/setup.sh
+  bash scripts/setup.sh --if-changed
 fi
 # A checkout with the shared data beside it (the project's own machines and CI, which are offline)
 # trains on that copy of Tiny Shakespeare; elsewhere runner.py downloads it, as nanoGPT does.

@@ -4,6 +4,9 @@
 #   bash scripts/setup.sh          # CPU (or as the last --gpu/--cpu chose: .venv remembers it)
 #   bash scripts/setup.sh --gpu    # + the locked gpu extra: CUDA and cuDNN wheels for TensorFlow (NVIDIA GPUs)
 #   bash scripts/setup.sh --cpu    # without it again
+#   bash scripts/setup.sh --if-changed   # (scripts/run.sh, scripts/test.sh) nothing when uv.lock,
+#                                        # pyproject.toml, Python and the extras are those of the last
+#                                        # sync here (uv's check of .venv takes ~2 s of every command)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,12 +14,15 @@ UV_VERSION=0.13.9
 # `uv sync` installs exactly the set asked for, so the gpu extra is remembered: a later plain
 # setup (scripts/test.sh, scripts/run.sh) keeps it.
 EXTRAS_FILE=.venv/nanogpt-tfx-extras
+SYNCED_FILE=.venv/nanogpt-tfx-synced  # what the last sync installed from (see synced_key)
 WANT=$(cat "$EXTRAS_FILE" 2>/dev/null || true)
+IF_CHANGED=
 for arg in "$@"; do
   case "$arg" in
     --gpu) WANT=gpu ;;
     --cpu) WANT= ;;
-    *) echo "setup.sh: unknown option $arg (known: --gpu, --cpu)" >&2; exit 2 ;;
+    --if-changed) IF_CHANGED=1 ;;
+    *) echo "setup.sh: unknown option $arg (known: --gpu, --cpu, --if-changed)" >&2; exit 2 ;;
   esac
 done
 EXTRAS=()
@@ -36,6 +42,12 @@ find_python() {
 }
 
 PY=$(find_python)
+synced_key() {
+  { cat uv.lock pyproject.toml; echo "$WANT $UV_VERSION"; "$PY" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1
+}
+if [ -n "$IF_CHANGED" ] && [ -x .venv/bin/python ] && [ "$(cat "$SYNCED_FILE" 2>/dev/null)" = "$(synced_key)" ]; then
+  exit 0
+fi
 if [ ! -x .tools/bin/uv ] || [ "$(.tools/bin/uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
   echo "setup: installing uv $UV_VERSION into .tools" >&2
   "$PY" -m venv .tools
@@ -44,3 +56,4 @@ fi
 # ${EXTRAS[@]+...}: an empty array under `set -u` in bash < 4.4
 .tools/bin/uv sync --frozen --python "$PY" --quiet ${EXTRAS[@]+"${EXTRAS[@]}"}
 echo "$WANT" > "$EXTRAS_FILE"
+synced_key > "$SYNCED_FILE"
