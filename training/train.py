@@ -154,6 +154,7 @@ class Trainer:
         self.log = log
         self.stop = stop
         self.seconds = 0.0  # the training loop's own time, once run() has finished
+        self.loop_ended = 0.0
         notes = []  # said after the devices, which the first line names
         self.branches = cpu_branches(cfg, notes.append)
         self.strategy = strategy or make_strategy(cfg)
@@ -454,6 +455,7 @@ class Trainer:
 
     def _finish_run(self, iter_num: int) -> Dict[str, float]:
         self.seconds = time.monotonic() - self._loop_started
+        self.loop_ended = time.time()  # (the wall clock's: another process compares it with its own)
         if self._writer:
             self._writer.flush()
         if not self.chief:

@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from typing import Optional
 
@@ -60,6 +61,17 @@ class Outcome:
     model_config: dict  # GPTConfig of the trained model
     weights: str  # the checkpoint whose `model` holds the weights to export (the best ones)
     seconds: float = 0.0  # the training loop's own time (this process's start-up, data and export apart)
+    # when (time.time()) this process had its request, began and ended its loop, wrote this
+    # outcome; and (the parent's) when it exited and when its output closed: where its time went
+    times: dict = dataclasses.field(default_factory=dict)
+
+    def time_split(self) -> str:
+        """This process's seconds from its request to its output's end, by phase."""
+        t = self.times
+        phases = [("to its loop", "request", "loop_started"), ("its loop", "loop_started", "loop_ended"),
+                  ("to its outcome", "loop_ended", "outcome"), ("to its exit", "outcome", "exited"),
+                  ("to its output's end", "exited", "output_closed")]
+        return ", ".join(f"{name} {t[b] - t[a]:.1f} s" for name, a, b in phases if a in t and b in t)
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,6 +107,7 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
             stream.start()
         try:
             returncode = child.wait()
+            exited = time.time()
         except BaseException:  # any other end of the parent: the child stops first
             _stop(child)
             raise
@@ -105,7 +118,9 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
     if returncode == 0 and reported and "error" not in reported:
         if asked:  # it ended before it saw the stop: this process still stops, as it was told
             signal.raise_signal(asked[0])
-        return Outcome(**reported)
+        outcome = Outcome(**reported)
+        outcome.times.update(exited=exited, output_closed=time.time())
+        return outcome
     raise _failure(returncode, reported, cfg.out_dir)
 
 
@@ -249,6 +264,7 @@ def _run(request_path: str, stop) -> None:
     """Train as the request says; the outcome (or the error) beside the request."""
     scratch = os.path.dirname(request_path)
     outcome_path = os.path.join(scratch, OUTCOME_FILE)
+    requested = time.time()
     try:
         request = files.read_json(request_path)
         # imported here, after the check on the parent: TensorFlow takes ~12 s to import
@@ -270,7 +286,9 @@ def _run(request_path: str, stop) -> None:
             weights = tf.train.Checkpoint(model=trainer.model).write(os.path.join(scratch, FINAL_WEIGHTS))
         _write_outcome(outcome_path, dataclasses.asdict(Outcome(
             chief=trainer.chief, result=result, history=trainer.history, train_losses=trainer.train_losses,
-            model_config=trainer.model.config.to_dict(), weights=weights or "", seconds=trainer.seconds)))
+            model_config=trainer.model.config.to_dict(), weights=weights or "", seconds=trainer.seconds,
+            times=dict(request=requested, loop_started=trainer.loop_ended - trainer.seconds,
+                       loop_ended=trainer.loop_ended, outcome=time.time()))))
     except KeyboardInterrupt:  # Ctrl-C reached the parent too, which reports it
         raise SystemExit(130) from None
     except Exception as e:

@@ -140,8 +140,8 @@ def run_fn(fn_args) -> None:
     exporting = time.time()
     export_saved_model(model, fn_args.serving_model_dir, tokenizer_json, **export)
     model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
-    logging.info("Trainer: the training process %.1f s (its training loop %.1f s), the export %.1f s",
-                 training_process_seconds, trained.seconds, time.time() - exporting)
+    logging.info("Trainer: the training process %.1f s (%s), the export %.1f s", training_process_seconds,
+                 trained.time_split(), time.time() - exporting)
     with writing(f"{RUN_DIR_POINTER} in {model_uri}"):
         files.write_file(os.path.join(model_uri, RUN_DIR_POINTER), model_run_dir)
     if separate:  # last: a kill before it leaves the training to be continued (exported again)
