@@ -361,7 +361,9 @@ class Trainer:
         optimizer step; log it every log_interval; stop after max_iters."""
         iter_num = self.start_iter
         self.iter_num.assign(iter_num)
-        iterator = self.dataset_iterator(iter_num)
+        # kept on the trainer, not a local: deleting a tf.data iterator whose parallel map and
+        # prefetch are busy took 23-25 s in some pipeline runs, which the end of run() then waited for
+        self._iterator = iterator = self.dataset_iterator(iter_num)
         self._start_run()
         self._loop_started = time.monotonic()
         with self._writer.as_default() if self._writer else contextlib.nullcontext():
