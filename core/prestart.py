@@ -7,7 +7,7 @@ starts such a process when the run starts, with PRESTARTED_ENV in its environmen
 imports what it needs, then reads its one real argument from a line of its stdin
 (`argument(argv)`). When its task comes, `take(name, argv, env)` hands over the process started
 with exactly that command and environment (the task gives it the argument), or None, and the task
-starts one afresh as before. Processes no task took are ended by `stop_all()` (and die with the
+starts one the same way now (`launch`). Processes no task took are ended by `stop_all()` (and die with the
 process that started them, as the programs above do).
 """
 
@@ -44,15 +44,21 @@ class Waiting:
     remove_cwd: bool  # cwd is the process's own (a temporary directory): removed with it
 
 
+def launch(argv: List[str], env: Dict[str, str], cwd: Optional[str] = None, remove_cwd: bool = False,
+           **popen) -> Waiting:
+    """argv started now, to read its argument from its stdin (`give`): what `start` starts ahead, and
+    what a task whose process nothing started ahead starts itself (`take(...) or launch(...)`)."""
+    process = subprocess.Popen(argv, env={**env, PRESTARTED_ENV: "1"}, cwd=cwd, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    return Waiting(process, list(argv), dict(env), cwd, remove_cwd)
+
+
 def start(name: str, argv: List[str], env: Dict[str, str], cwd: Optional[str] = None, remove_cwd: bool = False,
           **popen) -> None:
     """Start argv now, for the task `name` (one process a name: while one waits, nothing more starts)."""
     with _lock:
-        if name in _waiting:
-            return
-        process = subprocess.Popen(argv, env={**env, PRESTARTED_ENV: "1"}, cwd=cwd, stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
-        _waiting[name] = Waiting(process, list(argv), dict(env), cwd, remove_cwd)
+        if name not in _waiting:
+            _waiting[name] = launch(argv, env, cwd, remove_cwd, **popen)
 
 
 def take(name: str, argv: List[str], env: Dict[str, str]) -> Optional[Waiting]:

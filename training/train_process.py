@@ -4,12 +4,12 @@ CPU branches of train.cpu_branches need single-threaded ops, which TensorFlow ta
 its first op; a process where other work already ran TensorFlow cannot have them).
 
 The parent (the TFX Trainer's run_fn) calls `train(cfg, tokenizer_json, scratch_dir)`, which runs
-$ python -m training.train_process REQUEST.json
-(or hands REQUEST.json to the one `prestart_training` started with the pipeline run, which has
-imported TensorFlow meanwhile: core/prestart.py) and streams the child's stdout and stderr line by
-line to its own. Results come back as files:
-the run's checkpoints in cfg.out_dir, and, in scratch_dir, the outcome (OUTCOME_FILE: the losses,
-the model's shape, the checkpoint holding the weights to export; or the error) and, when the run
+$ python -m training.train_process
+and hands it REQUEST.json's path on its stdin (core/prestart.py: the process `prestart_training`
+started with the pipeline run, which has imported TensorFlow meanwhile, or one started now), and
+streams the child's stdout and stderr line by line to its own. Results come back as files: the
+run's checkpoints in cfg.out_dir, and, in scratch_dir, the outcome (OUTCOME_FILE: the losses, the
+model's shape, the checkpoint holding the weights to export; or the error) and, when the run
 saved no checkpoint, the final weights. A UserError in the child (a divergence, a checkpoint of
 another shape) is raised again in the parent as the same class with the same one-line message, and
 the child's traceback as its cause (which `--debug` shows); a
@@ -45,6 +45,8 @@ PARENT_PID_ENV = "NANOGPT_TFX_PARENT_PID"
 _STOP_TIMEOUT_S = 10
 CONTINUE_ADVICE = "run the same command again to continue from it"
 PRESTART_NAME = "training"
+# a session of its own: a terminal's Ctrl-C reaches the parent alone, which passes it on once
+_SESSION = dict(start_new_session=True)
 
 
 class TrainingProcessFailed(UserError):
@@ -92,14 +94,9 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
     argv, env = _command()
     asked = []  # the signals this process was stopped with, passed on to the child
     with signals.passing_on(asked) as started:
-        waiting = prestart.take(PRESTART_NAME, argv, env)
-        if waiting:  # started with the run: TensorFlow is imported already
-            child = waiting.process
-            prestart.give(child, request)
-        else:
-            # a session of its own: a terminal's Ctrl-C reaches this process alone, which passes it on once
-            child = subprocess.Popen(argv + [request], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+        # started with the run (TensorFlow imported already), else now, the same way
+        child = (prestart.take(PRESTART_NAME, argv, env) or prestart.launch(argv, env, **_SESSION)).process
+        prestart.give(child, request)
         started(child)
         streams = [threading.Thread(target=_forward, args=(pipe, name), daemon=True)
                    for pipe, name in ((child.stdout, "stdout"), (child.stderr, "stderr"))]
@@ -137,7 +134,7 @@ def prestart_training() -> None:
     """Start the training process now (core/prestart.py): it imports TensorFlow and the engine while
     the pipeline's data components run, and `train` hands it its request."""
     argv, env = _command()
-    prestart.start(PRESTART_NAME, argv, env, start_new_session=True)
+    prestart.start(PRESTART_NAME, argv, env, **_SESSION)
 
 
 def _ignored_warnings():

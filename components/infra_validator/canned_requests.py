@@ -2,7 +2,7 @@
 would, in a fresh process with none of the project's code on its path.
 
     python -I canned_requests.py REQUEST_JSON
-    NANOGPT_TFX_PRESTARTED=1 python -I canned_requests.py   # started ahead: REQUEST_JSON on stdin
+    NANOGPT_TFX_PRESTARTED=1 python -I canned_requests.py   # (check.py) REQUEST_JSON on stdin
 
 REQUEST_JSON: {"model_dir", "block_size", "vocab_size", "batches": [1, 4], "max_new_tokens" (0: the
 whole context), "project_root", "project_packages", "parent_pid"} (it dies with its parent). This
@@ -168,7 +168,6 @@ def main(argv):
     # started ahead of its request imports TensorFlow, then reads the request from stdin.
     if os.environ.pop("NANOGPT_TFX_PRESTARTED", None) == "1":
         die_with_parent(os.getppid())
-        # its import yields the cores to the run's work meanwhile (the run waits for the check itself)
         import tensorflow  # noqa: F401  (what it was started ahead for)
 
         line = sys.stdin.readline()

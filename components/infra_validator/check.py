@@ -34,11 +34,15 @@ def _process() -> tuple:
     return [sys.executable, "-I", CLIENT], {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
 
 
+def _in_its_own_directory() -> dict:
+    return dict(cwd=tempfile.mkdtemp(prefix="infra_check_"), remove_cwd=True)
+
+
 def prestart_check() -> None:
     """Start the check's process now, in an empty directory of its own: it imports TensorFlow and
     waits for its request (check_saved_model takes it)."""
     argv, env = _process()
-    prestart.start(PRESTART_NAME, argv, env, cwd=tempfile.mkdtemp(prefix="infra_check_"), remove_cwd=True)
+    prestart.start(PRESTART_NAME, argv, env, **_in_its_own_directory())
 
 
 def check_saved_model(model_uri: str, timeout: float, max_new_tokens: int = 0) -> Tuple[bool, str, float]:
@@ -56,17 +60,9 @@ def check_saved_model(model_uri: str, timeout: float, max_new_tokens: int = 0) -
                           "project_packages": list(PROJECT_PACKAGES), "parent_pid": os.getpid()})
     argv, env = _process()
     started = time.time()
-    waiting = prestart.take(PRESTART_NAME, argv, env)
-    if waiting is None:
-        workdir = tempfile.mkdtemp(prefix="infra_check_")
-        waiting = prestart.Waiting(subprocess.Popen(argv + [request], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE),
-                                   argv, env, workdir, remove_cwd=True)
-        given = None
-    else:
-        given = (request + "\n").encode("utf-8")
+    waiting = prestart.take(PRESTART_NAME, argv, env) or prestart.launch(argv, env, **_in_its_own_directory())
     try:
-        stdout, stderr = waiting.process.communicate(input=given, timeout=timeout)
+        stdout, stderr = waiting.process.communicate(input=(request + "\n").encode("utf-8"), timeout=timeout)
     except subprocess.TimeoutExpired:
         return False, (f"the SavedModel did not load and answer within {timeout:g} s (--infra_timeout; "
                        f"--infra_max_new_tokens bounds the requests)"), timeout
