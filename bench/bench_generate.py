@@ -2,7 +2,7 @@
 and nanoGPT's uncached loop.
 
 $ python -m bench.bench_generate [--new_tokens=256] [--prompt_tokens=16] [--batch=1] [--rounds=2]
-                                 [--hf=True] [--uncached=True] [--bfloat16=True]
+                                 [--hf=True] [--uncached=True] [--bfloat16=True] [--isa=avx2]
                                  [--n_layer=12 --n_head=12 --n_embd=768 --vocab_size=50257 --block_size=1024]
 
 A GPT-2 124M-shaped model (random weights, vocab 50257, block 1024, float32; the --n_* options, --vocab_size
@@ -16,9 +16,11 @@ top_k 200, one seed), in the same process:
                      prompt-length bucket
   served, graph      the same with `serving_loop=graph`: TensorFlow's own kernels, no XLA (the
                      cache written in place, oneDNN's products on every core)
-  served             the one of the two that the default `serving_loop=auto` exports for the
-                     size of the model's layers (serving/generate.py uses_xla)
-  served, bfloat16   the default export with bfloat16 weights (`serving_weights=bfloat16`)
+  served             the faster of the two (the default `serving_loop=auto` measures both at
+                     the export and exports the faster: serving/choose.py)
+  served, bfloat16   the export with bfloat16 weights (`serving_weights=bfloat16`, its loop auto)
+  served, auto       the export with `serving_weights=auto` and `serving_loop=auto`: the fastest
+                     of the four measured at the export (its choice and figures printed)
   transformers       TFGPT2LMHeadModel loaded from the project's Hugging Face export
                      (`model.save_pretrained`) and its `generate` under tf.function(jit_compile=True)
   uncached           `generate_uncached`: nanoGPT's loop, the whole cropped context through the
@@ -29,8 +31,12 @@ project's float32 paths produce the same tokens from the same seed, which is che
 line is
     cached_tokens_per_s=<x> uncached_tokens_per_s=<y> speedup=<x/y> served_tokens_per_s=<s>
     hf_tokens_per_s=<h> served_vs_hf=<s/h> served_bf16_tokens_per_s=<b> bf16_vs_float32=<b/x>
-    served_xla_tokens_per_s=<a> served_graph_tokens_per_s=<g>
-in tokens generated per second over all rows (one line). --hf=False, --uncached=False and
+    served_xla_tokens_per_s=<a> served_graph_tokens_per_s=<g> served_auto_tokens_per_s=<u>
+    auto=<weights>,<loop> weight_bytes_per_token=<n> read_gb_per_s=<r> served_vs_wall=<s/wall>
+    served_bf16_vs_wall=<b/bfloat16 wall> isa=<native or avx2>
+in tokens generated per second over all rows (one line). --isa=avx2 caps oneDNN at AVX2 (bench.bench
+ISA_ENV), as on an AVX2-only CPU; TensorFlow itself still sees AVX-512 and sends bfloat16 products to
+oneDNN, which then has no bfloat16 kernel of its own. --hf=False, --uncached=False and
 --bfloat16=False leave those paths out (their figures print as nan), e.g. for a quick batch-8
 comparison of served and in-process.
 """
@@ -45,6 +51,7 @@ import time
 
 import numpy as np
 
+from bench.bench import ISA_ENV
 from core import settings
 
 SAMPLING = dict(temperature=0.8, top_k=200, seed=1337)  # nanoGPT sample.py's defaults
@@ -77,9 +84,13 @@ def _served(model, directory, prompt, n, weights, loop):
     """A client's call of the exported SavedModel's generate signature, as a function."""
     import tensorflow as tf
 
-    from serving.export import export_saved_model
+    from serving.choose import describe
+    from serving.export import export_record, export_saved_model
 
     export_saved_model(model, directory, {"kind": "gpt2"}, weights=weights, loop=loop)
+    if "auto" in (weights, loop):
+        print(f"export of serving_weights={weights} serving_loop={loop}: {describe(export_record(directory))}",
+              flush=True)
     signature = tf.saved_model.load(directory).signatures["generate"]
     settings = dict(max_new_tokens=tf.constant(n), temperature=tf.constant(SAMPLING["temperature"]),
                     top_k=tf.constant(SAMPLING["top_k"]), top_p=tf.constant(1.0),
@@ -149,6 +160,8 @@ class BenchGenerateConfig:
     vocab_size: int = settings.setting(50257, "vocabulary", minimum=1)
     block_size: int = settings.setting(1024, "context length", minimum=1)
     rounds: int = settings.setting(2, "each path is timed this many times, best kept", minimum=1)
+    isa: str = settings.setting("native", "avx2: oneDNN capped at AVX2, as on an AVX2-only CPU",
+                                choices=("native", "avx2"))
 
     def __post_init__(self):
         settings.check(self)
@@ -156,22 +169,23 @@ class BenchGenerateConfig:
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from serving.generate import generate, generate_uncached, uses_xla
-    from model.model import GPT, GPTConfig
-
     opts = dataclasses.asdict(settings.command_line(
         "python -m bench.bench_generate", sys.argv[1:] if argv is None else argv,
         lambda args: BenchGenerateConfig(**settings.parse_overrides(args, BenchGenerateConfig)),
         lambda prog: f"usage: {prog} [--key=value ...]\n\n" + settings.help_listing(BenchGenerateConfig, "options")))
+    os.environ.update(ISA_ENV.get(opts["isa"], {}))  # before TensorFlow loads oneDNN
+    from serving.generate import generate, generate_uncached
+    from model.model import GPT, GPTConfig
+    from training.devices import cpu_name
+
     n, p = opts["new_tokens"], opts["prompt_tokens"]
     total = n * opts["batch"]  # tokens generated by one call
     shape = {key: opts[key] for key in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")}
     model = GPT(GPTConfig(**shape), seed=0)
     prompt = np.random.default_rng(0).integers(0, shape["vocab_size"], (opts["batch"], p))
-    auto = "XLA" if uses_xla(model, "auto") else "graph"  # the loop the Pusher's export takes
     print(f"GPT {shape} ({model.get_num_params(non_embedding=False) / 1e6:.2f}M params), float32, batch "
-          f"{opts['batch']}, prompt {p} tokens, {n} new tokens, {SAMPLING}; {os.cpu_count()} CPUs; "
-          f"served (serving_loop=auto) = served, {auto}", flush=True)
+          f"{opts['batch']}, prompt {p} tokens, {n} new tokens, {SAMPLING}; {os.cpu_count()} CPUs of "
+          f"{cpu_name()}, isa {opts['isa']}", flush=True)
 
     with tempfile.TemporaryDirectory() as scratch:
         paths = {"cached, XLA": lambda: generate(model, prompt, n, jit_compile=True, **SAMPLING).tokens,
@@ -179,10 +193,15 @@ def main(argv=None):
                  "served, graph": _served(model, os.path.join(scratch, "graph"), prompt, n, "float32", "graph")}
         if opts["bfloat16"]:
             paths["served, bfloat16"] = _served(model, os.path.join(scratch, "bf16"), prompt, n, "bfloat16", "auto")
+            paths["served, auto"] = _served(model, os.path.join(scratch, "auto"), prompt, n, "auto", "auto")
         if opts["hf"]:
             paths["transformers, XLA"] = _transformers(model, os.path.join(scratch, "hf"), prompt, n)
         best = _best_of(paths, total, opts["rounds"])
-    best["served"] = best[f"served, {auto}"]
+        if opts["bfloat16"]:
+            from serving.export import export_record
+
+            auto = export_record(os.path.join(scratch, "auto"))
+    best["served"] = min(best["served, XLA"], best["served, graph"], key=lambda found: found[1])
     (xla, xla_s), served_s = best["cached, XLA"], best["served"][1]
     served_bf16, bf16_s = best.get("served, bfloat16", (None, float("inf")))
     hf_s = best["transformers, XLA"][1] if opts["hf"] else float("inf")
@@ -213,15 +232,18 @@ def main(argv=None):
         print(f"{name}: {same}/{n} new tokens identical to the {reference} float32 ones")
     rate = {name: total / seconds if seconds < float("inf") else float("nan") for name, seconds in
             dict(cached=xla_s, uncached=uncached_s, served=served_s, hf=hf_s, bf16=bf16_s,
-                 served_xla=best["served, XLA"][1], served_graph=best["served, graph"][1]).items()}
+                 served_xla=best["served, XLA"][1], served_graph=best["served, graph"][1],
+                 served_auto=best.get("served, auto", (None, float("inf")))[1]).items()}
     print(f"cached_tokens_per_s={rate['cached']:.2f} uncached_tokens_per_s={rate['uncached']:.2f} "
           f"speedup={rate['cached'] / rate['uncached']:.2f} served_tokens_per_s={rate['served']:.2f} "
           f"hf_tokens_per_s={rate['hf']:.2f} served_vs_hf={rate['served'] / rate['hf']:.2f} "
           f"served_bf16_tokens_per_s={rate['bf16']:.2f} bf16_vs_float32={rate['bf16'] / rate['cached']:.2f} "
           f"served_xla_tokens_per_s={rate['served_xla']:.2f} served_graph_tokens_per_s={rate['served_graph']:.2f} "
+          f"served_auto_tokens_per_s={rate['served_auto']:.2f} "
+          f"auto={auto['weights'] + ',' + auto['loop'] if opts['bfloat16'] else 'nan'} "
           f"weight_bytes_per_token={weight_bytes_per_token(model)} read_gb_per_s={read_rate['float32']:.2f} "
           f"served_vs_wall={rate['served'] / wall['float32']:.2f} "
-          f"served_bf16_vs_wall={rate['bf16'] / wall.get('bfloat16', float('nan')):.2f}")
+          f"served_bf16_vs_wall={rate['bf16'] / wall.get('bfloat16', float('nan')):.2f} isa={opts['isa']}")
 
 
 if __name__ == "__main__":

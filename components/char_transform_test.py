@@ -81,7 +81,7 @@ def test_exported_model_maps_prompts_through_the_transform_graph(transformed, tm
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=len(tokenizer.itos)), seed=0)
     path = str(tmp_path / "served")
     export_saved_model(model, path, tokenizer.to_json(),
-                       text_encoder=char_transform.TransformTextEncoder(graph_dir))
+                       text_encoder=char_transform.TransformTextEncoder(graph_dir), loop="graph")
     assert char_transform.VOCAB_NAME in os.listdir(os.path.join(path, "assets"))
     code = f"""
 import json, sys, tensorflow as tf

@@ -3,7 +3,7 @@
 Signatures (all plain TensorFlow ops; `saved_model_cli run` and `tf.saved_model.load` use them):
 - `generate`: prompt token ids (B, T) int32 and the sampling settings (max_new_tokens,
   temperature, top_k, top_p, seed, eot_token, vocab_limit) -> tokens (B, T + max_new_tokens) and
-  each row's length (see serving/generate.py). How it decodes is `loop` (see serving/generate.py uses_xla):
+  each row's length (see serving/generate.py). How it decodes is `loop` (`auto`: measured, serving/choose.py):
   "xla", the prefill and decoding steps are one XLA-compiled function, the prompt padded to a
   bucket of lengths (powers of two up to block_size; saved with the attribute _XlaMustCompile: the
   loading process compiles a bucket on its first call, once per batch size; TF Serving runs it
@@ -19,14 +19,18 @@ Signatures (all plain TensorFlow ops; `saved_model_cli run` and `tf.saved_model.
 from __future__ import annotations
 
 import json
+import os
 from typing import List, Optional
 
 import tensorflow as tf
 
 from core import files
 from core.errors import writing
-from serving.generate import serving_function, uses_xla
-from serving.weights import with_weights
+from serving import choose
+
+# What the export chose and measured (serving/choose.py Choice.record), inside the SavedModel's
+# directory: TF Serving ignores assets.extra/, and the Pusher's copy carries it along.
+EXPORT_RECORD = "assets.extra/export.json"
 
 
 class CharTable(tf.Module):
@@ -43,11 +47,11 @@ class CharTable(tf.Module):
 
 
 class ServingModule(tf.Module):
-    def __init__(self, model, tokenizer_json: dict, text_encoder: Optional[tf.Module] = None,
-                 loop: str = "auto"):
+    def __init__(self, model, generate, tokenizer_json: dict, text_encoder: Optional[tf.Module] = None):
+        """model: the GPT to serve; generate: its serving function (serving/generate.py)."""
         super().__init__(name="nanogpt_serving")
         self.model = model
-        self.generate = serving_function(model, jit_compile=uses_xla(model, loop))
+        self.generate = generate
         tokenizer_text = json.dumps(tokenizer_json)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="idx")], autograph=False)
@@ -97,14 +101,22 @@ def export_saved_model(model, path: str, tokenizer_json: dict, text_encoder: Opt
                        weights: str = "float32", loop: str = "auto") -> str:
     """Write the SavedModel to `path`, whole or not at all (files.atomic_directory: on gs:// in
     place, where the SavedModel writes saved_model.pb after the variables, so a model cut short
-    does not load).
+    does not load), with what it chose in EXPORT_RECORD.
 
-    weights: "bfloat16" serves a copy whose matmul weights are bfloat16 (serving/weights.py; half
-    the file and the bytes read per token). loop: "xla" (the prefill and decoding steps by XLA,
-    for GPU and TPU servers built with XLA), "graph" (no XLA: loads in any TF Serving) or "auto"
-    (serving/generate.py uses_xla: xla for models of small layers, graph for large ones, the
-    faster on a CPU)."""
-    module = ServingModule(with_weights(model, weights), tokenizer_json, text_encoder, loop)
+    weights: "float32"; "bfloat16" serves a copy whose matmul weights are bfloat16 (serving/weights.py;
+    half the file and the bytes read per token); "auto", the faster of the two here. loop: "xla"
+    (the prefill and decoding steps by XLA, for GPU and TPU servers built with XLA), "graph" (no
+    XLA: loads in any TF Serving) or "auto", the faster of the two here. An "auto" is measured on
+    this machine (serving/choose.py)."""
+    choice = choose.choose(model, weights, loop)
+    served = choice.chosen
+    module = ServingModule(served.model, served.generate, tokenizer_json, text_encoder)
     with writing(f"the SavedModel {path}"), files.atomic_directory(path) as directory:
         tf.saved_model.save(module, directory, signatures=module.signatures())
+        files.write_json(os.path.join(directory, EXPORT_RECORD), choice.record())
     return path
+
+
+def export_record(path: str) -> Optional[dict]:
+    """What the SavedModel at `path` was exported with (EXPORT_RECORD), or None for one without it."""
+    return files.read_json(os.path.join(path, EXPORT_RECORD), default=None)

@@ -110,24 +110,48 @@ def test_generate_gives_the_in_process_tokens_without_and_with_xla(exported, tmp
             np.testing.assert_array_equal(served, expected)
 
 
-def test_auto_decodes_small_models_with_xla_and_large_ones_without(exported, tmp_path, monkeypatch):
-    from serving import export
+def test_auto_exports_the_fastest_candidate_measured_here(exported, tmp_path):
+    """serving_weights=auto and serving_loop=auto: the four candidates measured on this machine, the
+    fastest exported (which one is the machine's business: the test checks the export is the one
+    its record says was fastest), and the record in the SavedModel beside it."""
+    from serving.choose import describe
+    from serving.export import export_record
+
+    model, plain = exported
+    assert export_record(plain)["measured_tokens_per_s"] == {}  # nothing auto: nothing measured
+    path = export_saved_model(model, str(tmp_path / "auto"), CharTokenizer(CHARS).to_json(), weights="auto",
+                              loop="auto")
+    record = export_record(path)
+    measured = record["measured_tokens_per_s"]
+    assert sorted(measured) == ["bfloat16 graph", "bfloat16 xla", "float32 graph", "float32 xla"]
+    assert all(rate > 0 for rate in measured.values())
+    assert f"{record['weights']} {record['loop']}" == max(measured, key=measured.get)
+    assert record["asked"] == {"weights": "auto", "loop": "auto"} and record["measured_on"]
+    loaded = tf.saved_model.load(path)
+    assert loaded.model.wte.weight.dtype == tf.as_dtype(record["weights"])
+    assert bool(_xla_functions(path)) == (record["loop"] == "xla")
+    assert describe(record).startswith(f"{record['weights']} weights, the {record['loop']} loop (the fastest")
+
+
+def test_generate_picks_xla_for_small_layers_and_the_graph_for_large_ones(exported, monkeypatch):
+    """In-process generate(jit_compile=None) and runner.py sample decide by the size of the layers."""
     from serving import generate as generate_module
 
     model, _ = exported
     params = model.get_num_params(non_embedding=False)
-    assert export.uses_xla(model, "auto") and export.uses_xla(model, "xla") and not export.uses_xla(model, "graph")
+    uses_xla = generate_module.uses_xla
+    assert uses_xla(model, "auto") and uses_xla(model, "xla") and not uses_xla(model, "graph")
     # as if the model's layers were larger than the bound
     monkeypatch.setattr(generate_module, "XLA_LOOP_MAX_PARAMS_PER_LAYER", params // model.config.n_layer - 1)
-    assert not export.uses_xla(model, "auto")
-    assert _xla_functions(export_saved_model(model, str(tmp_path / "auto"), CharTokenizer(CHARS).to_json())) == []
+    assert not uses_xla(model, "auto")
     with pytest.raises(ValueError, match="loop must be one of"):
-        export.uses_xla(model, "fast")
+        uses_xla(model, "fast")
 
 
 def test_bfloat16_serving_weights(exported, tmp_path):
     model, _ = exported
-    path = export_saved_model(model, str(tmp_path / "bf16"), CharTokenizer(CHARS).to_json(), weights="bfloat16")
+    path = export_saved_model(model, str(tmp_path / "bf16"), CharTokenizer(CHARS).to_json(), weights="bfloat16",
+                              loop="graph")
     loaded = tf.saved_model.load(path)
     assert loaded.model.wte.weight.dtype == tf.bfloat16 and loaded.model.ln_f.weight.dtype == tf.float32
     ids = tf.constant([[4, 5, 6, 7]])

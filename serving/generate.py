@@ -265,10 +265,10 @@ def serving_function(model, jit_compile: bool = True) -> tf.types.experimental.G
     return generate
 
 
-# loop="auto" (of the export, of generate and runner.py sample when jit_compile/--compile is None)
-# decodes with XLA up to this many parameters per layer and in the graph without XLA
-# above. On a CPU a decoding step reads every weight once: XLA's matrix-vector product runs on one
-# core, while TensorFlow's (oneDNN's) uses all of them but its step costs ~0.6 ms a layer in ops
+# generate(jit_compile=None) and runner.py sample's --compile=None decode with XLA up to this many
+# parameters per layer and in the graph without XLA above (the export's serving_loop=auto measures
+# the two instead, serving/choose.py: a compilation more is nothing to an export, much to a sample).
+# On a CPU a decoding step reads every weight once: XLA's matrix-vector product runs on one core, while TensorFlow's (oneDNN's) uses all of them but its step costs ~0.6 ms a layer in ops
 # besides. Models of small layers are bound by that cost (the 10.7M shakespeare_char model, 1.8M
 # a layer: XLA 2.1x faster), models of large layers by the weights' reads (GPT-2 124M, 10.4M a
 # layer: the graph 1.4x faster; 30M in 6 layers, 5M a layer: even; BENCHMARKS.md).
@@ -276,7 +276,8 @@ XLA_LOOP_MAX_PARAMS_PER_LAYER = 4_000_000
 
 
 def uses_xla(model, loop: str) -> bool:
-    """Whether `model` decodes with XLA when its loop is `loop` ("auto", "xla" or "graph")."""
+    """Whether `model` decodes with XLA when its loop is `loop` ("xla", "graph", or "auto": by the
+    size of its layers, XLA_LOOP_MAX_PARAMS_PER_LAYER)."""
     if loop not in SERVING_LOOPS:
         raise ValueError(f"loop must be one of {list(SERVING_LOOPS)}, got {loop!r}")
     if loop == "auto":

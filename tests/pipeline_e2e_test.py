@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from core import shards
+from core import files, shards
 from pipeline import lineage, metadata
 from pipeline.configs import make_run_config
 from test_helpers import pipeline_runs
@@ -102,6 +102,10 @@ def test_a_push_was_infra_checked_and_has_a_model_card(char_run):
     assert f"- tokens: {int(len(corpus) * 0.9):,} train" in card
     assert "n_layer 1, n_head 2, n_embd 32, block_size 32" in card and "max_iters 40" in card
     assert f"| infra_blessing | InfraBlessing | {infra.id} |" in card and "## Intended use and limits" in card
+    # serving_loop=auto (the default): both loops measured at the export, the faster pushed and named
+    exported = files.read_json(os.path.join(version, "assets.extra", "export.json"))
+    assert sorted(exported["measured_tokens_per_s"]) == ["float32 graph", "float32 xla"]
+    assert f"- served with float32 weights, the {exported['loop']} loop (the fastest measured on " in card
     summary = char_run.recorded["summary"]
     assert f"model card: {version}/assets.extra/model_card.md" in summary and "infra check: passed in " in summary
 

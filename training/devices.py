@@ -75,18 +75,31 @@ def unused_gpu_warning() -> Optional[str]:
             f"the CPU: install the gpu extra (bash scripts/setup.sh --gpu; README \"GPU\")")
 
 
+def _cpuinfo(field: str, cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
+    """The first value of `field` in /proc/cpuinfo ("model name", "flags"); None where there is none."""
+    try:
+        with open(cpuinfo) as f:
+            return next((line.split(":", 1)[-1].strip() for line in f if line.split(":", 1)[0].strip() == field),
+                        None)
+    except OSError:
+        return None
+
+
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name as `lscpu` gives it ("Intel(R) Xeon(R) Processor"), or the machine's kind."""
+    import platform
+
+    return _cpuinfo("model name", cpuinfo) or platform.processor() or platform.machine() or "unknown CPU"
+
+
 def slow_bfloat16_warning(cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
     """One line when bfloat16 weights would decode slower than float32 here: no GPU, and a CPU
     without AVX-512, on which TensorFlow runs bfloat16 products in its generic kernels instead of
     oneDNN's (BENCHMARKS.md: several times slower than float32's). None where it cannot tell."""
     if tf.config.list_physical_devices("GPU"):
         return None
-    try:
-        with open(cpuinfo) as f:
-            flags = next((line.split(":", 1)[-1].split() for line in f if line.startswith("flags")), None)
-    except OSError:
-        return None
-    if flags is None or "avx512f" in flags:
+    flags = _cpuinfo("flags", cpuinfo)
+    if flags is None or "avx512f" in flags.split():
         return None
     return ("warning: this CPU has no AVX-512, so TensorFlow multiplies bfloat16 weights in its generic "
             "kernels, slower than float32 (BENCHMARKS.md): --weights=float32 decodes faster here")

@@ -41,3 +41,10 @@ def test_bfloat16_weights_on_a_cpu_without_avx512_get_one_warning(tmp_path):
     avx512.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
     assert devices.slow_bfloat16_warning(str(avx512)) is None
     assert devices.slow_bfloat16_warning(str(tmp_path / "none")) is None  # cannot tell: no warning
+
+
+def test_cpu_name_is_lscpus_model_name(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14 96-Core Processor\nflags\t\t: avx2\n")
+    assert devices.cpu_name(str(cpuinfo)) == "AMD EPYC 9R14 96-Core Processor"
+    assert devices.cpu_name(str(tmp_path / "none"))  # no /proc/cpuinfo: the machine's kind, never empty

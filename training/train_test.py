@@ -294,7 +294,7 @@ def test_train_resume_and_export_on_a_non_local_filesystem(tmp_path, small_text)
 
     ids = tf.constant([[1, 2, 3, 4]], tf.int32)
     expected = resumed.model(ids).numpy()
-    serving = export_saved_model(resumed.model, f"{root}/model/Format-Serving", resumed.tokenizer_json)
+    serving = export_saved_model(resumed.model, f"{root}/model/Format-Serving", resumed.tokenizer_json, loop="graph")
     loaded = tf.saved_model.load(serving)
     np.testing.assert_allclose(loaded.signatures["logits"](idx=ids)["logits"].numpy(), expected, atol=1e-5)
     hf_dir = f"{root}/model/Format-HF"

@@ -32,6 +32,8 @@ from components.pusher import model_card
 from components.pusher.marks import PUSH_FILE, staging_path
 from core import files
 from core.errors import writing
+from serving.choose import describe
+from serving.export import export_record
 
 
 def _write_extra(directory: str, extra_files: Dict[str, str]) -> None:
@@ -87,7 +89,7 @@ class Executor(tfx_pusher.Executor):
         while fileio.exists(serving_path):  # two pushes in one second
             version = str(int(version) + 1)
             serving_path = os.path.join(base_directory, version)
-        card = {MODEL_CARD_PATH: self._model_card(input_dict, version, serving_path)}
+        card = {MODEL_CARD_PATH: self._model_card(input_dict, version, serving_path, export_record(model_path))}
         with writing(f"the pushed model {serving_path}"):
             # the archive copy first: a failure there leaves nothing in the serving directory
             io_utils.copy_dir(model_path, model_push.uri)
@@ -100,9 +102,9 @@ class Executor(tfx_pusher.Executor):
         model_push.set_string_custom_property(MODEL_CARD_KEY, os.path.join(serving_path, MODEL_CARD_PATH))
 
     @staticmethod
-    def _model_card(input_dict, version: str, serving_path: str) -> str:
-        """The card of the model pushed: the evaluation its blessing names, and the ids of what the
-        Pusher read."""
+    def _model_card(input_dict, version: str, serving_path: str, exported: Optional[dict]) -> str:
+        """The card of the model pushed: the evaluation its blessing names, the ids of what the
+        Pusher read, and what its export chose (`exported`, serving/export.py's record)."""
         ids, metrics, infra_check = [], None, None
         for key in (standard_component_specs.MODEL_KEY, standard_component_specs.MODEL_BLESSING_KEY,
                     standard_component_specs.INFRA_BLESSING_KEY):
@@ -118,4 +120,4 @@ class Executor(tfx_pusher.Executor):
                 infra_check = artifact.get_string_custom_property(INFRA_CHECK_KEY)
         ids = [i for i in ids if not (metrics and i[0] == standard_component_specs.MODEL_KEY)]  # metrics name it
         return model_card.model_card(metrics, version=version, destination=serving_path, ids=ids,
-                                     infra_check=infra_check)
+                                     infra_check=infra_check, serving=describe(exported) if exported else None)

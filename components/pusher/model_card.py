@@ -47,7 +47,7 @@ def _data(metrics: dict) -> List[str]:
     return lines + [""]
 
 
-def _model(metrics: dict) -> List[str]:
+def _model(metrics: dict, serving: Optional[str]) -> List[str]:
     config = metrics.get("model", {}).get("config") or {}
     candidate = next((m for m in metrics.get("models", []) if m["role"] == "candidate"), {})
     shape = ", ".join(f"{key} {config[key]}" for key in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size",
@@ -56,7 +56,7 @@ def _model(metrics: dict) -> List[str]:
     return ["## Model", "", "- a GPT (nanoGPT's, with GPT-2's variable names): " + (shape or "shape not recorded"),
             f"- parameters: {params:,} (without the position embeddings, as nanoGPT counts them)" if params
             else "- parameters: not recorded",
-            ""]
+            f"- served with {serving or 'what its export chose (not recorded)'}", ""]
 
 
 def _training(metrics: dict) -> List[str]:
@@ -122,9 +122,10 @@ def _use(metrics: dict) -> List[str]:
 
 
 def model_card(metrics: Optional[dict], *, version: str, destination: str, ids: List[tuple],
-               infra_check: Optional[str]) -> str:
+               infra_check: Optional[str], serving: Optional[str] = None) -> str:
     """The card's Markdown. metrics: the evaluation's metrics.json (None: not recorded); ids: (key,
-    type, id, uri) of the artifacts the Pusher read (the model, its blessings)."""
+    type, id, uri) of the artifacts the Pusher read (the model, its blessings); serving: what the
+    export chose (serving/choose.py describe)."""
     metrics = metrics or {}
     lines = [f"# Model card: version {version}", "",
              f"Pushed {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} to `{destination}` by nanogpt-tfx's "
@@ -133,6 +134,6 @@ def model_card(metrics: Optional[dict], *, version: str, destination: str, ids: 
         lines += ["No evaluation was recorded for this model (its blessing names no LMEvaluator evaluation).", ""]
     tokenizer = ["## Tokenizer", "", f"- {metrics.get('data', {}).get('tokenizer', 'not recorded')}; the SavedModel's "
                                      f"`tokenizer` signature describes it", ""]
-    lines += _data(metrics) + tokenizer + _model(metrics) + _training(metrics) + _evaluation(metrics, infra_check)
+    lines += _data(metrics) + tokenizer + _model(metrics, serving) + _training(metrics) + _evaluation(metrics, infra_check)
     lines += _lineage(metrics, ids) + _use(metrics)
     return "\n".join(lines)

@@ -17,8 +17,9 @@ benchmark's; this process keeps the TFX side and exports the trained model.
   (the last evaluation's checkpoint, which is the best unless always_save_checkpoint). Without
   "trainings_dir" it trains in the ModelRun directory itself.
 - custom_config (components/trainer/settings.py): the TrainConfig (its out_dir and data_dir are set
-  here), the DeployConfig (serving_weights, the SavedModel's matmul weights, float32 or bfloat16;
-  serving_loop, how its generate signature decodes, auto, xla or graph: serving/export.py), and
+  here), the DeployConfig (serving_weights, the SavedModel's matmul weights, float32, bfloat16 or
+  auto; serving_loop, how its generate signature decodes, auto, xla or graph: serving/export.py;
+  an auto is measured at the export, serving/choose.py), and
   resume: start from the checkpoint of the run that made `base_model`.
 """
 
@@ -44,7 +45,8 @@ from training.distribution import chief_by_tf_config
 from model.presets import POLICY_OF_DTYPE
 from training.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import MissingFile, writing
-from serving.export import export_saved_model
+from serving.choose import describe
+from serving.export import export_record, export_saved_model
 
 RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
 
@@ -140,8 +142,9 @@ def run_fn(fn_args) -> None:
     exporting = time.time()
     export_saved_model(model, fn_args.serving_model_dir, tokenizer_json, **export)
     model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
-    logging.info("Trainer: the training process %.1f s (%s), the export %.1f s", training_process_seconds,
-                 trained.time_split(), time.time() - exporting)
+    logging.info("Trainer: the training process %.1f s (%s), the export %.1f s: %s", training_process_seconds,
+                 trained.time_split(), time.time() - exporting,
+                 describe(export_record(fn_args.serving_model_dir)))
     with writing(f"{RUN_DIR_POINTER} in {model_uri}"):
         files.write_file(os.path.join(model_uri, RUN_DIR_POINTER), model_run_dir)
     if separate:  # last: a kill before it leaves the training to be continued (exported again)

@@ -8,17 +8,19 @@ import dataclasses
 
 from core.settings import SettingError, Settings, check, setting
 from model.presets import WEIGHT_DTYPES
-from serving import SERVING_LOOPS
+from serving import AUTO, SERVING_LOOPS
 
 
 @dataclasses.dataclass
 class DeployConfig(Settings):
     # the exported SavedModel (serving/export.py)
-    serving_weights: str = setting("float32", "the exported SavedModel's matmul weights (bfloat16: half the bytes "
-                                              "read per generated token)", choices=WEIGHT_DTYPES)
+    serving_weights: str = setting("float32", "the exported SavedModel's matmul weights: float32, bfloat16 (half "
+                                              "the bytes read per token; logits a little off float32's), or auto "
+                                              "(the faster of the two, measured at the export: serving/choose.py)",
+                                   choices=WEIGHT_DTYPES + (AUTO,))
     serving_loop: str = setting("auto", "how the exported generate signature decodes: xla (XLA-compiled, for GPU "
-                                        "and TPU servers), graph (no XLA), auto (xla for models of small layers, "
-                                        "graph for large ones: the faster on a CPU, serving/generate.py uses_xla)",
+                                        "and TPU servers), graph (no XLA: any TF Serving), or auto (the faster of "
+                                        "the two, measured at the export on the Trainer's machine)",
                                 choices=SERVING_LOOPS)
     # the infra check before the push (components/infra_validator/)
     infra_timeout: int = setting(600, "seconds the infra check's fresh process may take to load the SavedModel and "
