@@ -6,11 +6,12 @@ $ python -m bench.bench shakespeare_char [--text_file=PATH] [--rng=tensorflow] [
     draws); last line: ms_per_iter=<median> val_loss=<at the last iter> iters=<n>
 $ python -m bench.bench gpt2_124m [--dtype=bfloat16] [--max_iters=N] [--batch_size=B] ...
     GPT-2 124M (block 1024) on random tokens: ms/iter and MFU (use --peak_flops for the device)
-$ python -m bench.bench vs_nanogpt --torch_python=PATH [--isa=avx2] [--rounds=2] [--key=value ...]
+$ python -m bench.bench vs_nanogpt --torch_python=PATH [--isa=avx2|avx512|avx512_bf16] [--rounds=2] [--key=value ...]
     the shakespeare_char run here and nanoGPT's in PyTorch (bench.nanogpt_parity --nanogpt_only,
     in PATH, a Python that has PyTorch and NumPy), interleaved: here, nanoGPT, here, nanoGPT, ...
     each a fresh process; --isa=avx2 makes both use no instruction past AVX2 (oneDNN's, MKL's and
-    PyTorch's own dispatch capped), as an AVX2-only CPU would; last line:
+    PyTorch's own dispatch capped), as an AVX2-only CPU would (--isa=avx512: AVX-512 without BF16;
+    avx512_bf16: without AMX); last line:
     ms_per_iter_here=<fastest> ms_per_iter_nanogpt=<fastest> ratio=<here/nanogpt> isa=<isa>
 $ python -m bench.bench input [--memmap] [--batch_size=B --block_size=T ...]
     the input pipeline alone: tokens/s it delivers, against what the shakespeare_char run consumes
@@ -74,9 +75,15 @@ def gpt2_124m(argv):
     print(f"ms_per_iter={ms:.2f} val_loss=nan iters={cfg.max_iters}")
 
 
-# What caps every library at AVX2 on a CPU that has more: oneDNN (TensorFlow's and PyTorch's),
-# MKL (PyTorch's products) and PyTorch's own kernels.
-ISA_ENV = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+# What caps every library at an older CPU's instructions on a CPU that has more: oneDNN (TensorFlow's
+# and PyTorch's), MKL (PyTorch's products) and PyTorch's own kernels. avx2: an AVX2-only CPU;
+# avx512: AVX-512 without BF16 (Intel's Skylake to Cascade Lake); avx512_bf16: with BF16 but no AMX
+# (AMD's Zen 4).
+ISA_ENV = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
+           "avx512": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                      "ATEN_CPU_CAPABILITY": "avx512"},
+           "avx512_bf16": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                           "ATEN_CPU_CAPABILITY": "avx512"}}
 
 
 def vs_nanogpt(argv):

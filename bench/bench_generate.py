@@ -2,7 +2,7 @@
 and nanoGPT's uncached loop.
 
 $ python -m bench.bench_generate [--new_tokens=256] [--prompt_tokens=16] [--batch=1] [--rounds=2]
-                                 [--hf=True] [--uncached=True] [--bfloat16=True] [--isa=avx2]
+                                 [--hf=True] [--uncached=True] [--bfloat16=True] [--isa=avx2|avx512|avx512_bf16]
                                  [--n_layer=12 --n_head=12 --n_embd=768 --vocab_size=50257 --block_size=1024]
 
 A GPT-2 124M-shaped model (random weights, vocab 50257, block 1024, float32; the --n_* options, --vocab_size
@@ -20,7 +20,8 @@ top_k 200, one seed), in the same process:
                      the export and exports the faster: serving/choose.py)
   served, bfloat16   the export with bfloat16 weights (`serving_weights=bfloat16`, its loop auto)
   served, auto       the export with `serving_weights=auto` and `serving_loop=auto`: the fastest
-                     of the four measured at the export (its choice and figures printed)
+                     of the four measured at the export (its choice and figures printed; float32
+                     weights only with --bfloat16=False)
   transformers       TFGPT2LMHeadModel loaded from the project's Hugging Face export
                      (`model.save_pretrained`) and its `generate` under tf.function(jit_compile=True)
   uncached           `generate_uncached`: nanoGPT's loop, the whole cropped context through the
@@ -34,9 +35,12 @@ line is
     served_xla_tokens_per_s=<a> served_graph_tokens_per_s=<g> served_auto_tokens_per_s=<u>
     auto=<weights>,<loop> weight_bytes_per_token=<n> read_gb_per_s=<r> served_vs_wall=<s/wall>
     served_bf16_vs_wall=<b/bfloat16 wall> isa=<native or avx2>
-in tokens generated per second over all rows (one line). --isa=avx2 caps oneDNN at AVX2 (bench.bench
-ISA_ENV), as on an AVX2-only CPU; TensorFlow itself still sees AVX-512 and sends bfloat16 products to
-oneDNN, which then has no bfloat16 kernel of its own. --hf=False, --uncached=False and
+in tokens generated per second over all rows (one line). --isa caps oneDNN (bench.bench ISA_ENV) as on
+an older CPU: avx2 (AVX2 only), avx512 (AVX-512 without BF16: Skylake to Cascade Lake), avx512_bf16
+(without AMX: AMD's Zen 4). TensorFlow itself still sees this CPU's flags and XLA compiles for them;
+under avx2 TensorFlow would send bfloat16 products to oneDNN, which the cap leaves without a kernel
+(the process aborts), so the bfloat16 paths are left out: an AVX2-only CPU multiplies bfloat16 in
+TensorFlow's generic kernels, which `TF_ENABLE_ONEDNN_OPTS=0` measures (float32 then without oneDNN too). --hf=False, --uncached=False and
 --bfloat16=False leave those paths out (their figures print as nan), e.g. for a quick batch-8
 comparison of served and in-process.
 """
@@ -84,12 +88,12 @@ def _served(model, directory, prompt, n, weights, loop):
     """A client's call of the exported SavedModel's generate signature, as a function."""
     import tensorflow as tf
 
-    from serving.choose import describe
+    from serving import describe_export
     from serving.export import export_record, export_saved_model
 
     export_saved_model(model, directory, {"kind": "gpt2"}, weights=weights, loop=loop)
     if "auto" in (weights, loop):
-        print(f"export of serving_weights={weights} serving_loop={loop}: {describe(export_record(directory))}",
+        print(f"export of serving_weights={weights} serving_loop={loop}: {describe_export(export_record(directory))}",
               flush=True)
     signature = tf.saved_model.load(directory).signatures["generate"]
     settings = dict(max_new_tokens=tf.constant(n), temperature=tf.constant(SAMPLING["temperature"]),
@@ -160,8 +164,9 @@ class BenchGenerateConfig:
     vocab_size: int = settings.setting(50257, "vocabulary", minimum=1)
     block_size: int = settings.setting(1024, "context length", minimum=1)
     rounds: int = settings.setting(2, "each path is timed this many times, best kept", minimum=1)
-    isa: str = settings.setting("native", "avx2: oneDNN capped at AVX2, as on an AVX2-only CPU",
-                                choices=("native", "avx2"))
+    isa: str = settings.setting("native", "oneDNN capped at an older CPU's instructions (bench.bench ISA_ENV): avx2 "
+                                          "(float32 only), avx512 (no BF16), avx512_bf16 (no AMX)",
+                                choices=("native", *ISA_ENV))
 
     def __post_init__(self):
         settings.check(self)
@@ -174,6 +179,9 @@ def main(argv=None):
         lambda args: BenchGenerateConfig(**settings.parse_overrides(args, BenchGenerateConfig)),
         lambda prog: f"usage: {prog} [--key=value ...]\n\n" + settings.help_listing(BenchGenerateConfig, "options")))
     os.environ.update(ISA_ENV.get(opts["isa"], {}))  # before TensorFlow loads oneDNN
+    if opts["isa"] == "avx2" and opts["bfloat16"]:
+        print("bfloat16: not measured with --isa=avx2 (no oneDNN kernel under the cap: the module docstring says why)", flush=True)
+        opts["bfloat16"] = False
     from serving.generate import generate, generate_uncached
     from model.model import GPT, GPTConfig
     from training.devices import cpu_name
@@ -193,14 +201,14 @@ def main(argv=None):
                  "served, graph": _served(model, os.path.join(scratch, "graph"), prompt, n, "float32", "graph")}
         if opts["bfloat16"]:
             paths["served, bfloat16"] = _served(model, os.path.join(scratch, "bf16"), prompt, n, "bfloat16", "auto")
-            paths["served, auto"] = _served(model, os.path.join(scratch, "auto"), prompt, n, "auto", "auto")
+        paths["served, auto"] = _served(model, os.path.join(scratch, "auto"), prompt, n,
+                                        "auto" if opts["bfloat16"] else "float32", "auto")
         if opts["hf"]:
             paths["transformers, XLA"] = _transformers(model, os.path.join(scratch, "hf"), prompt, n)
         best = _best_of(paths, total, opts["rounds"])
-        if opts["bfloat16"]:
-            from serving.export import export_record
+        from serving.export import export_record
 
-            auto = export_record(os.path.join(scratch, "auto"))
+        auto = export_record(os.path.join(scratch, "auto"))
     best["served"] = min(best["served, XLA"], best["served, graph"], key=lambda found: found[1])
     (xla, xla_s), served_s = best["cached, XLA"], best["served"][1]
     served_bf16, bf16_s = best.get("served, bfloat16", (None, float("inf")))
@@ -233,14 +241,14 @@ def main(argv=None):
     rate = {name: total / seconds if seconds < float("inf") else float("nan") for name, seconds in
             dict(cached=xla_s, uncached=uncached_s, served=served_s, hf=hf_s, bf16=bf16_s,
                  served_xla=best["served, XLA"][1], served_graph=best["served, graph"][1],
-                 served_auto=best.get("served, auto", (None, float("inf")))[1]).items()}
+                 served_auto=best["served, auto"][1]).items()}
     print(f"cached_tokens_per_s={rate['cached']:.2f} uncached_tokens_per_s={rate['uncached']:.2f} "
           f"speedup={rate['cached'] / rate['uncached']:.2f} served_tokens_per_s={rate['served']:.2f} "
           f"hf_tokens_per_s={rate['hf']:.2f} served_vs_hf={rate['served'] / rate['hf']:.2f} "
           f"served_bf16_tokens_per_s={rate['bf16']:.2f} bf16_vs_float32={rate['bf16'] / rate['cached']:.2f} "
           f"served_xla_tokens_per_s={rate['served_xla']:.2f} served_graph_tokens_per_s={rate['served_graph']:.2f} "
           f"served_auto_tokens_per_s={rate['served_auto']:.2f} "
-          f"auto={auto['weights'] + ',' + auto['loop'] if opts['bfloat16'] else 'nan'} "
+          f"auto={auto['weights']},{auto['loop']} "
           f"weight_bytes_per_token={weight_bytes_per_token(model)} read_gb_per_s={read_rate['float32']:.2f} "
           f"served_vs_wall={rate['served'] / wall['float32']:.2f} "
           f"served_bf16_vs_wall={rate['bf16'] / wall.get('bfloat16', float('nan')):.2f} isa={opts['isa']}")

@@ -17,13 +17,14 @@ import os
 import textwrap
 from typing import Dict, List, Optional, Tuple
 
-from components.artifact_layout import HISTORY_FILE, MODEL_CARD_KEY
+from components.artifact_layout import HISTORY_FILE, MODEL_CARD_KEY, SERVING_DIR
 from core import files
 from training.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import NotFound
 from core.shards import SHARD_BYTES, SHARD_SHA256
 from pipeline.configs import absolute_path
 from pipeline.metadata import prop, pushed_models, value_of
+from serving import EXPORT_RECORD, describe_export
 
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
 INPUT, OUTPUT = 3, 4
@@ -197,6 +198,10 @@ def _artifact_details(artifact, type_name: str) -> List[Tuple[str, str]]:
         assets = _list_dir(os.path.join(artifact.uri, "transform_fn", "assets"))
         if assets:
             details.append(("vocabulary files", ", ".join(f"transform_fn/assets/{name}" for name in assets)))
+    if type_name == "Model":  # what its export chose (serving/choose.py)
+        exported = _read_json(os.path.join(artifact.uri, SERVING_DIR), EXPORT_RECORD)
+        if exported:
+            details.append(("served with", describe_export(exported)))
     if type_name == "ModelRun":
         tokenizer = _read_json(artifact.uri, TOKENIZER_FILE)
         if tokenizer and tokenizer.get("kind") == "char":

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.presets import WEIGHT_DTYPES
-from serving import AUTO, SERVING_LOOPS
+from serving import AUTO, SERVING_LOOPS, describe_export
 from serving.generate import serving_function, uses_xla
 from serving.weights import with_weights
 
@@ -62,16 +62,7 @@ class Choice:
                                      f"{ROUNDS}" if self.measured else None)
 
     def line(self) -> str:
-        return describe(self.record())
-
-
-def describe(record: dict) -> str:
-    """A Choice's record in words: "bfloat16 weights, the graph loop (the fastest measured on ...)"."""
-    text = f"{record['weights']} weights, the {record['loop']} loop"
-    if not record.get("measured_tokens_per_s"):
-        return text
-    figures = ", ".join(f"{name} {rate:.1f}" for name, rate in record["measured_tokens_per_s"].items())
-    return f"{text} (the fastest measured on {record['measured_on']}, tokens/s at batch 1: {figures})"
+        return describe_export(self.record())
 
 
 def candidates(model, weights: str, loop: str) -> List[Candidate]:

@@ -26,11 +26,7 @@ import tensorflow as tf
 
 from core import files
 from core.errors import writing
-from serving import choose
-
-# What the export chose and measured (serving/choose.py Choice.record), inside the SavedModel's
-# directory: TF Serving ignores assets.extra/, and the Pusher's copy carries it along.
-EXPORT_RECORD = "assets.extra/export.json"
+from serving import EXPORT_RECORD, choose
 
 
 class CharTable(tf.Module):

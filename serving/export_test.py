@@ -114,7 +114,7 @@ def test_auto_exports_the_fastest_candidate_measured_here(exported, tmp_path):
     """serving_weights=auto and serving_loop=auto: the four candidates measured on this machine, the
     fastest exported (which one is the machine's business: the test checks the export is the one
     its record says was fastest), and the record in the SavedModel beside it."""
-    from serving.choose import describe
+    from serving import describe_export
     from serving.export import export_record
 
     model, plain = exported
@@ -130,7 +130,7 @@ def test_auto_exports_the_fastest_candidate_measured_here(exported, tmp_path):
     loaded = tf.saved_model.load(path)
     assert loaded.model.wte.weight.dtype == tf.as_dtype(record["weights"])
     assert bool(_xla_functions(path)) == (record["loop"] == "xla")
-    assert describe(record).startswith(f"{record['weights']} weights, the {record['loop']} loop (the fastest")
+    assert describe_export(record).startswith(f"{record['weights']} weights, the {record['loop']} loop (the fastest")
 
 
 def test_generate_picks_xla_for_small_layers_and_the_graph_for_large_ones(exported, monkeypatch):

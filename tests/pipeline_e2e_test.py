@@ -195,6 +195,9 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
     assert f"vocabulary: {len(set(corpus))} characters" in part["Trainer"]
     assert "transform_fn/assets/" in part["Transform"]  # tf.Transform's vocabulary file
     assert "n_layer=1" in part["Trainer"] and "max_iters=40" in part["Trainer"]
+    trainer = " ".join(part["Trainer"].split())  # long details are wrapped
+    assert "export: serving_weights=float32 serving_loop=auto" in trainer
+    assert "served with: float32 weights, the " in trainer and "loop (the fastest measured on " in trainer
     assert "candidate_val_loss: " in part["LMEvaluator"] and "blessed: 1" in part["LMEvaluator"]
     assert f"pushed_destination: {os.path.join(char_run.serving_dir, pushed)}" in part["Pusher"]
     dot = graph.to_dot()

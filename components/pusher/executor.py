@@ -32,7 +32,7 @@ from components.pusher import model_card
 from components.pusher.marks import PUSH_FILE, staging_path
 from core import files
 from core.errors import writing
-from serving.choose import describe
+from serving import describe_export
 from serving.export import export_record
 
 
@@ -120,4 +120,4 @@ class Executor(tfx_pusher.Executor):
                 infra_check = artifact.get_string_custom_property(INFRA_CHECK_KEY)
         ids = [i for i in ids if not (metrics and i[0] == standard_component_specs.MODEL_KEY)]  # metrics name it
         return model_card.model_card(metrics, version=version, destination=serving_path, ids=ids,
-                                     infra_check=infra_check, serving=describe(exported) if exported else None)
+                                     infra_check=infra_check, serving=describe_export(exported) if exported else None)

@@ -45,7 +45,7 @@ from training.distribution import chief_by_tf_config
 from model.presets import POLICY_OF_DTYPE
 from training.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import MissingFile, writing
-from serving.choose import describe
+from serving import describe_export
 from serving.export import export_record, export_saved_model
 
 RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
@@ -144,7 +144,7 @@ def run_fn(fn_args) -> None:
     model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
     logging.info("Trainer: the training process %.1f s (%s), the export %.1f s: %s", training_process_seconds,
                  trained.time_split(), time.time() - exporting,
-                 describe(export_record(fn_args.serving_model_dir)))
+                 describe_export(export_record(fn_args.serving_model_dir)))
     with writing(f"{RUN_DIR_POINTER} in {model_uri}"):
         files.write_file(os.path.join(model_uri, RUN_DIR_POINTER), model_run_dir)
     if separate:  # last: a kill before it leaves the training to be continued (exported again)
