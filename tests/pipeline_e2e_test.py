@@ -101,6 +101,7 @@ def test_a_push_was_infra_checked_and_has_a_model_card(char_run):
     assert f"- source: `{char_run.data.input_pattern}`" in card
     assert f"- tokens: {int(len(corpus) * 0.9):,} train" in card
     assert "n_layer 1, n_head 2, n_embd 32, block_size 32" in card and "max_iters 40" in card
+    assert ", bias False" in card  # as it trained (its Hugging Face copy has zero biases)
     assert f"| infra_blessing | InfraBlessing | {infra.id} |" in card and "## Intended use and limits" in card
     # serving_loop=auto (the default): both loops measured at the export, the faster pushed and named
     exported = files.read_json(os.path.join(version, "assets.extra", "export.json"))

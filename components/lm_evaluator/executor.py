@@ -29,7 +29,7 @@ from core import files, shards
 from core.errors import writing
 from core.shards import TRAIN, VAL
 from model.presets import GPT2_VOCAB_SIZE
-from training.config import TRAIN_CONFIG_FILE
+from training.config import MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE
 
 EXAMPLES_KEY = "examples"
 MODEL_KEY = "model"
@@ -100,6 +100,9 @@ class Executor(base_executor.BaseExecutor):
                                      "the candidate model")
         block_size = candidate.config.block_size  # cropped to settings.eval_block_size when one is set
         model_config = dataclasses.asdict(candidate.config)
+        if model_run is not None:  # the shape that trained: the Hugging Face copy it was loaded from has
+            # GPT-2's biases always (zeros for a model trained without), so it cannot say bias=False
+            model_config = files.read_json(os.path.join(model_run.uri, MODEL_CONFIG_FILE), default=None) or model_config
         streams = ev.load_streams(examples.uri)
         shape = dict(block_size=block_size, batch_size=settings.eval_batch_size, eval_batches=settings.eval_batches,
                      seed=settings.eval_seed)
