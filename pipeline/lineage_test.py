@@ -46,7 +46,7 @@ def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
     assert f"pushed model: {out}/serving_model/17" in summary
     assert "infra check: passed in 21.5 s (loaded in a fresh process ...)" in summary
     assert f"model card: '{out}/serving_model/17/model_card.md'" in summary
-    assert f"sample: python runner.py sample --from='{out}/serving_model/17' --start='ROMEO:'" in summary
+    assert f"sample: python runner.py sample --from='{out}/serving_model/17'" in summary
     assert summary[-1] == f"lineage: python runner.py lineage --output='{out}'"
     assert os.path.isfile(out / "metadata.sqlite")
 
@@ -58,4 +58,4 @@ def test_run_summary_names_no_training_logs_when_the_run_wrote_none(tmp_path):
     _store_with(str(tmp_path / "metadata.sqlite"), [("ModelRun", str(run_dir), {})])
     summary = metadata.run_summary(str(tmp_path / "metadata.sqlite")).splitlines()
     assert not [line for line in summary if "tensorboard" in line]
-    assert f"sample: python runner.py sample --from={run_dir} --start='ROMEO:'" in summary
+    assert f"sample: python runner.py sample --from={run_dir}" in summary

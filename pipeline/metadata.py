@@ -171,5 +171,7 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
         lines.append(f"model card: {shlex.quote(model_card)}")
     sample_from = pushed_destination or model_run_uri
     if sample_from:
-        lines.append(f"sample: python runner.py sample --from={shlex.quote(sample_from)} --start='ROMEO:'")
+        # no --start: a prompt of the run's own data is not known here, and one of characters outside a
+        # character model's vocabulary fails; sample's default is nanoGPT's, a newline
+        lines.append(f"sample: python runner.py sample --from={shlex.quote(sample_from)}")
     return lines
