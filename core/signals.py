@@ -1,16 +1,58 @@
-"""Stopping a child process cleanly when this one is asked to stop: SIGTERM (Kubernetes and Vertex
-AI stop a pod so, and kill it 30 s later) and SIGINT (Ctrl-C) are passed on to it, so that it ends
-its work cleanly (a training process checkpoints its iteration: training/stopping.py); the second
-one kills it (the user insists). The child runs in a session of its own, so that a
-terminal's Ctrl-C reaches it only through this process, once."""
+"""Signals between a process and its children.
+
+Stopping a child process cleanly when this one is asked to stop (`passing_on`): SIGTERM (Kubernetes
+and Vertex AI stop a pod so, and kill it 30 s later) and SIGINT (Ctrl-C) are passed on to it, so that
+it ends its work cleanly (a training process checkpoints its iteration: training/stopping.py); the
+second one kills it (the user insists). The child runs in a session of its own, so that a
+terminal's Ctrl-C reaches it only through this process, once.
+
+A child that dies with its parent (`killed_with_parent`, `die_with_parent`): a parent killed with
+SIGKILL passes nothing on, and its training process or a pipeline task would run on as an orphan.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
+import sys
 import threading
-from typing import Callable, Iterator, List
+import time
+from typing import Callable, Iterator, List, Optional
+
+
+def killed_with_parent() -> Optional[Callable[[], int]]:
+    """A function that has the process calling it killed when its parent dies (Linux's
+    PR_SET_PDEATHSIG), for subprocess's preexec_fn or a forked child; None elsewhere. prctl is
+    looked up here, before a fork: the child runs nothing but the call before its exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+    return lambda: prctl(pr_set_pdeathsig, sigkill)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when `parent`, the process that started it, dies: PR_SET_PDEATHSIG, then a
+    check that the parent did not die before it was set; where there is no PR_SET_PDEATHSIG, a
+    thread that watches the parent's pid."""
+    kill = killed_with_parent()
+    set_ = kill is not None and kill() == 0
+    if os.getppid() != parent:  # the parent died before: this process is an orphan already
+        os._exit(1)
+    if not set_:
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
 
 
 @contextlib.contextmanager

@@ -225,32 +225,10 @@ def _remade_user_error(error: dict) -> UserError:
 
 
 def _die_with_parent() -> None:
-    """End this process when the parent that started it dies (no orphan trainers): Linux's
-    PR_SET_PDEATHSIG, then a check that the parent did not die before it was set; elsewhere a
-    thread that watches the parent's pid."""
+    """End this process when the parent that started it dies (no orphan trainers)."""
     parent = int(os.environ.get(PARENT_PID_ENV, "0"))
-    if not parent:
-        return
-    set_pdeathsig = False
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            pr_set_pdeathsig = 1
-            set_pdeathsig = ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL) == 0
-        except (OSError, AttributeError):
-            set_pdeathsig = False
-    if os.getppid() != parent:  # the parent died before prctl: this process is an orphan already
-        os._exit(1)
-    if not set_pdeathsig:
-        def watch():
-            import time
-
-            while os.getppid() == parent:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True).start()
+    if parent:
+        signals.die_with_parent(parent)
 
 
 def _write_outcome(path: str, outcome: dict) -> None:

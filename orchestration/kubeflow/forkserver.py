@@ -26,21 +26,7 @@ import sys
 import warnings
 from typing import List, Optional
 
-def dies_with_its_parent():
-    """A function that has the process calling it killed when its parent dies (Linux's
-    PR_SET_PDEATHSIG), for subprocess's preexec_fn or a forked child; None elsewhere. prctl is
-    looked up here, before a fork: the child runs nothing but the call before its exec."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    import signal
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
-    return lambda: prctl(pr_set_pdeathsig, sigkill)
+from core import signals
 
 
 class ForkedTask:
@@ -69,7 +55,7 @@ class ForkServer:
         self.module, self.env = module, env
         self.process = subprocess.Popen([sys.executable, "-m", "orchestration.kubeflow.forkserver", module], env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        preexec_fn=dies_with_its_parent(), start_new_session=True)
+                                        preexec_fn=signals.killed_with_parent(), start_new_session=True)
         self.ready = self.answer().get("ready", False)
 
     def answer(self) -> dict:
@@ -99,11 +85,7 @@ def _run_task(request: dict, server: int) -> None:
     import runpy
     import signal
 
-    die = dies_with_its_parent()
-    if die:
-        die()
-    if os.getppid() != server:  # the server died before the line above: nothing would end this task
-        os._exit(1)
+    signals.die_with_parent(server)  # nothing else would end this task when the server dies
     os.setsid()  # a session of its own, as the launcher starts any task: its signals come from the launcher
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -312,7 +312,7 @@ class Run:
         try:
             with open(log_path, "wb") as log:
                 return subprocess.Popen(line, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        preexec_fn=forkserver.dies_with_its_parent(), start_new_session=True)
+                                        preexec_fn=signals.killed_with_parent(), start_new_session=True)
         except OSError as e:  # no such command
             raise SpecError(name, f"its command {line[0]!r} cannot run: {e}") from e
 
