@@ -42,7 +42,7 @@ def char_run(tmp_path_factory, small_corpus, gpt2_baseline):
 
     config = make_run_config("shakespeare_char", input_pattern=small_corpus,
                              output_dir=str(tmp_path_factory.mktemp("char_run")),
-                             val_loss_threshold=3.5, **gpt2_baseline, **{**TINY_TRAINING, "serving_loop": "auto"})
+                             val_loss_threshold=3.5, **gpt2_baseline, **TINY_TRAINING)
     started = time.time()
     handed = len(prestart.handed_over)
     with local.prestarted() as start_check:  # as `runner.py run` starts them (the suite's other runs do not)

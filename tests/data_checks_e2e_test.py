@@ -5,7 +5,7 @@ and accepted; none of it leaves a model of other data blessed for the tests that
 import os
 
 from test_helpers import pipeline_runs
-from test_helpers.pipeline_runs import TINY_TRAINING
+from test_helpers.pipeline_runs import TINY_RUN
 
 
 def _run_command(config, data, *settings):
@@ -14,7 +14,7 @@ def _run_command(config, data, *settings):
 
     try:
         runner.main(["run", f"--data={data}", f"--output={config.output_dir}", "--val_loss_threshold=3.5",
-                     *(f"--{k}={v}" for k, v in {**TINY_TRAINING, "max_iters": 10}.items()), *settings])
+                     *(f"--{k}={v}" for k, v in {**TINY_RUN, "max_iters": 10}.items()), *settings])
     except SystemExit as e:
         return e.code
     return 0

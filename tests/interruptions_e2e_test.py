@@ -16,7 +16,7 @@ from pipeline.configs import Outputs
 from test_helpers import fault_injection, pipeline_runs
 from test_helpers.damage import FillDiskAfter
 from test_helpers.forked_runner import forked_runner
-from test_helpers.pipeline_runs import TINY_TRAINING
+from test_helpers.pipeline_runs import TINY_RUN, TINY_TRAINING
 from test_helpers.processes import group_gone
 
 # Every kill point of test_helpers/fault_injection.py of every component of the default pipeline, in
@@ -82,7 +82,7 @@ def test_kill_9_at_each_point_of_each_component_then_the_rerun_makes_what_an_uni
     out = tmp_path / "out"
     argv = ["run", f"--data={char_run.data.input_pattern}", f"--output={out}", "--val_loss_threshold=3.5",
             f"--baselines={gpt2_baseline['baselines'][0]}", f"--bpe_dir={gpt2_baseline['bpe_dir']}",
-            *(f"--{k}={v}" for k, v in TINY_TRAINING.items())]
+            *(f"--{k}={v}" for k, v in TINY_RUN.items())]
     config = Outputs(str(out))
     continued_at = []  # the iteration each run after a training's interruption said it continued from
     with forked_runner() as run:
@@ -159,7 +159,7 @@ def _run_fn_args(char_run, run_dir, model_dir):
                   model_run_dir=str(run_dir), serving_model_dir=str(model_dir / "Format-Serving"),
                   custom_config=custom_config(make_config("shakespeare_char", **{**TINY_TRAINING, "max_iters": 20,
                                                                                   "eval_interval": 20}),
-                                              DeployConfig(), resume=False))
+                                              DeployConfig(serving_loop="graph"), resume=False))
 
 
 def _run_fn_fails(fn_args):

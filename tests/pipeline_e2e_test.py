@@ -15,7 +15,7 @@ from pipeline import lineage, metadata
 from pipeline.configs import make_run_config
 from test_helpers import pipeline_runs
 from test_helpers.damage import flip_bytes_in_place
-from test_helpers.pipeline_runs import TINY_TRAINING
+from test_helpers.pipeline_runs import TINY_RUN
 
 
 def test_char_pipeline_trains_blesses_and_pushes_a_servable_model(char_run):
@@ -300,7 +300,7 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
     runner.main(["run", f"--data={char_run.data.input_pattern}", f"--output={char_run.output_dir}",
                  "--val_loss_threshold=3.5", "--max_regression=10", f"--baselines={char_run.eval.baselines[0]}",
                  f"--bpe_dir={char_run.data.bpe_dir}",
-                 *(f"--{k}={v}" for k, v in {**TINY_TRAINING, "max_iters": 20}.items())])
+                 *(f"--{k}={v}" for k, v in {**TINY_RUN, "max_iters": 20}.items())])
     out = capsys.readouterr().out
     assert f"token shard {shard} is damaged (" in out
     assert (f": the Examples artifact #{damaged.id} of Transform is set aside and made again; running the "

@@ -16,14 +16,14 @@ from pipeline import lineage
 from orchestration.local import local_pipeline
 from pipeline.configs import make_run_config
 from test_helpers import pipeline_runs
-from test_helpers.pipeline_runs import TINY_TRAINING
+from test_helpers.pipeline_runs import TINY_RUN
 
 State = metadata_store_pb2.Execution
 
 
 def _config(output_dir, corpus, **training):
     return make_run_config("shakespeare_char", input_pattern=corpus, output_dir=str(output_dir),
-                           val_loss_threshold=9.0, **{**TINY_TRAINING, **training})
+                           val_loss_threshold=9.0, **{**TINY_RUN, **training})
 
 
 def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(
@@ -48,7 +48,7 @@ def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(
     models = len(pipeline_runs.store(healthy).get_artifacts_by_type("Model"))
     reshaped = make_run_config("shakespeare_char", input_pattern=small_corpus, output_dir=healthy.output_dir,
                                     val_loss_threshold=9.0, resume=True,
-                                    **{**TINY_TRAINING, "n_layer": 2})
+                                    **{**TINY_RUN, "n_layer": 2})
     with pytest.raises(CheckpointMismatch, match="has n_layer=1, the config says n_layer=2"):
         tfx.orchestration.LocalDagRunner().run(local_pipeline(reshaped))
     assert len(pipeline_runs.store(healthy).get_artifacts_by_type("Model")) == models
