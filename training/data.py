@@ -134,6 +134,7 @@ class TokenStream:
         self.num_tokens = len(tokens)
         self.block_size = block_size
         self.tokens = tokens if isinstance(tokens, np.memmap) else tf.constant(tokens)
+        self._array = None
 
     def train_dataset(self, *, batch_size: int, accumulation_steps: int, seed: int, start_step: int,
                       input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
@@ -171,6 +172,14 @@ class TokenStream:
     def windows(self, offsets):
         """x, y at the given window offsets (any shape of offsets: x and y add a block_size axis)."""
         return windows_at(self.tokens, offsets, self.block_size)
+
+    def windows_array(self, offsets: np.ndarray):
+        """windows() in numpy, as nanoGPT's get_batch reads them: for batches drawn in Python, with no
+        tf.data thread to wake (and take the GIL) at each step."""
+        if self._array is None:  # the tokens' own buffer: a CPU tensor's numpy() does not copy it
+            self._array = self.tokens if isinstance(self.tokens, np.memmap) else self.tokens.numpy()
+        rows = self._array[offsets[..., None] + np.arange(self.block_size + 1)].astype(np.int32)
+        return rows[..., :-1], rows[..., 1:]
 
 
 def prepare_text_file(cfg, data_dir: str) -> dict:

@@ -90,3 +90,11 @@ def test_memory_mapped_split_gives_the_same_batches(split_dir, tmp_path, monkeyp
         np.testing.assert_array_equal(ya, yb)
     for a, b in zip(in_memory.eval_batch((1, 2), 5), mapped.eval_batch((1, 2), 5)):
         np.testing.assert_array_equal(a, b)
+    # windows at given offsets (nanoGPT's draws), read by TensorFlow or by numpy, in memory or mapped
+    offsets = np.array([[0, 17, 7400], [3, 3, 9]])
+    x, y = in_memory.windows(offsets)
+    assert x.shape == (2, 3, 64) and x.dtype == np.int32
+    for stream in (in_memory, mapped):
+        for a, b in zip((x, y), stream.windows_array(offsets)):
+            assert b.dtype == np.int32
+            np.testing.assert_array_equal(a, b)
