@@ -3,26 +3,27 @@ statistics of the documents).
 
     [Create(whole documents) -> ParDo(HashDocuments) -> GroupByKey(text hash) -> later copies]  (dedup)
                                                                                    | side input
-    Create(work items, reshuffled) -> ParDo(TokenizeDocuments) -> train records -> WriteToTFRecord
-                                                                 -> val records   -> WriteToTFRecord
-                                                                 -> counts -> CombineGlobally -> JSON
+    Create(work items, reshuffled) -> ParDo(TokenizeDocuments) -> counts, shard files -> CombineGlobally -> JSON
                                                                  -> document rows -> TFDV -> FeatureStats.pb
 
-Documents stream through the workers piece by piece; the global steps are the combine of small count
-dictionaries, the group of document hashes (a duplicate is a document whose normalized text equals
-that of a document earlier in the corpus: only the first is tokenized, so no text is in both splits)
-and TFDV's combine of the document rows.
+Documents stream through the workers piece by piece, and each bundle writes its records into one
+shard file per split, which it names in its counts: the executor publishes the files of the bundles
+that completed (a retried bundle's first files are left out). With num_shards set, the records go
+through Beam's file sink instead, which shuffles them into that many files. The global steps are the
+combine of small count dictionaries, the group of document hashes (a duplicate is a document whose
+normalized text equals that of a document earlier in the corpus: only the first is tokenized, so no
+text is in both splits) and TFDV's combine of the document rows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import gzip
 import hashlib
 import json
 import os
 import time
+import uuid
 from typing import Dict, List, Optional
 
 import apache_beam as beam
@@ -30,6 +31,8 @@ from absl import logging
 from apache_beam import coders
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.transforms.window import GlobalWindows
+from isal import igzip
 
 from components.tokenize_text import encoding, sources, statistics
 from core import shards
@@ -38,9 +41,13 @@ GPT2, CHAR = "gpt2", "char"
 STATS_FILE = shards.STATS_FILE
 STATISTICS_DIR = "statistics"  # beside the splits in the staging directory, until published
 SHARD_PREFIX = "tokens"
-# zlib level of the shards' GZIP: level 1 takes 2.5 times less CPU than Beam's fixed default (6)
-# for token shards only ~5% larger (BENCHMARKS.md).
-GZIP_LEVEL = 1
+# ISA-L's level (0-3) of the shards' GZIP: its level 2 makes token shards as small as zlib's level 1
+# with a sixth of its CPU (0.08 s against 0.48 s for 50 MB of text's records), and zlib's level 1
+# took 2.5 times less than Beam's fixed default, level 6, for files ~5% larger (BENCHMARKS.md).
+GZIP_LEVEL = 2
+BUNDLE_DIR = "_bundles"  # the shard files the bundles wrote, until the executor names them
+SHARDS = "shards"  # in the counts: [split, path] of each shard file a bundle wrote
+SHARDS_FILE = "bundle_shards.json"  # SHARDS of the merged counts, beside STATS_FILE in the staging directory
 # Counters that every run reports, so that properties exist (as 0) even when nothing happened.
 COUNTERS = ("num_documents", "num_documents_train", "num_documents_val", "num_tokens_train",
             "num_tokens_val", "num_records_train", "num_records_val", "num_skipped_documents",
@@ -116,9 +123,11 @@ class TokenizeDocuments(_ReadsDocuments):
     document's row of features on 'rows_<split>'. Documents in `duplicates` (a side input: index ->
     True) are skipped and counted."""
 
-    def __init__(self, cfg: Dict, statistics_on: bool):
+    def __init__(self, cfg: Dict, statistics_on: bool, shard_dir: Optional[str] = None):
         super().__init__(cfg)
         self._statistics = statistics_on
+        self._shard_dir = shard_dir  # None: the records are the split outputs, for Beam's file sink
+        self._shards = {}  # split -> (path, open _GzipFile) of this bundle's shard file
         self._encoding = None
         self._progress = None
 
@@ -129,8 +138,7 @@ class TokenizeDocuments(_ReadsDocuments):
 
     def process(self, item, duplicates=None):
         self._progress = self._progress or Progress()
-        stats = dict.fromkeys(COUNTERS, 0)
-        stats[REFUSED] = None
+        stats = _no_counts()
         # every character is counted for statistics, and for the character vocabulary's size
         counts = {split: (statistics.Counts(), statistics.Counts() if self._cfg["tokenizer"] == GPT2 else None)
                   for split in sources.SPLITS} if self._statistics or self._cfg["tokenizer"] == CHAR else None
@@ -151,7 +159,10 @@ class TokenizeDocuments(_ReadsDocuments):
             records = self._bpe_records if self._cfg["tokenizer"] == GPT2 else self._char_records
             for record in records(doc, counter, document):
                 counter.records += 1
-                yield beam.pvalue.TaggedOutput(doc.split, record)
+                if self._shard_dir is None:
+                    yield beam.pvalue.TaggedOutput(doc.split, record)
+                else:
+                    self._write(doc.split, record)
             check = self._check(item, doc, stats)
             if self._statistics:
                 yield beam.pvalue.TaggedOutput(f"rows_{doc.split}", document.row(counter.tokens, check))
@@ -171,6 +182,45 @@ class TokenizeDocuments(_ReadsDocuments):
         stats[DISTRIBUTIONS] = {f"{name}_{split}": c.sparse() for split, pair in (counts or {}).items()
                                 for name, c in zip((statistics.CHAR, statistics.TOKEN), pair) if c is not None}
         yield beam.pvalue.TaggedOutput("stats", stats)
+
+    def _write(self, split: str, record: bytes) -> None:
+        """Writes a record into the bundle's shard file of its split (Beam's sink would add four
+        stages per split, ~0.2 s each run on the DirectRunner)."""
+        from apache_beam.io.filesystems import FileSystems
+
+        try:
+            if split not in self._shards:
+                path = FileSystems.join(self._shard_dir, f"{uuid.uuid4().hex}-{split}.gz")
+                raw = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+                self._shards[split] = path, _GzipFile(raw)
+            self._shards[split][1].write(encoding.tfrecord(record))
+        except OSError:
+            # a failed bundle's files are closed here, so that their space (deleted with the staging
+            # directory) is freed now, not when the process ends
+            with contextlib.suppress(OSError):
+                self._close_shards()
+            raise
+
+    def _close_shards(self) -> None:
+        """Closes the bundle's shard files, every one even when one fails (its error is raised)."""
+        opened, self._shards, error = self._shards, {}, None
+        for _, shard in opened.values():
+            try:
+                shard.close()
+            except OSError as e:
+                error = error or e
+        if error is not None:
+            raise error
+
+    def start_bundle(self):
+        with contextlib.suppress(OSError):  # files a failed bundle of this instance left open: not its
+            self._close_shards()
+
+    def finish_bundle(self):
+        written = [[split, path] for split, (path, _) in self._shards.items()]
+        self._close_shards()  # a file that cannot be completed fails the bundle: it is not listed
+        if written:  # the files count only once the bundle completed: named with its counts
+            yield beam.pvalue.TaggedOutput("stats", GlobalWindows.windowed_value({**_no_counts(), SHARDS: written}))
 
     def _check(self, item: dict, doc: sources.Document, stats: dict) -> Optional[dict]:
         """What decoding and the text policy found in the document, added to the counts; its
@@ -213,6 +263,11 @@ class TokenizeDocuments(_ReadsDocuments):
             yield encoding.text_record(doc.index, pos, piece)
 
 
+def _no_counts() -> dict:
+    """What a work item's or a bundle's counts start from."""
+    return {**dict.fromkeys(COUNTERS, 0), REFUSED: None, DISTRIBUTIONS: {}, SHARDS: []}
+
+
 class _DocCounter:
     def __init__(self):
         self.tokens = 0
@@ -235,26 +290,28 @@ class MergeStats(beam.CombineFn):
     vocabulary), REFUSED and DISTRIBUTIONS ({"char_train": {code point: count}, ...})."""
 
     def create_accumulator(self):
-        return dict.fromkeys(COUNTERS, 0), [None], {}
+        return dict.fromkeys(COUNTERS, 0), [None], {}, []
 
     def add_input(self, acc, stats):
-        counts, refused, distributions = acc
+        counts, refused, distributions, written = acc
         for key in COUNTERS:
             counts[key] += stats[key]
         self._first_refused(refused, stats[REFUSED])
         for key, sparse in stats[DISTRIBUTIONS].items():
             distributions.setdefault(key, statistics.Counts()).add_sparse(sparse)
+        written += stats[SHARDS]
         return acc
 
     def merge_accumulators(self, accs):
         accs = iter(accs)
-        counts, refused, distributions = first = next(accs)
-        for other_counts, other_refused, other_distributions in accs:
+        counts, refused, distributions, written = first = next(accs)
+        for other_counts, other_refused, other_distributions, other_written in accs:
             for key in COUNTERS:
                 counts[key] += other_counts[key]
             self._first_refused(refused, other_refused[0])
             for key, other in other_distributions.items():
                 distributions.setdefault(key, statistics.Counts()).add_sparse(other.sparse())
+            written += other_written
         return first
 
     @staticmethod
@@ -263,18 +320,19 @@ class MergeStats(beam.CombineFn):
             refused[0] = other
 
     def extract_output(self, acc):
-        counts, (refused,), distributions = acc
+        counts, (refused,), distributions, written = acc
         distributions = {key: c.to_dict() for key, c in distributions.items()}
         chars = set()
         for key, counted in distributions.items():
             if key.startswith(statistics.CHAR + "_"):
                 chars.update(map(chr, counted))
-        return {**counts, "chars": "".join(sorted(chars)), REFUSED: refused, DISTRIBUTIONS: distributions}
+        return {**counts, "chars": "".join(sorted(chars)), REFUSED: refused, DISTRIBUTIONS: distributions,
+                SHARDS: written}
 
 
 class GzipTFRecordSink(filebasedsink.FileBasedSink):
     """Beam's TFRecord sink (temporary files, then finalized into shard names) with GZIP at
-    GZIP_LEVEL: Beam's own WriteToTFRecord cannot set the level."""
+    GZIP_LEVEL: Beam's own WriteToTFRecord cannot set the level. Used when num_shards is set."""
 
     def __init__(self, file_path_prefix: str, num_shards: int):
         super().__init__(file_path_prefix, coder=coders.BytesCoder(), file_name_suffix=".gz", num_shards=num_shards,
@@ -294,8 +352,8 @@ class GzipTFRecordSink(filebasedsink.FileBasedSink):
             raise
 
 
-class _GzipFile(gzip.GzipFile):
-    """A GZIP stream over a Beam file handle; closing it closes the handle too."""
+class _GzipFile(igzip.IGzipFile):
+    """A GZIP stream (ISA-L's deflate) over a Beam file handle; closing it closes the handle too."""
 
     def __init__(self, raw):
         super().__init__(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, filename="", mtime=0)
@@ -323,12 +381,13 @@ def build_pipeline(pipeline: beam.Pipeline, items: List[dict], cfg: Dict, output
                  | "LaterCopies" >> beam.FlatMap(later_copies))
         side_inputs["duplicates"] = beam.pvalue.AsDict(later)
     rows = [f"rows_{split}" for split in sources.SPLITS] if statistics_on else []
+    shard_dir = None if cfg["num_shards"] else os.path.join(output_dir, BUNDLE_DIR)
     outputs = (pipeline
                # Create reshuffles its elements (reshuffle=True), spreading the items over workers.
                | "WorkItems" >> beam.Create(items, reshuffle=True)
-               | "Tokenize" >> beam.ParDo(TokenizeDocuments(cfg, statistics_on), **side_inputs).with_outputs(
+               | "Tokenize" >> beam.ParDo(TokenizeDocuments(cfg, statistics_on, shard_dir), **side_inputs).with_outputs(
                    "stats", *sources.SPLITS, *rows))
-    for split in sources.SPLITS:
+    for split in sources.SPLITS if cfg["num_shards"] else ():
         _ = (outputs[split]
              | f"Write{split.capitalize()}" >> beam.io.Write(GzipTFRecordSink(
                  os.path.join(shards.split_dir(output_dir, split), SHARD_PREFIX), cfg["num_shards"])))
@@ -349,7 +408,27 @@ def build_pipeline(pipeline: beam.Pipeline, items: List[dict], cfg: Dict, output
 
 
 def _write_counts(merged: dict, path: str) -> None:
-    _write_file(json.dumps({k: v for k, v in merged.items() if k != DISTRIBUTIONS}, ensure_ascii=True), path)
+    _write_file(json.dumps({k: v for k, v in merged.items() if k not in (DISTRIBUTIONS, SHARDS)}, ensure_ascii=True),
+                path)
+    _write_file(json.dumps(merged[SHARDS]), os.path.join(os.path.dirname(path), SHARDS_FILE))
+
+
+def name_shards(output_dir: str) -> None:
+    """Moves the shard files that the completed bundles wrote (SHARDS_FILE) into output_dir's
+    Split-<split>/ under the names Beam's sink gives (tokens-00000-of-00002.gz); a file that a
+    failed attempt of a bundle left is not among them."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(os.path.join(output_dir, SHARDS_FILE), compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        written = json.loads(f.read())
+    if not written:  # num_shards set: Beam's sink wrote and named them
+        return
+    for split in sources.SPLITS:
+        paths = sorted(p for s, p in written if s == split)
+        directory = shards.split_dir(output_dir, split)
+        FileSystems.mkdirs(directory)
+        FileSystems.rename(paths, [os.path.join(directory, f"{SHARD_PREFIX}-{i:05d}-of-{len(paths):05d}.gz")
+                                   for i in range(len(paths))])
 
 
 def _write_statistics(generated, merged: dict, directory: str, cfg: Dict) -> None:

@@ -28,7 +28,7 @@ document in val when a keyed hash of its index and split_seed falls below val_fr
 20 documents (sources.MIN_HASHED_VAL_DOCUMENTS; a streamed dataset: always), so any corpus with text
 gets a non-empty val split. Both are the same on every run and runner.
 
-Outputs: one Examples artifact, split_names ["train", "val"], GZIP TFRecord shards (zlib level 1) under
+Outputs: one Examples artifact, split_names ["train", "val"], GZIP TFRecord shards (ISA-L level 2) under
 Split-train/ and Split-val/ (num_shards per split; 0, the default, lets the runner decide, one file
 per bundle, while a fixed count makes Beam shuffle the records to the shards; chunk_size tokens or
 characters per record, default core.shards.DEFAULT_CHUNK_SIZE). Custom properties: num_documents[_train|_val], num_tokens_train/val,

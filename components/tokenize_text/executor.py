@@ -175,6 +175,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 stats = json.loads(f.read())
             check_text(stats, cfg)
             check_counts(stats, info["source"])
+            beam_ops.name_shards(staging)
             for key, count in info.pop("text_counts", {}).items():  # a file split into head and tail
                 stats[key] += count
             moves = [(shards.split_dir(staging, split), shards.split_dir(examples.uri, split))

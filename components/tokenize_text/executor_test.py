@@ -324,12 +324,14 @@ def _split_files(out_dir):
             for name in sorted(os.listdir(os.path.join(out_dir, split)))}
 
 
+@pytest.mark.parametrize("num_shards", [0, 1])  # the bundles' own shard files; Beam's sink
 def test_a_full_disk_while_writing_shards_is_one_line_and_the_rerun_completes(tmp_path, small_disk,
-                                                                             shakespeare_text):
+                                                                             shakespeare_text, num_shards):
     """The shards (~90 KB of GZIP'd text records) no longer fit in what a filler file leaves free."""
     text = tmp_path / "input.txt"
     text.write_text(shakespeare_text[:200_000], encoding="utf-8")
-    settings = dict(input_pattern=str(text), tokenizer="char", num_shards=1)
+    # one text: its head and tail are one work item each, so either way each split is one file
+    settings = dict(input_pattern=str(text), tokenizer="char", num_shards=num_shards)
     expected = _split_files(run_executor(tmp_path / "uninterrupted", **settings).uri)
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * (1024 * 1024 - 40 * 1024))
