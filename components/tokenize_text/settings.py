@@ -43,7 +43,8 @@ class TokenizeTextSettings(Settings):
     append_eot: Optional[bool] = setting(None, "end each document with <|endoftext|> (None: with GPT-2 BPE, for "
                                                "a corpus of documents, not one text file, as nanoGPT)")
     chunk_size: int = setting(0, "tokens (characters) per record (0: core.shards' default, 8192)", minimum=0)
-    num_shards: int = setting(0, "files per split (0: the Beam runner decides)", minimum=0)
+    num_shards: int = setting(0, "files per split (0: one per Beam bundle, written by the bundle itself; N: "
+                                 "Beam's file sink shuffles the records into N files)", minimum=0)
     # the input-text policy (components/tokenize_text/encoding.py)
     accept_invalid_text: bool = setting(False, "tokenize text files that are not UTF-8 text (NUL bytes, UTF-16, "
                                                "many invalid bytes), invalid bytes replaced")
