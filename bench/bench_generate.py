@@ -34,7 +34,7 @@ line is
     hf_tokens_per_s=<h> served_vs_hf=<s/h> served_bf16_tokens_per_s=<b> bf16_vs_float32=<b/x>
     served_xla_tokens_per_s=<a> served_graph_tokens_per_s=<g> served_auto_tokens_per_s=<u>
     auto=<weights>,<loop> weight_bytes_per_token=<n> read_gb_per_s=<r> served_vs_wall=<s/wall>
-    served_bf16_vs_wall=<b/bfloat16 wall> isa=<native or avx2>
+    served_bf16_vs_wall=<b/bfloat16 wall> isa=<--isa>
 in tokens generated per second over all rows (one line). --isa caps oneDNN (bench.bench ISA_ENV) as on
 an older CPU: avx2 (AVX2 only), avx512 (AVX-512 without BF16: Skylake to Cascade Lake), avx512_bf16
 (without AMX: AMD's Zen 4). TensorFlow itself still sees this CPU's flags and XLA compiles for them;

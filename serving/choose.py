@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.presets import WEIGHT_DTYPES
-from serving import AUTO, SERVING_LOOPS, describe_export
+from serving import AUTO, SERVING_LOOPS
 from serving.generate import serving_function, uses_xla
 from serving.weights import with_weights
 
@@ -40,7 +40,6 @@ class Candidate:
     loop: str  # "xla" or "graph"
     model: object  # the GPT it decodes with (serving/weights.py)
     generate: object  # its serving function (serving/generate.py serving_function)
-    tokens_per_s: float = float("nan")  # measured; nan when it was the only candidate
 
     @property
     def name(self) -> str:
@@ -60,9 +59,6 @@ class Choice:
                     measured_tokens_per_s=self.measured, measured_on=self.cpu if self.measured else None,
                     measured_request=f"batch 1, {PROMPT_TOKENS}-token prompt, {NEW_TOKENS} new tokens, best of "
                                      f"{ROUNDS}" if self.measured else None)
-
-    def line(self) -> str:
-        return describe_export(self.record())
 
 
 def candidates(model, weights: str, loop: str) -> List[Candidate]:
@@ -95,26 +91,24 @@ def choose(model, weights: str = "float32", loop: str = AUTO) -> Choice:
     from training.devices import cpu_name
 
     found = candidates(model, weights, loop)
-    measured = {}
-    if len(found) > 1:
-        new, request = _request(model.config)
-        # Each candidate's first call compiles (XLA) or optimizes its graph (grappler), mostly on one
-        # core and outside Python's lock, so it runs in a thread while the next candidate is traced
-        # (Python's, under the lock): ~1.2 s less for the default character model's two loops.
-        with concurrent.futures.ThreadPoolExecutor(len(found)) as pool:
-            first_calls = []
-            for candidate in found:
-                candidate.generate.get_concrete_function()
-                first_calls.append(pool.submit(lambda c=candidate: c.generate(*request)["tokens"].numpy()))
-            for call in first_calls:
-                call.result()
-        best = {candidate.name: float("inf") for candidate in found}
-        for _, candidate in itertools.product(range(ROUNDS), found):  # in turn: the machine's load moves
-            started = time.perf_counter()
-            candidate.generate(*request)["tokens"].numpy()
-            best[candidate.name] = min(best[candidate.name], time.perf_counter() - started)
+    asked = dict(weights=weights, loop=loop)
+    if len(found) == 1:
+        return Choice(found[0], {}, asked, cpu_name())
+    new, request = _request(model.config)
+    # Each candidate's first call compiles (XLA) or optimizes its graph (grappler), mostly on one
+    # core and outside Python's lock, so it runs in a thread while the next candidate is traced
+    # (Python's, under the lock): ~1.2 s less for the default character model's two loops.
+    with concurrent.futures.ThreadPoolExecutor(len(found)) as pool:
+        first_calls = []
         for candidate in found:
-            candidate.tokens_per_s = new / best[candidate.name]
-            measured[candidate.name] = round(candidate.tokens_per_s, 1)
-    chosen = max(found, key=lambda c: c.tokens_per_s) if measured else found[0]
-    return Choice(chosen, measured, dict(weights=weights, loop=loop), cpu_name())
+            candidate.generate.get_concrete_function()
+            first_calls.append(pool.submit(lambda c=candidate: c.generate(*request)["tokens"].numpy()))
+        for call in first_calls:
+            call.result()
+    best = {candidate.name: float("inf") for candidate in found}
+    for _, candidate in itertools.product(range(ROUNDS), found):  # in turn: the machine's load moves
+        started = time.perf_counter()
+        candidate.generate(*request)["tokens"].numpy()
+        best[candidate.name] = min(best[candidate.name], time.perf_counter() - started)
+    measured = {name: round(new / seconds, 1) for name, seconds in best.items()}
+    return Choice(min(found, key=lambda c: best[c.name]), measured, asked, cpu_name())
