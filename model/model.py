@@ -78,8 +78,9 @@ class Linear(tf.Module):
         self.weight = tf.Variable(normal([n_in, n_out], std), name="weight")
         self.bias = tf.Variable(tf.zeros([n_out]), name="bias") if bias else None
 
-    def __call__(self, x):
-        return kernels.matmul_last_axis(x, tf.cast(self.weight, x.dtype), bias=self.bias)
+    def __call__(self, x, one_row=False):
+        """one_row: x holds one position a row, a decoding step (see kernels.matmul_last_axis)."""
+        return kernels.matmul_last_axis(x, tf.cast(self.weight, x.dtype), bias=self.bias, one_row=one_row)
 
 
 class Embedding(tf.Module):
@@ -115,7 +116,7 @@ class CausalSelfAttention(tf.Module):
         B, T, C = sizes(x)
         nh = self.n_head
         if is_one(T):  # one position: (B, 1, 3C) -> 3 x (B, nh, 1, hs) by reshapes alone
-            return [tf.reshape(t, [B, nh, 1, C // nh]) for t in tf.split(self.c_attn(x), 3, axis=-1)]
+            return [tf.reshape(t, [B, nh, 1, C // nh]) for t in tf.split(self.c_attn(x, one_row=True), 3, axis=-1)]
         # (B, T, 3C) -> (3, B, nh, T, hs): one transpose for the three (~2.5% of a training step
         # against a split and three transposes, whose gradients are three transposes and a concat)
         qkv = tf.reshape(self.c_attn(x), [B, T, 3, nh, C // nh])
@@ -140,7 +141,7 @@ class CausalSelfAttention(tf.Module):
         if not is_one(Tq):
             y = tf.transpose(y, [0, 2, 1, 3])
         y = tf.reshape(y, [B, Tq, self.n_embd])  # re-assemble all heads
-        return _dropout(self.c_proj(y), self.dropout, training)
+        return _dropout(self.c_proj(y, one_row=is_one(Tq)), self.dropout, training)
 
     def __call__(self, x, training=False, cache=None, slots=None):
         """Self-attention of x (B, T, C), causal. With a layer's cache (keys, values) and the
@@ -169,8 +170,9 @@ class MLP(tf.Module):
 
     def __call__(self, x, training=False):
         h = tf.reshape(x, [-1, x.shape[-1]])  # (B * T, C): one reshape each way for both products
-        h = kernels.gelu(self.c_fc(h))
-        return tf.reshape(_dropout(self.c_proj(h), self.dropout, training), sizes(x))
+        one_row = is_one(sizes(x)[1])
+        h = kernels.gelu(self.c_fc(h, one_row=one_row))
+        return tf.reshape(_dropout(self.c_proj(h, one_row=one_row), self.dropout, training), sizes(x))
 
 
 class Block(tf.Module):
