@@ -16,6 +16,11 @@ InfraBlessing (the InfraValidator's): properties `infra_check` (what was checked
 PushedModel: the version directory holds assets.extra/model_card.md; property `model_card`, its path
 """
 
+import os
+from typing import Optional
+
+from core import files
+
 SERVING_DIR = "Format-Serving"
 HF_CHECKPOINT_DIR = "Format-HF"
 RUN_DIR_POINTER = "run_dir.txt"
@@ -41,3 +46,10 @@ def optional_artifact(artifacts: dict, key: str):
     """The one artifact of an optional channel in a component's input or output dict, or None when
     the pipeline wired none (TFX gives an empty list, or no key)."""
     return (artifacts.get(key) or [None])[0]
+
+
+def model_run_dir(model_uri: str) -> Optional[str]:
+    """The ModelRun directory that trained the Model artifact at model_uri (its run_dir.txt), or
+    None when the model records none."""
+    pointer = files.read_text(os.path.join(model_uri, RUN_DIR_POINTER), default=None)
+    return pointer.strip() if pointer is not None else None

@@ -72,9 +72,9 @@ def write_json(path: str, data, **dump_options) -> None:
     write_file(path, json.dumps(data, **{"indent": 2, "sort_keys": True, **dump_options}))
 
 
-def read_json(path: str, default=_MISSING):
-    """The JSON value in the file at `path` (local or through tf.io.gfile). A missing file gives
-    `default` when one is given, else FileNotFoundError; a damaged one a ValueError naming it."""
+def read_text(path: str, default=_MISSING) -> str:
+    """The text (UTF-8) of the file at `path` (local or through tf.io.gfile). A missing file gives
+    `default` when one is given, else FileNotFoundError."""
     if is_local(path):
         exists, opener = os.path.isfile(path), lambda: open(path, encoding="utf-8")
     else:
@@ -85,7 +85,17 @@ def read_json(path: str, default=_MISSING):
             return default
         raise FileNotFoundError(f"{path} does not exist")
     with opener() as f:
-        content = f.read()
+        return f.read()
+
+
+def read_json(path: str, default=_MISSING):
+    """The JSON value in the file at `path` (local or through tf.io.gfile). A missing file gives
+    `default` when one is given, else FileNotFoundError; a damaged one a ValueError naming it."""
+    content = read_text(path, default=None)
+    if content is None:
+        if default is not _MISSING:
+            return default
+        raise FileNotFoundError(f"{path} does not exist")
     try:
         return json.loads(content)
     except ValueError as e:

@@ -71,7 +71,7 @@ def _check_resume(config: RunConfig) -> None:
     the Trainer checks again, once the tokenization is done)."""
     if not config.pipeline.resume:
         return
-    from components.artifact_layout import RUN_DIR_POINTER
+    from components.artifact_layout import model_run_dir
     from core import files
     from pipeline import metadata
     from training.checkpoint_shape import CheckpointMismatch, check_resume
@@ -85,8 +85,7 @@ def _check_resume(config: RunConfig) -> None:
         raise SettingError(f"--resume=True: no model in {config.metadata_path} to continue from; run once without "
                            f"--resume")
     latest = max(models, key=lambda a: a.id)  # what the pipeline's latest_model_resolver takes
-    pointer = os.path.join(latest.uri, RUN_DIR_POINTER)
-    run_dir = open(pointer).read().strip() if os.path.isfile(pointer) else None
+    run_dir = model_run_dir(latest.uri)
     previous = files.read_json(os.path.join(run_dir, TRAIN_CONFIG_FILE), default=None) if run_dir else None
     if previous:
         try:

@@ -195,7 +195,7 @@ def test_a_full_disk_when_the_trainer_writes_run_dir_txt_is_one_line_and_leaves_
     """The Model directory on a 16 MiB tmpfs (the SavedModel takes ~1.5), which fills up (a filler file) as soon as the Hugging
     Face checkpoint is written: run_dir.txt, written last, does not fit."""
     from components import artifact_layout
-    from components.trainer.run_fn import RUN_DIR_POINTER
+    from components.artifact_layout import RUN_DIR_POINTER
     from model.model import GPT
 
     small_disk = tmpfs("16M")

@@ -48,7 +48,6 @@ from core.errors import MissingFile, writing
 from serving import describe_export
 from serving.export import export_record, export_saved_model
 
-RUN_DIR_POINTER = "run_dir.txt"  # in the Model artifact: the ModelRun directory that trained it
 
 
 def _examples_uri(file_pattern: str) -> str:
@@ -58,11 +57,12 @@ def _examples_uri(file_pattern: str) -> str:
 
 def _previous_run(base_model: str) -> str:
     """The training run (ModelRun directory) that made base_model."""
-    pointer = os.path.join(os.path.dirname(base_model.rstrip("/")), RUN_DIR_POINTER)
-    if not tf.io.gfile.exists(pointer):
-        raise FileNotFoundError(f"resume: the previous model {base_model} records no training run ({pointer})")
-    with tf.io.gfile.GFile(pointer) as f:
-        return f.read().strip()
+    model_uri = os.path.dirname(base_model.rstrip("/"))
+    run_dir = artifact_layout.model_run_dir(model_uri)
+    if run_dir is None:
+        raise FileNotFoundError(f"resume: the previous model {base_model} records no training run "
+                                f"({os.path.join(model_uri, artifact_layout.RUN_DIR_POINTER)})")
+    return run_dir
 
 
 def _copy_previous_run(previous: str, out_dir: str) -> None:
@@ -145,8 +145,8 @@ def run_fn(fn_args) -> None:
     logging.info("Trainer: the training process %.1f s (%s), the export %.1f s: %s", training_process_seconds,
                  trained.time_split(), time.time() - exporting,
                  describe_export(export_record(fn_args.serving_model_dir)))
-    with writing(f"{RUN_DIR_POINTER} in {model_uri}"):
-        files.write_file(os.path.join(model_uri, RUN_DIR_POINTER), model_run_dir)
+    with writing(f"{artifact_layout.RUN_DIR_POINTER} in {model_uri}"):
+        files.write_file(os.path.join(model_uri, artifact_layout.RUN_DIR_POINTER), model_run_dir)
     if separate:  # last: a kill before it leaves the training to be continued (exported again)
         trainings.completed(choice.directory, model_run_dir)
 
