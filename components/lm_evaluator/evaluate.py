@@ -286,13 +286,14 @@ class Bar:
 
 def decide(candidate: Dict[str, float], *, threshold: Optional[float], last_blessed: Optional[Dict[str, float]],
            max_regression: float, candidate_is_last_blessed: bool = False,
-           bars: Sequence[Bar] = ()) -> Tuple[bool, str]:
+           bars: Sequence[Bar] = (), uncompared: Optional[str] = None) -> Tuple[bool, str]:
     """(blessed, why) from the candidate's and the last blessed model's values (ModelResult.values):
     bless when the candidate's val loss is finite, below the threshold (when there is one), on
     every gating metric (METRICS) at most max_regression above the last blessed model's (when there
     is one), and its val bits per byte pass every bar (the unigram baseline, a gating baseline). A
     candidate that is the last blessed model itself (a rerun whose Trainer came from the cache) was
-    blessed and pushed already: it is not blessed again, so that nothing is pushed twice."""
+    blessed and pushed already: it is not blessed again, so that nothing is pushed twice.
+    uncompared: why the last blessed model, when there is one, has no values (last_blessed None)."""
     if candidate_is_last_blessed:
         return False, "the candidate is the last blessed model itself, already blessed and pushed"
     candidate_val = candidate[f"{VAL}_loss"]
@@ -305,7 +306,8 @@ def decide(candidate: Dict[str, float], *, threshold: Optional[float], last_bles
         else:
             failures.append(f"val loss {candidate_val:.4f} is not below the threshold {threshold:g}")
     if last_blessed is None:
-        passes.append("no previously blessed model to compare with")
+        passes.append(f"the last blessed model not compared: {uncompared}" if uncompared
+                      else "no previously blessed model to compare with")
     for metric in (m for m in METRICS if m.gates and last_blessed is not None):
         ours, theirs = candidate[f"{VAL}_{metric.name}"], last_blessed[f"{VAL}_{metric.name}"]
         if ours <= theirs + max_regression:

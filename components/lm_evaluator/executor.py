@@ -8,7 +8,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -20,7 +20,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components.artifact_layout import (BLESSING_EVALUATION_KEY, DATA_STATISTICS_PROPERTY, METRICS_FILE, PLOT_FILE,
-                                        REPORT_FILE, optional_artifact)
+                                        REPORT_FILE, model_run_dir, optional_artifact)
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report, tokens
 from components.lm_evaluator.settings import EvalConfig
@@ -29,7 +29,7 @@ from core import files, shards
 from core.errors import writing
 from core.shards import TRAIN, VAL
 from model.presets import GPT2_VOCAB_SIZE
-from training.config import MODEL_CONFIG_FILE, TRAIN_CONFIG_FILE
+from training.config import MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 
 EXAMPLES_KEY = "examples"
 MODEL_KEY = "model"
@@ -72,6 +72,13 @@ def set_loss_property(artifact, name: str, value: float) -> None:
         artifact.set_float_custom_property(name, value)
     else:
         artifact.set_string_custom_property(name, str(value))
+
+
+def _trained_tokenizer(model) -> Optional[dict]:
+    """The tokenizer (model/tokenizer.py's JSON) that trained a Model artifact, from the ModelRun its
+    run_dir.txt names; None when that is not known (no pointer, the run's directory gone)."""
+    run_dir = model_run_dir(model.uri)
+    return files.read_json(os.path.join(run_dir, TOKENIZER_FILE), default=None) if run_dir else None
 
 
 class Executor(base_executor.BaseExecutor):
@@ -154,7 +161,8 @@ class Executor(base_executor.BaseExecutor):
                                     last_blessed=compared.values if compared else None,
                                     max_regression=settings.max_regression,
                                     candidate_is_last_blessed=candidate_is_last_blessed,
-                                    bars=self._bars(settings, labels, results))
+                                    bars=self._bars(settings, labels, results),
+                                    uncompared=last_result.skipped if last_result is not None else None)
         eval_info = self._eval_info(settings, block_size, windows)
         history = report.read_history(model_run.uri if model_run else None)
         facts = self._facts(input_dict, data, model_config, model_run, history)
@@ -187,6 +195,13 @@ class Executor(base_executor.BaseExecutor):
         result = ev.ModelResult("last_blessed", "last blessed", artifact.uri, tokens=data.kind)
         if artifact.uri == model.uri:  # the resolver found the candidate itself already blessed
             return dataclasses.replace(candidate_result, role=result.role, name=result.name)
+        # a model of other tokens (another tokenizer, or other characters) reads the data's ids as
+        # other text, even where its vocabulary covers them: its loss would compare nothing
+        trained_on = _trained_tokenizer(artifact)
+        if trained_on is not None and trained_on != data.to_json():
+            result.skipped = (f"it was trained on other tokens ({tokens.describe_json(trained_on)}) than the "
+                              f"data's ({data.describe()})")
+            return result
         last = ev.load_for_eval(ev.candidate_checkpoint(artifact.uri), block_size, "the last blessed model")
         result.skipped = ev.vocab_problem(last.config.vocab_size, windows)
         return result if result.skipped else ev.evaluate(last, windows, result)

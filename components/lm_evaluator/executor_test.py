@@ -222,6 +222,34 @@ def test_not_blessed_when_worse_than_last_blessed_beyond_tolerance(tmp_path, dat
     assert "is no better than the unigram baseline's" in blessing.get_string_custom_property("blessing_reason")
 
 
+def test_a_last_blessed_model_of_other_tokens_is_not_compared_and_the_reason_says_why(tmp_path, data, models):
+    """A last blessed model trained on other characters (a run on other data in the same output)
+    covers the data's ids but reads them as other text: it is not compared, and the blessing's
+    reason names it rather than saying there was none; with the data's own characters it is."""
+    _, blessing = run_executor(tmp_path / "strict", data, models["uniform"], baseline_model=models["unigram"],
+                               max_regression=0.0, beat_unigram=False)
+    assert blessing.get_int_custom_property("blessed") == 0  # compared: worse than the unigram model
+    for name, chars, compared in (("other", CHARS[::-1], False), ("same", CHARS, True)):
+        model_dir, run_dir = tmp_path / name / "model", tmp_path / name / "run"
+        shutil.copytree(models["unigram"].uri, model_dir)
+        os.makedirs(run_dir)
+        (run_dir / "tokenizer.json").write_text(json.dumps({"kind": "char", "chars": list(chars)}))
+        (model_dir / artifact_layout.RUN_DIR_POINTER).write_text(str(run_dir))
+        last = standard_artifacts.Model()
+        last.uri, last.id = str(model_dir), 14
+        evaluation, blessing = run_executor(tmp_path / name, data, models["uniform"], baseline_model=last,
+                                            max_regression=0.0, beat_unigram=False)
+        reason = blessing.get_string_custom_property("blessing_reason")
+        assert evaluation.has_custom_property("last_blessed_val_loss") == compared, name
+        if not compared:
+            assert blessing.get_int_custom_property("blessed") == 1
+            assert reason == (f"blessed: the last blessed model not compared: it was trained on other tokens "
+                              f"(characters, {V} of them) than the data's (characters ({V} in the transform "
+                              f"graph's vocabulary))")
+        else:
+            assert blessing.get_int_custom_property("blessed") == 0 and "worse than the last blessed" in reason
+
+
 def test_not_blessed_above_threshold_without_last_blessed(tmp_path, data, models):
     examples, streams, _ = data
     evaluation, blessing = run_executor(tmp_path, data, models["unigram"],
@@ -391,6 +419,11 @@ def test_decide_rules():
     blessed, reason = ev.decide({"val_loss": 1.0, "val_bpb": 1.5}, threshold=None, last_blessed=None,
                                 max_regression=0.0, bars=bars)
     assert not blessed and reason == ("not blessed: baseline gpt2 was not evaluated (skipped: why)")
+    # a last blessed model that could not be compared is named as such, not as absent
+    blessed, reason = ev.decide({"val_loss": 2.0}, threshold=None, last_blessed=None, max_regression=0.0,
+                                uncompared="its vocabulary (65 tokens) does not cover the data's token ids")
+    assert blessed and reason == ("blessed: the last blessed model not compared: its vocabulary (65 tokens) "
+                                  "does not cover the data's token ids")
 
 
 def test_a_full_disk_while_writing_the_outputs_leaves_nothing_and_the_rerun_completes(small_disk, data, models):
