@@ -23,7 +23,7 @@ from training.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import NotFound
 from core.shards import SHARD_BYTES, SHARD_SHA256
 from pipeline.configs import absolute_path
-from pipeline.metadata import prop, pushed_models, value_of
+from pipeline.metadata import prop, pushed_models, settings_values, value_of
 from serving import EXPORT_RECORD, describe_export
 
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
@@ -222,20 +222,20 @@ def _execution_details(execution, type_name: str, outputs) -> List[Tuple[str, st
     if type_name == "Trainer":
         custom = json.loads(properties.get("custom_config") or "{}") or {}
         details.append(("resume", str(custom.get("resume", False))))
-        export = _settings_values(custom.get("deploy_config"))
+        export = settings_values(custom.get("deploy_config"))
         if export:
             details.append(("export", " ".join(f"{k}={export[k]}" for k in ("serving_weights", "serving_loop")
                                                if k in export)))
         run = next((a for key, a in outputs if key == "model_run"), None)
         # what trained (the run's train_config.json, with its directories), else what was asked for
         config = (_read_json(run.uri, TRAIN_CONFIG_FILE) if run is not None else None) \
-            or _settings_values(custom.get("train_config"))
+            or settings_values(custom.get("train_config"))
         if config:
             details.append(("hyperparameters", " ".join(f"{k}={v}" for k, v in sorted(config.items()))))
         return details
     for key in ("settings", "config"):
         # a component whose parameters are one JSON settings object (TokenizeText, LMEvaluator): each by name
-        values = _settings_values(properties.get(key))
+        values = settings_values(properties.get(key))
         if values:
             properties.pop(key)
             properties.update({k: v if isinstance(v, str) else str(v) for k, v in values.items() if v is not None})
@@ -243,17 +243,6 @@ def _execution_details(execution, type_name: str, outputs) -> List[Tuple[str, st
         if value not in ("", "null", "[]", "{}") and key not in ("custom_config",):
             details.append((key, " ".join(_format(value).split())))
     return details
-
-
-def _settings_values(text) -> dict:
-    """The values of a settings object as core.settings.Settings.to_json wrote it ({} for anything else)."""
-    if not isinstance(text, str) or not text.startswith("{"):
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data.get("values", {}) if isinstance(data, dict) else {}
 
 
 def _contexts(store, execution_id: int) -> list:

@@ -5,6 +5,7 @@ import os
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.tokenize_text.settings import TokenizeTextSettings
 from pipeline import metadata
 
 
@@ -59,3 +60,29 @@ def test_run_summary_names_no_training_logs_when_the_run_wrote_none(tmp_path):
     summary = metadata.run_summary(str(tmp_path / "metadata.sqlite")).splitlines()
     assert not [line for line in summary if "tensorboard" in line]
     assert f"sample: python runner.py sample --from={run_dir}" in summary
+
+
+def test_the_sample_command_takes_the_runs_bpe_files_when_it_tokenized_with_gpt2(tmp_path):
+    """Offline, a GPT-2 BPE model samples only with the BPE files the run was given: the summary's
+    sample command passes them on (absolute); a character run's has no --bpe_dir."""
+    store_path = str(tmp_path / "metadata.sqlite")
+    _store_with(store_path, [("PushedModel", str(tmp_path / "pushed"),
+                              {"pushed": 1, "pushed_destination": str(tmp_path / "serving_model" / "1")})])
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = store_path
+    store = metadata_store.MetadataStore(config)
+    type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(
+        name="components.tokenize_text.component.TokenizeText"))
+
+    def tokenized(tokenizer, bpe_dir):  # TokenizeText's parameters: one JSON settings property
+        execution = metadata_store_pb2.Execution(type_id=type_id)
+        execution.custom_properties["settings"].string_value = TokenizeTextSettings(
+            input_pattern="notes/*.md", tokenizer=tokenizer, bpe_dir=bpe_dir or None).to_json()
+        store.put_executions([execution])
+        return [line for line in metadata.run_summary(store_path).splitlines() if line.startswith("sample: ")]
+
+    bpe = os.path.relpath(tmp_path / "gpt2 bpe")
+    assert tokenized("gpt2", bpe) == [f"sample: python runner.py sample --from={tmp_path}/serving_model/1 "
+                                      f"--bpe_dir='{tmp_path}/gpt2 bpe'"]
+    assert tokenized("char", bpe) == [f"sample: python runner.py sample --from={tmp_path}/serving_model/1"]
+    assert tokenized("gpt2", "") == [f"sample: python runner.py sample --from={tmp_path}/serving_model/1"]

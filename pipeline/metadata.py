@@ -66,6 +66,18 @@ def prop(artifact, name: str) -> Optional[object]:
     return value_of(artifact.custom_properties[name])
 
 
+def settings_values(text) -> dict:
+    """The values of a settings object as core.settings.Settings.to_json wrote it ({} for anything else):
+    TokenizeText's and LMEvaluator's parameters are one such JSON property of their executions."""
+    if not isinstance(text, str) or not text.startswith("{"):
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data.get("values", {}) if isinstance(data, dict) else {}
+
+
 def pushed_models(store) -> list:
     """PushedModel artifacts of pushes that happened (the Pusher records one even when it skips),
     published by a Pusher that completed (LIVE)."""
@@ -102,11 +114,23 @@ def run_summary(metadata_path: str) -> str:
         blessing=properties(blessing) if blessing is not None else None,
         pushed_destination=prop(pushed, "pushed_destination") if pushed is not None else None,
         model_run_uri=model_run.uri if model_run is not None else None,
-        infra=properties(infra) if infra is not None else None, model_card=prop(pushed, MODEL_CARD_KEY))
+        infra=properties(infra) if infra is not None else None, model_card=prop(pushed, MODEL_CARD_KEY),
+        bpe_dir=_bpe_dir(store))
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
     lines.append("lineage: python runner.py lineage"
                  + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}"))
     return "\n".join(lines)
+
+
+def _bpe_dir(store) -> Optional[str]:
+    """The GPT-2 BPE files' directory the latest TokenizeText was given (absolute), when it tokenized
+    with GPT-2 BPE: sampling offline needs them again."""
+    types = {t.id: t.name for t in store.get_execution_types()}
+    runs = [e for e in store.get_executions() if types.get(e.type_id, "").endswith(".TokenizeText")]
+    settings = settings_values(prop(max(runs, key=lambda e: e.id), "settings")) if runs else {}
+    if settings.get("tokenizer") != "gpt2" or not settings.get("bpe_dir"):
+        return None
+    return os.path.abspath(settings["bpe_dir"])
 
 
 def time_split(metadata_path: str, started: float, ended: float) -> str:
@@ -142,11 +166,13 @@ def time_split(metadata_path: str, started: float, ended: float) -> str:
 
 def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dict],
                   pushed_destination: Optional[str], model_run_uri: Optional[str] = None,
-                  infra: Optional[dict] = None, model_card: Optional[str] = None) -> List[str]:
+                  infra: Optional[dict] = None, model_card: Optional[str] = None,
+                  bpe_dir: Optional[str] = None) -> List[str]:
     """The evaluation (its uri and properties), the blessing and the infra blessing (their
     properties), the pushed model's directory, its model card and the training run's directory, as
     a run ends with them: the report, the loss curves, the TensorBoard command (when the run wrote
-    its logs) and the sample command; from ML Metadata or a Kubeflow run's record."""
+    its logs) and the sample command (with the run's GPT-2 BPE files, bpe_dir, when it had them);
+    from ML Metadata or a Kubeflow run's record."""
     lines = []
     if evaluation is not None:
         uri, values = evaluation
@@ -173,5 +199,6 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
     if sample_from:
         # no --start: a prompt of the run's own data is not known here, and one of characters outside a
         # character model's vocabulary fails; sample's default is nanoGPT's, a newline
-        lines.append(f"sample: python runner.py sample --from={shlex.quote(sample_from)}")
+        lines.append(f"sample: python runner.py sample --from={shlex.quote(sample_from)}"
+                     + (f" --bpe_dir={shlex.quote(bpe_dir)}" if bpe_dir else ""))
     return lines
