@@ -86,7 +86,7 @@ def _run(config: RunConfig, started: float, start_check) -> None:
         # a damaged artifact from the cache: set aside, and the pipeline runs again to make it anew
         recovery.run_remaking_damaged(config.metadata_path,
                                       lambda: LocalDagRunner().run(local_pipeline(config)))
-    print(metadata.run_summary(config.metadata_path), flush=True)
+    print(metadata.run_summary(config.metadata_path, started), flush=True)
     print(metadata.time_split(config.metadata_path, started, time.time()), flush=True)
 
 

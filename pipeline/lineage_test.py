@@ -86,3 +86,20 @@ def test_the_sample_command_takes_the_runs_bpe_files_when_it_tokenized_with_gpt2
                                       f"--bpe_dir='{tmp_path}/gpt2 bpe'"]
     assert tokenized("char", bpe) == [f"sample: python runner.py sample --from={tmp_path}/serving_model/1"]
     assert tokenized("gpt2", "") == [f"sample: python runner.py sample --from={tmp_path}/serving_model/1"]
+
+
+def test_a_run_that_pushed_nothing_says_so_beside_the_last_push(tmp_path):
+    """`runner.py run` names this run's push: a run whose model was not blessed pushed nothing,
+    and the summary says so, naming the earlier push (the model still served), without its card."""
+    import time
+
+    store_path = str(tmp_path / "metadata.sqlite")
+    earlier = str(tmp_path / "serving_model" / "1")
+    _store_with(store_path, [("PushedModel", str(tmp_path / "pushed"),
+                              {"pushed": 1, "pushed_destination": earlier, "model_card": earlier + "/card.md"})])
+    started = time.time() + 1  # the push above happened before this run started
+    summary = metadata.run_summary(store_path, started).splitlines()
+    assert f"pushed model: none this run (the last push: {earlier})" in summary
+    assert not [line for line in summary if line.startswith("model card: ")]
+    assert f"pushed model: {earlier}" in metadata.run_summary(store_path, started - 60).splitlines()
+    assert f"pushed model: {earlier}" in metadata.run_summary(store_path).splitlines()

@@ -94,9 +94,11 @@ def latest_pushed_destination(store) -> Optional[str]:
     return str(prop(max(pushed, key=lambda a: a.id), "pushed_destination")) if pushed else None
 
 
-def run_summary(metadata_path: str) -> str:
+def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
     """Where the run's results are: the evaluation report and loss curves, the training logs (a
-    TensorBoard command), the pushed model and how to sample from it, the metadata store."""
+    TensorBoard command), the pushed model and how to sample from it, the metadata store. started
+    (time.time() at the run's start): the pushed model is this run's push, and a run that pushed
+    nothing says so beside the last push; None: the last push."""
     store = sqlite_store(metadata_path)
     evaluation = _latest(store, "ModelEvaluation")
     blessing = _latest(store, "ModelBlessing")
@@ -108,14 +110,17 @@ def run_summary(metadata_path: str) -> str:
     infra = _latest(store, "InfraBlessing")
     output_dir = os.path.dirname(os.path.abspath(metadata_path))
     pushed = pushed_models(store)
-    pushed = max(pushed, key=lambda a: a.id) if pushed else None
+    last_push = max(pushed, key=lambda a: a.id) if pushed else None
+    this_run = last_push if started is None or (
+        last_push is not None and last_push.create_time_since_epoch >= started * 1000) else None
     lines = summary_lines(
         evaluation=(evaluation.uri, properties(evaluation)) if evaluation is not None else None,
         blessing=properties(blessing) if blessing is not None else None,
-        pushed_destination=prop(pushed, "pushed_destination") if pushed is not None else None,
+        pushed_destination=prop(this_run, "pushed_destination") if this_run is not None else None,
         model_run_uri=model_run.uri if model_run is not None else None,
-        infra=properties(infra) if infra is not None else None, model_card=prop(pushed, MODEL_CARD_KEY),
-        bpe_dir=_bpe_dir(store))
+        infra=properties(infra) if infra is not None else None, model_card=prop(this_run, MODEL_CARD_KEY),
+        bpe_dir=_bpe_dir(store),
+        last_push=prop(last_push, "pushed_destination") if last_push is not None and this_run is None else None)
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
     lines.append("lineage: python runner.py lineage"
                  + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}"))
@@ -167,12 +172,13 @@ def time_split(metadata_path: str, started: float, ended: float) -> str:
 def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dict],
                   pushed_destination: Optional[str], model_run_uri: Optional[str] = None,
                   infra: Optional[dict] = None, model_card: Optional[str] = None,
-                  bpe_dir: Optional[str] = None) -> List[str]:
+                  bpe_dir: Optional[str] = None, last_push: Optional[str] = None) -> List[str]:
     """The evaluation (its uri and properties), the blessing and the infra blessing (their
     properties), the pushed model's directory, its model card and the training run's directory, as
     a run ends with them: the report, the loss curves, the TensorBoard command (when the run wrote
     its logs) and the sample command (with the run's GPT-2 BPE files, bpe_dir, when it had them);
-    from ML Metadata or a Kubeflow run's record."""
+    from ML Metadata or a Kubeflow run's record. last_push: when this run pushed nothing, the
+    directory of an earlier run's push, named beside the none."""
     lines = []
     if evaluation is not None:
         uri, values = evaluation
@@ -192,7 +198,10 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
     elif infra is not None:
         lines.append(f"infra check: {'passed' if infra.get('blessed') == 1 else 'failed'} in "
                      f"{infra.get(INFRA_CHECK_SECONDS_KEY)} s ({infra.get(INFRA_CHECK_KEY)})")
-    lines.append(f"pushed model: {pushed_destination or 'none'}")
+    if pushed_destination or not last_push:
+        lines.append(f"pushed model: {pushed_destination or 'none'}")
+    else:
+        lines.append(f"pushed model: none this run (the last push: {last_push})")
     if pushed_destination and model_card:
         lines.append(f"model card: {shlex.quote(model_card)}")
     sample_from = pushed_destination or model_run_uri

@@ -5,6 +5,7 @@ checks: data_checks_e2e_test.py; char_run: conftest.py)."""
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -233,11 +234,17 @@ def test_unblessed_model_is_not_pushed(char_run):
     """A model worse than the threshold: evaluated, not blessed, and the serving dir unchanged."""
     pushed = pipeline_runs.pushed_versions(char_run)
     config = char_run.replace(val_loss_threshold=0.01, max_iters=20)
+    started = time.time()
     pipeline_runs.rerun(config)
     blessing = max(pipeline_runs.store(config).get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
     assert blessing.custom_properties["blessed"].int_value == 0
     assert pipeline_runs.pushed_versions(config) == pushed
-    assert "blessed: no" in metadata.run_summary(config.metadata_path)
+    summary = metadata.run_summary(config.metadata_path, started).splitlines()
+    assert any(line.startswith("blessed: no") for line in summary)
+    # the summary does not present the earlier run's push as this run's
+    last = metadata.latest_pushed_destination(pipeline_runs.store(config))
+    assert f"pushed model: none this run (the last push: {last})" in summary
+    assert not [line for line in summary if line.startswith("model card: ")]
 
 
 def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir):
