@@ -91,4 +91,5 @@ def _check_resume(config: RunConfig) -> None:
         try:
             check_resume(previous, config.train, run_dir)
         except CheckpointMismatch as e:
-            raise SettingError(f"--resume=True: {one_line(e)}") from None
+            # the Trainer's message begins with "resume: ", which --resume=True says here
+            raise SettingError(f"--resume=True: {one_line(e).removeprefix('resume: ')}") from None
