@@ -91,11 +91,9 @@ def read_text(path: str, default=_MISSING) -> str:
 def read_json(path: str, default=_MISSING):
     """The JSON value in the file at `path` (local or through tf.io.gfile). A missing file gives
     `default` when one is given, else FileNotFoundError; a damaged one a ValueError naming it."""
-    content = read_text(path, default=None)
+    content = read_text(path, default if default is _MISSING else None)  # missing: FileNotFoundError, or None
     if content is None:
-        if default is not _MISSING:
-            return default
-        raise FileNotFoundError(f"{path} does not exist")
+        return default
     try:
         return json.loads(content)
     except ValueError as e:

@@ -23,7 +23,7 @@ from training.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import NotFound
 from core.shards import SHARD_BYTES, SHARD_SHA256
 from pipeline.configs import absolute_path
-from pipeline.metadata import prop, pushed_models, settings_values, value_of
+from pipeline.metadata import latest_push, prop, settings_values, value_of
 from serving import EXPORT_RECORD, describe_export
 
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
@@ -265,11 +265,11 @@ def _producer(store, artifact_id: int):
 
 def _find_subject(store, model: Optional[str]):
     if model is None:
-        pushed = pushed_models(store)
-        if not pushed:
+        pushed = latest_push(store)
+        if pushed is None:
             raise NotFound("no pushed model in ML Metadata: name a Model with --model=ID, or run "
                               "the pipeline until it pushes one")
-        return max(pushed, key=lambda a: a.id)
+        return pushed
     if model.isdigit():
         found = store.get_artifacts_by_id([int(model)])
         if not found:

@@ -87,11 +87,17 @@ def pushed_models(store) -> list:
             if prop(a, "pushed") == 1 and a.state == metadata_store_pb2.Artifact.LIVE]
 
 
+def latest_push(store):
+    """The PushedModel artifact of the latest push (pushed_models), or None: no push yet."""
+    pushed = pushed_models(store)
+    return max(pushed, key=lambda a: a.id) if pushed else None
+
+
 def latest_pushed_destination(store) -> Optional[str]:
     """The version directory of the latest push ML Metadata records (None: no push yet). A
     directory in the serving directory that no completed push names is not a pushed model."""
-    pushed = pushed_models(store)
-    return str(prop(max(pushed, key=lambda a: a.id), "pushed_destination")) if pushed else None
+    pushed = latest_push(store)
+    return str(prop(pushed, "pushed_destination")) if pushed is not None else None
 
 
 def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
@@ -109,8 +115,7 @@ def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
     model_run = _latest(store, "ModelRun")
     infra = _latest(store, "InfraBlessing")
     output_dir = os.path.dirname(os.path.abspath(metadata_path))
-    pushed = pushed_models(store)
-    last_push = max(pushed, key=lambda a: a.id) if pushed else None
+    last_push = latest_push(store)
     this_run = last_push if started is None or (
         last_push is not None and last_push.create_time_since_epoch >= started * 1000) else None
     lines = summary_lines(
