@@ -147,6 +147,8 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
         transform = Transform(
             examples=examples, schema=schema.outputs["schema"],
             preprocessing_fn="components.char_transform.preprocessing_fn", disable_statistics=True,
+            # no analyzer cache: it serves an analysis over spans, of which a run reads one (~1 s a run)
+            disable_analyzer_cache=True,
             splits_config=transform_pb2.SplitsConfig(analyze=list(shards.SPLITS), transform=list(shards.SPLITS)))
         if gate is not None:
             transform.add_upstream_node(gate)
