@@ -223,6 +223,9 @@ class GPT(tf.Module):
     # ----------------------------------------------------------------------------------------
     # forward
 
+    # Plain TensorFlow ops without Python control flow on tensors: AutoGraph, which a tf.function
+    # applies to what it calls (the training step's), would only convert it, ~0.9 s a trace.
+    @tf.autograph.experimental.do_not_convert
     def __call__(self, idx, training=False):
         """Logits (B, T, vocab_size) in float32 for int token ids idx of shape (B, T)."""
         idx = tf.convert_to_tensor(idx)
