@@ -293,7 +293,9 @@ def _main(argv, debug=False):
     args, rest = parser.parse_known_args(argv)
     from core.errors import reported
 
-    with reported(f"runner.py {args.command}", debug):  # a user's mistake: one line naming the command
+    # a user's mistake, or Ctrl-C: one line naming the command
+    after_ctrl_c = {"run": "what finished is kept; the same command again takes it from the cache and goes on"}
+    with reported(f"runner.py {args.command}", debug, after_ctrl_c.get(args.command, "")):
         args.handler(args, rest)
 
 

@@ -27,10 +27,12 @@ class RemoteTraceback(Exception):
 
 
 @contextlib.contextmanager
-def reported(prog: str, debug: bool = False):
+def reported(prog: str, debug: bool = False, after_ctrl_c: str = ""):
     """Run a command line's body: a UserError ends it with one line on stderr and exit status 2
     (with its traceback when debug, after the traceback in the process that raised it when it came
-    from another: RemoteTraceback); an Interrupted, with its line and its own exit status."""
+    from another: RemoteTraceback); an Interrupted, with its line and its own exit status; Ctrl-C
+    (where nothing stopped cleanly by itself, as the training does), with one line, then
+    after_ctrl_c (what the user may do next), and the shell's status for SIGINT."""
     try:
         yield
     except UserError as e:
@@ -39,6 +41,12 @@ def reported(prog: str, debug: bool = False):
         stopped = isinstance(e, Interrupted)
         print(f"{prog}: {'' if stopped else 'error: '}{one_line(e)}", file=sys.stderr, flush=True)
         raise SystemExit(e.exit_status if stopped else 2) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: stopped by Ctrl-C (SIGINT){after_ctrl_c and ': ' + after_ctrl_c}", file=sys.stderr,
+              flush=True)
+        raise SystemExit(Interrupted.exit_status) from None
 
 
 def pop_debug(argv):
