@@ -13,9 +13,13 @@ from pipeline.configs import RunConfig
 
 PRESTART_ENV = "NANOGPT_TFX_PRESTART"
 
-# warnings TFX gives on every run that say nothing about this one
+# warnings TFX gives on every run that say nothing about this one; the third, on every character
+# run, is tf.Transform's: tft.apply_vocabulary makes its table inside the tf.function it traces
+# (tensorflow/transform issue 249), which TensorFlow warns may then be initialized at every call,
+# for a character vocabulary a file of a few hundred lines at most
 _ROUTINE_WARNINGS = ("ArtifactQuery.property_predicate is not supported",
-                     "Examples artifact does not have payload_format custom property")
+                     "Examples artifact does not have payload_format custom property",
+                     "Tables initialized inside a tf.function")
 
 
 def show_progress() -> None:
