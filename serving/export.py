@@ -108,8 +108,7 @@ def export_saved_model(model, path: str, tokenizer_json: dict, text_encoder: Opt
     served = choice.chosen
     module = ServingModule(served.model, served.generate, tokenizer_json, text_encoder)
     with writing(f"the SavedModel {path}"), files.atomic_directory(path) as directory:
-        tf.saved_model.save(module, directory, signatures=module.signatures(),
-                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+        tf.saved_model.save(module, directory, signatures=module.signatures())
         files.write_json(os.path.join(directory, EXPORT_RECORD), choice.record())
     return path
 
