@@ -13,14 +13,25 @@ import math
 import tensorflow as tf
 
 
-@tf.custom_gradient
-def layer_norm(x, weight, *bias):
-    """LayerNorm over the last axis (eps 1e-5, as GPT-2), bias optional, with its gradient written out."""
+def layer_norm(x, weight, *bias, trained=False):
+    """LayerNorm over the last axis (eps 1e-5, as GPT-2), bias optional. trained: with its gradient
+    written out; a graph that is never differentiated (evaluation, serving) is better without the
+    custom gradient, which a SavedModel would otherwise save beside every function that uses it."""
+    return _layer_norm_trained(x, weight, *bias) if trained else _layer_norm(x, weight, *bias)[0]
+
+
+def _layer_norm(x, weight, *bias):
+    """(LayerNorm of x, x_hat, rstd): the forward and what its gradient reuses."""
     mean = tf.reduce_mean(x, axis=-1, keepdims=True)
     centered = x - mean
     rstd = tf.math.rsqrt(tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True) + 1e-5)
     x_hat = centered * rstd
-    y = x_hat * weight + bias[0] if bias else x_hat * weight
+    return (x_hat * weight + bias[0] if bias else x_hat * weight), x_hat, rstd
+
+
+@tf.custom_gradient
+def _layer_norm_trained(x, weight, *bias):
+    y, x_hat, rstd = _layer_norm(x, weight, *bias)
 
     def grad(dy):
         batch_axes = list(range(len(x.shape) - 1))
@@ -36,18 +47,28 @@ def layer_norm(x, weight, *bias):
 _GELU_K = 2.0 * math.sqrt(2.0 / math.pi)
 
 
-@tf.custom_gradient
-def gelu(x):
+def gelu(x, trained=False):
     """GPT-2's tanh-approximated GELU, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written as
-    x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)) (the same function) with its gradient spelled out,
-    which takes a third fewer ops than tf.nn.gelu and its autodiff."""
+    x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)) (the same function); trained: with its gradient
+    spelled out, which takes a third fewer ops than tf.nn.gelu and its autodiff (see layer_norm)."""
+    return _gelu_trained(x) if trained else _gelu(x)[0]
+
+
+def _gelu(x):
+    """(GELU of x, the sigmoid, x^2): the forward and what its gradient reuses."""
     x2 = x * x
     s = tf.sigmoid(x * (_GELU_K + (_GELU_K * 0.044715) * x2))
+    return x * s, s, x2
+
+
+@tf.custom_gradient
+def _gelu_trained(x):
+    y, s, x2 = _gelu(x)
 
     def grad(dy):
         return dy * (s + x * s * (1.0 - s) * (_GELU_K + (3.0 * _GELU_K * 0.044715) * x2))
 
-    return x * s, grad
+    return y, grad
 
 
 def matmul_last_axis(x, w, bias=None, transpose_w=False, one_row=False):

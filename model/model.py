@@ -63,10 +63,10 @@ class LayerNorm(tf.Module):
         self.weight = tf.Variable(tf.ones([ndim]), name="weight")
         self.bias = tf.Variable(tf.zeros([ndim]), name="bias") if bias else None
 
-    def __call__(self, x):
+    def __call__(self, x, training=False):
         # Normalise in float32 even under mixed precision: variance in bfloat16 is too coarse.
         params = (self.weight,) if self.bias is None else (self.weight, self.bias)
-        y = kernels.layer_norm(tf.cast(x, tf.float32), *[tf.convert_to_tensor(p) for p in params])
+        y = kernels.layer_norm(tf.cast(x, tf.float32), *[tf.convert_to_tensor(p) for p in params], trained=training)
         return tf.cast(y, x.dtype)
 
 
@@ -171,7 +171,7 @@ class MLP(tf.Module):
     def __call__(self, x, training=False):
         h = tf.reshape(x, [-1, x.shape[-1]])  # (B * T, C): one reshape each way for both products
         one_row = is_one(sizes(x)[1])
-        h = kernels.gelu(self.c_fc(h, one_row=one_row))
+        h = kernels.gelu(self.c_fc(h, one_row=one_row), trained=training)
         return tf.reshape(_dropout(self.c_proj(h, one_row=one_row), self.dropout, training), sizes(x))
 
 
@@ -188,11 +188,11 @@ class Block(tf.Module):
     def __call__(self, x, training=False, cache=None, slots=None):
         """The block's output; with a cache (see CausalSelfAttention), (output, updated cache)."""
         if cache is None:
-            x = x + self.attn(self.ln_1(x), training=training)
-            return x + self.mlp(self.ln_2(x), training=training)
-        y, cache = self.attn(self.ln_1(x), training=training, cache=cache, slots=slots)
+            x = x + self.attn(self.ln_1(x, training), training=training)
+            return x + self.mlp(self.ln_2(x, training), training=training)
+        y, cache = self.attn(self.ln_1(x, training), training=training, cache=cache, slots=slots)
         x = x + y
-        return x + self.mlp(self.ln_2(x), training=training), cache
+        return x + self.mlp(self.ln_2(x, training), training=training), cache
 
 
 class GPT(tf.Module):
@@ -227,7 +227,8 @@ class GPT(tf.Module):
     # applies to what it calls (the training step's), would only convert it, ~0.9 s a trace.
     @tf.autograph.experimental.do_not_convert
     def __call__(self, idx, training=False):
-        """Logits (B, T, vocab_size) in float32 for int token ids idx of shape (B, T)."""
+        """Logits (B, T, vocab_size) in float32 for int token ids idx of shape (B, T). training:
+        dropout on, and LayerNorm and GELU with their gradients written out (model/kernels.py)."""
         idx = tf.convert_to_tensor(idx)
         if not idx.dtype.is_integer:
             raise TypeError(f"GPT expects integer token ids, got a {idx.dtype.name} tensor")
@@ -238,15 +239,15 @@ class GPT(tf.Module):
         x = _dropout(self._embed(idx, tf.range(tf.shape(idx)[1])), self.config.dropout, training)
         for block in self.h:
             x = block(x, training=training)
-        return self._lm_head(x)
+        return self._lm_head(x, training)
 
     def _embed(self, idx, positions):
         """Token + position embeddings (B, T, n_embd) in the compute dtype."""
         return tf.cast(self.wte(idx) + self.wpe(positions), self.compute_dtype)
 
-    def _lm_head(self, x):
+    def _lm_head(self, x, training=False):
         """Logits in float32 of hidden states x (..., n_embd), through ln_f and the tied head."""
-        x = self.ln_f(x)
+        x = self.ln_f(x, training)
         logits = kernels.matmul_last_axis(x, tf.cast(self.wte.weight, x.dtype), bias=self.lm_head_bias,
                                           transpose_w=True)
         return tf.cast(logits, tf.float32)

@@ -213,14 +213,16 @@ def test_layer_norm_and_its_gradient_match_autodiff(with_bias):
         return y + ln.bias if with_bias else y
 
     grads = []
-    for fn in (ln, reference):
+    # training: the gradient written out; else TensorFlow's own of the same forward
+    for fn in (lambda t: ln(t, training=True), ln, reference):
         with tf.GradientTape() as tape:
             tape.watch(x)
             loss = tf.reduce_sum(fn(x) * upstream)
         grads.append(tape.gradient(loss, [x] + params))
         np.testing.assert_allclose(fn(x).numpy(), reference(x).numpy(), atol=1e-5)
-    for ours, expected in zip(*grads):
-        np.testing.assert_allclose(ours.numpy(), expected.numpy(), atol=1e-4)
+    for written_out, plain, expected in zip(*grads):
+        np.testing.assert_allclose(written_out.numpy(), expected.numpy(), atol=1e-4)
+        np.testing.assert_allclose(plain.numpy(), expected.numpy(), atol=1e-4)
 
 
 def test_gelu_and_its_gradient_match_tf_tanh_gelu():
@@ -228,10 +230,12 @@ def test_gelu_and_its_gradient_match_tf_tanh_gelu():
 
     x = tf.random.normal([1000], stddev=3.0, seed=0)
     grads = []
-    for fn in (gelu, lambda t: tf.nn.gelu(t, approximate=True)):
+    for fn in (lambda t: gelu(t, trained=True), gelu, lambda t: tf.nn.gelu(t, approximate=True)):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = fn(x)
         grads.append(tape.gradient(y, x).numpy())
-    np.testing.assert_allclose(gelu(x).numpy(), tf.nn.gelu(x, approximate=True).numpy(), atol=1e-6)
-    np.testing.assert_allclose(grads[0], grads[1], atol=1e-5)  # float32 rounding of two formulas
+    np.testing.assert_allclose(gelu(x, trained=True).numpy(), tf.nn.gelu(x, approximate=True).numpy(), atol=1e-6)
+    np.testing.assert_array_equal(gelu(x).numpy(), gelu(x, trained=True).numpy())  # the same forward
+    np.testing.assert_allclose(grads[0], grads[2], atol=1e-5)  # float32 rounding of two formulas
+    np.testing.assert_allclose(grads[1], grads[2], atol=1e-5)
