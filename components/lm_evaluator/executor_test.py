@@ -154,6 +154,19 @@ def test_random_windows_are_seeded_and_shared(data):
         assert x.shape == (4, 8) and np.array_equal(x[:, 1:], y[:, :-1])
 
 
+def test_batches_in_flight_sum_as_one_at_a_time(data):
+    examples, _, _ = data
+    windows = ev.load_windows(examples.uri, block_size=8, batch_size=4, eval_batches=0, seed=0, token_bytes=CHAR_BYTES)
+    model = tiny_gpt()
+    batch_loss = ev.loss_function(model, 8)
+    assert ev.batches_in_flight(4 * 8 * V) == 2  # this model's: two at once
+    assert ev.batches_in_flight(32 * 1024 * 50257) == 1  # GPT-2's logits of a full batch (6.6 GB): one
+    for split in ev.SPLITS:
+        one_at_a_time = sum(float(batch_loss(x, y)) * y.size for x, y in windows[split].batches)
+        assert len(windows[split].batches) > 2
+        assert ev.score(batch_loss, windows[split], V).nats == one_at_a_time  # the same sum, to the last bit
+
+
 def test_blessed_under_threshold_and_better_than_last_blessed_with_report(tmp_path, data, models):
     examples, streams, _ = data
     evaluation, blessing = run_executor(
