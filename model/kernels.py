@@ -1,9 +1,9 @@
 """The GPT's ops as a CPU wants them (model/model.py uses them; the math is GPT-2's).
 
 Without XLA every op costs, and autodiff's many small ops cost more than their arithmetic: so
-LayerNorm and GELU have their gradients written out, a 3-D input times a 2-D weight is one 2-D
-matmul, and reshapes take the static sizes where they are known (shape arithmetic is most of the
-ops of a decoding step).
+LayerNorm and GELU have their gradients written out (for training; graphs that are never
+differentiated carry none), a 3-D input times a 2-D weight is one 2-D matmul, and reshapes take the
+static sizes where they are known (shape arithmetic is most of the ops of a decoding step).
 """
 
 from __future__ import annotations
