@@ -89,7 +89,6 @@ def _check_resume(config: RunConfig) -> None:
     previous = files.read_json(os.path.join(run_dir, TRAIN_CONFIG_FILE), default=None) if run_dir else None
     if previous:
         try:
-            check_resume(previous, config.train, run_dir)
+            check_resume(previous, config.train, run_dir, asked_by="--resume=True")
         except CheckpointMismatch as e:
-            # the Trainer's message begins with "resume: ", which --resume=True says here
-            raise SettingError(f"--resume=True: {one_line(e).removeprefix('resume: ')}") from None
+            raise SettingError(one_line(e)) from None

@@ -57,13 +57,14 @@ def check_checkpoint(path: str, config, config_source: str) -> None:
                                      f"it was trained with")
 
 
-def check_resume(previous: dict, cfg, out_dir: str) -> None:
+def check_resume(previous: dict, cfg, out_dir: str, asked_by: str = "resume") -> None:
     """init_from=resume: refuse training settings (cfg) whose model shape differs from those of the
     run being continued (its train_config.json, `previous`): the resumed model would keep the old
-    shape while the new settings are recorded."""
+    shape while the new settings are recorded. asked_by: what asked to resume, which the error
+    begins with (the Trainer's "resume", the command line's "--resume=True")."""
     for field in SHAPE_FIELDS:
         if field in previous and previous[field] != getattr(cfg, field):
             raise CheckpointMismatch(
-                f"resume: the checkpoint in {out_dir} has {field}={previous[field]}, the config says "
+                f"{asked_by}: the checkpoint in {out_dir} has {field}={previous[field]}, the config says "
                 f"{field}={getattr(cfg, field)}: resume with {field}={previous[field]}, or train anew "
                 f"(init_from=scratch, or resume=False in the pipeline)")
