@@ -49,7 +49,6 @@ from serving import describe_export
 from serving.export import export_record, export_saved_model
 
 
-
 def _examples_uri(file_pattern: str) -> str:
     """The Examples artifact's directory, from TFX's `<uri>/Split-train/*` file pattern."""
     return os.path.dirname(os.path.dirname(file_pattern))
