@@ -6,12 +6,15 @@ Builds a corpus of about size_mb from Tiny Shakespeare's paragraphs (shuffled, g
 of about doc_kb, one file each), runs the component's executor end to end without its checks of the
 data (planning, the Beam pipeline on the DirectRunner with `workers` workers, threads by default,
 writing and publishing the shards) and
-then tiktoken's encode_ordinary_batch over the same documents with `workers` threads, alternately,
-`repeats` times, keeping each side's fastest run (the machine may be shared); each repeat also runs
-the component with its checks of the data (the duplicate pass and TFDV statistics, its default). The
-last line is `tokens_per_s=<component> raw_tokens_per_s=<tiktoken> ratio=<component/raw>
-checked_ratio=<checked component/raw>`; all count the documents' BPE tokens (the component's
-end-of-text tokens are left out of its count).
+then tiktoken's encode_ordinary_batch over the same documents with `workers` threads, and the
+component's own encoder alone (fastokens, model/tokenizer.py, one call per document on `workers`
+threads, as the component calls it), alternately, `repeats` times, keeping each side's fastest run
+(the machine may be shared); each repeat also runs the component with its checks of the data (the
+duplicate pass and TFDV statistics, its default). The last line is `tokens_per_s=<component>
+raw_tokens_per_s=<tiktoken> ratio=<component/tiktoken> checked_ratio=<checked component/tiktoken>
+encoder_tokens_per_s=<fastokens alone> encoder_ratio=<component/fastokens alone>`; all count the
+documents' BPE tokens (the component's end-of-text tokens are left out of its count), and the three
+must count the same.
 
     python -m bench.bench_tokenize --huge_document_mb 100
 
@@ -35,6 +38,7 @@ import resource
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.environ.get("NANOGPT_TFX_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
@@ -131,7 +135,8 @@ def bench_throughput(args, work: str) -> None:
 
     # The machine is shared: each side runs `repeats` times, alternating, and the fastest counts.
     tokenizer = GPT2Tokenizer(args.bpe_dir)
-    times, raw_times, checked_times = [], [], []
+    tokenizer.fast_encoder()  # built before the clock starts, as the component's setup builds it
+    times, raw_times, checked_times, encoder_times = [], [], [], []
     for repeat in range(args.repeats):
         examples, seconds = run_component(os.path.join(corpus, "*.txt"), os.path.join(work, f"examples{repeat}"),
                                           beam_args, dedup=False, **props)  # the tokenizing alone (--checks)
@@ -141,19 +146,27 @@ def bench_throughput(args, work: str) -> None:
         count = examples.get_custom_property
         component_tokens = count("num_tokens_train") + count("num_tokens_val") - count("num_documents")
         start = time.perf_counter()
-        raw_tokens = sum(map(len, tokenizer.encode_batch(texts, num_threads=args.workers)))
+        raw_tokens = sum(map(len, tokenizer.encoding.encode_ordinary_batch(texts, num_threads=args.workers)))
         raw_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(args.workers) as pool:
+            encoder_tokens = sum(map(len, pool.map(tokenizer.encode_to_numpy, texts)))
+        encoder_times.append(time.perf_counter() - start)
         times.append(seconds)
         print(f"run {repeat}: component {component_tokens} tokens in {seconds:.2f} s; tiktoken "
               f"encode_ordinary_batch ({args.workers} threads) {raw_tokens} tokens in {raw_times[-1]:.2f} s; "
+              f"fastokens alone ({args.workers} threads) {encoder_tokens} tokens in {encoder_times[-1]:.2f} s; "
               f"component with its checks in {checked:.2f} s",
               flush=True)
-        if raw_tokens != component_tokens:
-            raise SystemExit(f"token counts differ: component {component_tokens}, tiktoken {raw_tokens}")
+        if not raw_tokens == encoder_tokens == component_tokens:
+            raise SystemExit(f"token counts differ: component {component_tokens}, tiktoken {raw_tokens}, "
+                             f"fastokens {encoder_tokens}")
     print(f"load average (1/5/15 min) at the end: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
     rate, raw_rate = component_tokens / min(times), raw_tokens / min(raw_times)
+    encoder_rate = encoder_tokens / min(encoder_times)
     print(f"tokens_per_s={rate:.0f} raw_tokens_per_s={raw_rate:.0f} ratio={rate / raw_rate:.3f} "
-          f"checked_ratio={component_tokens / min(checked_times) / raw_rate:.3f}")
+          f"checked_ratio={component_tokens / min(checked_times) / raw_rate:.3f} "
+          f"encoder_tokens_per_s={encoder_rate:.0f} encoder_ratio={rate / encoder_rate:.3f}")
 
 
 def bench_huge_document(args, work: str) -> None:

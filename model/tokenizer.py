@@ -1,8 +1,11 @@
-"""Tokenizers: GPT-2 BPE through tiktoken, and characters like nanoGPT's shakespeare_char.
+"""Tokenizers: GPT-2 BPE as tiktoken's, and characters like nanoGPT's shakespeare_char.
 
 GPT-2 BPE is tiktoken's `gpt2` encoding. Online, tiktoken downloads its two files on first use;
 offline, `bpe_dir` (or the environment variable NANOGPT_TFX_BPE_DIR) names a directory holding
 OpenAI's `vocab.bpe` and `encoder.json`, which are checked against their published SHA-256.
+tiktoken loads the files and decodes; fastokens (a Rust BPE with PCRE2's JIT regex) encodes, with
+tiktoken's ranks and GPT-2's pattern: the same tokens at 4-5 times tiktoken's pace (tests check
+them against tiktoken's on every Unicode code point; BENCHMARKS.md, TokenizeText).
 
 The character vocabulary is stored as JSON or as plain text, never pickled (nanoGPT's meta.pkl can
 run code when loaded).
@@ -10,7 +13,10 @@ run code when loaded).
 
 from __future__ import annotations
 
+import base64
 import os
+import tempfile
+import threading
 from typing import Iterable, List, Optional, Sequence
 
 from core import files
@@ -20,10 +26,26 @@ GPT2_EOT_TOKEN = 50256  # <|endoftext|>
 # SHA-256 of OpenAI's GPT-2 BPE files, as tiktoken checks them.
 VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
 ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+# GPT-2's pre-tokenizing pattern (tiktoken's r50k_pat_str) for PCRE2, with `\s` written out as
+# Unicode's White_Space, which tiktoken's Rust regex means by `\s`: PCRE2's own `\s` also takes
+# U+180E (MONGOLIAN VOWEL SEPARATOR), and "'\u180e's" would then split as tiktoken does not.
+_WHITE_SPACE = r"\t-\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}"
+GPT2_PATTERN_PCRE2 = (r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++"
+                      rf"| ?[^{_WHITE_SPACE}\p{{L}}\p{{N}}]++|[{_WHITE_SPACE}]++$"
+                      rf"|[{_WHITE_SPACE}]+(?![^{_WHITE_SPACE}])|[{_WHITE_SPACE}]")
 
 
 class GPT2Tokenizer:
-    """GPT-2 BPE. `encode` ignores special tokens in the text, like tiktoken's encode_ordinary."""
+    """GPT-2 BPE. The encode methods ignore special tokens in the text, like tiktoken's
+    encode_ordinary, and give its tokens; they may be called from several threads at once.
+
+    Example:
+        >>> tokenizer = GPT2Tokenizer(bpe_dir)
+        >>> tokenizer.encode("Hello world")
+        [15496, 995]
+        >>> tokenizer.decode([15496, 995])
+        'Hello world'
+    """
 
     kind = "gpt2"
     vocab_size = 50257
@@ -31,13 +53,43 @@ class GPT2Tokenizer:
 
     def __init__(self, bpe_dir: Optional[str] = None):
         self.bpe_dir = bpe_dir or os.environ.get(BPE_DIR_ENV) or None
-        self.encoding = gpt2_encoding(self.bpe_dir)
+        self.encoding = gpt2_encoding(self.bpe_dir)  # tiktoken's: the checked files, decoding
+        self._fast = None  # fastokens' encoder, built at the first encode (0.2 s; checks need none)
+        self._fast_lock = threading.Lock()
 
     def encode(self, text: str) -> List[int]:
-        return self.encoding.encode_ordinary(text)
+        return self.fast_encoder().encode_ordinary(text).ids
 
-    def encode_batch(self, texts: Sequence[str], num_threads: int = 1) -> List[List[int]]:
-        return self.encoding.encode_ordinary_batch(list(texts), num_threads=num_threads)
+    def encode_to_numpy(self, text: str):
+        """The tokens as a uint32 array, with no Python int per token.
+
+        Args:
+            text: any string; special tokens in it are encoded as ordinary text.
+        Returns:
+            A 1-D numpy array of dtype uint32.
+        """
+        import numpy as np
+
+        ids, _ = self.fast_encoder().encode_batch_flat([text])
+        return np.frombuffer(ids, dtype=np.uint32)
+
+    def fast_encoder(self):
+        """fastokens' Tokenizer for GPT-2: tiktoken's ranks, written to a temporary .tiktoken file
+        (the form fastokens reads), and GPT-2's pattern for PCRE2; built once, on the first call."""
+        with self._fast_lock:
+            if self._fast is None:
+                import fastokens
+
+                token_bytes = self.encoding.decode_single_token_bytes  # tiktoken's, from the checked files
+                with tempfile.TemporaryDirectory(prefix="gpt2_bpe_") as tmp:
+                    path = os.path.join(tmp, "gpt2.tiktoken")
+                    with open(path, "wb") as f:
+                        f.writelines(base64.b64encode(token_bytes(rank)) + b" %d\n" % rank
+                                     for rank in range(GPT2_EOT_TOKEN))
+                    # no special tokens: "<|endoftext|>" in a text is ordinary text (the callers add
+                    # the end-of-text token themselves)
+                    self._fast = fastokens.Tokenizer.from_tiktoken(path, pattern=GPT2_PATTERN_PCRE2, special_tokens={})
+            return self._fast
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.encoding.decode([int(i) for i in ids if int(i) < self.vocab_size])

@@ -44,6 +44,37 @@ def test_gpt2_bpe_encodes_tiny_shakespeare_like_tiktoken(bpe_dir, shakespeare_te
     assert tokenizer.decode(ids) == shakespeare_text
 
 
+def _contexts(chars):
+    """Each character where GPT-2's pattern decides on it: in a run of its kind, after a space,
+    beside letters, digits, whitespace and the apostrophe of a contraction."""
+    yield "".join(f"a{c}1 {c}{c}  {c}\n" for c in chars)
+    yield "".join(f"'{c}'s {c}'ll\t{c} 12{c}" for c in chars)
+
+
+def test_gpt2_bpe_encodes_every_code_point_like_tiktoken(bpe_dir, tiktoken_own_encoding):
+    # The encoder is fastokens (PCRE2's regex, its Unicode tables); tiktoken (Rust's regex) is the
+    # reference. With PCRE2's own `\s`, U+180E differed here: "'\u180e's".
+    tokenizer = GPT2Tokenizer(bpe_dir)
+    # Unicode's planes 0-3 and 14 (planes 4-13 hold no character in any version so far, 15-16 are for
+    # private use: none of them is a letter, digit or space for either regex)
+    code_points = [chr(c) for c in [*range(0x40000), *range(0xE0000, 0xF0000)] if not 0xD800 <= c < 0xE000]
+    texts = [text for i in range(0, len(code_points), 500) for text in _contexts(code_points[i:i + 500])]
+    texts += [" " * 10_000, "\n" * 5_000 + "a", "x" * 20_000, "1" * 9_999, " \n\t\u3000\u00a0" * 2_000,
+              "Hello world<|endoftext|> don't I'd we'll they're", "\r\n\r\n  \n", "\U0001F600" * 1_000]
+    assert [tokenizer.encode(text) for text in texts] == tiktoken_own_encoding.encode_ordinary_batch(texts)
+    assert tokenizer.encode_to_numpy(texts[-3]).tolist() == tiktoken_own_encoding.encode_ordinary(texts[-3])
+
+
+def test_gpt2_bpe_encodes_from_threads_at_once(bpe_dir, shakespeare_text):
+    from concurrent.futures import ThreadPoolExecutor
+
+    tokenizer = GPT2Tokenizer(bpe_dir)
+    parts = [shakespeare_text[i:i + 20_000] for i in range(0, len(shakespeare_text), 20_000)]
+    with ThreadPoolExecutor(4) as pool:
+        at_once = list(pool.map(lambda part: tokenizer.encode_to_numpy(part).tolist(), parts))
+    assert at_once == [tokenizer.encoding.encode_ordinary(part) for part in parts]
+
+
 def test_gpt2_bpe_dir_from_environment(bpe_dir, monkeypatch):
     monkeypatch.setenv("NANOGPT_TFX_BPE_DIR", bpe_dir)
     tokenizer = GPT2Tokenizer()

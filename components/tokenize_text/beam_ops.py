@@ -128,13 +128,14 @@ class TokenizeDocuments(_ReadsDocuments):
         self._statistics = statistics_on
         self._shard_dir = shard_dir  # None: the records are the split outputs, for Beam's file sink
         self._shards = {}  # split -> (path, open _GzipFile) of this bundle's shard file
-        self._encoding = None
+        self._tokenizer = None
         self._progress = None
 
     def setup(self):
         super().setup()
-        if self._cfg["tokenizer"] == GPT2:  # building the BPE ranks takes a third of a second
-            self._encoding = gpt2_encoding(self._cfg.get("bpe_dir"))
+        if self._cfg["tokenizer"] == GPT2:  # once per process: ~0.4 s from the BPE files
+            self._tokenizer = gpt2_tokenizer(self._cfg.get("bpe_dir"))
+            self._tokenizer.fast_encoder()  # built here, not in the first document's time
 
     def process(self, item, duplicates=None):
         self._progress = self._progress or Progress()
@@ -242,16 +243,15 @@ class TokenizeDocuments(_ReadsDocuments):
         chunker = encoding.TokenChunker(self._cfg["chunk_size"])
         blocks = document.watch(doc.blocks) if document else doc.blocks
         for piece in encoding.bpe_pieces(blocks, self._cfg["max_piece_chars"]):
-            # encode_ordinary's tokens straight into a numpy buffer: no Python list of ints.
-            tokens = self._encoding.encode_to_numpy(piece, allowed_special=set(), disallowed_special=())
+            tokens = self._tokenizer.encode_to_numpy(piece)  # no Python int per token
             if document:
                 document.tokens(tokens)
             for pos, chunk in chunker.add(tokens):
                 yield encoding.token_record(doc.index, pos, chunk)
         if chunker.num_tokens and self._cfg["append_eot"]:
             if document:
-                document.tokens([self._encoding.eot_token])
-            for pos, chunk in chunker.add([self._encoding.eot_token]):
+                document.tokens([self._tokenizer.eot_token])
+            for pos, chunk in chunker.add([self._tokenizer.eot_token]):
                 yield encoding.token_record(doc.index, pos, chunk)
         for pos, chunk in chunker.finish():
             yield encoding.token_record(doc.index, pos, chunk)
@@ -275,13 +275,13 @@ class _DocCounter:
 
 
 @functools.lru_cache(maxsize=None)
-def gpt2_encoding(bpe_dir):
-    """One tiktoken encoding per process, shared by its threads (tiktoken is thread-safe): building
-    it from the BPE files takes ~0.2 s, which the executor (checking the files before Beam starts)
-    and the DirectRunner's worker threads in its process pay once between them."""
+def gpt2_tokenizer(bpe_dir):
+    """One GPT-2 tokenizer per process, shared by its threads: building it from the BPE files takes
+    ~0.4 s, which the executor (checking the files before Beam starts) and the DirectRunner's worker
+    threads in its process pay once between them."""
     from model.tokenizer import GPT2Tokenizer
 
-    return GPT2Tokenizer(bpe_dir).encoding
+    return GPT2Tokenizer(bpe_dir)
 
 
 class MergeStats(beam.CombineFn):
@@ -436,7 +436,7 @@ def _write_statistics(generated, merged: dict, directory: str, cfg: Dict) -> Non
     keeps them."""
     from apache_beam.io.filesystems import FileSystems
 
-    labels = statistics.token_label(gpt2_encoding(cfg.get("bpe_dir")).decode_single_token_bytes) \
+    labels = statistics.token_label(gpt2_tokenizer(cfg.get("bpe_dir")).encoding.decode_single_token_bytes) \
         if cfg["tokenizer"] == GPT2 else None
     for split in sources.SPLITS:
         result = statistics.split_statistics(generated, merged, split, labels)

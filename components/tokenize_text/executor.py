@@ -157,7 +157,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         cfg = resolve_config(exec_properties)
         items, info = plan(cfg)  # a missing or empty input is named first
         if cfg["tokenizer"] == beam_ops.GPT2:  # no BPE files (offline, no bpe_dir): one line, before Beam starts
-            beam_ops.gpt2_encoding(cfg["bpe_dir"])
+            beam_ops.gpt2_tokenizer(cfg["bpe_dir"])
         logging.info("TokenizeText: %s (%s); %s", info["source"], ", ".join(
             f"{info[k]:,} {k[4:]}" for k in ("num_files", "num_rows") if k in info) or "streamed",
             sources.describe_split(info))
