@@ -317,9 +317,9 @@ def decide(candidate: Dict[str, float], *, threshold: Optional[float], last_bles
     failures, passes = [], []
     if threshold is not None:
         if candidate_val < threshold:
-            passes.append(f"val loss {candidate_val:.4f} < threshold {threshold:g}")
+            passes.append(f"val loss {candidate_val:.4f} < val_loss_threshold {threshold:g}")
         else:
-            failures.append(f"val loss {candidate_val:.4f} is not below the threshold {threshold:g}")
+            failures.append(f"val loss {candidate_val:.4f} is not below val_loss_threshold {threshold:g}")
     if last_blessed is None:
         passes.append(f"the last blessed model not compared: {uncompared}" if uncompared
                       else "no previously blessed model to compare with")

@@ -269,7 +269,7 @@ def test_not_blessed_above_threshold_without_last_blessed(tmp_path, data, models
                                         val_loss_threshold=unigram_loss(streams["val"]) - 0.05)
     assert blessing.get_int_custom_property("blessed") == 0
     assert os.path.isfile(os.path.join(blessing.uri, "NOT_BLESSED"))
-    assert "not below the threshold" in blessing.get_string_custom_property("blessing_reason")
+    assert "not below val_loss_threshold" in blessing.get_string_custom_property("blessing_reason")
     assert not blessing.has_custom_property("baseline_model_id")
     assert evaluation.get_int_custom_property("blessed") == 0
     text = open(os.path.join(evaluation.uri, "report.md")).read()

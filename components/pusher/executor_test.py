@@ -89,7 +89,7 @@ def test_a_push_has_its_model_card_and_a_model_the_infra_check_failed_is_not_pus
     """The card in the version directory's assets.extra/ (and the archive copy), from the evaluation
     the blessing names; an infra blessing of 0 stops the push as a model blessing of 0 does."""
     serving_dir = tmp_path / "serving"
-    metrics = {"reason": "blessed: val loss 1.9000 < threshold 1.95", "data": {"tokenizer": "characters (65 ...)"},
+    metrics = {"reason": "blessed: val loss 1.9000 < val_loss_threshold 1.95", "data": {"tokenizer": "characters (65 ...)"},
                "models": [{"role": "candidate", "name": "candidate", "tokens": "char", "num_params": 800000,
                            "train_loss": 1.8, "val_loss": 1.9, "train_bpb": 2.6, "val_bpb": 2.7411}],
                "inputs": {"model": {"id": 7, "type": "Model", "uri": "/m"}}}
