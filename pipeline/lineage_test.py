@@ -103,3 +103,16 @@ def test_a_run_that_pushed_nothing_says_so_beside_the_last_push(tmp_path):
     assert not [line for line in summary if line.startswith("model card: ")]
     assert f"pushed model: {earlier}" in metadata.run_summary(store_path, started - 60).splitlines()
     assert f"pushed model: {earlier}" in metadata.run_summary(store_path).splitlines()
+
+
+def test_an_unpushed_run_samples_from_the_trainers_saved_model(tmp_path):
+    """Not blessed, nothing pushed: the sample command takes the Trainer's SavedModel, the model
+    evaluated, which every completed Trainer writes (its training run may hold no checkpoint: a run
+    shorter than eval_interval saves none, as nanoGPT's)."""
+    run_dir = tmp_path / "Trainer" / "model_run" / "6"
+    run_dir.mkdir(parents=True)
+    model_dir = tmp_path / "Trainer" / "model" / "6"
+    _store_with(str(tmp_path / "metadata.sqlite"), [("ModelRun", str(run_dir), {}), ("Model", str(model_dir), {}),
+                                                   ("ModelBlessing", str(tmp_path / "blessing"), {"blessed": 0})])
+    summary = metadata.run_summary(str(tmp_path / "metadata.sqlite")).splitlines()
+    assert f"sample: python runner.py sample --from={model_dir}/Format-Serving" in summary

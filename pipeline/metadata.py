@@ -10,7 +10,7 @@ import shlex
 from typing import List, Optional, Tuple
 
 from components.artifact_layout import (INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY, INFRA_CHECKED_KEY, MODEL_CARD_KEY,
-                                        PLOT_FILE, REPORT_FILE, TIMING_FILE)
+                                        PLOT_FILE, REPORT_FILE, SERVING_DIR, TIMING_FILE)
 from core import files
 from core.errors import UserError, one_line
 from pipeline.configs import OUTPUT_DIR
@@ -113,6 +113,7 @@ def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
         return {k: value_of(v) for k, v in artifact.custom_properties.items()}
 
     model_run = _latest(store, "ModelRun")
+    model = _latest(store, "Model")
     infra = _latest(store, "InfraBlessing")
     output_dir = os.path.dirname(os.path.abspath(metadata_path))
     last_push = latest_push(store)
@@ -123,6 +124,7 @@ def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
         blessing=properties(blessing) if blessing is not None else None,
         pushed_destination=prop(this_run, "pushed_destination") if this_run is not None else None,
         model_run_uri=model_run.uri if model_run is not None else None,
+        saved_model=os.path.join(model.uri, SERVING_DIR) if model is not None else None,
         infra=properties(infra) if infra is not None else None, model_card=prop(this_run, MODEL_CARD_KEY),
         bpe_dir=_bpe_dir(store),
         last_push=prop(last_push, "pushed_destination") if last_push is not None and this_run is None else None)
@@ -177,13 +179,15 @@ def time_split(metadata_path: str, started: float, ended: float) -> str:
 def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dict],
                   pushed_destination: Optional[str], model_run_uri: Optional[str] = None,
                   infra: Optional[dict] = None, model_card: Optional[str] = None,
-                  bpe_dir: Optional[str] = None, last_push: Optional[str] = None) -> List[str]:
+                  bpe_dir: Optional[str] = None, last_push: Optional[str] = None,
+                  saved_model: Optional[str] = None) -> List[str]:
     """The evaluation (its uri and properties), the blessing and the infra blessing (their
     properties), the pushed model's directory, its model card and the training run's directory, as
     a run ends with them: the report, the loss curves, the TensorBoard command (when the run wrote
     its logs) and the sample command (with the run's GPT-2 BPE files, bpe_dir, when it had them);
     from ML Metadata or a Kubeflow run's record. last_push: when this run pushed nothing, the
-    directory of an earlier run's push, named beside the none."""
+    directory of an earlier run's push, named beside the none. saved_model: the Trainer's SavedModel,
+    sampled from when nothing was pushed."""
     lines = []
     if evaluation is not None:
         uri, values = evaluation
@@ -209,7 +213,9 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
         lines.append(f"pushed model: none this run (the last push: {last_push})")
     if pushed_destination and model_card:
         lines.append(f"model card: {shlex.quote(model_card)}")
-    sample_from = pushed_destination or model_run_uri
+    # not pushed: the Trainer's SavedModel, the model evaluated (its training run may hold no checkpoint:
+    # nanoGPT saves none before its first evaluation after iteration 0)
+    sample_from = pushed_destination or saved_model or model_run_uri
     if sample_from:
         # no --start: a prompt of the run's own data is not known here, and one of characters outside a
         # character model's vocabulary fails; sample's default is nanoGPT's, a newline

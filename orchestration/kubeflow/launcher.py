@@ -439,17 +439,20 @@ class Run:
 
     def summary(self) -> str:
         """The lines `runner.py run` ends with, from this run's record instead of ML Metadata."""
+        from components.artifact_layout import SERVING_DIR
         from pipeline import metadata
 
         evaluation, blessing = self.produced("tfx.ModelEvaluation"), self.produced("tfx.ModelBlessing")
         pushed, infra = self.produced("tfx.PushedModel"), self.produced("tfx.InfraBlessing")
+        model = self.produced("tfx.Model")
         lines = metadata.summary_lines(
             evaluation=(evaluation["uri"], evaluation["metadata"]) if evaluation else None,
             blessing=blessing["metadata"] if blessing else None,
             pushed_destination=pushed["metadata"].get("pushed_destination")
             if pushed and pushed["metadata"].get("pushed") == 1 else None,
             infra=infra["metadata"] if infra else None,
-            model_card=pushed["metadata"].get("model_card") if pushed else None)
+            model_card=pushed["metadata"].get("model_card") if pushed else None,
+            saved_model=f"{model['uri']}/{SERVING_DIR}" if model else None)
         return "\n".join(lines + [f"run record: {self.run_root}/{RECORD_FILE}"])
 
 
