@@ -299,7 +299,12 @@ class TokenChunker:
 # workers and costs a few numpy passes per record instead of a per-token Python loop.
 
 
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]  # the varints of 0-127, most lengths and every tag here
+
+
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _ONE_BYTE[n]
     if n < 0:
         n += 1 << 64  # protobuf encodes negative int64 as ten-byte two's complement
     out = bytearray()
@@ -336,6 +341,11 @@ def _int64_feature(values: np.ndarray) -> bytes:
     return _len_field(3, _len_field(1, _packed_varints(values)))  # Feature.int64_list.value
 
 
+def _int64_scalar_feature(value: int) -> bytes:
+    """_int64_feature of one value, without numpy's per-call cost (a record's doc and pos)."""
+    return _len_field(3, _len_field(1, _varint(int(value))))
+
+
 def _bytes_feature(value: bytes) -> bytes:
     return _len_field(1, _len_field(1, value))  # Feature.bytes_list.value
 
@@ -350,8 +360,8 @@ def token_record(doc: int, pos: int, tokens: np.ndarray) -> bytes:
     """A `core.shards` record: features tokens, doc, pos."""
     return _example({
         shards.TOKENS: _int64_feature(np.asarray(tokens)),
-        shards.DOC: _int64_feature(np.array([doc], np.int64)),
-        shards.POS: _int64_feature(np.array([pos], np.int64)),
+        shards.DOC: _int64_scalar_feature(doc),
+        shards.POS: _int64_scalar_feature(pos),
     })
 
 
@@ -363,8 +373,8 @@ def text_record(doc: int, pos: int, text: str) -> bytes:
     `text` (UTF-8) that the Transform module turns into `tokens`."""
     return _example({
         TEXT: _bytes_feature(text.encode("utf-8")),
-        shards.DOC: _int64_feature(np.array([doc], np.int64)),
-        shards.POS: _int64_feature(np.array([pos], np.int64)),
+        shards.DOC: _int64_scalar_feature(doc),
+        shards.POS: _int64_scalar_feature(pos),
     })
 
 
