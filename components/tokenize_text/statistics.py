@@ -40,23 +40,36 @@ STATS_FILE_NAME = "FeatureStats.pb"  # TFX's ExampleStatistics layout: Split-<na
 TOP_TOKENS = 100  # tokens listed in top_values (every token is in the rank histogram)
 ROWS_PER_BATCH = 1024
 DENSE_LIMIT = 1 << 16  # values from here on are counted sorted, not in a dense array per piece
+PENDING_LIMIT = 1 << 16  # values kept as they come before they are counted into a dense array
 
 
 class Counts:
-    """Exact counts of small non-negative integers (code points, token ids), in a dense array that
-    grows to the largest one seen."""
+    """Exact counts of small non-negative integers (code points, token ids). Values are kept as they
+    come until there are PENDING_LIMIT of them, then counted into a dense array that grows to the
+    largest one seen: a work item of a few short documents (a folder of small files) sorts its few
+    thousand token ids once instead of filling and scanning a 50,257-long array."""
 
     def __init__(self):
         self.array = np.zeros([0], np.int64)
+        self._pending, self._num_pending = [], 0
 
     def _grow(self, size: int) -> None:
         if size > len(self.array):
             self.array = np.concatenate([self.array, np.zeros([size - len(self.array)], np.int64)])
 
     def add(self, values: np.ndarray) -> None:
-        if not len(values):
+        if len(values):
+            self._pending.append(values)
+            self._num_pending += len(values)
+            if self._num_pending >= PENDING_LIMIT:
+                self._count_pending()
+
+    def _count_pending(self) -> None:
+        if not self._pending:
             return
-        if values.max() >= DENSE_LIMIT:  # an emoji in a piece: not a count of 128K zeros for it
+        values = np.concatenate(self._pending)
+        self._pending, self._num_pending = [], 0
+        if values.max() >= DENSE_LIMIT:  # an emoji among them: not a count of 128K zeros for it
             self.add_sparse(np.unique(values, return_counts=True))
             return
         counts = np.bincount(values)
@@ -67,7 +80,12 @@ class Counts:
         self.add(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32))
 
     def sparse(self) -> tuple:
-        """(values, counts) of the values seen, as two arrays: what a work item passes on."""
+        """(values, counts) of the values seen, ascending, as two int64 arrays: what a work item
+        passes on."""
+        if not len(self.array) and self._pending:  # only a few values: sorted, never made dense
+            values, counts = np.unique(np.concatenate(self._pending), return_counts=True)
+            return values.astype(np.int64), counts.astype(np.int64)
+        self._count_pending()
         seen = np.flatnonzero(self.array)
         return seen, self.array[seen]
 

@@ -91,3 +91,26 @@ def test_statistics_and_duplicates_of_a_folder_with_empty_documents_and_copies(t
     # dedup off: every copy is a document of its own
     again = run_executor(tmp_path / "again", dedup=False, **props)
     assert prop(again, "duplicate_documents") == 0 and prop(again, "num_documents") == len(kept) + 5
+
+
+def test_counts_are_exact_below_and_above_the_pending_limit_and_past_the_dense_limit():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    pieces = [rng.integers(0, 50_257, size=n) for n in (1, 7, 300, 5_000)]  # a few short documents
+    pieces += [np.array([0x1F600, 65, 0x10FFFF])]  # beyond DENSE_LIMIT: an emoji, the last code point
+    expected = collections.Counter(v for p in pieces for v in p.tolist())
+    few = statistics.Counts()
+    for piece in pieces:
+        few.add(piece)
+    assert few.to_dict() == expected and not len(few.array)  # sorted once, never made dense
+    many = statistics.Counts()
+    for piece in pieces * 20:  # 106,000 values: past PENDING_LIMIT, counted densely
+        many.add(piece)
+    values, counts = many.sparse()
+    assert len(many.array) and values.tolist() == sorted(expected) and values.dtype == counts.dtype == np.int64
+    assert dict(zip(values.tolist(), counts.tolist())) == {v: 20 * c for v, c in expected.items()}
+    merged = statistics.Counts()  # MergeStats: a work item's sparse counts added to another's
+    merged.add_sparse(few.sparse())
+    merged.add_sparse(many.sparse())
+    assert merged.to_dict() == {v: 21 * c for v, c in expected.items()}
