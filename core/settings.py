@@ -170,10 +170,11 @@ def unknown(name: str, known: Iterable[str], what: str = "setting") -> SettingEr
 
 def parse_text(cls, name: str, text: str) -> Any:
     """A command-line value as the setting's type: strings as they are (--start=123 is the text
-    "123"); numbers, booleans, lists and dicts as Python literals; None for an Optional setting."""
+    "123"); numbers, booleans, lists and dicts as Python literals; None (any case: --help says NONE) or
+    nothing for an Optional setting."""
     inner, optional = _optional(_hints(cls)[name])
     kind = typing.get_origin(inner) or inner
-    if optional and text in ("None", ""):
+    if optional and text.lower() in ("none", ""):  # --help spells it NONE
         return None
     if kind is str:
         return text
