@@ -266,8 +266,9 @@ def _main(argv, debug=False):
         description="Print the chain from the data to a pushed model: data source, examples and token counts, "
                     "vocabulary, trainer and hyperparameters, evaluation and blessing, push.")
     lineage_parser.add_argument("--model", default=None,
-                                help="a Model or PushedModel artifact id, or a pushed model's directory "
-                                     "(default: the latest pushed model)")
+                                help="a Model or PushedModel artifact id, a pushed model's directory or a "
+                                     "Model's uri (default: the latest pushed model; with none pushed, the "
+                                     "latest trained one)")
     lineage_parser.add_argument("--format", choices=("text", "dot", "png"), default="text",
                                 help="text, Graphviz dot, or a PNG drawing (default: text)")
     lineage_parser.add_argument("--png", default=None, help="the PNG file for --format=png (default: lineage.png)")

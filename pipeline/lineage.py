@@ -23,7 +23,7 @@ from training.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import NotFound
 from core.shards import SHARD_BYTES, SHARD_SHA256
 from pipeline.configs import absolute_path
-from pipeline.metadata import latest_push, prop, settings_values, value_of
+from pipeline.metadata import latest_artifact, latest_push, prop, settings_values, value_of
 from serving import EXPORT_RECORD, describe_export
 
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
@@ -264,12 +264,12 @@ def _producer(store, artifact_id: int):
 
 
 def _find_subject(store, model: Optional[str]):
-    if model is None:
-        pushed = latest_push(store)
-        if pushed is None:
-            raise NotFound("no pushed model in ML Metadata: name a Model with --model=ID, or run "
-                              "the pipeline until it pushes one")
-        return pushed
+    if model is None:  # the latest push; with none yet, the latest trained model (evaluated, not pushed)
+        subject = latest_push(store) or latest_artifact(store, "Model")
+        if subject is None:
+            raise NotFound("no model in ML Metadata: run the pipeline until its Trainer completes, or name "
+                           "an artifact with --model=ID")
+        return subject
     if model.isdigit():
         found = store.get_artifacts_by_id([int(model)])
         if not found:
@@ -283,8 +283,9 @@ def _find_subject(store, model: Optional[str]):
 
 
 def model_lineage(store, model: Optional[str] = None) -> Lineage:
-    """The lineage of the latest pushed model, or of `model`: an artifact id, a pushed model's
-    directory or a Model artifact's uri. A Model also gets the evaluation and push that took it."""
+    """The lineage of the latest pushed model (with none pushed, of the latest Model), or of `model`:
+    an artifact id, a pushed model's directory or a Model artifact's uri. A Model also gets the
+    evaluation and push that took it."""
     subject = _find_subject(store, model)
     artifact_types = {t.id: t.name for t in store.get_artifact_types()}
     execution_types = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -116,3 +118,16 @@ def test_an_unpushed_run_samples_from_the_trainers_saved_model(tmp_path):
                                                    ("ModelBlessing", str(tmp_path / "blessing"), {"blessed": 0})])
     summary = metadata.run_summary(str(tmp_path / "metadata.sqlite")).splitlines()
     assert f"sample: python runner.py sample --from={model_dir}/Format-Serving" in summary
+
+
+def test_lineage_without_a_push_is_of_the_latest_trained_model(tmp_path):
+    from pipeline import lineage
+
+    store_path = str(tmp_path / "metadata.sqlite")
+    _store_with(store_path, [("Model", str(tmp_path / "Trainer" / "model" / "6"), {})])
+    store = metadata.sqlite_store(store_path)
+    assert lineage._find_subject(store, None).uri == str(tmp_path / "Trainer" / "model" / "6")
+    empty = str(tmp_path / "empty.sqlite")
+    _store_with(empty, [])
+    with pytest.raises(Exception, match="no model in ML Metadata: run the pipeline until its Trainer completes"):
+        lineage._find_subject(metadata.sqlite_store(empty), None)

@@ -46,7 +46,8 @@ def grpc_store(host: str, port: int):
     return metadata_store.MetadataStore(config)
 
 
-def _latest(store, type_name: str):
+def latest_artifact(store, type_name: str):
+    """The newest artifact of the type (None when there is none)."""
     artifacts = store.get_artifacts_by_type(type_name)
     return max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id)) if artifacts else None
 
@@ -106,15 +107,15 @@ def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
     (time.time() at the run's start): the pushed model is this run's push, and a run that pushed
     nothing says so beside the last push; None: the last push."""
     store = sqlite_store(metadata_path)
-    evaluation = _latest(store, "ModelEvaluation")
-    blessing = _latest(store, "ModelBlessing")
+    evaluation = latest_artifact(store, "ModelEvaluation")
+    blessing = latest_artifact(store, "ModelBlessing")
 
     def properties(artifact) -> dict:
         return {k: value_of(v) for k, v in artifact.custom_properties.items()}
 
-    model_run = _latest(store, "ModelRun")
-    model = _latest(store, "Model")
-    infra = _latest(store, "InfraBlessing")
+    model_run = latest_artifact(store, "ModelRun")
+    model = latest_artifact(store, "Model")
+    infra = latest_artifact(store, "InfraBlessing")
     output_dir = os.path.dirname(os.path.abspath(metadata_path))
     last_push = latest_push(store)
     this_run = last_push if started is None or (
@@ -130,7 +131,9 @@ def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
         last_push=prop(last_push, "pushed_destination") if last_push is not None and this_run is None else None)
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
     lines.append("lineage: python runner.py lineage"
-                 + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}"))
+                 + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}")
+                 # nothing pushed by this run: its trained model's, not an earlier push's
+                 + (f" --model={shlex.quote(model.uri)}" if this_run is None and model is not None else ""))
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ checks: data_checks_e2e_test.py; char_run: conftest.py)."""
 
 import json
 import os
+import shlex
 import time
 
 import numpy as np
@@ -245,6 +246,16 @@ def test_unblessed_model_is_not_pushed(char_run):
     last = metadata.latest_pushed_destination(pipeline_runs.store(config))
     assert f"pushed model: none this run (the last push: {last})" in summary
     assert not [line for line in summary if line.startswith("model card: ")]
+    # the printed sample and lineage commands take this run's model, and work (the sample command
+    # named the training run's directory, holding no checkpoint when it was shorter than eval_interval)
+    model = max(pipeline_runs.store(config).get_artifacts_by_type("Model"), key=lambda a: a.id)
+    saved_model = os.path.join(model.uri, "Format-Serving")
+    assert f"sample: python runner.py sample --from={shlex.quote(saved_model)}" in summary
+    assert summary[-1].endswith(f" --model={shlex.quote(model.uri)}")
+    assert lineage.model_lineage(pipeline_runs.store(config), model.uri).to_text().startswith("lineage of Model #")
+    import runner
+
+    runner.main(["sample", f"--from={saved_model}", "--start=ROMEO:", "--num_samples=1", "--max_new_tokens=4"])
 
 
 def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir):
