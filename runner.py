@@ -262,8 +262,8 @@ def _main(argv, debug=False):
                                      "nanogpt-tfx-PRESET.yaml here)")
     compile_parser.set_defaults(handler=compile_spec)
     lineage_parser = commands.add_parser(
-        "lineage", help="show where a pushed model came from, from ML Metadata",
-        description="Print the chain from the data to a pushed model: data source, examples and token counts, "
+        "lineage", help="show where a model came from, from ML Metadata",
+        description="Print the chain from the data to a model: data source, examples and token counts, "
                     "vocabulary, trainer and hyperparameters, evaluation and blessing, push.")
     lineage_parser.add_argument("--model", default=None,
                                 help="a Model or PushedModel artifact id, a pushed model's directory or a "
