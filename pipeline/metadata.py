@@ -138,11 +138,16 @@ def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
 
 
 def _bpe_dir(store) -> Optional[str]:
-    """The GPT-2 BPE files' directory the latest TokenizeText was given (absolute), when it tokenized
-    with GPT-2 BPE: sampling offline needs them again."""
+    """bpe_dir_of the latest TokenizeText's settings."""
     types = {t.id: t.name for t in store.get_execution_types()}
     runs = [e for e in store.get_executions() if types.get(e.type_id, "").endswith(".TokenizeText")]
-    settings = settings_values(prop(max(runs, key=lambda e: e.id), "settings")) if runs else {}
+    return bpe_dir_of(prop(max(runs, key=lambda e: e.id), "settings") if runs else None)
+
+
+def bpe_dir_of(tokenize_text_settings) -> Optional[str]:
+    """The GPT-2 BPE files' directory a TokenizeText was given (absolute; its settings as JSON), when
+    it tokenized with GPT-2 BPE: sampling offline needs them again."""
+    settings = settings_values(tokenize_text_settings)
     if settings.get("tokenizer") != "gpt2" or not settings.get("bpe_dir"):
         return None
     return os.path.abspath(settings["bpe_dir"])

@@ -445,6 +445,8 @@ class Run:
         evaluation, blessing = self.produced("tfx.ModelEvaluation"), self.produced("tfx.ModelBlessing")
         pushed, infra = self.produced("tfx.PushedModel"), self.produced("tfx.InfraBlessing")
         model = self.produced("tfx.Model")
+        settings = self._parameters("TokenizeText", self._component("TokenizeText")).get("settings") \
+            if "TokenizeText" in self._tasks else None  # its bpe_dir, for the sample command
         lines = metadata.summary_lines(
             evaluation=(evaluation["uri"], evaluation["metadata"]) if evaluation else None,
             blessing=blessing["metadata"] if blessing else None,
@@ -452,7 +454,7 @@ class Run:
             if pushed and pushed["metadata"].get("pushed") == 1 else None,
             infra=infra["metadata"] if infra else None,
             model_card=pushed["metadata"].get("model_card") if pushed else None,
-            saved_model=f"{model['uri']}/{SERVING_DIR}" if model else None)
+            saved_model=f"{model['uri']}/{SERVING_DIR}" if model else None, bpe_dir=metadata.bpe_dir_of(settings))
         return "\n".join(lines + [f"run record: {self.run_root}/{RECORD_FILE}"])
 
 

@@ -165,7 +165,12 @@ def test_a_bpe_spec_runs_through_its_trainer(tmp_path, shakespeare_text, bpe_dir
     model_run = _artifact(record, "Trainer", "model_run")["uri"]
     with open(os.path.join(model_run, "tokenizer.json")) as f:
         assert json.load(f)["kind"] == "gpt2"
-    assert "pushed model: none" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "pushed model: none" in summary
+    # nothing pushed: the sample command takes the Trainer's SavedModel, with the run's BPE files (offline)
+    model = _artifact(record, "Trainer", "model")["uri"]
+    assert f"sample: python runner.py sample --from={model}/Format-Serving --bpe_dir={os.path.abspath(bpe_dir)}" \
+        in summary
 
 
 def _damaged(char_spec, tmp_path, damage):
