@@ -4,8 +4,8 @@ GPT-2 BPE is tiktoken's `gpt2` encoding. Online, tiktoken downloads its two file
 offline, `bpe_dir` (or the environment variable NANOGPT_TFX_BPE_DIR) names a directory holding
 OpenAI's `vocab.bpe` and `encoder.json`, which are checked against their published SHA-256.
 tiktoken loads the files and decodes; fastokens (a Rust BPE with PCRE2's JIT regex) encodes, with
-tiktoken's ranks and GPT-2's pattern: the same tokens at 4-5 times tiktoken's pace (tests check
-them against tiktoken's on every Unicode code point; BENCHMARKS.md, TokenizeText).
+tiktoken's ranks and GPT-2's pattern: the same tokens at 4-5 times tiktoken's pace (tests compare
+them with tiktoken's on every code point of Unicode's planes 0-3 and 14; BENCHMARKS.md, TokenizeText).
 
 The character vocabulary is stored as JSON or as plain text, never pickled (nanoGPT's meta.pkl can
 run code when loaded).
