@@ -41,12 +41,25 @@ def reported(prog: str, debug: bool = False, after_ctrl_c: str = ""):
         stopped = isinstance(e, Interrupted)
         print(f"{prog}: {'' if stopped else 'error: '}{one_line(e)}", file=sys.stderr, flush=True)
         raise SystemExit(e.exit_status if stopped else 2) from None
-    except KeyboardInterrupt:
-        if debug:
+    except BaseException as e:
+        if debug or not caused_by_ctrl_c(e):
             raise
         print(f"{prog}: stopped by Ctrl-C (SIGINT){after_ctrl_c and ': ' + after_ctrl_c}", file=sys.stderr,
               flush=True)
         raise SystemExit(Interrupted.exit_status) from None
+
+
+def caused_by_ctrl_c(error: BaseException) -> bool:
+    """A KeyboardInterrupt, or an error raised while handling one: Beam re-raises a KeyboardInterrupt
+    that reaches a DoFn as RuntimeError('KeyboardInterrupt [while running ...]'), and TFX logs that as
+    the component's failure."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def pop_debug(argv):

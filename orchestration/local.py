@@ -9,6 +9,7 @@ import logging
 import os
 import warnings
 
+from core.errors import caused_by_ctrl_c
 from pipeline.configs import RunConfig
 
 PRESTART_ENV = "NANOGPT_TFX_PRESTART"
@@ -31,13 +32,21 @@ def show_progress() -> None:
 
     class Progress(logging.Filter):
         def filter(self, record):
+            if record.exc_info and caused_by_ctrl_c(record.exc_info[1]):
+                return False  # the command's last line says it stopped
             message = record.getMessage()
             if record.levelno >= logging.WARNING:
                 return not message.startswith(_ROUTINE_WARNINGS)
             return message.startswith(("Component ", "TokenizeText:", "DataValidator:", "Trainer:", "LMEvaluator:",
                                        "InfraValidator:"))
 
+    class NoCtrlCTraceback(logging.Filter):
+        def filter(self, record):
+            return not (record.exc_info and caused_by_ctrl_c(record.exc_info[1]))
+
     logging.getLogger("absl").addFilter(Progress())
+    # Beam logs the KeyboardInterrupt that a Ctrl-C raises in a DoFn with its traceback, as an error
+    logging.getLogger("apache_beam.runners.common").addFilter(NoCtrlCTraceback())
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)
