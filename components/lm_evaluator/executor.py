@@ -55,6 +55,18 @@ def _remove_outputs(evaluation: types.Artifact, blessing: types.Artifact) -> Non
             tf.io.gfile.remove(path)
 
 
+def _what_is_scored(windows: dict, settings) -> str:
+    """What each model is scored on, said before the first: the whole val split of a large corpus
+    takes minutes where the training of a small model took seconds, and the line names the setting."""
+    def split(name, setting, sampled):
+        w = windows[name]
+        how = f"{sampled} random batches (--{setting})" if sampled else \
+            f"whole, {w.num_tokens:,} tokens (--{setting}=N: N random batches)"
+        return f"the {name} split {how}: {w.num_windows:,} windows of {w.batches[0][0].shape[1]} tokens"
+    return "scoring each model on " + " and ".join((split(VAL, "eval_batches", settings.eval_batches),
+                                                      split(TRAIN, "eval_train_batches", settings.eval_train_batches)))
+
+
 def _log_result(result: ev.ModelResult, started: float) -> None:
     """One line per model evaluated, as it is done."""
     if result.skipped:
@@ -119,6 +131,7 @@ class Executor(base_executor.BaseExecutor):
         if problem:
             raise ValueError(f"LMEvaluator: the candidate model ({model.uri}) cannot be evaluated on "
                              f"{examples.uri}: {problem}")
+        logging.info("LMEvaluator: %s", _what_is_scored(windows, settings))
         started = time.time()
         results = [ev.evaluate(candidate, windows, ev.ModelResult("candidate", "candidate", model.uri,
                                                                   tokens=data.kind))]

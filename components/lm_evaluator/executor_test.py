@@ -307,6 +307,10 @@ def test_baselines_from_local_checkpoints(tmp_path, data, models, caplog):
     assert "| hf_baseline | baseline |" in text and "baseline small_vocab skipped" in text
     assert blessing.get_int_custom_property("blessed") == 1  # baselines inform, they do not gate
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("LMEvaluator: ")]
+    # first what every model is scored on, with the settings that change it
+    assert lines.pop(0).startswith("LMEvaluator: scoring each model on the val split whole, ")
+    assert "(--eval_batches=N: N random batches)" in caplog.text  # both splits whole in this test
+    assert "the train split whole, " in caplog.text and "(--eval_train_batches=N: N random batches)" in caplog.text
     assert [line.split(" (")[0] for line in lines[:5]] == ["LMEvaluator: candidate", "LMEvaluator: unigram",
                                                            "LMEvaluator: hf_baseline", "LMEvaluator: uniform",
                                                            "LMEvaluator: small_vocab"]
