@@ -41,7 +41,7 @@ def reported(prog: str, debug: bool = False, after_ctrl_c: str = ""):
         stopped = isinstance(e, Interrupted)
         print(f"{prog}: {'' if stopped else 'error: '}{one_line(e)}", file=sys.stderr, flush=True)
         raise SystemExit(e.exit_status if stopped else 2) from None
-    except BaseException as e:
+    except (Exception, KeyboardInterrupt) as e:  # not SystemExit: an inner command's own ending
         if debug or not caused_by_ctrl_c(e):
             raise
         print(f"{prog}: stopped by Ctrl-C (SIGINT){after_ctrl_c and ': ' + after_ctrl_c}", file=sys.stderr,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 
 from core.errors import caused_by_ctrl_c
@@ -30,10 +31,16 @@ def show_progress() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
+    def after_ctrl_c(record) -> bool:
+        """An error logged about a Ctrl-C (with its traceback, or while handling it: TFX's 'Execution
+        N failed.'): the command's last line says it stopped."""
+        return record.levelno >= logging.ERROR and caused_by_ctrl_c(
+            record.exc_info[1] if record.exc_info else sys.exc_info()[1])
+
     class Progress(logging.Filter):
         def filter(self, record):
-            if record.exc_info and caused_by_ctrl_c(record.exc_info[1]):
-                return False  # the command's last line says it stopped
+            if after_ctrl_c(record):
+                return False
             message = record.getMessage()
             if record.levelno >= logging.WARNING:
                 return not message.startswith(_ROUTINE_WARNINGS)
@@ -42,7 +49,7 @@ def show_progress() -> None:
 
     class NoCtrlCTraceback(logging.Filter):
         def filter(self, record):
-            return not (record.exc_info and caused_by_ctrl_c(record.exc_info[1]))
+            return not after_ctrl_c(record)
 
     logging.getLogger("absl").addFilter(Progress())
     # Beam logs the KeyboardInterrupt that a Ctrl-C raises in a DoFn with its traceback, as an error

@@ -23,12 +23,13 @@ class Slow(beam.DoFn):
         time.sleep(30)
         yield x
 
-with reported("runner.py run", debug=sys.argv[1] == "debug", after_ctrl_c="run it again"):
+with reported("runner.py", debug=sys.argv[1] == "debug"), \\
+        reported("runner.py run", debug=sys.argv[1] == "debug", after_ctrl_c="run it again"):  # as runner.py nests them
     try:
         with beam.Pipeline() as p:
             _ = p | beam.Create([1]) | beam.ParDo(Slow())
     except Exception:
-        logging.getLogger("absl").exception("Execution 1 failed.")  # as TFX's launcher logs it
+        logging.getLogger("absl").error("Execution 1 failed.")  # as TFX's launcher logs it, then re-raises
         raise
 """
 
