@@ -394,13 +394,19 @@ class GPT(tf.Module):
         hf_checkpoint.write_gpt2(directory, self.config, self.named_variables())
 
 
-def cross_entropy(logits, targets, ignore_index: int = -1, num_targets=None):
+def cross_entropy(logits, targets, ignore_index: int = -1, num_targets=None, differentiated: bool = True):
     """Mean cross-entropy over all positions whose target is not ignore_index (nanoGPT uses -1).
     With num_targets (counted_targets of a whole batch), the summed loss of this part of the batch
-    over the whole batch's count: the parts of a batch then add up to its mean."""
+    over the whole batch's count: the parts of a batch then add up to its mean. differentiated=False
+    (an evaluation): each target's log-softmax instead of sparse_softmax_cross_entropy_with_logits,
+    which writes its gradient beside the loss, as large as the logits (2.8x the time with GPT-2's
+    vocabulary); the same values to float rounding."""
     mask = tf.not_equal(targets, ignore_index)
     safe_targets = tf.where(mask, targets, tf.zeros_like(targets))
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_targets, logits=logits)
+    if differentiated:
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_targets, logits=logits)
+    else:
+        losses = -tf.gather(tf.nn.log_softmax(logits), safe_targets, batch_dims=len(targets.shape))
     if num_targets is None:
         num_targets = counted_targets(targets, ignore_index)
     return tf.reduce_sum(losses * tf.cast(mask, losses.dtype)) / num_targets

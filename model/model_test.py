@@ -239,3 +239,14 @@ def test_gelu_and_its_gradient_match_tf_tanh_gelu():
     np.testing.assert_array_equal(gelu(x).numpy(), gelu(x, trained=True).numpy())  # the same forward
     np.testing.assert_allclose(grads[0], grads[2], atol=1e-5)  # float32 rounding of two formulas
     np.testing.assert_allclose(grads[1], grads[2], atol=1e-5)
+
+
+def test_cross_entropy_without_its_gradient_is_the_same_loss():
+    # an evaluation's loss (log-softmax of each target) and the training's (the fused kernel that also
+    # writes the gradient), with ignored targets, on logits as wide as GPT-2's vocabulary
+    logits = tf.random.stateless_normal([2, 5, 50257], seed=[1, 2]) * 4.0
+    targets = tf.constant([[3, 50256, -1, 0, 7], [1, -1, -1, 2, 50000]])
+    for num_targets in (None, tf.constant(10.0)):
+        fused = float(cross_entropy(logits, targets, num_targets=num_targets))
+        plain = float(cross_entropy(logits, targets, num_targets=num_targets, differentiated=False))
+        assert plain == pytest.approx(fused, rel=1e-6) and fused > 0

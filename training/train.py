@@ -310,10 +310,10 @@ class Trainer:
         """The batch's mean loss, computed as self.branches independent parts (see cpu_branches)."""
         rows = branch_rows(x.shape[0], self.branches) if x.shape[0] is not None else []
         if len(rows) <= 1:
-            return cross_entropy(self.model(x, training=training), y)
+            return cross_entropy(self.model(x, training=training), y, differentiated=training)
         num_targets = counted_targets(y)
-        return tf.add_n([cross_entropy(self.model(x[a:b], training=training), y[a:b], num_targets=num_targets)
-                         for a, b in rows])
+        return tf.add_n([cross_entropy(self.model(x[a:b], training=training), y[a:b], num_targets=num_targets,
+                                       differentiated=training) for a, b in rows])
 
     def estimate_loss(self) -> Dict[str, float]:
         """Mean loss over eval_iters batches of each split (the same batches at each evaluation

@@ -130,14 +130,11 @@ def loss_function(model, block_size: int):
     (once for full batches, once more for a smaller last batch)."""
     import tensorflow as tf
 
+    from model.model import cross_entropy
+
     @tf.function(input_signature=[tf.TensorSpec([None, block_size], tf.int32)] * 2, autograph=False)
     def batch_loss(x, y):
-        logits = tf.cast(model(x, training=False), tf.float32)
-        # each target's log-softmax: the cross-entropy of model.cross_entropy without the gradient that
-        # sparse_softmax_cross_entropy_with_logits writes beside it, as large as the logits (2.8x the
-        # time with GPT-2's vocabulary); LogSoftmax is one kernel where reduce_logsumexp is six ops
-        # (0.8x its time for a batch of 768 positions x 50,257)
-        return -tf.reduce_mean(tf.gather(tf.nn.log_softmax(logits), y, batch_dims=2))
+        return cross_entropy(tf.cast(model(x, training=False), tf.float32), y, differentiated=False)
 
     return batch_loss
 
