@@ -58,7 +58,10 @@ class GPT2Tokenizer:
         self._fast_lock = threading.Lock()
 
     def encode(self, text: str) -> List[int]:
-        return self.fast_encoder().encode_ordinary(text).ids
+        try:
+            return self.fast_encoder().encode_ordinary(text).ids
+        except UnicodeEncodeError:  # a lone surrogate (undecodable bytes in argv, a dataset's cell)
+            return self.fast_encoder().encode_ordinary(_without_lone_surrogates(text)).ids
 
     def encode_to_numpy(self, text: str):
         """The tokens as a uint32 array, with no Python int per token.
@@ -70,7 +73,10 @@ class GPT2Tokenizer:
         """
         import numpy as np
 
-        ids, _ = self.fast_encoder().encode_batch_flat([text])
+        try:
+            ids, _ = self.fast_encoder().encode_batch_flat([text])
+        except UnicodeEncodeError:
+            ids, _ = self.fast_encoder().encode_batch_flat([_without_lone_surrogates(text)])
         return np.frombuffer(ids, dtype=np.uint32)
 
     def fast_encoder(self):
@@ -96,6 +102,12 @@ class GPT2Tokenizer:
 
     def to_json(self) -> dict:
         return {"kind": self.kind}
+
+
+def _without_lone_surrogates(text: str) -> str:
+    """The text with each unpaired surrogate made U+FFFD (and each pair joined), as tiktoken retries
+    a text that UTF-8 cannot encode."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def gpt2_encoding(bpe_dir: Optional[str] = None):

@@ -65,6 +65,15 @@ def test_gpt2_bpe_encodes_every_code_point_like_tiktoken(bpe_dir, tiktoken_own_e
     assert tokenizer.encode_to_numpy(texts[-3]).tolist() == tiktoken_own_encoding.encode_ordinary(texts[-3])
 
 
+def test_gpt2_bpe_encodes_lone_surrogates_like_tiktoken(bpe_dir, tiktoken_own_encoding):
+    # Python decodes undecodable bytes of a command line to lone surrogates ("\udcff"); UTF-8 cannot
+    # encode them, and tiktoken retries with U+FFFD in their place (a pair becomes its character)
+    tokenizer = GPT2Tokenizer(bpe_dir)
+    for text in ("a\udcff b", "\ud800", "x\ud83d\ude00y", "caf\udce9 \udc80\udc80 ok"):
+        expected = tiktoken_own_encoding.encode_ordinary(text)
+        assert tokenizer.encode(text) == expected and tokenizer.encode_to_numpy(text).tolist() == expected
+
+
 def test_gpt2_bpe_encodes_from_threads_at_once(bpe_dir, shakespeare_text):
     from concurrent.futures import ThreadPoolExecutor
 
