@@ -69,12 +69,14 @@ class Counts:
             return
         values = np.concatenate(self._pending)
         self._pending, self._num_pending = [], 0
-        if values.max() >= DENSE_LIMIT:  # an emoji among them: not a count of 128K zeros for it
-            self.add_sparse(np.unique(values, return_counts=True))
-            return
-        counts = np.bincount(values)
-        self._grow(len(counts))
-        self.array[:len(counts)] += counts
+        large = values >= DENSE_LIMIT  # an emoji among them: sorted apart, the rest still bincounted
+        if large.any():
+            self.add_sparse(np.unique(values[large], return_counts=True))
+            values = values[~large]
+        if len(values):
+            counts = np.bincount(values)
+            self._grow(len(counts))
+            self.array[:len(counts)] += counts
 
     def add_text(self, text: str) -> None:
         self.add(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32))
