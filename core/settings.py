@@ -170,11 +170,12 @@ def unknown(name: str, known: Iterable[str], what: str = "setting") -> SettingEr
 
 def parse_text(cls, name: str, text: str) -> Any:
     """A command-line value as the setting's type: strings as they are (--start=123 is the text
-    "123"); numbers, booleans, lists and dicts as Python literals; None (any case: --help says NONE) or
-    nothing for an Optional setting."""
+    "123"); numbers, booleans, lists and dicts as Python literals; None, NONE (as --help spells it) or
+    nothing for an Optional setting (and any case of it for one that is not a string)."""
     inner, optional = _optional(_hints(cls)[name])
     kind = typing.get_origin(inner) or inner
-    if optional and text.lower() in ("none", ""):  # --help spells it NONE
+    # --help spells it NONE; a string setting's "none" may be a name (a file, a dataset's configuration)
+    if optional and (text in ("None", "NONE", "") or (kind is not str and text.lower() == "none")):
         return None
     if kind is str:
         return text
