@@ -31,29 +31,26 @@ def show_progress() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-    def after_ctrl_c(record) -> bool:
-        """An error logged about a Ctrl-C (with its traceback, or while handling it: TFX's 'Execution
-        N failed.'): the command's last line says it stopped."""
-        return record.levelno >= logging.ERROR and caused_by_ctrl_c(
-            record.exc_info[1] if record.exc_info else sys.exc_info()[1])
-
     class Progress(logging.Filter):
         def filter(self, record):
-            if after_ctrl_c(record):
-                return False
             message = record.getMessage()
             if record.levelno >= logging.WARNING:
                 return not message.startswith(_ROUTINE_WARNINGS)
             return message.startswith(("Component ", "TokenizeText:", "DataValidator:", "Trainer:", "LMEvaluator:",
                                        "InfraValidator:"))
 
-    class NoCtrlCTraceback(logging.Filter):
+    class AfterCtrlC(logging.Filter):
+        """Leaves out an error logged about a Ctrl-C (with its traceback, or while handling it: TFX's
+        'Execution N failed.'): the command's last line says it stopped."""
+
         def filter(self, record):
-            return not after_ctrl_c(record)
+            return not (record.levelno >= logging.ERROR and caused_by_ctrl_c(
+                record.exc_info[1] if record.exc_info else sys.exc_info()[1]))
 
     logging.getLogger("absl").addFilter(Progress())
-    # Beam logs the KeyboardInterrupt that a Ctrl-C raises in a DoFn with its traceback, as an error
-    logging.getLogger("apache_beam.runners.common").addFilter(NoCtrlCTraceback())
+    # TFX's and Beam's (which logs the KeyboardInterrupt a Ctrl-C raises in a DoFn as an error)
+    for name in ("absl", "apache_beam.runners.common"):
+        logging.getLogger(name).addFilter(AfterCtrlC())
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)
