@@ -58,10 +58,7 @@ class GPT2Tokenizer:
         self._fast_lock = threading.Lock()
 
     def encode(self, text: str) -> List[int]:
-        try:
-            return self.fast_encoder().encode_ordinary(text).ids
-        except UnicodeEncodeError:  # a lone surrogate (undecodable bytes in argv, a dataset's cell)
-            return self.fast_encoder().encode_ordinary(_without_lone_surrogates(text)).ids
+        return _encoded(lambda t: self.fast_encoder().encode_ordinary(t).ids, text)
 
     def encode_to_numpy(self, text: str):
         """The tokens as a uint32 array, with no Python int per token.
@@ -73,10 +70,7 @@ class GPT2Tokenizer:
         """
         import numpy as np
 
-        try:
-            ids, _ = self.fast_encoder().encode_batch_flat([text])
-        except UnicodeEncodeError:
-            ids, _ = self.fast_encoder().encode_batch_flat([_without_lone_surrogates(text)])
+        ids, _ = _encoded(lambda t: self.fast_encoder().encode_batch_flat([t]), text)
         return np.frombuffer(ids, dtype=np.uint32)
 
     def fast_encoder(self):
@@ -104,10 +98,13 @@ class GPT2Tokenizer:
         return {"kind": self.kind}
 
 
-def _without_lone_surrogates(text: str) -> str:
-    """The text with each unpaired surrogate made U+FFFD (and each pair joined), as tiktoken retries
-    a text that UTF-8 cannot encode."""
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+def _encoded(encode, text: str):
+    """encode(text); for a text UTF-8 cannot encode (a lone surrogate: undecodable bytes in argv),
+    encode of it with each unpaired surrogate made U+FFFD and each pair joined, as tiktoken retries."""
+    try:
+        return encode(text)
+    except UnicodeEncodeError:
+        return encode(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
 
 
 def gpt2_encoding(bpe_dir: Optional[str] = None):
