@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from absl import logging
 from tfx import types
@@ -19,6 +18,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components.artifact_layout import optional_artifact
+from components.beam_executor import NoWorkerPackage
 from components.tokenize_text import beam_ops, encoding, sources
 from components.tokenize_text.settings import TokenizeTextSettings
 from core import shards
@@ -115,38 +115,13 @@ def set_statistics_properties(statistics: types.Artifact, cfg: Dict[str, Any], s
     statistics.set_string_custom_property("tokenizer", cfg["tokenizer"])
 
 
-def runs_on_direct_runner(beam_pipeline_args: List[str]) -> bool:
-    """Whether these arguments run Beam's DirectRunner (also Beam's default when none is named)."""
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
-    runner = PipelineOptions(beam_pipeline_args).view_as(StandardOptions).runner
-    if runner is None:
-        return True
-    name = str(runner).rsplit(".", 1)[-1].lower()
-    return name in ("direct", "directrunner", "switchingdirectrunner", "bundlebaseddirectrunner")
-
-
-class Executor(base_beam_executor.BaseBeamExecutor):
+class Executor(NoWorkerPackage, base_beam_executor.BaseBeamExecutor):
     """Tokenizes a corpus into `core.shards` records (or text records for characters).
 
     Output is written under a staging directory and moved into `Split-train`/`Split-val` only after
     the pipeline succeeded and the counts were checked; on any failure the staging directory is
     removed, so a failed run leaves no shards that look complete.
     """
-
-    def __init__(self, context: Optional[base_beam_executor.BaseBeamExecutor.Context] = None):
-        # Unless beam_pipeline_args name the workers' dependencies, TFX packs its own installation
-        # into an sdist for them (a `setup.py sdist` subprocess: ~1.7 s of every run here). The
-        # DirectRunner's workers run in this very environment and need none of it.
-        if isinstance(context, base_beam_executor.BaseBeamExecutor.Context) and context.beam_pipeline_args \
-                and runs_on_direct_runner(context.beam_pipeline_args):
-            beam_pipeline_args = list(context.beam_pipeline_args)
-            context = copy.copy(context)
-            context.beam_pipeline_args = None
-            super().__init__(context)
-            self._beam_pipeline_args = beam_pipeline_args
-        else:
-            super().__init__(context)
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:

@@ -305,18 +305,6 @@ def test_dataset_saved_to_disk_with_characters(tmp_path, hf_cache):
     assert read_text_stream(examples, "val") == val_text
 
 
-@pytest.mark.parametrize("beam_args, direct", [
-    (["--direct_num_workers=2"], True), (["--runner=DirectRunner"], True), (["--runner=direct"], True),
-    (["--runner=DataflowRunner", "--project=p"], False), (["--runner=FlinkRunner"], False)])
-def test_only_direct_runner_workers_go_without_tfxs_sdist(beam_args, direct):
-    from components.tokenize_text.executor import runs_on_direct_runner
-
-    assert runs_on_direct_runner(beam_args) is direct
-    if direct:  # the executor keeps the arguments as given: no --extra_package of a TFX sdist
-        context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_args)
-        assert Executor(context)._beam_pipeline_args == beam_args
-
-
 def _split_files(out_dir):
     """{Split-x/name: bytes} of an output's shards."""
     return {os.path.join(split, name): open(os.path.join(out_dir, split, name), "rb").read()
