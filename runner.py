@@ -293,10 +293,11 @@ def _main(argv, debug=False):
     sample_parser.set_defaults(handler=sample)
     args, rest = parser.parse_known_args(argv)
     from core.errors import reported
+    from core.tempdir import own_temp_dir
 
     # a user's mistake, or Ctrl-C: one line naming the command
     after_ctrl_c = {"run": "what finished is kept; the same command again takes it from the cache and goes on"}
-    with reported(f"runner.py {args.command}", debug, after_ctrl_c.get(args.command, "")):
+    with reported(f"runner.py {args.command}", debug, after_ctrl_c.get(args.command, "")), own_temp_dir():
         args.handler(args, rest)
 
 
