@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 
-from core.errors import caused_by_ctrl_c
+from core.errors import UserError, caused_by_ctrl_c
 from pipeline.configs import RunConfig
 
 PRESTART_ENV = "NANOGPT_TFX_PRESTART"
@@ -39,18 +39,19 @@ def show_progress() -> None:
             return message.startswith(("Component ", "TokenizeText:", "DataValidator:", "Trainer:", "LMEvaluator:",
                                        "InfraValidator:"))
 
-    class AfterCtrlC(logging.Filter):
-        """Leaves out an error logged about a Ctrl-C (with its traceback, or while handling it: TFX's
-        'Execution N failed.'): the command's last line says it stopped."""
+    class Reported(logging.Filter):
+        """Leaves out an error logged about what the command's last line reports (TFX's 'Execution N
+        failed.' while handling it, Beam's traceback of a Ctrl-C in a DoFn): a user's mistake or a
+        stop (UserError, Interrupted), or a Ctrl-C."""
 
         def filter(self, record):
-            return not (record.levelno >= logging.ERROR and caused_by_ctrl_c(
-                record.exc_info[1] if record.exc_info else sys.exc_info()[1]))
+            error = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+            return not (record.levelno >= logging.ERROR and (isinstance(error, UserError) or caused_by_ctrl_c(error)))
 
     logging.getLogger("absl").addFilter(Progress())
     # TFX's and Beam's (which logs the KeyboardInterrupt a Ctrl-C raises in a DoFn as an error)
     for name in ("absl", "apache_beam.runners.common"):
-        logging.getLogger(name).addFilter(AfterCtrlC())
+        logging.getLogger(name).addFilter(Reported())
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)

@@ -1,6 +1,7 @@
 """Ctrl-C in the middle of a Beam component, as `runner.py run` shows it: one line and the status of
 SIGINT, not the traceback Beam logs and re-raises (it wraps the KeyboardInterrupt a DoFn gets in a
-RuntimeError, which TFX then logs as the component's failure)."""
+RuntimeError, which TFX then logs as the component's failure); a component's UserError, its one
+line without TFX's 'Execution N failed.' before it."""
 
 import os
 import signal
@@ -11,7 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a Beam pipeline on the DirectRunner whose DoFn gets the SIGINT a terminal's Ctrl-C sends, mid-work
 COMMAND = """
 import logging, os, signal, sys, time
-from core.errors import reported
+from core.errors import UsageError, reported
 from orchestration import local
 
 local.show_progress()  # as runner.py, before anything else is imported
@@ -26,6 +27,8 @@ class Slow(beam.DoFn):
 with reported("runner.py", debug=sys.argv[1] == "debug"), \\
         reported("runner.py run", debug=sys.argv[1] == "debug", after_ctrl_c="run it again"):  # as runner.py nests them
     try:
+        if sys.argv[1] == "mistake":
+            raise UsageError("data.txt is not UTF-8 text")
         with beam.Pipeline() as p:
             _ = p | beam.Create([1]) | beam.ParDo(Slow())
     except Exception:
@@ -49,3 +52,10 @@ def test_ctrl_c_in_a_dofn_is_one_line_and_the_status_of_sigint():
 def test_ctrl_c_in_a_dofn_with_debug_keeps_the_traceback():
     done = _interrupted("debug")
     assert done.returncode != 0 and "Traceback" in done.stderr and "KeyboardInterrupt" in done.stderr
+
+
+def test_a_components_user_error_is_its_one_line():
+    done = _interrupted("mistake")
+    lines = [line for line in done.stderr.splitlines() if "absl::InitializeLog" not in line]
+    assert lines == ["runner.py run: error: data.txt is not UTF-8 text"], done.stderr
+    assert done.returncode == 2
