@@ -17,6 +17,18 @@ REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 SHARED_DATA = os.environ.get("NANOGPT_TFX_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_temp_dir(tmp_path_factory):
+    """The session's temporary files in a directory of its own, removed at its end, as runner.py's
+    (core/tempdir.py): what its runs' processes leave (autograph's files of those ended by os._exit,
+    of those the tests kill) goes with it. pytest's own tmp_path directories are kept as pytest keeps them."""
+    from core.tempdir import own_temp_dir
+
+    tmp_path_factory.getbasetemp()  # made under the temporary directory before it changes
+    with own_temp_dir() as directory:
+        yield directory
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """../shared/data beside the checkout: Tiny Shakespeare and the GPT-2 BPE files."""
