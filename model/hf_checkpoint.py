@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from core import files
-from core.errors import writing
+from core.errors import UsageError, writing
 
 from model.hf_files import CONFIG_FILE, HUB_ORGANISATION, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, read_gpt2_config
 # Overrides that make sense on top of a pretrained checkpoint (everything else is fixed by it).
@@ -29,7 +29,7 @@ ALLOWED_OVERRIDES = ("dropout", "block_size", "dtype_policy")
 def check_overrides(name_or_dir: str, overrides: dict) -> None:
     unknown = sorted(set(overrides) - set(ALLOWED_OVERRIDES))
     if unknown:
-        raise ValueError(f"from_pretrained({name_or_dir!r}): cannot override {unknown}; "
+        raise UsageError(f"from_pretrained({name_or_dir!r}): cannot override {unknown}; "
                          f"only {list(ALLOWED_OVERRIDES)} can be changed on a pretrained model")
 
 
@@ -47,12 +47,12 @@ def assign_weights(variables: Dict[str, tf.Variable], weights: Dict[str, np.ndar
     """Every variable (by GPT-2 name) from the checkpoint's weights; errors name `directory`."""
     missing = sorted(set(variables) - set(weights))
     if missing:
-        raise ValueError(f"GPT-2 checkpoint in {directory} lacks {len(missing)} weights, "
+        raise UsageError(f"GPT-2 checkpoint in {directory} lacks {len(missing)} weights, "
                          f"e.g. {missing[:3]}")
     for name, variable in variables.items():
         value = weights[name]
         if value.size != variable.shape.num_elements():
-            raise ValueError(f"GPT-2 checkpoint in {directory}: {name} has shape {value.shape}, "
+            raise UsageError(f"GPT-2 checkpoint in {directory}: {name} has shape {value.shape}, "
                              f"the model expects {variable.shape}")
         variable.assign(value.reshape(variable.shape).astype(np.float32))
 

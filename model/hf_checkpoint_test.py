@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from transformers import GPT2Config, TFGPT2LMHeadModel
 
+from core.errors import UsageError
 from model import GPT, GPTConfig
 from model.hf_checkpoint import canonical_weight_name
 
@@ -89,7 +90,7 @@ def test_other_architecture_is_rejected(hf_dir, tmp_path):
     config = json.loads((other / "config.json").read_text())
     config.update(model_type="bert", architectures=["BertForMaskedLM"])
     (other / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"holds a 'bert' checkpoint \(\['BertForMaskedLM'\]\), not a GPT-2"):
+    with pytest.raises(UsageError, match=r"holds a 'bert' checkpoint \(\['BertForMaskedLM'\]\), not a GPT-2"):
         GPT.from_pretrained(str(other))
 
 

@@ -9,6 +9,7 @@ import os
 from typing import Optional
 
 from core import files
+from core.errors import UsageError
 from model.presets import GPT2_SIZES
 
 CONFIG_FILE = "config.json"
@@ -28,7 +29,7 @@ def read_gpt2_config(directory: str) -> dict:
         raise FileNotFoundError(f"{directory} is not a Hugging Face checkpoint: it has no {CONFIG_FILE}")
     model_type = config.get("model_type")
     if model_type != "gpt2":
-        raise ValueError(f"{directory} holds a {model_type!r} checkpoint "
+        raise UsageError(f"{directory} holds a {model_type!r} checkpoint "
                          f"({config.get('architectures')}), not a GPT-2 one")
     problems = []
     if config.get("activation_function", "gelu_new") not in _TANH_GELUS:
@@ -40,7 +41,7 @@ def read_gpt2_config(directory: str) -> dict:
     if config.get("add_cross_attention"):
         problems.append("cross-attention")
     if problems:
-        raise ValueError(f"{directory}: GPT-2 variant this model does not implement: {', '.join(problems)}")
+        raise UsageError(f"{directory}: GPT-2 variant this model does not implement: {', '.join(problems)}")
     return config
 
 

@@ -20,6 +20,7 @@ import threading
 from typing import Iterable, List, Optional, Sequence
 
 from core import files
+from core.errors import MissingFile, UsageError, UserError, one_line
 
 BPE_DIR_ENV = "NANOGPT_TFX_BPE_DIR"
 GPT2_EOT_TOKEN = 50256  # <|endoftext|>
@@ -111,8 +112,6 @@ def gpt2_encoding(bpe_dir: Optional[str] = None):
     """tiktoken's GPT-2 encoding, built from the files in bpe_dir when it is given."""
     import tiktoken
 
-    from core.errors import MissingFile, UsageError, UserError, one_line
-
     if not bpe_dir:
         try:
             return tiktoken.get_encoding("gpt2")
@@ -166,8 +165,9 @@ class CharTokenizer:
         try:
             return [self.stoi[c] for c in text]
         except KeyError as e:
-            raise ValueError(f"character {e.args[0]!r} is not in the {self.vocab_size}-character "
-                             f"vocabulary") from None
+            chars = "".join(self.itos)
+            raise UsageError(f"character {e.args[0]!r} is not in the model's {self.vocab_size}-character "
+                             f"vocabulary ({chars if len(chars) <= 100 else chars[:100] + '...'!r})") from None
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.itos[int(i)] for i in ids)
@@ -187,7 +187,7 @@ class CharTokenizer:
         if path.endswith(".json"):
             data = files.read_json(path)
             if data.get("kind") != cls.kind:
-                raise ValueError(f"{path} is not a character vocabulary (kind={data.get('kind')!r})")
+                raise UsageError(f"{path} is not a character vocabulary (kind={data.get('kind')!r})")
             return cls(data["chars"])
         with open(path, encoding="utf-8", newline="") as f:
             return cls(list(f.read()))

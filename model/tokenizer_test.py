@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from core.errors import UsageError
 from model.tokenizer import CharTokenizer, GPT2Tokenizer, get_tokenizer, tokenizer_from_json
 
 TIKTOKEN_URLS = {  # the files tiktoken's gpt2 encoding downloads
@@ -121,8 +122,10 @@ def test_char_vocabulary_round_trips_without_pickle(tmp_path, filename):
 
 
 def test_char_outside_vocabulary_is_named():
-    with pytest.raises(ValueError, match="character 'z' is not in the 3-character vocabulary"):
+    with pytest.raises(UsageError, match=r"character 'z' is not in the model's 3-character vocabulary \('abc'\)"):
         CharTokenizer.from_text("abc").encode("abz")
+    with pytest.raises(UsageError, match=r"200-character vocabulary \('(.){100}\.\.\.'\)"):  # shown in part
+        CharTokenizer([chr(0x100 + i) for i in range(200)]).encode("z")
 
 
 def test_tokenizer_descriptions(bpe_dir):

@@ -23,6 +23,7 @@ import tensorflow as tf
 from training import nanogpt_rng
 from training.config import TrainConfig
 from training.data import TokenStream
+from core.errors import UsageError
 from core.shards import SPLITS, TRAIN, VAL
 
 Batch = Tuple[tf.Tensor, tf.Tensor]  # or numpy arrays (NanoGPTDraws.train)
@@ -105,7 +106,7 @@ def check_supported(cfg: TrainConfig, replicas: int) -> None:
     problems = nanogpt_rng.check_supported(replicas=replicas, dropout=cfg.dropout,
                                            init_from=cfg.init_from) if cfg.rng == "nanogpt" else []
     if problems:
-        raise ValueError("rng='nanogpt' cannot replay nanoGPT's draws for this run: " + "; ".join(problems))
+        raise UsageError("rng='nanogpt' cannot replay nanoGPT's draws for this run: " + "; ".join(problems))
 
 
 def batch_source(cfg: TrainConfig, splits: Dict[str, TokenStream], *, strategy: tf.distribute.Strategy, model,

@@ -12,6 +12,7 @@ import urllib.request
 from typing import Optional
 
 from core import files
+from core.errors import MissingFile
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_ENV = "NANOGPT_TFX_SHAKESPEARE"
@@ -23,7 +24,7 @@ def tiny_shakespeare(path: Optional[str] = None) -> str:
     path = path or os.environ.get(SHAKESPEARE_ENV)
     if path:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"Tiny Shakespeare: {path} does not exist")
+            raise MissingFile(f"Tiny Shakespeare: {path} does not exist")
         return path
     cached = os.path.join(CACHE_DIR, "tinyshakespeare.txt")
     if not os.path.isfile(cached):

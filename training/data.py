@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from core import files, shards
-from core.errors import UserError
+from core.errors import MissingFile, UsageError, UserError
 from core.shards import TRAIN, VAL
 from model.tokenizer import get_tokenizer
 from training.corpus import split_train_val
@@ -45,10 +45,10 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
     past in_memory_max_tokens a read-only np.memmap of a file of the token cache (built on first use)."""
     directory = shards.split_dir(data_dir, split)
     if not tf.io.gfile.isdir(directory):
-        raise FileNotFoundError(f"no {split} split in {data_dir} (expected {directory})")
+        raise MissingFile(f"no {split} split in {data_dir} (expected {directory})")
     index = shards.RecordIndex(directory)
     if index.num_tokens == 0:
-        raise ValueError(f"the {split} split in {data_dir} holds no tokens")
+        raise UsageError(f"the {split} split in {data_dir} holds no tokens")
     dtype = np.dtype(np.uint16 if index.max_token < 2 ** 16 else np.int32)
     if index.num_tokens <= in_memory_max_tokens:
         return index.fill(np.empty([index.num_tokens], dtype))
@@ -123,13 +123,19 @@ def windows_at(tokens, offsets, block_size: int):
     return windows[..., :-1], windows[..., 1:]
 
 
+def check_length(num_tokens: int, block_size: int, name: str) -> None:
+    """A split too short for one window of block_size + 1 tokens: the user's data, in one line."""
+    if num_tokens <= block_size:
+        larger_share = ", a larger --val_fraction" if name == VAL else ""
+        raise UsageError(f"the {name} split has {num_tokens} tokens: block_size={block_size} needs at least "
+                         f"{block_size + 1} for one window; give more text{larger_share}, or a smaller --block_size")
+
+
 class TokenStream:
     """One split (in memory, or memory-mapped from its cache file), ready to be sampled."""
 
     def __init__(self, tokens: np.ndarray, block_size: int, name: str):
-        if len(tokens) <= block_size:
-            raise ValueError(f"the {name} split has {len(tokens)} tokens: it needs more than "
-                             f"block_size={block_size} for even one window")
+        check_length(len(tokens), block_size, name)
         self.name = name
         self.num_tokens = len(tokens)
         self.block_size = block_size
@@ -145,7 +151,7 @@ class TokenStream:
         replicas = input_context.num_replicas_in_sync if input_context else 1
         local_replicas = replicas // workers
         if accumulation_steps % replicas:
-            raise ValueError(f"gradient_accumulation_steps={accumulation_steps} must be a multiple of "
+            raise UsageError(f"gradient_accumulation_steps={accumulation_steps} must be a multiple of "
                              f"the {replicas} replicas it is divided across")
         local_accumulation = accumulation_steps // replicas
         tokens, block_size = self.tokens, self.block_size
@@ -188,7 +194,7 @@ def prepare_text_file(cfg, data_dir: str) -> dict:
     with open(cfg.text_file, encoding="utf-8") as f:
         text = f.read()
     if not text:
-        raise ValueError(f"text file {cfg.text_file} is empty")
+        raise UsageError(f"text file {cfg.text_file} is empty")
     tokenizer = get_tokenizer(cfg.tokenizer, text=text, bpe_dir=cfg.bpe_dir or None)
     for split, part in zip((TRAIN, VAL), split_train_val(text)):
         shards.write_split(shards.split_dir(data_dir, split), [tokenizer.encode(part)])

@@ -9,6 +9,7 @@ import tempfile
 
 import tensorflow as tf
 
+from core.errors import UsageError
 from training.config import TrainConfig
 
 
@@ -36,7 +37,7 @@ def make_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"unknown strategy {name!r}")
+    raise UsageError(f"unknown strategy {name!r}")
 
 
 def chief_by_tf_config() -> bool:

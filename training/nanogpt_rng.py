@@ -27,6 +27,7 @@ from typing import Callable, Dict, Iterator, List
 
 import numpy as np
 
+from core.errors import UsageError
 from core.shards import TRAIN, VAL
 
 _TWO_DRAWS_FROM = 1 << 28  # torch.randint ranges from here on take 64 bits (two draws)
@@ -38,7 +39,7 @@ class TorchGenerator:
 
     def __init__(self, seed: int):
         if not 0 <= seed < 1 << 32:
-            raise ValueError(f"seed={seed}: PyTorch's CPU generator replays only seeds in [0, 2**32)")
+            raise UsageError(f"seed={seed}: PyTorch's CPU generator replays only seeds in [0, 2**32)")
         self._mt = np.random.RandomState(seed)  # MT19937 seeded as std::mt19937(seed)
         self.draws = 0  # 32-bit draws taken so far
 

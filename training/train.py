@@ -33,7 +33,7 @@ from training.checkpoints import Progress, RunCheckpoints, newest_checkpoint
 from training.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TENSORBOARD_DIR, TOKENIZER_FILE,
                           TRAIN_CONFIG_FILE, TrainConfig, command_line_config, train_help)
 from training.data import TokenStream, load_split, prepare_text_file
-from core.errors import MissingFile, writing
+from core.errors import MissingFile, UsageError, writing
 from core.settings import command_line
 from core.shards import SPLITS, TRAIN, VAL
 from model.model import GPT, GPTConfig, counted_targets, cross_entropy
@@ -74,7 +74,7 @@ def build_model(cfg: TrainConfig, tokenizer_json: Optional[dict]):
         model = GPT.from_pretrained(cfg.init_from, dropout=cfg.dropout, block_size=cfg.block_size,
                                     dtype_policy=policy)
         return model, 0
-    raise ValueError(f"init_from={cfg.init_from!r}: use 'scratch', 'resume', a GPT-2 name "
+    raise UsageError(f"init_from={cfg.init_from!r}: use 'scratch', 'resume', a GPT-2 name "
                      f"{sorted(GPT2_SIZES)} or a checkpoint directory")
 
 

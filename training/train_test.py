@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from core import shards
+from core.errors import UsageError
 from training.config import PRESETS, make_config, parse_overrides
 from training.data import TokenStream
 from model.model import GPT, GPTConfig
@@ -110,7 +111,8 @@ def test_accumulation_must_divide_across_replicas():
 
 
 def test_split_shorter_than_a_block_is_rejected():
-    with pytest.raises(ValueError, match="the val split has 8 tokens"):
+    with pytest.raises(UsageError, match="the val split has 8 tokens: block_size=8 needs at least 9 for one window; "
+                                         "give more text, a larger --val_fraction, or a smaller --block_size"):
         TokenStream(np.arange(8, dtype=np.int32), block_size=8, name="val")
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from components import artifact_layout
 from components.lm_evaluator.metrics import METRICS, SplitScore
 from components.lm_evaluator.tokens import target_bytes
+from core.errors import MissingFile, UsageError, UserError
 from core.shards import SPLITS, TRAIN, VAL
 
 # nanoGPT's README: the released GPT-2 checkpoints' loss on OpenWebText's validation split.
@@ -79,12 +80,11 @@ class ModelResult:
 def split_windows(tokens: np.ndarray, split: str, *, token_bytes: np.ndarray, block_size: int, batch_size: int,
                   eval_batches: int, seed: int, split_index: int) -> SplitWindows:
     """The evaluation batches of one split's token stream (see the module docstring)."""
+    from training.data import TokenStream, check_length
+
     n = len(tokens)
-    if n <= block_size:
-        raise ValueError(f"the {split} split has {n} tokens: evaluating with block_size={block_size} "
-                         f"needs at least {block_size + 1}")
+    check_length(n, block_size, split)
     if eval_batches > 0:
-        from training.data import TokenStream
 
         stream = TokenStream(tokens, block_size, split)
         batches = []
@@ -179,10 +179,11 @@ def load_for_eval(source: str, block_size: Optional[int], what: str):
     try:
         model = GPT.from_pretrained(source, **({"block_size": block_size} if block_size else {}))
     except (OSError, ValueError) as e:
-        kind = next(k for k in (FileNotFoundError, ValueError, OSError) if isinstance(e, k))
+        kind = next(kind for kind, error in ((MissingFile, FileNotFoundError), (UsageError, ValueError),
+                                             (UserError, OSError)) if isinstance(e, error))
         raise kind(f"LMEvaluator cannot load {what} from {source!r}: {e}") from e
     if block_size and model.config.block_size < block_size:
-        raise ValueError(f"LMEvaluator: {what} ({source!r}) has a context of {model.config.block_size} "
+        raise UsageError(f"LMEvaluator: {what} ({source!r}) has a context of {model.config.block_size} "
                          f"tokens, shorter than the evaluation block_size {block_size}")
     return model
 

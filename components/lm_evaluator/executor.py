@@ -26,7 +26,7 @@ from components.lm_evaluator import report, tokens
 from components.lm_evaluator.settings import EvalConfig
 from components.trainer import trainings
 from core import files, shards
-from core.errors import writing
+from core.errors import UsageError, writing
 from core.shards import TRAIN, VAL
 from model.presets import GPT2_VOCAB_SIZE
 from training.config import MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE
@@ -129,7 +129,7 @@ class Executor(base_executor.BaseExecutor):
                                   **shape)
         problem = ev.vocab_problem(candidate.config.vocab_size, windows)
         if problem:
-            raise ValueError(f"LMEvaluator: the candidate model ({model.uri}) cannot be evaluated on "
+            raise UsageError(f"LMEvaluator: the candidate model ({model.uri}) cannot be evaluated on "
                              f"{examples.uri}: {problem}")
         logging.info("LMEvaluator: %s", _what_is_scored(windows, settings))
         started = time.time()

@@ -19,7 +19,7 @@ from components.lm_evaluator.settings import EvalConfig
 from core.settings import SettingError
 from test_helpers.lm_models import CHAR_BYTES, CHARS, P, V, tiny_gpt, uniform_gpt, unigram_gpt, write_char_vocabulary
 from core import shards
-from core.errors import DiskFull
+from core.errors import DiskFull, MissingFile, UsageError
 from model.model import GPT, cross_entropy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -374,16 +374,16 @@ def test_gpt2_bpe_examples_count_the_bytes_their_tokens_decode_to(tmp_path, data
 def test_bad_input_errors_name_what_is_wrong(tmp_path, data, models):
     examples, _, _ = data
     missing = str(tmp_path / "no_such_checkpoint")
-    with pytest.raises(FileNotFoundError, match="baseline 'no_such_checkpoint'.*no_such_checkpoint"):
+    with pytest.raises(MissingFile, match="baseline .no_such_checkpoint..*no_such_checkpoint"):
         run_executor(tmp_path / "a", data, models["uniform"], baselines=[missing])
     empty_model = standard_artifacts.Model()
     empty_model.uri = str(tmp_path / "empty_model")
     with pytest.raises(FileNotFoundError, match="has no Format-HF"):
         run_executor(tmp_path / "b", data, empty_model)
-    with pytest.raises(ValueError, match="context of 16 tokens, shorter than the evaluation block_size 32"):
+    with pytest.raises(UsageError, match="context of 16 tokens, shorter than the evaluation block_size 32"):
         run_executor(tmp_path / "c", data, models["uniform"], eval_block_size=32)
     small = save_model(tiny_gpt(vocab_size=V - 1), tmp_path / "small", 20)
-    with pytest.raises(ValueError, match="candidate model .* cannot be evaluated"):
+    with pytest.raises(UsageError, match="candidate model .* cannot be evaluated"):
         run_executor(tmp_path / "d", data, small)
     with pytest.raises(SettingError, match="expected a list"):
         run_executor(tmp_path / "e", data, models["uniform"], baselines="gpt2")

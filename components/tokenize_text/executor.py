@@ -22,7 +22,7 @@ from components.beam_executor import NoWorkerPackage
 from components.tokenize_text import beam_ops, encoding, sources
 from components.tokenize_text.settings import TokenizeTextSettings
 from core import shards
-from core.errors import writing
+from core.errors import UsageError, writing
 from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
 
 EXAMPLES_KEY = "examples"
@@ -50,17 +50,17 @@ def plan(cfg: Dict[str, Any]) -> (List[dict], dict):
         cfg["append_eot"] = cfg["tokenizer"] == beam_ops.GPT2 and info.get("num_files") != 1
     cfg["append_eot"] = bool(cfg["append_eot"])
     if cfg["append_eot"] and cfg["tokenizer"] != beam_ops.GPT2:
-        raise ValueError("append_eot needs tokenizer='gpt2' (the character vocabulary has no end-of-text)")
+        raise UsageError("append_eot needs tokenizer='gpt2' (the character vocabulary has no end-of-text)")
     return items, info
 
 
 def check_counts(stats: Dict[str, Any], source: str) -> None:
     if stats["num_documents"] == 0:
-        raise ValueError(f"{source!r}: no non-empty documents ({stats['num_skipped_documents']} skipped: "
+        raise UsageError(f"{source!r}: no non-empty documents ({stats['num_skipped_documents']} skipped: "
                          f"{stats['skipped_empty']} empty, {stats['skipped_missing_text']} without text)")
     for split in sources.SPLITS:
         if stats[f"num_tokens_{split}"] == 0:
-            raise ValueError(f"{source!r}: the {split} split is empty ({stats['num_documents']} documents); "
+            raise UsageError(f"{source!r}: the {split} split is empty ({stats['num_documents']} documents); "
                              f"a corpus this small needs a larger val_fraction")
 
 

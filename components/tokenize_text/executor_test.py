@@ -15,7 +15,7 @@ from components.tokenize_text import beam_ops, sources
 from components.tokenize_text.executor import Executor
 from components.tokenize_text.settings import TokenizeTextSettings
 from core import shards
-from core.errors import DiskFull
+from core.errors import DiskFull, MissingFile, UsageError
 from model.tokenizer import GPT2Tokenizer
 
 EOT = GPT2Tokenizer.eot_token
@@ -221,9 +221,9 @@ def _assert_fails_cleanly(out_dir, error, match, **props):
 
 def test_missing_inputs_are_named(tmp_path, hf_cache):
     missing = str(tmp_path / "no_such.txt")
-    _assert_fails_cleanly(tmp_path / "a", FileNotFoundError, "no_such.txt", input_pattern=missing, tokenizer="gpt2")
+    _assert_fails_cleanly(tmp_path / "a", MissingFile, "no_such.txt", input_pattern=missing, tokenizer="gpt2")
     pattern = str(tmp_path / "nothing" / "*.txt")
-    _assert_fails_cleanly(tmp_path / "b", FileNotFoundError, r"nothing/\*\.txt", input_pattern=pattern,
+    _assert_fails_cleanly(tmp_path / "b", MissingFile, r"nothing/\*\.txt", input_pattern=pattern,
                           tokenizer="char")
     _assert_fails_cleanly(tmp_path / "c", FileNotFoundError, "no_such_dataset", tokenizer="gpt2",
                           dataset_name=str(tmp_path / "no_such_dataset"))
@@ -233,15 +233,15 @@ def test_empty_corpora_fail_naming_the_input(tmp_path, hf_cache, bpe_dir):
     (tmp_path / "empty").mkdir()
     for name in ("a.txt", "b.txt"):
         (tmp_path / "empty" / name).write_bytes(b"")
-    _assert_fails_cleanly(tmp_path / "a", ValueError, "empty/.*empty", input_pattern=str(tmp_path / "empty" / "*"),
+    _assert_fails_cleanly(tmp_path / "a", UsageError, "empty/.*empty", input_pattern=str(tmp_path / "empty" / "*"),
                           tokenizer="gpt2", bpe_dir=bpe_dir)
     # Empty documents only come to light while tokenizing: the pipeline runs, then the output is dropped.
     path = _write_dataset(str(tmp_path / "blank.parquet"), ["", None, ""])
-    _assert_fails_cleanly(tmp_path / "b", ValueError, "blank.parquet.*no non-empty documents.*2 empty",
+    _assert_fails_cleanly(tmp_path / "b", UsageError, "blank.parquet.*no non-empty documents.*2 empty",
                           dataset_name=path, tokenizer="gpt2", bpe_dir=bpe_dir)
     # Too few documents for the default 0.0005 hold-out of a hash split: val would be empty.
     few = _write_dataset(str(tmp_path / "few.parquet"), ["one", "two", "three"])
-    _assert_fails_cleanly(tmp_path / "c", ValueError, "few.parquet.*val split is empty",
+    _assert_fails_cleanly(tmp_path / "c", UsageError, "few.parquet.*val split is empty",
                           dataset_name=few, tokenizer="gpt2", bpe_dir=bpe_dir, split_method="hash")
 
 

@@ -44,7 +44,7 @@ from training.checkpoints import newest_checkpoint
 from training.distribution import chief_by_tf_config
 from model.presets import POLICY_OF_DTYPE
 from training.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE
-from core.errors import MissingFile, writing
+from core.errors import MissingFile, UsageError, writing
 from serving import describe_export
 from serving.export import export_record, export_saved_model
 
@@ -59,7 +59,7 @@ def _previous_run(base_model: str) -> str:
     model_uri = os.path.dirname(base_model.rstrip("/"))
     run_dir = artifact_layout.model_run_dir(model_uri)
     if run_dir is None:
-        raise FileNotFoundError(f"resume: the previous model {base_model} records no training run "
+        raise MissingFile(f"resume: the previous model {base_model} records no training run "
                                 f"({os.path.join(model_uri, artifact_layout.RUN_DIR_POINTER)})")
     return run_dir
 
@@ -94,7 +94,7 @@ def run_fn(fn_args) -> None:
     examples_uri = _examples_uri(fn_args.train_files[0])
     cfg = dataclasses.replace(train_config, data_dir=examples_uri)
     if resume and not fn_args.base_model:
-        raise ValueError("resume was asked for, but there is no previous model to resume from")
+        raise UsageError("resume was asked for, but there is no previous model to resume from")
     base_model = fn_args.base_model if resume else None
     ident = trainings.identity(cfg, examples_uri, fn_args.transform_graph_path, base_model)
     choice = trainings.Choice(model_run_dir, None, "")

@@ -8,7 +8,7 @@ from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 from components.tokenize_text.encoding import Utf8Decoder
 from components.tokenize_text.settings import AUTO, HASH, HEAD_TAIL
-from core.errors import UserError
+from core.errors import UsageError, UserError
 from core.shards import TRAIN, VAL
 
 DEFAULT_HASH_VAL_FRACTION = 0.0005  # nanoGPT's OpenWebText hold-out
@@ -71,7 +71,7 @@ def choose_split(split_method: str, num_documents: Optional[int], val_fraction: 
             num_documents * (DEFAULT_HASH_VAL_FRACTION if val_fraction is None else val_fraction)
         split_method = HASH if expected is None or expected >= MIN_HASHED_VAL_DOCUMENTS else HEAD_TAIL
     if split_method not in (HEAD_TAIL, HASH):
-        raise ValueError(f"unknown split_method {split_method!r}: use {AUTO!r}, {HEAD_TAIL!r} or {HASH!r}")
+        raise UsageError(f"unknown split_method {split_method!r}: use {AUTO!r}, {HEAD_TAIL!r} or {HASH!r}")
     default = DEFAULT_HASH_VAL_FRACTION if split_method == HASH else DEFAULT_HEAD_TAIL_VAL_FRACTION
     return split_method, default if val_fraction is None else val_fraction
 

@@ -10,7 +10,7 @@ from typing import Iterator, List, Optional
 
 from components.tokenize_text.encoding import Utf8Decoder, decode_text
 from components.tokenize_text.sources.base import Document, Source, choose_split, hashed_split, split_text
-from core.errors import UserError
+from core.errors import UsageError, UserError
 
 ROWS_PER_ITEM = 2000
 ROWS_PER_READ = 256
@@ -47,7 +47,7 @@ def load_hf_dataset(cfg: dict):
         if os.path.isfile(name):
             builder = DATASET_BUILDERS.get(os.path.splitext(name)[1].lower())
             if builder is None:
-                raise ValueError(f"unknown dataset file type (known: {sorted(DATASET_BUILDERS)})")
+                raise UsageError(f"unknown dataset file type (known: {sorted(DATASET_BUILDERS)})")
             return datasets.load_dataset(builder, data_files={split: name}, split=split, streaming=streaming)
         if os.path.isfile(os.path.join(name, "dataset_info.json")) and not streaming:
             ds = datasets.load_from_disk(name)
@@ -69,7 +69,7 @@ def plan_dataset(cfg: dict, split_method: str, val_fraction: Optional[float], lo
     ds = load_hf_dataset(cfg)
     columns = ds.column_names
     if columns is not None and cfg["text_column"] not in columns:
-        raise ValueError(f"dataset_name={cfg['dataset_name']!r} has no column {cfg['text_column']!r} "
+        raise UsageError(f"dataset_name={cfg['dataset_name']!r} has no column {cfg['text_column']!r} "
                          f"(columns: {columns})")
     if cfg["streaming"]:  # of unknown length: by hash, unless asked otherwise
         split_method, fraction = choose_split(split_method, None, val_fraction)
@@ -78,7 +78,7 @@ def plan_dataset(cfg: dict, split_method: str, val_fraction: Optional[float], lo
         return [{"kind": "stream", "shard": i, "num_shards": shards} for i in range(shards)], info
     rows = len(ds)
     if rows == 0:
-        raise ValueError(f"dataset_name={cfg['dataset_name']!r} (split {cfg['dataset_split']!r}) is empty")
+        raise UsageError(f"dataset_name={cfg['dataset_name']!r} (split {cfg['dataset_split']!r}) is empty")
     split_method, fraction = choose_split(split_method, rows, val_fraction)
     info = {"source": cfg["dataset_name"], "split_method": split_method, "val_fraction": fraction, "num_rows": rows}
     return [{"kind": "rows", "start": s, "end": min(s + ROWS_PER_ITEM, rows)}

@@ -13,6 +13,7 @@ from components.tokenize_text.settings import HASH
 from components.tokenize_text.sources.base import (Document, NotText, Source, choose_split, hashed_split,
                                                    head_tail_cut)
 from components.tokenize_text.statistics import check_features
+from core.errors import MissingFile, UsageError
 from core.shards import TRAIN, VAL
 
 READ_BLOCK_BYTES = 1 << 20
@@ -33,10 +34,10 @@ def match_text_files(pattern: str) -> List[Any]:
     try:
         metadata = filesystems.match([pattern])[0].metadata_list
     except Exception as e:  # Beam raises BeamIOError for a missing non-glob path
-        raise FileNotFoundError(f"input_pattern {pattern!r}: no such file ({e})") from None
+        raise MissingFile(f"input_pattern {pattern!r}: no such file ({e})") from None
     files = sorted((m for m in metadata if not os.path.isdir(m.path)), key=lambda m: m.path)
     if not files:
-        raise FileNotFoundError(f"input_pattern {pattern!r} matches no files")
+        raise MissingFile(f"input_pattern {pattern!r} matches no files")
     return files
 
 
@@ -86,7 +87,7 @@ def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[floa
     if not accept_invalid_text:
         check_text_files(files)
     if all(m.size_in_bytes == 0 for m in files):
-        raise ValueError(f"input_pattern {pattern!r}: the corpus is empty "
+        raise UsageError(f"input_pattern {pattern!r}: the corpus is empty "
                          f"({len(files)} file(s), all of 0 bytes)")
     split_method, fraction = choose_split(split_method, len(files), val_fraction)
     info = {"source": pattern, "num_files": len(files), "split_method": split_method, "val_fraction": fraction}
