@@ -1,6 +1,7 @@
 """What a run on this machine needs besides its settings, checked before anything runs (the
 settings themselves are checked by pipeline/configs.py make_run_config, wherever the pipeline runs):
 
+- an output directory it can write in (--output: a directory, or one it can make);
 - GPT-2's BPE files, for data of GPT-2 BPE tokens or a GPT-2 baseline beside characters: offline,
   without --bpe_dir, tiktoken cannot fetch them, which TokenizeText or the LMEvaluator would find
   only when they start;
@@ -22,9 +23,25 @@ from pipeline.configs import RunConfig
 
 def check_here(config: RunConfig) -> None:
     """SettingError naming the first need this machine cannot meet."""
+    _check_output(config)
     _check_gpt2_bpe(config)
     _check_released_checkpoints(config)
     _check_resume(config)
+
+
+def _check_output(config: RunConfig) -> None:
+    """The output directory: a directory, or one that can be made, where this user can write."""
+    from core import files
+
+    if not files.is_local(config.output_dir):
+        return
+    existing = os.path.abspath(config.output_dir)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise SettingError(f"--output={config.output_dir}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SettingError(f"--output={config.output_dir}: this user cannot write in {existing}")
 
 
 def reads_gpt2_bpe(source: str) -> bool:

@@ -137,6 +137,16 @@ def test_checkpoints_files_and_the_evaluation_are_checked_before_anything_runs(t
         assert expected in _mistake(tmp_path, *args, env=offline), args
 
 
+def test_an_output_that_is_a_file_is_one_line(tmp_path, shared_data):
+    (tmp_path / "notes.txt").write_text("the user's file\n")
+    for output in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "run"):
+        result = subprocess.run([sys.executable, "runner.py", "run", f"--data={shared_data}/tinyshakespeare.txt",
+                                 f"--output={output}"], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and result.stderr == (
+            f"runner.py run: error: --output={output}: {tmp_path / 'notes.txt'} is a file, not a directory\n")
+    assert (tmp_path / "notes.txt").read_text() == "the user's file\n"
+
+
 def test_resume_with_another_model_shape_is_refused_before_anything_runs(tmp_path, shared_data):
     """The latest model's training run (ML Metadata's Model, its run_dir.txt, the run's
     train_config.json) had n_layer=4: --resume=True --n_layer=2 is one line, nothing runs."""
