@@ -165,10 +165,9 @@ def _latest_pushed(args) -> str:
 
 def sample(args, overrides):
     """Sample from a pushed SavedModel (the latest by default), a training run, or GPT-2."""
-    import warnings
+    from core.console import quiet_imports
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's note on Python 3.10
+    quiet_imports()
     from serving import sample as sampling
     from core.errors import pop_debug
     from core.settings import command_line

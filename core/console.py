@@ -60,3 +60,13 @@ def quiet_tensorflow() -> None:
             flt.wait(timeout=5)
         except subprocess.TimeoutExpired:  # a child of ours still writes to it: it ends with that child
             pass
+
+
+def quiet_imports() -> None:
+    """What importing TensorFlow says that concerns no run: its C++ INFO and WARNING lines
+    (TF_CPP_MIN_LOG_LEVEL=2 unless set) and google-api-core's FutureWarning on Python 3.10 (README
+    says why the project stays on it)."""
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=FutureWarning)

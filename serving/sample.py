@@ -171,9 +171,10 @@ def sample_help(prog: str) -> str:
 def main(argv=None, prog: str = "python -m serving.sample"):
     from core.errors import pop_debug, reported
 
-    if argv is None:  # the command line itself (not a caller's): TensorFlow's C++ chatter left out of stderr
-        from core.console import quiet_tensorflow
+    if argv is None:  # the command line itself (not a caller's): TensorFlow's chatter left out of stderr
+        from core.console import quiet_imports, quiet_tensorflow
 
+        quiet_imports()
         quiet_tensorflow()
     debug, argv = pop_debug(sys.argv[1:] if argv is None else argv)
     with reported(prog, debug):

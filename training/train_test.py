@@ -240,6 +240,20 @@ def test_resume_without_checkpoint_is_named(tmp_path, small_text):
         Trainer(tiny_config(tmp_path, small_text, init_from="resume"), log=lambda *_: None)
 
 
+def test_the_command_line_says_a_data_mistake_in_one_line_without_tensorflows_chatter(tmp_path):
+    """`python -m training.train` as a user runs it: TensorFlow's start-up lines (CUDA stubs, factory
+    registrations, google-api-core's note on Python 3.10) left out, the mistake in one line."""
+    (tmp_path / "tiny.txt").write_text("To be or not to be, that is the question.\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "training.train", f"--text_file={tmp_path / 'tiny.txt'}",
+                           "--tokenizer=char", f"--out_dir={tmp_path / 'out'}", "--block_size=64"], env=env,
+                          capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 2 and done.stderr == (
+        "python -m training.train: error: the train split has 37 tokens: block_size=64 needs at least 65 for one "
+        "window; give more text, or a smaller --block_size\n"), done.stderr
+
+
 def test_missing_data_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no train split in {tmp_path}"):
         Trainer(make_config(out_dir=str(tmp_path / "o"), data_dir=str(tmp_path)), log=lambda *_: None)
