@@ -28,6 +28,18 @@ def test_files_that_are_not_utf8_text_are_refused_naming_the_setting(tmp_path, d
     assert not list((tmp_path / "out").glob("Split-*"))
 
 
+def test_a_binary_file_among_text_files_is_refused_with_a_glob_that_leaves_it_out(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    for name in ("a.txt", "b.txt", "notes.md"):
+        (tmp_path / "corpus" / name).write_text(TEXT)
+    image = tmp_path / "corpus" / "cover.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200))
+    with pytest.raises(sources.NotText, match=rf"^{image} is not UTF-8 text: it holds NUL bytes .*; convert it to "
+                                              rf"UTF-8 \(e.g. iconv -t UTF-8\), leave it out \(e.g. "
+                                              rf"--data='{tmp_path}/corpus/\*.txt'\), or set accept_invalid_text"):
+        run_executor(tmp_path / "out", input_pattern=str(tmp_path / "corpus"), tokenizer="char")
+
+
 def test_a_few_invalid_bytes_pass_and_accept_invalid_text_takes_anything(tmp_path, capsys):
     text = TEXT.encode() + b"\xff"  # one bad byte in 2400: well under the 1% a text may have
     assert encoding.text_file_problem(text) is None

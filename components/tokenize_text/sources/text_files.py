@@ -41,11 +41,13 @@ def match_text_files(pattern: str) -> List[Any]:
     return files
 
 
-def not_text(name: str, problem: str, refused: int = 1) -> NotText:
-    """The error that refuses a document the text policy refuses (encoding.TextCheck), naming it."""
+def not_text(name: str, problem: str, refused: int = 1, glob: str = "") -> NotText:
+    """The error that refuses a document the text policy refuses (encoding.TextCheck), naming it
+    (glob: a --data that would leave it out, for a file among others)."""
     more = f" ({refused - 1} more documents refused)" if refused > 1 else ""
-    return NotText(f"{name} is not UTF-8 text: {problem}{more}; convert it to UTF-8 (e.g. iconv -t UTF-8), or set "
-                   f"accept_invalid_text=True to tokenize it anyway with invalid bytes replaced")
+    leave_out = f", leave it out (e.g. --data='{glob}')" if glob else ""
+    return NotText(f"{name} is not UTF-8 text: {problem}{more}; convert it to UTF-8 (e.g. iconv -t UTF-8){leave_out}, "
+                   f"or set accept_invalid_text=True to tokenize it anyway with invalid bytes replaced")
 
 
 def check_text_files(files: List[Any]) -> None:
@@ -55,7 +57,16 @@ def check_text_files(files: List[Any]) -> None:
         with _filesystems().open(m.path) as f:
             problem = text_file_problem(f.read(TEXT_CHECK_BYTES))
         if problem:
-            raise not_text(m.path, problem)
+            raise not_text(m.path, problem, glob=_glob_without(m.path, files))
+
+
+def _glob_without(path: str, files: List[Any]) -> str:
+    """A glob of the files' most common extension in path's folder, when it leaves path out ("": none)."""
+    folder, extension = os.path.split(path)[0], os.path.splitext(path)[1]
+    others = collections.Counter(os.path.splitext(m.path)[1] for m in files
+                                 if os.path.dirname(m.path) == folder and m.path != path)
+    common = [e for e, _ in others.most_common() if e and e != extension]
+    return f"{folder}/*{common[0]}" if common else ""
 
 
 def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[int] = None
