@@ -289,13 +289,14 @@ def test_missing_text_column_is_named(tmp_path, hf_cache):
                           text_column="body", tokenizer="gpt2")
 
 
-def test_dataset_saved_to_disk_with_characters(tmp_path, hf_cache):
+@pytest.mark.parametrize("streaming", [False, True])  # streaming (the OpenWebText preset's): read from disk all the same
+def test_dataset_saved_to_disk_with_characters(tmp_path, hf_cache, streaming):
     import datasets
 
     texts = ["first document\n", "", "second, with é\n", "third"] * 5
     datasets.Dataset.from_dict({"body": texts}).save_to_disk(str(tmp_path / "saved"))
     examples = run_executor(tmp_path / "out", dataset_name=str(tmp_path / "saved"), text_column="body",
-                            tokenizer="char", val_fraction=0.3, split_method="hash", chunk_size=4)
+                            tokenizer="char", val_fraction=0.3, split_method="hash", chunk_size=4, streaming=streaming)
     kept = sorted({t: i for i, t in reversed(list(enumerate(texts))) if t}.values())  # the first of each text
     assert prop(examples, "num_tokens_train") + prop(examples, "num_tokens_val") == sum(len(texts[i]) for i in kept)
     assert prop(examples, "duplicate_documents") == 12  # empty ones are skipped, not duplicates

@@ -1,7 +1,9 @@
 """A Hugging Face dataset as a corpus (--dataset_name): a hub name (with its config, split and
 revision, streamed or downloaded), a dataset saved with save_to_disk, or a local .jsonl/.json/.parquet/
 .csv/.arrow/.txt file; each row's text_column is a document. A map-style dataset: one item per range
-of rows, read from the memory-mapped Arrow cache; a streamed one: one item per data file (shard)."""
+of rows, read from the memory-mapped Arrow cache; a streamed one: one item per data file (shard). A
+dataset saved with save_to_disk is read from its files, memory-mapped, whatever --streaming says (the
+OpenWebText preset streams)."""
 
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def load_hf_dataset(cfg: dict):
             if builder is None:
                 raise UsageError(f"unknown dataset file type (known: {sorted(DATASET_BUILDERS)})")
             return datasets.load_dataset(builder, data_files={split: name}, split=split, streaming=streaming)
-        if os.path.isfile(os.path.join(name, "dataset_info.json")) and not streaming:
+        if os.path.isfile(os.path.join(name, "dataset_info.json")):  # memory-mapped: streaming or not
             ds = datasets.load_from_disk(name)
             return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
         return datasets.load_dataset(name, cfg.get("dataset_config"), split=split, streaming=streaming,
@@ -66,12 +68,14 @@ def plan_dataset(cfg: dict, split_method: str, val_fraction: Optional[float], lo
     if cfg.get("trust_remote_code"):
         log(f"TokenizeText: trust_remote_code=True: dataset_name={cfg['dataset_name']!r} may run a loading script "
             f"of its own (revision {cfg.get('dataset_revision') or 'not pinned: the latest'})")
+    import datasets
+
     ds = load_hf_dataset(cfg)
     columns = ds.column_names
     if columns is not None and cfg["text_column"] not in columns:
         raise UsageError(f"dataset_name={cfg['dataset_name']!r} has no column {cfg['text_column']!r} "
                          f"(columns: {columns})")
-    if cfg["streaming"]:  # of unknown length: by hash, unless asked otherwise
+    if isinstance(ds, datasets.IterableDataset):  # streamed, of unknown length: by hash, unless asked otherwise
         split_method, fraction = choose_split(split_method, None, val_fraction)
         info = {"source": cfg["dataset_name"], "split_method": split_method, "val_fraction": fraction}
         shards = ds.n_shards
