@@ -211,10 +211,12 @@ class _ArgumentParser(argparse.ArgumentParser):
 def main(argv=None):
     from core.errors import pop_debug, reported
 
-    if argv is None:  # the command line itself (not a caller's): TensorFlow's C++ chatter left out of stderr
-        from core.console import quiet_tensorflow
+    if argv is None:  # the command line itself (not a caller's): TensorFlow's C++ chatter left out of stderr,
+        from core.console import quiet_tensorflow  # and SIGTERM (a scheduler's stop) ending it as Ctrl-C does
+        from core.signals import stop_on_sigterm
 
         quiet_tensorflow()
+        stop_on_sigterm()
     debug, argv = pop_debug(sys.argv[1:] if argv is None else argv)
     with reported("runner.py", debug):
         _main(argv, debug)
@@ -295,8 +297,8 @@ def _main(argv, debug=False):
     from core.tempdir import own_temp_dir
 
     # a user's mistake, or Ctrl-C: one line naming the command
-    after_ctrl_c = {"run": "what finished is kept; the same command again takes it from the cache and goes on"}
-    with reported(f"runner.py {args.command}", debug, after_ctrl_c.get(args.command, "")), own_temp_dir():
+    after_stop = {"run": "what finished is kept; the same command again takes it from the cache and goes on"}
+    with reported(f"runner.py {args.command}", debug, after_stop.get(args.command, "")), own_temp_dir():
         args.handler(args, rest)
 
 

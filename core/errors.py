@@ -27,12 +27,12 @@ class RemoteTraceback(Exception):
 
 
 @contextlib.contextmanager
-def reported(prog: str, debug: bool = False, after_ctrl_c: str = ""):
+def reported(prog: str, debug: bool = False, after_stop: str = ""):
     """Run a command line's body: a UserError ends it with one line on stderr and exit status 2
     (with its traceback when debug, after the traceback in the process that raised it when it came
-    from another: RemoteTraceback); an Interrupted, with its line and its own exit status; Ctrl-C
-    (where nothing stopped cleanly by itself, as the training does), with one line, then
-    after_ctrl_c (what the user may do next), and the shell's status for SIGINT."""
+    from another: RemoteTraceback); an Interrupted, with its line and its own exit status; Ctrl-C or
+    SIGTERM (where nothing stopped cleanly by itself, as the training does), with one line, then
+    after_stop (what the user may do next), and the shell's status for the signal."""
     try:
         yield
     except UserError as e:
@@ -42,24 +42,33 @@ def reported(prog: str, debug: bool = False, after_ctrl_c: str = ""):
         print(f"{prog}: {'' if stopped else 'error: '}{one_line(e)}", file=sys.stderr, flush=True)
         raise SystemExit(e.exit_status if stopped else 2) from None
     except (Exception, KeyboardInterrupt) as e:  # not SystemExit: an inner command's own ending
-        if debug or not caused_by_ctrl_c(e):
+        interrupt = interrupt_in(e)
+        if debug or interrupt is None:
             raise
-        print(f"{prog}: stopped by Ctrl-C (SIGINT){after_ctrl_c and ': ' + after_ctrl_c}", file=sys.stderr,
-              flush=True)
-        raise SystemExit(Interrupted.exit_status) from None
+        how, status = ("SIGTERM", Terminated.exit_status) if isinstance(interrupt, Terminated) else \
+            ("Ctrl-C (SIGINT)", Interrupted.exit_status)
+        print(f"{prog}: stopped by {how}{after_stop and ': ' + after_stop}", file=sys.stderr, flush=True)
+        raise SystemExit(status) from None
 
 
-def caused_by_ctrl_c(error: BaseException) -> bool:
-    """A KeyboardInterrupt, or an error raised while handling one: Beam re-raises a KeyboardInterrupt
-    that reaches a DoFn as RuntimeError('KeyboardInterrupt [while running ...]'), and TFX logs that as
-    the component's failure."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or a pod's stop) outside the training, raised where Ctrl-C raises its
+    KeyboardInterrupt (core/signals.py stop_on_sigterm), so that the command ends the same way."""
+
+    exit_status = 143
+
+
+def interrupt_in(error: BaseException):
+    """The KeyboardInterrupt (Ctrl-C's, or a Terminated) that error is or was raised while handling,
+    else None: Beam re-raises a KeyboardInterrupt that reaches a DoFn as RuntimeError('KeyboardInterrupt
+    [while running ...]'), and TFX logs that as the component's failure."""
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):
-            return True
+            return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return False
+    return None
 
 
 def pop_debug(argv):

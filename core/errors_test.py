@@ -1,5 +1,6 @@
-"""A command line's Ctrl-C outside the training (a data component, TFX's import): one line and the shell's
-status for SIGINT, not Python's KeyboardInterrupt traceback (--debug keeps it)."""
+"""A command line's Ctrl-C or SIGTERM outside the training (a data component, TFX's import): one line
+and the shell's status for the signal, not Python's KeyboardInterrupt traceback (--debug keeps it)
+nor, for SIGTERM, a silent end."""
 
 import os
 import signal
@@ -11,8 +12,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = """
 import os, signal, sys, time
 from core.errors import reported
-with reported("runner.py run", debug=sys.argv[1] == "debug", after_ctrl_c="run it again"):
-    os.kill(os.getpid(), signal.SIGINT)
+from core.signals import stop_on_sigterm
+stop_on_sigterm()  # as runner.py does
+with reported("runner.py run", debug=sys.argv[1] == "debug", after_stop="run it again"):
+    os.kill(os.getpid(), signal.SIGTERM if sys.argv[1] == "sigterm" else signal.SIGINT)
     time.sleep(30)
 """
 
@@ -25,6 +28,12 @@ def test_ctrl_c_ends_a_command_with_one_line_and_the_status_of_sigint():
     done = _interrupted("plain")
     assert done.returncode == 128 + signal.SIGINT
     assert done.stderr == "runner.py run: stopped by Ctrl-C (SIGINT): run it again\n"
+
+
+def test_sigterm_ends_a_command_with_one_line_and_the_status_of_sigterm():
+    done = _interrupted("sigterm")
+    assert done.returncode == 128 + signal.SIGTERM
+    assert done.stderr == "runner.py run: stopped by SIGTERM: run it again\n"
 
 
 def test_ctrl_c_with_debug_keeps_the_traceback():

@@ -84,3 +84,17 @@ def passing_on(asked: List[int]) -> Iterator[Callable[[subprocess.Popen], None]]
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def stop_on_sigterm() -> None:
+    """From now on SIGTERM raises core.errors.Terminated in the main thread, as Ctrl-C raises
+    KeyboardInterrupt: the command unwinds (what it started is stopped, its temporary directory
+    removed) and ends with one line. Python's default would end the process at once, silently.
+    passing_on() hands it to the training process meanwhile."""
+    from core.errors import Terminated
+
+    def terminated(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminated)

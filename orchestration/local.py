@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 
-from core.errors import UserError, caused_by_ctrl_c
+from core.errors import UserError, interrupt_in
 from pipeline.configs import RunConfig
 
 PRESTART_ENV = "NANOGPT_TFX_PRESTART"
@@ -42,11 +42,11 @@ def show_progress() -> None:
     class Reported(logging.Filter):
         """Leaves out an error logged about what the command's last line reports (TFX's 'Execution N
         failed.' while handling it, Beam's traceback of a Ctrl-C in a DoFn): a user's mistake or a
-        stop (UserError, Interrupted), or a Ctrl-C."""
+        stop (UserError, Interrupted), or a Ctrl-C or SIGTERM."""
 
         def filter(self, record):
             error = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
-            return not (record.levelno >= logging.ERROR and (isinstance(error, UserError) or caused_by_ctrl_c(error)))
+            return not (record.levelno >= logging.ERROR and (isinstance(error, UserError) or interrupt_in(error) is not None))
 
     logging.getLogger("absl").addFilter(Progress())
     # TFX's and Beam's (which logs the KeyboardInterrupt a Ctrl-C raises in a DoFn as an error)

@@ -9,23 +9,28 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# a Beam pipeline on the DirectRunner whose DoFn gets the SIGINT a terminal's Ctrl-C sends, mid-work
+# a Beam pipeline on the DirectRunner whose DoFn gets the SIGINT a terminal's Ctrl-C sends (or a
+# scheduler's SIGTERM), mid-work
 COMMAND = """
 import logging, os, signal, sys, time
 from core.errors import UsageError, reported
+from core.signals import stop_on_sigterm
 from orchestration import local
 
 local.show_progress()  # as runner.py, before anything else is imported
 import apache_beam as beam
 
+stop_on_sigterm()  # as runner.py does
+
+
 class Slow(beam.DoFn):
     def process(self, x):
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM if sys.argv[1] == "sigterm" else signal.SIGINT)
         time.sleep(30)
         yield x
 
 with reported("runner.py", debug=sys.argv[1] == "debug"), \\
-        reported("runner.py run", debug=sys.argv[1] == "debug", after_ctrl_c="run it again"):  # as runner.py nests them
+        reported("runner.py run", debug=sys.argv[1] == "debug", after_stop="run it again"):  # as runner.py nests them
     try:
         if sys.argv[1] == "mistake":
             raise UsageError("data.txt is not UTF-8 text")
@@ -47,6 +52,13 @@ def test_ctrl_c_in_a_dofn_is_one_line_and_the_status_of_sigint():
     lines = [line for line in done.stderr.splitlines() if "absl::InitializeLog" not in line]
     assert lines == ["runner.py run: stopped by Ctrl-C (SIGINT): run it again"], done.stderr
     assert done.returncode == 128 + signal.SIGINT
+
+
+def test_sigterm_in_a_dofn_is_one_line_and_the_status_of_sigterm():
+    done = _interrupted("sigterm")
+    lines = [line for line in done.stderr.splitlines() if "absl::InitializeLog" not in line]
+    assert lines == ["runner.py run: stopped by SIGTERM: run it again"], done.stderr
+    assert done.returncode == 128 + signal.SIGTERM
 
 
 def test_ctrl_c_in_a_dofn_with_debug_keeps_the_traceback():
