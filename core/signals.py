@@ -98,3 +98,19 @@ def stop_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, terminated)
+
+
+@contextlib.contextmanager
+def ending_at_once() -> Iterator[None]:
+    """For the block, SIGINT and SIGTERM end the process at once (their default action): for a long
+    call into TensorFlow (a whole generation is one call), during which Python runs no signal
+    handler, so that Ctrl-C would wait for the call's end. In the main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

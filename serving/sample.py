@@ -93,8 +93,16 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
 def read_start(start: str) -> str:
     """The prompt text: `start` itself, or the contents of the file named by "FILE:path"."""
     if start.startswith("FILE:"):
-        with open(start[len("FILE:"):], encoding="utf-8") as f:
-            return f.read()
+        from core.errors import MissingFile, UsageError, one_line
+
+        path = start[len("FILE:"):]
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise MissingFile(f"--start={start}: no such file") from None
+        except (IsADirectoryError, UnicodeDecodeError) as e:
+            raise UsageError(f"--start={start}: not a UTF-8 text file ({one_line(e)})") from None
     return start
 
 
@@ -194,13 +202,16 @@ def _main(argv: List[str], prog: str):
     settings = dict(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
                     temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                     seed=opts.seed, stop_at_eot=opts.stop_at_eot)
+    from core.signals import ending_at_once
+
     if is_saved_model(source):
         if opts.weights != "float32":
             from core.errors import UsageError
 
             raise UsageError(f"--weights={opts.weights}: {source} is a SavedModel, whose weights were "
                              f"chosen at export (the pipeline's serving_weights)")
-        texts = sample_saved_model(source, opts.start, bpe_dir=opts.bpe_dir, **settings)
+        with ending_at_once():  # Ctrl-C stops a long generation now, not at its end
+            texts = sample_saved_model(source, opts.start, bpe_dir=opts.bpe_dir, **settings)
     else:
         model, tokenizer = load_for_sampling(source, bpe_dir=opts.bpe_dir, dtype=opts.dtype)
         if opts.weights == "bfloat16":
@@ -209,7 +220,8 @@ def _main(argv: List[str], prog: str):
             warning = slow_bfloat16_warning()
             if warning:
                 print(warning, file=sys.stderr)
-        texts = sample(model, tokenizer, opts.start, jit_compile=opts.compile, weights=opts.weights, **settings)
+        with ending_at_once():
+            texts = sample(model, tokenizer, opts.start, jit_compile=opts.compile, weights=opts.weights, **settings)
     for text in texts:
         print(text)
         print(SEPARATOR)
