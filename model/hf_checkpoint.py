@@ -19,9 +19,9 @@ import numpy as np
 import tensorflow as tf
 
 from core import files
-from core.errors import UsageError, writing
+from core.errors import MissingFile, UsageError, one_line, writing
 
-from model.hf_files import CONFIG_FILE, HUB_ORGANISATION, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, read_gpt2_config
+from model.hf_files import CONFIG_FILE, HUB_ORGANISATION, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, hub_problem, read_gpt2_config
 # Overrides that make sense on top of a pretrained checkpoint (everything else is fixed by it).
 ALLOWED_OVERRIDES = ("dropout", "block_size", "dtype_policy")
 
@@ -114,11 +114,19 @@ def _resolve_checkpoint_dir(name_or_dir: str, known_sizes) -> str:
     if name_or_dir in known_sizes:
         from huggingface_hub import hf_hub_download
 
+        # offline, one request and one line (the hub client would retry for ~25 s, logging each try)
+        problem = hub_problem(name_or_dir)
+        if problem:
+            raise MissingFile(f"GPT-2 checkpoint {name_or_dir!r}: {problem}")
         repo_id = f"{HUB_ORGANISATION}/{name_or_dir}"
-        config_path = hf_hub_download(repo_id, CONFIG_FILE)
-        hf_hub_download(repo_id, WEIGHTS_FILE)
+        try:
+            config_path = hf_hub_download(repo_id, CONFIG_FILE)
+            hf_hub_download(repo_id, WEIGHTS_FILE)
+        except Exception as e:  # the hub client's errors, requests' ...
+            raise MissingFile(f"GPT-2 checkpoint {name_or_dir!r}: downloading it from the Hugging Face hub failed "
+                              f"({type(e).__name__}: {one_line(e)[:200]})") from e
         return os.path.dirname(config_path)
-    raise FileNotFoundError(
+    raise MissingFile(
         f"GPT-2 checkpoint {name_or_dir!r}: no such directory, and not one of the released "
         f"models {sorted(known_sizes)}")
 

@@ -78,9 +78,9 @@ def checkpoint_fields(source: str) -> Optional[dict]:
 
 
 def hub_problem(name: str, timeout: float = 10.0) -> Optional[str]:
-    """Why the released GPT-2 model `name` cannot be had here, or None: it is in the Hugging Face
-    hub's cache, or the hub answers (one request, no retries: what hf_hub_download would first ask).
-    Offline without it, a run would fail only where the checkpoint is read."""
+    """Why the released GPT-2 model `name` cannot be had here, and what to do, or None: it is in the
+    Hugging Face hub's cache, or the hub answers (one request, no retries: what hf_hub_download would
+    first ask). Offline without it, a run would fail only where the checkpoint is read."""
     import huggingface_hub
     import requests
     from huggingface_hub import constants
@@ -88,12 +88,13 @@ def hub_problem(name: str, timeout: float = 10.0) -> Optional[str]:
     repo_id = f"{HUB_ORGANISATION}/{name}"
     if all(isinstance(huggingface_hub.try_to_load_from_cache(repo_id, f), str) for f in (CONFIG_FILE, WEIGHTS_FILE)):
         return None
+    instead = "; offline, name a local Hugging Face GPT-2 directory instead"
     if constants.HF_HUB_OFFLINE:
-        return f"{name} is not in the Hugging Face hub's cache, and HF_HUB_OFFLINE is set"
+        return f"{name} is not in the Hugging Face hub's cache, and HF_HUB_OFFLINE is set{instead}"
     url = huggingface_hub.hf_hub_url(repo_id, CONFIG_FILE)
     try:
         requests.head(url, timeout=timeout, allow_redirects=False)
     except requests.RequestException as e:
         return (f"{name} is not in the Hugging Face hub's cache, and the hub ({constants.ENDPOINT}) cannot be "
-                f"reached ({type(e).__name__})")
+                f"reached ({type(e).__name__}){instead}")
     return None

@@ -79,8 +79,7 @@ def _check_released_checkpoints(config: RunConfig) -> None:
         if source in GPT2_SIZES:
             problem = hub_problem(source)
             if problem:
-                raise SettingError(f"{setting}={source}: {problem}; offline, name a local Hugging Face GPT-2 "
-                                   f"directory instead")
+                raise SettingError(f"{setting}={source}: {problem}")
 
 
 def _check_resume(config: RunConfig) -> None:

@@ -115,6 +115,25 @@ def test_bad_options_are_named():
         load_for_sampling("no/such/dir")
 
 
+def test_offline_a_released_gpt2_and_a_missing_prompt_file_are_one_line_each(run_dir, tmp_path):
+    """No network here: the hub's requests go to a closed local port."""
+    import subprocess
+    import sys
+
+    offline = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+               "HF_HOME": str(tmp_path)}
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for args, line in (
+            (["--init_from=gpt2"], "error: GPT-2 checkpoint 'gpt2': gpt2 is not in the Hugging Face "
+             "hub's cache, and the hub (https://huggingface.co) cannot be reached (ProxyError); offline, name a "
+             "local Hugging Face GPT-2 directory instead"),
+            ([f"--init_from={run_dir.out_dir}", f"--start=FILE:{tmp_path}/prompt.txt"],
+             f"error: --start=FILE:{tmp_path}/prompt.txt: no such file")):
+        done = subprocess.run([sys.executable, "-m", "serving.sample", *args], cwd=repo, env=offline,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr == f"python -m serving.sample: {line}\n", done.stderr
+
+
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory):
     """A tiny GPT-2 checkpoint with nanoGPT's padded vocabulary (50304), in Hugging Face's format.
