@@ -133,9 +133,9 @@ class Executor(NoWorkerPackage, base_beam_executor.BaseBeamExecutor):
         items, info = plan(cfg)  # a missing or empty input is named first
         if cfg["tokenizer"] == beam_ops.GPT2:  # no BPE files (offline, no bpe_dir): one line, before Beam starts
             beam_ops.gpt2_tokenizer(cfg["bpe_dir"])
-        logging.info("TokenizeText: %s (%s); %s", info["source"], ", ".join(
-            f"{info[k]:,} {k[4:]}" for k in ("num_files", "num_rows") if k in info) or "streamed",
-            sources.describe_split(info))
+        what = [f"{info[k]:,} {k[4:]}" for k in ("num_files", "num_rows") if k in info] or ["streamed"]
+        logging.info("TokenizeText: %s (%s); %s", info["source"], ", ".join(what + [info["note"]] if "note" in info
+                                                                           else what), sources.describe_split(info))
 
         staging = os.path.join(examples.uri, f"{STAGING_DIR}-{uuid.uuid4().hex[:8]}")
         # duplicates are looked for in a corpus of several documents (one text file has none)

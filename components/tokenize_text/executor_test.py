@@ -268,6 +268,23 @@ def test_small_corpora_split_each_document_so_val_is_never_empty(tmp_path, hf_ca
     assert [prop(examples, f"num_documents{s}") for s in ("", "_train", "_val")] == [3, 3, 3]
 
 
+def test_a_folder_is_its_own_files_and_the_log_names_its_subfolders(tmp_path, hf_cache, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="absl")
+    for path in ("corpus/top.txt", "corpus/books/a.txt", "corpus/plays/b.txt", "corpus/.git/HEAD"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(f"the text of {path}\n" * 20)
+    folder = str(tmp_path / "corpus")
+    examples = run_executor(tmp_path / "out", input_pattern=folder, tokenizer="char")
+    assert prop(examples, "num_documents") == 1  # top.txt
+    assert f"TokenizeText: {folder} (1 files, its 2 subfolder(s) not read: --data='{folder}/**' reads the files in " \
+           f"them too); " in caplog.text
+    shutil.rmtree(tmp_path / "corpus" / ".git")  # not counted above; the glob would read it
+    examples = run_executor(tmp_path / "all", input_pattern=f"{folder}/**", tokenizer="char")
+    assert prop(examples, "num_documents") == 3
+
+
 def test_progress_is_logged_while_tokenizing(caplog):
     import logging
 

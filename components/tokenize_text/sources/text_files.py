@@ -41,6 +41,13 @@ def match_text_files(pattern: str) -> List[Any]:
     return files
 
 
+def _subfolders(pattern: str) -> int:
+    """The folders directly in `pattern` when it names a local folder (0 otherwise)."""
+    if "://" in pattern or not os.path.isdir(pattern):
+        return 0
+    return sum(1 for entry in os.scandir(pattern) if entry.is_dir() and not entry.name.startswith("."))
+
+
 def not_text(name: str, problem: str, refused: int = 1, glob: str = "") -> NotText:
     """The error that refuses a document the text policy refuses (encoding.TextCheck), naming it
     (glob: a --data that would leave it out, for a file among others)."""
@@ -102,6 +109,10 @@ def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[floa
                          f"({len(files)} file(s), all of 0 bytes)")
     split_method, fraction = choose_split(split_method, len(files), val_fraction)
     info = {"source": pattern, "num_files": len(files), "split_method": split_method, "val_fraction": fraction}
+    subfolders = _subfolders(pattern)
+    if subfolders:  # a folder is its own files: said, so that a corpus in subfolders is not read in part unawares
+        info["note"] = (f"its {subfolders} subfolder(s) not read: --data='{pattern.rstrip('/')}/**' reads the files "
+                        f"in them too")
     if split_method == HASH:
         items = [{"kind": "file", "path": m.path, "doc": i, "split": hashed_split(i, fraction, seed),
                   "start": 0, "end": None} for i, m in enumerate(files)]
