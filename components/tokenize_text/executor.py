@@ -60,8 +60,9 @@ def check_counts(stats: Dict[str, Any], source: str) -> None:
                          f"{stats['skipped_empty']} empty, {stats['skipped_missing_text']} without text)")
     for split in sources.SPLITS:
         if stats[f"num_tokens_{split}"] == 0:
-            raise UsageError(f"{source!r}: the {split} split is empty ({stats['num_documents']} documents); "
-                             f"a corpus this small needs a larger val_fraction")
+            share = "a larger" if split == sources.VAL else "a smaller"
+            raise UsageError(f"{source!r}: the {split} split is empty ({stats['num_documents']} documents): "
+                             f"--split_method=head_tail splits each document, or set {share} --val_fraction")
 
 
 def set_properties(examples: types.Artifact, cfg: Dict[str, Any], info: dict, stats: Dict[str, Any]) -> None:

@@ -241,7 +241,8 @@ def test_empty_corpora_fail_naming_the_input(tmp_path, hf_cache, bpe_dir):
                           dataset_name=path, tokenizer="gpt2", bpe_dir=bpe_dir)
     # Too few documents for the default 0.0005 hold-out of a hash split: val would be empty.
     few = _write_dataset(str(tmp_path / "few.parquet"), ["one", "two", "three"])
-    _assert_fails_cleanly(tmp_path / "c", UsageError, "few.parquet.*val split is empty",
+    _assert_fails_cleanly(tmp_path / "c", UsageError, r"few.parquet.*val split is empty \(3 documents\): "
+                          r"--split_method=head_tail splits each document, or set a larger --val_fraction$",
                           dataset_name=few, tokenizer="gpt2", bpe_dir=bpe_dir, split_method="hash")
 
 
