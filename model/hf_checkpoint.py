@@ -21,7 +21,8 @@ import tensorflow as tf
 from core import files
 from core.errors import MissingFile, UsageError, one_line, writing
 
-from model.hf_files import CONFIG_FILE, HUB_ORGANISATION, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, hub_problem, read_gpt2_config
+from model.hf_files import (CONFIG_FILE, HUB_ORGANISATION, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, hub_problem,
+                            read_gpt2_config)
 # Overrides that make sense on top of a pretrained checkpoint (everything else is fixed by it).
 ALLOWED_OVERRIDES = ("dropout", "block_size", "dtype_policy")
 

@@ -46,7 +46,8 @@ def show_progress() -> None:
 
         def filter(self, record):
             error = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
-            return not (record.levelno >= logging.ERROR and (isinstance(error, UserError) or interrupt_in(error) is not None))
+            reported = isinstance(error, UserError) or interrupt_in(error) is not None
+            return not (record.levelno >= logging.ERROR and reported)
 
     logging.getLogger("absl").addFilter(Progress())
     # TFX's and Beam's (which logs the KeyboardInterrupt a Ctrl-C raises in a DoFn as an error)

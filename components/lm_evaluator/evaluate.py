@@ -85,7 +85,6 @@ def split_windows(tokens: np.ndarray, split: str, *, token_bytes: np.ndarray, bl
     n = len(tokens)
     check_length(n, block_size, split)
     if eval_batches > 0:
-
         stream = TokenStream(tokens, block_size, split)
         batches = []
         for k in range(eval_batches):

@@ -135,8 +135,9 @@ class Executor(NoWorkerPackage, base_beam_executor.BaseBeamExecutor):
         if cfg["tokenizer"] == beam_ops.GPT2:  # no BPE files (offline, no bpe_dir): one line, before Beam starts
             beam_ops.gpt2_tokenizer(cfg["bpe_dir"])
         what = [f"{info[k]:,} {k[4:]}" for k in ("num_files", "num_rows") if k in info] or ["streamed"]
-        logging.info("TokenizeText: %s (%s); %s", info["source"], ", ".join(what + [info["note"]] if "note" in info
-                                                                           else what), sources.describe_split(info))
+        if "note" in info:
+            what.append(info["note"])
+        logging.info("TokenizeText: %s (%s); %s", info["source"], ", ".join(what), sources.describe_split(info))
 
         staging = os.path.join(examples.uri, f"{STAGING_DIR}-{uuid.uuid4().hex[:8]}")
         # duplicates are looked for in a corpus of several documents (one text file has none)

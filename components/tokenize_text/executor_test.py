@@ -307,7 +307,8 @@ def test_missing_text_column_is_named(tmp_path, hf_cache):
                           text_column="body", tokenizer="gpt2")
 
 
-@pytest.mark.parametrize("streaming", [False, True])  # streaming (the OpenWebText preset's): read from disk all the same
+# streaming (the OpenWebText preset's): read from disk all the same
+@pytest.mark.parametrize("streaming", [False, True])
 def test_dataset_saved_to_disk_with_characters(tmp_path, hf_cache, streaming):
     import datasets
 

@@ -60,7 +60,7 @@ def _previous_run(base_model: str) -> str:
     run_dir = artifact_layout.model_run_dir(model_uri)
     if run_dir is None:
         raise MissingFile(f"resume: the previous model {base_model} records no training run "
-                                f"({os.path.join(model_uri, artifact_layout.RUN_DIR_POINTER)})")
+                          f"({os.path.join(model_uri, artifact_layout.RUN_DIR_POINTER)})")
     return run_dir
 
 
