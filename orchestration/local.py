@@ -10,6 +10,7 @@ import os
 import sys
 import warnings
 
+from core.console import quiet_imports
 from core.errors import UserError, interrupt_in
 from pipeline.configs import RunConfig
 
@@ -27,8 +28,7 @@ _ROUTINE_WARNINGS = ("ArtifactQuery.property_predicate is not supported",
 def show_progress() -> None:
     """Quiet TensorFlow and TFX, except for each component's start and end, the components' own
     progress lines and any warning."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    quiet_imports()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
     class Progress(logging.Filter):
