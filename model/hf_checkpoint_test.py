@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from transformers import GPT2Config, TFGPT2LMHeadModel
 
-from core.errors import UsageError
+from core.errors import MissingFile, UsageError
 from model import GPT, GPTConfig
 from model.hf_checkpoint import canonical_weight_name
 
@@ -80,7 +80,7 @@ def test_missing_directory_is_named(tmp_path):
 
 
 def test_directory_without_checkpoint_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"{tmp_path} is not a Hugging Face checkpoint"):
+    with pytest.raises(MissingFile, match=f"{tmp_path} is not a Hugging Face checkpoint"):
         GPT.from_pretrained(str(tmp_path))
 
 

@@ -9,7 +9,7 @@ import os
 from typing import Optional
 
 from core import files
-from core.errors import UsageError
+from core.errors import MissingFile, UsageError
 from model.presets import GPT2_SIZES
 
 CONFIG_FILE = "config.json"
@@ -22,11 +22,11 @@ _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 
 
 def read_gpt2_config(directory: str) -> dict:
-    """The checkpoint's config.json; FileNotFoundError without one, ValueError for another kind of
-    model or a GPT-2 variant this model does not implement."""
+    """The checkpoint's config.json; MissingFile without one, UsageError for another kind of model
+    or a GPT-2 variant this model does not implement."""
     config = files.read_json(os.path.join(directory, CONFIG_FILE), default=None)
     if config is None:
-        raise FileNotFoundError(f"{directory} is not a Hugging Face checkpoint: it has no {CONFIG_FILE}")
+        raise MissingFile(f"{directory} is not a Hugging Face checkpoint: it has no {CONFIG_FILE}")
     model_type = config.get("model_type")
     if model_type != "gpt2":
         raise UsageError(f"{directory} holds a {model_type!r} checkpoint "
