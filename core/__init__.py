@@ -1,1 +1,2 @@
-"""What every part of the project shares: settings, errors, files written whole, the token-shard format."""
+"""What every part of the project shares: settings, errors, files written whole, the token-shard
+format, processes and signals, what the terminal shows, a command's own temporary directory."""
