@@ -6,6 +6,11 @@ it ends its work cleanly (a training process checkpoints its iteration: training
 second one kills it (the user insists). The child runs in a session of its own, so that a
 terminal's Ctrl-C reaches it only through this process, once.
 
+A child that takes every signal passed on (`held_in_children`, `release_held`): it starts with SIGTERM
+and SIGINT held, so that one sent before its handler is in place waits for it, instead of killing it
+or raising a KeyboardInterrupt in its start-up, where a finalizer or a library's bare `except:` can
+swallow it and leave the child running for ever.
+
 A child that dies with its parent (`killed_with_parent`, `die_with_parent`): a parent killed with
 SIGKILL passes nothing on, and its training process or a pipeline task would run on as an orphan.
 """
@@ -20,6 +25,8 @@ import sys
 import threading
 import time
 from typing import Callable, Iterator, List, Optional
+
+STOPPING = (signal.SIGTERM, signal.SIGINT)
 
 
 def killed_with_parent() -> Optional[Callable[[], int]]:
@@ -56,6 +63,28 @@ def die_with_parent(parent: int) -> None:
 
 
 @contextlib.contextmanager
+def held_in_children() -> Iterator[None]:
+    """For the block, SIGTERM and SIGINT are held (blocked) in the calling thread, so that a process
+    started in it begins with them held, until it calls `release_held` once its handlers are in place.
+    One sent to this process meanwhile is taken by another of its threads, or at the block's end."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: nothing is held
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def release_held() -> None:
+    """In a process started within `held_in_children`, once its handlers are in place: take SIGTERM
+    and SIGINT from now on (one that came meanwhile is handled now)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
+
+
+@contextlib.contextmanager
 def passing_on(asked: List[int]) -> Iterator[Callable[[subprocess.Popen], None]]:
     """For the block, SIGTERM and SIGINT to this process go to the child (and are appended to
     `asked`); yields started(child), to call once the child runs (a signal that came before is
@@ -78,7 +107,7 @@ def passing_on(asked: List[int]) -> Iterator[Callable[[subprocess.Popen], None]]
     if threading.current_thread() is not threading.main_thread():
         yield started
         return
-    previous = {s: signal.signal(s, pass_on) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, pass_on) for s in STOPPING}
     try:
         yield started
     finally:
@@ -108,7 +137,7 @@ def ending_at_once() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, signal.SIG_DFL) for s in STOPPING}
     try:
         yield
     finally:

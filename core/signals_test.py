@@ -37,3 +37,28 @@ def _signalled(signum):
 def test_a_long_call_ending_at_once_ends_with_the_signal(signum):
     status, seconds, err = _signalled(signum)
     assert status == -signum and seconds < 10 and err == ""
+
+
+# a child that is busy before its handler is in place (as Python's start-up and the imports are):
+# what it was sent meanwhile comes to the handler once it releases the signals
+HELD_CHILD = """
+import signal, sys, time
+from core.signals import release_held
+time.sleep(1.0)
+signal.signal(signal.SIGINT, lambda signum, frame: print("handled", signum, flush=True))
+release_held()
+print("released", flush=True)
+"""
+
+
+def test_a_signal_sent_as_a_child_starts_waits_for_its_handler():
+    from core.signals import held_in_children
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with held_in_children():
+        child = subprocess.Popen([sys.executable, "-c", HELD_CHILD], cwd=REPO, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before  # this thread's mask as it was
+    child.send_signal(signal.SIGINT)  # at once: Python has not even started in the child
+    out, err = child.communicate(timeout=60)
+    assert (child.returncode, out, err) == (0, f"handled {int(signal.SIGINT)}\nreleased\n", "")

@@ -14,8 +14,7 @@ import threading
 from typing import Callable, Optional
 
 from core.errors import Interrupted
-
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+from core.signals import STOPPING
 
 
 class StopRequest:
@@ -37,7 +36,7 @@ def install(request: StopRequest) -> Callable[[], None]:
     there); the function that puts the previous handlers back."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = {s: signal.signal(s, request.ask) for s in SIGNALS}
+    previous = {s: signal.signal(s, request.ask) for s in STOPPING}
     return lambda: [signal.signal(s, handler) for s, handler in previous.items()]
 
 
@@ -46,7 +45,7 @@ def reclaim(request: StopRequest) -> None:
     TensorFlow's coordination service of several workers installs a SIGTERM handler of its own (its
     preemption notifier, in C++), which Python's handler no longer sees."""
     if threading.current_thread() is threading.main_thread():
-        for s in SIGNALS:
+        for s in STOPPING:
             signal.signal(s, request.ask)
 
 

@@ -95,7 +95,7 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
     asked = []  # the signals this process was stopped with, passed on to the child
     with signals.passing_on(asked) as started:
         # started with the run (TensorFlow imported already), else now, the same way
-        child = (prestart.take(PRESTART_NAME, argv, env) or prestart.launch(argv, env, **_SESSION)).process
+        child = (prestart.take(PRESTART_NAME, argv, env) or _launch(argv, env)).process
         prestart.give(child, request)
         started(child)
         streams = [threading.Thread(target=_forward, args=(pipe, name), daemon=True)
@@ -134,7 +134,15 @@ def prestart_training() -> None:
     """Start the training process now (core/prestart.py): it imports TensorFlow and the engine while
     the pipeline's data components run, and `train` hands it its request."""
     argv, env = _command()
-    prestart.start(PRESTART_NAME, argv, env, **_SESSION)
+    with signals.held_in_children():
+        prestart.start(PRESTART_NAME, argv, env, **_SESSION)
+
+
+def _launch(argv, env) -> prestart.Waiting:
+    """The training process started now, with SIGTERM and SIGINT held until its handler is in place
+    (core/signals.py): a stop passed on as it starts is never lost in its start-up."""
+    with signals.held_in_children():
+        return prestart.launch(argv, env, **_SESSION)
 
 
 def _ignored_warnings():
@@ -304,17 +312,20 @@ def trained_model(outcome: Outcome, dtype_policy: str):
 if __name__ == "__main__":
     from training.stopping import StopRequest, install
 
-    # SIGTERM and SIGINT from the first moment: one that came during the imports below could be
-    # swallowed by a library's bare `except:` (a KeyboardInterrupt) and leave the training running.
-    # The training stops at its first iteration when one came before it.
+    # SIGTERM and SIGINT to `stop` from the first moment: held since this process started, they come
+    # once its handler is in place. A KeyboardInterrupt in the start-up or the imports below could be
+    # swallowed (in a finalizer, by a library's bare `except:`) and leave the training running for
+    # ever. The training stops at its first iteration when one came before it.
     stop = StopRequest(insist=False)  # the parent insists, by killing this process
     install(stop)
+    signals.release_held()  # this process started with them held (a stop sent meanwhile comes now)
     _die_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as bench.bench
     if prestart.prestarted():  # started with the run: the imports now, the request when the Trainer comes
         import training.train  # noqa: F401  (TensorFlow and the engine)
     elif len(sys.argv) != 2:
-        raise SystemExit(f"usage: python -m training.train_process {REQUEST_FILE} (started by training.train_process.train)")
+        raise SystemExit(f"usage: python -m training.train_process {REQUEST_FILE} "
+                         f"(started by training.train_process.train)")
     if _run(prestart.argument(sys.argv), stop):
         # Its outcome and checkpoints are written and its output flushed: nothing is left to do but
         # TensorFlow's teardown, whose tf.data iterator deletion took 23-25 s in some pipeline runs
