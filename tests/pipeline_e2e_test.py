@@ -177,8 +177,8 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
     assert sorted(steps) == sorted(["ImportSchemaGen", "TokenizeText", "SchemaGen", "DataValidator", "AnomalyGate",
                                     "Transform", "Trainer", "LMEvaluator", "InfraValidator", "Pusher"])
     # what each needs ran before it (the gate and Transform: in either order, by which run each is of)
-    for before, after in (("TokenizeText", "SchemaGen"), ("SchemaGen", "DataValidator"), ("DataValidator", "AnomalyGate"),
-                          ("TokenizeText", "Transform"), ("AnomalyGate", "Trainer"), ("Transform", "Trainer"),
+    for before, after in (("TokenizeText", "SchemaGen"), ("SchemaGen", "DataValidator"),
+                          ("DataValidator", "AnomalyGate"), ("TokenizeText", "Transform"), ("AnomalyGate", "Trainer"), ("Transform", "Trainer"),
                           ("Trainer", "LMEvaluator"), ("LMEvaluator", "InfraValidator"), ("InfraValidator", "Pusher")):
         assert steps.index(before) < steps.index(after), (before, after, steps)
     card = os.path.join(char_run.serving_dir, pushed, "assets.extra", "model_card.md")
@@ -258,10 +258,13 @@ def test_unblessed_model_is_not_pushed(char_run):
     runner.main(["sample", f"--from={saved_model}", "--start=ROMEO:", "--num_samples=1", "--max_new_tokens=4"])
 
 
-def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir):
+def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir, capfd):
     """eval_gpt2's shape (BPE data, a GPT-2 checkpoint evaluated without training) with a small
-    local GPT-2 checkpoint standing in for the hub's."""
+    local GPT-2 checkpoint standing in for the hub's. The Trainer exports the checkpoint as it is, with
+    no evaluation of its own: the LMEvaluator's is the one (nanoGPT's eval_iters were made twice)."""
+    from components.artifact_layout import HF_CHECKPOINT_DIR, HISTORY_FILE
     from model import GPT, GPTConfig
+    from training.config import TRAIN_CONFIG_FILE
 
     checkpoint = str(tmp_path / "tiny-gpt2")
     GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=64, vocab_size=50257), seed=0).save_pretrained(checkpoint)
@@ -270,7 +273,19 @@ def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir):
         output_dir=str(tmp_path / "out"), baselines=[checkpoint], eval_batches=4, eval_train_batches=4,
         eval_batch_size=2, init_from=checkpoint, block_size=64, batch_size=2, eval_iters=2)
     pipeline_runs.rerun(config)
-    evaluation = max(pipeline_runs.store(config).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
+    out = capfd.readouterr().out
+    assert f"eval_only: nothing trains; the model of init_from={checkpoint} is exported as it is" in out
+    assert "step 0: train loss" not in out
+    store = pipeline_runs.store(config)
+    [model_run] = store.get_artifacts_by_type("ModelRun")
+    assert files.read_json(os.path.join(model_run.uri, HISTORY_FILE)) == {"eval": [], "train": [], "result": {}}
+    assert files.read_json(os.path.join(model_run.uri, TRAIN_CONFIG_FILE))["init_from"] == checkpoint
+    [model] = store.get_artifacts_by_type("Model")
+    exported, given = (GPT.from_pretrained(path) for path in (os.path.join(model.uri, HF_CHECKPOINT_DIR), checkpoint))
+    weights = [{v.name: v.numpy() for v in m.variables} for m in (exported, given)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+    evaluation = max(store.get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     with open(os.path.join(evaluation.uri, "report.md")) as f:
         report = f.read()
     assert "tiny-gpt2" in report

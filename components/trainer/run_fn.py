@@ -16,6 +16,9 @@ benchmark's; this process keeps the TFX side and exports the trained model.
   gets the SavedModel (Format-Serving) and a Hugging Face checkpoint (Format-HF) of the best weights
   (the last evaluation's checkpoint, which is the best unless always_save_checkpoint). Without
   "trainings_dir" it trains in the ModelRun directory itself.
+- eval_only (the eval_gpt2* presets): nothing trains and no training process starts; the model of
+  init_from is exported as it is, and the LMEvaluator is its evaluation (nanoGPT's eval_iters,
+  which the training process would otherwise have made first: the same work twice).
 - custom_config (components/trainer/settings.py): the TrainConfig (its out_dir and data_dir are set
   here), the DeployConfig (serving_weights, the SavedModel's matmul weights, float32, bfloat16 or
   auto; serving_loop, how its generate signature decodes, auto, xla or graph: serving/export.py;
@@ -31,6 +34,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Optional
 
 import tensorflow as tf
 from absl import logging
@@ -96,6 +100,10 @@ def run_fn(fn_args) -> None:
     if resume and not fn_args.base_model:
         raise UsageError("resume was asked for, but there is no previous model to resume from")
     base_model = fn_args.base_model if resume else None
+    if cfg.eval_only and not base_model and cfg.init_from != "resume":
+        trained, model = _as_it_is(cfg, tokenizer_json, model_run_dir)
+        _export(fn_args, trained, model, tokenizer_json, export, None)
+        return
     ident = trainings.identity(cfg, examples_uri, fn_args.transform_graph_path, base_model)
     choice = trainings.Choice(model_run_dir, None, "")
     if trainings_dir:
@@ -130,6 +138,17 @@ def run_fn(fn_args) -> None:
         return
     if separate:
         trainings.publish(choice.directory, model_run_dir)
+    _export(fn_args, trained, model, tokenizer_json, export, training_process_seconds)
+    if separate:  # last: a kill before it leaves the training to be continued (exported again)
+        trainings.completed(choice.directory, model_run_dir)
+
+
+def _export(fn_args, trained: train_process.Outcome, model, tokenizer_json, export: dict,
+            training_process_seconds: Optional[float]) -> None:
+    """The run's records in the ModelRun directory; the SavedModel and the Hugging Face checkpoint
+    of `model` in the Model artifact, with the pointer to the run. training_process_seconds: None
+    when no training process ran (eval_only)."""
+    model_run_dir = fn_args.model_run_dir
     history = {"eval": trained.history, "train": trained.train_losses, "result": trained.result}
     with writing(f"{artifact_layout.HISTORY_FILE} in {model_run_dir}"):
         files.write_json(os.path.join(model_run_dir, artifact_layout.HISTORY_FILE), history, indent=None,
@@ -141,13 +160,30 @@ def run_fn(fn_args) -> None:
     exporting = time.time()
     export_saved_model(model, fn_args.serving_model_dir, tokenizer_json, **export)
     model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
-    logging.info("Trainer: the training process %.1f s (%s), the export %.1f s: %s", training_process_seconds,
-                 trained.time_split(), time.time() - exporting,
+    training = "no training process (eval_only)" if training_process_seconds is None else \
+        f"the training process {training_process_seconds:.1f} s ({trained.time_split()})"
+    logging.info("Trainer: %s, the export %.1f s: %s", training, time.time() - exporting,
                  describe_export(export_record(fn_args.serving_model_dir)))
     with writing(f"{artifact_layout.RUN_DIR_POINTER} in {model_uri}"):
         files.write_file(os.path.join(model_uri, artifact_layout.RUN_DIR_POINTER), model_run_dir)
-    if separate:  # last: a kill before it leaves the training to be continued (exported again)
-        trainings.completed(choice.directory, model_run_dir)
+
+
+def _as_it_is(cfg, tokenizer_json, run_dir: str):
+    """eval_only (nanoGPT's eval_gpt2*): (an Outcome of nothing trained, the model of cfg.init_from as
+    it is), with the run's settings in run_dir. No training process and no evaluation here: the
+    pipeline's LMEvaluator evaluates the exported model (the preset's eval_batches of each split, as
+    nanoGPT's eval_iters), which a training process would have done first, the same work twice."""
+    from training.train import build_model
+
+    model, _ = build_model(cfg, tokenizer_json)
+    with writing(f"the run's settings in {run_dir}"):
+        for name, record in ((MODEL_CONFIG_FILE, model.config.to_dict()), (TRAIN_CONFIG_FILE, cfg.to_dict()),
+                             (TOKENIZER_FILE, tokenizer_json)):
+            files.write_json(os.path.join(run_dir, name), record)
+    print(f"eval_only: nothing trains; the model of init_from={cfg.init_from} is exported as it is, and the "
+          f"LMEvaluator evaluates it", flush=True)
+    return train_process.Outcome(chief=True, result={}, history=[], train_losses=[],
+                                 model_config=model.config.to_dict(), weights=""), model
 
 
 def _train(cfg, tokenizer_json, continue_from):
