@@ -77,7 +77,8 @@ def run(config: RunConfig, started: float = None) -> None:
     # NANOGPT_TFX_PRESTART=0: each fresh process started when its component comes (the test suite's
     # runs, most of which end before the Trainer, would only pay for imports they never use)
     ahead = os.environ.get(PRESTART_ENV, "1") != "0"
-    with prestarted() if ahead else contextlib.nullcontext(lambda: None) as start_check:
+    ahead_of_time = prestarted(training=not config.train.eval_only) if ahead else contextlib.nullcontext(lambda: None)
+    with ahead_of_time as start_check:
         _run(config, started, start_check)
 
 
@@ -110,17 +111,19 @@ def _run(config: RunConfig, started: float, start_check) -> None:
 
 
 @contextlib.contextmanager
-def prestarted():
+def prestarted(training: bool = True):
     """The run's two fresh processes started ahead (core/prestart.py), whose components hand them
-    their requests: the training process now, its TensorFlow import on the core that TFX's import
-    in this process leaves idle; the infra check's by the function this yields, to call once TFX is
-    imported (a third import at once would slow TFX's), so that it imports while the data components
-    run. Those nothing took are ended after the block."""
+    their requests: the training process now (unless `training` is False: an eval_only run starts
+    none), its TensorFlow import on the core that TFX's import in this process leaves idle; the infra
+    check's by the function this yields, to call once TFX is imported (a third import at once would
+    slow TFX's), so that it imports while the data components run. Those nothing took are ended
+    after the block."""
     from components.infra_validator.check import prestart_check
     from core import prestart
     from training.train_process import prestart_training
 
-    prestart_training()
+    if training:
+        prestart_training()
     try:
         yield prestart_check
     finally:
