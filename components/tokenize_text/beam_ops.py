@@ -80,8 +80,9 @@ class Progress:
         now = time.time()
         if now - self.last >= self.every:
             self.last = now
-            logging.info("TokenizeText: %s documents, %s tokens so far (%s tokens/s)", f"{self.documents:,}",
-                         f"{self.tokens:,}", f"{self.tokens / max(now - self.started, 1e-9):,.0f}")
+            logging.info("TokenizeText: %s document%s, %s tokens so far (%s tokens/s)", f"{self.documents:,}",
+                         "" if self.documents == 1 else "s", f"{self.tokens:,}",
+                         f"{self.tokens / max(now - self.started, 1e-9):,.0f}")
 
 
 class _ReadsDocuments(beam.DoFn):

@@ -89,12 +89,13 @@ def set_properties(examples: types.Artifact, cfg: Dict[str, Any], info: dict, st
         examples.set_int_custom_property("vocab_size", len(stats["chars"]))
 
 
-def text_summary(stats: Dict[str, Any]) -> str:
-    """The line TokenizeText prints at its end: what it read, and what it dropped, replaced or normalised."""
+def text_summary(stats: Dict[str, Any], seconds: float) -> str:
+    """The line TokenizeText prints at its end: what it read, in how long, and what it dropped, replaced
+    or normalised."""
     refused = stats["refused_documents"]
     documents = stats["num_documents"]
-    return (f"TokenizeText: {documents} document{'' if documents == 1 else 's'}, "
-            f"{stats['num_tokens_train']} train and {stats['num_tokens_val']} val tokens; "
+    return (f"TokenizeText: {documents:,} document{'' if documents == 1 else 's'}, "
+            f"{stats['num_tokens_train']:,} train and {stats['num_tokens_val']:,} val tokens in {seconds:.1f} s; "
             f"{stats['duplicate_documents']} duplicate documents dropped, "
             f"{stats['invalid_utf8_documents']} documents with invalid UTF-8 replaced by U+FFFD, "
             + (f"{refused} documents not UTF-8 text tokenized (accept_invalid_text), " if refused else "")
@@ -134,7 +135,8 @@ class Executor(NoWorkerPackage, base_beam_executor.BaseBeamExecutor):
         items, info = plan(cfg)  # a missing or empty input is named first
         if cfg["tokenizer"] == beam_ops.GPT2:  # no BPE files (offline, no bpe_dir): one line, before Beam starts
             beam_ops.gpt2_tokenizer(cfg["bpe_dir"])
-        what = [f"{info[k]:,} {k[4:]}" for k in ("num_files", "num_rows") if k in info] or ["streamed"]
+        what = [f"{info[k]:,} {k[4:] if info[k] != 1 else k[4:-1]}" for k in ("num_files", "num_rows")
+                if k in info] or ["streamed"]
         if "note" in info:
             what.append(info["note"])
         logging.info("TokenizeText: %s (%s); %s", info["source"], ", ".join(what), sources.describe_split(info))
@@ -183,7 +185,4 @@ class Executor(NoWorkerPackage, base_beam_executor.BaseBeamExecutor):
             set_statistics_properties(statistics, cfg, stats)
         examples.set_string_custom_property(shards.SHARD_BYTES, json.dumps(shards.shard_sizes(examples.uri)))
         examples.set_string_custom_property(shards.SHARD_SHA256, json.dumps(shards.shard_digests(examples.uri)))
-        logging.info("TokenizeText: %s documents (%s skipped), train %s tokens, val %s tokens, in %.1f s",
-                     *(f"{stats[k]:,}" for k in ("num_documents", "num_skipped_documents", "num_tokens_train",
-                                                 "num_tokens_val")), time.time() - started)
-        print(text_summary(stats), flush=True)
+        print(text_summary(stats, time.time() - started), flush=True)

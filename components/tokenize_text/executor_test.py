@@ -279,7 +279,7 @@ def test_a_folder_is_its_own_files_and_the_log_names_its_subfolders(tmp_path, hf
     folder = str(tmp_path / "corpus")
     examples = run_executor(tmp_path / "out", input_pattern=folder, tokenizer="char")
     assert prop(examples, "num_documents") == 1  # top.txt
-    assert f"TokenizeText: {folder} (1 files, its 2 subfolder(s) not read: --data='{folder}/**' reads the files in " \
+    assert f"TokenizeText: {folder} (1 file, its 2 subfolder(s) not read: --data='{folder}/**' reads the files in " \
            f"them too); " in caplog.text
     shutil.rmtree(tmp_path / "corpus" / ".git")  # not counted above; the glob would read it
     examples = run_executor(tmp_path / "all", input_pattern=f"{folder}/**", tokenizer="char")
@@ -294,7 +294,7 @@ def test_progress_is_logged_while_tokenizing(caplog):
     progress.add(100)
     progress.add(50)
     lines = [r.getMessage() for r in caplog.records]
-    assert lines[0].startswith("TokenizeText: 1 documents, 100 tokens so far (") and "tokens/s)" in lines[0]
+    assert lines[0].startswith("TokenizeText: 1 document, 100 tokens so far (") and "tokens/s)" in lines[0]
     assert lines[1].startswith("TokenizeText: 2 documents, 150 tokens so far")
     quiet = beam_ops.Progress()  # at most every PROGRESS_SECONDS
     quiet.add(5)
