@@ -226,7 +226,8 @@ def _main(argv, debug=False):
     parser = _ArgumentParser(prog="runner.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
     run_parser = commands.add_parser(
-        "run", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False, help="run the pipeline end to end with LocalDagRunner",
+        "run", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+        help="run the pipeline end to end with LocalDagRunner",
         description="Run the pipeline locally. Any --key=value after the options overrides a "
                     "pipeline setting (pipeline/configs.py) or a training hyperparameter (training/config.py).")
     _pipeline_arguments(run_parser,
@@ -242,7 +243,8 @@ def _main(argv, debug=False):
     run_parser.add_argument("--until", default=None, help="with --spec: run only this task and the tasks it needs")
     run_parser.set_defaults(handler=run)
     compile_parser = commands.add_parser(
-        "compile", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False, help="write the pipeline as a Kubeflow Pipelines v2 spec",
+        "compile", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+        help="write the pipeline as a Kubeflow Pipelines v2 spec",
         description="Compile the pipeline with KubeflowV2DagRunner into a spec that Kubeflow Pipelines or "
                     "Vertex AI Pipelines runs. Any --key=value after the options overrides a pipeline setting "
                     "(pipeline/configs.py: e.g. --train_workers=2 --train_accelerator=NVIDIA_TESLA_A100 "

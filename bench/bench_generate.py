@@ -40,9 +40,9 @@ an older CPU: avx2 (AVX2 only), avx512 (AVX-512 without BF16: Skylake to Cascade
 (without AMX: AMD's Zen 4). TensorFlow itself still sees this CPU's flags and XLA compiles for them;
 under avx2 TensorFlow would send bfloat16 products to oneDNN, which the cap leaves without a kernel
 (the process aborts), so the bfloat16 paths are left out: an AVX2-only CPU multiplies bfloat16 in
-TensorFlow's generic kernels, which `TF_ENABLE_ONEDNN_OPTS=0` measures (float32 then without oneDNN too). --hf=False, --uncached=False and
---bfloat16=False leave those paths out (their figures print as nan), e.g. for a quick batch-8
-comparison of served and in-process.
+TensorFlow's generic kernels, which `TF_ENABLE_ONEDNN_OPTS=0` measures (float32 then without oneDNN
+too). --hf=False, --uncached=False and --bfloat16=False leave those paths out (their figures print as
+nan), e.g. for a quick batch-8 comparison of served and in-process.
 """
 
 from __future__ import annotations
@@ -184,7 +184,8 @@ def main(argv=None):
         lambda prog: f"usage: {prog} [--key=value ...]\n\n" + settings.help_listing(BenchGenerateConfig, "options")))
     os.environ.update(ISA_ENV.get(opts["isa"], {}))  # before TensorFlow loads oneDNN
     if opts["isa"] == "avx2" and opts["bfloat16"]:
-        print("bfloat16: not measured with --isa=avx2 (no oneDNN kernel under the cap: the module docstring says why)", flush=True)
+        print("bfloat16: not measured with --isa=avx2 (no oneDNN kernel under the cap: the module docstring says "
+              "why)", flush=True)
         opts["bfloat16"] = False
     from serving.generate import generate, generate_uncached
     from model.model import GPT, GPTConfig

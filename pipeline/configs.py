@@ -119,8 +119,8 @@ class RunConfig(OutputLayout):
         parts = {part: {} for part in PARTS}
         for name, value in values.items():
             parts[_owner(name)][name] = value
-        return RunConfig(**{part: dataclasses.replace(getattr(self, part), **changed) if changed else getattr(self, part)
-                            for part, changed in parts.items()})
+        return RunConfig(**{part: dataclasses.replace(getattr(self, part), **changed) if changed
+                            else getattr(self, part) for part, changed in parts.items()})
 
 
 def _owner(name: str) -> str:

@@ -162,7 +162,8 @@ def time_split(metadata_path: str, started: float, ended: float) -> str:
     store = sqlite_store(metadata_path)
     types = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
     ran = [e for e in store.get_executions() if e.create_time_since_epoch >= started * 1000
-           and e.last_known_state == metadata_store_pb2.Execution.COMPLETE and not types[e.type_id].endswith("Resolver")]
+           and e.last_known_state == metadata_store_pb2.Execution.COMPLETE
+           and not types[e.type_id].endswith("Resolver")]
     parts = []  # (component, seconds, the training's own seconds or None)
     for execution in sorted(ran, key=lambda e: e.id):
         name = types[execution.type_id]

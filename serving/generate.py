@@ -268,10 +268,11 @@ def serving_function(model, jit_compile: bool = True) -> tf.types.experimental.G
 # generate(jit_compile=None) and runner.py sample's --compile=None decode with XLA up to this many
 # parameters per layer and in the graph without XLA above (the export's serving_loop=auto measures
 # the two instead, serving/choose.py: a compilation more is nothing to an export, much to a sample).
-# On a CPU a decoding step reads every weight once: XLA's matrix-vector product runs on one core, while TensorFlow's (oneDNN's) uses all of them but its step costs ~0.6 ms a layer in ops
-# besides. Models of small layers are bound by that cost (the 10.7M shakespeare_char model, 1.8M
-# a layer: XLA 2.1x faster), models of large layers by the weights' reads (GPT-2 124M, 10.4M a
-# layer: the graph 1.4x faster; 30M in 6 layers, 5M a layer: even; BENCHMARKS.md).
+# On a CPU a decoding step reads every weight once: XLA's matrix-vector product runs on one core,
+# while TensorFlow's (oneDNN's) uses all of them but its step costs ~0.6 ms a layer in ops besides.
+# Models of small layers are bound by that cost (the 10.7M shakespeare_char model, 1.8M a layer: XLA
+# 2.1x faster), models of large layers by the weights' reads (GPT-2 124M, 10.4M a layer: the graph
+# 1.4x faster; 30M in 6 layers, 5M a layer: even; BENCHMARKS.md).
 XLA_LOOP_MAX_PARAMS_PER_LAYER = 4_000_000
 
 

@@ -134,6 +134,7 @@ def model_card(metrics: Optional[dict], *, version: str, destination: str, ids: 
         lines += ["No evaluation was recorded for this model (its blessing names no LMEvaluator evaluation).", ""]
     tokenizer = ["## Tokenizer", "", f"- {metrics.get('data', {}).get('tokenizer', 'not recorded')}; the SavedModel's "
                                      f"`tokenizer` signature describes it", ""]
-    lines += _data(metrics) + tokenizer + _model(metrics, serving) + _training(metrics) + _evaluation(metrics, infra_check)
+    lines += _data(metrics) + tokenizer + _model(metrics, serving) + _training(metrics)
+    lines += _evaluation(metrics, infra_check)
     lines += _lineage(metrics, ids) + _use(metrics)
     return "\n".join(lines)

@@ -31,11 +31,12 @@ gets a non-empty val split. Both are the same on every run and runner.
 Outputs: one Examples artifact, split_names ["train", "val"], GZIP TFRecord shards (ISA-L level 2) under
 Split-train/ and Split-val/ (num_shards per split; 0, the default, lets the runner decide, one file
 per bundle, while a fixed count makes Beam shuffle the records to the shards; chunk_size tokens or
-characters per record, default core.shards.DEFAULT_CHUNK_SIZE). Custom properties: num_documents[_train|_val], num_tokens_train/val,
-num_records_train/val, num_skipped_documents, skipped_empty, skipped_missing_text,
-duplicate_documents, invalid_utf8_documents, refused_documents, tokenizer, vocab_size, eot_token (gpt2),
-record_feature, append_eot, source, split_method, val_fraction, split_seed, chunk_size, unicode_policy; shard_bytes and shard_sha256
-(each shard file's size and SHA-256, with which a run tells shards damaged since they were written);
+characters per record, default core.shards.DEFAULT_CHUNK_SIZE). Custom properties:
+num_documents[_train|_val], num_tokens_train/val, num_records_train/val, num_skipped_documents,
+skipped_empty, skipped_missing_text, duplicate_documents, invalid_utf8_documents, refused_documents,
+tokenizer, vocab_size, eot_token (gpt2), record_feature, append_eot, source, split_method, val_fraction,
+split_seed, chunk_size, unicode_policy; shard_bytes and shard_sha256 (each shard file's size and
+SHA-256, with which a run tells shards damaged since they were written);
 and, unless statistics=False, one ExampleStatistics artifact (TFDV's DatasetFeatureStatisticsList of the
 documents per split, Split-<split>/FeatureStats.pb as TFX's StatisticsGen writes it; statistics.py
 lists its features) with the properties num_documents, duplicate_documents, num_skipped_documents,
@@ -52,8 +53,9 @@ are skipped and counted (skipped_empty; a missing dataset cell: skipped_missing_
 Unicode policy: a document that is not UTF-8 text (a UTF-16/UTF-32 byte-order mark, a NUL byte anywhere,
 more than 1% of any 64 KiB of it in invalid UTF-8 sequences or control characters; a file's first 64
 KiB are checked before any work, the whole of every document as it is read) stops the execution with
-one line naming it, unless accept_invalid_text (refused_documents counts them); otherwise bytes that are not valid UTF-8 are decoded with errors="replace"
-(U+FFFD for each invalid sequence) and the documents affected counted in invalid_utf8_documents. A
+one line naming it, unless accept_invalid_text (refused_documents counts them); otherwise bytes that
+are not valid UTF-8 are decoded with errors="replace" (U+FFFD for each invalid sequence) and the
+documents affected counted in invalid_utf8_documents. A
 UTF-8 byte-order mark is dropped (bom_dropped_documents); CRLF line ends become LF unless keep_crlf
 (crlf_normalized_lines). The counts are printed at the end of the execution.
 

@@ -65,7 +65,7 @@ class TokenizeTextSettings(Settings):
                                f"(a Hugging Face dataset), not {'both' if self.input_pattern else 'neither'}")
         for name in ("dataset_revision", "trust_remote_code"):
             if getattr(self, name) and not self.dataset_name:
-                raise SettingError(f"--{name}={getattr(self, name)}: goes with --dataset_name (a Hugging Face dataset), "
-                                   f"not with text files")
+                raise SettingError(f"--{name}={getattr(self, name)}: goes with --dataset_name (a Hugging Face "
+                                   f"dataset), not with text files")
         if self.append_eot and self.tokenizer != "gpt2":
             raise SettingError("--append_eot=True needs --tokenizer=gpt2 (characters have no end-of-text token)")

@@ -11,10 +11,11 @@ environment of its own (the spec's container env) or another command is started 
 
 Protocol (one JSON line each way, the tasks one at a time): started as `python -m
 orchestration.kubeflow.forkserver MODULE`, this process imports MODULE and answers {"ready": true};
-the launcher writes {"argv": [MODULE, ARGS...], "cwd": DIR, "log": FILE}; this process forks, answers {"pid": PID}, and once the task
-ended {"exit": STATUS} (negative: the signal that ended it). Each process here dies with its parent
-(PR_SET_PDEATHSIG), so that a killed launcher leaves none behind, and runs in a session of its own, as
-the launcher starts any task: a terminal's Ctrl-C reaches the launcher alone, which passes it on.
+the launcher writes {"argv": [MODULE, ARGS...], "cwd": DIR, "log": FILE}; this process forks,
+answers {"pid": PID}, and once the task ended {"exit": STATUS} (negative: the signal that ended it).
+Each process here dies with its parent (PR_SET_PDEATHSIG), so that a killed launcher leaves none
+behind, and runs in a session of its own, as the launcher starts any task: a terminal's Ctrl-C
+reaches the launcher alone, which passes it on.
 """
 
 from __future__ import annotations

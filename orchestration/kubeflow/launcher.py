@@ -51,9 +51,9 @@ from core import signals
 from core.errors import Interrupted
 from orchestration.kubeflow import forkserver, launchers, records
 from orchestration.kubeflow.records import RECORD_FILE, SET_ASIDE, earlier_records, tf_gfile, write_record
-from orchestration.kubeflow.spec import (REPO_ROOT, TFX_ENTRYPOINT, SpecError, Unresolved, check_tasks, fill, holds, in_checkout,
-                                         load_spec, parse_filter, python_value, runtime_artifact, schema_title,
-                                         task_order, typed_value, upstream)
+from orchestration.kubeflow.spec import (REPO_ROOT, TFX_ENTRYPOINT, SpecError, Unresolved, check_tasks, fill, holds,
+                                         in_checkout, load_spec, parse_filter, python_value, runtime_artifact,
+                                         schema_title, task_order, typed_value, upstream)
 
 
 class DamagedInput(SpecError):
@@ -194,7 +194,8 @@ class Run:
             recorded = artifact.get("metadata", {}).get(shards.SHARD_SHA256)
             if artifact.get("state") != "LIVE" or not recorded:
                 continue
-            found = shards.damaged_shards(artifact["uri"], json.loads(recorded) if isinstance(recorded, str) else recorded)
+            found = shards.damaged_shards(artifact["uri"],
+                                          json.loads(recorded) if isinstance(recorded, str) else recorded)
             if found:
                 artifact["state"] = SET_ASIDE  # the same dict as in its run's record, rewritten here
                 paths = [p for p, r in self.record_paths.items() if r["run_id"] == artifact["run_id"]]
@@ -299,7 +300,8 @@ class Run:
                     last = [ln.strip() for ln in f.read().splitlines() if ln.strip()][-1:] or ["(no output)"]
                 if asked:
                     raise TaskStopped(name, asked[0], re.sub(r"^[A-Za-z_][\w.]*: ", "", last[0])[:300])
-                raise SpecError(name, f"failed (exit code {code}): {last[0][:300]}; log: {self.run_root}/{name}/log.txt")
+                raise SpecError(name, f"failed (exit code {code}): {last[0][:300]}; "
+                                      f"log: {self.run_root}/{name}/log.txt")
 
     def _start(self, name: str, line: List[str], env: dict, workdir: str, log_path: str):
         """The task's process, which dies with the launcher, in a session of its own (a terminal's
@@ -397,7 +399,8 @@ class Run:
         else:
             uri = python_value(source.get("constantValue", source.get("constant")))
         (key, definition), = component["outputDefinitions"]["artifacts"].items()
-        artifact = {"name": self._artifact_name(name, key), "type": importer.get("typeSchema") or definition["artifactType"],
+        artifact = {"name": self._artifact_name(name, key),
+                    "type": importer.get("typeSchema") or definition["artifactType"],
                     "uri": in_checkout(uri), "metadata": importer.get("metadata", {})}
         return self._finish(name, "SUCCEEDED", {key: [self._add_artifact(name, key, artifact)]})
 

@@ -121,7 +121,8 @@ def _check_inputs(pipeline: dict, name: str, task: dict, component: dict) -> Non
             raise SpecError(name, f"input artifact {key!r} is not one of its component's inputs")
         if "taskOutputArtifact" not in source:
             raise SpecError(name, f"input artifact {key!r}: only taskOutputArtifact inputs are supported")
-        producer, output = source["taskOutputArtifact"]["producerTask"], source["taskOutputArtifact"]["outputArtifactKey"]
+        producer = source["taskOutputArtifact"]["producerTask"]
+        output = source["taskOutputArtifact"]["outputArtifactKey"]
         if producer not in pipeline["root"]["dag"]["tasks"]:
             raise SpecError(name, f"input artifact {key!r} comes from task {producer!r}, which is not in the DAG")
         if output not in _component(pipeline, producer).get("outputDefinitions", {}).get("artifacts", {}):
