@@ -3,13 +3,17 @@ machines, a TPU), which worker is the chief, and on a CPU the parallel branches 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import tempfile
+from typing import Callable, Iterator
 
 import tensorflow as tf
 
-from core.errors import UsageError
+from core.errors import UsageError, UserError
+from training.checkpoints import newest_checkpoint
 from training.config import TrainConfig
 
 
@@ -122,3 +126,45 @@ def agreed(strategy: tf.distribute.Strategy, flags):
 @tf.function
 def _sum_across_replicas(strategy, flags):
     return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, args=(flags,)), axis=None)
+
+
+class WorkerLost(UserError):
+    """A worker of a multi-worker training failed, was preempted or crashed, and the others stopped
+    with it: TensorFlow's collectives fail in them (UnavailableError) once the coordination service
+    misses the worker's heartbeat (~10 s), or at once when its connection closes. One line naming the
+    worker and the checkpoint to continue from, instead of TensorFlow's traceback. Its arguments are
+    its state, so that it pickles whole (the training process sends it to its parent so)."""
+
+    def __init__(self, detail: str, iteration: int, checkpoint: str = "",
+                 advice: str = "continue it with --init_from=resume"):
+        super().__init__(detail, iteration, checkpoint, advice)
+        self.detail, self.iteration, self.checkpoint, self.advice = detail, iteration, checkpoint, advice
+
+    def __str__(self):
+        then = f"its newest checkpoint is {self.checkpoint}: {self.advice}" if self.checkpoint else \
+            "it saved no checkpoint: run again to train anew"
+        return f"the training lost a worker at iteration {self.iteration}: {self.detail}; {then}"
+
+
+def _lost_worker(message: str) -> str:
+    """Which worker a collective's failure names, and how it was lost."""
+    heartbeat = re.search(r"Task (\S+) heartbeat timeout", message)
+    if heartbeat:
+        return f"{heartbeat[1]} stopped answering (its heartbeat timed out: it failed, was preempted or crashed)"
+    aborted = re.search(r"aborted by: ([^\n]*)", message)
+    remote = re.search(r"from remote target (\S+)", message)
+    reason = aborted[1].strip() if aborted else message.strip().splitlines()[0]
+    return f"{remote[1]} is gone ({reason})" if remote else reason
+
+
+@contextlib.contextmanager
+def losing_a_worker_ends_it(workers: int, out_dir: str, iteration: Callable[[], int]) -> Iterator[None]:
+    """Around a multi-worker training's loop: a lost worker (a collective's UnavailableError or
+    AbortedError) ends it with WorkerLost, naming iteration() and out_dir's newest checkpoint."""
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
+        if workers == 1:
+            raise
+        newest = newest_checkpoint(out_dir)
+        raise WorkerLost(_lost_worker(e.message), iteration(), newest[0] if newest else "") from e

@@ -29,7 +29,8 @@ import numpy as np
 import tensorflow as tf
 
 from training import batches, checkpoint_shape, devices, divergence, stopping
-from training.distribution import agreed, branch_rows, cpu_branches, is_chief, make_strategy, num_workers, worker_dir
+from training.distribution import (agreed, branch_rows, cpu_branches, is_chief, losing_a_worker_ends_it, make_strategy,
+                                   num_workers, worker_dir)
 from core import files
 from training.checkpoints import Progress, RunCheckpoints, newest_checkpoint
 from training.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TENSORBOARD_DIR, TOKENIZER_FILE,
@@ -371,7 +372,8 @@ class Trainer:
         self._iterator = iterator = self.dataset_iterator(iter_num)
         self._start_run()
         self._loop_started = time.monotonic()
-        with self._writer.as_default() if self._writer else contextlib.nullcontext():
+        with self._writer.as_default() if self._writer else contextlib.nullcontext(), \
+                losing_a_worker_ends_it(self.workers, self.cfg.out_dir, lambda: int(self.iter_num.numpy())):
             while True:
                 lr = self.learning_rate(iter_num)
                 self._between_iterations(iter_num)

@@ -14,6 +14,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--bias=False",
@@ -42,6 +43,7 @@ def _worker_main(out_dir, text_file, strategy, until_stopped=""):
 
     from training import stopping
     from training.config import make_config, parse_overrides
+    from training.distribution import WorkerLost
     from training.train import Trainer
 
     overrides = parse_overrides(TINY)
@@ -56,6 +58,8 @@ def _worker_main(out_dir, text_file, strategy, until_stopped=""):
             trainer.run()
         except stopping.TrainingStopped as e:
             print(f"stopped at {e.iteration} by {e.signal_name}: {e.checkpoint}", flush=True)
+        except WorkerLost as e:
+            print(f"lost: {e}", flush=True)
         return
     trainer.run()
     task = json.loads(os.environ.get("TF_CONFIG", '{"task": {"index": "single"}}'))["task"]["index"]
@@ -151,11 +155,8 @@ def test_kill_during_step_and_during_save_then_resume(tmp_path, shakespeare_text
     assert result["iter_num"] == step + 4
 
 
-def test_sigterm_to_one_worker_stops_every_worker_at_the_same_iteration(tmp_path, shakespeare_text):
-    """Two workers; SIGTERM to the second (not the chief) mid-training: they agree on the iteration,
-    where they all take part in its checkpoint, which the chief keeps."""
-    from training.checkpoints import newest_checkpoint
-
+def _two_workers_at_iter_3(tmp_path, shakespeare_text):
+    """Two workers training until stopped (this file as a module), once the second has logged iteration 3."""
     text = tmp_path / "small.txt"
     text.write_text(shakespeare_text[:20000], encoding="utf-8")
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
@@ -166,6 +167,15 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_iteration(tmp_path
     for line in workers[1].stdout:
         if line.startswith("iter 3:"):
             break
+    return workers
+
+
+def test_sigterm_to_one_worker_stops_every_worker_at_the_same_iteration(tmp_path, shakespeare_text):
+    """Two workers; SIGTERM to the second (not the chief) mid-training: they agree on the iteration,
+    where they all take part in its checkpoint, which the chief keeps."""
+    from training.checkpoints import newest_checkpoint
+
+    workers = _two_workers_at_iter_3(tmp_path, shakespeare_text)
     workers[1].send_signal(signal.SIGTERM)
     logs = [w.communicate(timeout=300)[0] for w in workers]
     stops = [re.findall(r"^stopped at (\d+) by (.+): (\S+)$", log, re.M) for log in logs]
@@ -173,6 +183,24 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_iteration(tmp_path
     (chief_at, chief_by, checkpoint), (worker_at, worker_by, _) = stops[0][0], stops[1][0]
     assert chief_at == worker_at and (chief_by, worker_by) == ("another worker's stop", "SIGTERM")
     assert newest_checkpoint(str(tmp_path / "run")) == (checkpoint, int(chief_at))
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_worker_killed_mid_training_ends_the_others_with_one_line(tmp_path, shakespeare_text, victim):
+    """kill -9 of one worker of two (a node that dies, a pod preempted without notice), the other or
+    the chief: the one left ends within seconds, with one line naming the worker lost (the chief: by
+    its heartbeat, which the coordination service misses; the other: by the closed connection)."""
+    workers = _two_workers_at_iter_3(tmp_path, shakespeare_text)
+    killed = time.monotonic()
+    workers[victim].kill()
+    left = workers[1 - victim]
+    log, _ = left.communicate(timeout=120)
+    workers[victim].wait()
+    assert left.returncode == 0 and time.monotonic() - killed < 60, log[-3000:]
+    [lost] = re.findall(r"^lost: (.*)$", log, re.M)
+    how = "stopped answering (its heartbeat timed out" if victim == 1 else "is gone ("
+    assert re.match(rf"the training lost a worker at iteration \d+: /job:worker/replica:0/task:{victim} "
+                    rf"{re.escape(how)}.*; it saved no checkpoint: run again to train anew$", lost), lost
 
 
 if __name__ == "__main__":

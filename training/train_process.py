@@ -255,6 +255,7 @@ def _run(request_path: str, stop) -> bool:
         import tensorflow as tf
 
         from training.config import CHECKPOINT_DIR, TrainConfig
+        from training.distribution import WorkerLost
         from training.stopping import TrainingStopped
         from training.train import Trainer
 
@@ -265,6 +266,8 @@ def _run(request_path: str, stop) -> bool:
             result = trainer.run()
         except TrainingStopped as e:  # the pipeline's Trainer continues it when run again
             raise TrainingStopped(e.signal_name, e.iteration, e.checkpoint, CONTINUE_ADVICE) from None
+        except WorkerLost as e:  # so is one that lost a worker
+            raise WorkerLost(e.detail, e.iteration, e.checkpoint, CONTINUE_ADVICE) from e.__cause__
         weights = tf.train.latest_checkpoint(os.path.join(cfg.out_dir, CHECKPOINT_DIR)) if trainer.chief else None
         if trainer.chief and not weights:  # no checkpoint saved: export the final weights
             weights = tf.train.Checkpoint(model=trainer.model).write(os.path.join(scratch, FINAL_WEIGHTS))

@@ -103,6 +103,19 @@ def test_a_failed_training_process_is_one_line_naming_its_error_and_run_director
     error = train_process._failure(2, {"error": {"module": "training.divergence", "type": "TrainingDiverged",
                                                  "message": "training diverged at iter 3", "user_error": True}}, "d")
     assert type(error) is TrainingDiverged and str(error) == "training diverged at iter 3"
+    # one pickled whole, with its state (a lost worker's iteration and checkpoint, as the child sends it)
+    import base64
+    import pickle
+
+    from training.distribution import WorkerLost
+
+    lost = WorkerLost("/job:worker/replica:0/task:1 stopped answering", 4, "d/ckpt-2", train_process.CONTINUE_ADVICE)
+    error = train_process._failure(2, {"error": {"module": "training.distribution", "type": "WorkerLost",
+                                                 "message": str(lost), "user_error": True,
+                                                 "pickled": base64.b64encode(pickle.dumps(lost)).decode()}}, "d")
+    assert type(error) is WorkerLost and (error.iteration, error.checkpoint) == (4, "d/ckpt-2")
+    assert str(error) == str(lost) and str(error).endswith("its newest checkpoint is d/ckpt-2: run the same "
+                                                           "command again to continue from it")
     assert str(train_process._failure(-9, None, str(tmp_path))) == (
         f"the training process of {tmp_path} was killed by SIGKILL; nothing was published from it: run again to train "
         f"anew")
