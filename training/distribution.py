@@ -7,17 +7,22 @@ import contextlib
 import json
 import os
 import re
+import socket
 import tempfile
-from typing import Callable, Iterator
+import time
+from typing import Callable, Dict, Iterator
 
 import tensorflow as tf
 
-from core.errors import UsageError, UserError
+from core.errors import Terminated, UsageError, UserError
 from training.checkpoints import newest_checkpoint
 from training.config import TrainConfig
 
 
-def make_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
+def make_strategy(cfg: TrainConfig, log=print, stop=None) -> tf.distribute.Strategy:
+    """The strategy cfg names (auto: from TF_CONFIG, the TPU setting and the GPUs). log: where the
+    chief of a multi-worker training says whom it waits for; stop: its StopRequest
+    (training/stopping.py), which ends that wait."""
     name = cfg.strategy
     if name == "auto":
         tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
@@ -35,6 +40,8 @@ def make_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
+        if chief_by_tf_config() and cfg.worker_wait_minutes:
+            wait_for_workers(cfg.worker_wait_minutes, log, stop)
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=cfg.tpu or None)
@@ -42,6 +49,64 @@ def make_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise UsageError(f"unknown strategy {name!r}")
+
+
+class WorkersMissing(UserError):
+    """Workers of TF_CONFIG's cluster that did not start within worker_wait_minutes."""
+
+
+def _other_workers() -> Dict[str, str]:
+    """The other tasks of TF_CONFIG's cluster that train ("chief", "worker"): {"worker 1": "host:port"}."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    me = tf_config.get("task", {})
+    return {f"{job} {index}": address for job, addresses in tf_config.get("cluster", {}).items()
+            if job in ("chief", "worker") for index, address in enumerate(addresses)
+            if (job, index) != (me.get("type"), int(me.get("index", 0)))}
+
+
+def _not_listening(addresses: Dict[str, str]) -> Dict[str, str]:
+    """Those of addresses where nothing accepts a connection yet, with why."""
+    missing = {}
+    for name, address in addresses.items():
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+        except OSError as e:
+            missing[name] = f"{address}: {e.strerror or e}"
+    return missing
+
+
+def wait_for_workers(minutes: float, log=print, stop=None, poll_seconds: float = 1.0,
+                     say_every: float = 30.0) -> None:
+    """On the chief, before the strategy starts: wait until every other worker of TF_CONFIG listens
+    (each does once its own strategy is starting), saying which are missing every say_every
+    seconds; WorkersMissing after `minutes`; a stop asked meanwhile (stop.signal) ends the wait as
+    Ctrl-C or SIGTERM ends a command. TensorFlow's own wait, in the strategy's start, has no end here
+    and holds Python's lock (no Ctrl-C, no SIGTERM handled), so a worker that never starts (a wrong
+    address in TF_CONFIG, a pod not scheduled) would leave the chief waiting silently for ever."""
+    started = time.monotonic()
+    said = started
+    while True:
+        if stop is not None and stop.signal:
+            raise Terminated() if stop.signal == "SIGTERM" else KeyboardInterrupt()
+        missing = _not_listening(_other_workers())
+        if not missing:
+            return
+        waited = time.monotonic() - started
+        if waited >= 60 * minutes:
+            raise WorkersMissing(f"the training's other workers did not all start within {minutes:g} minutes: "
+                                 f"{_listed(missing)}; check that each runs with the same TF_CONFIG cluster and "
+                                 f"that this machine reaches its address, or wait longer with "
+                                 f"--worker_wait_minutes")
+        if time.monotonic() - said >= say_every:
+            said = time.monotonic()
+            log(f"waiting {waited:.0f} s of {60 * minutes:g} s for the training's other workers to start: "
+                f"{_listed(missing)}")
+        time.sleep(poll_seconds)
+
+
+def _listed(missing: Dict[str, str]) -> str:
+    return ", ".join(f"{name} at {why}" for name, why in missing.items())
 
 
 def chief_by_tf_config() -> bool:

@@ -163,7 +163,7 @@ class Trainer:
         self.loop_ended = 0.0
         notes = []  # said after the devices, which the first line names
         self.branches = cpu_branches(cfg, notes.append)
-        self.strategy = strategy or make_strategy(cfg)
+        self.strategy = strategy or make_strategy(cfg, log, stop)
         self.devices, detected_peak = devices.describe(self.strategy)
         self.peak_flops = cfg.peak_flops or detected_peak  # 0.0: no MFU (a CPU, or a device not in the table)
         log(f"training on {self.devices}" + (f"; MFU of a {self.peak_flops:.3g} FLOP/s peak" if self.peak_flops
