@@ -92,9 +92,14 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
 
 def read_start(start: str) -> str:
     """The prompt text: `start` itself, or the contents of the file named by "FILE:path"."""
-    if start.startswith("FILE:"):
-        from core.errors import MissingFile, UsageError, one_line
+    from core.errors import MissingFile, UsageError, one_line
 
+    try:
+        start.encode("utf-8")
+    except UnicodeEncodeError:  # bytes of the command line that are not UTF-8 (Python keeps them as surrogates)
+        shown = start.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise UsageError(f"--start={shown}: not UTF-8 text") from None
+    if start.startswith("FILE:"):
         path = start[len("FILE:"):]
         try:
             with open(path, encoding="utf-8") as f:

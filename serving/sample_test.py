@@ -115,7 +115,7 @@ def test_bad_options_are_named():
         load_for_sampling("no/such/dir")
 
 
-def test_offline_a_released_gpt2_and_a_missing_prompt_file_are_one_line_each(run_dir, tmp_path):
+def test_offline_a_released_gpt2_a_missing_prompt_file_and_a_prompt_not_utf8_are_one_line_each(run_dir, tmp_path):
     """No network here: the hub's requests go to a closed local port."""
     import subprocess
     import sys
@@ -128,7 +128,9 @@ def test_offline_a_released_gpt2_and_a_missing_prompt_file_are_one_line_each(run
              "hub's cache, and the hub (https://huggingface.co) cannot be reached (ProxyError); offline, name a "
              "local Hugging Face GPT-2 directory instead"),
             ([f"--init_from={run_dir.out_dir}", f"--start=FILE:{tmp_path}/prompt.txt"],
-             f"error: --start=FILE:{tmp_path}/prompt.txt: no such file")):
+             f"error: --start=FILE:{tmp_path}/prompt.txt: no such file"),
+            ([f"--init_from={run_dir.out_dir}", b"--start=ROMEO\xff:"],  # a shell's bytes that are not UTF-8
+             "error: --start=ROMEO\\xff:: not UTF-8 text")):
         done = subprocess.run([sys.executable, "-m", "serving.sample", *args], cwd=repo, env=offline,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and done.stderr == f"python -m serving.sample: {line}\n", done.stderr
