@@ -33,7 +33,7 @@ def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
     os.makedirs(os.path.join(run_dir, "tensorboard"))  # the training logs, which the summary names
     _store_with(str(out / "metadata.sqlite"), [
         ("ModelEvaluation", str(out / "LMEvaluator" / "evaluation" / "5"),
-         {"candidate_val_loss": 1.9, "candidate_train_loss": 1.8}),
+         {"candidate_val_loss": 1.905437123, "candidate_train_loss": 1.8, "candidate_val_bpb": "nan"}),
         ("ModelRun", run_dir, {}),
         ("ModelBlessing", str(out / "blessing"), {"blessed": 1}),
         ("InfraBlessing", str(out / "infra"), {"blessed": 1, "infra_check_seconds": 21.5, "infra_checked": 1,
@@ -43,6 +43,7 @@ def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
     ])
     summary = metadata.run_summary(str(out / "metadata.sqlite")).splitlines()
     quoted = f"'{out}"
+    assert summary[0].startswith("evaluation: val loss 1.9054, train loss 1.8000, val bpb nan (unigram baseline None)")
     assert f"report {quoted}/LMEvaluator/evaluation/5/report.md'" in summary[0]
     assert summary[1] == f"loss curves: {quoted}/LMEvaluator/evaluation/5/loss_curves.png'"
     assert summary[2] == f"training logs: tensorboard --logdir '{run_dir}/tensorboard'"

@@ -200,9 +200,11 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
     lines = []
     if evaluation is not None:
         uri, values = evaluation
-        lines.append(f"evaluation: val loss {values.get('candidate_val_loss')}, "
-                     f"train loss {values.get('candidate_train_loss')}, val bpb {values.get('candidate_val_bpb')} "
-                     f"(unigram baseline {values.get('unigram_val_bpb')}); "
+        # as the LMEvaluator's lines give them (ML Metadata and a Kubeflow run's record keep other digits)
+        figure = {key: f"{value:.4f}" if isinstance(value, float) else str(value) for key, value in values.items()}
+        lines.append(f"evaluation: val loss {figure.get('candidate_val_loss')}, "
+                     f"train loss {figure.get('candidate_train_loss')}, val bpb {figure.get('candidate_val_bpb')} "
+                     f"(unigram baseline {figure.get('unigram_val_bpb')}); "
                      f"report {shlex.quote(os.path.join(uri, REPORT_FILE))}")
         lines.append(f"loss curves: {shlex.quote(os.path.join(uri, PLOT_FILE))}")
     tensorboard_logs = os.path.join(model_run_uri, TENSORBOARD_DIR) if model_run_uri else None
