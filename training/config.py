@@ -73,7 +73,7 @@ class TrainConfig(Settings):
                                     "names several workers, mirrored with several GPUs, else one device",
                             choices=STRATEGIES)
     tpu: str = setting("", "TPU name or address for strategy=tpu ('local' on a TPU VM)")
-    worker_wait_minutes: float = setting(10.0, "multi_worker: how long the chief waits for the other workers of "
+    worker_wait_minutes: float = setting(10.0, "multi_worker: how long each worker waits for the others of "
                                                "TF_CONFIG to start before it stops, naming those missing (0: "
                                                "TensorFlow's own wait, without end)", minimum=0)
     dtype: str = setting("float32", "compute precision (float16 with dynamic loss scaling)", choices=DTYPES)

@@ -10,7 +10,7 @@ import re
 import socket
 import tempfile
 import time
-from typing import Callable, Dict, Iterator
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import tensorflow as tf
 
@@ -21,7 +21,7 @@ from training.config import TrainConfig
 
 def make_strategy(cfg: TrainConfig, log=print, stop=None) -> tf.distribute.Strategy:
     """The strategy cfg names (auto: from TF_CONFIG, the TPU setting and the GPUs). log: where the
-    chief of a multi-worker training says whom it waits for; stop: its StopRequest
+    worker of a multi-worker training says whom it waits for; stop: its StopRequest
     (training/stopping.py), which ends that wait."""
     name = cfg.strategy
     if name == "auto":
@@ -40,7 +40,7 @@ def make_strategy(cfg: TrainConfig, log=print, stop=None) -> tf.distribute.Strat
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        if chief_by_tf_config() and cfg.worker_wait_minutes:
+        if cfg.worker_wait_minutes:
             wait_for_workers(cfg.worker_wait_minutes, log, stop)
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
@@ -55,13 +55,30 @@ class WorkersMissing(UserError):
     """Workers of TF_CONFIG's cluster that did not start within worker_wait_minutes."""
 
 
-def _other_workers() -> Dict[str, str]:
-    """The other tasks of TF_CONFIG's cluster that train ("chief", "worker"): {"worker 1": "host:port"}."""
+def _workers() -> Tuple[Optional[str], Dict[str, str]]:
+    """This task's address in TF_CONFIG's cluster (None if it names none), and those of the other
+    tasks that train ("chief", "worker"): {"worker 1": "host:port", ...}."""
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
     me = tf_config.get("task", {})
-    return {f"{job} {index}": address for job, addresses in tf_config.get("cluster", {}).items()
-            if job in ("chief", "worker") for index, address in enumerate(addresses)
-            if (job, index) != (me.get("type"), int(me.get("index", 0)))}
+    mine = (me.get("type"), int(me.get("index", 0)))
+    tasks = {(job, index): address for job, addresses in tf_config.get("cluster", {}).items()
+             if job in ("chief", "worker") for index, address in enumerate(addresses)}
+    return tasks.get(mine), {f"{job} {index}": address for (job, index), address in tasks.items()
+                             if (job, index) != mine}
+
+
+@contextlib.contextmanager
+def _holding_port(address: str) -> Iterator[None]:
+    """This worker's port (of its TF_CONFIG address) listened on for the block, so that the other
+    workers, which wait for it, see it start; given back before the strategy binds it. A port that
+    cannot be bound now (in use) is left to the strategy to report."""
+    try:
+        placeholder = socket.create_server(("", int(address.rpartition(":")[2])), reuse_port=False)
+    except (OSError, ValueError):
+        yield
+        return
+    with placeholder:
+        yield
 
 
 def _not_listening(addresses: Dict[str, str]) -> Dict[str, str]:
@@ -78,18 +95,25 @@ def _not_listening(addresses: Dict[str, str]) -> Dict[str, str]:
 
 def wait_for_workers(minutes: float, log=print, stop=None, poll_seconds: float = 1.0,
                      say_every: float = 30.0) -> None:
-    """On the chief, before the strategy starts: wait until every other worker of TF_CONFIG listens
-    (each does once its own strategy is starting), saying which are missing every say_every
-    seconds; WorkersMissing after `minutes`; a stop asked meanwhile (stop.signal) ends the wait as
-    Ctrl-C or SIGTERM ends a command. TensorFlow's own wait, in the strategy's start, has no end here
-    and holds Python's lock (no Ctrl-C, no SIGTERM handled), so a worker that never starts (a wrong
-    address in TF_CONFIG, a pod not scheduled) would leave the chief waiting silently for ever."""
+    """On each worker, before the strategy starts: listen on its own port, and wait until every other
+    worker of TF_CONFIG listens on its own (its wait, or its strategy starting), saying which are
+    missing every say_every seconds; WorkersMissing after `minutes`; a stop asked meanwhile
+    (stop.signal) ends the wait as Ctrl-C or SIGTERM ends a command. TensorFlow's own wait, in the
+    strategy's start, has no end here and holds Python's lock (no Ctrl-C, no SIGTERM handled), so a
+    worker that never starts (a wrong address in TF_CONFIG, a pod not scheduled) would leave the
+    others waiting silently for ever."""
+    mine, others = _workers()
+    with _holding_port(mine) if mine else contextlib.nullcontext():
+        _wait_for(others, minutes, log, stop, poll_seconds, say_every)
+
+
+def _wait_for(others: Dict[str, str], minutes: float, log, stop, poll_seconds: float, say_every: float) -> None:
     started = time.monotonic()
     said = started
     while True:
         if stop is not None and stop.signal:
             raise Terminated() if stop.signal == "SIGTERM" else KeyboardInterrupt()
-        missing = _not_listening(_other_workers())
+        missing = _not_listening(others)
         if not missing:
             return
         waited = time.monotonic() - started

@@ -78,12 +78,13 @@ def test_multi_worker_mirrored_matches_one_process(tmp_path, shakespeare_text):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     worker = [sys.executable, "-m", "training.train_distributed_test"]
     workers = []
-    for index in range(2):  # the second a few seconds after the chief, which waits for it
+    for index in (1, 0):  # the chief a few seconds after the other, which waits for it
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         workers.append(subprocess.Popen(
             [*worker, str(tmp_path / "mw"), str(text), "multi_worker"], cwd=REPO,
             env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        time.sleep(5 * (index == 0))
+        time.sleep(5 * (index == 1))
+    workers.reverse()  # the chief's first
     single = subprocess.run([*worker, str(tmp_path / "one"), str(text), "default"], cwd=REPO, env=_env(),
                             capture_output=True, text=True, timeout=600)
     logs = [w.communicate(timeout=600)[0] for w in workers]
@@ -99,23 +100,24 @@ def test_multi_worker_mirrored_matches_one_process(tmp_path, shakespeare_text):
     np.testing.assert_allclose(_losses(logs[0]), _losses(single.stdout), atol=1e-4)
 
 
-def test_a_chief_whose_workers_never_start_stops_with_one_line(tmp_path, shakespeare_text):
-    """TF_CONFIG names a worker that never starts (a wrong address, a pod never scheduled): the chief
-    stops after --worker_wait_minutes with one line naming it (TensorFlow alone waits without end,
-    deaf to Ctrl-C and SIGTERM)."""
+@pytest.mark.parametrize("alone", [0, 1])
+def test_a_worker_whose_other_worker_never_starts_stops_with_one_line(tmp_path, shakespeare_text, alone):
+    """TF_CONFIG names a worker that never starts (a wrong address, a pod never scheduled): the one
+    that runs, the chief or the other, stops after --worker_wait_minutes with one line naming it
+    (TensorFlow alone waits without end, deaf to Ctrl-C and SIGTERM)."""
     text = tmp_path / "small.txt"
     text.write_text(shakespeare_text[:20000], encoding="utf-8")
-    chief, missing = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{chief}", f"127.0.0.1:{missing}"]}
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": alone}})
     started = time.monotonic()
-    alone = subprocess.run(_train_command(tmp_path / "run", text, "--worker_wait_minutes=0.05"), cwd=REPO,
-                           env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})),
-                           capture_output=True, text=True, timeout=120)
-    assert alone.returncode == 2 and time.monotonic() - started < 60, alone.stderr[-3000:]
-    assert alone.stderr.splitlines()[-1] == (
+    done = subprocess.run(_train_command(tmp_path / "run", text, "--worker_wait_minutes=0.05"), cwd=REPO,
+                          env=_env(TF_CONFIG=tf_config), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and time.monotonic() - started < 60, done.stderr[-3000:]
+    assert done.stderr.splitlines()[-1] == (
         f"python -m training.train: error: the training's other workers did not all start within 0.05 minutes: "
-        f"worker 1 at 127.0.0.1:{missing}: Connection refused; check that each runs with the same TF_CONFIG "
-        f"cluster and that this machine reaches its address, or wait longer with --worker_wait_minutes")
+        f"worker {1 - alone} at 127.0.0.1:{ports[1 - alone]}: Connection refused; check that each runs with the same "
+        f"TF_CONFIG cluster and that this machine reaches its address, or wait longer with --worker_wait_minutes")
 
 
 def _train_command(out_dir, text_file, *extra):
