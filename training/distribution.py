@@ -1,5 +1,7 @@
 """Where a training runs: the tf.distribute strategy (one device, the GPUs of a machine, several
-machines, a TPU), which worker is the chief, and on a CPU the parallel branches of a micro-batch."""
+machines, a TPU), which worker is the chief, and on a CPU the parallel branches of a micro-batch.
+Several workers first wait for each other, within worker_wait_minutes (wait_for_workers), and a
+worker lost mid-training ends the others with one line (losing_a_worker_ends_it, WorkerLost)."""
 
 from __future__ import annotations
 
