@@ -62,6 +62,16 @@ def die_with_parent(parent: int) -> None:
         threading.Thread(target=watch, daemon=True).start()
 
 
+def route_stopping(handler) -> Callable[[], None]:
+    """SIGTERM and SIGINT to `handler` from now on (a function, or signal.SIG_DFL), in the main thread
+    only, where Python runs signal handlers (elsewhere nothing changes); the function that puts the
+    previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {s: signal.signal(s, handler) for s in STOPPING}
+    return lambda: [signal.signal(s, old) for s, old in previous.items()]
+
+
 @contextlib.contextmanager
 def held_in_children() -> Iterator[None]:
     """For the block, SIGTERM and SIGINT are held (blocked) in the calling thread, so that a process
@@ -104,15 +114,11 @@ def passing_on(asked: List[int]) -> Iterator[Callable[[subprocess.Popen], None]]
         if children:
             children[0].send_signal(signum)
 
-    if threading.current_thread() is not threading.main_thread():
-        yield started
-        return
-    previous = {s: signal.signal(s, pass_on) for s in STOPPING}
+    restore = route_stopping(pass_on)
     try:
         yield started
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        restore()
 
 
 def stop_on_sigterm() -> None:
@@ -134,12 +140,8 @@ def ending_at_once() -> Iterator[None]:
     """For the block, SIGINT and SIGTERM end the process at once (their default action): for a long
     call into TensorFlow (a whole generation is one call), during which Python runs no signal
     handler, so that Ctrl-C would wait for the call's end. In the main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, signal.SIG_DFL) for s in STOPPING}
+    restore = route_stopping(signal.SIG_DFL)
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        restore()

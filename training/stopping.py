@@ -10,11 +10,10 @@ group reaches it twice, directly and from its parent; the parent is the one that
 from __future__ import annotations
 
 import signal
-import threading
 from typing import Callable, Optional
 
 from core.errors import Interrupted
-from core.signals import STOPPING
+from core.signals import route_stopping
 
 
 class StopRequest:
@@ -34,19 +33,14 @@ class StopRequest:
 def install(request: StopRequest) -> Callable[[], None]:
     """Route SIGTERM and SIGINT to `request` (in the main thread only: Python delivers signals
     there); the function that puts the previous handlers back."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {s: signal.signal(s, request.ask) for s in STOPPING}
-    return lambda: [signal.signal(s, handler) for s, handler in previous.items()]
+    return route_stopping(request.ask)
 
 
 def reclaim(request: StopRequest) -> None:
     """Route SIGTERM and SIGINT to `request` again, once the distribution strategy has started:
     TensorFlow's coordination service of several workers installs a SIGTERM handler of its own (its
     preemption notifier, in C++), which Python's handler no longer sees."""
-    if threading.current_thread() is threading.main_thread():
-        for s in STOPPING:
-            signal.signal(s, request.ask)
+    route_stopping(request.ask)
 
 
 class TrainingStopped(Interrupted):
