@@ -305,4 +305,10 @@ def _main(argv, debug=False):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from core.console import exit_without_teardown
+
+    try:
+        main()
+    except SystemExit as stop:  # a user error's line, Ctrl-C, --help: reported's status
+        exit_without_teardown(stop.code)
+    exit_without_teardown(0)

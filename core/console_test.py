@@ -45,3 +45,24 @@ def test_ctrl_c_to_the_process_group_leaves_the_last_lines_reaching_the_terminal
     os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: every process of the group
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130 and err == "interrupted\n"
+
+
+def test_exit_without_teardown_does_what_a_normal_exit_does_first(tmp_path):
+    # a thread still writing, an exit function, stdout not yet flushed, and the stderr filter: all reach
+    # their end before the process does, and the status is sys.exit's
+    code = ("import atexit, os, sys, threading, time\n"
+            "from core.console import exit_without_teardown, quiet_tensorflow\nquiet_tensorflow()\n"
+            f"def late():\n    time.sleep(0.5)\n    open({str(tmp_path / 'thread')!r}, 'w').write('done')\n"
+            "threading.Thread(target=late).start()\n"
+            f"atexit.register(lambda: open({str(tmp_path / 'atexit')!r}, 'w').write('ran'))\n"
+            "sys.stdout.write('no newline, not flushed')\nos.write(2, b'a line through the filter\\n')\n"
+            "exit_without_teardown(sys.argv[1] if sys.argv[1] != '3' else 3)\n")
+    for argument, status, last_line in (("3", 3, None), ("one line", 1, "one line")):
+        result = subprocess.run([sys.executable, "-c", code, argument], cwd=REPO, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == status
+        assert result.stdout == "no newline, not flushed"
+        assert result.stderr.splitlines() == ["a line through the filter"] + ([last_line] if last_line else [])
+        assert (tmp_path / "thread").read_text() == "done" and (tmp_path / "atexit").read_text() == "ran"
+        (tmp_path / "thread").unlink()
+        (tmp_path / "atexit").unlink()
