@@ -57,6 +57,19 @@ def vocab_size(cfg: TrainConfig, tokenizer_json: Optional[dict]) -> int:
     return PADDED_VOCAB_SIZE  # GPT-2 BPE, padded to a multiple of 64 for efficiency, as nanoGPT
 
 
+def write_run_settings(out_dir: str, model_config: Optional[GPTConfig] = None, cfg: Optional[TrainConfig] = None,
+                       tokenizer_json: Optional[dict] = None) -> None:
+    """A run's settings beside its checkpoints, those given: the model's shape (MODEL_CONFIG_FILE),
+    the training's settings (TRAIN_CONFIG_FILE) and the tokenizer (TOKENIZER_FILE), which
+    `init_from=resume`, sampling and the export read back."""
+    records = ((MODEL_CONFIG_FILE, model_config.to_dict() if model_config else None),
+               (TRAIN_CONFIG_FILE, cfg.to_dict() if cfg else None), (TOKENIZER_FILE, tokenizer_json))
+    written = [(name, record) for name, record in records if record is not None]
+    with writing(" and ".join(name for name, _ in written) + f" in {out_dir}"):
+        for name, record in written:
+            files.write_json(os.path.join(out_dir, name), record)
+
+
 def build_model(cfg: TrainConfig, tokenizer_json: Optional[dict]):
     """(model, start iteration) for cfg.init_from: from scratch or a GPT-2 checkpoint at 0; on
     resume the saved model's shape, its iteration (None) read with the checkpoint later."""
@@ -213,7 +226,7 @@ class Trainer:
         self.train_data = TokenStream(load_split(data_dir, TRAIN, log=self.log), cfg.block_size, TRAIN)
         self.val_data = TokenStream(load_split(data_dir, VAL, log=self.log), cfg.block_size, VAL)
         if self.chief and self.tokenizer_json:
-            files.write_json(os.path.join(cfg.out_dir, TOKENIZER_FILE), self.tokenizer_json)
+            write_run_settings(cfg.out_dir, tokenizer_json=self.tokenizer_json)
 
     def _build_state(self) -> None:
         """The model, optimizer, counters and their checkpoint manager, under the strategy."""
@@ -266,9 +279,7 @@ class Trainer:
         """Save the run's state at iteration `number` (training/checkpoints.py: an evaluation's
         checkpoint, or the latest one between evaluations)."""
         if self.chief:
-            with writing(f"{MODEL_CONFIG_FILE} and {TRAIN_CONFIG_FILE} in {self.cfg.out_dir}"):
-                files.write_json(os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE), self.model.config.to_dict())
-                files.write_json(os.path.join(self.cfg.out_dir, TRAIN_CONFIG_FILE), self.cfg.to_dict())
+            write_run_settings(self.cfg.out_dir, self.model.config, self.cfg)
         started = time.monotonic()
         path = self.checkpoints.save(number, between_evaluations)
         self._last_checkpoint = time.monotonic()

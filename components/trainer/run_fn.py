@@ -173,13 +173,10 @@ def _as_it_is(cfg, tokenizer_json, run_dir: str):
     it is), with the run's settings in run_dir. No training process and no evaluation here: the
     pipeline's LMEvaluator evaluates the exported model (the preset's eval_batches of each split, as
     nanoGPT's eval_iters), which a training process would have done first, the same work twice."""
-    from training.train import build_model
+    from training.train import build_model, write_run_settings
 
     model, _ = build_model(cfg, tokenizer_json)
-    with writing(f"the run's settings in {run_dir}"):
-        for name, record in ((MODEL_CONFIG_FILE, model.config.to_dict()), (TRAIN_CONFIG_FILE, cfg.to_dict()),
-                             (TOKENIZER_FILE, tokenizer_json)):
-            files.write_json(os.path.join(run_dir, name), record)
+    write_run_settings(run_dir, model.config, cfg, tokenizer_json)
     print(f"eval_only: nothing trains; the model of init_from={cfg.init_from} is exported as it is, and the "
           f"LMEvaluator evaluates it", flush=True)
     return train_process.Outcome(chief=True, result={}, history=[], train_losses=[],
