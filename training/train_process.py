@@ -112,9 +112,12 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
             for stream in streams:
                 stream.join(timeout=_STOP_TIMEOUT_S)
     reported = files.read_json(outcome_path, default=None)
-    if returncode == 0 and reported and "error" not in reported:
-        if asked:  # it ended before it saw the stop: this process still stops, as it was told
-            signal.raise_signal(asked[0])
+    finished = returncode == 0 and reported and "error" not in reported
+    # Asked to stop, it ended before it saw the stop (finished), or at the stop with nothing to report
+    # (before its training began: its wait for the other workers): this process still stops, as told.
+    if asked and (finished or reported is None):
+        signal.raise_signal(asked[0])
+    if finished:
         outcome = Outcome(**reported)
         outcome.times.update(exited=exited, output_closed=time.time())
         return outcome

@@ -88,6 +88,43 @@ def test_the_training_process_dies_with_its_parent(tmp_path, shakespeare_text):
     assert newest_checkpoint(str(tmp_path / "stopped" / "out")) == (checkpoint[2], int(checkpoint[1]))
 
 
+def test_a_stop_while_the_training_process_waits_for_its_other_workers_stops_the_parent(tmp_path, shakespeare_text):
+    """Ctrl-C while worker 0 of a multi-worker training waits for worker 1, which never starts: the
+    training process ends its wait with nothing to report, and the parent stops as it was told (one
+    stop line), not with a line calling the training process failed."""
+    import json
+    import socket
+
+    text_file = tmp_path / "input.txt"
+    text_file.write_text(shakespeare_text[:20000], encoding="utf-8")
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": 0}}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT.replace("batch_size=4)", "batch_size=4, strategy='multi_worker', "
+                                                               "worker_wait_minutes=5)"),
+         str(text_file), str(tmp_path / "out"), str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TF_CONFIG": json.dumps(tf_config)})
+    assert parent.stdout.readline() == "parent started\n"
+    waiting = time.monotonic() + 90
+    while time.monotonic() < waiting:  # worker 0 listens on its own port while it waits for worker 1
+        try:
+            socket.create_connection(("127.0.0.1", ports[0]), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        parent.kill()
+        pytest.fail(f"worker 0 never waited: {parent.communicate()[1][-3000:]}")
+    parent.send_signal(signal.SIGINT)
+    _, stderr = parent.communicate(timeout=60)
+    assert parent.returncode == 128 + signal.SIGINT, stderr[-3000:]
+    assert stderr.splitlines()[-1] == "parent: stopped by Ctrl-C (SIGINT)", stderr[-3000:]
+
 def test_a_failed_training_process_is_one_line_naming_its_error_and_run_directory(tmp_path, capfd):
     # a bug in the training process (here: no data named): its traceback streamed, then one line
     cfg = make_config("shakespeare_char", out_dir=str(tmp_path / "out"))
