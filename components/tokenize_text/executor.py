@@ -100,7 +100,9 @@ def text_summary(stats: Dict[str, Any], seconds: float) -> str:
             f"{stats['invalid_utf8_documents']} documents with invalid UTF-8 replaced by U+FFFD, "
             + (f"{refused} documents not UTF-8 text tokenized (accept_invalid_text), " if refused else "")
             + f"{stats['bom_dropped_documents']} byte-order marks dropped, {stats['crlf_normalized_lines']} CRLF "
-              f"line ends made LF, {stats['num_skipped_documents']} documents skipped")
+              f"line ends made LF, {stats['num_skipped_documents']} documents skipped"
+            + (f" ({stats['skipped_missing_text']} without text, {stats['skipped_empty']} empty)"
+               if stats["num_skipped_documents"] else ""))
 
 
 def check_text(stats: Dict[str, Any], cfg: Dict[str, Any]) -> None:

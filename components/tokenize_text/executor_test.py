@@ -189,7 +189,7 @@ def _dataset_expected(bpe, texts, val_fraction, seed, index=lambda row: row):
     return expected
 
 
-def test_local_parquet_dataset(tmp_path, hf_cache, shakespeare_text, bpe_dir, bpe):
+def test_local_parquet_dataset(tmp_path, hf_cache, shakespeare_text, bpe_dir, bpe, capfd):
     texts = [p for p in shakespeare_text.split("\n\n")][:60]
     texts[3], texts[4] = None, ""
     path = _write_dataset(str(tmp_path / "corpus.parquet"), texts)
@@ -200,6 +200,7 @@ def test_local_parquet_dataset(tmp_path, hf_cache, shakespeare_text, bpe_dir, bp
         assert chunks_by_doc(examples, split) == expected[split]
     assert prop(examples, "skipped_missing_text") == 1 and prop(examples, "skipped_empty") == 1
     assert prop(examples, "num_documents") == 58
+    assert capfd.readouterr().out.rstrip().endswith("2 documents skipped (1 without text, 1 empty)")
 
 
 def test_local_json_dataset_streamed(tmp_path, hf_cache, shakespeare_text, bpe_dir, bpe):

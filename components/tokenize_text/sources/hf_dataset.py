@@ -7,6 +7,8 @@ OpenWebText preset streams)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from typing import Iterator, List, Optional
 
@@ -37,6 +39,7 @@ def load_hf_dataset(cfg: dict):
     local dataset directory, or a hub name (with config, split, revision and optional streaming).
     A dataset's own loading script runs only with trust_remote_code (RemoteCodeRefused otherwise)."""
     import datasets
+    from datasets.exceptions import DatasetGenerationError
 
     name, split, streaming = cfg["dataset_name"], cfg["dataset_split"], cfg["streaming"]
     trusted = bool(cfg.get("trust_remote_code"))
@@ -46,22 +49,50 @@ def load_hf_dataset(cfg: dict):
     if not trusted and os.path.isfile(os.path.join(name, os.path.basename(name.rstrip("/")) + ".py")):
         raise refused  # datasets itself runs a script it once ran (by its content) without asking again
     try:
-        if os.path.isfile(name):
-            builder = DATASET_BUILDERS.get(os.path.splitext(name)[1].lower())
-            if builder is None:
-                raise UsageError(f"unknown dataset file type (known: {sorted(DATASET_BUILDERS)})")
-            return datasets.load_dataset(builder, data_files={split: name}, split=split, streaming=streaming)
-        if os.path.isfile(os.path.join(name, "dataset_info.json")):  # memory-mapped: streaming or not
-            ds = datasets.load_from_disk(name)
-            return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-        return datasets.load_dataset(name, cfg.get("dataset_config"), split=split, streaming=streaming,
-                                     revision=cfg.get("dataset_revision") or None, trust_remote_code=trusted)
+        with _errors_left_to_the_raise():
+            return _load(datasets, name, cfg, split, streaming, trusted)
     except Exception as e:  # datasets raises DatasetNotFoundError, FileNotFoundError, ValueError...
         if "trust_remote_code" in str(e) and not trusted:
             raise refused from None
-        raise DatasetNotLoaded(f"cannot load dataset_name={name!r} (config={cfg.get('dataset_config')!r}, "
-                               f"split={split!r}, revision={cfg.get('dataset_revision')!r}): "
-                               f"{type(e).__name__}: {' '.join(str(e).split())}") from e
+        # a file that does not parse: datasets' DatasetGenerationError says only that, its cause says where
+        reason = (e.__cause__ or e) if isinstance(e, DatasetGenerationError) else e
+        where = "" if os.path.isfile(name) else (f" (config={cfg.get('dataset_config')!r}, split={split!r}, "
+                                                 f"revision={cfg.get('dataset_revision')!r})")
+        raise DatasetNotLoaded(f"cannot load dataset_name={name!r}{where}: "
+                               f"{type(reason).__name__}: {' '.join(str(reason).split())}") from e
+
+
+def _load(datasets, name: str, cfg: dict, split: str, streaming: bool, trusted: bool):
+    if os.path.isfile(name):
+        builder = DATASET_BUILDERS.get(os.path.splitext(name)[1].lower())
+        if builder is None:
+            raise UsageError(f"unknown dataset file type (known: {sorted(DATASET_BUILDERS)})")
+        return datasets.load_dataset(builder, data_files={split: name}, split=split, streaming=streaming)
+    if os.path.isfile(os.path.join(name, "dataset_info.json")):  # memory-mapped: streaming or not
+        ds = datasets.load_from_disk(name)
+        return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
+    return datasets.load_dataset(name, cfg.get("dataset_config"), split=split, streaming=streaming,
+                                 revision=cfg.get("dataset_revision") or None, trust_remote_code=trusted)
+
+
+@contextlib.contextmanager
+def _errors_left_to_the_raise():
+    """datasets logs a failed load's error (twice: through its own handler and the root logger's)
+    before it raises it, which load_hf_dataset reports in one line: those records are dropped."""
+
+    class Drop(logging.Filter):
+        def filter(self, record):
+            return not (record.levelno >= logging.ERROR and record.name.startswith("datasets"))
+
+    drop = Drop()
+    handlers = logging.getLogger("datasets").handlers + logging.getLogger().handlers
+    for handler in handlers:
+        handler.addFilter(drop)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(drop)
 
 
 def plan_dataset(cfg: dict, split_method: str, val_fraction: Optional[float], log=print) -> (List[dict], dict):

@@ -63,3 +63,18 @@ def test_a_hub_dataset_is_read_at_its_pinned_revision(monkeypatch):
                                                        r"split='train', revision='4b1aa1a3'\): ConnectionError: "):
         sources.load_hf_dataset(_cfg("openwebtext", dataset_revision="4b1aa1a3", streaming=True))
     assert [(c["revision"], c["trust_remote_code"]) for c in calls] == [("4b1aa1a3", False)]
+
+
+def test_a_file_that_does_not_parse_is_one_line_saying_where(tmp_path, capfd, monkeypatch):
+    """datasets says only "An error occurred while generating the dataset" (and logs the cause twice):
+    the line names the file and the cause, which datasets no longer logs."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"text": "one"}\n{"text": "two"}\n{"text": 3}\n', encoding="utf-8")
+    with pytest.raises(sources.DatasetNotLoaded) as error:
+        sources.load_hf_dataset(_cfg(str(corpus)))
+    assert str(error.value) == (f"cannot load dataset_name='{corpus}': ArrowInvalid: JSON parse error: "
+                                f"Column(/text) changed from string to number in row 2")
+    assert "JSON parse error" not in capfd.readouterr().err
