@@ -105,13 +105,15 @@ def _remove(manager: tf.train.CheckpointManager, number: int) -> None:
 
 def _sweep(manager: tf.train.CheckpointManager) -> None:
     """What a kill left in the manager's directory: the files of checkpoints its index does not
-    name (a save cut short, or an old one whose removal was)."""
+    name (a save cut short, or an old one whose removal was), and the index's own half-written copy
+    (TensorFlow writes `checkpoint` as checkpoint.tmp<hex>, then renames it)."""
     if not tf.io.gfile.isdir(manager.directory):
         return
     named = {os.path.basename(path) for path in manager.checkpoints}
     for name in tf.io.gfile.listdir(manager.directory):
         name = name.rstrip("/")
-        if name.startswith("ckpt-") and (name.endswith("_temp") or name.split(".")[0] not in named):
+        if name.startswith("ckpt-") and (name.endswith("_temp") or name.split(".")[0] not in named) or \
+                name.startswith("checkpoint.tmp"):
             path = os.path.join(manager.directory, name)
             if tf.io.gfile.isdir(path):
                 tf.io.gfile.rmtree(path)
