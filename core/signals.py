@@ -135,13 +135,27 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, terminated)
 
 
-@contextlib.contextmanager
-def ending_at_once() -> Iterator[None]:
-    """For the block, SIGINT and SIGTERM end the process at once (their default action): for a long
-    call into TensorFlow (a whole generation is one call), during which Python runs no signal
-    handler, so that Ctrl-C would wait for the call's end. In the main thread only."""
-    restore = route_stopping(signal.SIG_DFL)
-    try:
-        yield
-    finally:
-        restore()
+def interruptible(call: Callable, *args, **kwargs):
+    """call(*args, **kwargs), made in a daemon thread while the main thread waits for it: its result,
+    or its exception raised here. For a long call into TensorFlow (a whole generation is one call),
+    during which the thread that makes it runs no Python signal handler, so that Ctrl-C and SIGTERM
+    would stop the command only at the call's end: the waiting main thread takes them at once and the
+    command unwinds as at any other stop (its one line, its temporary directory removed); the call,
+    left running, ends with the process."""
+    outcome = {}
+    done = threading.Event()
+
+    def run():
+        try:
+            outcome["value"] = call(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 (raised again in the caller's thread)
+            outcome["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="interruptible", daemon=True).start()
+    while not done.wait(0.1):  # (a signal's handler runs between waits)
+        pass
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -9,34 +9,44 @@ import time
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# a long call, in a command set up as runner.py sets it up (SIGTERM raising Terminated, Ctrl-C
-# KeyboardInterrupt: each would end it with one line and 143 or 130, once Python runs again)
+# a long call outside Python (as a generation's one call into TensorFlow), in a command set up as
+# runner.py sets it up (SIGTERM raising Terminated, Ctrl-C KeyboardInterrupt: each ends it with one line
+# and 143 or 130); its temporary directory is removed as at any stop
 COMMAND = """
-import ctypes
+import ctypes, os, sys
 from core.errors import reported
-from core.signals import ending_at_once, stop_on_sigterm
+from core.signals import interruptible, stop_on_sigterm
+from core.tempdir import own_temp_dir
 stop_on_sigterm()
-print("ready", flush=True)
-with reported("runner.py sample"), ending_at_once():
-    ctypes.CDLL(None).sleep(30)
+with reported("runner.py sample"), own_temp_dir() as directory:
+    print(directory, flush=True)
+    assert interruptible(lambda x: x + 1, 1) == 2
+    try:
+        interruptible(lambda: 1 / 0)
+    except ZeroDivisionError:
+        print("ready", flush=True)
+    interruptible(ctypes.CDLL(None).sleep, 30)
 """
 
 
 def _signalled(signum):
     process = subprocess.Popen([sys.executable, "-c", COMMAND], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
+    directory = process.stdout.readline().strip()
     assert process.stdout.readline() == "ready\n"
     time.sleep(0.3)
     sent = time.monotonic()
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)
-    return process.returncode, time.monotonic() - sent, err
+    return process.returncode, time.monotonic() - sent, err, directory
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_long_call_ending_at_once_ends_with_the_signal(signum):
-    status, seconds, err = _signalled(signum)
-    assert status == -signum and seconds < 10 and err == ""
+@pytest.mark.parametrize("signum, how", [(signal.SIGINT, "Ctrl-C (SIGINT)"), (signal.SIGTERM, "SIGTERM")])
+def test_a_long_call_made_interruptible_stops_at_once_with_one_line(signum, how):
+    status, seconds, err, directory = _signalled(signum)
+    assert status == 128 + signum and seconds < 10, err
+    assert err == f"runner.py sample: stopped by {how}\n"
+    assert directory and not os.path.exists(directory)
 
 
 # a child that is busy before its handler is in place (as Python's start-up and the imports are):

@@ -207,7 +207,7 @@ def _main(argv: List[str], prog: str):
     settings = dict(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
                     temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                     seed=opts.seed, stop_at_eot=opts.stop_at_eot)
-    from core.signals import ending_at_once
+    from core.signals import interruptible
 
     if is_saved_model(source):
         if opts.weights != "float32":
@@ -215,8 +215,8 @@ def _main(argv: List[str], prog: str):
 
             raise UsageError(f"--weights={opts.weights}: {source} is a SavedModel, whose weights were "
                              f"chosen at export (the pipeline's serving_weights)")
-        with ending_at_once():  # Ctrl-C stops a long generation now, not at its end
-            texts = sample_saved_model(source, opts.start, bpe_dir=opts.bpe_dir, **settings)
+        # Ctrl-C stops a long generation now, not at its end
+        texts = interruptible(sample_saved_model, source, opts.start, bpe_dir=opts.bpe_dir, **settings)
     else:
         model, tokenizer = load_for_sampling(source, bpe_dir=opts.bpe_dir, dtype=opts.dtype)
         if opts.weights == "bfloat16":
@@ -225,8 +225,8 @@ def _main(argv: List[str], prog: str):
             warning = slow_bfloat16_warning()
             if warning:
                 print(warning, file=sys.stderr)
-        with ending_at_once():
-            texts = sample(model, tokenizer, opts.start, jit_compile=opts.compile, weights=opts.weights, **settings)
+        texts = interruptible(sample, model, tokenizer, opts.start, jit_compile=opts.compile, weights=opts.weights,
+                              **settings)
     for text in texts:
         print(text)
         print(SEPARATOR)
