@@ -305,10 +305,6 @@ def _main(argv, debug=False):
 
 
 if __name__ == "__main__":
-    from core.console import exit_without_teardown
+    from core.console import run_command
 
-    try:
-        main()
-    except SystemExit as stop:  # a user error's line, Ctrl-C, --help: reported's status
-        exit_without_teardown(stop.code)
-    exit_without_teardown(0)
+    run_command(main)

@@ -7,7 +7,7 @@ and three `Unable to register cu... factory` errors at every start, CUDA or not 
 small process of its own that drops exactly those lines and forwards every other line as it comes
 (a process, not a thread: TensorFlow holds the interpreter for seconds at a time while it loads).
 `exit_without_teardown()` ends a command that has done its work without the interpreter's seconds of
-tearing TensorFlow, TFX and Beam down.
+tearing TensorFlow, TFX and Beam down; `run_command(main)` runs a command line's main() and ends so.
 """
 
 from __future__ import annotations
@@ -101,3 +101,15 @@ def exit_without_teardown(code=0):
         except (OSError, ValueError):  # a closed pipe or stream: what a normal exit would lose too
             pass
     os._exit(code or 0)
+
+
+def run_command(main) -> None:
+    """A command line's entry point: main() (which reports its own errors and stops by raising
+    SystemExit with their status), then the process ended by exit_without_teardown. Besides the
+    seconds it saves, that end is safe while a call into TensorFlow still runs in a daemon thread
+    (core/signals.py interruptible, stopped by Ctrl-C), where the interpreter's teardown crashed."""
+    try:
+        main()
+    except SystemExit as stop:  # a user error's line, Ctrl-C, --help: its status
+        exit_without_teardown(stop.code)
+    exit_without_teardown(0)

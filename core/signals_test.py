@@ -14,18 +14,23 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # and 143 or 130); its temporary directory is removed as at any stop
 COMMAND = """
 import ctypes, os, sys
+from core.console import run_command
 from core.errors import reported
 from core.signals import interruptible, stop_on_sigterm
 from core.tempdir import own_temp_dir
-stop_on_sigterm()
-with reported("runner.py sample"), own_temp_dir() as directory:
-    print(directory, flush=True)
-    assert interruptible(lambda x: x + 1, 1) == 2
-    try:
-        interruptible(lambda: 1 / 0)
-    except ZeroDivisionError:
-        print("ready", flush=True)
-    interruptible(ctypes.CDLL(None).sleep, 30)
+
+def main():
+    stop_on_sigterm()
+    with reported("runner.py sample"), own_temp_dir() as directory:
+        print(directory, flush=True)
+        assert interruptible(lambda x: x + 1, 1) == 2
+        try:
+            interruptible(lambda: 1 / 0)
+        except ZeroDivisionError:
+            print("ready", flush=True)
+        interruptible(ctypes.CDLL(None).sleep, 30)
+
+run_command(main)
 """
 
 

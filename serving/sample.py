@@ -233,4 +233,6 @@ def _main(argv: List[str], prog: str):
 
 
 if __name__ == "__main__":
-    main()
+    from core.console import run_command
+
+    run_command(main)

@@ -180,3 +180,27 @@ def test_stop_at_eot_ends_gpt2_samples(hf_dir, bpe_dir):
     assert sample_tokens(model, tokenizer, "Hello", stop_at_eot=True, **kw).lengths.tolist() == [2, 2]
     assert sample_tokens(model, tokenizer, "Hello", **kw).lengths.tolist() == [11, 11]
     assert sample(model, tokenizer, "Hello", stop_at_eot=True, **kw) == ["Hello<|endoftext|>"] * 2
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_stop_while_it_generates_ends_it_at_once_with_one_line(run_dir, signum):
+    """Ctrl-C (or SIGTERM) in the middle of a long generation, one call into TensorFlow: the command ends
+    within seconds with its stop line and the signal's status, not at the generation's end (nor by a
+    crash of the interpreter's teardown with that call still running)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, "runner.py", "sample", f"--from={run_dir.out_dir}", "--max_new_tokens=100000000",
+               "--num_samples=1", "--compile=False"]
+    process = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr.readline().startswith("sampling from ")
+    time.sleep(3)  # (within the generation: a hundred million tokens)
+    sent = time.monotonic()
+    process.send_signal(getattr(signal, signum))
+    _, err = process.communicate(timeout=60)
+    how = "Ctrl-C (SIGINT)" if signum == "SIGINT" else "SIGTERM"
+    assert process.returncode == 128 + getattr(signal, signum) and time.monotonic() - sent < 10, err[-3000:]
+    assert err.splitlines()[-1] == f"runner.py sample: stopped by {how}"
