@@ -63,7 +63,7 @@ def die_with_parent(parent: int) -> None:
 
 
 def route_stopping(handler) -> Callable[[], None]:
-    """SIGTERM and SIGINT to `handler` from now on (a function, or signal.SIG_DFL), in the main thread
+    """SIGTERM and SIGINT to `handler` from now on (a function of signum and frame), in the main thread
     only, where Python runs signal handlers (elsewhere nothing changes); the function that puts the
     previous handlers back."""
     if threading.current_thread() is not threading.main_thread():

@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # runner.py sets it up (SIGTERM raising Terminated, Ctrl-C KeyboardInterrupt: each ends it with one line
 # and 143 or 130); its temporary directory is removed as at any stop
 COMMAND = """
-import ctypes, os, sys
+import ctypes
 from core.console import run_command
 from core.errors import reported
 from core.signals import interruptible, stop_on_sigterm

@@ -1,9 +1,22 @@
 """Processes the tests watch: the training processes (training/train_process.py) a process started,
-read from /proc, and whether a process or a whole process group has ended."""
+read from /proc, and whether a process or a whole process group has ended; and free loopback ports
+for the workers of a multi-worker training."""
 
 import os
 import signal
+import socket
 import time
+
+
+def free_ports(n: int) -> list:
+    """n loopback ports that nothing listens on now (each bound at once, so all different)."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def _stat(pid) -> list:

@@ -8,13 +8,14 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+
+from test_helpers.processes import free_ports
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--bias=False",
@@ -26,16 +27,6 @@ STEPS = 6
 def _env(**extra):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     return {**env, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _worker_main(out_dir, text_file, strategy, until_stopped=""):
@@ -74,7 +65,7 @@ def _losses(log):
 def test_multi_worker_mirrored_matches_one_process(tmp_path, shakespeare_text):
     text = tmp_path / "small.txt"
     text.write_text(shakespeare_text[:20000], encoding="utf-8")
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     worker = [sys.executable, "-m", "training.train_distributed_test"]
     workers = []
@@ -107,7 +98,7 @@ def test_a_worker_whose_other_worker_never_starts_stops_with_one_line(tmp_path, 
     (TensorFlow alone waits without end, deaf to Ctrl-C and SIGTERM)."""
     text = tmp_path / "small.txt"
     text.write_text(shakespeare_text[:20000], encoding="utf-8")
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": alone}})
     started = time.monotonic()
@@ -182,7 +173,7 @@ def _two_workers_at_iter_3(tmp_path, shakespeare_text):
     """Two workers training until stopped (this file as a module), once the second has logged iteration 3."""
     text = tmp_path / "small.txt"
     text.write_text(shakespeare_text[:20000], encoding="utf-8")
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     workers = [subprocess.Popen(
         [sys.executable, "-m", "training.train_distributed_test", str(tmp_path), str(text), "multi_worker", "stop"],
         cwd=REPO, env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),

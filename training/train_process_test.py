@@ -14,7 +14,7 @@ from training import train_process
 from training.checkpoints import newest_checkpoint
 from training.config import make_config
 from training.divergence import TrainingDiverged
-from test_helpers.processes import gone, training_process
+from test_helpers.processes import free_ports, gone, training_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a parent that trains a tiny model for ever in a training process (this parent imports no TensorFlow),
@@ -97,11 +97,7 @@ def test_a_stop_while_the_training_process_waits_for_its_other_workers_stops_the
 
     text_file = tmp_path / "input.txt"
     text_file.write_text(shakespeare_text[:20000], encoding="utf-8")
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
+    ports = free_ports(2)
     tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": 0}}
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT.replace("batch_size=4)", "batch_size=4, strategy='multi_worker', "
