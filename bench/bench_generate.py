@@ -117,23 +117,28 @@ def weight_bytes_per_token(model) -> int:
 
 
 def read_gb_per_s(model, rounds: int = 5) -> float:
-    """How fast these cores read the model's weights: every weight a decoding step reads, its bytes
-    summed once per call (a read of each byte and little arithmetic, TensorFlow's ops sharing out
-    the cores as the step's products do), as 32-bit floats and as 32-bit integers (2-byte weights
-    two to a word), whichever reads faster on this CPU (here the float sum: 21.5 GB/s against the
-    integer sum's 16.9); the best of `rounds` calls, in GB/s (1e9 bytes)."""
+    """How fast these cores read the weights a decoding step of `model` reads (`weights_read_gb_per_s`)."""
+    return weights_read_gb_per_s(_read_weights(model), rounds)
+
+
+def weights_read_gb_per_s(weights, rounds: int = 5) -> float:
+    """How fast these cores read `weights` (tf.Variables): their bytes summed once per call (a read
+    of each byte and little arithmetic, TensorFlow's ops sharing out the cores as the step's products
+    do), as 32-bit floats and as 32-bit integers (2-byte weights two to a word), whichever reads
+    faster on this CPU (on the Xeon the float sum: 21.5 GB/s against the integer sum's 16.9); the best
+    of `rounds` calls, in GB/s (1e9 bytes)."""
     import tensorflow as tf
 
     def words(w, dtype):  # the weight's bytes as 32-bit words
         return tf.bitcast(tf.reshape(w, [-1, 4 // w.dtype.size]), dtype) if w.dtype.size < 4 else \
             tf.bitcast(w, dtype)
 
-    weights = _read_weights(model)
+    nbytes = sum(int(w.shape.num_elements()) * w.dtype.size for w in weights)
     rates = []
     for dtype in (tf.float32, tf.int32):
         read = tf.function(lambda dtype=dtype: tf.add_n([tf.reduce_sum(words(w, dtype)) for w in weights]))
         read()
-        rates += [weight_bytes_per_token(model) / _timed(read)[1] for _ in range(rounds)]
+        rates += [nbytes / _timed(read)[1] for _ in range(rounds)]
     return max(rates) / 1e9
 
 

@@ -12,8 +12,14 @@ skipped, --steps times in a tf.while_loop inside one tf.function, for each kerne
   bfloat16, plain graph      the same with bfloat16 weights and activations (oneDNN's bf16 kernel)
   int8, QuantizedMatMul      quint8 weights, the row quantized each product (tf.raw_ops)
   int8, oneDNN               qint8 weights, QuantizedMatMulWithBiasAndDequantize (oneDNN int8)
-Prints steps/s per kernel (best of --rounds after a first call that compiles), then the bytes a
-step reads at float32 and the float32 XLA figure's GB/s.
+Prints steps/s per kernel (best of --rounds after a first call that compiles) and, for the float32
+and bfloat16 kernels, the GB/s of weights they read and their share of the memory wall: the weights'
+read by bench_generate's `weights_read_gb_per_s` on the same cores. With --head=True a step reads
+what a decoding step of GPT-2 124M reads (bench_generate's weight_bytes_per_token), so the best
+share is the ceiling of a served step made of these products, everything else in it free:
+    float32_products_vs_wall=<best float32 kernel> bfloat16_products_vs_wall=<bfloat16> read_gb_per_s=<r>
+(the head in bfloat16 as the served model has it: a bfloat16 copy of wte and a zero bias, oneDNN's
+fused kernel; the int8 kernels' head is the float32 one).
 """
 
 from __future__ import annotations
@@ -38,10 +44,9 @@ class BenchMatvecConfig:
         settings.check(self)
 
 
-def _kernels(tf, matrices):
-    """{name: (product(x, j) -> x @ matrices[j] in float32, activation dtype, jit_compile)}."""
-    f32 = [tf.Variable(m) for m in matrices]
-    bf16 = [tf.Variable(tf.cast(m, tf.bfloat16)) for m in matrices]
+def _kernels(tf, matrices, f32, bf16):
+    """{name: (product(x, j) -> x @ matrices[j] in float32, activation dtype, jit_compile)}; f32 and
+    bf16: the matrices as float32 and bfloat16 variables."""
     quint8, qint8 = [], []
     for m in matrices:
         q = tf.raw_ops.QuantizeV2(input=m, min_range=float(m.min()), max_range=float(m.max()), T=tf.quint8,
@@ -85,16 +90,34 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
+    tf.get_logger().setLevel("ERROR")  # each kernel's loop is a tf.function of its own: no retracing warning
+
+    from bench.bench_generate import weights_read_gb_per_s
+    from training.devices import cpu_name
+
     rng = np.random.default_rng(0)
     shapes = [(N_EMBD, 3 * N_EMBD), (N_EMBD, N_EMBD), (N_EMBD, 4 * N_EMBD), (4 * N_EMBD, N_EMBD)] * N_LAYER
     matrices = [rng.standard_normal(shape, np.float32) * 0.02 for shape in shapes]
-    wte = tf.Variable(rng.standard_normal((VOCAB, N_EMBD), np.float32) * 0.02) if cfg.head else None
-    step_bytes = 4 * (sum(m.size for m in matrices) + (VOCAB * N_EMBD if cfg.head else 0))
+    f32 = [tf.Variable(m) for m in matrices]
+    bf16 = [tf.Variable(tf.cast(m, tf.bfloat16)) for m in matrices]
+    if cfg.head:  # the tied head, x @ wte^T; in bfloat16 with the served model's zero bias
+        wte = tf.Variable(rng.standard_normal((VOCAB, N_EMBD), np.float32) * 0.02)
+        f32.append(wte)
+        bf16.append(tf.Variable(tf.cast(wte, tf.bfloat16)))
+        head_bias = tf.Variable(tf.zeros([VOCAB], tf.bfloat16))
+    step_bytes = {dtype: sum(int(w.shape.num_elements()) * w.dtype.size for w in weights)
+                  for dtype, weights in ((tf.float32, f32), (tf.bfloat16, bf16))}
     print(f"{len(matrices)} matrix-vector products a step{' and the lm_head' if cfg.head else ''}, "
-          f"{step_bytes / 1e6:.0f} MB of float32 weights; {os.cpu_count()} CPUs", flush=True)
+          f"{step_bytes[tf.float32] / 1e6:.0f} MB of float32 weights; {os.cpu_count()} CPUs of {cpu_name()}",
+          flush=True)
+
+    def head(x, dtype):
+        if dtype == tf.bfloat16:
+            return tf.nn.bias_add(tf.matmul(tf.cast(x, dtype), bf16[-1], transpose_b=True), head_bias)
+        return tf.matmul(x, f32[-1], transpose_b=True)
 
     results = {}
-    for name, (product, dtype, jit_compile) in _kernels(tf, matrices).items():
+    for name, (product, dtype, jit_compile) in _kernels(tf, matrices, f32, bf16).items():
         def step(x, product=product, dtype=dtype):
             h = x
             for j, m in enumerate(matrices):
@@ -103,9 +126,8 @@ def main(argv=None):
                 if j % 4 == 3:  # the end of a block: the residual
                     x = x + 1e-3 * h
                     h = x
-            if wte is not None:
-                logits = tf.matmul(tf.cast(x, dtype), tf.cast(wte, dtype), transpose_b=True)
-                x = x + 1e-6 * tf.cast(tf.reduce_max(logits), tf.float32)
+            if cfg.head:
+                x = x + 1e-6 * tf.cast(tf.reduce_max(head(x, dtype)), tf.float32)
             return x
 
         run = tf.function(lambda x, step=step: tf.while_loop(
@@ -118,9 +140,21 @@ def main(argv=None):
             run(x).numpy()
             best = min(best, time.perf_counter() - t0)
         results[name] = cfg.steps / best
-        print(f"{name}: {results[name]:.1f} steps/s ({results[name] / results['float32, XLA']:.2f}x float32 XLA)",
-              flush=True)
-    print(f"float32, XLA reads {step_bytes * results['float32, XLA'] / 1e9:.1f} GB/s")
+        read = f", reads {step_bytes[dtype] * results[name] / 1e9:.1f} GB/s" if name.startswith(dtype.name) else ""
+        print(f"{name}: {results[name]:.1f} steps/s ({results[name] / results['float32, XLA']:.2f}x float32 XLA)"
+              f"{read}", flush=True)
+
+    # the memory wall: steps/s at which these cores merely read the weights a step reads
+    share, read_rate = {}, {}
+    for dtype, weights in ((tf.float32, f32), (tf.bfloat16, bf16)):
+        gb_per_s = read_rate[dtype.name] = weights_read_gb_per_s(weights)
+        wall = gb_per_s * 1e9 / step_bytes[dtype]
+        fastest = max(rate for name, rate in results.items() if name.startswith(dtype.name))
+        share[dtype.name] = fastest / wall
+        print(f"memory wall, {dtype.name}: {step_bytes[dtype] / 1e6:.0f} MB a step read at {gb_per_s:.2f} GB/s: "
+              f"{wall:.1f} steps/s; the fastest {dtype.name} kernel {fastest:.1f}", flush=True)
+    print(f"float32_products_vs_wall={share['float32']:.2f} bfloat16_products_vs_wall={share['bfloat16']:.2f} "
+          f"read_gb_per_s={read_rate['float32']:.2f} head={cfg.head}")
 
 
 if __name__ == "__main__":
