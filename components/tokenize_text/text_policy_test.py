@@ -40,6 +40,19 @@ def test_a_binary_file_among_text_files_is_refused_with_a_glob_that_leaves_it_ou
         run_executor(tmp_path / "out", input_pattern=str(tmp_path / "corpus"), tokenizer="char")
 
 
+def test_a_file_of_the_corpus_own_extension_is_refused_without_a_glob_that_would_drop_the_rest(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / "corpus" / name).write_text(TEXT)
+    (tmp_path / "corpus" / "scan.bin").write_bytes(bytes(range(1, 256)) * 8)
+    latin = tmp_path / "corpus" / "c.txt"
+    latin.write_bytes("Père Noël à côté d'être élève ".encode("latin-1") * 40)
+    with pytest.raises(sources.NotText) as info:
+        run_executor(tmp_path / "out", input_pattern=str(tmp_path / "corpus"), tokenizer="char")
+    message = str(info.value)
+    assert message.startswith(f"{latin} is not UTF-8 text: ") and "--data=" not in message  # not '*.bin'
+
+
 def test_a_few_invalid_bytes_pass_and_accept_invalid_text_takes_anything(tmp_path, capsys):
     text = TEXT.encode() + b"\xff"  # one bad byte in 2400: well under the 1% a text may have
     assert encoding.text_file_problem(text) is None

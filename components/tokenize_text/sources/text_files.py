@@ -68,12 +68,13 @@ def check_text_files(files: List[Any]) -> None:
 
 
 def _glob_without(path: str, files: List[Any]) -> str:
-    """A glob of the files' most common extension in path's folder, when it leaves path out ("": none)."""
+    """A glob of the most common extension of the other files in path's folder, when path's own
+    extension is another one ("": none; a glob of a rarer extension would leave out most of the corpus)."""
     folder, extension = os.path.split(path)[0], os.path.splitext(path)[1]
     others = collections.Counter(os.path.splitext(m.path)[1] for m in files
                                  if os.path.dirname(m.path) == folder and m.path != path)
-    common = [e for e, _ in others.most_common() if e and e != extension]
-    return f"{folder}/*{common[0]}" if common else ""
+    common = others.most_common(1)
+    return f"{folder}/*{common[0][0]}" if common and common[0][0] not in ("", extension) else ""
 
 
 def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[int] = None
