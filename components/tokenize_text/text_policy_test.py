@@ -61,7 +61,8 @@ def test_a_few_invalid_bytes_pass_and_accept_invalid_text_takes_anything(tmp_pat
     examples = run_executor(tmp_path / "out", input_pattern=str(binary), tokenizer="char", accept_invalid_text=True)
     replaced = examples.get_custom_property("invalid_utf8_documents")
     assert replaced >= 1  # the head and the tail of the file (each read from its start) are documents
-    assert f"{replaced} documents with invalid UTF-8 replaced by U+FFFD" in capsys.readouterr().out
+    noun = "document" if replaced == 1 else "documents"
+    assert f"{replaced} {noun} with invalid UTF-8 replaced by U+FFFD" in capsys.readouterr().out
 
 
 def test_bom_dropped_crlf_made_lf_and_counts_printed(tmp_path, capsys):
@@ -72,7 +73,7 @@ def test_bom_dropped_crlf_made_lf_and_counts_printed(tmp_path, capsys):
     assert text == TEXT
     assert examples.get_custom_property("crlf_normalized_lines") == TEXT.count("\n")
     out = capsys.readouterr().out
-    assert "1 byte-order marks dropped" in out and f"{TEXT.count(chr(10))} CRLF line ends made LF" in out
+    assert "1 byte-order mark dropped" in out and f"{TEXT.count(chr(10))} CRLF line ends made LF" in out
     kept = run_executor(tmp_path / "kept", input_pattern=str(path), tokenizer="char", keep_crlf=True)
     assert "".join(read_text_stream(kept, "train") + read_text_stream(kept, "val")) == TEXT.replace("\n", "\r\n")
 
@@ -103,7 +104,7 @@ def test_binary_data_past_the_first_64_kib_is_refused_as_the_document_is_read(tm
 
     examples, stats = run_executor(tmp_path / "accepted", statistics=True, accept_invalid_text=True, **props)
     assert examples.get_custom_property("refused_documents") == stats.get_custom_property("refused_documents") == 1
-    assert "1 documents not UTF-8 text tokenized (accept_invalid_text)" in capsys.readouterr().out
+    assert "1 document not UTF-8 text tokenized (accept_invalid_text)" in capsys.readouterr().out
     found = {}
     for split in sources.SPLITS:
         for feature in stats_artifact_utils.load_statistics(stats, split).proto().datasets[0].features:
