@@ -21,12 +21,15 @@ from typing import List, Optional
 from model.presets import DTYPES, WEIGHT_DTYPES
 from core.settings import check, command_line, help_listing, parse_overrides, setting
 
+DEFAULT_START = "\n"  # nanoGPT's
+
+
 @dataclasses.dataclass
 class SampleConfig:
     init_from: str = setting("resume", "a SavedModel, a training out_dir, 'resume' (then out_dir), a GPT-2 name "
                                        "or a Hugging Face GPT-2 directory")
     out_dir: str = setting("out", "the run to sample from when init_from='resume'")
-    start: str = setting("\n", "the prompt, e.g. '<|endoftext|>'; 'FILE:prompt.txt' reads it from a file")
+    start: str = setting(DEFAULT_START, "the prompt, e.g. '<|endoftext|>'; 'FILE:prompt.txt' reads it from a file")
     num_samples: int = setting(10, "number of samples to draw", minimum=1)
     max_new_tokens: int = setting(500, "number of tokens generated in each sample", minimum=1)
     temperature: float = setting(0.8, "1.0: no change, < 1.0: less random, > 1.0: more random; 0: greedy", minimum=0)
@@ -111,7 +114,23 @@ def read_start(start: str) -> str:
     return start
 
 
-def sample_tokens(model, tokenizer, start: str = "\n", num_samples: int = 10, max_new_tokens: int = 500,
+def prompt_ids(tokenizer, start: str) -> List[int]:
+    """The token ids of the prompt `start` (see read_start). The default start, a newline, where a
+    character vocabulary has none (a corpus of one-line documents) is the vocabulary's first
+    character instead (the pipeline's vocabulary is by frequency: its most frequent), said on stderr,
+    so that the sample command a run prints works whatever the data."""
+    text = read_start(start)
+    if text == DEFAULT_START and tokenizer.kind == "char" and DEFAULT_START not in tokenizer.stoi:
+        text = tokenizer.itos[0]
+        print(f"--start: the default {DEFAULT_START!r} is not in the model's vocabulary; starting from {text!r}, "
+              f"its first character", file=sys.stderr)
+    ids = tokenizer.encode(text)
+    if not ids:
+        raise ValueError(f"start={start!r} encodes to no tokens: generation needs a prompt")
+    return ids
+
+
+def sample_tokens(model, tokenizer, start: str = DEFAULT_START, num_samples: int = 10, max_new_tokens: int = 500,
                   temperature: float = 0.8, top_k: Optional[int] = 200, top_p: float = 1.0,
                   seed: Optional[int] = 1337, stop_at_eot: bool = False, jit_compile: Optional[bool] = None,
                   weights: str = "float32"):
@@ -120,9 +139,7 @@ def sample_tokens(model, tokenizer, start: str = "\n", num_samples: int = 10, ma
     more)."""
     from serving.generate import generate
 
-    ids = tokenizer.encode(read_start(start))
-    if not ids:
-        raise ValueError(f"start={start!r} encodes to no tokens: generation needs a prompt")
+    ids = prompt_ids(tokenizer, start)
     eot = tokenizer.eot_token if stop_at_eot else None
     return generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
                     top_p=None if top_p == 1.0 else top_p, seed=seed, eot_token=eot,
@@ -130,7 +147,7 @@ def sample_tokens(model, tokenizer, start: str = "\n", num_samples: int = 10, ma
                     num_samples=num_samples, jit_compile=jit_compile, weights=weights)
 
 
-def sample(model, tokenizer, start: str = "\n", **kwargs) -> List[str]:
+def sample(model, tokenizer, start: str = DEFAULT_START, **kwargs) -> List[str]:
     """num_samples texts, each the prompt followed by its continuation (as nanoGPT prints them);
     keyword arguments as `sample_tokens`."""
     return [tokenizer.decode(row) for row in sample_tokens(model, tokenizer, start, **kwargs).rows()]
@@ -142,7 +159,7 @@ def is_saved_model(path: str) -> bool:
     return tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))  # gs:// too
 
 
-def sample_saved_model(path: str, start: str = "\n", num_samples: int = 10, max_new_tokens: int = 500,
+def sample_saved_model(path: str, start: str = DEFAULT_START, num_samples: int = 10, max_new_tokens: int = 500,
                        temperature: float = 0.8, top_k: Optional[int] = 200, top_p: float = 1.0,
                        seed: Optional[int] = 1337, stop_at_eot: bool = False, bpe_dir: Optional[str] = None
                        ) -> List[str]:
@@ -159,9 +176,7 @@ def sample_saved_model(path: str, start: str = "\n", num_samples: int = 10, max_
         raise ValueError(f"{path} is not a nanogpt-tfx SavedModel: it lacks the generate and tokenizer signatures")
     tokenizer = tokenizer_from_json(json.loads(loaded.signatures["tokenizer"]()["tokenizer"].numpy()),
                                     bpe_dir or None)
-    ids = tokenizer.encode(read_start(start))
-    if not ids:
-        raise ValueError(f"start={start!r} encodes to no tokens: generation needs a prompt")
+    ids = prompt_ids(tokenizer, start)
     eot = tokenizer.eot_token if stop_at_eot and tokenizer.eot_token is not None else -1
     out = loaded.signatures["generate"](
         idx=tf.constant([ids] * num_samples, tf.int32), max_new_tokens=tf.constant(max_new_tokens),

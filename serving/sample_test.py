@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from core.errors import UsageError
 from model import GPT, GPTConfig
 from training.config import CHECKPOINT_DIR
 from serving.sample import SEPARATOR, load_for_sampling, main, parse_args, sample, sample_tokens
@@ -55,6 +56,19 @@ def test_command_line_prints_samples_like_nanogpt(run_dir, tmp_path, capsys):
     assert all(s.startswith("First Citizen:\n") and len(s) == len("First Citizen:\n") + 25 + 1 for s in samples[:2])
     main(["--init_from=resume", f"--out_dir={out_dir}", *args])  # nanoGPT's spelling
     assert capsys.readouterr().out == printed
+
+
+def test_the_default_start_where_the_vocabulary_has_no_newline_is_its_first_character(capsys):
+    """A corpus of one-line documents (jsonl rows) gives a vocabulary without '\\n', nanoGPT's default start:
+    the sample command a run prints must still work; a prompt the user gave is still refused."""
+    tokenizer = CharTokenizer(" lorehw")  # the pipeline's order: by frequency
+    model = GPT(GPTConfig(block_size=16, vocab_size=tokenizer.vocab_size, n_layer=1, n_head=1, n_embd=8), seed=0)
+    texts = sample(model, tokenizer, num_samples=2, max_new_tokens=5, seed=1)
+    assert [len(t) for t in texts] == [6, 6] and all(t.startswith(" ") for t in texts)
+    assert "--start: the default '\\n' is not in the model's vocabulary; starting from ' ', its first character" \
+        in capsys.readouterr().err
+    with pytest.raises(UsageError, match="character '\\\\n' is not in the model's 7-character vocabulary"):
+        sample(model, tokenizer, "hello\nworld", num_samples=1, max_new_tokens=5)
 
 
 def test_models_are_read_through_tf_io_gfile(run_dir, capsys):
