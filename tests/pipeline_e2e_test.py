@@ -87,6 +87,7 @@ def test_a_push_was_infra_checked_and_has_a_model_card(char_run):
     assert os.listdir(infra.uri) == ["INFRA_BLESSED"]
     check = infra.custom_properties["infra_check"].string_value
     assert check.startswith("loaded in a fresh process without the project's code, answered 9 requests: ")
+    assert "generate_text (1 sample, max_new_tokens 28)" in check
     assert "generate_text (4 samples, max_new_tokens 28)" in check
     type_names = {t.id: t.name for t in store.get_execution_types()}
     pusher = min((e for e in store.get_executions() if type_names[e.type_id].endswith("Pusher")), key=lambda e: e.id)

@@ -137,7 +137,7 @@ def requests(loaded, request):
         out = call(signatures["generate_text"], "generate_text", prompt=text, num_samples=batch,
                    max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=1)
         texts = [t.decode("utf-8") for t in out["text"].numpy()]
-        what = f"generate_text ({batch} samples, max_new_tokens {max_new_tokens})"
+        what = f"generate_text ({batch} sample{'' if batch == 1 else 's'}, max_new_tokens {max_new_tokens})"
         check(len(texts) == batch, f"{what}: {len(texts)} texts")
         check(all(t.startswith(text) and len(t) == length for t in texts), f"{what}: {texts[0][:40]!r}...")
         return what
