@@ -30,6 +30,7 @@ from components.data_validation.schema_gen import SchemaGen
 from components.infra_validator.component import InfraValidator
 from components.lm_evaluator.component import LMEvaluator
 from components.pusher.component import Pusher
+from components.tokenize_text import sources
 from components.tokenize_text.component import TokenizeText
 from components.trainer import settings as trainer_settings
 from components.trainer.trainings import trainings_dir
@@ -49,11 +50,14 @@ class Platform:
       candidate itself on a rerun (the LMEvaluator then blesses nothing anew).
     trainer_resources: the Trainer's pod gets the accelerators asked for (a Kubernetes resource spec).
     metadata_connection_config: the ML Metadata store; None: the orchestrator brings its own.
+    runs_here: the pipeline runs now, on this machine, where TokenizeText's corpus is seen as it is
+      now (its input_fingerprint); False: a compiled spec, run later and elsewhere.
     """
     code_root: str = REPO_ROOT
     builtin_resolvers: bool = False
     trainer_resources: bool = False
     metadata_connection_config: Optional[object] = None
+    runs_here: bool = True
 
 
 def _vertex_training_args(config: RunConfig) -> dict:
@@ -121,8 +125,10 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
     components = []
 
     # Tokenize the corpus (Beam) into train/val token shards, or character records to map below, and
-    # describe its documents (TFDV statistics).
-    tokenize = TokenizeText(config.data)
+    # describe its documents (TFDV statistics). With the fingerprint of its files as they are now, a
+    # corpus edited in place is tokenized again: TFX's cache compares parameters and inputs only.
+    fingerprint = sources.input_fingerprint(dataclasses.asdict(config.data)) if platform.runs_here else None
+    tokenize = TokenizeText(config.data, input_fingerprint=fingerprint)
     components.append(tokenize)
     examples, transform_graph, source_examples = tokenize.outputs["examples"], None, None
     statistics = tokenize.outputs["statistics"] if config.data.statistics else None

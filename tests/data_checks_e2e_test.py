@@ -65,7 +65,8 @@ def test_a_curated_schema_stops_the_run_and_skip_validation_runs_without_the_che
 def test_a_run_on_unlike_data_stops_before_the_trainer_and_accept_anomalies_trains_on_it(char_run, tmp_path,
                                                                                         capsys):
     """A file of numbers where Shakespeare was: the run stops at the gate with one line naming the new
-    characters, nothing trained or pushed; --accept_anomalies=True prints them and trains."""
+    characters, nothing trained or pushed; edited in place, it is tokenized and checked again;
+    --accept_anomalies=True prints them and trains."""
     from ml_metadata.proto import metadata_store_pb2
 
     numbers = tmp_path / "numbers.txt"
@@ -76,6 +77,13 @@ def test_a_run_on_unlike_data_stops_before_the_trainer_and_accept_anomalies_trai
     assert "new characters '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' not in the last blessed model's " \
            "vocabulary (model " in line and "(and 1 more)" in line  # the character distribution's drift
     assert pipeline_runs.pushed_versions(char_run) == pushed
+
+    # the file edited in place, the same command: its tokens made again, not the last run's from the cache
+    numbers.write_text("\n".join(" ".join(str(i * j) for j in range(8)) for i in range(500)), encoding="utf-8")
+    before = pipeline_runs.execution_ids(char_run)
+    _stopped(char_run, before, capsys, _run_command(char_run, numbers))
+    assert pipeline_runs.component_states(char_run, exclude=before)["TokenizeText"] == \
+        metadata_store_pb2.Execution.COMPLETE
 
     before = pipeline_runs.execution_ids(char_run)
     # trained, not blessed: the last blessed model stays one of char_run's data, for the other tests

@@ -1,7 +1,11 @@
 """TokenizeText: a Beam-based TFX component that turns a text corpus into token shards, and describes
 its documents with TFDV statistics.
 
-Parameters: the fields of TokenizeTextSettings (settings.py), stored as one JSON execution property.
+Parameters: the fields of TokenizeTextSettings (settings.py), stored as one JSON execution property,
+and input_fingerprint: a digest of the corpus' files (paths, sizes, modification times) when the
+pipeline was built, None for a corpus not on that machine (a hub dataset, gs://). TFX reuses an
+execution whose parameters and inputs are those of an earlier one: with the digest among them, a
+corpus edited in place is tokenized again instead of taken from the cache.
 
 Sources (exactly one):
   input_pattern   a text file, a folder of them or a glob (local, gs://, ...). Each file is one
@@ -34,8 +38,8 @@ per bundle, while a fixed count makes Beam shuffle the records to the shards; ch
 characters per record, default core.shards.DEFAULT_CHUNK_SIZE). Custom properties:
 num_documents[_train|_val], num_tokens_train/val, num_records_train/val, num_skipped_documents,
 skipped_empty, skipped_missing_text, duplicate_documents, invalid_utf8_documents, refused_documents,
-tokenizer, vocab_size, eot_token (gpt2), record_feature, append_eot, source, split_method, val_fraction,
-split_seed, chunk_size, unicode_policy; shard_bytes and shard_sha256 (each shard file's size and
+tokenizer, vocab_size, eot_token (gpt2), record_feature, append_eot, source, input_fingerprint, split_method,
+val_fraction, split_seed, chunk_size, unicode_policy; shard_bytes and shard_sha256 (each shard file's size and
 SHA-256, with which a run tells shards damaged since they were written);
 and, unless statistics=False, one ExampleStatistics artifact (TFDV's DatasetFeatureStatisticsList of the
 documents per split, Split-<split>/FeatureStats.pb as TFX's StatisticsGen writes it; statistics.py
@@ -79,7 +83,10 @@ from components.tokenize_text.settings import TokenizeTextSettings
 
 class TokenizeTextSpec(types.ComponentSpec):
     # All parameters in one: TokenizeTextSettings as JSON (components/tokenize_text/settings.py).
-    PARAMETERS = {executor.SETTINGS_KEY: ExecutionParameter(type=str)}
+    PARAMETERS = {executor.SETTINGS_KEY: ExecutionParameter(type=str),
+                  # the corpus' files as the pipeline was built (sources.input_fingerprint): an edited
+                  # corpus changes the parameters, so that TFX's cache does not give the old shards
+                  executor.FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True)}
     INPUTS = {}
     OUTPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
                # absent with statistics=False
@@ -90,17 +97,19 @@ class TokenizeText(base_beam_component.BaseBeamComponent):
     """Text files or a Hugging Face dataset -> GPT-2 BPE token shards or character text records.
 
     TokenizeText(settings) or TokenizeText(**fields of TokenizeTextSettings); see the module
-    docstring for the parameters, properties and policies.
+    docstring for the parameters, properties and policies. input_fingerprint: what
+    sources.input_fingerprint says of the corpus now (the pipeline passes it), recorded on the Examples.
     """
 
     SPEC_CLASS = TokenizeTextSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, settings: Optional[TokenizeTextSettings] = None, **parameters):
+    def __init__(self, settings: Optional[TokenizeTextSettings] = None, input_fingerprint: Optional[str] = None,
+                 **parameters):
         # Checked here (TokenizeTextSettings checks itself) so that a wrong pipeline fails when it is
         # built, not when it runs.
         settings = settings or TokenizeTextSettings(**parameters)
         statistics = types.Channel(type=standard_artifacts.ExampleStatistics) if settings.statistics else None
-        spec = TokenizeTextSpec(settings=settings.to_json(), examples=types.Channel(type=standard_artifacts.Examples),
-                                statistics=statistics)
+        spec = TokenizeTextSpec(settings=settings.to_json(), input_fingerprint=input_fingerprint,
+                                examples=types.Channel(type=standard_artifacts.Examples), statistics=statistics)
         super().__init__(spec=spec)

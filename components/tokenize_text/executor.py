@@ -28,6 +28,7 @@ from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
 EXAMPLES_KEY = "examples"
 STATISTICS_KEY = "statistics"
 SETTINGS_KEY = "settings"
+FINGERPRINT_KEY = "input_fingerprint"
 STAGING_DIR = "_staging"
 
 
@@ -187,6 +188,8 @@ class Executor(NoWorkerPackage, base_beam_executor.BaseBeamExecutor):
         examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, "tfrecords_gzip")
         set_properties(examples, cfg, info, stats)
+        if exec_properties.get(FINGERPRINT_KEY):
+            examples.set_string_custom_property(FINGERPRINT_KEY, exec_properties[FINGERPRINT_KEY])
         if statistics is not None:
             set_statistics_properties(statistics, cfg, stats)
         examples.set_string_custom_property(shards.SHARD_BYTES, json.dumps(shards.shard_sizes(examples.uri)))

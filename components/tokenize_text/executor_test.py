@@ -27,7 +27,7 @@ def bpe(bpe_dir):
     return GPT2Tokenizer(bpe_dir)
 
 
-def run_executor(out_dir, beam_args=(), statistics=False, **props):
+def run_executor(out_dir, beam_args=(), statistics=False, input_fingerprint=None, **props):
     """The executor's Examples artifact; with statistics, (examples, its ExampleStatistics artifact)."""
     examples = standard_artifacts.Examples()
     examples.uri = str(out_dir)
@@ -39,7 +39,7 @@ def run_executor(out_dir, beam_args=(), statistics=False, **props):
     context = base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=list(beam_args), tmp_dir=os.path.join(str(out_dir), ".tmp"))
     settings = TokenizeTextSettings(**{"tokenizer": "gpt2", **props}).to_json()
-    Executor(context).Do({}, outputs, {"settings": settings})
+    Executor(context).Do({}, outputs, {"settings": settings, "input_fingerprint": input_fingerprint})
     return (examples, outputs["statistics"][0]) if statistics else examples
 
 

@@ -10,10 +10,10 @@ from pipeline.configs import IMAGE_WORKDIR, RunConfig
 def kubeflow_platform():
     """What the pipeline needs to know of a Kubeflow cluster: the code lies in the image's workdir, a
     compiled spec holds only TFX's built-in resolver strategies, the Trainer's pod asks for its
-    accelerators, and the deployment brings its own ML Metadata store."""
+    accelerators, the deployment brings its own ML Metadata store, and the spec runs later, elsewhere."""
     from pipeline.pipeline import Platform
 
-    return Platform(code_root=IMAGE_WORKDIR, builtin_resolvers=True, trainer_resources=True)
+    return Platform(code_root=IMAGE_WORKDIR, builtin_resolvers=True, trainer_resources=True, runs_here=False)
 
 
 def compile_spec(config: RunConfig, path: str) -> None:

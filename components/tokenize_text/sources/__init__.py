@@ -13,7 +13,7 @@ from typing import Iterator, List, Optional
 from components.tokenize_text.settings import AUTO, HASH, HEAD_TAIL  # noqa: F401  (the split methods)
 from components.tokenize_text.sources.base import (  # noqa: F401  (what the sources' users take from here)
     DEFAULT_HASH_VAL_FRACTION, DEFAULT_HEAD_TAIL_VAL_FRACTION, MIN_HASHED_VAL_DOCUMENTS, Document, NotText, Source,
-    choose_split, describe_split, hashed_split, head_tail_cut)
+    choose_split, describe_split, fingerprint, hashed_split, head_tail_cut)
 from components.tokenize_text.sources.hf_dataset import (  # noqa: F401
     DATASET_BUILDERS, STREAM_SHARD_STRIDE, DatasetNotLoaded, HuggingFaceDataset, RemoteCodeRefused, load_hf_dataset,
     plan_dataset)
@@ -28,6 +28,13 @@ SETTINGS = tuple(source.setting for source in SOURCES)  # the settings that name
 def source_of(cfg: dict) -> Source:
     """The source of the corpus that cfg names (TokenizeTextSettings checks that exactly one is named)."""
     return next(source for source in SOURCES if cfg.get(source.setting))
+
+
+def input_fingerprint(cfg: dict) -> Optional[str]:
+    """A digest of the corpus' files as they are now (sizes and modification times; base.fingerprint),
+    None when they are not on this machine. TokenizeText takes it as a parameter, so that a rerun
+    after its data changed in place does not take the last run's shards from the cache."""
+    return fingerprint(source_of(cfg).files(cfg))
 
 
 def _reader(item: dict) -> Source:

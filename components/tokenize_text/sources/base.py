@@ -54,6 +54,20 @@ class Source:
         None when another item does (the tail of a document whose head is an item)."""
         return item
 
+    def files(self, cfg: dict) -> Optional[List[Tuple[str, int, float]]]:
+        """(path, bytes, modification time) of every file the corpus is read from, when they are on
+        this machine; None where they are not (a hub dataset, gs://): what `fingerprint` hashes."""
+        return None
+
+
+def fingerprint(files: Optional[List[Tuple[str, int, float]]]) -> Optional[str]:
+    """A digest of the files a corpus is read from (their paths, sizes and modification times), which
+    changes when a file is edited, added, removed or renamed; None without files to hash."""
+    if files is None:
+        return None
+    lines = "\n".join(f"{path}\t{size}\t{mtime!r}" for path, size, mtime in sorted(files))
+    return hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
 
 def hashed_split(doc_index: int, val_fraction: float, seed: int) -> str:
     """The split of a document of a corpus: a keyed hash of its index, so the same on every run and

@@ -160,6 +160,17 @@ class HuggingFaceDataset(Source):
             return _dataset_documents(_row_texts(opened, cfg["text_column"], item["start"], item["end"]), cfg)
         return _dataset_documents(_stream_texts(opened, cfg["text_column"], item["shard"], item["num_shards"]), cfg)
 
+    def files(self, cfg: dict):
+        """A local file's or directory's files (a hub dataset's are the hub's: pin --dataset_revision)."""
+        name = cfg["dataset_name"]
+        if os.path.isfile(name):
+            paths = [os.path.abspath(name)]
+        elif os.path.isdir(name):
+            paths = sorted(os.path.join(root, f) for root, _, names in os.walk(os.path.abspath(name)) for f in names)
+        else:
+            return None
+        return [(path, status.st_size, status.st_mtime) for path, status in ((p, os.stat(p)) for p in paths)]
+
     def name(self, item: dict, index: int, cfg: dict) -> str:
         if item["kind"] == "stream":
             return f"row {index % STREAM_SHARD_STRIDE} of shard {item['shard']} of dataset_name={cfg['dataset_name']!r}"

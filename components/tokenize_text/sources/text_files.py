@@ -152,3 +152,9 @@ class TextFiles(Source):
 
     def whole(self, item: dict) -> Optional[dict]:
         return {**item, "end": None, "check": None} if item["start"] == 0 else None
+
+    def files(self, cfg: dict):
+        pattern = cfg["input_pattern"]
+        if "://" in pattern:
+            return None
+        return [(m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in match_text_files(pattern)]
