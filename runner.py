@@ -150,14 +150,18 @@ def _latest_pushed(args) -> str:
     """The latest push that ML Metadata records (a version directory no completed push names, such
     as one a push cut short left, is not a pushed model)."""
     config = _output_config(args)
-    destination = None
+    destination, trained = None, None
     if os.path.isfile(config.metadata_path):
         from pipeline import metadata
 
-        destination = metadata.latest_pushed_destination(metadata.sqlite_store(config.metadata_path))
+        store = metadata.sqlite_store(config.metadata_path)
+        destination, trained = metadata.latest_pushed_destination(store), metadata.latest_artifact(store, "Model")
     if not destination:
         from core.errors import NotFound
 
+        if trained is not None:  # trained, never blessed and pushed: its own SavedModel can be sampled
+            raise NotFound(f"no pushed model recorded in {config.metadata_path} (no run's model was blessed); "
+                           f"the latest trained one: --from={os.path.join(trained.uri, metadata.SERVING_DIR)}")
         raise NotFound(f"no pushed model recorded in {config.metadata_path}; run `runner.py run` first, or "
                        f"name a model with --from")
     return destination
@@ -174,6 +178,10 @@ def sample(args, overrides):
 
     # the options first (one line for a wrong one), before any model is looked up or loaded
     command_line("runner.py sample", pop_debug(overrides)[1], sampling.parse_args, sampling.sample_help)
+    from pipeline.configs import Outputs
+
+    if args.source and os.path.isfile(Outputs(args.source).metadata_path):  # a pipeline's output: its latest push
+        args.output, args.source = args.source, None
     source = args.source or _latest_pushed(args)
     print(f"sampling from {source}", file=sys.stderr, flush=True)
     sampling.main([f"--init_from={source}", *overrides], prog="runner.py sample")
@@ -290,8 +298,9 @@ def _main(argv, debug=False):
         epilog=help_listing(SampleConfig, "options", skip=("init_from", "out_dir")))
     sample_parser.add_argument(
         "--from", dest="source", default=None,
-        help="a pushed SavedModel dir, a training out_dir, gpt2/gpt2-medium/gpt2-large/gpt2-xl, or a "
-             "Hugging Face GPT-2 dir (default: the latest pushed model under --output)")
+        help="a pushed SavedModel dir, a pipeline's output dir (its latest pushed model), a training out_dir, "
+             "gpt2/gpt2-medium/gpt2-large/gpt2-xl, or a Hugging Face GPT-2 dir (default: the latest pushed model "
+             "under --output)")
     sample_parser.add_argument("--output", default=None, help="the pipeline's output directory (default: tfx_output)")
     sample_parser.set_defaults(handler=sample)
     args, rest = parser.parse_known_args(argv)

@@ -292,6 +292,16 @@ def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir, 
     assert "tiny-gpt2" in report
     candidate = evaluation.custom_properties["candidate_val_loss"].double_value
     assert np.isfinite(candidate) and candidate > 9.0  # an untrained 50257-way model: ~ln(50257)
+    # not blessed (no better than the unigram baseline), so nothing to sample from the output directory
+    # by default: the one line names the trained model's SavedModel instead
+    assert not metadata.pushed_models(store)
+    import runner
+
+    with pytest.raises(SystemExit):
+        runner.main(["sample", f"--from={config.output_dir}"])
+    saved_model = os.path.join(model.uri, "Format-Serving")
+    err = capfd.readouterr().err
+    assert err.endswith(f"(no run's model was blessed); the latest trained one: --from={saved_model}\n")
 
 
 def test_runner_samples_from_the_pushed_model(char_run, capsys):
@@ -299,9 +309,14 @@ def test_runner_samples_from_the_pushed_model(char_run, capsys):
 
     runner.main(["sample", f"--output={char_run.output_dir}", "--start=ROMEO:", "--num_samples=2",
                  "--max_new_tokens=12", "--seed=3"])
-    samples = capsys.readouterr().out.split("---------------\n")
+    printed = capsys.readouterr().out
+    samples = printed.split("---------------\n")
     assert len(samples) == 3 and samples[2] == ""
     assert all(s.startswith("ROMEO:") and len(s.rstrip("\n")) >= 6 for s in samples[:2])
+    # the output directory named as the model: its latest push, the same samples
+    runner.main(["sample", f"--from={char_run.output_dir}", "--start=ROMEO:", "--num_samples=2",
+                 "--max_new_tokens=12", "--seed=3"])
+    assert capsys.readouterr().out == printed
 
 
 def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(char_run, capsys):
