@@ -6,12 +6,14 @@ TokenizeText(tokenizer="char") writes records with `text` (a chunk of a document
 with one `tft.vocabulary` pass over the analyzed splits, and outputs `tokens` (int64 ids), `doc` and
 `pos`: Transform's transformed_examples are then `core.shards` records, read like BPE shards.
 
-The vocabulary's keys are the characters' code points in decimal ("10" for newline): tft's text
-vocabularies drop keys that contain "\\n" or "\\r", and newline is one of Tiny Shakespeare's 65
-characters. A text vocabulary (rather than tft's tfrecord one) is what lets the exported model carry
-the transform layer itself (`TransformTextEncoder`), so that the Trainer's data and the served
-model map text to ids through the same graph and table. Ids follow tft's order (descending
-frequency), not nanoGPT's sorted order.
+The vocabulary's keys are the characters' code points, int64 (written in decimal in the vocabulary
+file: "10" for newline): tft's vocabularies of strings drop keys that contain "\\n" or "\\r", and
+newline is one of Tiny Shakespeare's 65 characters; and integers are counted and looked up about
+three times faster than strings of them (Transform of a 33 MB text: 30 s against 53 s with the
+decimal strings as keys, the same vocabulary file). A text vocabulary (rather than tft's tfrecord
+one) is what lets the exported model carry the transform layer itself (`TransformTextEncoder`), so
+that the Trainer's data and the served model map text to ids through the same graph and table. Ids
+follow tft's order (descending frequency), not nanoGPT's sorted order.
 
     transform = tfx.components.Transform(
         examples=tokenize.outputs["examples"], schema=ImportSchemaGen(schema_file=RAW_SCHEMA_PATH)...,
@@ -46,8 +48,8 @@ RAW_FEATURE_SPEC = {
 
 
 def char_keys(text: tf.Tensor) -> tf.RaggedTensor:
-    """[batch] UTF-8 strings -> [batch, (chars)] vocabulary keys: each character's code point."""
-    return tf.strings.as_string(tf.strings.unicode_decode(text, "UTF-8"))
+    """[batch] UTF-8 strings -> [batch, (chars)] vocabulary keys: each character's code point (int64)."""
+    return tf.cast(tf.strings.unicode_decode(text, "UTF-8"), tf.int64)
 
 
 def preprocessing_fn(inputs):
