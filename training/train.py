@@ -156,6 +156,36 @@ def make_train_step(cfg: TrainConfig, loss_fn, optimizer: AdamW, loss_scale: Opt
 # the trainer
 
 
+class EvalPace:
+    """Whether the first evaluation of a run takes long, and how long: nanoGPT's eval_iters (200 in its
+    configs) at GPU batch sizes on a CPU is many minutes before the first line. Its batches are timed
+    from the end of the first (which traced the step); once `measure_s` have passed, `said()` gives the
+    line to print if the whole evaluation would take over `long_s`, once."""
+
+    def __init__(self, batches: int, eval_iters: int, measure_s: float = 5.0, long_s: float = 60.0, clock=time.time):
+        self.batches, self.eval_iters = batches, eval_iters
+        self.measure_s, self.long_s, self.clock = measure_s, long_s, clock
+        self.done, self.started, self.over = 0, None, False
+
+    def said(self) -> Optional[str]:
+        """Called after each batch: the line to print, or None."""
+        self.done += 1
+        if self.over:
+            return None
+        if self.started is None:
+            self.started = self.clock()
+            return None
+        seconds = self.clock() - self.started
+        if seconds < self.measure_s:
+            return None
+        self.over = True
+        total = seconds / (self.done - 1) * (self.batches - 1)
+        if total < self.long_s:
+            return None
+        return (f"the first evaluation takes about {total / 60:.0f} min at this pace ({self.batches} batches: "
+                f"eval_iters={self.eval_iters} of each split); a smaller --eval_iters estimates the loss sooner")
+
+
 class _EvaluationStopped(Exception):
     """A stop was asked during an evaluation (one worker): the iteration is saved without it."""
 
@@ -173,6 +203,7 @@ class Trainer:
         self.log = log
         self.stop = stop
         self.seconds = 0.0  # the training loop's own time, once run() has finished
+        self._pace = EvalPace(len(SPLITS) * cfg.eval_iters, cfg.eval_iters)  # said at the first evaluation
         self.loop_ended = 0.0
         notes = []  # said after the devices, which the first line names
         self.branches = cpu_branches(cfg, notes.append)
@@ -335,12 +366,16 @@ class Trainer:
         (_EvaluationStopped) on one worker; several workers agree between iterations only."""
         it = int(self.iter_num.numpy())
         out = {}
+        pace, self._pace = self._pace, None  # the first evaluation's only
         for split in SPLITS:
             losses = []
             for x, y in self.batches.evaluation(split, it):
                 if self.workers == 1 and self.stop is not None and self.stop.signal:
                     raise _EvaluationStopped
                 losses.append(float(self._eval_step(x, y)))
+                line = pace.said() if pace is not None else None
+                if line:
+                    self.log(line)
             divergence.check_eval(losses, split, it, self.cfg)
             out[split] = float(np.mean(losses))
         return out

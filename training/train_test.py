@@ -16,7 +16,7 @@ from training.data import TokenStream
 from model.model import GPT, GPTConfig
 from training.optim import AdamW
 from training.schedule import get_lr
-from training.train import Trainer
+from training.train import EvalPace, Trainer
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, dropout=0.0, bias=False,
             learning_rate=3e-3, warmup_iters=5, min_lr=3e-4, beta2=0.99, eval_iters=4,
@@ -131,6 +131,38 @@ def test_training_lowers_the_loss_and_saves(tmp_path, small_text):
     assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
     for name in ("model_config.json", "train_config.json", "tokenizer.json"):
         assert (tmp_path / name).is_file()
+
+
+def test_a_long_first_evaluation_is_said_once_with_its_time():
+    """nanoGPT's eval_iters=200 at batch 64 on a CPU: minutes before the first line; a quick one says nothing."""
+    now = [0.0]
+    pace = EvalPace(400, 200, clock=lambda: now[0])
+    said = []
+    for _ in range(400):
+        now[0] += 3.0  # 3 s a batch
+        said.append(pace.said())
+    assert [line for line in said if line] == [
+        "the first evaluation takes about 20 min at this pace (400 batches: eval_iters=200 of each split); a "
+        "smaller --eval_iters estimates the loss sooner"]
+    assert said[2] and not any(said[:2])  # once 5 s of batches are timed, from the end of the first
+    quick = EvalPace(400, 200, clock=lambda: now[0])
+    lines = []
+    for _ in range(400):
+        now[0] += 0.1  # 40 s in all
+        lines.append(quick.said())
+    assert not any(lines)
+
+
+def test_the_trainer_says_the_pace_of_its_first_evaluation(tmp_path, small_text):
+    cfg = tiny_config(tmp_path, small_text, max_iters=2, eval_interval=1, lr_decay_iters=2)
+    logs = []
+    trainer = Trainer(cfg, log=logs.append)
+    trainer._pace = EvalPace(2 * cfg.eval_iters, cfg.eval_iters, measure_s=0.0, long_s=0.0)  # any pace is long
+    trainer.run()
+    said = [line for line in logs if line.startswith("the first evaluation takes about ")]
+    assert said == [f"the first evaluation takes about 0 min at this pace (8 batches: eval_iters=4 of each split); "
+                    f"a smaller --eval_iters estimates the loss sooner"]
+    assert logs.index(said[0]) < logs.index(next(line for line in logs if line.startswith("step 0:")))
 
 
 @pytest.mark.parametrize("rng", ["tensorflow", "nanogpt"])
