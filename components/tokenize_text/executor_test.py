@@ -228,6 +228,9 @@ def test_missing_inputs_are_named(tmp_path, hf_cache):
                           tokenizer="char")
     _assert_fails_cleanly(tmp_path / "c", FileNotFoundError, "no_such_dataset", tokenizer="gpt2",
                           dataset_name=str(tmp_path / "no_such_dataset"))
+    # a path of a file system that cannot be listed from here (no such bucket, no credentials or network)
+    _assert_fails_cleanly(tmp_path / "d", MissingFile, r"^input_pattern 'ram://nowhere/x\.txt': not found, or not "
+                          r"listed from here \(", input_pattern="ram://nowhere/x.txt", tokenizer="char")
 
 
 def test_empty_corpora_fail_naming_the_input(tmp_path, hf_cache, bpe_dir):

@@ -33,8 +33,9 @@ def match_text_files(pattern: str) -> List[Any]:
         pattern = filesystems.join(pattern, "*")  # a folder: the files in it
     try:
         metadata = filesystems.match([pattern])[0].metadata_list
-    except Exception as e:  # Beam raises BeamIOError for a missing non-glob path
-        raise MissingFile(f"input_pattern {pattern!r}: no such file ({e})") from None
+    except Exception as e:  # Beam raises BeamIOError for a missing non-glob path, or one it cannot list
+        what = "not found, or not listed from here" if "://" in pattern else "no such file"
+        raise MissingFile(f"input_pattern {pattern!r}: {what} ({e})") from None
     files = sorted((m for m in metadata if not os.path.isdir(m.path)), key=lambda m: m.path)
     if not files:
         raise MissingFile(f"input_pattern {pattern!r} matches no files")
