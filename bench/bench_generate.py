@@ -113,7 +113,12 @@ def _read_weights(model):
 
 def weight_bytes_per_token(model) -> int:
     """The bytes of weights one decoding step reads at batch 1."""
-    return sum(int(w.shape.num_elements()) * w.dtype.size for w in _read_weights(model))
+    return weights_bytes(_read_weights(model))
+
+
+def weights_bytes(weights) -> int:
+    """The bytes that the tensors `weights` hold."""
+    return sum(int(w.shape.num_elements()) * w.dtype.size for w in weights)
 
 
 def read_gb_per_s(model, rounds: int = 5) -> float:
@@ -133,7 +138,7 @@ def weights_read_gb_per_s(weights, rounds: int = 5) -> float:
         return tf.bitcast(tf.reshape(w, [-1, 4 // w.dtype.size]), dtype) if w.dtype.size < 4 else \
             tf.bitcast(w, dtype)
 
-    nbytes = sum(int(w.shape.num_elements()) * w.dtype.size for w in weights)
+    nbytes = weights_bytes(weights)
     rates = []
     for dtype in (tf.float32, tf.int32):
         read = tf.function(lambda dtype=dtype: tf.add_n([tf.reduce_sum(words(w, dtype)) for w in weights]))

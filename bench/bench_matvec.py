@@ -92,7 +92,7 @@ def main(argv=None):
 
     tf.get_logger().setLevel("ERROR")  # each kernel's loop is a tf.function of its own: no retracing warning
 
-    from bench.bench_generate import weights_read_gb_per_s
+    from bench.bench_generate import weights_bytes, weights_read_gb_per_s
     from training.devices import cpu_name
 
     rng = np.random.default_rng(0)
@@ -105,8 +105,7 @@ def main(argv=None):
         f32.append(wte)
         bf16.append(tf.Variable(tf.cast(wte, tf.bfloat16)))
         head_bias = tf.Variable(tf.zeros([VOCAB], tf.bfloat16))
-    step_bytes = {dtype: sum(int(w.shape.num_elements()) * w.dtype.size for w in weights)
-                  for dtype, weights in ((tf.float32, f32), (tf.bfloat16, bf16))}
+    step_bytes = {tf.float32: weights_bytes(f32), tf.bfloat16: weights_bytes(bf16)}
     print(f"{len(matrices)} matrix-vector products a step{' and the lm_head' if cfg.head else ''}, "
           f"{step_bytes[tf.float32] / 1e6:.0f} MB of float32 weights; {os.cpu_count()} CPUs of {cpu_name()}",
           flush=True)
