@@ -14,6 +14,7 @@ from components.tokenize_text.sources.base import (Document, NotText, Source, ch
                                                    head_tail_cut)
 from components.tokenize_text.statistics import check_features
 from core.errors import MissingFile, UsageError
+from core.files import is_local
 from core.shards import TRAIN, VAL
 
 READ_BLOCK_BYTES = 1 << 20
@@ -29,12 +30,12 @@ def match_text_files(pattern: str) -> List[Any]:
     """The files (Beam FileMetadata, sorted by path) that a path or glob names; FileNotFoundError
     naming the pattern when there are none."""
     filesystems = _filesystems()
-    if pattern.endswith("/") or ("://" not in pattern and os.path.isdir(pattern)):
+    if pattern.endswith("/") or (is_local(pattern) and os.path.isdir(pattern)):
         pattern = filesystems.join(pattern, "*")  # a folder: the files in it
     try:
         metadata = filesystems.match([pattern])[0].metadata_list
     except Exception as e:  # Beam raises BeamIOError for a missing non-glob path, or one it cannot list
-        what = "not found, or not listed from here" if "://" in pattern else "no such file"
+        what = "no such file" if is_local(pattern) else "not found, or not listed from here"
         raise MissingFile(f"input_pattern {pattern!r}: {what} ({e})") from None
     files = sorted((m for m in metadata if not os.path.isdir(m.path)), key=lambda m: m.path)
     if not files:
@@ -44,7 +45,7 @@ def match_text_files(pattern: str) -> List[Any]:
 
 def _subfolders(pattern: str) -> int:
     """The folders directly in `pattern` when it names a local folder (0 otherwise)."""
-    if "://" in pattern or not os.path.isdir(pattern):
+    if not is_local(pattern) or not os.path.isdir(pattern):
         return 0
     return sum(1 for entry in os.scandir(pattern) if entry.is_dir() and not entry.name.startswith("."))
 
@@ -156,6 +157,6 @@ class TextFiles(Source):
 
     def files(self, cfg: dict):
         pattern = cfg["input_pattern"]
-        if "://" in pattern:
+        if not is_local(pattern):
             return None
         return [(m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in match_text_files(pattern)]
