@@ -8,6 +8,7 @@ small process of its own that drops exactly those lines and forwards every other
 (a process, not a thread: TensorFlow holds the interpreter for seconds at a time while it loads).
 `exit_without_teardown()` ends a command that has done its work without the interpreter's seconds of
 tearing TensorFlow, TFX and Beam down; `run_command(main)` runs a command line's main() and ends so.
+`counted(n, thing)` writes a count as a line says it ("1 document", "2,000 documents").
 """
 
 from __future__ import annotations
@@ -113,3 +114,8 @@ def run_command(main) -> None:
     except SystemExit as stop:  # a user error's line, Ctrl-C, --help: its status
         exit_without_teardown(stop.code)
     exit_without_teardown(0)
+
+
+def counted(n: int, thing: str) -> str:
+    """'1 document', '2,000 documents': a count as a printed line says it."""
+    return f"{n:,} {thing}{'' if n == 1 else 's'}"

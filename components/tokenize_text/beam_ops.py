@@ -36,6 +36,7 @@ from isal import igzip
 
 from components.tokenize_text import encoding, sources, statistics
 from core import shards
+from core.console import counted
 
 GPT2, CHAR = "gpt2", "char"
 STATS_FILE = shards.STATS_FILE
@@ -80,9 +81,8 @@ class Progress:
         now = time.time()
         if now - self.last >= self.every:
             self.last = now
-            logging.info("TokenizeText: %s document%s, %s tokens so far (%s tokens/s)", f"{self.documents:,}",
-                         "" if self.documents == 1 else "s", f"{self.tokens:,}",
-                         f"{self.tokens / max(now - self.started, 1e-9):,.0f}")
+            logging.info("TokenizeText: %s, %s tokens so far (%s tokens/s)", counted(self.documents, "document"),
+                         f"{self.tokens:,}", f"{self.tokens / max(now - self.started, 1e-9):,.0f}")
 
 
 class _ReadsDocuments(beam.DoFn):
@@ -324,9 +324,9 @@ class MergeStats(beam.CombineFn):
         counts, (refused,), distributions, written = acc
         distributions = {key: c.to_dict() for key, c in distributions.items()}
         chars = set()
-        for key, counted in distributions.items():
+        for key, distribution in distributions.items():
             if key.startswith(statistics.CHAR + "_"):
-                chars.update(map(chr, counted))
+                chars.update(map(chr, distribution))
         return {**counts, "chars": "".join(sorted(chars)), REFUSED: refused, DISTRIBUTIONS: distributions,
                 SHARDS: written}
 

@@ -22,6 +22,7 @@ from components.beam_executor import NoWorkerPackage
 from components.tokenize_text import beam_ops, encoding, sources
 from components.tokenize_text.settings import TokenizeTextSettings
 from core import shards
+from core.console import counted
 from core.errors import UsageError, writing
 from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
 
@@ -94,20 +95,15 @@ def text_summary(stats: Dict[str, Any], seconds: float) -> str:
     """The line TokenizeText prints at its end: what it read, in how long, and what it dropped, replaced
     or normalised."""
     refused, skipped = stats["refused_documents"], stats["num_skipped_documents"]
-    return (f"TokenizeText: {_counted(stats['num_documents'], 'document')}, "
+    return (f"TokenizeText: {counted(stats['num_documents'], 'document')}, "
             f"{stats['num_tokens_train']:,} train and {stats['num_tokens_val']:,} val tokens in {seconds:.1f} s; "
-            f"{_counted(stats['duplicate_documents'], 'duplicate document')} dropped, "
-            f"{_counted(stats['invalid_utf8_documents'], 'document')} with invalid UTF-8 replaced by U+FFFD, "
-            + (f"{_counted(refused, 'document')} not UTF-8 text tokenized (accept_invalid_text), " if refused else "")
-            + f"{_counted(stats['bom_dropped_documents'], 'byte-order mark')} dropped, "
-              f"{_counted(stats['crlf_normalized_lines'], 'CRLF line end')} made LF, "
-              f"{_counted(skipped, 'document')} skipped"
+            f"{counted(stats['duplicate_documents'], 'duplicate document')} dropped, "
+            f"{counted(stats['invalid_utf8_documents'], 'document')} with invalid UTF-8 replaced by U+FFFD, "
+            + (f"{counted(refused, 'document')} not UTF-8 text tokenized (accept_invalid_text), " if refused else "")
+            + f"{counted(stats['bom_dropped_documents'], 'byte-order mark')} dropped, "
+              f"{counted(stats['crlf_normalized_lines'], 'CRLF line end')} made LF, "
+              f"{counted(skipped, 'document')} skipped"
             + (f" ({stats['skipped_missing_text']} without text, {stats['skipped_empty']} empty)" if skipped else ""))
-
-
-def _counted(n: int, thing: str) -> str:
-    """'1 document', '2,000 documents'."""
-    return f"{n:,} {thing}{'' if n == 1 else 's'}"
 
 
 def check_text(stats: Dict[str, Any], cfg: Dict[str, Any]) -> None:
