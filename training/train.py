@@ -162,8 +162,8 @@ class EvalPace:
     from the end of the first (which traced the step); once `measure_s` have passed, `said()` gives the
     line to print if the whole evaluation would take over `long_s`, once."""
 
-    def __init__(self, batches: int, eval_iters: int, measure_s: float = 5.0, long_s: float = 60.0, clock=time.time):
-        self.batches, self.eval_iters = batches, eval_iters
+    def __init__(self, eval_iters: int, measure_s: float = 5.0, long_s: float = 60.0, clock=time.time):
+        self.eval_iters, self.batches = eval_iters, len(SPLITS) * eval_iters
         self.measure_s, self.long_s, self.clock = measure_s, long_s, clock
         self.done, self.started, self.over = 0, None, False
 
@@ -203,7 +203,7 @@ class Trainer:
         self.log = log
         self.stop = stop
         self.seconds = 0.0  # the training loop's own time, once run() has finished
-        self._pace = EvalPace(len(SPLITS) * cfg.eval_iters, cfg.eval_iters)  # said at the first evaluation
+        self._pace = EvalPace(cfg.eval_iters)  # said at the first evaluation
         self.loop_ended = 0.0
         notes = []  # said after the devices, which the first line names
         self.branches = cpu_branches(cfg, notes.append)

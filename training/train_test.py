@@ -136,7 +136,7 @@ def test_training_lowers_the_loss_and_saves(tmp_path, small_text):
 def test_a_long_first_evaluation_is_said_once_with_its_time():
     """nanoGPT's eval_iters=200 at batch 64 on a CPU: minutes before the first line; a quick one says nothing."""
     now = [0.0]
-    pace = EvalPace(400, 200, clock=lambda: now[0])
+    pace = EvalPace(200, clock=lambda: now[0])
     said = []
     for _ in range(400):
         now[0] += 3.0  # 3 s a batch
@@ -145,7 +145,7 @@ def test_a_long_first_evaluation_is_said_once_with_its_time():
         "the first evaluation takes about 20 min at this pace (400 batches: eval_iters=200 of each split); a "
         "smaller --eval_iters estimates the loss sooner"]
     assert said[2] and not any(said[:2])  # once 5 s of batches are timed, from the end of the first
-    quick = EvalPace(400, 200, clock=lambda: now[0])
+    quick = EvalPace(200, clock=lambda: now[0])
     lines = []
     for _ in range(400):
         now[0] += 0.1  # 40 s in all
@@ -157,7 +157,7 @@ def test_the_trainer_says_the_pace_of_its_first_evaluation(tmp_path, small_text)
     cfg = tiny_config(tmp_path, small_text, max_iters=2, eval_interval=1, lr_decay_iters=2)
     logs = []
     trainer = Trainer(cfg, log=logs.append)
-    trainer._pace = EvalPace(2 * cfg.eval_iters, cfg.eval_iters, measure_s=0.0, long_s=0.0)  # any pace is long
+    trainer._pace = EvalPace(cfg.eval_iters, measure_s=0.0, long_s=0.0)  # any pace is long
     trainer.run()
     said = [line for line in logs if line.startswith("the first evaluation takes about ")]
     assert said == [f"the first evaluation takes about 0 min at this pace (8 batches: eval_iters=4 of each split); "
