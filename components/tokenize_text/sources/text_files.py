@@ -8,6 +8,8 @@ import collections
 import os
 from typing import Any, Iterator, List, Optional
 
+from absl import logging
+
 from components.tokenize_text.encoding import TEXT_CHECK_BYTES, Utf8Decoder, text_file_problem
 from components.tokenize_text.settings import HASH
 from components.tokenize_text.sources.base import (Document, NotText, Source, choose_split, hashed_split,
@@ -18,6 +20,9 @@ from core.files import is_local
 from core.shards import TRAIN, VAL
 
 READ_BLOCK_BYTES = 1 << 20
+NO_CREDENTIALS = ("no Google Cloud credentials on this machine, so gs:// is read anonymously (public buckets only; "
+                  "`gcloud auth application-default login` gives it yours)")
+_credentials_found: Optional[bool] = None  # looked up once a process
 
 
 def _filesystems():
@@ -26,17 +31,46 @@ def _filesystems():
     return FileSystems
 
 
+def gcs_credentials_found() -> bool:
+    """Whether Google Cloud's default credentials are found here (google.auth.default(), once a process).
+
+    Beam looks them up itself the first time it touches gs://, and without them retries the lookup four
+    times (~26 s, a traceback each in the log) before it reads anonymously. Looked up once here instead:
+    without them, one line says what it means and Beam is handed the answer (its credentials: none)."""
+    global _credentials_found
+    if _credentials_found is None:
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            google.auth.default()
+            _credentials_found = True
+        except DefaultCredentialsError as e:
+            _credentials_found = False
+            logging.warning("%s: %s", NO_CREDENTIALS, str(e).split(". ")[0])
+            from apache_beam.internal.gcp import auth  # Beam's own record of the lookup, filled as it would fill it
+
+            cache = getattr(auth, "_Credentials", None)
+            if cache is not None and hasattr(cache, "_credentials_init"):
+                with cache._credentials_lock:
+                    if not cache._credentials_init:
+                        cache._credentials, cache._credentials_init = None, True
+    return _credentials_found
+
+
 def match_text_files(pattern: str) -> List[Any]:
     """The files (Beam FileMetadata, sorted by path) that a path or glob names; FileNotFoundError
     naming the pattern when there are none."""
     filesystems = _filesystems()
+    anonymous = pattern.startswith("gs://") and not gcs_credentials_found()
     if pattern.endswith("/") or (is_local(pattern) and os.path.isdir(pattern)):
         pattern = filesystems.join(pattern, "*")  # a folder: the files in it
     try:
         metadata = filesystems.match([pattern])[0].metadata_list
     except Exception as e:  # Beam raises BeamIOError for a missing non-glob path, or one it cannot list
         what = "no such file" if is_local(pattern) else "not found, or not listed from here"
-        raise MissingFile(f"input_pattern {pattern!r}: {what} ({e})") from None
+        raise MissingFile(f"input_pattern {pattern!r}: {what} ({e}){'; ' + NO_CREDENTIALS if anonymous else ''}"
+                          ) from None
     files = sorted((m for m in metadata if not os.path.isdir(m.path)), key=lambda m: m.path)
     if not files:
         raise MissingFile(f"input_pattern {pattern!r} matches no files")
