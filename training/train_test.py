@@ -160,8 +160,8 @@ def test_the_trainer_says_the_pace_of_its_first_evaluation(tmp_path, small_text)
     trainer._pace = EvalPace(cfg.eval_iters, measure_s=0.0, long_s=0.0)  # any pace is long
     trainer.run()
     said = [line for line in logs if line.startswith("the first evaluation takes about ")]
-    assert said == [f"the first evaluation takes about 0 min at this pace (8 batches: eval_iters=4 of each split); "
-                    f"a smaller --eval_iters estimates the loss sooner"]
+    assert said == ["the first evaluation takes about 0 min at this pace (8 batches: eval_iters=4 of each split); "
+                    "a smaller --eval_iters estimates the loss sooner"]
     assert logs.index(said[0]) < logs.index(next(line for line in logs if line.startswith("step 0:")))
 
 

@@ -25,7 +25,38 @@ def compile_spec(config: RunConfig, path: str) -> None:
     runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.deploy.image)
     pipeline_job = tfx.orchestration.experimental.KubeflowV2DagRunner(config=runner_config).run(
         create_pipeline(config, kubeflow_platform()), write_out=False)
-    write_pipeline_spec(with_retries(pipeline_job, config.deploy.train_retries), path)
+    write_pipeline_spec(with_data_fingerprint(with_retries(pipeline_job, config.deploy.train_retries)), path)
+
+
+def with_data_fingerprint(pipeline_job: dict) -> dict:
+    """The compiled Kubeflow job with a first task, never cached, that takes the fingerprint of
+    TokenizeText's corpus where and when the spec runs (data_fingerprint.py) and hands it to
+    TokenizeText as its parameter input_fingerprint: Kubeflow's cache then takes TokenizeText, and
+    all after it, only while the corpus is as it was (TFX's compiler gives a custom component no driver)."""
+    from orchestration.kubeflow.data_fingerprint import PARAMETER, TASK
+
+    spec = pipeline_job["pipelineSpec"]
+    tasks = spec["root"]["dag"]["tasks"]
+    tokenize = tasks["TokenizeText"]
+    tokenize_component = spec["components"][tokenize["componentRef"]["name"]]
+    image = spec["deploymentSpec"]["executors"][tokenize_component["executorLabel"]]["container"]["image"]
+    spec["components"][TASK] = {
+        "executorLabel": f"{TASK}_executor",
+        "inputDefinitions": {"parameters": {"settings": {"type": "STRING"}, "run": {"type": "STRING"}}},
+        "outputDefinitions": {"parameters": {PARAMETER: {"type": "STRING"}}}}
+    spec["deploymentSpec"]["executors"][f"{TASK}_executor"] = {"container": {
+        "image": image, "command": ["python", "-m", "orchestration.kubeflow.data_fingerprint"],
+        "args": ["{{$.inputs.parameters['settings']}}", f"{{{{$.outputs.parameters['{PARAMETER}'].output_file}}}}"]}}
+    # never cached, as the data may have changed since the last run: no cachingOptions, and a parameter
+    # of its own in every run (the run's id), for a submission whose enable_caching=True turns on every task's
+    run = {"runtimeValue": {"constantValue": {"stringValue": "{{$.pipeline_job_uuid}}"}}}
+    tasks[TASK] = {"taskInfo": {"name": TASK}, "componentRef": {"name": TASK},
+                   "inputs": {"parameters": {"settings": tokenize["inputs"]["parameters"]["settings"], "run": run}}}
+    tokenize_component["inputDefinitions"]["parameters"][PARAMETER] = {"type": "STRING"}
+    tokenize["inputs"]["parameters"][PARAMETER] = {
+        "taskOutputParameter": {"producerTask": TASK, "outputParameterKey": PARAMETER}}
+    tokenize["dependentTasks"] = sorted({*tokenize.get("dependentTasks", []), TASK})
+    return pipeline_job
 
 
 def with_retries(pipeline_job: dict, retries: int) -> dict:

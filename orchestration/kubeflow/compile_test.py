@@ -27,7 +27,7 @@ def _compile(tmp_path, *args, preset="shakespeare_char", name="spec.json"):
 def _constants(spec, task):
     """The task's parameters as the spec gives them: {name: {"stringValue": ...} or {"intValue": ...}, ...}."""
     params = spec["pipelineSpec"]["root"]["dag"]["tasks"][task]["inputs"].get("parameters", {})
-    return {k: v["runtimeValue"]["constantValue"] for k, v in params.items()}
+    return {k: v["runtimeValue"]["constantValue"] for k, v in params.items() if "runtimeValue" in v}
 
 
 def _parameters(spec, task):
@@ -46,8 +46,8 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
                     "--max_iters=123", "--learning_rate=3e-4", "--eval_batches=50")
     order = task_order(spec)
     components = [t for t in order if "resolver" not in t]
-    assert components == ["ImportSchemaGen", "TokenizeText", "SchemaGen", "DataValidator", "AnomalyGate", "Transform",
-                          "Trainer", "LMEvaluator", "InfraValidator", "Pusher"]
+    assert components == ["DataFingerprint", "ImportSchemaGen", "TokenizeText", "SchemaGen", "DataValidator",
+                          "AnomalyGate", "Transform", "Trainer", "LMEvaluator", "InfraValidator", "Pusher"]
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     # the data checked before anything trains on it: the gate comes before Transform and the Trainer
     assert set(tasks["Transform"]["dependentTasks"]) == {"AnomalyGate", "ImportSchemaGen", "TokenizeText"}
@@ -69,6 +69,13 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
 
     tokenize = TokenizeTextSettings.from_json(_parameters(spec, "TokenizeText")["settings"])
     assert (tokenize.input_pattern, tokenize.tokenizer) == ("gs://bucket/shakespeare.txt", "char")
+    # the corpus' fingerprint taken where and when the spec runs, by a task never cached, is TokenizeText's parameter
+    assert _parameters(spec, "DataFingerprint") == {"settings": _parameters(spec, "TokenizeText")["settings"],
+                                                    "run": "{{$.pipeline_job_uuid}}"}  # its cache key: each run's own
+    assert "cachingOptions" not in tasks["DataFingerprint"] and tasks["TokenizeText"]["cachingOptions"]["enableCache"]
+    assert tasks["TokenizeText"]["inputs"]["parameters"]["input_fingerprint"] == {
+        "taskOutputParameter": {"producerTask": "DataFingerprint", "outputParameterKey": "input_fingerprint"}}
+    assert _executor(spec, "DataFingerprint")["command"] == ["python", "-m", "orchestration.kubeflow.data_fingerprint"]
     schema_file = _parameters(spec, "ImportSchemaGen")["schema_file"]
     assert schema_file.startswith(IMAGE_WORKDIR + "/")  # the image's copy, which this repository holds too
     assert os.path.isfile(os.path.join(REPO, os.path.relpath(schema_file, IMAGE_WORKDIR)))
@@ -89,6 +96,8 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
     for task in components:
         container = _executor(spec, task)
         assert container["image"] == "registry.example/nanogpt-tfx:7"
+        if task == "DataFingerprint":  # not a TFX component: no Beam pipeline of its own
+            continue
         own = ["--no_pipeline_type_check"] if task == "Transform" else []  # pipeline/pipeline.py's, after the run's
         assert container["args"][-2 - len(own):] == ["--runner=DataflowRunner", "--project=p"] + own
 

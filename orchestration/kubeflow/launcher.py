@@ -51,8 +51,8 @@ from core import signals
 from core.errors import Interrupted
 from orchestration.kubeflow import forkserver, launchers, records
 from orchestration.kubeflow.records import RECORD_FILE, SET_ASIDE, earlier_records, tf_gfile, write_record
-from orchestration.kubeflow.spec import (REPO_ROOT, TFX_ENTRYPOINT, SpecError, Unresolved, check_tasks, fill, holds,
-                                         in_checkout, load_spec, parse_filter, python_value, runtime_artifact,
+from orchestration.kubeflow.spec import (REPO_ROOT, TFX_ENTRYPOINT, SpecError, Unresolved, check_tasks, fill, fill_run,
+                                         holds, in_checkout, load_spec, parse_filter, python_value, runtime_artifact,
                                          schema_title, task_order, typed_value, upstream)
 
 
@@ -218,6 +218,8 @@ class Run:
             if "runtimeValue" in source:
                 value = source["runtimeValue"]
                 value = python_value(value["constantValue"]) if "constantValue" in value else value.get("constant")
+                if isinstance(value, str):  # a run's placeholder in a constant ({{$.pipeline_job_uuid}}): its value
+                    value = fill_run(value, self._context(name))
             elif "componentInputParameter" in source:
                 pipeline_input = source["componentInputParameter"]
                 if pipeline_input in runtime.get("parameterValues", {}):
@@ -271,9 +273,13 @@ class Run:
         """The artifact's resource name, unique across runs as on a cluster's metadata store."""
         return f"runs/{self.run_id}/artifacts/{task}.{key}"
 
+    def _context(self, name: str) -> dict:
+        """The values of the run's placeholders ({{$.pipeline_job_uuid}} ...) for task `name`."""
+        return {"pipeline_root": self.pipeline_root, "pipeline_job_name": self.run_id,
+                "pipeline_job_uuid": self.run_id, "pipeline_task_name": name, "pipeline_task_uuid": name}
+
     def _run_container(self, name: str, container: dict, executor_input: dict) -> None:
-        context = {"pipeline_root": self.pipeline_root, "pipeline_job_name": self.run_id,
-                   "pipeline_job_uuid": self.run_id, "pipeline_task_name": name, "pipeline_task_uuid": name}
+        context = self._context(name)
         line = [in_checkout(fill(text, name, executor_input, context))
                 for text in [*container.get("command", []), *container.get("args", [])]]
         if line and line[0] in ("python", "python3"):  # the image's Python is this checkout's

@@ -72,8 +72,8 @@ def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run):
     record = first_run
     assert record["state"] == "SUCCEEDED"
     assert {t: v["state"] for t, v in record["tasks"].items()} == {
-        t: "SUCCEEDED" for t in ["ImportSchemaGen", "TokenizeText", "SchemaGen", "DataValidator", "AnomalyGate",
-                                 "Transform", "Trainer", "LMEvaluator", "InfraValidator", "Pusher",
+        t: "SUCCEEDED" for t in ["DataFingerprint", "ImportSchemaGen", "TokenizeText", "SchemaGen", "DataValidator",
+                                 "AnomalyGate", "Transform", "Trainer", "LMEvaluator", "InfraValidator", "Pusher",
                                  "latest_blessed_model_resolver-model-blessing-resolver",
                                  "latest_blessed_model_resolver-model-resolver"]}
     # the data checked: TFDV statistics, SchemaGen's schema, no anomalies; the blessing names the statistics
@@ -149,6 +149,27 @@ def test_a_second_run_finds_the_first_runs_blessed_model_through_the_resolvers(c
     assert "blessed: no" in summary and "pushed model: none" in summary
 
 
+def test_a_corpus_edited_in_place_is_tokenized_again_not_taken_from_the_cache(tmp_path, shakespeare_text):
+    """The spec's DataFingerprint task (never cached, whatever the run's caching) gives TokenizeText the
+    corpus' fingerprint as it is when the spec runs: unchanged, TokenizeText is cached (the test above);
+    edited, it runs again."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(shakespeare_text[:5000], encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    runner.main(["compile", f"--pipeline_root={tmp_path / 'out'}", f"--data={corpus}", f"--spec={spec}", *TINY])
+    runner.main(["run", f"--spec={spec}", "--until=TokenizeText"])
+    status = os.stat(corpus)
+    corpus.write_text(shakespeare_text[:6000], encoding="utf-8")
+    os.utime(corpus, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))  # a coarse clock's edit
+    # caching turned on for every task, as a submission's enable_caching=True does: the fingerprint is still taken
+    runner.main(["run", f"--spec={spec}", "--until=TokenizeText", "--enable_cache=true"])
+    runs = _records(str(tmp_path / "out" / "pipeline_root"))
+    assert [r["tasks"]["TokenizeText"]["state"] for r in runs] == ["SUCCEEDED", "SUCCEEDED"]
+    fingerprints = [_artifact(r, "TokenizeText", "examples")["metadata"]["input_fingerprint"] for r in runs]
+    assert fingerprints == [r["tasks"]["DataFingerprint"]["parameters"]["input_fingerprint"] for r in runs]
+    assert len(set(fingerprints)) == 2
+
+
 def test_a_bpe_spec_runs_through_its_trainer(tmp_path, shakespeare_text, bpe_dir, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(shakespeare_text[:20000], encoding="utf-8")
@@ -158,8 +179,8 @@ def test_a_bpe_spec_runs_through_its_trainer(tmp_path, shakespeare_text, bpe_dir
                  *TINY])
     runner.main(["run", f"--spec={spec}", "--until=Trainer"])
     (record,) = _records(tmp_path / "out" / "pipeline_root")
-    assert {t: v["state"] for t, v in record["tasks"].items()} == {"TokenizeText": "SUCCEEDED",
-                                                                   "Trainer": "SUCCEEDED"}
+    assert {t: v["state"] for t, v in record["tasks"].items()} == {"DataFingerprint": "SUCCEEDED",
+                                                                   "TokenizeText": "SUCCEEDED", "Trainer": "SUCCEEDED"}
     examples = _artifact(record, "TokenizeText", "examples")["metadata"]
     assert examples["tokenizer"] == "gpt2" and 0 < examples["num_tokens_val"] < examples["num_tokens_train"]
     model_run = _artifact(record, "Trainer", "model_run")["uri"]

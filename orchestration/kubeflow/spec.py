@@ -167,6 +167,16 @@ def check_placeholder(task: str, expression: str, component: dict) -> None:
                               f"its component does not have")
 
 
+def fill_run(text: str, context: dict) -> str:
+    """The text with the run's placeholders ({{$.pipeline_job_uuid}} ...; context: their values) replaced,
+    as Kubeflow replaces them in a task's constant parameters; any other placeholder left as it is."""
+    def value(match) -> str:
+        name = match.group(1).lstrip(".")
+        return context[name] if name in RUN_PLACEHOLDERS else match.group(0)
+
+    return PLACEHOLDER.sub(value, text)
+
+
 def fill(text: str, task: str, executor_input: dict, context: dict) -> str:
     """The text with its placeholders replaced as Kubeflow's launcher replaces them."""
     def value(match) -> str:

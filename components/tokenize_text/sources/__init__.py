@@ -32,8 +32,9 @@ def source_of(cfg: dict) -> Source:
 
 def input_fingerprint(cfg: dict) -> Optional[str]:
     """A digest of the corpus' files as they are now (sizes and modification times; base.fingerprint),
-    None when they are not on this machine. TokenizeText takes it as a parameter, so that a rerun
-    after its data changed in place does not take the last run's shards from the cache."""
+    None for a hub dataset. TokenizeText takes it as a parameter, so that a rerun after its data
+    changed in place does not take the last run's shards from the cache (in a compiled spec, the
+    task orchestration/kubeflow/data_fingerprint.py takes it where and when the spec runs)."""
     return fingerprint(source_of(cfg).files(cfg))
 
 

@@ -55,8 +55,9 @@ class Source:
         return item
 
     def files(self, cfg: dict) -> Optional[List[Tuple[str, int, float]]]:
-        """(path, bytes, modification time) of every file the corpus is read from, when they are on
-        this machine; None where they are not (a hub dataset, gs://): what `fingerprint` hashes."""
+        """(path, bytes, modification time) of every file the corpus is read from, listed as it is read
+        (a local disk, gs://); None for a corpus without files of its own (a hub dataset, pinned by its
+        revision): what `fingerprint` hashes."""
         return None
 
 

@@ -190,7 +190,5 @@ class TextFiles(Source):
         return {**item, "end": None, "check": None} if item["start"] == 0 else None
 
     def files(self, cfg: dict):
-        pattern = cfg["input_pattern"]
-        if not is_local(pattern):
-            return None
-        return [(m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in match_text_files(pattern)]
+        # listed where the corpus is read (gs:// too: its objects' sizes and update times)
+        return [(m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in match_text_files(cfg["input_pattern"])]
