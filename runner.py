@@ -121,10 +121,20 @@ def lineage(args, overrides):
             raise UsageError(f"--grpc={args.grpc}: expected HOST:PORT")
         store = metadata.grpc_store(host, int(port))
     else:
-        metadata_path = _output_config(args).metadata_path
+        outputs = _output_config(args)
+        metadata_path = outputs.metadata_path
         if not os.path.isfile(metadata_path):
-            from core.errors import MissingFile
+            import glob
 
+            from core.errors import MissingFile
+            from orchestration.kubeflow.records import RECORD_FILE
+
+            spec_runs = sorted(glob.glob(os.path.join(outputs.pipeline_root, "*", "*", RECORD_FILE)),
+                               key=os.path.getmtime)
+            if spec_runs:  # `run --spec` ran here: Kubeflow's ML Metadata is the cluster's, not made here
+                raise MissingFile(f"no ML Metadata store at {metadata_path}: the runs of a compiled spec here "
+                                  f"(`runner.py run --spec`) keep none, their records stand in (the latest: "
+                                  f"{spec_runs[-1]}); on a cluster, --grpc=HOST:PORT reads its store")
             raise MissingFile(f"no ML Metadata store at {metadata_path}; run `runner.py run` first, or name the "
                               f"output directory with --output")
         store = metadata.sqlite_store(metadata_path)

@@ -36,6 +36,14 @@ def test_lineage_names_a_missing_store_and_imports_nothing_heavy(tmp_path):
     assert result.returncode == 2 and "HEAVY []" in result.stdout
     assert result.stderr == f"runner.py lineage: error: no ML Metadata store at {tmp_path}/metadata.sqlite; " \
                             f"run `runner.py run` first, or name the output directory with --output\n"
+    record = tmp_path / "pipeline_root" / "nanogpt-tfx" / "run-1" / "kfp_local_run.json"  # `run --spec` ran here
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    result = _run("lineage", f"--output={tmp_path}")
+    assert result.returncode == 2 and "HEAVY []" in result.stdout
+    assert result.stderr == f"runner.py lineage: error: no ML Metadata store at {tmp_path}/metadata.sqlite: the " \
+                            f"runs of a compiled spec here (`runner.py run --spec`) keep none, their records stand " \
+                            f"in (the latest: {record}); on a cluster, --grpc=HOST:PORT reads its store\n"
     result = _run("lineage", "--grpc=localhost")
     assert result.returncode == 2 and "--grpc=localhost: expected HOST:PORT" in result.stderr
 
