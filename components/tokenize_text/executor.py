@@ -29,7 +29,7 @@ from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
 EXAMPLES_KEY = "examples"
 STATISTICS_KEY = "statistics"
 SETTINGS_KEY = "settings"
-FINGERPRINT_KEY = "input_fingerprint"
+FINGERPRINT_KEY = sources.FINGERPRINT_KEY
 STAGING_DIR = "_staging"
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import sys
 
+from components.tokenize_text.sources import FINGERPRINT_KEY as PARAMETER  # TokenizeText's parameter
+
 TASK = "DataFingerprint"
-PARAMETER = "input_fingerprint"  # TokenizeText's (components/tokenize_text/executor.py FINGERPRINT_KEY)
 
 
 def main(argv=None) -> None:

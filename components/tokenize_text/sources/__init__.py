@@ -30,6 +30,9 @@ def source_of(cfg: dict) -> Source:
     return next(source for source in SOURCES if cfg.get(source.setting))
 
 
+FINGERPRINT_KEY = "input_fingerprint"  # TokenizeText's parameter, recorded on its Examples
+
+
 def input_fingerprint(cfg: dict) -> Optional[str]:
     """A digest of the corpus' files as they are now (sizes and modification times; base.fingerprint),
     None for a hub dataset. TokenizeText takes it as a parameter, so that a rerun after its data
