@@ -127,9 +127,9 @@ def lineage(args, overrides):
             import glob
 
             from core.errors import MissingFile
-            from orchestration.kubeflow.records import RECORD_FILE
+            from orchestration.kubeflow.records import RECORDS
 
-            spec_runs = sorted(glob.glob(os.path.join(outputs.pipeline_root, "*", "*", RECORD_FILE)),
+            spec_runs = sorted(glob.glob(os.path.join(outputs.pipeline_root, RECORDS)),
                                key=os.path.getmtime)
             if spec_runs:  # `run --spec` ran here: Kubeflow's ML Metadata is the cluster's, not made here
                 raise MissingFile(f"no ML Metadata store at {metadata_path}: the runs of a compiled spec here "

@@ -2,10 +2,10 @@
 its documents with TFDV statistics.
 
 Parameters: the fields of TokenizeTextSettings (settings.py), stored as one JSON execution property,
-and input_fingerprint: a digest of the corpus' files (paths, sizes, modification times) when the
-pipeline was built, None for a corpus not on that machine (a hub dataset, gs://). TFX reuses an
-execution whose parameters and inputs are those of an earlier one: with the digest among them, a
-corpus edited in place is tokenized again instead of taken from the cache.
+and input_fingerprint: a digest of the corpus' files (paths, sizes, modification times; local or
+gs://) when the pipeline is built (in a compiled spec, when it runs: its DataFingerprint task), None
+for a hub dataset. TFX reuses an execution whose parameters and inputs are those of an earlier one:
+with the digest among them, a corpus edited in place is tokenized again instead of taken from the cache.
 
 Sources (exactly one):
   input_pattern   a text file, a folder of them or a glob (local, gs://, ...). Each file is one
@@ -84,8 +84,8 @@ from components.tokenize_text.settings import TokenizeTextSettings
 class TokenizeTextSpec(types.ComponentSpec):
     # All parameters in one: TokenizeTextSettings as JSON (components/tokenize_text/settings.py).
     PARAMETERS = {executor.SETTINGS_KEY: ExecutionParameter(type=str),
-                  # the corpus' files as the pipeline was built (sources.input_fingerprint): an edited
-                  # corpus changes the parameters, so that TFX's cache does not give the old shards
+                  # the corpus' files as the pipeline is built or the spec runs (sources.input_fingerprint):
+                  # an edited corpus changes the parameters, so that the cache does not give the old shards
                   executor.FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True)}
     INPUTS = {}
     OUTPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

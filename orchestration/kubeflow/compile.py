@@ -32,8 +32,9 @@ def with_data_fingerprint(pipeline_job: dict) -> dict:
     """The compiled Kubeflow job with a first task, never cached, that takes the fingerprint of
     TokenizeText's corpus where and when the spec runs (data_fingerprint.py) and hands it to
     TokenizeText as its parameter input_fingerprint: Kubeflow's cache then takes TokenizeText, and
-    all after it, only while the corpus is as it was (TFX's compiler gives a custom component no driver)."""
-    from orchestration.kubeflow.data_fingerprint import PARAMETER, TASK
+    all after it, only while the corpus is as it was (TFX's compiler gives a custom component no driver).
+    Also for a hub dataset, whose fingerprint is "": a name here may be a folder in the pods."""
+    from orchestration.kubeflow.data_fingerprint import PARAMETER, SETTINGS, TASK, container_line
 
     spec = pipeline_job["pipelineSpec"]
     tasks = spec["root"]["dag"]["tasks"]
@@ -42,16 +43,17 @@ def with_data_fingerprint(pipeline_job: dict) -> dict:
     image = spec["deploymentSpec"]["executors"][tokenize_component["executorLabel"]]["container"]["image"]
     spec["components"][TASK] = {
         "executorLabel": f"{TASK}_executor",
-        "inputDefinitions": {"parameters": {"settings": {"type": "STRING"}, "run": {"type": "STRING"}}},
+        "inputDefinitions": {"parameters": {SETTINGS: {"type": "STRING"}, "run": {"type": "STRING"}}},
         "outputDefinitions": {"parameters": {PARAMETER: {"type": "STRING"}}}}
-    spec["deploymentSpec"]["executors"][f"{TASK}_executor"] = {"container": {
-        "image": image, "command": ["python", "-m", "orchestration.kubeflow.data_fingerprint"],
-        "args": ["{{$.inputs.parameters['settings']}}", f"{{{{$.outputs.parameters['{PARAMETER}'].output_file}}}}"]}}
-    # never cached, as the data may have changed since the last run: no cachingOptions, and a parameter
-    # of its own in every run (the run's id), for a submission whose enable_caching=True turns on every task's
+    command, args = container_line()
+    spec["deploymentSpec"]["executors"][f"{TASK}_executor"] = {"container": {"image": image, "command": command,
+                                                                             "args": args}}
+    # never cached, as the data may have changed since the last run: no cachingOptions; and a parameter of
+    # its own in every run, the run's id where the cluster fills the placeholder in (not shown on a cluster
+    # here: docs/kubeflow.md), for a submission whose enable_caching=True turns every task's cache on
     run = {"runtimeValue": {"constantValue": {"stringValue": "{{$.pipeline_job_uuid}}"}}}
     tasks[TASK] = {"taskInfo": {"name": TASK}, "componentRef": {"name": TASK},
-                   "inputs": {"parameters": {"settings": tokenize["inputs"]["parameters"]["settings"], "run": run}}}
+                   "inputs": {"parameters": {SETTINGS: tokenize["inputs"]["parameters"][SETTINGS], "run": run}}}
     tokenize_component["inputDefinitions"]["parameters"][PARAMETER] = {"type": "STRING"}
     tokenize["inputs"]["parameters"][PARAMETER] = {
         "taskOutputParameter": {"producerTask": TASK, "outputParameterKey": PARAMETER}}

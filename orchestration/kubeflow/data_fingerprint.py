@@ -9,7 +9,7 @@ the cache, and a changed one is tokenized again, and everything after it runs ag
 `runner.py run` (the role of TFX's own ExampleGen driver). The task itself is never cached
 (compile.py with_data_fingerprint). Its output is "" for a hub dataset (pinned by its revision).
 
-    python -m orchestration.kubeflow.data_fingerprint SETTINGS_JSON OUTPUT_FILE
+    python -m orchestration.kubeflow.data_fingerprint SETTINGS_JSON OUTPUT_FILE  (USAGE)
 """
 
 from __future__ import annotations
@@ -19,15 +19,27 @@ import sys
 from components.tokenize_text.sources import FINGERPRINT_KEY as PARAMETER  # TokenizeText's parameter
 
 TASK = "DataFingerprint"
+SETTINGS = "settings"  # its input: TokenizeText's parameter of the same name, TokenizeTextSettings as JSON
+USAGE = "python -m orchestration.kubeflow.data_fingerprint SETTINGS_JSON OUTPUT_FILE"
+
+
+def container_line() -> (list, list):
+    """(command, args) of the task's container in a spec, with Kubeflow's placeholders."""
+    return (["python", "-m", "orchestration.kubeflow.data_fingerprint"],
+            [f"{{{{$.inputs.parameters['{SETTINGS}']}}}}", f"{{{{$.outputs.parameters['{PARAMETER}'].output_file}}}}"])
 
 
 def main(argv=None) -> None:
     from core import console, errors
 
     console.quiet_imports()  # google-api-core's note on Python 3.10, which Beam's imports print
-    settings_json, output_file = sys.argv[1:] if argv is None else argv
     with errors.reported("data_fingerprint"):
         import dataclasses
+
+        argv = sys.argv[1:] if argv is None else argv
+        if len(argv) != 2:
+            raise errors.UsageError(f"usage: {USAGE}")
+        settings_json, output_file = argv
 
         from components.tokenize_text import sources
         from components.tokenize_text.settings import TokenizeTextSettings

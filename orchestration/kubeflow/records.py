@@ -11,6 +11,7 @@ from typing import Dict
 from orchestration.kubeflow import launchers
 
 RECORD_FILE = "kfp_local_run.json"
+RECORDS = f"*/*/{RECORD_FILE}"  # the runs' records under a pipeline root: <pipeline>/<run id>/
 
 # The state of an artifact set aside (ML Metadata's name): neither the cache nor a resolver takes it.
 SET_ASIDE = "MARKED_FOR_DELETION"
@@ -35,7 +36,7 @@ def earlier_records(pipeline_root: str) -> Dict[str, dict]:
     """The records of the earlier runs under the pipeline root (of any pipeline), by their paths."""
     gfile = tf_gfile()
     records = {}
-    for path in gfile.glob(f"{pipeline_root.rstrip('/')}/*/*/{RECORD_FILE}"):
+    for path in gfile.glob(f"{pipeline_root.rstrip('/')}/{RECORDS}"):
         with gfile.GFile(path) as f:
             records[path] = json.load(f)
     return records

@@ -168,13 +168,11 @@ def check_placeholder(task: str, expression: str, component: dict) -> None:
 
 
 def fill_run(text: str, context: dict) -> str:
-    """The text with the run's placeholders ({{$.pipeline_job_uuid}} ...; context: their values) replaced,
-    as Kubeflow replaces them in a task's constant parameters; any other placeholder left as it is."""
-    def value(match) -> str:
-        name = match.group(1).lstrip(".")
-        return context[name] if name in RUN_PLACEHOLDERS else match.group(0)
-
-    return PLACEHOLDER.sub(value, text)
+    """A task's constant parameter as Kubeflow's driver gives it: when the whole of it is one of the run's
+    placeholders ({{$.pipeline_job_uuid}} ...; context: their values), that value; else as it is."""
+    match = PLACEHOLDER.fullmatch(text)
+    name = match.group(1).lstrip(".") if match else None
+    return context[name] if name in RUN_PLACEHOLDERS else text
 
 
 def fill(text: str, task: str, executor_input: dict, context: dict) -> str:

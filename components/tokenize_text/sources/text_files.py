@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 from typing import Any, Iterator, List, Optional
 
 from absl import logging
@@ -20,9 +21,10 @@ from core.files import is_local
 from core.shards import TRAIN, VAL
 
 READ_BLOCK_BYTES = 1 << 20
-NO_CREDENTIALS = ("no Google Cloud credentials on this machine, so gs:// is read anonymously (public buckets only; "
+NO_CREDENTIALS = ("no usable Google Cloud credentials here, so gs:// is read anonymously (public buckets only; "
                   "`gcloud auth application-default login` gives it yours)")
 _credentials_found: Optional[bool] = None  # looked up once a process
+_credentials_lock = threading.Lock()  # the DirectRunner's worker threads may ask at once
 
 
 def _filesystems():
@@ -38,24 +40,29 @@ def gcs_credentials_found() -> bool:
     times (~26 s, a traceback each in the log) before it reads anonymously. Looked up once here instead:
     without them, one line says what it means and Beam is handed the answer (its credentials: none)."""
     global _credentials_found
-    if _credentials_found is None:
-        import google.auth
-        from google.auth.exceptions import DefaultCredentialsError
+    with _credentials_lock:
+        if _credentials_found is None:
+            import google.auth
+            from google.auth.exceptions import DefaultCredentialsError
 
-        try:
-            google.auth.default()
-            _credentials_found = True
-        except DefaultCredentialsError as e:
-            _credentials_found = False
-            logging.warning("%s: %s", NO_CREDENTIALS, str(e).split(". ")[0])
-            from apache_beam.internal.gcp import auth  # Beam's own record of the lookup, filled as it would fill it
+            try:
+                google.auth.default()
+                found = True
+            except DefaultCredentialsError as e:  # none, or a key file that is not one: Beam goes on anonymously
+                found = False
+                logging.warning("%s: %s", NO_CREDENTIALS, str(e).split(". ")[0])
+                # Beam's own record of its lookup, filled as Beam fills it when the lookup fails (a Beam
+                # without it: left alone, and Beam looks them up itself)
+                from apache_beam.internal.gcp import auth
 
-            cache = getattr(auth, "_Credentials", None)
-            if cache is not None and hasattr(cache, "_credentials_init"):
-                with cache._credentials_lock:
-                    if not cache._credentials_init:
-                        cache._credentials, cache._credentials_init = None, True
-    return _credentials_found
+                cache = getattr(auth, "_Credentials", None)
+                beam_lock = getattr(cache, "_credentials_lock", None)
+                if beam_lock is not None and hasattr(cache, "_credentials_init"):
+                    with beam_lock:
+                        if not cache._credentials_init:
+                            cache._credentials, cache._credentials_init = None, True
+            _credentials_found = found
+        return _credentials_found
 
 
 def match_text_files(pattern: str) -> List[Any]:
