@@ -22,7 +22,11 @@ def compile_spec(config: RunConfig, path: str) -> None:
 
     from pipeline.pipeline import create_pipeline
 
-    runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.deploy.image)
+    # pipeline spec 2.1 (the kfp SDK 2's schema), not TFX's default 2.0: the driver of Kubeflow Pipelines'
+    # backend reads a task's constant parameters only in 2.1's form (`constant`), where it also fills in the
+    # run's placeholders; Vertex AI takes both
+    runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.deploy.image,
+                                                                             use_pipeline_spec_2_1=True)
     pipeline_job = tfx.orchestration.experimental.KubeflowV2DagRunner(config=runner_config).run(
         create_pipeline(config, kubeflow_platform()), write_out=False)
     write_pipeline_spec(with_data_fingerprint(with_retries(pipeline_job, config.deploy.train_retries)), path)
@@ -41,20 +45,21 @@ def with_data_fingerprint(pipeline_job: dict) -> dict:
     tokenize = tasks["TokenizeText"]
     tokenize_component = spec["components"][tokenize["componentRef"]["name"]]
     image = spec["deploymentSpec"]["executors"][tokenize_component["executorLabel"]]["container"]["image"]
+    text = {"parameterType": "STRING"}  # (pipeline spec 2.1, as TFX compiles it here)
     spec["components"][TASK] = {
         "executorLabel": f"{TASK}_executor",
-        "inputDefinitions": {"parameters": {SETTINGS: {"type": "STRING"}, "run": {"type": "STRING"}}},
-        "outputDefinitions": {"parameters": {PARAMETER: {"type": "STRING"}}}}
+        "inputDefinitions": {"parameters": {SETTINGS: text, "run": text}},
+        "outputDefinitions": {"parameters": {PARAMETER: text}}}
     command, args = container_line()
     spec["deploymentSpec"]["executors"][f"{TASK}_executor"] = {"container": {"image": image, "command": command,
                                                                              "args": args}}
     # never cached, as the data may have changed since the last run: no cachingOptions; and a parameter of
-    # its own in every run, the run's id where the cluster fills the placeholder in (not shown on a cluster
-    # here: docs/kubeflow.md), for a submission whose enable_caching=True turns every task's cache on
-    run = {"runtimeValue": {"constantValue": {"stringValue": "{{$.pipeline_job_uuid}}"}}}
+    # its own in every run, the run's id (a placeholder Kubeflow's driver fills in), for a submission whose
+    # enable_caching=True turns every task's cache on
+    run = {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
     tasks[TASK] = {"taskInfo": {"name": TASK}, "componentRef": {"name": TASK},
                    "inputs": {"parameters": {SETTINGS: tokenize["inputs"]["parameters"][SETTINGS], "run": run}}}
-    tokenize_component["inputDefinitions"]["parameters"][PARAMETER] = {"type": "STRING"}
+    tokenize_component["inputDefinitions"]["parameters"][PARAMETER] = text
     tokenize["inputs"]["parameters"][PARAMETER] = {
         "taskOutputParameter": {"producerTask": TASK, "outputParameterKey": PARAMETER}}
     tokenize["dependentTasks"] = sorted({*tokenize.get("dependentTasks", []), TASK})

@@ -24,14 +24,10 @@ def _compile(tmp_path, *args, preset="shakespeare_char", name="spec.json"):
     return load_spec(str(spec_path))
 
 
-def _constants(spec, task):
-    """The task's parameters as the spec gives them: {name: {"stringValue": ...} or {"intValue": ...}, ...}."""
-    params = spec["pipelineSpec"]["root"]["dag"]["tasks"][task]["inputs"].get("parameters", {})
-    return {k: v["runtimeValue"]["constantValue"] for k, v in params.items() if "runtimeValue" in v}
-
-
 def _parameters(spec, task):
-    return {k: next(iter(v.values())) for k, v in _constants(spec, task).items()}
+    """The task's constant parameters as the spec (pipeline spec 2.1) gives them: {name: value}."""
+    params = spec["pipelineSpec"]["root"]["dag"]["tasks"][task]["inputs"].get("parameters", {})
+    return {k: v["runtimeValue"]["constant"] for k, v in params.items() if "runtimeValue" in v}
 
 
 def _executor(spec, task):
@@ -59,7 +55,9 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
         "latest_blessed_model_resolver")  # TFX's LatestBlessedModelStrategy, whose blessing names the data
     assert tasks["LMEvaluator"]["inputs"]["artifacts"]["statistics"]["taskOutputArtifact"]["producerTask"] == \
         "TokenizeText"
-    assert _parameters(spec, "AnomalyGate") == {"accept_anomalies": "0"}
+    assert _parameters(spec, "AnomalyGate") == {"accept_anomalies": 0}
+    # the kfp SDK 2's schema, whose `constant` parameters Kubeflow Pipelines' driver reads (not 2.0's constantValue)
+    assert spec["pipelineSpec"]["schemaVersion"] == "2.1.0" and "constantValue" not in json.dumps(spec)
     assert order.index("latest_blessed_model_resolver-model-resolver") < order.index("LMEvaluator")
     assert set(tasks["Pusher"]["dependentTasks"]) == {"InfraValidator", "LMEvaluator", "Trainer"}
     assert set(tasks["InfraValidator"]["dependentTasks"]) == {"LMEvaluator", "Trainer"}
