@@ -22,9 +22,9 @@ def compile_spec(config: RunConfig, path: str) -> None:
 
     from pipeline.pipeline import create_pipeline
 
-    # pipeline spec 2.1 (the kfp SDK 2's schema), not TFX's default 2.0: the driver of Kubeflow Pipelines'
-    # backend reads a task's constant parameters only in 2.1's form (`constant`), where it also fills in the
-    # run's placeholders; Vertex AI takes both
+    # pipeline spec 2.1 (the kfp SDK 2's schema), not TFX's default 2.0: the driver of recent Kubeflow
+    # Pipelines backends reads a task's constant parameters only in 2.1's form (`constant`), where it also
+    # fills in the run's placeholders; Vertex AI takes both
     runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.deploy.image,
                                                                              use_pipeline_spec_2_1=True)
     pipeline_job = tfx.orchestration.experimental.KubeflowV2DagRunner(config=runner_config).run(
