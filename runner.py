@@ -124,13 +124,9 @@ def lineage(args, overrides):
         outputs = _output_config(args)
         metadata_path = outputs.metadata_path
         if not os.path.isfile(metadata_path):
-            import glob
-
             from core.errors import MissingFile
-            from orchestration.kubeflow.records import RECORDS
 
-            spec_runs = sorted(glob.glob(os.path.join(outputs.pipeline_root, RECORDS)),
-                               key=os.path.getmtime)
+            spec_runs = _spec_runs(outputs)
             if spec_runs:  # `run --spec` ran here: Kubeflow's ML Metadata is the cluster's, not made here
                 raise MissingFile(f"no ML Metadata store at {metadata_path}: the runs of a compiled spec here "
                                   f"(`runner.py run --spec`) keep none, their records stand in (the latest: "
@@ -177,6 +173,28 @@ def _latest_pushed(args) -> str:
     return destination
 
 
+def _spec_runs(outputs) -> list:
+    """The records of the runs of a compiled spec (`runner.py run --spec`) under an output directory, oldest first."""
+    import glob
+
+    from orchestration.kubeflow.records import RECORDS
+
+    return sorted(glob.glob(os.path.join(outputs.pipeline_root, RECORDS)), key=os.path.getmtime)
+
+
+def _latest_spec_model(outputs) -> str:
+    """The latest push of the runs of a compiled spec under an output directory (their records stand in
+    for ML Metadata); NotFound naming the latest trained model when none was pushed."""
+    from core.errors import NotFound
+    from orchestration.kubeflow.records import latest_model
+
+    path, pushed = latest_model(outputs.pipeline_root) or (None, False)
+    if not pushed:
+        raise NotFound(f"no pushed model among the runs of a spec under {outputs.pipeline_root} (no run's model was "
+                       f"blessed){f'; the latest trained one: --from={path}' if path else ''}")
+    return path
+
+
 def sample(args, overrides):
     """Sample from a pushed SavedModel (the latest by default), a training run, or GPT-2."""
     from core.console import quiet_imports
@@ -192,6 +210,8 @@ def sample(args, overrides):
 
     if args.source and os.path.isfile(Outputs(args.source).metadata_path):  # a pipeline's output: its latest push
         args.output, args.source = args.source, None
+    elif args.source and _spec_runs(Outputs(args.source)):  # the output of `run --spec`: its latest push
+        args.source = _latest_spec_model(Outputs(args.source))
     source = args.source or _latest_pushed(args)
     print(f"sampling from {source}", file=sys.stderr, flush=True)
     sampling.main([f"--init_from={source}", *overrides], prog="runner.py sample")

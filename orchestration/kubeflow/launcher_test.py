@@ -68,7 +68,7 @@ def first_run(char_spec):
     return record
 
 
-def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run):
+def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run, capsys):
     record = first_run
     assert record["state"] == "SUCCEEDED"
     assert {t: v["state"] for t, v in record["tasks"].items()} == {
@@ -117,6 +117,10 @@ def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run):
     tokens = out["tokens"].numpy()[0][:out["lengths"].numpy()[0]]
     assert list(tokens[:len(prompt)]) == prompt and len(tokens) == len(prompt) + 8
     assert all(0 <= t < len(chars) for t in tokens)
+    # `runner.py sample --from=<the spec's output directory>`: its runs' latest push, from their records
+    capsys.readouterr()
+    runner.main(["sample", f"--from={os.path.dirname(char_spec['root'])}", "--num_samples=1", "--max_new_tokens=4"])
+    assert f"sampling from {pushed['pushed_destination']}\n" in capsys.readouterr().err
 
 
 def test_a_second_run_finds_the_first_runs_blessed_model_through_the_resolvers(char_spec, first_run, capsys):
@@ -192,6 +196,11 @@ def test_a_bpe_spec_runs_through_its_trainer(tmp_path, shakespeare_text, bpe_dir
     model = _artifact(record, "Trainer", "model")["uri"]
     assert f"sample: python runner.py sample --from={model}/Format-Serving --bpe_dir={os.path.abspath(bpe_dir)}" \
         in summary
+    with pytest.raises(SystemExit):  # `sample --from=<the output directory>`: the one line names that model
+        runner.main(["sample", f"--from={tmp_path / 'out'}"])
+    assert capsys.readouterr().err.endswith(
+        f"no pushed model among the runs of a spec under {tmp_path / 'out' / 'pipeline_root'} (no run's model was "
+        f"blessed); the latest trained one: --from={model}/Format-Serving\n")
 
 
 def _damaged(char_spec, tmp_path, damage):

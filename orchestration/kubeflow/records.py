@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 from orchestration.kubeflow import launchers
 
@@ -40,6 +40,21 @@ def earlier_records(pipeline_root: str) -> Dict[str, dict]:
         with gfile.GFile(path) as f:
             records[path] = json.load(f)
     return records
+
+
+def latest_model(pipeline_root: str) -> Optional[Tuple[str, bool]]:
+    """(path, pushed) of the newest model the runs under the pipeline root made, for `runner.py sample
+    --from`: the newest push's destination, else the newest trained model's SavedModel (not blessed,
+    not pushed); None when they made neither."""
+    from components.artifact_layout import SERVING_DIR
+
+    artifacts = [a for r in earlier_records(pipeline_root).values() for a in r["artifacts"]
+                 if a.get("state") != SET_ASIDE]
+    pushes = [a for a in artifacts if a["schema_title"] == "tfx.PushedModel" and a["metadata"].get("pushed") == 1]
+    if pushes:
+        return max(pushes, key=lambda a: a["create_time"])["metadata"]["pushed_destination"], True
+    models = [a for a in artifacts if a["schema_title"] == "tfx.Model"]
+    return (f"{max(models, key=lambda a: a['create_time'])['uri']}/{SERVING_DIR}", False) if models else None
 
 
 def cancel_dead_runs(record_paths: Dict[str, dict], artifacts) -> None:
