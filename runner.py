@@ -166,11 +166,19 @@ def _latest_pushed(args) -> str:
         from core.errors import NotFound
 
         if trained is not None:  # trained, never blessed and pushed: its own SavedModel can be sampled
-            raise NotFound(f"no pushed model recorded in {config.metadata_path} (no run's model was blessed); "
-                           f"the latest trained one: --from={os.path.join(trained.uri, metadata.SERVING_DIR)}")
+            raise _trained_not_pushed(f"recorded in {config.metadata_path}",
+                                      os.path.join(trained.uri, metadata.SERVING_DIR))
         raise NotFound(f"no pushed model recorded in {config.metadata_path}; run `runner.py run` first, or "
                        f"name a model with --from")
     return destination
+
+
+def _trained_not_pushed(where: str, saved_model: str):
+    """The error of a `sample` without a pushed model `where`, naming the latest trained one's SavedModel."""
+    from core.errors import NotFound
+
+    return NotFound(f"no pushed model {where} (no run's model was blessed); the latest trained one: "
+                    f"--from={saved_model}")
 
 
 def _spec_runs(outputs) -> list:
@@ -189,9 +197,11 @@ def _latest_spec_model(outputs) -> str:
     from orchestration.kubeflow.records import latest_model
 
     path, pushed = latest_model(outputs.pipeline_root) or (None, False)
-    if not pushed:
-        raise NotFound(f"no pushed model among the runs of a spec under {outputs.pipeline_root} (no run's model was "
-                       f"blessed){f'; the latest trained one: --from={path}' if path else ''}")
+    where = f"among the runs of a spec under {outputs.pipeline_root}"
+    if path and not pushed:
+        raise _trained_not_pushed(where, path)
+    if not path:
+        raise NotFound(f"no pushed model {where} (no run's model was blessed)")
     return path
 
 

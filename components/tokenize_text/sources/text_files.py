@@ -51,18 +51,23 @@ def gcs_credentials_found() -> bool:
             except DefaultCredentialsError as e:  # none, or a key file that is not one: Beam goes on anonymously
                 found = False
                 logging.warning("%s: %s", NO_CREDENTIALS, str(e).split(". ")[0])
-                # Beam's own record of its lookup, filled as Beam fills it when the lookup fails (a Beam
-                # without it: left alone, and Beam looks them up itself)
-                from apache_beam.internal.gcp import auth
-
-                cache = getattr(auth, "_Credentials", None)
-                beam_lock = getattr(cache, "_credentials_lock", None)
-                if beam_lock is not None and hasattr(cache, "_credentials_init"):
-                    with beam_lock:
-                        if not cache._credentials_init:
-                            cache._credentials, cache._credentials_init = None, True
+                _beam_without_credentials()
             _credentials_found = found
         return _credentials_found
+
+
+def _beam_without_credentials() -> None:
+    """Beam's own record of its credentials lookup filled as Beam fills it when the lookup fails (none),
+    so that it does not look them up again; a Beam without that record is left alone, to look them up itself."""
+    from apache_beam.internal.gcp import auth
+
+    cache = getattr(auth, "_Credentials", None)
+    beam_lock = getattr(cache, "_credentials_lock", None)
+    if beam_lock is None or not hasattr(cache, "_credentials_init"):
+        return
+    with beam_lock:
+        if not cache._credentials_init:
+            cache._credentials, cache._credentials_init = None, True
 
 
 def match_text_files(pattern: str) -> List[Any]:
