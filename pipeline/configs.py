@@ -171,12 +171,15 @@ def make_run_config(preset: str = DEFAULT_PRESET, default_data: Optional[Callabl
     evaluation, deploy = EvalConfig(**built["eval"]), DeployConfig(**built["deploy"])
     validation = ValidationConfig(**built["validation"])
     data = built["data"]
-    if not data.get("input_pattern") and not data.get("dataset_name") and default_data:
-        data["input_pattern"] = default_data()
+    default = not data.get("input_pattern") and not data.get("dataset_name") and default_data is not None
+    if default:  # a stand-in until all else is checked: a wrong setting is named before a download
+        data["input_pattern"] = "the preset's data"
     config = RunConfig(pipeline=pipeline, data=TokenizeTextSettings(**data), validation=validation, train=train,
                        eval=evaluation, deploy=deploy)
-    check_input_files(config.data.input_pattern)
     check_across_parts(config)
+    if default:
+        config = config.replace(input_pattern=default_data())
+    check_input_files(config.data.input_pattern)
     return config
 
 

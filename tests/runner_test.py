@@ -109,6 +109,11 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
         assert expected in _mistake(tmp_path, *args), args
     assert "--eval_batch_size=0: expected an integer >= 1" in _mistake(tmp_path, "--eval_batch_size=0",
                                                                        command="compile")
+    # without --data: the setting named, not Tiny Shakespeare's download (offline here, or a missing copy)
+    missing = {"NANOGPT_TFX_SHAKESPEARE": str(tmp_path / "missing.txt")}
+    assert "--val_fraction=0.0: expected a number in (0, 1)" in _mistake(tmp_path, "--val_fraction=0", env=missing)
+    assert "--statistics=False leaves" in _mistake(tmp_path, "--statistics=False", env=missing)
+    assert f"Tiny Shakespeare: {tmp_path}/missing.txt does not exist" in _mistake(tmp_path, env=missing)
 
 
 def test_checkpoints_files_and_the_evaluation_are_checked_before_anything_runs(tmp_path, shared_data):
