@@ -229,15 +229,16 @@ def sample(args, overrides):
 
 def _pipeline_arguments(parser, data: str, beam: str) -> None:
     """The options that `run` and `compile` share, and the settings they take as --key=value."""
+    from core.settings import home_path
     from pipeline.configs import PRESETS
 
-    parser.add_argument("config_files", nargs="*", metavar="CONFIG_FILE",
+    parser.add_argument("config_files", nargs="*", metavar="CONFIG_FILE", type=home_path,
                         help="nanoGPT config files (config/train_shakespeare_char.py ...): `name = value` lines, "
                              "read, not run; the --key=value arguments come after them")
     parser.add_argument("--preset", default=None, metavar="{" + ",".join(PRESETS) + "}",
                         help="a preset of pipeline/configs.py (default: shakespeare_char, or the config file's "
                              "dataset)")
-    parser.add_argument("--data", default=None, help=data)
+    parser.add_argument("--data", default=None, type=home_path, help=data)
     parser.add_argument("--beam_pipeline_args", default=None, help=f"Beam options as one string, {beam}")
     parser.epilog = _settings_help()
 
@@ -271,6 +272,8 @@ def main(argv=None):
 
 
 def _main(argv, debug=False):
+    from core.settings import home_path  # (light)
+
     parser = _ArgumentParser(prog="runner.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
     run_parser = commands.add_parser(
@@ -282,12 +285,12 @@ def _main(argv, debug=False):
                         data="local text file(s), a path or glob (default for the Shakespeare presets: "
                              "$NANOGPT_TFX_SHAKESPEARE or a download of Tiny Shakespeare)",
                         beam="e.g. '--direct_num_workers=2' (default: in-memory DirectRunner)")
-    run_parser.add_argument("--output", default=None, help="output directory (default: tfx_output)")
-    run_parser.add_argument("--spec", default=None,
+    run_parser.add_argument("--output", default=None, type=home_path, help="output directory (default: tfx_output)")
+    run_parser.add_argument("--spec", default=None, type=home_path,
                             help="run this compiled Kubeflow Pipelines spec (runner.py compile) instead, each task in "
                                  "its own process as Kubeflow's launcher runs it (docs/kubeflow.md)")
-    run_parser.add_argument("--pipeline_root", default=None, help="with --spec: where the run writes (default: the "
-                                                                  "spec's pipeline root)")
+    run_parser.add_argument("--pipeline_root", default=None, type=home_path,
+                            help="with --spec: where the run writes (default: the spec's pipeline root)")
     run_parser.add_argument("--until", default=None, help="with --spec: run only this task and the tasks it needs")
     run_parser.set_defaults(handler=run)
     compile_parser = commands.add_parser(
@@ -305,10 +308,10 @@ def _main(argv, debug=False):
     compile_parser.add_argument("--image", default=None,
                                 help="the container image of the components (built from the Dockerfile; "
                                      "default: nanogpt-tfx:latest)")
-    compile_parser.add_argument("--pipeline_root", required=True,
+    compile_parser.add_argument("--pipeline_root", required=True, type=home_path,
                                 help="where the run writes, e.g. gs://BUCKET/nanogpt-tfx: artifacts under "
                                      "pipeline_root/, pushed models under serving_model/")
-    compile_parser.add_argument("--spec", default=None,
+    compile_parser.add_argument("--spec", default=None, type=home_path,
                                 help="the spec file to write: YAML, or JSON for a .json name (default: "
                                      "nanogpt-tfx-PRESET.yaml here)")
     compile_parser.set_defaults(handler=compile_spec)
@@ -316,14 +319,15 @@ def _main(argv, debug=False):
         "lineage", help="show where a model came from, from ML Metadata",
         description="Print the chain from the data to a model: data source, examples and token counts, "
                     "vocabulary, trainer and hyperparameters, evaluation and blessing, push.")
-    lineage_parser.add_argument("--model", default=None,
+    lineage_parser.add_argument("--model", default=None, type=home_path,
                                 help="a Model or PushedModel artifact id, a pushed model's directory or a "
                                      "Model's uri (default: the latest pushed model; with none pushed, the "
                                      "latest trained one)")
     lineage_parser.add_argument("--format", choices=("text", "dot", "png"), default="text",
                                 help="text, Graphviz dot, or a PNG drawing (default: text)")
-    lineage_parser.add_argument("--png", default=None, help="the PNG file for --format=png (default: lineage.png)")
-    lineage_parser.add_argument("--output", default=None,
+    lineage_parser.add_argument("--png", default=None, type=home_path,
+                                help="the PNG file for --format=png (default: lineage.png)")
+    lineage_parser.add_argument("--output", default=None, type=home_path,
                                 help="the pipeline's output directory holding metadata.sqlite (default: tfx_output)")
     lineage_parser.add_argument("--grpc", default=None,
                                 help="HOST:PORT of an ML Metadata gRPC service, such as the metadata-grpc-service "
@@ -337,11 +341,12 @@ def _main(argv, debug=False):
         description="nanoGPT's sample.py, its options as --key=value. The tokenizer comes from the model itself.",
         epilog=help_listing(SampleConfig, "options", skip=("init_from", "out_dir")))
     sample_parser.add_argument(
-        "--from", dest="source", default=None,
+        "--from", dest="source", default=None, type=home_path,
         help="a pushed SavedModel dir, a pipeline's output dir (its latest pushed model), a training out_dir, "
              "gpt2/gpt2-medium/gpt2-large/gpt2-xl, or a Hugging Face GPT-2 dir (default: the latest pushed model "
              "under --output)")
-    sample_parser.add_argument("--output", default=None, help="the pipeline's output directory (default: tfx_output)")
+    sample_parser.add_argument("--output", default=None, type=home_path,
+                               help="the pipeline's output directory (default: tfx_output)")
     sample_parser.set_defaults(handler=sample)
     args, rest = parser.parse_known_args(argv)
     from core.errors import reported

@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import os
 import textwrap
 import typing
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -27,12 +28,14 @@ class SettingError(UserError, ValueError):
 
 
 def setting(default: Any, help: str, *, choices: Optional[Sequence] = None, minimum: Optional[float] = None,
-            maximum: Optional[float] = None, above: Optional[float] = None, below: Optional[float] = None) -> Any:
+            maximum: Optional[float] = None, above: Optional[float] = None, below: Optional[float] = None,
+            path: bool = False) -> Any:
     """A dataclass field with a one-line description and the values it allows: one of `choices`,
-    >= minimum, <= maximum, > above, < below (None: unbounded). List and dict defaults are copied
+    >= minimum, <= maximum, > above, < below (None: unbounded). path: a file or directory (or a list of
+    them), whose leading ~ a command line expands (`home_path`). List and dict defaults are copied
     per instance."""
     metadata = {"help": help, "choices": tuple(choices) if choices else None, "minimum": minimum,
-                "maximum": maximum, "above": above, "below": below}
+                "maximum": maximum, "above": above, "below": below, "path": path}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=functools.partial(copy.deepcopy, default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -168,10 +171,25 @@ def unknown(name: str, known: Iterable[str], what: str = "setting") -> SettingEr
     return SettingError(f"unknown {what} {spell(name) if what == 'setting' else repr(name)}{hint}")
 
 
+def home_path(text: str) -> str:
+    """A path from a command line with its leading ~ or ~user expanded, as a shell expands it in a word
+    of its own but not after `--key=` (`--output=~/runs` would otherwise make a folder named ~)."""
+    return os.path.expanduser(text) if text.startswith("~") else text
+
+
 def parse_text(cls, name: str, text: str) -> Any:
     """A command-line value as the setting's type: strings as they are (--start=123 is the text
-    "123"); numbers, booleans, lists and dicts as Python literals; None, NONE (as --help spells it) or
-    nothing for an Optional setting (and any case of it for one that is not a string)."""
+    "123"), a path's leading ~ expanded; numbers, booleans, lists and dicts as Python literals; None,
+    NONE (as --help spells it) or nothing for an Optional setting (and any case of it for one that is
+    not a string)."""
+    value = _parse_text(cls, name, text)
+    if fields(cls)[name].metadata.get("path"):
+        return [home_path(v) for v in value] if isinstance(value, list) else \
+            home_path(value) if isinstance(value, str) else value
+    return value
+
+
+def _parse_text(cls, name: str, text: str) -> Any:
     inner, optional = _optional(_hints(cls)[name])
     kind = typing.get_origin(inner) or inner
     # --help spells it NONE; a string setting's "none" may be a name (a file, a dataset's configuration)

@@ -28,3 +28,20 @@ def test_values_and_one_line_for_a_wrong_one():
     assert parse_text(_Example, "name", "nonesuch") == "nonesuch"
     with pytest.raises(SettingError, match=r"^--steps=NONE: expected an integer >= 0$"):
         parse_text(_Example, "steps", "NONE")
+
+
+@dataclasses.dataclass
+class _Paths(Settings):
+    out_dir: str = setting("out", "a directory", path=True)
+    baselines: list = setting([], "directories or names", path=True)
+    start: str = setting("\n", "a prompt")
+
+
+def test_a_paths_leading_tilde_is_the_home_directory_as_a_shell_expands_it(monkeypatch, tmp_path):
+    # a shell leaves --out_dir=~/runs as it is: the ~ is not at the start of a word
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert parse_text(_Paths, "out_dir", "~/runs") == f"{tmp_path}/runs"
+    assert parse_text(_Paths, "out_dir", "~") == str(tmp_path)
+    assert parse_text(_Paths, "out_dir", "runs/~") == "runs/~"
+    assert parse_text(_Paths, "baselines", "gpt2,~/my-gpt2") == ["gpt2", f"{tmp_path}/my-gpt2"]
+    assert parse_text(_Paths, "start", "~/not a path") == "~/not a path"  # text, not a path

@@ -41,7 +41,7 @@ class PipelineSettings(Settings):
     preset: str = setting(DEFAULT_PRESET, "the pipeline preset these settings started from")
     pipeline_name: str = setting(PIPELINE_NAME, "the pipeline's name in ML Metadata")
     output_dir: str = setting(OUTPUT_DIR, "pipeline root, metadata store and serving directory lie below "
-                                          "($NANOGPT_TFX_OUTPUT)")
+                                          "($NANOGPT_TFX_OUTPUT)", path=True)
     train_preset: str = setting(DEFAULT_PRESET, "the training preset (training/config.py) under the training "
                                                 "hyperparameters", choices=tuple(TRAIN_PRESETS))
     resume: bool = setting(False, "continue from the checkpoint of the latest model's training run")

@@ -1,6 +1,7 @@
 """The end-of-run summary, read from a real SQLite ML Metadata store."""
 
 import os
+import sys
 
 import pytest
 
@@ -9,6 +10,8 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components.tokenize_text.settings import TokenizeTextSettings
 from pipeline import metadata
+
+SAMPLE = metadata.runner_command("sample")  # as the summary types it here
 
 
 def _store_with(path, artifacts):
@@ -50,8 +53,8 @@ def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
     assert f"pushed model: {out}/serving_model/17" in summary
     assert "infra check: passed in 21.5 s (loaded in a fresh process ...)" in summary
     assert f"model card: '{out}/serving_model/17/model_card.md'" in summary
-    assert f"sample: python runner.py sample --from='{out}/serving_model/17'" in summary
-    assert summary[-1] == f"lineage: python runner.py lineage --output='{out}'"
+    assert f"sample: {SAMPLE} --from='{out}/serving_model/17'" in summary
+    assert summary[-1] == f"lineage: {metadata.runner_command('lineage')} --output='{out}'"
     assert os.path.isfile(out / "metadata.sqlite")
 
 
@@ -62,7 +65,7 @@ def test_run_summary_names_no_training_logs_when_the_run_wrote_none(tmp_path):
     _store_with(str(tmp_path / "metadata.sqlite"), [("ModelRun", str(run_dir), {})])
     summary = metadata.run_summary(str(tmp_path / "metadata.sqlite")).splitlines()
     assert not [line for line in summary if "tensorboard" in line]
-    assert f"sample: python runner.py sample --from={run_dir}" in summary
+    assert f"sample: {SAMPLE} --from={run_dir}" in summary
 
 
 def test_the_sample_command_takes_the_runs_bpe_files_when_it_tokenized_with_gpt2(tmp_path):
@@ -85,10 +88,10 @@ def test_the_sample_command_takes_the_runs_bpe_files_when_it_tokenized_with_gpt2
         return [line for line in metadata.run_summary(store_path).splitlines() if line.startswith("sample: ")]
 
     bpe = os.path.relpath(tmp_path / "gpt2 bpe")
-    assert tokenized("gpt2", bpe) == [f"sample: python runner.py sample --from={tmp_path}/serving_model/1 "
+    assert tokenized("gpt2", bpe) == [f"sample: {SAMPLE} --from={tmp_path}/serving_model/1 "
                                       f"--bpe_dir='{tmp_path}/gpt2 bpe'"]
-    assert tokenized("char", bpe) == [f"sample: python runner.py sample --from={tmp_path}/serving_model/1"]
-    assert tokenized("gpt2", "") == [f"sample: python runner.py sample --from={tmp_path}/serving_model/1"]
+    assert tokenized("char", bpe) == [f"sample: {SAMPLE} --from={tmp_path}/serving_model/1"]
+    assert tokenized("gpt2", "") == [f"sample: {SAMPLE} --from={tmp_path}/serving_model/1"]
 
 
 def test_a_run_that_pushed_nothing_says_so_beside_the_last_push(tmp_path):
@@ -118,7 +121,7 @@ def test_an_unpushed_run_samples_from_the_trainers_saved_model(tmp_path):
     _store_with(str(tmp_path / "metadata.sqlite"), [("ModelRun", str(run_dir), {}), ("Model", str(model_dir), {}),
                                                    ("ModelBlessing", str(tmp_path / "blessing"), {"blessed": 0})])
     summary = metadata.run_summary(str(tmp_path / "metadata.sqlite")).splitlines()
-    assert f"sample: python runner.py sample --from={model_dir}/Format-Serving" in summary
+    assert f"sample: {SAMPLE} --from={model_dir}/Format-Serving" in summary
 
 
 def test_lineage_without_a_push_is_of_the_latest_trained_model(tmp_path):
@@ -132,3 +135,18 @@ def test_lineage_without_a_push_is_of_the_latest_trained_model(tmp_path):
     _store_with(empty, [])
     with pytest.raises(Exception, match="no model in ML Metadata: run the pipeline until its Trainer completes"):
         lineage._find_subject(metadata.sqlite_store(empty), None)
+
+
+def test_the_commands_a_run_ends_with_are_typed_as_here(tmp_path, monkeypatch):
+    """After scripts/run.sh no environment is active, and the shell's `python` is another one or none
+    (Debian has python3 only): the lines name the Python that ran; from another folder, runner.py's path."""
+    repo = os.path.dirname(metadata.RUNNER)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # an activated environment
+    assert metadata.runner_command("sample") == "python runner.py sample"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no python
+    python = os.path.relpath(sys.executable) if not os.path.relpath(sys.executable).startswith("..") \
+        else sys.executable
+    assert metadata.runner_command("sample") == f"{python} runner.py sample"
+    monkeypatch.chdir(tmp_path)
+    assert metadata.runner_command("lineage") == f"{sys.executable} {repo}/runner.py lineage"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
+import sys
 from typing import List, Optional, Tuple
 
 from components.artifact_layout import (INFRA_CHECK_KEY, INFRA_CHECK_SECONDS_KEY, INFRA_CHECKED_KEY, MODEL_CARD_KEY,
@@ -15,6 +17,24 @@ from core import files
 from core.errors import UserError, one_line
 from pipeline.configs import OUTPUT_DIR
 from training.config import TENSORBOARD_DIR
+
+
+RUNNER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runner.py")
+
+
+def runner_command(command: str) -> str:
+    """`runner.py COMMAND` as it is typed here, for the lines a run ends with: the Python running now
+    (`python` when it is the one the shell finds, as with an activated .venv; else its path, such as
+    .venv/bin/python after scripts/run.sh) and runner.py, from the working directory."""
+    on_path = shutil.which("python")  # (python3 of the same environment is the same Python)
+    same = on_path is not None and os.path.dirname(os.path.abspath(on_path)) == os.path.dirname(
+        os.path.abspath(sys.executable)) and os.path.samefile(on_path, sys.executable)
+    return f"{'python' if same else _typed(sys.executable)} {_typed(RUNNER)} {command}"
+
+
+def _typed(path: str) -> str:
+    relative = os.path.relpath(path)
+    return shlex.quote(os.path.abspath(path) if relative.startswith("..") else relative)
 
 
 def sqlite_store(metadata_path: str):
@@ -130,7 +150,7 @@ def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
         bpe_dir=_bpe_dir(store),
         last_push=prop(last_push, "pushed_destination") if last_push is not None and this_run is None else None)
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
-    lines.append("lineage: python runner.py lineage"
+    lines.append("lineage: " + runner_command("lineage")
                  + ("" if output_dir == os.path.abspath(OUTPUT_DIR) else f" --output={shlex.quote(output_dir)}")
                  # nothing pushed by this run: its trained model's, not an earlier push's
                  + (f" --model={shlex.quote(model.uri)}" if this_run is None and model is not None else ""))
@@ -230,6 +250,6 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
     if sample_from:
         # no --start: a prompt of the run's own data is not known here, and one of characters outside a
         # character model's vocabulary fails; sample's default is nanoGPT's, a newline
-        lines.append(f"sample: python runner.py sample --from={shlex.quote(sample_from)}"
+        lines.append(f"sample: {runner_command('sample')} --from={shlex.quote(sample_from)}"
                      + (f" --bpe_dir={shlex.quote(bpe_dir)}" if bpe_dir else ""))
     return lines

@@ -19,7 +19,7 @@ import sys
 from typing import List, Optional
 
 from model.presets import DTYPES, WEIGHT_DTYPES
-from core.settings import check, command_line, help_listing, parse_overrides, setting
+from core.settings import check, command_line, help_listing, home_path, parse_overrides, setting
 
 DEFAULT_START = "\n"  # nanoGPT's
 
@@ -27,8 +27,8 @@ DEFAULT_START = "\n"  # nanoGPT's
 @dataclasses.dataclass
 class SampleConfig:
     init_from: str = setting("resume", "a SavedModel, a training out_dir, 'resume' (then out_dir), a GPT-2 name "
-                                       "or a Hugging Face GPT-2 directory")
-    out_dir: str = setting("out", "the run to sample from when init_from='resume'")
+                                       "or a Hugging Face GPT-2 directory", path=True)
+    out_dir: str = setting("out", "the run to sample from when init_from='resume'", path=True)
     start: str = setting(DEFAULT_START, "the prompt, e.g. '<|endoftext|>'; 'FILE:prompt.txt' reads it from a file")
     num_samples: int = setting(10, "number of samples to draw", minimum=1)
     max_new_tokens: int = setting(500, "number of tokens generated in each sample", minimum=1)
@@ -45,7 +45,7 @@ class SampleConfig:
                                             "TensorFlow's own kernels; None: the faster of the two on a CPU for "
                                             "the model's size (XLA for small layers; serving/generate.py uses_xla)")
     stop_at_eot: bool = setting(False, "end a sample at the tokenizer's end-of-text token (GPT-2 BPE has one)")
-    bpe_dir: str = setting("", "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE")
+    bpe_dir: str = setting("", "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE", path=True)
 
     def __post_init__(self):
         check(self)
@@ -103,7 +103,7 @@ def read_start(start: str) -> str:
         shown = start.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         raise UsageError(f"--start={shown}: not UTF-8 text") from None
     if start.startswith("FILE:"):
-        path = start[len("FILE:"):]
+        path = home_path(start[len("FILE:"):])
         try:
             with open(path, encoding="utf-8") as f:
                 return f.read()

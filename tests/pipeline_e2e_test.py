@@ -19,6 +19,8 @@ from test_helpers import pipeline_runs
 from test_helpers.damage import flip_bytes_in_place
 from test_helpers.pipeline_runs import TINY_RUN
 
+SAMPLE = metadata.runner_command("sample")  # as the summary types it here
+
 
 def test_char_pipeline_trains_blesses_and_pushes_a_servable_model(char_run):
     versions = char_run.recorded["versions"]
@@ -251,7 +253,7 @@ def test_unblessed_model_is_not_pushed(char_run):
     # named the training run's directory, holding no checkpoint when it was shorter than eval_interval)
     model = max(pipeline_runs.store(config).get_artifacts_by_type("Model"), key=lambda a: a.id)
     saved_model = os.path.join(model.uri, "Format-Serving")
-    assert f"sample: python runner.py sample --from={shlex.quote(saved_model)}" in summary
+    assert f"sample: {SAMPLE} --from={shlex.quote(saved_model)}" in summary
     assert summary[-1].endswith(f" --model={shlex.quote(model.uri)}")
     assert lineage.model_lineage(pipeline_runs.store(config), model.uri).to_text().startswith("lineage of Model #")
     import runner

@@ -44,6 +44,10 @@ def test_lineage_names_a_missing_store_and_imports_nothing_heavy(tmp_path):
     assert result.stderr == f"runner.py lineage: error: no ML Metadata store at {tmp_path}/metadata.sqlite: the " \
                             f"runs of a compiled spec here (`runner.py run --spec`) keep none, their records stand " \
                             f"in (the latest: {record}); on a cluster, --grpc=HOST:PORT reads its store\n"
+    # --output=~/...: a shell does not expand the ~ after `=`; the command does, as for every path
+    result = subprocess.run([sys.executable, "runner.py", "lineage", "--output=~/runs"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)})
+    assert result.returncode == 2 and f"no ML Metadata store at {tmp_path}/runs/metadata.sqlite" in result.stderr
     result = _run("lineage", "--grpc=localhost")
     assert result.returncode == 2 and "--grpc=localhost: expected HOST:PORT" in result.stderr
 
@@ -111,6 +115,9 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
                                                                        command="compile")
     # without --data: the setting named, not Tiny Shakespeare's download (offline here, or a missing copy)
     missing = {"NANOGPT_TFX_SHAKESPEARE": str(tmp_path / "missing.txt")}
+    assert f"--data={tmp_path}/no_such.txt: matches no file" in _mistake(tmp_path, "--data=~/no_such.txt",
+                                                                          env={"HOME": str(tmp_path)})
+    assert f"--bpe_dir={tmp_path}/bpe: " in _mistake(tmp_path, data, "--bpe_dir=~/bpe", env={"HOME": str(tmp_path)})
     assert "--val_fraction=0.0: expected a number in (0, 1)" in _mistake(tmp_path, "--val_fraction=0", env=missing)
     assert "--statistics=False leaves" in _mistake(tmp_path, "--statistics=False", env=missing)
     assert f"Tiny Shakespeare: {tmp_path}/missing.txt does not exist" in _mistake(tmp_path, env=missing)

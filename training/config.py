@@ -28,7 +28,7 @@ TOKENIZERS = ("gpt2", "char")
 @dataclasses.dataclass
 class TrainConfig(Settings):
     # I/O
-    out_dir: str = setting("out", "the run's directory: checkpoints, configs, TensorBoard logs")
+    out_dir: str = setting("out", "the run's directory: checkpoints, configs, TensorBoard logs", path=True)
     eval_interval: int = setting(2000, "evaluate train and val loss every this many iterations", minimum=1)
     log_interval: int = setting(1, "print the training loss every this many iterations", minimum=1)
     eval_iters: int = setting(200, "batches per split in each evaluation", minimum=1)
@@ -38,13 +38,14 @@ class TrainConfig(Settings):
     checkpoint_minutes: float = setting(30.0, "also checkpoint between evaluations every this many minutes, so "
                                               "that a kill loses no more (0: only at evaluations)", minimum=0)
     init_from: str = setting("scratch", "'scratch', 'resume' (out_dir's latest checkpoint), a GPT-2 name "
-                                        "(gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a Hugging Face GPT-2 directory")
+                                        "(gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a Hugging Face GPT-2 directory",
+                              path=True)
     tensorboard: bool = setting(True, "write TensorBoard summaries under out_dir/tensorboard")
     # data: token shards (a directory with Split-train/ and Split-val/), or a text file tokenized in process
-    data_dir: str = setting("", "a directory of token shards (Split-train/, Split-val/)")
-    text_file: str = setting("", "a text file, tokenized in process (90% train, 10% val)")
+    data_dir: str = setting("", "a directory of token shards (Split-train/, Split-val/)", path=True)
+    text_file: str = setting("", "a text file, tokenized in process (90% train, 10% val)", path=True)
     tokenizer: str = setting("gpt2", "for text_file: GPT-2 BPE or characters", choices=TOKENIZERS)
-    bpe_dir: str = setting("", "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE")
+    bpe_dir: str = setting("", "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE", path=True)
     gradient_accumulation_steps: int = setting(5 * 8, "micro-batches per iteration (a larger batch); divided "
                                                       "across replicas", minimum=1)
     batch_size: int = setting(12, "micro-batch size per replica", minimum=1)

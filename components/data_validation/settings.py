@@ -13,7 +13,8 @@ from core.settings import SettingError, Settings, check, setting
 @dataclasses.dataclass
 class ValidationConfig(Settings):
     schema_file: Optional[str] = setting(None, "a curated schema (schema.pbtxt, e.g. a copy of SchemaGen's) to check "
-                                               "the data against, instead of the one SchemaGen infers from it")
+                                               "the data against, instead of the one SchemaGen infers from it",
+                                         path=True)
     accept_anomalies: bool = setting(False, "train on data with anomalies (they are printed) instead of stopping "
                                             "before the Trainer")
     skip_validation: bool = setting(False, "no schema and no checks of the data (its statistics are still recorded)")

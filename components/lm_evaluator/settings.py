@@ -14,7 +14,8 @@ from core.settings import SettingError, Settings, check, setting
 @dataclasses.dataclass
 class EvalConfig(Settings):
     baselines: List[str] = setting([], "GPT-2 names or Hugging Face GPT-2 checkpoint directories evaluated beside "
-                                       "the model (on the same text in their own tokens, compared in bits per byte)")
+                                       "the model (on the same text in their own tokens, compared in bits per byte)",
+                                     path=True)
     eval_batches: int = setting(0, "evaluation batches of the val split, at random windows (0: the whole split, as "
                                    "consecutive windows)", minimum=0)
     eval_train_batches: int = setting(50, "evaluation batches of the train split, at random windows, as nanoGPT "

@@ -18,9 +18,9 @@ TOKENIZERS = ("gpt2", "char")
 class TokenizeTextSettings(Settings):
     # the source: text files or a Hugging Face dataset (exactly one)
     input_pattern: Optional[str] = setting(None, "text files: a file, a folder or a glob (local, gs://, ...); "
-                                                 "each file is a document")
+                                                 "each file is a document", path=True)
     dataset_name: Optional[str] = setting(None, "a Hugging Face dataset: a hub name, or a local directory or "
-                                                ".jsonl/.json/.parquet/.csv/.arrow/.txt file")
+                                                ".jsonl/.json/.parquet/.csv/.arrow/.txt file", path=True)
     dataset_config: Optional[str] = setting(None, "the dataset's configuration name")
     dataset_split: str = setting("train", "the dataset's split to read (this component makes train and val)")
     text_column: str = setting("text", "the dataset column that holds each document's text")
@@ -32,7 +32,7 @@ class TokenizeTextSettings(Settings):
     tokenizer: str = setting("gpt2", "GPT-2 BPE tokens, or character records for Transform's vocabulary",
                              choices=TOKENIZERS)
     bpe_dir: Optional[str] = setting(None, "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE "
-                                           "(else $NANOGPT_TFX_BPE_DIR or tiktoken's download)")
+                                           "(else $NANOGPT_TFX_BPE_DIR or tiktoken's download)", path=True)
     # splits and records
     split_method: str = setting(AUTO, "head_tail: each document's last val_fraction of characters is val (one "
                                       "file: nanoGPT's 90/10); hash: whole documents by a keyed hash; auto: hash "

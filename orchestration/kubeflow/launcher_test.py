@@ -14,6 +14,9 @@ import yaml
 
 import runner
 from orchestration.kubeflow import launcher
+from pipeline.metadata import runner_command
+
+SAMPLE = runner_command("sample")  # as the summary types it here
 
 # 20 iterations do not beat the unigram baseline: the blessing here gates on the threshold alone;
 # the infra check's generation requests make 8 tokens
@@ -194,7 +197,7 @@ def test_a_bpe_spec_runs_through_its_trainer(tmp_path, shakespeare_text, bpe_dir
     assert "pushed model: none" in summary
     # nothing pushed: the sample command takes the Trainer's SavedModel, with the run's BPE files (offline)
     model = _artifact(record, "Trainer", "model")["uri"]
-    assert f"sample: python runner.py sample --from={model}/Format-Serving --bpe_dir={os.path.abspath(bpe_dir)}" \
+    assert f"sample: {SAMPLE} --from={model}/Format-Serving --bpe_dir={os.path.abspath(bpe_dir)}" \
         in summary
     with pytest.raises(SystemExit):  # `sample --from=<the output directory>`: the one line names that model
         runner.main(["sample", f"--from={tmp_path / 'out'}"])
