@@ -277,9 +277,11 @@ def from_command_line(overrides: List[str], config_files: List[str] = (), preset
                 f"--dataset_name, the directories --output)")
         named = "dataset" in file_values
         dataset = file_values.pop("dataset", NANOGPT_DEFAULT_DATASET)
-        if preset is None and not data:  # --preset or --data on the command line come later and win
+        if preset is None:  # --preset on the command line comes later and wins; --data replaces the text alone
             chosen = NANOGPT_DATASETS[dataset][0]
-            log(f"{path}: dataset={dataset!r}{'' if named else ' (nanoGPT default)'}: the data of the preset {chosen}")
+            log(f"{path}: dataset={dataset!r}{'' if named else ' (nanoGPT default)'}: "
+                + (f"the tokens and model of the preset {chosen}, on --data" if data else
+                   f"the data of the preset {chosen}"))
         values.update(file_values)
     values.update(settings.parse_overrides(overrides, *PARTS.values()))
     for name in values:

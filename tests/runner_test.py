@@ -4,6 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from core.settings import SettingError
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -237,16 +241,33 @@ def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch,
     config = _configuration(files["train_gpt2"], out)  # no dataset: nanoGPT's default, OpenWebText
     assert (config.preset, config.data.dataset_name, config.train.gradient_accumulation_steps) == \
         ("owt_gpt2_124m", "openwebtext", 40)
+    # --data replaces the text alone: the dataset's preset still gives the tokens and the model
+    config = _configuration(files["train_gpt2"], f"--data={shared_data}/tinyshakespeare.txt", out)
+    assert (config.preset, config.data.tokenizer, config.train.n_layer, config.data.dataset_name) == \
+        ("owt_gpt2_124m", "gpt2", 12, None)
+    assert "the tokens and model of the preset owt_gpt2_124m, on --data" in capsys.readouterr().out
     for size in ("gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl"):
         config = _configuration(files[f"eval_{size}"], f"--data={shared_data}/tinyshakespeare.txt", out)
         assert config.train.init_from == size.replace("_", "-") and config.train.eval_only
         assert config.data.input_pattern and not config.data.dataset_name  # --data replaces the preset's dataset
+        assert config.data.tokenizer == "gpt2"  # GPT-2's own tokens, not the default preset's characters
+    config = _configuration(files["finetune_shakespeare"], f"--data={shared_data}/tinyshakespeare.txt", out)
+    assert (config.preset, config.data.tokenizer, config.train.init_from) == ("shakespeare", "gpt2", "gpt2-xl")
+    config = _configuration(files["train_gpt2"], "--preset=shakespeare_char", out)  # --preset wins
+    assert (config.preset, config.data.tokenizer) == ("shakespeare_char", "char")
 
     cfg = command_line_config([files["train_shakespeare_char"], "--max_iters=3"], log=lambda line: None)
     assert (cfg.n_layer, cfg.tokenizer, cfg.max_iters, cfg.text_file) == \
         (6, "char", 3, os.path.join(shared_data, "tinyshakespeare.txt"))
     cfg = command_line_config([files["eval_gpt2_xl"]], log=lambda line: None)
     assert (cfg.init_from, cfg.eval_only, cfg.batch_size, cfg.eval_iters) == ("gpt2-xl", True, 8, 500)
+    # a text file of one's own with nanoGPT's character config: characters, as the config's dataset says
+    cfg = command_line_config([files["train_shakespeare_char"], f"--text_file={tmp_path}/mine.txt"],
+                              log=lambda line: None)
+    assert (cfg.tokenizer, cfg.text_file) == ("char", f"{tmp_path}/mine.txt")
+    monkeypatch.setenv("NANOGPT_TFX_SHAKESPEARE", str(tmp_path / "missing.txt"))  # a wrong setting named before it
+    with pytest.raises(SettingError, match="^--batch_size=0: expected an integer >= 1$"):
+        command_line_config([files["train_shakespeare_char"], "--batch_size=0"], log=lambda line: None)
 
 
 def test_a_config_file_is_read_not_run(tmp_path):

@@ -242,7 +242,7 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
     files, args = split_command_line(argv, log)
     overrides = parse_overrides(args)
     preset = overrides.pop("preset", None)
-    values = {}
+    values, shakespeare = {}, False
     for path in files:
         file_values = read_nanogpt_config(path, settings.fields(TrainConfig), log)
         dataset = file_values.pop("dataset", None)
@@ -251,10 +251,13 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
             if tokenizer is None:
                 raise SettingError(f"{path}: dataset={dataset!r}: training.train reads token shards (--data_dir); "
                                    f"tokenize OpenWebText with `runner.py run {path}`")
-            if "text_file" not in overrides and "data_dir" not in overrides:
-                values.update(text_file=tiny_shakespeare(), tokenizer=tokenizer)
+            values["tokenizer"] = tokenizer  # the dataset's tokens, on Tiny Shakespeare or a --text_file
+            shakespeare = True
         values.update(file_values)
     values.update(overrides)
+    if shakespeare and not values.get("text_file") and not values.get("data_dir"):
+        make_config(preset, **values)  # checked first: a wrong setting is named before a download
+        values["text_file"] = tiny_shakespeare()
     return make_config(preset, **values)
 
 
