@@ -261,7 +261,7 @@ def from_command_line(overrides: List[str], config_files: List[str] = (), preset
                       log=print) -> RunConfig:
     """The RunConfig of a command line, checked before anything runs: the preset, then nanoGPT config
     files' values, then the --key=value overrides, then --data (text files, for any preset). A config
-    file's `dataset` picks the preset unless --preset or --data is given. default_data: as in
+    file's `dataset` picks the preset unless --preset is given (--data replaces its data). default_data: as in
     make_run_config (None: a preset of Tiny Shakespeare needs --data)."""
     import shlex
 
