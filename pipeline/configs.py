@@ -228,10 +228,20 @@ def check_across_parts(config: RunConfig) -> None:
 
 
 def check_input_files(pattern: Optional[str], setting: str = "--data") -> None:
-    """A local --data that matches no file: SettingError, with the closest name in its folder."""
-    if not pattern or "://" in pattern or (os.path.isdir(pattern) and os.listdir(pattern)) \
-            or any(os.path.isfile(p) for p in glob.glob(pattern)):
+    """A local --data that matches no file: SettingError, with the closest name in its folder (a
+    folder is its own files: one holding subfolders alone is named with the glob that reads them)."""
+    # (DIR/** reaches into subfolders as Beam's match does; neither reads hidden files: TextFiles' hidden_files)
+    if not pattern or "://" in pattern or any(os.path.isfile(p) for p in glob.glob(pattern, recursive=True)):
         return
+    if os.path.isdir(pattern):
+        entries = list(os.scandir(pattern))
+        shown = [e for e in entries if not e.name.startswith(".")]
+        if any(not e.is_dir() for e in shown):
+            return
+        subfolders, hidden = sum(e.is_dir() for e in shown), len(entries) - len(shown)
+        raise SettingError(f"{setting}={pattern}: a folder without files of its own" + (
+            f" ({subfolders} subfolder(s)): --data='{pattern.rstrip('/')}/**' reads the files in them" if subfolders
+            else " (hidden ones, a name starting with '.', are not read)" if hidden else ""))
     folder = os.path.dirname(pattern) or "."
     near = difflib.get_close_matches(os.path.basename(pattern), os.listdir(folder)) if os.path.isdir(folder) else []
     raise SettingError(f"{setting}={pattern}: matches no file" + (f"; did you mean {near[0]}?" if near else ""))

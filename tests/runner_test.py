@@ -117,6 +117,14 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
         assert expected in _mistake(tmp_path, *args), args
     assert "--eval_batch_size=0: expected an integer >= 1" in _mistake(tmp_path, "--eval_batch_size=0",
                                                                        command="compile")
+    nested = tmp_path / "nested"  # files in subfolders alone: DIR/** reads them (and is taken up front)
+    (nested / "books").mkdir(parents=True)
+    (nested / "books" / "a.txt").write_text("a book")
+    assert f"--data={nested}: a folder without files of its own (1 subfolder(s)): --data='{nested}/**' reads the " \
+           f"files in them" in _mistake(tmp_path, f"--data={nested}")
+    from pipeline.configs import check_input_files
+
+    check_input_files(f"{nested}/**")  # (a glob without recursion matched the subfolder alone: refused)
     # without --data: the setting named, not Tiny Shakespeare's download (offline here, or a missing copy)
     missing = {"NANOGPT_TFX_SHAKESPEARE": str(tmp_path / "missing.txt")}
     assert f"--data={tmp_path}/no_such.txt: matches no file" in _mistake(tmp_path, "--data=~/no_such.txt",

@@ -14,6 +14,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from components.tokenize_text import beam_ops, sources
 from components.tokenize_text.executor import Executor
 from components.tokenize_text.settings import TokenizeTextSettings
+from components.tokenize_text.sources.base import NotText
 from core import shards
 from core.errors import DiskFull, MissingFile, UsageError
 from model.tokenizer import GPT2Tokenizer
@@ -226,6 +227,12 @@ def test_missing_inputs_are_named(tmp_path, hf_cache):
     pattern = str(tmp_path / "nothing" / "*.txt")
     _assert_fails_cleanly(tmp_path / "b", MissingFile, r"nothing/\*\.txt", input_pattern=pattern,
                           tokenizer="char")
+    (tmp_path / "deeper" / "books").mkdir(parents=True)  # files in its subfolders alone: the glob that reads them
+    (tmp_path / "deeper" / ".notes").write_text("a note")
+    (tmp_path / "deeper" / "books" / "a.txt").write_text("a book")
+    _assert_fails_cleanly(tmp_path / "b2", MissingFile, r"matches no files but 1 hidden one\(s\) \(a name starting "
+                          rf"with '\.'\): 1 subfolder\(s\); --data='{tmp_path}/deeper/\*\*' reads the files in them",
+                          input_pattern=str(tmp_path / "deeper"), tokenizer="char")
     _assert_fails_cleanly(tmp_path / "c", FileNotFoundError, "no_such_dataset", tokenizer="gpt2",
                           dataset_name=str(tmp_path / "no_such_dataset"))
     # a path of a file system that cannot be listed from here (no such bucket, no credentials or network)
@@ -280,14 +287,37 @@ def test_a_folder_is_its_own_files_and_the_log_names_its_subfolders(tmp_path, hf
     for path in ("corpus/top.txt", "corpus/books/a.txt", "corpus/plays/b.txt", "corpus/.git/HEAD"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(f"the text of {path}\n" * 20)
+    (tmp_path / "corpus" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + bytes(range(256)))  # macOS's, binary
     folder = str(tmp_path / "corpus")
     examples = run_executor(tmp_path / "out", input_pattern=folder, tokenizer="char")
     assert prop(examples, "num_documents") == 1  # top.txt
-    assert f"TokenizeText: {folder} (1 file, its 2 subfolder(s) not read: --data='{folder}/**' reads the files in " \
-           f"them too); " in caplog.text
-    shutil.rmtree(tmp_path / "corpus" / ".git")  # not counted above; the glob would read it
+    assert f"TokenizeText: {folder} (1 file, 1 hidden file(s) left out (names starting with '.'); its 2 " \
+           f"subfolder(s) not read: --data='{folder}/**' reads the files in them too); " in caplog.text
+    # hidden files and folders are left out below the glob too (.git/HEAD, .DS_Store), as a shell's glob leaves them
     examples = run_executor(tmp_path / "all", input_pattern=f"{folder}/**", tokenizer="char")
     assert prop(examples, "num_documents") == 3
+    assert "2 hidden file(s) left out" in caplog.text
+    # named, a hidden file is read (and refused here: it is not text)
+    _assert_fails_cleanly(tmp_path / "named", NotText, ".DS_Store is not UTF-8 text",
+                          input_pattern=f"{folder}/.DS_Store", tokenizer="char")
+
+
+def test_gzip_and_bzip2_files_are_read_decompressed(tmp_path, hf_cache):
+    import bz2
+    import gzip
+
+    texts = ["".join(f"line {i} of {name}\n" for i in range(400)) for name in ("one", "two")]
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "packed").mkdir()
+    for name, text, compress in (("a.txt", texts[0], gzip.compress), ("b.txt", texts[1], bz2.compress)):
+        (tmp_path / "plain" / name).write_text(text)
+        (tmp_path / "packed" / f"{name}.{'gz' if compress is gzip.compress else 'bz2'}").write_bytes(
+            compress(text.encode()))
+    plain = run_executor(tmp_path / "out_plain", input_pattern=str(tmp_path / "plain"), tokenizer="char")
+    packed = run_executor(tmp_path / "out_packed", input_pattern=str(tmp_path / "packed"), tokenizer="char")
+    assert prop(packed, "num_documents") == 2
+    for split in ("train", "val"):
+        assert read_text_stream(packed, split) == read_text_stream(plain, split)
 
 
 def test_progress_is_logged_while_tokenizing(caplog):

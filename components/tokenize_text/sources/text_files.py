@@ -71,10 +71,30 @@ def _beam_without_credentials() -> None:
 
 
 def match_text_files(pattern: str) -> List[Any]:
-    """The files (Beam FileMetadata, sorted by path) that a path or glob names; FileNotFoundError
-    naming the pattern when there are none."""
+    """The files (Beam FileMetadata, sorted by path) that a path or glob names, hidden ones left out
+    (`hidden_files`); MissingFile naming the pattern when there are none."""
+    return _matched(pattern)[0]
+
+
+def hidden_files(pattern: str, paths: List[str]) -> List[str]:
+    """The paths a folder or glob matched that are hidden below its fixed part (a name that starts with
+    ".": macOS's .DS_Store, an editor's swap file, .git/ under DIR/**), left out as a shell's glob leaves
+    them out; none when the pattern names hidden ones itself (DIR/.notes/*, a file's own path)."""
+    fixed = pattern.split("*")[0].split("?")[0].split("[")[0]
+    if fixed == pattern and not pattern.endswith("/"):  # a file's own path, or a folder (DIR: DIR/*)
+        fixed = pattern.rstrip("/") + "/" if is_local(pattern) and os.path.isdir(pattern) else pattern
+    fixed = fixed[:fixed.rfind("/") + 1]
+    if "/." in "/" + pattern[len(fixed):]:
+        return []
+    return [path for path in paths
+            if path.startswith(fixed) and any(part.startswith(".") for part in path[len(fixed):].split("/"))]
+
+
+def _matched(pattern: str) -> (List[Any], int):
+    """(match_text_files(pattern), how many hidden files it left out)."""
     filesystems = _filesystems()
     anonymous = pattern.startswith("gs://") and not gcs_credentials_found()
+    original, subfolders = pattern, _subfolders(pattern)
     if pattern.endswith("/") or (is_local(pattern) and os.path.isdir(pattern)):
         pattern = filesystems.join(pattern, "*")  # a folder: the files in it
     try:
@@ -84,9 +104,14 @@ def match_text_files(pattern: str) -> List[Any]:
         raise MissingFile(f"input_pattern {pattern!r}: {what} ({e}){'; ' + NO_CREDENTIALS if anonymous else ''}"
                           ) from None
     files = sorted((m for m in metadata if not os.path.isdir(m.path)), key=lambda m: m.path)
+    hidden = set(hidden_files(original, [m.path for m in files]))
+    files = [m for m in files if m.path not in hidden]
     if not files:
-        raise MissingFile(f"input_pattern {pattern!r} matches no files")
-    return files
+        raise MissingFile(f"input_pattern {pattern!r} matches no files" + (
+            f" but {len(hidden)} hidden one(s) (a name starting with '.')" if hidden else "") + (
+            f": {subfolders} subfolder(s); --data='{original.rstrip('/')}/**' reads the files in them"
+            if subfolders else ""))
+    return files, len(hidden)
 
 
 def _subfolders(pattern: str) -> int:
@@ -150,7 +175,7 @@ def count_chars(path: str, keep_crlf: bool = False) -> (int, Utf8Decoder):
 
 def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[float], seed: int,
                     accept_invalid_text: bool = False, keep_crlf: bool = False) -> (List[dict], dict):
-    files = match_text_files(pattern)
+    files, hidden = _matched(pattern)
     if not accept_invalid_text:
         check_text_files(files)
     if all(m.size_in_bytes == 0 for m in files):
@@ -159,9 +184,12 @@ def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[floa
     split_method, fraction = choose_split(split_method, len(files), val_fraction)
     info = {"source": pattern, "num_files": len(files), "split_method": split_method, "val_fraction": fraction}
     subfolders = _subfolders(pattern)
+    notes = [f"{hidden} hidden file(s) left out (names starting with '.')"] if hidden else []
     if subfolders:  # a folder is its own files: said, so that a corpus in subfolders is not read in part unawares
-        info["note"] = (f"its {subfolders} subfolder(s) not read: --data='{pattern.rstrip('/')}/**' reads the files "
-                        f"in them too")
+        notes.append(f"its {subfolders} subfolder(s) not read: --data='{pattern.rstrip('/')}/**' reads the files "
+                     f"in them too")
+    if notes:
+        info["note"] = "; ".join(notes)
     if split_method == HASH:
         items = [{"kind": "file", "path": m.path, "doc": i, "split": hashed_split(i, fraction, seed),
                   "start": 0, "end": None} for i, m in enumerate(files)]
