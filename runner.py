@@ -170,6 +170,14 @@ def _latest_pushed(args) -> str:
                                       os.path.join(trained.uri, metadata.SERVING_DIR))
         raise NotFound(f"no pushed model recorded in {config.metadata_path}; run `runner.py run` first, or "
                        f"name a model with --from")
+    if "://" not in destination and not os.path.isdir(destination):  # removed by hand: a rerun's cache pushes nothing
+        from core.errors import NotFound
+
+        model = metadata.pushed_model(store, metadata.latest_push(store))
+        instead = "name a model with --from" if model is None else \
+            f"the model it pushed: --from={os.path.join(model.uri, metadata.SERVING_DIR)}"
+        raise NotFound(f"the latest push recorded in {config.metadata_path}, {destination}, is no longer there (moved "
+                       f"or deleted); {instead}")
     return destination
 
 

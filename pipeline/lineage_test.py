@@ -34,6 +34,7 @@ def test_run_summary_names_report_plot_tensorboard_and_sample(tmp_path):
     out.mkdir()
     run_dir = str(out / "Trainer" / "model_run" / "3")
     os.makedirs(os.path.join(run_dir, "tensorboard"))  # the training logs, which the summary names
+    (out / "serving_model" / "17").mkdir(parents=True)  # the push
     _store_with(str(out / "metadata.sqlite"), [
         ("ModelEvaluation", str(out / "LMEvaluator" / "evaluation" / "5"),
          {"candidate_val_loss": 1.905437123, "candidate_train_loss": 1.8, "candidate_val_bpb": "nan"}),
@@ -72,6 +73,7 @@ def test_the_sample_command_takes_the_runs_bpe_files_when_it_tokenized_with_gpt2
     """Offline, a GPT-2 BPE model samples only with the BPE files the run was given: the summary's
     sample command passes them on (absolute); a character run's has no --bpe_dir."""
     store_path = str(tmp_path / "metadata.sqlite")
+    (tmp_path / "serving_model" / "1").mkdir(parents=True)
     _store_with(store_path, [("PushedModel", str(tmp_path / "pushed"),
                               {"pushed": 1, "pushed_destination": str(tmp_path / "serving_model" / "1")})])
     config = metadata_store_pb2.ConnectionConfig()
@@ -101,6 +103,7 @@ def test_a_run_that_pushed_nothing_says_so_beside_the_last_push(tmp_path):
 
     store_path = str(tmp_path / "metadata.sqlite")
     earlier = str(tmp_path / "serving_model" / "1")
+    os.makedirs(earlier)
     _store_with(store_path, [("PushedModel", str(tmp_path / "pushed"),
                               {"pushed": 1, "pushed_destination": earlier, "model_card": earlier + "/card.md"})])
     started = time.time() + 1  # the push above happened before this run started

@@ -114,11 +114,49 @@ def latest_push(store):
     return max(pushed, key=lambda a: a.id) if pushed else None
 
 
+def pushed_model(store, pushed):
+    """The Model artifact that the Pusher which recorded `pushed` (a PushedModel) took; None if none is recorded."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    made = [e for e in store.get_events_by_artifact_ids([pushed.id]) if e.type == metadata_store_pb2.Event.OUTPUT]
+    if not made:
+        return None
+    inputs = [e.artifact_id for e in store.get_events_by_execution_ids([made[0].execution_id])
+              if e.type == metadata_store_pb2.Event.INPUT]
+    model_type = store.get_artifact_type("Model").id
+    return next((a for a in store.get_artifacts_by_id(inputs) if a.type_id == model_type), None)
+
+
 def latest_pushed_destination(store) -> Optional[str]:
     """The version directory of the latest push ML Metadata records (None: no push yet). A
     directory in the serving directory that no completed push names is not a pushed model."""
     pushed = latest_push(store)
     return str(prop(pushed, "pushed_destination")) if pushed is not None else None
+
+
+def run_outputs(store, started: float) -> Optional[dict]:
+    """The artifacts, by type name, that the executions of the latest pipeline run output, made or taken
+    from the cache (the newest of a type when several), when that run began at or after `started`
+    (time.time()); None when there is no such run. A rerun that took all from the cache ends with the
+    artifacts it took, not with the newest ones of the store, which another run (other data, other
+    settings) may have made since."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    if "pipeline_run" not in {t.name for t in store.get_context_types()}:
+        return None
+    runs = [c for c in store.get_contexts_by_type("pipeline_run") if c.create_time_since_epoch >= started * 1000]
+    if not runs:
+        return None
+    executions = store.get_executions_by_context(max(runs, key=lambda c: c.id).id)
+    events = store.get_events_by_execution_ids([e.id for e in executions]) if executions else []
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    outputs = {}
+    for artifact in store.get_artifacts_by_id([e.artifact_id for e in events
+                                               if e.type == metadata_store_pb2.Event.OUTPUT]):
+        name = types[artifact.type_id]
+        if name not in outputs or artifact.id > outputs[name].id:
+            outputs[name] = artifact
+    return outputs
 
 
 def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
@@ -127,19 +165,23 @@ def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
     (time.time() at the run's start): the pushed model is this run's push, and a run that pushed
     nothing says so beside the last push; None: the last push."""
     store = sqlite_store(metadata_path)
-    evaluation = latest_artifact(store, "ModelEvaluation")
-    blessing = latest_artifact(store, "ModelBlessing")
+    outputs = run_outputs(store, started) if started is not None else None
+    pick = outputs.get if outputs is not None else lambda type_name: latest_artifact(store, type_name)
+    evaluation, blessing, model_run, model, infra = (pick(t) for t in (
+        "ModelEvaluation", "ModelBlessing", "ModelRun", "Model", "InfraBlessing"))
 
     def properties(artifact) -> dict:
         return {k: value_of(v) for k, v in artifact.custom_properties.items()}
 
-    model_run = latest_artifact(store, "ModelRun")
-    model = latest_artifact(store, "Model")
-    infra = latest_artifact(store, "InfraBlessing")
     output_dir = os.path.dirname(os.path.abspath(metadata_path))
     last_push = latest_push(store)
-    this_run = last_push if started is None or (
-        last_push is not None and last_push.create_time_since_epoch >= started * 1000) else None
+    if outputs is not None:  # this run's Pusher's output: a push, made now or taken from the cache
+        pushed = outputs.get("PushedModel")
+        this_run = pushed if pushed is not None and prop(pushed, "pushed") == 1 else None
+    else:
+        this_run = last_push if started is None or (
+            last_push is not None and last_push.create_time_since_epoch >= started * 1000) else None
+    cached = this_run is not None and started is not None and this_run.create_time_since_epoch < started * 1000
     lines = summary_lines(
         evaluation=(evaluation.uri, properties(evaluation)) if evaluation is not None else None,
         blessing=properties(blessing) if blessing is not None else None,
@@ -147,7 +189,7 @@ def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
         model_run_uri=model_run.uri if model_run is not None else None,
         saved_model=os.path.join(model.uri, SERVING_DIR) if model is not None else None,
         infra=properties(infra) if infra is not None else None, model_card=prop(this_run, MODEL_CARD_KEY),
-        bpe_dir=_bpe_dir(store),
+        bpe_dir=_bpe_dir(store), pushed_cached=cached,
         last_push=prop(last_push, "pushed_destination") if last_push is not None and this_run is None else None)
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
     lines.append("lineage: " + runner_command("lineage")
@@ -209,14 +251,15 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
                   pushed_destination: Optional[str], model_run_uri: Optional[str] = None,
                   infra: Optional[dict] = None, model_card: Optional[str] = None,
                   bpe_dir: Optional[str] = None, last_push: Optional[str] = None,
-                  saved_model: Optional[str] = None) -> List[str]:
+                  saved_model: Optional[str] = None, pushed_cached: bool = False) -> List[str]:
     """The evaluation (its uri and properties), the blessing and the infra blessing (their
     properties), the pushed model's directory, its model card and the training run's directory, as
     a run ends with them: the report, the loss curves, the TensorBoard command (when the run wrote
     its logs) and the sample command (with the run's GPT-2 BPE files, bpe_dir, when it had them);
     from ML Metadata or a Kubeflow run's record. last_push: when this run pushed nothing, the
     directory of an earlier run's push, named beside the none. saved_model: the Trainer's SavedModel,
-    sampled from when nothing was pushed."""
+    sampled from when nothing was pushed. pushed_cached: the push is an earlier run's, which this run
+    took from the cache (the same data, settings and model)."""
     lines = []
     if evaluation is not None:
         uri, values = evaluation
@@ -238,15 +281,18 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
     elif infra is not None:
         lines.append(f"infra check: {'passed' if infra.get('blessed') == 1 else 'failed'} in "
                      f"{infra.get(INFRA_CHECK_SECONDS_KEY)} s ({infra.get(INFRA_CHECK_KEY)})")
+    gone = bool(pushed_destination) and files.is_local(pushed_destination) and not os.path.isdir(pushed_destination)
     if pushed_destination or not last_push:
-        lines.append(f"pushed model: {pushed_destination or 'none'}")
+        notes = (["an earlier run's push, taken from the cache"] if pushed_cached else []) + (
+            ["no longer there: moved or deleted"] if gone else [])
+        lines.append(f"pushed model: {pushed_destination or 'none'}" + (f" ({'; '.join(notes)})" if notes else ""))
     else:
         lines.append(f"pushed model: none this run (the last push: {last_push})")
-    if pushed_destination and model_card:
+    if pushed_destination and model_card and not gone:
         lines.append(f"model card: {shlex.quote(model_card)}")
     # not pushed: the Trainer's SavedModel, the model evaluated (its training run may hold no checkpoint:
     # nanoGPT saves none before its first evaluation after iteration 0)
-    sample_from = pushed_destination or saved_model or model_run_uri
+    sample_from = (None if gone else pushed_destination) or saved_model or model_run_uri
     if sample_from:
         # no --start: a prompt of the run's own data is not known here, and one of characters outside a
         # character model's vocabulary fails; sample's default is nanoGPT's, a newline

@@ -261,6 +261,43 @@ def test_unblessed_model_is_not_pushed(char_run):
     runner.main(["sample", f"--from={saved_model}", "--start=ROMEO:", "--num_samples=1", "--max_new_tokens=4"])
 
 
+def test_a_rerun_from_the_cache_ends_with_its_own_results_not_the_newest_in_the_store(tmp_path, small_corpus,
+                                                                                     capsys):
+    """A run (blessed, pushed), one with a stricter threshold (its evaluation the store's newest: not
+    blessed), then the first settings again, all from the cache: its summary names what it took from
+    the cache, the first run's evaluation and push, not the newest evaluation of the store."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    first = make_run_config("shakespeare_char", input_pattern=small_corpus, output_dir=str(tmp_path / "out"),
+                            val_loss_threshold=3.5, **TINY_RUN)
+    pipeline_runs.rerun(first)
+    evaluation = pipeline_runs.first(first, "ModelEvaluation").uri
+    (version,) = pipeline_runs.pushed_versions(first)
+    pipeline_runs.rerun(first.replace(val_loss_threshold=0.01))  # the same model, evaluated again: not blessed
+    started = time.time()
+    assert set(pipeline_runs.rerun(first).values()) == {metadata_store_pb2.Execution.CACHED}
+    summary = metadata.run_summary(first.metadata_path, started).splitlines()
+    assert summary[0].endswith(f"report {evaluation}/report.md"), summary
+    assert any(line.startswith("blessed: yes") for line in summary), summary
+    assert f"pushed model: {first.serving_dir}/{version} (an earlier run's push, taken from the cache)" in summary
+    assert f"sample: {SAMPLE} --from={first.serving_dir}/{version}" in summary
+    # the pushed version moved away by hand (a model withdrawn): said, and sampled from the Trainer's model
+    os.rename(os.path.join(first.serving_dir, version), tmp_path / "withdrawn")
+    summary = metadata.run_summary(first.metadata_path, started).splitlines()
+    assert f"pushed model: {first.serving_dir}/{version} (an earlier run's push, taken from the cache; no longer " \
+           f"there: moved or deleted)" in summary
+    saved_model = os.path.join(pipeline_runs.first(first, "Model").uri, "Format-Serving")
+    assert f"sample: {SAMPLE} --from={saved_model}" in summary
+    import runner
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        runner.main(["sample", f"--output={first.output_dir}"])
+    assert stopped.value.code == 2 and capsys.readouterr().err.endswith(
+        f"{first.serving_dir}/{version}, is no longer there (moved or deleted); the model it pushed: "
+        f"--from={saved_model}\n")
+
+
 def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir, capfd):
     """eval_gpt2's shape (BPE data, a GPT-2 checkpoint evaluated without training) with a small
     local GPT-2 checkpoint standing in for the hub's. The Trainer exports the checkpoint as it is, with
