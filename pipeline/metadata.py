@@ -27,8 +27,8 @@ def runner_command(command: str) -> str:
     (`python` when it is the one the shell finds, as with an activated .venv; else its path, such as
     .venv/bin/python after scripts/run.sh) and runner.py, from the working directory."""
     on_path = shutil.which("python")  # (python3 of the same environment is the same Python)
-    same = on_path is not None and os.path.dirname(os.path.abspath(on_path)) == os.path.dirname(
-        os.path.abspath(sys.executable)) and os.path.samefile(on_path, sys.executable)
+    same = on_path is not None and bool(sys.executable) and os.path.dirname(os.path.abspath(on_path)) == \
+        os.path.dirname(os.path.abspath(sys.executable)) and os.path.samefile(on_path, sys.executable)
     return f"{'python' if same else _typed(sys.executable)} {_typed(RUNNER)} {command}"
 
 
