@@ -29,7 +29,7 @@ def runner_command(command: str) -> str:
     on_path = shutil.which("python")  # (python3 of the same environment is the same Python)
     same = on_path is not None and bool(sys.executable) and os.path.dirname(os.path.abspath(on_path)) == \
         os.path.dirname(os.path.abspath(sys.executable)) and os.path.samefile(on_path, sys.executable)
-    return f"{'python' if same else _typed(sys.executable)} {_typed(RUNNER)} {command}"
+    return f"{'python' if same or not sys.executable else _typed(sys.executable)} {_typed(RUNNER)} {command}"
 
 
 def _typed(path: str) -> str:
