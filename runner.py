@@ -369,4 +369,4 @@ def _main(argv, debug=False):
 if __name__ == "__main__":
     from core.console import run_command
 
-    run_command(main)
+    run_command(main, "runner.py")

@@ -7,7 +7,7 @@ and three `Unable to register cu... factory` errors at every start, CUDA or not 
 small process of its own that drops exactly those lines and forwards every other line as it comes
 (a process, not a thread: TensorFlow holds the interpreter for seconds at a time while it loads).
 `exit_without_teardown()` ends a command that has done its work without the interpreter's seconds of
-tearing TensorFlow, TFX and Beam down; `run_command(main)` runs a command line's main() and ends so.
+tearing TensorFlow, TFX and Beam down; `run_command(main, prog)` runs a command line's main() and ends so.
 `counted(n, thing)` writes a count as a line says it ("1 document", "2,000 documents").
 """
 
@@ -104,12 +104,30 @@ def exit_without_teardown(code=0):
     os._exit(code or 0)
 
 
-def run_command(main) -> None:
+def check_environment(prog: str) -> None:
+    """Stop with one line when this Python is not the project's environment (the .venv that
+    `bash scripts/setup.sh` makes): a system Python without TensorFlow or TFX would end in an
+    import's traceback. Nothing is imported to tell (a package is looked up, not loaded)."""
+    import importlib.util
+
+    missing = [name for name in ("tensorflow", "tfx", "apache_beam") if importlib.util.find_spec(name) is None]
+    if sys.version_info[:2] == (3, 10) and not missing:
+        return
+    found = f"Python {sys.version.split()[0]}" + (f" without {', '.join(missing)}" if missing else "")
+    sys.stderr.write(f"{prog}: error: {sys.executable or 'this Python'} ({found}) is not the project's environment: "
+                     f"`bash scripts/setup.sh` makes it in .venv; then `source .venv/bin/activate`, or run "
+                     f".venv/bin/python\n")
+    raise SystemExit(2)
+
+
+def run_command(main, prog: str) -> None:
     """A command line's entry point: main() (which reports its own errors and stops by raising
     SystemExit with their status), then the process ended by exit_without_teardown. Besides the
     seconds it saves, that end is safe while a call into TensorFlow still runs in a daemon thread
-    (core/signals.py interruptible, stopped by Ctrl-C), where the interpreter's teardown crashed."""
+    (core/signals.py interruptible, stopped by Ctrl-C), where the interpreter's teardown crashed.
+    Another Python than the project's environment ends at once, in one line (check_environment)."""
     try:
+        check_environment(prog)
         main()
     except SystemExit as stop:  # a user error's line, Ctrl-C, --help: its status
         exit_without_teardown(stop.code)

@@ -30,7 +30,7 @@ def main():
             print("ready", flush=True)
         interruptible(ctypes.CDLL(None).sleep, 30)
 
-run_command(main)
+run_command(main, "runner.py sample")
 """
 
 

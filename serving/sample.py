@@ -250,4 +250,4 @@ def _main(argv: List[str], prog: str):
 if __name__ == "__main__":
     from core.console import run_command
 
-    run_command(main)
+    run_command(main, "python -m serving.sample")

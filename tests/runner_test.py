@@ -28,6 +28,17 @@ def test_help_of_every_command_imports_nothing_heavy():
         assert "usage: runner.py" in result.stdout and "HEAVY []" in result.stdout
 
 
+def test_another_python_than_the_projects_environment_is_one_line():
+    # -S: this Python without its site-packages, as a system Python without the .venv looks
+    for command in (["runner.py", "run"], ["-m", "training.train"], ["-m", "serving.sample"]):
+        result = subprocess.run([sys.executable, "-S", *command], cwd=REPO, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.endswith(" without tensorflow, tfx, apache_beam) is not the project's environment: `bash "
+                                      "scripts/setup.sh` makes it in .venv; then `source .venv/bin/activate`, or run "
+                                      ".venv/bin/python\n") and result.stderr.count("\n") == 1, result.stderr
+
+
 def test_unknown_arguments_are_rejected():
     result = _run("run", "--max_iters")
     assert result.returncode == 2 and "expected --key=value, got '--max_iters'" in result.stderr

@@ -20,6 +20,7 @@ if __name__ == "__main__":  # the command line is checked, and --help answered, 
     from training import config as _config
     from core import console as _console, errors as _errors, settings as _settings
 
+    _console.check_environment("python -m training.train")
     _COMMAND_LINE_CONFIG = _settings.command_line("python -m training.train", _errors.pop_debug(sys.argv[1:])[1],
                                                   _config.command_line_config, _config.train_help)
     _console.quiet_imports()  # TensorFlow's start-up chatter left out, as runner.py does
