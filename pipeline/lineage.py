@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 from components.artifact_layout import HISTORY_FILE, MODEL_CARD_KEY, SERVING_DIR
 from core import files
 from training.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
-from core.errors import NotFound
+from core.errors import NotFound, UsageError, one_line
 from core.shards import SHARD_BYTES, SHARD_SHA256
 from pipeline.configs import absolute_path
 from pipeline.metadata import latest_artifact, latest_push, prop, settings_values, value_of
@@ -145,8 +145,13 @@ class Lineage:
         ax.set_ylim(0.3, rows + 0.7)
         ax.axis("off")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        try:
+            with files.atomic_path(path) as tmp:  # whole or not at all
+                fig.savefig(tmp, dpi=110, format="png")
+        except OSError as e:
+            raise UsageError(f"cannot write {path}: {e.strerror or one_line(e)}") from None
+        finally:
+            plt.close(fig)
 
 
 def _detail_lines(details: List[Tuple[str, str]], indent: str, width: int = 110) -> List[str]:

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from core import files, shards
+from core.errors import UsageError
 from pipeline import lineage, metadata
 from pipeline.configs import make_run_config
 from test_helpers import pipeline_runs
@@ -216,6 +217,8 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
                  f"--png={out}"])
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(UsageError, match=f"^cannot write {out}/x.png: "):  # a file where a folder would be
+        graph.write_png(os.path.join(out, "x.png"))
     with pytest.raises(LookupError, match="no artifact with id 99999"):
         lineage.model_lineage(metadata.sqlite_store(char_run.metadata_path), "99999")
 
