@@ -94,11 +94,14 @@ def compile_spec(args, overrides):
     if args.image:
         overrides = [*overrides, f"--image={args.image}"]
     config = _run_config(args, overrides)
+    spec = os.path.abspath(args.spec or f"{config.pipeline_name}-{config.preset}.yaml")
+    from pipeline.preflight import check_spec_file
+
+    check_spec_file(spec)
     from orchestration import local
     from orchestration.kubeflow.compile import compile_spec as write_spec
 
     local.show_progress()
-    spec = os.path.abspath(args.spec or f"{config.pipeline_name}-{config.preset}.yaml")
     write_spec(config, spec)
     print(f"wrote {spec}: pipeline {config.pipeline_name} ({config.preset}), image {config.deploy.image}, "
           f"pipeline root {config.pipeline_root}", flush=True)

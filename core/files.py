@@ -35,15 +35,17 @@ def _gfile():
 
 
 @contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
+def atomic_path(path: str, keep_extension: bool = False) -> Iterator[str]:
     """A local temporary path (not yet created) to write; on success it becomes `path` (renamed into place on a local
-    disk, copied elsewhere), on failure it is removed and `path` is left as it was."""
+    disk, copied elsewhere), on failure it is removed and `path` is left as it was. keep_extension: the
+    temporary path ends as `path` does (for a writer that takes the format from the name)."""
     directory, name = os.path.split(path)
     local = is_local(path)
     if local:
         os.makedirs(directory or ".", exist_ok=True)
     # not yet created: the writer creates it, with the permissions it gives any new file
-    tmp = os.path.join(directory if local else tempfile.gettempdir(), f".{name}.{uuid.uuid4().hex}.tmp")
+    extension = os.path.splitext(name)[1] if keep_extension else ""
+    tmp = os.path.join(directory if local else tempfile.gettempdir(), f".{name}.{uuid.uuid4().hex}.tmp{extension}")
     try:
         yield tmp
         if local:

@@ -128,6 +128,11 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
         assert expected in _mistake(tmp_path, *args), args
     assert "--eval_batch_size=0: expected an integer >= 1" in _mistake(tmp_path, "--eval_batch_size=0",
                                                                        command="compile")
+    # the spec file, before the half minute of its compilation
+    assert f"--spec={tmp_path}/check.txt: a spec is YAML (.yaml, .yml) or JSON (.json)" in _mistake(
+        tmp_path, f"--spec={tmp_path}/check.txt", command="compile")
+    assert f"--spec={not_a_schema}/check.yaml: {not_a_schema} is a file, not a directory" in _mistake(
+        tmp_path, f"--spec={not_a_schema}/check.yaml", command="compile")
     nested = tmp_path / "nested"  # files in subfolders alone: DIR/** reads them (and is taken up front)
     (nested / "books").mkdir(parents=True)
     (nested / "books" / "a.txt").write_text("a book")

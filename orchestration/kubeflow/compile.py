@@ -3,8 +3,8 @@ Vertex AI Pipelines; no cluster needed to write it. `runner.py run --spec` runs 
 
 from __future__ import annotations
 
-import json
 
+from core import files
 from pipeline.configs import IMAGE_WORKDIR, RunConfig
 
 def kubeflow_platform():
@@ -83,8 +83,7 @@ def write_pipeline_spec(pipeline_job: dict, path: str) -> None:
     defaultPipelineRoot, written by kfp's compiler's own writer), or, for a .json path, the
     PipelineJob JSON as TFX writes it (which Vertex AI takes and the kfp client refuses)."""
     if path.endswith(".json"):
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(pipeline_job, f, indent=2, sort_keys=True)
+        files.write_json(path, pipeline_job, indent=2, sort_keys=True)
         return
     from google.protobuf import json_format
     from kfp.compiler import pipeline_spec_builder
@@ -97,5 +96,6 @@ def write_pipeline_spec(pipeline_job: dict, path: str) -> None:
     if runtime.get("parameters") or runtime.get("parameterValues"):
         raise ValueError("the pipeline has runtime parameters, which a YAML spec holds only as the root's "
                          "defaults: write a .json spec")
-    pipeline_spec_builder.write_pipeline_spec_to_file(
-        json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec()), None, pipeline_spec_pb2.PlatformSpec(), path)
+    with files.atomic_path(path, keep_extension=True) as tmp:  # whole or not at all
+        pipeline_spec_builder.write_pipeline_spec_to_file(
+            json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec()), None, pipeline_spec_pb2.PlatformSpec(), tmp)
