@@ -74,6 +74,10 @@ def _run_spec(args, overrides):
 
         raise UsageError(f"--spec: {' '.join(unused)}: the spec holds the pipeline's settings; "
                          f"compile it again to change them")
+    if args.pipeline_root:
+        from pipeline.preflight import check_writable_directory
+
+        check_writable_directory(args.pipeline_root, f"--pipeline_root={args.pipeline_root}")
     from orchestration import local
     from orchestration.kubeflow import launcher
 

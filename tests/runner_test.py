@@ -336,3 +336,7 @@ def test_run_spec_names_a_bad_spec_and_settings_it_holds(tmp_path):
     assert result.returncode == 2 and "--max_iters=3: the spec holds the pipeline's settings" in result.stderr
     result = _run("run", "--until=Trainer")
     assert result.returncode == 2 and "--until go with --spec" in result.stderr
+    result = _run("run", f"--spec={tmp_path}/other.yaml", f"--pipeline_root={tmp_path}/other.yaml/root")
+    assert result.returncode == 2 and "HEAVY []" in result.stdout
+    assert f"--pipeline_root={tmp_path}/other.yaml/root: {tmp_path}/other.yaml is a file, not a directory" \
+        in result.stderr
