@@ -141,13 +141,17 @@ def lineage(args, overrides):
             raise MissingFile(f"no ML Metadata store at {metadata_path}; run `runner.py run` first, or name the "
                               f"output directory with --output")
         store = metadata.sqlite_store(metadata_path)
+    png = args.png or "lineage.png"
+    if args.format == "png":  # before the graph is read and drawn
+        from pipeline.preflight import check_writable_directory
+
+        check_writable_directory(os.path.dirname(os.path.abspath(png)), f"--png={png}")
     graph = model_lineage.model_lineage(store, args.model)
     if args.format == "text":
         print(graph.to_text())
     elif args.format == "dot":
         print(graph.to_dot())
     else:
-        png = args.png or "lineage.png"
         graph.write_png(png)
         print(f"wrote {png}")
 
@@ -177,7 +181,7 @@ def _latest_pushed(args) -> str:
                                       os.path.join(trained.uri, metadata.SERVING_DIR))
         raise NotFound(f"no pushed model recorded in {config.metadata_path}; run `runner.py run` first, or "
                        f"name a model with --from")
-    if "://" not in destination and not os.path.isdir(destination):  # removed by hand: a rerun's cache pushes nothing
+    if metadata.push_gone(destination):
         from core.errors import NotFound
 
         model = metadata.pushed_model(store, metadata.latest_push(store))
@@ -376,4 +380,4 @@ def _main(argv, debug=False):
 if __name__ == "__main__":
     from core.console import run_command
 
-    run_command(main, "runner.py")
+    run_command(main, "runner.py", needs=("tensorflow", "tfx", "apache_beam"))

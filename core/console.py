@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import threading
+from typing import Sequence
 
 # absl's INFO lines (I0000 00:00:1796539578.745789   14257 service.cc:145] ...), absl's notice that it
 # writes to stderr before it is configured, and the CUDA plugin registrations TensorFlow repeats.
@@ -104,30 +105,29 @@ def exit_without_teardown(code=0):
     os._exit(code or 0)
 
 
-def check_environment(prog: str) -> None:
-    """Stop with one line when this Python is not the project's environment (the .venv that
-    `bash scripts/setup.sh` makes): a system Python without TensorFlow or TFX would end in an
-    import's traceback. Nothing is imported to tell (a package is looked up, not loaded)."""
+def check_environment(prog: str, needs: Sequence[str] = ("tensorflow",)) -> None:
+    """Stop with one line when this Python lacks the packages the command needs (`needs`), such as a
+    system Python beside the .venv that `bash scripts/setup.sh` makes, which would end in an import's
+    traceback. Nothing is imported to tell (a package is looked up, not loaded)."""
     import importlib.util
 
-    missing = [name for name in ("tensorflow", "tfx", "apache_beam") if importlib.util.find_spec(name) is None]
-    if sys.version_info[:2] == (3, 10) and not missing:
+    missing = [name for name in needs if importlib.util.find_spec(name) is None]
+    if not missing:
         return
-    found = f"Python {sys.version.split()[0]}" + (f" without {', '.join(missing)}" if missing else "")
-    sys.stderr.write(f"{prog}: error: {sys.executable or 'this Python'} ({found}) is not the project's environment: "
-                     f"`bash scripts/setup.sh` makes it in .venv; then `source .venv/bin/activate`, or run "
-                     f".venv/bin/python\n")
+    sys.stderr.write(f"{prog}: error: {sys.executable or 'this Python'} (Python {sys.version.split()[0]}) has no "
+                     f"{', '.join(missing)}: not the project's environment, which `bash scripts/setup.sh` makes in "
+                     f".venv; `source .venv/bin/activate` first, or run .venv/bin/python\n")
     raise SystemExit(2)
 
 
-def run_command(main, prog: str) -> None:
+def run_command(main, prog: str, needs: Sequence[str] = ("tensorflow",)) -> None:
     """A command line's entry point: main() (which reports its own errors and stops by raising
     SystemExit with their status), then the process ended by exit_without_teardown. Besides the
     seconds it saves, that end is safe while a call into TensorFlow still runs in a daemon thread
     (core/signals.py interruptible, stopped by Ctrl-C), where the interpreter's teardown crashed.
-    Another Python than the project's environment ends at once, in one line (check_environment)."""
+    A Python without the packages it `needs` ends at once, in one line (check_environment)."""
     try:
-        check_environment(prog)
+        check_environment(prog, needs)
         main()
     except SystemExit as stop:  # a user error's line, Ctrl-C, --help: its status
         exit_without_teardown(stop.code)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import glob
 import os
 from typing import Callable, Dict, List, Optional
 
 from components.data_validation.settings import ValidationConfig, check_schema_file
 from components.lm_evaluator.settings import EvalConfig
 from components.tokenize_text.settings import TokenizeTextSettings
-from components.tokenize_text.sources import DATASET_BUILDERS
+from components.tokenize_text.sources import DATASET_BUILDERS, local_text_files, why_no_files
 from components.trainer.settings import DeployConfig
 from core import settings
 from core.settings import SettingError, Settings, check, setting, unknown
@@ -228,20 +227,14 @@ def check_across_parts(config: RunConfig) -> None:
 
 
 def check_input_files(pattern: Optional[str], setting: str = "--data") -> None:
-    """A local --data that matches no file: SettingError, with the closest name in its folder (a
-    folder is its own files: one holding subfolders alone is named with the glob that reads them)."""
-    # (DIR/** reaches into subfolders as Beam's match does; neither reads hidden files: TextFiles' hidden_files)
-    if not pattern or "://" in pattern or any(os.path.isfile(p) for p in glob.glob(pattern, recursive=True)):
+    """A local --data that names no file, as TokenizeText reads it (a folder's own files, DIR/** into
+    its subfolders, hidden files left out): SettingError, saying what a folder holds instead or the
+    closest name in its folder."""
+    if not pattern or "://" in pattern or next(local_text_files(pattern), None) is not None:
         return
+    why = why_no_files(pattern)
     if os.path.isdir(pattern):
-        entries = list(os.scandir(pattern))
-        shown = [e for e in entries if not e.name.startswith(".")]
-        if any(not e.is_dir() for e in shown):
-            return
-        subfolders, hidden = sum(e.is_dir() for e in shown), len(entries) - len(shown)
-        raise SettingError(f"{setting}={pattern}: a folder without files of its own" + (
-            f" ({subfolders} subfolder(s)): --data='{pattern.rstrip('/')}/**' reads the files in them" if subfolders
-            else " (hidden ones, a name starting with '.', are not read)" if hidden else ""))
+        raise SettingError(f"{setting}={pattern}: a folder without files of its own" + (f" ({why})" if why else ""))
     folder = os.path.dirname(pattern) or "."
     near = difflib.get_close_matches(os.path.basename(pattern), os.listdir(folder)) if os.path.isdir(folder) else []
     raise SettingError(f"{setting}={pattern}: matches no file" + (f"; did you mean {near[0]}?" if near else ""))

@@ -153,3 +153,5 @@ def test_the_commands_a_run_ends_with_are_typed_as_here(tmp_path, monkeypatch):
     assert metadata.runner_command("sample") == f"{python} runner.py sample"
     monkeypatch.chdir(tmp_path)
     assert metadata.runner_command("lineage") == f"{sys.executable} {repo}/runner.py lineage"
+    monkeypatch.chdir(os.path.dirname(sys.executable))  # beside the Python: ./python, not a name the shell looks up
+    assert metadata.runner_command("lineage").startswith(f"./{os.path.basename(sys.executable)} ")

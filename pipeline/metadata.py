@@ -29,12 +29,22 @@ def runner_command(command: str) -> str:
     on_path = shutil.which("python")  # (python3 of the same environment is the same Python)
     same = on_path is not None and bool(sys.executable) and os.path.dirname(os.path.abspath(on_path)) == \
         os.path.dirname(os.path.abspath(sys.executable)) and os.path.samefile(on_path, sys.executable)
-    return f"{'python' if same or not sys.executable else _typed(sys.executable)} {_typed(RUNNER)} {command}"
+    python = "python" if same or not sys.executable else _typed(sys.executable, program=True)
+    return f"{python} {_typed(RUNNER)} {command}"
 
 
-def _typed(path: str) -> str:
+def _typed(path: str, program: bool = False) -> str:
+    """A path as typed from the working directory (a program's bare name with ./: the shell would look it up)."""
     relative = os.path.relpath(path)
-    return shlex.quote(os.path.abspath(path) if relative.startswith("..") else relative)
+    if relative.startswith(".."):
+        return shlex.quote(os.path.abspath(path))
+    return shlex.quote(f"./{relative}" if program and "/" not in relative else relative)
+
+
+def push_gone(destination: str) -> bool:
+    """Whether a push's local version directory is no longer there (moved or deleted by hand: a
+    model withdrawn); a rerun's cache pushes nothing again."""
+    return files.is_local(destination) and not os.path.isdir(destination)
 
 
 def sqlite_store(metadata_path: str):
@@ -281,9 +291,9 @@ def summary_lines(evaluation: Optional[Tuple[str, dict]], blessing: Optional[dic
     elif infra is not None:
         lines.append(f"infra check: {'passed' if infra.get('blessed') == 1 else 'failed'} in "
                      f"{infra.get(INFRA_CHECK_SECONDS_KEY)} s ({infra.get(INFRA_CHECK_KEY)})")
-    gone = bool(pushed_destination) and files.is_local(pushed_destination) and not os.path.isdir(pushed_destination)
+    gone = bool(pushed_destination) and push_gone(pushed_destination)
     if pushed_destination or not last_push:
-        notes = (["an earlier run's push, taken from the cache"] if pushed_cached else []) + (
+        notes = (["an earlier run's push, taken from the cache"] if pushed_cached and pushed_destination else []) + (
             ["no longer there: moved or deleted"] if gone else [])
         lines.append(f"pushed model: {pushed_destination or 'none'}" + (f" ({'; '.join(notes)})" if notes else ""))
     else:

@@ -3,6 +3,7 @@ slice of Tiny Shakespeare and a tiny model: what the default pipeline makes and 
 its lineage and a damaged cache (the kills and full disks: interruptions_e2e_test.py; the data
 checks: data_checks_e2e_test.py; char_run: conftest.py)."""
 
+import argparse
 import json
 import os
 import shlex
@@ -14,6 +15,7 @@ import tensorflow as tf
 
 from core import files, shards
 from core.errors import UsageError
+from core.settings import SettingError
 from pipeline import lineage, metadata
 from pipeline.configs import make_run_config
 from test_helpers import pipeline_runs
@@ -217,7 +219,10 @@ def test_lineage_shows_the_chain_from_the_text_file_to_the_pushed_model(char_run
                  f"--png={out}"])
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(UsageError, match=f"^cannot write {out}/x.png: "):  # a file where a folder would be
+    with pytest.raises(SettingError, match=f"^--png={out}/x.png: {out} is a file, not a directory$"):
+        runner.lineage(argparse.Namespace(grpc=None, output=char_run.output_dir, model=model_id, format="png",
+                                          png=f"{out}/x.png"), [])
+    with pytest.raises(UsageError, match=f"^cannot write {out}/x.png: "):  # past the check: still one line
         graph.write_png(os.path.join(out, "x.png"))
     with pytest.raises(LookupError, match="no artifact with id 99999"):
         lineage.model_lineage(metadata.sqlite_store(char_run.metadata_path), "99999")

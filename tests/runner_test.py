@@ -30,13 +30,14 @@ def test_help_of_every_command_imports_nothing_heavy():
 
 def test_another_python_than_the_projects_environment_is_one_line():
     # -S: this Python without its site-packages, as a system Python without the .venv looks
-    for command in (["runner.py", "run"], ["-m", "training.train"], ["-m", "serving.sample"]):
+    for command, missing in ((["runner.py", "run"], "tensorflow, tfx, apache_beam"),
+                             (["-m", "training.train"], "tensorflow"), (["-m", "serving.sample"], "tensorflow")):
         result = subprocess.run([sys.executable, "-S", *command], cwd=REPO, capture_output=True, text=True,
                                 timeout=60)
         assert result.returncode == 2, result.stderr
-        assert result.stderr.endswith(" without tensorflow, tfx, apache_beam) is not the project's environment: `bash "
-                                      "scripts/setup.sh` makes it in .venv; then `source .venv/bin/activate`, or run "
-                                      ".venv/bin/python\n") and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.endswith(f") has no {missing}: not the project's environment, which `bash scripts/"
+                                      f"setup.sh` makes in .venv; `source .venv/bin/activate` first, or run "
+                                      f".venv/bin/python\n") and result.stderr.count("\n") == 1, result.stderr
 
 
 def test_unknown_arguments_are_rejected():
@@ -136,8 +137,8 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
     nested = tmp_path / "nested"  # files in subfolders alone: DIR/** reads them (and is taken up front)
     (nested / "books").mkdir(parents=True)
     (nested / "books" / "a.txt").write_text("a book")
-    assert f"--data={nested}: a folder without files of its own (1 subfolder(s)): --data='{nested}/**' reads the " \
-           f"files in them" in _mistake(tmp_path, f"--data={nested}")
+    assert f"--data={nested}: a folder without files of its own (1 subfolder(s): --data='{nested}/**' reads the " \
+           f"files in them)" in _mistake(tmp_path, f"--data={nested}")
     from pipeline.configs import check_input_files
 
     check_input_files(f"{nested}/**")  # (a glob without recursion matched the subfolder alone: refused)
@@ -289,6 +290,12 @@ def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch,
     cfg = command_line_config([files["train_shakespeare_char"], f"--text_file={tmp_path}/mine.txt"],
                               log=lambda line: None)
     assert (cfg.tokenizer, cfg.text_file) == ("char", f"{tmp_path}/mine.txt")
+    owt = tmp_path / "owt.py"  # OpenWebText's tokens on a text file of one's own; without one, named
+    owt.write_text("dataset = 'openwebtext'\nn_layer = 2\n")
+    cfg = command_line_config([str(owt), f"--text_file={tmp_path}/mine.txt"], log=lambda line: None)
+    assert (cfg.tokenizer, cfg.n_layer) == ("gpt2", 2)
+    with pytest.raises(SettingError, match="dataset='openwebtext': training.train reads token shards"):
+        command_line_config([str(owt)], log=lambda line: None)
     monkeypatch.setenv("NANOGPT_TFX_SHAKESPEARE", str(tmp_path / "missing.txt"))  # a wrong setting named before it
     with pytest.raises(SettingError, match="^--batch_size=0: expected an integer >= 1$"):
         command_line_config([files["train_shakespeare_char"], "--batch_size=0"], log=lambda line: None)

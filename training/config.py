@@ -242,20 +242,19 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
     files, args = split_command_line(argv, log)
     overrides = parse_overrides(args)
     preset = overrides.pop("preset", None)
-    values, shakespeare = {}, False
+    values, named = {}, None  # named: (the config file, its dataset)
     for path in files:
         file_values = read_nanogpt_config(path, settings.fields(TrainConfig), log)
         dataset = file_values.pop("dataset", None)
-        if dataset:
-            tokenizer = NANOGPT_DATASETS[dataset][1]
-            if tokenizer is None:
-                raise SettingError(f"{path}: dataset={dataset!r}: training.train reads token shards (--data_dir); "
-                                   f"tokenize OpenWebText with `runner.py run {path}`")
-            values["tokenizer"] = tokenizer  # the dataset's tokens, on Tiny Shakespeare or a --text_file
-            shakespeare = True
+        if dataset:  # the dataset's tokens (OpenWebText's are GPT-2's), on its data or a --text_file
+            values["tokenizer"], named = NANOGPT_DATASETS[dataset][1] or "gpt2", (path, dataset)
         values.update(file_values)
     values.update(overrides)
-    if shakespeare and not values.get("text_file") and not values.get("data_dir"):
+    if named and not values.get("text_file") and not values.get("data_dir"):  # the dataset's own data
+        path, dataset = named
+        if NANOGPT_DATASETS[dataset][1] is None:
+            raise SettingError(f"{path}: dataset={dataset!r}: training.train reads token shards (--data_dir) or a "
+                               f"--text_file; tokenize OpenWebText with `runner.py run {path}`")
         make_config(preset, **values)  # checked first: a wrong setting is named before a download
         values["text_file"] = tiny_shakespeare()
     return make_config(preset, **values)

@@ -230,9 +230,10 @@ def test_missing_inputs_are_named(tmp_path, hf_cache):
     (tmp_path / "deeper" / "books").mkdir(parents=True)  # files in its subfolders alone: the glob that reads them
     (tmp_path / "deeper" / ".notes").write_text("a note")
     (tmp_path / "deeper" / "books" / "a.txt").write_text("a book")
-    _assert_fails_cleanly(tmp_path / "b2", MissingFile, r"matches no files but 1 hidden one\(s\) \(a name starting "
-                          rf"with '\.'\): 1 subfolder\(s\); --data='{tmp_path}/deeper/\*\*' reads the files in them",
-                          input_pattern=str(tmp_path / "deeper"), tokenizer="char")
+    _assert_fails_cleanly(tmp_path / "b2", MissingFile, rf"matches no files: 1 subfolder\(s\): --data='{tmp_path}/"
+                          rf"deeper/\*\*' reads the files in them; 1 hidden file\(s\) \(a name starting with '\.'\): "
+                          rf"--data='{tmp_path}/deeper/\.\*' names them$", input_pattern=str(tmp_path / "deeper"),
+                          tokenizer="char")
     _assert_fails_cleanly(tmp_path / "c", FileNotFoundError, "no_such_dataset", tokenizer="gpt2",
                           dataset_name=str(tmp_path / "no_such_dataset"))
     # a path of a file system that cannot be listed from here (no such bucket, no credentials or network)

@@ -3,9 +3,9 @@ Vertex AI Pipelines; no cluster needed to write it. `runner.py run --spec` runs 
 
 from __future__ import annotations
 
-
 from core import files
 from pipeline.configs import IMAGE_WORKDIR, RunConfig
+
 
 def kubeflow_platform():
     """What the pipeline needs to know of a Kubeflow cluster: the code lies in the image's workdir, a

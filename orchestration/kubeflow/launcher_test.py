@@ -153,7 +153,10 @@ def test_a_second_run_finds_the_first_runs_blessed_model_through_the_resolvers(c
     assert models["last_blessed"]["source"] == first_model_uri and models["last_blessed"]["val_loss"] > 0
     # the candidate is that model itself (the Trainer came from the cache): not pushed twice
     assert blessing["blessed"] == 0 and "last blessed model itself" in blessing["blessing_reason"]
-    assert "blessed: no" in summary and "pushed model: none" in summary
+    assert "blessed: no" in summary
+    # nothing pushed by this run, and the first run's push named as the model still served
+    pushed = _artifact(first, "Pusher", "pushed_model")["metadata"]["pushed_destination"]
+    assert f"pushed model: none this run (the last push: {pushed})" in summary
 
 
 def test_a_corpus_edited_in_place_is_tokenized_again_not_taken_from_the_cache(tmp_path, shakespeare_text):

@@ -18,7 +18,7 @@ from components.tokenize_text.sources.hf_dataset import (  # noqa: F401
     DATASET_BUILDERS, STREAM_SHARD_STRIDE, DatasetNotLoaded, HuggingFaceDataset, RemoteCodeRefused, load_hf_dataset,
     plan_dataset)
 from components.tokenize_text.sources.text_files import (  # noqa: F401
-    TextFiles, match_text_files, not_text, plan_text_files, read_blocks)
+    TextFiles, local_text_files, match_text_files, not_text, plan_text_files, read_blocks, why_no_files)
 from core.shards import SPLITS, TRAIN, VAL  # noqa: F401  (the sources' users take them from here)
 
 SOURCES = (TextFiles(), HuggingFaceDataset())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import threading
 from typing import Any, Iterator, List, Optional
 
@@ -79,22 +80,91 @@ def match_text_files(pattern: str) -> List[Any]:
 def hidden_files(pattern: str, paths: List[str]) -> List[str]:
     """The paths a folder or glob matched that are hidden below its fixed part (a name that starts with
     ".": macOS's .DS_Store, an editor's swap file, .git/ under DIR/**), left out as a shell's glob leaves
-    them out; none when the pattern names hidden ones itself (DIR/.notes/*, a file's own path)."""
-    fixed = pattern.split("*")[0].split("?")[0].split("[")[0]
-    if fixed == pattern and not pattern.endswith("/"):  # a file's own path, or a folder (DIR: DIR/*)
-        fixed = pattern.rstrip("/") + "/" if is_local(pattern) and os.path.isdir(pattern) else pattern
-    fixed = fixed[:fixed.rfind("/") + 1]
+    them out; none when the pattern's own wildcard part names a hidden one (DIR/.*, DIR/**/.notes), or
+    it is a file's own path."""
+    fixed = _fixed_folder(pattern)
     if "/." in "/" + pattern[len(fixed):]:
         return []
     return [path for path in paths
             if path.startswith(fixed) and any(part.startswith(".") for part in path[len(fixed):].split("/"))]
 
 
+def _fixed_folder(pattern: str) -> str:
+    """The folder (ending in /) of a pattern's part before its first wildcard: a folder's own path."""
+    fixed = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    if fixed == pattern and is_local(pattern) and os.path.isdir(pattern):
+        fixed = pattern.rstrip("/") + "/"  # a folder: DIR/*
+    return fixed[:fixed.rfind("/") + 1]
+
+
+def glob_regex(pattern: str) -> "re.Pattern":
+    """A glob as Beam's FileSystems.match reads it: * and ? within one folder, ** across folders
+    (DIR/**/*.txt needs a subfolder; DIR/**.txt does not), [...] one character of a class."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[" and "]" in pattern[i + 2:]:
+            end = pattern.index("]", i + 2)
+            inside = pattern[i + 1:end]
+            out.append("[" + ("^" + inside[1:] if inside.startswith("!") else inside).replace("\\", "\\\\") + "]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out))
+
+
+def local_text_files(pattern: str) -> Iterator[str]:
+    """The files a local path, folder or glob names, as match_text_files finds them (Beam's rule,
+    hidden ones left out), found one at a time without Beam: for a check before the pipeline runs."""
+    if os.path.isfile(pattern):
+        yield pattern
+        return
+    pattern = os.path.abspath(pattern) + ("/*" if os.path.isdir(pattern) else "")
+    root = _fixed_folder(pattern)
+    wanted = glob_regex(pattern)
+    depth = None if "**" in pattern else pattern[len(root):].count("/")  # how deep a * pattern reaches
+    for folder, subfolders, names in os.walk(root):
+        below = os.path.relpath(folder, root)
+        if depth is not None and (0 if below == "." else below.count("/") + 1) >= depth:
+            subfolders.clear()  # its files are as deep as the pattern reaches
+        for name in names:
+            path = os.path.join(folder, name)
+            if wanted.fullmatch(path) and not hidden_files(pattern, [path]):
+                yield path
+
+
+def why_no_files(pattern: str) -> str:
+    """What a local folder that names no files holds instead, in words ("" for anything else): its
+    subfolders, with the glob that reads them, and hidden files, with the glob that names them."""
+    if not is_local(pattern) or not os.path.isdir(pattern):
+        return ""
+    entries = list(os.scandir(pattern))
+    subfolders = sum(e.is_dir() and not e.name.startswith(".") for e in entries)
+    hidden = sum(e.name.startswith(".") and not e.is_dir() for e in entries)
+    return "; ".join(([f"{subfolders} subfolder(s): {read_subfolders(pattern)}"] if subfolders else []) + (
+        [f"{hidden} hidden file(s) (a name starting with '.'): --data='{pattern.rstrip('/')}/.*' names them"]
+        if hidden else []))
+
+
+def read_subfolders(folder: str) -> str:
+    return f"--data='{folder.rstrip('/')}/**' reads the files in them"
+
+
 def _matched(pattern: str) -> (List[Any], int):
     """(match_text_files(pattern), how many hidden files it left out)."""
     filesystems = _filesystems()
     anonymous = pattern.startswith("gs://") and not gcs_credentials_found()
-    original, subfolders = pattern, _subfolders(pattern)
+    original = pattern
     if pattern.endswith("/") or (is_local(pattern) and os.path.isdir(pattern)):
         pattern = filesystems.join(pattern, "*")  # a folder: the files in it
     try:
@@ -107,10 +177,9 @@ def _matched(pattern: str) -> (List[Any], int):
     hidden = set(hidden_files(original, [m.path for m in files]))
     files = [m for m in files if m.path not in hidden]
     if not files:
-        raise MissingFile(f"input_pattern {pattern!r} matches no files" + (
-            f" but {len(hidden)} hidden one(s) (a name starting with '.')" if hidden else "") + (
-            f": {subfolders} subfolder(s); --data='{original.rstrip('/')}/**' reads the files in them"
-            if subfolders else ""))
+        why = why_no_files(original) or (f"{len(hidden)} hidden file(s) (a name starting with '.') left out"
+                                         if hidden else "")
+        raise MissingFile(f"input_pattern {original!r} matches no files" + (f": {why}" if why else ""))
     return files, len(hidden)
 
 
@@ -186,8 +255,7 @@ def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[floa
     subfolders = _subfolders(pattern)
     notes = [f"{hidden} hidden file(s) left out (names starting with '.')"] if hidden else []
     if subfolders:  # a folder is its own files: said, so that a corpus in subfolders is not read in part unawares
-        notes.append(f"its {subfolders} subfolder(s) not read: --data='{pattern.rstrip('/')}/**' reads the files "
-                     f"in them too")
+        notes.append(f"its {subfolders} subfolder(s) not read: {read_subfolders(pattern)} too")
     if notes:
         info["note"] = "; ".join(notes)
     if split_method == HASH:

@@ -1,0 +1,34 @@
+"""Which files a --data names: the check before the pipeline runs (local_text_files, without Beam)
+finds what TokenizeText's Beam match finds, for folders and each kind of glob."""
+
+import pytest
+
+from components.tokenize_text.sources.text_files import local_text_files, match_text_files, why_no_files
+from core.errors import MissingFile
+
+TREE = ("top.txt", "notes.md", ".DS_Store", "sub/a.txt", "sub/deeper/b.md", "sub/.git/HEAD", "sub2/c.txt",
+        "only_folders/inner/d.txt", "only_hidden/.e.txt")
+PATTERNS = ("", "/", "/*", "/*.txt", "/**", "/**/*.txt", "/**.txt", "/*/*.txt", "/s?b/*", "/[st]*", "/[!t]*",
+            "/.*", "/sub/.git/*", "/top.txt", "/*/*/*", "/only_folders", "/only_hidden", "/nothing*")
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_the_check_before_the_run_finds_what_beam_finds(tmp_path, pattern):
+    for path in TREE:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(path)
+    full = f"{tmp_path}{pattern}"
+    try:
+        beam = [m.path for m in match_text_files(full)]
+    except MissingFile:
+        beam = []
+    assert sorted(local_text_files(full)) == beam
+
+
+def test_a_folder_without_files_of_its_own_says_what_it_holds(tmp_path):
+    (tmp_path / "books" / "a").mkdir(parents=True)
+    (tmp_path / ".notes").write_text("hidden")
+    assert why_no_files(str(tmp_path)) == (f"1 subfolder(s): --data='{tmp_path}/**' reads the files in them; 1 hidden "
+                                           f"file(s) (a name starting with '.'): --data='{tmp_path}/.*' names them")
+    with pytest.raises(MissingFile, match=r"matches no files: 1 subfolder\(s\)"):
+        match_text_files(str(tmp_path))
