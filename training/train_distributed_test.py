@@ -203,7 +203,8 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_iteration(tmp_path
 def test_a_worker_killed_mid_training_ends_the_others_with_one_line(tmp_path, shakespeare_text, victim):
     """kill -9 of one worker of two (a node that dies, a pod preempted without notice), the other or
     the chief: the one left ends within seconds, with one line naming the worker lost (the chief: by
-    its heartbeat, which the coordination service misses; the other: by the closed connection)."""
+    its heartbeat, which the coordination service misses, or by the connection of a collective in
+    flight closing first, whichever TensorFlow reports first; the other: by the closed connection)."""
     workers = _two_workers_at_iter_3(tmp_path, shakespeare_text)
     killed = time.monotonic()
     workers[victim].kill()
@@ -212,9 +213,9 @@ def test_a_worker_killed_mid_training_ends_the_others_with_one_line(tmp_path, sh
     workers[victim].wait()
     assert left.returncode == 0 and time.monotonic() - killed < 60, log[-3000:]
     [lost] = re.findall(r"^lost: (.*)$", log, re.M)
-    how = "stopped answering (its heartbeat timed out" if victim == 1 else "is gone ("
+    how = ["is gone ("] + (["stopped answering (its heartbeat timed out"] if victim == 1 else [])
     assert re.match(rf"the training lost a worker at iteration \d+: /job:worker/replica:0/task:{victim} "
-                    rf"{re.escape(how)}.*; it saved no checkpoint: run again to train anew$", lost), lost
+                    rf"({'|'.join(map(re.escape, how))}).*; it saved no checkpoint: run again to train anew$", lost), lost
 
 
 if __name__ == "__main__":
