@@ -11,6 +11,8 @@ CHATTER = [
     "2026-12-06 06:46:08.669363: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:479] Unable to register "
     "cuFFT factory: Attempting to register factory for plugin cuFFT when one has already been registered",
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "2026-12-07 13:43:49.908692: E tensorflow/core/util/util.cc:131] oneDNN supports DT_HALF only on platforms "
+    "with AVX-512. Falling back to the default Eigen-based implementation if present.",
     "I0000 00:00:1796539578.745789   14257 service.cc:145] XLA service 0x7f044400a780 initialized for platform Host",
     "I0000 00:00:1796539579.347480   14257 device_compiler.h:188] Compiled cluster using XLA!  This line is logged "
     "at most once for the lifetime of the process.",

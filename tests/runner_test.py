@@ -284,8 +284,11 @@ def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch,
     cfg = command_line_config([files["train_shakespeare_char"], "--max_iters=3"], log=lambda line: None)
     assert (cfg.n_layer, cfg.tokenizer, cfg.max_iters, cfg.text_file) == \
         (6, "char", 3, os.path.join(shared_data, "tinyshakespeare.txt"))
-    cfg = command_line_config([files["eval_gpt2_xl"]], log=lambda line: None)
+    cfg = command_line_config([files["eval_gpt2_xl"], f"--data_dir={tmp_path}"], log=lambda line: None)
     assert (cfg.init_from, cfg.eval_only, cfg.batch_size, cfg.eval_iters) == ("gpt2-xl", True, 8, 500)
+    with pytest.raises(SettingError, match=rf"^no training data: .*; `runner.py run {files['eval_gpt2_xl']}` "
+                                           rf"tokenizes OpenWebText, its dataset$"):  # (nanoGPT's default)
+        command_line_config([files["eval_gpt2_xl"]], log=lambda line: None)
     # a text file of one's own with nanoGPT's character config: characters, as the config's dataset says
     cfg = command_line_config([files["train_shakespeare_char"], f"--text_file={tmp_path}/mine.txt"],
                               log=lambda line: None)

@@ -257,7 +257,12 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
                                f"--text_file; tokenize OpenWebText with `runner.py run {path}`")
         make_config(preset, **values)  # checked first: a wrong setting is named before a download
         values["text_file"] = tiny_shakespeare()
-    return make_config(preset, **values)
+    config = make_config(preset, **values)
+    if not config.text_file and not config.data_dir:  # (a config file naming no dataset: nanoGPT's OpenWebText)
+        owt = f"; `runner.py run {files[-1]}` tokenizes OpenWebText, its dataset" if files else ""
+        raise SettingError(f"no training data: give --text_file=FILE (a text file, tokenized here) or --data_dir=DIR "
+                           f"(token shards){owt}")
+    return config
 
 
 def train_help(prog: str) -> str:

@@ -103,3 +103,18 @@ def slow_bfloat16_warning(cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
         return None
     return ("warning: this CPU has no AVX-512, so TensorFlow multiplies bfloat16 weights in its generic "
             "kernels, slower than float32 (BENCHMARKS.md): --weights=float32 decodes faster here")
+
+
+def slow_float16_warning(dtype: str, cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
+    """One line when a float16 training runs on a CPU without AVX512-FP16, where TensorFlow's float16
+    kernels are generic ones, slower than float32's (2.0-2.2x the time an iteration on an AVX-512 CPU
+    without FP16: docs/benchmark_history.md); nanoGPT trains float32 on a CPU whatever its dtype. None
+    where it cannot tell, on a GPU, and for another dtype."""
+    if dtype != "float16" or tf.config.list_physical_devices("GPU"):
+        return None
+    flags = _cpuinfo("flags", cpuinfo)
+    if flags is None or "avx512_fp16" in flags.split():
+        return None
+    return ("warning: this CPU has no AVX512-FP16, so TensorFlow runs float16 in its generic kernels, slower than "
+            "float32 (nanoGPT trains float32 on a CPU): --dtype=float32 trains faster here")
+

@@ -43,6 +43,18 @@ def test_bfloat16_weights_on_a_cpu_without_avx512_get_one_warning(tmp_path):
     assert devices.slow_bfloat16_warning(str(tmp_path / "none")) is None  # cannot tell: no warning
 
 
+def test_float16_training_on_a_cpu_without_avx512_fp16_gets_one_warning(tmp_path):
+    zen4 = tmp_path / "zen4"  # AVX-512 with BF16, without FP16
+    zen4.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    warning = devices.slow_float16_warning("float16", str(zen4))
+    assert warning.startswith("warning: this CPU has no AVX512-FP16") and "--dtype=float32" in warning
+    sapphire_rapids = tmp_path / "spr"
+    sapphire_rapids.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_fp16 amx_tile\n")
+    assert devices.slow_float16_warning("float16", str(sapphire_rapids)) is None
+    assert devices.slow_float16_warning("bfloat16", str(zen4)) is None
+    assert devices.slow_float16_warning("float16", str(tmp_path / "none")) is None  # cannot tell: no warning
+
+
 def test_cpu_name_is_lscpus_model_name(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14 96-Core Processor\nflags\t\t: avx2\n")

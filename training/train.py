@@ -213,7 +213,7 @@ class Trainer:
         self.peak_flops = cfg.peak_flops or detected_peak  # 0.0: no MFU (a CPU, or a device not in the table)
         log(f"training on {self.devices}" + (f"; MFU of a {self.peak_flops:.3g} FLOP/s peak" if self.peak_flops
                                              else ""))
-        for note in [devices.unused_gpu_warning(), *notes]:
+        for note in [devices.unused_gpu_warning(), devices.slow_float16_warning(cfg.dtype), *notes]:
             if note:
                 log(note)
         self.chief = is_chief(self.strategy)
