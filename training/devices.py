@@ -92,14 +92,19 @@ def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     return _cpuinfo("model name", cpuinfo) or platform.processor() or platform.machine() or "unknown CPU"
 
 
+def _cpu_without(flag: str, cpuinfo: str) -> bool:
+    """Whether the work runs on a CPU (no GPU) whose flags lack `flag`; False where it cannot tell."""
+    if tf.config.list_physical_devices("GPU"):
+        return False
+    flags = _cpuinfo("flags", cpuinfo)
+    return flags is not None and flag not in flags.split()
+
+
 def slow_bfloat16_warning(cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
     """One line when bfloat16 weights would decode slower than float32 here: no GPU, and a CPU
     without AVX-512, on which TensorFlow runs bfloat16 products in its generic kernels instead of
     oneDNN's (BENCHMARKS.md: several times slower than float32's). None where it cannot tell."""
-    if tf.config.list_physical_devices("GPU"):
-        return None
-    flags = _cpuinfo("flags", cpuinfo)
-    if flags is None or "avx512f" in flags.split():
+    if not _cpu_without("avx512f", cpuinfo):
         return None
     return ("warning: this CPU has no AVX-512, so TensorFlow multiplies bfloat16 weights in its generic "
             "kernels, slower than float32 (BENCHMARKS.md): --weights=float32 decodes faster here")
@@ -110,11 +115,7 @@ def slow_float16_warning(dtype: str, cpuinfo: str = "/proc/cpuinfo") -> Optional
     kernels are generic ones, slower than float32's (2.0-2.2x the time an iteration on an AVX-512 CPU
     without FP16: docs/benchmark_history.md); nanoGPT trains float32 on a CPU whatever its dtype. None
     where it cannot tell, on a GPU, and for another dtype."""
-    if dtype != "float16" or tf.config.list_physical_devices("GPU"):
-        return None
-    flags = _cpuinfo("flags", cpuinfo)
-    if flags is None or "avx512_fp16" in flags.split():
+    if dtype != "float16" or not _cpu_without("avx512_fp16", cpuinfo):
         return None
     return ("warning: this CPU has no AVX512-FP16, so TensorFlow runs float16 in its generic kernels, slower than "
             "float32 (nanoGPT trains float32 on a CPU): --dtype=float32 trains faster here")
-
