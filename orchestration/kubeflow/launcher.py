@@ -457,9 +457,6 @@ class Run:
         settings = self._parameters("TokenizeText", self._component("TokenizeText")).get("settings") \
             if "TokenizeText" in self._tasks else None  # its bpe_dir, for the sample command
         pushed = pushed if pushed and pushed["metadata"].get("pushed") == 1 else None  # (else: the Pusher skipped)
-        pushes = [a for a in self.artifacts.values() if a["schema_title"] == "tfx.PushedModel"
-                  and a["metadata"].get("pushed") == 1 and a.get("state") != SET_ASIDE]  # this run's and earlier runs'
-        last_push = max(pushes, key=lambda a: a["create_time"])["metadata"]["pushed_destination"] if pushes else None
         lines = metadata.summary_lines(
             evaluation=(evaluation["uri"], evaluation["metadata"]) if evaluation else None,
             blessing=blessing["metadata"] if blessing else None,
@@ -468,7 +465,7 @@ class Run:
             infra=infra["metadata"] if infra else None,
             model_card=pushed["metadata"].get("model_card") if pushed else None,
             saved_model=f"{model['uri']}/{SERVING_DIR}" if model else None, bpe_dir=metadata.bpe_dir_of(settings),
-            last_push=None if pushed else last_push)
+            last_push=None if pushed else records.latest_push(self.artifacts.values()))  # this run's or earlier
         return "\n".join(lines + [f"run record: {self.run_root}/{RECORD_FILE}"])
 
 

@@ -42,6 +42,14 @@ def earlier_records(pipeline_root: str) -> Dict[str, dict]:
     return records
 
 
+def latest_push(artifacts) -> Optional[str]:
+    """The destination of the newest push among runs' artifact records (a Pusher that skipped pushed
+    nothing; a set-aside artifact is none); None when there is none."""
+    pushes = [a for a in artifacts if a["schema_title"] == "tfx.PushedModel" and a["metadata"].get("pushed") == 1
+              and a.get("state") != SET_ASIDE]
+    return max(pushes, key=lambda a: a["create_time"])["metadata"]["pushed_destination"] if pushes else None
+
+
 def latest_model(pipeline_root: str) -> Optional[Tuple[str, bool]]:
     """(path, pushed) of the newest model the runs under the pipeline root made, for `runner.py sample
     --from`: the newest push's destination, else the newest trained model's SavedModel (not blessed,
@@ -50,9 +58,9 @@ def latest_model(pipeline_root: str) -> Optional[Tuple[str, bool]]:
 
     artifacts = [a for r in earlier_records(pipeline_root).values() for a in r["artifacts"]
                  if a.get("state") != SET_ASIDE]
-    pushes = [a for a in artifacts if a["schema_title"] == "tfx.PushedModel" and a["metadata"].get("pushed") == 1]
-    if pushes:
-        return max(pushes, key=lambda a: a["create_time"])["metadata"]["pushed_destination"], True
+    pushed = latest_push(artifacts)
+    if pushed:
+        return pushed, True
     models = [a for a in artifacts if a["schema_title"] == "tfx.Model"]
     return (f"{max(models, key=lambda a: a['create_time'])['uri']}/{SERVING_DIR}", False) if models else None
 
