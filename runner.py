@@ -167,12 +167,13 @@ def _latest_pushed(args) -> str:
     """The latest push that ML Metadata records (a version directory no completed push names, such
     as one a push cut short left, is not a pushed model)."""
     config = _output_config(args)
-    destination, trained = None, None
+    push, trained = None, None
     if os.path.isfile(config.metadata_path):
         from pipeline import metadata
 
         store = metadata.sqlite_store(config.metadata_path)
-        destination, trained = metadata.latest_pushed_destination(store), metadata.latest_artifact(store, "Model")
+        push, trained = metadata.latest_push(store), metadata.latest_artifact(store, "Model")
+    destination = str(metadata.prop(push, "pushed_destination")) if push is not None else None
     if not destination:
         from core.errors import NotFound
 
@@ -184,7 +185,7 @@ def _latest_pushed(args) -> str:
     if metadata.push_gone(destination):
         from core.errors import NotFound
 
-        model = metadata.pushed_model(store, metadata.latest_push(store))
+        model = metadata.pushed_model(store, push)
         instead = "name a model with --from" if model is None else \
             f"the model it pushed: --from={os.path.join(model.uri, metadata.SERVING_DIR)}"
         raise NotFound(f"the latest push recorded in {config.metadata_path}, {destination}, is no longer there (moved "

@@ -23,7 +23,7 @@ from training.config import TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import NotFound, UsageError, one_line
 from core.shards import SHARD_BYTES, SHARD_SHA256
 from pipeline.configs import absolute_path
-from pipeline.metadata import latest_artifact, latest_push, prop, settings_values, value_of
+from pipeline.metadata import latest_artifact, latest_push, producer_of, prop, settings_values, value_of
 from serving import EXPORT_RECORD, describe_export
 
 # ML Metadata's Event.Type and Execution.State values (metadata_store_pb2), named here.
@@ -260,14 +260,6 @@ def _contexts(store, execution_id: int) -> list:
         return []
 
 
-def _producer(store, artifact_id: int):
-    """The execution that wrote the artifact; the one that ran, not a later cached reuse."""
-    events = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type == OUTPUT]
-    executions = store.get_executions_by_id(sorted({e.execution_id for e in events}))
-    ran = [e for e in executions if e.last_known_state == COMPLETE]
-    return min(ran or executions, key=lambda e: e.id) if executions else None
-
-
 def _find_subject(store, model: Optional[str]):
     if model is None:  # the latest push; with none yet, the latest trained model (evaluated, not pushed)
         subject = latest_push(store) or latest_artifact(store, "Model")
@@ -328,7 +320,7 @@ def model_lineage(store, model: Optional[str] = None) -> Lineage:
             if artifact_id in seen:
                 continue
             seen.add(artifact_id)
-            producer = _producer(store, artifact_id)
+            producer = producer_of(store, artifact_id)
             if producer is not None:
                 queue += add_execution(producer, follow_inputs=True)
 
@@ -359,7 +351,7 @@ def model_lineage(store, model: Optional[str] = None) -> Lineage:
             break
         for execution in readers:
             del pending[execution.id]
-            for producer in [_producer(store, i) for i in events(execution, OUTPUT)] or [execution]:
+            for producer in [producer_of(store, i) for i in events(execution, OUTPUT)] or [execution]:
                 walk(add_execution(producer, follow_inputs=True))
 
     artifacts: Dict[str, Node] = {}

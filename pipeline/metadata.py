@@ -124,24 +124,27 @@ def latest_push(store):
     return max(pushed, key=lambda a: a.id) if pushed else None
 
 
+def producer_of(store, artifact_id: int):
+    """The execution that wrote the artifact; the one that ran, not a later cached reuse (None: none recorded)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    events = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type == metadata_store_pb2.Event.OUTPUT]
+    executions = store.get_executions_by_id(sorted({e.execution_id for e in events}))
+    ran = [e for e in executions if e.last_known_state == metadata_store_pb2.Execution.COMPLETE]
+    return min(ran or executions, key=lambda e: e.id) if executions else None
+
+
 def pushed_model(store, pushed):
     """The Model artifact that the Pusher which recorded `pushed` (a PushedModel) took; None if none is recorded."""
     from ml_metadata.proto import metadata_store_pb2
 
-    made = [e for e in store.get_events_by_artifact_ids([pushed.id]) if e.type == metadata_store_pb2.Event.OUTPUT]
-    if not made:
+    pusher = producer_of(store, pushed.id)
+    if pusher is None:
         return None
-    inputs = [e.artifact_id for e in store.get_events_by_execution_ids([made[0].execution_id])
+    inputs = [e.artifact_id for e in store.get_events_by_execution_ids([pusher.id])
               if e.type == metadata_store_pb2.Event.INPUT]
     model_type = store.get_artifact_type("Model").id
     return next((a for a in store.get_artifacts_by_id(inputs) if a.type_id == model_type), None)
-
-
-def latest_pushed_destination(store) -> Optional[str]:
-    """The version directory of the latest push ML Metadata records (None: no push yet). A
-    directory in the serving directory that no completed push names is not a pushed model."""
-    pushed = latest_push(store)
-    return str(prop(pushed, "pushed_destination")) if pushed is not None else None
 
 
 def run_outputs(store, started: float) -> Optional[dict]:

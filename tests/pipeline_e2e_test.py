@@ -254,7 +254,7 @@ def test_unblessed_model_is_not_pushed(char_run):
     summary = metadata.run_summary(config.metadata_path, started).splitlines()
     assert any(line.startswith("blessed: no") for line in summary)
     # the summary does not present the earlier run's push as this run's
-    last = metadata.latest_pushed_destination(pipeline_runs.store(config))
+    last = metadata.prop(metadata.latest_push(pipeline_runs.store(config)), "pushed_destination")
     assert f"pushed model: none this run (the last push: {last})" in summary
     assert not [line for line in summary if line.startswith("model card: ")]
     # the printed sample and lineage commands take this run's model, and work (the sample command
