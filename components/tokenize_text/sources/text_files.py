@@ -82,11 +82,15 @@ def hidden_files(pattern: str, paths: List[str]) -> List[str]:
     ".": macOS's .DS_Store, an editor's swap file, .git/ under DIR/**), left out as a shell's glob leaves
     them out; none when the pattern's own wildcard part names a hidden one (DIR/.*, DIR/**/.notes), or
     it is a file's own path."""
+    return list(filter(_hidden_rule(pattern), paths))
+
+
+def _hidden_rule(pattern: str):
+    """hidden_files' test of one path, worked out once for the pattern."""
     fixed = _fixed_folder(pattern)
     if "/." in "/" + pattern[len(fixed):]:
-        return []
-    return [path for path in paths
-            if path.startswith(fixed) and any(part.startswith(".") for part in path[len(fixed):].split("/"))]
+        return lambda path: False
+    return lambda path: path.startswith(fixed) and any(part.startswith(".") for part in path[len(fixed):].split("/"))
 
 
 def _fixed_folder(pattern: str) -> str:
@@ -131,7 +135,7 @@ def local_text_files(pattern: str) -> Iterator[str]:
         return
     pattern = os.path.abspath(pattern) + ("/*" if os.path.isdir(pattern) else "")
     root = _fixed_folder(pattern)
-    wanted = glob_regex(pattern)
+    wanted, hidden = glob_regex(pattern), _hidden_rule(pattern)
     depth = None if "**" in pattern else pattern[len(root):].count("/")  # how deep a * pattern reaches
     for folder, subfolders, names in os.walk(root):
         below = os.path.relpath(folder, root)
@@ -139,7 +143,7 @@ def local_text_files(pattern: str) -> Iterator[str]:
             subfolders.clear()  # its files are as deep as the pattern reaches
         for name in names:
             path = os.path.join(folder, name)
-            if wanted.fullmatch(path) and not hidden_files(pattern, [path]):
+            if wanted.fullmatch(path) and not hidden(path):
                 yield path
 
 
@@ -148,9 +152,8 @@ def why_no_files(pattern: str) -> str:
     subfolders, with the glob that reads them, and hidden files, with the glob that names them."""
     if not is_local(pattern) or not os.path.isdir(pattern):
         return ""
-    entries = list(os.scandir(pattern))
-    subfolders = sum(e.is_dir() and not e.name.startswith(".") for e in entries)
-    hidden = sum(e.name.startswith(".") and not e.is_dir() for e in entries)
+    subfolders = _subfolders(pattern)
+    hidden = sum(e.name.startswith(".") and not e.is_dir() for e in os.scandir(pattern))
     return "; ".join(([f"{subfolders} subfolder(s): {read_subfolders(pattern)}"] if subfolders else []) + (
         [f"{hidden} hidden file(s) (a name starting with '.'): --data='{pattern.rstrip('/')}/.*' names them"]
         if hidden else []))
