@@ -75,11 +75,68 @@ def train_char_model(tmp_path_factory, shakespeare_text):
 
 
 def pytest_collection_modifyitems(items):
-    """The tests of a full disk (those on a tmpfs) are marked disk_full: `-m "not disk_full"` leaves
-    them out, in so many words, where no tmpfs can be mounted."""
+    """The tests of a full disk (those on a tmpfs) are marked disk_full, those in a memory cgroup
+    memory_limit: `-m "not disk_full and not memory_limit"` leaves them out, in so many words, where
+    no tmpfs can be mounted and no cgroup made."""
     for item in items:
         if "tmpfs" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.disk_full)
+        if "memory_cgroup" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.memory_limit)
+
+
+@pytest.fixture
+def memory_cgroup():
+    """memory_cgroup(limit_bytes): the command prefix that runs a command in a new memory cgroup (v1
+    or v2) of that limit and no swap, where the kernel's out-of-memory killer ends the largest process
+    that goes past it (SIGKILL), as in a pod past its limit; its processes killed and the cgroup
+    removed after the test. Where none can be made (it needs root) the test fails saying so."""
+    import signal
+    import time
+
+    made = []
+
+    def make(limit):
+        name = f"nanogpt-tfx-test-{os.getpid()}-{len(made)}"
+        v1 = "/sys/fs/cgroup/memory"
+        v2_controllers = "/sys/fs/cgroup/cgroup.subtree_control"
+        try:
+            if os.path.isdir(v1):
+                path = os.path.join(v1, name)
+                os.mkdir(path)
+                made.append(path)
+                limits = [("memory.limit_in_bytes", limit), ("memory.memsw.limit_in_bytes", limit)]
+            else:
+                with open(v2_controllers) as f:
+                    if "memory" not in f.read().split():
+                        raise OSError("the memory controller is not enabled in /sys/fs/cgroup")
+                path = os.path.join("/sys/fs/cgroup", name)
+                os.mkdir(path)
+                made.append(path)
+                limits = [("memory.max", limit), ("memory.swap.max", 0)]
+            for file, value in limits:
+                if os.path.exists(os.path.join(path, file)):
+                    with open(os.path.join(path, file), "w") as f:
+                        f.write(str(value))
+        except OSError as e:
+            pytest.fail(f"cannot make a memory cgroup for this out-of-memory test ({e}): run the tests as root, or "
+                        f"leave the memory-limit tests out in so many words with -m 'not memory_limit'", pytrace=False)
+        return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', os.path.join(path, "cgroup.procs")]
+
+    yield make
+    for path in made:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            for pid in f.read().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for _ in range(100):  # a cgroup is removed once its last process has gone
+            try:
+                os.rmdir(path)
+                break
+            except OSError:
+                time.sleep(0.1)
 
 
 @pytest.fixture

@@ -100,6 +100,10 @@ class DiskFull(UserError, OSError):
     pass
 
 
+class OutOfMemory(UserError, MemoryError):
+    """A device's or the machine's memory could not hold the work (training/memory.py)."""
+
+
 @contextlib.contextmanager
 def writing(what: str, cleanup=None):
     """Around a write: a full disk (ENOSPC, however TensorFlow or Python reports it) becomes one

@@ -65,16 +65,18 @@ def local_checkpoint_problem(source: str) -> Optional[str]:
 
 
 def checkpoint_fields(source: str) -> Optional[dict]:
-    """(context, vocabulary) of a released GPT-2 name or a local checkpoint's config.json:
-    {"n_positions": ..., "vocab_size": ...}; None for a URI or what is not a checkpoint."""
+    """(context, vocabulary, depth, heads) of a released GPT-2 name or a local checkpoint's
+    config.json: {"n_positions": ..., "vocab_size": ..., "n_layer": ..., "n_head": ...}; None for a
+    URI or what is not a checkpoint."""
     from model.presets import GPT2_BLOCK_SIZE, GPT2_VOCAB_SIZE
 
     if source in GPT2_SIZES:
-        return {"n_positions": GPT2_BLOCK_SIZE, "vocab_size": GPT2_VOCAB_SIZE}
+        return {"n_positions": GPT2_BLOCK_SIZE, "vocab_size": GPT2_VOCAB_SIZE, "n_layer": GPT2_SIZES[source]["n_layer"],
+                "n_head": GPT2_SIZES[source]["n_head"]}
     if "://" in source or local_checkpoint_problem(source):
         return None
     config = read_gpt2_config(source)
-    return {"n_positions": config.get("n_positions"), "vocab_size": config.get("vocab_size")}
+    return {key: config.get(key) for key in ("n_positions", "vocab_size", "n_layer", "n_head")}
 
 
 def hub_problem(name: str, timeout: float = 10.0) -> Optional[str]:

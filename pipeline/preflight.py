@@ -7,7 +7,8 @@ settings themselves are checked by pipeline/configs.py make_run_config, wherever
   only when they start;
 - the released GPT-2 checkpoints that --baselines and --init_from name: in the Hugging Face hub's
   cache, or the hub reachable (offline: a local Hugging Face GPT-2 directory instead);
-- a model to continue from for --resume=True, of the model shape these settings give.
+- a model to continue from for --resume=True, of the model shape these settings give;
+- memory for a training step on this machine's CPU (training/memory.py check_fits: a lower bound).
 
 A compiled spec (`runner.py compile`) runs elsewhere, where none of this can be seen from here.
 """
@@ -27,6 +28,25 @@ def check_here(config: RunConfig) -> None:
     _check_gpt2_bpe(config)
     _check_released_checkpoints(config)
     _check_resume(config)
+    _check_memory(config)
+
+
+def _check_memory(config: RunConfig) -> None:
+    """A training step that cannot fit in this machine's memory (training/memory.py check_fits: a
+    lower bound), refused before the data is tokenized; where a GPU or a TPU may train, the Trainer
+    checks its own devices (TensorFlow's out-of-memory error, in one line)."""
+    import shutil
+
+    from model.hf_files import checkpoint_fields
+    from training.memory import check_fits
+
+    train = config.train
+    if train.eval_only or train.strategy == "tpu" or train.tpu or shutil.which("nvidia-smi"):
+        return
+    shape = dict(n_layer=train.n_layer, n_head=train.n_head) if train.init_from == "scratch" else \
+        checkpoint_fields(train.init_from)
+    if shape and shape.get("n_layer") and shape.get("n_head"):
+        check_fits(shape["n_layer"], shape["n_head"], train.block_size, train.batch_size, train.dtype)
 
 
 def _check_output(config: RunConfig) -> None:

@@ -124,6 +124,9 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
         ([data, "--dataset_revision=4b1aa1a3"], "--dataset_revision=4b1aa1a3: goes with --dataset_name"),
         ([data, "--checkpoint_minutes=-1"], "--checkpoint_minutes=-1.0: expected a number >= 0"),
         ([data, "--continue_interrupted=maybe"], "--continue_interrupted=maybe: expected True or False"),
+        # a step whose attention alone is more than the machine's memory, before the data is tokenized
+        ([data, "--block_size=100000"], "--block_size=100000 with --batch_size=12 cannot train on this machine: the "
+                                        "attention probabilities a step keeps for its backward pass"),
     ]
     for args, expected in cases:
         assert expected in _mistake(tmp_path, *args), args

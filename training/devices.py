@@ -92,6 +92,11 @@ def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     return _cpuinfo("model name", cpuinfo) or platform.processor() or platform.machine() or "unknown CPU"
 
 
+def on_cpu(strategy: tf.distribute.Strategy) -> bool:
+    """Whether the strategy's replicas are this machine's CPU (no GPU, no TPU): its memory is the machine's."""
+    return not isinstance(strategy, tf.distribute.TPUStrategy) and not tf.config.list_physical_devices("GPU")
+
+
 def _cpu_without(flag: str, cpuinfo: str) -> bool:
     """Whether the work runs on a CPU (no GPU) whose flags lack `flag`; False where it cannot tell."""
     if tf.config.list_physical_devices("GPU"):

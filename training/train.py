@@ -29,7 +29,7 @@ if __name__ == "__main__":  # the command line is checked, and --help answered, 
 import numpy as np
 import tensorflow as tf
 
-from training import batches, checkpoint_shape, devices, divergence, stopping
+from training import batches, checkpoint_shape, devices, divergence, memory, stopping
 from training.distribution import (agreed, branch_rows, cpu_branches, is_chief, losing_a_worker_ends_it, make_strategy,
                                    num_workers, worker_dir)
 from core import files
@@ -231,6 +231,9 @@ class Trainer:
         self.tokenizer_json = tokenizer_json
         self._load_data()
         self._build_state()
+        if not cfg.eval_only and devices.on_cpu(self.strategy):  # before a step is compiled or data batched
+            shape = self.model.config
+            memory.check_fits(shape.n_layer, shape.n_head, shape.block_size, cfg.batch_size, cfg.dtype)
         if continue_from:
             self._continue(continue_from)
         elif cfg.init_from == "resume":
@@ -420,7 +423,8 @@ class Trainer:
         self._start_run()
         self._loop_started = time.monotonic()
         with self._writer.as_default() if self._writer else contextlib.nullcontext(), \
-                losing_a_worker_ends_it(self.workers, self.cfg.out_dir, lambda: int(self.iter_num.numpy())):
+                losing_a_worker_ends_it(self.workers, self.cfg.out_dir, lambda: int(self.iter_num.numpy())), \
+                self._memory_named(lambda: iter_num):
             while True:
                 lr = self.learning_rate(iter_num)
                 self._between_iterations(iter_num)
@@ -441,6 +445,15 @@ class Trainer:
                 if iter_num > self.cfg.max_iters:
                     break
         return self._finish_run(iter_num)
+
+    @contextlib.contextmanager
+    def _memory_named(self, iteration):
+        """A tensor the devices cannot hold becomes one line (training/memory.py), not TensorFlow's
+        traceback of graph nodes."""
+        try:
+            yield
+        except tf.errors.ResourceExhaustedError as e:
+            raise memory.resource_exhausted(e, self.model.config, self.cfg, iteration()) from e
 
     def _start_run(self) -> None:
         """The run's header line, its summary writer, and the records it keeps."""

@@ -37,6 +37,7 @@ from typing import Optional
 
 from core import files, prestart, signals
 from core.errors import RemoteTraceback, UserError, one_line
+from training import memory
 
 REQUEST_FILE = "request.json"
 OUTCOME_FILE = "outcome.json"
@@ -92,6 +93,7 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
     if os.path.exists(outcome_path):
         os.remove(outcome_path)
     argv, env = _command()
+    oom_kills = memory.oom_kills()  # the kernel's count, to tell its out-of-memory killer's SIGKILL
     asked = []  # the signals this process was stopped with, passed on to the child
     with signals.passing_on(asked) as started:
         # started with the run (TensorFlow imported already), else now, the same way
@@ -121,6 +123,8 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
         outcome = Outcome(**reported)
         outcome.times.update(exited=exited, output_closed=time.time())
         return outcome
+    if returncode == -signal.SIGKILL and oom_kills is not None and (memory.oom_kills() or 0) > oom_kills:
+        raise memory.killed_for_memory(f"the training process of {cfg.out_dir}", cfg)
     raise _failure(returncode, reported, cfg.out_dir)
 
 

@@ -19,25 +19,31 @@ from test_helpers.processes import free_ports, gone, training_process
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a parent that trains a tiny model for ever in a training process (this parent imports no TensorFlow),
 # which logs iteration 0 and then nothing (so that no write to a closed pipe ends it)
+# (its settings may be changed by a JSON object after its three paths)
 PARENT = """
+import json
 import sys
 from core.errors import reported
 from training import train_process
 from training.config import make_config
-cfg = make_config("shakespeare_char", text_file=sys.argv[1], out_dir=sys.argv[2], max_iters=10**6,
-                  eval_interval=10**6, eval_iters=1, log_interval=10**6, tensorboard=False, n_layer=1, n_head=2,
-                  n_embd=16, block_size=16, batch_size=4)
+settings = dict(max_iters=10**6, eval_interval=10**6, eval_iters=1, log_interval=10**6, tensorboard=False, n_layer=1,
+                n_head=2, n_embd=16, block_size=16, batch_size=4)
+settings.update(json.loads(sys.argv[4]) if len(sys.argv) > 4 else {})
+cfg = make_config("shakespeare_char", text_file=sys.argv[1], out_dir=sys.argv[2], **settings)
 print("parent started", flush=True)
 with reported("parent"):
     train_process.train(cfg, None, sys.argv[3])
 """
 
 
-def _parent(directory, text_file):
-    """The parent process, started; it prints its first line before it starts the training process."""
+def _parent(directory, text_file, prefix=(), **settings):
+    """The parent process (its command after prefix), started; it prints its first line before it
+    starts the training process."""
+    import json
+
     (directory / "scratch").mkdir(parents=True)
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, text_file, str(directory / "out"),
-                               str(directory / "scratch")],
+    parent = subprocess.Popen([*prefix, sys.executable, "-c", PARENT, text_file, str(directory / "out"),
+                               str(directory / "scratch"), json.dumps(settings)],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert parent.stdout.readline() == "parent started\n"
     return parent
@@ -86,6 +92,27 @@ def test_the_training_process_dies_with_its_parent(tmp_path, shakespeare_text):
                           r"(\S+): run the same command again to continue from it$", last)
     assert checkpoint and "Traceback" not in stderr, stderr[-3000:]
     assert newest_checkpoint(str(tmp_path / "stopped" / "out")) == (checkpoint[2], int(checkpoint[1]))
+
+
+def test_a_training_process_the_kernel_kills_for_memory_is_one_line_saying_so(tmp_path, shakespeare_text,
+                                                                               memory_cgroup):
+    """A training past its container's memory (a pod's limit), by a batch too large for it: the kernel's
+    out-of-memory killer ends the training process (SIGKILL); the parent says so in one line with what
+    lowers the memory, where it said "killed by SIGKILL". The step's lower bound (training/memory.py
+    check_fits) is under the limit, so the training starts."""
+    text_file = tmp_path / "input.txt"
+    text_file.write_text(shakespeare_text[:200000], encoding="utf-8")
+    limit = 1200 * 2 ** 20
+    parent = _parent(tmp_path, str(text_file), prefix=memory_cgroup(limit), max_iters=50, log_interval=1, n_layer=2,
+                     n_head=2, n_embd=64, block_size=256, batch_size=512)
+    stdout, stderr = parent.communicate(timeout=300)
+    assert parent.returncode == 2, stdout[-2000:] + stderr[-3000:]
+    assert stderr.splitlines()[-1] == (
+        f"parent: error: the training process of {tmp_path / 'out'} was killed by the kernel's out-of-memory killer "
+        f"(SIGKILL, and /proc/vmstat's oom_kill count rose while it ran): with --batch_size=512 and --block_size=256 "
+        f"it needed more than the memory of this machine or its container (1.3 GB); lower --batch_size (a larger "
+        f"--gradient_accumulation_steps keeps the tokens per iteration) or --block_size, or train a smaller model"), \
+        stderr[-3000:]
 
 
 def test_a_stop_while_the_training_process_waits_for_its_other_workers_stops_the_parent(tmp_path, shakespeare_text):

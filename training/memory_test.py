@@ -1,0 +1,69 @@
+"""Running out of memory is one line naming the settings that size a training step: refused before a
+step that cannot fit in the machine's memory, and TensorFlow's own out-of-memory error said so."""
+
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from core.errors import OutOfMemory
+from model.model import GPTConfig
+from training import memory
+from training.config import make_config
+
+REPO = __file__.rsplit("/training/", 1)[0]
+
+
+def test_a_step_whose_attention_alone_exceeds_the_memory_is_refused_before_anything_runs():
+    memory.check_fits(4, 4, 64, 12, "float32")  # the default preset: 2.5 MB kept for the backward pass
+    with pytest.raises(OutOfMemory) as refused:
+        memory.check_fits(4, 4, 100_000, 12, "float32")
+    assert str(refused.value).startswith(
+        "--block_size=100000 with --batch_size=12 cannot train on this machine: the attention probabilities a step "
+        "keeps for its backward pass, n_layer x batch_size x n_head x block_size^2 = 4 x 12 x 4 x 100,000^2 = "
+        "1,920,000,000,000 (7,680.0 GB in float32), are alone more than its memory (")
+    assert str(refused.value).endswith("); lower --batch_size (a larger --gradient_accumulation_steps keeps the tokens "
+                                       "per iteration) or --block_size, or train a smaller model")
+    with pytest.raises(OutOfMemory, match=r"\(3,840.0 GB in bfloat16\)"):
+        memory.check_fits(4, 4, 100_000, 12, "bfloat16")
+
+
+def test_the_memory_is_the_containers_where_it_is_limited(memory_cgroup):
+    """A pod's or container's limit, from the process's own memory cgroup, not the machine's memory."""
+    limit = 700 * 2 ** 20
+    seen = subprocess.run([*memory_cgroup(limit), sys.executable, "-c",
+                           "from training import memory; print(memory.machine_memory())"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert seen.stdout.split() == [str(limit)], seen.stderr
+    assert memory.machine_memory() > limit
+
+
+def test_tensorflows_out_of_memory_error_is_one_line_naming_the_device_the_tensor_and_the_settings():
+    with pytest.raises(tf.errors.ResourceExhaustedError) as raised:
+        tf.zeros([2 ** 40], tf.float32)  # 4 TB: a real allocation failure of this machine's TensorFlow
+    cfg = make_config("shakespeare_char", batch_size=64, dtype="float32")
+    said = memory.resource_exhausted(raised.value, GPTConfig(n_layer=4, n_head=4, block_size=256), cfg, 120)
+    assert isinstance(said, OutOfMemory) and str(said) == (
+        "out of memory on CPU:0 at iteration 120 (OOM when allocating tensor with shape[1099511627776] and type "
+        "float) with --batch_size=64 and --block_size=256: the attention probabilities a step keeps for its "
+        "backward pass, n_layer x batch_size x n_head x block_size^2 = 4 x 64 x 4 x 256^2 = 67,108,864 (268.4 MB in "
+        "float32), besides the rest; lower --batch_size (a larger --gradient_accumulation_steps keeps the tokens per "
+        "iteration) or --block_size, or train a smaller model")
+
+
+def test_the_kernels_count_of_out_of_memory_kills_is_read():
+    assert isinstance(memory.oom_kills(), int)  # Linux keeps it in /proc/vmstat since 4.13
+
+
+def test_the_trainer_refuses_such_a_step_before_its_first_compilation(tmp_path, shakespeare_text):
+    """`python -m training.train` and a cluster's Trainer, where no check before the run saw this machine."""
+    from training.train import Trainer
+
+    text_file = tmp_path / "input.txt"
+    text_file.write_text(shakespeare_text, encoding="utf-8")  # val: 111,540 characters, windows of 60,000 fit
+    cfg = make_config("shakespeare_char", text_file=str(text_file), out_dir=str(tmp_path / "out"), n_layer=2,
+                      block_size=60_000, batch_size=4, tensorboard=False)
+    with pytest.raises(OutOfMemory, match=r"^--block_size=60000 with --batch_size=4 cannot train on this machine: .* = "
+                                          r"2 x 4 x 4 x 60,000\^2 = 115,200,000,000 \(460.8 GB in float32\)"):
+        Trainer(cfg, log=lambda *_: None)
