@@ -13,6 +13,7 @@ Every option is nanoGPT's `--key=value`, a field of SampleConfig (`--help` lists
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -224,6 +225,34 @@ def _main(argv: List[str], prog: str):
                     seed=opts.seed, stop_at_eot=opts.stop_at_eot)
     from core.signals import interruptible
 
+    with _memory_named(opts):
+        texts = _texts(source, opts, settings)
+    for text in texts:
+        print(text)
+        print(SEPARATOR)
+
+
+@contextlib.contextmanager
+def _memory_named(opts):
+    """Every sample decodes in one batch: one too large for the memory is one line saying what lowers
+    it, not TensorFlow's traceback."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.ResourceExhaustedError as e:
+        from core.errors import OutOfMemory
+        from training.memory import ran_out
+
+        raise OutOfMemory(f"{ran_out(e)} drawing --num_samples={opts.num_samples} samples of --max_new_tokens="
+                          f"{opts.max_new_tokens} in one batch: lower --num_samples (and draw more with another "
+                          f"--seed) or --max_new_tokens") from e
+
+
+def _texts(source: str, opts: SampleConfig, settings: dict) -> List[str]:
+    """The samples' texts, from a SavedModel or a model that sampling loads."""
+    from core.signals import interruptible
+
     if is_saved_model(source):
         if opts.weights != "float32":
             from core.errors import UsageError
@@ -242,9 +271,7 @@ def _main(argv: List[str], prog: str):
                 print(warning, file=sys.stderr)
         texts = interruptible(sample, model, tokenizer, opts.start, jit_compile=opts.compile, weights=opts.weights,
                               **settings)
-    for text in texts:
-        print(text)
-        print(SEPARATOR)
+    return texts
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from typing import Optional, Tuple
 
 from core.errors import OutOfMemory
 
-_ALLOCATION = re.compile(r"OOM when allocating tensor with shape\s*\[[^\]]*\] and type \w+")
+_ALLOCATION = re.compile(r"OOM when allocating tensor with shape\s*\[[^\]]*\] and type \w+"
+                         r"|Out of memory while trying to allocate \d+ bytes")  # TensorFlow's, XLA's
 _DEVICE = re.compile(r"device:([A-Z_]+:\d+)")
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 ADVICE = ("lower --batch_size (a larger --gradient_accumulation_steps keeps the tokens per iteration) or "
@@ -34,17 +35,22 @@ def kept_for_backward(n_layer: int, n_head: int, block_size: int, batch_size: in
                   f"({_gigabytes(size)} in {dtype})")
 
 
-def resource_exhausted(error, model_config, cfg, iteration: int) -> OutOfMemory:
-    """TensorFlow's ResourceExhaustedError at `iteration` of a training as one line."""
+def ran_out(error) -> str:
+    """"out of memory on CPU:0 (OOM when allocating tensor with shape[...] and type float)": where
+    TensorFlow's (or XLA's) ResourceExhaustedError ran out, as much as its message says."""
     message = getattr(error, "message", str(error))
     allocation = _ALLOCATION.search(message)
     device = _DEVICE.search(message)
+    return (f"out of memory{' on ' + device.group(1) if device else ''}"
+            f"{' (' + ' '.join(allocation.group(0).split()) + ')' if allocation else ''}")
+
+
+def resource_exhausted(error, model_config, cfg, iteration: int) -> OutOfMemory:
+    """TensorFlow's ResourceExhaustedError at `iteration` of a training as one line."""
     _, kept = kept_for_backward(model_config.n_layer, model_config.n_head, model_config.block_size, cfg.batch_size,
                                 cfg.dtype)
-    return OutOfMemory(
-        f"out of memory{' on ' + device.group(1) if device else ''} at iteration {iteration}"
-        f"{' (' + ' '.join(allocation.group(0).split()) + ')' if allocation else ''} with --batch_size="
-        f"{cfg.batch_size} and --block_size={model_config.block_size}: {kept}, besides the rest; {ADVICE}")
+    return OutOfMemory(f"{ran_out(error)} at iteration {iteration} with --batch_size={cfg.batch_size} and "
+                       f"--block_size={model_config.block_size}: {kept}, besides the rest; {ADVICE}")
 
 
 def check_fits(n_layer: int, n_head: int, block_size: int, batch_size: int, dtype: str) -> None:

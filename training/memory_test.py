@@ -45,8 +45,8 @@ def test_tensorflows_out_of_memory_error_is_one_line_naming_the_device_the_tenso
     cfg = make_config("shakespeare_char", batch_size=64, dtype="float32")
     said = memory.resource_exhausted(raised.value, GPTConfig(n_layer=4, n_head=4, block_size=256), cfg, 120)
     assert isinstance(said, OutOfMemory) and str(said) == (
-        "out of memory on CPU:0 at iteration 120 (OOM when allocating tensor with shape[1099511627776] and type "
-        "float) with --batch_size=64 and --block_size=256: the attention probabilities a step keeps for its "
+        "out of memory on CPU:0 (OOM when allocating tensor with shape[1099511627776] and type float) at iteration "
+        "120 with --batch_size=64 and --block_size=256: the attention probabilities a step keeps for its "
         "backward pass, n_layer x batch_size x n_head x block_size^2 = 4 x 64 x 4 x 256^2 = 67,108,864 (268.4 MB in "
         "float32), besides the rest; lower --batch_size (a larger --gradient_accumulation_steps keeps the tokens per "
         "iteration) or --block_size, or train a smaller model")
