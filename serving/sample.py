@@ -223,8 +223,6 @@ def _main(argv: List[str], prog: str):
     settings = dict(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
                     temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                     seed=opts.seed, stop_at_eot=opts.stop_at_eot)
-    from core.signals import interruptible
-
     with _memory_named(opts):
         texts = _texts(source, opts, settings)
     for text in texts:
