@@ -64,6 +64,8 @@ def claim_pipeline_root(store, metadata_path: str, pipeline_root: str) -> None:
         raise ForeignPipelineRoot(
             f"{pipeline_root} holds the outputs of another ML Metadata store (the one that was at "
             f"{claimed.get('metadata_path')}), not of {metadata_path}: put that store back, or use another --output")
+    if claimed is not None:
+        _check_where_it_was_made(claimed.get("metadata_path"), metadata_path)
     if claimed is None:
         made = [n for n in os.listdir(pipeline_root) if n != PIPELINE_ROOT_MARK] if os.path.isdir(pipeline_root) else []
         if made and not store.get_executions():
@@ -71,6 +73,26 @@ def claim_pipeline_root(store, metadata_path: str, pipeline_root: str) -> None:
                 f"{pipeline_root} holds outputs ({', '.join(sorted(made)[:3])}) that {metadata_path} does not record "
                 f"(a store moved away or removed): put that store back, or use another --output")
         files.write_json(mark, {"store": identity, "metadata_path": os.path.abspath(metadata_path)})
+
+
+def _check_where_it_was_made(made_at: Optional[str], metadata_path: str) -> None:
+    """ForeignPipelineRoot when the store and its pipeline root (an output directory) are no longer
+    where the store was made: moved, or copied. TFX records each artifact by its absolute path, so a
+    moved store names a cache, a last blessed model and a lineage that lie nowhere, and a copy's would
+    be read from the original. The same files by another path (a symbolic link) are where they were."""
+    here = os.path.abspath(metadata_path)
+    if not made_at or made_at == here or (os.path.exists(made_at) and os.path.samefile(made_at, here)):
+        return
+    old, new = os.path.dirname(made_at), os.path.dirname(here)
+    if os.path.exists(made_at):
+        raise ForeignPipelineRoot(
+            f"{new} is a copy of {old}: its ML Metadata store records each artifact by its path there (TFX keeps "
+            f"absolute paths), so a run here would take its cache and its last blessed model from {old}: run with "
+            f"--output={old}, or give a new --output to start anew")
+    raise ForeignPipelineRoot(
+        f"{new} was moved here from {old}: its ML Metadata store records each artifact by its path there (TFX keeps "
+        f"absolute paths), where its cache, its last blessed model and its lineage no longer are: move it back to "
+        f"{old}, or give a new --output to start anew")
 
 
 def owns(store, pipeline_root: str) -> bool:

@@ -116,6 +116,37 @@ def test_a_replaced_store_neither_runs_on_nor_removes_the_old_stores_outputs(tmp
     recovery.claim_pipeline_root(str(metadata_path), str(root))
 
 
+def test_an_output_directory_moved_or_copied_is_named_in_one_line_and_one_reached_by_a_link_runs(tmp_path):
+    """TFX records each artifact by its absolute path: an output directory moved elsewhere names a
+    cache and a last blessed model that lie nowhere (the LMEvaluator failed on the missing model), and
+    a copy's would be read from the original. Both are refused before anything runs; the same
+    directory by another path runs."""
+    import shutil
+
+    from orchestration.ownership import ForeignPipelineRoot
+
+    def claim(output):
+        recovery.claim_pipeline_root(str(output / "metadata.sqlite"), str(output / "pipeline_root"))
+
+    made = tmp_path / "made"
+    os.makedirs(made / "pipeline_root")
+    _executions(_store(made / "metadata.sqlite"), "Trainer", State.COMPLETE)
+    claim(made)
+    claim(made)  # where it was made: runs
+    shutil.copytree(made, tmp_path / "copy")
+    with pytest.raises(ForeignPipelineRoot, match=rf"^{tmp_path}/copy is a copy of {made}: its ML Metadata store "
+                                                  rf"records each artifact by its path there .* run with "
+                                                  rf"--output={made}, or give a new --output to start anew$"):
+        claim(tmp_path / "copy")
+    os.rename(made, tmp_path / "moved")
+    with pytest.raises(ForeignPipelineRoot, match=rf"^{tmp_path}/moved was moved here from {made}: .* move it back "
+                                                  rf"to {made}, or give a new --output to start anew$"):
+        claim(tmp_path / "moved")
+    os.rename(tmp_path / "moved", made)
+    os.symlink(made, tmp_path / "link")
+    claim(tmp_path / "link")  # the same files by another path
+
+
 def test_a_push_killed_after_its_copy_leaves_no_unrecorded_version(tmp_path):
     """The version and staging directories a dead Pusher execution named before making them go;
     recorded pushes, and another push's directories, stay."""

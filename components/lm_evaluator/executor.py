@@ -215,6 +215,9 @@ class Executor(base_executor.BaseExecutor):
             result.skipped = (f"it was trained on other tokens ({tokens.describe_json(trained_on)}) than the "
                               f"data's ({data.describe()})")
             return result
+        if not tf.io.gfile.exists(artifact.uri):  # moved or deleted by hand: compared with nothing, said so
+            result.skipped = f"its files are gone ({artifact.uri}: moved or deleted)"
+            return result
         last = ev.load_for_eval(ev.candidate_checkpoint(artifact.uri), block_size, "the last blessed model")
         result.skipped = ev.vocab_problem(last.config.vocab_size, windows)
         return result if result.skipped else ev.evaluate(last, windows, result)

@@ -263,6 +263,19 @@ def test_a_last_blessed_model_of_other_tokens_is_not_compared_and_the_reason_say
             assert blessing.get_int_custom_property("blessed") == 0 and "worse than the last blessed" in reason
 
 
+def test_a_last_blessed_model_whose_files_are_gone_is_not_compared_and_the_reason_says_so(tmp_path, data, models):
+    """ML Metadata still records a last blessed model whose directory was deleted (or moved) by hand:
+    the candidate is judged without it, and the reason says so, instead of a FileNotFoundError."""
+    gone = standard_artifacts.Model()
+    gone.uri, gone.id = str(tmp_path / "deleted" / "model"), 14
+    evaluation, blessing = run_executor(tmp_path / "run", data, models["uniform"], baseline_model=gone,
+                                        max_regression=0.0, beat_unigram=False)
+    assert blessing.get_int_custom_property("blessed") == 1
+    assert not evaluation.has_custom_property("last_blessed_val_loss")
+    assert blessing.get_string_custom_property("blessing_reason") == (
+        f"blessed: the last blessed model not compared: its files are gone ({gone.uri}: moved or deleted)")
+
+
 def test_not_blessed_above_threshold_without_last_blessed(tmp_path, data, models):
     examples, streams, _ = data
     evaluation, blessing = run_executor(tmp_path, data, models["unigram"],
