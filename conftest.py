@@ -97,23 +97,24 @@ def memory_cgroup():
     made = []
 
     def make(limit):
+        from training.memory import memory_cgroups
+
         name = f"nanogpt-tfx-test-{os.getpid()}-{len(made)}"
-        v1 = "/sys/fs/cgroup/memory"
-        v2_controllers = "/sys/fs/cgroup/cgroup.subtree_control"
         try:
-            if os.path.isdir(v1):
-                path = os.path.join(v1, name)
-                os.mkdir(path)
-                made.append(path)
-                limits = [("memory.limit_in_bytes", limit), ("memory.memsw.limit_in_bytes", limit)]
-            else:
-                with open(v2_controllers) as f:
+            # under this process's own memory cgroup (a sandbox's limits and accounting stay on it)
+            own = next(iter(memory_cgroups()), None)
+            if own is None:
+                raise OSError("no memory cgroup of this process under /sys/fs/cgroup")
+            version, parent = own
+            if version == 2:
+                with open(os.path.join(parent, "cgroup.subtree_control")) as f:
                     if "memory" not in f.read().split():
-                        raise OSError("the memory controller is not enabled in /sys/fs/cgroup")
-                path = os.path.join("/sys/fs/cgroup", name)
-                os.mkdir(path)
-                made.append(path)
-                limits = [("memory.max", limit), ("memory.swap.max", 0)]
+                        raise OSError(f"the memory controller is not enabled for the cgroups under {parent}")
+            path = os.path.join(parent, name)
+            os.mkdir(path)
+            made.append(path)
+            limits = [("memory.limit_in_bytes", limit), ("memory.memsw.limit_in_bytes", limit),
+                      ("memory.swappiness", 0)] if version == 1 else [("memory.max", limit), ("memory.swap.max", 0)]
             for file, value in limits:
                 if os.path.exists(os.path.join(path, file)):
                     with open(os.path.join(path, file), "w") as f:

@@ -65,7 +65,7 @@ def claim_pipeline_root(store, metadata_path: str, pipeline_root: str) -> None:
             f"{pipeline_root} holds the outputs of another ML Metadata store (the one that was at "
             f"{claimed.get('metadata_path')}), not of {metadata_path}: put that store back, or use another --output")
     if claimed is not None:
-        _check_where_it_was_made(claimed.get("metadata_path"), metadata_path)
+        _check_where_it_was_made(claimed.get("metadata_path"), metadata_path, pipeline_root, identity)
     if claimed is None:
         made = [n for n in os.listdir(pipeline_root) if n != PIPELINE_ROOT_MARK] if os.path.isdir(pipeline_root) else []
         if made and not store.get_executions():
@@ -75,7 +75,7 @@ def claim_pipeline_root(store, metadata_path: str, pipeline_root: str) -> None:
         files.write_json(mark, {"store": identity, "metadata_path": os.path.abspath(metadata_path)})
 
 
-def _check_where_it_was_made(made_at: Optional[str], metadata_path: str) -> None:
+def _check_where_it_was_made(made_at: Optional[str], metadata_path: str, pipeline_root: str, identity: str) -> None:
     """ForeignPipelineRoot when the store and its pipeline root (an output directory) are no longer
     where the store was made: moved, or copied. TFX records each artifact by its absolute path, so a
     moved store names a cache, a last blessed model and a lineage that lie nowhere, and a copy's would
@@ -84,7 +84,10 @@ def _check_where_it_was_made(made_at: Optional[str], metadata_path: str) -> None
     if not made_at or made_at == here or (os.path.exists(made_at) and os.path.samefile(made_at, here)):
         return
     old, new = os.path.dirname(made_at), os.path.dirname(here)
-    if os.path.exists(made_at):
+    # the original, still there, claims its pipeline root (at the same place in it) for this very store
+    original_root = os.path.join(old, os.path.relpath(os.path.abspath(pipeline_root), new))
+    original = files.read_json(os.path.join(original_root, PIPELINE_ROOT_MARK), default=None) or {}
+    if os.path.exists(made_at) and original.get("store") == identity:
         raise ForeignPipelineRoot(
             f"{new} is a copy of {old}: its ML Metadata store records each artifact by its path there (TFX keeps "
             f"absolute paths), so a run here would take its cache and its last blessed model from {old}: run with "

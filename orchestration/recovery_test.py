@@ -142,6 +142,12 @@ def test_an_output_directory_moved_or_copied_is_named_in_one_line_and_one_reache
     with pytest.raises(ForeignPipelineRoot, match=rf"^{tmp_path}/moved was moved here from {made}: .* move it back "
                                                   rf"to {made}, or give a new --output to start anew$"):
         claim(tmp_path / "moved")
+    os.makedirs(made / "pipeline_root")  # a new output where it was made: the moved one is no copy of it
+    _store(made / "metadata.sqlite")
+    claim(made)
+    with pytest.raises(ForeignPipelineRoot, match=rf"^{tmp_path}/moved was moved here from {made}: "):
+        claim(tmp_path / "moved")
+    shutil.rmtree(made)
     os.rename(tmp_path / "moved", made)
     os.symlink(made, tmp_path / "link")
     claim(tmp_path / "link")  # the same files by another path

@@ -32,21 +32,25 @@ def check_here(config: RunConfig) -> None:
 
 
 def _check_memory(config: RunConfig) -> None:
-    """A training step that cannot fit in this machine's memory (training/memory.py check_fits: a
-    lower bound), refused before the data is tokenized; where a GPU or a TPU may train, the Trainer
-    checks its own devices (TensorFlow's out-of-memory error, in one line)."""
-    import shutil
-
+    """A training step that cannot fit in this machine's memory nor its largest GPU's (training/memory.py
+    check_fits: a lower bound), refused before the data is tokenized. Not where the Trainer runs
+    elsewhere (Vertex AI, a pod with accelerators, a TPU) or on a GPU whose memory cannot be read: the
+    Trainer checks its own CPU, and TensorFlow's out-of-memory error on a device is one line."""
     from model.hf_files import checkpoint_fields
-    from training.memory import check_fits
+    from training import memory
 
-    train = config.train
-    if train.eval_only or train.strategy == "tpu" or train.tpu or shutil.which("nvidia-smi"):
+    train, deploy = config.train, config.deploy
+    if train.eval_only or train.strategy == "tpu" or train.tpu or deploy.trains_on_vertex or deploy.train_accelerator:
+        return
+    gpu = memory.largest_gpu_memory()
+    ram = memory.machine_memory()
+    if gpu is None or not ram:
         return
     shape = dict(n_layer=train.n_layer, n_head=train.n_head) if train.init_from == "scratch" else \
         checkpoint_fields(train.init_from)
     if shape and shape.get("n_layer") and shape.get("n_head"):
-        check_fits(shape["n_layer"], shape["n_head"], train.block_size, train.batch_size, train.dtype)
+        memory.check_fits(shape["n_layer"], shape["n_head"], train.block_size, train.batch_size, train.dtype,
+                          memory=max(ram, gpu), where="this machine" if ram >= gpu else "this machine's GPU")
 
 
 def _check_output(config: RunConfig) -> None:

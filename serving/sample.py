@@ -142,10 +142,11 @@ def sample_tokens(model, tokenizer, start: str = DEFAULT_START, num_samples: int
 
     ids = prompt_ids(tokenizer, start)
     eot = tokenizer.eot_token if stop_at_eot else None
-    return generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
-                    top_p=None if top_p == 1.0 else top_p, seed=seed, eot_token=eot,
-                    vocab_limit=min(tokenizer.vocab_size, model.config.vocab_size),
-                    num_samples=num_samples, jit_compile=jit_compile, weights=weights)
+    with generating(num_samples, max_new_tokens):
+        return generate(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
+                        top_p=None if top_p == 1.0 else top_p, seed=seed, eot_token=eot,
+                        vocab_limit=min(tokenizer.vocab_size, model.config.vocab_size),
+                        num_samples=num_samples, jit_compile=jit_compile, weights=weights)
 
 
 def sample(model, tokenizer, start: str = DEFAULT_START, **kwargs) -> List[str]:
@@ -179,11 +180,12 @@ def sample_saved_model(path: str, start: str = DEFAULT_START, num_samples: int =
                                     bpe_dir or None)
     ids = prompt_ids(tokenizer, start)
     eot = tokenizer.eot_token if stop_at_eot and tokenizer.eot_token is not None else -1
-    out = loaded.signatures["generate"](
-        idx=tf.constant([ids] * num_samples, tf.int32), max_new_tokens=tf.constant(max_new_tokens),
-        temperature=tf.constant(float(temperature)), top_k=tf.constant(top_k or 0),
-        top_p=tf.constant(float(top_p)), seed=tf.constant(seed or 0, tf.int64), eot_token=tf.constant(eot),
-        vocab_limit=tf.constant(tokenizer.vocab_size))
+    with generating(num_samples, max_new_tokens):
+        out = loaded.signatures["generate"](
+            idx=tf.constant([ids] * num_samples, tf.int32), max_new_tokens=tf.constant(max_new_tokens),
+            temperature=tf.constant(float(temperature)), top_k=tf.constant(top_k or 0),
+            top_p=tf.constant(float(top_p)), seed=tf.constant(seed or 0, tf.int64), eot_token=tf.constant(eot),
+            vocab_limit=tf.constant(tokenizer.vocab_size))
     tokens, lengths = out["tokens"].numpy(), out["lengths"].numpy()
     return [tokenizer.decode(row[:n]) for row, n in zip(tokens, lengths)]
 
@@ -223,28 +225,29 @@ def _main(argv: List[str], prog: str):
     settings = dict(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
                     temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                     seed=opts.seed, stop_at_eot=opts.stop_at_eot)
-    with _memory_named(opts):
-        texts = _texts(source, opts, settings)
+    texts = _texts(source, opts, settings)
     for text in texts:
         print(text)
         print(SEPARATOR)
 
 
 @contextlib.contextmanager
-def _memory_named(opts):
-    """Every sample decodes in one batch: one too large for the memory is one line saying what lowers
-    it, not TensorFlow's traceback."""
+def generating(num_samples: int, max_new_tokens: int):
+    """Around a generation, which decodes every sample in one batch: one too large for the memory
+    is one line saying what lowers it, not TensorFlow's traceback (or numpy's MemoryError)."""
     import tensorflow as tf
 
     try:
         yield
-    except tf.errors.ResourceExhaustedError as e:
+    except (tf.errors.ResourceExhaustedError, MemoryError) as e:
         from core.errors import OutOfMemory
-        from training.memory import ran_out
+        from training.memory import is_out_of_memory, ran_out
 
-        raise OutOfMemory(f"{ran_out(e)} drawing --num_samples={opts.num_samples} samples of --max_new_tokens="
-                          f"{opts.max_new_tokens} in one batch: lower --num_samples (and draw more with another "
-                          f"--seed) or --max_new_tokens") from e
+        if not is_out_of_memory(e):
+            raise
+        raise OutOfMemory(f"{ran_out(e)} drawing --num_samples={num_samples} samples of --max_new_tokens="
+                          f"{max_new_tokens} in one batch: lower --num_samples (and draw more with another --seed) "
+                          f"or --max_new_tokens") from e
 
 
 def _texts(source: str, opts: SampleConfig, settings: dict) -> List[str]:

@@ -220,19 +220,16 @@ def test_a_stop_while_it_generates_ends_it_at_once_with_one_line(run_dir, signum
     assert err.splitlines()[-1] == f"runner.py sample: stopped by {how}"
 
 
-
 def test_samples_too_many_for_the_memory_are_one_line_saying_what_lowers_them():
     """Every sample decodes in one batch; TensorFlow's out-of-memory error there (a real one: ten million
-    samples of a small model take 16 GB before it, so a smaller allocation fails here) is one line."""
+    samples of a small model take 16 GB before it, so a larger allocation fails here) is one line."""
     import tensorflow as tf
 
     from core.errors import OutOfMemory
-    from serving.sample import _memory_named
+    from serving.sample import generating
 
-    opts = parse_args(["--num_samples=10000000", "--max_new_tokens=20"])
-    with pytest.raises(OutOfMemory) as said:
-        with _memory_named(opts):
-            tf.zeros([10_000_000, 4, 2 ** 20], tf.float32)
+    with pytest.raises(OutOfMemory) as said, generating(10_000_000, 20), tf.device("/CPU:0"):
+        tf.zeros([10_000_000, 4, 2 ** 20], tf.float32)  # 168 TB, past any address space
     assert str(said.value) == (
         "out of memory on CPU:0 (OOM when allocating tensor with shape[10000000,4,1048576] and type float) drawing "
         "--num_samples=10000000 samples of --max_new_tokens=20 in one batch: lower --num_samples (and draw more with "

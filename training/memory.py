@@ -3,9 +3,10 @@
 Two ways a training runs out: TensorFlow cannot allocate a tensor (ResourceExhaustedError, with a
 traceback of the graph's nodes that tells a nanoGPT user nothing), or the kernel's out-of-memory
 killer ends the training process (SIGKILL: a machine's memory, or a pod's or container's limit, is
-used up). Both become OutOfMemory, whose line names what sizes the step: a micro-batch of
-batch_size x block_size tokens, whose every layer holds batch_size x n_head x block_size^2 attention
-scores, and what lowers it, as nanoGPT's users lower batch_size on a GPU that is too small.
+used up). Both become OutOfMemory, whose line names what sizes the step, a micro-batch of
+batch_size x block_size tokens whose every layer's attention holds batch_size x n_head x
+block_size^2 probabilities, and what lowers it, as nanoGPT's users lower batch_size on a GPU that is
+too small. A step whose probabilities alone cannot fit is refused before anything is built.
 No TensorFlow here: the parent of a training process (training/train_process.py) imports none.
 """
 
@@ -13,26 +14,39 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from core.errors import OutOfMemory
 
+# what TensorFlow's and XLA's allocators say (a ResourceExhaustedError may also be a full disk or
+# too many open files: those are not memory)
 _ALLOCATION = re.compile(r"OOM when allocating tensor with shape\s*\[[^\]]*\] and type \w+"
-                         r"|Out of memory while trying to allocate \d+ bytes")  # TensorFlow's, XLA's
+                         r"|Out of memory while trying to allocate \d+ bytes")
 _DEVICE = re.compile(r"device:([A-Z_]+:\d+)")
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 ADVICE = ("lower --batch_size (a larger --gradient_accumulation_steps keeps the tokens per iteration) or "
           "--block_size, or train a smaller model")
 
 
-def kept_for_backward(n_layer: int, n_head: int, block_size: int, batch_size: int, dtype: str) -> Tuple[int, str]:
-    """(bytes, in words) of the attention probabilities a training step keeps for its backward pass:
-    n_layer x batch_size x n_head x block_size^2 (the model materializes them: no flash attention)."""
-    count = n_layer * batch_size * n_head * block_size ** 2
+def attention(n_layer: int, n_head: int, block_size: int, batch_size: int, dtype: str,
+              training: bool = True) -> Tuple[int, str]:
+    """(bytes, in words) of the attention probabilities (the model materializes them: no flash
+    attention) that a training step keeps for its backward pass, every layer's, n_layer x batch_size
+    x n_head x block_size^2; or, evaluating, one layer's."""
+    count = (n_layer if training else 1) * batch_size * n_head * block_size ** 2
     size = count * _BYTES.get(dtype, 4)
-    return size, (f"the attention probabilities a step keeps for its backward pass, n_layer x batch_size x n_head x "
-                  f"block_size^2 = {n_layer} x {batch_size} x {n_head} x {block_size:,}^2 = {count:,} "
-                  f"({_gigabytes(size)} in {dtype})")
+    if training:
+        what = (f"the attention probabilities a step keeps for its backward pass, n_layer x batch_size x n_head x "
+                f"block_size^2 = {n_layer} x {batch_size} x {n_head} x {block_size:,}^2")
+    else:
+        what = (f"each layer's attention probabilities, batch_size x n_head x block_size^2 = {batch_size} x "
+                f"{n_head} x {block_size:,}^2")
+    return size, f"{what} = {count:,} ({_gigabytes(size)} in {dtype})"
+
+
+def is_out_of_memory(error) -> bool:
+    """Whether a ResourceExhaustedError (or numpy's MemoryError) is an allocation that failed."""
+    return isinstance(error, MemoryError) or bool(_ALLOCATION.search(getattr(error, "message", str(error))))
 
 
 def ran_out(error) -> str:
@@ -45,23 +59,26 @@ def ran_out(error) -> str:
             f"{' (' + ' '.join(allocation.group(0).split()) + ')' if allocation else ''}")
 
 
-def resource_exhausted(error, model_config, cfg, iteration: int) -> OutOfMemory:
-    """TensorFlow's ResourceExhaustedError at `iteration` of a training as one line."""
-    _, kept = kept_for_backward(model_config.n_layer, model_config.n_head, model_config.block_size, cfg.batch_size,
-                                cfg.dtype)
-    return OutOfMemory(f"{ran_out(error)} at iteration {iteration} with --batch_size={cfg.batch_size} and "
-                       f"--block_size={model_config.block_size}: {kept}, besides the rest; {ADVICE}")
+def resource_exhausted(error, model_config, cfg, iteration: int, training: bool = True) -> OutOfMemory:
+    """TensorFlow's out-of-memory error at `iteration` of a training (training: in a step, else in an
+    evaluation) as one line."""
+    _, held = attention(model_config.n_layer, model_config.n_head, model_config.block_size, cfg.batch_size,
+                        cfg.dtype, training)
+    return OutOfMemory(f"{ran_out(error)} at iteration {iteration}{'' if training else ' (its evaluation)'} with "
+                       f"--batch_size={cfg.batch_size} and --block_size={model_config.block_size}: {held}, besides the "
+                       f"rest; {ADVICE}")
 
 
-def check_fits(n_layer: int, n_head: int, block_size: int, batch_size: int, dtype: str) -> None:
-    """OutOfMemory, before anything is built, when a training step on this machine's CPU cannot fit:
-    what it keeps for its backward pass (kept_for_backward) is alone more than the memory
-    (machine_memory). A lower bound, so never a refusal of a step that would fit; a step above it may
-    still run out (resource_exhausted, or the kernel's out-of-memory killer)."""
-    memory = machine_memory()
-    size, kept = kept_for_backward(n_layer, n_head, block_size, batch_size, dtype)
+def check_fits(n_layer: int, n_head: int, block_size: int, batch_size: int, dtype: str,
+               memory: Optional[int] = None, where: str = "this machine") -> None:
+    """OutOfMemory, before anything is built, when a training step cannot fit in `memory` (bytes;
+    by default machine_memory): what it keeps for its backward pass (`attention`) is alone more. A
+    lower bound, so never a refusal of a step that would fit in that memory (swap aside); a step
+    above it may still run out (resource_exhausted, or the kernel's out-of-memory killer)."""
+    memory = memory or machine_memory()
+    size, kept = attention(n_layer, n_head, block_size, batch_size, dtype)
     if memory and size > memory:
-        raise OutOfMemory(f"--block_size={block_size} with --batch_size={batch_size} cannot train on this machine: "
+        raise OutOfMemory(f"--block_size={block_size} with --batch_size={batch_size} cannot train on {where}: "
                           f"{kept}, are alone more than its memory ({_gigabytes(memory)}); {ADVICE}")
 
 
@@ -72,49 +89,99 @@ def machine_memory() -> Optional[int]:
         sizes = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
     except (ValueError, OSError, AttributeError):
         sizes = []
-    for limit in _cgroup_limit_files():
-        try:
-            with open(limit) as f:
-                sizes.append(int(f.read().strip()))  # "max" (no limit): ValueError
-        except (OSError, ValueError):
-            pass
+    for version, directory in memory_cgroups():
+        value = _read_int(os.path.join(directory, "memory.limit_in_bytes" if version == 1 else "memory.max"))
+        if value:  # v2's "max" (no limit): None
+            sizes.append(value)
     return min(sizes) if sizes else None
 
 
-def _cgroup_limit_files():
-    """The memory limit files of this process's cgroups (/proc/self/cgroup: "ID:CONTROLLERS:PATH")."""
+def largest_gpu_memory() -> Optional[int]:
+    """The memory in bytes of this machine's largest NVIDIA GPU (nvidia-smi's); 0 where it sees
+    none; None where there may be a GPU whose memory cannot be read (a device node without
+    nvidia-smi, an AMD GPU)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        try:
+            listed = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                                    capture_output=True, text=True, timeout=10).stdout
+            return max((int(float(line)) * 2 ** 20 for line in listed.split()), default=0)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
+    nodes = ["/dev/nvidia0", "/dev/kfd"]
+    return None if any(os.path.exists(node) for node in nodes) else 0
+
+
+def oom_kills() -> Dict[str, Optional[int]]:
+    """How many processes the kernel's out-of-memory killer has ended: of this process's memory
+    cgroup ("cgroup": v1's memory.oom_control, v2's memory.events; where a container or pod counts
+    its own) and of the whole machine since boot ("machine": /proc/vmstat); None where not kept."""
+    counts = {"cgroup": None, "machine": _field("/proc/vmstat", "oom_kill")}
+    for version, directory in memory_cgroups():
+        count = _field(os.path.join(directory, "memory.oom_control" if version == 1 else "memory.events"), "oom_kill")
+        if count is not None:
+            counts["cgroup"] = count
+            break
+    return counts
+
+
+def killed_for_memory(process: str, cfg, before: Dict[str, Optional[int]]) -> Optional[OutOfMemory]:
+    """The line for `process`, killed by SIGKILL while it ran cfg (a TrainConfig), when the kernel's
+    out-of-memory killer ended a process meanwhile (oom_kills `before` it, and now): in its own memory
+    cgroup (a kill of this container's), else somewhere on the machine (most likely it); else None."""
+    now = oom_kills()
+    if before["cgroup"] is not None and now["cgroup"] is not None and now["cgroup"] > before["cgroup"]:
+        how = "was killed by the kernel's out-of-memory killer (SIGKILL, and its memory cgroup's oom_kill count rose"
+    elif before["machine"] is not None and now["machine"] is not None and now["machine"] > before["machine"]:
+        how = ("was killed by SIGKILL, most likely by the kernel's out-of-memory killer (/proc/vmstat's oom_kill "
+               "count rose")
+    else:
+        return None
+    memory = machine_memory()
+    return OutOfMemory(f"{process} {how} while it ran): with --batch_size={cfg.batch_size} and --block_size="
+                       f"{cfg.block_size} it needed more than the memory of this machine or its container"
+                       f"{f' ({_gigabytes(memory)})' if memory else ''}; {ADVICE}")
+
+
+def memory_cgroups() -> List[Tuple[int, str]]:
+    """(version, directory) of this process's memory cgroups: its own (/proc/self/cgroup's
+    "ID:CONTROLLERS:PATH"), then the hierarchy's mount root (a container's own cgroup where its
+    cgroups are not namespaced and /proc/self/cgroup names the host's path)."""
     try:
         with open("/proc/self/cgroup") as f:
             lines = f.read().splitlines()
     except OSError:
-        return []
+        lines = []
     found = []
     for line in lines:
         ident, controllers, path = (line.split(":", 2) + ["", ""])[:3]
-        if "memory" in controllers.split(","):  # v1
-            found.append(f"/sys/fs/cgroup/memory{path.rstrip('/')}/memory.limit_in_bytes")
-        elif ident == "0" and not controllers:  # v2: the unified hierarchy, alone or beside v1's
-            found += [f"{root}{path.rstrip('/')}/memory.max" for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")]
-    return found
+        path = path.rstrip("/")
+        if "memory" in controllers.split(","):
+            found.append((1, f"/sys/fs/cgroup/memory{path}"))
+        elif ident == "0" and not controllers:  # the unified hierarchy, alone or beside v1's
+            found += [(2, f"{root}{path}") for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")]
+    found += [(1, "/sys/fs/cgroup/memory"), (2, "/sys/fs/cgroup")]
+    return [(version, directory) for version, directory in dict.fromkeys(found) if os.path.isdir(directory)]
 
 
-def killed_for_memory(process: str, cfg) -> OutOfMemory:
-    """A process the kernel's out-of-memory killer ended while it ran cfg (a TrainConfig), as one line."""
-    memory = machine_memory()
-    return OutOfMemory(
-        f"{process} was killed by the kernel's out-of-memory killer (SIGKILL, and /proc/vmstat's oom_kill count rose "
-        f"while it ran): with --batch_size={cfg.batch_size} and --block_size={cfg.block_size} it needed more than "
-        f"the memory of this machine or its container{f' ({_gigabytes(memory)})' if memory else ''}; {ADVICE}")
-
-
-def oom_kills() -> Optional[int]:
-    """How many processes the kernel's out-of-memory killer has ended since boot (Linux's
-    /proc/vmstat oom_kill, a container's limit included); None where it is not kept."""
+def _read_int(path: str) -> Optional[int]:
     try:
-        with open("/proc/vmstat") as vmstat:
-            for line in vmstat:
-                if line.startswith("oom_kill "):
-                    return int(line.split()[1])
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _field(path: str, name: str) -> Optional[int]:
+    """The number after `name` on its line of a "name value" file (/proc/vmstat, memory.events)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == name:
+                    return int(value)
     except (OSError, ValueError):
         pass
     return None

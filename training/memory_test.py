@@ -16,7 +16,7 @@ REPO = __file__.rsplit("/training/", 1)[0]
 
 
 def test_a_step_whose_attention_alone_exceeds_the_memory_is_refused_before_anything_runs():
-    memory.check_fits(4, 4, 64, 12, "float32")  # the default preset: 2.5 MB kept for the backward pass
+    memory.check_fits(4, 4, 64, 12, "float32")  # the default preset: 3.1 MB kept for the backward pass
     with pytest.raises(OutOfMemory) as refused:
         memory.check_fits(4, 4, 100_000, 12, "float32")
     assert str(refused.value).startswith(
@@ -40,20 +40,24 @@ def test_the_memory_is_the_containers_where_it_is_limited(memory_cgroup):
 
 
 def test_tensorflows_out_of_memory_error_is_one_line_naming_the_device_the_tensor_and_the_settings():
-    with pytest.raises(tf.errors.ResourceExhaustedError) as raised:
-        tf.zeros([2 ** 40], tf.float32)  # 4 TB: a real allocation failure of this machine's TensorFlow
+    with pytest.raises(tf.errors.ResourceExhaustedError) as raised, tf.device("/CPU:0"):
+        tf.zeros([2 ** 46], tf.float32)  # 256 TB, past any address space: a real allocation failure
     cfg = make_config("shakespeare_char", batch_size=64, dtype="float32")
-    said = memory.resource_exhausted(raised.value, GPTConfig(n_layer=4, n_head=4, block_size=256), cfg, 120)
-    assert isinstance(said, OutOfMemory) and str(said) == (
-        "out of memory on CPU:0 (OOM when allocating tensor with shape[1099511627776] and type float) at iteration "
-        "120 with --batch_size=64 and --block_size=256: the attention probabilities a step keeps for its "
-        "backward pass, n_layer x batch_size x n_head x block_size^2 = 4 x 64 x 4 x 256^2 = 67,108,864 (268.4 MB in "
-        "float32), besides the rest; lower --batch_size (a larger --gradient_accumulation_steps keeps the tokens per "
-        "iteration) or --block_size, or train a smaller model")
-
-
-def test_the_kernels_count_of_out_of_memory_kills_is_read():
-    assert isinstance(memory.oom_kills(), int)  # Linux keeps it in /proc/vmstat since 4.13
+    shape = GPTConfig(n_layer=4, n_head=4, block_size=256)
+    said = memory.resource_exhausted(raised.value, shape, cfg, 120)
+    assert memory.is_out_of_memory(raised.value) and isinstance(said, OutOfMemory) and str(said) == (
+        "out of memory on CPU:0 (OOM when allocating tensor with shape[70368744177664] and type float) at iteration "
+        "120 with --batch_size=64 and --block_size=256: the attention probabilities a step keeps for its backward "
+        "pass, n_layer x batch_size x n_head x block_size^2 = 4 x 64 x 4 x 256^2 = 67,108,864 (268.4 MB in float32), "
+        "besides the rest; lower --batch_size (a larger --gradient_accumulation_steps keeps the tokens per iteration) "
+        "or --block_size, or train a smaller model")
+    # in an evaluation, which keeps nothing for a backward pass: one layer's at a time
+    assert "at iteration 120 (its evaluation) with --batch_size=64 and --block_size=256: each layer's attention " \
+           "probabilities, batch_size x n_head x block_size^2 = 64 x 4 x 256^2 = 16,777,216 (67.1 MB in float32)" in \
+        str(memory.resource_exhausted(raised.value, shape, cfg, 120, training=False))
+    # TensorFlow's RESOURCE_EXHAUSTED is also a full disk or too many open files: not memory
+    assert not memory.is_out_of_memory(tf.errors.ResourceExhaustedError(
+        None, None, "/out/events.out.tfevents; No space left on device"))
 
 
 def test_the_trainer_refuses_such_a_step_before_its_first_compilation(tmp_path, shakespeare_text):
@@ -61,9 +65,10 @@ def test_the_trainer_refuses_such_a_step_before_its_first_compilation(tmp_path, 
     from training.train import Trainer
 
     text_file = tmp_path / "input.txt"
-    text_file.write_text(shakespeare_text, encoding="utf-8")  # val: 111,540 characters, windows of 60,000 fit
+    text_file.write_text(shakespeare_text, encoding="utf-8")  # val: 111,540 characters, windows of 100,000 fit
     cfg = make_config("shakespeare_char", text_file=str(text_file), out_dir=str(tmp_path / "out"), n_layer=2,
-                      block_size=60_000, batch_size=4, tensorboard=False)
-    with pytest.raises(OutOfMemory, match=r"^--block_size=60000 with --batch_size=4 cannot train on this machine: .* = "
-                                          r"2 x 4 x 4 x 60,000\^2 = 115,200,000,000 \(460.8 GB in float32\)"):
+                      block_size=100_000, batch_size=64, tensorboard=False)
+    with pytest.raises(OutOfMemory, match=r"^--block_size=100000 with --batch_size=64 cannot train on this machine: "
+                                          r".* = 2 x 64 x 4 x 100,000\^2 = 5,120,000,000,000 \(20,480.0 GB in "
+                                          r"float32\)"):
         Trainer(cfg, log=lambda *_: None)

@@ -123,9 +123,9 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
         outcome = Outcome(**reported)
         outcome.times.update(exited=exited, output_closed=time.time())
         return outcome
-    if returncode == -signal.SIGKILL and oom_kills is not None and (memory.oom_kills() or 0) > oom_kills:
-        raise memory.killed_for_memory(f"the training process of {cfg.out_dir}", cfg)
-    raise _failure(returncode, reported, cfg.out_dir)
+    killed_for_memory = memory.killed_for_memory(f"the training process of {cfg.out_dir}", cfg, oom_kills) \
+        if returncode == -signal.SIGKILL else None
+    raise killed_for_memory or _failure(returncode, reported, cfg.out_dir)
 
 
 def _command() -> tuple:

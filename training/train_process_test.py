@@ -109,9 +109,10 @@ def test_a_training_process_the_kernel_kills_for_memory_is_one_line_saying_so(tm
     assert parent.returncode == 2, stdout[-2000:] + stderr[-3000:]
     assert stderr.splitlines()[-1] == (
         f"parent: error: the training process of {tmp_path / 'out'} was killed by the kernel's out-of-memory killer "
-        f"(SIGKILL, and /proc/vmstat's oom_kill count rose while it ran): with --batch_size=512 and --block_size=256 "
-        f"it needed more than the memory of this machine or its container (1.3 GB); lower --batch_size (a larger "
-        f"--gradient_accumulation_steps keeps the tokens per iteration) or --block_size, or train a smaller model"), \
+        f"(SIGKILL, and its memory cgroup's oom_kill count rose while it ran): with --batch_size=512 and "
+        f"--block_size=256 it needed more than the memory of this machine or its container (1.3 GB); lower "
+        f"--batch_size (a larger --gradient_accumulation_steps keeps the tokens per iteration) or --block_size, or "
+        f"train a smaller model"), \
         stderr[-3000:]
 
 

@@ -19,8 +19,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.artifact_layout import (BLESSING_EVALUATION_KEY, DATA_STATISTICS_PROPERTY, METRICS_FILE, PLOT_FILE,
-                                        REPORT_FILE, model_run_dir, optional_artifact)
+from components.artifact_layout import (BLESSING_EVALUATION_KEY, DATA_STATISTICS_PROPERTY, HF_CHECKPOINT_DIR,
+                                        METRICS_FILE, PLOT_FILE, REPORT_FILE, model_run_dir, optional_artifact)
 from components.lm_evaluator import evaluate as ev
 from components.lm_evaluator import report, tokens
 from components.lm_evaluator.settings import EvalConfig
@@ -215,10 +215,11 @@ class Executor(base_executor.BaseExecutor):
             result.skipped = (f"it was trained on other tokens ({tokens.describe_json(trained_on)}) than the "
                               f"data's ({data.describe()})")
             return result
-        if not tf.io.gfile.exists(artifact.uri):  # moved or deleted by hand: compared with nothing, said so
-            result.skipped = f"its files are gone ({artifact.uri}: moved or deleted)"
+        checkpoint = os.path.join(artifact.uri, HF_CHECKPOINT_DIR)
+        if not tf.io.gfile.isdir(checkpoint):  # moved or deleted by hand: compared with nothing, said so
+            result.skipped = f"its files are gone ({checkpoint}: moved or deleted)"
             return result
-        last = ev.load_for_eval(ev.candidate_checkpoint(artifact.uri), block_size, "the last blessed model")
+        last = ev.load_for_eval(checkpoint, block_size, "the last blessed model")
         result.skipped = ev.vocab_problem(last.config.vocab_size, windows)
         return result if result.skipped else ev.evaluate(last, windows, result)
 

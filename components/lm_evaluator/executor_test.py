@@ -273,7 +273,14 @@ def test_a_last_blessed_model_whose_files_are_gone_is_not_compared_and_the_reaso
     assert blessing.get_int_custom_property("blessed") == 1
     assert not evaluation.has_custom_property("last_blessed_val_loss")
     assert blessing.get_string_custom_property("blessing_reason") == (
-        f"blessed: the last blessed model not compared: its files are gone ({gone.uri}: moved or deleted)")
+        f"blessed: the last blessed model not compared: its files are gone ({gone.uri}/Format-HF: moved or deleted)")
+    emptied = standard_artifacts.Model()  # its directory left, its checkpoint deleted
+    emptied.uri, emptied.id = str(tmp_path / "emptied" / "model"), 15
+    os.makedirs(emptied.uri)
+    _, blessing = run_executor(tmp_path / "run_emptied", data, models["uniform"], baseline_model=emptied,
+                               max_regression=0.0, beat_unigram=False)
+    assert blessing.get_string_custom_property("blessing_reason").endswith(
+        f"its files are gone ({emptied.uri}/Format-HF: moved or deleted)")
 
 
 def test_not_blessed_above_threshold_without_last_blessed(tmp_path, data, models):
