@@ -306,4 +306,18 @@ def from_command_line(overrides: List[str], config_files: List[str] = (), preset
         def default_data():
             raise SettingError(f"the preset {chosen} reads text files: name ones that the pipeline's pods can read "
                                f"with --data (for example gs://BUCKET/input.txt)")
-    return make_run_config(chosen, default_data=default_data, **values)
+    config = make_run_config(chosen, default_data=default_data, **values)
+    warning = rows_read_as_text(data)
+    if warning:
+        log(warning)
+    return config
+
+
+def rows_read_as_text(pattern: Optional[str]) -> Optional[str]:
+    """A warning line when --data names a local file of rows (JSON lines, JSON, CSV), which --data
+    reads as plain text, its syntax and all, where --dataset_name reads its rows' text column."""
+    extension = os.path.splitext(pattern or "")[1].lower()
+    if not pattern or "://" in pattern or extension not in (".json", ".jsonl", ".csv") or not os.path.isfile(pattern):
+        return None
+    return (f"warning: --data reads {pattern} as plain text, its {extension[1:].upper()} syntax and all; "
+            f"--dataset_name={pattern} reads the text of its rows (--text_column)")

@@ -61,6 +61,23 @@ def test_the_readme_own_data_commands(tmp_path, monkeypatch, shakespeare_text, b
     assert not os.path.exists(tmp_path / "out")  # nothing ran but the tokenization
 
 
+def test_a_file_of_rows_given_as_text_files_is_said_to_be_read_as_plain_text(tmp_path, pipeline_configuration,
+                                                                            capsys):
+    """`--data=corpus.jsonl` trains on the JSON syntax too (it once did so without a word): a warning line
+    names --dataset_name, which reads its rows' text; a text file, or --dataset_name, gets none."""
+    (tmp_path / "c.jsonl").write_text('{"text": "hello"}\n')
+    (tmp_path / "rows.csv").write_text("text\nhello\n")
+    (tmp_path / "book.txt").write_text("hello\n")
+    for data in (tmp_path / "c.jsonl", tmp_path / "rows.csv"):
+        pipeline_configuration(f"--data={data}")
+        assert capsys.readouterr().out == (
+            f"warning: --data reads {data} as plain text, its {data.suffix[1:].upper()} syntax and all; "
+            f"--dataset_name={data} reads the text of its rows (--text_column)\n")
+    pipeline_configuration(f"--data={tmp_path}/book.txt")
+    pipeline_configuration(f"--dataset_name={tmp_path}/c.jsonl")
+    assert capsys.readouterr().out == ""
+
+
 def test_data_and_dataset_name_exclude_each_other_and_any_preset_takes_either(tmp_path, shared_data,
                                                                              pipeline_configuration):
     _configuration = pipeline_configuration
