@@ -300,7 +300,10 @@ def from_command_line(overrides: List[str], config_files: List[str] = (), preset
     for key in ("input_pattern", "schema_file"):  # the components may run elsewhere
         if values.get(key):
             values[key] = absolute_path(values[key])
-    values["output_dir"] = absolute_path(output or values.get("output_dir") or OUTPUT_DIR)
+    # the output's own path, not a symbolic link's: the Trainer's and the Pusher's settings hold paths in it, so
+    # the same output by another path would miss their cache and train the same model again
+    output_dir = absolute_path(output or values.get("output_dir") or OUTPUT_DIR)
+    values["output_dir"] = output_dir if "://" in output_dir else os.path.realpath(output_dir)
     chosen = chosen or DEFAULT_PRESET
     if default_data is None:
         def default_data():

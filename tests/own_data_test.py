@@ -78,6 +78,15 @@ def test_a_file_of_rows_given_as_text_files_is_said_to_be_read_as_plain_text(tmp
     assert capsys.readouterr().out == ""
 
 
+def test_an_output_reached_by_a_symbolic_link_is_its_own_path(tmp_path, shared_data, pipeline_configuration):
+    """The Trainer's and the Pusher's settings hold paths in the output: by a link's path, a rerun missed
+    their cache and trained the same model again."""
+    (tmp_path / "runs").mkdir()
+    os.symlink(tmp_path / "runs", tmp_path / "link")
+    config = pipeline_configuration(f"--data={shared_data}/tinyshakespeare.txt", f"--output={tmp_path}/link/a")
+    assert config.output_dir == str(tmp_path / "runs" / "a")
+
+
 def test_data_and_dataset_name_exclude_each_other_and_any_preset_takes_either(tmp_path, shared_data,
                                                                              pipeline_configuration):
     _configuration = pipeline_configuration
