@@ -317,10 +317,18 @@ def from_command_line(overrides: List[str], config_files: List[str] = (), preset
 
 
 def rows_read_as_text(pattern: Optional[str]) -> Optional[str]:
-    """A warning line when --data names a local file of rows (JSON lines, JSON, CSV), which --data
-    reads as plain text, its syntax and all, where --dataset_name reads its rows' text column."""
-    extension = os.path.splitext(pattern or "")[1].lower()
-    if not pattern or "://" in pattern or extension not in (".json", ".jsonl", ".csv") or not os.path.isfile(pattern):
+    """A warning line when --data names local files of rows (JSON lines, JSON, CSV: a file, or a
+    folder or glob whose first file is one), which --data reads as plain text, their syntax and all,
+    where --dataset_name reads the text column of a file's rows."""
+    if not pattern or "://" in pattern:
         return None
-    return (f"warning: --data reads {pattern} as plain text, its {extension[1:].upper()} syntax and all; "
-            f"--dataset_name={pattern} reads the text of its rows (--text_column)")
+    first = pattern if os.path.isfile(pattern) else next(local_text_files(pattern), None)
+    extension = os.path.splitext(first or "")[1].lower()
+    if extension not in (".json", ".jsonl", ".csv"):
+        return None
+    syntax = f"its {extension[1:].upper()} syntax and all"
+    if first == pattern:
+        return (f"warning: --data reads {pattern} as plain text, {syntax}; --dataset_name={pattern} reads the text "
+                f"of its rows (--text_column)")
+    return (f"warning: --data reads the files of {pattern} ({first}, ...) as plain text, {syntax}; "
+            f"--dataset_name=FILE reads the text of a file's rows (--text_column)")

@@ -73,6 +73,12 @@ def test_a_file_of_rows_given_as_text_files_is_said_to_be_read_as_plain_text(tmp
         assert capsys.readouterr().out == (
             f"warning: --data reads {data} as plain text, its {data.suffix[1:].upper()} syntax and all; "
             f"--dataset_name={data} reads the text of its rows (--text_column)\n")
+    (tmp_path / "rows").mkdir()  # a folder of them
+    (tmp_path / "rows" / "a.jsonl").write_text('{"text": "hello"}\n')
+    pipeline_configuration(f"--data={tmp_path}/rows")
+    assert capsys.readouterr().out == (
+        f"warning: --data reads the files of {tmp_path}/rows ({tmp_path}/rows/a.jsonl, ...) as plain text, its JSONL "
+        f"syntax and all; --dataset_name=FILE reads the text of a file's rows (--text_column)\n")
     pipeline_configuration(f"--data={tmp_path}/book.txt")
     pipeline_configuration(f"--dataset_name={tmp_path}/c.jsonl")
     assert capsys.readouterr().out == ""
