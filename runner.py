@@ -75,7 +75,7 @@ def _run_spec(args, overrides):
         raise UsageError(f"--spec: {' '.join(unused)}: the spec holds the pipeline's settings; "
                          f"compile it again to change them")
     if args.pipeline_root:
-        from pipeline.preflight import check_writable_directory
+        from core.files import check_writable_directory
 
         check_writable_directory(args.pipeline_root, f"--pipeline_root={args.pipeline_root}")
     from orchestration import local
@@ -143,7 +143,7 @@ def lineage(args, overrides):
         store = metadata.sqlite_store(metadata_path)
     png = args.png or "lineage.png"
     if args.format == "png":  # before the graph is read and drawn
-        from pipeline.preflight import check_writable_directory
+        from core.files import check_writable_directory
 
         check_writable_directory(os.path.dirname(os.path.abspath(png)), f"--png={png}")
     graph = model_lineage.model_lineage(store, args.model)

@@ -28,6 +28,22 @@ def is_directory(path: str) -> bool:
     return os.path.isdir(path) if is_local(path) else _gfile().isdir(path)
 
 
+def check_writable_directory(path: str, named: str) -> None:
+    """SettingError, beginning with `named`, unless `path` (local) is a directory, or one that can be
+    made, where this user can write."""
+    from core.settings import SettingError
+
+    if not is_local(path):
+        return
+    existing = os.path.abspath(path)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise SettingError(f"{named}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SettingError(f"{named}: this user cannot write in {existing}")
+
+
 def _gfile():
     import tensorflow as tf
 

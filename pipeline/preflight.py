@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from core import files
 from core.errors import UserError, one_line
 from core.settings import SettingError
 from pipeline.configs import RunConfig
@@ -55,23 +56,7 @@ def _check_memory(config: RunConfig) -> None:
 
 def _check_output(config: RunConfig) -> None:
     """The output directory: a directory, or one that can be made, where this user can write."""
-    check_writable_directory(config.output_dir, f"--output={config.output_dir}")
-
-
-def check_writable_directory(path: str, named: str) -> None:
-    """SettingError, beginning with `named`, unless `path` (local) is a directory, or one that can be
-    made, where this user can write."""
-    from core import files
-
-    if not files.is_local(path):
-        return
-    existing = os.path.abspath(path)
-    while not os.path.lexists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise SettingError(f"{named}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SettingError(f"{named}: this user cannot write in {existing}")
+    files.check_writable_directory(config.output_dir, f"--output={config.output_dir}")
 
 
 def check_spec_file(path: str) -> None:
@@ -81,7 +66,7 @@ def check_spec_file(path: str) -> None:
         raise SettingError(f"--spec={path}: a spec is YAML (.yaml, .yml) or JSON (.json)")
     if os.path.isdir(path):
         raise SettingError(f"--spec={path}: a directory, not a file")
-    check_writable_directory(os.path.dirname(os.path.abspath(path)), f"--spec={path}")
+    files.check_writable_directory(os.path.dirname(os.path.abspath(path)), f"--spec={path}")
 
 
 def reads_gpt2_bpe(source: str) -> bool:

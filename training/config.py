@@ -262,6 +262,9 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
         owt = f"; `runner.py run {files[-1]}` tokenizes OpenWebText, its dataset" if files else ""
         raise SettingError(f"no training data: give --text_file=FILE (a text file, tokenized here) or --data_dir=DIR "
                            f"(token shards){owt}")
+    from core.files import check_writable_directory
+
+    check_writable_directory(config.out_dir, f"--out_dir={config.out_dir}")  # before TensorFlow and the data
     return config
 
 

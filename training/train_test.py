@@ -284,6 +284,13 @@ def test_the_command_line_says_a_data_mistake_in_one_line_without_tensorflows_ch
     assert done.returncode == 2 and done.stderr == (
         "python -m training.train: error: the train split has 37 tokens: block_size=64 needs at least 65 for one "
         "window; give more text, or a smaller --block_size\n"), done.stderr
+    # an --out_dir that cannot be a directory: one line before TensorFlow loads (it was a traceback)
+    done = subprocess.run([sys.executable, "-m", "training.train", f"--text_file={tmp_path / 'tiny.txt'}",
+                           f"--out_dir={tmp_path / 'tiny.txt'}/run"], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 2 and done.stderr == (
+        f"python -m training.train: error: --out_dir={tmp_path / 'tiny.txt'}/run: {tmp_path / 'tiny.txt'} is a file, "
+        f"not a directory\n"), done.stderr
 
 
 def test_missing_data_is_named(tmp_path):
