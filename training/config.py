@@ -7,6 +7,7 @@ config/*.py files. Command lines override any field nanoGPT-style: `--key=value`
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Dict, List, Optional
 
 from core.settings import SettingError, Settings, check, coerce_values, setting, unknown
@@ -264,7 +265,14 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
                            f"(token shards){owt}")
     from core.files import check_writable_directory
 
-    check_writable_directory(config.out_dir, f"--out_dir={config.out_dir}")  # before TensorFlow and the data
+    # before TensorFlow and the data
+    if config.text_file and "://" not in config.text_file and not os.path.isfile(config.text_file):
+        raise SettingError(f"--text_file={config.text_file}: " + (
+            "a folder, not a text file (`runner.py run --data=FOLDER` reads a folder's files)"
+            if os.path.isdir(config.text_file) else "no such file"))
+    if config.data_dir and "://" not in config.data_dir and not os.path.isdir(config.data_dir):
+        raise SettingError(f"--data_dir={config.data_dir}: no such folder")
+    check_writable_directory(config.out_dir, f"--out_dir={config.out_dir}")
     return config
 
 

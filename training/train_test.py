@@ -291,6 +291,21 @@ def test_the_command_line_says_a_data_mistake_in_one_line_without_tensorflows_ch
     assert done.returncode == 2 and done.stderr == (
         f"python -m training.train: error: --out_dir={tmp_path / 'tiny.txt'}/run: {tmp_path / 'tiny.txt'} is a file, "
         f"not a directory\n"), done.stderr
+    for data, line in ((f"--text_file={tmp_path}/none.txt", f"--text_file={tmp_path}/none.txt: no such file"),
+                       (f"--text_file={tmp_path}", f"--text_file={tmp_path}: a folder, not a text file (`runner.py run "
+                                                   f"--data=FOLDER` reads a folder's files)"),
+                       (f"--data_dir={tmp_path}/none", f"--data_dir={tmp_path}/none: no such folder")):
+        done = subprocess.run([sys.executable, "-m", "training.train", data, f"--out_dir={tmp_path / 'out'}"],
+                              env=env, capture_output=True, text=True, timeout=120,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        assert done.returncode == 2 and done.stderr == f"python -m training.train: error: {line}\n", done.stderr
+
+
+def test_a_text_file_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("Très bien, Roméo.\n".encode("latin-1"))
+    with pytest.raises(UsageError, match=rf"^text file {tmp_path}/latin1.txt is not UTF-8 text \(byte 2: invalid "
+                                         rf"continuation byte\): convert it to UTF-8 \(e.g. iconv -t UTF-8\)$"):
+        Trainer(tiny_config(tmp_path / "out", str(tmp_path / "latin1.txt")), log=lambda *_: None)
 
 
 def test_missing_data_is_named(tmp_path):
