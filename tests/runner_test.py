@@ -293,6 +293,7 @@ def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch,
                                            rf"tokenizes OpenWebText, its dataset$"):  # (nanoGPT's default)
         command_line_config([files["eval_gpt2_xl"]], log=lambda line: None)
     # a text file of one's own with nanoGPT's character config: characters, as the config's dataset says
+    (tmp_path / "mine.txt").write_text("my own words\n")
     cfg = command_line_config([files["train_shakespeare_char"], f"--text_file={tmp_path}/mine.txt"],
                               log=lambda line: None)
     assert (cfg.tokenizer, cfg.text_file) == ("char", f"{tmp_path}/mine.txt")
