@@ -127,10 +127,11 @@ def oom_kills() -> Dict[str, Optional[int]]:
     return counts
 
 
-def killed_for_memory(process: str, cfg, before: Dict[str, Optional[int]]) -> Optional[OutOfMemory]:
+def killed_for_memory(process: str, cfg, before: Dict[str, Optional[int]], then: str = "") -> Optional[OutOfMemory]:
     """The line for `process`, killed by SIGKILL while it ran cfg (a TrainConfig), when the kernel's
     out-of-memory killer ended a process meanwhile (oom_kills `before` it, and now): in its own memory
-    cgroup (a kill of this container's), else somewhere on the machine (most likely it); else None."""
+    cgroup (a kill of this container's), else somewhere on the machine (most likely it); else None.
+    `then`: what a run with lower settings does, said last."""
     now = oom_kills()
     if before["cgroup"] is not None and now["cgroup"] is not None and now["cgroup"] > before["cgroup"]:
         how = "was killed by the kernel's out-of-memory killer (SIGKILL, and its memory cgroup's oom_kill count rose"
@@ -142,7 +143,7 @@ def killed_for_memory(process: str, cfg, before: Dict[str, Optional[int]]) -> Op
     memory = machine_memory()
     return OutOfMemory(f"{process} {how} while it ran): with --batch_size={cfg.batch_size} and --block_size="
                        f"{cfg.block_size} it needed more than the memory of this machine or its container"
-                       f"{f' ({_gigabytes(memory)})' if memory else ''}; {ADVICE}")
+                       f"{f' ({_gigabytes(memory)})' if memory else ''}; {ADVICE}{f'; {then}' if then else ''}")
 
 
 def memory_cgroups() -> List[Tuple[int, str]]:

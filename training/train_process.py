@@ -123,7 +123,10 @@ def train(cfg, tokenizer_json: Optional[dict], scratch_dir: str, continue_from: 
         outcome = Outcome(**reported)
         outcome.times.update(exited=exited, output_closed=time.time())
         return outcome
-    killed_for_memory = memory.killed_for_memory(f"the training process of {cfg.out_dir}", cfg, oom_kills) \
+    killed_for_memory = memory.killed_for_memory(
+        f"the training process of {cfg.out_dir}", cfg, oom_kills,
+        then=f"nothing was published from it: a run with a lower --batch_size (the same model) will "
+             f"{_what_a_rerun_does(cfg.out_dir)}") \
         if returncode == -signal.SIGKILL else None
     raise killed_for_memory or _failure(returncode, reported, cfg.out_dir)
 

@@ -112,7 +112,8 @@ def test_a_training_process_the_kernel_kills_for_memory_is_one_line_saying_so(tm
         f"(SIGKILL, and its memory cgroup's oom_kill count rose while it ran): with --batch_size=512 and "
         f"--block_size=256 it needed more than the memory of this machine or its container (1.3 GB); lower "
         f"--batch_size (a larger --gradient_accumulation_steps keeps the tokens per iteration) or --block_size, or "
-        f"train a smaller model"), \
+        f"train a smaller model; nothing was published from it: a run with a lower --batch_size (the same model) "
+        f"will train anew"), \
         stderr[-3000:]
 
 
