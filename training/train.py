@@ -421,7 +421,6 @@ class Trainer:
         # prefetch are busy took 23-25 s in some pipeline runs, which the end of run() then waited for
         self._iterator = iterator = self.dataset_iterator(iter_num)
         self._start_run()
-        self._evaluating = False
         self._loop_started = time.monotonic()
         with self._writer.as_default() if self._writer else contextlib.nullcontext(), \
                 losing_a_worker_ends_it(self.workers, self.cfg.out_dir, lambda: int(self.iter_num.numpy())), \
@@ -448,16 +447,15 @@ class Trainer:
         return self._finish_run(iter_num)
 
     @contextlib.contextmanager
-    def _memory_named(self, iteration):
-        """A tensor the devices cannot hold becomes one line (training/memory.py), not TensorFlow's
-        traceback of graph nodes."""
+    def _memory_named(self, iteration, training: bool = True):
+        """A tensor the devices cannot hold, in a training step (training) or an evaluation, becomes one
+        line (training/memory.py), not TensorFlow's traceback of graph nodes."""
         try:
             yield
         except tf.errors.ResourceExhaustedError as e:
             if not memory.is_out_of_memory(e):  # a full disk, too many open files: said as they are
                 raise
-            raise memory.resource_exhausted(e, self.model.config, self.cfg, iteration(),
-                                            training=not self._evaluating) from e
+            raise memory.resource_exhausted(e, self.model.config, self.cfg, iteration(), training) from e
 
     def _start_run(self) -> None:
         """The run's header line, its summary writer, and the records it keeps."""
@@ -483,11 +481,8 @@ class Trainer:
 
     def evaluate(self, iter_num: int) -> Dict[str, float]:
         """estimate_loss, recorded in history, logged and summarized."""
-        self._evaluating = True
-        try:
+        with self._memory_named(lambda: iter_num, training=False):
             losses = self.last_losses = self.estimate_loss()
-        finally:
-            self._evaluating = False
         self.history.append((iter_num, losses[TRAIN], losses[VAL]))
         self.log(f"step {iter_num}: train loss {losses[TRAIN]:.4f}, val loss {losses[VAL]:.4f}")
         self._summarize(iter_num, {"eval/train_loss": losses[TRAIN], "eval/val_loss": losses[VAL]})
