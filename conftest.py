@@ -87,16 +87,18 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture
 def memory_cgroup():
-    """memory_cgroup(limit_bytes): the command prefix that runs a command in a new memory cgroup (v1
-    or v2) of that limit and no swap, where the kernel's out-of-memory killer ends the largest process
-    that goes past it (SIGKILL), as in a pod past its limit; its processes killed and the cgroup
-    removed after the test. Where none can be made (it needs root) the test fails saying so."""
+    """memory_cgroup(limit_bytes, below=False): the command prefix that runs a command in a new memory
+    cgroup (v1 or v2) of that limit and no swap, where the kernel's out-of-memory killer ends the
+    largest process that goes past it (SIGKILL), as in a pod past its limit; below=True: in a cgroup
+    of no limit of its own under that one, as a container in a pod whose limit is the pod's. Its
+    processes are killed and the cgroups removed after the test. Where none can be made (it needs
+    root) the test fails saying so."""
     import signal
     import time
 
     made = []
 
-    def make(limit):
+    def make(limit, below=False):
         from training.memory import memory_cgroups
 
         name = f"nanogpt-tfx-test-{os.getpid()}-{len(made)}"
@@ -119,13 +121,20 @@ def memory_cgroup():
                 if os.path.exists(os.path.join(path, file)):
                     with open(os.path.join(path, file), "w") as f:
                         f.write(str(value))
+            if below:
+                if version == 2:
+                    with open(os.path.join(path, "cgroup.subtree_control"), "w") as f:
+                        f.write("+memory")
+                path = os.path.join(path, "below")
+                os.mkdir(path)
+                made.append(path)
         except OSError as e:
             pytest.fail(f"cannot make a memory cgroup for this out-of-memory test ({e}): run the tests as root, or "
                         f"leave the memory-limit tests out in so many words with -m 'not memory_limit'", pytrace=False)
         return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', os.path.join(path, "cgroup.procs")]
 
     yield make
-    for path in made:
+    for path in reversed(made):  # a cgroup's children before it
         with open(os.path.join(path, "cgroup.procs")) as f:
             for pid in f.read().split():
                 try:

@@ -83,16 +83,19 @@ def check_fits(n_layer: int, n_head: int, block_size: int, batch_size: int, dtyp
 
 
 def machine_memory() -> Optional[int]:
-    """This machine's memory in bytes, or this process's container limit when lower (its memory
-    cgroup's, v1 or v2); None where neither can be read."""
+    """This machine's memory in bytes, or this process's container limit when lower: the lowest of
+    its memory cgroup's and their parents' (v1 or v2; a pod's limit is its container cgroup's
+    parent's); None where neither can be read."""
     try:
         sizes = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
     except (ValueError, OSError, AttributeError):
         sizes = []
     for version, directory in memory_cgroups():
-        value = _read_int(os.path.join(directory, "memory.limit_in_bytes" if version == 1 else "memory.max"))
-        if value:  # v2's "max" (no limit): None
-            sizes.append(value)
+        while directory.startswith("/sys/fs/cgroup/"):
+            value = _read_int(os.path.join(directory, "memory.limit_in_bytes" if version == 1 else "memory.max"))
+            if value:  # v2's "max" (no limit): None
+                sizes.append(value)
+            directory = os.path.dirname(directory)
     return min(sizes) if sizes else None
 
 

@@ -39,6 +39,15 @@ def test_the_memory_is_the_containers_where_it_is_limited(memory_cgroup):
     assert memory.machine_memory() > limit
 
 
+def test_the_memory_is_a_parent_cgroups_limit_where_that_is_lower(memory_cgroup):
+    """A pod's limit: the cgroup's parent's, where the process's own cgroup has none."""
+    limit = 600 * 2 ** 20
+    seen = subprocess.run([*memory_cgroup(limit, below=True), sys.executable, "-c",
+                           "from training import memory; print(memory.machine_memory())"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert seen.stdout.split() == [str(limit)], seen.stderr
+
+
 def test_tensorflows_out_of_memory_error_is_one_line_naming_the_device_the_tensor_and_the_settings():
     with pytest.raises(tf.errors.ResourceExhaustedError) as raised, tf.device("/CPU:0"):
         tf.zeros([2 ** 46], tf.float32)  # 256 TB, past any address space: a real allocation failure
