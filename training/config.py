@@ -42,8 +42,10 @@ class TrainConfig(Settings):
                                         "(gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a Hugging Face GPT-2 directory",
                               path=True)
     tensorboard: bool = setting(True, "write TensorBoard summaries under out_dir/tensorboard")
-    # data: token shards (a directory with Split-train/ and Split-val/), or a text file tokenized in process
-    data_dir: str = setting("", "a directory of token shards (Split-train/, Split-val/)", path=True)
+    # data: token shards (a directory with Split-train/ and Split-val/) or nanoGPT's prepared .bin files, or a
+    # text file tokenized in process
+    data_dir: str = setting("", "a directory of token shards (Split-train/, Split-val/), or nanoGPT's "
+                                  "prepared train.bin and val.bin (meta.pkl for characters)", path=True)
     text_file: str = setting("", "a text file, tokenized in process (90% train, 10% val)", path=True)
     tokenizer: str = setting("gpt2", "for text_file: GPT-2 BPE or characters", choices=TOKENIZERS)
     bpe_dir: str = setting("", "a directory with GPT-2's vocab.bpe and encoder.json, for offline BPE", path=True)

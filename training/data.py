@@ -45,7 +45,9 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
     past in_memory_max_tokens a read-only np.memmap of a file of the token cache (built on first use)."""
     directory = shards.split_dir(data_dir, split)
     if not tf.io.gfile.isdir(directory):
-        raise MissingFile(f"no {split} split in {data_dir} (expected {directory})")
+        if tf.io.gfile.exists(os.path.join(data_dir, nanogpt_bin(split))):
+            return load_nanogpt_bin(os.path.join(data_dir, nanogpt_bin(split)), in_memory_max_tokens)
+        raise MissingFile(f"no {split} split in {data_dir} (expected {directory}, or nanoGPT's {nanogpt_bin(split)})")
     index = shards.RecordIndex(directory)
     if index.num_tokens == 0:
         raise UsageError(f"the {split} split in {data_dir} holds no tokens")
@@ -63,6 +65,68 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
         log(f"token cache: the {split} split of {data_dir} ({os.path.getsize(path) / 1e9:.2f} GB) cached in {path}; "
             f"the cache now holds {total / 1e9:.2f} GB (remove {cache_dir} to free it)")
     return np.memmap(path, dtype=dtype, mode="r", shape=(index.num_tokens,))
+
+
+# nanoGPT's prepared data (data/*/prepare.py): each split's token ids as one uint16 array, train.bin and
+# val.bin, and for characters meta.pkl, {"vocab_size", "itos", "stoi"}; GPT-2 BPE where there is none.
+NANOGPT_META = "meta.pkl"
+
+
+def nanogpt_bin(split: str) -> str:
+    return f"{split}.bin"
+
+
+def load_nanogpt_bin(path: str, in_memory_max_tokens: int = IN_MEMORY_MAX_TOKENS) -> np.ndarray:
+    """A split of nanoGPT's prepared data, as nanoGPT's get_batch reads it: an np.memmap of the
+    file past in_memory_max_tokens (a local file), else an array in memory."""
+    size = tf.io.gfile.stat(path).length
+    if size == 0 or size % 2:
+        raise UsageError(f"{path} is not nanoGPT's prepared data: {size:,} bytes, not a whole number of uint16 "
+                         f"token ids")
+    if size // 2 <= in_memory_max_tokens:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return np.frombuffer(f.read(), np.uint16)
+    if "://" in path:
+        raise UsageError(f"{path}: {size / 1e9:.1f} GB is read through a memory map, from a local disk: copy it there")
+    return np.memmap(path, dtype=np.uint16, mode="r")
+
+
+def nanogpt_tokenizer(data_dir: str) -> Optional[dict]:
+    """The tokenizer (its to_json form) of nanoGPT's prepared data in data_dir: characters by its
+    meta.pkl, read without running anything in it (only a dict of numbers and strings is taken), or
+    GPT-2 BPE where there is none; None where data_dir holds no train.bin."""
+    import pickle
+
+    if not tf.io.gfile.exists(os.path.join(data_dir, nanogpt_bin(TRAIN))):
+        return None
+    path = os.path.join(data_dir, NANOGPT_META)
+    if not tf.io.gfile.exists(path):
+        return {"kind": "gpt2"}
+
+    class DataOnly(pickle.Unpickler):
+        def find_class(self, module, name):  # what a pickle of plain data never asks for: code
+            raise pickle.UnpicklingError(f"it names {module}.{name}")
+
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            meta = DataOnly(f).load()
+        itos = meta["itos"]
+        chars = [itos[i] for i in range(len(itos))]
+        if not all(isinstance(c, str) and len(c) == 1 for c in chars) or len(set(chars)) != len(chars):
+            raise ValueError("its itos is not a table of distinct characters")
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"{path} is not nanoGPT's character vocabulary ({type(e).__name__}: {e}): "
+                         f"{{'vocab_size', 'itos', 'stoi'}} as data/shakespeare_char/prepare.py writes it") from None
+    return {"kind": "char", "chars": chars}
+
+
+def check_token_ids(tokens: np.ndarray, vocab_size: int, where: str) -> None:
+    """UsageError when a split holds a token id the model has no embedding for (an out-of-range id is
+    an error on a CPU, but a GPU's gather reads zeros for it without a word)."""
+    largest = max((int(tokens[i:i + (1 << 26)].max()) for i in range(0, len(tokens), 1 << 26)), default=-1)
+    if largest >= vocab_size:
+        raise UsageError(f"{where} holds token id {largest}, past the model's vocab_size={vocab_size}: data of another "
+                         f"tokenizer (or set --vocab_size)")
 
 
 def token_cache_dir() -> str:

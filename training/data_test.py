@@ -98,3 +98,44 @@ def test_memory_mapped_split_gives_the_same_batches(split_dir, tmp_path, monkeyp
         for a, b in zip((x, y), stream.windows_array(offsets)):
             assert b.dtype == np.int32
             np.testing.assert_array_equal(a, b)
+
+
+def test_nanogpts_prepared_data_is_read_as_its_get_batch_reads_it(tmp_path):
+    """train.bin of uint16 ids (data/*/prepare.py): in memory, or past a size memory-mapped in place."""
+    ids = np.random.default_rng(0).integers(0, 50257, 3000).astype(np.uint16)
+    ids.tofile(tmp_path / "train.bin")
+    in_memory = load_split(str(tmp_path), "train")
+    assert not isinstance(in_memory, np.memmap) and in_memory.dtype == np.uint16
+    np.testing.assert_array_equal(in_memory, ids)
+    mapped = load_split(str(tmp_path), "train", in_memory_max_tokens=1000)
+    assert isinstance(mapped, np.memmap) and mapped.filename == str(tmp_path / "train.bin")
+    np.testing.assert_array_equal(mapped, ids)
+    assert data.nanogpt_tokenizer(str(tmp_path)) == {"kind": "gpt2"}  # no meta.pkl: GPT-2 BPE, as nanoGPT
+    with pytest.raises(FileNotFoundError, match=rf"^no val split in {tmp_path} \(expected {tmp_path}/Split-val, or "
+                                                rf"nanoGPT's val.bin\)$"):
+        load_split(str(tmp_path), "val")
+    (tmp_path / "val.bin").write_bytes(b"\x01\x00\x02")
+    with pytest.raises(data.UsageError, match=rf"^{tmp_path}/val.bin is not nanoGPT's prepared data: 3 bytes, not a "
+                                              rf"whole number of uint16 token ids$"):
+        load_split(str(tmp_path), "val")
+
+
+class _Code:
+    def __reduce__(self):
+        return (os.remove, ("never",))
+
+
+@pytest.mark.parametrize("meta, problem", [
+    ({"vocab_size": 2, "itos": {0: "a", 1: _Code()}}, r"UnpicklingError: it names posix.remove"),
+    ({"vocab_size": 2, "stoi": {"a": 0, "b": 1}}, r"KeyError: 'itos'"),
+    ({"vocab_size": 2, "itos": {0: "a", 1: "bc"}}, r"ValueError: its itos is not a table of distinct characters"),
+])
+def test_a_meta_pkl_that_is_not_a_character_vocabulary_is_one_line_and_runs_nothing(tmp_path, meta, problem):
+    import pickle
+
+    np.zeros(10, np.uint16).tofile(tmp_path / "train.bin")
+    with open(tmp_path / "meta.pkl", "wb") as f:
+        pickle.dump(meta, f)
+    with pytest.raises(data.UsageError, match=rf"^{tmp_path}/meta.pkl is not nanoGPT's character vocabulary "
+                                              rf"\({problem}\): "):
+        data.nanogpt_tokenizer(str(tmp_path))

@@ -36,7 +36,7 @@ from core import files
 from training.checkpoints import Progress, RunCheckpoints, newest_checkpoint
 from training.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TENSORBOARD_DIR, TOKENIZER_FILE,
                           TRAIN_CONFIG_FILE, TrainConfig, command_line_config, train_help)
-from training.data import TokenStream, load_split, prepare_text_file
+from training.data import TokenStream, check_token_ids, load_split, nanogpt_tokenizer, prepare_text_file
 from core.errors import MissingFile, UsageError, writing
 from core.settings import command_line
 from core.shards import SPLITS, TRAIN, VAL
@@ -252,14 +252,18 @@ class Trainer:
         if cfg.data_dir:
             data_dir = cfg.data_dir
             if self.tokenizer_json is None:
-                self.tokenizer_json = files.read_json(os.path.join(cfg.data_dir, TOKENIZER_FILE), default=None)
+                self.tokenizer_json = (files.read_json(os.path.join(cfg.data_dir, TOKENIZER_FILE), default=None)
+                                       or nanogpt_tokenizer(cfg.data_dir))
         elif cfg.text_file:
             data_dir = os.path.join(self.worker_dir, "data")  # each worker tokenizes its own copy
             self.tokenizer_json = prepare_text_file(cfg, data_dir)
         else:
             raise ValueError("no training data: set data_dir (token shards) or text_file")
-        self.train_data = TokenStream(load_split(data_dir, TRAIN, log=self.log), cfg.block_size, TRAIN)
-        self.val_data = TokenStream(load_split(data_dir, VAL, log=self.log), cfg.block_size, VAL)
+        loaded = {split: load_split(data_dir, split, log=self.log) for split in (TRAIN, VAL)}
+        for split, tokens in loaded.items():
+            check_token_ids(tokens, vocab_size(cfg, self.tokenizer_json), f"the {split} split of {data_dir}")
+        self.train_data = TokenStream(loaded[TRAIN], cfg.block_size, TRAIN)
+        self.val_data = TokenStream(loaded[VAL], cfg.block_size, VAL)
         if self.chief and self.tokenizer_json:
             write_run_settings(cfg.out_dir, tokenizer_json=self.tokenizer_json)
 

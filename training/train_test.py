@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from core import shards
+from core import files, shards
 from core.errors import UsageError
 from training.config import PRESETS, make_config, parse_overrides
 from training.data import TokenStream
@@ -311,6 +311,42 @@ def test_a_text_file_that_is_not_utf8_is_one_line(tmp_path):
 def test_missing_data_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no train split in {tmp_path}"):
         Trainer(make_config(out_dir=str(tmp_path / "o"), data_dir=str(tmp_path)), log=lambda *_: None)
+
+
+def nanogpt_prepared(directory, text):
+    """nanoGPT's data/shakespeare_char/prepare.py on `text`: train.bin, val.bin and meta.pkl."""
+    import pickle
+
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    cut = int(len(text) * 0.9)
+    os.makedirs(directory, exist_ok=True)
+    np.array([stoi[c] for c in text[:cut]], np.uint16).tofile(os.path.join(directory, "train.bin"))
+    np.array([stoi[c] for c in text[cut:]], np.uint16).tofile(os.path.join(directory, "val.bin"))
+    with open(os.path.join(directory, "meta.pkl"), "wb") as f:
+        pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": stoi}, f)
+    return chars
+
+
+def test_nanogpts_prepared_data_trains_as_the_same_text_does(tmp_path, small_text):
+    """--data_dir of nanoGPT's train.bin, val.bin and meta.pkl (its prepare.py's): its characters, and the
+    same run, to the loss, as the text file it was made from."""
+    chars = nanogpt_prepared(tmp_path / "shakespeare_char", open(small_text, encoding="utf-8").read())
+    settings = dict(max_iters=10, eval_interval=10, tokenizer="gpt2")  # the tokenizer: meta.pkl's, not this
+    prepared = Trainer(make_config(**{**TINY, **settings, "out_dir": str(tmp_path / "a"),
+                                      "data_dir": str(tmp_path / "shakespeare_char")}), log=lambda *_: None).run()
+    from_text = Trainer(tiny_config(tmp_path / "b", small_text, **{**settings, "tokenizer": "char"}),
+                        log=lambda *_: None).run()
+    assert prepared == from_text
+    assert files.read_json(str(tmp_path / "a" / "tokenizer.json")) == {"kind": "char", "chars": chars}
+    # without meta.pkl, nanoGPT's data is GPT-2 BPE, and these ids are checked against its vocabulary
+    os.remove(tmp_path / "shakespeare_char" / "meta.pkl")
+    cfg = make_config(**{**TINY, "out_dir": str(tmp_path / "c"), "data_dir": str(tmp_path / "shakespeare_char"),
+                         "vocab_size": 16})
+    with pytest.raises(UsageError, match=rf"^the train split of {tmp_path}/shakespeare_char holds token id "
+                                         rf"{len(chars) - 1}, past the model's vocab_size=16: data of another "
+                                         rf"tokenizer \(or set --vocab_size\)$"):
+        Trainer(cfg, log=lambda *_: None)
 
 
 def test_config_overrides_and_presets():
