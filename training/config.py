@@ -255,16 +255,22 @@ def command_line_config(argv: List[str], log=print) -> TrainConfig:
     values.update(overrides)
     if named and not values.get("text_file") and not values.get("data_dir"):  # the dataset's own data
         path, dataset = named
-        if NANOGPT_DATASETS[dataset][1] is None:
-            raise SettingError(f"{path}: dataset={dataset!r}: training.train reads token shards (--data_dir) or a "
-                               f"--text_file; tokenize OpenWebText with `runner.py run {path}`")
-        make_config(preset, **values)  # checked first: a wrong setting is named before a download
-        values["text_file"] = tiny_shakespeare()
+        prepared = os.path.join("data", dataset)  # where nanoGPT's train.py reads it, prepare.py wrote it
+        if os.path.isfile(os.path.join(prepared, "train.bin")):
+            log(f"{path}: dataset={dataset!r}: nanoGPT's prepared data in {prepared}{os.sep} (--data_dir)")
+            values["data_dir"] = prepared
+        elif NANOGPT_DATASETS[dataset][1] is None:
+            raise SettingError(f"{path}: dataset={dataset!r}: training.train reads token shards or nanoGPT's "
+                               f"prepared data (--data_dir; none in {prepared}{os.sep}) or a --text_file; tokenize "
+                               f"OpenWebText with `runner.py run {path}`")
+        else:
+            make_config(preset, **values)  # checked first: a wrong setting is named before a download
+            values["text_file"] = tiny_shakespeare()
     config = make_config(preset, **values)
     if not config.text_file and not config.data_dir:  # (a config file naming no dataset: nanoGPT's OpenWebText)
         owt = f"; `runner.py run {files[-1]}` tokenizes OpenWebText, its dataset" if files else ""
         raise SettingError(f"no training data: give --text_file=FILE (a text file, tokenized here) or --data_dir=DIR "
-                           f"(token shards){owt}")
+                           f"(token shards, or nanoGPT's train.bin and val.bin){owt}")
     from core.files import check_writable_directory
 
     # before TensorFlow and the data
