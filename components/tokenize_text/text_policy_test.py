@@ -53,6 +53,30 @@ def test_a_file_of_the_corpus_own_extension_is_refused_without_a_glob_that_would
     assert message.startswith(f"{latin} is not UTF-8 text: ") and "--data=" not in message  # not '*.bin'
 
 
+def test_no_glob_is_offered_that_would_keep_only_other_binary_files(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    for name in ("a.dat", "b.dat"):
+        (tmp_path / "corpus" / name).write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "corpus" / "0.idx").write_bytes(b"\x00" * 64)  # refused first
+    with pytest.raises(sources.NotText) as info:
+        run_executor(tmp_path / "out", input_pattern=str(tmp_path / "corpus"), tokenizer="char")
+    assert "is not UTF-8 text: " in str(info.value) and "--data=" not in str(info.value)  # not '*.dat'
+
+
+def test_nanogpts_prepared_data_given_as_text_is_named_with_the_command_that_reads_it(tmp_path):
+    import pickle
+
+    prepared = tmp_path / "shakespeare_char"
+    prepared.mkdir()
+    for split in ("train", "val"):
+        (prepared / f"{split}.bin").write_bytes(bytes(range(64)) * 8)
+    (prepared / "meta.pkl").write_bytes(pickle.dumps({"vocab_size": 2, "itos": {0: "a", 1: "b"}}))
+    with pytest.raises(sources.NotText, match=rf"^{prepared} holds nanoGPT's prepared data \(train.bin, val.bin, "
+                                              rf"meta.pkl: token ids, not text\): `python -m training.train "
+                                              rf"--data_dir={prepared}` trains on it; --data reads text$"):
+        run_executor(tmp_path / "out", input_pattern=str(prepared), tokenizer="char")
+
+
 def test_a_few_invalid_bytes_pass_and_accept_invalid_text_takes_anything(tmp_path, capsys):
     text = TEXT.encode() + b"\xff"  # one bad byte in 2400: well under the 1% a text may have
     assert encoding.text_file_problem(text) is None

@@ -206,20 +206,38 @@ def check_text_files(files: List[Any]) -> None:
     """Refuse, naming it, the first file whose first bytes are not UTF-8 text (encoding.text_file_problem):
     before any work; the whole of each document is checked as it is read."""
     for m in files:
-        with _filesystems().open(m.path) as f:
-            problem = text_file_problem(f.read(TEXT_CHECK_BYTES))
+        problem = _head_problem(m.path)
         if problem:
+            folder = os.path.dirname(m.path)
+            if os.path.basename(m.path) in NANOGPT_PREPARED and any(
+                    os.path.join(folder, name) in {o.path for o in files} for name in NANOGPT_PREPARED[:2]):
+                raise NotText(f"{folder} holds nanoGPT's prepared data ({', '.join(NANOGPT_PREPARED)}: token ids, not "
+                              f"text): `python -m training.train --data_dir={folder}` trains on it; --data reads text")
             raise not_text(m.path, problem, glob=_glob_without(m.path, files))
 
 
-def _glob_without(path: str, files: List[Any]) -> str:
+# what nanoGPT's data/*/prepare.py writes: token ids, which training.train's --data_dir reads
+NANOGPT_PREPARED = ("train.bin", "val.bin", "meta.pkl")
+
+
+def _head_problem(path: str) -> Optional[str]:
+    with _filesystems().open(path) as f:
+        return text_file_problem(f.read(TEXT_CHECK_BYTES))
+
+
+def _glob_without(path: str, files: List[Any], looked_at: int = 20) -> str:
     """A glob of the most common extension of the other files in path's folder, when path's own
-    extension is another one ("": none; a glob of a rarer extension would leave out most of the corpus)."""
+    extension is another one and the first `looked_at` of those files are text ("": none; a glob of a
+    rarer extension would leave out most of the corpus)."""
     folder, extension = os.path.split(path)[0], os.path.splitext(path)[1]
     others = collections.Counter(os.path.splitext(m.path)[1] for m in files
                                  if os.path.dirname(m.path) == folder and m.path != path)
     common = others.most_common(1)
-    return f"{folder}/*{common[0][0]}" if common and common[0][0] not in ("", extension) else ""
+    if not common or common[0][0] in ("", extension):
+        return ""
+    glob = f"{folder}/*{common[0][0]}"
+    matching = [m.path for m in files if os.path.dirname(m.path) == folder and m.path.endswith(common[0][0])]
+    return "" if any(_head_problem(p) for p in matching[:looked_at]) else glob
 
 
 def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[int] = None
