@@ -152,6 +152,16 @@ def test_rerun_with_cache_executes_nothing(char_run):
     assert char_run.recorded["versions_after_rerun"] == char_run.recorded["versions"]
 
 
+def test_changed_settings_that_no_local_component_reads_execute_nothing(char_run):
+    """The image, the Kubeflow retries, Vertex AI's machines: no component here reads them, so none
+    runs again (they were in the Trainer's parameters, its cache key: a new --image trained anew)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = char_run.replace(image="registry.example/nanogpt-tfx:v2", train_retries=5, vertex_region="europe-west4",
+                              train_machine_type="n1-standard-16")
+    assert set(pipeline_runs.rerun(config).values()) == {metadata_store_pb2.Execution.CACHED}
+
+
 def test_changed_hyperparameter_reruns_the_trainer_and_what_follows(char_run):
     """One training hyperparameter changed: tokenization, its checks and Transform come from the
     cache; the Trainer, the Evaluator (against the last blessed model), the infra check and the

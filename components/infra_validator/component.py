@@ -9,7 +9,8 @@ Inputs:
   model_blessing  ModelBlessing (optional): a model its evaluator did not bless is not checked (it
                   will not be pushed): the blessing says so
 Parameters:
-  config          DeployConfig as JSON (components/trainer/settings.py: infra_timeout)
+  config          its deployment settings as JSON (components/trainer/settings.py INFRA_DEPLOY: infra_timeout,
+                  infra_max_new_tokens)
 Outputs:
   blessing        InfraBlessing, as TFX's InfraValidator writes it: an INFRA_BLESSED or
                   INFRA_NOT_BLESSED file and `blessed` 1/0, which the Pusher's infra_blessing input
@@ -27,11 +28,11 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.infra_validator import executor
-from components.trainer.settings import DeployConfig
+from components.trainer.settings import INFRA_DEPLOY, DeployConfig, part_json
 
 
 class InfraValidatorSpec(types.ComponentSpec):
-    PARAMETERS = {executor.CONFIG_KEY: ExecutionParameter(type=str)}  # DeployConfig as JSON
+    PARAMETERS = {executor.CONFIG_KEY: ExecutionParameter(type=str)}  # INFRA_DEPLOY of a DeployConfig, as JSON
     INPUTS = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         executor.MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
@@ -50,5 +51,5 @@ class InfraValidator(base_component.BaseComponent):
                  config: Optional[DeployConfig] = None):
         spec = InfraValidatorSpec(model=model, model_blessing=model_blessing,
                                   blessing=types.Channel(type=standard_artifacts.InfraBlessing),
-                                  config=(config or DeployConfig()).to_json())
+                                  config=part_json(config or DeployConfig(), INFRA_DEPLOY))
         super().__init__(spec=spec)

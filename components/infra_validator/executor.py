@@ -17,7 +17,7 @@ from tfx.utils import io_utils
 
 from components import artifact_layout
 from components.infra_validator.check import check_saved_model
-from components.trainer.settings import DeployConfig
+from components.trainer.settings import INFRA_DEPLOY, part_from_json
 from core.errors import writing
 
 MODEL_KEY = "model"
@@ -33,7 +33,7 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        deploy = DeployConfig.from_json(exec_properties[CONFIG_KEY])
+        deploy = part_from_json(exec_properties[CONFIG_KEY], INFRA_DEPLOY)
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         model_blessing = artifact_layout.optional_artifact(input_dict, MODEL_BLESSING_KEY)

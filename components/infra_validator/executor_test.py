@@ -13,7 +13,7 @@ from tfx.types import standard_artifacts
 
 from components import artifact_layout
 from components.infra_validator import check, executor
-from components.trainer.settings import DeployConfig
+from components.trainer.settings import INFRA_DEPLOY, DeployConfig, part_json
 from test_helpers.lm_models import tiny_gpt
 
 
@@ -28,7 +28,8 @@ def _run(tmp_path, model_uri, blessed=None):
         model_blessing = standard_artifacts.ModelBlessing()
         model_blessing.set_int_custom_property("blessed", blessed)
         inputs["model_blessing"] = [model_blessing]
-    executor.Executor().Do(inputs, {"blessing": [blessing]}, {"config": DeployConfig(infra_timeout=120).to_json()})
+    executor.Executor().Do(inputs, {"blessing": [blessing]},
+                           {"config": part_json(DeployConfig(infra_timeout=120), INFRA_DEPLOY)})
     return blessing
 
 

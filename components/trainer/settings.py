@@ -5,6 +5,7 @@ Imports nothing heavy."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from core.settings import SettingError, Settings, check, setting
 from model.presets import WEIGHT_DTYPES
@@ -60,22 +61,53 @@ class DeployConfig(Settings):
         return self.train_workers > 1
 
 
-# The Trainer's custom_config: the training and deployment parts as JSON with their schemas, whether
-# to resume, and where the pipeline's trainings lie (components/trainer/trainings.py).
+# What each component is given of the deployment settings: only those it reads, since a component's
+# parameters are its cache key (TFX runs it again when one changes), and a new --image or
+# --infra_timeout must not train the model again.
+TRAINER_DEPLOY = ("serving_weights", "serving_loop", "continue_interrupted")
+INFRA_DEPLOY = ("infra_timeout", "infra_max_new_tokens")
+
+
+def _part_schema(names) -> dict:
+    schema = DeployConfig.schema()
+    return {**schema, "fields": {name: schema["fields"][name] for name in names}}
+
+
+def part_json(deploy: DeployConfig, names) -> str:
+    """The settings `names` of a DeployConfig, as JSON in Settings.to_json's form (their schema and
+    values; part_from_json reads it back)."""
+    return json.dumps({"schema": _part_schema(names), "values": {name: getattr(deploy, name) for name in names}},
+                      sort_keys=True)
+
+
+def part_from_json(text: str, names) -> DeployConfig:
+    """A DeployConfig of the settings part_json wrote (the others at their defaults: the component
+    reads only these), checked as when they were made; SettingError when written by a version
+    of the project that gave the component other settings."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("schema") != _part_schema(names):
+        raise SettingError(f"deployment settings written by another version (the component reads {', '.join(names)}"
+                           f"): compile or build the pipeline again with this version")
+    return DeployConfig(**data["values"])
+
+
+# The Trainer's custom_config: the training part as JSON with its schema, its deployment settings,
+# whether to resume, and where the pipeline's trainings lie (components/trainer/trainings.py).
 TRAIN_CONFIG_KEY, DEPLOY_CONFIG_KEY, RESUME_KEY = "train_config", "deploy_config", "resume"
 TRAININGS_DIR_KEY = "trainings_dir"
 
 
 def custom_config(train, deploy: DeployConfig, resume: bool, trainings_dir: str = "") -> dict:
-    """The Trainer's custom_config for a TrainConfig, a DeployConfig, whether to resume, and the
-    pipeline's trainings directory ("": the training runs in the ModelRun directory itself)."""
-    return {TRAIN_CONFIG_KEY: train.to_json(), DEPLOY_CONFIG_KEY: deploy.to_json(), RESUME_KEY: bool(resume),
-            TRAININGS_DIR_KEY: trainings_dir}
+    """The Trainer's custom_config for a TrainConfig, a DeployConfig (TRAINER_DEPLOY of it), whether
+    to resume, and the pipeline's trainings directory ("": the training runs in the ModelRun
+    directory itself)."""
+    return {TRAIN_CONFIG_KEY: train.to_json(), DEPLOY_CONFIG_KEY: part_json(deploy, TRAINER_DEPLOY),
+            RESUME_KEY: bool(resume), TRAININGS_DIR_KEY: trainings_dir}
 
 
 def read_custom_config(custom: dict):
     """(TrainConfig, DeployConfig, resume) of a Trainer's custom_config, read back typed."""
     from training.config import TrainConfig
 
-    return (TrainConfig.from_json(custom[TRAIN_CONFIG_KEY]), DeployConfig.from_json(custom[DEPLOY_CONFIG_KEY]),
+    return (TrainConfig.from_json(custom[TRAIN_CONFIG_KEY]), part_from_json(custom[DEPLOY_CONFIG_KEY], TRAINER_DEPLOY),
             bool(custom.get(RESUME_KEY)))

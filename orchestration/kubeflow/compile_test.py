@@ -79,7 +79,7 @@ def test_compiled_default_pipeline_components_order_and_parameters(tmp_path):
     assert os.path.isfile(os.path.join(REPO, os.path.relpath(schema_file, IMAGE_WORKDIR)))
     train, deploy, resume = read_custom_config(json.loads(_parameters(spec, "Trainer")["custom_config"]))
     assert train == make_config("shakespeare_char", max_iters=123, learning_rate=3e-4)
-    assert (deploy.image, resume) == ("registry.example/nanogpt-tfx:7", False)
+    assert resume is False and _executor(spec, "Trainer")["image"] == "registry.example/nanogpt-tfx:7"
     # a retried Trainer task (or a new run) continues the training interrupted in the pipeline root's trainings
     custom = json.loads(_parameters(spec, "Trainer")["custom_config"])
     assert custom["trainings_dir"] == "gs://bucket/nanogpt/pipeline_root/Trainer/trainings"
