@@ -13,7 +13,8 @@ three times faster than strings of them (Transform of a 33 MB text: 30 s against
 decimal strings as keys, the same vocabulary file). A text vocabulary (rather than tft's tfrecord
 one) is what lets the exported model carry the transform layer itself (`TransformTextEncoder`), so
 that the Trainer's data and the served model map text to ids through the same graph and table. Ids
-follow tft's order (descending frequency), not nanoGPT's sorted order.
+follow the keys' fingerprints (tft's fingerprint_shuffle), not nanoGPT's sorted order: like it, and
+unlike tft's default order by frequency, the same characters always get the same ids.
 
     transform = tfx.components.Transform(
         examples=tokenize.outputs["examples"], schema=ImportSchemaGen(schema_file=RAW_SCHEMA_PATH)...,
@@ -55,7 +56,9 @@ def char_keys(text: tf.Tensor) -> tf.RaggedTensor:
 def preprocessing_fn(inputs):
     """tf.Transform: text records -> `core.shards` token records."""
     keys = char_keys(inputs[TEXT])
-    vocabulary = tft.vocabulary(keys.flat_values, vocab_filename=VOCAB_NAME)
+    # ordered by the keys' fingerprints, not by their counts: the same characters get the same ids
+    # whatever their frequencies, so that a model of edited data compares with (and continues) the last
+    vocabulary = tft.vocabulary(keys.flat_values, vocab_filename=VOCAB_NAME, fingerprint_shuffle=True)
     ids = tf.ragged.map_flat_values(tft.apply_vocabulary, keys, vocabulary)
     # A 2-D SparseTensor is written as a variable-length int64 list, the shards' `tokens` feature.
     return {shards.TOKENS: ids.to_sparse(), shards.DOC: inputs[shards.DOC], shards.POS: inputs[shards.POS]}

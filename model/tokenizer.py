@@ -193,6 +193,30 @@ class CharTokenizer:
             return cls(list(f.read()))
 
 
+def tokens_difference(trained: dict, data: dict) -> Optional[str]:
+    """How the tokens a model was trained on (`to_json()`) differ from a data's, in words: None when
+    they are the same, so that the model's ids mean the data's characters (or BPE tokens)."""
+    if trained == data:
+        return None
+    if trained.get("kind") != data.get("kind") or trained.get("kind") != CharTokenizer.kind:
+        return f"{describe_tokens(trained)} against the data's {describe_tokens(data)}"
+    old, new = trained["chars"], data["chars"]
+    if set(old) == set(new):
+        return f"the same {len(old)} characters with other ids"
+    gained, lost = [c for c in new if c not in set(old)], [c for c in old if c not in set(new)]
+    said = [f"{len(old)} characters against the data's {len(new)}"]
+    said += [f"{len(chars)} {what} ({''.join(chars[:20])!r}{'...' if len(chars) > 20 else ''})"
+             for chars, what in ((gained, "new"), (lost, "gone")) if chars]
+    return ", ".join(said)
+
+
+def describe_tokens(data: dict) -> str:
+    """A tokenizer's description (`to_json()`) in a few words."""
+    if data.get("kind") == CharTokenizer.kind:
+        return f"{len(data.get('chars', []))} characters"
+    return "GPT-2 BPE" if data.get("kind") == GPT2Tokenizer.kind else f"tokenizer {data.get('kind')!r}"
+
+
 def tokenizer_from_json(data: dict, bpe_dir: Optional[str] = None):
     """The tokenizer that `to_json()` describes."""
     if data.get("kind") == GPT2Tokenizer.kind:

@@ -134,3 +134,15 @@ def test_tokenizer_descriptions(bpe_dir):
     assert isinstance(tokenizer_from_json({"kind": "gpt2"}, bpe_dir), GPT2Tokenizer)
     with pytest.raises(ValueError, match="unknown tokenizer 'sentencepiece'"):
         get_tokenizer("sentencepiece")
+
+
+def test_how_the_tokens_a_model_was_trained_on_differ_from_the_datas():
+    from model.tokenizer import tokens_difference
+
+    chars = {"kind": "char", "chars": list("abc")}
+    assert tokens_difference(chars, {"kind": "char", "chars": list("abc")}) is None
+    assert tokens_difference(chars, {"kind": "char", "chars": list("cab")}) == "the same 3 characters with other ids"
+    assert tokens_difference(chars, {"kind": "char", "chars": list("abxyz")}) == \
+        "3 characters against the data's 5, 3 new ('xyz'), 1 gone ('c')"
+    assert tokens_difference(chars, {"kind": "gpt2"}) == "3 characters against the data's GPT-2 BPE"
+    assert tokens_difference({"kind": "gpt2"}, {"kind": "gpt2"}) is None

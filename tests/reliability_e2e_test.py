@@ -10,6 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 import runner
+from core.errors import UsageError
 from training.checkpoint_shape import CheckpointMismatch
 from training.divergence import TrainingDiverged
 from pipeline import lineage
@@ -53,6 +54,21 @@ def test_divergence_fails_the_trainer_publishes_nothing_and_the_rerun_completes(
         tfx.orchestration.LocalDagRunner().run(local_pipeline(reshaped))
     assert len(pipeline_runs.store(healthy).get_artifacts_by_type("Model")) == models
     assert "n_layer=1" in lineage.model_lineage(pipeline_runs.store(healthy)).to_text()
+
+    # resume on data of other characters: refused before training (its ids would read as other
+    # characters), and no training directory is left behind
+    other = tmp_path / "other.txt"
+    other.write_text(open(small_corpus, encoding="utf-8").read().replace("e", "~"), encoding="utf-8")
+    trainings = os.path.join(healthy.pipeline_root, "Trainer", "trainings")
+    before = sorted(os.listdir(trainings)) if os.path.isdir(trainings) else []
+    recharactered = make_run_config("shakespeare_char", input_pattern=str(other), output_dir=healthy.output_dir,
+                                    val_loss_threshold=9.0, resume=True, accept_anomalies=True, **TINY_RUN)
+    with pytest.raises(UsageError, match=r"^resume: the latest model \(.*\) was trained on other tokens than this "
+                                         r"data's: \d+ characters against the data's \d+, 1 new \('~'\), 1 gone "
+                                         r"\('e'\); train anew with --resume=False$"):
+        tfx.orchestration.LocalDagRunner().run(local_pipeline(recharactered))
+    assert len(pipeline_runs.store(healthy).get_artifacts_by_type("Model")) == models
+    assert (sorted(os.listdir(trainings)) if os.path.isdir(trainings) else []) == before
 
     # a directory in the serving directory that no completed push recorded is not the latest model
     os.makedirs(os.path.join(healthy.serving_dir, "9999999999"))

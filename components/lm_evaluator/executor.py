@@ -29,6 +29,7 @@ from core import files, shards
 from core.errors import UsageError, writing
 from core.shards import TRAIN, VAL
 from model.presets import GPT2_VOCAB_SIZE
+from model.tokenizer import tokens_difference
 from training.config import MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 
 EXAMPLES_KEY = "examples"
@@ -211,9 +212,9 @@ class Executor(base_executor.BaseExecutor):
         # a model of other tokens (another tokenizer, or other characters) reads the data's ids as
         # other text, even where its vocabulary covers them: its loss would compare nothing
         trained_on = _trained_tokenizer(artifact)
-        if trained_on is not None and trained_on != data.to_json():
-            result.skipped = (f"it was trained on other tokens ({tokens.describe_json(trained_on)}) than the "
-                              f"data's ({data.describe()})")
+        difference = trained_on and tokens_difference(trained_on, data.to_json())
+        if difference:
+            result.skipped = f"it was trained on other tokens: {difference}"
             return result
         checkpoint = os.path.join(artifact.uri, HF_CHECKPOINT_DIR)
         if not tf.io.gfile.isdir(checkpoint):  # moved or deleted by hand: compared with nothing, said so

@@ -44,13 +44,6 @@ class DataTokenizer:
         return self.tokenizer.decode(ids.tolist())
 
 
-def describe_json(tokenizer_json: dict) -> str:
-    """A tokenizer's description (model/tokenizer.py's JSON) in a few words."""
-    if tokenizer_json.get("kind") == CHAR:
-        return f"characters, {len(tokenizer_json.get('chars', []))} of them"
-    return "GPT-2 BPE" if tokenizer_json.get("kind") == GPT2 else f"tokenizer {tokenizer_json.get('kind')!r}"
-
-
 def characters(chars) -> DataTokenizer:
     from model.tokenizer import CharTokenizer
 

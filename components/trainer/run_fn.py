@@ -47,6 +47,7 @@ from training.checkpoint_shape import check_resume
 from training.checkpoints import newest_checkpoint
 from training.distribution import chief_by_tf_config
 from model.presets import POLICY_OF_DTYPE
+from model.tokenizer import tokens_difference
 from training.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import MissingFile, UsageError, writing
 from serving import describe_export
@@ -119,6 +120,11 @@ def run_fn(fn_args) -> None:
                               f"start from: train anew with --resume=False")
         check_resume(files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg,
                      previous_run)
+        trained_on = files.read_json(os.path.join(previous_run, TOKENIZER_FILE), default=None)
+        difference = trained_on and tokens_difference(trained_on, tokenizer_json)
+        if difference:  # its ids would stand for other characters: a continuation would learn nonsense
+            raise UsageError(f"resume: the latest model ({base_model}) was trained on other tokens than this data's: "
+                             f"{difference}; train anew with --resume=False")
     separate = choice.directory != model_run_dir
     with trainings.held(choice.directory) if separate else contextlib.nullcontext():
         if previous_run:
