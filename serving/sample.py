@@ -117,17 +117,19 @@ def read_start(start: str) -> str:
 
 def prompt_ids(tokenizer, start: str) -> List[int]:
     """The token ids of the prompt `start` (see read_start). The default start, a newline, where a
-    character vocabulary has none (a corpus of one-line documents) is the vocabulary's first
-    character instead (the pipeline's vocabulary is by frequency: its most frequent), said on stderr,
-    so that the sample command a run prints works whatever the data."""
+    character vocabulary has none (a corpus of one-line documents) is a space instead, or else the
+    vocabulary's first character, said on stderr, so that the sample command a run prints works
+    whatever the data. UsageError for a prompt of no tokens (an empty --start or file)."""
     text = read_start(start)
     if text == DEFAULT_START and tokenizer.kind == "char" and DEFAULT_START not in tokenizer.stoi:
-        text = tokenizer.itos[0]
-        print(f"--start: the default {DEFAULT_START!r} is not in the model's vocabulary; starting from {text!r}, "
-              f"its first character", file=sys.stderr)
+        text = " " if " " in tokenizer.stoi else tokenizer.itos[0]
+        print(f"--start: the default {DEFAULT_START!r} is not in the model's vocabulary; starting from {text!r}",
+              file=sys.stderr)
     ids = tokenizer.encode(text)
     if not ids:
-        raise ValueError(f"start={start!r} encodes to no tokens: generation needs a prompt")
+        from core.errors import UsageError
+
+        raise UsageError(f"--start={start}: the prompt is empty (generation starts from at least one token)")
     return ids
 
 

@@ -58,17 +58,20 @@ def test_command_line_prints_samples_like_nanogpt(run_dir, tmp_path, capsys):
     assert capsys.readouterr().out == printed
 
 
-def test_the_default_start_where_the_vocabulary_has_no_newline_is_its_first_character(capsys):
+def test_the_default_start_where_the_vocabulary_has_no_newline_is_a_space(capsys):
     """A corpus of one-line documents (jsonl rows) gives a vocabulary without '\\n', nanoGPT's default start:
-    the sample command a run prints must still work; a prompt the user gave is still refused."""
-    tokenizer = CharTokenizer(" lorehw")  # the pipeline's order: by frequency
+    the sample command a run prints must still work; a prompt the user gave is still refused, and so is
+    an empty one, in one line."""
+    tokenizer = CharTokenizer("lore hw")
     model = GPT(GPTConfig(block_size=16, vocab_size=tokenizer.vocab_size, n_layer=1, n_head=1, n_embd=8), seed=0)
     texts = sample(model, tokenizer, num_samples=2, max_new_tokens=5, seed=1)
     assert [len(t) for t in texts] == [6, 6] and all(t.startswith(" ") for t in texts)
-    assert "--start: the default '\\n' is not in the model's vocabulary; starting from ' ', its first character" \
-        in capsys.readouterr().err
+    assert "--start: the default '\\n' is not in the model's vocabulary; starting from ' '" in capsys.readouterr().err
     with pytest.raises(UsageError, match="character '\\\\n' is not in the model's 7-character vocabulary"):
         sample(model, tokenizer, "hello\nworld", num_samples=1, max_new_tokens=5)
+    with pytest.raises(UsageError, match=r"^--start=: the prompt is empty \(generation starts from at least one "
+                                         r"token\)$"):
+        sample(model, tokenizer, "", num_samples=1, max_new_tokens=5)
 
 
 def test_models_are_read_through_tf_io_gfile(run_dir, capsys):
