@@ -50,7 +50,9 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
         raise MissingFile(f"no {split} split in {data_dir} (expected {directory}, or nanoGPT's {nanogpt_bin(split)})")
     index = shards.RecordIndex(directory)
     if index.num_tokens == 0:
-        raise UsageError(f"the {split} split in {data_dir} holds no tokens")
+        records = " (character records: text, which the pipeline's Transform maps to ids, its transformed_examples)" \
+            if tf.io.gfile.exists(os.path.join(data_dir, shards.STATS_FILE)) else ""
+        raise UsageError(f"the {split} split in {data_dir} holds no token ids{records}")
     dtype = np.dtype(np.uint16 if index.max_token < 2 ** 16 else np.int32)
     if index.num_tokens <= in_memory_max_tokens:
         return index.fill(np.empty([index.num_tokens], dtype))

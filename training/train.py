@@ -254,6 +254,10 @@ class Trainer:
             if self.tokenizer_json is None:
                 self.tokenizer_json = (files.read_json(os.path.join(cfg.data_dir, TOKENIZER_FILE), default=None)
                                        or nanogpt_tokenizer(cfg.data_dir))
+            if self.tokenizer_json is None:  # as nanoGPT's where its data has no meta.pkl
+                self.tokenizer_json = {"kind": "gpt2"}
+                self.log(f"{cfg.data_dir} names no tokenizer (no {TOKENIZER_FILE}): its token ids are taken as GPT-2 "
+                         f"BPE's")
         elif cfg.text_file:
             data_dir = os.path.join(self.worker_dir, "data")  # each worker tokenizes its own copy
             self.tokenizer_json = prepare_text_file(cfg, data_dir)

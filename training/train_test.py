@@ -366,6 +366,18 @@ def test_config_overrides_and_presets():
         make_config(dtype="float8")
 
 
+def test_shards_that_name_no_tokenizer_are_taken_as_gpt2_bpe_and_said_so(tmp_path):
+    """As nanoGPT's train.py and sample.py take data without a meta.pkl: said, and recorded for sampling."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        shards.write_split(shards.split_dir(str(tmp_path / "data"), split), [rng.integers(0, 50257, 400)])
+    logs = []
+    Trainer(make_config(**{**TINY, "tokenizer": "gpt2", "max_iters": 0, "eval_iters": 1,
+                           "out_dir": str(tmp_path / "out"), "data_dir": str(tmp_path / "data")}), log=logs.append)
+    assert f"{tmp_path}/data names no tokenizer (no tokenizer.json): its token ids are taken as GPT-2 BPE's" in logs
+    assert files.read_json(str(tmp_path / "out" / "tokenizer.json")) == {"kind": "gpt2"}
+
+
 def test_shard_round_trip(tmp_path):
     docs = [list(range(10)), list(range(100, 125))]
     assert shards.write_split(str(tmp_path), docs, num_shards=2, chunk_size=7) == 35

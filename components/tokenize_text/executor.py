@@ -25,6 +25,7 @@ from core import shards
 from core.console import counted
 from core.errors import UsageError, writing
 from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
+from training.config import TOKENIZER_FILE
 
 EXAMPLES_KEY = "examples"
 STATISTICS_KEY = "statistics"
@@ -169,6 +170,10 @@ class Executor(NoWorkerPackage, base_beam_executor.BaseBeamExecutor):
             for source, destination in moves:
                 published.append(destination)
                 fileio.rename(source, destination)
+            if cfg["tokenizer"] == GPT2Tokenizer.kind:  # ids to train on as they are (`training.train --data_dir`)
+                with fileio.open(os.path.join(staging, TOKENIZER_FILE), "w") as f:
+                    f.write(json.dumps({"kind": GPT2Tokenizer.kind}))
+                fileio.rename(os.path.join(staging, TOKENIZER_FILE), os.path.join(examples.uri, TOKENIZER_FILE))
             fileio.rename(os.path.join(staging, beam_ops.STATS_FILE),
                           os.path.join(examples.uri, beam_ops.STATS_FILE))
         except BaseException:

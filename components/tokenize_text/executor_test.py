@@ -387,3 +387,27 @@ def test_a_full_disk_while_writing_shards_is_one_line_and_the_rerun_completes(tm
     filler.unlink()
     assert shutil.disk_usage(small_disk).used == 0  # no file of the failed run kept open, holding space
     assert _split_files(run_executor(out_dir, **settings).uri) == expected
+
+
+def test_nanogpts_training_command_trains_on_bpe_examples_and_names_character_records(tmp_path, bpe_dir,
+                                                                                       shakespeare_text):
+    """`python -m training.train --data_dir=` an Examples artifact: TokenizeText's GPT-2 BPE ids train,
+    and the run records their tokenizer (so that it samples); its character records, text that
+    Transform maps to ids, are named as such."""
+    from core.errors import UsageError
+    from training.config import make_config
+    from training.train import Trainer
+
+    path = tmp_path / "small.txt"
+    path.write_text(shakespeare_text[:20000], encoding="utf-8")
+    bpe = run_executor(tmp_path / "bpe", input_pattern=str(path), tokenizer="gpt2", bpe_dir=bpe_dir)
+    tiny = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=2, gradient_accumulation_steps=1,
+                max_iters=1, eval_interval=1, eval_iters=1, tensorboard=False)
+    Trainer(make_config(**tiny, data_dir=bpe.uri, out_dir=str(tmp_path / "run")), log=lambda *_: None).run()
+    with open(tmp_path / "run" / "tokenizer.json") as f:
+        assert json.load(f) == {"kind": "gpt2"}
+    chars = run_executor(tmp_path / "char", input_pattern=str(path), tokenizer="char")
+    with pytest.raises(UsageError, match=rf"^the train split in {chars.uri} holds no token ids \(character records: "
+                                         rf"text, which the pipeline's Transform maps to ids, its "
+                                         rf"transformed_examples\)$"):
+        Trainer(make_config(**tiny, data_dir=chars.uri, out_dir=str(tmp_path / "run2")), log=lambda *_: None)
