@@ -10,10 +10,11 @@
   new characters  (character models) characters of this data not in the last blessed model's data,
            whose characters were its vocabulary
 
-Each anomaly is one line (`token distribution drift 0.41 > 0.05 from the data of model 12`); the
-first names a stopped run's reason. Drift and new characters need a baseline: none on a first run,
-none when the last blessed model was trained on these very statistics, and none when its data was
-tokenized otherwise (characters against GPT-2 tokens).
+Each anomaly is one line (`token distribution drift 0.41 > 0.05 from the data of model 12
+(.../Trainer/model/15)`: its ML Metadata id and its directory); the first names a stopped run's
+reason. Drift and new characters need a baseline: none on a first run, none when the last blessed
+model was trained on these very statistics, and none when its data was tokenized otherwise
+(characters against GPT-2 tokens).
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ class Baseline:
     """The statistics of the data that trained the last blessed model."""
     statistics: Dict[str, object]  # split -> DatasetFeatureStatisticsList
     model: str  # the model's id, as ML Metadata (or Kubeflow) names it
-    uri: str
+    uri: str  # the statistics'
+    model_uri: str = ""  # the model's directory (Trainer/model/<execution id>: another number than its id)
+
+    @property
+    def named(self) -> str:
+        """"model 32 (.../Trainer/model/50)": its id, which `runner.py lineage --model=` takes, and where it is."""
+        return f"model {self.model} ({self.model_uri})" if self.model_uri else f"model {self.model}"
 
 
 @dataclasses.dataclass
@@ -69,7 +76,7 @@ def comparable(current: Dict[str, object], baseline: Optional[Baseline]) -> Opti
     if baseline is None:
         return None
     if tokenized_by(current) != tokenized_by(baseline.statistics):
-        return (f"the data of model {baseline.model} was tokenized as {tokenized_by(baseline.statistics)}, this "
+        return (f"the data of {baseline.named} was tokenized as {tokenized_by(baseline.statistics)}, this "
                 f"data as {tokenized_by(current)}: no drift is measured")
     return None
 
@@ -89,15 +96,15 @@ def validate(current: Dict[str, object], schema, baseline: Optional[Baseline]) -
         if new:
             shown = ", ".join(repr(c) for c in new[:MAX_CHARACTERS_SHOWN])
             more = f" and {len(new) - MAX_CHARACTERS_SHOWN} more" if len(new) > MAX_CHARACTERS_SHOWN else ""
-            lines.append(f"new characters {shown}{more} not in the last blessed model's vocabulary (model "
-                         f"{baseline.model})")
+            lines.append(f"new characters {shown}{more} not in the vocabulary of the last blessed model, "
+                         f"{baseline.named}")
             _add_anomaly(anomalies[TRAIN], CHAR, NEW_CHARACTERS, lines[-1])
     measurements = []
     for info in anomalies[TRAIN].drift_skew_info:
         name = ".".join(info.path.step)
         word = WORDS.get(name, name)
-        for kind, measured, against in (("drift", info.drift_measurements, f"from the data of model "
-                                          f"{baseline.model if baseline else '?'}"),
+        for kind, measured, against in (("drift", info.drift_measurements, f"from the data of "
+                                          f"{baseline.named if baseline else 'model ?'}"),
                                          ("skew", info.skew_measurements, "between train and val")):
             for m in measured:
                 measure = type(m).Type.Name(m.type)
@@ -146,7 +153,7 @@ def report(result: Result, statistics_uri: str, schema_uri: str, baseline: Optio
     from google.protobuf import text_format
 
     lines = ["# Data validation", "", f"- statistics: `{statistics_uri}`", f"- schema: `{schema_uri}`",
-             "- compared with: " + (f"the data of model {baseline.model} (`{baseline.uri}`)" if baseline else
+             "- compared with: " + (f"the data of {baseline.named}: `{baseline.uri}`" if baseline else
                                      "no earlier data"), ""]
     lines += ["## Anomalies", ""] + ([f"- {line}" for line in result.lines] or ["none"]) + [""]
     if result.measurements:

@@ -37,6 +37,7 @@ def load_baseline(blessing: Optional[types.Artifact], current_uri: str) -> Tuple
     if blessing is None:
         return None, ["no blessed model yet: no drift is measured"]
     model = blessing.get_custom_property("current_model_id")
+    model_uri = blessing.get_string_custom_property("current_model")
     uri = blessing.get_string_custom_property(DATA_STATISTICS_PROPERTY)
     if not uri:
         return None, [f"the last blessed model ({model}) records no statistics of its data: no drift is measured"]
@@ -50,7 +51,7 @@ def load_baseline(blessing: Optional[types.Artifact], current_uri: str) -> Tuple
     except Exception as e:  # noqa: BLE001 (a removed or damaged file: said, and the data checked without it)
         return None, [f"the statistics of the last blessed model's data ({uri}) cannot be read "
                       f"({type(e).__name__}): no drift is measured"]
-    return checks.Baseline(statistics, str(model), uri), []
+    return checks.Baseline(statistics, str(model), uri, model_uri), []
 
 
 class Validator(base_executor.BaseExecutor):
@@ -81,7 +82,7 @@ class Validator(base_executor.BaseExecutor):
         anomalies.set_string_custom_property(LINES_PROPERTY, json.dumps(result.lines, ensure_ascii=False))
         if baseline is not None:
             anomalies.set_string_custom_property("baseline_model", baseline.model)
-        compared = f"compared with the data of model {baseline.model}" if baseline else "; ".join(notes)
+        compared = f"compared with the data of {baseline.named}" if baseline else "; ".join(notes)
         for line in result.lines or [f"no anomalies ({compared})"]:
             logging.info("DataValidator: %s", line)
 

@@ -53,6 +53,7 @@ def _blessing(model_id, stats):
     blessing = standard_artifacts.ModelBlessing()
     blessing.set_int_custom_property("blessed", 1)
     blessing.set_int_custom_property("current_model_id", model_id)
+    blessing.set_string_custom_property("current_model", f"/runs/Trainer/model/{model_id + 5}")
     blessing.set_string_custom_property(DATA_STATISTICS_PROPERTY, stats.uri)
     return blessing
 
@@ -72,7 +73,8 @@ def test_drift_from_the_last_blessed_models_data_stops_the_run_at_the_gate(tmp_p
     anomalies, lines = _validate(tmp_path, statistics["numbers"], schema, _blessing(7, statistics["shakespeare"]))
     [drift] = [line for line in lines if line.startswith("token distribution drift ")]
     value = float(drift.split()[3])
-    assert value > 0.05 and drift == f"token distribution drift {value:.3g} > 0.05 from the data of model 7"
+    assert value > 0.05 and drift == (f"token distribution drift {value:.3g} > 0.05 from the data of model 7 "
+                                   f"(/runs/Trainer/model/12)")  # its id (lineage --model=7) and its directory
     # TFX's ExampleAnomalies, read as TFX's own visualization of them reads them, and the report
     for split in artifact_utils.decode_split_names(anomalies.split_names):
         found = anomalies_pb2.Anomalies.FromString(io_utils.read_bytes_file(
