@@ -25,6 +25,19 @@ def test_the_check_before_the_run_finds_what_beam_finds(tmp_path, pattern):
     assert sorted(local_text_files(full)) == beam
 
 
+@pytest.mark.parametrize("name", ["[draft].txt", "my [x]/", "take*2?.txt"])
+def test_a_path_that_exists_is_itself_though_it_holds_glob_characters(tmp_path, name):
+    """A file or folder named with [ ] * ?: the path as it is (a glob of it would match other names, or none)."""
+    folder = tmp_path / "my [x]"
+    folder.mkdir()
+    for file in ("[draft].txt", "take*2?.txt", "d.txt", "takeX2!.txt"):
+        (folder / file).write_text(file)
+    full = str(folder) if name.endswith("/") else str(folder / name)
+    expected = sorted(str(p) for p in folder.iterdir()) if name.endswith("/") else [full]
+    assert [m.path for m in match_text_files(full)] == expected
+    assert sorted(local_text_files(full)) == expected
+
+
 def test_a_folder_without_files_of_its_own_says_what_it_holds(tmp_path):
     (tmp_path / "books" / "a").mkdir(parents=True)
     (tmp_path / ".notes").write_text("hidden")

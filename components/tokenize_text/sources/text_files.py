@@ -5,9 +5,11 @@ split 90/10 (head_tail) becomes two items, its head and its tail, read by charac
 from __future__ import annotations
 
 import collections
+import glob
 import os
 import re
 import threading
+import warnings
 from typing import Any, Iterator, List, Optional
 
 from absl import logging
@@ -118,7 +120,8 @@ def glob_regex(pattern: str) -> "re.Pattern":
         elif char == "[" and "]" in pattern[i + 2:]:
             end = pattern.index("]", i + 2)
             inside = pattern[i + 1:end]
-            out.append("[" + ("^" + inside[1:] if inside.startswith("!") else inside).replace("\\", "\\\\") + "]")
+            inside = ("^" + inside[1:] if inside.startswith("!") else inside).replace("\\", "\\\\").replace("[", "\\[")
+            out.append("[" + inside + "]")
             i = end + 1
             continue
         else:
@@ -133,7 +136,8 @@ def local_text_files(pattern: str) -> Iterator[str]:
     if os.path.isfile(pattern):
         yield pattern
         return
-    pattern = os.path.abspath(pattern) + ("/*" if os.path.isdir(pattern) else "")
+    # a folder is its files, "[draft]/" too
+    pattern = glob.escape(os.path.abspath(pattern)) + "/*" if os.path.isdir(pattern) else os.path.abspath(pattern)
     root = _fixed_folder(pattern)
     wanted, hidden = glob_regex(pattern), _hidden_rule(pattern)
     depth = None if "**" in pattern else pattern[len(root):].count("/")  # how deep a * pattern reaches
@@ -168,10 +172,14 @@ def _matched(pattern: str) -> (List[Any], int):
     filesystems = _filesystems()
     anonymous = pattern.startswith("gs://") and not gcs_credentials_found()
     original = pattern
-    if pattern.endswith("/") or (is_local(pattern) and os.path.isdir(pattern)):
+    if is_local(pattern) and os.path.exists(pattern):  # a path that exists is itself, "[draft].txt" too
+        pattern = glob.escape(pattern)
+    if pattern.endswith("/") or (is_local(original) and os.path.isdir(original)):
         pattern = filesystems.join(pattern, "*")  # a folder: the files in it
     try:
-        metadata = filesystems.match([pattern])[0].metadata_list
+        with warnings.catch_warnings():  # Python's re on the regex Beam makes of an escaped "[[]"
+            warnings.filterwarnings("ignore", "Possible nested set", FutureWarning)
+            metadata = filesystems.match([pattern])[0].metadata_list
     except Exception as e:  # Beam raises BeamIOError for a missing non-glob path, or one it cannot list
         what = "no such file" if is_local(pattern) else "not found, or not listed from here"
         raise MissingFile(f"input_pattern {pattern!r}: {what} ({e}){'; ' + NO_CREDENTIALS if anonymous else ''}"
