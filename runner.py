@@ -179,7 +179,7 @@ def _latest_pushed(args) -> str:
 
         if trained is not None:  # trained, never blessed and pushed: its own SavedModel can be sampled
             raise _trained_not_pushed(f"recorded in {config.metadata_path}",
-                                      os.path.join(trained.uri, metadata.SERVING_DIR))
+                                      os.path.join(trained.uri, metadata.SERVING_DIR), _bpe_option(store))
         raise NotFound(f"no pushed model recorded in {config.metadata_path}; run `runner.py run` first, or "
                        f"name a model with --from")
     if metadata.push_gone(destination):
@@ -187,18 +187,29 @@ def _latest_pushed(args) -> str:
 
         model = metadata.pushed_model(store, push)
         instead = "name a model with --from" if model is None else \
-            f"the model it pushed: --from={os.path.join(model.uri, metadata.SERVING_DIR)}"
+            f"the model it pushed: --from={os.path.join(model.uri, metadata.SERVING_DIR)}{_bpe_option(store)}"
         raise NotFound(f"the latest push recorded in {config.metadata_path}, {destination}, is no longer there (moved "
                        f"or deleted); {instead}")
     return destination
 
 
-def _trained_not_pushed(where: str, saved_model: str):
-    """The error of a `sample` without a pushed model `where`, naming the latest trained one's SavedModel."""
+def _trained_not_pushed(where: str, saved_model: str, bpe_option: str = ""):
+    """The error of a `sample` without a pushed model `where`, naming the latest trained one's SavedModel
+    (and the run's GPT-2 BPE files, which sampling it offline needs: _bpe_option)."""
     from core.errors import NotFound
 
     return NotFound(f"no pushed model {where} (no run's model was blessed); the latest trained one: "
-                    f"--from={saved_model}")
+                    f"--from={saved_model}{bpe_option}")
+
+
+def _bpe_option(store) -> str:
+    """" --bpe_dir=DIR" where the store's runs tokenized with local GPT-2 BPE files, else ""."""
+    import shlex
+
+    from pipeline import metadata
+
+    bpe_dir = metadata.run_bpe_dir(store)
+    return f" --bpe_dir={shlex.quote(bpe_dir)}" if bpe_dir else ""
 
 
 def _spec_runs(outputs) -> list:
@@ -243,6 +254,11 @@ def sample(args, overrides):
     elif args.source and _spec_runs(Outputs(args.source)):  # the output of `run --spec`: its latest push
         args.source = _latest_spec_model(Outputs(args.source))
     source = args.source or _latest_pushed(args)
+    if not args.source and not any(o.startswith("--bpe_dir=") for o in overrides):  # the run's BPE files, offline
+        from pipeline import metadata
+
+        bpe_dir = metadata.run_bpe_dir(metadata.sqlite_store(_output_config(args).metadata_path))
+        overrides = [*overrides, f"--bpe_dir={bpe_dir}"] if bpe_dir else overrides
     print(f"sampling from {source}", file=sys.stderr, flush=True)
     sampling.main([f"--init_from={source}", *overrides], prog="runner.py sample")
 

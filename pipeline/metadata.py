@@ -202,7 +202,7 @@ def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
         model_run_uri=model_run.uri if model_run is not None else None,
         saved_model=os.path.join(model.uri, SERVING_DIR) if model is not None else None,
         infra=properties(infra) if infra is not None else None, model_card=prop(this_run, MODEL_CARD_KEY),
-        bpe_dir=_bpe_dir(store), pushed_cached=cached,
+        bpe_dir=run_bpe_dir(store), pushed_cached=cached,
         last_push=prop(last_push, "pushed_destination") if last_push is not None and this_run is None else None)
     lines.append(f"metadata store: {os.path.abspath(metadata_path)}")
     lines.append("lineage: " + runner_command("lineage")
@@ -212,8 +212,8 @@ def run_summary(metadata_path: str, started: Optional[float] = None) -> str:
     return "\n".join(lines)
 
 
-def _bpe_dir(store) -> Optional[str]:
-    """bpe_dir_of the latest TokenizeText's settings."""
+def run_bpe_dir(store) -> Optional[str]:
+    """bpe_dir_of the latest TokenizeText's settings: the GPT-2 BPE files of the store's runs."""
     types = {t.id: t.name for t in store.get_execution_types()}
     runs = [e for e in store.get_executions() if types.get(e.type_id, "").endswith(".TokenizeText")]
     return bpe_dir_of(prop(max(runs, key=lambda e: e.id), "settings") if runs else None)

@@ -358,7 +358,9 @@ def test_eval_gpt2_style_with_a_local_baseline(tmp_path, small_corpus, bpe_dir, 
         runner.main(["sample", f"--from={config.output_dir}"])
     saved_model = os.path.join(model.uri, "Format-Serving")
     err = capfd.readouterr().err
-    assert err.endswith(f"(no run's model was blessed); the latest trained one: --from={saved_model}\n")
+    # with the run's GPT-2 BPE files, which sampling needs offline
+    assert err.endswith(f"(no run's model was blessed); the latest trained one: --from={saved_model} "
+                        f"--bpe_dir={os.path.abspath(bpe_dir)}\n")
 
 
 def test_runner_samples_from_the_pushed_model(char_run, capsys):
