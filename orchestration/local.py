@@ -100,7 +100,7 @@ def _run(config: RunConfig, started: float, start_check) -> None:
         recovery.claim_pipeline_root(config.metadata_path, config.pipeline_root)  # another store's: one line
         cleared = recovery.clear_dead_executions(config.metadata_path, config.pipeline_root, config.serving_dir)
         if cleared:
-            print(f"cleared executions {cleared}, left RUNNING by a run that was killed", flush=True)
+            print(f"cleared executions {cleared}, left RUNNING by a run that was stopped or killed", flush=True)
         for line in recovery.set_aside_changed_shards(config.metadata_path):
             print(line, flush=True)
         # a damaged artifact from the cache: set aside, and the pipeline runs again to make it anew
