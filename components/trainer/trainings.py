@@ -102,6 +102,10 @@ class Choice:
     line: str  # what was chosen and why, for the log ("" for a first training)
 
 
+# How a Choice's line begins: what `runner.py run --spec` shows of a Trainer task's log on the console.
+LINE_STARTS = ("continuing the training interrupted ", "the interrupted training ", "training anew: ")
+
+
 def choose(trainings_dir: str, ident: dict, cfg, model_run_dir: str, allow_continue: bool = True) -> Choice:
     """Continue the interrupted training of this identity that got furthest, or train anew in a
     new directory (named after model_run_dir, so that every worker of a multi-worker training finds

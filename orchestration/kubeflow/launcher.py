@@ -301,6 +301,7 @@ class Run:
                     task.wait()
                     raise
             self._keep_log(name, log_path)
+            self._show_trainings_lines(name, log_path)
             if code != 0 or asked:
                 with open(log_path, encoding="utf-8", errors="replace") as f:
                     last = [ln.strip() for ln in f.read().splitlines() if ln.strip()][-1:] or ["(no output)"]
@@ -333,6 +334,17 @@ class Run:
                     records.remove_within(artifact["uri"], self.run_root)
         if gfile.exists(executor_input["outputs"]["outputFile"]):
             gfile.remove(executor_input["outputs"]["outputFile"])
+
+    @staticmethod
+    def _show_trainings_lines(name: str, log_path: str) -> None:
+        """A Trainer's line on an interrupted training (continued, or trained anew and why), from its log
+        to the console, where `runner.py run` shows it too."""
+        from components.trainer.trainings import LINE_STARTS
+
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(LINE_STARTS):
+                    print(f"  {name}: {line.strip()}", flush=True)
 
     def _keep_log(self, name: str, log_path: str) -> None:
         gfile = tf_gfile()

@@ -4,6 +4,8 @@ a slice of Tiny Shakespeare to a pushed SavedModel (its training process killed 
 task's retry continues the training); a second run that finds it through the resolver tasks; the
 BPE preset through its Trainer; damaged specs that fail naming their task."""
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -59,8 +61,11 @@ def first_run(char_spec):
     armed = training_environment("after_checkpoint", 10, "kill")
     saved = {key: os.environ.get(key) for key in armed}
     os.environ.update(armed)
+    printed = io.StringIO()
     try:
-        runner.main(["run", f"--spec={char_spec['spec']}"])
+        with contextlib.redirect_stdout(printed):
+            runner.main(["run", f"--spec={char_spec['spec']}"])
+        char_spec["first_run_printed"] = printed.getvalue()
     finally:
         for key, value in saved.items():
             if value is None:
@@ -88,6 +93,9 @@ def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run, ca
     with open(f"{char_spec['root']}/nanogpt-tfx/{record['run_id']}/Trainer/log.txt") as f:
         retried = f.read()
     assert re.search(r"^continuing the training interrupted at iteration 10 \(run \w+\)$", retried, re.M), retried
+    # and said on the console, as `runner.py run` says it
+    assert re.search(r"^  Trainer: continuing the training interrupted at iteration 10 \(run \w+\)$",
+                     char_spec["first_run_printed"], re.M), char_spec["first_run_printed"]
     assert "step 0: " not in retried and "step 10: " not in retried and "step 20: " in retried
     with open(os.path.join(_artifact(record, "Trainer", "model_run")["uri"], "history.json")) as f:
         assert [row[0] for row in json.load(f)["eval"]] == [0, 10, 20]  # the whole training's records
