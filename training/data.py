@@ -127,8 +127,8 @@ def check_token_ids(tokens: np.ndarray, vocab_size: int, where: str) -> None:
     an error on a CPU, but a GPU's gather reads zeros for it without a word)."""
     largest = max((int(tokens[i:i + (1 << 26)].max()) for i in range(0, len(tokens), 1 << 26)), default=-1)
     if largest >= vocab_size:
-        raise UsageError(f"{where} holds token id {largest}, past the model's vocab_size={vocab_size}: data of another "
-                         f"tokenizer (or set --vocab_size)")
+        raise UsageError(f"{where} holds token id {largest}, past the model's vocab_size={vocab_size}: data of other "
+                         f"tokens than the model's")
 
 
 def token_cache_dir() -> str:
@@ -245,12 +245,17 @@ class TokenStream:
         """x, y at the given window offsets (any shape of offsets: x and y add a block_size axis)."""
         return windows_at(self.tokens, offsets, self.block_size)
 
+    def array(self) -> np.ndarray:
+        """The split's tokens in numpy: the memory map, or the tensor's own buffer (a CPU tensor's numpy()
+        does not copy it)."""
+        if self._array is None:
+            self._array = self.tokens if isinstance(self.tokens, np.memmap) else self.tokens.numpy()
+        return self._array
+
     def windows_array(self, offsets: np.ndarray):
         """windows() in numpy, as nanoGPT's get_batch reads them: for batches drawn in Python, with no
         tf.data thread to wake (and take the GIL) at each step."""
-        if self._array is None:  # the tokens' own buffer: a CPU tensor's numpy() does not copy it
-            self._array = self.tokens if isinstance(self.tokens, np.memmap) else self.tokens.numpy()
-        rows = self._array[offsets[..., None] + np.arange(self.block_size + 1)].astype(np.int32)
+        rows = self.array()[offsets[..., None] + np.arange(self.block_size + 1)].astype(np.int32)
         return rows[..., :-1], rows[..., 1:]
 
 

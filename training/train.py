@@ -42,6 +42,7 @@ from core.settings import command_line
 from core.shards import SPLITS, TRAIN, VAL
 from model.model import GPT, GPTConfig, counted_targets, cross_entropy
 from model.presets import GPT2_SIZES, PADDED_VOCAB_SIZE, POLICY_OF_DTYPE
+from model.tokenizer import tokens_difference
 from training.optim import AdamW, DynamicLossScale
 from training.schedule import get_lr
 
@@ -231,6 +232,8 @@ class Trainer:
         self.tokenizer_json = tokenizer_json
         self._load_data()
         self._build_state()
+        for stream in (self.train_data, self.val_data):  # against the model's own vocabulary (a resumed one's too)
+            check_token_ids(stream.array(), self.model.config.vocab_size, f"the {stream.name} split of {self.data_dir}")
         if not cfg.eval_only and devices.on_cpu(self.strategy):  # before a step is compiled or data batched
             shape = self.model.config
             memory.check_fits(shape.n_layer, shape.n_head, shape.block_size, cfg.batch_size, cfg.dtype)
@@ -238,6 +241,8 @@ class Trainer:
             self._continue(continue_from)
         elif cfg.init_from == "resume":
             self._restore()
+        if self.chief and self.tokenizer_json:  # once the data is known to be the model's
+            write_run_settings(cfg.out_dir, tokenizer_json=self.tokenizer_json)
         self.batches = batches.batch_source(cfg, {TRAIN: self.train_data, VAL: self.val_data},
                                             strategy=self.strategy, model=self.model, start_iter=self.start_iter,
                                             evaluates=self._evaluates, restored=bool(continue_from))
@@ -263,13 +268,9 @@ class Trainer:
             self.tokenizer_json = prepare_text_file(cfg, data_dir)
         else:
             raise ValueError("no training data: set data_dir (token shards) or text_file")
-        loaded = {split: load_split(data_dir, split, log=self.log) for split in (TRAIN, VAL)}
-        for split, tokens in loaded.items():
-            check_token_ids(tokens, vocab_size(cfg, self.tokenizer_json), f"the {split} split of {data_dir}")
-        self.train_data = TokenStream(loaded[TRAIN], cfg.block_size, TRAIN)
-        self.val_data = TokenStream(loaded[VAL], cfg.block_size, VAL)
-        if self.chief and self.tokenizer_json:
-            write_run_settings(cfg.out_dir, tokenizer_json=self.tokenizer_json)
+        self.data_dir = data_dir
+        self.train_data = TokenStream(load_split(data_dir, TRAIN, log=self.log), cfg.block_size, TRAIN)
+        self.val_data = TokenStream(load_split(data_dir, VAL, log=self.log), cfg.block_size, VAL)
 
     def _build_state(self) -> None:
         """The model, optimizer, counters and their checkpoint manager, under the strategy."""
@@ -305,6 +306,11 @@ class Trainer:
             raise MissingFile(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
         latest = newest[0]
         checkpoint_shape.check_checkpoint(latest, self.model.config, os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE))
+        trained_on = files.read_json(os.path.join(self.cfg.out_dir, TOKENIZER_FILE), default=None)
+        difference = trained_on and self.tokenizer_json and tokens_difference(trained_on, self.tokenizer_json)
+        if difference:  # its ids would stand for other characters
+            raise UsageError(f"init_from=resume: the checkpoint in {self.cfg.out_dir} was trained on other tokens than "
+                             f"this data's: {difference}")
         tf.train.Checkpoint(**self._state(latest)).restore(latest).expect_partial().assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
         self.log(f"resuming from {latest} at iter {self.start_iter}")

@@ -185,6 +185,20 @@ def test_resume_continues_exactly(tmp_path, small_text, rng):
         np.testing.assert_allclose(weights(resumed)[name], value, rtol=0, atol=1e-6, err_msg=name)
 
 
+def test_resume_on_a_text_of_other_characters_is_refused_and_keeps_the_runs_vocabulary(tmp_path, small_text):
+    """init_from=resume on another text: its ids would stand for other characters. Refused in one line,
+    the run's tokenizer.json left as it was (sampling its checkpoints reads it)."""
+    Trainer(tiny_config(tmp_path / "run", small_text, max_iters=10, eval_interval=10), log=lambda *_: None).run()
+    saved = (tmp_path / "run" / "tokenizer.json").read_text()
+    other = tmp_path / "other.txt"
+    other.write_text(open(small_text, encoding="utf-8").read().replace("e", "~"), encoding="utf-8")
+    with pytest.raises(UsageError, match=rf"^init_from=resume: the checkpoint in {tmp_path}/run was trained on other "
+                                         rf"tokens than this data's: \d+ characters against the data's \d+, 1 new "
+                                         rf"\('~'\), 1 gone \('e'\)$"):
+        Trainer(tiny_config(tmp_path / "run", str(other), max_iters=20, init_from="resume"), log=lambda *_: None)
+    assert (tmp_path / "run" / "tokenizer.json").read_text() == saved
+
+
 def test_gradient_accumulation_splits_a_batch(tmp_path, small_text):
     """With gradient_accumulation_steps=2 each step takes two micro-batches of batch_size."""
     cfg = tiny_config(tmp_path, small_text, max_iters=3, eval_interval=100, gradient_accumulation_steps=2)
@@ -344,8 +358,8 @@ def test_nanogpts_prepared_data_trains_as_the_same_text_does(tmp_path, small_tex
     cfg = make_config(**{**TINY, "out_dir": str(tmp_path / "c"), "data_dir": str(tmp_path / "shakespeare_char"),
                          "vocab_size": 16})
     with pytest.raises(UsageError, match=rf"^the train split of {tmp_path}/shakespeare_char holds token id "
-                                         rf"{len(chars) - 1}, past the model's vocab_size=16: data of another "
-                                         rf"tokenizer \(or set --vocab_size\)$"):
+                                         rf"{len(chars) - 1}, past the model's vocab_size=16: data of other "
+                                         rf"tokens than the model's$"):
         Trainer(cfg, log=lambda *_: None)
 
 
