@@ -255,10 +255,12 @@ def sample(args, overrides):
         args.source = _latest_spec_model(Outputs(args.source))
     source = args.source or _latest_pushed(args)
     if not args.source and not any(o.startswith("--bpe_dir=") for o in overrides):  # the run's BPE files, offline
+        from model.tokenizer import BPE_DIR_ENV
         from pipeline import metadata
 
         bpe_dir = metadata.run_bpe_dir(metadata.sqlite_store(_output_config(args).metadata_path))
-        overrides = [*overrides, f"--bpe_dir={bpe_dir}"] if bpe_dir else overrides
+        if bpe_dir and os.path.isdir(bpe_dir) and not os.environ.get(BPE_DIR_ENV):
+            overrides = [*overrides, f"--bpe_dir={bpe_dir}"]
     print(f"sampling from {source}", file=sys.stderr, flush=True)
     sampling.main([f"--init_from={source}", *overrides], prog="runner.py sample")
 

@@ -139,7 +139,8 @@ def gpt2_encoding(bpe_dir: Optional[str] = None):
 
 
 class CharTokenizer:
-    """Characters to ids by their position in a sorted vocabulary (nanoGPT's stoi/itos)."""
+    """Characters to ids by their position in a vocabulary (nanoGPT's stoi/itos; from_text sorts them,
+    as nanoGPT does; the pipeline's are in its Transform's order)."""
 
     kind = "char"
     eot_token = None

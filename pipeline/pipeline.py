@@ -156,6 +156,9 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
             preprocessing_fn="components.char_transform.preprocessing_fn", disable_statistics=True,
             # no analyzer cache: it serves an analysis over spans, of which a run reads one (~1 s a run)
             disable_analyzer_cache=True,
+            # in its parameters, so that the cache does not take a Transform of tft's frequency order (an
+            # output made before the vocabulary was ordered by fingerprint: char_transform.py)
+            custom_config={"vocabulary_order": char_transform.VOCABULARY_ORDER},
             splits_config=transform_pb2.SplitsConfig(analyze=list(shards.SPLITS), transform=list(shards.SPLITS)))
         # TFX's executor, without packing TFX for the DirectRunner's workers (~1.5 s and 42 MB a run)
         transform.executor_spec = executor_spec.BeamExecutorSpec(transform_executor.Executor)

@@ -304,6 +304,9 @@ def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch,
     with pytest.raises(SettingError, match=r"dataset='openwebtext': training.train reads token shards or nanoGPT's "
                                            r"prepared data \(--data_dir; none in data/openwebtext/\)"):
         command_line_config([str(owt)], log=lambda line: None)
+    monkeypatch.setenv("NANOGPT_TFX_SHAKESPEARE", str(tmp_path / "missing.txt"))  # a wrong setting named before it
+    with pytest.raises(SettingError, match="^--batch_size=0: expected an integer >= 1$"):
+        command_line_config([files["train_shakespeare_char"], "--batch_size=0"], log=lambda line: None)
     # run where nanoGPT's prepare.py wrote the dataset (data/<dataset>/train.bin), the config reads it, as nanoGPT's
     for dataset, config in (("openwebtext", str(owt)), ("shakespeare_char", files["train_shakespeare_char"])):
         os.makedirs(tmp_path / "data" / dataset)
@@ -313,9 +316,6 @@ def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch,
         cfg = command_line_config([config], log=lines.append)
         assert (cfg.data_dir, cfg.text_file) == (f"data/{dataset}", "")
         assert lines[-1] == f"{config}: dataset={dataset!r}: nanoGPT's prepared data in data/{dataset}/ (--data_dir)"
-    monkeypatch.setenv("NANOGPT_TFX_SHAKESPEARE", str(tmp_path / "missing.txt"))  # a wrong setting named before it
-    with pytest.raises(SettingError, match="^--batch_size=0: expected an integer >= 1$"):
-        command_line_config([files["train_shakespeare_char"], "--batch_size=0"], log=lambda line: None)
 
 
 def test_a_config_file_is_read_not_run(tmp_path):

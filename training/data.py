@@ -95,15 +95,13 @@ def load_nanogpt_bin(path: str, in_memory_max_tokens: int = IN_MEMORY_MAX_TOKENS
 
 def nanogpt_tokenizer(data_dir: str) -> Optional[dict]:
     """The tokenizer (its to_json form) of nanoGPT's prepared data in data_dir: characters by its
-    meta.pkl, read without running anything in it (only a dict of numbers and strings is taken), or
-    GPT-2 BPE where there is none; None where data_dir holds no train.bin."""
+    meta.pkl, read without running anything in it (only a dict of numbers and strings is taken); None
+    where there is none (nanoGPT's data of GPT-2 BPE has none)."""
     import pickle
 
-    if not tf.io.gfile.exists(os.path.join(data_dir, nanogpt_bin(TRAIN))):
-        return None
     path = os.path.join(data_dir, NANOGPT_META)
     if not tf.io.gfile.exists(path):
-        return {"kind": "gpt2"}
+        return None
 
     class DataOnly(pickle.Unpickler):
         def find_class(self, module, name):  # what a pickle of plain data never asks for: code

@@ -110,7 +110,7 @@ def test_nanogpts_prepared_data_is_read_as_its_get_batch_reads_it(tmp_path):
     mapped = load_split(str(tmp_path), "train", in_memory_max_tokens=1000)
     assert isinstance(mapped, np.memmap) and mapped.filename == str(tmp_path / "train.bin")
     np.testing.assert_array_equal(mapped, ids)
-    assert data.nanogpt_tokenizer(str(tmp_path)) == {"kind": "gpt2"}  # no meta.pkl: GPT-2 BPE, as nanoGPT
+    assert data.nanogpt_tokenizer(str(tmp_path)) is None  # no meta.pkl: the Trainer takes GPT-2 BPE, as nanoGPT
     with pytest.raises(FileNotFoundError, match=rf"^no val split in {tmp_path} \(expected {tmp_path}/Split-val, or "
                                                 rf"nanoGPT's val.bin\)$"):
         load_split(str(tmp_path), "val")

@@ -91,7 +91,7 @@ def machine_memory() -> Optional[int]:
     except (ValueError, OSError, AttributeError):
         sizes = []
     for version, directory in memory_cgroups():
-        while directory.startswith("/sys/fs/cgroup/"):
+        while directory == "/sys/fs/cgroup" or directory.startswith("/sys/fs/cgroup/"):  # (v2's root: a container's)
             value = _read_int(os.path.join(directory, "memory.limit_in_bytes" if version == 1 else "memory.max"))
             if value:  # v2's "max" (no limit): None
                 sizes.append(value)

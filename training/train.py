@@ -36,7 +36,7 @@ from core import files
 from training.checkpoints import Progress, RunCheckpoints, newest_checkpoint
 from training.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TENSORBOARD_DIR, TOKENIZER_FILE,
                           TRAIN_CONFIG_FILE, TrainConfig, command_line_config, train_help)
-from training.data import TokenStream, check_token_ids, load_split, nanogpt_tokenizer, prepare_text_file
+from training.data import NANOGPT_META, TokenStream, check_token_ids, load_split, nanogpt_tokenizer, prepare_text_file
 from core.errors import MissingFile, UsageError, writing
 from core.settings import command_line
 from core.shards import SPLITS, TRAIN, VAL
@@ -232,15 +232,15 @@ class Trainer:
         self.tokenizer_json = tokenizer_json
         self._load_data()
         self._build_state()
-        for stream in (self.train_data, self.val_data):  # against the model's own vocabulary (a resumed one's too)
-            check_token_ids(stream.array(), self.model.config.vocab_size, f"the {stream.name} split of {self.data_dir}")
         if not cfg.eval_only and devices.on_cpu(self.strategy):  # before a step is compiled or data batched
             shape = self.model.config
             memory.check_fits(shape.n_layer, shape.n_head, shape.block_size, cfg.batch_size, cfg.dtype)
         if continue_from:
             self._continue(continue_from)
         elif cfg.init_from == "resume":
-            self._restore()
+            self._restore()  # (its tokens compared with the data's first)
+        for stream in (self.train_data, self.val_data):  # against the model's own vocabulary (a resumed one's too)
+            check_token_ids(stream.array(), self.model.config.vocab_size, f"the {stream.name} split of {self.data_dir}")
         if self.chief and self.tokenizer_json:  # once the data is known to be the model's
             write_run_settings(cfg.out_dir, tokenizer_json=self.tokenizer_json)
         self.batches = batches.batch_source(cfg, {TRAIN: self.train_data, VAL: self.val_data},
@@ -259,10 +259,6 @@ class Trainer:
             if self.tokenizer_json is None:
                 self.tokenizer_json = (files.read_json(os.path.join(cfg.data_dir, TOKENIZER_FILE), default=None)
                                        or nanogpt_tokenizer(cfg.data_dir))
-            if self.tokenizer_json is None:  # as nanoGPT's where its data has no meta.pkl
-                self.tokenizer_json = {"kind": "gpt2"}
-                self.log(f"{cfg.data_dir} names no tokenizer (no {TOKENIZER_FILE}): its token ids are taken as GPT-2 "
-                         f"BPE's")
         elif cfg.text_file:
             data_dir = os.path.join(self.worker_dir, "data")  # each worker tokenizes its own copy
             self.tokenizer_json = prepare_text_file(cfg, data_dir)
@@ -271,6 +267,10 @@ class Trainer:
         self.data_dir = data_dir
         self.train_data = TokenStream(load_split(data_dir, TRAIN, log=self.log), cfg.block_size, TRAIN)
         self.val_data = TokenStream(load_split(data_dir, VAL, log=self.log), cfg.block_size, VAL)
+        if self.tokenizer_json is None:  # as nanoGPT's train.py and sample.py take data without a meta.pkl
+            self.tokenizer_json = {"kind": "gpt2"}
+            self.log(f"{data_dir} names no tokenizer (no {TOKENIZER_FILE} or {NANOGPT_META}): its token ids are taken "
+                     f"as GPT-2 BPE's")
 
     def _build_state(self) -> None:
         """The model, optimizer, counters and their checkpoint manager, under the strategy."""

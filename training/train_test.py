@@ -388,7 +388,8 @@ def test_shards_that_name_no_tokenizer_are_taken_as_gpt2_bpe_and_said_so(tmp_pat
     logs = []
     Trainer(make_config(**{**TINY, "tokenizer": "gpt2", "max_iters": 0, "eval_iters": 1,
                            "out_dir": str(tmp_path / "out"), "data_dir": str(tmp_path / "data")}), log=logs.append)
-    assert f"{tmp_path}/data names no tokenizer (no tokenizer.json): its token ids are taken as GPT-2 BPE's" in logs
+    assert f"{tmp_path}/data names no tokenizer (no tokenizer.json or meta.pkl): its token ids are taken as GPT-2 " \
+           f"BPE's" in logs
     assert files.read_json(str(tmp_path / "out" / "tokenizer.json")) == {"kind": "gpt2"}
 
 

@@ -8,6 +8,7 @@ import collections
 import glob
 import os
 import re
+import shlex
 import threading
 import warnings
 from typing import Any, Iterator, List, Optional
@@ -220,7 +221,7 @@ def check_text_files(files: List[Any]) -> None:
             if os.path.basename(m.path) in NANOGPT_PREPARED and any(
                     os.path.join(folder, name) in {o.path for o in files} for name in NANOGPT_PREPARED[:2]):
                 raise NotText(f"{folder} holds nanoGPT's prepared data ({', '.join(NANOGPT_PREPARED)}: token ids, not "
-                              f"text): `python -m training.train --data_dir={folder}` trains on it; --data reads text")
+                              f"text): `python -m training.train --data_dir={shlex.quote(folder)}` trains on it; --data reads text")
             raise not_text(m.path, problem, glob=_glob_without(m.path, files))
 
 
@@ -243,9 +244,9 @@ def _glob_without(path: str, files: List[Any], looked_at: int = 20) -> str:
     common = others.most_common(1)
     if not common or common[0][0] in ("", extension):
         return ""
-    glob = f"{folder}/*{common[0][0]}"
+    suggested = f"{folder}/*{common[0][0]}"
     matching = [m.path for m in files if os.path.dirname(m.path) == folder and m.path.endswith(common[0][0])]
-    return "" if any(_head_problem(p) for p in matching[:looked_at]) else glob
+    return "" if any(_head_problem(p) for p in matching[:looked_at]) else suggested
 
 
 def read_blocks(path: str, decoder: Utf8Decoder, start: int = 0, end: Optional[int] = None
