@@ -39,7 +39,9 @@ from core import shards
 from model.tokenizer import CharTokenizer
 
 VOCAB_NAME = "chars"
-VOCABULARY_ORDER = "fingerprint"  # of the keys (tft's fingerprint_shuffle): the same characters, the same ids
+# The ids' order, named in Transform's parameters (pipeline/pipeline.py) so that its cache does not take a
+# Transform of another order: the keys' fingerprints (preprocessing_fn), the same characters, the same ids.
+VOCABULARY_ORDER = "fingerprint"
 # The raw records' schema, for ImportSchemaGen (checked against RAW_FEATURE_SPEC by the tests).
 RAW_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "char_schema.pbtxt")
 RAW_FEATURE_SPEC = {
@@ -59,8 +61,7 @@ def preprocessing_fn(inputs):
     keys = char_keys(inputs[TEXT])
     # ordered by the keys' fingerprints, not by their counts: the same characters get the same ids
     # whatever their frequencies, so that a model of edited data compares with (and continues) the last
-    vocabulary = tft.vocabulary(keys.flat_values, vocab_filename=VOCAB_NAME,
-                                fingerprint_shuffle=VOCABULARY_ORDER == "fingerprint")
+    vocabulary = tft.vocabulary(keys.flat_values, vocab_filename=VOCAB_NAME, fingerprint_shuffle=True)
     ids = tf.ragged.map_flat_values(tft.apply_vocabulary, keys, vocabulary)
     # A 2-D SparseTensor is written as a variable-length int64 list, the shards' `tokens` feature.
     return {shards.TOKENS: ids.to_sparse(), shards.DOC: inputs[shards.DOC], shards.POS: inputs[shards.POS]}

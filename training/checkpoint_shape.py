@@ -5,7 +5,8 @@ part of a model (a config with fewer layers than the checkpoint) or failing deep
 
 from __future__ import annotations
 
-from typing import Dict
+import os
+from typing import Dict, Optional
 
 from core.errors import UserError
 
@@ -55,6 +56,18 @@ def check_checkpoint(path: str, config, config_source: str) -> None:
             raise CheckpointMismatch(f"checkpoint {path} has {field}={value}, {config_source} says "
                                      f"{field}={getattr(config, field)}: restore it with the configuration "
                                      f"it was trained with")
+
+
+def resumed_tokens_difference(run_dir: str, tokenizer_json: Optional[dict]) -> Optional[str]:
+    """How the tokens the training run in run_dir was trained on (its tokenizer.json) differ from the
+    data's (model/tokenizer.py tokens_difference): a continuation on other characters would read its
+    ids as them. None when they are the same, or either is not known."""
+    from core import files
+    from model.tokenizer import tokens_difference
+    from training.config import TOKENIZER_FILE
+
+    trained_on = files.read_json(os.path.join(run_dir, TOKENIZER_FILE), default=None)
+    return tokens_difference(trained_on, tokenizer_json) if trained_on and tokenizer_json else None
 
 
 def check_resume(previous: dict, cfg, out_dir: str, asked_by: str = "resume") -> None:

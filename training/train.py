@@ -42,7 +42,6 @@ from core.settings import command_line
 from core.shards import SPLITS, TRAIN, VAL
 from model.model import GPT, GPTConfig, counted_targets, cross_entropy
 from model.presets import GPT2_SIZES, PADDED_VOCAB_SIZE, POLICY_OF_DTYPE
-from model.tokenizer import tokens_difference
 from training.optim import AdamW, DynamicLossScale
 from training.schedule import get_lr
 
@@ -306,8 +305,7 @@ class Trainer:
             raise MissingFile(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
         latest = newest[0]
         checkpoint_shape.check_checkpoint(latest, self.model.config, os.path.join(self.cfg.out_dir, MODEL_CONFIG_FILE))
-        trained_on = files.read_json(os.path.join(self.cfg.out_dir, TOKENIZER_FILE), default=None)
-        difference = trained_on and self.tokenizer_json and tokens_difference(trained_on, self.tokenizer_json)
+        difference = checkpoint_shape.resumed_tokens_difference(self.cfg.out_dir, self.tokenizer_json)
         if difference:  # its ids would stand for other characters
             raise UsageError(f"init_from=resume: the checkpoint in {self.cfg.out_dir} was trained on other tokens than "
                              f"this data's: {difference}")

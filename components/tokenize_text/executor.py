@@ -21,7 +21,7 @@ from components.artifact_layout import optional_artifact
 from components.beam_executor import NoWorkerPackage
 from components.tokenize_text import beam_ops, encoding, sources
 from components.tokenize_text.settings import TokenizeTextSettings
-from core import shards
+from core import files, shards
 from core.console import counted
 from core.errors import UsageError, writing
 from model.tokenizer import BPE_DIR_ENV, GPT2Tokenizer
@@ -171,9 +171,7 @@ class Executor(NoWorkerPackage, base_beam_executor.BaseBeamExecutor):
                 published.append(destination)
                 fileio.rename(source, destination)
             if cfg["tokenizer"] == GPT2Tokenizer.kind:  # ids to train on as they are (`training.train --data_dir`)
-                with fileio.open(os.path.join(staging, TOKENIZER_FILE), "w") as f:
-                    f.write(json.dumps({"kind": GPT2Tokenizer.kind}))
-                fileio.rename(os.path.join(staging, TOKENIZER_FILE), os.path.join(examples.uri, TOKENIZER_FILE))
+                files.write_json(os.path.join(examples.uri, TOKENIZER_FILE), {"kind": GPT2Tokenizer.kind})
             fileio.rename(os.path.join(staging, beam_ops.STATS_FILE),
                           os.path.join(examples.uri, beam_ops.STATS_FILE))
         except BaseException:

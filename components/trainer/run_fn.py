@@ -43,11 +43,10 @@ from components import artifact_layout
 from components.trainer import settings, trainings
 from core import files
 from training import train_process
-from training.checkpoint_shape import check_resume
+from training.checkpoint_shape import check_resume, resumed_tokens_difference
 from training.checkpoints import newest_checkpoint
 from training.distribution import chief_by_tf_config
 from model.presets import POLICY_OF_DTYPE
-from model.tokenizer import tokens_difference
 from training.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE
 from core.errors import MissingFile, UsageError, writing
 from serving import describe_export
@@ -120,8 +119,7 @@ def run_fn(fn_args) -> None:
                               f"start from: train anew with --resume=False")
         check_resume(files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg,
                      previous_run)
-        trained_on = files.read_json(os.path.join(previous_run, TOKENIZER_FILE), default=None)
-        difference = trained_on and tokens_difference(trained_on, tokenizer_json)
+        difference = resumed_tokens_difference(previous_run, tokenizer_json)
         if difference:  # its ids would stand for other characters: a continuation would learn nonsense
             raise UsageError(f"resume: the latest model ({base_model}) was trained on other tokens than this data's: "
                              f"{difference}; train anew with --resume=False")

@@ -211,22 +211,23 @@ def not_text(name: str, problem: str, refused: int = 1, glob: str = "") -> NotTe
                    f"or set accept_invalid_text=True to tokenize it anyway with invalid bytes replaced")
 
 
+# what nanoGPT's data/*/prepare.py writes: token ids, which training.train's --data_dir reads
+NANOGPT_PREPARED = ("train.bin", "val.bin", "meta.pkl")
+
+
 def check_text_files(files: List[Any]) -> None:
     """Refuse, naming it, the first file whose first bytes are not UTF-8 text (encoding.text_file_problem):
     before any work; the whole of each document is checked as it is read."""
     for m in files:
         problem = _head_problem(m.path)
         if problem:
-            folder = os.path.dirname(m.path)
+            folder, listed = os.path.dirname(m.path), {o.path for o in files}
             if os.path.basename(m.path) in NANOGPT_PREPARED and any(
-                    os.path.join(folder, name) in {o.path for o in files} for name in NANOGPT_PREPARED[:2]):
+                    os.path.join(folder, name) in listed for name in NANOGPT_PREPARED[:2]):
                 raise NotText(f"{folder} holds nanoGPT's prepared data ({', '.join(NANOGPT_PREPARED)}: token ids, not "
-                              f"text): `python -m training.train --data_dir={shlex.quote(folder)}` trains on it; --data reads text")
+                              f"text): `python -m training.train --data_dir={shlex.quote(folder)}` trains on it; "
+                              f"--data reads text")
             raise not_text(m.path, problem, glob=_glob_without(m.path, files))
-
-
-# what nanoGPT's data/*/prepare.py writes: token ids, which training.train's --data_dir reads
-NANOGPT_PREPARED = ("train.bin", "val.bin", "meta.pkl")
 
 
 def _head_problem(path: str) -> Optional[str]:
