@@ -9,6 +9,8 @@ cache is a directory of the user's own, private (0700: no other user can read it
 there for a run to read), $NANOGPT_TFX_TOKEN_CACHE or ~/.cache/nanogpt-tfx/tokens; a file there is
 named by the SHA-256 of the shards it holds (the same data in another place shares it; changed data
 never reads a stale one), and each run that adds one prints the cache's size and how to clear it.
+Beside it, its length and largest token id: a restart (a preempted worker) opens it with no pass over
+the shards, and checks the ids against the model's vocabulary without reading it.
 Every micro-batch is a pure function of (seed, micro-batch index): micro-batch m of optimizer step
 s has index s * gradient_accumulation_steps + m, and replica g of R takes micro-batches
 g * (A / R) ... (g + 1) * (A / R) - 1. So replicas and workers never read the same batch, a run on
@@ -48,6 +50,9 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
         if tf.io.gfile.exists(os.path.join(data_dir, nanogpt_bin(split))):
             return load_nanogpt_bin(os.path.join(data_dir, nanogpt_bin(split)), in_memory_max_tokens)
         raise MissingFile(f"no {split} split in {data_dir} (expected {directory}, or nanoGPT's {nanogpt_bin(split)})")
+    cached = _cached_split(shards.shard_files(directory))
+    if cached is not None and len(cached) > in_memory_max_tokens:  # a restart reads no shard (OpenWebText's: minutes)
+        return cached
     index = shards.RecordIndex(directory)
     if index.num_tokens == 0:
         records = " (character records: text, which the pipeline's Transform maps to ids, its transformed_examples)" \
@@ -66,7 +71,50 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
         total = sum(os.path.getsize(os.path.join(cache_dir, n)) for n in os.listdir(cache_dir))
         log(f"token cache: the {split} split of {data_dir} ({os.path.getsize(path) / 1e9:.2f} GB) cached in {path}; "
             f"the cache now holds {total / 1e9:.2f} GB (remove {cache_dir} to free it)")
+    files.write_json(_summary_path(path), {"num_tokens": index.num_tokens, "max_token": index.max_token})
     return np.memmap(path, dtype=dtype, mode="r", shape=(index.num_tokens,))
+
+
+def _summary_path(cache_file: str) -> str:
+    """Beside a cache file, written after it: what its shards' index found, its length and largest id."""
+    return os.path.splitext(cache_file)[0] + ".json"
+
+
+def _read_summary(path: str) -> Optional[dict]:
+    try:
+        summary = files.read_json(path, default=None)
+        return summary if {"num_tokens", "max_token"} <= set(summary or ()) else None
+    except (OSError, ValueError, TypeError):  # damaged: the shards are indexed again, and it is rewritten
+        return None
+
+
+def _cached_split(paths) -> Optional[np.memmap]:
+    """The cache file of these shards, by what their last index found; None when they were never cached
+    (or not as they are now: their sizes and times key them), with no read of the shards."""
+    if not os.path.isdir(_cache_dir_path()):
+        return None
+    cache_dir = token_cache_dir()  # (refused if others may write to it)
+    key = _known_content_key(cache_dir, paths)
+    for name in sorted(os.listdir(cache_dir)) if key else ():
+        summary = _read_summary(os.path.join(cache_dir, name)) \
+            if name.startswith(key[:32] + "-") and name.endswith(".json") else None
+        if summary:
+            dtype = np.dtype(np.uint16 if summary["max_token"] < 2 ** 16 else np.int32)
+            path = os.path.join(cache_dir, f"{key[:32]}-{summary['num_tokens']}.{dtype.name}.bin")
+            if os.path.isfile(path) and os.path.getsize(path) == summary["num_tokens"] * dtype.itemsize:
+                return np.memmap(path, dtype=dtype, mode="r", shape=(summary["num_tokens"],))
+    return None
+
+
+def largest_token_id(tokens: np.ndarray) -> int:
+    """The largest id in a split's token stream (-1 if empty): for a cache file, as its shards' index
+    found it; otherwise read, in slices (an 18 GB memory map is not copied)."""
+    in_cache = isinstance(tokens, np.memmap) and tokens.filename and \
+        os.path.dirname(os.path.realpath(tokens.filename)) == os.path.realpath(_cache_dir_path())
+    summary = _read_summary(_summary_path(tokens.filename)) if in_cache else None
+    if summary and summary["num_tokens"] == len(tokens):
+        return summary["max_token"]
+    return max((int(tokens[i:i + (1 << 26)].max()) for i in range(0, len(tokens), 1 << 26)), default=-1)
 
 
 # nanoGPT's prepared data (data/*/prepare.py): each split's token ids as one uint16 array, train.bin and
@@ -123,7 +171,7 @@ def nanogpt_tokenizer(data_dir: str) -> Optional[dict]:
 def check_token_ids(tokens: np.ndarray, vocab_size: int, where: str) -> None:
     """UsageError when a split holds a token id the model has no embedding for (an out-of-range id is
     an error on a CPU, but a GPU's gather reads zeros for it without a word)."""
-    largest = max((int(tokens[i:i + (1 << 26)].max()) for i in range(0, len(tokens), 1 << 26)), default=-1)
+    largest = largest_token_id(tokens)
     if largest >= vocab_size:
         raise UsageError(f"{where} holds token id {largest}, past the model's vocab_size={vocab_size}: data of other "
                          f"tokens than the model's")
@@ -132,8 +180,7 @@ def check_token_ids(tokens: np.ndarray, vocab_size: int, where: str) -> None:
 def token_cache_dir() -> str:
     """The user's token cache, made private (0700) if new; TokenCacheNotPrivate when it is another
     user's, or others may write to it."""
-    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nanogpt-tfx", "tokens")
-    cache_dir = os.environ.get(TOKEN_CACHE_ENV) or default
+    cache_dir = _cache_dir_path()
     os.makedirs(cache_dir, mode=0o700, exist_ok=True)
     status = os.stat(cache_dir)
     if status.st_uid != os.getuid() or status.st_mode & 0o022:
@@ -146,13 +193,29 @@ def token_cache_dir() -> str:
     return cache_dir
 
 
-def _content_key(cache_dir: str, paths) -> str:
-    """The SHA-256 of the shards' bytes, read once for a given set of shard files (sizes and times)."""
+def _cache_dir_path() -> str:
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nanogpt-tfx", "tokens")
+    return os.environ.get(TOKEN_CACHE_ENV) or default
+
+
+def _stat_key(paths) -> str:
     stats = []
     for path in paths:
         stat = tf.io.gfile.stat(path)
         stats.append((path, stat.length, stat.mtime_nsec))
-    stat_key = hashlib.sha256(repr(stats).encode()).hexdigest()
+    return hashlib.sha256(repr(stats).encode()).hexdigest()
+
+
+def _known_content_key(cache_dir: str, paths) -> Optional[str]:
+    """_content_key where the shards were hashed as they are now (same sizes and times), else None."""
+    index_path = os.path.join(cache_dir, CACHE_INDEX)
+    known = files.read_json(index_path, default={}) if os.path.isfile(index_path) else {}
+    return known.get(_stat_key(paths))
+
+
+def _content_key(cache_dir: str, paths) -> str:
+    """The SHA-256 of the shards' bytes, read once for a given set of shard files (sizes and times)."""
+    stat_key = _stat_key(paths)
     index_path = os.path.join(cache_dir, CACHE_INDEX)
     known = files.read_json(index_path, default={}) if os.path.isfile(index_path) else {}
     if stat_key not in known:

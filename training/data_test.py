@@ -2,6 +2,7 @@
 past a size, memory-mapped from a file of the user's private token cache, and sampled the same way
 either way."""
 
+import json
 import os
 import shutil
 
@@ -58,6 +59,36 @@ def test_large_split_is_cached_once_by_content_in_a_private_directory_and_memory
     shards.write_split(shards.split_dir(data_dir, "train"), [expected[:4000]], num_shards=3, chunk_size=700)
     np.testing.assert_array_equal(load_split(data_dir, "train", in_memory_max_tokens=1000), expected[:4000])
     assert len(_cached(cache)) == 2
+
+
+def test_a_restart_opens_the_cached_split_with_no_pass_over_its_shards(split_dir, tmp_path, monkeypatch):
+    """OpenWebText's train split is a pass of minutes over 17 GB of shards, at each start of each worker:
+    shards as they were (same sizes and times) are opened from the cache, its largest id read beside it."""
+    data_dir, expected = split_dir
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(data.TOKEN_CACHE_ENV, str(cache))
+    first = load_split(data_dir, "train", in_memory_max_tokens=1000)
+    assert data.largest_token_id(first) == expected.max()
+    # The shards' bytes replaced in place, sizes and times kept: a pass over them would fail; none is made.
+    for path in shards.shard_files(shards.split_dir(data_dir, "train")):
+        stat = os.stat(path)
+        with open(path, "r+b") as f:
+            f.write(b"\0" * stat.st_size)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = load_split(data_dir, "train", in_memory_max_tokens=1000)
+    assert again.filename == first.filename
+    np.testing.assert_array_equal(again, expected)
+    # The largest id is what the index found, kept beside the cache file (the ids are not read again).
+    (summary,) = [name for name in os.listdir(cache) if name.endswith(".json") and name != data.CACHE_INDEX]
+    (cache / summary).write_text(json.dumps({"num_tokens": len(expected), "max_token": 7}))
+    assert data.largest_token_id(again) == 7
+    # A damaged summary is not taken: the ids are read.
+    (cache / summary).write_text("{")
+    assert data.largest_token_id(again) == expected.max()
+    # Nor is a file of that name outside the private cache (beside a user's nanoGPT train.bin).
+    expected.astype(np.uint16).tofile(tmp_path / "train.bin")
+    (tmp_path / "train.json").write_text(json.dumps({"num_tokens": len(expected), "max_token": 7}))
+    assert data.largest_token_id(np.memmap(tmp_path / "train.bin", np.uint16, mode="r")) == expected.max()
 
 
 def test_a_token_cache_that_others_may_write_to_is_refused(split_dir, tmp_path, monkeypatch):

@@ -80,7 +80,7 @@ class ModelResult:
 def split_windows(tokens: np.ndarray, split: str, *, token_bytes: np.ndarray, block_size: int, batch_size: int,
                   eval_batches: int, seed: int, split_index: int) -> SplitWindows:
     """The evaluation batches of one split's token stream (see the module docstring)."""
-    from training.data import TokenStream, check_length
+    from training.data import TokenStream, check_length, largest_token_id
 
     n = len(tokens)
     check_length(n, block_size, split)
@@ -96,7 +96,7 @@ def split_windows(tokens: np.ndarray, split: str, *, token_bytes: np.ndarray, bl
         windows = tokens[index].astype(np.int32)
         batches = [(windows[i:i + batch_size, :-1], windows[i:i + batch_size, 1:])
                    for i in range(0, count, batch_size)]
-    return SplitWindows(split=split, num_tokens=n, max_token=int(tokens.max()), batches=batches,
+    return SplitWindows(split=split, num_tokens=n, max_token=largest_token_id(tokens), batches=batches,
                         target_bytes=sum(target_bytes(token_bytes, y) for _, y in batches))
 
 
