@@ -181,7 +181,8 @@ def serialize_chunk(doc: int, pos: int, tokens: np.ndarray) -> bytes:
         DOC: tf.train.Feature(int64_list=tf.train.Int64List(value=[doc])),
         POS: tf.train.Feature(int64_list=tf.train.Int64List(value=[pos])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: the features in one order, so the same tokens make the same bytes (and cache key)
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def parse_chunks(serialized):

@@ -55,9 +55,29 @@ class TrainingStopped(Interrupted):
 
     @property
     def exit_status(self) -> int:
-        number = getattr(signal.Signals, self.signal_name, None)
-        return 128 + int(number) if number is not None else 130
+        return signal_exit_status(self.signal_name)
 
     def __str__(self):
         return (f"the training was stopped by {self.signal_name} at iteration {self.iteration}, which is saved in "
                 f"{self.checkpoint}: {self.advice}")
+
+
+class EvaluationStopped(Interrupted):
+    """eval_only stopped when asked: it saves nothing, having changed nothing."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+    @property
+    def exit_status(self) -> int:
+        return signal_exit_status(self.signal_name)
+
+    def __str__(self):
+        return f"the evaluation (eval_only) was stopped by {self.signal_name}; nothing was saved"
+
+
+def signal_exit_status(signal_name: str) -> int:
+    """The shell's exit status for a command ended by that signal (another worker's stop: as Ctrl-C)."""
+    number = getattr(signal.Signals, signal_name, None)
+    return 128 + int(number) if number is not None else 130

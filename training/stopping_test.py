@@ -86,3 +86,31 @@ def test_checkpoints_between_evaluations_by_time_keep_only_the_latest_and_the_ev
         "checkpoint", "ckpt-14.data-00000-of-00001", "ckpt-14.index"]
     assert sorted(n for n in os.listdir(tmp_path / "checkpoints") if n != LATEST_DIR) == [
         "checkpoint", "ckpt-10.data-00000-of-00001", "ckpt-10.index"]
+
+
+def _snapshot(directory):
+    return {os.path.relpath(os.path.join(root, name), directory): open(os.path.join(root, name), "rb").read()
+            for root, _, names in os.walk(directory) for name in names}
+
+
+def test_eval_only_on_a_resumed_run_changes_nothing_in_it_even_when_stopped(tmp_path, text_file):  # noqa: F811
+    """nanoGPT's eval_only on a resumed run saves a checkpoint of it (and trains on); here it evaluates the
+    checkpoint and ends: no checkpoint (whose rotation would drop an older one), no settings rewritten."""
+    out, run = tmp_path / "run", {**RUN, "always_save_checkpoint": True}  # (nanoGPT's default)
+    Trainer(tiny_config(out, text_file, **run), log=lambda *_: None).run()
+    before = _snapshot(out)
+    logs = []
+    evaluated = Trainer(tiny_config(out, text_file, **run, init_from="resume", eval_only=True, eval_iters=2),
+                        log=logs.append).run()
+    assert evaluated["iter_num"] == 20 and any(line.startswith("step 20: train loss") for line in logs)
+    assert not any("saving checkpoint" in line for line in logs)
+    assert _snapshot(out) == before
+    # Stopped by Ctrl-C in its evaluation: one line, nothing saved either.
+    stop = stopping.StopRequest()
+    stop.ask(signal.SIGINT)
+    with pytest.raises(stopping.EvaluationStopped) as stopped:
+        Trainer(tiny_config(out, text_file, **run, init_from="resume", eval_only=True), log=lambda *_: None,
+                stop=stop).run()
+    assert (str(stopped.value), stopped.value.exit_status) == (
+        "the evaluation (eval_only) was stopped by SIGINT; nothing was saved", 130)
+    assert _snapshot(out) == before

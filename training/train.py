@@ -356,7 +356,10 @@ class Trainer:
             self.save_checkpoint(iter_num, between_evaluations=True)
 
     def _stopped(self, iter_num: int):
-        """Checkpoint iteration iter_num (unless saved already) and end with TrainingStopped."""
+        """Checkpoint iteration iter_num (unless saved already) and end with TrainingStopped; eval_only
+        ends with EvaluationStopped, nothing saved."""
+        if self.cfg.eval_only:
+            raise stopping.EvaluationStopped(self.stop.signal)
         self.iter_num.assign(iter_num)
         path = self.checkpoints.at(iter_num) or self.save_checkpoint(iter_num, between_evaluations=True)
         if not self.chief:  # its copy was for the collective save only; the chief's is the checkpoint
@@ -445,8 +448,9 @@ class Trainer:
                         val_loss = self.evaluate(iter_num)[VAL]
                     except _EvaluationStopped:
                         self._stopped(iter_num)
-                    self.checkpoint_if_due(iter_num, val_loss)
-                if self.cfg.eval_only:
+                    if not self.cfg.eval_only:  # (nanoGPT's saves a resumed run's, and trains on)
+                        self.checkpoint_if_due(iter_num, val_loss)
+                if self.cfg.eval_only:  # an evaluation changes nothing in out_dir
                     break
                 with divergence.stops_training(iter_num, self.cfg):
                     loss, grad_norm = self.step(iterator, lr)
