@@ -100,3 +100,10 @@ def sizes(x):
 def is_one(size) -> bool:
     """Whether a size of `sizes` is statically 1 (a decoding step's single position)."""
     return isinstance(size, int) and size == 1
+
+
+def in_xla_compilation() -> bool:
+    """Whether the graph being traced is compiled by XLA (jit_compile), which drops Assert ops."""
+    from tensorflow.python.ops import control_flow_util  # (TensorFlow's own test, not in its public API)
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())

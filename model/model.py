@@ -311,6 +311,10 @@ class GPT(tf.Module):
                 bad = hi if hi >= self.config.vocab_size else lo
                 raise ValueError(f"Token id {bad} is outside the vocabulary [0, {self.config.vocab_size})")
             return idx
+        if kernels.in_xla_compilation():
+            # XLA drops Assert ops (a warning for each at every compilation): a compiled step's ids are
+            # checked where they come from (the training data's before the run, training/data.py)
+            return idx
         checks = [
             tf.debugging.assert_less_equal(
                 tf.shape(idx)[1], self.config.block_size,

@@ -137,6 +137,16 @@ def test_xla_forward_agrees_with_eager():
     np.testing.assert_allclose(compiled(idx).numpy(), model(idx).numpy(), atol=XLA_MAX_ABS_DIFF, rtol=0)
 
 
+def test_xla_compiled_forward_carries_no_assert_for_xla_to_drop():
+    """XLA drops Assert ops with a warning for each at every compilation (a screenful in a compiled run);
+    a plain graph keeps them (test_token_id_outside_vocabulary_is_rejected)."""
+    model = small_gpt()
+    for jit_compile, asserts in ((True, 0), (False, 3)):
+        graph = tf.function(model.__call__, jit_compile=jit_compile).get_concrete_function(
+            tf.TensorSpec([None, None], tf.int32)).graph
+        assert sum(op.type == "Assert" for op in graph.get_operations()) == asserts, jit_compile
+
+
 def test_xla_training_step_under_bfloat16():
     model = GPT(GPTConfig(**SMALL), dtype_policy="mixed_bfloat16", seed=0)
     idx = random_ids((2, 16), 97)
