@@ -9,7 +9,7 @@ $ python runner.py sample [--from=SOURCE] [--start=TEXT|FILE:path] [--num_sample
 `run` runs the pipeline locally with LocalDagRunner and an SQLite ML Metadata store; `compile`
 writes the same pipeline as a Kubeflow Pipelines v2 spec, which `run --spec` runs here as Kubeflow
 would (orchestration/kubeflow/launcher.py). --key=value overrides any training hyperparameter (training/config.py)
-or pipeline setting (pipeline/configs.py). A mistake (a bad setting, a missing or damaged file or
+or pipeline setting (pipeline/configs.py lists its parts). A mistake (a bad setting, a missing or damaged file or
 store) ends in one line; --debug shows its traceback.
 Imports stay inside the commands: TFX takes half a minute to import, `--help` must not.
 """
@@ -336,7 +336,8 @@ def _main(argv, debug=False):
         help="write the pipeline as a Kubeflow Pipelines v2 spec",
         description="Compile the pipeline with KubeflowV2DagRunner into a spec that Kubeflow Pipelines or "
                     "Vertex AI Pipelines runs. Any --key=value after the options overrides a pipeline setting "
-                    "(pipeline/configs.py: e.g. --train_workers=2 --train_accelerator=NVIDIA_TESLA_A100 "
+                    "(pipeline/configs.py lists where each is defined: e.g. --train_workers=2 "
+                    "--train_accelerator=NVIDIA_TESLA_A100 "
                     "--train_accelerator_count=1 --vertex_project=P) or a training hyperparameter "
                     "(training/config.py). See docs/kubeflow.md.")
     _pipeline_arguments(compile_parser,

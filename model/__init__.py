@@ -1,4 +1,4 @@
-"""nanoGPT's model and training engine in TensorFlow; knows nothing of TFX.
+"""nanoGPT's model in TensorFlow, its tokenizers and GPT-2 checkpoints; knows nothing of TFX.
 
 `from model import GPT, GPTConfig` works as in nanoGPT. TensorFlow is imported only when one of
 them is first used, so that `model.tokenizer` and the command-line tools start quickly.

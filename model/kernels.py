@@ -48,7 +48,8 @@ _GELU_K = 2.0 * math.sqrt(2.0 / math.pi)
 
 
 def gelu(x, trained=False):
-    """GPT-2's tanh-approximated GELU, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written as
+    """GPT-2's tanh-approximated GELU (nanoGPT's nn.GELU() is the exact erf one; GPT-2 was trained with
+    this, Hugging Face's "gelu_new"; they differ by < 1e-3), 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written as
     x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)) (the same function); trained: with its gradient
     spelled out, which takes a third fewer ops than tf.nn.gelu and its autodiff (see layer_norm)."""
     return _gelu_trained(x) if trained else _gelu(x)[0]

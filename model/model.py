@@ -8,6 +8,8 @@ one to one onto Hugging Face's GPT-2 (see `model/hf_checkpoint.py`).
 
 The model is a plain `tf.Module`: variables live in float32 and, under a mixed-precision policy,
 are cast to the compute dtype where they are used (the same thing a Keras mixed policy does).
+Unlike nanoGPT's forward(idx, targets), calling it returns the logits of every position only; the
+loss is `cross_entropy` below (an evaluation's skips the gradient the training step's writes).
 """
 
 from __future__ import annotations
@@ -370,7 +372,9 @@ class GPT(tf.Module):
 
     def estimate_mfu(self, tokens_per_iter: int, dt: float, peak_flops: float) -> float:
         """Model FLOPs utilization: achieved FLOP/s over peak_flops, per the PaLM paper's
-        6N + 12*L*H*Q*T FLOPs per token for the forward and backward pass (NaN without a peak)."""
+        6N + 12*L*H*Q*T FLOPs per token for the forward and backward pass (NaN without a peak).
+        nanoGPT's takes sequences per iteration and an A100's 312 TFLOP/s; here one device's tokens
+        per iteration and that device's own peak (training/devices.py)."""
         cfg = self.config
         n = self.get_num_params()
         flops_per_token = 6 * n + 12 * cfg.n_layer * cfg.n_head * (cfg.n_embd // cfg.n_head) * cfg.block_size

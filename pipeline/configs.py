@@ -3,6 +3,7 @@ where it is read (core/settings.py `setting` fields: type, description, allowed 
 
     pipeline  PipelineSettings (below): name, output directory, preset, cache, Beam
     data      TokenizeTextSettings (components/tokenize_text/settings.py): the corpus and its splits
+    validation ValidationConfig (components/data_validation/settings.py): the data checks
     train     TrainConfig (training/config.py): nanoGPT's hyperparameters
     eval      EvalConfig (components/lm_evaluator/settings.py): the evaluation and the blessing
     deploy    DeployConfig (components/trainer/settings.py): where training runs, what is exported

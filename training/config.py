@@ -1,6 +1,8 @@
 """Training configuration: every hyperparameter default lives here, and nowhere else.
 
-The defaults are nanoGPT's train.py defaults (GPT-2 124M on OpenWebText); PRESETS mirror its
+The defaults are nanoGPT's train.py defaults (GPT-2 124M on OpenWebText), except dtype and compile:
+nanoGPT picks bfloat16 or float16 and torch.compile for its GPU; here float32 and no XLA run on any
+device (owt_gpt2_124m sets bfloat16 and XLA; elsewhere `--dtype=bfloat16 --compile=True` on a GPU). PRESETS mirror its
 config/*.py files. Command lines override any field nanoGPT-style: `--key=value`.
 """
 
@@ -104,7 +106,8 @@ class TrainConfig(Settings):
 # nanoGPT's config/*.py files, as overrides of the defaults above.
 PRESETS: Dict[str, dict] = {
     # nanoGPT's README "I only have a macbook" variant of config/train_shakespeare_char.py: the
-    # default, sized for a CPU (2,000 iterations reach val loss ~1.89)
+    # default, sized for a CPU (2,000 iterations reach val loss ~1.89); a line every 10 iterations,
+    # not the README's every one (each line waits for its step: 2,000 lines, and slower)
     "shakespeare_char": dict(
         out_dir="out-shakespeare-char", eval_interval=250, eval_iters=20, log_interval=10,
         always_save_checkpoint=False, tokenizer="char", gradient_accumulation_steps=1,

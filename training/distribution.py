@@ -177,7 +177,7 @@ def cpu_branches(cfg: TrainConfig, log=print) -> int:
 
     TensorFlow fixes its threads when it runs its first op: call this before (a process that
     already ran ops gets no split, unless it was started with TF_NUM_INTRAOP_THREADS=1; the TFX
-    Trainer therefore trains in a process of its own, model/train_process.py)."""
+    Trainer therefore trains in a process of its own, training/train_process.py)."""
     if cfg.strategy == "tpu" or cfg.tpu or tf.config.list_physical_devices("GPU"):
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

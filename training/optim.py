@@ -68,7 +68,7 @@ class DynamicLossScale(tf.Module):
     """float16's dynamic loss scale: halve on overflow (and skip that step), double after
     `growth_interval` finite steps in a row."""
 
-    def __init__(self, initial: float = 2.0 ** 15, growth_interval: int = 2000):
+    def __init__(self, initial: float = 2.0 ** 15, growth_interval: int = 2000):  # (torch's GradScaler: 2 ** 16)
         super().__init__(name="loss_scale")
         self.scale = tf.Variable(initial, dtype=tf.float32, trainable=False,
                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)

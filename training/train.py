@@ -237,7 +237,7 @@ class Trainer:
         if continue_from:
             self._continue(continue_from)
         elif cfg.init_from == "resume":
-            self._restore()  # (its tokens compared with the data's first)
+            self._restore()  # (refused if the checkpoint's tokens are not the data's: before the id check below)
         for stream in (self.train_data, self.val_data):  # against the model's own vocabulary (a resumed one's too)
             check_token_ids(stream.array(), self.model.config.vocab_size, f"the {stream.name} split of {self.data_dir}")
         if self.chief and self.tokenizer_json:  # once the data is known to be the model's
@@ -298,8 +298,9 @@ class Trainer:
         return state
 
     def _restore(self):
-        """init_from=resume, nanoGPT's: the newest checkpoint of out_dir; the run evaluates again
-        where it starts and keeps records of its own."""
+        """init_from=resume, nanoGPT's, from the newest checkpoint of out_dir: the last evaluation's
+        (nanoGPT's ckpt.pt) or a newer one taken between evaluations (checkpoints/latest, which
+        nanoGPT has not); the run evaluates again where it starts and keeps records of its own."""
         newest = newest_checkpoint(self.cfg.out_dir)
         if newest is None:
             raise MissingFile(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
@@ -448,8 +449,8 @@ class Trainer:
                         val_loss = self.evaluate(iter_num)[VAL]
                     except _EvaluationStopped:
                         self._stopped(iter_num)
-                    if not self.cfg.eval_only:  # (nanoGPT's saves a resumed run's, and trains on)
-                        self.checkpoint_if_due(iter_num, val_loss)
+                    if not self.cfg.eval_only:  # nanoGPT's eval_only saves a resumed run's checkpoint here
+                        self.checkpoint_if_due(iter_num, val_loss)  # (and trains on): it only evaluates here
                 if self.cfg.eval_only:  # an evaluation changes nothing in out_dir
                     break
                 with divergence.stops_training(iter_num, self.cfg):
@@ -506,7 +507,8 @@ class Trainer:
 
     def checkpoint_if_due(self, iter_num: int, val_loss: float) -> None:
         """Keep the best val loss; save a checkpoint when it improved (or always_save_checkpoint),
-        except at iteration 0."""
+        except at iteration 0. (nanoGPT's sets best_val_loss to the latest val loss whenever it saves,
+        so under always_save_checkpoint it is not the best: here it always is.)"""
         improved = val_loss < float(self.best_val_loss.numpy())
         if improved:
             self.best_val_loss.assign(val_loss)
@@ -519,8 +521,9 @@ class Trainer:
         return self._train_step(xs, ys, tf.constant(lr, tf.float32))
 
     def log_step(self, it: int, loss, grad_norm, lr: float) -> None:
-        """nanoGPT's log line of iteration it: its loss (a sync point), the time per iteration
-        since the last log line, tokens/s and the running MFU (from the sixth iteration logged)."""
+        """nanoGPT's log line of iteration it: its loss (a sync point; the mean of its micro-batches',
+        where nanoGPT's prints the last one's), the mean time per iteration since the last log line
+        (nanoGPT's: the last iteration's), tokens/s and the running MFU (once 5 iterations have run)."""
         cfg, local_iter_num = self.cfg, it - self.start_iter
         lossf = float(loss)
         self.train_losses.append((it, lossf))

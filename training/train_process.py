@@ -1,6 +1,6 @@
 """A training run in a process of its own, as it runs on a cluster: its own TensorFlow, configured
 before TensorFlow starts exactly as `python -m bench.bench shakespeare_char` configures it (the
-CPU branches of train.cpu_branches need single-threaded ops, which TensorFlow takes only before
+CPU branches of distribution.cpu_branches need single-threaded ops, which TensorFlow takes only before
 its first op; a process where other work already ran TensorFlow cannot have them).
 
 The parent (the TFX Trainer's run_fn) calls `train(cfg, tokenizer_json, scratch_dir)`, which runs
@@ -62,7 +62,7 @@ class Outcome:
     history: list  # (iter, train loss, val loss) at each evaluation
     train_losses: list  # (iter, loss) at each log line
     model_config: dict  # GPTConfig of the trained model
-    weights: str  # the checkpoint whose `model` holds the weights to export (the best ones)
+    weights: str  # the checkpoint whose `model` holds the weights to export (the last evaluation's saved)
     seconds: float = 0.0  # the training loop's own time (this process's start-up, data and export apart)
     # when (time.time()) this process had its request, began and ended its loop, wrote this
     # outcome; and (the parent's) when it exited and when its output closed: where its time went
@@ -311,7 +311,7 @@ def _run(request_path: str, stop) -> bool:
 
 def trained_model(outcome: Outcome, dtype_policy: str):
     """The GPT of a finished training process with the weights to export (restored from
-    outcome.weights: the best checkpoint, or the final weights)."""
+    outcome.weights: the last evaluation's checkpoint, or the final weights)."""
     import tensorflow as tf
 
     from model.model import GPT, GPTConfig

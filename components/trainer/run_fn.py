@@ -188,8 +188,9 @@ def _as_it_is(cfg, tokenizer_json, run_dir: str):
 
 
 def _train(cfg, tokenizer_json, continue_from):
-    """The training process's Outcome and the model with the weights to export (the best ones, or
-    the final ones in the scratch directory when it saved no checkpoint); (None, None) on a worker
+    """The training process's Outcome and the model with the weights to export (the last evaluation's
+    checkpoint, the best unless always_save_checkpoint; or the final weights in the scratch directory
+    when it saved no checkpoint); (None, None) on a worker
     other than the chief."""
     scratch = tempfile.mkdtemp(prefix="nanogpt-training-")  # the training process's outcome files
     try:
