@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -133,7 +134,22 @@ def run_command(main, prog: str, needs: Sequence[str] = ("tensorflow",)) -> None
         main()
     except SystemExit as stop:  # a user error's line, Ctrl-C, --help: its status
         exit_without_teardown(stop.code)
+    except BrokenPipeError:  # stdout's reader is gone (`--help | head`): quietly, as a Unix tool ends
+        exit_without_teardown(CLOSED_PIPE_STATUS)
     exit_without_teardown(0)
+
+
+CLOSED_PIPE_STATUS = 128 + signal.SIGPIPE  # the shell's status of a command whose output pipe closed
+
+
+def print_out(text: str) -> None:
+    """print(text), flushed, to a stdout whose reader may stop reading (`--help | head`): a closed
+    pipe ends the command quietly with the status of a Unix tool's, not with a traceback."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (so the exit's flush fails no more)
+        raise SystemExit(CLOSED_PIPE_STATUS) from None
 
 
 def counted(n: int, thing: str) -> str:

@@ -246,7 +246,9 @@ def command_line(prog: str, argv: Sequence[str], build, help_text):
     from core.errors import reported
 
     if "-h" in argv or "--help" in argv:
-        print(help_text(prog))
+        from core.console import print_out
+
+        print_out(help_text(prog))
         raise SystemExit(0)
     with reported(prog):
         return build(list(argv))

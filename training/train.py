@@ -16,7 +16,10 @@ import sys
 import time
 from typing import Dict, Optional
 
-if __name__ == "__main__":  # the command line is checked, and --help answered, before TensorFlow loads (~12 s)
+# `python -m training.train`: its command line is read here, above the imports, so that a mistake or
+# --help is answered before TensorFlow loads (~12 s); main() takes it from here.
+_COMMAND_LINE_CONFIG = None
+if __name__ == "__main__":
     from training import config as _config
     from core import console as _console, errors as _errors, settings as _settings
 
@@ -564,8 +567,8 @@ def main(argv=None):
     from_command_line = argv is None
     debug, argv = pop_debug(sys.argv[1:] if argv is None else argv)
     with reported("python -m training.train", debug):
-        if from_command_line and "_COMMAND_LINE_CONFIG" in globals():
-            cfg = _COMMAND_LINE_CONFIG  # checked before TensorFlow was imported
+        if from_command_line and _COMMAND_LINE_CONFIG is not None:
+            cfg = _COMMAND_LINE_CONFIG
         else:
             cfg = command_line("python -m training.train", argv, command_line_config, train_help)
         print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
