@@ -227,6 +227,9 @@ def tokenizer_from_json(data: dict, bpe_dir: Optional[str] = None):
     raise ValueError(f"unknown tokenizer description {data!r}")
 
 
+TOKENIZERS = ("gpt2", "char")  # the kinds get_tokenizer makes
+
+
 def get_tokenizer(kind: str, text: Optional[str] = None, bpe_dir: Optional[str] = None):
     """'gpt2' for BPE, or 'char' for a character vocabulary built from `text`."""
     if kind == "gpt2":

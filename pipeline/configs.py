@@ -145,10 +145,11 @@ PRESETS: Dict[str, dict] = {
     # GPT-2 124M on OpenWebText (nanoGPT's config/train_gpt2.py)
     "owt_gpt2_124m": dict(**OPENWEBTEXT, train_preset="owt_gpt2_124m", baselines=["gpt2"], eval_batches=200,
                           eval_train_batches=200, eval_batch_size=8),
-    # evaluate the released GPT-2 models on OpenWebText (nanoGPT's config/eval_gpt2*.py)
-    **{f"eval_{name.replace('-', '_')}": dict(**OPENWEBTEXT, train_preset=f"eval_{name.replace('-', '_')}",
-                                              eval_batches=500, eval_train_batches=500, eval_batch_size=8)
-       for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")},
+    # evaluate the released GPT-2 models on OpenWebText (nanoGPT's config/eval_gpt2*.py): the LMEvaluator
+    # makes the estimate the training's eval_iters batches would (eval_only trains nothing: run_fn.py)
+    **{name: dict(**OPENWEBTEXT, train_preset=name, eval_batches=train["eval_iters"],
+                  eval_train_batches=train["eval_iters"], eval_batch_size=train["batch_size"])
+       for name, train in TRAIN_PRESETS.items() if train.get("eval_only")},
 }
 # The presets whose corpus is Tiny Shakespeare (the ones that name no dataset).
 TEXT_PRESETS = tuple(name for name, values in PRESETS.items() if "dataset_name" not in values)

@@ -120,6 +120,27 @@ def _data_validation(config: RunConfig, statistics, last_blessed) -> List:
     return [schema, *resolver, validator, gate]
 
 
+def _char_transform(platform: Platform, examples) -> List:
+    """[the schema of TokenizeText's character records, the Transform that maps them to ids]."""
+    schema_file = os.path.join(platform.code_root, os.path.relpath(char_transform.RAW_SCHEMA_PATH, REPO_ROOT))
+    schema = ImportSchemaGen(schema_file=schema_file)
+    transform = Transform(
+        examples=examples, schema=schema.outputs["schema"],
+        preprocessing_fn="components.char_transform.preprocessing_fn", disable_statistics=True,
+        # no analyzer cache: it serves an analysis over spans, of which a run reads one (~1 s a run)
+        disable_analyzer_cache=True,
+        # in its parameters, so that the cache does not take a Transform of tft's frequency order (an
+        # output made before the vocabulary was ordered by fingerprint: char_transform.py)
+        custom_config={"vocabulary_order": char_transform.VOCABULARY_ORDER},
+        splits_config=transform_pb2.SplitsConfig(analyze=list(shards.SPLITS), transform=list(shards.SPLITS)))
+    # TFX's executor, without packing TFX for the DirectRunner's workers (~1.5 s and 42 MB a run)
+    transform.executor_spec = executor_spec.BeamExecutorSpec(transform_executor.Executor)
+    # Beam's type checks at construction check TFX's and tf.Transform's own pipeline code, the
+    # same at every run; they took ~0.7 s of the default run's Transform (TokenizeText keeps them)
+    transform.with_beam_pipeline_args(["--no_pipeline_type_check"])
+    return [schema, transform]
+
+
 def create_components(config: RunConfig, platform: Platform = Platform()) -> List:
     """The pipeline's components in order."""
     components = []
@@ -147,24 +168,8 @@ def create_components(config: RunConfig, platform: Platform = Platform()) -> Lis
         gate = components[-1]
 
     if config.data.tokenizer == "char":
-        # The schema of the character records, which Transform needs.
-        schema_file = os.path.join(platform.code_root, os.path.relpath(char_transform.RAW_SCHEMA_PATH, REPO_ROOT))
-        schema = ImportSchemaGen(schema_file=schema_file)
         # Build the character vocabulary in one tf.Transform pass and map the text to ids.
-        transform = Transform(
-            examples=examples, schema=schema.outputs["schema"],
-            preprocessing_fn="components.char_transform.preprocessing_fn", disable_statistics=True,
-            # no analyzer cache: it serves an analysis over spans, of which a run reads one (~1 s a run)
-            disable_analyzer_cache=True,
-            # in its parameters, so that the cache does not take a Transform of tft's frequency order (an
-            # output made before the vocabulary was ordered by fingerprint: char_transform.py)
-            custom_config={"vocabulary_order": char_transform.VOCABULARY_ORDER},
-            splits_config=transform_pb2.SplitsConfig(analyze=list(shards.SPLITS), transform=list(shards.SPLITS)))
-        # TFX's executor, without packing TFX for the DirectRunner's workers (~1.5 s and 42 MB a run)
-        transform.executor_spec = executor_spec.BeamExecutorSpec(transform_executor.Executor)
-        # Beam's type checks at construction check TFX's and tf.Transform's own pipeline code, the
-        # same at every run; they took ~0.7 s of the default run's Transform (TokenizeText keeps them)
-        transform.with_beam_pipeline_args(["--no_pipeline_type_check"])
+        schema, transform = _char_transform(platform, examples)
         if gate is not None:
             transform.add_upstream_node(gate)
         components += [schema, transform]

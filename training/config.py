@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 
 from core.settings import SettingError, Settings, check, coerce_values, setting, unknown
 from model.presets import DTYPES
+from model.tokenizer import TOKENIZERS
 from core import settings
 
 # What a training run's out_dir holds besides TensorBoard logs (training.train writes them; the
@@ -25,7 +26,6 @@ CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
-TOKENIZERS = ("gpt2", "char")
 
 
 @dataclasses.dataclass

@@ -39,7 +39,15 @@ def tiny_shakespeare(path: Optional[str] = None) -> str:
     return cached
 
 
+NANOGPT_VAL_FRACTION = 0.1  # nanoGPT's shakespeare prepare scripts: the last 10% of the text is val
+
+
+def head_tail_cut(num_chars: int, val_fraction: float = NANOGPT_VAL_FRACTION) -> int:
+    """Where a text's train head ends and its val tail begins (nanoGPT: data[:int(n*0.9)])."""
+    return int(num_chars * (1 - val_fraction))
+
+
 def split_train_val(text: str) -> tuple:
     """nanoGPT's shakespeare prepare.py split: the first 90% of the text is train, the rest val."""
-    n = len(text)
-    return text[: int(n * 0.9)], text[int(n * 0.9):]
+    cut = head_tail_cut(len(text))
+    return text[:cut], text[cut:]

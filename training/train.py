@@ -207,28 +207,9 @@ class Trainer:
         self.log = log
         self.stop = stop
         self.seconds = 0.0  # the training loop's own time, once run() has finished
-        self._pace = EvalPace(cfg.eval_iters)  # said at the first evaluation
         self.loop_ended = 0.0
-        notes = []  # said after the devices, which the first line names
-        self.branches = cpu_branches(cfg, notes.append)
-        self.strategy = strategy or make_strategy(cfg, log, stop)
-        self.devices, detected_peak = devices.describe(self.strategy)
-        self.peak_flops = cfg.peak_flops or detected_peak  # 0.0: no MFU (a CPU, or a device not in the table)
-        log(f"training on {self.devices}" + (f"; MFU of a {self.peak_flops:.3g} FLOP/s peak" if self.peak_flops
-                                             else ""))
-        for note in [devices.unused_gpu_warning(), devices.slow_float16_warning(cfg.dtype), *notes]:
-            if note:
-                log(note)
-        self.chief = is_chief(self.strategy)
-        self.workers = num_workers(self.strategy)
-        if stop is not None and self.workers > 1:
-            stopping.reclaim(stop)
-        self.replicas = self.strategy.num_replicas_in_sync
-        if cfg.gradient_accumulation_steps % self.replicas:
-            raise ValueError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be "
-                             f"a multiple of the number of replicas ({self.replicas})")
-        self.local_accumulation = cfg.gradient_accumulation_steps // self.replicas
-        batches.check_supported(cfg, self.replicas)
+        self._pace = EvalPace(cfg.eval_iters)  # said at the first evaluation
+        self._set_up_devices(strategy)
         tf.io.gfile.makedirs(cfg.out_dir)
         self.worker_dir = worker_dir(cfg.out_dir, self.chief)
         self.tokenizer_json = tokenizer_json
@@ -240,7 +221,7 @@ class Trainer:
         if continue_from:
             self._continue(continue_from)
         elif cfg.init_from == "resume":
-            self._restore()  # (refused if the checkpoint's tokens are not the data's: before the id check below)
+            self._restore()  # refused if the checkpoint's tokens are not the data's, before the id check below
         for stream in (self.train_data, self.val_data):  # against the model's own vocabulary (a resumed one's too)
             check_token_ids(stream.array(), self.model.config.vocab_size, f"the {stream.name} split of {self.data_dir}")
         if self.chief and self.tokenizer_json:  # once the data is known to be the model's
@@ -252,6 +233,31 @@ class Trainer:
         self._eval_step = tf.function(self._loss, jit_compile=cfg.compile, autograph=False)
 
     # -- setup --------------------------------------------------------------------------------
+
+    def _set_up_devices(self, strategy: Optional[tf.distribute.Strategy]) -> None:
+        """The distribution strategy (nanoGPT's DDP set-up), the line naming its devices, and how the
+        gradient accumulation divides across its replicas."""
+        cfg = self.cfg
+        notes = []  # said after the devices, which the first line names
+        self.branches = cpu_branches(cfg, notes.append)
+        self.strategy = strategy or make_strategy(cfg, self.log, self.stop)
+        self.devices, detected_peak = devices.describe(self.strategy)
+        self.peak_flops = cfg.peak_flops or detected_peak  # 0.0: no MFU (a CPU, or a device not in the table)
+        self.log(f"training on {self.devices}" + (f"; MFU of a {self.peak_flops:.3g} FLOP/s peak"
+                                                  if self.peak_flops else ""))
+        for note in [devices.unused_gpu_warning(), devices.slow_float16_warning(cfg.dtype), *notes]:
+            if note:
+                self.log(note)
+        self.chief = is_chief(self.strategy)
+        self.workers = num_workers(self.strategy)
+        if self.stop is not None and self.workers > 1:
+            stopping.reclaim(self.stop)
+        self.replicas = self.strategy.num_replicas_in_sync
+        if cfg.gradient_accumulation_steps % self.replicas:
+            raise ValueError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be "
+                             f"a multiple of the number of replicas ({self.replicas})")
+        self.local_accumulation = cfg.gradient_accumulation_steps // self.replicas
+        batches.check_supported(cfg, self.replicas)
 
     def _load_data(self) -> None:
         """train_data and val_data from data_dir's shards, or from text_file tokenized here."""

@@ -108,7 +108,10 @@ class Executor(base_executor.BaseExecutor):
         model_run = optional_artifact(input_dict, MODEL_RUN_KEY)
         transform_graph = optional_artifact(input_dict, TRANSFORM_GRAPH_KEY)
         statistics = optional_artifact(input_dict, STATISTICS_KEY)
-        if model_run is not None:  # published, as this execution's input: the training it was copied from may go
+        if model_run is not None:
+            # The Trainer cannot remove its training directory itself: killed after that and before ML
+            # Metadata published its ModelRun, the next run would have nothing to continue. As this
+            # execution's input, the ModelRun is published: the copy it was made from may go now.
             trainings.remove_published(model_run.uri, log=lambda line: logging.info("LMEvaluator: %s", line))
         evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])

@@ -8,10 +8,10 @@ import dataclasses
 from typing import Optional
 
 from core.settings import SettingError, Settings, check, setting
+from model.tokenizer import TOKENIZERS
 
 HEAD_TAIL, HASH, AUTO = "head_tail", "hash", "auto"
 SPLIT_METHODS = (AUTO, HEAD_TAIL, HASH)
-TOKENIZERS = ("gpt2", "char")
 
 
 @dataclasses.dataclass

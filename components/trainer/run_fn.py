@@ -81,20 +81,44 @@ def _copy_previous_run(previous: str, out_dir: str) -> None:
             tf.io.gfile.copy(src, dst, overwrite=True)
 
 
+def _tokenizer_and_export(fn_args, deploy: settings.DeployConfig):
+    """(the tokenizer's to_json form, export_saved_model's options): GPT-2 BPE, or for characters the
+    vocabulary of the transform graph, through which the exported model also maps its prompts."""
+    if fn_args.transform_graph_path:
+        from components import char_transform
+
+        tokenizer_json = char_transform.char_tokenizer(fn_args.transform_graph_path).to_json()
+        export = dict(text_encoder=char_transform.TransformTextEncoder(fn_args.transform_graph_path))
+    else:
+        tokenizer_json, export = {"kind": "gpt2"}, {}
+    return tokenizer_json, {**export, "weights": deploy.serving_weights, "loop": deploy.serving_loop}
+
+
+def _resumable_run(base_model: str, cfg, tokenizer_json: dict) -> str:
+    """The training run that made base_model, once it is known that this training can start from its
+    checkpoint (the same shape of model, the same tokens): refused here, before a training process
+    starts, as ML Metadata records only what trained."""
+    previous_run = _previous_run(base_model)
+    if newest_checkpoint(previous_run) is None:
+        raise MissingFile(f"resume: the training run {previous_run} of the latest model saved no checkpoint to "
+                          f"start from: train anew with --resume=False")
+    check_resume(files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg,
+                 previous_run)
+    difference = resumed_tokens_difference(previous_run, tokenizer_json)
+    if difference:  # its ids would stand for other characters: a continuation would learn nonsense
+        raise UsageError(f"resume: the latest model ({base_model}) was trained on other tokens than this data's: "
+                         f"{difference}; train anew with --resume=False")
+    return previous_run
+
+
 def run_fn(fn_args) -> None:
+    """TFX's entry point (see the module docstring): the training, new, continued or resumed, in a
+    training process; then the export of its model."""
     train_config, deploy, resume = settings.read_custom_config(fn_args.custom_config or {})
     trainings_dir = (fn_args.custom_config or {}).get(settings.TRAININGS_DIR_KEY)
     model_run_dir = fn_args.model_run_dir
     tf.io.gfile.makedirs(model_run_dir)
-    if fn_args.transform_graph_path:  # characters: the vocabulary of the transform graph
-        from components import char_transform
-
-        tokenizer_json = char_transform.char_tokenizer(fn_args.transform_graph_path).to_json()
-        # the exported model maps prompts through the transform graph itself
-        export = dict(text_encoder=char_transform.TransformTextEncoder(fn_args.transform_graph_path))
-    else:
-        tokenizer_json, export = {"kind": "gpt2"}, {}
-    export["weights"], export["loop"] = deploy.serving_weights, deploy.serving_loop
+    tokenizer_json, export = _tokenizer_and_export(fn_args, deploy)
     examples_uri = _examples_uri(fn_args.train_files[0])
     cfg = dataclasses.replace(train_config, data_dir=examples_uri)
     if resume and not fn_args.base_model:
@@ -111,18 +135,9 @@ def run_fn(fn_args) -> None:
     if choice.line:
         print(choice.line, flush=True)
     cfg = dataclasses.replace(cfg, out_dir=choice.directory)
-    previous_run = None
-    if base_model and not choice.continue_from:  # refused before training: ML Metadata records only what trained
-        previous_run = _previous_run(base_model)
-        if newest_checkpoint(previous_run) is None:
-            raise MissingFile(f"resume: the training run {previous_run} of the latest model saved no checkpoint to "
-                              f"start from: train anew with --resume=False")
-        check_resume(files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg,
-                     previous_run)
-        difference = resumed_tokens_difference(previous_run, tokenizer_json)
-        if difference:  # its ids would stand for other characters: a continuation would learn nonsense
-            raise UsageError(f"resume: the latest model ({base_model}) was trained on other tokens than this data's: "
-                             f"{difference}; train anew with --resume=False")
+    # a continued training has its own checkpoints; a resumed one starts from base_model's run's
+    previous_run = _resumable_run(base_model, cfg, tokenizer_json) if base_model and not choice.continue_from \
+        else None
     separate = choice.directory != model_run_dir
     with trainings.held(choice.directory) if separate else contextlib.nullcontext():
         if previous_run:

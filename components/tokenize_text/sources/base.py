@@ -10,9 +10,10 @@ from components.tokenize_text.encoding import Utf8Decoder
 from components.tokenize_text.settings import AUTO, HASH, HEAD_TAIL
 from core.errors import UsageError, UserError
 from core.shards import TRAIN, VAL
+from training.corpus import NANOGPT_VAL_FRACTION, head_tail_cut
 
 DEFAULT_HASH_VAL_FRACTION = 0.0005  # nanoGPT's OpenWebText hold-out
-DEFAULT_HEAD_TAIL_VAL_FRACTION = 0.1  # nanoGPT's shakespeare prepare scripts: last 10% is val
+DEFAULT_HEAD_TAIL_VAL_FRACTION = NANOGPT_VAL_FRACTION
 MIN_HASHED_VAL_DOCUMENTS = 20  # split_method auto hashes documents only when val can expect this many
 
 
@@ -89,11 +90,6 @@ def choose_split(split_method: str, num_documents: Optional[int], val_fraction: 
         raise UsageError(f"unknown split_method {split_method!r}: use {AUTO!r}, {HEAD_TAIL!r} or {HASH!r}")
     default = DEFAULT_HASH_VAL_FRACTION if split_method == HASH else DEFAULT_HEAD_TAIL_VAL_FRACTION
     return split_method, default if val_fraction is None else val_fraction
-
-
-def head_tail_cut(num_chars: int, val_fraction: float) -> int:
-    """Where a document's train head ends and its val tail begins (nanoGPT: data[:int(n*0.9)])."""
-    return int(num_chars * (1 - val_fraction))
 
 
 def describe_split(info: dict) -> str:
