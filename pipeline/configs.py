@@ -6,7 +6,7 @@ where it is read (core/settings.py `setting` fields: type, description, allowed 
     validation ValidationConfig (components/data_validation/settings.py): the data checks
     train     TrainConfig (training/config.py): nanoGPT's hyperparameters
     eval      EvalConfig (components/lm_evaluator/settings.py): the evaluation and the blessing
-    deploy    DeployConfig (components/trainer/settings.py): where training runs, what is exported
+    deploy    DeployConfig (components/deploy_settings.py): what is exported and checked, where training runs
 
 A command line names any setting flat (`--max_iters=500 --val_loss_threshold=2.5`): each name
 belongs to one part. `make_run_config` builds and checks the whole of it once; each component gets
@@ -24,7 +24,7 @@ from components.data_validation.settings import ValidationConfig, check_schema_f
 from components.lm_evaluator.settings import EvalConfig
 from components.tokenize_text.settings import TokenizeTextSettings
 from components.tokenize_text.sources import DATASET_BUILDERS, local_text_files, why_no_files
-from components.trainer.settings import DeployConfig
+from components.deploy_settings import DeployConfig
 from core import settings
 from core.settings import SettingError, Settings, check, setting, unknown
 from training.config import PRESETS as TRAIN_PRESETS

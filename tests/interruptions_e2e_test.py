@@ -149,7 +149,8 @@ def _run_fn_args(char_run, run_dir, model_dir):
     """run_fn's arguments to train TINY_TRAINING's model for 20 iterations on char_run's examples."""
     from tfx.components.trainer.fn_args_utils import FnArgs
 
-    from components.trainer.settings import DeployConfig, custom_config
+    from components.deploy_settings import DeployConfig
+    from components.trainer.settings import custom_config
     from training.config import make_config
 
     examples = pipeline_runs.output_of(char_run, "Transform", "transformed_examples", first=True)

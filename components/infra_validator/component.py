@@ -9,7 +9,7 @@ Inputs:
   model_blessing  ModelBlessing (optional): a model its evaluator did not bless is not checked (it
                   will not be pushed): the blessing says so
 Parameters:
-  config          its deployment settings as JSON (components/trainer/settings.py INFRA_DEPLOY: infra_timeout,
+  config          its deployment settings as JSON (components/deploy_settings.py INFRA_DEPLOY: infra_timeout,
                   infra_max_new_tokens)
 Outputs:
   blessing        InfraBlessing, as TFX's InfraValidator writes it: an INFRA_BLESSED or
@@ -28,7 +28,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.infra_validator import executor
-from components.trainer.settings import INFRA_DEPLOY, DeployConfig, part_json
+from components.deploy_settings import INFRA_DEPLOY, DeployConfig, part_json
 
 
 class InfraValidatorSpec(types.ComponentSpec):

@@ -17,7 +17,7 @@ from tfx.utils import io_utils
 
 from components import artifact_layout
 from components.infra_validator.check import check_saved_model
-from components.trainer.settings import INFRA_DEPLOY, part_from_json
+from components.deploy_settings import INFRA_DEPLOY, part_from_json
 from core.errors import writing
 
 MODEL_KEY = "model"

@@ -13,7 +13,7 @@ from tfx.types import standard_artifacts
 
 from components import artifact_layout
 from components.infra_validator import check, executor
-from components.trainer.settings import INFRA_DEPLOY, DeployConfig, part_json
+from components.deploy_settings import INFRA_DEPLOY, DeployConfig, part_json
 from test_helpers.lm_models import tiny_gpt
 
 

@@ -40,6 +40,7 @@ import tensorflow as tf
 from absl import logging
 
 from components import artifact_layout
+from components.deploy_settings import DeployConfig
 from components.trainer import settings, trainings
 from core import files
 from training import train_process
@@ -81,7 +82,7 @@ def _copy_previous_run(previous: str, out_dir: str) -> None:
             tf.io.gfile.copy(src, dst, overwrite=True)
 
 
-def _tokenizer_and_export(fn_args, deploy: settings.DeployConfig):
+def _tokenizer_and_export(fn_args, deploy: DeployConfig):
     """(the tokenizer's to_json form, export_saved_model's options): GPT-2 BPE, or for characters the
     vocabulary of the transform graph, through which the exported model also maps its prompts."""
     if fn_args.transform_graph_path:

@@ -18,7 +18,8 @@ from components import artifact_layout
 from components.trainer import trainings
 from components.artifact_layout import RUN_DIR_POINTER
 from components.trainer.run_fn import _copy_previous_run, _previous_run
-from components.trainer.settings import DeployConfig, custom_config
+from components.deploy_settings import DeployConfig
+from components.trainer.settings import custom_config
 from core import shards
 from training.config import make_config
 from core.errors import UserError
