@@ -427,3 +427,22 @@ def test_a_damaged_cached_artifact_is_set_aside_and_its_component_runs_again(cha
     assert remade != transformed and pipeline_runs.records(remade) == records
     remade_tokenized = pipeline_runs.output_of(char_run, "TokenizeText", "examples", first=False)
     assert remade_tokenized != tokenized_uri and pipeline_runs.records(remade_tokenized) == tokenized_records
+
+
+def test_the_transformed_records_name_their_characters_for_a_training_of_its_own(char_run, tmp_path):
+    """`python -m training.train --data_dir=` Transform's records trains on them as the characters they
+    are (the vocabulary of the transform graph, written beside them), not as GPT-2 BPE ids."""
+    from components import char_transform
+    from training.config import make_config
+    from training.train import Trainer
+
+    transformed = pipeline_runs.output_of(char_run, "Transform", "transformed_examples", first=True)
+    graph = pipeline_runs.output_of(char_run, "Transform", "transform_graph", first=True)
+    chars = char_transform.char_tokenizer(graph).to_json()
+    assert files.read_json(os.path.join(transformed, "tokenizer.json")) == chars
+    lines = []
+    settings = {**pipeline_runs.TINY_TRAINING, "max_iters": 2, "eval_iters": 1}
+    trainer = Trainer(make_config(**settings, data_dir=transformed, out_dir=str(tmp_path / "out")), log=lines.append)
+    assert trainer.model.config.vocab_size == len(chars["chars"])
+    assert not any("GPT-2 BPE" in line for line in lines)
+    assert files.read_json(str(tmp_path / "out" / "tokenizer.json")) == chars
