@@ -219,7 +219,8 @@ def parse_overrides(argv: Sequence[str], *groups, extra: Sequence[str] = ()) -> 
     values = {}
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:
-            raise SettingError(f"expected --key=value, got {arg!r}")
+            hint = f" ({arg}=VALUE: one argument, with no space)" if arg.startswith("--") else ""
+            raise SettingError(f"expected --key=value, got {arg!r}{hint}")
         key, text = arg[2:].split("=", 1)
         if key in extra:
             values[key] = text
@@ -314,7 +315,8 @@ def read_config_file(path: str) -> ConfigFile:
         with open(path, encoding="utf-8") as f:
             source = f.read()
     except OSError as e:
-        raise SettingError(f"config file {path}: {e.strerror or e}") from None
+        hint = "" if path.endswith(".py") else " (a setting is one argument, --key=value, with no space)"
+        raise SettingError(f"config file {path}: {e.strerror or e}{hint}") from None
     try:
         tree = ast.parse(source, filename=path)
     except SyntaxError as e:

@@ -42,7 +42,11 @@ def test_another_python_than_the_projects_environment_is_one_line():
 
 def test_unknown_arguments_are_rejected():
     result = _run("run", "--max_iters")
-    assert result.returncode == 2 and "expected --key=value, got '--max_iters'" in result.stderr
+    assert result.returncode == 2 and "expected --key=value, got '--max_iters' (--max_iters=VALUE: one argument, " \
+                                      "with no space)\n" in result.stderr
+    result = _run("run", "--max_iters", "50")  # the value taken for a config file
+    assert result.returncode == 2 and result.stderr.endswith(
+        "config file 50: No such file or directory (a setting is one argument, --key=value, with no space)\n")
     result = _run("train")
     assert result.returncode == 2 and "invalid choice: 'train'" in result.stderr
 

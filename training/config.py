@@ -59,15 +59,15 @@ class TrainConfig(Settings):
     n_layer: int = setting(12, "transformer blocks", minimum=1)
     n_head: int = setting(12, "attention heads (n_embd must be a multiple)", minimum=1)
     n_embd: int = setting(768, "embedding width", minimum=1)
-    dropout: float = setting(0.0, "dropout probability (0 for pretraining, 0.1+ for finetuning)", minimum=0, maximum=1)
+    dropout: float = setting(0.0, "dropout probability (0 for pretraining, 0.1+ for finetuning)", minimum=0, below=1)
     bias: bool = setting(False, "biases inside LayerNorm and Linear layers")
     vocab_size: int = setting(0, "0: from the data (GPT-2 BPE trains with the padded 50304, as nanoGPT)", minimum=0)
     # AdamW optimizer
     learning_rate: float = setting(6e-4, "max learning rate", minimum=0)
     max_iters: int = setting(600000, "total number of training iterations", minimum=0)
     weight_decay: float = setting(1e-1, "AdamW weight decay (on matrices and embeddings only)", minimum=0)
-    beta1: float = setting(0.9, "AdamW beta1", minimum=0, maximum=1)
-    beta2: float = setting(0.95, "AdamW beta2", minimum=0, maximum=1)
+    beta1: float = setting(0.9, "AdamW beta1", minimum=0, below=1)  # (at 1 the moments never move: torch refuses it)
+    beta2: float = setting(0.95, "AdamW beta2", minimum=0, below=1)
     grad_clip: float = setting(1.0, "clip gradients at this global norm (0: no clipping)", minimum=0)
     # learning rate decay settings
     decay_lr: bool = setting(True, "decay the learning rate (warmup, then cosine to min_lr)")

@@ -323,12 +323,17 @@ class TokenStream:
 def prepare_text_file(cfg, data_dir: str) -> dict:
     """Tokenize a text file in process into token shards, nanoGPT's shakespeare prepare.py way:
     the first 90% of the text is train, the rest val. Returns the tokenizer's description."""
+    import gzip
+
+    opener = gzip.open if cfg.text_file.endswith(".gz") else open  # (as runner.py's --data reads a .gz file)
     try:
-        with open(cfg.text_file, encoding="utf-8") as f:
+        with opener(cfg.text_file, "rt", encoding="utf-8") as f:
             text = f.read()
     except UnicodeDecodeError as e:
         raise UsageError(f"text file {cfg.text_file} is not UTF-8 text (byte {e.start}: {e.reason}): convert it to "
                          f"UTF-8 (e.g. iconv -t UTF-8)") from None
+    except (gzip.BadGzipFile, EOFError) as e:
+        raise UsageError(f"text file {cfg.text_file} is not whole GZIP data ({e}), which its name .gz says") from None
     if not text:
         raise UsageError(f"text file {cfg.text_file} is empty")
     tokenizer = get_tokenizer(cfg.tokenizer, text=text, bpe_dir=cfg.bpe_dir or None)

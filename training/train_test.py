@@ -322,6 +322,21 @@ def test_a_text_file_that_is_not_utf8_is_one_line(tmp_path):
         Trainer(tiny_config(tmp_path / "out", str(tmp_path / "latin1.txt")), log=lambda *_: None)
 
 
+def test_a_gzip_text_file_is_read_as_its_text(tmp_path, small_text):
+    """As runner.py's --data reads a .gz file; one that is not GZIP is one line."""
+    import gzip
+
+    with open(small_text, "rb") as f, gzip.open(tmp_path / "small.txt.gz", "wb") as out:
+        out.write(f.read())
+    plain = Trainer(tiny_config(tmp_path / "plain", small_text), log=lambda *_: None)
+    zipped = Trainer(tiny_config(tmp_path / "zipped", str(tmp_path / "small.txt.gz")), log=lambda *_: None)
+    assert zipped.tokenizer_json == plain.tokenizer_json
+    np.testing.assert_array_equal(zipped.train_data.array(), plain.train_data.array())
+    (tmp_path / "not.txt.gz").write_text("plain text")
+    with pytest.raises(UsageError, match=rf"^text file {tmp_path}/not.txt.gz is not whole GZIP data \(Not a gzipped "):
+        Trainer(tiny_config(tmp_path / "out", str(tmp_path / "not.txt.gz")), log=lambda *_: None)
+
+
 def test_missing_data_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no train split in {tmp_path}"):
         Trainer(make_config(out_dir=str(tmp_path / "o"), data_dir=str(tmp_path)), log=lambda *_: None)
