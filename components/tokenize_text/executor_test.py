@@ -221,6 +221,24 @@ def _assert_fails_cleanly(out_dir, error, match, **props):
     assert not [n for n in os.listdir(out_dir) if n.startswith(("Split-", "_staging"))]
 
 
+def test_a_named_pipe_in_the_folder_is_refused_and_a_link_to_nothing_said(tmp_path, hf_cache, caplog):
+    """A FIFO among the files hung the run for ever (its read waits for a writer); a symbolic link to
+    nothing was left out without a word."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="absl")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_text("the text of a\n" * 20)
+    (folder / "gone.txt").symlink_to(tmp_path / "nowhere.txt")
+    examples = run_executor(tmp_path / "out", input_pattern=str(folder), tokenizer="char")
+    assert prop(examples, "num_documents") == 1
+    assert f"(1 file, 1 symbolic link(s) to nothing left out ({folder}/gone.txt)); " in caplog.text
+    os.mkfifo(folder / "pipe.txt")
+    _assert_fails_cleanly(tmp_path / "fifo", UsageError, rf"^input {folder}/pipe.txt is a named pipe \(FIFO\), not "
+                          rf"a regular file: leave it out$", input_pattern=str(folder), tokenizer="char")
+
+
 def test_missing_inputs_are_named(tmp_path, hf_cache):
     missing = str(tmp_path / "no_such.txt")
     _assert_fails_cleanly(tmp_path / "a", MissingFile, "no_such.txt", input_pattern=missing, tokenizer="gpt2")

@@ -188,11 +188,37 @@ def _matched(pattern: str) -> (List[Any], int):
     files = sorted((m for m in metadata if not os.path.isdir(m.path)), key=lambda m: m.path)
     hidden = set(hidden_files(original, [m.path for m in files]))
     files = [m for m in files if m.path not in hidden]
+    for m in files if is_local(original) else ():
+        kind = _special_file(m.path)
+        if kind:  # reading it would wait for a writer, or read without end
+            glob_without = _glob_without(m.path, files) if len(files) > 1 else ""
+            raise UsageError(f"input {m.path} is {kind}, not a regular file: leave it out"
+                             + (f" (e.g. --data='{glob_without}')" if glob_without else ""))
     if not files:
         why = why_no_files(original) or (f"{len(hidden)} hidden file(s) (a name starting with '.') left out"
                                          if hidden else "")
         raise MissingFile(f"input_pattern {original!r} matches no files" + (f": {why}" if why else ""))
     return files, len(hidden)
+
+
+def _special_file(path: str) -> Optional[str]:
+    """What a local path is when it is not a regular file's (a named pipe, a socket, a device), else None."""
+    import stat
+
+    mode = os.stat(path).st_mode
+    for test, kind in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return None
+
+
+def broken_links(pattern: str) -> List[str]:
+    """The symbolic links a local path, folder or glob names whose target is gone (Beam's match leaves
+    them out), so that a run can say it read without them."""
+    if not is_local(pattern):
+        return []
+    return [path for path in local_text_files(pattern) if os.path.islink(path) and not os.path.exists(path)]
 
 
 def _subfolders(pattern: str) -> int:
@@ -285,6 +311,10 @@ def plan_text_files(pattern: str, split_method: str, val_fraction: Optional[floa
     info = {"source": pattern, "num_files": len(files), "split_method": split_method, "val_fraction": fraction}
     subfolders = _subfolders(pattern)
     notes = [f"{hidden} hidden file(s) left out (names starting with '.')"] if hidden else []
+    broken = broken_links(pattern)
+    if broken:
+        more = ", ..." if len(broken) > 1 else ""
+        notes.append(f"{len(broken)} symbolic link(s) to nothing left out ({broken[0]}{more})")
     if subfolders:  # a folder is its own files: said, so that a corpus in subfolders is not read in part unawares
         notes.append(f"its {subfolders} subfolder(s) not read: {read_subfolders(pattern)} too")
     if notes:
