@@ -321,6 +321,9 @@ class Trainer:
                              f"this data's: {difference}")
         tf.train.Checkpoint(**self._state(latest)).restore(latest).expect_partial().assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
+        if self.start_iter >= self.cfg.max_iters and not self.cfg.eval_only:  # (nanoGPT's makes one more step)
+            raise UsageError(f"init_from=resume: {latest} is at iteration {self.start_iter}, and max_iters="
+                             f"{self.cfg.max_iters} is not past it: nothing would train; raise --max_iters")
         self.log(f"resuming from {latest} at iter {self.start_iter}")
 
     def _continue(self, path: str):

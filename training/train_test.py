@@ -197,6 +197,10 @@ def test_resume_on_a_text_of_other_characters_is_refused_and_keeps_the_runs_voca
                                          rf"\('~'\), 1 gone \('e'\)$"):
         Trainer(tiny_config(tmp_path / "run", str(other), max_iters=20, init_from="resume"), log=lambda *_: None)
     assert (tmp_path / "run" / "tokenizer.json").read_text() == saved
+    # The same text with max_iters not past the checkpoint: nothing would train (nanoGPT's makes one step more)
+    with pytest.raises(UsageError, match=rf"^init_from=resume: {tmp_path}/run/checkpoints/ckpt-10 is at iteration 10, "
+                                         rf"and max_iters=10 is not past it: nothing would train; raise --max_iters$"):
+        Trainer(tiny_config(tmp_path / "run", small_text, max_iters=10, init_from="resume"), log=lambda *_: None)
 
 
 def test_gradient_accumulation_splits_a_batch(tmp_path, small_text):

@@ -100,9 +100,13 @@ def _resumable_run(base_model: str, cfg, tokenizer_json: dict) -> str:
     checkpoint (the same shape of model, the same tokens): refused here, before a training process
     starts, as ML Metadata records only what trained."""
     previous_run = _previous_run(base_model)
-    if newest_checkpoint(previous_run) is None:
+    newest = newest_checkpoint(previous_run)
+    if newest is None:
         raise MissingFile(f"resume: the training run {previous_run} of the latest model saved no checkpoint to "
                           f"start from: train anew with --resume=False")
+    if newest[1] >= cfg.max_iters and not cfg.eval_only:  # it would publish (and push) the same model again
+        raise UsageError(f"resume: the latest model ({base_model}) trained to iteration {newest[1]}, and "
+                         f"--max_iters={cfg.max_iters} is not past it: nothing would train; raise --max_iters")
     check_resume(files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg,
                  previous_run)
     difference = resumed_tokens_difference(previous_run, tokenizer_json)
