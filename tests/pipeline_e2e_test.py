@@ -137,7 +137,7 @@ def test_the_run_records_the_statistics_schema_and_anomalies_of_its_data(char_ru
     anomalies = pipeline_runs.first(char_run, "ExampleAnomalies")
     assert anomalies.custom_properties["anomalies"].string_value == "[]"
     with open(os.path.join(anomalies.uri, "report.md")) as f:
-        assert "no blessed model yet: no drift is measured" in f.read()
+        assert "no blessed model of other data to compare with: no drift is measured" in f.read()
 
 
 def test_rerun_with_cache_executes_nothing(char_run):

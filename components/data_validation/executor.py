@@ -34,8 +34,8 @@ class DataAnomalies(UserError):
 def load_baseline(blessing: Optional[types.Artifact], current_uri: str) -> Tuple[Optional[checks.Baseline], List[str]]:
     """The statistics of the data the last blessed model was trained on (None when there is no such
     model, it was trained on these very statistics, or they cannot be read), and notes on why not."""
-    if blessing is None:
-        return None, ["no blessed model yet: no drift is measured"]
+    if blessing is None:  # none yet, or (LastBlessedDataStrategy) the last one was trained on this very data
+        return None, ["no blessed model of other data to compare with: no drift is measured"]
     model = blessing.get_custom_property("current_model_id")
     model_uri = blessing.get_string_custom_property("current_model")
     uri = blessing.get_string_custom_property(DATA_STATISTICS_PROPERTY)
