@@ -397,9 +397,11 @@ class GPT(tf.Module):
             model.crop_block_size(overrides["block_size"])
         return model
 
-    def save_pretrained(self, directory: str) -> None:
-        """This model as a Hugging Face GPT2LMHeadModel checkpoint, which transformers loads."""
-        hf_checkpoint.write_gpt2(directory, self.config, self.named_variables())
+    def save_pretrained(self, directory: str, tokenizer_json: Optional[dict] = None) -> None:
+        """This model as a Hugging Face GPT2LMHeadModel checkpoint, which transformers loads; with the
+        tokens it reads (tokenizer_json: model/tokenizer.py's to_json) in hf_files.TOKENIZER_FILE, as a
+        character model's cannot be read without its table."""
+        hf_checkpoint.write_gpt2(directory, self.config, self.named_variables(), tokenizer_json)
 
 
 def cross_entropy(logits, targets, ignore_index: int = -1, num_targets=None, differentiated: bool = True):

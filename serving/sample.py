@@ -6,7 +6,9 @@ $ python -m serving.sample --init_from=gpt2 --start=FILE:prompt.txt --max_new_to
 --init_from is a training run's out_dir (nanoGPT's init_from=resume: `--init_from=resume` reads
 --out_dir), one of gpt2/gpt2-medium/gpt2-large/gpt2-xl, or a Hugging Face GPT-2 checkpoint
 directory. The tokenizer comes with the model, never guessed: a run's out_dir holds its
-tokenizer.json; GPT-2 checkpoints use GPT-2 BPE (offline: --bpe_dir or NANOGPT_TFX_BPE_DIR).
+tokenizer.json, a Hugging Face checkpoint this project exported its nanogpt_tokenizer.json (a
+character model's table); other GPT-2 checkpoints use GPT-2 BPE (offline: --bpe_dir or
+NANOGPT_TFX_BPE_DIR).
 
 Every option is nanoGPT's `--key=value`, a field of SampleConfig (`--help` lists them).
 """
@@ -64,11 +66,10 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
     from core import files
     from model import hf_files
     from training.checkpoint_shape import check_checkpoint
-    from core.errors import MissingFile
+    from core.errors import MissingFile, UsageError
     from model.model import GPT, GPTConfig
-    from model.presets import GPT2_SIZES
+    from model.presets import GPT2_SIZES, GPT2_VOCAB_SIZE, POLICY_OF_DTYPE
     from model.tokenizer import GPT2Tokenizer, tokenizer_from_json
-    from model.presets import POLICY_OF_DTYPE
     from training.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE
 
     if dtype not in POLICY_OF_DTYPE:
@@ -88,7 +89,14 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
         tf.train.Checkpoint(model=model).restore(latest).expect_partial().assert_existing_objects_matched()
         return model, tokenizer
     if source in GPT2_SIZES or tf.io.gfile.exists(os.path.join(source, hf_files.CONFIG_FILE)):
-        return GPT.from_pretrained(source, dtype_policy=policy), GPT2Tokenizer(bpe_dir or None)
+        model = GPT.from_pretrained(source, dtype_policy=policy)
+        named = files.read_json(os.path.join(source, hf_files.TOKENIZER_FILE), default=None) \
+            if source not in GPT2_SIZES else None
+        if named is None and model.config.vocab_size < GPT2_VOCAB_SIZE:  # (GPT-2 BPE's ids would not all decode)
+            raise UsageError(f"{source} has a vocabulary of {model.config.vocab_size} tokens and names none "
+                             f"({hf_files.TOKENIZER_FILE}, which this project's exports write): GPT-2 BPE needs "
+                             f"{GPT2_VOCAB_SIZE}")
+        return model, (tokenizer_from_json(named, bpe_dir=bpe_dir or None) if named else GPT2Tokenizer(bpe_dir or None))
     raise MissingFile(
         f"init_from={source!r}: not a training out_dir (no {MODEL_CONFIG_FILE}), not a Hugging Face "
         f"checkpoint directory (no {hf_files.CONFIG_FILE}), and not one of {sorted(GPT2_SIZES)}")

@@ -23,7 +23,7 @@ def run_dir(train_char_model):
 
 def checkpoint_weights(cfg):
     """The weights of the run's latest checkpoint, as the training engine resumes them."""
-    resumed = Trainer(dataclasses.replace(cfg, init_from="resume"), log=lambda *_: None)
+    resumed = Trainer(dataclasses.replace(cfg, init_from="resume", eval_only=True), log=lambda *_: None)
     assert int(resumed.iter_num.numpy()) == cfg.max_iters
     return {k: v.numpy() for k, v in resumed.model.named_variables().items()}
 
@@ -168,6 +168,22 @@ def hf_dir(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("hf"))
     model.save_pretrained(directory)
     return directory
+
+
+def test_a_character_models_hugging_face_export_samples_its_characters(run_dir, tmp_path):
+    """The pipeline's Format-HF of a character model: its table beside it (nanogpt_tokenizer.json); without
+    it, one line (GPT-2 BPE was assumed: a download offline, then ids past its vocabulary)."""
+    model, tokenizer = load_for_sampling(run_dir.out_dir)
+    model.save_pretrained(str(tmp_path / "hf"), tokenizer.to_json())
+    exported, read = load_for_sampling(str(tmp_path / "hf"))
+    assert isinstance(read, CharTokenizer) and read.itos == tokenizer.itos
+    kw = dict(num_samples=2, max_new_tokens=20, seed=1, jit_compile=False)
+    assert sample(exported, read, "Citizen:", **kw) == sample(model, tokenizer, "Citizen:", **kw)
+    os.remove(tmp_path / "hf" / "nanogpt_tokenizer.json")
+    with pytest.raises(UsageError, match=rf"^{tmp_path}/hf has a vocabulary of {tokenizer.vocab_size} tokens and "
+                                         rf"names none \(nanogpt_tokenizer.json, which this project's exports "
+                                         rf"write\): GPT-2 BPE needs 50257$"):
+        load_for_sampling(str(tmp_path / "hf"))
 
 
 def test_a_gpt2_checkpoint_samples_gpt2_bpe_within_its_vocabulary(hf_dir, bpe_dir):

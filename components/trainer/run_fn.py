@@ -183,7 +183,7 @@ def _export(fn_args, trained: train_process.Outcome, model, tokenizer_json, expo
     model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     exporting = time.time()
     export_saved_model(model, fn_args.serving_model_dir, tokenizer_json, **export)
-    model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR))
+    model.save_pretrained(os.path.join(model_uri, artifact_layout.HF_CHECKPOINT_DIR), tokenizer_json)
     training = "no training process (eval_only)" if training_process_seconds is None else \
         f"the training process {training_process_seconds:.1f} s ({trained.time_split()})"
     logging.info("Trainer: %s, the export %.1f s: %s", training, time.time() - exporting,
