@@ -68,18 +68,17 @@ def local_checkpoint_problem(source: str) -> Optional[str]:
 
 
 def checkpoint_fields(source: str) -> Optional[dict]:
-    """(context, vocabulary, depth, heads) of a released GPT-2 name or a local checkpoint's
-    config.json: {"n_positions": ..., "vocab_size": ..., "n_layer": ..., "n_head": ...}; None for a
-    URI or what is not a checkpoint."""
+    """(context, vocabulary, depth, heads, width) of a released GPT-2 name or a local checkpoint's
+    config.json: {"n_positions": ..., "vocab_size": ..., "n_layer": ..., "n_head": ..., "n_embd": ...};
+    None for a URI or what is not a checkpoint."""
     from model.presets import GPT2_BLOCK_SIZE, GPT2_VOCAB_SIZE
 
     if source in GPT2_SIZES:
-        return {"n_positions": GPT2_BLOCK_SIZE, "vocab_size": GPT2_VOCAB_SIZE, "n_layer": GPT2_SIZES[source]["n_layer"],
-                "n_head": GPT2_SIZES[source]["n_head"]}
+        return {"n_positions": GPT2_BLOCK_SIZE, "vocab_size": GPT2_VOCAB_SIZE, **GPT2_SIZES[source]}
     if "://" in source or local_checkpoint_problem(source):
         return None
     config = read_gpt2_config(source)
-    return {key: config.get(key) for key in ("n_positions", "vocab_size", "n_layer", "n_head")}
+    return {key: config.get(key) for key in ("n_positions", "vocab_size", "n_layer", "n_head", "n_embd")}
 
 
 def hub_problem(name: str, timeout: float = 10.0) -> Optional[str]:

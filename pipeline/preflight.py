@@ -38,6 +38,7 @@ def _check_memory(config: RunConfig) -> None:
     elsewhere (Vertex AI, a pod with accelerators, a TPU) or on a GPU whose memory cannot be read: the
     Trainer checks its own CPU, and TensorFlow's out-of-memory error on a device is one line."""
     from model.hf_files import checkpoint_fields
+    from model.presets import GPT2_VOCAB_SIZE
     from training import memory
 
     train, deploy = config.train, config.deploy
@@ -47,11 +48,13 @@ def _check_memory(config: RunConfig) -> None:
     ram = memory.machine_memory()
     if gpu is None or not ram:
         return
-    shape = dict(n_layer=train.n_layer, n_head=train.n_head) if train.init_from == "scratch" else \
-        checkpoint_fields(train.init_from)
+    shape = dict(n_layer=train.n_layer, n_head=train.n_head, n_embd=train.n_embd, vocab_size=train.vocab_size) \
+        if train.init_from == "scratch" else checkpoint_fields(train.init_from)
     if shape and shape.get("n_layer") and shape.get("n_head"):
+        vocab = shape.get("vocab_size") or (GPT2_VOCAB_SIZE if config.data.tokenizer == "gpt2" else 0)
         memory.check_fits(shape["n_layer"], shape["n_head"], train.block_size, train.batch_size, train.dtype,
-                          memory=max(ram, gpu), where="this machine" if ram >= gpu else "this machine's GPU")
+                          n_embd=shape.get("n_embd") or 0, vocab_size=vocab, memory=max(ram, gpu),
+                          where="this machine" if ram >= gpu else "this machine's GPU")
 
 
 def _check_output(config: RunConfig) -> None:

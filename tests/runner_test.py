@@ -109,7 +109,7 @@ def test_each_kind_of_mistake_is_one_line_before_anything_runs(tmp_path, shared_
         (["--compile=1"], "--compile=1: expected True or False"),
         (["--max_iters=-5"], "--max_iters=-5: expected an integer >= 0"),  # out of range
         (["--batch_size=0"], "--batch_size=0: expected an integer >= 1"),
-        (["--dropout=1.5"], "--dropout=1.5: expected a number in [0, 1]"),
+        (["--dropout=1.5"], "--dropout=1.5: expected a number in [0, 1)"),
         ([data, "--val_fraction=0"], "--val_fraction=0.0: expected a number in (0, 1) (or None)"),
         (["--n_head=3"], "--n_embd=128: must be a multiple of --n_head=3"),
         (["--init_from=gpt2", "--block_size=2048"], "--block_size=2048: init_from='gpt2' has a context of 1024"),

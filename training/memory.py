@@ -69,17 +69,38 @@ def resource_exhausted(error, model_config, cfg, iteration: int, training: bool 
                        f"rest; {ADVICE}")
 
 
-def check_fits(n_layer: int, n_head: int, block_size: int, batch_size: int, dtype: str,
-               memory: Optional[int] = None, where: str = "this machine") -> None:
+def model_state(n_layer: int, n_embd: int, vocab_size: int, block_size: int) -> Tuple[int, str]:
+    """(bytes, in words) of what a training keeps of the model whatever its batch: its weights, their
+    gradients and AdamW's two moments, float32 each (16 bytes a parameter; a mixed precision's copies
+    come on top), for the ~12 n_layer n_embd^2 + (vocab_size + block_size) n_embd parameters."""
+    params = 12 * n_layer * n_embd ** 2 + (vocab_size + block_size) * n_embd
+    size = 16 * params
+    return size, (f"its weights, their gradients and AdamW's two moments, 16 bytes for each of its "
+                  f"{params / 1e6:,.0f}M parameters ({_gigabytes(size)})")
+
+
+def check_fits(n_layer: int, n_head: int, block_size: int, batch_size: int, dtype: str, n_embd: int = 0,
+               vocab_size: int = 0, memory: Optional[int] = None, where: str = "this machine") -> None:
     """OutOfMemory, before anything is built, when a training step cannot fit in `memory` (bytes;
-    by default machine_memory): what it keeps for its backward pass (`attention`) is alone more. A
-    lower bound, so never a refusal of a step that would fit in that memory (swap aside); a step
-    above it may still run out (resource_exhausted, or the kernel's out-of-memory killer)."""
+    by default machine_memory): the model's state (`model_state`, with n_embd and vocab_size) or what a
+    step keeps for its backward pass (`attention`) is alone more, or the two together. A lower bound,
+    so never a refusal of a step that would fit in that memory (swap aside); a step above it may still
+    run out (resource_exhausted, or the kernel's out-of-memory killer)."""
     memory = memory or machine_memory()
+    if not memory:
+        return
+    state, held = model_state(n_layer, n_embd, vocab_size, block_size)
+    if state > memory:
+        raise OutOfMemory(f"a model of n_layer={n_layer} and n_embd={n_embd} cannot train on {where}: {held} are "
+                          f"alone more than its memory ({_gigabytes(memory)}); train a smaller model")
     size, kept = attention(n_layer, n_head, block_size, batch_size, dtype)
-    if memory and size > memory:
+    if size > memory:
         raise OutOfMemory(f"--block_size={block_size} with --batch_size={batch_size} cannot train on {where}: "
                           f"{kept}, are alone more than its memory ({_gigabytes(memory)}); {ADVICE}")
+    if size + state > memory:
+        raise OutOfMemory(f"--block_size={block_size} with --batch_size={batch_size} cannot train on {where}: "
+                          f"{kept}, with {held}, are more than its memory ({_gigabytes(memory)}); "
+                          f"{ADVICE}")
 
 
 def machine_memory() -> Optional[int]:

@@ -29,6 +29,24 @@ def test_a_step_whose_attention_alone_exceeds_the_memory_is_refused_before_anyth
         memory.check_fits(4, 4, 100_000, 12, "bfloat16")
 
 
+def test_a_model_whose_weights_and_adamw_state_exceed_the_memory_is_refused_before_it_is_made():
+    """Its weights, gradients and AdamW's moments (16 bytes a parameter) whatever the batch: the line names
+    the model, not batch_size and block_size (which lowered nothing)."""
+    gb = 2 ** 30
+    memory.check_fits(12, 12, 1024, 1, "float32", n_embd=768, vocab_size=50304, memory=4 * gb)  # GPT-2 124M: 2 GB
+    with pytest.raises(OutOfMemory) as refused:
+        memory.check_fits(48, 50, 64, 1, "float32", n_embd=6400, vocab_size=65, memory=24 * gb)
+    assert str(refused.value) == (
+        "a model of n_layer=48 and n_embd=6400 cannot train on this machine: its weights, their gradients and "
+        "AdamW's two moments, 16 bytes for each of its 23,594M parameters (377.5 GB) are alone more than its memory "
+        "(25.8 GB); train a smaller model")
+    # each fits alone, not together: both named, and what lowers the step's part
+    with pytest.raises(OutOfMemory, match=r"^--block_size=1024 with --batch_size=8 cannot train on this machine: the "
+                                          r"attention .* \(4\.8 GB in float32\), with its weights, .* "
+                                          r"\(2\.0 GB\), are more than its memory \(6\.4 GB\); lower --batch_size"):
+        memory.check_fits(12, 12, 1024, 8, "float32", n_embd=768, vocab_size=50304, memory=6 * gb)
+
+
 def test_the_memory_is_the_containers_where_it_is_limited(memory_cgroup):
     """A pod's or container's limit, from the process's own memory cgroup, not the machine's memory."""
     limit = 700 * 2 ** 20

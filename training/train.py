@@ -214,10 +214,15 @@ class Trainer:
         self.worker_dir = worker_dir(cfg.out_dir, self.chief)
         self.tokenizer_json = tokenizer_json
         self._load_data()
+        checks_memory = not cfg.eval_only and devices.on_cpu(self.strategy)  # (a GPU's error is one line)
+        if checks_memory and cfg.init_from == "scratch":  # before its weights are made
+            memory.check_fits(cfg.n_layer, cfg.n_head, cfg.block_size, cfg.batch_size, cfg.dtype, n_embd=cfg.n_embd,
+                              vocab_size=vocab_size(cfg, self.tokenizer_json))
         self._build_state()
-        if not cfg.eval_only and devices.on_cpu(self.strategy):  # before a step is compiled or data batched
+        if checks_memory and cfg.init_from != "scratch":  # a loaded model's shape, before a step is compiled
             shape = self.model.config
-            memory.check_fits(shape.n_layer, shape.n_head, shape.block_size, cfg.batch_size, cfg.dtype)
+            memory.check_fits(shape.n_layer, shape.n_head, shape.block_size, cfg.batch_size, cfg.dtype,
+                              n_embd=shape.n_embd, vocab_size=shape.vocab_size)
         if continue_from:
             self._continue(continue_from)
         elif cfg.init_from == "resume":
