@@ -1,5 +1,5 @@
 """A compiled spec's first task: the fingerprint of TokenizeText's corpus as it is where and when the
-spec runs (sources.input_fingerprint: its files' paths, sizes and modification times), which the
+spec runs (sources.input_fingerprint: its files' paths, sizes and update times; local files' bytes), which the
 spec hands to TokenizeText as its parameter input_fingerprint.
 
 Kubeflow's cache keys a task by its parameters and inputs, and a spec is compiled before, and away

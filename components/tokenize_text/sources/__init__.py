@@ -34,8 +34,8 @@ FINGERPRINT_KEY = "input_fingerprint"  # TokenizeText's parameter, recorded on i
 
 
 def input_fingerprint(cfg: dict) -> Optional[str]:
-    """A digest of the corpus' files as they are now (sizes and modification times; base.fingerprint),
-    None for a hub dataset. TokenizeText takes it as a parameter, so that a rerun after its data
+    """A digest of the corpus' files as they are now (local ones' bytes, remote ones' sizes and update
+    times: base.fingerprint), None for a hub dataset. TokenizeText takes it as a parameter, so that a rerun after its data
     changed in place does not take the last run's shards from the cache (in a compiled spec, the
     task orchestration/kubeflow/data_fingerprint.py takes it where and when the spec runs)."""
     return fingerprint(source_of(cfg).files(cfg))

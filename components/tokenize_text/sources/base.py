@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 from components.tokenize_text.encoding import Utf8Decoder
 from components.tokenize_text.settings import AUTO, HASH, HEAD_TAIL
+from core import files as files_module
 from core.errors import UsageError, UserError
+from core.files import is_local
 from core.shards import TRAIN, VAL
-from training.corpus import NANOGPT_VAL_FRACTION, head_tail_cut
+from training.corpus import CACHE_DIR, NANOGPT_VAL_FRACTION, head_tail_cut
 
 DEFAULT_HASH_VAL_FRACTION = 0.0005  # nanoGPT's OpenWebText hold-out
 DEFAULT_HEAD_TAIL_VAL_FRACTION = NANOGPT_VAL_FRACTION
@@ -63,12 +66,45 @@ class Source:
 
 
 def fingerprint(files: Optional[List[Tuple[str, int, float]]]) -> Optional[str]:
-    """A digest of the files a corpus is read from (their paths, sizes and modification times), which
-    changes when a file is edited, added, removed or renamed; None without files to hash."""
+    """A digest of the files a corpus is read from, which changes when a file is edited, added, removed
+    or renamed; None without files to hash. Local files by their paths and contents, read again only
+    when their sizes or modification times moved (a `touch`, a copy or a checkout that keeps the bytes
+    keeps the digest: TokenizeText stays cached); remote ones (gs://) by their paths, sizes and update
+    times, as listed."""
     if files is None:
         return None
-    lines = "\n".join(f"{path}\t{size}\t{mtime!r}" for path, size, mtime in sorted(files))
-    return hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    files = sorted(files)
+    lines = "\n".join(f"{path}\t{size}\t{mtime!r}" for path, size, mtime in files)
+    listed = hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    if not files or not all(is_local(path) for path, _, _ in files):
+        return listed
+    try:
+        known = files_module.read_json(_DIGESTS, default={})
+    except ValueError:  # damaged: made anew
+        known = {}
+    if listed not in known:
+        contents = "\n".join(f"{path}\t{size}\t{_file_sha256(path)}" for path, size, _ in files)
+        known = {**dict(list(known.items())[-(_DIGESTS_KEPT - 1):]),
+                 listed: hashlib.sha256(contents.encode("utf-8", "surrogateescape")).hexdigest()[:16]}
+        try:
+            os.makedirs(os.path.dirname(_DIGESTS), exist_ok=True)
+            files_module.write_json(_DIGESTS, known, sort_keys=False)  # (in order: the oldest go first)
+        except OSError:  # a read-only home: read again next time
+            pass
+    return known[listed]
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# listed fingerprint -> content fingerprint of the local corpora this user has run on (the latest kept)
+_DIGESTS = os.path.join(CACHE_DIR, "corpus_digests.json")
+_DIGESTS_KEPT = 256
 
 
 def hashed_split(doc_index: int, val_fraction: float, seed: int) -> str:

@@ -1,5 +1,6 @@
 """sources.input_fingerprint: what TokenizeText's cache key holds of its corpus, the same while the
-corpus' files are, another when one is edited, added, removed or renamed; None for a hub dataset.
+corpus' files are (their bytes: a file touched or copied over with the same is the same), another
+when one is edited, added, removed or renamed; None for a hub dataset.
 The Examples artifact records it. (Remote files, gs://, are listed through the Beam file systems that
 read them, which have no stand-in here.)"""
 
@@ -28,6 +29,8 @@ def test_text_files_fingerprint_changes_with_their_files_only(tmp_path):
     cfg = {"input_pattern": str(folder)}
     seen = {sources.input_fingerprint(cfg)}
     assert sources.input_fingerprint(cfg) in seen  # unchanged
+    _edited(folder / "a.txt", TEXT)  # the same bytes written again (a `touch`, a copy, a checkout): unchanged
+    assert sources.input_fingerprint(cfg) in seen
     _edited(folder / "a.txt", TEXT.upper())  # the same size, another time
     seen.add(sources.input_fingerprint(cfg))
     (folder / "c.txt").write_text(TEXT, encoding="utf-8")
