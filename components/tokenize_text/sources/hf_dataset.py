@@ -173,5 +173,6 @@ class HuggingFaceDataset(Source):
 
     def name(self, item: dict, index: int, cfg: dict) -> str:
         if item["kind"] == "stream":
-            return f"row {index % STREAM_SHARD_STRIDE} of shard {item['shard']} of dataset_name={cfg['dataset_name']!r}"
-        return f"row {index} of dataset_name={cfg['dataset_name']!r}"
+            return (f"row {index % STREAM_SHARD_STRIDE} (from 0) of shard {item['shard']} of "
+                    f"dataset_name={cfg['dataset_name']!r}")
+        return f"row {index} (from 0) of dataset_name={cfg['dataset_name']!r}"
