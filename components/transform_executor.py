@@ -22,7 +22,8 @@ class Executor(NoWorkerPackage, executor.Executor):
         super().Do(input_dict, output_dict, exec_properties)
         # The characters its ids stand for, beside them (as TokenizeText's BPE examples name their
         # tokenizer): `python -m training.train --data_dir=` these records then trains on characters,
-        # where without it the ids were taken as GPT-2 BPE's.
+        # where without it the ids were taken as GPT-2 BPE's (as still for a Transform output made
+        # before this, which the cache keeps: the Trainer of the pipeline reads the transform graph).
         graph = artifact_utils.get_single_uri(output_dict[standard_component_specs.TRANSFORM_GRAPH_KEY])
         tokenizer = char_transform.char_tokenizer(graph).to_json()
         for examples in output_dict.get(standard_component_specs.TRANSFORMED_EXAMPLES_KEY, []):

@@ -103,7 +103,9 @@ def exit_without_teardown(code=0):
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: what a normal exit would lose too
+        except BrokenPipeError:  # its reader gone (`| head`): what a normal exit would lose too
+            code = code or (CLOSED_PIPE_STATUS if stream is sys.stdout else 0)
+        except (OSError, ValueError):  # a closed stream
             pass
     os._exit(code or 0)
 

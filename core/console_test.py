@@ -73,8 +73,8 @@ def test_exit_without_teardown_does_what_a_normal_exit_does_first(tmp_path):
 def test_help_into_a_pipe_its_reader_closed_ends_quietly():
     """`runner.py --help | head -3`: the reader gone before the help is written, the command ends as a Unix
     tool does (status 141, nothing on stderr), not with BrokenPipeError's traceback."""
-    for command in (["runner.py", "--help"], ["runner.py", "run", "--help"], ["-m", "training.train", "--help"],
-                    ["-m", "serving.sample", "--help"]):
+    for command in (["runner.py", "--help"], ["runner.py", "run", "--help"], ["runner.py", "lineage", "--help"],
+                    ["-m", "training.train", "--help"], ["-m", "serving.sample", "--help"]):  # (lineage's fits a buffer)
         process = subprocess.Popen([sys.executable, *command], cwd=REPO, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
         process.stdout.close()

@@ -19,6 +19,12 @@ from typing import Iterator, Union
 _MISSING = object()
 
 
+def user_cache_dir() -> str:
+    """This project's directory of the user's caches ($XDG_CACHE_HOME or ~/.cache, then nanogpt-tfx):
+    Tiny Shakespeare's download, the corpus digests, the token cache (each its own place in it)."""
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nanogpt-tfx")
+
+
 def is_local(path: str) -> bool:
     return "://" not in path  # gs://, ram://, ... go through tf.io.gfile
 

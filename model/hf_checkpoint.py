@@ -21,8 +21,8 @@ import tensorflow as tf
 from core import files
 from core.errors import MissingFile, UsageError, one_line, writing
 
-from model.hf_files import (CONFIG_FILE, HUB_ORGANISATION, TOKENIZER_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
-                            hub_problem, read_gpt2_config)
+from model.hf_files import (CONFIG_FILE, HF_TOKENIZER_FILE, HUB_ORGANISATION, WEIGHTS_FILE,
+                            WEIGHTS_INDEX_FILE, hub_problem, read_gpt2_config)
 # Overrides that make sense on top of a pretrained checkpoint (everything else is fixed by it).
 ALLOWED_OVERRIDES = ("dropout", "block_size", "dtype_policy")
 
@@ -60,7 +60,7 @@ def assign_weights(variables: Dict[str, tf.Variable], weights: Dict[str, np.ndar
 
 def write_gpt2(directory: str, cfg, variables: Dict[str, tf.Variable], tokenizer_json: Optional[dict] = None) -> None:
     """A GPT of GPTConfig `cfg` with `variables` (by GPT-2 name) as a Hugging Face GPT2LMHeadModel
-    checkpoint (config.json and model.safetensors; with tokenizer_json, TOKENIZER_FILE), each file
+    checkpoint (config.json and model.safetensors; with tokenizer_json, HF_TOKENIZER_FILE), each file
     written whole or not at all."""
     from safetensors.numpy import save_file
 
@@ -99,13 +99,13 @@ def write_gpt2(directory: str, cfg, variables: Dict[str, tf.Variable], tokenizer
         with files.atomic_path(os.path.join(directory, WEIGHTS_FILE)) as tmp:
             save_file(tensors, tmp, metadata={"format": "pt"})
         if tokenizer_json is not None:
-            files.write_json(os.path.join(directory, TOKENIZER_FILE), tokenizer_json)
+            files.write_json(os.path.join(directory, HF_TOKENIZER_FILE), tokenizer_json)
         files.write_json(os.path.join(directory, CONFIG_FILE), hf_config, sort_keys=False)
 
 
 def _remove_checkpoint(directory: str) -> None:
     """The files of a checkpoint whose write failed, and its directory when nothing else is in it."""
-    for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE):
+    for name in (CONFIG_FILE, WEIGHTS_FILE, HF_TOKENIZER_FILE):
         if tf.io.gfile.exists(os.path.join(directory, name)):
             tf.io.gfile.remove(os.path.join(directory, name))
     if tf.io.gfile.isdir(directory) and not tf.io.gfile.listdir(directory):

@@ -17,7 +17,7 @@ WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 # The tokens a checkpoint of this project reads, as model/tokenizer.py's to_json writes them (a character
 # table, or GPT-2 BPE): not transformers' tokenizer.json, whose format is the tokenizers library's.
-TOKENIZER_FILE = "nanogpt_tokenizer.json"
+HF_TOKENIZER_FILE = "nanogpt_tokenizer.json"
 HUB_ORGANISATION = "openai-community"  # where the hub keeps OpenAI's GPT-2 checkpoints
 
 # Hugging Face's names for GPT-2's tanh-approximated GELU, which is the one the model computes.

@@ -399,7 +399,7 @@ class GPT(tf.Module):
 
     def save_pretrained(self, directory: str, tokenizer_json: Optional[dict] = None) -> None:
         """This model as a Hugging Face GPT2LMHeadModel checkpoint, which transformers loads; with the
-        tokens it reads (tokenizer_json: model/tokenizer.py's to_json) in hf_files.TOKENIZER_FILE, as a
+        tokens it reads (tokenizer_json: model/tokenizer.py's to_json) in hf_files.HF_TOKENIZER_FILE, as a
         character model's cannot be read without its table."""
         hf_checkpoint.write_gpt2(directory, self.config, self.named_variables(), tokenizer_json)
 

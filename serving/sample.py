@@ -90,11 +90,11 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
         return model, tokenizer
     if source in GPT2_SIZES or tf.io.gfile.exists(os.path.join(source, hf_files.CONFIG_FILE)):
         model = GPT.from_pretrained(source, dtype_policy=policy)
-        named = files.read_json(os.path.join(source, hf_files.TOKENIZER_FILE), default=None) \
+        named = files.read_json(os.path.join(source, hf_files.HF_TOKENIZER_FILE), default=None) \
             if source not in GPT2_SIZES else None
         if named is None and model.config.vocab_size < GPT2_VOCAB_SIZE:  # (GPT-2 BPE's ids would not all decode)
             raise UsageError(f"{source} has a vocabulary of {model.config.vocab_size} tokens and names none "
-                             f"({hf_files.TOKENIZER_FILE}, which this project's exports write): GPT-2 BPE needs "
+                             f"({hf_files.HF_TOKENIZER_FILE}, which this project's exports write): GPT-2 BPE needs "
                              f"{GPT2_VOCAB_SIZE}")
         return model, (tokenizer_from_json(named, bpe_dir=bpe_dir or None) if named else GPT2Tokenizer(bpe_dir or None))
     raise MissingFile(

@@ -253,8 +253,8 @@ def test_resume_continues_the_latest_models_training_run(char_run):
     # resumed again with max_iters not past the latest model's iterations: refused before anything trains
     # (it published the same model again, which the LMEvaluator blessed as no worse and the Pusher pushed)
     before = pipeline_runs.execution_ids(config)
-    with pytest.raises(UsageError, match=r"^resume: the latest model \(.*\) trained to iteration 60, and "
-                                         r"--max_iters=60 is not past it: nothing would train; raise --max_iters$"):
+    with pytest.raises(UsageError, match=r"^resume: the latest model \(.*\) is at iteration 60, and "
+                                         r"max_iters=60 is not past it: nothing would train; raise --max_iters$"):
         pipeline_runs.rerun(config)
     assert pipeline_runs.component_states(config, exclude=before).get("Pusher") is None
 

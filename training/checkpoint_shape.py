@@ -70,6 +70,15 @@ def resumed_tokens_difference(run_dir: str, tokenizer_json: Optional[dict]) -> O
     return tokens_difference(trained_on, tokenizer_json) if trained_on and tokenizer_json else None
 
 
+def nothing_to_train(iteration: int, cfg) -> Optional[str]:
+    """Why a training resumed from a checkpoint of `iteration` would train nothing (max_iters not past it:
+    nanoGPT's makes one step more), said after "is", or None; eval_only trains nothing anyway."""
+    if iteration >= cfg.max_iters and not cfg.eval_only:
+        return (f"at iteration {iteration}, and max_iters={cfg.max_iters} is not past it: nothing would train; "
+                f"raise --max_iters")
+    return None
+
+
 def check_resume(previous: dict, cfg, out_dir: str, asked_by: str = "resume") -> None:
     """init_from=resume: refuse training settings (cfg) whose model shape differs from those of the
     run being continued (its train_config.json, `previous`): the resumed model would keep the old

@@ -16,7 +16,6 @@ from core.errors import MissingFile
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_ENV = "NANOGPT_TFX_SHAKESPEARE"
-CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "nanogpt-tfx")
 
 
 def tiny_shakespeare(path: Optional[str] = None) -> str:
@@ -26,9 +25,9 @@ def tiny_shakespeare(path: Optional[str] = None) -> str:
         if not os.path.isfile(path):
             raise MissingFile(f"Tiny Shakespeare: {path} does not exist")
         return path
-    cached = os.path.join(CACHE_DIR, "tinyshakespeare.txt")
+    cached = os.path.join(files.user_cache_dir(), "tinyshakespeare.txt")
     if not os.path.isfile(cached):
-        os.makedirs(CACHE_DIR, exist_ok=True)
+        os.makedirs(files.user_cache_dir(), exist_ok=True)
         try:
             with urllib.request.urlopen(SHAKESPEARE_URL, timeout=60) as response:
                 data = response.read()

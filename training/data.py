@@ -83,18 +83,22 @@ def _summary_path(cache_file: str) -> str:
 def _read_summary(path: str) -> Optional[dict]:
     try:
         summary = files.read_json(path, default=None)
-        return summary if {"num_tokens", "max_token"} <= set(summary or ()) else None
-    except (OSError, ValueError, TypeError):  # damaged: the shards are indexed again, and it is rewritten
+    except (OSError, ValueError):  # damaged: the shards are indexed again, and it is rewritten
         return None
+    whole = isinstance(summary, dict) and all(isinstance(summary.get(k), int) for k in ("num_tokens", "max_token"))
+    return summary if whole else None
 
 
 def _cached_split(paths) -> Optional[np.memmap]:
     """The cache file of these shards, by what their last index found; None when they were never cached
     (or not as they are now: their sizes and times key them), with no read of the shards."""
-    if not os.path.isdir(_cache_dir_path()):
+    cache_dir = _cache_dir_path()
+    if not os.path.isdir(cache_dir) or _not_private(os.stat(cache_dir)):  # (refused where a large split needs it)
         return None
-    cache_dir = token_cache_dir()  # (refused if others may write to it)
-    key = _known_content_key(cache_dir, paths)
+    try:
+        key = _known_content_key(cache_dir, paths)
+    except ValueError:  # a damaged index: remade where a large split needs it
+        return None
     for name in sorted(os.listdir(cache_dir)) if key else ():
         summary = _read_summary(os.path.join(cache_dir, name)) \
             if name.startswith(key[:32] + "-") and name.endswith(".json") else None
@@ -183,7 +187,7 @@ def token_cache_dir() -> str:
     cache_dir = _cache_dir_path()
     os.makedirs(cache_dir, mode=0o700, exist_ok=True)
     status = os.stat(cache_dir)
-    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+    if _not_private(status):
         raise TokenCacheNotPrivate(
             f"the token cache {cache_dir} is {'not yours' if status.st_uid != os.getuid() else 'writable by others'} "
             f"(mode {status.st_mode & 0o777:o}): a run must not read tokens another user could put there; make it "
@@ -194,8 +198,7 @@ def token_cache_dir() -> str:
 
 
 def _cache_dir_path() -> str:
-    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nanogpt-tfx", "tokens")
-    return os.environ.get(TOKEN_CACHE_ENV) or default
+    return os.environ.get(TOKEN_CACHE_ENV) or os.path.join(files.user_cache_dir(), "tokens")
 
 
 def _stat_key(paths) -> str:
@@ -210,7 +213,12 @@ def _known_content_key(cache_dir: str, paths) -> Optional[str]:
     """_content_key where the shards were hashed as they are now (same sizes and times), else None."""
     index_path = os.path.join(cache_dir, CACHE_INDEX)
     known = files.read_json(index_path, default={}) if os.path.isfile(index_path) else {}
-    return known.get(_stat_key(paths))
+    return known.get(_stat_key(paths)) if isinstance(known, dict) else None
+
+
+def _not_private(status: os.stat_result) -> bool:
+    """Whether a directory is another user's, or others may write to it."""
+    return status.st_uid != os.getuid() or bool(status.st_mode & 0o022)
 
 
 def _content_key(cache_dir: str, paths) -> str:

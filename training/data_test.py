@@ -102,6 +102,14 @@ def test_a_token_cache_that_others_may_write_to_is_refused(split_dir, tmp_path, 
                                                         rf"there; "):
         load_split(data_dir, "train", in_memory_max_tokens=1000)
     assert os.listdir(shared) == []
+    # a split held in memory does not need the cache: it loads, whatever the cache is (shared, or damaged)
+    expected = shards.read_token_stream(f"{data_dir}/Split-train")
+    np.testing.assert_array_equal(load_split(data_dir, "train"), expected)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / data.CACHE_INDEX).write_text("[")
+    monkeypatch.setenv(data.TOKEN_CACHE_ENV, str(private))
+    np.testing.assert_array_equal(load_split(data_dir, "train"), expected)
     monkeypatch.delenv(data.TOKEN_CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert data.token_cache_dir() == str(tmp_path / "xdg" / "nanogpt-tfx" / "tokens")

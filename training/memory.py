@@ -6,7 +6,8 @@ killer ends the training process (SIGKILL: a machine's memory, or a pod's or con
 used up). Both become OutOfMemory, whose line names what sizes the step, a micro-batch of
 batch_size x block_size tokens whose every layer's attention holds batch_size x n_head x
 block_size^2 probabilities, and what lowers it, as nanoGPT's users lower batch_size on a GPU that is
-too small. A step whose probabilities alone cannot fit is refused before anything is built.
+too small. A step that cannot fit is refused before anything is built: the model's weights,
+gradients and AdamW moments (16 bytes a parameter), the probabilities, or the two together.
 No TensorFlow here: the parent of a training process (training/train_process.py) imports none.
 """
 

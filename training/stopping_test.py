@@ -96,7 +96,7 @@ def _snapshot(directory):
 def test_eval_only_on_a_resumed_run_changes_nothing_in_it_even_when_stopped(tmp_path, text_file):  # noqa: F811
     """nanoGPT's eval_only on a resumed run saves a checkpoint of it (and trains on); here it evaluates the
     checkpoint and ends: no checkpoint (whose rotation would drop an older one), no settings rewritten."""
-    out, run = tmp_path / "run", {**RUN, "always_save_checkpoint": True}  # (nanoGPT's default)
+    out, run = tmp_path / "run", {**RUN, "always_save_checkpoint": True, "tensorboard": True}  # (the defaults)
     Trainer(tiny_config(out, text_file, **run), log=lambda *_: None).run()
     before = _snapshot(out)
     logs = []

@@ -229,7 +229,7 @@ class Trainer:
             self._restore()  # refused if the checkpoint's tokens are not the data's, before the id check below
         for stream in (self.train_data, self.val_data):  # against the model's own vocabulary (a resumed one's too)
             check_token_ids(stream.array(), self.model.config.vocab_size, f"the {stream.name} split of {self.data_dir}")
-        if self.chief and self.tokenizer_json:  # once the data is known to be the model's
+        if self.chief and self.tokenizer_json and not cfg.eval_only:  # once the data is known to be the model's
             write_run_settings(cfg.out_dir, tokenizer_json=self.tokenizer_json)
         self.batches = batches.batch_source(cfg, {TRAIN: self.train_data, VAL: self.val_data},
                                             strategy=self.strategy, model=self.model, start_iter=self.start_iter,
@@ -326,9 +326,9 @@ class Trainer:
                              f"this data's: {difference}")
         tf.train.Checkpoint(**self._state(latest)).restore(latest).expect_partial().assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
-        if self.start_iter >= self.cfg.max_iters and not self.cfg.eval_only:  # (nanoGPT's makes one more step)
-            raise UsageError(f"init_from=resume: {latest} is at iteration {self.start_iter}, and max_iters="
-                             f"{self.cfg.max_iters} is not past it: nothing would train; raise --max_iters")
+        why = checkpoint_shape.nothing_to_train(self.start_iter, self.cfg)
+        if why:
+            raise UsageError(f"init_from=resume: {latest} is {why}")
         self.log(f"resuming from {latest} at iter {self.start_iter}")
 
     def _continue(self, path: str):
@@ -376,14 +376,14 @@ class Trainer:
     def _stopped(self, iter_num: int):
         """Checkpoint iteration iter_num (unless saved already) and end with TrainingStopped; eval_only
         ends with EvaluationStopped, nothing saved."""
+        name = self.stop.signal if self.stop is not None and self.stop.signal else "another worker's stop"
         if self.cfg.eval_only:
-            raise stopping.EvaluationStopped(self.stop.signal)
+            raise stopping.EvaluationStopped(name)
         self.iter_num.assign(iter_num)
         path = self.checkpoints.at(iter_num) or self.save_checkpoint(iter_num, between_evaluations=True)
         if not self.chief:  # its copy was for the collective save only; the chief's is the checkpoint
             shutil.rmtree(self.worker_dir, ignore_errors=True)
             path = os.path.join(self.cfg.out_dir, os.path.relpath(path, self.worker_dir))
-        name = self.stop.signal if self.stop is not None and self.stop.signal else "another worker's stop"
         raise stopping.TrainingStopped(name, iter_num, path)
 
     # -- steps ---------------------------------------------------------------------------------
@@ -499,7 +499,7 @@ class Trainer:
                  f"number of parameters: {self.model.get_num_params() / 1e6:.2f}M; replicas: {self.replicas}"
                  + (f"; parallel branches per micro-batch: {self.branches}" if self.branches > 1 else ""))
         self._writer = tf.summary.create_file_writer(os.path.join(cfg.out_dir, TENSORBOARD_DIR)) \
-            if cfg.tensorboard and self.chief else None
+            if cfg.tensorboard and self.chief and not cfg.eval_only else None  # (eval_only changes nothing there)
         # the losses of the last evaluation (a continued run's may be its interrupted part's)
         self.last_losses: Dict[str, float] = {TRAIN: self.history[-1][1], VAL: self.history[-1][2]} \
             if self.history else {}

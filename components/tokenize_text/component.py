@@ -2,8 +2,8 @@
 its documents with TFDV statistics.
 
 Parameters: the fields of TokenizeTextSettings (settings.py), stored as one JSON execution property,
-and input_fingerprint: a digest of the corpus' files (paths, sizes, modification times; local or
-gs://) when the pipeline is built (in a compiled spec, when it runs: its DataFingerprint task), None
+and input_fingerprint: a digest of the corpus' files (local ones' paths and bytes; gs:// objects' paths,
+sizes and update times) when the pipeline is built (in a compiled spec, when it runs: its DataFingerprint task), None
 for a hub dataset. TFX reuses an execution whose parameters and inputs are those of an earlier one:
 with the digest among them, a corpus edited in place is tokenized again instead of taken from the cache.
 

@@ -44,8 +44,8 @@ from components.deploy_settings import DeployConfig
 from components.trainer import settings, trainings
 from core import files
 from training import train_process
-from training.checkpoint_shape import check_resume, resumed_tokens_difference
-from training.checkpoints import newest_checkpoint
+from training.checkpoint_shape import check_resume, nothing_to_train, resumed_tokens_difference
+from training.checkpoints import iteration_of
 from training.distribution import chief_by_tf_config
 from model.presets import POLICY_OF_DTYPE
 from training.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE, TRAIN_CONFIG_FILE
@@ -100,19 +100,19 @@ def _resumable_run(base_model: str, cfg, tokenizer_json: dict) -> str:
     checkpoint (the same shape of model, the same tokens): refused here, before a training process
     starts, as ML Metadata records only what trained."""
     previous_run = _previous_run(base_model)
-    newest = newest_checkpoint(previous_run)
-    if newest is None:
+    evaluated = tf.train.latest_checkpoint(os.path.join(previous_run, CHECKPOINT_DIR))  # what _copy_previous_run copies
+    if evaluated is None:
         raise MissingFile(f"resume: the training run {previous_run} of the latest model saved no checkpoint to "
                           f"start from: train anew with --resume=False")
-    if newest[1] >= cfg.max_iters and not cfg.eval_only:  # it would publish (and push) the same model again
-        raise UsageError(f"resume: the latest model ({base_model}) trained to iteration {newest[1]}, and "
-                         f"--max_iters={cfg.max_iters} is not past it: nothing would train; raise --max_iters")
     check_resume(files.read_json(os.path.join(previous_run, TRAIN_CONFIG_FILE), default=None) or {}, cfg,
                  previous_run)
     difference = resumed_tokens_difference(previous_run, tokenizer_json)
     if difference:  # its ids would stand for other characters: a continuation would learn nonsense
         raise UsageError(f"resume: the latest model ({base_model}) was trained on other tokens than this data's: "
                          f"{difference}; train anew with --resume=False")
+    why = nothing_to_train(iteration_of(evaluated), cfg)
+    if why:  # it would publish (and push) the same model again
+        raise UsageError(f"resume: the latest model ({base_model}) is {why}")
     return previous_run
 
 

@@ -13,7 +13,7 @@ from core import files as files_module
 from core.errors import UsageError, UserError
 from core.files import is_local
 from core.shards import TRAIN, VAL
-from training.corpus import CACHE_DIR, NANOGPT_VAL_FRACTION, head_tail_cut
+from training.corpus import NANOGPT_VAL_FRACTION, head_tail_cut
 
 DEFAULT_HASH_VAL_FRACTION = 0.0005  # nanoGPT's OpenWebText hold-out
 DEFAULT_HEAD_TAIL_VAL_FRACTION = NANOGPT_VAL_FRACTION
@@ -78,33 +78,38 @@ def fingerprint(files: Optional[List[Tuple[str, int, float]]]) -> Optional[str]:
     listed = hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     if not files or not all(is_local(path) for path, _, _ in files):
         return listed
+    path = os.path.join(files_module.user_cache_dir(), DIGESTS_FILE)
     try:
-        known = files_module.read_json(_DIGESTS, default={})
-    except ValueError:  # damaged: made anew
+        known = files_module.read_json(path, default={})
+    except (OSError, ValueError):  # unreadable or damaged: made anew
+        known = {}
+    if not isinstance(known, dict) or not all(isinstance(v, str) for v in known.values()):
         known = {}
     if listed not in known:
-        contents = "\n".join(f"{path}\t{size}\t{_file_sha256(path)}" for path, size, _ in files)
-        known = {**dict(list(known.items())[-(_DIGESTS_KEPT - 1):]),
+        contents = "\n".join(f"{name}\t{size}\t{_file_sha256(name)}" for name, size, _ in files)
+        known = {**dict(list(known.items())[-(DIGESTS_KEPT - 1):]),
                  listed: hashlib.sha256(contents.encode("utf-8", "surrogateescape")).hexdigest()[:16]}
         try:
-            os.makedirs(os.path.dirname(_DIGESTS), exist_ok=True)
-            files_module.write_json(_DIGESTS, known, sort_keys=False)  # (in order: the oldest go first)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            files_module.write_json(path, known, sort_keys=False)  # (in order: the oldest go first)
         except OSError:  # a read-only home: read again next time
             pass
     return known[listed]
 
 
+# listed fingerprint -> content fingerprint of the local corpora this user ran on, the latest DIGESTS_KEPT
+DIGESTS_FILE, DIGESTS_KEPT = "corpus_digests.json", 256
+
+
 def _file_sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(8 << 20), b""):
-            digest.update(block)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(8 << 20), b""):
+                digest.update(block)
+    except OSError as e:
+        raise UserError(f"cannot read {path} of the corpus: {e.strerror or e}") from None
     return digest.hexdigest()
-
-
-# listed fingerprint -> content fingerprint of the local corpora this user has run on (the latest kept)
-_DIGESTS = os.path.join(CACHE_DIR, "corpus_digests.json")
-_DIGESTS_KEPT = 256
 
 
 def hashed_split(doc_index: int, val_fraction: float, seed: int) -> str:

@@ -4,6 +4,7 @@ when one is edited, added, removed or renamed; None for a hub dataset.
 The Examples artifact records it. (Remote files, gs://, are listed through the Beam file systems that
 read them, which have no stand-in here.)"""
 
+import json
 import os
 
 import datasets
@@ -21,7 +22,8 @@ def _edited(path, text):
     os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))
 
 
-def test_text_files_fingerprint_changes_with_their_files_only(tmp_path):
+def test_text_files_fingerprint_changes_with_their_files_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where the files' digests are kept
     folder = tmp_path / "texts"
     folder.mkdir()
     for name in ("a.txt", "b.txt"):
@@ -30,6 +32,10 @@ def test_text_files_fingerprint_changes_with_their_files_only(tmp_path):
     seen = {sources.input_fingerprint(cfg)}
     assert sources.input_fingerprint(cfg) in seen  # unchanged
     _edited(folder / "a.txt", TEXT)  # the same bytes written again (a `touch`, a copy, a checkout): unchanged
+    assert sources.input_fingerprint(cfg) in seen
+    digests = tmp_path / "cache" / "nanogpt-tfx" / "corpus_digests.json"
+    assert len(json.loads(digests.read_text())) == 2  # (the files as listed before and after)
+    digests.write_text("[1, 2]")  # damaged: made anew, the same digest
     assert sources.input_fingerprint(cfg) in seen
     _edited(folder / "a.txt", TEXT.upper())  # the same size, another time
     seen.add(sources.input_fingerprint(cfg))

@@ -272,7 +272,8 @@ def _glob_without(path: str, files: List[Any], looked_at: int = 20) -> str:
     if not common or common[0][0] in ("", extension):
         return ""
     suggested = f"{folder}/*{common[0][0]}"
-    matching = [m.path for m in files if os.path.dirname(m.path) == folder and m.path.endswith(common[0][0])]
+    matching = [m.path for m in files if os.path.dirname(m.path) == folder and m.path.endswith(common[0][0])
+                and not (is_local(m.path) and _special_file(m.path))]  # (a named pipe's read would wait)
     return "" if any(_head_problem(p) for p in matching[:looked_at]) else suggested
 
 
