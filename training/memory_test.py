@@ -99,3 +99,8 @@ def test_the_trainer_refuses_such_a_step_before_its_first_compilation(tmp_path, 
                                           r".* = 2 x 64 x 4 x 100,000\^2 = 5,120,000,000,000 \(20,480.0 GB in "
                                           r"float32\)"):
         Trainer(cfg, log=lambda *_: None)
+    # a model whose weights alone exceed the memory: refused before they are made (making them was the kill)
+    cfg = make_config("shakespeare_char", text_file=str(text_file), out_dir=str(tmp_path / "big"), n_layer=48,
+                      n_head=50, n_embd=6400, tensorboard=False)
+    with pytest.raises(OutOfMemory, match=r"^a model of n_layer=48 and n_embd=6400 cannot train on this machine: "):
+        Trainer(cfg, log=lambda *_: None)
