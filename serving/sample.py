@@ -265,11 +265,14 @@ def _texts(source: str, opts: SampleConfig, settings: dict) -> List[str]:
     from core.signals import interruptible
 
     if is_saved_model(source):
-        if opts.weights != "float32":
-            from core.errors import UsageError
+        chosen_at_export = {"weights": ("float32", "serving_weights"), "compile": (None, "serving_loop"),
+                            "dtype": ("float32", "serving_weights")}
+        for option, (default, setting_name) in chosen_at_export.items():
+            if getattr(opts, option) != default:
+                from core.errors import UsageError
 
-            raise UsageError(f"--weights={opts.weights}: {source} is a SavedModel, whose weights were "
-                             f"chosen at export (the pipeline's serving_weights)")
+                raise UsageError(f"--{option}={getattr(opts, option)}: {source} is a SavedModel, which decodes as "
+                                 f"it was exported (the pipeline's {setting_name})")
         # Ctrl-C stops a long generation now, not at its end
         texts = interruptible(sample_saved_model, source, opts.start, bpe_dir=opts.bpe_dir, **settings)
     else:

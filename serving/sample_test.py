@@ -112,9 +112,12 @@ def test_bfloat16_weights_option(run_dir, tmp_path, capsys):
     main([*args, "--weights=bfloat16"])
     assert capsys.readouterr().out == float32
     (tmp_path / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(SystemExit):
-        main([f"--init_from={tmp_path}", "--weights=bfloat16"])
-    assert "--weights=bfloat16: " in capsys.readouterr().err
+    for option, setting_name in (("--weights=bfloat16", "serving_weights"), ("--compile=False", "serving_loop"),
+                                 ("--dtype=bfloat16", "serving_weights")):  # (--compile was ignored there)
+        with pytest.raises(SystemExit):
+            main([f"--init_from={tmp_path}", option])
+        assert capsys.readouterr().err.endswith(f"error: {option}: {tmp_path} is a SavedModel, which decodes as it "
+                                                f"was exported (the pipeline's {setting_name})\n")
 
 
 def test_bad_options_are_named():
