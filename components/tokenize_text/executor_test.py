@@ -16,7 +16,7 @@ from components.tokenize_text.executor import Executor
 from components.tokenize_text.settings import TokenizeTextSettings
 from components.tokenize_text.sources.base import NotText
 from core import shards
-from core.errors import DiskFull, MissingFile, UsageError
+from core.errors import DiskFull, MissingFile, UsageError, UserError
 from model.tokenizer import GPT2Tokenizer
 
 EOT = GPT2Tokenizer.eot_token
@@ -234,9 +234,18 @@ def test_a_named_pipe_in_the_folder_is_refused_and_a_link_to_nothing_said(tmp_pa
     examples = run_executor(tmp_path / "out", input_pattern=str(folder), tokenizer="char")
     assert prop(examples, "num_documents") == 1
     assert f"(1 file, 1 symbolic link(s) to nothing left out ({folder}/gone.txt)); " in caplog.text
+    (folder / "loop1.txt").symlink_to(folder / "loop2.txt")  # a loop: no file, no folder (was a traceback)
+    (folder / "loop2.txt").symlink_to(folder / "loop1.txt")
+    examples = run_executor(tmp_path / "loop", input_pattern=str(folder), tokenizer="char")
+    assert prop(examples, "num_documents") == 1
+    assert f"(1 file, 3 symbolic link(s) to nothing left out ({folder}/gone.txt, ...)); " in caplog.text
     os.mkfifo(folder / "pipe.txt")
     _assert_fails_cleanly(tmp_path / "fifo", UsageError, rf"^input {folder}/pipe.txt is a named pipe \(FIFO\), not "
                           rf"a regular file: leave it out$", input_pattern=str(folder), tokenizer="char")
+    os.remove(folder / "pipe.txt")
+    (folder / "mem.txt").symlink_to("/proc/self/mem")  # listed, unreadable (as a file without read permission)
+    _assert_fails_cleanly(tmp_path / "unreadable", UserError, rf"^cannot read {folder}/mem.txt of the corpus: ",
+                          input_pattern=str(folder), tokenizer="char")
 
 
 def test_missing_inputs_are_named(tmp_path, hf_cache):

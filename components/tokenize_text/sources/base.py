@@ -68,9 +68,9 @@ class Source:
 def fingerprint(files: Optional[List[Tuple[str, int, float]]]) -> Optional[str]:
     """A digest of the files a corpus is read from, which changes when a file is edited, added, removed
     or renamed; None without files to hash. Local files by their paths and contents, read again only
-    when their sizes or modification times moved (a `touch`, a copy or a checkout that keeps the bytes
-    keeps the digest: TokenizeText stays cached); remote ones (gs://) by their paths, sizes and update
-    times, as listed."""
+    when their sizes or modification times moved (a `touch`, or a copy or checkout over the same paths
+    that keeps the bytes, keeps the digest: TokenizeText stays cached; the same files at other paths
+    are another corpus); remote ones (gs://) by their paths, sizes and update times, as listed."""
     if files is None:
         return None
     files = sorted(files)

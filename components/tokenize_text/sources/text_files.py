@@ -20,7 +20,7 @@ from components.tokenize_text.settings import HASH
 from components.tokenize_text.sources.base import (Document, NotText, Source, choose_split, hashed_split,
                                                    head_tail_cut)
 from components.tokenize_text.statistics import check_features
-from core.errors import MissingFile, UsageError
+from core.errors import MissingFile, UsageError, UserError
 from core.files import is_local
 from core.shards import TRAIN, VAL
 
@@ -158,7 +158,7 @@ def why_no_files(pattern: str) -> str:
     if not is_local(pattern) or not os.path.isdir(pattern):
         return ""
     subfolders = _subfolders(pattern)
-    hidden = sum(e.name.startswith(".") and not e.is_dir() for e in os.scandir(pattern))
+    hidden = sum(e.name.startswith(".") and not _is_dir(e) for e in os.scandir(pattern))
     return "; ".join(([f"{subfolders} subfolder(s): {read_subfolders(pattern)}"] if subfolders else []) + (
         [f"{hidden} hidden file(s) (a name starting with '.'): --data='{pattern.rstrip('/')}/.*' names them"]
         if hidden else []))
@@ -218,14 +218,21 @@ def broken_links(pattern: str) -> List[str]:
     them out), so that a run can say it read without them."""
     if not is_local(pattern):
         return []
-    return [path for path in local_text_files(pattern) if os.path.islink(path) and not os.path.exists(path)]
+    return sorted(path for path in local_text_files(pattern) if os.path.islink(path) and not os.path.exists(path))
 
 
 def _subfolders(pattern: str) -> int:
     """The folders directly in `pattern` when it names a local folder (0 otherwise)."""
     if not is_local(pattern) or not os.path.isdir(pattern):
         return 0
-    return sum(1 for entry in os.scandir(pattern) if entry.is_dir() and not entry.name.startswith("."))
+    return sum(1 for entry in os.scandir(pattern) if _is_dir(entry) and not entry.name.startswith("."))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link in a loop: no folder (broken_links names it)
+        return False
 
 
 def not_text(name: str, problem: str, refused: int = 1, glob: str = "") -> NotText:
@@ -257,8 +264,11 @@ def check_text_files(files: List[Any]) -> None:
 
 
 def _head_problem(path: str) -> Optional[str]:
-    with _filesystems().open(path) as f:
-        return text_file_problem(f.read(TEXT_CHECK_BYTES))
+    try:
+        with _filesystems().open(path) as f:
+            return text_file_problem(f.read(TEXT_CHECK_BYTES))
+    except OSError as e:  # unreadable (its permissions), where the listing found it
+        raise UserError(f"cannot read {path} of the corpus: {e.strerror or e}") from None
 
 
 def _glob_without(path: str, files: List[Any], looked_at: int = 20) -> str:
