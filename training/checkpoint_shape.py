@@ -79,6 +79,25 @@ def nothing_to_train(iteration: int, cfg) -> Optional[str]:
     return None
 
 
+def resumed_shape(cfg, log=print):
+    """nanoGPT's init_from=resume on its command line: the model's shape is the checkpoint's (its run's
+    train_config.json) whatever the arguments say; cfg with those fields, and a line naming each one it
+    overrode. (The Trainer itself refuses a shape that differs: check_resume.)"""
+    import dataclasses
+
+    from core import files
+    from training.config import TRAIN_CONFIG_FILE
+
+    previous = files.read_json(os.path.join(cfg.out_dir, TRAIN_CONFIG_FILE), default=None) or {}
+    changed = {field: previous[field] for field in SHAPE_FIELDS
+               if field in previous and previous[field] != getattr(cfg, field)}
+    if changed:
+        log("init_from=resume: the model's shape is the checkpoint's, as nanoGPT takes it: "
+            + ", ".join(f"{field}={value} (not {getattr(cfg, field)})" for field, value in changed.items()))
+        cfg = dataclasses.replace(cfg, **changed)
+    return cfg
+
+
 def check_resume(previous: dict, cfg, out_dir: str, asked_by: str = "resume") -> None:
     """init_from=resume: refuse training settings (cfg) whose model shape differs from those of the
     run being continued (its train_config.json, `previous`): the resumed model would keep the old

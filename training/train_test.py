@@ -1,6 +1,7 @@
 """Training engine tests: schedule, AdamW, input pipeline, loop, exact resume, precisions."""
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -183,6 +184,22 @@ def test_resume_continues_exactly(tmp_path, small_text, rng):
                                [loss for it, loss in straight.train_losses if it >= 10], rtol=0, atol=1e-6)
     for name, value in weights(straight).items():
         np.testing.assert_allclose(weights(resumed)[name], value, rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_the_command_lines_resume_takes_the_checkpoints_shape_as_nanogpt(tmp_path, small_text, capsys):
+    """`python -m training.train --init_from=resume` without the run's shape arguments (the defaults, GPT-2
+    124M's, differ): the checkpoint's shape, said in a line, as nanoGPT's train.py takes it."""
+    from training.train import main
+
+    Trainer(tiny_config(tmp_path / "run", small_text, max_iters=10, eval_interval=10), log=lambda *_: None).run()
+    capsys.readouterr()
+    main([f"--text_file={small_text}", "--tokenizer=char", f"--out_dir={tmp_path / 'run'}", "--init_from=resume",
+          "--max_iters=20", "--eval_interval=10", "--eval_iters=2", "--batch_size=4", "--tensorboard=False"])
+    out = capsys.readouterr().out
+    assert ("init_from=resume: the model's shape is the checkpoint's, as nanoGPT takes it: n_layer=2 (not 12), "
+            "n_head=2 (not 12), n_embd=32 (not 768), block_size=32 (not 1024)\n") in out
+    assert f"resuming from {tmp_path}/run/checkpoints/ckpt-10 at iter 10" in out
+    assert json.loads(out.strip().splitlines()[-1])["iter_num"] == 21
 
 
 def test_resume_on_a_text_of_other_characters_is_refused_and_keeps_the_runs_vocabulary(tmp_path, small_text):
