@@ -125,13 +125,18 @@ _READ_BYTES = 8 << 20
 
 
 def file_sha256(path: str) -> str:
-    """The SHA-256 in hex of a file's bytes (local, or through tf.io.gfile)."""
+    """The SHA-256 in hex of a file's bytes: a local file read without TensorFlow (a corpus' fingerprint,
+    taken before it loads), another through tf.io.gfile."""
     import hashlib
 
-    import tensorflow as tf
+    if files.is_local(path):
+        opened = open(path, "rb")
+    else:
+        import tensorflow as tf
 
+        opened = tf.io.gfile.GFile(path, "rb")
     digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
+    with opened as f:
         for block in iter(lambda: f.read(_READ_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()

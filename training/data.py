@@ -209,10 +209,16 @@ def _stat_key(paths) -> str:
     return hashlib.sha256(repr(stats).encode()).hexdigest()
 
 
+def _read_index(cache_dir: str):
+    """(its path, the cache's index: the shards' sizes and times -> their content's key); ValueError
+    when it is damaged."""
+    index_path = os.path.join(cache_dir, CACHE_INDEX)
+    return index_path, files.read_json(index_path, default={}) if os.path.isfile(index_path) else {}
+
+
 def _known_content_key(cache_dir: str, paths) -> Optional[str]:
     """_content_key where the shards were hashed as they are now (same sizes and times), else None."""
-    index_path = os.path.join(cache_dir, CACHE_INDEX)
-    known = files.read_json(index_path, default={}) if os.path.isfile(index_path) else {}
+    _, known = _read_index(cache_dir)
     return known.get(_stat_key(paths)) if isinstance(known, dict) else None
 
 
@@ -224,8 +230,7 @@ def _not_private(status: os.stat_result) -> bool:
 def _content_key(cache_dir: str, paths) -> str:
     """The SHA-256 of the shards' bytes, read once for a given set of shard files (sizes and times)."""
     stat_key = _stat_key(paths)
-    index_path = os.path.join(cache_dir, CACHE_INDEX)
-    known = files.read_json(index_path, default={}) if os.path.isfile(index_path) else {}
+    index_path, known = _read_index(cache_dir)
     if stat_key not in known:
         known[stat_key] = hashlib.sha256("".join(shards.file_sha256(p) for p in paths).encode()).hexdigest()
         files.write_json(index_path, known)

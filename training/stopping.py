@@ -43,7 +43,18 @@ def reclaim(request: StopRequest) -> None:
     route_stopping(request.ask)
 
 
-class TrainingStopped(Interrupted):
+class StoppedBySignal(Interrupted):
+    """A stop asked by a signal (signal_name; "another worker's stop" on the workers that were not
+    signalled), whose exit status is the shell's for that signal (as Ctrl-C's for another worker's)."""
+    signal_name: str
+
+    @property
+    def exit_status(self) -> int:
+        number = getattr(signal.Signals, self.signal_name, None)
+        return 128 + int(number) if number is not None else 130
+
+
+class TrainingStopped(StoppedBySignal):
     """The training stopped at `iteration` when asked (by signal_name, or by another worker), with
     `checkpoint` holding that iteration. Its arguments are its state, so that it pickles whole (the
     training process sends it to its parent so)."""
@@ -53,31 +64,18 @@ class TrainingStopped(Interrupted):
         super().__init__(signal_name, iteration, checkpoint, advice)
         self.signal_name, self.iteration, self.checkpoint, self.advice = signal_name, iteration, checkpoint, advice
 
-    @property
-    def exit_status(self) -> int:
-        return signal_exit_status(self.signal_name)
-
     def __str__(self):
         return (f"the training was stopped by {self.signal_name} at iteration {self.iteration}, which is saved in "
                 f"{self.checkpoint}: {self.advice}")
 
 
-class EvaluationStopped(Interrupted):
+class EvaluationStopped(StoppedBySignal):
     """eval_only stopped when asked: it saves nothing, having changed nothing."""
 
     def __init__(self, signal_name: str):
         super().__init__(signal_name)
         self.signal_name = signal_name
 
-    @property
-    def exit_status(self) -> int:
-        return signal_exit_status(self.signal_name)
-
     def __str__(self):
         return f"the evaluation (eval_only) was stopped by {self.signal_name}; nothing was saved"
 
-
-def signal_exit_status(signal_name: str) -> int:
-    """The shell's exit status for a command ended by that signal (another worker's stop: as Ctrl-C)."""
-    number = getattr(signal.Signals, signal_name, None)
-    return 128 + int(number) if number is not None else 130

@@ -9,7 +9,7 @@ from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 from components.tokenize_text.encoding import Utf8Decoder
 from components.tokenize_text.settings import AUTO, HASH, HEAD_TAIL
-from core import files as files_module
+from core import files as files_module, shards
 from core.errors import UsageError, UserError
 from core.files import is_local
 from core.shards import TRAIN, VAL
@@ -102,14 +102,10 @@ DIGESTS_FILE, DIGESTS_KEPT = "corpus_digests.json", 256
 
 
 def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(8 << 20), b""):
-                digest.update(block)
+        return shards.file_sha256(path)
     except OSError as e:
         raise UserError(f"cannot read {path} of the corpus: {e.strerror or e}") from None
-    return digest.hexdigest()
 
 
 def hashed_split(doc_index: int, val_fraction: float, seed: int) -> str:
