@@ -56,3 +56,40 @@ def test_a_tiktoken_cache_the_user_set_is_kept(temp_root, monkeypatch):
     with own_temp_dir():
         assert os.environ[TIKTOKEN_CACHE_ENV] == ""
     assert os.environ[TIKTOKEN_CACHE_ENV] == ""
+
+
+# a run that makes its directory, says where, and waits to be killed
+HOLDS_ITS_DIRECTORY = ("import sys, time\n"
+                       "from core.tempdir import own_temp_dir\n"
+                       "with own_temp_dir() as directory:\n"
+                       "    print(directory, flush=True)\n"
+                       "    time.sleep(600)\n")
+
+
+def _start_holding(temp_root):
+    process = subprocess.Popen([sys.executable, "-c", HOLDS_ITS_DIRECTORY], stdout=subprocess.PIPE, text=True,
+                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               env={**os.environ, "TMPDIR": str(temp_root)})
+    return process, process.stdout.readline().strip()
+
+
+def test_a_killed_runs_directory_goes_with_the_next_run_and_a_live_ones_stays(temp_root):
+    killed, killed_dir = _start_holding(temp_root)
+    live, live_dir = _start_holding(temp_root)
+    try:
+        killed.kill()  # SIGKILL: no cleanup of its own
+        killed.wait()
+        with open(os.path.join(killed_dir, "__autograph_generated_file1.py"), "w") as f:
+            f.write("left")
+        older = temp_root / f"{PREFIX}older"  # a directory without an OWNER file (another version's): left
+        older.mkdir()
+        with own_temp_dir() as directory:
+            assert sorted(p.name for p in temp_root.iterdir()) == sorted(
+                os.path.basename(d) for d in (live_dir, str(older), directory))
+        assert os.path.isdir(live_dir) and os.path.isdir(older)
+    finally:
+        live.kill()
+        live.wait()
+    with own_temp_dir():
+        pass
+    assert [p.name for p in temp_root.iterdir()] == [older.name]
