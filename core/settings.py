@@ -92,7 +92,8 @@ def allowed(cls, name: str) -> str:
 
 
 def _coerce(cls, name: str, value: Any) -> Any:
-    """`value` as the setting's type (an int stands for a float; a tuple for a list), or SettingError."""
+    """`value` as the setting's type (an int stands for a float, a whole float such as 6e5 for an int;
+    a tuple for a list), or SettingError."""
     inner, optional = _optional(_hints(cls)[name])
     if value is None:
         if optional:
@@ -101,6 +102,8 @@ def _coerce(cls, name: str, value: Any) -> Any:
         kind = typing.get_origin(inner) or inner
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if kind is int and isinstance(value, float) and value.is_integer():  # lr_decay_iters=6e5
+            return int(value)
         if kind is list and isinstance(value, tuple):
             return list(value)
         if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):  # True is no int here

@@ -28,6 +28,10 @@ def test_values_and_one_line_for_a_wrong_one():
     assert parse_text(_Example, "name", "nonesuch") == "nonesuch"
     with pytest.raises(SettingError, match=r"^--steps=NONE: expected an integer >= 0$"):
         parse_text(_Example, "steps", "NONE")
+    # a whole number written as a float is that integer (on the command line and in a config file)
+    assert parse_text(_Example, "steps", "6e5") == 600000 and isinstance(parse_text(_Example, "steps", "6e5"), int)
+    with pytest.raises(SettingError, match=r"^--steps=1.5: expected an integer >= 0$"):
+        parse_text(_Example, "steps", "1.5")
 
 
 @dataclasses.dataclass
