@@ -24,6 +24,7 @@ import dataclasses
 import math
 import os
 import re
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -147,12 +148,42 @@ def batches_in_flight(batch_logits: int) -> int:
     return 2 if batch_logits * 4 <= SMALL_BATCH_LOGITS_BYTES else 1
 
 
-def score(batch_loss, windows: SplitWindows, vocab_size: int) -> SplitScore:
+class ScoringPace:
+    """The lines said while a model is scored for long (a large model on a whole val split: hours):
+    after `first_s`, then every `every_s`, the batches done and the time left at this pace."""
+
+    def __init__(self, what: str, batches: int, log, first_s: float = 60.0, every_s: float = 600.0,
+                 clock=time.monotonic):
+        self.what, self.batches, self.log = what, batches, log
+        self.first_s, self.every_s, self.clock = first_s, every_s, clock
+        self.done, self.started = 0, clock()
+        self.next_s = first_s
+
+    def batch_done(self) -> None:
+        self.done += 1
+        seconds = self.clock() - self.started
+        if seconds < self.next_s or self.done == self.batches:
+            return
+        self.next_s = seconds + self.every_s
+        left = seconds / self.done * (self.batches - self.done)
+        self.log(f"{self.what}: {self.done:,} of {self.batches:,} batches scored in {_minutes(seconds)}, "
+                 f"about {_minutes(left)} left at this pace")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def score(batch_loss, windows: SplitWindows, vocab_size: int, pace: Optional[ScoringPace] = None) -> SplitScore:
     """A model's cross-entropy summed over every target token of the windows, batch by batch (the
-    same sum, in the same order, however many batches run at once)."""
+    same sum, in the same order, however many batches run at once); pace is told of each batch."""
     x, _ = windows.batches[0]
+    losses = []
     with concurrent.futures.ThreadPoolExecutor(batches_in_flight(x.size * vocab_size)) as pool:
-        losses = list(pool.map(lambda batch: float(batch_loss(*batch)), windows.batches))
+        for loss in pool.map(lambda batch: float(batch_loss(*batch)), windows.batches):
+            losses.append(loss)
+            if pace:
+                pace.batch_done()
     total, count = 0.0, 0
     for loss, (_, y) in zip(losses, windows.batches):
         total += loss * y.size
@@ -196,13 +227,16 @@ def vocab_problem(vocab_size: int, windows: Dict[str, SplitWindows]) -> Optional
     return None
 
 
-def evaluate(model, windows: Dict[str, SplitWindows], result: ModelResult) -> ModelResult:
-    """Every metric of the model on every split of `windows`, into result.values."""
+def evaluate(model, windows: Dict[str, SplitWindows], result: ModelResult, log=None) -> ModelResult:
+    """Every metric of the model on every split of `windows`, into result.values; log, when given, is
+    told how it goes when that takes long (ScoringPace)."""
     result.num_params = model.get_num_params()
     result.vocab_size = model.config.vocab_size
     batch_loss = loss_function(model, windows[VAL].batches[0][0].shape[1])
+    pace = ScoringPace(f"{result.name} ({result.source})", sum(len(w.batches) for w in windows.values()), log) \
+        if log else None
     for split in windows:
-        record(result, split, score(batch_loss, windows[split], model.config.vocab_size), windows[split])
+        record(result, split, score(batch_loss, windows[split], model.config.vocab_size, pace), windows[split])
     return result
 
 

@@ -68,6 +68,10 @@ def _what_is_scored(windows: dict, settings) -> str:
                                                       split(TRAIN, "eval_train_batches", settings.eval_train_batches)))
 
 
+def _log_line(line: str) -> None:
+    logging.info("LMEvaluator: %s", line)
+
+
 def _log_result(result: ev.ModelResult, started: float) -> None:
     """One line per model evaluated, as it is done."""
     if result.skipped:
@@ -112,7 +116,7 @@ class Executor(base_executor.BaseExecutor):
             # The Trainer cannot remove its training directory itself: killed after that and before ML
             # Metadata published its ModelRun, the next run would have nothing to continue. As this
             # execution's input, the ModelRun is published: the copy it was made from may go now.
-            trainings.remove_published(model_run.uri, log=lambda line: logging.info("LMEvaluator: %s", line))
+            trainings.remove_published(model_run.uri, log=_log_line)
         evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         labels = ev.unique_labels(settings.baselines)  # fails on a bad list before any work
@@ -135,10 +139,10 @@ class Executor(base_executor.BaseExecutor):
         if problem:
             raise UsageError(f"LMEvaluator: the candidate model ({model.uri}) cannot be evaluated on "
                              f"{examples.uri}: {problem}")
-        logging.info("LMEvaluator: %s", _what_is_scored(windows, settings))
+        _log_line(_what_is_scored(windows, settings))
         started = time.time()
         results = [ev.evaluate(candidate, windows, ev.ModelResult("candidate", "candidate", model.uri,
-                                                                  tokens=data.kind))]
+                                                                  tokens=data.kind), _log_line)]
         _log_result(results[0], started)
         del candidate
         notes: List[str] = []
@@ -188,7 +192,7 @@ class Executor(base_executor.BaseExecutor):
                      cleanup=lambda: _remove_outputs(evaluation, blessing)):
             self._write_evaluation(evaluation, results, blessed, reason, settings, eval_info, notes, history, facts)
             self._write_blessing(blessing, model, last_blessed, blessed, reason, results[0], evaluation, statistics)
-        logging.info("LMEvaluator: %s", reason)
+        _log_line(reason)
 
     @staticmethod
     def _bars(settings: EvalConfig, labels: List[str], results: List[ev.ModelResult]) -> List[ev.Bar]:
@@ -225,7 +229,7 @@ class Executor(base_executor.BaseExecutor):
             return result
         last = ev.load_for_eval(checkpoint, block_size, "the last blessed model")
         result.skipped = ev.vocab_problem(last.config.vocab_size, windows)
-        return result if result.skipped else ev.evaluate(last, windows, result)
+        return result if result.skipped else ev.evaluate(last, windows, result, _log_line)
 
     @staticmethod
     def _evaluate_baseline(source, label, block_size, windows, data, gpt2_windows) -> ev.ModelResult:
@@ -236,11 +240,11 @@ class Executor(base_executor.BaseExecutor):
         result.vocab_size = baseline.config.vocab_size
         if data.kind != tokens.GPT2 and baseline.config.vocab_size >= GPT2_VOCAB_SIZE:
             result.tokens = f"{tokens.GPT2} (the val text, re-tokenized)"
-            ev.evaluate(baseline, gpt2_windows(), result)
+            ev.evaluate(baseline, gpt2_windows(), result, _log_line)
         else:
             result.skipped = ev.vocab_problem(baseline.config.vocab_size, windows)
             if not result.skipped:
-                ev.evaluate(baseline, windows, result)
+                ev.evaluate(baseline, windows, result, _log_line)
         del baseline
         gc.collect()
         return result

@@ -167,6 +167,28 @@ def test_batches_in_flight_sum_as_one_at_a_time(data):
         assert ev.score(batch_loss, windows[split], V).nats == one_at_a_time  # the same sum, to the last bit
 
 
+def test_a_long_scoring_says_how_it_goes(data):
+    """A large model on a whole val split scores for hours: a line after a minute, then every ten, with
+    the batches done and the time left at that pace; none for a short scoring."""
+    examples, _, _ = data
+    windows = ev.load_windows(examples.uri, block_size=8, batch_size=4, eval_batches=0, seed=0, token_bytes=CHAR_BYTES)
+    batch_loss = ev.loss_function(tiny_gpt(), 8)
+    total = sum(len(w.batches) for w in windows.values())
+    for seconds_a_batch, expected in ((1.0, 0), (50.0, 1 + (total * 50 - 60) // 600)):
+        now, lines = [0.0], []
+
+        def clock():
+            now[0] += seconds_a_batch  # each call after the first: one batch later
+            return now[0] - seconds_a_batch
+
+        pace = ev.ScoringPace("candidate (x)", total, lines.append, clock=clock)
+        scores = [ev.score(batch_loss, windows[split], V, pace) for split in ev.SPLITS]
+        assert pace.done == total and all(s.tokens > 0 for s in scores)
+        assert len(lines) == expected, lines
+    assert lines[0] == (f"candidate (x): 2 of {total:,} batches scored in 2 min, about "
+                        f"{(total - 2) * 50 / 60:.0f} min left at this pace")
+
+
 def test_blessed_under_threshold_and_better_than_last_blessed_with_report(tmp_path, data, models):
     examples, streams, _ = data
     evaluation, blessing = run_executor(
