@@ -246,9 +246,15 @@ def test_resume_continues_the_latest_models_training_run(char_run):
     runs = sorted(pipeline_runs.store(config).get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
     latest = tf.train.latest_checkpoint(os.path.join(runs[-2].uri, "checkpoints"))
     saved_at = int(latest.rsplit("-", 1)[1])  # the previous run's last checkpoint
+    with open(os.path.join(runs[-2].uri, "history.json")) as f:
+        previous = json.load(f)
     with open(os.path.join(runs[-1].uri, "history.json")) as f:
         resumed = json.load(f)
-    assert resumed["eval"][0][0] == saved_at  # evaluated again where it left off, as nanoGPT does
+    # the records go on from the checkpoint's; evaluated again where it left off, as nanoGPT does
+    before_checkpoint = [row for row in previous["eval"] if row[0] < saved_at]
+    assert before_checkpoint and resumed["eval"][:len(before_checkpoint)] == before_checkpoint
+    assert resumed["eval"][len(before_checkpoint)][0] == saved_at
+    assert resumed["train"][:3] == previous["train"][:3]
     assert resumed["result"]["iter_num"] == 61
     # resumed again with max_iters not past the latest model's iterations: refused before anything trains
     # (it published the same model again, which the LMEvaluator blessed as no worse and the Pusher pushed)

@@ -314,7 +314,8 @@ class Trainer:
     def _restore(self):
         """init_from=resume, nanoGPT's, from the newest checkpoint of out_dir: the last evaluation's
         (nanoGPT's ckpt.pt) or a newer one taken between evaluations (checkpoints/latest, which
-        nanoGPT has not); the run evaluates again where it starts and keeps records of its own."""
+        nanoGPT has not); the run evaluates again where it starts (on this run's data, which may be other),
+        and its records go on from the checkpoint's: history.json shows the model's whole training."""
         newest = newest_checkpoint(self.cfg.out_dir)
         if newest is None:
             raise MissingFile(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")
@@ -324,8 +325,10 @@ class Trainer:
         if difference:  # its ids would stand for other characters
             raise UsageError(f"init_from=resume: the checkpoint in {self.cfg.out_dir} was trained on other tokens than "
                              f"this data's: {difference}")
-        tf.train.Checkpoint(**self._state(latest)).restore(latest).expect_partial().assert_existing_objects_matched()
+        tf.train.Checkpoint(progress=self.progress, **self._state(latest)).restore(latest) \
+            .expect_partial().assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
+        self.progress.keep_before(self.start_iter)  # its evaluation there is made again
         why = checkpoint_shape.nothing_to_train(self.start_iter, self.cfg)
         if why:
             raise UsageError(f"init_from=resume: {latest} is {why}")
