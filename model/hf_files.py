@@ -10,7 +10,8 @@ from typing import Optional
 
 from core import files
 from core.errors import MissingFile, UsageError
-from model.presets import GPT2_SIZES
+from model.presets import GPT2_SIZES, GPT2_VOCAB_SIZE
+from model.tokenizer import GPT2Tokenizer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -71,7 +72,7 @@ def checkpoint_fields(source: str) -> Optional[dict]:
     """(context, vocabulary, depth, heads, width) of a released GPT-2 name or a local checkpoint's
     config.json: {"n_positions": ..., "vocab_size": ..., "n_layer": ..., "n_head": ..., "n_embd": ...};
     None for a URI or what is not a checkpoint."""
-    from model.presets import GPT2_BLOCK_SIZE, GPT2_VOCAB_SIZE
+    from model.presets import GPT2_BLOCK_SIZE
 
     if source in GPT2_SIZES:
         return {"n_positions": GPT2_BLOCK_SIZE, "vocab_size": GPT2_VOCAB_SIZE, **GPT2_SIZES[source]}
@@ -79,6 +80,17 @@ def checkpoint_fields(source: str) -> Optional[dict]:
         return None
     config = read_gpt2_config(source)
     return {key: config.get(key) for key in ("n_positions", "vocab_size", "n_layer", "n_head", "n_embd")}
+
+
+def checkpoint_tokens(source: str, vocab_size: int) -> Optional[dict]:
+    """The tokens a checkpoint (a released GPT-2 name, a local or gs:// directory) of vocab_size reads,
+    in model/tokenizer.py's to_json form: its HF_TOKENIZER_FILE, which this project's exports write, else
+    GPT-2 BPE where its vocabulary holds GPT-2's (a released GPT-2, another Hugging Face one); None when
+    it names none and cannot read GPT-2 BPE."""
+    named = None if source in GPT2_SIZES else files.read_json(os.path.join(source, HF_TOKENIZER_FILE), default=None)
+    if named is not None:
+        return named
+    return {"kind": GPT2Tokenizer.kind} if vocab_size >= GPT2_VOCAB_SIZE else None
 
 
 def hub_problem(name: str, timeout: float = 10.0) -> Optional[str]:

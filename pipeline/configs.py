@@ -201,6 +201,7 @@ def check_across_parts(config: RunConfig) -> None:
         problem = local_checkpoint_problem(train.init_from)
         if problem:
             raise SettingError(f"--init_from={train.init_from}: {problem}")
+        check_init_tokens(train.init_from, data.tokenizer)
     if evaluation.eval_block_size > train.block_size:
         raise SettingError(f"--eval_block_size={evaluation.eval_block_size}: longer than the model's context "
                            f"(--block_size={train.block_size})")
@@ -226,6 +227,20 @@ def check_across_parts(config: RunConfig) -> None:
     if name and not os.path.exists(name) and (os.path.splitext(name)[1].lower() in DATASET_BUILDERS
                                               or name.startswith(("/", "./", "../", "~"))):
         check_input_files(name, setting="--dataset_name")
+
+
+def check_init_tokens(init_from: str, tokenizer: str) -> None:
+    """A checkpoint to start from whose tokens are of another kind than --tokenizer's (GPT-2's weights
+    on character ids, a character model on GPT-2 BPE): SettingError, before the data is tokenized. A
+    character model on other characters is told by the Trainer, once the data's are known."""
+    from model.hf_files import checkpoint_fields, checkpoint_tokens
+    from model.tokenizer import describe_tokens
+
+    fields = checkpoint_fields(init_from)
+    tokens = checkpoint_tokens(init_from, fields["vocab_size"]) if fields else None
+    if tokens and tokens.get("kind") != tokenizer:
+        raise SettingError(f"--init_from={init_from}: a model of {describe_tokens(tokens)}, and "
+                           f"--tokenizer={tokenizer} makes other tokens: its ids would read as other text")
 
 
 def check_input_files(pattern: Optional[str], setting: str = "--data") -> None:

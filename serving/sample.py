@@ -69,7 +69,7 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
     from core.errors import MissingFile, UsageError
     from model.model import GPT, GPTConfig
     from model.presets import GPT2_SIZES, GPT2_VOCAB_SIZE, POLICY_OF_DTYPE
-    from model.tokenizer import GPT2Tokenizer, tokenizer_from_json
+    from model.tokenizer import tokenizer_from_json
     from training.config import CHECKPOINT_DIR, MODEL_CONFIG_FILE, TOKENIZER_FILE
 
     if dtype not in POLICY_OF_DTYPE:
@@ -90,13 +90,12 @@ def load_for_sampling(source: str, bpe_dir: Optional[str] = None, dtype: str = "
         return model, tokenizer
     if source in GPT2_SIZES or tf.io.gfile.exists(os.path.join(source, hf_files.CONFIG_FILE)):
         model = GPT.from_pretrained(source, dtype_policy=policy)
-        named = files.read_json(os.path.join(source, hf_files.HF_TOKENIZER_FILE), default=None) \
-            if source not in GPT2_SIZES else None
-        if named is None and model.config.vocab_size < GPT2_VOCAB_SIZE:  # (GPT-2 BPE's ids would not all decode)
+        named = hf_files.checkpoint_tokens(source, model.config.vocab_size)
+        if named is None:  # (GPT-2 BPE's ids would not all decode)
             raise UsageError(f"{source} has a vocabulary of {model.config.vocab_size} tokens and names none "
                              f"({hf_files.HF_TOKENIZER_FILE}, which this project's exports write): GPT-2 BPE needs "
                              f"{GPT2_VOCAB_SIZE}")
-        return model, (tokenizer_from_json(named, bpe_dir=bpe_dir or None) if named else GPT2Tokenizer(bpe_dir or None))
+        return model, tokenizer_from_json(named, bpe_dir=bpe_dir or None)
     raise MissingFile(
         f"init_from={source!r}: not a training out_dir (no {MODEL_CONFIG_FILE}), not a Hugging Face "
         f"checkpoint directory (no {hf_files.CONFIG_FILE}), and not one of {sorted(GPT2_SIZES)}")

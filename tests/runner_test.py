@@ -193,6 +193,26 @@ def test_checkpoints_files_and_the_evaluation_are_checked_before_anything_runs(t
         assert expected in _mistake(tmp_path, *args, env=offline), args
 
 
+def test_init_from_a_model_of_other_tokens_is_refused_before_the_data_is_tokenized(tmp_path, shared_data):
+    """A character model's Format-HF on GPT-2 BPE data, GPT-2 weights on character data: its ids would read
+    as other text, found before anything runs (not by the Trainer, after the tokenization)."""
+    from model.model import GPT, GPTConfig
+    from model.presets import GPT2_VOCAB_SIZE
+
+    char_model, gpt2_model = tmp_path / "char_model", tmp_path / "gpt2_model"
+    GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=64, vocab_size=3), seed=0).save_pretrained(
+        str(char_model), {"kind": "char", "chars": ["a", "b", "\n"]})
+    GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=64, vocab_size=GPT2_VOCAB_SIZE), seed=0).save_pretrained(
+        str(gpt2_model))
+    data = f"--data={shared_data}/tinyshakespeare.txt"
+    assert _mistake(tmp_path, data, "--tokenizer=gpt2", f"--bpe_dir={shared_data}/gpt2_bpe", f"--init_from={char_model}",
+                    "--block_size=64") == (f"runner.py run: error: --init_from={char_model}: a model of 3 characters, "
+                                           f"and --tokenizer=gpt2 makes other tokens: its ids would read as other text")
+    assert _mistake(tmp_path, data, "--tokenizer=char", f"--init_from={gpt2_model}", "--block_size=64") == (
+        f"runner.py run: error: --init_from={gpt2_model}: a model of GPT-2 BPE, and --tokenizer=char makes other "
+        f"tokens: its ids would read as other text")
+
+
 def test_an_output_that_is_a_file_is_one_line(tmp_path, shared_data):
     (tmp_path / "notes.txt").write_text("the user's file\n")
     for output in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "run"):

@@ -70,6 +70,18 @@ def resumed_tokens_difference(run_dir: str, tokenizer_json: Optional[dict]) -> O
     return tokens_difference(trained_on, tokenizer_json) if trained_on and tokenizer_json else None
 
 
+def init_tokens_difference(source: str, vocab_size: int, tokenizer_json: Optional[dict]) -> Optional[str]:
+    """How the tokens of the checkpoint a training starts from (init_from: a GPT-2 name or a directory,
+    model/hf_files.py checkpoint_tokens) differ from the data's, or None when they are the same or either
+    is not known: GPT-2's weights on character ids, or a character model on other characters, would
+    read the ids as other text."""
+    from model.hf_files import checkpoint_tokens
+    from model.tokenizer import tokens_difference
+
+    trained_on = checkpoint_tokens(source, vocab_size)
+    return tokens_difference(trained_on, tokenizer_json) if trained_on and tokenizer_json else None
+
+
 def nothing_to_train(iteration: int, cfg) -> Optional[str]:
     """Why a training resumed from a checkpoint of `iteration` would train nothing (max_iters not past it:
     nanoGPT's makes one step more), said after "is", or None; eval_only trains nothing anyway."""

@@ -93,6 +93,10 @@ def build_model(cfg: TrainConfig, tokenizer_json: Optional[dict]):
     if cfg.init_from in GPT2_SIZES or tf.io.gfile.isdir(cfg.init_from):
         model = GPT.from_pretrained(cfg.init_from, dropout=cfg.dropout, block_size=cfg.block_size,
                                     dtype_policy=policy)
+        difference = checkpoint_shape.init_tokens_difference(cfg.init_from, model.config.vocab_size, tokenizer_json)
+        if difference:
+            raise UsageError(f"init_from={cfg.init_from}: it was trained on other tokens than this data's: "
+                             f"{difference}; train from scratch (init_from=scratch)")
         return model, 0
     raise UsageError(f"init_from={cfg.init_from!r}: use 'scratch', 'resume', a GPT-2 name "
                      f"{sorted(GPT2_SIZES)} or a checkpoint directory")

@@ -303,6 +303,23 @@ def test_eval_only_and_init_from_a_checkpoint_dir(tmp_path, small_text):
     assert not os.path.exists(tmp_path / "run" / "checkpoints" / "checkpoint")
 
 
+def test_init_from_a_checkpoint_of_other_tokens_is_refused(tmp_path, small_text):
+    """A character model's ids stand for its own table: on data of other characters (or GPT-2's weights
+    on character ids) they would read as other text."""
+    ours = Trainer(tiny_config(tmp_path / "scratch", small_text, max_iters=0), log=lambda *_: None).tokenizer_json
+    chars = ours["chars"]
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=64, vocab_size=len(chars)), seed=0)
+    for name, trained_on in (("same", ours), ("other", {"kind": "char", "chars": chars[1:] + chars[:1]})):
+        model.save_pretrained(str(tmp_path / name), trained_on)
+    Trainer(tiny_config(tmp_path / "a", small_text, init_from=str(tmp_path / "same"), eval_only=True),
+            log=lambda *_: None)
+    with pytest.raises(UsageError, match=rf"^init_from={tmp_path}/other: it was trained on other tokens than this "
+                                         rf"data's: the same {len(chars)} characters with other ids; train from "
+                                         rf"scratch \(init_from=scratch\)$"):
+        Trainer(tiny_config(tmp_path / "b", small_text, init_from=str(tmp_path / "other"), eval_only=True),
+                log=lambda *_: None)
+
+
 def test_resume_without_checkpoint_is_named(tmp_path, small_text):
     with pytest.raises(FileNotFoundError, match="init_from=resume: no model_config.json"):
         Trainer(tiny_config(tmp_path, small_text, init_from="resume"), log=lambda *_: None)
