@@ -205,8 +205,8 @@ def test_init_from_a_model_of_other_tokens_is_refused_before_the_data_is_tokeniz
     GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=64, vocab_size=GPT2_VOCAB_SIZE), seed=0).save_pretrained(
         str(gpt2_model))
     data = f"--data={shared_data}/tinyshakespeare.txt"
-    assert _mistake(tmp_path, data, "--tokenizer=gpt2", f"--bpe_dir={shared_data}/gpt2_bpe", f"--init_from={char_model}",
-                    "--block_size=64") == (f"runner.py run: error: --init_from={char_model}: a model of 3 characters, "
+    assert _mistake(tmp_path, data, "--tokenizer=gpt2", f"--bpe_dir={shared_data}/gpt2_bpe",
+                    f"--init_from={char_model}", "--block_size=64") == (f"runner.py run: error: --init_from={char_model}: a model of 3 characters, "
                                            f"and --tokenizer=gpt2 makes other tokens: its ids would read as other text")
     assert _mistake(tmp_path, data, "--tokenizer=char", f"--init_from={gpt2_model}", "--block_size=64") == (
         f"runner.py run: error: --init_from={gpt2_model}: a model of GPT-2 BPE, and --tokenizer=char makes other "
