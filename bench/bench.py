@@ -16,6 +16,12 @@ $ python -m bench.bench vs_nanogpt --torch_python=PATH [--isa=avx2|avx512|avx512
 $ python -m bench.bench input [--memmap] [--batch_size=B --block_size=T ...]
     the input pipeline alone: tokens/s it delivers, against what the shakespeare_char run consumes
     (--memmap: windows read from a memory-mapped file, the path of splits too large for memory)
+$ python -m bench.bench token_cache [--tokens=20000000] [--shards=4] [--rounds=3] [--text_file=PATH]
+    the token cache of a large split (training/data.py): made from its shards on a machine that has
+    none (a fresh pod), then opened by a restart; Tiny Shakespeare's GPT-2 BPE tokens cut into
+    documents, written as TokenizeText's shards; last line: made_s=<fastest> opened_s=<fastest>
+    tokens_per_s=<made> openwebtext_minutes=<9B tokens at that pace> cores=<os.cpu_count()> (OpenWebText's
+    shards hold ~1.9 bytes a token, these fewer: its pace is lower than this one's)
 """
 
 from __future__ import annotations
@@ -153,8 +159,49 @@ def _time_input(stream, cfg) -> None:
           f"tokens_per_step={tokens_per_step}")
 
 
+def token_cache(argv):
+    from core import shards
+    from model.tokenizer import GPT2Tokenizer
+    from training import data
+    from training.corpus import tiny_shakespeare
+
+    options = {"tokens": "20000000", "shards": "4", "rounds": "3", "text_file": ""}
+    for arg in argv:
+        key, _, value = arg.lstrip("-").partition("=")
+        if key not in options:
+            raise SystemExit(f"token_cache: unknown option {arg} (one of {', '.join(options)})")
+        options[key] = value
+    with open(tiny_shakespeare(options["text_file"] or None), encoding="utf-8") as f:
+        text = np.array(GPT2Tokenizer().encode(f.read()), np.int64)
+    rng = np.random.default_rng(0)
+
+    def documents():  # OpenWebText's are ~1,000 tokens; up to 20,000 here, each ending in <|endoftext|>
+        made = 0
+        while made < int(options["tokens"]):
+            length = int(rng.integers(500, 20_000))
+            start = int(rng.integers(0, len(text) - length))
+            made += length + 1
+            yield np.append(text[start:start + length], GPT2Tokenizer.eot_token)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shards.write_split(shards.split_dir(tmp, "train"), documents(), num_shards=int(options["shards"]))
+        shard_bytes = sum(os.path.getsize(p) for p in shards.shard_files(shards.split_dir(tmp, "train")))
+        made, opened = [], []
+        for r in range(int(options["rounds"])):
+            os.environ[data.TOKEN_CACHE_ENV] = os.path.join(tmp, f"cache-{r}")  # none yet: a fresh machine's
+            for times in (made, opened):
+                started = time.perf_counter()
+                tokens = data.load_split(tmp, "train", in_memory_max_tokens=0, log=lambda *_: None)
+                times.append(time.perf_counter() - started)
+            print(f"round {r}: made_s={made[-1]:.3f} opened_s={opened[-1]:.4f}", flush=True)
+    rate = len(tokens) / min(made)
+    print(f"tokens={len(tokens)} shards={options['shards']} shard_bytes_per_token={shard_bytes / len(tokens):.2f} "
+          f"made_s={min(made):.3f} opened_s={min(opened):.4f} "
+          f"tokens_per_s={rate:.3g} openwebtext_minutes={9e9 / rate / 60:.1f} cores={os.cpu_count()}")
+
+
 BENCHMARKS = {"shakespeare_char": shakespeare_char, "gpt2_124m": gpt2_124m, "vs_nanogpt": vs_nanogpt,
-              "input": input_pipeline}
+              "input": input_pipeline, "token_cache": token_cache}
 
 
 def main(argv=None):

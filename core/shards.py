@@ -208,50 +208,71 @@ def chunk_dataset(directory: str):
 
 class RecordIndex:
     """Where every record of a split goes in the corpus-ordered token stream, from one pass over
-    the shards that keeps no tokens: a split far larger than memory can be indexed."""
+    the shards that keeps no tokens: a split far larger than memory can be indexed. Both passes read
+    all the shard files at once, on every core (a fresh machine's pass over OpenWebText's shards is
+    minutes), their records in whatever order they come: each is placed by its (doc, pos)."""
 
     def __init__(self, directory: str, batch_size: int = 256):
         import tensorflow as tf
 
         self.files = shard_files(directory)
         self._batch_size = batch_size
-        docs, positions, lengths, self.max_token = [], [], [], -1
+        keys, lengths, self.max_token = [], [], -1
         for batch in self._batches():
-            docs.append(batch[DOC].numpy())
-            positions.append(batch[POS].numpy())
+            keys.append(_record_keys(batch))
             lengths.append(batch[TOKENS].row_lengths().numpy())
             if tf.size(batch[TOKENS].values) > 0:
                 self.max_token = max(self.max_token, int(tf.reduce_max(batch[TOKENS].values)))
-        docs, positions, lengths = (np.concatenate(a) if a else np.zeros([0], np.int64)
-                                    for a in (docs, positions, lengths))
-        order = np.lexsort((positions, docs))  # corpus order: by document, then by position in it
-        self.starts = np.empty_like(lengths)
-        self.starts[order] = np.cumsum(lengths[order]) - lengths[order]
-        self.lengths = lengths
-        self.num_tokens = int(lengths.sum())
-        check_record_count(directory, len(lengths))
+        keys, lengths = (np.concatenate(a) if a else np.zeros([0], np.int64) for a in (keys, lengths))
+        order = np.argsort(keys, kind="stable")  # corpus order: by document, then by position in it
+        self._keys, sorted_lengths = keys[order], lengths[order]
+        self._starts = np.cumsum(sorted_lengths) - sorted_lengths
+        self.num_records, self.num_tokens = len(lengths), int(lengths.sum())
+        check_record_count(directory, self.num_records)
+        if np.any(self._keys[1:] == self._keys[:-1]):
+            raise DamagedShard(os.path.dirname(directory.rstrip("/")),
+                               f"the token shards in {directory} hold a record twice (a shard file copied?)")
 
     def _batches(self):
-        """The parsed records in batches, file by file, so that a read error names its file."""
+        """The parsed records in batches, from every file at once; a read error names its file."""
+        import tensorflow as tf
+
+        auto = tf.data.AUTOTUNE
+        records = tf.data.Dataset.from_tensor_slices(self.files).interleave(
+            lambda path: tf.data.TFRecordDataset(path, compression_type=COMPRESSION).batch(self._batch_size),
+            cycle_length=len(self.files), num_parallel_calls=auto, deterministic=False)
+        try:
+            yield from records.map(parse_chunks, num_parallel_calls=auto, deterministic=False).prefetch(4)
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise self._damaged(e) from None
+
+    def _damaged(self, error) -> "DamagedShard":
+        """The DamagedShard naming the file that the parallel read failed in (read alone, file by file)."""
         import tensorflow as tf
 
         for path in self.files:
-            records = tf.data.TFRecordDataset([path], compression_type=COMPRESSION)
             try:
-                yield from records.batch(self._batch_size).map(parse_chunks).prefetch(2)
+                for _ in tf.data.TFRecordDataset([path], compression_type=COMPRESSION).batch(self._batch_size) \
+                        .map(parse_chunks):
+                    pass
             except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-                raise DamagedShard.unreadable(path, e) from None
+                return DamagedShard.unreadable(path, e)
+        return DamagedShard.unreadable(self.files[0], error)  # (not found again: a read that failed once)
 
     def fill(self, out: np.ndarray) -> np.ndarray:
         """Writes the stream into `out` (an array or np.memmap of num_tokens), in a second pass."""
-        record = 0
         for batch in self._batches():
+            starts = self._starts[np.searchsorted(self._keys, _record_keys(batch))]
             values, splits = batch[TOKENS].values.numpy(), batch[TOKENS].row_splits.numpy()
-            for i in range(len(splits) - 1):
-                start = self.starts[record]
-                out[start:start + self.lengths[record]] = values[splits[i]:splits[i + 1]]
-                record += 1
+            for i, start in enumerate(starts):
+                out[start:start + splits[i + 1] - splits[i]] = values[splits[i]:splits[i + 1]]
         return out
+
+
+def _record_keys(batch) -> np.ndarray:
+    """Each record's place in corpus order as one int64: its document, then its position in it (below
+    2^24 chunks a document, 2^39 documents)."""
+    return (batch[DOC].numpy() << 24) | batch[POS].numpy()
 
 
 def read_token_stream(directory: str) -> np.ndarray:

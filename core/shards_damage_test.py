@@ -51,7 +51,17 @@ def test_a_missing_shard_file_is_told_by_the_recorded_record_count(split):
     examples = os.path.dirname(split)
     with open(os.path.join(examples, shards.STATS_FILE), "w") as f:
         json.dump({"num_records_train": 80}, f)  # 5000 + 3000 tokens in chunks of 100, as TokenizeText records
-    assert len(shards.RecordIndex(split).lengths) == 80
+    assert shards.RecordIndex(split).num_records == 80
     os.remove(shards.shard_files(split)[1])
     with pytest.raises(UserError, match=rf"hold 40 records, .*{shards.STATS_FILE} says num_records_train=80"):
         load_split(examples, "train")
+
+
+def test_a_record_held_twice_is_named(split):
+    """A shard file copied beside itself (no count recorded to tell it by): its records twice would
+    leave holes in the stream where they were placed once."""
+    import shutil
+
+    shutil.copy(shards.shard_files(split)[0], os.path.join(split, "tokens-copy.gz"))
+    with pytest.raises(shards.DamagedShard, match=f"^the token shards in {split} hold a record twice"):
+        load_split(os.path.dirname(split), "train")

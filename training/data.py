@@ -19,6 +19,7 @@ R replicas sees exactly the batches of a run on one, and resuming at step s need
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import os
 from typing import Optional
@@ -232,7 +233,9 @@ def _content_key(cache_dir: str, paths) -> str:
     stat_key = _stat_key(paths)
     index_path, known = _read_index(cache_dir)
     if stat_key not in known:
-        known[stat_key] = hashlib.sha256("".join(shards.file_sha256(p) for p in paths).encode()).hexdigest()
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # (hashlib lets go of the GIL)
+            digests = list(pool.map(shards.file_sha256, paths))
+        known[stat_key] = hashlib.sha256("".join(digests).encode()).hexdigest()
         files.write_json(index_path, known)
     return known[stat_key]
 
