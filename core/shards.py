@@ -238,9 +238,12 @@ class RecordIndex:
         import tensorflow as tf
 
         auto = tf.data.AUTOTUNE
-        records = tf.data.Dataset.from_tensor_slices(self.files).interleave(
-            lambda path: tf.data.TFRecordDataset(path, compression_type=COMPRESSION).batch(self._batch_size),
-            cycle_length=len(self.files), num_parallel_calls=auto, deterministic=False)
+        if len(self.files) == 1:
+            records = tf.data.TFRecordDataset(self.files, compression_type=COMPRESSION).batch(self._batch_size)
+        else:
+            records = tf.data.Dataset.from_tensor_slices(self.files).interleave(
+                lambda path: tf.data.TFRecordDataset(path, compression_type=COMPRESSION).batch(self._batch_size),
+                cycle_length=len(self.files), num_parallel_calls=auto, deterministic=False)
         try:
             yield from records.map(parse_chunks, num_parallel_calls=auto, deterministic=False).prefetch(4)
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
