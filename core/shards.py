@@ -249,8 +249,9 @@ class RecordIndex:
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
             raise self._damaged(e) from None
 
-    def _damaged(self, error) -> "DamagedShard":
-        """The DamagedShard naming the file that the parallel read failed in (read alone, file by file)."""
+    def _damaged(self, error) -> UserError:
+        """The DamagedShard naming the file that the parallel read failed in (read alone, file by file), or
+        when each reads whole alone, the error as a passing one."""
         import tensorflow as tf
 
         for path in self.files:
@@ -260,7 +261,8 @@ class RecordIndex:
                     pass
             except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
                 return DamagedShard.unreadable(path, e)
-        return DamagedShard.unreadable(self.files[0], error)  # (not found again: a read that failed once)
+        return UserError(f"reading the token shards in {os.path.dirname(self.files[0])} failed "
+                         f"({' '.join(str(error.message).split())}), and reading them again did not: run again")
 
     def fill(self, out: np.ndarray) -> np.ndarray:
         """Writes the stream into `out` (an array or np.memmap of num_tokens), in a second pass."""

@@ -65,3 +65,14 @@ def test_a_record_held_twice_is_named(split):
     shutil.copy(shards.shard_files(split)[0], os.path.join(split, "tokens-copy.gz"))
     with pytest.raises(shards.DamagedShard, match=f"^the token shards in {split} hold a record twice"):
         load_split(os.path.dirname(split), "train")
+
+
+def test_a_read_error_not_found_again_is_said_as_a_passing_one(split):
+    """The parallel read failed (a network file system's hiccup, say), and each file then reads whole
+    alone: no shard is named damaged (remaking it would be the wrong advice)."""
+    import tensorflow as tf
+
+    error = shards.RecordIndex(split)._damaged(tf.errors.DataLossError(None, None, "connection reset\nby peer"))
+    assert not isinstance(error, shards.DamagedShard) and isinstance(error, UserError)
+    assert str(error) == (f"reading the token shards in {split} failed (connection reset by peer), and reading them "
+                          f"again did not: run again")
