@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 from typing import Iterator
 
@@ -46,7 +47,8 @@ def _sweep(parent: str) -> None:
     for name in names:
         directory = os.path.join(parent, name)
         try:
-            if os.lstat(directory).st_uid != os.getuid() or not os.path.isdir(directory):
+            status = os.lstat(directory)
+            if status.st_uid != os.getuid() or not stat.S_ISDIR(status.st_mode):  # (a link is no run's)
                 continue
             fd = os.open(os.path.join(directory, OWNER), os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
