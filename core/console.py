@@ -154,6 +154,14 @@ def print_out(text: str) -> None:
         raise SystemExit(CLOSED_PIPE_STATUS) from None
 
 
+def in_bytes(size: int) -> str:
+    """'1.2 GB', '15.0 kB': a size as a printed line says it."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size / 1e3:,.1f} kB"
+
+
 def counted(n: int, thing: str) -> str:
     """'1 document', '2,000 documents': a count as a printed line says it."""
     return f"{n:,} {thing}{'' if n == 1 else 's'}"

@@ -20,15 +20,19 @@ R replicas sees exactly the batches of a run on one, and resuming at step s need
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import fcntl
 import hashlib
 import os
+import shutil
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 from core import files, shards
-from core.errors import MissingFile, UsageError, UserError
+from core.console import in_bytes
+from core.errors import DiskFull, MissingFile, UsageError, UserError, writing
 from core.shards import TRAIN, VAL
 from model.tokenizer import get_tokenizer
 from training.corpus import split_train_val
@@ -65,15 +69,53 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
     cache_dir = token_cache_dir()
     path = os.path.join(cache_dir, f"{_content_key(cache_dir, index.files)[:32]}-{index.num_tokens}.{dtype.name}.bin")
     if not os.path.exists(path) or os.path.getsize(path) != index.num_tokens * dtype.itemsize:
-        with files.atomic_path(path) as tmp:
-            stream = index.fill(np.memmap(tmp, dtype=dtype, mode="w+", shape=(index.num_tokens,)))
-            stream.flush()
-            del stream
+        _make_cache_file(path, index, dtype, f"the {split} split of {data_dir}")
         total = sum(os.path.getsize(os.path.join(cache_dir, n)) for n in os.listdir(cache_dir))
-        log(f"token cache: the {split} split of {data_dir} ({os.path.getsize(path) / 1e9:.2f} GB) cached in {path}; "
-            f"the cache now holds {total / 1e9:.2f} GB (remove {cache_dir} to free it)")
+        log(f"token cache: the {split} split of {data_dir} ({in_bytes(os.path.getsize(path))}) cached in {path}; "
+            f"the cache now holds {in_bytes(total)} (remove {cache_dir} to free it)")
     files.write_json(_summary_path(path), {"num_tokens": index.num_tokens, "max_token": index.max_token})
     return np.memmap(path, dtype=dtype, mode="r", shape=(index.num_tokens,))
+
+
+def _make_cache_file(path: str, index: shards.RecordIndex, dtype: np.dtype, what: str) -> None:
+    """The cache file of a split at `path`, written whole or not at all. Its space is taken on the disk
+    first: a memory map's write past a full disk is a SIGBUS that ends the process without a word. While
+    it is written its temporary file is locked, so that a later run removes it only if this one was
+    killed (_sweep_unfinished), not the 18 GB of a build still going on."""
+    cache_dir, size = os.path.dirname(path), index.num_tokens * dtype.itemsize
+    free = shutil.disk_usage(cache_dir).free
+    if free < size:
+        raise DiskFull(f"the token cache needs {in_bytes(size)} for {what}, and {cache_dir} has {in_bytes(free)} "
+                       f"free: free space there, or set {TOKEN_CACHE_ENV} to a directory on a larger disk")
+    with contextlib.ExitStack() as held:  # (the lock let go after the rename)
+        with files.atomic_path(path) as tmp, writing(f"the token cache file {path} ({in_bytes(size)})"):
+            fd = os.open(tmp, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            held.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.posix_fallocate(fd, 0, size)
+            stream = index.fill(np.memmap(tmp, dtype=dtype, mode="r+", shape=(index.num_tokens,)))
+            stream.flush()
+            del stream
+
+
+def _sweep_unfinished(cache_dir: str) -> None:
+    """Remove the temporary files of cache builds that were killed (unlocked: _make_cache_file); not
+    those of the small JSON files beside them, written unlocked (files.atomic_path names both)."""
+    for name in os.listdir(cache_dir):
+        if not (name.startswith(".") and name.endswith(".tmp") and ".bin." in name):
+            continue
+        try:
+            fd = os.open(os.path.join(cache_dir, name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a build going on
+            continue
+        else:
+            os.remove(os.path.join(cache_dir, name))
+        finally:
+            os.close(fd)
 
 
 def _summary_path(cache_file: str) -> str:
@@ -195,6 +237,7 @@ def token_cache_dir() -> str:
             f"yours with mode 700, or set {TOKEN_CACHE_ENV} to another directory")
     if status.st_mode & 0o077:
         os.chmod(cache_dir, 0o700)
+    _sweep_unfinished(cache_dir)
     return cache_dir
 
 

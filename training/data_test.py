@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from core.errors import DiskFull
 from training import data
 from core import shards
 from training.data import TokenStream, load_split
@@ -46,8 +47,8 @@ def test_large_split_is_cached_once_by_content_in_a_private_directory_and_memory
     np.testing.assert_array_equal(tokens, expected)
     assert os.stat(cache).st_mode & 0o777 == 0o700  # made private: no other user reads it or puts a file there
     (cached,) = _cached(cache)  # one file, no temporary left behind
-    assert lines == [f"token cache: the train split of {data_dir} (0.00 GB) cached in {cache / cached}; the cache now "
-                     f"holds 0.00 GB (remove {cache} to free it)"]
+    assert lines == [f"token cache: the train split of {data_dir} (15.0 kB) cached in {cache / cached}; the cache now "
+                     f"holds 15.1 kB (remove {cache} to free it)"]
     mtime = os.path.getmtime(cache / cached)
     again = load_split(data_dir, "train", in_memory_max_tokens=1000, log=lines.append)
     assert again.filename == tokens.filename and os.path.getmtime(cache / cached) == mtime and len(lines) == 1
@@ -59,6 +60,42 @@ def test_large_split_is_cached_once_by_content_in_a_private_directory_and_memory
     shards.write_split(shards.split_dir(data_dir, "train"), [expected[:4000]], num_shards=3, chunk_size=700)
     np.testing.assert_array_equal(load_split(data_dir, "train", in_memory_max_tokens=1000), expected[:4000])
     assert len(_cached(cache)) == 2
+
+
+def test_a_cache_too_large_for_its_disk_is_one_line_and_leaves_nothing(split_dir, tmpfs, monkeypatch):
+    """A memory map written past a full disk ends the process with a SIGBUS and not a word (a pod with a
+    small disk): the space is checked, and taken, before the file is written."""
+    data_dir, expected = split_dir
+    disk = tmpfs("12K")  # the split's 7,501 uint16 tokens need 15,002 bytes
+    cache = disk / "cache"
+    monkeypatch.setenv(data.TOKEN_CACHE_ENV, str(cache))
+    with pytest.raises(DiskFull, match=rf"^the token cache needs 15.0 kB for the train split of {data_dir}, and "
+                                       rf"{cache} has [0-9.]+ kB free: free space there, or set NANOGPT_TFX_TOKEN_CACHE "
+                                       rf"to a directory on a larger disk$"):
+        load_split(data_dir, "train", in_memory_max_tokens=1000)
+    assert [n for n in os.listdir(cache) if n.endswith(".tmp") or n.endswith(".bin")] == []
+
+
+def test_a_killed_builds_file_is_removed_and_a_live_ones_kept(split_dir, tmp_path, monkeypatch):
+    """A cache file being written is a temporary one, locked while its build lives: a build killed
+    (a preempted pod on a disk that outlives it) leaves one as large as the split, which the next run
+    removes; another process's build going on keeps its own."""
+    import fcntl
+
+    data_dir, expected = split_dir
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(data.TOKEN_CACHE_ENV, str(cache))
+    cache.mkdir(mode=0o700)
+    killed, live = cache / ".a-7501.uint16.bin.1.tmp", cache / ".b-7501.uint16.bin.2.tmp"
+    for path in (killed, live):
+        path.write_bytes(b"\0" * 15002)
+    held = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a build in another process holds it
+        np.testing.assert_array_equal(load_split(data_dir, "train", in_memory_max_tokens=1000), expected)
+        assert not killed.exists() and live.exists()
+    finally:
+        os.close(held)
 
 
 def test_a_restart_opens_the_cached_split_with_no_pass_over_its_shards(split_dir, tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import os
 import re
 from typing import Dict, List, Optional, Tuple
 
+from core.console import in_bytes
 from core.errors import OutOfMemory
 
 # what TensorFlow's and XLA's allocators say (a ResourceExhaustedError may also be a full disk or
@@ -42,7 +43,7 @@ def attention(n_layer: int, n_head: int, block_size: int, batch_size: int, dtype
     else:
         what = (f"each layer's attention probabilities, batch_size x n_head x block_size^2 = {batch_size} x "
                 f"{n_head} x {block_size:,}^2")
-    return size, f"{what} = {count:,} ({_gigabytes(size)} in {dtype})"
+    return size, f"{what} = {count:,} ({in_bytes(size)} in {dtype})"
 
 
 def is_out_of_memory(error) -> bool:
@@ -77,7 +78,7 @@ def model_state(n_layer: int, n_embd: int, vocab_size: int, block_size: int) -> 
     params = 12 * n_layer * n_embd ** 2 + (vocab_size + block_size) * n_embd
     size = 16 * params
     return size, (f"its weights, their gradients and AdamW's two moments, 16 bytes for each of its "
-                  f"{params / 1e6:,.0f}M parameters ({_gigabytes(size)})")
+                  f"{params / 1e6:,.0f}M parameters ({in_bytes(size)})")
 
 
 def check_fits(n_layer: int, n_head: int, block_size: int, batch_size: int, dtype: str, n_embd: int = 0,
@@ -93,14 +94,14 @@ def check_fits(n_layer: int, n_head: int, block_size: int, batch_size: int, dtyp
     state, held = model_state(n_layer, n_embd, vocab_size, block_size)
     if state > memory:
         raise OutOfMemory(f"a model of n_layer={n_layer} and n_embd={n_embd} cannot train on {where}: {held} are "
-                          f"alone more than its memory ({_gigabytes(memory)}); train a smaller model")
+                          f"alone more than its memory ({in_bytes(memory)}); train a smaller model")
     size, kept = attention(n_layer, n_head, block_size, batch_size, dtype)
     if size > memory:
         raise OutOfMemory(f"--block_size={block_size} with --batch_size={batch_size} cannot train on {where}: "
-                          f"{kept}, are alone more than its memory ({_gigabytes(memory)}); {ADVICE}")
+                          f"{kept}, are alone more than its memory ({in_bytes(memory)}); {ADVICE}")
     if size + state > memory:
         raise OutOfMemory(f"--block_size={block_size} with --batch_size={batch_size} cannot train on {where}: "
-                          f"{kept}, with {held}, are more than its memory ({_gigabytes(memory)}); "
+                          f"{kept}, with {held}, are more than its memory ({in_bytes(memory)}); "
                           f"{ADVICE}")
 
 
@@ -168,7 +169,7 @@ def killed_for_memory(process: str, cfg, before: Dict[str, Optional[int]], then:
     memory = machine_memory()
     return OutOfMemory(f"{process} {how} while it ran): with --batch_size={cfg.batch_size} and --block_size="
                        f"{cfg.block_size} it needed more than the memory of this machine or its container"
-                       f"{f' ({_gigabytes(memory)})' if memory else ''}; {ADVICE}{f'; {then}' if then else ''}")
+                       f"{f' ({in_bytes(memory)})' if memory else ''}; {ADVICE}{f'; {then}' if then else ''}")
 
 
 def memory_cgroups() -> List[Tuple[int, str]]:
@@ -212,6 +213,3 @@ def _field(path: str, name: str) -> Optional[int]:
         pass
     return None
 
-
-def _gigabytes(size: int) -> str:
-    return f"{size / 1e9:,.1f} GB" if size >= 1e9 else f"{size / 1e6:,.1f} MB"
