@@ -289,10 +289,14 @@ def read_token_stream(directory: str) -> np.ndarray:
 def write_split(directory: str, documents: Iterable[Sequence[int]], num_shards: int = 1,
                 chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
     """Write tokenized documents as a split (in process: for plain training runs and tests; the
-    TFX component writes the same records with Beam). Returns the number of tokens written."""
+    TFX component writes the same records with Beam), in place of the shards a previous call wrote
+    there (of another count; and TensorFlow's ram:// file system appends to a file written again).
+    Returns the number of tokens written."""
     import tensorflow as tf
 
     tf.io.gfile.makedirs(directory)
+    for old in tf.io.gfile.glob(os.path.join(directory, FILE_PATTERN)):
+        tf.io.gfile.remove(old)
     options = tf.io.TFRecordOptions(compression_type=COMPRESSION)
     paths = [os.path.join(directory, f"tokens-{i:05d}-of-{num_shards:05d}.gz") for i in range(num_shards)]
     n_tokens, n_records = 0, 0

@@ -39,10 +39,9 @@ class Progress(tf.train.experimental.PythonState):
     def serialize(self) -> str:
         return json.dumps({"history": self.history, "train_losses": self.train_losses})
 
-    def keep_before(self, iteration: int) -> None:
-        """Forget the records of `iteration` and after (a resumed run makes them again)."""
-        self.history = [entry for entry in self.history if entry[0] < iteration]
-        self.train_losses = [entry for entry in self.train_losses if entry[0] < iteration]
+    def forget_evaluation(self, iteration: int) -> None:
+        """Forget the evaluation of `iteration` (a resumed run makes it again where it starts)."""
+        self.history = [entry for entry in self.history if entry[0] != iteration]
 
     def deserialize(self, string_value) -> None:
         saved = json.loads(string_value.numpy() if hasattr(string_value, "numpy") else string_value)

@@ -332,7 +332,8 @@ class Trainer:
         tf.train.Checkpoint(progress=self.progress, **self._state(latest)).restore(latest) \
             .expect_partial().assert_existing_objects_matched()
         self.start_iter = int(self.iter_num.numpy())
-        self.progress.keep_before(self.start_iter)  # its evaluation there is made again
+        if self._evaluates(self.start_iter):  # its evaluation there is made again, on this run's data
+            self.progress.forget_evaluation(self.start_iter)
         why = checkpoint_shape.nothing_to_train(self.start_iter, self.cfg)
         if why:
             raise UsageError(f"init_from=resume: {latest} is {why}")

@@ -187,6 +187,19 @@ def test_resume_continues_exactly(tmp_path, small_text, rng):
         np.testing.assert_allclose(weights(resumed)[name], value, rtol=0, atol=1e-6, err_msg=name)
 
 
+def test_a_resume_whose_eval_interval_passes_over_its_start_keeps_the_evaluation_there(tmp_path, small_text):
+    """Resumed at 10 with eval_interval=4: it evaluates at 12, 16, 20 (nanoGPT's rule), not at 10, so the
+    checkpoint's evaluation at 10 stays in the records."""
+    kw = dict(lr_decay_iters=20, always_save_checkpoint=True)
+    first = Trainer(tiny_config(tmp_path, small_text, max_iters=10, eval_interval=10, **kw), log=lambda *_: None)
+    first.run()
+    resumed = Trainer(tiny_config(tmp_path, small_text, max_iters=20, eval_interval=4, init_from="resume", **kw),
+                      log=lambda *_: None)
+    resumed.run()
+    assert [it for it, *_ in resumed.history] == [0, 10, 12, 16, 20]
+    assert resumed.history[:2] == first.history
+
+
 def test_the_command_lines_resume_takes_the_checkpoints_shape_as_nanogpt(tmp_path, small_text, capsys):
     """`python -m training.train --init_from=resume` without the run's shape arguments (the defaults, GPT-2
     124M's, differ): the checkpoint's shape, said in a line, as nanoGPT's train.py takes it."""
