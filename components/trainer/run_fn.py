@@ -134,6 +134,8 @@ def run_fn(fn_args) -> None:
         _export(fn_args, trained, model, tokenizer_json, export, None)
         return
     ident = trainings.identity(cfg, examples_uri, fn_args.transform_graph_path, base_model)
+    if base_model:  # nanoGPT's init_from=resume (from base_model's run, or its own interrupted continuation)
+        cfg = dataclasses.replace(cfg, init_from="resume")
     choice = trainings.Choice(model_run_dir, None, "")
     if trainings_dir:
         choice = trainings.choose(trainings_dir, ident, cfg, model_run_dir, allow_continue=deploy.continue_interrupted)
@@ -147,7 +149,6 @@ def run_fn(fn_args) -> None:
     with trainings.held(choice.directory) if separate else contextlib.nullcontext():
         if previous_run:
             _copy_previous_run(previous_run, cfg.out_dir)
-            cfg = dataclasses.replace(cfg, init_from="resume")
         if separate:
             trainings.start(choice, ident, cfg, model_run_dir, chief=chief_by_tf_config())
         try:

@@ -33,7 +33,7 @@ import time
 from typing import Iterator, List, Optional, Tuple
 
 from core import files
-from core.errors import UserError
+from core.errors import UsageError, UserError
 from training.checkpoint_shape import SHAPE_FIELDS
 from training.checkpoints import newest_checkpoint
 
@@ -115,6 +115,10 @@ def choose(trainings_dir: str, ident: dict, cfg, model_run_dir: str, allow_conti
     if allow_continue and same:
         best = max(same, key=lambda t: (t.checkpoint[1] if t.checkpoint else -1, t.record.get("started", 0)))
         changed = _changed_settings(best.record.get("config", {}), cfg.to_dict(), ident)
+        if best.checkpoint and best.checkpoint[1] > cfg.max_iters:  # it would publish a model past max_iters
+            raise UsageError(f"the training interrupted at iteration {best.checkpoint[1]} (run {best.name}) is past "
+                             f"max_iters={cfg.max_iters}: raise --max_iters to continue it, or train anew with "
+                             f"--continue_interrupted=False")
         if best.checkpoint is None:
             line = f"the interrupted training {best.name} saved no checkpoint: training it from iteration 0"
         else:
