@@ -28,6 +28,7 @@ from components.deploy_settings import DeployConfig
 from core import settings
 from core.settings import SettingError, Settings, check, setting, unknown
 from training.config import PRESETS as TRAIN_PRESETS
+from training.checkpoint_shape import started_shape
 from training.config import TrainConfig, make_config
 
 PIPELINE_NAME = "nanogpt-tfx"
@@ -155,11 +156,12 @@ PRESETS: Dict[str, dict] = {
 TEXT_PRESETS = tuple(name for name, values in PRESETS.items() if "dataset_name" not in values)
 
 
-def make_run_config(preset: str = DEFAULT_PRESET, default_data: Optional[Callable[[], str]] = None,
+def make_run_config(preset: str = DEFAULT_PRESET, default_data: Optional[Callable[[], str]] = None, log=print,
                     **values) -> RunConfig:
     """The preset's settings under `values` (flat setting names of any part), built and checked once:
     SettingError names the first wrong setting. With neither input_pattern nor dataset_name,
-    default_data() gives the text files (Tiny Shakespeare), called only once everything else is checked."""
+    default_data() gives the text files (Tiny Shakespeare), called only once everything else is checked.
+    A training from a checkpoint takes its model shape (log says what it overrode)."""
     if preset not in PRESETS:
         raise unknown(preset, PRESETS, "preset")
     parts = {part: {} for part in PARTS}
@@ -169,6 +171,7 @@ def make_run_config(preset: str = DEFAULT_PRESET, default_data: Optional[Callabl
     built = {part: settings.coerce_values(values, PARTS[part]) for part, values in parts.items()}
     pipeline = PipelineSettings(**built["pipeline"])
     train = make_config(pipeline.train_preset, **built["train"])
+    train = started_shape(train, log)  # (a checkpoint that is none is named by check_across_parts)
     evaluation, deploy = EvalConfig(**built["eval"]), DeployConfig(**built["deploy"])
     validation = ValidationConfig(**built["validation"])
     data = built["data"]
@@ -326,7 +329,7 @@ def from_command_line(overrides: List[str], config_files: List[str] = (), preset
         def default_data():
             raise SettingError(f"the preset {chosen} reads text files: name ones that the pipeline's pods can read "
                                f"with --data (for example gs://BUCKET/input.txt)")
-    config = make_run_config(chosen, default_data=default_data, **values)
+    config = make_run_config(chosen, default_data=default_data, log=log, **values)
     warning = rows_read_as_text(data)
     if warning:
         log(warning)

@@ -286,7 +286,11 @@ def test_nanogpt_config_files_load_unchanged(tmp_path, shared_data, monkeypatch,
 
     config = _configuration(files["finetune_shakespeare"], out)
     assert (config.preset, config.data.tokenizer, config.train.init_from) == ("shakespeare", "gpt2", "gpt2-xl")
+    # the model's shape is the checkpoint's, as nanoGPT takes it, and so it is recorded (lineage, train_config.json)
+    assert (config.train.n_layer, config.train.n_head, config.train.n_embd, config.train.bias) == (48, 25, 1600, True)
     printed = capsys.readouterr().out
+    assert ("init_from=gpt2-xl: the model's shape is the checkpoint's, as nanoGPT takes it: n_layer=48 (not 4), "
+            "n_head=25 (not 4), n_embd=1600 (not 128), bias=True (not False)\n") in printed
     assert "finetune_shakespeare.py:1: `import time` not run" in printed
     assert "finetune_shakespeare.py:8: `wandb_run_name = 'ft-' + str(time.time())` not run" in printed
 

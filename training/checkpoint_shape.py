@@ -95,16 +95,35 @@ def resumed_shape(cfg, log=print):
     """nanoGPT's init_from=resume on its command line: the model's shape is the checkpoint's (its run's
     train_config.json) whatever the arguments say; cfg with those fields, and a line naming each one it
     overrode. (The Trainer itself refuses a shape that differs: check_resume.)"""
-    import dataclasses
-
     from core import files
     from training.config import TRAIN_CONFIG_FILE
 
     previous = files.read_json(os.path.join(cfg.out_dir, TRAIN_CONFIG_FILE), default=None) or {}
-    changed = {field: previous[field] for field in SHAPE_FIELDS
-               if field in previous and previous[field] != getattr(cfg, field)}
+    return _taken(cfg, {field: previous[field] for field in SHAPE_FIELDS if field in previous}, log)
+
+
+def started_shape(cfg, log=print):
+    """init_from a checkpoint (a GPT-2 name, a local Hugging Face directory): the model's shape is the
+    checkpoint's, as nanoGPT's train.py takes it (its layers, heads and width; biases, which GPT-2's
+    checkpoints always hold), whatever the settings say; cfg with those fields, so that the settings
+    recorded (train_config.json, ML Metadata) are the model's, and a line naming each one it overrode.
+    A checkpoint at a URI is read where the training runs: cfg as it is."""
+    from model.hf_files import checkpoint_fields
+
+    fields = checkpoint_fields(cfg.init_from) if cfg.init_from not in ("scratch", "resume") else None
+    if not fields:
+        return cfg
+    return _taken(cfg, {"n_layer": fields["n_layer"], "n_head": fields["n_head"], "n_embd": fields["n_embd"],
+                        "bias": True}, log)
+
+
+def _taken(cfg, shape: dict, log):
+    """cfg with the checkpoint's `shape`, a line naming each field it overrode."""
+    import dataclasses
+
+    changed = {field: value for field, value in shape.items() if value != getattr(cfg, field)}
     if changed:
-        log("init_from=resume: the model's shape is the checkpoint's, as nanoGPT takes it: "
+        log(f"init_from={cfg.init_from}: the model's shape is the checkpoint's, as nanoGPT takes it: "
             + ", ".join(f"{field}={value} (not {getattr(cfg, field)})" for field, value in changed.items()))
         cfg = dataclasses.replace(cfg, **changed)
     return cfg

@@ -593,8 +593,7 @@ def main(argv=None):
             cfg = _COMMAND_LINE_CONFIG
         else:
             cfg = command_line("python -m training.train", argv, command_line_config, train_help)
-        if cfg.init_from == "resume":
-            cfg = checkpoint_shape.resumed_shape(cfg)
+        cfg = checkpoint_shape.resumed_shape(cfg) if cfg.init_from == "resume" else checkpoint_shape.started_shape(cfg)
         print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
         stop = stopping.StopRequest()
         stopping.install(stop)  # SIGTERM, Ctrl-C: a checkpoint of the iteration, then one line

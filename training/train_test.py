@@ -200,6 +200,23 @@ def test_a_resume_whose_eval_interval_passes_over_its_start_keeps_the_evaluation
     assert resumed.history[:2] == first.history
 
 
+def test_the_command_line_from_a_checkpoint_takes_its_shape_as_nanogpt(tmp_path, small_text, capsys):
+    """--init_from a Hugging Face directory with other shape arguments: the checkpoint's shape, said in a line
+    and recorded in train_config.json (the arguments' was, beside a model of another)."""
+    from training.train import main
+
+    chars = sorted(set(open(small_text, encoding="utf-8").read()))
+    GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=len(chars)), seed=0).save_pretrained(
+        str(tmp_path / "hf"), {"kind": "char", "chars": chars})
+    main([f"--text_file={small_text}", "--tokenizer=char", f"--out_dir={tmp_path / 'run'}", f"--init_from={tmp_path}/hf",
+          "--n_layer=3", "--max_iters=2", "--eval_interval=2", "--eval_iters=1", "--batch_size=2", "--block_size=32",
+          "--tensorboard=False", "--always_save_checkpoint=True"])
+    assert (f"init_from={tmp_path}/hf: the model's shape is the checkpoint's, as nanoGPT takes it: n_layer=1 (not 3), "
+            f"n_head=2 (not 12), n_embd=16 (not 768), bias=True (not False)\n") in capsys.readouterr().out
+    recorded = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert (recorded["n_layer"], recorded["n_head"], recorded["n_embd"], recorded["bias"]) == (1, 2, 16, True)
+
+
 def test_the_command_lines_resume_takes_the_checkpoints_shape_as_nanogpt(tmp_path, small_text, capsys):
     """`python -m training.train --init_from=resume` without the run's shape arguments (the defaults, GPT-2
     124M's, differ): the checkpoint's shape, said in a line, as nanoGPT's train.py takes it."""
