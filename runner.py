@@ -247,8 +247,14 @@ def sample(args, overrides):
 
     # the options first (one line for a wrong one), before any model is looked up or loaded
     command_line("runner.py sample", pop_debug(overrides)[1], sampling.parse_args, sampling.sample_help)
+    from core.settings import SettingError
+    from model.presets import GPT2_SIZES
     from pipeline.configs import Outputs
 
+    if args.source and "://" not in args.source and not os.path.exists(args.source) and \
+            args.source not in GPT2_SIZES:  # named as the user typed it (sample names its own --init_from)
+        raise SettingError(f"--from={args.source}: no such file or directory (a pushed model, an output directory, "
+                           f"a training run, a Hugging Face checkpoint, or one of {', '.join(GPT2_SIZES)})")
     if args.source and os.path.isfile(Outputs(args.source).metadata_path):  # a pipeline's output: its latest push
         args.output, args.source = args.source, None
     elif args.source and _spec_runs(Outputs(args.source)):  # the output of `run --spec`: its latest push

@@ -172,6 +172,9 @@ def make_run_config(preset: str = DEFAULT_PRESET, default_data: Optional[Callabl
     pipeline = PipelineSettings(**built["pipeline"])
     train = make_config(pipeline.train_preset, **built["train"])
     train = started_shape(train, log)  # (a checkpoint that is none is named by check_across_parts)
+    if pipeline.resume and train.init_from not in ("scratch", "resume"):
+        log(f"--resume=True: the training goes on from the latest model's checkpoint; init_from={train.init_from} "
+            f"is where a new training would start, and is not read")
     evaluation, deploy = EvalConfig(**built["eval"]), DeployConfig(**built["deploy"])
     validation = ValidationConfig(**built["validation"])
     data = built["data"]

@@ -213,6 +213,25 @@ def test_init_from_a_model_of_other_tokens_is_refused_before_the_data_is_tokeniz
         f"tokens: its ids would read as other text")
 
 
+def test_resume_says_that_init_from_is_not_read(tmp_path, shared_data, capsys, pipeline_configuration):
+    """--resume=True goes on from the latest model's checkpoint: an --init_from beside it (given, or a preset's)
+    is said to be unused, not ignored without a word."""
+    config = pipeline_configuration(f"--data={shared_data}/tinyshakespeare.txt", "--resume=True", "--init_from=gpt2",
+                                    "--tokenizer=gpt2", f"--bpe_dir={shared_data}/gpt2_bpe", "--block_size=64",
+                                    f"--output={tmp_path / 'out'}")
+    assert config.pipeline.resume and config.train.init_from == "gpt2"
+    assert ("--resume=True: the training goes on from the latest model's checkpoint; init_from=gpt2 is where a new "
+            "training would start, and is not read\n") in capsys.readouterr().out
+
+
+def test_sample_from_nothing_names_the_option_as_typed(tmp_path):
+    result = subprocess.run([sys.executable, "runner.py", "sample", f"--from={tmp_path}/nowhere"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr == (
+        f"runner.py sample: error: --from={tmp_path}/nowhere: no such file or directory (a pushed model, an output "
+        f"directory, a training run, a Hugging Face checkpoint, or one of gpt2, gpt2-medium, gpt2-large, gpt2-xl)\n")
+
+
 def test_an_output_that_is_a_file_is_one_line(tmp_path, shared_data):
     (tmp_path / "notes.txt").write_text("the user's file\n")
     for output in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "run"):

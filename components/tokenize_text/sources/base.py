@@ -132,8 +132,9 @@ def choose_split(split_method: str, num_documents: Optional[int], val_fraction: 
 def describe_split(info: dict) -> str:
     """What the split did, in words, for the run's log."""
     if info["split_method"] == HEAD_TAIL:
+        several = info.get("num_files", 1) > 1
         return (f"split head_tail: the last {info['val_fraction']:g} of each document's characters is val "
-                f"(nanoGPT's split of one text)")
+                f"(nanoGPT's split of {'its one text, made in each of these files' if several else 'one text'})")
     return (f"split hash: each document goes to val with probability {info['val_fraction']:g} "
             f"(a keyed hash of its index)")
 

@@ -45,3 +45,14 @@ def test_a_folder_without_files_of_its_own_says_what_it_holds(tmp_path):
                                            f"file(s) (a name starting with '.'): --data='{tmp_path}/.*' names them")
     with pytest.raises(MissingFile, match=r"matches no files: 1 subfolder\(s\)"):
         match_text_files(str(tmp_path))
+
+
+def test_the_split_line_says_how_each_file_was_cut():
+    from components.tokenize_text.sources.base import describe_split
+
+    one = {"split_method": "head_tail", "val_fraction": 0.1, "num_files": 1}
+    assert describe_split(one) == ("split head_tail: the last 0.1 of each document's characters is val (nanoGPT's "
+                                   "split of one text)")
+    assert describe_split({**one, "num_files": 7}) == (
+        "split head_tail: the last 0.1 of each document's characters is val (nanoGPT's split of its one text, made "
+        "in each of these files)")
