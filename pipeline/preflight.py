@@ -118,7 +118,7 @@ def _check_resume(config: RunConfig) -> None:
     from components.artifact_layout import model_run_dir
     from core import files
     from pipeline import metadata
-    from training.checkpoint_shape import CheckpointMismatch, check_resume
+    from training.checkpoint_shape import CheckpointMismatch, check_resume, evaluated_iteration, nothing_to_train
     from training.config import TRAIN_CONFIG_FILE
 
     from ml_metadata.proto import metadata_store_pb2
@@ -136,3 +136,7 @@ def _check_resume(config: RunConfig) -> None:
             check_resume(previous, config.train, run_dir, asked_by="--resume=True")
         except CheckpointMismatch as e:
             raise SettingError(one_line(e)) from None
+    iteration = evaluated_iteration(run_dir) if run_dir else None
+    why = iteration is not None and nothing_to_train(iteration, config.train)
+    if why:  # as the Trainer would find once the data is tokenized
+        raise SettingError(f"--resume=True: the latest model ({latest.uri}) is {why}")

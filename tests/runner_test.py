@@ -268,6 +268,15 @@ def test_resume_with_another_model_shape_is_refused_before_anything_runs(tmp_pat
         f"runner.py run: error: --resume=True: the checkpoint in {run} has n_layer=4, the config says "
         f"n_layer=2: resume with n_layer=4, or train anew (init_from=scratch, or resume=False in the pipeline)\n")
     assert sorted(os.listdir(out)) == ["metadata.sqlite"]
+    # its last evaluation's checkpoint at iteration 2000, the preset's max_iters: nothing would train
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-2000"\n'
+                                                   'all_model_checkpoint_paths: "ckpt-2000"\n')
+    result = subprocess.run([sys.executable, "runner.py", "run", f"--data={shared_data}/tinyshakespeare.txt",
+                             f"--output={out}", "--resume=True"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr == (
+        f"runner.py run: error: --resume=True: the latest model ({model}) is at iteration 2000, and max_iters=2000 is "
+        f"not past it: nothing would train; raise --max_iters\n")
 
 
 NANOGPT_CONFIGS = ("train_shakespeare_char", "train_gpt2", "finetune_shakespeare", "eval_gpt2", "eval_gpt2_medium",

@@ -91,6 +91,20 @@ def nothing_to_train(iteration: int, cfg) -> Optional[str]:
     return None
 
 
+def evaluated_iteration(run_dir: str) -> Optional[int]:
+    """The iteration of the newest evaluation checkpoint of a training run (what a resume starts from),
+    read from TensorFlow's checkpoint state file without TensorFlow (a check before anything runs); None
+    without one."""
+    import re
+
+    from core import files
+    from training.config import CHECKPOINT_DIR
+
+    state = files.read_text(os.path.join(run_dir, CHECKPOINT_DIR, "checkpoint"), None)
+    found = re.search(r'^model_checkpoint_path: "(?:.*/)?ckpt-(\d+)"$', state or "", re.M)
+    return int(found.group(1)) if found else None
+
+
 def resumed_shape(cfg, log=print):
     """nanoGPT's init_from=resume on its command line: the model's shape is the checkpoint's (its run's
     train_config.json) whatever the arguments say; cfg with those fields, and a line naming each one it
