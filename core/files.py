@@ -166,6 +166,31 @@ def remove_tree_within(path: str, root: str) -> bool:
     return True
 
 
+def remove_if_abandoned(lock_file: str, target: str) -> bool:
+    """Remove `target` (a file, or a directory and all in it) when no process holds a flock on lock_file:
+    the process that made it holds one while it works (released by the kernel however it ends), so an
+    unheld lock is a process killed before it could clean up. Whether it was removed."""
+    import fcntl
+    import shutil
+
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # none (yet): not known to be abandoned
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: its process lives
+        return False
+    else:
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            os.remove(target)
+        return True
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: str, busy: Exception) -> Iterator[None]:
     """Hold an exclusive lock on the local file `path` (made if need be) for the block; `busy` is

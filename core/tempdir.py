@@ -21,6 +21,8 @@ import stat
 import tempfile
 from typing import Iterator
 
+from core import files
+
 PREFIX = "nanogpt-tfx-"
 OWNER = "OWNER"  # in each run's directory, locked while the run lives
 TIKTOKEN_CACHE_ENV = "TIKTOKEN_CACHE_DIR"
@@ -48,19 +50,10 @@ def _sweep(parent: str) -> None:
         directory = os.path.join(parent, name)
         try:
             status = os.lstat(directory)
-            if status.st_uid != os.getuid() or not stat.S_ISDIR(status.st_mode):  # (a link is no run's)
-                continue
-            fd = os.open(os.path.join(directory, OWNER), os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # held: a live run's
-            continue
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
-        finally:
-            os.close(fd)
+        if status.st_uid == os.getuid() and stat.S_ISDIR(status.st_mode):  # (a link is no run's)
+            files.remove_if_abandoned(os.path.join(directory, OWNER), directory)
 
 
 @contextlib.contextmanager

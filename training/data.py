@@ -102,20 +102,9 @@ def _sweep_unfinished(cache_dir: str) -> None:
     """Remove the temporary files of cache builds that were killed (unlocked: _make_cache_file); not
     those of the small JSON files beside them, written unlocked (files.atomic_path names both)."""
     for name in os.listdir(cache_dir):
-        if not (name.startswith(".") and name.endswith(".tmp") and ".bin." in name):
-            continue
-        try:
-            fd = os.open(os.path.join(cache_dir, name), os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # a build going on
-            continue
-        else:
-            os.remove(os.path.join(cache_dir, name))
-        finally:
-            os.close(fd)
+        if name.startswith(".") and name.endswith(".tmp") and ".bin." in name:
+            path = os.path.join(cache_dir, name)
+            files.remove_if_abandoned(path, path)
 
 
 def _summary_path(cache_file: str) -> str:

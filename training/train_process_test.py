@@ -201,6 +201,6 @@ def test_a_user_error_in_the_training_process_has_the_childs_traceback_under_deb
             train_process.train(cfg, None, str(tmp_path))
     printed = "".join(traceback.format_exception(failure.value))
     child, parent = printed.split("The above exception was the direct cause of the following exception:")
-    assert 'core/shards.py", line' in child and "in _batches" in child and "raise DamagedShard.unreadable" in child
+    assert 'core/shards.py", line' in child and "in _batches" in child and "raise self._damaged(e)" in child
     assert "core.errors.RemoteTraceback: the traceback in the process that raised it:" in child
     assert 'training/train_process.py", line' in parent and parent.rstrip().endswith(str(failure.value))
