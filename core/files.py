@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import uuid
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 _MISSING = object()
 
@@ -173,34 +173,35 @@ def remove_if_abandoned(lock_file: str, target: str) -> bool:
     import fcntl
     import shutil
 
-    try:
-        fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:  # none (yet): not known to be abandoned
+    try:  # (writable: NFS locks a flock as a POSIX lock, which an exclusive one needs)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:  # none (yet), or not this user's: not known to be abandoned
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # held: its process lives
+    except OSError:  # held (its process lives), or locks not to be had here: left
         return False
     else:
         if os.path.isdir(target) and not os.path.islink(target):
             shutil.rmtree(target, ignore_errors=True)
         else:
-            os.remove(target)
+            with contextlib.suppress(FileNotFoundError):  # (another process's sweep was first)
+                os.remove(target)
         return True
     finally:
         os.close(fd)
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str, busy: Exception) -> Iterator[None]:
+def exclusive_lock(path: str, busy: Optional[Exception]) -> Iterator[None]:
     """Hold an exclusive lock on the local file `path` (made if need be) for the block; `busy` is
-    raised at once when another process holds it."""
+    raised at once when another process holds it (None: wait for it to let go)."""
     import fcntl
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if busy is None else fcntl.LOCK_NB))
         except BlockingIOError:
             raise busy from None
         yield

@@ -215,23 +215,37 @@ class RecordIndex:
     def __init__(self, directory: str, batch_size: int = 256):
         import tensorflow as tf
 
-        self.files = shard_files(directory)
+        self.files, self._directory = shard_files(directory), directory
         self._batch_size = batch_size
-        keys, lengths, self.max_token = [], [], -1
+        docs, positions, lengths, self.max_token = [], [], [], -1
         for batch in self._batches():
-            keys.append(_record_keys(batch))
+            docs.append(batch[DOC].numpy())
+            positions.append(batch[POS].numpy())
             lengths.append(batch[TOKENS].row_lengths().numpy())
             if tf.size(batch[TOKENS].values) > 0:
                 self.max_token = max(self.max_token, int(tf.reduce_max(batch[TOKENS].values)))
-        keys, lengths = (np.concatenate(a) if a else np.zeros([0], np.int64) for a in (keys, lengths))
+        docs, positions, lengths = (np.concatenate(a) if a else np.zeros([0], np.int64)
+                                    for a in (docs, positions, lengths))
+        self.num_records, self.num_tokens = len(lengths), int(lengths.sum())
+        check_record_count(directory, self.num_records)
+        # a record's place in corpus order as one int64, its document above its position in it: as many
+        # bits for the position as the largest needs
+        self._pos_bits = int(positions.max(initial=0)).bit_length()
+        if docs.size and (docs.min() < 0 or positions.min() < 0 or int(docs.max()).bit_length() + self._pos_bits > 62):
+            raise self._not_placeable("a document or position number out of range")
+        keys = self._keys_of(docs, positions)
         order = np.argsort(keys, kind="stable")  # corpus order: by document, then by position in it
         self._keys, sorted_lengths = keys[order], lengths[order]
         self._starts = np.cumsum(sorted_lengths) - sorted_lengths
-        self.num_records, self.num_tokens = len(lengths), int(lengths.sum())
-        check_record_count(directory, self.num_records)
         if np.any(self._keys[1:] == self._keys[:-1]):
-            raise DamagedShard(os.path.dirname(directory.rstrip("/")),
-                               f"the token shards in {directory} hold a record twice (a shard file copied?)")
+            raise self._not_placeable("a record twice (a shard file copied?)")
+
+    def _keys_of(self, docs: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        return (docs << self._pos_bits) | positions
+
+    def _not_placeable(self, what: str) -> "DamagedShard":
+        return DamagedShard(os.path.dirname(self._directory.rstrip("/")),
+                            f"the token shards in {self._directory} hold {what}")
 
     def _batches(self):
         """The parsed records in batches, from every file at once; a read error names its file."""
@@ -241,9 +255,11 @@ class RecordIndex:
         if len(self.files) == 1:
             records = tf.data.TFRecordDataset(self.files, compression_type=COMPRESSION).batch(self._batch_size)
         else:
+            # a few files open at a time for each core (OpenWebText's shards are thousands of files)
             records = tf.data.Dataset.from_tensor_slices(self.files).interleave(
                 lambda path: tf.data.TFRecordDataset(path, compression_type=COMPRESSION).batch(self._batch_size),
-                cycle_length=len(self.files), num_parallel_calls=auto, deterministic=False)
+                cycle_length=min(len(self.files), 2 * len(os.sched_getaffinity(0))), num_parallel_calls=auto,
+                deterministic=False)
         try:
             yield from records.map(parse_chunks, num_parallel_calls=auto, deterministic=False).prefetch(4)
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
@@ -267,17 +283,15 @@ class RecordIndex:
     def fill(self, out: np.ndarray) -> np.ndarray:
         """Writes the stream into `out` (an array or np.memmap of num_tokens), in a second pass."""
         for batch in self._batches():
-            starts = self._starts[np.searchsorted(self._keys, _record_keys(batch))]
+            keys = self._keys_of(batch[DOC].numpy(), batch[POS].numpy())
+            found = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+            if not np.array_equal(self._keys[found], keys):
+                raise self._not_placeable("records the first pass did not find (changed while they were read?)")
+            starts = self._starts[found]
             values, splits = batch[TOKENS].values.numpy(), batch[TOKENS].row_splits.numpy()
             for i, start in enumerate(starts):
                 out[start:start + splits[i + 1] - splits[i]] = values[splits[i]:splits[i + 1]]
         return out
-
-
-def _record_keys(batch) -> np.ndarray:
-    """Each record's place in corpus order as one int64: its document, then its position in it (below
-    2^24 chunks a document, 2^39 documents)."""
-    return (batch[DOC].numpy() << 24) | batch[POS].numpy()
 
 
 def read_token_stream(directory: str) -> np.ndarray:
@@ -290,15 +304,17 @@ def write_split(directory: str, documents: Iterable[Sequence[int]], num_shards: 
                 chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
     """Write tokenized documents as a split (in process: for plain training runs and tests; the
     TFX component writes the same records with Beam), in place of the shards a previous call wrote
-    there (of another count; and TensorFlow's ram:// file system appends to a file written again).
-    Returns the number of tokens written."""
+    there (those of another count removed once the new ones are whole). Returns the number of tokens
+    written."""
     import tensorflow as tf
 
     tf.io.gfile.makedirs(directory)
-    for old in tf.io.gfile.glob(os.path.join(directory, FILE_PATTERN)):
-        tf.io.gfile.remove(old)
     options = tf.io.TFRecordOptions(compression_type=COMPRESSION)
     paths = [os.path.join(directory, f"tokens-{i:05d}-of-{num_shards:05d}.gz") for i in range(num_shards)]
+    if not files.is_local(directory):  # (TensorFlow's ram:// file system appends to a file copied over)
+        for path in paths:
+            if tf.io.gfile.exists(path):
+                tf.io.gfile.remove(path)
     n_tokens, n_records = 0, 0
     with contextlib.ExitStack() as written:  # each shard renamed into place once all are complete
         writers = [tf.io.TFRecordWriter(written.enter_context(files.atomic_path(p)), options) for p in paths]
@@ -311,4 +327,6 @@ def write_split(directory: str, documents: Iterable[Sequence[int]], num_shards: 
         finally:
             for w in writers:
                 w.close()
+    for old in set(tf.io.gfile.glob(os.path.join(directory, FILE_PATTERN))) - set(paths):
+        tf.io.gfile.remove(old)
     return n_tokens

@@ -171,10 +171,11 @@ def make_run_config(preset: str = DEFAULT_PRESET, default_data: Optional[Callabl
     built = {part: settings.coerce_values(values, PARTS[part]) for part, values in parts.items()}
     pipeline = PipelineSettings(**built["pipeline"])
     train = make_config(pipeline.train_preset, **built["train"])
-    train = started_shape(train, log)  # (a checkpoint that is none is named by check_across_parts)
     if pipeline.resume and train.init_from not in ("scratch", "resume"):
         log(f"--resume=True: the training goes on from the latest model's checkpoint; init_from={train.init_from} "
             f"is where a new training would start, and is not read")
+    elif not pipeline.resume:
+        train = started_shape(train, log)  # (a checkpoint that is none is named by check_across_parts)
     evaluation, deploy = EvalConfig(**built["eval"]), DeployConfig(**built["deploy"])
     validation = ValidationConfig(**built["validation"])
     data = built["data"]
@@ -207,7 +208,8 @@ def check_across_parts(config: RunConfig) -> None:
         problem = local_checkpoint_problem(train.init_from)
         if problem:
             raise SettingError(f"--init_from={train.init_from}: {problem}")
-        check_init_tokens(train.init_from, data.tokenizer)
+        if not config.pipeline.resume:  # (not read then)
+            check_init_tokens(train.init_from, data.tokenizer)
     if evaluation.eval_block_size > train.block_size:
         raise SettingError(f"--eval_block_size={evaluation.eval_block_size}: longer than the model's context "
                            f"(--block_size={train.block_size})")

@@ -205,9 +205,10 @@ def test_init_from_a_model_of_other_tokens_is_refused_before_the_data_is_tokeniz
     GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=64, vocab_size=GPT2_VOCAB_SIZE), seed=0).save_pretrained(
         str(gpt2_model))
     data = f"--data={shared_data}/tinyshakespeare.txt"
-    assert _mistake(tmp_path, data, "--tokenizer=gpt2", f"--bpe_dir={shared_data}/gpt2_bpe",
-                    f"--init_from={char_model}", "--block_size=64") == (f"runner.py run: error: --init_from={char_model}: a model of 3 characters, "
-                                           f"and --tokenizer=gpt2 makes other tokens: its ids would read as other text")
+    said = _mistake(tmp_path, data, "--tokenizer=gpt2", f"--bpe_dir={shared_data}/gpt2_bpe",
+                    f"--init_from={char_model}", "--block_size=64")
+    assert said == (f"runner.py run: error: --init_from={char_model}: a model of 3 characters, and --tokenizer=gpt2 "
+                    f"makes other tokens: its ids would read as other text")
     assert _mistake(tmp_path, data, "--tokenizer=char", f"--init_from={gpt2_model}", "--block_size=64") == (
         f"runner.py run: error: --init_from={gpt2_model}: a model of GPT-2 BPE, and --tokenizer=char makes other "
         f"tokens: its ids would read as other text")
@@ -217,9 +218,9 @@ def test_resume_says_that_init_from_is_not_read(tmp_path, shared_data, capsys, p
     """--resume=True goes on from the latest model's checkpoint: an --init_from beside it (given, or a preset's)
     is said to be unused, not ignored without a word."""
     config = pipeline_configuration(f"--data={shared_data}/tinyshakespeare.txt", "--resume=True", "--init_from=gpt2",
-                                    "--tokenizer=gpt2", f"--bpe_dir={shared_data}/gpt2_bpe", "--block_size=64",
-                                    f"--output={tmp_path / 'out'}")
-    assert config.pipeline.resume and config.train.init_from == "gpt2"
+                                    "--block_size=64", f"--output={tmp_path / 'out'}")
+    # nor its shape taken, nor its tokens (GPT-2 BPE) held against the data's (characters)
+    assert config.pipeline.resume and config.train.init_from == "gpt2" and config.train.n_layer == 4
     assert ("--resume=True: the training goes on from the latest model's checkpoint; init_from=gpt2 is where a new "
             "training would start, and is not read\n") in capsys.readouterr().out
 

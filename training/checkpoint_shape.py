@@ -131,6 +131,13 @@ def started_shape(cfg, log=print):
                         "bias": True}, log)
 
 
+def model_shape(cfg, config, log=print):
+    """cfg with the shape of the model a checkpoint made (its GPTConfig), a line naming each field it
+    overrode: what started_shape does where the checkpoint could not be read before (a URI)."""
+    return _taken(cfg, {"n_layer": config.n_layer, "n_head": config.n_head, "n_embd": config.n_embd,
+                        "bias": config.bias}, log)
+
+
 def _taken(cfg, shape: dict, log):
     """cfg with the checkpoint's `shape`, a line naming each field it overrode."""
     import dataclasses

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
 import shutil
+import time
 from typing import Optional
 
 import numpy as np
@@ -68,13 +70,27 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
         return index.fill(np.empty([index.num_tokens], dtype))
     cache_dir = token_cache_dir()
     path = os.path.join(cache_dir, f"{_content_key(cache_dir, index.files)[:32]}-{index.num_tokens}.{dtype.name}.bin")
-    if not os.path.exists(path) or os.path.getsize(path) != index.num_tokens * dtype.itemsize:
-        _make_cache_file(path, index, dtype, f"the {split} split of {data_dir}")
-        total = sum(os.path.getsize(os.path.join(cache_dir, n)) for n in os.listdir(cache_dir))
-        log(f"token cache: the {split} split of {data_dir} ({in_bytes(os.path.getsize(path))}) cached in {path}; "
-            f"the cache now holds {in_bytes(total)} (remove {cache_dir} to free it)")
+    if not _whole(path, index.num_tokens * dtype.itemsize):
+        # one build of a file at a time (the workers of a machine share its cache): the others wait, then read it
+        with files.exclusive_lock(path + ".lock", busy=None):
+            if not _whole(path, index.num_tokens * dtype.itemsize):
+                _make_cache_file(path, index, dtype, f"the {split} split of {data_dir}")
+                log(f"token cache: the {split} split of {data_dir} ({in_bytes(os.path.getsize(path))}) cached in "
+                    f"{path}; the cache now holds {in_bytes(_total_size(cache_dir))} (remove {cache_dir} to free it)")
     files.write_json(_summary_path(path), {"num_tokens": index.num_tokens, "max_token": index.max_token})
     return np.memmap(path, dtype=dtype, mode="r", shape=(index.num_tokens,))
+
+
+def _whole(path: str, size: int) -> bool:
+    return os.path.isfile(path) and os.path.getsize(path) == size
+
+
+def _total_size(directory: str) -> int:
+    total = 0
+    for name in os.listdir(directory):
+        with contextlib.suppress(FileNotFoundError):  # (another process's file, gone meanwhile)
+            total += os.path.getsize(os.path.join(directory, name))
+    return total
 
 
 def _make_cache_file(path: str, index: shards.RecordIndex, dtype: np.dtype, what: str) -> None:
@@ -83,16 +99,25 @@ def _make_cache_file(path: str, index: shards.RecordIndex, dtype: np.dtype, what
     it is written its temporary file is locked, so that a later run removes it only if this one was
     killed (_sweep_unfinished), not the 18 GB of a build still going on."""
     cache_dir, size = os.path.dirname(path), index.num_tokens * dtype.itemsize
-    free = shutil.disk_usage(cache_dir).free
-    if free < size:
-        raise DiskFull(f"the token cache needs {in_bytes(size)} for {what}, and {cache_dir} has {in_bytes(free)} "
-                       f"free: free space there, or set {TOKEN_CACHE_ENV} to a directory on a larger disk")
+
+    def too_small() -> DiskFull:
+        return DiskFull(f"the token cache needs {in_bytes(size)} for {what}, and {cache_dir} has "
+                        f"{in_bytes(shutil.disk_usage(cache_dir).free)} free: free space there, or set "
+                        f"{TOKEN_CACHE_ENV} to a directory on a larger disk")
+
+    if shutil.disk_usage(cache_dir).free < size:
+        raise too_small()
     with contextlib.ExitStack() as held:  # (the lock let go after the rename)
         with files.atomic_path(path) as tmp, writing(f"the token cache file {path} ({in_bytes(size)})"):
             fd = os.open(tmp, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
             held.callback(os.close, fd)
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.posix_fallocate(fd, 0, size)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as e:  # (another file took the space since, or a quota)
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise too_small() from None
             stream = index.fill(np.memmap(tmp, dtype=dtype, mode="r+", shape=(index.num_tokens,)))
             stream.flush()
             del stream
@@ -104,7 +129,9 @@ def _sweep_unfinished(cache_dir: str) -> None:
     for name in os.listdir(cache_dir):
         if name.startswith(".") and name.endswith(".tmp") and ".bin." in name:
             path = os.path.join(cache_dir, name)
-            files.remove_if_abandoned(path, path)
+            with contextlib.suppress(FileNotFoundError):  # a minute old at least: not one made and not yet locked
+                if time.time() - os.path.getmtime(path) > 60:
+                    files.remove_if_abandoned(path, path)
 
 
 def _summary_path(cache_file: str) -> str:
@@ -265,7 +292,8 @@ def _content_key(cache_dir: str, paths) -> str:
     stat_key = _stat_key(paths)
     index_path, known = _read_index(cache_dir)
     if stat_key not in known:
-        with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # (hashlib lets go of the GIL)
+        threads = min(len(paths), len(os.sched_getaffinity(0)))  # (the cores this process may use)
+        with concurrent.futures.ThreadPoolExecutor(max(threads, 1)) as pool:  # (hashlib lets go of the GIL)
             digests = list(pool.map(shards.file_sha256, paths))
         known[stat_key] = hashlib.sha256("".join(digests).encode()).hexdigest()
         files.write_json(index_path, known)

@@ -5,6 +5,7 @@ either way."""
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -70,8 +71,15 @@ def test_a_cache_too_large_for_its_disk_is_one_line_and_leaves_nothing(split_dir
     cache = disk / "cache"
     monkeypatch.setenv(data.TOKEN_CACHE_ENV, str(cache))
     with pytest.raises(DiskFull, match=rf"^the token cache needs 15.0 kB for the train split of {data_dir}, and "
-                                       rf"{cache} has [0-9.]+ kB free: free space there, or set NANOGPT_TFX_TOKEN_CACHE "
-                                       rf"to a directory on a larger disk$"):
+                                       rf"{cache} has [0-9.]+ kB free: free space there, or set "
+                                       rf"NANOGPT_TFX_TOKEN_CACHE to a directory on a larger disk$"):
+        load_split(data_dir, "train", in_memory_max_tokens=1000)
+    assert [n for n in os.listdir(cache) if n.endswith(".tmp") or n.endswith(".bin")] == []
+    # the space gone between the check and the file (another writer, a quota): the same line, from the disk
+    plenty = shutil.disk_usage(disk)._replace(free=1 << 40)
+    monkeypatch.setattr(data.shutil, "disk_usage", lambda path: plenty)
+    with pytest.raises(DiskFull, match=r"^the token cache needs 15.0 kB for the train split of .* set "
+                                       r"NANOGPT_TFX_TOKEN_CACHE to a directory on a larger disk$"):
         load_split(data_dir, "train", in_memory_max_tokens=1000)
     assert [n for n in os.listdir(cache) if n.endswith(".tmp") or n.endswith(".bin")] == []
 
@@ -87,13 +95,16 @@ def test_a_killed_builds_file_is_removed_and_a_live_ones_kept(split_dir, tmp_pat
     monkeypatch.setenv(data.TOKEN_CACHE_ENV, str(cache))
     cache.mkdir(mode=0o700)
     killed, live = cache / ".a-7501.uint16.bin.1.tmp", cache / ".b-7501.uint16.bin.2.tmp"
-    for path in (killed, live):
+    just_made = cache / ".c-7501.uint16.bin.3.tmp"  # made this moment, its lock not yet taken: left
+    for path in (killed, live, just_made):
         path.write_bytes(b"\0" * 15002)
+    for path in (killed, live):
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
     held = os.open(live, os.O_RDONLY)
     try:
         fcntl.flock(held, fcntl.LOCK_EX)  # as a build in another process holds it
         np.testing.assert_array_equal(load_split(data_dir, "train", in_memory_max_tokens=1000), expected)
-        assert not killed.exists() and live.exists()
+        assert not killed.exists() and live.exists() and just_made.exists()
     finally:
         os.close(held)
 
@@ -215,3 +226,19 @@ def test_a_meta_pkl_that_is_not_a_character_vocabulary_is_one_line_and_runs_noth
     with pytest.raises(data.UsageError, match=rf"^{tmp_path}/meta.pkl is not nanoGPT's character vocabulary "
                                               rf"\({problem}\): "):
         data.nanogpt_tokenizer(str(tmp_path))
+
+
+def test_records_are_placed_by_document_and_position_however_large(tmp_path):
+    """A position past 2^24 (a one-document corpus in small chunks) keeps its place: the key gives the
+    position as many bits as the largest needs; the shards' files hold the records out of order."""
+    import tensorflow as tf
+
+    directory = shards.split_dir(str(tmp_path), "train")
+    os.makedirs(directory)
+    records = [(1, 0, [7, 8]), (0, 2 ** 30, [5, 6]), (0, 0, [1, 2]), (0, 2 ** 24 + 1, [3, 4])]
+    options = tf.io.TFRecordOptions(compression_type=shards.COMPRESSION)
+    for i, part in enumerate((records[:2], records[2:])):
+        with tf.io.TFRecordWriter(os.path.join(directory, f"tokens-{i}.gz"), options) as writer:
+            for doc, pos, tokens in part:
+                writer.write(shards.serialize_chunk(doc, pos, np.array(tokens)))
+    np.testing.assert_array_equal(load_split(str(tmp_path), "train"), [1, 2, 3, 4, 5, 6, 7, 8])

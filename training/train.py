@@ -294,6 +294,8 @@ class Trainer:
         cfg = self.cfg
         with self.strategy.scope():
             self.model, self.start_iter = build_model(cfg, self.tokenizer_json)
+            if cfg.init_from not in ("scratch", "resume"):  # recorded as the model is (a gs:// checkpoint's too)
+                self.cfg = checkpoint_shape.model_shape(cfg, self.model.config, self.log)
             decay, no_decay = self.model.parameter_groups()
             self.optimizer = AdamW(decay, no_decay, weight_decay=cfg.weight_decay, beta1=cfg.beta1,
                                    beta2=cfg.beta2)
@@ -318,8 +320,9 @@ class Trainer:
     def _restore(self):
         """init_from=resume, nanoGPT's, from the newest checkpoint of out_dir: the last evaluation's
         (nanoGPT's ckpt.pt) or a newer one taken between evaluations (checkpoints/latest, which
-        nanoGPT has not); the run evaluates again where it starts (on this run's data, which may be other),
-        and its records go on from the checkpoint's: history.json shows the model's whole training."""
+        nanoGPT has not); the run evaluates again where it starts when its eval_interval falls there (on
+        this run's data, which may be other), and its records go on from the checkpoint's: history.json
+        shows the model's whole training."""
         newest = newest_checkpoint(self.cfg.out_dir)
         if newest is None:
             raise MissingFile(f"init_from=resume: no checkpoint in {self.cfg.out_dir}/{CHECKPOINT_DIR}")

@@ -208,8 +208,9 @@ def test_the_command_line_from_a_checkpoint_takes_its_shape_as_nanogpt(tmp_path,
     chars = sorted(set(open(small_text, encoding="utf-8").read()))
     GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=len(chars)), seed=0).save_pretrained(
         str(tmp_path / "hf"), {"kind": "char", "chars": chars})
-    main([f"--text_file={small_text}", "--tokenizer=char", f"--out_dir={tmp_path / 'run'}", f"--init_from={tmp_path}/hf",
-          "--n_layer=3", "--max_iters=2", "--eval_interval=2", "--eval_iters=1", "--batch_size=2", "--block_size=32",
+    main([f"--text_file={small_text}", "--tokenizer=char", f"--out_dir={tmp_path / 'run'}",
+          f"--init_from={tmp_path}/hf", "--n_layer=3", "--max_iters=2", "--eval_interval=2", "--eval_iters=1",
+          "--batch_size=2", "--block_size=32",
           "--tensorboard=False", "--always_save_checkpoint=True"])
     assert (f"init_from={tmp_path}/hf: the model's shape is the checkpoint's, as nanoGPT takes it: n_layer=1 (not 3), "
             f"n_head=2 (not 12), n_embd=16 (not 768), bias=True (not False)\n") in capsys.readouterr().out
@@ -326,8 +327,13 @@ def test_eval_only_and_init_from_a_checkpoint_dir(tmp_path, small_text):
     model.save_pretrained(str(tmp_path / "hf"))
     cfg = tiny_config(tmp_path / "run", small_text, init_from=str(tmp_path / "hf"), eval_only=True,
                       vocab_size=70)
-    trainer = Trainer(cfg, log=lambda *_: None)
+    logs = []
+    trainer = Trainer(cfg, log=logs.append)
     assert trainer.model.config.block_size == 32  # cropped to the run's block_size
+    # the settings the Trainer records are the model's (a checkpoint read only here, as a gs:// one is)
+    assert (trainer.cfg.n_layer, trainer.cfg.n_head, trainer.cfg.n_embd, trainer.cfg.bias) == (1, 2, 16, True)
+    assert (f"init_from={tmp_path / 'hf'}: the model's shape is the checkpoint's, as nanoGPT takes it: n_layer=1 "
+            f"(not 2), n_embd=16 (not 32), bias=True (not False)") in logs
     result = trainer.run()
     assert result["iter_num"] == 0 and np.isfinite(result["val"])
     assert not os.path.exists(tmp_path / "run" / "checkpoints" / "checkpoint")

@@ -21,6 +21,8 @@ def _interrupted_at(trainings_dir, ident, cfg, iteration):
 
 
 def test_a_continuation_says_the_settings_that_changed_and_none_when_none_did(tmp_path):
+    """(run_fn records and compares the same settings, init_from=resume for a resumed training from the
+    start: what this cannot see, the new-user trials of an identical rerun of a killed --resume did.)"""
     cfg = make_config("shakespeare_char", init_from="resume", max_iters=2000)
     ident = trainings.identity(cfg, "/examples/1", None, "/models/7")
     directory = _interrupted_at(str(tmp_path), ident, cfg, 1000)
@@ -42,4 +44,4 @@ def test_a_continuation_past_max_iters_is_refused(tmp_path):
                                          rf"to continue it, or train anew with --continue_interrupted=False$"):
         trainings.choose(str(tmp_path), ident, dataclasses.replace(cfg, max_iters=800), "/runs/model_run/2")
     at_its_end = trainings.choose(str(tmp_path), ident, dataclasses.replace(cfg, max_iters=1000), "/runs/model_run/2")
-    assert at_its_end.directory == directory  # (killed after its last checkpoint: exported, not trained)
+    assert at_its_end.directory == directory  # (killed after its last checkpoint: one step more, as nanoGPT's)
