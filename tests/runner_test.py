@@ -266,8 +266,9 @@ def test_resume_with_another_model_shape_is_refused_before_anything_runs(tmp_pat
                              f"--output={out}", "--resume=True", "--n_layer=2", "--n_head=2"],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr == (
-        f"runner.py run: error: --resume=True: the checkpoint in {run} has n_layer=4, the config says "
-        f"n_layer=2: resume with n_layer=4, or train anew (init_from=scratch, or resume=False in the pipeline)\n")
+        f"runner.py run: error: --resume=True: the checkpoint in {run} has n_layer=4, n_head=4, the config says "
+        f"n_layer=2, n_head=2: resume with --n_layer=4 --n_head=4, or train anew (init_from=scratch, or resume=False "
+        f"in the pipeline)\n")
     assert sorted(os.listdir(out)) == ["metadata.sqlite"]
     # its last evaluation's checkpoint at iteration 2000, the preset's max_iters: nothing would train
     (run / "checkpoints").mkdir()

@@ -155,9 +155,13 @@ def check_resume(previous: dict, cfg, out_dir: str, asked_by: str = "resume") ->
     run being continued (its train_config.json, `previous`): the resumed model would keep the old
     shape while the new settings are recorded. asked_by: what asked to resume, which the error
     begins with (the Trainer's "resume", the command line's "--resume=True")."""
-    for field in SHAPE_FIELDS:
-        if field in previous and previous[field] != getattr(cfg, field):
-            raise CheckpointMismatch(
-                f"{asked_by}: the checkpoint in {out_dir} has {field}={previous[field]}, the config says "
-                f"{field}={getattr(cfg, field)}: resume with {field}={previous[field]}, or train anew "
-                f"(init_from=scratch, or resume=False in the pipeline)")
+    differ = [field for field in SHAPE_FIELDS if field in previous and previous[field] != getattr(cfg, field)]
+    if differ:  # all of them in the one line: a finetuned model's shape is the checkpoint's, biases and all
+        def said(source):
+            return ", ".join(f"{field}={source(field)}" for field in differ)
+
+        flags = " ".join(f"--{field}={previous[field]}" for field in differ)
+        raise CheckpointMismatch(
+            f"{asked_by}: the checkpoint in {out_dir} has {said(previous.get)}, the config says "
+            f"{said(lambda field: getattr(cfg, field))}: resume with {flags}, or train anew (init_from=scratch, "
+            f"or resume=False in the pipeline)")

@@ -77,7 +77,8 @@ def load_split(data_dir: str, split: str, in_memory_max_tokens: int = IN_MEMORY_
                 _make_cache_file(path, index, dtype, f"the {split} split of {data_dir}")
                 log(f"token cache: the {split} split of {data_dir} ({in_bytes(os.path.getsize(path))}) cached in "
                     f"{path}; the cache now holds {in_bytes(_total_size(cache_dir))} (remove {cache_dir} to free it)")
-    files.write_json(_summary_path(path), {"num_tokens": index.num_tokens, "max_token": index.max_token})
+    with writing(f"the token cache's {_summary_path(path)}"):
+        files.write_json(_summary_path(path), {"num_tokens": index.num_tokens, "max_token": index.max_token})
     return np.memmap(path, dtype=dtype, mode="r", shape=(index.num_tokens,))
 
 
@@ -244,7 +245,14 @@ def token_cache_dir() -> str:
     """The user's token cache, made private (0700) if new; TokenCacheNotPrivate when it is another
     user's, or others may write to it."""
     cache_dir = _cache_dir_path()
-    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+    if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise UsageError(f"the token cache {cache_dir} is a file, not a directory: set {TOKEN_CACHE_ENV} to a "
+                         f"directory")
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"the token cache {cache_dir} cannot be made ({e.strerror}): set {TOKEN_CACHE_ENV} to a "
+                         f"directory of yours") from None
     status = os.stat(cache_dir)
     if _not_private(status):
         raise TokenCacheNotPrivate(
@@ -296,7 +304,8 @@ def _content_key(cache_dir: str, paths) -> str:
         with concurrent.futures.ThreadPoolExecutor(max(threads, 1)) as pool:  # (hashlib lets go of the GIL)
             digests = list(pool.map(shards.file_sha256, paths))
         known[stat_key] = hashlib.sha256("".join(digests).encode()).hexdigest()
-        files.write_json(index_path, known)
+        with writing(f"the token cache's {index_path}"):
+            files.write_json(index_path, known)
     return known[stat_key]
 
 

@@ -242,3 +242,21 @@ def test_records_are_placed_by_document_and_position_however_large(tmp_path):
             for doc, pos, tokens in part:
                 writer.write(shards.serialize_chunk(doc, pos, np.array(tokens)))
     np.testing.assert_array_equal(load_split(str(tmp_path), "train"), [1, 2, 3, 4, 5, 6, 7, 8])
+
+
+def test_a_token_cache_that_is_a_file_or_on_a_full_disk_is_one_line(split_dir, tmp_path, tmpfs, monkeypatch):
+    from core.errors import UsageError
+
+    data_dir, _ = split_dir
+    (tmp_path / "afile").write_text("the user's\n")
+    monkeypatch.setenv(data.TOKEN_CACHE_ENV, str(tmp_path / "afile"))
+    with pytest.raises(UsageError, match=rf"^the token cache {tmp_path}/afile is a file, not a directory: set "
+                                         rf"NANOGPT_TFX_TOKEN_CACHE to a directory$"):
+        load_split(data_dir, "train", in_memory_max_tokens=1000)
+    assert (tmp_path / "afile").read_text() == "the user's\n"
+    disk = tmpfs("8K")  # full before the cache's index is written beside the file
+    (disk / "filler").write_bytes(b"\0" * 8192)
+    monkeypatch.setenv(data.TOKEN_CACHE_ENV, str(disk / "cache"))
+    with pytest.raises(DiskFull, match=rf"^no space left on the device writing the token cache's {disk}/cache/"
+                                       rf"index.json: free space, then run again$"):
+        load_split(data_dir, "train", in_memory_max_tokens=1000)
