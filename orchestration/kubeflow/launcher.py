@@ -43,6 +43,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from typing import Dict, List, Optional
@@ -294,14 +295,14 @@ class Run:
             with signals.passing_on(asked) as started:
                 task = self._start(name, line, env, workdir, log_path)
                 started(task)
+                following = _LogFollower(name, log_path)
                 try:
-                    code = task.wait()
+                    code = following.until_done(task)
                 except BaseException:  # any other end of the launcher: the task stops too
                     task.kill()
                     task.wait()
                     raise
             self._keep_log(name, log_path)
-            self._show_trainings_lines(name, log_path)
             if code != 0 or asked:
                 with open(log_path, encoding="utf-8", errors="replace") as f:
                     last = [ln.strip() for ln in f.read().splitlines() if ln.strip()][-1:] or ["(no output)"]
@@ -334,17 +335,6 @@ class Run:
                     records.remove_within(artifact["uri"], self.run_root)
         if gfile.exists(executor_input["outputs"]["outputFile"]):
             gfile.remove(executor_input["outputs"]["outputFile"])
-
-    @staticmethod
-    def _show_trainings_lines(name: str, log_path: str) -> None:
-        """A Trainer's line on an interrupted training (continued, or trained anew and why), from its log
-        to the console, where `runner.py run` shows it too."""
-        from components.trainer.trainings import LINE_STARTS
-
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith(LINE_STARTS):
-                    print(f"  {name}: {line.strip()}", flush=True)
 
     def _keep_log(self, name: str, log_path: str) -> None:
         gfile = tf_gfile()
@@ -502,3 +492,50 @@ def run_spec(spec_path: str, pipeline_root: Optional[str] = None, until: Optiona
             if remakes == MAX_REMAKES:
                 raise
             print(f"{e}; running the spec again", flush=True)
+
+
+class _LogFollower:
+    """The lines of a running task's log that `runner.py run` shows as they come, shown on the console as
+    the task writes them (its whole log is kept once it ends): a Trainer's line on an interrupted
+    training, its evaluations' losses and the estimate of a long first evaluation."""
+
+    SHOWN = re.compile(r"^(step \d+: train loss |the first evaluation takes about )")
+
+    def __init__(self, name: str, log_path: str):
+        self.name, self.log_path, self._offset, self._partial = name, log_path, 0, b""
+
+    def until_done(self, task, every_s: float = 0.5) -> int:
+        """task.wait() (a process's, or a forked task's: in a thread), showing the lines as they come; its
+        exit code."""
+        done = {}
+
+        def wait():
+            try:
+                done["code"] = task.wait()
+            except BaseException as e:  # (the fork server gone): raised here
+                done["error"] = e
+
+        waiter = threading.Thread(target=wait, daemon=True)
+        waiter.start()
+        while waiter.is_alive():
+            waiter.join(every_s)
+            self._show_new()
+        if "error" in done:
+            raise done["error"]
+        return done["code"]
+
+    def _show_new(self) -> None:
+        from components.trainer.trainings import LINE_STARTS
+
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._offset)
+                new = f.read()
+        except FileNotFoundError:  # (not yet made)
+            return
+        self._offset += len(new)
+        *lines, self._partial = (self._partial + new).split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace").strip()
+            if line.startswith(LINE_STARTS) or self.SHOWN.match(line):
+                print(f"  {self.name}: {line}", flush=True)

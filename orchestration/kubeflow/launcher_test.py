@@ -96,6 +96,9 @@ def test_the_spec_runs_to_a_pushed_model_that_generates(char_spec, first_run, ca
     # and said on the console, as `runner.py run` says it
     assert re.search(r"^  Trainer: continuing the training interrupted at iteration 10 \(run \w+\)$",
                      char_spec["first_run_printed"], re.M), char_spec["first_run_printed"]
+    # with its evaluations' losses as the task writes them (the whole log is kept once it ends)
+    assert re.search(r"^  Trainer: step 20: train loss \d+\.\d+, val loss \d+\.\d+$", char_spec["first_run_printed"],
+                     re.M), char_spec["first_run_printed"]
     assert "step 0: " not in retried and "step 10: " not in retried and "step 20: " in retried
     with open(os.path.join(_artifact(record, "Trainer", "model_run")["uri"], "history.json")) as f:
         assert [row[0] for row in json.load(f)["eval"]] == [0, 10, 20]  # the whole training's records
