@@ -459,3 +459,4 @@ def test_the_transformed_records_name_their_characters_for_a_training_of_its_own
     assert trainer.model.config.vocab_size == len(chars["chars"])
     assert not any("GPT-2 BPE" in line for line in lines)
     assert files.read_json(str(tmp_path / "out" / "tokenizer.json")) == chars
+    assert trainer.cfg.tokenizer == "char"  # recorded as the data's, not the text_file setting's default

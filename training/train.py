@@ -9,6 +9,7 @@ TF_CONFIG set on each (every worker runs the same command). A TPU: --strategy=tp
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -45,6 +46,7 @@ from core.settings import command_line
 from core.shards import SPLITS, TRAIN, VAL
 from model.model import GPT, GPTConfig, counted_targets, cross_entropy
 from model.presets import GPT2_SIZES, PADDED_VOCAB_SIZE, POLICY_OF_DTYPE
+from model.tokenizer import TOKENIZERS
 from training.optim import AdamW, DynamicLossScale
 from training.schedule import get_lr
 
@@ -288,6 +290,8 @@ class Trainer:
             self.tokenizer_json = {"kind": "gpt2"}
             self.log(f"{data_dir} names no tokenizer (no {TOKENIZER_FILE} or {NANOGPT_META}): its token ids are taken "
                      f"as GPT-2 BPE's")
+        if self.tokenizer_json.get("kind") in TOKENIZERS:  # recorded as the data's (the setting is text_file's)
+            self.cfg = dataclasses.replace(self.cfg, tokenizer=self.tokenizer_json["kind"])
 
     def _build_state(self) -> None:
         """The model, optimizer, counters and their checkpoint manager, under the strategy."""
