@@ -29,7 +29,7 @@ from core import settings
 from core.settings import SettingError, Settings, check, setting, unknown
 from training.config import PRESETS as TRAIN_PRESETS
 from training.checkpoint_shape import started_shape
-from training.config import TrainConfig, make_config
+from training.config import TrainConfig, make_config, starts_from_checkpoint
 
 PIPELINE_NAME = "nanogpt-tfx"
 OUTPUT_DIR = os.environ.get("NANOGPT_TFX_OUTPUT", "tfx_output")
@@ -171,7 +171,7 @@ def make_run_config(preset: str = DEFAULT_PRESET, default_data: Optional[Callabl
     built = {part: settings.coerce_values(values, PARTS[part]) for part, values in parts.items()}
     pipeline = PipelineSettings(**built["pipeline"])
     train = make_config(pipeline.train_preset, **built["train"])
-    if pipeline.resume and train.init_from not in ("scratch", "resume"):
+    if pipeline.resume and starts_from_checkpoint(train.init_from):
         log(f"--resume=True: the training goes on from the latest model's checkpoint; init_from={train.init_from} "
             f"is where a new training would start, and is not read")
     elif not pipeline.resume:

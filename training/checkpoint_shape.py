@@ -122,9 +122,9 @@ def started_shape(cfg, log=print):
     checkpoints always hold), whatever the settings say; cfg with those fields, so that the settings
     recorded (train_config.json, ML Metadata) are the model's, and a line naming each one it overrode.
     A checkpoint at a URI is read where the training runs: cfg as it is."""
-    from model.hf_files import checkpoint_fields
+    from training.config import init_checkpoint_fields
 
-    fields = checkpoint_fields(cfg.init_from) if cfg.init_from not in ("scratch", "resume") else None
+    fields = init_checkpoint_fields(cfg.init_from)
     if not fields:
         return cfg
     return _taken(cfg, {"n_layer": fields["n_layer"], "n_head": fields["n_head"], "n_embd": fields["n_embd"],

@@ -145,12 +145,24 @@ PRESETS: Dict[str, dict] = {
 }
 
 
+def starts_from_checkpoint(init_from: str) -> bool:
+    """Whether init_from names a checkpoint to start from (a GPT-2 name, a Hugging Face directory), not
+    'scratch' nor 'resume'."""
+    return init_from not in ("scratch", "resume")
+
+
+def init_checkpoint_fields(init_from: str) -> Optional[dict]:
+    """model/hf_files.py checkpoint_fields of the checkpoint init_from names (None for scratch, resume, a
+    URI, or what is no checkpoint)."""
+    from model.hf_files import checkpoint_fields
+
+    return checkpoint_fields(init_from) if starts_from_checkpoint(init_from) else None
+
+
 def gpt2_context(init_from: str) -> int:
     """The context length of the GPT-2 checkpoint init_from names (a GPT-2 name, or a local Hugging
     Face directory's config.json), else 0."""
-    from model.hf_files import checkpoint_fields
-
-    fields = checkpoint_fields(init_from) if init_from not in ("scratch", "resume") else None
+    fields = init_checkpoint_fields(init_from)
     return int(fields["n_positions"] or 0) if fields else 0
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from core.errors import UsageError
 from core.shards import TRAIN, VAL
+from training.config import starts_from_checkpoint
 
 _TWO_DRAWS_FROM = 1 << 28  # torch.randint ranges from here on take 64 bits (two draws)
 _CHUNK = 1 << 22  # draws skipped at a time
@@ -225,7 +226,7 @@ def check_supported(*, replicas: int, dropout: float, init_from: str) -> List[st
                         f"generator; replay covers one device: --strategy=default)")
     if dropout:
         problems.append(f"dropout={dropout} (nanoGPT's dropout masks come from the same generator)")
-    if init_from not in ("scratch", "resume"):
+    if starts_from_checkpoint(init_from):
         problems.append(f"init_from={init_from!r} (replay covers initialisation from scratch)")
     return problems
 

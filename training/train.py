@@ -39,7 +39,7 @@ from training.distribution import (agreed, branch_rows, cpu_branches, is_chief, 
 from core import files
 from training.checkpoints import Progress, RunCheckpoints, newest_checkpoint
 from training.config import (CHECKPOINT_DIR, MODEL_CONFIG_FILE, TENSORBOARD_DIR, TOKENIZER_FILE,
-                          TRAIN_CONFIG_FILE, TrainConfig, command_line_config, train_help)
+                          TRAIN_CONFIG_FILE, TrainConfig, command_line_config, starts_from_checkpoint, train_help)
 from training.data import NANOGPT_META, TokenStream, check_token_ids, load_split, nanogpt_tokenizer, prepare_text_file
 from core.errors import MissingFile, UsageError, writing
 from core.settings import command_line
@@ -298,7 +298,7 @@ class Trainer:
         cfg = self.cfg
         with self.strategy.scope():
             self.model, self.start_iter = build_model(cfg, self.tokenizer_json)
-            if cfg.init_from not in ("scratch", "resume"):  # recorded as the model is (a gs:// checkpoint's too)
+            if starts_from_checkpoint(cfg.init_from):  # recorded as the model is (a gs:// checkpoint's too)
                 self.cfg = checkpoint_shape.model_shape(cfg, self.model.config, self.log)
             decay, no_decay = self.model.parameter_groups()
             self.optimizer = AdamW(decay, no_decay, weight_decay=cfg.weight_decay, beta1=cfg.beta1,
