@@ -253,17 +253,22 @@ class RecordIndex:
 
         auto = tf.data.AUTOTUNE
         if len(self.files) == 1:
-            records = tf.data.TFRecordDataset(self.files, compression_type=COMPRESSION).batch(self._batch_size)
+            records = self._file_records(self.files[0])
         else:
             # a few files open at a time for each core (OpenWebText's shards are thousands of files)
             records = tf.data.Dataset.from_tensor_slices(self.files).interleave(
-                lambda path: tf.data.TFRecordDataset(path, compression_type=COMPRESSION).batch(self._batch_size),
-                cycle_length=min(len(self.files), 2 * len(os.sched_getaffinity(0))), num_parallel_calls=auto,
-                deterministic=False)
+                self._file_records, cycle_length=min(len(self.files), 2 * len(os.sched_getaffinity(0))),
+                num_parallel_calls=auto, deterministic=False)
         try:
             yield from records.map(parse_chunks, num_parallel_calls=auto, deterministic=False).prefetch(4)
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
             raise self._damaged(e) from None
+
+    def _file_records(self, path):
+        """One shard file's serialized records, in batches."""
+        import tensorflow as tf
+
+        return tf.data.TFRecordDataset(path, compression_type=COMPRESSION).batch(self._batch_size)
 
     def _damaged(self, error) -> UserError:
         """The DamagedShard naming the file that the parallel read failed in (read alone, file by file), or
@@ -272,8 +277,7 @@ class RecordIndex:
 
         for path in self.files:
             try:
-                for _ in tf.data.TFRecordDataset([path], compression_type=COMPRESSION).batch(self._batch_size) \
-                        .map(parse_chunks):
+                for _ in self._file_records(path).map(parse_chunks):
                     pass
             except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
                 return DamagedShard.unreadable(path, e)
